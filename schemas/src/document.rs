@@ -1,0 +1,213 @@
+//! Reading documents from YAML or JSON text, with errors that name the field path.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+
+use crate::validate;
+use crate::workflow::Workflow;
+
+/// One parsed and validated document.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Document {
+    /// A `baton.dev/v1alpha1` Workflow.
+    Workflow(Workflow),
+}
+
+/// One problem in a document: where (a field path such as `spec.nodes[3].needs[0]`) and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpecError {
+    /// The field path, or empty when the problem is the whole document.
+    pub path: String,
+    /// What is wrong and, where it helps, how to fix it.
+    pub message: String,
+}
+
+impl SpecError {
+    /// Builds an error at `path`.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in one source (a file, or a request body), with the source's name.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct SpecErrors {
+    /// The file name or other label the text came from.
+    pub source_name: String,
+    /// The problems, in document order.
+    pub errors: Vec<SpecError>,
+}
+
+impl fmt::Display for SpecErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {error}", self.source_name)?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses every document in `text` (YAML, several documents split by `---`, or JSON) and
+/// validates each. `source_name` labels the errors, usually the file path.
+///
+/// Returns the documents in order, or every error found in any of them.
+pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<Document>, SpecErrors> {
+    let fail = |errors: Vec<SpecError>| SpecErrors {
+        source_name: source_name.to_owned(),
+        errors,
+    };
+    let mut values = Vec::new();
+    for raw in serde_norway::Deserializer::from_str(text) {
+        match <serde_norway::Value as serde::Deserialize>::deserialize(raw) {
+            Ok(serde_norway::Value::Null) => {}
+            Ok(value) => values.push(value),
+            Err(e) => return Err(fail(vec![SpecError::new("", format!("not valid YAML or JSON: {e}"))])),
+        }
+    }
+    if values.is_empty() {
+        return Err(fail(vec![SpecError::new("", "no document found")]));
+    }
+    let several = values.len() > 1;
+    let mut documents = Vec::new();
+    let mut errors = Vec::new();
+    for (index, value) in values.into_iter().enumerate() {
+        let prefix = if several {
+            format!("(document {}) ", index + 1)
+        } else {
+            String::new()
+        };
+        match parse_one(value) {
+            Ok(doc) => documents.push(doc),
+            Err(found) => errors.extend(found.into_iter().map(|e| SpecError {
+                path: format!("{prefix}{}", e.path),
+                message: e.message,
+            })),
+        }
+    }
+    if errors.is_empty() {
+        Ok(documents)
+    } else {
+        Err(fail(errors))
+    }
+}
+
+fn parse_one(value: serde_norway::Value) -> Result<Document, Vec<SpecError>> {
+    let field = |name: &str| {
+        value
+            .get(name)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| vec![SpecError::new(name, "missing or not a string")])
+    };
+    let api_version = field("apiVersion")?;
+    let kind = field("kind")?;
+    match (api_version.as_str(), kind.as_str()) {
+        (crate::API_VERSION, "Workflow") => {
+            let workflow: Workflow = typed(value)?;
+            validate::workflow(&workflow)?;
+            Ok(Document::Workflow(workflow))
+        }
+        (crate::API_VERSION, other) => Err(vec![SpecError::new(
+            "kind",
+            format!("unsupported kind {other:?} for {api_version} (supported: Workflow)"),
+        )]),
+        (other, _) => Err(vec![SpecError::new(
+            "apiVersion",
+            format!("unsupported apiVersion {other:?} (supported: {})", crate::API_VERSION),
+        )]),
+    }
+}
+
+/// Deserializes `value` into `T`, reporting the path of the first field that does not fit.
+fn typed<T: DeserializeOwned>(value: serde_norway::Value) -> Result<T, Vec<SpecError>> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        vec![SpecError::new(path, e.into_inner().to_string())]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        parse_documents("wf.yaml", text)
+            .unwrap_err()
+            .to_string()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn parses_a_workflow() {
+        let docs = parse_documents(
+            "wf.yaml",
+            "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: w}\nspec:\n  nodes:\n  - {name: a, kind: noop}\n",
+        )
+        .unwrap();
+        assert_eq!(docs.len(), 1);
+    }
+
+    #[test]
+    fn unknown_field_names_its_path() {
+        let e = errors(
+            "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: w}\nspec:\n  nodes:\n  - {name: a, kind: noop, nedds: [b]}\n",
+        );
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("wf.yaml: spec.nodes[0]"), "{e:?}");
+        assert!(e[0].contains("unknown field `nedds`"), "{e:?}");
+    }
+
+    #[test]
+    fn bad_duration_names_its_path() {
+        let e = errors(
+            "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: w}\nspec:\n  nodes:\n  - {name: a, kind: noop, timeout: soon}\n",
+        );
+        assert!(e[0].starts_with("wf.yaml: spec.nodes[0].timeout: invalid duration"), "{e:?}");
+    }
+
+    #[test]
+    fn unknown_kind_and_version() {
+        let e = errors("apiVersion: baton.dev/v1alpha1\nkind: Pipeline\nmetadata: {name: w}\nspec: {}\n");
+        assert!(e[0].starts_with("wf.yaml: kind: unsupported kind"), "{e:?}");
+        let e = errors("apiVersion: v9\nkind: Workflow\n");
+        assert!(e[0].starts_with("wf.yaml: apiVersion: unsupported"), "{e:?}");
+    }
+
+    #[test]
+    fn several_documents_are_numbered() {
+        let e = errors(
+            "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: w}\nspec: {nodes: [{name: a, kind: noop}]}\n---\napiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: w2}\nspec: {nodes: [{name: a, kind: nope}]}\n",
+        );
+        assert!(e[0].starts_with("wf.yaml: (document 2) spec.nodes[0].kind"), "{e:?}");
+    }
+
+    #[test]
+    fn json_is_accepted() {
+        let docs = parse_documents(
+            "wf.json",
+            r#"{"apiVersion":"baton.dev/v1alpha1","kind":"Workflow","metadata":{"name":"w"},"spec":{"nodes":[{"name":"a","kind":"noop"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(docs.len(), 1);
+    }
+}

@@ -1,0 +1,114 @@
+//! Identifier newtypes. Each is a validated string with `Display` and serde.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps a string that the caller has already checked.
+            pub fn new(value: impl Into<String>) -> Self {
+                Self(value.into())
+            }
+
+            /// Returns the identifier as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+string_id!(
+    /// The id of one run of a workflow: lowercase letters and digits, usable in subjects,
+    /// message ids and Kubernetes names.
+    RunId
+);
+string_id!(
+    /// The name of a node inside a workflow (a DNS-1123 label).
+    NodeName
+);
+string_id!(
+    /// The name of a registered workflow (a DNS-1123 subdomain without dots).
+    WorkflowName
+);
+
+impl RunId {
+    /// Returns whether `value` is a well-formed run id: 1 to 40 characters of `[a-z0-9-]`,
+    /// starting and ending with a letter or digit. Run ids become NATS subject tokens.
+    pub fn is_valid(value: &str) -> bool {
+        is_dns_label(value) && value.len() <= 40
+    }
+}
+
+/// The number of one try of a node, starting at 1. A retry is a new attempt; a redelivery of
+/// the same job is not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Attempt(pub u32);
+
+impl Attempt {
+    /// The first attempt of every node.
+    pub const FIRST: Attempt = Attempt(1);
+
+    /// Returns the attempt after this one.
+    pub fn next(self) -> Attempt {
+        Attempt(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Attempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Returns whether `value` is a DNS-1123 label: at most 63 characters of `[a-z0-9-]`, starting
+/// and ending with a letter or digit.
+pub fn is_dns_label(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_labels() {
+        assert!(is_dns_label("a"));
+        assert!(is_dns_label("build-2"));
+        assert!(!is_dns_label(""));
+        assert!(!is_dns_label("-a"));
+        assert!(!is_dns_label("a-"));
+        assert!(!is_dns_label("Build"));
+        assert!(!is_dns_label("a_b"));
+        assert!(!is_dns_label("a.b"));
+        assert!(is_dns_label(&"a".repeat(63)));
+        assert!(!is_dns_label(&"a".repeat(64)));
+    }
+}

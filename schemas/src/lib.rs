@@ -1,0 +1,27 @@
+//! Baton's spec and wire types: the documents users write, the messages on the bus, the run
+//! status the API serves, and the validation that runs before anything else does.
+//!
+//! This crate does no I/O. Parsing takes text and a name to report it by; validation returns
+//! every problem it finds with the document's field path.
+
+pub mod document;
+pub mod duration;
+pub mod ids;
+pub mod status;
+pub mod validate;
+pub mod wire;
+pub mod workflow;
+
+pub use document::{Document, SpecError, SpecErrors, parse_documents};
+pub use duration::Duration;
+pub use ids::{Attempt, NodeName, RunId, WorkflowName};
+pub use workflow::{FailurePolicy, NodeKind, NodeSpec, Retries, When, Workflow, WorkflowSpec};
+
+/// The API version of Baton's own documents.
+pub const API_VERSION: &str = "baton.dev/v1alpha1";
+
+/// The largest output a node may produce, in bytes: the size of a Kubernetes termination log.
+///
+/// An `exec` node whose output file is larger fails with an error naming the size; nothing is
+/// truncated silently, since a cut JSON document would mislead the next node.
+pub const OUTPUT_LIMIT_BYTES: usize = 4096;

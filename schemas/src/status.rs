@@ -1,0 +1,80 @@
+//! The run status the API serves and `baton status -o json` prints.
+
+use serde::{Deserialize, Serialize};
+
+/// The state of a run or of one node, as users see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum State {
+    /// Not started yet.
+    Pending,
+    /// Started and not finished (a node waiting to retry is running too).
+    Running,
+    /// Finished well.
+    Succeeded,
+    /// Finished badly.
+    Failed,
+    /// Never ran: its conditions could no longer be met.
+    Skipped,
+    /// Stopped by a cancel.
+    Cancelled,
+}
+
+impl State {
+    /// Returns whether nothing more will happen.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, State::Pending | State::Running)
+    }
+
+    /// Returns the state's name as printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Running => "running",
+            State::Succeeded => "succeeded",
+            State::Failed => "failed",
+            State::Skipped => "skipped",
+            State::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A run and its nodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunStatus {
+    /// The run id.
+    pub run: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// The run's state.
+    pub state: State,
+    /// Every node, in spec order.
+    pub nodes: Vec<NodeStatus>,
+}
+
+/// One node of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    /// The node's name.
+    pub name: String,
+    /// The node's state.
+    pub state: State,
+    /// How many attempts were started.
+    pub attempts: u32,
+    /// The output of the successful attempt.
+    pub output: Option<String>,
+    /// Why the last attempt failed, or why the node was skipped or cancelled.
+    pub error: Option<String>,
+    /// When the first attempt started (RFC 3339).
+    pub started_at: Option<String>,
+    /// When the node finished (RFC 3339).
+    pub finished_at: Option<String>,
+}

@@ -1,0 +1,258 @@
+//! Checks that run before anything runs: names, references, cycles and per-kind fields.
+//!
+//! Every check reports the field path of what it found, so a user can go straight to it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::DiGraph;
+
+use crate::document::SpecError;
+use crate::ids::is_dns_label;
+use crate::workflow::{NodeKind, When, Workflow};
+
+/// Environment variables Baton sets itself; a spec may not set names with this prefix.
+pub const RESERVED_ENV_PREFIX: &str = "BATON_";
+
+/// Returns every problem in a workflow, or `Ok` when it may run.
+pub fn workflow(wf: &Workflow) -> Result<(), Vec<SpecError>> {
+    let mut errors = Vec::new();
+    if wf.metadata.name.is_empty() {
+        errors.push(SpecError::new("metadata.name", "missing: every workflow needs a name"));
+    } else if !is_dns_label(&wf.metadata.name) {
+        errors.push(SpecError::new(
+            "metadata.name",
+            format!("invalid name {:?}: {DNS_LABEL_RULE}", wf.metadata.name),
+        ));
+    }
+    let nodes = &wf.spec.nodes;
+    if nodes.is_empty() {
+        errors.push(SpecError::new("spec.nodes", "a workflow needs at least one node"));
+    }
+
+    let mut index_of: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let name = node.name.as_str();
+        if !is_dns_label(name) {
+            errors.push(SpecError::new(
+                format!("spec.nodes[{i}].name"),
+                format!("invalid name {name:?}: {DNS_LABEL_RULE}"),
+            ));
+        }
+        if let Some(first) = index_of.get(name) {
+            errors.push(SpecError::new(
+                format!("spec.nodes[{i}].name"),
+                format!("duplicate node name {name:?} (first used at spec.nodes[{first}])"),
+            ));
+        } else {
+            index_of.insert(name, i);
+        }
+    }
+
+    for (i, node) in nodes.iter().enumerate() {
+        let at = |field: &str| format!("spec.nodes[{i}].{field}");
+        let mut seen = BTreeSet::new();
+        for (j, need) in node.needs.iter().enumerate() {
+            let path = format!("spec.nodes[{i}].needs[{j}]");
+            if need == &node.name {
+                errors.push(SpecError::new(path, format!("node {:?} cannot need itself", need.as_str())));
+            } else if !index_of.contains_key(need.as_str()) {
+                errors.push(SpecError::new(path, format!("unknown node {:?}", need.as_str())));
+            } else if !seen.insert(need) {
+                errors.push(SpecError::new(path, format!("{:?} is listed twice", need.as_str())));
+            }
+        }
+        if node.when != When::Success && node.needs.is_empty() {
+            errors.push(SpecError::new(
+                at("when"),
+                "a node that runs on failure or always must list the nodes it follows in needs",
+            ));
+        }
+        if let Some(timeout) = node.timeout
+            && timeout.0.is_zero()
+        {
+            errors.push(SpecError::new(at("timeout"), "must be longer than zero"));
+        }
+        if let Some(retries) = &node.retries {
+            if retries.limit > MAX_RETRIES {
+                errors.push(SpecError::new(
+                    at("retries.limit"),
+                    format!("{} is above the maximum of {MAX_RETRIES}", retries.limit),
+                ));
+            }
+            if retries.backoff.initial > retries.backoff.max {
+                errors.push(SpecError::new(
+                    at("retries.backoff"),
+                    "initial must not be longer than max",
+                ));
+            }
+        }
+        match node.kind {
+            NodeKind::Exec => {
+                if node.command.as_ref().is_none_or(|c| c.is_empty() || c[0].is_empty()) {
+                    errors.push(SpecError::new(
+                        at("command"),
+                        "an exec node needs a command: the program and its arguments, like [sh, -c, \"echo hi\"]",
+                    ));
+                }
+            }
+            NodeKind::Noop => {
+                for (field, set) in [
+                    ("command", node.command.is_some()),
+                    ("env", !node.env.is_empty()),
+                    ("workingDir", node.working_dir.is_some()),
+                ] {
+                    if set {
+                        errors.push(SpecError::new(at(field), "only exec nodes take this field"));
+                    }
+                }
+            }
+        }
+        for key in node.env.keys() {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                errors.push(SpecError::new(
+                    format!("spec.nodes[{i}].env.{key}"),
+                    "invalid environment variable name",
+                ));
+            } else if key.starts_with(RESERVED_ENV_PREFIX) {
+                errors.push(SpecError::new(
+                    format!("spec.nodes[{i}].env.{key}"),
+                    format!("names starting with {RESERVED_ENV_PREFIX} are set by Baton"),
+                ));
+            }
+        }
+    }
+
+    if errors.is_empty()
+        && let Some((at, cycle)) = find_cycle(wf)
+    {
+        errors.push(SpecError::new(
+            format!("spec.nodes[{at}].needs"),
+            format!("cycle: {}", cycle.join(" -> ")),
+        ));
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+const MAX_RETRIES: u32 = 100;
+const DNS_LABEL_RULE: &str =
+    "use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit";
+
+/// Finds one cycle in the `needs` graph, returning the index of the node it starts at and the
+/// names along it, the first repeated at the end (`a -> b -> a`).
+fn find_cycle(wf: &Workflow) -> Option<(usize, Vec<String>)> {
+    let nodes = &wf.spec.nodes;
+    let mut graph = DiGraph::<usize, ()>::new();
+    let ids: Vec<_> = (0..nodes.len()).map(|i| graph.add_node(i)).collect();
+    let index_of: BTreeMap<&str, usize> =
+        nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
+    for (i, node) in nodes.iter().enumerate() {
+        for need in &node.needs {
+            graph.add_edge(ids[i], ids[index_of[need.as_str()]], ());
+        }
+    }
+    // Tarjan's components come out in reverse topological order; the first one with more than
+    // one member holds a cycle, which a walk inside the component closes.
+    let component = tarjan_scc(&graph).into_iter().find(|c| c.len() > 1)?;
+    let members: BTreeSet<usize> = component.iter().map(|n| graph[*n]).collect();
+    let start = *members.first()?;
+    let mut path = vec![start];
+    let mut on_path = BTreeSet::from([start]);
+    let mut current = start;
+    loop {
+        let next = nodes[current]
+            .needs
+            .iter()
+            .map(|n| index_of[n.as_str()])
+            .find(|n| members.contains(n))?;
+        path.push(next);
+        if !on_path.insert(next) {
+            let from = path.iter().position(|n| *n == next)?;
+            let names = path[from..].iter().map(|n| nodes[*n].name.to_string()).collect();
+            return Some((path[from], names));
+        }
+        current = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::parse_documents;
+
+    fn check(nodes: &str) -> Vec<String> {
+        let text = format!(
+            "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: w}}\nspec:\n  nodes:\n{nodes}"
+        );
+        match parse_documents("f.yaml", &text) {
+            Ok(_) => vec![],
+            Err(e) => e.errors.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn accepts_a_diamond() {
+        let e = check(
+            "  - {name: a, kind: noop}\n  - {name: b, kind: noop, needs: [a]}\n  - {name: c, kind: exec, command: [\"true\"], needs: [a]}\n  - {name: d, kind: noop, needs: [b, c]}\n",
+        );
+        assert!(e.is_empty(), "{e:?}");
+    }
+
+    #[test]
+    fn unknown_need() {
+        let e = check(
+            "  - {name: a, kind: noop}\n  - {name: b, kind: noop}\n  - {name: c, kind: noop}\n  - {name: d, kind: noop, needs: [db]}\n",
+        );
+        assert_eq!(e, ["spec.nodes[3].needs[0]: unknown node \"db\""]);
+    }
+
+    #[test]
+    fn cycle_is_printed() {
+        let e = check(
+            "  - {name: a, kind: noop, needs: [c]}\n  - {name: b, kind: noop, needs: [a]}\n  - {name: c, kind: noop, needs: [b]}\n  - {name: d, kind: noop}\n",
+        );
+        assert_eq!(e, ["spec.nodes[0].needs: cycle: a -> c -> b -> a"]);
+    }
+
+    #[test]
+    fn self_need_and_duplicates() {
+        let e = check(
+            "  - {name: a, kind: noop, needs: [a]}\n  - {name: a, kind: noop}\n  - {name: Bad_Name, kind: noop}\n",
+        );
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert_eq!(e[0], "spec.nodes[1].name: duplicate node name \"a\" (first used at spec.nodes[0])");
+        assert!(e[1].starts_with("spec.nodes[2].name: invalid name \"Bad_Name\""), "{e:?}");
+        assert_eq!(e[2], "spec.nodes[0].needs[0]: node \"a\" cannot need itself");
+    }
+
+    #[test]
+    fn per_kind_fields() {
+        let e = check("  - {name: a, kind: exec}\n  - {name: b, kind: noop, command: [x]}\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].starts_with("spec.nodes[0].command: an exec node needs a command"));
+        assert_eq!(e[1], "spec.nodes[1].command: only exec nodes take this field");
+    }
+
+    #[test]
+    fn failure_handler_needs_something_to_follow() {
+        let e = check("  - {name: a, kind: noop, when: failure}\n");
+        assert!(e[0].starts_with("spec.nodes[0].when: "), "{e:?}");
+    }
+
+    #[test]
+    fn reserved_env_and_bad_backoff() {
+        let e = check(
+            "  - name: a\n    kind: exec\n    command: [x]\n    env: {BATON_DATA: x}\n    retries: {limit: 2, backoff: {initial: 1m, max: 1s}}\n",
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!(e[0], "spec.nodes[0].retries.backoff: initial must not be longer than max");
+        assert!(e[1].starts_with("spec.nodes[0].env.BATON_DATA: names starting with BATON_"));
+    }
+
+    #[test]
+    fn bad_workflow_name_and_no_nodes() {
+        let text = "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: My.Flow}\nspec: {nodes: []}\n";
+        let e = parse_documents("f.yaml", text).unwrap_err();
+        let lines: Vec<_> = e.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(lines, ["metadata.name", "spec.nodes"]);
+    }
+}

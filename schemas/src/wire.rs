@@ -1,0 +1,252 @@
+//! Messages on the bus. Every message body is JSON with a schema version `v`; a reader
+//! rejects versions it does not know instead of guessing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Attempt, NodeKind, NodeName, RunId, WorkflowName};
+
+/// The schema version of every message this build writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Milliseconds since the Unix epoch, the only clock value on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// Returns this instant moved later by `d`.
+    pub fn after(self, d: std::time::Duration) -> Timestamp {
+        Timestamp(self.0.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+    }
+
+    /// Returns the time from `earlier` to this instant, zero if `earlier` is later.
+    pub fn since(self, earlier: Timestamp) -> std::time::Duration {
+        std::time::Duration::from_millis(self.0.saturating_sub(earlier.0))
+    }
+
+    /// Returns the instant as `std::time::SystemTime`.
+    pub fn to_system_time(self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.0)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    /// Writes RFC 3339 with milliseconds, in UTC.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_rfc3339_millis(self.to_system_time()))
+    }
+}
+
+/// What a worker gets: one attempt of one node, with everything it needs to run it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    /// The schema version, [`SCHEMA_VERSION`].
+    pub v: u32,
+    /// The run the node belongs to.
+    pub run: RunId,
+    /// The workflow the run is of.
+    pub workflow: WorkflowName,
+    /// The node to run.
+    pub node: NodeName,
+    /// Which attempt this is.
+    pub attempt: Attempt,
+    /// The executor that runs it.
+    pub kind: NodeKind,
+    /// How long the attempt may run, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// `exec` settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecJob>,
+    /// Data passed from upstream.
+    pub inputs: JobInputs,
+}
+
+/// What an `exec` job runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecJob {
+    /// argv; the first entry is the program.
+    pub command: Vec<String>,
+    /// Extra environment variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// The working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+}
+
+/// Data handed to a node from what came before it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobInputs {
+    /// Who started this node: the upstream node whose completion made it ready, or for a
+    /// first node what started the run (`api`, or the trigger subject's workflow name).
+    pub initiator: String,
+    /// The initiator's output, or for a first node the run's trigger data.
+    pub data: String,
+    /// With several upstreams, every upstream's output by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<BTreeMap<NodeName, String>>,
+}
+
+impl Job {
+    /// Returns the job's `Nats-Msg-Id`: `<run>.<node>.<attempt>`.
+    pub fn msg_id(&self) -> String {
+        job_msg_id(&self.run, &self.node, self.attempt)
+    }
+
+    /// Returns the environment Baton gives the node's process: `BATON_RUN`, `BATON_NODE`,
+    /// `BATON_ATTEMPT`, `BATON_INITIATOR`, `BATON_DATA`, and `BATON_INPUTS` (JSON) when the
+    /// node has several upstreams.
+    pub fn baton_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("BATON_RUN".to_owned(), self.run.to_string()),
+            ("BATON_NODE".to_owned(), self.node.to_string()),
+            ("BATON_ATTEMPT".to_owned(), self.attempt.to_string()),
+            ("BATON_INITIATOR".to_owned(), self.inputs.initiator.clone()),
+            ("BATON_DATA".to_owned(), self.inputs.data.clone()),
+        ];
+        if let Some(inputs) = &self.inputs.inputs {
+            let json = serde_json::to_string(inputs).unwrap_or_else(|_| "{}".to_owned());
+            env.push(("BATON_INPUTS".to_owned(), json));
+        }
+        env
+    }
+}
+
+/// Returns the `Nats-Msg-Id` of a job: `<run>.<node>.<attempt>`.
+pub fn job_msg_id(run: &RunId, node: &NodeName, attempt: Attempt) -> String {
+    format!("{run}.{node}.{attempt}")
+}
+
+/// An event on `<p>.events.<run>`, written by workers, read by the planner.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventEnvelope {
+    /// The schema version, [`SCHEMA_VERSION`].
+    pub v: u32,
+    /// The event.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// What happened to a job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum Event {
+    /// A worker began the attempt. Long jobs report this so the planner can show the start
+    /// and arm its timeout backstop; `noop` jobs skip it.
+    NodeStarted {
+        /// The run.
+        run: RunId,
+        /// The node.
+        node: NodeName,
+        /// The attempt.
+        attempt: Attempt,
+        /// When the worker began.
+        at: Timestamp,
+    },
+    /// The attempt ended.
+    NodeFinished {
+        /// The run.
+        run: RunId,
+        /// The node.
+        node: NodeName,
+        /// The attempt.
+        attempt: Attempt,
+        /// When the worker began.
+        started_at: Timestamp,
+        /// When the worker finished.
+        finished_at: Timestamp,
+        /// How it ended.
+        outcome: Outcome,
+    },
+}
+
+impl Event {
+    /// Returns the run the event is about.
+    pub fn run(&self) -> &RunId {
+        match self {
+            Event::NodeStarted { run, .. } | Event::NodeFinished { run, .. } => run,
+        }
+    }
+
+    /// Returns the event's `Nats-Msg-Id`: `<run>.<node>.<attempt>.started` or `.done`.
+    pub fn msg_id(&self) -> String {
+        match self {
+            Event::NodeStarted { run, node, attempt, .. } => {
+                format!("{}.started", job_msg_id(run, node, *attempt))
+            }
+            Event::NodeFinished { run, node, attempt, .. } => {
+                format!("{}.done", job_msg_id(run, node, *attempt))
+            }
+        }
+    }
+}
+
+/// How an attempt ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "camelCase")]
+pub enum Outcome {
+    /// It worked; `output` is what the node wrote (at most [`crate::OUTPUT_LIMIT_BYTES`]).
+    Succeeded {
+        /// The node's output.
+        output: String,
+    },
+    /// It failed; `error` says why, with the last lines of the process's output.
+    Failed {
+        /// Why it failed.
+        error: String,
+    },
+}
+
+/// Headers Baton sets on its messages, besides `Nats-Msg-Id`.
+pub mod headers {
+    /// The schema version of the body.
+    pub const SCHEMA: &str = "Baton-Schema";
+    /// The run a job or trigger belongs to; on a trigger, the run id the sender chose.
+    pub const RUN: &str = "Baton-Run";
+    /// The node of a job.
+    pub const NODE: &str = "Baton-Node";
+    /// The attempt of a job.
+    pub const ATTEMPT: &str = "Baton-Attempt";
+    /// W3C trace context, passed on from what caused the message.
+    pub const TRACEPARENT: &str = "traceparent";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_json_is_stable() {
+        let e = EventEnvelope {
+            v: SCHEMA_VERSION,
+            event: Event::NodeFinished {
+                run: RunId::new("r1"),
+                node: NodeName::new("a"),
+                attempt: Attempt(2),
+                started_at: Timestamp(1),
+                finished_at: Timestamp(2),
+                outcome: Outcome::Succeeded { output: "x".into() },
+            },
+        };
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            json,
+            r#"{"v":1,"type":"nodeFinished","run":"r1","node":"a","attempt":2,"startedAt":1,"finishedAt":2,"outcome":{"result":"succeeded","output":"x"}}"#
+        );
+        assert_eq!(serde_json::from_str::<EventEnvelope>(&json).unwrap(), e);
+        assert_eq!(e.event.msg_id(), "r1.a.2.done");
+    }
+
+    #[test]
+    fn timestamps_print_rfc3339() {
+        assert_eq!(Timestamp(1_500).to_string(), "1970-01-01T00:00:01.500Z");
+    }
+}
