@@ -1,1 +1,351 @@
-//! placeholder
+//! Baton's bus on NATS JetStream: the three streams, their durable consumers, and typed,
+//! deduplicated, acknowledged publishing.
+//!
+//! | stream | subjects | retention | consumers |
+//! |---|---|---|---|
+//! | `<P>_JOBS` | `<p>.jobs.<kind>` | work queue | `worker-<kind>`, shared by every worker replica |
+//! | `<P>_EVENTS` | `<p>.events.<run>` | limits | `planner-events` |
+//! | `<P>_TRIGGERS` | `<p>.triggers.<workflow>` | limits | `planner-triggers` |
+//!
+//! Every publish carries a `Nats-Msg-Id` and waits for the stream's ack; a publish that fails
+//! for a passing reason (a server restart, a timeout) is sent again with the same id until a
+//! deadline, which the server's duplicate window makes safe.
+
+mod error;
+mod inbound;
+mod outgoing;
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use baton_schemas::NodeKind;
+use tracing::{debug, info, warn};
+
+pub use error::{BusError, BusErrorKind};
+pub use inbound::{Inbound, Poison, decode_event, decode_job, decode_trigger};
+pub use outgoing::Outgoing;
+
+/// Bus settings; every field has a default fit for one local server.
+#[derive(Clone, Debug)]
+pub struct BusConfig {
+    /// Subject prefix (`baton`); stream names are its upper-case form (`BATON_JOBS`).
+    pub prefix: String,
+    /// Stream replicas: 1 for one server, 3 for a cluster.
+    pub replicas: usize,
+    /// How long a worker may hold a job without acking or reporting progress before the
+    /// server hands it to another worker.
+    pub job_ack_wait: Duration,
+    /// How long the planner may hold an event without acking it.
+    pub event_ack_wait: Duration,
+    /// How long events and triggers are kept (they are the audit log and the replay source).
+    pub retention: Duration,
+    /// The server's duplicate window: re-sends with the same id inside it are dropped.
+    pub duplicate_window: Duration,
+    /// How long a publish keeps retrying through passing failures before it gives up.
+    pub publish_deadline: Duration,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            prefix: "baton".to_owned(),
+            replicas: 1,
+            job_ack_wait: Duration::from_secs(30),
+            event_ack_wait: Duration::from_secs(30),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            duplicate_window: Duration::from_secs(10 * 60),
+            publish_deadline: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Durable consumer names.
+pub mod consumers {
+    /// The planner's consumer of `<p>.events.>`.
+    pub const PLANNER_EVENTS: &str = "planner-events";
+    /// The planner's consumer of `<p>.triggers.>`.
+    pub const PLANNER_TRIGGERS: &str = "planner-triggers";
+}
+
+/// A connection to the bus: a NATS client, its JetStream context and the subject layout.
+#[derive(Clone, Debug)]
+pub struct Bus {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    config: BusConfig,
+}
+
+impl Bus {
+    /// Connects to `url`, retrying the first connection for up to `connect_timeout`, and
+    /// reconnecting without limit afterwards.
+    pub async fn connect(
+        url: &str,
+        config: BusConfig,
+        connect_timeout: Duration,
+    ) -> Result<Bus, BusError> {
+        validate_prefix(&config.prefix)?;
+        let options = async_nats::ConnectOptions::new()
+            .name("baton")
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis((100 * attempts as u64).min(2_000))
+            })
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => info!(%event, "nats connection"),
+                    async_nats::Event::Disconnected => warn!(%event, "nats connection"),
+                    other => debug!(event = %other, "nats connection"),
+                }
+            });
+        let client = tokio::time::timeout(connect_timeout, options.connect(url))
+            .await
+            .map_err(|_| {
+                BusError::new(
+                    BusErrorKind::TimedOut,
+                    format!("could not reach nats at {url} within {connect_timeout:?}"),
+                )
+            })?
+            .map_err(|e| BusError::with_source(BusErrorKind::Disconnected, "connect", e))?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(5))
+            .max_ack_inflight(4096)
+            .build(client.clone());
+        Ok(Bus { client, js, config })
+    }
+
+    /// Returns the settings.
+    pub fn config(&self) -> &BusConfig {
+        &self.config
+    }
+
+    /// Returns the plain NATS client (for core subjects such as cancel notices).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    /// Returns the JetStream context.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// Returns `<p>.jobs.<kind>`.
+    pub fn job_subject(&self, kind: NodeKind) -> String {
+        format!("{}.jobs.{kind}", self.config.prefix)
+    }
+
+    /// Returns `<p>.events.<run>`.
+    pub fn event_subject(&self, run: &baton_schemas::RunId) -> String {
+        format!("{}.events.{run}", self.config.prefix)
+    }
+
+    /// Returns `<p>.triggers.<workflow>`.
+    pub fn trigger_subject(&self, workflow: &str) -> String {
+        format!("{}.triggers.{workflow}", self.config.prefix)
+    }
+
+    /// Returns the core (not JetStream) subject on which run cancels are announced to workers.
+    pub fn cancel_subject(&self) -> String {
+        format!("{}.control.cancel", self.config.prefix)
+    }
+
+    /// Returns the name of a stream: `<P>_JOBS`, `<P>_EVENTS` or `<P>_TRIGGERS`.
+    pub fn stream_name(&self, which: &str) -> String {
+        format!("{}_{which}", self.config.prefix.to_ascii_uppercase().replace('-', "_"))
+    }
+
+    /// Creates the three streams, or updates them to this configuration. Safe to call from
+    /// every process at every start.
+    pub async fn ensure_streams(&self) -> Result<(), BusError> {
+        let p = &self.config.prefix;
+        let common = stream::Config {
+            storage: stream::StorageType::File,
+            num_replicas: self.config.replicas,
+            duplicate_window: self.config.duplicate_window,
+            ..Default::default()
+        };
+        let streams = [
+            stream::Config {
+                name: self.stream_name("JOBS"),
+                subjects: vec![format!("{p}.jobs.>")],
+                retention: stream::RetentionPolicy::WorkQueue,
+                ..common.clone()
+            },
+            stream::Config {
+                name: self.stream_name("EVENTS"),
+                subjects: vec![format!("{p}.events.>")],
+                retention: stream::RetentionPolicy::Limits,
+                max_age: self.config.retention,
+                ..common.clone()
+            },
+            stream::Config {
+                name: self.stream_name("TRIGGERS"),
+                subjects: vec![format!("{p}.triggers.>")],
+                retention: stream::RetentionPolicy::Limits,
+                max_age: self.config.retention,
+                ..common
+            },
+        ];
+        for config in streams {
+            let name = config.name.clone();
+            self.with_retry("create stream", || self.js.create_or_update_stream(config.clone()))
+                .await
+                .map_err(|e| BusError::with_source(BusErrorKind::from_stream(&e), format!("stream {name}"), e))?;
+        }
+        Ok(())
+    }
+
+    /// Returns the durable pull consumer that every worker of `kind` shares, creating it if
+    /// needed.
+    pub async fn job_consumer(&self, kind: NodeKind) -> Result<consumer::PullConsumer, BusError> {
+        let config = consumer::pull::Config {
+            durable_name: Some(format!("worker-{kind}")),
+            filter_subject: self.job_subject(kind),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: self.config.job_ack_wait,
+            // A job that no worker could finish in this many deliveries (a worker that crashes
+            // on it every time) is dropped; the planner's timeout backstop then fails the node.
+            max_deliver: 20,
+            max_ack_pending: 10_000,
+            ..Default::default()
+        };
+        self.consumer("JOBS", config).await
+    }
+
+    /// Returns the planner's durable consumer of every event.
+    pub async fn events_consumer(&self) -> Result<consumer::PullConsumer, BusError> {
+        let config = consumer::pull::Config {
+            durable_name: Some(consumers::PLANNER_EVENTS.to_owned()),
+            filter_subject: format!("{}.events.>", self.config.prefix),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: self.config.event_ack_wait,
+            max_ack_pending: 10_000,
+            ..Default::default()
+        };
+        self.consumer("EVENTS", config).await
+    }
+
+    /// Returns the planner's durable consumer of every trigger.
+    pub async fn triggers_consumer(&self) -> Result<consumer::PullConsumer, BusError> {
+        let config = consumer::pull::Config {
+            durable_name: Some(consumers::PLANNER_TRIGGERS.to_owned()),
+            filter_subject: format!("{}.triggers.>", self.config.prefix),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: self.config.event_ack_wait,
+            max_ack_pending: 10_000,
+            ..Default::default()
+        };
+        self.consumer("TRIGGERS", config).await
+    }
+
+    async fn consumer(
+        &self,
+        stream: &str,
+        config: consumer::pull::Config,
+    ) -> Result<consumer::PullConsumer, BusError> {
+        let stream_name = self.stream_name(stream);
+        let durable = config.durable_name.clone().unwrap_or_default();
+        self.with_retry("create consumer", || {
+            self.js.create_consumer_on_stream(config.clone(), stream_name.as_str())
+        })
+        .await
+        .map_err(|e| {
+            BusError::with_source(
+                BusErrorKind::from_consumer(&e),
+                format!("consumer {durable} on {stream_name}"),
+                e,
+            )
+        })
+    }
+
+    /// Publishes every message, pipelined (all sent, then all acks awaited, in windows of
+    /// [`PUBLISH_WINDOW`]). A message whose publish fails for a passing reason is sent again
+    /// with the same `Nats-Msg-Id` until [`BusConfig::publish_deadline`]. Returns when every
+    /// message is stored.
+    pub async fn publish_all(&self, messages: &[Outgoing]) -> Result<(), BusError> {
+        for window in messages.chunks(PUBLISH_WINDOW) {
+            let mut pending = Vec::with_capacity(window.len());
+            for message in window {
+                pending.push((message, self.js.send_publish(message.subject.clone(), message.to_publish()).await));
+            }
+            for (message, sent) in pending {
+                let result = match sent {
+                    Ok(ack) => ack.await,
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(ack) => {
+                        debug!(subject = %message.subject, msg_id = %message.msg_id, seq = ack.sequence, duplicate = ack.duplicate, "published");
+                    }
+                    Err(e) => {
+                        warn!(subject = %message.subject, msg_id = %message.msg_id, error = %e, "publish failed; sending again");
+                        self.publish_one(message).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes one message and waits for its ack, retrying passing failures with the same id.
+    pub async fn publish_one(&self, message: &Outgoing) -> Result<(), BusError> {
+        self.with_retry("publish", || async {
+            self.js
+                .send_publish(message.subject.clone(), message.to_publish())
+                .await?
+                .await
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            BusError::with_source(
+                BusErrorKind::from_publish(&e),
+                format!("publish {} to {}", message.msg_id, message.subject),
+                e,
+            )
+        })
+    }
+
+    /// Runs `op` until it succeeds, or its error is not passing, or the publish deadline is
+    /// reached. The delay between tries grows from 50 ms to 2 s.
+    async fn with_retry<T, E, F, Fut>(&self, what: &str, mut op: F) -> Result<T, E>
+    where
+        E: std::fmt::Display + error::Passing,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.config.publish_deadline;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_passing() && tokio::time::Instant::now() + delay < deadline => {
+                    debug!(what, error = %e, ?delay, "passing bus failure; trying again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// How many publishes are in flight before their acks are awaited. Kept below async-nats'
+/// in-flight ack limit, past which a publish blocks forever.
+pub const PUBLISH_WINDOW: usize = 1000;
+
+fn validate_prefix(prefix: &str) -> Result<(), BusError> {
+    let ok = !prefix.is_empty()
+        && prefix.len() <= 32
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(BusError::new(
+            BusErrorKind::Config,
+            format!("invalid subject prefix {prefix:?}: use 1 to 32 of [a-z0-9_-]"),
+        ))
+    }
+}

@@ -1,1 +1,9 @@
-//! placeholder
+//! Baton's planner: turns registered workflows into runs, decides which node runs next, and
+//! keeps every run's state in redb so that a crash loses nothing.
+//!
+//! - [`core`]: the pure decision core.
+//! - [`store`]: the redb store.
+//! - [`service`]: the loop that feeds the core from the bus and the API and executes its actions.
+//! - [`api`]: the HTTP API.
+
+pub mod core;

@@ -1,0 +1,155 @@
+//! Messages coming in: typed decoding, and acks that say what the handler decided.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+use baton_schemas::wire::{EventEnvelope, Job, SCHEMA_VERSION, headers};
+use baton_schemas::{Attempt, NodeName, RunId};
+
+use crate::{BusError, BusErrorKind};
+
+/// A delivered JetStream message and the ways to settle it.
+#[derive(Debug)]
+pub struct Inbound {
+    message: jetstream::Message,
+}
+
+impl Inbound {
+    /// Wraps a delivered message.
+    pub fn new(message: jetstream::Message) -> Self {
+        Self { message }
+    }
+
+    /// Returns the subject it was published on.
+    pub fn subject(&self) -> &str {
+        self.message.subject.as_str()
+    }
+
+    /// Returns the body.
+    pub fn payload(&self) -> &[u8] {
+        &self.message.payload
+    }
+
+    /// Returns a header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.message.headers.as_ref()?.get(name).map(|v| v.as_str())
+    }
+
+    /// Returns the message's sequence in its stream.
+    pub fn stream_sequence(&self) -> u64 {
+        self.message.info().map(|i| i.stream_sequence).unwrap_or(0)
+    }
+
+    /// Returns how often the server has delivered it (1 on the first delivery).
+    pub fn delivered(&self) -> i64 {
+        self.message.info().map(|i| i.delivered).unwrap_or(1)
+    }
+
+    /// Acknowledges and waits for the server to confirm, so the message is not delivered
+    /// again once this returns.
+    pub async fn ack(&self) -> Result<(), BusError> {
+        self.message
+            .double_ack()
+            .await
+            .map_err(|e| BusError::new(BusErrorKind::TimedOut, format!("ack {}: {e}", self.subject())))
+    }
+
+    /// Acknowledges without waiting for the server. A lost ack means one more delivery, which
+    /// the receiver must handle as a duplicate.
+    pub async fn ack_fast(&self) -> Result<(), BusError> {
+        self.message
+            .ack()
+            .await
+            .map_err(|e| BusError::new(BusErrorKind::Disconnected, format!("ack {}: {e}", self.subject())))
+    }
+
+    /// Hands the message back to be delivered again after `delay` (at once when `None`).
+    pub async fn nak(&self, delay: Option<Duration>) -> Result<(), BusError> {
+        self.settle(AckKind::Nak(delay)).await
+    }
+
+    /// Tells the server the handler is still working, restarting the ack wait.
+    pub async fn progress(&self) -> Result<(), BusError> {
+        self.settle(AckKind::Progress).await
+    }
+
+    /// Stops all further deliveries of a message that can never be handled.
+    pub async fn term(&self) -> Result<(), BusError> {
+        self.settle(AckKind::Term).await
+    }
+
+    async fn settle(&self, kind: AckKind) -> Result<(), BusError> {
+        self.message
+            .ack_with(kind)
+            .await
+            .map_err(|e| BusError::new(BusErrorKind::Disconnected, format!("settle {}: {e}", self.subject())))
+    }
+}
+
+/// A message that can never be handled, with what is known of where it belongs.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("poison message on {subject}: {reason}")]
+pub struct Poison {
+    /// The subject it came on.
+    pub subject: String,
+    /// Why it cannot be handled.
+    pub reason: String,
+    /// The run it names in its headers, if any.
+    pub run: Option<RunId>,
+    /// The node it names in its headers, if any.
+    pub node: Option<NodeName>,
+    /// The attempt it names in its headers, if any.
+    pub attempt: Option<Attempt>,
+}
+
+fn poison(message: &Inbound, reason: String) -> Poison {
+    let run = message.header(headers::RUN).filter(|r| RunId::is_valid(r)).map(RunId::new);
+    let node = message
+        .header(headers::NODE)
+        .filter(|n| baton_schemas::ids::is_dns_label(n))
+        .map(NodeName::new);
+    let attempt = message.header(headers::ATTEMPT).and_then(|a| a.parse().ok()).map(Attempt);
+    Poison { subject: message.subject().to_owned(), reason, run, node, attempt }
+}
+
+fn check_version(message: &Inbound, v: u32) -> Result<(), Poison> {
+    if v == SCHEMA_VERSION {
+        Ok(())
+    } else {
+        Err(poison(message, format!("schema version {v} is not known to this build (it reads {SCHEMA_VERSION})")))
+    }
+}
+
+/// Decodes a job, or says why it is poison.
+pub fn decode_job(message: &Inbound) -> Result<Job, Poison> {
+    let job: Job = serde_json::from_slice(message.payload())
+        .map_err(|e| poison(message, format!("undecodable job: {e}")))?;
+    check_version(message, job.v)?;
+    Ok(job)
+}
+
+/// Decodes an event, or says why it is poison.
+pub fn decode_event(message: &Inbound) -> Result<EventEnvelope, Poison> {
+    #[derive(serde::Deserialize)]
+    struct Version {
+        v: u32,
+    }
+    let version: Version = serde_json::from_slice(message.payload())
+        .map_err(|e| poison(message, format!("undecodable event: {e}")))?;
+    check_version(message, version.v)?;
+    serde_json::from_slice(message.payload()).map_err(|e| poison(message, format!("undecodable event: {e}")))
+}
+
+/// Decodes a trigger: the workflow it names (the last subject token), the run id its sender
+/// chose (if any) and its data (the body, as UTF-8).
+pub fn decode_trigger(message: &Inbound) -> Result<(String, Option<RunId>, String), Poison> {
+    let workflow = message.subject().rsplit('.').next().unwrap_or_default().to_owned();
+    let data = String::from_utf8(message.payload().to_vec())
+        .map_err(|_| poison(message, "trigger data is not UTF-8".to_owned()))?;
+    let run = match message.header(headers::RUN) {
+        None => None,
+        Some(r) if RunId::is_valid(r) => Some(RunId::new(r)),
+        Some(r) => return Err(poison(message, format!("invalid run id {r:?} in {}", headers::RUN))),
+    };
+    Ok((workflow, run, data))
+}

@@ -1,0 +1,76 @@
+//! Messages on their way out: subject, `Nats-Msg-Id`, body and headers.
+
+use async_nats::jetstream::message::PublishMessage;
+use baton_schemas::wire::{EventEnvelope, Job, SCHEMA_VERSION, headers};
+use bytes::Bytes;
+
+use crate::Bus;
+
+/// A message ready to publish. Cheap to clone and to send again: a re-send carries the same
+/// `Nats-Msg-Id`, so the server stores it once.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Outgoing {
+    /// Where it goes.
+    pub subject: String,
+    /// Its `Nats-Msg-Id`.
+    pub msg_id: String,
+    /// Its body.
+    pub payload: Bytes,
+    /// Headers besides `Nats-Msg-Id`.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Outgoing {
+    pub(crate) fn to_publish(&self) -> PublishMessage {
+        let mut publish = PublishMessage::build()
+            .payload(self.payload.clone())
+            .message_id(&self.msg_id);
+        for (name, value) in &self.headers {
+            publish = publish.header(name.as_str(), value.as_str());
+        }
+        publish
+    }
+}
+
+impl Bus {
+    /// Returns the message for a job, on `<p>.jobs.<kind>` with id `<run>.<node>.<attempt>`.
+    pub fn job_message(&self, job: &Job) -> Outgoing {
+        let payload = serde_json::to_vec(job).expect("a job always serializes");
+        Outgoing {
+            subject: self.job_subject(job.kind),
+            msg_id: job.msg_id(),
+            payload: payload.into(),
+            headers: vec![
+                (headers::SCHEMA.to_owned(), SCHEMA_VERSION.to_string()),
+                (headers::RUN.to_owned(), job.run.to_string()),
+                (headers::NODE.to_owned(), job.node.to_string()),
+                (headers::ATTEMPT.to_owned(), job.attempt.to_string()),
+            ],
+        }
+    }
+
+    /// Returns the message for an event, on `<p>.events.<run>`.
+    pub fn event_message(&self, event: &EventEnvelope) -> Outgoing {
+        let payload = serde_json::to_vec(event).expect("an event always serializes");
+        Outgoing {
+            subject: self.event_subject(event.event.run()),
+            msg_id: event.event.msg_id(),
+            payload: payload.into(),
+            headers: vec![
+                (headers::SCHEMA.to_owned(), SCHEMA_VERSION.to_string()),
+                (headers::RUN.to_owned(), event.event.run().to_string()),
+            ],
+        }
+    }
+
+    /// Returns a trigger for `workflow` carrying `data`; `run` is the run id the sender chose,
+    /// which is also the message id, so a re-sent trigger starts one run.
+    pub fn trigger_message(&self, workflow: &str, data: Bytes, run: &baton_schemas::RunId) -> Outgoing {
+        Outgoing {
+            subject: self.trigger_subject(workflow),
+            msg_id: format!("trigger.{run}"),
+            payload: data,
+            headers: vec![(headers::RUN.to_owned(), run.to_string())],
+        }
+    }
+}

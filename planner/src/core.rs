@@ -1,0 +1,613 @@
+//! The planner's decision core: `(state, input, now) -> actions`, with no I/O, no clock reads
+//! and no randomness. The service around it persists the state, executes the actions and
+//! feeds it inputs; tests feed inputs and assert on actions.
+//!
+//! Applying the same input twice changes nothing the second time: every input is checked
+//! against the state it expects (a completion must name the attempt in flight, a start must
+//! name an unknown run), so redelivered bus messages are harmless.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use baton_schemas::status::{NodeStatus, RunStatus, State};
+use baton_schemas::wire::{Event, ExecJob, Job, JobInputs, Outcome, SCHEMA_VERSION, Timestamp};
+use baton_schemas::{Attempt, FailurePolicy, NodeKind, NodeName, RunId, When, Workflow, WorkflowName, WorkflowSpec};
+use serde::{Deserialize, Serialize};
+
+/// Settings of the decision core.
+#[derive(Clone, Copy, Debug)]
+pub struct CoreConfig {
+    /// How long past a node's timeout the planner waits for a worker's result before it
+    /// fails the attempt itself. It covers a worker dying (the job's ack wait) and clock skew.
+    pub timeout_grace: Duration,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self { timeout_grace: Duration::from_secs(60) }
+    }
+}
+
+/// Something the planner is told.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// Registers (or replaces) a workflow under its name.
+    Register(Workflow),
+    /// Starts a run of a registered workflow. A run id already known is ignored.
+    StartRun {
+        /// The new run's id, chosen by the caller.
+        run: RunId,
+        /// The workflow to run.
+        workflow: WorkflowName,
+        /// Who started it (`api`, or the trigger's name); the first nodes' `BATON_INITIATOR`.
+        initiator: String,
+        /// The trigger data; the first nodes' `BATON_DATA`.
+        data: String,
+    },
+    /// A worker's report from the bus.
+    Bus(Event),
+    /// Cancels a run: nothing new starts, nodes not finished end `cancelled`.
+    Cancel(RunId),
+    /// Time passed: due retries and timeouts fire.
+    Tick,
+}
+
+/// Something the service must do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Publish this job.
+    Dispatch(Job),
+    /// Tell workers to stop what they run for this run.
+    AnnounceCancel(RunId),
+    /// A run ended.
+    RunFinished {
+        /// The run.
+        run: RunId,
+        /// How it ended.
+        state: State,
+    },
+    /// An input was refused; the reason is for the caller.
+    Refused(Refusal),
+}
+
+/// Why an input was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A run of a workflow that is not registered.
+    #[error("workflow {0:?} is not registered")]
+    UnknownWorkflow(String),
+    /// A cancel of a run that does not exist.
+    #[error("run {0:?} does not exist")]
+    UnknownRun(String),
+}
+
+/// Where a run is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RunPhase {
+    /// Nodes start as their needs are met.
+    Running,
+    /// A node failed for good under fail-fast: only running nodes, retries of them, and
+    /// failure or always handlers go on.
+    FailingFast,
+    /// Every node finished and none failed.
+    Succeeded,
+    /// Every node finished and at least one failed.
+    Failed,
+    /// Cancelled by a user.
+    Cancelled,
+}
+
+impl RunPhase {
+    fn state(self) -> State {
+        match self {
+            RunPhase::Running | RunPhase::FailingFast => State::Running,
+            RunPhase::Succeeded => State::Succeeded,
+            RunPhase::Failed => State::Failed,
+            RunPhase::Cancelled => State::Cancelled,
+        }
+    }
+
+    fn is_over(self) -> bool {
+        matches!(self, RunPhase::Succeeded | RunPhase::Failed | RunPhase::Cancelled)
+    }
+}
+
+/// Where a node is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state")]
+pub enum NodeState {
+    /// Waiting for its needs.
+    Pending,
+    /// The job of `attempt` is on the bus; no worker has reported it yet.
+    Queued {
+        /// The attempt in flight.
+        attempt: Attempt,
+    },
+    /// A worker began `attempt`; past `deadline` (the timeout plus grace) the planner fails it.
+    Running {
+        /// The attempt in flight.
+        attempt: Attempt,
+        /// The timeout backstop, when the node has a timeout.
+        deadline: Option<Timestamp>,
+    },
+    /// `failed` failed and the next attempt is dispatched at `at`.
+    RetryWait {
+        /// The attempt that failed.
+        failed: Attempt,
+        /// When the next attempt is dispatched.
+        at: Timestamp,
+    },
+    /// Finished well.
+    Succeeded,
+    /// Failed for good.
+    Failed,
+    /// Never ran: its `when` could not be met, or fail-fast held it back.
+    Skipped,
+    /// Stopped by a cancel.
+    Cancelled,
+}
+
+impl NodeState {
+    fn is_terminal(self) -> bool {
+        matches!(self, NodeState::Succeeded | NodeState::Failed | NodeState::Skipped | NodeState::Cancelled)
+    }
+
+    fn in_flight(self) -> Option<Attempt> {
+        match self {
+            NodeState::Queued { attempt } | NodeState::Running { attempt, .. } => Some(attempt),
+            _ => None,
+        }
+    }
+
+    fn shown(self) -> State {
+        match self {
+            NodeState::Pending => State::Pending,
+            NodeState::Queued { .. } | NodeState::Running { .. } | NodeState::RetryWait { .. } => State::Running,
+            NodeState::Succeeded => State::Succeeded,
+            NodeState::Failed => State::Failed,
+            NodeState::Skipped => State::Skipped,
+            NodeState::Cancelled => State::Cancelled,
+        }
+    }
+}
+
+/// One node of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Node {
+    /// The node's name.
+    pub name: NodeName,
+    /// Its state.
+    pub state: NodeState,
+    /// Attempts dispatched so far.
+    pub attempts: u32,
+    /// The output of the successful attempt.
+    pub output: Option<String>,
+    /// Why the last attempt failed, or why the node was skipped or cancelled.
+    pub error: Option<String>,
+    /// When the first attempt began.
+    pub started_at: Option<Timestamp>,
+    /// When the node reached its final state.
+    pub finished_at: Option<Timestamp>,
+    /// The order in which nodes finished, for choosing the initiator of what follows.
+    pub finish_order: Option<u32>,
+}
+
+/// One run of a workflow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Run {
+    /// The run id.
+    pub id: RunId,
+    /// The workflow's name.
+    pub workflow: WorkflowName,
+    /// The workflow as it was when the run started; later registrations do not change it.
+    pub spec: WorkflowSpec,
+    /// Where the run is.
+    pub phase: RunPhase,
+    /// Who started it.
+    pub initiator: String,
+    /// The trigger data.
+    pub data: String,
+    /// The nodes, in spec order.
+    pub nodes: Vec<Node>,
+    /// When it started.
+    pub created_at: Timestamp,
+    /// When it ended.
+    pub finished_at: Option<Timestamp>,
+    finished_count: u32,
+}
+
+impl Run {
+    /// Returns the status users see.
+    pub fn status(&self) -> RunStatus {
+        RunStatus {
+            run: self.id.to_string(),
+            workflow: self.workflow.to_string(),
+            state: self.phase.state(),
+            nodes: self
+                .nodes
+                .iter()
+                .map(|n| NodeStatus {
+                    name: n.name.to_string(),
+                    state: n.state.shown(),
+                    attempts: n.attempts,
+                    output: n.output.clone(),
+                    error: n.error.clone(),
+                    started_at: n.started_at.map(|t| t.to_string()),
+                    finished_at: n.finished_at.map(|t| t.to_string()),
+                })
+                .collect(),
+        }
+    }
+
+    /// Returns the earliest time at which a `Tick` would change this run.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        if self.phase.is_over() {
+            return None;
+        }
+        self.nodes
+            .iter()
+            .filter_map(|n| match n.state {
+                NodeState::RetryWait { at, .. } => Some(at),
+                NodeState::Running { deadline, .. } => deadline,
+                _ => None,
+            })
+            .min()
+    }
+
+    fn index(&self, name: &NodeName) -> Option<usize> {
+        self.nodes.iter().position(|n| &n.name == name)
+    }
+}
+
+/// The planner's whole state: registered workflows and every run.
+#[derive(Clone, Debug, Default)]
+pub struct Core {
+    config: CoreConfig,
+    workflows: BTreeMap<WorkflowName, Workflow>,
+    runs: BTreeMap<RunId, Run>,
+    changed_runs: BTreeSet<RunId>,
+    changed_workflows: BTreeSet<WorkflowName>,
+}
+
+impl Core {
+    /// Returns an empty state.
+    pub fn new(config: CoreConfig) -> Self {
+        Self { config, ..Default::default() }
+    }
+
+    /// Returns a state holding what a store kept.
+    pub fn restore(config: CoreConfig, workflows: Vec<Workflow>, runs: Vec<Run>) -> Self {
+        Self {
+            config,
+            workflows: workflows.into_iter().map(|w| (w.name(), w)).collect(),
+            runs: runs.into_iter().map(|r| (r.id.clone(), r)).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Returns a run.
+    pub fn run(&self, id: &RunId) -> Option<&Run> {
+        self.runs.get(id)
+    }
+
+    /// Returns every run.
+    pub fn runs(&self) -> impl Iterator<Item = &Run> {
+        self.runs.values()
+    }
+
+    /// Returns a registered workflow.
+    pub fn workflow(&self, name: &WorkflowName) -> Option<&Workflow> {
+        self.workflows.get(name)
+    }
+
+    /// Returns the earliest time at which a `Tick` would change anything.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.runs.values().filter_map(Run::next_deadline).min()
+    }
+
+    /// Returns, and forgets, the runs and workflows changed since the last call: what the
+    /// service must write to its store.
+    pub fn take_changes(&mut self) -> (Vec<&Run>, Vec<&Workflow>) {
+        let runs = std::mem::take(&mut self.changed_runs);
+        let workflows = std::mem::take(&mut self.changed_workflows);
+        (
+            runs.iter().filter_map(|r| self.runs.get(r)).collect(),
+            workflows.iter().filter_map(|w| self.workflows.get(w)).collect(),
+        )
+    }
+
+    /// Applies one input at `now` and returns what must be done.
+    pub fn apply(&mut self, input: Input, now: Timestamp) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match input {
+            Input::Register(workflow) => {
+                let name = workflow.name();
+                if self.workflows.get(&name) != Some(&workflow) {
+                    self.workflows.insert(name.clone(), workflow);
+                    self.changed_workflows.insert(name);
+                }
+            }
+            Input::StartRun { run, workflow, initiator, data } => {
+                if self.runs.contains_key(&run) {
+                    return actions;
+                }
+                let Some(spec) = self.workflows.get(&workflow).map(|w| w.spec.clone()) else {
+                    actions.push(Action::Refused(Refusal::UnknownWorkflow(workflow.to_string())));
+                    return actions;
+                };
+                let nodes = spec
+                    .nodes
+                    .iter()
+                    .map(|n| Node {
+                        name: n.name.clone(),
+                        state: NodeState::Pending,
+                        attempts: 0,
+                        output: None,
+                        error: None,
+                        started_at: None,
+                        finished_at: None,
+                        finish_order: None,
+                    })
+                    .collect();
+                self.runs.insert(
+                    run.clone(),
+                    Run {
+                        id: run.clone(),
+                        workflow,
+                        spec,
+                        phase: RunPhase::Running,
+                        initiator,
+                        data,
+                        nodes,
+                        created_at: now,
+                        finished_at: None,
+                        finished_count: 0,
+                    },
+                );
+                self.advance(&run, now, &mut actions);
+            }
+            Input::Bus(Event::NodeStarted { run, node, attempt, at }) => {
+                let grace = self.config.timeout_grace;
+                let Some((r, i)) = self.node_mut(&run, &node) else { return actions };
+                if r.nodes[i].state == (NodeState::Queued { attempt }) {
+                    let timeout = r.spec.nodes[i].timeout.map(|t| t.0);
+                    let n = &mut r.nodes[i];
+                    n.state = NodeState::Running { attempt, deadline: timeout.map(|t| at.after(t + grace)) };
+                    n.started_at.get_or_insert(at);
+                    self.changed_runs.insert(run);
+                }
+            }
+            Input::Bus(Event::NodeFinished { run, node, attempt, started_at, finished_at, outcome }) => {
+                let Some((r, i)) = self.node_mut(&run, &node) else { return actions };
+                if r.nodes[i].state.in_flight() != Some(attempt) {
+                    return actions;
+                }
+                r.nodes[i].started_at.get_or_insert(started_at);
+                match outcome {
+                    Outcome::Succeeded { output } => {
+                        let n = &mut r.nodes[i];
+                        n.output = Some(output);
+                        n.error = None;
+                        finish(r, i, NodeState::Succeeded, finished_at.max(now));
+                    }
+                    Outcome::Failed { error } => attempt_failed(r, i, attempt, error, now),
+                }
+                self.advance(&run, now, &mut actions);
+            }
+            Input::Cancel(run) => {
+                let Some(r) = self.runs.get_mut(&run) else {
+                    actions.push(Action::Refused(Refusal::UnknownRun(run.to_string())));
+                    return actions;
+                };
+                if r.phase.is_over() {
+                    return actions;
+                }
+                r.phase = RunPhase::Cancelled;
+                for i in 0..r.nodes.len() {
+                    if !r.nodes[i].state.is_terminal() {
+                        r.nodes[i].error = Some("cancelled".to_owned());
+                        finish(r, i, NodeState::Cancelled, now);
+                    }
+                }
+                actions.push(Action::AnnounceCancel(run.clone()));
+                self.advance(&run, now, &mut actions);
+            }
+            Input::Tick => {
+                let due: Vec<RunId> = self
+                    .runs
+                    .values()
+                    .filter(|r| r.next_deadline().is_some_and(|d| d <= now))
+                    .map(|r| r.id.clone())
+                    .collect();
+                for run in due {
+                    let r = self.runs.get_mut(&run).expect("due runs exist");
+                    for i in 0..r.nodes.len() {
+                        match r.nodes[i].state {
+                            NodeState::RetryWait { failed, at } if at <= now => {
+                                let job = dispatch(r, i, failed.next());
+                                actions.push(Action::Dispatch(job));
+                            }
+                            NodeState::Running { attempt, deadline: Some(d) } if d <= now => {
+                                let timeout = r.spec.nodes[i].timeout.unwrap_or_default();
+                                let error = format!(
+                                    "timed out: no result from a worker within the node's timeout ({timeout}) plus {}s of grace",
+                                    self.config.timeout_grace.as_secs()
+                                );
+                                attempt_failed(r, i, attempt, error, now);
+                            }
+                            _ => {}
+                        }
+                    }
+                    self.advance(&run, now, &mut actions);
+                }
+            }
+        }
+        actions
+    }
+
+    fn node_mut(&mut self, run: &RunId, node: &NodeName) -> Option<(&mut Run, usize)> {
+        let r = self.runs.get_mut(run)?;
+        let i = r.index(node)?;
+        Some((r, i))
+    }
+
+    /// Starts or skips every pending node whose needs allow it, then ends the run when every
+    /// node is final. Marks the run changed.
+    fn advance(&mut self, run: &RunId, now: Timestamp, actions: &mut Vec<Action>) {
+        self.changed_runs.insert(run.clone());
+        let r = self.runs.get_mut(run).expect("advance is called on known runs");
+        if r.phase.is_over() && r.finished_at.is_some() {
+            return;
+        }
+        if r.phase == RunPhase::Running
+            && r.spec.failure_policy == FailurePolicy::FailFast
+            && r.nodes.iter().any(|n| n.state == NodeState::Failed)
+        {
+            r.phase = RunPhase::FailingFast;
+        }
+        // One pass in spec order may unblock nodes earlier in the order (a skip cascades), so
+        // repeat until nothing changes.
+        loop {
+            let mut changed = false;
+            for i in 0..r.nodes.len() {
+                if r.nodes[i].state != NodeState::Pending || r.phase.is_over() {
+                    continue;
+                }
+                match readiness(r, i) {
+                    Readiness::Wait => {}
+                    Readiness::Skip(reason) => {
+                        r.nodes[i].error = Some(reason);
+                        finish(r, i, NodeState::Skipped, now);
+                        changed = true;
+                    }
+                    Readiness::Ready if r.phase == RunPhase::FailingFast && r.spec.nodes[i].when == When::Success => {
+                        let failed = first_failed(r).unwrap_or_default();
+                        r.nodes[i].error = Some(format!("not started: fail-fast after node {failed:?} failed"));
+                        finish(r, i, NodeState::Skipped, now);
+                        changed = true;
+                    }
+                    Readiness::Ready => {
+                        let job = dispatch(r, i, Attempt::FIRST);
+                        actions.push(Action::Dispatch(job));
+                        changed = true;
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        if r.phase != RunPhase::Cancelled && r.nodes.iter().all(|n| n.state.is_terminal()) {
+            r.phase = if r.nodes.iter().any(|n| n.state == NodeState::Failed) {
+                RunPhase::Failed
+            } else {
+                RunPhase::Succeeded
+            };
+        }
+        if r.phase.is_over() && r.finished_at.is_none() {
+            r.finished_at = Some(now);
+            actions.push(Action::RunFinished { run: run.clone(), state: r.phase.state() });
+        }
+    }
+}
+
+enum Readiness {
+    Wait,
+    Ready,
+    Skip(String),
+}
+
+/// Decides whether pending node `i` can start, must wait, or can never run.
+fn readiness(r: &Run, i: usize) -> Readiness {
+    let spec = &r.spec.nodes[i];
+    let needs: Vec<&Node> = spec.needs.iter().filter_map(|n| r.index(n)).map(|j| &r.nodes[j]).collect();
+    let all_final = needs.iter().all(|n| n.state.is_terminal());
+    let failed = needs.iter().find(|n| n.state == NodeState::Failed);
+    match spec.when {
+        When::Success => {
+            if let Some(n) = needs.iter().find(|n| n.state.is_terminal() && n.state != NodeState::Succeeded) {
+                Readiness::Skip(format!("not started: need {:?} ended {}", n.name.as_str(), n.state.shown()))
+            } else if all_final {
+                Readiness::Ready
+            } else {
+                Readiness::Wait
+            }
+        }
+        When::Failure if !all_final => Readiness::Wait,
+        When::Failure if failed.is_some() => Readiness::Ready,
+        When::Failure => Readiness::Skip("not started: no need failed".to_owned()),
+        When::Always if all_final => Readiness::Ready,
+        When::Always => Readiness::Wait,
+    }
+}
+
+fn first_failed(r: &Run) -> Option<String> {
+    r.nodes
+        .iter()
+        .filter(|n| n.state == NodeState::Failed)
+        .min_by_key(|n| n.finish_order)
+        .map(|n| n.name.to_string())
+}
+
+fn finish(r: &mut Run, i: usize, state: NodeState, now: Timestamp) {
+    r.finished_count += 1;
+    let n = &mut r.nodes[i];
+    n.state = state;
+    n.finished_at = Some(now);
+    n.finish_order = Some(r.finished_count);
+}
+
+/// Records a failed attempt: waits to retry if retries are left and the run goes on, else
+/// fails the node.
+fn attempt_failed(r: &mut Run, i: usize, attempt: Attempt, error: String, now: Timestamp) {
+    r.nodes[i].error = Some(error);
+    let retries = r.spec.nodes[i].retries;
+    match retries {
+        Some(retries) if attempt.0 <= retries.limit && !r.phase.is_over() => {
+            let at = now.after(retries.backoff.delay_after(attempt.0));
+            r.nodes[i].state = NodeState::RetryWait { failed: attempt, at };
+        }
+        _ => finish(r, i, NodeState::Failed, now),
+    }
+}
+
+/// Moves node `i` to `Queued` for `attempt` and returns its job, with the data its needs pass.
+fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
+    let spec = &r.spec.nodes[i];
+    let needs: Vec<&Node> = spec.needs.iter().filter_map(|n| r.index(n)).map(|j| &r.nodes[j]).collect();
+    let passed = |n: &Node| n.output.clone().or_else(|| n.error.clone()).unwrap_or_default();
+    let inputs = match needs.iter().max_by_key(|n| n.finish_order) {
+        None => JobInputs { initiator: r.initiator.clone(), data: r.data.clone(), inputs: None },
+        Some(last) => JobInputs {
+            initiator: last.name.to_string(),
+            data: passed(last),
+            inputs: (needs.len() > 1).then(|| needs.iter().map(|n| (n.name.clone(), passed(n))).collect()),
+        },
+    };
+    let job = Job {
+        v: SCHEMA_VERSION,
+        run: r.id.clone(),
+        workflow: r.workflow.clone(),
+        node: spec.name.clone(),
+        attempt,
+        kind: spec.kind,
+        timeout_ms: spec.timeout.map(|t| t.as_millis()),
+        exec: (spec.kind == NodeKind::Exec).then(|| ExecJob {
+            command: spec.command.clone().unwrap_or_default(),
+            env: spec.env.clone(),
+            working_dir: spec.working_dir.clone(),
+        }),
+        inputs,
+    };
+    let n = &mut r.nodes[i];
+    n.state = NodeState::Queued { attempt };
+    n.attempts = attempt.0;
+    job
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;
