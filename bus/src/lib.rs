@@ -349,3 +349,64 @@ fn validate_prefix(prefix: &str) -> Result<(), BusError> {
         ))
     }
 }
+
+/// Pulls messages from `consumer` in a background task and hands them over through a channel
+/// of `capacity`, pulling again after every batch and after every failure (a server restart,
+/// say) until `shutdown` fires or the receiver is dropped.
+///
+/// Each pull asks for at most `capacity` messages and expires after two seconds, so a message
+/// is handed over as soon as the server sends it and a lost pull costs at most that long.
+pub fn subscribe(
+    consumer: consumer::PullConsumer,
+    capacity: usize,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> (tokio::sync::mpsc::Receiver<Inbound>, tokio::task::JoinHandle<()>) {
+    use futures::StreamExt;
+    let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+    let task = tokio::spawn(async move {
+        let expires = Duration::from_secs(2);
+        let mut failures = 0u32;
+        while !shutdown.is_cancelled() {
+            let pull = consumer.batch().max_messages(capacity.max(1)).expires(expires).messages();
+            let mut batch = match tokio::select! {
+                _ = shutdown.cancelled() => return,
+                pull = pull => pull,
+            } {
+                Ok(batch) => batch,
+                Err(e) => {
+                    failures += 1;
+                    warn!(error = %e, failures, "pull request failed; trying again");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(10)))) => {}
+                    }
+                    continue;
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    next = tokio::time::timeout(expires + Duration::from_secs(3), batch.next()) => next,
+                };
+                match next {
+                    Ok(Some(Ok(message))) => {
+                        failures = 0;
+                        if tx.send(Inbound::new(message)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Some(Err(e))) => {
+                        debug!(error = %e, "pull ended with an error");
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        debug!("pull went silent; pulling again");
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    (rx, task)
+}

@@ -6,4 +6,7 @@
 //! - [`service`]: the loop that feeds the core from the bus and the API and executes its actions.
 //! - [`api`]: the HTTP API.
 
+pub mod api;
 pub mod core;
+pub mod service;
+pub mod store;

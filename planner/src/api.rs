@@ -1,0 +1,190 @@
+//! The HTTP API: register workflows, start, trigger, cancel and read runs.
+//!
+//! | method and path | body | answer |
+//! |---|---|---|
+//! | `POST /v1/workflows` | `{"workflow": <document>, "run": bool, "data": "..."}` | `{"workflow", "run"}` |
+//! | `POST /v1/workflows/{name}/runs` | `{"data": "..."}` | `{"run"}` |
+//! | `POST /v1/triggers/{name}` | the trigger data, as is | `{"run"}` (202: started through the bus) |
+//! | `GET /v1/runs` | | `[<run status>]` |
+//! | `GET /v1/runs/{run}` | | `<run status>` |
+//! | `POST /v1/runs/{run}/cancel` | | `{"run"}` |
+//! | `GET /healthz` | | `ok` |
+//!
+//! Errors answer `{"errors": ["<path>: <message>", ...]}` with 400, 404 or 503.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use baton_bus::Bus;
+use baton_schemas::{RunId, Workflow, WorkflowName};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::core::Refusal;
+use crate::service::{Command, new_run_id};
+
+#[derive(Clone)]
+struct Api {
+    commands: mpsc::Sender<Command>,
+    bus: Bus,
+}
+
+/// The body of `POST /v1/workflows`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApplyRequest {
+    /// The Workflow document.
+    pub workflow: serde_json::Value,
+    /// Whether to start a run of it.
+    #[serde(default)]
+    pub run: bool,
+    /// The run's trigger data.
+    #[serde(default)]
+    pub data: String,
+}
+
+/// The answer of `POST /v1/workflows`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApplyResponse {
+    /// The workflow's name.
+    pub workflow: String,
+    /// The run started, if one was.
+    pub run: Option<String>,
+}
+
+/// The body of `POST /v1/workflows/{name}/runs`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct StartRequest {
+    /// The run's trigger data.
+    #[serde(default)]
+    pub data: String,
+}
+
+/// An answer naming a run.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RunResponse {
+    /// The run id.
+    pub run: String,
+}
+
+/// An error answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    /// What went wrong, one entry per problem.
+    pub errors: Vec<String>,
+}
+
+struct ApiError(StatusCode, Vec<String>);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(ErrorResponse { errors: self.1 })).into_response()
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        ApiError(StatusCode::NOT_FOUND, vec![r.to_string()])
+    }
+}
+
+fn unavailable() -> ApiError {
+    ApiError(StatusCode::SERVICE_UNAVAILABLE, vec!["the planner is shutting down".to_owned()])
+}
+
+impl Api {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, ApiError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| unavailable())?;
+        rx.await.map_err(|_| unavailable())
+    }
+}
+
+/// Returns the API's router, sending its requests to the planner loop through `commands`.
+pub fn router(commands: mpsc::Sender<Command>, bus: Bus) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/workflows", post(apply))
+        .route("/v1/workflows/{name}/runs", post(start))
+        .route("/v1/triggers/{name}", post(trigger))
+        .route("/v1/runs", get(list))
+        .route("/v1/runs/{run}", get(status))
+        .route("/v1/runs/{run}/cancel", post(cancel))
+        .with_state(Api { commands, bus })
+}
+
+/// Serves the API on `listen` until `shutdown` fires.
+pub async fn serve(
+    listen: SocketAddr,
+    commands: mpsc::Sender<Command>,
+    bus: Bus,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(%listen, "api listening");
+    axum::serve(listener, router(commands, bus))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
+}
+
+async fn apply(State(api): State<Api>, Json(request): Json<ApplyRequest>) -> Result<Json<ApplyResponse>, ApiError> {
+    let text = serde_json::to_string(&request.workflow).map_err(|e| ApiError(StatusCode::BAD_REQUEST, vec![e.to_string()]))?;
+    let workflow: Workflow = match baton_schemas::parse_documents("request", &text) {
+        Ok(mut docs) if docs.len() == 1 => match docs.remove(0) {
+            baton_schemas::Document::Workflow(w) => w,
+        },
+        Ok(_) => return Err(ApiError(StatusCode::BAD_REQUEST, vec!["expected one document".to_owned()])),
+        Err(e) => return Err(ApiError(StatusCode::BAD_REQUEST, e.errors.iter().map(|e| e.to_string()).collect())),
+    };
+    let name = workflow.metadata.name.clone();
+    let start = request.run.then_some(request.data);
+    let run = api.ask(|reply| Command::Apply { workflow: Box::new(workflow), start, reply }).await??;
+    Ok(Json(ApplyResponse { workflow: name, run: run.map(|r| r.to_string()) }))
+}
+
+async fn start(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    body: Option<Json<StartRequest>>,
+) -> Result<Json<RunResponse>, ApiError> {
+    let data = body.map(|b| b.0.data).unwrap_or_default();
+    let run = api.ask(|reply| Command::Start { workflow: WorkflowName::new(name), data, reply }).await??;
+    Ok(Json(RunResponse { run: run.to_string() }))
+}
+
+async fn trigger(State(api): State<Api>, Path(name): Path<String>, body: axum::body::Bytes) -> Result<(StatusCode, Json<RunResponse>), ApiError> {
+    if !baton_schemas::ids::is_dns_label(&name) {
+        return Err(ApiError(StatusCode::BAD_REQUEST, vec![format!("invalid workflow name {name:?}")]));
+    }
+    let run = new_run_id();
+    let message = api.bus.trigger_message(&name, body, &run);
+    api.bus
+        .publish_one(&message)
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, vec![format!("{e}")]))?;
+    Ok((StatusCode::ACCEPTED, Json(RunResponse { run: run.to_string() })))
+}
+
+async fn list(State(api): State<Api>) -> Result<Json<Vec<baton_schemas::status::RunStatus>>, ApiError> {
+    Ok(Json(api.ask(|reply| Command::List { reply }).await?))
+}
+
+async fn status(State(api): State<Api>, Path(run): Path<String>) -> Result<Json<baton_schemas::status::RunStatus>, ApiError> {
+    api.ask(|reply| Command::Status { run: RunId::new(run.clone()), reply })
+        .await?
+        .map(Json)
+        .ok_or_else(|| Refusal::UnknownRun(run).into())
+}
+
+async fn cancel(State(api): State<Api>, Path(run): Path<String>) -> Result<Json<RunResponse>, ApiError> {
+    api.ask(|reply| Command::Cancel { run: RunId::new(run.clone()), reply }).await??;
+    Ok(Json(RunResponse { run }))
+}

@@ -1,0 +1,195 @@
+//! The planner's redb store: workflows, runs, the outbox of messages not yet confirmed
+//! published, and the trigger stream position.
+//!
+//! One write transaction holds a state change together with the messages it causes (the
+//! outbox), so a crash between the commit and the publish loses nothing: at start the
+//! planner sends the outbox again, with the same message ids, and the bus drops duplicates.
+
+use std::path::Path;
+
+use baton_bus::Outgoing;
+use baton_schemas::Workflow;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::core::Run;
+
+const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows");
+const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
+const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const TRIGGERS_SEQ: &str = "triggers-seq";
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// redb failed.
+    #[error("redb")]
+    Redb(#[from] redb::Error),
+    /// A stored record does not decode (written by an incompatible build).
+    #[error("stored {table} record {key:?} does not decode")]
+    Decode {
+        /// The table.
+        table: &'static str,
+        /// The record's key.
+        key: String,
+        /// The decoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Everything the store holds, as loaded at start.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Registered workflows.
+    pub workflows: Vec<Workflow>,
+    /// Every run.
+    pub runs: Vec<Run>,
+    /// Messages committed but maybe not published.
+    pub outbox: Vec<Outgoing>,
+    /// The last trigger stream sequence applied.
+    pub triggers_seq: u64,
+}
+
+/// One durable change: state written, messages to publish, the trigger position.
+#[derive(Debug, Default)]
+pub struct Change<'a> {
+    /// Runs to write.
+    pub runs: Vec<&'a Run>,
+    /// Workflows to write.
+    pub workflows: Vec<&'a Workflow>,
+    /// Messages to add to the outbox.
+    pub outbox: Vec<Outgoing>,
+    /// A new trigger stream position.
+    pub triggers_seq: Option<u64>,
+}
+
+/// The planner's redb database.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Database::create(path).map_err(redb::Error::from)?;
+        let txn = db.begin_write().map_err(redb::Error::from)?;
+        for table in [WORKFLOWS, RUNS, OUTBOX] {
+            txn.open_table(table).map_err(redb::Error::from)?;
+        }
+        txn.open_table(META).map_err(redb::Error::from)?;
+        txn.commit().map_err(redb::Error::from)?;
+        Ok(Store { db })
+    }
+
+    /// Reads everything.
+    pub fn load(&self) -> Result<Loaded, StoreError> {
+        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        let mut loaded = Loaded::default();
+        loaded.workflows = read_all(&txn, WORKFLOWS, "workflows")?;
+        loaded.runs = read_all(&txn, RUNS, "runs")?;
+        loaded.outbox = read_all(&txn, OUTBOX, "outbox")?;
+        let meta = txn.open_table(META).map_err(redb::Error::from)?;
+        loaded.triggers_seq = meta.get(TRIGGERS_SEQ).map_err(redb::Error::from)?.map(|v| v.value()).unwrap_or(0);
+        Ok(loaded)
+    }
+
+    /// Writes one change durably: when this returns, it survives a crash.
+    pub fn commit(&self, change: &Change<'_>) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(redb::Error::from)?;
+        {
+            let mut runs = txn.open_table(RUNS).map_err(redb::Error::from)?;
+            for run in &change.runs {
+                let json = serde_json::to_vec(run).expect("runs serialize");
+                runs.insert(run.id.as_str(), json.as_slice()).map_err(redb::Error::from)?;
+            }
+            let mut workflows = txn.open_table(WORKFLOWS).map_err(redb::Error::from)?;
+            for wf in &change.workflows {
+                let json = serde_json::to_vec(wf).expect("workflows serialize");
+                workflows.insert(wf.metadata.name.as_str(), json.as_slice()).map_err(redb::Error::from)?;
+            }
+            let mut outbox = txn.open_table(OUTBOX).map_err(redb::Error::from)?;
+            for message in &change.outbox {
+                let json = serde_json::to_vec(message).expect("messages serialize");
+                outbox.insert(message.msg_id.as_str(), json.as_slice()).map_err(redb::Error::from)?;
+            }
+            if let Some(seq) = change.triggers_seq {
+                let mut meta = txn.open_table(META).map_err(redb::Error::from)?;
+                meta.insert(TRIGGERS_SEQ, seq).map_err(redb::Error::from)?;
+            }
+        }
+        txn.commit().map_err(redb::Error::from)?;
+        Ok(())
+    }
+
+    /// Removes published messages from the outbox. Not made durable on its own: if it is
+    /// lost in a crash the messages are sent again, and the bus drops them as duplicates.
+    pub fn clear_outbox<'a>(&self, msg_ids: impl IntoIterator<Item = &'a str>) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(redb::Error::from)?;
+        txn.set_durability(Durability::None).map_err(redb::Error::from)?;
+        {
+            let mut outbox = txn.open_table(OUTBOX).map_err(redb::Error::from)?;
+            for id in msg_ids {
+                outbox.remove(id).map_err(redb::Error::from)?;
+            }
+        }
+        txn.commit().map_err(redb::Error::from)?;
+        Ok(())
+    }
+}
+
+fn read_all<T: serde::de::DeserializeOwned>(
+    txn: &redb::ReadTransaction,
+    table: TableDefinition<&str, &[u8]>,
+    name: &'static str,
+) -> Result<Vec<T>, StoreError> {
+    let table = txn.open_table(table).map_err(redb::Error::from)?;
+    let mut out = Vec::new();
+    for entry in table.iter().map_err(redb::Error::from)? {
+        let (key, value) = entry.map_err(redb::Error::from)?;
+        let item = serde_json::from_slice(value.value()).map_err(|source| StoreError::Decode {
+            table: name,
+            key: key.value().to_owned(),
+            source,
+        })?;
+        out.push(item);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{Core, CoreConfig, Input};
+    use baton_schemas::wire::Timestamp;
+    use baton_schemas::{Document, RunId, WorkflowName, parse_documents};
+
+    #[test]
+    fn a_change_survives_reopening_and_the_outbox_clears() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("planner.redb");
+        let text = "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: wf}\nspec: {nodes: [{name: a, kind: noop}]}\n";
+        let Document::Workflow(wf) = parse_documents("t", text).unwrap().remove(0);
+        let mut core = Core::new(CoreConfig::default());
+        core.apply(Input::Register(wf), Timestamp(1));
+        core.apply(
+            Input::StartRun { run: RunId::new("r1"), workflow: WorkflowName::new("wf"), initiator: "api".into(), data: String::new() },
+            Timestamp(1),
+        );
+        let message = Outgoing { subject: "s".into(), msg_id: "r1.a.1".into(), payload: "{}".into(), headers: vec![] };
+        {
+            let store = Store::open(&path).unwrap();
+            let (runs, workflows) = core.take_changes();
+            store.commit(&Change { runs, workflows, outbox: vec![message.clone()], triggers_seq: Some(7) }).unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let loaded = store.load().unwrap();
+        assert_eq!(loaded.workflows.len(), 1);
+        assert_eq!(loaded.runs, vec![core.run(&RunId::new("r1")).unwrap().clone()]);
+        assert_eq!(loaded.outbox, vec![message]);
+        assert_eq!(loaded.triggers_seq, 7);
+        store.clear_outbox(["r1.a.1"]).unwrap();
+        assert!(store.load().unwrap().outbox.is_empty());
+    }
+}
