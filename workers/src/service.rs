@@ -1,0 +1,297 @@
+//! The worker service: one pull loop per job kind, each with its own bound on jobs in
+//! flight, progress acks for long jobs, cancel notices, and a graceful shutdown.
+//!
+//! A job is acknowledged only after its completion event is stored on the bus. Shutdown
+//! stops pulling, gives jobs in flight `shutdown_deadline` to finish, then stops the rest and
+//! hands their jobs back (NAK without delay) for another worker to take.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use baton_bus::{Bus, Inbound, Poison};
+use baton_schemas::wire::{Event, EventEnvelope, Job, Outcome, SCHEMA_VERSION, Timestamp};
+use baton_schemas::{NodeKind, RunId};
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+
+use crate::executors::{self, Effect};
+
+/// Worker settings.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// The job kinds this worker takes.
+    pub kinds: Vec<NodeKind>,
+    /// How many jobs of each kind run at once, at most.
+    pub concurrency: usize,
+    /// How long jobs in flight may go on after a shutdown begins before they are handed back.
+    pub shutdown_deadline: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self { kinds: NodeKind::ALL.to_vec(), concurrency: 4, shutdown_deadline: Duration::from_secs(30) }
+    }
+}
+
+/// Jobs in flight by message id, so a cancel notice can stop those of its run.
+#[derive(Clone, Default)]
+struct InFlight(Arc<Mutex<HashMap<String, (RunId, CancellationToken)>>>);
+
+impl InFlight {
+    fn insert(&self, id: String, run: RunId, stop: CancellationToken) {
+        self.0.lock().expect("in-flight lock").insert(id, (run, stop));
+    }
+
+    fn remove(&self, id: &str) {
+        self.0.lock().expect("in-flight lock").remove(id);
+    }
+
+    fn cancel_run(&self, run: &str) -> usize {
+        let jobs = self.0.lock().expect("in-flight lock");
+        let mut n = 0;
+        for (job_run, stop) in jobs.values() {
+            if job_run.as_str() == run {
+                stop.cancel();
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+/// Runs the worker until `shutdown` fires and jobs in flight are done or handed back.
+pub async fn run(bus: Bus, config: WorkerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    bus.ensure_streams().await?;
+    let tracker = TaskTracker::new();
+    let hand_back = CancellationToken::new();
+    let in_flight = InFlight::default();
+    let progress_every = bus.config().job_ack_wait / 3;
+
+    let mut cancels = bus.client().subscribe(bus.cancel_subject()).await?;
+    let listener = {
+        let in_flight = in_flight.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    notice = cancels.next() => match notice {
+                        Some(notice) => {
+                            let run = String::from_utf8_lossy(&notice.payload).into_owned();
+                            let stopped = in_flight.cancel_run(&run);
+                            info!(%run, stopped, "run cancelled");
+                        }
+                        None => return,
+                    },
+                }
+            }
+        })
+    };
+
+    let mut loops = Vec::new();
+    for kind in config.kinds.iter().copied() {
+        let consumer = bus.job_consumer(kind).await?;
+        let ctx = JobContext { bus: bus.clone(), in_flight: in_flight.clone(), hand_back: hand_back.clone(), progress_every };
+        let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        loops.push(tokio::spawn(pull_loop(kind, consumer, slots, ctx, tracker.clone(), shutdown.clone())));
+    }
+    info!(kinds = ?config.kinds, concurrency = config.concurrency, "worker running");
+    shutdown.cancelled().await;
+    for pull in loops {
+        let _ = pull.await;
+    }
+    tracker.close();
+    info!(in_flight = tracker.len(), deadline = ?config.shutdown_deadline, "worker stopping");
+    if tokio::time::timeout(config.shutdown_deadline, tracker.wait()).await.is_err() {
+        warn!(in_flight = tracker.len(), "shutdown deadline passed; handing jobs back");
+        hand_back.cancel();
+        tracker.wait().await;
+    }
+    listener.abort();
+    info!("worker stopped");
+    Ok(())
+}
+
+#[derive(Clone)]
+struct JobContext {
+    bus: Bus,
+    in_flight: InFlight,
+    hand_back: CancellationToken,
+    progress_every: Duration,
+}
+
+/// Pulls jobs of one kind while free slots remain: each pull asks for as many jobs as there
+/// are free slots, so no job waits in this worker's buffer while another worker is idle.
+async fn pull_loop(
+    kind: NodeKind,
+    consumer: async_nats::jetstream::consumer::PullConsumer,
+    slots: Arc<Semaphore>,
+    ctx: JobContext,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let expires = Duration::from_secs(2);
+    let mut failures = 0u32;
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let mut permits = vec![first];
+        while let Ok(p) = slots.clone().try_acquire_owned() {
+            permits.push(p);
+        }
+        let pull = consumer.batch().max_messages(permits.len()).expires(expires).messages();
+        let mut batch = match tokio::select! { _ = shutdown.cancelled() => return, b = pull => b } {
+            Ok(batch) => batch,
+            Err(e) => {
+                failures += 1;
+                warn!(%kind, error = %e, failures, "pull failed; trying again");
+                drop(permits);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(10)))) => {}
+                }
+                continue;
+            }
+        };
+        while let Some(permit) = permits.pop() {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                next = tokio::time::timeout(expires + Duration::from_secs(3), batch.next()) => next,
+            };
+            match next {
+                Ok(Some(Ok(message))) => {
+                    failures = 0;
+                    let ctx = ctx.clone();
+                    tracker.spawn(async move {
+                        handle(kind, Inbound::new(message), &ctx).await;
+                        drop(permit);
+                    });
+                }
+                Ok(Some(Err(e))) => {
+                    debug!(%kind, error = %e, "pull ended with an error");
+                    break;
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+}
+
+/// Handles one delivery of a job. Idempotent per attempt as far as the bus goes: the events it
+/// publishes carry ids derived from the attempt, so a redelivery's duplicates are dropped.
+async fn handle(kind: NodeKind, message: Inbound, ctx: &JobContext) {
+    let job = match baton_bus::decode_job(&message) {
+        Ok(job) if job.kind == kind => job,
+        Ok(job) => {
+            let poison = Poison {
+                subject: message.subject().to_owned(),
+                reason: format!("a {} job on the {kind} subject", job.kind),
+                run: Some(job.run),
+                node: Some(job.node),
+                attempt: Some(job.attempt),
+            };
+            return set_aside(&message, poison, ctx).await;
+        }
+        Err(poison) => return set_aside(&message, poison, ctx).await,
+    };
+    let started_at = now();
+    debug!(run = %job.run, node = %job.node, attempt = %job.attempt, delivered = message.delivered(), "job started");
+    if kind != NodeKind::Noop {
+        let started = Event::NodeStarted { run: job.run.clone(), node: job.node.clone(), attempt: job.attempt, at: started_at };
+        if let Err(e) = ctx.bus.publish_one(&ctx.bus.event_message(&envelope(started))).await {
+            warn!(run = %job.run, node = %job.node, error = %e, "start not reported; handing the job back");
+            message.nak(Some(Duration::from_secs(1))).await.ok();
+            return;
+        }
+    }
+    let stop = ctx.hand_back.child_token();
+    ctx.in_flight.insert(job.msg_id(), job.run.clone(), stop.clone());
+    let effect = run_with_progress(&job, &message, &stop, ctx.progress_every).await;
+    ctx.in_flight.remove(&job.msg_id());
+    let outcome = match effect {
+        Effect::Done(outcome) => outcome,
+        Effect::Stopped if ctx.hand_back.is_cancelled() => {
+            info!(run = %job.run, node = %job.node, attempt = %job.attempt, "job handed back at shutdown");
+            message.nak(None).await.ok();
+            return;
+        }
+        Effect::Stopped => Outcome::Failed { error: "cancelled".to_owned() },
+    };
+    finish(&job, started_at, outcome, &message, ctx).await;
+}
+
+async fn run_with_progress(job: &Job, message: &Inbound, stop: &CancellationToken, every: Duration) -> Effect {
+    let effect = executors::execute(job, stop);
+    tokio::pin!(effect);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            effect = &mut effect => return effect,
+            _ = ticks.tick() => {
+                if let Err(e) = message.progress().await {
+                    warn!(node = %job.node, error = %e, "progress ack failed");
+                }
+            }
+        }
+    }
+}
+
+/// Publishes the completion, then acknowledges the job. If the completion cannot be stored
+/// the job is handed back, to be run again, rather than acknowledged unreported.
+async fn finish(job: &Job, started_at: Timestamp, outcome: Outcome, message: &Inbound, ctx: &JobContext) {
+    let succeeded = matches!(outcome, Outcome::Succeeded { .. });
+    let done = Event::NodeFinished {
+        run: job.run.clone(),
+        node: job.node.clone(),
+        attempt: job.attempt,
+        started_at,
+        finished_at: now(),
+        outcome,
+    };
+    if let Err(e) = ctx.bus.publish_one(&ctx.bus.event_message(&envelope(done))).await {
+        error!(run = %job.run, node = %job.node, error = %e, "completion not stored; handing the job back");
+        message.nak(Some(Duration::from_secs(5))).await.ok();
+        return;
+    }
+    if let Err(e) = message.ack().await {
+        warn!(run = %job.run, node = %job.node, error = %e, "ack not confirmed; a redelivery will be ignored by the planner");
+    }
+    debug!(run = %job.run, node = %job.node, attempt = %job.attempt, succeeded, "job finished");
+}
+
+/// Terminates a job that can never run and reports it as the node's failure when the message
+/// says which node it is; otherwise logs it.
+async fn set_aside(message: &Inbound, poison: Poison, ctx: &JobContext) {
+    match (&poison.run, &poison.node, poison.attempt) {
+        (Some(run), Some(node), Some(attempt)) => {
+            error!(%run, %node, %attempt, reason = %poison.reason, "poison job reported as the node's failure");
+            let done = Event::NodeFinished {
+                run: run.clone(),
+                node: node.clone(),
+                attempt,
+                started_at: now(),
+                finished_at: now(),
+                outcome: Outcome::Failed { error: format!("job set aside: {}", poison.reason) },
+            };
+            if let Err(e) = ctx.bus.publish_one(&ctx.bus.event_message(&envelope(done))).await {
+                warn!(error = %e, "poison report not stored; terminating the job anyway");
+            }
+        }
+        _ => error!(subject = %poison.subject, reason = %poison.reason, "poison job names no node; set aside"),
+    }
+    message.term().await.ok();
+}
+
+fn envelope(event: Event) -> EventEnvelope {
+    EventEnvelope { v: SCHEMA_VERSION, event }
+}
+
+fn now() -> Timestamp {
+    Timestamp(u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX))
+}
