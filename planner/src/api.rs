@@ -12,8 +12,6 @@
 //!
 //! Errors answer `{"errors": ["<path>: <message>", ...]}` with 400, 404 or 503.
 
-use std::net::SocketAddr;
-
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -118,17 +116,13 @@ pub fn router(commands: mpsc::Sender<Command>, bus: Bus) -> Router {
         .with_state(Api { commands, bus })
 }
 
-/// Serves the API on `listen` until `shutdown` fires.
+/// Serves the API on a bound `listener` until `shutdown` fires.
 pub async fn serve(
-    listen: SocketAddr,
+    listener: tokio::net::TcpListener,
     commands: mpsc::Sender<Command>,
     bus: Bus,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    tracing::info!(%listen, "api listening");
     axum::serve(listener, router(commands, bus))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;

@@ -1,0 +1,250 @@
+//! Flags and subcommands. Every flag has a `BATON_*` environment variable and a default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use baton_bus::BusConfig;
+use baton_schemas::{Duration, NodeKind};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{Failure, client, serve};
+
+/// Baton: an event-driven release orchestrator on NATS JetStream.
+#[derive(Debug, Parser)]
+#[command(name = "baton", version, about)]
+pub struct Cli {
+    /// Logs as JSON lines instead of text (the filter is `BATON_LOG`, default `info`).
+    #[arg(long, global = true, env = "BATON_LOG_JSON")]
+    pub log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+impl Cli {
+    /// Returns the log filter used when `BATON_LOG` is not set: quiet for client commands.
+    pub fn default_log_level(&self) -> &'static str {
+        match self.command {
+            Command::Up(_) | Command::Planner(_) | Command::Worker(_) => "info",
+            _ => "warn",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs everything in one process: a local nats-server (unless --nats-url), the planner,
+    /// workers for every kind and the HTTP API.
+    Up(UpArgs),
+    /// Runs the planner and the HTTP API against a NATS server.
+    Planner(PlannerArgs),
+    /// Runs a worker against a NATS server.
+    Worker(WorkerArgs),
+    /// Registers the workflows in a file and starts a run of each (prints the run ids).
+    Apply(ApplyArgs),
+    /// Checks a file without running anything; exit 2 when it is invalid.
+    Validate(ValidateArgs),
+    /// Shows one run.
+    Status(StatusArgs),
+    /// Lists runs.
+    Runs(RunsArgs),
+    /// Cancels a run.
+    Cancel(CancelArgs),
+    /// Starts a run of a registered workflow through the bus, as a trigger message would.
+    Trigger(TriggerArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BusArgs {
+    /// Subject prefix; streams are named after it (`BATON_JOBS`, ...).
+    #[arg(long, env = "BATON_PREFIX", default_value = "baton")]
+    pub prefix: String,
+    /// Stream replicas (1 for one server, 3 for a cluster).
+    #[arg(long, env = "BATON_REPLICAS", default_value_t = 1)]
+    pub replicas: usize,
+    /// How long a worker may hold a job without a progress ack before it goes to another.
+    #[arg(long, env = "BATON_JOB_ACK_WAIT", default_value = "30s")]
+    pub job_ack_wait: Duration,
+}
+
+impl BusArgs {
+    pub(crate) fn config(&self) -> BusConfig {
+        BusConfig {
+            prefix: self.prefix.clone(),
+            replicas: self.replicas,
+            job_ack_wait: self.job_ack_wait.0,
+            ..BusConfig::default()
+        }
+    }
+}
+
+#[derive(Clone, Debug, Args)]
+pub(crate) struct PlannerOptions {
+    /// Where the planner keeps its state (`planner.redb`).
+    #[arg(long, env = "BATON_DATA_DIR", default_value = ".baton")]
+    pub data_dir: PathBuf,
+    /// Where the HTTP API listens.
+    #[arg(long, env = "BATON_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// How long past a node's timeout the planner waits for a worker before failing it.
+    #[arg(long, env = "BATON_TIMEOUT_GRACE", default_value = "60s")]
+    pub timeout_grace: Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WorkerOptions {
+    /// How many jobs of each kind run at once.
+    #[arg(long, env = "BATON_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
+    /// How long jobs in flight may go on after SIGTERM before they are handed back.
+    #[arg(long, env = "BATON_SHUTDOWN_DEADLINE", default_value = "30s")]
+    pub shutdown_deadline: Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// A NATS server to use instead of starting one.
+    #[arg(long, env = "BATON_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// The nats-server program to start (default: `.tools/venv/bin/nats-server`, then PATH).
+    #[arg(long, env = "BATON_NATS_SERVER")]
+    pub nats_server: Option<PathBuf>,
+    /// The port of the nats-server `up` starts.
+    #[arg(long, env = "BATON_NATS_PORT", default_value_t = 4222)]
+    pub nats_port: u16,
+    /// Files to apply once Baton is up; their runs are followed in the log.
+    #[arg(long = "apply", value_name = "FILE")]
+    pub apply: Vec<PathBuf>,
+    #[command(flatten)]
+    pub bus: BusArgs,
+    #[command(flatten)]
+    pub planner: PlannerOptions,
+    #[command(flatten)]
+    pub worker: WorkerOptions,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PlannerArgs {
+    /// The NATS server.
+    #[arg(long, env = "BATON_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    #[command(flatten)]
+    pub bus: BusArgs,
+    #[command(flatten)]
+    pub planner: PlannerOptions,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WorkerArgs {
+    /// The NATS server.
+    #[arg(long, env = "BATON_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// The job kinds to take, comma-separated.
+    #[arg(long, env = "BATON_KINDS", value_delimiter = ',', default_value = "noop,exec")]
+    pub kinds: Vec<NodeKind>,
+    #[command(flatten)]
+    pub bus: BusArgs,
+    #[command(flatten)]
+    pub worker: WorkerOptions,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServerArgs {
+    /// The Baton API.
+    #[arg(long, env = "BATON_SERVER", default_value = "http://127.0.0.1:7070")]
+    pub server: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// JSON.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ApplyArgs {
+    /// The file (YAML or JSON; several documents allowed).
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Waits for the runs to end; exit 0 if all succeeded, 1 if any did not.
+    #[arg(long)]
+    pub wait: bool,
+    /// Only registers the workflows.
+    #[arg(long, conflicts_with = "wait")]
+    pub no_run: bool,
+    /// Trigger data for the runs (the first nodes' BATON_DATA).
+    #[arg(long, default_value = "")]
+    pub data: String,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ValidateArgs {
+    /// The file to check.
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// The run id.
+    pub run: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunsArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CancelArgs {
+    /// The run id.
+    pub run: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TriggerArgs {
+    /// The workflow's name.
+    pub name: String,
+    /// The trigger data (the first nodes' BATON_DATA).
+    #[arg(long, default_value = "")]
+    pub data: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Runs the parsed command; returns the exit code of a command that did its job.
+pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Failure> {
+    match cli.command {
+        Command::Up(args) => serve::up(args).await.map(|()| 0),
+        Command::Planner(args) => serve::planner(args).await.map(|()| 0),
+        Command::Worker(args) => serve::worker(args).await.map(|()| 0),
+        Command::Validate(args) => {
+            let docs = client::read_documents(&args.file)?;
+            println!("{}: {} valid document(s)", args.file.display(), docs.len());
+            Ok(0)
+        }
+        Command::Apply(args) => client::apply(args).await,
+        Command::Status(args) => client::status(args).await,
+        Command::Runs(args) => client::runs(args).await,
+        Command::Cancel(args) => client::cancel(args).await,
+        Command::Trigger(args) => client::trigger(args).await,
+    }
+}

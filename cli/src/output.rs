@@ -1,0 +1,73 @@
+//! Printing runs as text tables or JSON.
+
+use baton_schemas::status::{RunStatus, State};
+
+use crate::args::Format;
+
+pub(crate) fn print_status(status: &RunStatus, format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string(status)?),
+        Format::Text => {
+            println!("run {}  workflow {}  {}", status.run, status.workflow, status.state);
+            let rows: Vec<[String; 5]> = status
+                .nodes
+                .iter()
+                .map(|n| {
+                    [
+                        n.name.clone(),
+                        n.state.to_string(),
+                        n.attempts.to_string(),
+                        n.output.as_deref().map(one_line).unwrap_or_default(),
+                        n.error.as_deref().map(one_line).unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            print_table(["NODE", "STATE", "ATTEMPTS", "OUTPUT", "ERROR"], &rows);
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn print_runs(runs: &[RunStatus], format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string(runs)?),
+        Format::Text => {
+            let rows: Vec<[String; 4]> = runs
+                .iter()
+                .map(|r| {
+                    let done = r.nodes.iter().filter(|n| n.state == State::Succeeded).count();
+                    [r.run.clone(), r.workflow.clone(), r.state.to_string(), format!("{done}/{}", r.nodes.len())]
+                })
+                .collect();
+            print_table(["RUN", "WORKFLOW", "STATE", "SUCCEEDED"], &rows);
+        }
+    }
+    Ok(())
+}
+
+/// Returns the first line of `text`, cut to 60 characters, for a table cell.
+fn one_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    let mut cell: String = line.chars().take(60).collect();
+    if cell.len() < line.len() || text.lines().nth(1).is_some() {
+        cell.push('…');
+    }
+    cell
+}
+
+fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}

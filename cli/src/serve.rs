@@ -1,0 +1,171 @@
+//! The long-running commands: `up`, `planner` and `worker`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use baton_bus::{Bus, BusConfig};
+use baton_planner::service::{Command, Planner, PlannerConfig};
+use baton_schemas::status::RunStatus;
+use baton_schemas::{Document, NodeKind};
+use baton_workers::WorkerConfig;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::Failure;
+use crate::args::{PlannerArgs, PlannerOptions, UpArgs, WorkerArgs, WorkerOptions};
+use crate::client::read_documents;
+use crate::nats_server::{self, NatsServer};
+
+/// Returns a token cancelled on SIGTERM or SIGINT.
+fn shutdown_on_signals() -> anyhow::Result<CancellationToken> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let token = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM: shutting down"),
+            _ = int.recv() => info!("SIGINT: shutting down"),
+        }
+        cancel.cancel();
+    });
+    Ok(token)
+}
+
+async fn connect(url: &str, config: BusConfig) -> anyhow::Result<Bus> {
+    Bus::connect(url, config, Duration::from_secs(30)).await.with_context(|| format!("connecting to {url}"))
+}
+
+pub(crate) async fn planner(args: PlannerArgs) -> Result<(), Failure> {
+    let shutdown = shutdown_on_signals()?;
+    let bus = connect(&args.nats_url, args.bus.config()).await?;
+    let (commands, receiver) = mpsc::channel(64);
+    run_planner(bus, &args.planner, commands, receiver, shutdown).await?;
+    Ok(())
+}
+
+pub(crate) async fn worker(args: WorkerArgs) -> Result<(), Failure> {
+    let shutdown = shutdown_on_signals()?;
+    let bus = connect(&args.nats_url, args.bus.config()).await?;
+    baton_workers::run(bus, worker_config(args.kinds, &args.worker), shutdown).await?;
+    Ok(())
+}
+
+pub(crate) async fn up(args: UpArgs) -> Result<(), Failure> {
+    let shutdown = shutdown_on_signals()?;
+    let files: Vec<Vec<Document>> = args.apply.iter().map(|f| read_documents(f)).collect::<Result<_, _>>()?;
+    let server = match &args.nats_url {
+        Some(_) => None,
+        None => {
+            let program = nats_server::find(args.nats_server.as_deref())?;
+            let store = args.planner.data_dir.join("nats");
+            let server = NatsServer::start(&program, &store, args.nats_port).await?;
+            info!(url = %server.url, program = %program.display(), store = %store.display(), "nats-server started");
+            Some(server)
+        }
+    };
+    let url = args.nats_url.clone().or_else(|| server.as_ref().map(|s| s.url.clone())).expect("a url either way");
+    let result = up_with(&url, &args, files, shutdown.clone()).await;
+    shutdown.cancel();
+    if let Some(server) = server {
+        server.stop().await;
+    }
+    result.map_err(Failure::from)
+}
+
+async fn up_with(url: &str, args: &UpArgs, files: Vec<Vec<Document>>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let bus = connect(url, args.bus.config()).await?;
+    bus.ensure_streams().await?;
+    let (commands, receiver) = mpsc::channel(64);
+    let workers = tokio::spawn(baton_workers::run(
+        bus.clone(),
+        worker_config(NodeKind::ALL.to_vec(), &args.worker),
+        shutdown.clone(),
+    ));
+    let planner = tokio::spawn({
+        let (bus, options, commands, shutdown) = (bus.clone(), args.planner.clone(), commands.clone(), shutdown.clone());
+        async move { run_planner(bus, &options, commands, receiver, shutdown).await }
+    });
+    info!(api = %format!("http://{}", args.planner.listen), nats = %url, "baton is up; try: baton apply -f examples/diamond.yaml --wait");
+    for doc in files.into_iter().flatten() {
+        let Document::Workflow(workflow) = doc;
+        let (reply, answer) = oneshot::channel();
+        let name = workflow.metadata.name.clone();
+        commands.send(Command::Apply { workflow: Box::new(workflow), start: Some(String::new()), reply }).await?;
+        match answer.await? {
+            Ok(Some(run)) => {
+                info!(workflow = %name, %run, "run started; follow it with: baton status {run}");
+                tokio::spawn(follow(run.to_string(), commands.clone(), shutdown.clone()));
+            }
+            Ok(None) => {}
+            Err(refusal) => warn!(workflow = %name, %refusal, "not started"),
+        }
+    }
+    let (planner, workers) = tokio::join!(
+        async {
+            let r = planner.await;
+            shutdown.cancel();
+            r
+        },
+        async {
+            let r = workers.await;
+            shutdown.cancel();
+            r
+        }
+    );
+    planner??;
+    workers??;
+    Ok(())
+}
+
+/// Logs each node's state changes of one run until it ends.
+async fn follow(run: String, commands: mpsc::Sender<Command>, shutdown: CancellationToken) {
+    let mut seen: Option<RunStatus> = None;
+    while !shutdown.is_cancelled() {
+        let (reply, answer) = oneshot::channel();
+        let asked = Command::Status { run: baton_schemas::RunId::new(run.clone()), reply };
+        if commands.send(asked).await.is_err() {
+            return;
+        }
+        let Ok(Some(status)) = answer.await else { return };
+        for node in &status.nodes {
+            let before = seen.as_ref().and_then(|s| s.nodes.iter().find(|n| n.name == node.name));
+            if before.map(|b| (b.state, b.attempts)) != Some((node.state, node.attempts)) {
+                info!(%run, node = %node.name, state = %node.state, attempts = node.attempts, output = node.output.as_deref().unwrap_or(""), error = node.error.as_deref().unwrap_or(""), "node");
+            }
+        }
+        if status.state.is_terminal() {
+            info!(%run, state = %status.state, "run ended; Ctrl-C stops Baton");
+            return;
+        }
+        seen = Some(status);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn run_planner(
+    bus: Bus,
+    options: &PlannerOptions,
+    commands: mpsc::Sender<Command>,
+    receiver: mpsc::Receiver<Command>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", options.listen))?;
+    let mut config = PlannerConfig::new(options.data_dir.clone());
+    config.core.timeout_grace = options.timeout_grace.0;
+    let planner = Planner::start(bus.clone(), config).await?;
+    info!(listen = %options.listen, "api listening");
+    let api = tokio::spawn(baton_planner::api::serve(listener, commands, bus, shutdown.clone()));
+    let result = planner.run(receiver, shutdown.clone()).await;
+    shutdown.cancel();
+    api.await??;
+    result
+}
+
+fn worker_config(kinds: Vec<NodeKind>, options: &WorkerOptions) -> WorkerConfig {
+    WorkerConfig { kinds, concurrency: options.concurrency, shutdown_deadline: options.shutdown_deadline.0 }
+}
