@@ -1,1 +1,305 @@
-//! placeholder
+//! The harness of Baton's end-to-end tests: a real `nats-server` on a free loopback port with
+//! a temporary store, and Baton processes (planner, workers) started from the real binary,
+//! each of which a test can kill with SIGKILL and start again.
+//!
+//! Every test gets its own subject prefix, data directory and ports, and everything it
+//! started is killed when its [`Env`] is dropped. The logs of every process are printed when
+//! a test fails.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use baton_schemas::status::RunStatus;
+
+/// Returns a loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// Returns the nats-server program: `$NATS_SERVER`, then the repository's `.tools`, then PATH.
+pub fn nats_server_program() -> PathBuf {
+    if let Some(path) = std::env::var_os("NATS_SERVER") {
+        return PathBuf::from(path);
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/venv/bin/nats-server");
+    if local.is_file() {
+        return local;
+    }
+    PathBuf::from("nats-server")
+}
+
+/// Waits until `addr` accepts TCP connections.
+pub fn wait_for_port(port: u16, within: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if started.elapsed() > within {
+            bail!("nothing listens on 127.0.0.1:{port} after {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// A child process whose output goes to a log file; killed on drop.
+pub struct Proc {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &str, mut command: Command, log: PathBuf) -> anyhow::Result<Proc> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        command.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
+        let child = command.spawn().with_context(|| format!("starting {name}: {command:?}"))?;
+        Ok(Proc { name: name.to_owned(), child, log })
+    }
+
+    /// Kills the process with SIGKILL, as a crash would, and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    }
+
+    /// Waits for the process to exit, at most `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> anyhow::Result<ExitStatus> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if started.elapsed() > within {
+                bail!("{} still running after {within:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Returns the process's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A real nats-server with JetStream on a free loopback port and a temporary store.
+pub struct Nats {
+    proc: Option<Proc>,
+    /// The port it listens on (kept across restarts).
+    pub port: u16,
+    store: PathBuf,
+    log: PathBuf,
+}
+
+impl Nats {
+    /// Starts a server storing under `dir`.
+    pub fn start(dir: &Path) -> anyhow::Result<Nats> {
+        let mut nats = Nats { proc: None, port: free_port(), store: dir.join("nats"), log: dir.join("nats.log") };
+        nats.boot()?;
+        Ok(nats)
+    }
+
+    fn boot(&mut self) -> anyhow::Result<()> {
+        let mut command = Command::new(nats_server_program());
+        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"]).arg(&self.store);
+        self.proc = Some(Proc::spawn("nats-server", command, self.log.clone())?);
+        wait_for_port(self.port, Duration::from_secs(15))
+    }
+
+    /// Returns `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server with SIGKILL.
+    pub fn kill9(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill9();
+        }
+    }
+
+    /// Starts the server again on the same port with the same store.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        self.boot()
+    }
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// One test's world: a nats-server, a prefix, a data directory, and the Baton processes.
+pub struct Env {
+    /// The temporary directory everything lives in.
+    pub dir: tempfile::TempDir,
+    /// The baton binary under test (`env!("CARGO_BIN_EXE_baton-under-test")` in a test).
+    pub program: &'static str,
+    /// The nats-server.
+    pub nats: Nats,
+    /// The subject prefix of this test.
+    pub prefix: String,
+    /// The API port of the planner.
+    pub api_port: u16,
+    /// How long a worker may hold a job silently (short, so kill tests redeliver fast).
+    pub job_ack_wait: &'static str,
+    procs: Vec<Proc>,
+    logs: Vec<PathBuf>,
+}
+
+impl Env {
+    /// Starts a nats-server and returns the world around it; `program` is the baton binary.
+    pub fn new(program: &'static str) -> anyhow::Result<Env> {
+        let dir = tempfile::Builder::new().prefix("baton-e2e-").tempdir()?;
+        let nats = Nats::start(dir.path())?;
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("t{}x{n}", std::process::id());
+        let logs = vec![dir.path().join("nats.log")];
+        Ok(Env { dir, program, nats, prefix, api_port: free_port(), job_ack_wait: "2s", procs: Vec::new(), logs })
+    }
+
+    /// Returns the planner's API URL.
+    pub fn server(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    fn baton(&self) -> Command {
+        let mut command = Command::new(self.program);
+        command
+            .env("BATON_PREFIX", &self.prefix)
+            .env("BATON_NATS_URL", self.nats.url())
+            .env("BATON_SERVER", self.server())
+            .env("BATON_JOB_ACK_WAIT", self.job_ack_wait)
+            .env("BATON_LOG", "info,baton_planner=debug,baton_workers=debug")
+            .current_dir(self.dir.path());
+        command
+    }
+
+    fn spawn(&mut self, name: &str, command: Command) -> anyhow::Result<Proc> {
+        let log = self.dir.path().join(format!("{name}.log"));
+        if !self.logs.contains(&log) {
+            self.logs.push(log.clone());
+        }
+        Proc::spawn(name, command, log)
+    }
+
+    /// Starts the planner (with its API) and waits until the API answers.
+    pub fn start_planner(&mut self) -> anyhow::Result<Proc> {
+        let mut command = self.baton();
+        command.args(["planner", "--data-dir", "planner-data", "--listen"]).arg(format!("127.0.0.1:{}", self.api_port));
+        let proc = self.spawn("planner", command)?;
+        wait_for_port(self.api_port, Duration::from_secs(30))?;
+        Ok(proc)
+    }
+
+    /// Starts a worker for `kinds` with `args` added.
+    pub fn start_worker(&mut self, name: &str, kinds: &str, args: &[&str]) -> anyhow::Result<Proc> {
+        let mut command = self.baton();
+        command.args(["worker", "--kinds", kinds]).args(args);
+        self.spawn(name, command)
+    }
+
+    /// Starts a planner and one worker for every kind, kept by the env.
+    pub fn start_all(&mut self) -> anyhow::Result<()> {
+        let planner = self.start_planner()?;
+        let worker = self.start_worker("worker", "noop,exec", &[])?;
+        self.procs.push(planner);
+        self.procs.push(worker);
+        Ok(())
+    }
+
+    /// Keeps a process until the env is dropped.
+    pub fn keep(&mut self, proc: Proc) {
+        self.procs.push(proc);
+    }
+
+    /// Runs a baton client command to its end.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.baton().args(args).output().expect("running baton")
+    }
+
+    /// Writes `text` to a file in the env's directory and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("writing a test file");
+        path
+    }
+
+    /// Registers and starts the workflow in `file`, returning the run id.
+    pub fn apply(&self, file: &Path) -> anyhow::Result<String> {
+        let out = self.cli(&["apply", "-f", file.to_str().expect("utf-8 path")]);
+        if !out.status.success() {
+            bail!("apply failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+    }
+
+    /// Reads a run's status through the CLI.
+    pub fn status(&self, run: &str) -> anyhow::Result<RunStatus> {
+        let out = self.cli(&["status", run, "-o", "json"]);
+        if !out.status.success() {
+            bail!("status failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// Polls a run until `done` holds for its status, at most `within`. Failures to reach the
+    /// API (a planner being restarted) are retried.
+    pub fn wait_for(&self, run: &str, within: Duration, done: impl Fn(&RunStatus) -> bool) -> anyhow::Result<RunStatus> {
+        let started = Instant::now();
+        let mut last = None;
+        loop {
+            match self.status(run) {
+                Ok(status) if done(&status) => return Ok(status),
+                Ok(status) => last = Some(status),
+                Err(_) => {}
+            }
+            if started.elapsed() > within {
+                bail!("run {run} not there after {within:?}; last status: {last:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the run has ended.
+    pub fn wait_end(&self, run: &str, within: Duration) -> anyhow::Result<RunStatus> {
+        self.wait_for(run, within, |s| s.state.is_terminal())
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            p.kill9();
+        }
+        self.nats.kill9();
+        if std::thread::panicking() {
+            for log in &self.logs {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(80).collect();
+                eprintln!("===== {} (last {} lines) =====", log.display(), tail.len());
+                for line in tail.into_iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
+/// Returns the lines of a file, or none if it does not exist.
+pub fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).map(|t| t.lines().map(str::to_owned).collect()).unwrap_or_default()
+}
