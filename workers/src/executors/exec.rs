@@ -6,7 +6,8 @@
 //! output, at most [`OUTPUT_LIMIT_BYTES`]. A larger file fails the node rather than being cut.
 //!
 //! The process runs in its own process group, and a timeout or stop kills the whole group, so
-//! a shell's children do not outlive it.
+//! a shell's children do not outlive it. If the worker itself dies, the process gets SIGKILL
+//! (the parent-death signal), so it cannot finish an effect that the redelivered job repeats.
 
 use std::collections::VecDeque;
 use std::process::Stdio;
@@ -52,6 +53,7 @@ pub async fn run(job: &Job, stop: &CancellationToken) -> Effect {
     if let Some(dir) = &spec.working_dir {
         command.current_dir(dir);
     }
+    die_with_worker(&mut command);
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => return Effect::Done(failed(&format!("cannot start {program:?}: {e}"))),
@@ -140,6 +142,26 @@ async fn collect(stream: impl AsyncRead + Unpin, tail: Arc<Mutex<VecDeque<String
             tail.pop_front();
         }
         tail.push_back(line);
+    }
+}
+
+/// Makes the process get SIGKILL when the worker dies, so a worker killed in the middle of a
+/// job leaves no process behind to finish an effect that the job's redelivery runs again.
+#[allow(unsafe_code)] // pre_exec is unsafe; the hook below only makes async-signal-safe calls
+fn die_with_worker(command: &mut Command) {
+    let worker = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2) and
+    // getppid(2), both async-signal-safe; it allocates nothing and takes no lock.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            // The signal follows the forking thread: a tokio runtime thread, which lives as long
+            // as the worker. The worker may have died between fork and prctl: check.
+            if nix::unistd::getppid() != worker {
+                return Err(std::io::Error::other("the worker exited while starting the process"));
+            }
+            Ok(())
+        });
     }
 }
 
