@@ -1,0 +1,135 @@
+//! The bus against a real nats-server: idempotent setup, deduplicated and pipelined
+//! publishing, explicit settlement, and a server restart in the middle of publishing.
+
+use std::time::Duration;
+
+use baton_bus::{Bus, BusConfig, Outgoing};
+use baton_schemas::NodeKind;
+use baton_tests::Nats;
+use futures::StreamExt;
+
+fn config(prefix: &str) -> BusConfig {
+    BusConfig { prefix: prefix.to_owned(), job_ack_wait: Duration::from_secs(1), ..BusConfig::default() }
+}
+
+fn message(bus: &Bus, id: usize) -> Outgoing {
+    Outgoing {
+        subject: bus.job_subject(NodeKind::Noop),
+        msg_id: format!("m{id}"),
+        payload: format!("{{\"n\":{id}}}").into(),
+        headers: vec![],
+    }
+}
+
+async fn stream_messages(bus: &Bus, which: &str) -> u64 {
+    let mut stream = bus.jetstream().get_stream(bus.stream_name(which)).await.unwrap();
+    stream.info().await.unwrap().state.messages
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_is_idempotent_and_publishes_are_deduplicated() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path()).unwrap();
+    let bus = Bus::connect(&nats.url(), config("b1"), Duration::from_secs(10)).await.unwrap();
+    bus.ensure_streams().await.unwrap();
+    let other = Bus::connect(&nats.url(), config("b1"), Duration::from_secs(10)).await.unwrap();
+    other.ensure_streams().await.unwrap();
+    bus.job_consumer(NodeKind::Noop).await.unwrap();
+    other.job_consumer(NodeKind::Noop).await.unwrap();
+
+    // More than async-nats' in-flight ack limit would hang if acks were not awaited in windows.
+    let messages: Vec<Outgoing> = (0..6000).map(|i| message(&bus, i)).collect();
+    bus.publish_all(&messages).await.unwrap();
+    assert_eq!(stream_messages(&bus, "JOBS").await, 6000);
+    // The same ids again: the server drops them all.
+    bus.publish_all(&messages[..100]).await.unwrap();
+    bus.publish_one(&messages[0]).await.unwrap();
+    assert_eq!(stream_messages(&bus, "JOBS").await, 6000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nak_redelivers_term_does_not_and_ack_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path()).unwrap();
+    let bus = Bus::connect(&nats.url(), config("b2"), Duration::from_secs(10)).await.unwrap();
+    bus.ensure_streams().await.unwrap();
+    let consumer = bus.job_consumer(NodeKind::Noop).await.unwrap();
+    bus.publish_all(&[message(&bus, 1), message(&bus, 2)]).await.unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (mut rx, task) = baton_bus::subscribe(consumer, 8, shutdown.clone());
+    let first = rx.recv().await.unwrap();
+    let second = rx.recv().await.unwrap();
+    assert_eq!(first.delivered(), 1);
+    first.nak(Some(Duration::from_millis(100))).await.unwrap();
+    second.term().await.unwrap();
+    let again = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+    assert_eq!(again.payload(), first.payload());
+    assert_eq!(again.delivered(), 2);
+    again.ack().await.unwrap();
+    assert!(tokio::time::timeout(Duration::from_secs(2), rx.recv()).await.is_err(), "nothing else comes");
+    assert_eq!(stream_messages(&bus, "JOBS").await, 0, "work queue: settled messages are gone");
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_and_consuming_survive_a_server_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = Nats::start(dir.path()).unwrap();
+    let bus = Bus::connect(&nats.url(), config("b3"), Duration::from_secs(10)).await.unwrap();
+    bus.ensure_streams().await.unwrap();
+    let consumer = bus.job_consumer(NodeKind::Noop).await.unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (mut rx, task) = baton_bus::subscribe(consumer, 16, shutdown.clone());
+    bus.publish_all(&(0..10).map(|i| message(&bus, i)).collect::<Vec<_>>()).await.unwrap();
+    for _ in 0..10 {
+        rx.recv().await.unwrap().ack().await.unwrap();
+    }
+    nats.kill9();
+    // Publish while the server is down: the publish retries until the server is back.
+    let publisher = {
+        let bus = bus.clone();
+        let messages: Vec<Outgoing> = (10..20).map(|i| message(&bus, i)).collect();
+        tokio::spawn(async move { bus.publish_all(&messages).await })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    nats.restart().unwrap();
+    tokio::time::timeout(Duration::from_secs(60), publisher).await.unwrap().unwrap().unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 10 {
+        let m = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.expect("redelivered after restart").unwrap();
+        seen.insert(String::from_utf8(m.payload().to_vec()).unwrap());
+        m.ack().await.unwrap();
+    }
+    assert_eq!(seen.len(), 10);
+    assert_eq!(stream_messages(&bus, "JOBS").await, 0);
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_prefix_is_refused() {
+    let err = Bus::connect("nats://127.0.0.1:1", config("Bad.Prefix"), Duration::from_secs(1)).await.unwrap_err();
+    assert_eq!(err.kind(), baton_bus::BusErrorKind::Config);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decoders_reject_what_they_cannot_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path()).unwrap();
+    let bus = Bus::connect(&nats.url(), config("b4"), Duration::from_secs(10)).await.unwrap();
+    bus.ensure_streams().await.unwrap();
+    let consumer = bus.job_consumer(NodeKind::Exec).await.unwrap();
+    let mut bad = message(&bus, 1);
+    bad.subject = bus.job_subject(NodeKind::Exec);
+    bad.headers = vec![("Baton-Run".into(), "r1".into()), ("Baton-Node".into(), "n".into()), ("Baton-Attempt".into(), "2".into())];
+    bus.publish_one(&bad).await.unwrap();
+    let mut batch = consumer.fetch().max_messages(1).messages().await.unwrap();
+    let m = baton_bus::Inbound::new(batch.next().await.unwrap().unwrap());
+    let poison = baton_bus::decode_job(&m).unwrap_err();
+    assert_eq!(poison.run.as_ref().map(|r| r.as_str()), Some("r1"));
+    assert_eq!(poison.node.as_ref().map(|n| n.as_str()), Some("n"));
+    assert_eq!(poison.attempt, Some(baton_schemas::Attempt(2)));
+    assert!(poison.reason.starts_with("undecodable job"), "{}", poison.reason);
+    m.term().await.unwrap();
+}
