@@ -1,6 +1,8 @@
 //! Bus errors, matchable by kind so that callers decide retry, NAK or terminate with a `match`.
 
-use async_nats::jetstream::context::{CreateStreamError, CreateStreamErrorKind, PublishError, PublishErrorKind};
+use async_nats::jetstream::context::{
+    CreateStreamError, CreateStreamErrorKind, PublishError, PublishErrorKind,
+};
 use async_nats::jetstream::stream::{ConsumerError, ConsumerErrorKind};
 
 /// What kind of bus failure happened.
@@ -35,7 +37,11 @@ pub struct BusError {
 impl BusError {
     /// Builds an error without a source.
     pub fn new(kind: BusErrorKind, context: impl Into<String>) -> Self {
-        Self { kind, context: context.into(), source: None }
+        Self {
+            kind,
+            context: context.into(),
+            source: None,
+        }
     }
 
     /// Builds an error caused by `source`.
@@ -44,7 +50,11 @@ impl BusError {
         context: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        Self { kind, context: context.into(), source: Some(Box::new(source)) }
+        Self {
+            kind,
+            context: context.into(),
+            source: Some(Box::new(source)),
+        }
     }
 
     /// Returns the kind.
@@ -78,8 +88,12 @@ impl BusErrorKind {
     pub(crate) fn from_consumer(e: &ConsumerError) -> Self {
         match e.kind() {
             ConsumerErrorKind::TimedOut => BusErrorKind::TimedOut,
-            ConsumerErrorKind::InvalidName | ConsumerErrorKind::InvalidConsumerType => BusErrorKind::Config,
-            ConsumerErrorKind::JetStream(js) if js.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND => {
+            ConsumerErrorKind::InvalidName | ConsumerErrorKind::InvalidConsumerType => {
+                BusErrorKind::Config
+            }
+            ConsumerErrorKind::JetStream(js)
+                if js.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND =>
+            {
                 BusErrorKind::StreamMissing
             }
             _ => BusErrorKind::Other,
@@ -116,6 +130,9 @@ impl Passing for CreateStreamError {
 
 impl Passing for ConsumerError {
     fn is_passing(&self) -> bool {
-        matches!(self.kind(), ConsumerErrorKind::TimedOut | ConsumerErrorKind::Request)
+        matches!(
+            self.kind(),
+            ConsumerErrorKind::TimedOut | ConsumerErrorKind::Request
+        )
     }
 }

@@ -48,19 +48,23 @@ impl Inbound {
     /// Acknowledges and waits for the server to confirm, so the message is not delivered
     /// again once this returns.
     pub async fn ack(&self) -> Result<(), BusError> {
-        self.message
-            .double_ack()
-            .await
-            .map_err(|e| BusError::new(BusErrorKind::TimedOut, format!("ack {}: {e}", self.subject())))
+        self.message.double_ack().await.map_err(|e| {
+            BusError::new(
+                BusErrorKind::TimedOut,
+                format!("ack {}: {e}", self.subject()),
+            )
+        })
     }
 
     /// Acknowledges without waiting for the server. A lost ack means one more delivery, which
     /// the receiver must handle as a duplicate.
     pub async fn ack_fast(&self) -> Result<(), BusError> {
-        self.message
-            .ack()
-            .await
-            .map_err(|e| BusError::new(BusErrorKind::Disconnected, format!("ack {}: {e}", self.subject())))
+        self.message.ack().await.map_err(|e| {
+            BusError::new(
+                BusErrorKind::Disconnected,
+                format!("ack {}: {e}", self.subject()),
+            )
+        })
     }
 
     /// Hands the message back to be delivered again after `delay` (at once when `None`).
@@ -79,10 +83,12 @@ impl Inbound {
     }
 
     async fn settle(&self, kind: AckKind) -> Result<(), BusError> {
-        self.message
-            .ack_with(kind)
-            .await
-            .map_err(|e| BusError::new(BusErrorKind::Disconnected, format!("settle {}: {e}", self.subject())))
+        self.message.ack_with(kind).await.map_err(|e| {
+            BusError::new(
+                BusErrorKind::Disconnected,
+                format!("settle {}: {e}", self.subject()),
+            )
+        })
     }
 }
 
@@ -103,20 +109,35 @@ pub struct Poison {
 }
 
 fn poison(message: &Inbound, reason: String) -> Poison {
-    let run = message.header(headers::RUN).filter(|r| RunId::is_valid(r)).map(RunId::new);
+    let run = message
+        .header(headers::RUN)
+        .filter(|r| RunId::is_valid(r))
+        .map(RunId::new);
     let node = message
         .header(headers::NODE)
         .filter(|n| baton_schemas::ids::is_dns_label(n))
         .map(NodeName::new);
-    let attempt = message.header(headers::ATTEMPT).and_then(|a| a.parse().ok()).map(Attempt);
-    Poison { subject: message.subject().to_owned(), reason, run, node, attempt }
+    let attempt = message
+        .header(headers::ATTEMPT)
+        .and_then(|a| a.parse().ok())
+        .map(Attempt);
+    Poison {
+        subject: message.subject().to_owned(),
+        reason,
+        run,
+        node,
+        attempt,
+    }
 }
 
 fn check_version(message: &Inbound, v: u32) -> Result<(), Poison> {
     if v == SCHEMA_VERSION {
         Ok(())
     } else {
-        Err(poison(message, format!("schema version {v} is not known to this build (it reads {SCHEMA_VERSION})")))
+        Err(poison(
+            message,
+            format!("schema version {v} is not known to this build (it reads {SCHEMA_VERSION})"),
+        ))
     }
 }
 
@@ -137,19 +158,30 @@ pub fn decode_event(message: &Inbound) -> Result<EventEnvelope, Poison> {
     let version: Version = serde_json::from_slice(message.payload())
         .map_err(|e| poison(message, format!("undecodable event: {e}")))?;
     check_version(message, version.v)?;
-    serde_json::from_slice(message.payload()).map_err(|e| poison(message, format!("undecodable event: {e}")))
+    serde_json::from_slice(message.payload())
+        .map_err(|e| poison(message, format!("undecodable event: {e}")))
 }
 
 /// Decodes a trigger: the workflow it names (the last subject token), the run id its sender
 /// chose (if any) and its data (the body, as UTF-8).
 pub fn decode_trigger(message: &Inbound) -> Result<(String, Option<RunId>, String), Poison> {
-    let workflow = message.subject().rsplit('.').next().unwrap_or_default().to_owned();
+    let workflow = message
+        .subject()
+        .rsplit('.')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     let data = String::from_utf8(message.payload().to_vec())
         .map_err(|_| poison(message, "trigger data is not UTF-8".to_owned()))?;
     let run = match message.header(headers::RUN) {
         None => None,
         Some(r) if RunId::is_valid(r) => Some(RunId::new(r)),
-        Some(r) => return Err(poison(message, format!("invalid run id {r:?} in {}", headers::RUN))),
+        Some(r) => {
+            return Err(poison(
+                message,
+                format!("invalid run id {r:?} in {}", headers::RUN),
+            ));
+        }
     };
     Ok((workflow, run, data))
 }

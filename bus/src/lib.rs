@@ -151,7 +151,10 @@ impl Bus {
 
     /// Returns the name of a stream: `<P>_JOBS`, `<P>_EVENTS` or `<P>_TRIGGERS`.
     pub fn stream_name(&self, which: &str) -> String {
-        format!("{}_{which}", self.config.prefix.to_ascii_uppercase().replace('-', "_"))
+        format!(
+            "{}_{which}",
+            self.config.prefix.to_ascii_uppercase().replace('-', "_")
+        )
     }
 
     /// Creates the three streams, or updates them to this configuration. Safe to call from
@@ -188,9 +191,13 @@ impl Bus {
         ];
         for config in streams {
             let name = config.name.clone();
-            self.with_retry("create stream", || self.js.create_or_update_stream(config.clone()))
-                .await
-                .map_err(|e| BusError::with_source(BusErrorKind::from_stream(&e), format!("stream {name}"), e))?;
+            self.with_retry("create stream", || {
+                self.js.create_or_update_stream(config.clone())
+            })
+            .await
+            .map_err(|e| {
+                BusError::with_source(BusErrorKind::from_stream(&e), format!("stream {name}"), e)
+            })?;
         }
         Ok(())
     }
@@ -246,7 +253,8 @@ impl Bus {
         let stream_name = self.stream_name(stream);
         let durable = config.durable_name.clone().unwrap_or_default();
         self.with_retry("create consumer", || {
-            self.js.create_consumer_on_stream(config.clone(), stream_name.as_str())
+            self.js
+                .create_consumer_on_stream(config.clone(), stream_name.as_str())
         })
         .await
         .map_err(|e| {
@@ -266,7 +274,12 @@ impl Bus {
         for window in messages.chunks(PUBLISH_WINDOW) {
             let mut pending = Vec::with_capacity(window.len());
             for message in window {
-                pending.push((message, self.js.send_publish(message.subject.clone(), message.to_publish()).await));
+                pending.push((
+                    message,
+                    self.js
+                        .send_publish(message.subject.clone(), message.to_publish())
+                        .await,
+                ));
             }
             for (message, sent) in pending {
                 let result = match sent {
@@ -360,14 +373,21 @@ pub fn subscribe(
     consumer: consumer::PullConsumer,
     capacity: usize,
     shutdown: tokio_util::sync::CancellationToken,
-) -> (tokio::sync::mpsc::Receiver<Inbound>, tokio::task::JoinHandle<()>) {
+) -> (
+    tokio::sync::mpsc::Receiver<Inbound>,
+    tokio::task::JoinHandle<()>,
+) {
     use futures::StreamExt;
     let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
     let task = tokio::spawn(async move {
         let expires = Duration::from_secs(2);
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
-            let pull = consumer.batch().max_messages(capacity.max(1)).expires(expires).messages();
+            let pull = consumer
+                .batch()
+                .max_messages(capacity.max(1))
+                .expires(expires)
+                .messages();
             let mut batch = match tokio::select! {
                 _ = shutdown.cancelled() => return,
                 pull = pull => pull,

@@ -65,7 +65,12 @@ impl Bus {
 
     /// Returns a trigger for `workflow` carrying `data`; `run` is the run id the sender chose,
     /// which is also the message id, so a re-sent trigger starts one run.
-    pub fn trigger_message(&self, workflow: &str, data: Bytes, run: &baton_schemas::RunId) -> Outgoing {
+    pub fn trigger_message(
+        &self,
+        workflow: &str,
+        data: Bytes,
+        run: &baton_schemas::RunId,
+    ) -> Outgoing {
         Outgoing {
             subject: self.trigger_subject(workflow),
             msg_id: format!("trigger.{run}"),

@@ -139,7 +139,12 @@ pub(crate) struct WorkerArgs {
     #[arg(long, env = "BATON_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
     /// The job kinds to take, comma-separated.
-    #[arg(long, env = "BATON_KINDS", value_delimiter = ',', default_value = "noop,exec")]
+    #[arg(
+        long,
+        env = "BATON_KINDS",
+        value_delimiter = ',',
+        default_value = "noop,exec"
+    )]
     pub kinds: Vec<NodeKind>,
     #[command(flatten)]
     pub bus: BusArgs,

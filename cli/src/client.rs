@@ -26,14 +26,26 @@ struct Api {
 
 impl Api {
     fn new(server: &str) -> Api {
-        Api { http: reqwest::Client::new(), base: server.trim_end_matches('/').to_owned() }
+        Api {
+            http: reqwest::Client::new(),
+            base: server.trim_end_matches('/').to_owned(),
+        }
     }
 
-    async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> anyhow::Result<T> {
-        let response = request.send().await.with_context(|| format!("cannot reach the Baton API at {}", self.base))?;
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<T> {
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the Baton API at {}", self.base))?;
         let status = response.status();
         if status.is_success() {
-            return response.json().await.context("unexpected answer from the Baton API");
+            return response
+                .json()
+                .await
+                .context("unexpected answer from the Baton API");
         }
         let text = response.text().await.unwrap_or_default();
         match serde_json::from_str::<ErrorResponse>(&text) {
@@ -43,7 +55,8 @@ impl Api {
     }
 
     async fn run(&self, run: &str) -> anyhow::Result<RunStatus> {
-        self.send(self.http.get(format!("{}/v1/runs/{run}", self.base))).await
+        self.send(self.http.get(format!("{}/v1/runs/{run}", self.base)))
+            .await
     }
 
     /// Polls a run until it ends. Connection failures are retried for a minute, so a planner
@@ -77,9 +90,17 @@ pub(crate) async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
             run: !args.no_run,
             data: args.data.clone(),
         };
-        let applied: ApplyResponse = api.send(api.http.post(format!("{}/v1/workflows", api.base)).json(&request)).await?;
+        let applied: ApplyResponse = api
+            .send(
+                api.http
+                    .post(format!("{}/v1/workflows", api.base))
+                    .json(&request),
+            )
+            .await?;
         match (args.output, &applied.run) {
-            (Format::Json, _) if !args.wait => println!("{}", serde_json::to_string(&applied).context("json")?),
+            (Format::Json, _) if !args.wait => {
+                println!("{}", serde_json::to_string(&applied).context("json")?)
+            }
             (Format::Text, Some(run)) => println!("{run}"),
             (Format::Text, None) => println!("workflow {} registered", applied.workflow),
             _ => {}
@@ -106,14 +127,21 @@ pub(crate) async fn status(args: StatusArgs) -> Result<u8, Failure> {
 
 pub(crate) async fn runs(args: RunsArgs) -> Result<u8, Failure> {
     let api = Api::new(&args.server.server);
-    let runs: Vec<RunStatus> = api.send(api.http.get(format!("{}/v1/runs", api.base))).await?;
+    let runs: Vec<RunStatus> = api
+        .send(api.http.get(format!("{}/v1/runs", api.base)))
+        .await?;
     output::print_runs(&runs, args.output)?;
     Ok(0)
 }
 
 pub(crate) async fn cancel(args: CancelArgs) -> Result<u8, Failure> {
     let api = Api::new(&args.server.server);
-    let done: RunResponse = api.send(api.http.post(format!("{}/v1/runs/{}/cancel", api.base, args.run))).await?;
+    let done: RunResponse = api
+        .send(
+            api.http
+                .post(format!("{}/v1/runs/{}/cancel", api.base, args.run)),
+        )
+        .await?;
     println!("run {} cancelled", done.run);
     Ok(0)
 }
@@ -121,7 +149,11 @@ pub(crate) async fn cancel(args: CancelArgs) -> Result<u8, Failure> {
 pub(crate) async fn trigger(args: TriggerArgs) -> Result<u8, Failure> {
     let api = Api::new(&args.server.server);
     let started: RunResponse = api
-        .send(api.http.post(format!("{}/v1/triggers/{}", api.base, args.name)).body(args.data))
+        .send(
+            api.http
+                .post(format!("{}/v1/triggers/{}", api.base, args.name))
+                .body(args.data),
+        )
         .await?;
     println!("{}", started.run);
     Ok(0)

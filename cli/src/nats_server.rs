@@ -42,11 +42,18 @@ pub(crate) fn find(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
 impl NatsServer {
     /// Starts `program` with JetStream, its store in `store_dir`, on 127.0.0.1:`port`, and
     /// waits until it accepts connections.
-    pub(crate) async fn start(program: &Path, store_dir: &Path, port: u16) -> anyhow::Result<NatsServer> {
+    pub(crate) async fn start(
+        program: &Path,
+        store_dir: &Path,
+        port: u16,
+    ) -> anyhow::Result<NatsServer> {
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
-            bail!("port {port} on 127.0.0.1 is in use: is another nats-server or baton up running? choose another with --nats-port, or reach it with --nats-url");
+            bail!(
+                "port {port} on 127.0.0.1 is in use: is another nats-server or baton up running? choose another with --nats-port, or reach it with --nats-url"
+            );
         }
-        std::fs::create_dir_all(store_dir).with_context(|| format!("creating {}", store_dir.display()))?;
+        std::fs::create_dir_all(store_dir)
+            .with_context(|| format!("creating {}", store_dir.display()))?;
         let mut child = Command::new(program)
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(store_dir)
@@ -61,22 +68,33 @@ impl NatsServer {
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Some(status) = child.try_wait()? {
-                bail!("nats-server exited at start ({status}); is port {port} in use? try --nats-port");
+                bail!(
+                    "nats-server exited at start ({status}); is port {port} in use? try --nats-port"
+                );
             }
             if started.elapsed() > Duration::from_secs(15) {
                 bail!("nats-server did not accept connections on 127.0.0.1:{port} within 15s");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(NatsServer { child, url: format!("nats://127.0.0.1:{port}") })
+        Ok(NatsServer {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+        })
     }
 
     /// Asks the server to stop (SIGTERM) and waits up to five seconds before killing it.
     pub(crate) async fn stop(mut self) {
         if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
-        if tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+            .await
+            .is_err()
+        {
             let _ = self.child.kill().await;
         }
     }

@@ -8,7 +8,10 @@ pub(crate) fn print_status(status: &RunStatus, format: Format) -> anyhow::Result
     match format {
         Format::Json => println!("{}", serde_json::to_string(status)?),
         Format::Text => {
-            println!("run {}  workflow {}  {}", status.run, status.workflow, status.state);
+            println!(
+                "run {}  workflow {}  {}",
+                status.run, status.workflow, status.state
+            );
             let rows: Vec<[String; 5]> = status
                 .nodes
                 .iter()
@@ -35,8 +38,17 @@ pub(crate) fn print_runs(runs: &[RunStatus], format: Format) -> anyhow::Result<(
             let rows: Vec<[String; 4]> = runs
                 .iter()
                 .map(|r| {
-                    let done = r.nodes.iter().filter(|n| n.state == State::Succeeded).count();
-                    [r.run.clone(), r.workflow.clone(), r.state.to_string(), format!("{done}/{}", r.nodes.len())]
+                    let done = r
+                        .nodes
+                        .iter()
+                        .filter(|n| n.state == State::Succeeded)
+                        .count();
+                    [
+                        r.run.clone(),
+                        r.workflow.clone(),
+                        r.state.to_string(),
+                        format!("{done}/{}", r.nodes.len()),
+                    ]
                 })
                 .collect();
             print_table(["RUN", "WORKFLOW", "STATE", "SUCCEEDED"], &rows);
@@ -63,7 +75,11 @@ fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
         }
     }
     let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         println!("{}", padded.join("  ").trim_end());
     };
     line(header.to_vec());

@@ -35,7 +35,9 @@ fn shutdown_on_signals() -> anyhow::Result<CancellationToken> {
 }
 
 async fn connect(url: &str, config: BusConfig) -> anyhow::Result<Bus> {
-    Bus::connect(url, config, Duration::from_secs(30)).await.with_context(|| format!("connecting to {url}"))
+    Bus::connect(url, config, Duration::from_secs(30))
+        .await
+        .with_context(|| format!("connecting to {url}"))
 }
 
 pub(crate) async fn planner(args: PlannerArgs) -> Result<(), Failure> {
@@ -55,7 +57,11 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<(), Failure> {
 
 pub(crate) async fn up(args: UpArgs) -> Result<(), Failure> {
     let shutdown = shutdown_on_signals()?;
-    let files: Vec<Vec<Document>> = args.apply.iter().map(|f| read_documents(f)).collect::<Result<_, _>>()?;
+    let files: Vec<Vec<Document>> = args
+        .apply
+        .iter()
+        .map(|f| read_documents(f))
+        .collect::<Result<_, _>>()?;
     let server = match &args.nats_url {
         Some(_) => None,
         None => {
@@ -66,7 +72,11 @@ pub(crate) async fn up(args: UpArgs) -> Result<(), Failure> {
             Some(server)
         }
     };
-    let url = args.nats_url.clone().or_else(|| server.as_ref().map(|s| s.url.clone())).expect("a url either way");
+    let url = args
+        .nats_url
+        .clone()
+        .or_else(|| server.as_ref().map(|s| s.url.clone()))
+        .expect("a url either way");
     let result = up_with(&url, &args, files, shutdown.clone()).await;
     shutdown.cancel();
     if let Some(server) = server {
@@ -75,7 +85,12 @@ pub(crate) async fn up(args: UpArgs) -> Result<(), Failure> {
     result.map_err(Failure::from)
 }
 
-async fn up_with(url: &str, args: &UpArgs, files: Vec<Vec<Document>>, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn up_with(
+    url: &str,
+    args: &UpArgs,
+    files: Vec<Vec<Document>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let bus = connect(url, args.bus.config()).await?;
     bus.ensure_streams().await?;
     let (commands, receiver) = mpsc::channel(64);
@@ -85,7 +100,12 @@ async fn up_with(url: &str, args: &UpArgs, files: Vec<Vec<Document>>, shutdown: 
         shutdown.clone(),
     ));
     let planner = tokio::spawn({
-        let (bus, options, commands, shutdown) = (bus.clone(), args.planner.clone(), commands.clone(), shutdown.clone());
+        let (bus, options, commands, shutdown) = (
+            bus.clone(),
+            args.planner.clone(),
+            commands.clone(),
+            shutdown.clone(),
+        );
         async move { run_planner(bus, &options, commands, receiver, shutdown).await }
     });
     info!(api = %format!("http://{}", args.planner.listen), nats = %url, "baton is up; try: baton apply -f examples/diamond.yaml --wait");
@@ -93,7 +113,13 @@ async fn up_with(url: &str, args: &UpArgs, files: Vec<Vec<Document>>, shutdown: 
         let Document::Workflow(workflow) = doc;
         let (reply, answer) = oneshot::channel();
         let name = workflow.metadata.name.clone();
-        commands.send(Command::Apply { workflow: Box::new(workflow), start: Some(String::new()), reply }).await?;
+        commands
+            .send(Command::Apply {
+                workflow: Box::new(workflow),
+                start: Some(String::new()),
+                reply,
+            })
+            .await?;
         match answer.await? {
             Ok(Some(run)) => {
                 info!(workflow = %name, %run, "run started; follow it with: baton status {run}");
@@ -125,13 +151,20 @@ async fn follow(run: String, commands: mpsc::Sender<Command>, shutdown: Cancella
     let mut seen: Option<RunStatus> = None;
     while !shutdown.is_cancelled() {
         let (reply, answer) = oneshot::channel();
-        let asked = Command::Status { run: baton_schemas::RunId::new(run.clone()), reply };
+        let asked = Command::Status {
+            run: baton_schemas::RunId::new(run.clone()),
+            reply,
+        };
         if commands.send(asked).await.is_err() {
             return;
         }
-        let Ok(Some(status)) = answer.await else { return };
+        let Ok(Some(status)) = answer.await else {
+            return;
+        };
         for node in &status.nodes {
-            let before = seen.as_ref().and_then(|s| s.nodes.iter().find(|n| n.name == node.name));
+            let before = seen
+                .as_ref()
+                .and_then(|s| s.nodes.iter().find(|n| n.name == node.name));
             if before.map(|b| (b.state, b.attempts)) != Some((node.state, node.attempts)) {
                 info!(%run, node = %node.name, state = %node.state, attempts = node.attempts, output = node.output.as_deref().unwrap_or(""), error = node.error.as_deref().unwrap_or(""), "node");
             }
@@ -159,7 +192,12 @@ async fn run_planner(
     config.core.timeout_grace = options.timeout_grace.0;
     let planner = Planner::start(bus.clone(), config).await?;
     info!(listen = %options.listen, "api listening");
-    let api = tokio::spawn(baton_planner::api::serve(listener, commands, bus, shutdown.clone()));
+    let api = tokio::spawn(baton_planner::api::serve(
+        listener,
+        commands,
+        bus,
+        shutdown.clone(),
+    ));
     let result = planner.run(receiver, shutdown.clone()).await;
     shutdown.cancel();
     api.await??;
@@ -167,5 +205,9 @@ async fn run_planner(
 }
 
 fn worker_config(kinds: Vec<NodeKind>, options: &WorkerOptions) -> WorkerConfig {
-    WorkerConfig { kinds, concurrency: options.concurrency, shutdown_deadline: options.shutdown_deadline.0 }
+    WorkerConfig {
+        kinds,
+        concurrency: options.concurrency,
+        shutdown_deadline: options.shutdown_deadline.0,
+    }
 }

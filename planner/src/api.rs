@@ -92,13 +92,22 @@ impl From<Refusal> for ApiError {
 }
 
 fn unavailable() -> ApiError {
-    ApiError(StatusCode::SERVICE_UNAVAILABLE, vec!["the planner is shutting down".to_owned()])
+    ApiError(
+        StatusCode::SERVICE_UNAVAILABLE,
+        vec!["the planner is shutting down".to_owned()],
+    )
 }
 
 impl Api {
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, ApiError> {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, ApiError> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(make(tx)).await.map_err(|_| unavailable())?;
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| unavailable())?;
         rx.await.map_err(|_| unavailable())
     }
 }
@@ -129,19 +138,42 @@ pub async fn serve(
     Ok(())
 }
 
-async fn apply(State(api): State<Api>, Json(request): Json<ApplyRequest>) -> Result<Json<ApplyResponse>, ApiError> {
-    let text = serde_json::to_string(&request.workflow).map_err(|e| ApiError(StatusCode::BAD_REQUEST, vec![e.to_string()]))?;
+async fn apply(
+    State(api): State<Api>,
+    Json(request): Json<ApplyRequest>,
+) -> Result<Json<ApplyResponse>, ApiError> {
+    let text = serde_json::to_string(&request.workflow)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, vec![e.to_string()]))?;
     let workflow: Workflow = match baton_schemas::parse_documents("request", &text) {
         Ok(mut docs) if docs.len() == 1 => match docs.remove(0) {
             baton_schemas::Document::Workflow(w) => w,
         },
-        Ok(_) => return Err(ApiError(StatusCode::BAD_REQUEST, vec!["expected one document".to_owned()])),
-        Err(e) => return Err(ApiError(StatusCode::BAD_REQUEST, e.errors.iter().map(|e| e.to_string()).collect())),
+        Ok(_) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                vec!["expected one document".to_owned()],
+            ));
+        }
+        Err(e) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                e.errors.iter().map(|e| e.to_string()).collect(),
+            ));
+        }
     };
     let name = workflow.metadata.name.clone();
     let start = request.run.then_some(request.data);
-    let run = api.ask(|reply| Command::Apply { workflow: Box::new(workflow), start, reply }).await??;
-    Ok(Json(ApplyResponse { workflow: name, run: run.map(|r| r.to_string()) }))
+    let run = api
+        .ask(|reply| Command::Apply {
+            workflow: Box::new(workflow),
+            start,
+            reply,
+        })
+        .await??;
+    Ok(Json(ApplyResponse {
+        workflow: name,
+        run: run.map(|r| r.to_string()),
+    }))
 }
 
 async fn start(
@@ -150,13 +182,28 @@ async fn start(
     body: Option<Json<StartRequest>>,
 ) -> Result<Json<RunResponse>, ApiError> {
     let data = body.map(|b| b.0.data).unwrap_or_default();
-    let run = api.ask(|reply| Command::Start { workflow: WorkflowName::new(name), data, reply }).await??;
-    Ok(Json(RunResponse { run: run.to_string() }))
+    let run = api
+        .ask(|reply| Command::Start {
+            workflow: WorkflowName::new(name),
+            data,
+            reply,
+        })
+        .await??;
+    Ok(Json(RunResponse {
+        run: run.to_string(),
+    }))
 }
 
-async fn trigger(State(api): State<Api>, Path(name): Path<String>, body: axum::body::Bytes) -> Result<(StatusCode, Json<RunResponse>), ApiError> {
+async fn trigger(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<RunResponse>), ApiError> {
     if !baton_schemas::ids::is_dns_label(&name) {
-        return Err(ApiError(StatusCode::BAD_REQUEST, vec![format!("invalid workflow name {name:?}")]));
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            vec![format!("invalid workflow name {name:?}")],
+        ));
     }
     let run = new_run_id();
     let message = api.bus.trigger_message(&name, body, &run);
@@ -164,21 +211,41 @@ async fn trigger(State(api): State<Api>, Path(name): Path<String>, body: axum::b
         .publish_one(&message)
         .await
         .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, vec![format!("{e}")]))?;
-    Ok((StatusCode::ACCEPTED, Json(RunResponse { run: run.to_string() })))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RunResponse {
+            run: run.to_string(),
+        }),
+    ))
 }
 
-async fn list(State(api): State<Api>) -> Result<Json<Vec<baton_schemas::status::RunStatus>>, ApiError> {
+async fn list(
+    State(api): State<Api>,
+) -> Result<Json<Vec<baton_schemas::status::RunStatus>>, ApiError> {
     Ok(Json(api.ask(|reply| Command::List { reply }).await?))
 }
 
-async fn status(State(api): State<Api>, Path(run): Path<String>) -> Result<Json<baton_schemas::status::RunStatus>, ApiError> {
-    api.ask(|reply| Command::Status { run: RunId::new(run.clone()), reply })
-        .await?
-        .map(Json)
-        .ok_or_else(|| Refusal::UnknownRun(run).into())
+async fn status(
+    State(api): State<Api>,
+    Path(run): Path<String>,
+) -> Result<Json<baton_schemas::status::RunStatus>, ApiError> {
+    api.ask(|reply| Command::Status {
+        run: RunId::new(run.clone()),
+        reply,
+    })
+    .await?
+    .map(Json)
+    .ok_or_else(|| Refusal::UnknownRun(run).into())
 }
 
-async fn cancel(State(api): State<Api>, Path(run): Path<String>) -> Result<Json<RunResponse>, ApiError> {
-    api.ask(|reply| Command::Cancel { run: RunId::new(run.clone()), reply }).await??;
+async fn cancel(
+    State(api): State<Api>,
+    Path(run): Path<String>,
+) -> Result<Json<RunResponse>, ApiError> {
+    api.ask(|reply| Command::Cancel {
+        run: RunId::new(run.clone()),
+        reply,
+    })
+    .await??;
     Ok(Json(RunResponse { run }))
 }

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use baton_schemas::status::{NodeStatus, RunStatus, State};
 use baton_schemas::wire::{Event, ExecJob, Job, JobInputs, Outcome, SCHEMA_VERSION, Timestamp};
-use baton_schemas::{Attempt, FailurePolicy, NodeKind, NodeName, RunId, When, Workflow, WorkflowName, WorkflowSpec};
+use baton_schemas::{
+    Attempt, FailurePolicy, NodeKind, NodeName, RunId, When, Workflow, WorkflowName, WorkflowSpec,
+};
 use serde::{Deserialize, Serialize};
 
 /// Settings of the decision core.
@@ -24,7 +26,9 @@ pub struct CoreConfig {
 
 impl Default for CoreConfig {
     fn default() -> Self {
-        Self { timeout_grace: Duration::from_secs(60) }
+        Self {
+            timeout_grace: Duration::from_secs(60),
+        }
     }
 }
 
@@ -56,7 +60,7 @@ pub enum Input {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     /// Publish this job.
-    Dispatch(Job),
+    Dispatch(Box<Job>),
     /// Tell workers to stop what they run for this run.
     AnnounceCancel(RunId),
     /// A run ended.
@@ -109,7 +113,10 @@ impl RunPhase {
     }
 
     fn is_over(self) -> bool {
-        matches!(self, RunPhase::Succeeded | RunPhase::Failed | RunPhase::Cancelled)
+        matches!(
+            self,
+            RunPhase::Succeeded | RunPhase::Failed | RunPhase::Cancelled
+        )
     }
 }
 
@@ -150,7 +157,10 @@ pub enum NodeState {
 
 impl NodeState {
     fn is_terminal(self) -> bool {
-        matches!(self, NodeState::Succeeded | NodeState::Failed | NodeState::Skipped | NodeState::Cancelled)
+        matches!(
+            self,
+            NodeState::Succeeded | NodeState::Failed | NodeState::Skipped | NodeState::Cancelled
+        )
     }
 
     fn in_flight(self) -> Option<Attempt> {
@@ -163,7 +173,9 @@ impl NodeState {
     fn shown(self) -> State {
         match self {
             NodeState::Pending => State::Pending,
-            NodeState::Queued { .. } | NodeState::Running { .. } | NodeState::RetryWait { .. } => State::Running,
+            NodeState::Queued { .. } | NodeState::Running { .. } | NodeState::RetryWait { .. } => {
+                State::Running
+            }
             NodeState::Succeeded => State::Succeeded,
             NodeState::Failed => State::Failed,
             NodeState::Skipped => State::Skipped,
@@ -275,7 +287,10 @@ pub struct Core {
 impl Core {
     /// Returns an empty state.
     pub fn new(config: CoreConfig) -> Self {
-        Self { config, ..Default::default() }
+        Self {
+            config,
+            ..Default::default()
+        }
     }
 
     /// Returns a state holding what a store kept.
@@ -315,7 +330,10 @@ impl Core {
         let workflows = std::mem::take(&mut self.changed_workflows);
         (
             runs.iter().filter_map(|r| self.runs.get(r)).collect(),
-            workflows.iter().filter_map(|w| self.workflows.get(w)).collect(),
+            workflows
+                .iter()
+                .filter_map(|w| self.workflows.get(w))
+                .collect(),
         )
     }
 
@@ -330,12 +348,19 @@ impl Core {
                     self.changed_workflows.insert(name);
                 }
             }
-            Input::StartRun { run, workflow, initiator, data } => {
+            Input::StartRun {
+                run,
+                workflow,
+                initiator,
+                data,
+            } => {
                 if self.runs.contains_key(&run) {
                     return actions;
                 }
                 let Some(spec) = self.workflows.get(&workflow).map(|w| w.spec.clone()) else {
-                    actions.push(Action::Refused(Refusal::UnknownWorkflow(workflow.to_string())));
+                    actions.push(Action::Refused(Refusal::UnknownWorkflow(
+                        workflow.to_string(),
+                    )));
                     return actions;
                 };
                 let nodes = spec
@@ -369,19 +394,38 @@ impl Core {
                 );
                 self.advance(&run, now, &mut actions);
             }
-            Input::Bus(Event::NodeStarted { run, node, attempt, at }) => {
+            Input::Bus(Event::NodeStarted {
+                run,
+                node,
+                attempt,
+                at,
+            }) => {
                 let grace = self.config.timeout_grace;
-                let Some((r, i)) = self.node_mut(&run, &node) else { return actions };
+                let Some((r, i)) = self.node_mut(&run, &node) else {
+                    return actions;
+                };
                 if r.nodes[i].state == (NodeState::Queued { attempt }) {
                     let timeout = r.spec.nodes[i].timeout.map(|t| t.0);
                     let n = &mut r.nodes[i];
-                    n.state = NodeState::Running { attempt, deadline: timeout.map(|t| at.after(t + grace)) };
+                    n.state = NodeState::Running {
+                        attempt,
+                        deadline: timeout.map(|t| at.after(t + grace)),
+                    };
                     n.started_at.get_or_insert(at);
                     self.changed_runs.insert(run);
                 }
             }
-            Input::Bus(Event::NodeFinished { run, node, attempt, started_at, finished_at, outcome }) => {
-                let Some((r, i)) = self.node_mut(&run, &node) else { return actions };
+            Input::Bus(Event::NodeFinished {
+                run,
+                node,
+                attempt,
+                started_at,
+                finished_at,
+                outcome,
+            }) => {
+                let Some((r, i)) = self.node_mut(&run, &node) else {
+                    return actions;
+                };
                 if r.nodes[i].state.in_flight() != Some(attempt) {
                     return actions;
                 }
@@ -428,9 +472,12 @@ impl Core {
                         match r.nodes[i].state {
                             NodeState::RetryWait { failed, at } if at <= now => {
                                 let job = dispatch(r, i, failed.next());
-                                actions.push(Action::Dispatch(job));
+                                actions.push(Action::Dispatch(Box::new(job)));
                             }
-                            NodeState::Running { attempt, deadline: Some(d) } if d <= now => {
+                            NodeState::Running {
+                                attempt,
+                                deadline: Some(d),
+                            } if d <= now => {
                                 let timeout = r.spec.nodes[i].timeout.unwrap_or_default();
                                 let error = format!(
                                     "timed out: no result from a worker within the node's timeout ({timeout}) plus {}s of grace",
@@ -458,7 +505,10 @@ impl Core {
     /// node is final. Marks the run changed.
     fn advance(&mut self, run: &RunId, now: Timestamp, actions: &mut Vec<Action>) {
         self.changed_runs.insert(run.clone());
-        let r = self.runs.get_mut(run).expect("advance is called on known runs");
+        let r = self
+            .runs
+            .get_mut(run)
+            .expect("advance is called on known runs");
         if r.phase.is_over() && r.finished_at.is_some() {
             return;
         }
@@ -483,15 +533,20 @@ impl Core {
                         finish(r, i, NodeState::Skipped, now);
                         changed = true;
                     }
-                    Readiness::Ready if r.phase == RunPhase::FailingFast && r.spec.nodes[i].when == When::Success => {
+                    Readiness::Ready
+                        if r.phase == RunPhase::FailingFast
+                            && r.spec.nodes[i].when == When::Success =>
+                    {
                         let failed = first_failed(r).unwrap_or_default();
-                        r.nodes[i].error = Some(format!("not started: fail-fast after node {failed:?} failed"));
+                        r.nodes[i].error = Some(format!(
+                            "not started: fail-fast after node {failed:?} failed"
+                        ));
                         finish(r, i, NodeState::Skipped, now);
                         changed = true;
                     }
                     Readiness::Ready => {
                         let job = dispatch(r, i, Attempt::FIRST);
-                        actions.push(Action::Dispatch(job));
+                        actions.push(Action::Dispatch(Box::new(job)));
                         changed = true;
                     }
                 }
@@ -509,7 +564,10 @@ impl Core {
         }
         if r.phase.is_over() && r.finished_at.is_none() {
             r.finished_at = Some(now);
-            actions.push(Action::RunFinished { run: run.clone(), state: r.phase.state() });
+            actions.push(Action::RunFinished {
+                run: run.clone(),
+                state: r.phase.state(),
+            });
         }
     }
 }
@@ -523,13 +581,25 @@ enum Readiness {
 /// Decides whether pending node `i` can start, must wait, or can never run.
 fn readiness(r: &Run, i: usize) -> Readiness {
     let spec = &r.spec.nodes[i];
-    let needs: Vec<&Node> = spec.needs.iter().filter_map(|n| r.index(n)).map(|j| &r.nodes[j]).collect();
+    let needs: Vec<&Node> = spec
+        .needs
+        .iter()
+        .filter_map(|n| r.index(n))
+        .map(|j| &r.nodes[j])
+        .collect();
     let all_final = needs.iter().all(|n| n.state.is_terminal());
     let failed = needs.iter().find(|n| n.state == NodeState::Failed);
     match spec.when {
         When::Success => {
-            if let Some(n) = needs.iter().find(|n| n.state.is_terminal() && n.state != NodeState::Succeeded) {
-                Readiness::Skip(format!("not started: need {:?} ended {}", n.name.as_str(), n.state.shown()))
+            if let Some(n) = needs
+                .iter()
+                .find(|n| n.state.is_terminal() && n.state != NodeState::Succeeded)
+            {
+                Readiness::Skip(format!(
+                    "not started: need {:?} ended {}",
+                    n.name.as_str(),
+                    n.state.shown()
+                ))
             } else if all_final {
                 Readiness::Ready
             } else {
@@ -568,7 +638,10 @@ fn attempt_failed(r: &mut Run, i: usize, attempt: Attempt, error: String, now: T
     match retries {
         Some(retries) if attempt.0 <= retries.limit && !r.phase.is_over() => {
             let at = now.after(retries.backoff.delay_after(attempt.0));
-            r.nodes[i].state = NodeState::RetryWait { failed: attempt, at };
+            r.nodes[i].state = NodeState::RetryWait {
+                failed: attempt,
+                at,
+            };
         }
         _ => finish(r, i, NodeState::Failed, now),
     }
@@ -577,14 +650,29 @@ fn attempt_failed(r: &mut Run, i: usize, attempt: Attempt, error: String, now: T
 /// Moves node `i` to `Queued` for `attempt` and returns its job, with the data its needs pass.
 fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
     let spec = &r.spec.nodes[i];
-    let needs: Vec<&Node> = spec.needs.iter().filter_map(|n| r.index(n)).map(|j| &r.nodes[j]).collect();
-    let passed = |n: &Node| n.output.clone().or_else(|| n.error.clone()).unwrap_or_default();
+    let needs: Vec<&Node> = spec
+        .needs
+        .iter()
+        .filter_map(|n| r.index(n))
+        .map(|j| &r.nodes[j])
+        .collect();
+    let passed = |n: &Node| {
+        n.output
+            .clone()
+            .or_else(|| n.error.clone())
+            .unwrap_or_default()
+    };
     let inputs = match needs.iter().max_by_key(|n| n.finish_order) {
-        None => JobInputs { initiator: r.initiator.clone(), data: r.data.clone(), inputs: None },
+        None => JobInputs {
+            initiator: r.initiator.clone(),
+            data: r.data.clone(),
+            inputs: None,
+        },
         Some(last) => JobInputs {
             initiator: last.name.to_string(),
             data: passed(last),
-            inputs: (needs.len() > 1).then(|| needs.iter().map(|n| (n.name.clone(), passed(n))).collect()),
+            inputs: (needs.len() > 1)
+                .then(|| needs.iter().map(|n| (n.name.clone(), passed(n))).collect()),
         },
     };
     let job = Job {

@@ -19,7 +19,9 @@ fn workflow_with(spec_extra: &str, nodes: &str) -> Workflow {
 }
 
 fn core_with(wf: Workflow) -> Core {
-    let mut core = Core::new(CoreConfig { timeout_grace: Duration::from_secs(60) });
+    let mut core = Core::new(CoreConfig {
+        timeout_grace: Duration::from_secs(60),
+    });
     assert!(core.apply(Input::Register(wf), T0).is_empty());
     core
 }
@@ -48,11 +50,15 @@ fn finished(run: &str, node: &str, attempt: u32, outcome: Outcome) -> Input {
 }
 
 fn ok(output: &str) -> Outcome {
-    Outcome::Succeeded { output: output.into() }
+    Outcome::Succeeded {
+        output: output.into(),
+    }
 }
 
 fn failed(error: &str) -> Outcome {
-    Outcome::Failed { error: error.into() }
+    Outcome::Failed {
+        error: error.into(),
+    }
 }
 
 fn dispatched(actions: &[Action]) -> Vec<(String, u32)> {
@@ -76,7 +82,13 @@ fn job<'a>(actions: &'a [Action], node: &str) -> &'a Job {
 }
 
 fn states(core: &Core, run: &str) -> Vec<(String, State)> {
-    core.run(&RunId::new(run)).unwrap().status().nodes.into_iter().map(|n| (n.name, n.state)).collect()
+    core.run(&RunId::new(run))
+        .unwrap()
+        .status()
+        .nodes
+        .into_iter()
+        .map(|n| (n.name, n.state))
+        .collect()
 }
 
 fn run_state(core: &Core, run: &str) -> State {
@@ -91,7 +103,10 @@ fn diamond_runs_in_order_and_passes_data() {
     let actions = start(&mut core, "r1");
     assert_eq!(dispatched(&actions), [("a".into(), 1)]);
     let a = job(&actions, "a");
-    assert_eq!((a.inputs.initiator.as_str(), a.inputs.data.as_str()), ("api", "seed"));
+    assert_eq!(
+        (a.inputs.initiator.as_str(), a.inputs.data.as_str()),
+        ("api", "seed")
+    );
     assert_eq!(a.inputs.inputs, None);
 
     let actions = core.apply(finished("r1", "a", 1, ok("from-a")), T0);
@@ -102,15 +117,28 @@ fn diamond_runs_in_order_and_passes_data() {
     assert!(dispatched(&core.apply(finished("r1", "c", 1, ok("from-c")), T0)).is_empty());
     let actions = core.apply(finished("r1", "b", 1, ok("from-b")), T0);
     let d = job(&actions, "d");
-    assert_eq!(d.inputs.initiator, "b", "the need that finished last starts d");
+    assert_eq!(
+        d.inputs.initiator, "b",
+        "the need that finished last starts d"
+    );
     assert_eq!(d.inputs.data, "from-b");
     let inputs = d.inputs.inputs.as_ref().unwrap();
     assert_eq!(inputs[&NodeName::new("b")], "from-b");
     assert_eq!(inputs[&NodeName::new("c")], "from-c");
 
     let actions = core.apply(finished("r1", "d", 1, ok("")), T0);
-    assert_eq!(actions, [Action::RunFinished { run: RunId::new("r1"), state: State::Succeeded }]);
-    assert!(states(&core, "r1").iter().all(|(_, s)| *s == State::Succeeded));
+    assert_eq!(
+        actions,
+        [Action::RunFinished {
+            run: RunId::new("r1"),
+            state: State::Succeeded
+        }]
+    );
+    assert!(
+        states(&core, "r1")
+            .iter()
+            .all(|(_, s)| *s == State::Succeeded)
+    );
     assert_eq!(run_state(&core, "r1"), State::Succeeded);
 }
 
@@ -118,11 +146,20 @@ fn diamond_runs_in_order_and_passes_data() {
 fn applying_the_same_input_twice_changes_nothing() {
     let mut core = core_with(workflow(DIAMOND));
     start(&mut core, "r1");
-    assert!(start(&mut core, "r1").is_empty(), "a known run id is not started again");
-    assert_eq!(dispatched(&core.apply(finished("r1", "a", 1, ok("x")), T0)).len(), 2);
+    assert!(
+        start(&mut core, "r1").is_empty(),
+        "a known run id is not started again"
+    );
+    assert_eq!(
+        dispatched(&core.apply(finished("r1", "a", 1, ok("x")), T0)).len(),
+        2
+    );
     let before = core.run(&RunId::new("r1")).unwrap().clone();
     assert!(core.apply(finished("r1", "a", 1, ok("x")), T0).is_empty());
-    assert!(core.apply(finished("r1", "a", 1, failed("late")), T0).is_empty());
+    assert!(
+        core.apply(finished("r1", "a", 1, failed("late")), T0)
+            .is_empty()
+    );
     assert_eq!(core.run(&RunId::new("r1")).unwrap(), &before);
     assert!(core.apply(finished("nope", "a", 1, ok("x")), T0).is_empty());
     assert!(core.apply(finished("r1", "zz", 1, ok("x")), T0).is_empty());
@@ -137,18 +174,35 @@ fn fail_fast_lets_running_nodes_finish_and_handlers_run() {
     start(&mut core, "r");
     core.apply(finished("r", "a", 1, ok("")), T0);
     let actions = core.apply(finished("r", "b", 1, failed("boom")), T0);
-    assert_eq!(dispatched(&actions), [("on-fail".into(), 1)], "failure handlers are not held back");
+    assert_eq!(
+        dispatched(&actions),
+        [("on-fail".into(), 1)],
+        "failure handlers are not held back"
+    );
     // c was running: it finishes, but after-c is a new node and fail-fast holds it back.
     let actions = core.apply(finished("r", "c", 1, ok("")), T0);
-    assert_eq!(dispatched(&actions), [("cleanup".into(), 1)], "always handlers are not held back");
+    assert_eq!(
+        dispatched(&actions),
+        [("cleanup".into(), 1)],
+        "always handlers are not held back"
+    );
     let s = states(&core, "r");
     assert_eq!(s[3], ("after-c".into(), State::Skipped));
     assert_eq!(s[4], ("after-b".into(), State::Skipped));
-    let err = core.run(&RunId::new("r")).unwrap().nodes[3].error.clone().unwrap();
+    let err = core.run(&RunId::new("r")).unwrap().nodes[3]
+        .error
+        .clone()
+        .unwrap();
     assert!(err.contains("fail-fast after node \"b\" failed"), "{err}");
     core.apply(finished("r", "on-fail", 1, ok("")), T0);
     let actions = core.apply(finished("r", "cleanup", 1, ok("")), T0);
-    assert_eq!(actions, [Action::RunFinished { run: RunId::new("r"), state: State::Failed }]);
+    assert_eq!(
+        actions,
+        [Action::RunFinished {
+            run: RunId::new("r"),
+            state: State::Failed
+        }]
+    );
 }
 
 #[test]
@@ -160,9 +214,18 @@ fn continue_policy_lets_independent_branches_go_on() {
     let mut core = core_with(wf);
     assert_eq!(dispatched(&start(&mut core, "r")).len(), 2);
     assert!(dispatched(&core.apply(finished("r", "a", 1, failed("x")), T0)).is_empty());
-    assert_eq!(dispatched(&core.apply(finished("r", "b", 1, ok("")), T0)), [("after-b".into(), 1)]);
+    assert_eq!(
+        dispatched(&core.apply(finished("r", "b", 1, ok("")), T0)),
+        [("after-b".into(), 1)]
+    );
     let actions = core.apply(finished("r", "after-b", 1, ok("")), T0);
-    assert_eq!(actions, [Action::RunFinished { run: RunId::new("r"), state: State::Failed }]);
+    assert_eq!(
+        actions,
+        [Action::RunFinished {
+            run: RunId::new("r"),
+            state: State::Failed
+        }]
+    );
     assert_eq!(states(&core, "r")[2], ("after-a".into(), State::Skipped));
 }
 
@@ -176,20 +239,40 @@ fn failure_handler_is_skipped_when_nothing_failed() {
     let actions = core.apply(finished("r", "a", 1, ok("")), T0);
     assert_eq!(dispatched(&actions), [("always".into(), 1)]);
     let actions = core.apply(finished("r", "always", 1, ok("")), T0);
-    assert_eq!(actions, [Action::RunFinished { run: RunId::new("r"), state: State::Succeeded }]);
+    assert_eq!(
+        actions,
+        [Action::RunFinished {
+            run: RunId::new("r"),
+            state: State::Succeeded
+        }]
+    );
     assert_eq!(states(&core, "r")[1], ("on-fail".into(), State::Skipped));
 }
 
 #[test]
 fn failure_handler_gets_the_error_and_the_run_still_fails() {
-    let wf = workflow("  - {name: a, kind: noop}\n  - {name: on-fail, kind: noop, needs: [a], when: failure}\n");
+    let wf = workflow(
+        "  - {name: a, kind: noop}\n  - {name: on-fail, kind: noop, needs: [a], when: failure}\n",
+    );
     let mut core = core_with(wf);
     start(&mut core, "r");
     let actions = core.apply(finished("r", "a", 1, failed("exit code 3")), T0);
     let handler = job(&actions, "on-fail");
-    assert_eq!((handler.inputs.initiator.as_str(), handler.inputs.data.as_str()), ("a", "exit code 3"));
+    assert_eq!(
+        (
+            handler.inputs.initiator.as_str(),
+            handler.inputs.data.as_str()
+        ),
+        ("a", "exit code 3")
+    );
     let actions = core.apply(finished("r", "on-fail", 1, ok("")), T0);
-    assert_eq!(actions, [Action::RunFinished { run: RunId::new("r"), state: State::Failed }]);
+    assert_eq!(
+        actions,
+        [Action::RunFinished {
+            run: RunId::new("r"),
+            state: State::Failed
+        }]
+    );
 }
 
 #[test]
@@ -199,20 +282,50 @@ fn retries_wait_their_backoff() {
     );
     let mut core = core_with(wf);
     start(&mut core, "r");
-    assert!(core.apply(finished("r", "a", 1, failed("flaky")), T0).is_empty());
+    assert!(
+        core.apply(finished("r", "a", 1, failed("flaky")), T0)
+            .is_empty()
+    );
     assert_eq!(core.next_deadline(), Some(T0.after(Duration::from_secs(1))));
-    assert_eq!(states(&core, "r")[0].1, State::Running, "waiting to retry shows as running");
-    assert!(core.apply(Input::Tick, T0.after(Duration::from_millis(999))).is_empty());
+    assert_eq!(
+        states(&core, "r")[0].1,
+        State::Running,
+        "waiting to retry shows as running"
+    );
+    assert!(
+        core.apply(Input::Tick, T0.after(Duration::from_millis(999)))
+            .is_empty()
+    );
     let t1 = T0.after(Duration::from_secs(1));
     assert_eq!(dispatched(&core.apply(Input::Tick, t1)), [("a".into(), 2)]);
-    assert!(core.apply(Input::Tick, t1).is_empty(), "a fired retry does not fire again");
-    assert!(core.apply(finished("r", "a", 2, failed("flaky")), t1).is_empty());
-    assert_eq!(core.next_deadline(), Some(t1.after(Duration::from_secs(2))), "backoff doubles");
+    assert!(
+        core.apply(Input::Tick, t1).is_empty(),
+        "a fired retry does not fire again"
+    );
+    assert!(
+        core.apply(finished("r", "a", 2, failed("flaky")), t1)
+            .is_empty()
+    );
+    assert_eq!(
+        core.next_deadline(),
+        Some(t1.after(Duration::from_secs(2))),
+        "backoff doubles"
+    );
     let t2 = t1.after(Duration::from_secs(2));
     assert_eq!(dispatched(&core.apply(Input::Tick, t2)), [("a".into(), 3)]);
-    assert!(core.apply(finished("r", "a", 2, ok("stale")), t2).is_empty(), "a stale attempt is ignored");
+    assert!(
+        core.apply(finished("r", "a", 2, ok("stale")), t2)
+            .is_empty(),
+        "a stale attempt is ignored"
+    );
     let actions = core.apply(finished("r", "a", 3, failed("flaky")), t2);
-    assert_eq!(actions, [Action::RunFinished { run: RunId::new("r"), state: State::Failed }]);
+    assert_eq!(
+        actions,
+        [Action::RunFinished {
+            run: RunId::new("r"),
+            state: State::Failed
+        }]
+    );
     let node = &core.run(&RunId::new("r")).unwrap().status().nodes[0];
     assert_eq!((node.attempts, node.error.as_deref()), (3, Some("flaky")));
 }
@@ -229,13 +342,31 @@ fn a_silent_worker_is_timed_out_by_the_backstop() {
         at: T0,
     });
     assert!(core.apply(started.clone(), T0).is_empty());
-    assert_eq!(core.next_deadline(), Some(T0.after(Duration::from_secs(70))));
-    assert!(core.apply(Input::Tick, T0.after(Duration::from_secs(69))).is_empty());
+    assert_eq!(
+        core.next_deadline(),
+        Some(T0.after(Duration::from_secs(70)))
+    );
+    assert!(
+        core.apply(Input::Tick, T0.after(Duration::from_secs(69)))
+            .is_empty()
+    );
     let t = T0.after(Duration::from_secs(70));
     assert!(core.apply(Input::Tick, t).is_empty());
-    assert!(core.run(&RunId::new("r")).unwrap().nodes[0].error.as_ref().unwrap().starts_with("timed out"));
-    assert_eq!(dispatched(&core.apply(Input::Tick, t.after(Duration::from_secs(1)))), [("a".into(), 2)]);
-    assert!(core.apply(started, t).is_empty(), "a start of the old attempt changes nothing");
+    assert!(
+        core.run(&RunId::new("r")).unwrap().nodes[0]
+            .error
+            .as_ref()
+            .unwrap()
+            .starts_with("timed out")
+    );
+    assert_eq!(
+        dispatched(&core.apply(Input::Tick, t.after(Duration::from_secs(1)))),
+        [("a".into(), 2)]
+    );
+    assert!(
+        core.apply(started, t).is_empty(),
+        "a start of the old attempt changes nothing"
+    );
 }
 
 #[test]
@@ -248,18 +379,24 @@ fn cancel_stops_the_run_and_ignores_late_results() {
         actions,
         [
             Action::AnnounceCancel(RunId::new("r")),
-            Action::RunFinished { run: RunId::new("r"), state: State::Cancelled }
+            Action::RunFinished {
+                run: RunId::new("r"),
+                state: State::Cancelled
+            }
         ]
     );
     assert!(core.apply(finished("r", "b", 1, ok("")), T0).is_empty());
     assert!(core.apply(Input::Cancel(RunId::new("r")), T0).is_empty());
     let s = states(&core, "r");
-    assert_eq!(s.iter().map(|(_, s)| *s).collect::<Vec<_>>(), [
-        State::Succeeded,
-        State::Cancelled,
-        State::Cancelled,
-        State::Cancelled
-    ]);
+    assert_eq!(
+        s.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
+        [
+            State::Succeeded,
+            State::Cancelled,
+            State::Cancelled,
+            State::Cancelled
+        ]
+    );
     assert_eq!(
         core.apply(Input::Cancel(RunId::new("nope")), T0),
         [Action::Refused(Refusal::UnknownRun("nope".into()))]
@@ -270,10 +407,18 @@ fn cancel_stops_the_run_and_ignores_late_results() {
 fn unknown_workflow_is_refused() {
     let mut core = Core::new(CoreConfig::default());
     let actions = core.apply(
-        Input::StartRun { run: RunId::new("r"), workflow: WorkflowName::new("x"), initiator: "api".into(), data: String::new() },
+        Input::StartRun {
+            run: RunId::new("r"),
+            workflow: WorkflowName::new("x"),
+            initiator: "api".into(),
+            data: String::new(),
+        },
         T0,
     );
-    assert_eq!(actions, [Action::Refused(Refusal::UnknownWorkflow("x".into()))]);
+    assert_eq!(
+        actions,
+        [Action::Refused(Refusal::UnknownWorkflow("x".into()))]
+    );
     assert!(core.run(&RunId::new("r")).is_none());
 }
 
@@ -282,7 +427,10 @@ fn a_run_keeps_the_spec_it_started_with() {
     let mut core = core_with(workflow(DIAMOND));
     start(&mut core, "r");
     core.apply(Input::Register(workflow("  - {name: z, kind: noop}\n")), T0);
-    assert_eq!(dispatched(&core.apply(finished("r", "a", 1, ok("")), T0)).len(), 2);
+    assert_eq!(
+        dispatched(&core.apply(finished("r", "a", 1, ok("")), T0)).len(),
+        2
+    );
     assert_eq!(dispatched(&start(&mut core, "r2")), [("z".into(), 1)]);
 }
 
@@ -294,13 +442,27 @@ fn skips_cascade_to_the_end() {
     let mut core = core_with(wf);
     start(&mut core, "r");
     let actions = core.apply(finished("r", "a", 1, failed("x")), T0);
-    assert_eq!(actions, [Action::RunFinished { run: RunId::new("r"), state: State::Failed }]);
-    assert_eq!(states(&core, "r").iter().filter(|(_, s)| *s == State::Skipped).count(), 3);
+    assert_eq!(
+        actions,
+        [Action::RunFinished {
+            run: RunId::new("r"),
+            state: State::Failed
+        }]
+    );
+    assert_eq!(
+        states(&core, "r")
+            .iter()
+            .filter(|(_, s)| *s == State::Skipped)
+            .count(),
+        3
+    );
 }
 
 #[test]
 fn exec_jobs_carry_their_command() {
-    let wf = workflow("  - {name: a, kind: exec, command: [echo, hi], env: {K: v}, workingDir: /tmp, timeout: 5s}\n");
+    let wf = workflow(
+        "  - {name: a, kind: exec, command: [echo, hi], env: {K: v}, workingDir: /tmp, timeout: 5s}\n",
+    );
     let mut core = core_with(wf);
     let actions = start(&mut core, "r");
     let a = job(&actions, "a");

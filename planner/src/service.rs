@@ -36,7 +36,11 @@ pub struct PlannerConfig {
 impl PlannerConfig {
     /// Returns the default settings with the store under `data_dir`.
     pub fn new(data_dir: PathBuf) -> Self {
-        Self { data_dir, core: CoreConfig::default(), batch: 256 }
+        Self {
+            data_dir,
+            core: CoreConfig::default(),
+            batch: 256,
+        }
     }
 }
 
@@ -85,7 +89,10 @@ pub enum Command {
 /// Returns a new run id: 12 lowercase letters and digits from the clock and a random seed.
 pub fn new_run_id() -> RunId {
     use std::hash::BuildHasher;
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
     let mut n = std::collections::hash_map::RandomState::new().hash_one(nanos);
     let mut id = String::with_capacity(12);
     for _ in 0..12 {
@@ -96,7 +103,15 @@ pub fn new_run_id() -> RunId {
 }
 
 fn now() -> Timestamp {
-    Timestamp(u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX))
+    Timestamp(
+        u64::try_from(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX),
+    )
 }
 
 /// The running planner: its core, store and bus.
@@ -117,7 +132,11 @@ impl Planner {
         let path = config.data_dir.join("planner.redb");
         let store = Store::open(&path).with_context(|| format!("opening {}", path.display()))?;
         let loaded = store.load().context("loading the planner store")?;
-        let unfinished = loaded.runs.iter().filter(|r| r.finished_at.is_none()).count();
+        let unfinished = loaded
+            .runs
+            .iter()
+            .filter(|r| r.finished_at.is_none())
+            .count();
         info!(
             workflows = loaded.workflows.len(),
             runs = loaded.runs.len(),
@@ -126,23 +145,39 @@ impl Planner {
             "planner state loaded"
         );
         let core = Core::restore(config.core, loaded.workflows, loaded.runs);
-        bus.ensure_streams().await.context("creating the bus streams")?;
-        let planner = Planner { bus, store, core, triggers_seq: loaded.triggers_seq, config };
+        bus.ensure_streams()
+            .await
+            .context("creating the bus streams")?;
+        let planner = Planner {
+            bus,
+            store,
+            core,
+            triggers_seq: loaded.triggers_seq,
+            config,
+        };
         planner.flush_outbox(loaded.outbox).await?;
         Ok(planner)
     }
 
     /// Runs until `shutdown` fires, answering `commands`.
-    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         let events_consumer = self.bus.events_consumer().await?;
         let triggers_consumer = self.bus.triggers_consumer().await?;
         let pulls = shutdown.child_token();
-        let (mut events, events_task) = baton_bus::subscribe(events_consumer, self.config.batch, pulls.clone());
-        let (mut triggers, triggers_task) = baton_bus::subscribe(triggers_consumer, self.config.batch, pulls.clone());
+        let (mut events, events_task) =
+            baton_bus::subscribe(events_consumer, self.config.batch, pulls.clone());
+        let (mut triggers, triggers_task) =
+            baton_bus::subscribe(triggers_consumer, self.config.batch, pulls.clone());
         info!("planner running");
         let result = loop {
             let deadline = self.core.next_deadline();
-            let sleep = deadline.map(|d| d.since(now())).unwrap_or(Duration::from_secs(3600));
+            let sleep = deadline
+                .map(|d| d.since(now()))
+                .unwrap_or(Duration::from_secs(3600));
             let turn = tokio::select! {
                 _ = shutdown.cancelled() => break Ok(()),
                 Some(first) = events.recv() => {
@@ -206,7 +241,9 @@ impl Planner {
                     initiator: workflow,
                     data,
                 }),
-                Err(poison) => error!(subject = %poison.subject, reason = %poison.reason, "poison trigger set aside"),
+                Err(poison) => {
+                    error!(subject = %poison.subject, reason = %poison.reason, "poison trigger set aside")
+                }
             }
         }
         let actions = self.turn(inputs, last_seq).await?;
@@ -226,19 +263,37 @@ impl Planner {
 
     async fn on_command(&mut self, command: Command) -> anyhow::Result<()> {
         match command {
-            Command::Apply { workflow, start, reply } => {
+            Command::Apply {
+                workflow,
+                start,
+                reply,
+            } => {
                 let name = workflow.name();
                 let mut inputs = vec![Input::Register(*workflow)];
                 let run = start.as_ref().map(|_| new_run_id());
                 if let (Some(run), Some(data)) = (&run, start) {
-                    inputs.push(Input::StartRun { run: run.clone(), workflow: name, initiator: "api".to_owned(), data });
+                    inputs.push(Input::StartRun {
+                        run: run.clone(),
+                        workflow: name,
+                        initiator: "api".to_owned(),
+                        data,
+                    });
                 }
                 let actions = self.turn(inputs, None).await?;
                 let _ = reply.send(refused(&actions).map_or(Ok(run), Err));
             }
-            Command::Start { workflow, data, reply } => {
+            Command::Start {
+                workflow,
+                data,
+                reply,
+            } => {
                 let run = new_run_id();
-                let input = Input::StartRun { run: run.clone(), workflow, initiator: "api".to_owned(), data };
+                let input = Input::StartRun {
+                    run: run.clone(),
+                    workflow,
+                    initiator: "api".to_owned(),
+                    data,
+                };
                 let actions = self.turn(vec![input], None).await?;
                 let _ = reply.send(refused(&actions).map_or(Ok(run), Err));
             }
@@ -260,7 +315,11 @@ impl Planner {
 
     /// Applies `inputs`, commits the result with its outbox, publishes the outbox and returns
     /// the actions. An error here is a store or bus failure the planner cannot go on after.
-    async fn turn(&mut self, inputs: Vec<Input>, triggers_seq: Option<u64>) -> anyhow::Result<Vec<Action>> {
+    async fn turn(
+        &mut self,
+        inputs: Vec<Input>,
+        triggers_seq: Option<u64>,
+    ) -> anyhow::Result<Vec<Action>> {
         let now = now();
         let mut actions = Vec::new();
         for input in inputs {
@@ -275,19 +334,33 @@ impl Planner {
             .collect();
         let (runs, workflows) = self.core.take_changes();
         if !runs.is_empty() || !workflows.is_empty() || triggers_seq.is_some() {
-            let change = Change { runs, workflows, outbox: outbox.clone(), triggers_seq };
-            self.store.commit(&change).context("committing planner state")?;
+            let change = Change {
+                runs,
+                workflows,
+                outbox: outbox.clone(),
+                triggers_seq,
+            };
+            self.store
+                .commit(&change)
+                .context("committing planner state")?;
         }
         self.flush_outbox(outbox).await?;
         for action in &actions {
             match action {
                 Action::AnnounceCancel(run) => {
-                    if let Err(e) = self.bus.client().publish(self.bus.cancel_subject(), run.to_string().into()).await {
+                    if let Err(e) = self
+                        .bus
+                        .client()
+                        .publish(self.bus.cancel_subject(), run.to_string().into())
+                        .await
+                    {
                         warn!(%run, error = %e, "cancel notice not sent; running nodes finish on their own");
                     }
                 }
                 Action::RunFinished { run, state } => info!(%run, %state, "run finished"),
-                Action::Dispatch(job) => debug!(run = %job.run, node = %job.node, attempt = %job.attempt, "dispatched"),
+                Action::Dispatch(job) => {
+                    debug!(run = %job.run, node = %job.node, attempt = %job.attempt, "dispatched")
+                }
                 Action::Refused(_) => {}
             }
         }
@@ -298,8 +371,13 @@ impl Planner {
         if outbox.is_empty() {
             return Ok(());
         }
-        self.bus.publish_all(&outbox).await.context("publishing jobs")?;
-        self.store.clear_outbox(outbox.iter().map(|m| m.msg_id.as_str())).context("clearing the outbox")?;
+        self.bus
+            .publish_all(&outbox)
+            .await
+            .context("publishing jobs")?;
+        self.store
+            .clear_outbox(outbox.iter().map(|m| m.msg_id.as_str()))
+            .context("clearing the outbox")?;
         Ok(())
     }
 }

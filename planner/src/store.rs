@@ -86,13 +86,17 @@ impl Store {
     /// Reads everything.
     pub fn load(&self) -> Result<Loaded, StoreError> {
         let txn = self.db.begin_read().map_err(redb::Error::from)?;
-        let mut loaded = Loaded::default();
-        loaded.workflows = read_all(&txn, WORKFLOWS, "workflows")?;
-        loaded.runs = read_all(&txn, RUNS, "runs")?;
-        loaded.outbox = read_all(&txn, OUTBOX, "outbox")?;
         let meta = txn.open_table(META).map_err(redb::Error::from)?;
-        loaded.triggers_seq = meta.get(TRIGGERS_SEQ).map_err(redb::Error::from)?.map(|v| v.value()).unwrap_or(0);
-        Ok(loaded)
+        let triggers_seq = meta
+            .get(TRIGGERS_SEQ)
+            .map_err(redb::Error::from)?
+            .map(|v| v.value());
+        Ok(Loaded {
+            workflows: read_all(&txn, WORKFLOWS, "workflows")?,
+            runs: read_all(&txn, RUNS, "runs")?,
+            outbox: read_all(&txn, OUTBOX, "outbox")?,
+            triggers_seq: triggers_seq.unwrap_or(0),
+        })
     }
 
     /// Writes one change durably: when this returns, it survives a crash.
@@ -102,17 +106,22 @@ impl Store {
             let mut runs = txn.open_table(RUNS).map_err(redb::Error::from)?;
             for run in &change.runs {
                 let json = serde_json::to_vec(run).expect("runs serialize");
-                runs.insert(run.id.as_str(), json.as_slice()).map_err(redb::Error::from)?;
+                runs.insert(run.id.as_str(), json.as_slice())
+                    .map_err(redb::Error::from)?;
             }
             let mut workflows = txn.open_table(WORKFLOWS).map_err(redb::Error::from)?;
             for wf in &change.workflows {
                 let json = serde_json::to_vec(wf).expect("workflows serialize");
-                workflows.insert(wf.metadata.name.as_str(), json.as_slice()).map_err(redb::Error::from)?;
+                workflows
+                    .insert(wf.metadata.name.as_str(), json.as_slice())
+                    .map_err(redb::Error::from)?;
             }
             let mut outbox = txn.open_table(OUTBOX).map_err(redb::Error::from)?;
             for message in &change.outbox {
                 let json = serde_json::to_vec(message).expect("messages serialize");
-                outbox.insert(message.msg_id.as_str(), json.as_slice()).map_err(redb::Error::from)?;
+                outbox
+                    .insert(message.msg_id.as_str(), json.as_slice())
+                    .map_err(redb::Error::from)?;
             }
             if let Some(seq) = change.triggers_seq {
                 let mut meta = txn.open_table(META).map_err(redb::Error::from)?;
@@ -125,9 +134,13 @@ impl Store {
 
     /// Removes published messages from the outbox. Not made durable on its own: if it is
     /// lost in a crash the messages are sent again, and the bus drops them as duplicates.
-    pub fn clear_outbox<'a>(&self, msg_ids: impl IntoIterator<Item = &'a str>) -> Result<(), StoreError> {
+    pub fn clear_outbox<'a>(
+        &self,
+        msg_ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write().map_err(redb::Error::from)?;
-        txn.set_durability(Durability::None).map_err(redb::Error::from)?;
+        txn.set_durability(Durability::None)
+            .map_err(redb::Error::from)?;
         {
             let mut outbox = txn.open_table(OUTBOX).map_err(redb::Error::from)?;
             for id in msg_ids {
@@ -174,19 +187,39 @@ mod tests {
         let mut core = Core::new(CoreConfig::default());
         core.apply(Input::Register(wf), Timestamp(1));
         core.apply(
-            Input::StartRun { run: RunId::new("r1"), workflow: WorkflowName::new("wf"), initiator: "api".into(), data: String::new() },
+            Input::StartRun {
+                run: RunId::new("r1"),
+                workflow: WorkflowName::new("wf"),
+                initiator: "api".into(),
+                data: String::new(),
+            },
             Timestamp(1),
         );
-        let message = Outgoing { subject: "s".into(), msg_id: "r1.a.1".into(), payload: "{}".into(), headers: vec![] };
+        let message = Outgoing {
+            subject: "s".into(),
+            msg_id: "r1.a.1".into(),
+            payload: "{}".into(),
+            headers: vec![],
+        };
         {
             let store = Store::open(&path).unwrap();
             let (runs, workflows) = core.take_changes();
-            store.commit(&Change { runs, workflows, outbox: vec![message.clone()], triggers_seq: Some(7) }).unwrap();
+            store
+                .commit(&Change {
+                    runs,
+                    workflows,
+                    outbox: vec![message.clone()],
+                    triggers_seq: Some(7),
+                })
+                .unwrap();
         }
         let store = Store::open(&path).unwrap();
         let loaded = store.load().unwrap();
         assert_eq!(loaded.workflows.len(), 1);
-        assert_eq!(loaded.runs, vec![core.run(&RunId::new("r1")).unwrap().clone()]);
+        assert_eq!(
+            loaded.runs,
+            vec![core.run(&RunId::new("r1")).unwrap().clone()]
+        );
         assert_eq!(loaded.outbox, vec![message]);
         assert_eq!(loaded.triggers_seq, 7);
         store.clear_outbox(["r1.a.1"]).unwrap();

@@ -78,7 +78,12 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<Document>, S
         match <serde_norway::Value as serde::Deserialize>::deserialize(raw) {
             Ok(serde_norway::Value::Null) => {}
             Ok(value) => values.push(value),
-            Err(e) => return Err(fail(vec![SpecError::new("", format!("not valid YAML or JSON: {e}"))])),
+            Err(e) => {
+                return Err(fail(vec![SpecError::new(
+                    "",
+                    format!("not valid YAML or JSON: {e}"),
+                )]));
+            }
         }
     }
     if values.is_empty() {
@@ -130,7 +135,10 @@ fn parse_one(value: serde_norway::Value) -> Result<Document, Vec<SpecError>> {
         )]),
         (other, _) => Err(vec![SpecError::new(
             "apiVersion",
-            format!("unsupported apiVersion {other:?} (supported: {})", crate::API_VERSION),
+            format!(
+                "unsupported apiVersion {other:?} (supported: {})",
+                crate::API_VERSION
+            ),
         )]),
     }
 }
@@ -182,15 +190,23 @@ mod tests {
         let e = errors(
             "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: w}\nspec:\n  nodes:\n  - {name: a, kind: noop, timeout: soon}\n",
         );
-        assert!(e[0].starts_with("wf.yaml: spec.nodes[0].timeout: invalid duration"), "{e:?}");
+        assert!(
+            e[0].starts_with("wf.yaml: spec.nodes[0].timeout: invalid duration"),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn unknown_kind_and_version() {
-        let e = errors("apiVersion: baton.dev/v1alpha1\nkind: Pipeline\nmetadata: {name: w}\nspec: {}\n");
+        let e = errors(
+            "apiVersion: baton.dev/v1alpha1\nkind: Pipeline\nmetadata: {name: w}\nspec: {}\n",
+        );
         assert!(e[0].starts_with("wf.yaml: kind: unsupported kind"), "{e:?}");
         let e = errors("apiVersion: v9\nkind: Workflow\n");
-        assert!(e[0].starts_with("wf.yaml: apiVersion: unsupported"), "{e:?}");
+        assert!(
+            e[0].starts_with("wf.yaml: apiVersion: unsupported"),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -198,7 +214,10 @@ mod tests {
         let e = errors(
             "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: w}\nspec: {nodes: [{name: a, kind: noop}]}\n---\napiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: w2}\nspec: {nodes: [{name: a, kind: nope}]}\n",
         );
-        assert!(e[0].starts_with("wf.yaml: (document 2) spec.nodes[0].kind"), "{e:?}");
+        assert!(
+            e[0].starts_with("wf.yaml: (document 2) spec.nodes[0].kind"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -62,8 +62,14 @@ mod tests {
     #[test]
     fn parses_and_prints() {
         assert_eq!("30s".parse::<Duration>().unwrap(), Duration::from_secs(30));
-        assert_eq!("1h30m".parse::<Duration>().unwrap(), Duration::from_secs(5400));
-        assert_eq!("250ms".parse::<Duration>().unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            "1h30m".parse::<Duration>().unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            "250ms".parse::<Duration>().unwrap(),
+            Duration::from_millis(250)
+        );
         assert_eq!(Duration::from_secs(90).to_string(), "1m 30s");
         assert!("soon".parse::<Duration>().is_err());
         assert!("10".parse::<Duration>().is_err());

@@ -18,7 +18,10 @@ pub const RESERVED_ENV_PREFIX: &str = "BATON_";
 pub fn workflow(wf: &Workflow) -> Result<(), Vec<SpecError>> {
     let mut errors = Vec::new();
     if wf.metadata.name.is_empty() {
-        errors.push(SpecError::new("metadata.name", "missing: every workflow needs a name"));
+        errors.push(SpecError::new(
+            "metadata.name",
+            "missing: every workflow needs a name",
+        ));
     } else if !is_dns_label(&wf.metadata.name) {
         errors.push(SpecError::new(
             "metadata.name",
@@ -27,7 +30,10 @@ pub fn workflow(wf: &Workflow) -> Result<(), Vec<SpecError>> {
     }
     let nodes = &wf.spec.nodes;
     if nodes.is_empty() {
-        errors.push(SpecError::new("spec.nodes", "a workflow needs at least one node"));
+        errors.push(SpecError::new(
+            "spec.nodes",
+            "a workflow needs at least one node",
+        ));
     }
 
     let mut index_of: BTreeMap<&str, usize> = BTreeMap::new();
@@ -55,11 +61,20 @@ pub fn workflow(wf: &Workflow) -> Result<(), Vec<SpecError>> {
         for (j, need) in node.needs.iter().enumerate() {
             let path = format!("spec.nodes[{i}].needs[{j}]");
             if need == &node.name {
-                errors.push(SpecError::new(path, format!("node {:?} cannot need itself", need.as_str())));
+                errors.push(SpecError::new(
+                    path,
+                    format!("node {:?} cannot need itself", need.as_str()),
+                ));
             } else if !index_of.contains_key(need.as_str()) {
-                errors.push(SpecError::new(path, format!("unknown node {:?}", need.as_str())));
+                errors.push(SpecError::new(
+                    path,
+                    format!("unknown node {:?}", need.as_str()),
+                ));
             } else if !seen.insert(need) {
-                errors.push(SpecError::new(path, format!("{:?} is listed twice", need.as_str())));
+                errors.push(SpecError::new(
+                    path,
+                    format!("{:?} is listed twice", need.as_str()),
+                ));
             }
         }
         if node.when != When::Success && node.needs.is_empty() {
@@ -89,7 +104,11 @@ pub fn workflow(wf: &Workflow) -> Result<(), Vec<SpecError>> {
         }
         match node.kind {
             NodeKind::Exec => {
-                if node.command.as_ref().is_none_or(|c| c.is_empty() || c[0].is_empty()) {
+                if node
+                    .command
+                    .as_ref()
+                    .is_none_or(|c| c.is_empty() || c[0].is_empty())
+                {
                     errors.push(SpecError::new(
                         at("command"),
                         "an exec node needs a command: the program and its arguments, like [sh, -c, \"echo hi\"]",
@@ -131,7 +150,11 @@ pub fn workflow(wf: &Workflow) -> Result<(), Vec<SpecError>> {
             format!("cycle: {}", cycle.join(" -> ")),
         ));
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 const MAX_RETRIES: u32 = 100;
@@ -144,8 +167,11 @@ fn find_cycle(wf: &Workflow) -> Option<(usize, Vec<String>)> {
     let nodes = &wf.spec.nodes;
     let mut graph = DiGraph::<usize, ()>::new();
     let ids: Vec<_> = (0..nodes.len()).map(|i| graph.add_node(i)).collect();
-    let index_of: BTreeMap<&str, usize> =
-        nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
+    let index_of: BTreeMap<&str, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect();
     for (i, node) in nodes.iter().enumerate() {
         for need in &node.needs {
             graph.add_edge(ids[i], ids[index_of[need.as_str()]], ());
@@ -168,7 +194,10 @@ fn find_cycle(wf: &Workflow) -> Option<(usize, Vec<String>)> {
         path.push(next);
         if !on_path.insert(next) {
             let from = path.iter().position(|n| *n == next)?;
-            let names = path[from..].iter().map(|n| nodes[*n].name.to_string()).collect();
+            let names = path[from..]
+                .iter()
+                .map(|n| nodes[*n].name.to_string())
+                .collect();
             return Some((path[from], names));
         }
         current = next;
@@ -219,9 +248,18 @@ mod tests {
             "  - {name: a, kind: noop, needs: [a]}\n  - {name: a, kind: noop}\n  - {name: Bad_Name, kind: noop}\n",
         );
         assert_eq!(e.len(), 3, "{e:?}");
-        assert_eq!(e[0], "spec.nodes[1].name: duplicate node name \"a\" (first used at spec.nodes[0])");
-        assert!(e[1].starts_with("spec.nodes[2].name: invalid name \"Bad_Name\""), "{e:?}");
-        assert_eq!(e[2], "spec.nodes[0].needs[0]: node \"a\" cannot need itself");
+        assert_eq!(
+            e[0],
+            "spec.nodes[1].name: duplicate node name \"a\" (first used at spec.nodes[0])"
+        );
+        assert!(
+            e[1].starts_with("spec.nodes[2].name: invalid name \"Bad_Name\""),
+            "{e:?}"
+        );
+        assert_eq!(
+            e[2],
+            "spec.nodes[0].needs[0]: node \"a\" cannot need itself"
+        );
     }
 
     #[test]
@@ -229,7 +267,10 @@ mod tests {
         let e = check("  - {name: a, kind: exec}\n  - {name: b, kind: noop, command: [x]}\n");
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(e[0].starts_with("spec.nodes[0].command: an exec node needs a command"));
-        assert_eq!(e[1], "spec.nodes[1].command: only exec nodes take this field");
+        assert_eq!(
+            e[1],
+            "spec.nodes[1].command: only exec nodes take this field"
+        );
     }
 
     #[test]
@@ -244,7 +285,10 @@ mod tests {
             "  - name: a\n    kind: exec\n    command: [x]\n    env: {BATON_DATA: x}\n    retries: {limit: 2, backoff: {initial: 1m, max: 1s}}\n",
         );
         assert_eq!(e.len(), 2, "{e:?}");
-        assert_eq!(e[0], "spec.nodes[0].retries.backoff: initial must not be longer than max");
+        assert_eq!(
+            e[0],
+            "spec.nodes[0].retries.backoff: initial must not be longer than max"
+        );
         assert!(e[1].starts_with("spec.nodes[0].env.BATON_DATA: names starting with BATON_"));
     }
 

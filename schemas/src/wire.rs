@@ -19,7 +19,10 @@ pub struct Timestamp(pub u64);
 impl Timestamp {
     /// Returns this instant moved later by `d`.
     pub fn after(self, d: std::time::Duration) -> Timestamp {
-        Timestamp(self.0.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+        Timestamp(
+            self.0
+                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        )
     }
 
     /// Returns the time from `earlier` to this instant, zero if `earlier` is later.
@@ -36,7 +39,11 @@ impl Timestamp {
 impl fmt::Display for Timestamp {
     /// Writes RFC 3339 with milliseconds, in UTC.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_rfc3339_millis(self.to_system_time()))
+        write!(
+            f,
+            "{}",
+            humantime::format_rfc3339_millis(self.to_system_time())
+        )
     }
 }
 
@@ -137,7 +144,11 @@ pub struct EventEnvelope {
 
 /// What happened to a job.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum Event {
     /// A worker began the attempt. Long jobs report this so the planner can show the start
     /// and arm its timeout backstop; `noop` jobs skip it.
@@ -179,10 +190,14 @@ impl Event {
     /// Returns the event's `Nats-Msg-Id`: `<run>.<node>.<attempt>.started` or `.done`.
     pub fn msg_id(&self) -> String {
         match self {
-            Event::NodeStarted { run, node, attempt, .. } => {
+            Event::NodeStarted {
+                run, node, attempt, ..
+            } => {
                 format!("{}.started", job_msg_id(run, node, *attempt))
             }
-            Event::NodeFinished { run, node, attempt, .. } => {
+            Event::NodeFinished {
+                run, node, attempt, ..
+            } => {
                 format!("{}.done", job_msg_id(run, node, *attempt))
             }
         }

@@ -17,7 +17,10 @@ use baton_schemas::status::RunStatus;
 
 /// Returns a loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// Returns the nats-server program: `$NATS_SERVER`, then the repository's `.tools`, then PATH.
@@ -53,10 +56,22 @@ pub struct Proc {
 
 impl Proc {
     fn spawn(name: &str, mut command: Command, log: PathBuf) -> anyhow::Result<Proc> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
-        command.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
-        let child = command.spawn().with_context(|| format!("starting {name}: {command:?}"))?;
-        Ok(Proc { name: name.to_owned(), child, log })
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file);
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {name}: {command:?}"))?;
+        Ok(Proc {
+            name: name.to_owned(),
+            child,
+            log,
+        })
     }
 
     /// Kills the process with SIGKILL, as a crash would, and reaps it.
@@ -109,14 +124,28 @@ pub struct Nats {
 impl Nats {
     /// Starts a server storing under `dir`.
     pub fn start(dir: &Path) -> anyhow::Result<Nats> {
-        let mut nats = Nats { proc: None, port: free_port(), store: dir.join("nats"), log: dir.join("nats.log") };
+        let mut nats = Nats {
+            proc: None,
+            port: free_port(),
+            store: dir.join("nats"),
+            log: dir.join("nats.log"),
+        };
         nats.boot()?;
         Ok(nats)
     }
 
     fn boot(&mut self) -> anyhow::Result<()> {
         let mut command = Command::new(nats_server_program());
-        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"]).arg(&self.store);
+        command
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.store);
         self.proc = Some(Proc::spawn("nats-server", command, self.log.clone())?);
         wait_for_port(self.port, Duration::from_secs(15))
     }
@@ -168,7 +197,16 @@ impl Env {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("t{}x{n}", std::process::id());
         let logs = vec![dir.path().join("nats.log")];
-        Ok(Env { dir, program, nats, prefix, api_port: free_port(), job_ack_wait: "2s", procs: Vec::new(), logs })
+        Ok(Env {
+            dir,
+            program,
+            nats,
+            prefix,
+            api_port: free_port(),
+            job_ack_wait: "2s",
+            procs: Vec::new(),
+            logs,
+        })
     }
 
     /// Returns the planner's API URL.
@@ -199,7 +237,9 @@ impl Env {
     /// Starts the planner (with its API) and waits until the API answers.
     pub fn start_planner(&mut self) -> anyhow::Result<Proc> {
         let mut command = self.baton();
-        command.args(["planner", "--data-dir", "planner-data", "--listen"]).arg(format!("127.0.0.1:{}", self.api_port));
+        command
+            .args(["planner", "--data-dir", "planner-data", "--listen"])
+            .arg(format!("127.0.0.1:{}", self.api_port));
         let proc = self.spawn("planner", command)?;
         wait_for_port(self.api_port, Duration::from_secs(30))?;
         Ok(proc)
@@ -258,7 +298,12 @@ impl Env {
 
     /// Polls a run until `done` holds for its status, at most `within`. Failures to reach the
     /// API (a planner being restarted) are retried.
-    pub fn wait_for(&self, run: &str, within: Duration, done: impl Fn(&RunStatus) -> bool) -> anyhow::Result<RunStatus> {
+    pub fn wait_for(
+        &self,
+        run: &str,
+        within: Duration,
+        done: impl Fn(&RunStatus) -> bool,
+    ) -> anyhow::Result<RunStatus> {
         let started = Instant::now();
         let mut last = None;
         loop {
@@ -301,5 +346,7 @@ impl Drop for Env {
 
 /// Returns the lines of a file, or none if it does not exist.
 pub fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path).map(|t| t.lines().map(str::to_owned).collect()).unwrap_or_default()
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
 }

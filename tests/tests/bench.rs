@@ -13,7 +13,10 @@ use baton_tests::Env;
 use futures::StreamExt;
 
 fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn parse_time(text: &str) -> SystemTime {
@@ -46,8 +49,14 @@ async fn raw_round_trip(url: &str, round: usize, n: usize) -> Duration {
     let mut messages = consumer.messages().await.unwrap();
     let started = Instant::now();
     for i in 0..n {
-        let publish = jetstream::message::PublishMessage::build().payload("{}".into()).message_id(format!("raw-{round}-{i}"));
-        js.send_publish(format!("raw{round}.job"), publish).await.unwrap().await.unwrap();
+        let publish = jetstream::message::PublishMessage::build()
+            .payload("{}".into())
+            .message_id(format!("raw-{round}-{i}"));
+        js.send_publish(format!("raw{round}.job"), publish)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
         let message = messages.next().await.unwrap().unwrap();
         message.double_ack().await.unwrap();
     }
@@ -59,9 +68,15 @@ async fn raw_round_trip(url: &str, round: usize, n: usize) -> Duration {
 /// Returns Baton's time per node on a chain of `n` noop nodes, from the first node's start
 /// to the last node's end as the worker recorded them.
 fn chain_per_node(env: &Env, round: usize, n: usize) -> Duration {
-    let mut text = format!("apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: chain{round}}}\nspec:\n  nodes:\n");
+    let mut text = format!(
+        "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: chain{round}}}\nspec:\n  nodes:\n"
+    );
     for i in 0..n {
-        let needs = if i == 0 { String::new() } else { format!(", needs: [n{}]", i - 1) };
+        let needs = if i == 0 {
+            String::new()
+        } else {
+            format!(", needs: [n{}]", i - 1)
+        };
         text.push_str(&format!("    - {{name: n{i}, kind: noop{needs}}}\n"));
     }
     let file = env.write(&format!("chain{round}.yaml"), &text);
@@ -90,7 +105,10 @@ fn chain_overhead_against_raw_jetstream() {
     for round in 0..rounds {
         raw.push(rt.block_on(raw_round_trip(&env.nats.url(), round, nodes)));
         baton.push(chain_per_node(&env, round, nodes));
-        println!("round {round}: raw round trip {:?}, baton per node {:?}", raw[round], baton[round]);
+        println!(
+            "round {round}: raw round trip {:?}, baton per node {:?}",
+            raw[round], baton[round]
+        );
     }
     let (raw, baton) = (median(raw), median(baton));
     println!(

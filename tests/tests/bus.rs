@@ -9,7 +9,11 @@ use baton_tests::Nats;
 use futures::StreamExt;
 
 fn config(prefix: &str) -> BusConfig {
-    BusConfig { prefix: prefix.to_owned(), job_ack_wait: Duration::from_secs(1), ..BusConfig::default() }
+    BusConfig {
+        prefix: prefix.to_owned(),
+        job_ack_wait: Duration::from_secs(1),
+        ..BusConfig::default()
+    }
 }
 
 fn message(bus: &Bus, id: usize) -> Outgoing {
@@ -22,7 +26,11 @@ fn message(bus: &Bus, id: usize) -> Outgoing {
 }
 
 async fn stream_messages(bus: &Bus, which: &str) -> u64 {
-    let mut stream = bus.jetstream().get_stream(bus.stream_name(which)).await.unwrap();
+    let mut stream = bus
+        .jetstream()
+        .get_stream(bus.stream_name(which))
+        .await
+        .unwrap();
     stream.info().await.unwrap().state.messages
 }
 
@@ -30,9 +38,13 @@ async fn stream_messages(bus: &Bus, which: &str) -> u64 {
 async fn setup_is_idempotent_and_publishes_are_deduplicated() {
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(dir.path()).unwrap();
-    let bus = Bus::connect(&nats.url(), config("b1"), Duration::from_secs(10)).await.unwrap();
+    let bus = Bus::connect(&nats.url(), config("b1"), Duration::from_secs(10))
+        .await
+        .unwrap();
     bus.ensure_streams().await.unwrap();
-    let other = Bus::connect(&nats.url(), config("b1"), Duration::from_secs(10)).await.unwrap();
+    let other = Bus::connect(&nats.url(), config("b1"), Duration::from_secs(10))
+        .await
+        .unwrap();
     other.ensure_streams().await.unwrap();
     bus.job_consumer(NodeKind::Noop).await.unwrap();
     other.job_consumer(NodeKind::Noop).await.unwrap();
@@ -51,10 +63,14 @@ async fn setup_is_idempotent_and_publishes_are_deduplicated() {
 async fn nak_redelivers_term_does_not_and_ack_removes() {
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(dir.path()).unwrap();
-    let bus = Bus::connect(&nats.url(), config("b2"), Duration::from_secs(10)).await.unwrap();
+    let bus = Bus::connect(&nats.url(), config("b2"), Duration::from_secs(10))
+        .await
+        .unwrap();
     bus.ensure_streams().await.unwrap();
     let consumer = bus.job_consumer(NodeKind::Noop).await.unwrap();
-    bus.publish_all(&[message(&bus, 1), message(&bus, 2)]).await.unwrap();
+    bus.publish_all(&[message(&bus, 1), message(&bus, 2)])
+        .await
+        .unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let (mut rx, task) = baton_bus::subscribe(consumer, 8, shutdown.clone());
     let first = rx.recv().await.unwrap();
@@ -62,12 +78,24 @@ async fn nak_redelivers_term_does_not_and_ack_removes() {
     assert_eq!(first.delivered(), 1);
     first.nak(Some(Duration::from_millis(100))).await.unwrap();
     second.term().await.unwrap();
-    let again = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+    let again = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(again.payload(), first.payload());
     assert_eq!(again.delivered(), 2);
     again.ack().await.unwrap();
-    assert!(tokio::time::timeout(Duration::from_secs(2), rx.recv()).await.is_err(), "nothing else comes");
-    assert_eq!(stream_messages(&bus, "JOBS").await, 0, "work queue: settled messages are gone");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), rx.recv())
+            .await
+            .is_err(),
+        "nothing else comes"
+    );
+    assert_eq!(
+        stream_messages(&bus, "JOBS").await,
+        0,
+        "work queue: settled messages are gone"
+    );
     shutdown.cancel();
     task.await.unwrap();
 }
@@ -76,12 +104,16 @@ async fn nak_redelivers_term_does_not_and_ack_removes() {
 async fn publishing_and_consuming_survive_a_server_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut nats = Nats::start(dir.path()).unwrap();
-    let bus = Bus::connect(&nats.url(), config("b3"), Duration::from_secs(10)).await.unwrap();
+    let bus = Bus::connect(&nats.url(), config("b3"), Duration::from_secs(10))
+        .await
+        .unwrap();
     bus.ensure_streams().await.unwrap();
     let consumer = bus.job_consumer(NodeKind::Noop).await.unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let (mut rx, task) = baton_bus::subscribe(consumer, 16, shutdown.clone());
-    bus.publish_all(&(0..10).map(|i| message(&bus, i)).collect::<Vec<_>>()).await.unwrap();
+    bus.publish_all(&(0..10).map(|i| message(&bus, i)).collect::<Vec<_>>())
+        .await
+        .unwrap();
     for _ in 0..10 {
         rx.recv().await.unwrap().ack().await.unwrap();
     }
@@ -94,10 +126,17 @@ async fn publishing_and_consuming_survive_a_server_restart() {
     };
     tokio::time::sleep(Duration::from_millis(800)).await;
     nats.restart().unwrap();
-    tokio::time::timeout(Duration::from_secs(60), publisher).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(60), publisher)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let mut seen = std::collections::BTreeSet::new();
     while seen.len() < 10 {
-        let m = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.expect("redelivered after restart").unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("redelivered after restart")
+            .unwrap();
         seen.insert(String::from_utf8(m.payload().to_vec()).unwrap());
         m.ack().await.unwrap();
     }
@@ -109,7 +148,13 @@ async fn publishing_and_consuming_survive_a_server_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_prefix_is_refused() {
-    let err = Bus::connect("nats://127.0.0.1:1", config("Bad.Prefix"), Duration::from_secs(1)).await.unwrap_err();
+    let err = Bus::connect(
+        "nats://127.0.0.1:1",
+        config("Bad.Prefix"),
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.kind(), baton_bus::BusErrorKind::Config);
 }
 
@@ -117,12 +162,18 @@ async fn a_bad_prefix_is_refused() {
 async fn decoders_reject_what_they_cannot_read() {
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(dir.path()).unwrap();
-    let bus = Bus::connect(&nats.url(), config("b4"), Duration::from_secs(10)).await.unwrap();
+    let bus = Bus::connect(&nats.url(), config("b4"), Duration::from_secs(10))
+        .await
+        .unwrap();
     bus.ensure_streams().await.unwrap();
     let consumer = bus.job_consumer(NodeKind::Exec).await.unwrap();
     let mut bad = message(&bus, 1);
     bad.subject = bus.job_subject(NodeKind::Exec);
-    bad.headers = vec![("Baton-Run".into(), "r1".into()), ("Baton-Node".into(), "n".into()), ("Baton-Attempt".into(), "2".into())];
+    bad.headers = vec![
+        ("Baton-Run".into(), "r1".into()),
+        ("Baton-Node".into(), "n".into()),
+        ("Baton-Attempt".into(), "2".into()),
+    ];
     bus.publish_one(&bad).await.unwrap();
     let mut batch = consumer.fetch().max_messages(1).messages().await.unwrap();
     let m = baton_bus::Inbound::new(batch.next().await.unwrap().unwrap());
@@ -130,6 +181,10 @@ async fn decoders_reject_what_they_cannot_read() {
     assert_eq!(poison.run.as_ref().map(|r| r.as_str()), Some("r1"));
     assert_eq!(poison.node.as_ref().map(|n| n.as_str()), Some("n"));
     assert_eq!(poison.attempt, Some(baton_schemas::Attempt(2)));
-    assert!(poison.reason.starts_with("undecodable job"), "{}", poison.reason);
+    assert!(
+        poison.reason.starts_with("undecodable job"),
+        "{}",
+        poison.reason
+    );
     m.term().await.unwrap();
 }

@@ -14,9 +14,15 @@ fn env() -> Env {
 
 /// A chain of `n` exec nodes; node `sN` appends `sN` to `file` after `sleep` seconds.
 fn chain(name: &str, n: usize, file: &Path, sleep: &str) -> String {
-    let mut text = format!("apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: {name}}}\nspec:\n  nodes:\n");
+    let mut text = format!(
+        "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: {name}}}\nspec:\n  nodes:\n"
+    );
     for i in 0..n {
-        let needs = if i == 0 { String::new() } else { format!(", needs: [s{}]", i - 1) };
+        let needs = if i == 0 {
+            String::new()
+        } else {
+            format!(", needs: [s{}]", i - 1)
+        };
         text.push_str(&format!(
             "    - {{name: s{i}, kind: exec{needs}, command: [sh, -c, 'sleep {sleep}; echo s{i} >> {}']}}\n",
             file.display()
@@ -47,7 +53,8 @@ spec:
         ),
     );
     let run = env.apply(&wf).unwrap();
-    env.wait_for(&run, Duration::from_secs(20), |_| lines(&file) == ["begin"]).unwrap();
+    env.wait_for(&run, Duration::from_secs(20), |_| lines(&file) == ["begin"])
+        .unwrap();
     first.kill9();
     let second = env.start_worker("worker-2", "exec", &[]).unwrap();
     env.keep(second);
@@ -56,9 +63,16 @@ spec:
     let status = env.wait_end(&run, Duration::from_secs(40)).unwrap();
     assert_eq!(status.state, State::Succeeded, "{status:?}");
     let long = status.nodes.iter().find(|n| n.name == "long").unwrap();
-    assert_eq!(long.attempts, 1, "a redelivery is the same attempt, not a retry");
+    assert_eq!(
+        long.attempts, 1,
+        "a redelivery is the same attempt, not a retry"
+    );
     assert_eq!(long.output.as_deref(), Some("done"));
-    assert_eq!(lines(&file), ["begin", "begin", "end", "next"], "the killed process never ended; the redelivery ran once");
+    assert_eq!(
+        lines(&file),
+        ["begin", "begin", "end", "next"],
+        "the killed process never ended; the redelivery ran once"
+    );
 }
 
 #[test]
@@ -73,7 +87,10 @@ fn a_planner_killed_mid_run_resumes_and_runs_no_node_twice() {
     let run = env.apply(&wf).unwrap();
     // Kill the planner three times at different points of the run, and start it again.
     for kill in 1..=3 {
-        env.wait_for(&run, Duration::from_secs(30), |_| lines(&file).len() >= kill * 3).unwrap();
+        env.wait_for(&run, Duration::from_secs(30), |_| {
+            lines(&file).len() >= kill * 3
+        })
+        .unwrap();
         planner.kill9();
         std::thread::sleep(Duration::from_millis(300 * kill as u64));
         planner = env.start_planner().unwrap();
@@ -81,7 +98,11 @@ fn a_planner_killed_mid_run_resumes_and_runs_no_node_twice() {
     let status = env.wait_end(&run, Duration::from_secs(60)).unwrap();
     assert_eq!(status.state, State::Succeeded, "{status:?}");
     let expected: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
-    assert_eq!(lines(&file), expected, "every node ran exactly once, in order");
+    assert_eq!(
+        lines(&file),
+        expected,
+        "every node ran exactly once, in order"
+    );
     assert!(status.nodes.iter().all(|n| n.attempts == 1));
     env.keep(planner);
 }
@@ -91,17 +112,24 @@ fn a_planner_killed_while_it_publishes_loses_no_job() {
     // A wide fan-out makes the planner publish many jobs in one turn; kill it right after the
     // run starts, repeatedly, so some kills land between the redb commit and the publishes.
     let mut env = env();
-    let worker = env.start_worker("worker", "exec,noop", &["--concurrency", "16"]).unwrap();
+    let worker = env
+        .start_worker("worker", "exec,noop", &["--concurrency", "16"])
+        .unwrap();
     env.keep(worker);
     let file = env.dir.path().join("effects");
     let width = 40;
-    let mut text = String::from("apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: fan}\nspec:\n  nodes:\n    - {name: root, kind: noop}\n");
+    let mut text = String::from(
+        "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: fan}\nspec:\n  nodes:\n    - {name: root, kind: noop}\n",
+    );
     for i in 0..width {
         text.push_str(&format!("    - {{name: w{i}, kind: exec, needs: [root], command: [sh, -c, 'echo w{i} >> {}']}}\n", file.display()));
     }
     text.push_str(&format!(
         "    - {{name: join, kind: noop, needs: [{}]}}\n",
-        (0..width).map(|i| format!("w{i}")).collect::<Vec<_>>().join(", ")
+        (0..width)
+            .map(|i| format!("w{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     let wf = env.write("fan.yaml", &text);
     let mut planner = env.start_planner().unwrap();
@@ -129,7 +157,8 @@ fn a_nats_server_restart_mid_run_loses_nothing() {
     let n = 10;
     let wf = env.write("chain.yaml", &chain("chain", n, &file, "0.3"));
     let run = env.apply(&wf).unwrap();
-    env.wait_for(&run, Duration::from_secs(30), |_| lines(&file).len() >= 3).unwrap();
+    env.wait_for(&run, Duration::from_secs(30), |_| lines(&file).len() >= 3)
+        .unwrap();
     env.nats.kill9();
     std::thread::sleep(Duration::from_secs(2));
     env.nats.restart().unwrap();

@@ -11,7 +11,11 @@ fn env() -> Env {
 }
 
 fn node<'a>(status: &'a RunStatus, name: &str) -> &'a baton_schemas::status::NodeStatus {
-    status.nodes.iter().find(|n| n.name == name).expect("node in status")
+    status
+        .nodes
+        .iter()
+        .find(|n| n.name == name)
+        .expect("node in status")
 }
 
 fn examples(name: &str) -> String {
@@ -22,15 +26,36 @@ fn examples(name: &str) -> String {
 fn diamond_example_runs_with_data_passing() {
     let mut env = env();
     env.start_all().unwrap();
-    let out = env.cli(&["apply", "-f", &examples("diamond.yaml"), "--wait", "-o", "json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env.cli(&[
+        "apply",
+        "-f",
+        &examples("diamond.yaml"),
+        "--wait",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let status: RunStatus = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status.state, State::Succeeded);
     assert_eq!(node(&status, "fetch").output.as_deref(), Some("v1.4.2"));
-    assert_eq!(node(&status, "build").output.as_deref(), Some("image:v1.4.2"));
-    assert_eq!(node(&status, "test").output.as_deref(), Some("tests passed for v1.4.2"));
+    assert_eq!(
+        node(&status, "build").output.as_deref(),
+        Some("image:v1.4.2")
+    );
+    assert_eq!(
+        node(&status, "test").output.as_deref(),
+        Some("tests passed for v1.4.2")
+    );
     let release = node(&status, "release");
-    assert!(release.output.as_deref().unwrap().starts_with("released "), "{release:?}");
+    assert!(
+        release.output.as_deref().unwrap().starts_with("released "),
+        "{release:?}"
+    );
     for n in &status.nodes {
         assert_eq!(n.attempts, 1);
         assert!(n.started_at.is_some() && n.finished_at.is_some(), "{n:?}");
@@ -50,24 +75,45 @@ spec:
     );
     let run = env.apply(&wf).unwrap();
     let status = env.wait_end(&run, Duration::from_secs(30)).unwrap();
-    assert_eq!(node(&status, "join").output.as_deref(), Some(format!(r#"{{"a":"A","b":"B"}}|{run}"#).as_str()));
+    assert_eq!(
+        node(&status, "join").output.as_deref(),
+        Some(format!(r#"{{"a":"A","b":"B"}}|{run}"#).as_str())
+    );
 }
 
 #[test]
 fn failing_node_retries_then_its_handler_runs_and_the_run_fails() {
     let mut env = env();
     env.start_all().unwrap();
-    let out = env.cli(&["apply", "-f", &examples("retry-and-handler.yaml"), "--wait", "-o", "json"]);
-    assert_eq!(out.status.code(), Some(1), "a failed run exits 1: {}", String::from_utf8_lossy(&out.stderr));
+    let out = env.cli(&[
+        "apply",
+        "-f",
+        &examples("retry-and-handler.yaml"),
+        "--wait",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed run exits 1: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let status: RunStatus = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status.state, State::Failed);
     let migrate = node(&status, "migrate");
     assert_eq!((migrate.state, migrate.attempts), (State::Failed, 3));
     let error = migrate.error.as_deref().unwrap();
-    assert!(error.starts_with("exit code 3") && error.contains("attempt 3: database not reachable"), "{error}");
+    assert!(
+        error.starts_with("exit code 3") && error.contains("attempt 3: database not reachable"),
+        "{error}"
+    );
     assert_eq!(node(&status, "deploy").state, State::Skipped);
     let notify = node(&status, "notify");
-    assert_eq!((notify.state, notify.output.as_deref()), (State::Succeeded, Some("paged")));
+    assert_eq!(
+        (notify.state, notify.output.as_deref()),
+        (State::Succeeded, Some("paged"))
+    );
 }
 
 #[test]
@@ -83,7 +129,13 @@ fn invalid_specs_are_refused_with_file_and_field_path() {
         let out = env.cli(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(&format!("{}: spec.nodes[3].needs[0]: unknown node \"db\"", bad.display())), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{}: spec.nodes[3].needs[0]: unknown node \"db\"",
+                bad.display()
+            )),
+            "{stderr}"
+        );
     }
     let cycle = env.write(
         "cycle.yaml",
@@ -91,7 +143,9 @@ fn invalid_specs_are_refused_with_file_and_field_path() {
     );
     let out = env.cli(&["validate", "-f", cycle.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("spec.nodes[0].needs: cycle: a -> b -> a"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("spec.nodes[0].needs: cycle: a -> b -> a")
+    );
     let out = env.cli(&["validate", "-f", "/no/such/file.yaml"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/file.yaml: cannot read"));
@@ -113,26 +167,44 @@ fn a_message_on_the_trigger_subject_starts_a_run_with_its_data() {
     env.start_all().unwrap();
     let wf = env.write("echo.yaml", ECHO_DATA);
     let out = env.cli(&["apply", "-f", wf.to_str().unwrap(), "--no-run"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(env.status_list().is_empty(), "--no-run starts nothing");
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let client = async_nats::connect(env.nats.url()).await.unwrap();
         let js = async_nats::jetstream::new(client);
-        js.publish(format!("{}.triggers.echo", env.prefix), "payload-1".into()).await.unwrap().await.unwrap();
+        js.publish(format!("{}.triggers.echo", env.prefix), "payload-1".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
     });
     let run = wait_for_first_run(&env);
     let status = env.wait_end(&run, Duration::from_secs(30)).unwrap();
     assert_eq!(status.state, State::Succeeded);
-    assert_eq!(node(&status, "first").output.as_deref(), Some("payload-1 from echo"));
+    assert_eq!(
+        node(&status, "first").output.as_deref(),
+        Some("payload-1 from echo")
+    );
 
     // `baton trigger` goes the same way and prints the run id it chose.
     let out = env.cli(&["trigger", "echo", "--data", "payload-2"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let run = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let status = env.wait_end(&run, Duration::from_secs(30)).unwrap();
-    assert_eq!(node(&status, "first").output.as_deref(), Some("payload-2 from echo"));
+    assert_eq!(
+        node(&status, "first").output.as_deref(),
+        Some("payload-2 from echo")
+    );
 
     // A trigger for a workflow nobody registered is reported and set aside.
     let out = env.cli(&["trigger", "nobody", "--data", "x"]);
@@ -159,7 +231,11 @@ trait ListRuns {
 impl ListRuns for Env {
     fn status_list(&self) -> Vec<RunStatus> {
         let out = self.cli(&["runs", "-o", "json"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 }
@@ -184,14 +260,26 @@ spec:
         ),
     );
     let run = env.apply(&wf).unwrap();
-    env.wait_for(&run, Duration::from_secs(20), |_| lines(&marker).len() == 1).unwrap();
+    env.wait_for(&run, Duration::from_secs(20), |_| lines(&marker).len() == 1)
+        .unwrap();
     let out = env.cli(&["cancel", &run]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let status = env.wait_end(&run, Duration::from_secs(5)).unwrap();
     assert_eq!(status.state, State::Cancelled);
-    assert!(status.nodes.iter().all(|n| n.state == State::Cancelled), "{status:?}");
+    assert!(
+        status.nodes.iter().all(|n| n.state == State::Cancelled),
+        "{status:?}"
+    );
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(lines(&marker), ["started"], "the sleeping process was killed and nothing new started");
+    assert_eq!(
+        lines(&marker),
+        ["started"],
+        "the sleeping process was killed and nothing new started"
+    );
     let out = env.cli(&["cancel", "nosuchrun"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
@@ -215,7 +303,13 @@ spec:
     let status = env.wait_end(&run, Duration::from_secs(15)).unwrap();
     let hang = node(&status, "hang");
     assert_eq!(hang.state, State::Failed);
-    assert!(hang.error.as_deref().unwrap().starts_with("timed out after 500ms; last output:\nhanging"), "{hang:?}");
+    assert!(
+        hang.error
+            .as_deref()
+            .unwrap()
+            .starts_with("timed out after 500ms; last output:\nhanging"),
+        "{hang:?}"
+    );
 }
 
 #[test]
@@ -243,36 +337,66 @@ spec:
         headers.insert("Baton-Node", "slow");
         headers.insert("Baton-Attempt", "1");
         headers.insert("Nats-Msg-Id", "poison-1");
-        js.publish_with_headers(format!("{}.jobs.exec", env.prefix), headers, "{not json".into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        js.publish_with_headers(
+            format!("{}.jobs.exec", env.prefix),
+            headers,
+            "{not json".into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
         // An event that does not decode and a job that names nothing: logged and set aside.
-        js.publish(format!("{}.events.{run}", env.prefix), "garbage".into()).await.unwrap().await.unwrap();
-        js.publish(format!("{}.jobs.noop", env.prefix), "garbage".into()).await.unwrap().await.unwrap();
-        js.publish(format!("{}.events.{run}", env.prefix), r#"{"v":99,"type":"nodeFinished"}"#.into())
+        js.publish(format!("{}.events.{run}", env.prefix), "garbage".into())
             .await
             .unwrap()
             .await
             .unwrap();
+        js.publish(format!("{}.jobs.noop", env.prefix), "garbage".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        js.publish(
+            format!("{}.events.{run}", env.prefix),
+            r#"{"v":99,"type":"nodeFinished"}"#.into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     });
     let status = env.wait_end(&run, Duration::from_secs(20)).unwrap();
     let slow = node(&status, "slow");
     assert_eq!(slow.state, State::Failed);
-    assert!(slow.error.as_deref().unwrap().starts_with("job set aside: undecodable job"), "{slow:?}");
+    assert!(
+        slow.error
+            .as_deref()
+            .unwrap()
+            .starts_with("job set aside: undecodable job"),
+        "{slow:?}"
+    );
 
     // Nothing is retried forever: every consumer is drained and Baton still runs workflows.
     let wf = env.write("echo.yaml", ECHO_DATA);
     let run = env.apply(&wf).unwrap();
-    assert_eq!(env.wait_end(&run, Duration::from_secs(20)).unwrap().state, State::Succeeded);
+    assert_eq!(
+        env.wait_end(&run, Duration::from_secs(20)).unwrap().state,
+        State::Succeeded
+    );
     rt.block_on(async {
         let client = async_nats::connect(env.nats.url()).await.unwrap();
         let js = async_nats::jetstream::new(client);
-        for (stream, consumer) in [("EVENTS", "planner-events"), ("JOBS", "worker-noop"), ("JOBS", "worker-exec")] {
+        for (stream, consumer) in [
+            ("EVENTS", "planner-events"),
+            ("JOBS", "worker-noop"),
+            ("JOBS", "worker-exec"),
+        ] {
             let stream = format!("{}_{stream}", env.prefix.to_uppercase());
-            let mut c: async_nats::jetstream::consumer::PullConsumer =
-                js.get_consumer_from_stream(consumer, &stream).await.unwrap();
+            let mut c: async_nats::jetstream::consumer::PullConsumer = js
+                .get_consumer_from_stream(consumer, &stream)
+                .await
+                .unwrap();
             // The real job of `slow` may still be sleeping: give it a few seconds to be acked.
             let mut settled = None;
             for _ in 0..100 {
@@ -287,7 +411,10 @@ spec:
         }
     });
     let planner_log = std::fs::read_to_string(env.dir.path().join("planner.log")).unwrap();
-    assert!(planner_log.contains("poison event set aside"), "the planner reports what it sets aside");
+    assert!(
+        planner_log.contains("poison event set aside"),
+        "the planner reports what it sets aside"
+    );
     assert!(planner_log.contains("schema version 99 is not known"));
     let worker_log = std::fs::read_to_string(env.dir.path().join("worker.log")).unwrap();
     assert!(worker_log.contains("poison job names no node; set aside"));

@@ -33,7 +33,11 @@ pub struct WorkerConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { kinds: NodeKind::ALL.to_vec(), concurrency: 4, shutdown_deadline: Duration::from_secs(30) }
+        Self {
+            kinds: NodeKind::ALL.to_vec(),
+            concurrency: 4,
+            shutdown_deadline: Duration::from_secs(30),
+        }
     }
 }
 
@@ -43,7 +47,10 @@ struct InFlight(Arc<Mutex<HashMap<String, (RunId, CancellationToken)>>>);
 
 impl InFlight {
     fn insert(&self, id: String, run: RunId, stop: CancellationToken) {
-        self.0.lock().expect("in-flight lock").insert(id, (run, stop));
+        self.0
+            .lock()
+            .expect("in-flight lock")
+            .insert(id, (run, stop));
     }
 
     fn remove(&self, id: &str) {
@@ -64,7 +71,11 @@ impl InFlight {
 }
 
 /// Runs the worker until `shutdown` fires and jobs in flight are done or handed back.
-pub async fn run(bus: Bus, config: WorkerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    bus: Bus,
+    config: WorkerConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     bus.ensure_streams().await?;
     let tracker = TaskTracker::new();
     let hand_back = CancellationToken::new();
@@ -95,9 +106,21 @@ pub async fn run(bus: Bus, config: WorkerConfig, shutdown: CancellationToken) ->
     let mut loops = Vec::new();
     for kind in config.kinds.iter().copied() {
         let consumer = bus.job_consumer(kind).await?;
-        let ctx = JobContext { bus: bus.clone(), in_flight: in_flight.clone(), hand_back: hand_back.clone(), progress_every };
+        let ctx = JobContext {
+            bus: bus.clone(),
+            in_flight: in_flight.clone(),
+            hand_back: hand_back.clone(),
+            progress_every,
+        };
         let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
-        loops.push(tokio::spawn(pull_loop(kind, consumer, slots, ctx, tracker.clone(), shutdown.clone())));
+        loops.push(tokio::spawn(pull_loop(
+            kind,
+            consumer,
+            slots,
+            ctx,
+            tracker.clone(),
+            shutdown.clone(),
+        )));
     }
     info!(kinds = ?config.kinds, concurrency = config.concurrency, "worker running");
     shutdown.cancelled().await;
@@ -106,8 +129,14 @@ pub async fn run(bus: Bus, config: WorkerConfig, shutdown: CancellationToken) ->
     }
     tracker.close();
     info!(in_flight = tracker.len(), deadline = ?config.shutdown_deadline, "worker stopping");
-    if tokio::time::timeout(config.shutdown_deadline, tracker.wait()).await.is_err() {
-        warn!(in_flight = tracker.len(), "shutdown deadline passed; handing jobs back");
+    if tokio::time::timeout(config.shutdown_deadline, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            in_flight = tracker.len(),
+            "shutdown deadline passed; handing jobs back"
+        );
         hand_back.cancel();
         tracker.wait().await;
     }
@@ -145,7 +174,11 @@ async fn pull_loop(
         while let Ok(p) = slots.clone().try_acquire_owned() {
             permits.push(p);
         }
-        let pull = consumer.batch().max_messages(permits.len()).expires(expires).messages();
+        let pull = consumer
+            .batch()
+            .max_messages(permits.len())
+            .expires(expires)
+            .messages();
         let mut batch = match tokio::select! { _ = shutdown.cancelled() => return, b = pull => b } {
             Ok(batch) => batch,
             Err(e) => {
@@ -203,15 +236,25 @@ async fn handle(kind: NodeKind, message: Inbound, ctx: &JobContext) {
     let started_at = now();
     debug!(run = %job.run, node = %job.node, attempt = %job.attempt, delivered = message.delivered(), "job started");
     if kind != NodeKind::Noop {
-        let started = Event::NodeStarted { run: job.run.clone(), node: job.node.clone(), attempt: job.attempt, at: started_at };
-        if let Err(e) = ctx.bus.publish_one(&ctx.bus.event_message(&envelope(started))).await {
+        let started = Event::NodeStarted {
+            run: job.run.clone(),
+            node: job.node.clone(),
+            attempt: job.attempt,
+            at: started_at,
+        };
+        if let Err(e) = ctx
+            .bus
+            .publish_one(&ctx.bus.event_message(&envelope(started)))
+            .await
+        {
             warn!(run = %job.run, node = %job.node, error = %e, "start not reported; handing the job back");
             message.nak(Some(Duration::from_secs(1))).await.ok();
             return;
         }
     }
     let stop = ctx.hand_back.child_token();
-    ctx.in_flight.insert(job.msg_id(), job.run.clone(), stop.clone());
+    ctx.in_flight
+        .insert(job.msg_id(), job.run.clone(), stop.clone());
     let effect = run_with_progress(&job, &message, &stop, ctx.progress_every).await;
     ctx.in_flight.remove(&job.msg_id());
     let outcome = match effect {
@@ -221,12 +264,19 @@ async fn handle(kind: NodeKind, message: Inbound, ctx: &JobContext) {
             message.nak(None).await.ok();
             return;
         }
-        Effect::Stopped => Outcome::Failed { error: "cancelled".to_owned() },
+        Effect::Stopped => Outcome::Failed {
+            error: "cancelled".to_owned(),
+        },
     };
     finish(&job, started_at, outcome, &message, ctx).await;
 }
 
-async fn run_with_progress(job: &Job, message: &Inbound, stop: &CancellationToken, every: Duration) -> Effect {
+async fn run_with_progress(
+    job: &Job,
+    message: &Inbound,
+    stop: &CancellationToken,
+    every: Duration,
+) -> Effect {
     let effect = executors::execute(job, stop);
     tokio::pin!(effect);
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -244,7 +294,13 @@ async fn run_with_progress(job: &Job, message: &Inbound, stop: &CancellationToke
 
 /// Publishes the completion, then acknowledges the job. If the completion cannot be stored
 /// the job is handed back, to be run again, rather than acknowledged unreported.
-async fn finish(job: &Job, started_at: Timestamp, outcome: Outcome, message: &Inbound, ctx: &JobContext) {
+async fn finish(
+    job: &Job,
+    started_at: Timestamp,
+    outcome: Outcome,
+    message: &Inbound,
+    ctx: &JobContext,
+) {
     let succeeded = matches!(outcome, Outcome::Succeeded { .. });
     let done = Event::NodeFinished {
         run: job.run.clone(),
@@ -254,7 +310,11 @@ async fn finish(job: &Job, started_at: Timestamp, outcome: Outcome, message: &In
         finished_at: now(),
         outcome,
     };
-    if let Err(e) = ctx.bus.publish_one(&ctx.bus.event_message(&envelope(done))).await {
+    if let Err(e) = ctx
+        .bus
+        .publish_one(&ctx.bus.event_message(&envelope(done)))
+        .await
+    {
         error!(run = %job.run, node = %job.node, error = %e, "completion not stored; handing the job back");
         message.nak(Some(Duration::from_secs(5))).await.ok();
         return;
@@ -277,21 +337,40 @@ async fn set_aside(message: &Inbound, poison: Poison, ctx: &JobContext) {
                 attempt,
                 started_at: now(),
                 finished_at: now(),
-                outcome: Outcome::Failed { error: format!("job set aside: {}", poison.reason) },
+                outcome: Outcome::Failed {
+                    error: format!("job set aside: {}", poison.reason),
+                },
             };
-            if let Err(e) = ctx.bus.publish_one(&ctx.bus.event_message(&envelope(done))).await {
+            if let Err(e) = ctx
+                .bus
+                .publish_one(&ctx.bus.event_message(&envelope(done)))
+                .await
+            {
                 warn!(error = %e, "poison report not stored; terminating the job anyway");
             }
         }
-        _ => error!(subject = %poison.subject, reason = %poison.reason, "poison job names no node; set aside"),
+        _ => {
+            error!(subject = %poison.subject, reason = %poison.reason, "poison job names no node; set aside")
+        }
     }
     message.term().await.ok();
 }
 
 fn envelope(event: Event) -> EventEnvelope {
-    EventEnvelope { v: SCHEMA_VERSION, event }
+    EventEnvelope {
+        v: SCHEMA_VERSION,
+        event,
+    }
 }
 
 fn now() -> Timestamp {
-    Timestamp(u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX))
+    Timestamp(
+        u64::try_from(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX),
+    )
 }

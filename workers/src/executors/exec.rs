@@ -61,8 +61,14 @@ pub async fn run(job: &Job, stop: &CancellationToken) -> Effect {
     let pid = child.id();
     let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
     let readers = [
-        child.stdout.take().map(|s| tokio::spawn(collect(s, tail.clone(), job.node.to_string()))),
-        child.stderr.take().map(|s| tokio::spawn(collect(s, tail.clone(), job.node.to_string()))),
+        child
+            .stdout
+            .take()
+            .map(|s| tokio::spawn(collect(s, tail.clone(), job.node.to_string()))),
+        child
+            .stderr
+            .take()
+            .map(|s| tokio::spawn(collect(s, tail.clone(), job.node.to_string()))),
     ];
     let timeout = job.timeout_ms.map(Duration::from_millis);
     let timed_out = async {
@@ -89,7 +95,10 @@ pub async fn run(job: &Job, stop: &CancellationToken) -> Effect {
         if tail.is_empty() {
             String::new()
         } else {
-            format!("; last output:\n{}", tail.iter().cloned().collect::<Vec<_>>().join("\n"))
+            format!(
+                "; last output:\n{}",
+                tail.iter().cloned().collect::<Vec<_>>().join("\n")
+            )
         }
     };
     let status = match ended {
@@ -129,7 +138,9 @@ async fn read_output(path: &std::path::Path) -> Result<String, String> {
         }
         Ok(_) => {}
     }
-    let bytes = tokio::fs::read(path).await.map_err(|e| format!("cannot read BATON_OUTPUT: {e}"))?;
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|e| format!("cannot read BATON_OUTPUT: {e}"))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
@@ -158,7 +169,9 @@ fn die_with_worker(command: &mut Command) {
             // The signal follows the forking thread: a tokio runtime thread, which lives as long
             // as the worker. The worker may have died between fork and prctl: check.
             if nix::unistd::getppid() != worker {
-                return Err(std::io::Error::other("the worker exited while starting the process"));
+                return Err(std::io::Error::other(
+                    "the worker exited while starting the process",
+                ));
             }
             Ok(())
         });
@@ -166,7 +179,9 @@ fn die_with_worker(command: &mut Command) {
 }
 
 fn kill_group(pid: Option<u32>) {
-    let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) else { return };
+    let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) else {
+        return;
+    };
     let group = nix::unistd::Pid::from_raw(pid);
     if let Err(e) = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL) {
         warn!(pid, error = %e, "killing the process group failed");
@@ -174,7 +189,9 @@ fn kill_group(pid: Option<u32>) {
 }
 
 fn failed(error: &str) -> Outcome {
-    Outcome::Failed { error: error.to_owned() }
+    Outcome::Failed {
+        error: error.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -219,12 +236,20 @@ mod tests {
             None,
         )
         .await;
-        assert_eq!(o, Outcome::Succeeded { output: r#"hi|r1|n|2|up|d1|{"up":"d1"}"#.into() });
+        assert_eq!(
+            o,
+            Outcome::Succeeded {
+                output: r#"hi|r1|n|2|up|d1|{"up":"d1"}"#.into()
+            }
+        );
     }
 
     #[tokio::test]
     async fn non_zero_exit_fails_with_the_last_lines() {
-        let Outcome::Failed { error } = outcome("echo one; echo two >&2; exit 3", None).await else { panic!() };
+        let Outcome::Failed { error } = outcome("echo one; echo two >&2; exit 3", None).await
+        else {
+            panic!()
+        };
         assert!(error.starts_with("exit code 3; last output:"), "{error}");
         assert!(error.contains("one") && error.contains("two"), "{error}");
     }
@@ -232,16 +257,33 @@ mod tests {
     #[tokio::test]
     async fn timeout_kills_the_whole_group() {
         let started = std::time::Instant::now();
-        let Outcome::Failed { error } = outcome("sleep 30 & sleep 30; echo never", Some(300)).await else { panic!() };
+        let Outcome::Failed { error } = outcome("sleep 30 & sleep 30; echo never", Some(300)).await
+        else {
+            panic!()
+        };
         assert!(error.starts_with("timed out after 300ms"), "{error}");
-        assert!(started.elapsed() < Duration::from_secs(10), "the sleeping children were killed");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the sleeping children were killed"
+        );
     }
 
     #[tokio::test]
     async fn output_above_the_cap_fails() {
-        let Outcome::Failed { error } = outcome("head -c 4097 /dev/zero > \"$BATON_OUTPUT\"", None).await else { panic!() };
-        assert!(error.contains("4097 bytes, above the 4096-byte limit"), "{error}");
-        let o = outcome("head -c 4096 /dev/zero | tr '\\0' x > \"$BATON_OUTPUT\"", None).await;
+        let Outcome::Failed { error } =
+            outcome("head -c 4097 /dev/zero > \"$BATON_OUTPUT\"", None).await
+        else {
+            panic!()
+        };
+        assert!(
+            error.contains("4097 bytes, above the 4096-byte limit"),
+            "{error}"
+        );
+        let o = outcome(
+            "head -c 4096 /dev/zero | tr '\\0' x > \"$BATON_OUTPUT\"",
+            None,
+        )
+        .await;
         assert!(matches!(o, Outcome::Succeeded { output } if output.len() == 4096));
     }
 
@@ -249,8 +291,14 @@ mod tests {
     async fn missing_program_fails_clearly() {
         let mut j = job("", None);
         j.exec.as_mut().unwrap().command = vec!["/no/such/program".into()];
-        let Effect::Done(Outcome::Failed { error }) = run(&j, &CancellationToken::new()).await else { panic!() };
-        assert!(error.starts_with("cannot start \"/no/such/program\""), "{error}");
+        let Effect::Done(Outcome::Failed { error }) = run(&j, &CancellationToken::new()).await
+        else {
+            panic!()
+        };
+        assert!(
+            error.starts_with("cannot start \"/no/such/program\""),
+            "{error}"
+        );
     }
 
     #[tokio::test]

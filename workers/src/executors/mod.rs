@@ -23,7 +23,9 @@ pub enum Effect {
 /// `exec` commands should be safe to repeat.
 pub async fn execute(job: &Job, stop: &CancellationToken) -> Effect {
     match job.kind {
-        NodeKind::Noop => Effect::Done(Outcome::Succeeded { output: String::new() }),
+        NodeKind::Noop => Effect::Done(Outcome::Succeeded {
+            output: String::new(),
+        }),
         NodeKind::Exec => exec::run(job, stop).await,
     }
 }

