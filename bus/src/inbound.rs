@@ -67,9 +67,10 @@ impl Inbound {
         })
     }
 
-    /// Hands the message back to be delivered again after `delay` (at once when `None`).
+    /// Hands the message back to be delivered again after `delay` (at once when `None`), and
+    /// waits for the server to confirm.
     pub async fn nak(&self, delay: Option<Duration>) -> Result<(), BusError> {
-        self.settle(AckKind::Nak(delay)).await
+        self.settle_confirmed(AckKind::Nak(delay)).await
     }
 
     /// Tells the server the handler is still working, restarting the ack wait.
@@ -77,9 +78,19 @@ impl Inbound {
         self.settle(AckKind::Progress).await
     }
 
-    /// Stops all further deliveries of a message that can never be handled.
+    /// Stops all further deliveries of a message that can never be handled, and waits for
+    /// the server to confirm.
     pub async fn term(&self) -> Result<(), BusError> {
-        self.settle(AckKind::Term).await
+        self.settle_confirmed(AckKind::Term).await
+    }
+
+    async fn settle_confirmed(&self, kind: AckKind) -> Result<(), BusError> {
+        self.message.double_ack_with(kind).await.map_err(|e| {
+            BusError::new(
+                BusErrorKind::TimedOut,
+                format!("settle {}: {e}", self.subject()),
+            )
+        })
     }
 
     async fn settle(&self, kind: AckKind) -> Result<(), BusError> {

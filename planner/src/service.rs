@@ -198,6 +198,10 @@ impl Planner {
         pulls.cancel();
         let _ = events_task.await;
         let _ = triggers_task.await;
+        // Acks are buffered by the client: send them before the process exits.
+        if let Err(e) = self.bus.client().flush().await {
+            warn!(error = %e, "flushing the bus connection failed");
+        }
         info!("planner stopped");
         result
     }

@@ -141,6 +141,10 @@ pub async fn run(
         tracker.wait().await;
     }
     listener.abort();
+    // Acks and NAKs are buffered by the client: send them before the process exits.
+    if let Err(e) = bus.client().flush().await {
+        warn!(error = %e, "flushing the bus connection failed");
+    }
     info!("worker stopped");
     Ok(())
 }
