@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 
 pub use error::{BusError, BusErrorKind};
 pub use inbound::{Inbound, Poison, decode_event, decode_job, decode_trigger};
-pub use outgoing::Outgoing;
+pub use outgoing::{Outgoing, traceparent};
 
 /// Bus settings; every field has a default fit for one local server.
 #[derive(Clone, Debug)]

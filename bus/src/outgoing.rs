@@ -45,6 +45,10 @@ impl Bus {
                 (headers::RUN.to_owned(), job.run.to_string()),
                 (headers::NODE.to_owned(), job.node.to_string()),
                 (headers::ATTEMPT.to_owned(), job.attempt.to_string()),
+                (
+                    headers::TRACEPARENT.to_owned(),
+                    traceparent(&job.run, &job.msg_id()),
+                ),
             ],
         }
     }
@@ -59,6 +63,10 @@ impl Bus {
             headers: vec![
                 (headers::SCHEMA.to_owned(), SCHEMA_VERSION.to_string()),
                 (headers::RUN.to_owned(), event.event.run().to_string()),
+                (
+                    headers::TRACEPARENT.to_owned(),
+                    traceparent(event.event.run(), &event.event.msg_id()),
+                ),
             ],
         }
     }
@@ -77,5 +85,37 @@ impl Bus {
             payload: data,
             headers: vec![(headers::RUN.to_owned(), run.to_string())],
         }
+    }
+}
+
+/// Returns a W3C `traceparent` whose trace id is derived from the run and whose span id is
+/// derived from the message: every message of one run shares a trace, with no state kept.
+pub fn traceparent(run: &baton_schemas::RunId, msg_id: &str) -> String {
+    let trace_hi = fnv1a(run.as_str().as_bytes(), 0xcbf2_9ce4_8422_2325);
+    let trace_lo = fnv1a(run.as_str().as_bytes(), 0x8422_2325_cbf2_9ce4);
+    let span = fnv1a(msg_id.as_bytes(), 0xcbf2_9ce4_8422_2325).max(1);
+    format!("00-{trace_hi:016x}{trace_lo:016x}-{span:016x}-01")
+}
+
+fn fnv1a(bytes: &[u8], seed: u64) -> u64 {
+    bytes.iter().fold(seed, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_is_stable_per_run() {
+        let run = baton_schemas::RunId::new("abc");
+        let a = traceparent(&run, "abc.n.1");
+        let b = traceparent(&run, "abc.n.1.done");
+        assert_eq!(a.len(), 55);
+        assert!(a.starts_with("00-") && a.ends_with("-01"));
+        assert_eq!(a[3..35], b[3..35], "one trace per run");
+        assert_ne!(a[36..52], b[36..52], "one span per message");
+        assert_eq!(a, traceparent(&run, "abc.n.1"));
     }
 }

@@ -572,6 +572,16 @@ impl Core {
     }
 }
 
+/// Returns the nodes that node `i` needs.
+fn needs_of(r: &Run, i: usize) -> Vec<&Node> {
+    r.spec.nodes[i]
+        .needs
+        .iter()
+        .filter_map(|n| r.index(n))
+        .map(|j| &r.nodes[j])
+        .collect()
+}
+
 enum Readiness {
     Wait,
     Ready,
@@ -581,12 +591,7 @@ enum Readiness {
 /// Decides whether pending node `i` can start, must wait, or can never run.
 fn readiness(r: &Run, i: usize) -> Readiness {
     let spec = &r.spec.nodes[i];
-    let needs: Vec<&Node> = spec
-        .needs
-        .iter()
-        .filter_map(|n| r.index(n))
-        .map(|j| &r.nodes[j])
-        .collect();
+    let needs = needs_of(r, i);
     let all_final = needs.iter().all(|n| n.state.is_terminal());
     let failed = needs.iter().find(|n| n.state == NodeState::Failed);
     match spec.when {
@@ -650,12 +655,7 @@ fn attempt_failed(r: &mut Run, i: usize, attempt: Attempt, error: String, now: T
 /// Moves node `i` to `Queued` for `attempt` and returns its job, with the data its needs pass.
 fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
     let spec = &r.spec.nodes[i];
-    let needs: Vec<&Node> = spec
-        .needs
-        .iter()
-        .filter_map(|n| r.index(n))
-        .map(|j| &r.nodes[j])
-        .collect();
+    let needs = needs_of(r, i);
     let passed = |n: &Node| {
         n.output
             .clone()

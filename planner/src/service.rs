@@ -102,18 +102,6 @@ pub fn new_run_id() -> RunId {
     RunId::new(id)
 }
 
-fn now() -> Timestamp {
-    Timestamp(
-        u64::try_from(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis(),
-        )
-        .unwrap_or(u64::MAX),
-    )
-}
-
 /// The running planner: its core, store and bus.
 pub struct Planner {
     bus: Bus,
@@ -176,7 +164,7 @@ impl Planner {
         let result = loop {
             let deadline = self.core.next_deadline();
             let sleep = deadline
-                .map(|d| d.since(now()))
+                .map(|d| d.since(Timestamp::now()))
                 .unwrap_or(Duration::from_secs(3600));
             let turn = tokio::select! {
                 _ = shutdown.cancelled() => break Ok(()),
@@ -324,7 +312,7 @@ impl Planner {
         inputs: Vec<Input>,
         triggers_seq: Option<u64>,
     ) -> anyhow::Result<Vec<Action>> {
-        let now = now();
+        let now = Timestamp::now();
         let mut actions = Vec::new();
         for input in inputs {
             actions.extend(self.core.apply(input, now));

@@ -17,6 +17,15 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub struct Timestamp(pub u64);
 
 impl Timestamp {
+    /// Reads the system clock. The planner's decision core never calls this: its callers
+    /// pass `now` in.
+    pub fn now() -> Timestamp {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp(u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX))
+    }
+
     /// Returns this instant moved later by `d`.
     pub fn after(self, d: std::time::Duration) -> Timestamp {
         Timestamp(

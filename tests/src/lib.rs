@@ -350,3 +350,15 @@ pub fn lines(path: &Path) -> Vec<String> {
         .map(|t| t.lines().map(str::to_owned).collect())
         .unwrap_or_default()
 }
+
+/// Returns a Workflow document named `name` whose nodes are the given YAML flow mappings,
+/// one per line (`{name: a, kind: noop}`).
+pub fn workflow(name: &str, nodes: &[String]) -> String {
+    let mut text = format!(
+        "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: {name}}}\nspec:\n  nodes:\n"
+    );
+    for node in nodes {
+        text.push_str(&format!("    - {node}\n"));
+    }
+    text
+}

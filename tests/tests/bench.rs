@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_nats::jetstream::{self, consumer, stream};
 use baton_schemas::status::State;
-use baton_tests::Env;
+use baton_tests::{Env, workflow};
 use futures::StreamExt;
 
 fn env_number(name: &str, default: usize) -> usize {
@@ -68,18 +68,20 @@ async fn raw_round_trip(url: &str, round: usize, n: usize) -> Duration {
 /// Returns Baton's time per node on a chain of `n` noop nodes, from the first node's start
 /// to the last node's end as the worker recorded them.
 fn chain_per_node(env: &Env, round: usize, n: usize) -> Duration {
-    let mut text = format!(
-        "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: chain{round}}}\nspec:\n  nodes:\n"
+    let nodes: Vec<String> = (0..n)
+        .map(|i| {
+            let needs = if i == 0 {
+                String::new()
+            } else {
+                format!(", needs: [n{}]", i - 1)
+            };
+            format!("{{name: n{i}, kind: noop{needs}}}")
+        })
+        .collect();
+    let file = env.write(
+        &format!("chain{round}.yaml"),
+        &workflow(&format!("chain{round}"), &nodes),
     );
-    for i in 0..n {
-        let needs = if i == 0 {
-            String::new()
-        } else {
-            format!(", needs: [n{}]", i - 1)
-        };
-        text.push_str(&format!("    - {{name: n{i}, kind: noop{needs}}}\n"));
-    }
-    let file = env.write(&format!("chain{round}.yaml"), &text);
     let run = env.apply(&file).unwrap();
     let status = env.wait_end(&run, Duration::from_secs(600)).unwrap();
     assert_eq!(status.state, State::Succeeded);

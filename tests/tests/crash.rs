@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use baton_schemas::status::State;
-use baton_tests::{Env, lines};
+use baton_tests::{Env, lines, workflow};
 
 fn env() -> Env {
     Env::new(env!("CARGO_BIN_EXE_baton-under-test")).expect("test env")
@@ -14,21 +14,13 @@ fn env() -> Env {
 
 /// A chain of `n` exec nodes; node `sN` appends `sN` to `file` after `sleep` seconds.
 fn chain(name: &str, n: usize, file: &Path, sleep: &str) -> String {
-    let mut text = format!(
-        "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: {name}}}\nspec:\n  nodes:\n"
-    );
-    for i in 0..n {
-        let needs = if i == 0 {
-            String::new()
-        } else {
-            format!(", needs: [s{}]", i - 1)
-        };
-        text.push_str(&format!(
-            "    - {{name: s{i}, kind: exec{needs}, command: [sh, -c, 'sleep {sleep}; echo s{i} >> {}']}}\n",
-            file.display()
-        ));
-    }
-    text
+    let nodes: Vec<String> = (0..n)
+        .map(|i| {
+            let needs = if i == 0 { String::new() } else { format!(", needs: [s{}]", i - 1) };
+            format!("{{name: s{i}, kind: exec{needs}, command: [sh, -c, 'sleep {sleep}; echo s{i} >> {}']}}", file.display())
+        })
+        .collect();
+    workflow(name, &nodes)
 }
 
 #[test]
@@ -38,20 +30,14 @@ fn a_worker_killed_mid_node_is_replaced_and_the_node_redelivered() {
     env.keep(planner);
     let mut first = env.start_worker("worker-1", "exec", &[]).unwrap();
     let file = env.dir.path().join("effects");
-    let wf = env.write(
-        "slow.yaml",
-        &format!(
-            r#"apiVersion: baton.dev/v1alpha1
-kind: Workflow
-metadata: {{name: slow}}
-spec:
-  nodes:
-    - {{name: long, kind: exec, command: [sh, -c, 'echo begin >> {f}; sleep 3; echo end >> {f}; printf done > "$BATON_OUTPUT"']}}
-    - {{name: next, kind: exec, needs: [long], command: [sh, -c, 'echo next >> {f}']}}
-"#,
-            f = file.display()
+    let f = file.display();
+    let nodes = [
+        format!(
+            r#"{{name: long, kind: exec, command: [sh, -c, 'echo begin >> {f}; sleep 3; echo end >> {f}; printf done > "$BATON_OUTPUT"']}}"#
         ),
-    );
+        format!("{{name: next, kind: exec, needs: [long], command: [sh, -c, 'echo next >> {f}']}}"),
+    ];
+    let wf = env.write("slow.yaml", &workflow("slow", &nodes));
     let run = env.apply(&wf).unwrap();
     env.wait_for(&run, Duration::from_secs(20), |_| lines(&file) == ["begin"])
         .unwrap();

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use baton_schemas::status::State;
-use baton_tests::{Env, lines};
+use baton_tests::{Env, lines, workflow};
 
 fn env() -> Env {
     Env::new(env!("CARGO_BIN_EXE_baton-under-test")).expect("test env")
@@ -12,19 +12,11 @@ fn env() -> Env {
 
 fn slow_workflow(env: &Env, seconds: u32) -> (std::path::PathBuf, std::path::PathBuf) {
     let file = env.dir.path().join("effects");
-    let wf = env.write(
-        "slow.yaml",
-        &format!(
-            r#"apiVersion: baton.dev/v1alpha1
-kind: Workflow
-metadata: {{name: slow}}
-spec:
-  nodes:
-    - {{name: job, kind: exec, command: [sh, -c, 'echo begin >> {f}; sleep {seconds}; echo end >> {f}']}}
-"#,
-            f = file.display()
-        ),
+    let f = file.display();
+    let node = format!(
+        "{{name: job, kind: exec, command: [sh, -c, 'echo begin >> {f}; sleep {seconds}; echo end >> {f}']}}"
     );
+    let wf = env.write("slow.yaml", &workflow("slow", &[node]));
     (wf, file)
 }
 

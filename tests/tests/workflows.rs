@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use baton_schemas::status::{RunStatus, State};
-use baton_tests::{Env, lines};
+use baton_tests::{Env, lines, workflow};
 
 fn env() -> Env {
     Env::new(env!("CARGO_BIN_EXE_baton-under-test")).expect("test env")
@@ -245,20 +245,16 @@ fn cancel_stops_running_nodes_and_nothing_new_starts() {
     let mut env = env();
     env.start_all().unwrap();
     let marker = env.dir.path().join("marker");
-    let wf = env.write(
-        "slow.yaml",
-        &format!(
-            r#"apiVersion: baton.dev/v1alpha1
-kind: Workflow
-metadata: {{name: slow}}
-spec:
-  nodes:
-    - {{name: sleeper, kind: exec, command: [sh, -c, 'echo started >> {m}; sleep 20; echo finished >> {m}']}}
-    - {{name: after, kind: exec, needs: [sleeper], command: [sh, -c, 'echo after >> {m}']}}
-"#,
-            m = marker.display()
+    let m = marker.display();
+    let nodes = [
+        format!(
+            "{{name: sleeper, kind: exec, command: [sh, -c, 'echo started >> {m}; sleep 20; echo finished >> {m}']}}"
         ),
-    );
+        format!(
+            "{{name: after, kind: exec, needs: [sleeper], command: [sh, -c, 'echo after >> {m}']}}"
+        ),
+    ];
+    let wf = env.write("slow.yaml", &workflow("slow", &nodes));
     let run = env.apply(&wf).unwrap();
     env.wait_for(&run, Duration::from_secs(20), |_| lines(&marker).len() == 1)
         .unwrap();

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use baton_bus::{Bus, Inbound, Poison};
 use baton_schemas::wire::{Event, EventEnvelope, Job, Outcome, SCHEMA_VERSION, Timestamp};
@@ -237,7 +237,7 @@ async fn handle(kind: NodeKind, message: Inbound, ctx: &JobContext) {
         }
         Err(poison) => return set_aside(&message, poison, ctx).await,
     };
-    let started_at = now();
+    let started_at = Timestamp::now();
     debug!(run = %job.run, node = %job.node, attempt = %job.attempt, delivered = message.delivered(), "job started");
     if kind != NodeKind::Noop {
         let started = Event::NodeStarted {
@@ -311,7 +311,7 @@ async fn finish(
         node: job.node.clone(),
         attempt: job.attempt,
         started_at,
-        finished_at: now(),
+        finished_at: Timestamp::now(),
         outcome,
     };
     if let Err(e) = ctx
@@ -339,8 +339,8 @@ async fn set_aside(message: &Inbound, poison: Poison, ctx: &JobContext) {
                 run: run.clone(),
                 node: node.clone(),
                 attempt,
-                started_at: now(),
-                finished_at: now(),
+                started_at: Timestamp::now(),
+                finished_at: Timestamp::now(),
                 outcome: Outcome::Failed {
                     error: format!("job set aside: {}", poison.reason),
                 },
@@ -365,16 +365,4 @@ fn envelope(event: Event) -> EventEnvelope {
         v: SCHEMA_VERSION,
         event,
     }
-}
-
-fn now() -> Timestamp {
-    Timestamp(
-        u64::try_from(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis(),
-        )
-        .unwrap_or(u64::MAX),
-    )
 }
