@@ -68,9 +68,11 @@ fn init_tracing(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("BATON_LOG")
         .unwrap_or_else(|_| EnvFilter::new(cli.default_log_level()));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if cli.log_json {
         builder.json().init();
     } else {

@@ -55,7 +55,8 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: &str, mut command: Command, log: PathBuf) -> anyhow::Result<Proc> {
+    /// Starts `command`, its stdout and stderr appended to `log`.
+    pub fn spawn(name: &str, mut command: Command, log: PathBuf) -> anyhow::Result<Proc> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

