@@ -215,7 +215,8 @@ impl Env {
         format!("http://127.0.0.1:{}", self.api_port)
     }
 
-    fn baton(&self) -> Command {
+    /// Returns a `baton` command set up for this env (prefix, NATS URL, API URL, ack wait).
+    pub fn baton(&self) -> Command {
         let mut command = Command::new(self.program);
         command
             .env("BATON_PREFIX", &self.prefix)
@@ -227,7 +228,8 @@ impl Env {
         command
     }
 
-    fn spawn(&mut self, name: &str, command: Command) -> anyhow::Result<Proc> {
+    /// Starts `command` as a process whose log is printed if the test fails.
+    pub fn spawn(&mut self, name: &str, command: Command) -> anyhow::Result<Proc> {
         let log = self.dir.path().join(format!("{name}.log"));
         if !self.logs.contains(&log) {
             self.logs.push(log.clone());

@@ -160,3 +160,18 @@ fn a_nats_server_restart_mid_run_loses_nothing() {
     assert_eq!(deduped, expected, "{effects:?}");
     assert!(effects.len() <= n + 1, "{effects:?}");
 }
+
+#[test]
+fn a_second_planner_on_the_same_store_is_refused() {
+    let mut env = env();
+    let planner = env.start_planner().unwrap();
+    env.keep(planner);
+    let mut second = env.baton();
+    second
+        .args(["planner", "--data-dir", "planner-data", "--listen"])
+        .arg(format!("127.0.0.1:{}", baton_tests::free_port()));
+    let mut second = env.spawn("planner-2", second).unwrap();
+    let status = second.wait_exit(Duration::from_secs(20)).unwrap();
+    assert_eq!(status.code(), Some(1));
+    assert!(second.log().contains("planner.redb"), "{}", second.log());
+}
