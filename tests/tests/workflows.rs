@@ -415,3 +415,24 @@ spec:
     let worker_log = std::fs::read_to_string(env.dir.path().join("worker.log")).unwrap();
     assert!(worker_log.contains("poison job names no node; set aside"));
 }
+
+#[test]
+fn a_job_longer_than_its_ack_wait_is_kept_alive_by_progress_acks() {
+    let mut env = env();
+    assert_eq!(env.job_ack_wait, "2s");
+    env.start_all().unwrap();
+    let file = env.dir.path().join("effects");
+    let f = file.display();
+    let node = format!(
+        "{{name: long, kind: exec, command: [sh, -c, 'echo begin >> {f}; sleep 5; echo end >> {f}']}}"
+    );
+    let wf = env.write("long.yaml", &workflow("long", &[node]));
+    let run = env.apply(&wf).unwrap();
+    let status = env.wait_end(&run, Duration::from_secs(30)).unwrap();
+    assert_eq!(status.state, State::Succeeded);
+    assert_eq!(
+        lines(&file),
+        ["begin", "end"],
+        "no redelivery while the worker reports progress"
+    );
+}
