@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use baton_schemas::status::RunStatus;
 
+pub mod kube;
+
 /// Returns a loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -172,6 +174,11 @@ impl Nats {
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// Returns a number unique in this test process.
+pub fn next_id() -> u32 {
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// One test's world: a nats-server, a prefix, a data directory, and the Baton processes.
 pub struct Env {
     /// The temporary directory everything lives in.
@@ -195,7 +202,7 @@ impl Env {
     pub fn new(program: &'static str) -> anyhow::Result<Env> {
         let dir = tempfile::Builder::new().prefix("baton-e2e-").tempdir()?;
         let nats = Nats::start(dir.path())?;
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let n = next_id();
         let prefix = format!("t{}x{n}", std::process::id());
         let logs = vec![dir.path().join("nats.log")];
         Ok(Env {

@@ -1,0 +1,793 @@
+//! A fake Kubernetes API server for tests: it keeps any object by group, version, resource,
+//! namespace and name; serves get, list and watch with resourceVersion and label and field
+//! selectors; create, replace, merge patch, JSON patch, apply patch (as a merge that creates)
+//! and delete (finalizers honoured); `status` as a subresource (writes to the object keep its
+//! status, writes to `/status` change only the status); pod logs that the kubelet actor
+//! records; and 404/409/410/422 answers with proper `Status` bodies.
+//!
+//! Not modelled: admission, validation against schemas, defaulting beyond the metadata, RBAC,
+//! and label changes that move an object out of a watch's selection.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::selector::{FieldSelector, LabelSelector};
+
+/// How many changes the server remembers for watches that resume from a resourceVersion.
+const HISTORY: usize = 20_000;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Collection {
+    group: String,
+    version: String,
+    resource: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Key {
+    collection: Collection,
+    namespace: String,
+    name: String,
+}
+
+#[derive(Debug)]
+struct Change {
+    rv: u64,
+    kind: &'static str,
+    key: Key,
+    object: Value,
+}
+
+#[derive(Default)]
+struct Store {
+    rv: u64,
+    objects: BTreeMap<Key, Value>,
+    history: VecDeque<Arc<Change>>,
+}
+
+/// Logs of pod containers, by namespace, pod and container, as the kubelet actor records them.
+pub type PodLogs = Arc<Mutex<HashMap<(String, String, String), String>>>;
+
+struct Shared {
+    store: Mutex<Store>,
+    changes: broadcast::Sender<Arc<Change>>,
+    logs: PodLogs,
+}
+
+/// A running fake API server on a loopback port; stops when dropped.
+pub struct FakeApiServer {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+}
+
+impl FakeApiServer {
+    /// Starts a server on a free loopback port.
+    pub async fn start() -> anyhow::Result<FakeApiServer> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let shared = Arc::new(Shared {
+            store: Mutex::new(Store::default()),
+            changes: broadcast::channel(4096).0,
+            logs: PodLogs::default(),
+        });
+        let shutdown = CancellationToken::new();
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(shared.clone());
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+        });
+        Ok(FakeApiServer {
+            url,
+            shared,
+            shutdown,
+        })
+    }
+
+    /// Returns the pod log store the kubelet actor writes to.
+    pub fn logs(&self) -> PodLogs {
+        self.shared.logs.clone()
+    }
+
+    /// Returns a kubeconfig (YAML) that points at this server.
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: \"{}\"}}\nusers:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: fake, namespace: default}}\ncurrent-context: fake\n",
+            self.url
+        )
+    }
+
+    /// Returns a kube client for this server.
+    pub fn client(&self) -> kube::Client {
+        let config = kube::Config::new(self.url.parse().expect("a valid url"));
+        kube::Client::try_from(config).expect("a client for the fake server")
+    }
+}
+
+impl Drop for FakeApiServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// What a request addresses.
+struct Target {
+    collection: Collection,
+    namespace: Option<String>,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+fn parse_path(path: &str) -> Option<Target> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match parts.as_slice() {
+        ["api", version, rest @ ..] => (String::new(), version.to_string(), rest),
+        ["apis", group, version, rest @ ..] => (group.to_string(), version.to_string(), rest),
+        _ => return None,
+    };
+    let (namespace, resource, name, subresource) = match rest {
+        ["namespaces", ns, resource, tail @ ..] => {
+            (Some(ns.to_string()), resource, tail.first(), tail.get(1))
+        }
+        [resource, tail @ ..] => (None, resource, tail.first(), tail.get(1)),
+        [] => return None,
+    };
+    Some(Target {
+        collection: Collection {
+            group,
+            version,
+            resource: resource.to_string(),
+        },
+        namespace,
+        name: name.map(|n| n.to_string()),
+        subresource: subresource.map(|s| s.to_string()),
+    })
+}
+
+fn status(code: StatusCode, reason: &str, message: String) -> Response {
+    let body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code.as_u16(),
+    });
+    (code, axum::Json(body)).into_response()
+}
+
+/// A failed request, answered as a `Status` body.
+struct Failure(StatusCode, &'static str, String);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        status(self.0, self.1, self.2)
+    }
+}
+
+fn not_found(key: &Key) -> Response {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("{} \"{}\" not found", key.collection.resource, key.name),
+    )
+}
+
+fn query(uri: &axum::http::Uri) -> HashMap<String, String> {
+    uri.query()
+        .map(|q| {
+            q.split('&')
+                .filter_map(|pair| {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    Some((decode(k)?, decode(v)?))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                out.push(
+                    u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?, 16).ok()?,
+                );
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
+    match path.as_str() {
+        "/version" => {
+            return axum::Json(
+                json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-baton-fake"}),
+            )
+            .into_response();
+        }
+        "/api" => {
+            return axum::Json(json!({"kind": "APIVersions", "versions": ["v1"]})).into_response();
+        }
+        "/apis" => {
+            return axum::Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}))
+                .into_response();
+        }
+        _ => {}
+    }
+    let Some(target) = parse_path(&path) else {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("the server could not find the requested resource {path}"),
+        );
+    };
+    let params = query(&parts.uri);
+    let body = match axum::body::to_bytes(body, 64 << 20).await {
+        Ok(b) => b,
+        Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()),
+    };
+    match (&parts.method, &target.name) {
+        (&Method::GET, Some(_)) if target.subresource.as_deref() == Some("log") => {
+            pod_log(&shared, &target, &params)
+        }
+        (&Method::GET, Some(_)) => get(&shared, &target),
+        (&Method::GET, None)
+            if matches!(params.get("watch").map(String::as_str), Some("true" | "1")) =>
+        {
+            watch(&shared, &target, &params)
+        }
+        (&Method::GET, None) => list(&shared, &target, &params),
+        (&Method::POST, None) => create(&shared, &target, &body),
+        (&Method::PUT, Some(_)) => replace(&shared, &target, &body),
+        (&Method::PATCH, Some(_)) => patch(&shared, &target, &parts.headers, &body),
+        (&Method::DELETE, Some(_)) => delete(&shared, &target),
+        _ => status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("{} {path}", parts.method),
+        ),
+    }
+}
+
+fn key_of(target: &Target) -> Key {
+    Key {
+        collection: target.collection.clone(),
+        namespace: target.namespace.clone().unwrap_or_default(),
+        name: target.name.clone().unwrap_or_default(),
+    }
+}
+
+fn get(shared: &Shared, target: &Target) -> Response {
+    let key = key_of(target);
+    let store = shared.store.lock().expect("store lock");
+    match store.objects.get(&key) {
+        Some(object) => axum::Json(object.clone()).into_response(),
+        None => not_found(&key),
+    }
+}
+
+fn selectors(params: &HashMap<String, String>) -> Result<(LabelSelector, FieldSelector), Failure> {
+    let labels = LabelSelector::parse(
+        params
+            .get("labelSelector")
+            .map(String::as_str)
+            .unwrap_or(""),
+    )
+    .map_err(|e| Failure(StatusCode::BAD_REQUEST, "BadRequest", e))?;
+    let fields = FieldSelector::parse(
+        params
+            .get("fieldSelector")
+            .map(String::as_str)
+            .unwrap_or(""),
+    )
+    .map_err(|e| Failure(StatusCode::BAD_REQUEST, "BadRequest", e))?;
+    Ok((labels, fields))
+}
+
+fn in_scope(key: &Key, target: &Target) -> bool {
+    key.collection == target.collection
+        && target
+            .namespace
+            .as_ref()
+            .is_none_or(|ns| &key.namespace == ns)
+}
+
+fn list(shared: &Shared, target: &Target, params: &HashMap<String, String>) -> Response {
+    let (labels, fields) = match selectors(params) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let store = shared.store.lock().expect("store lock");
+    let items: Vec<Value> = store
+        .objects
+        .iter()
+        .filter(|(k, o)| in_scope(k, target) && labels.matches(o) && fields.matches(o))
+        .map(|(_, o)| o.clone())
+        .collect();
+    let kind = items
+        .first()
+        .and_then(|o| o.get("kind"))
+        .and_then(Value::as_str)
+        .map(|k| format!("{k}List"))
+        .unwrap_or_else(|| "List".to_owned());
+    let api_version = if target.collection.group.is_empty() {
+        target.collection.version.clone()
+    } else {
+        format!("{}/{}", target.collection.group, target.collection.version)
+    };
+    axum::Json(json!({
+        "kind": kind, "apiVersion": api_version,
+        "metadata": {"resourceVersion": store.rv.to_string()},
+        "items": items,
+    }))
+    .into_response()
+}
+
+fn watch(shared: &Arc<Shared>, target: &Target, params: &HashMap<String, String>) -> Response {
+    let (labels, fields) = match selectors(params) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let timeout = params
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(1800));
+    let since = params
+        .get("resourceVersion")
+        .filter(|rv| !rv.is_empty() && rv.as_str() != "0")
+        .and_then(|rv| rv.parse::<u64>().ok());
+    let matches = {
+        let target_collection = target.collection.clone();
+        let target_namespace = target.namespace.clone();
+        move |c: &Change| {
+            c.key.collection == target_collection
+                && target_namespace
+                    .as_ref()
+                    .is_none_or(|ns| &c.key.namespace == ns)
+                && labels.matches(&c.object)
+                && fields.matches(&c.object)
+        }
+    };
+    let (initial, mut receiver, mut last) = {
+        let store = shared.store.lock().expect("store lock");
+        let receiver = shared.changes.subscribe();
+        let initial: Vec<Value> = match since {
+            None => store
+                .objects
+                .iter()
+                .filter(|(k, _)| in_scope(k, target))
+                .map(|(k, o)| Change {
+                    rv: 0,
+                    kind: "ADDED",
+                    key: k.clone(),
+                    object: o.clone(),
+                })
+                .filter(|c| matches(c))
+                .map(|c| json!({"type": c.kind, "object": c.object}))
+                .collect(),
+            Some(rv) => {
+                let oldest = store.history.front().map(|c| c.rv).unwrap_or(store.rv + 1);
+                if rv + 1 < oldest && rv < store.rv {
+                    let gone = json!({"type": "ERROR", "object": {
+                        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                        "message": format!("too old resource version: {rv} ({oldest})"), "reason": "Expired", "code": 410,
+                    }});
+                    return Response::new(Body::from(format!("{gone}\n")));
+                }
+                store
+                    .history
+                    .iter()
+                    .filter(|c| c.rv > rv && matches(c))
+                    .map(|c| json!({"type": c.kind, "object": c.object}))
+                    .collect()
+            }
+        };
+        (initial, receiver, store.rv)
+    };
+    let stream = async_stream(move |tx| async move {
+        for event in initial {
+            if tx
+                .send(Ok::<_, Infallible>(Bytes::from(format!("{event}\n"))))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                change = receiver.recv() => match change {
+                    Ok(c) if c.rv > last && matches(&c) => {
+                        last = c.rv;
+                        let event = json!({"type": c.kind, "object": c.object});
+                        if tx.send(Ok(Bytes::from(format!("{event}\n")))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                },
+            }
+        }
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(stream))
+        .expect("a response")
+}
+
+/// Turns a producer writing into a channel into a stream of body chunks.
+fn async_stream<F, Fut>(produce: F) -> impl futures::Stream<Item = Result<Bytes, Infallible>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<Bytes, Infallible>>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(produce(tx));
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+impl Store {
+    /// Stores `object` under `key` with a new resourceVersion and tells watchers.
+    fn put(
+        &mut self,
+        shared_changes: &broadcast::Sender<Arc<Change>>,
+        key: Key,
+        mut object: Value,
+        kind: &'static str,
+    ) -> Value {
+        self.rv += 1;
+        object["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        if kind == "DELETED" {
+            self.objects.remove(&key);
+        } else {
+            self.objects.insert(key.clone(), object.clone());
+        }
+        let change = Arc::new(Change {
+            rv: self.rv,
+            kind,
+            key,
+            object: object.clone(),
+        });
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(change.clone());
+        let _ = shared_changes.send(change);
+        object
+    }
+}
+
+fn parse_body(body: &[u8]) -> Result<Value, Failure> {
+    serde_json::from_slice(body)
+        .or_else(|_| serde_norway::from_slice(body))
+        .map_err(|e| {
+            Failure(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!("invalid body: {e}"),
+            )
+        })
+}
+
+fn create(shared: &Shared, target: &Target, body: &[u8]) -> Response {
+    let mut object = match parse_body(body) {
+        Ok(o) => o,
+        Err(r) => return r.into_response(),
+    };
+    let name = match object.pointer("/metadata/name").and_then(Value::as_str) {
+        Some(n) if !n.is_empty() => n.to_owned(),
+        _ => match object
+            .pointer("/metadata/generateName")
+            .and_then(Value::as_str)
+        {
+            Some(prefix) => format!("{prefix}{}", &uuid()[..5]),
+            None => {
+                return status(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    "metadata.name: Required value".to_owned(),
+                );
+            }
+        },
+    };
+    let key = Key {
+        name: name.clone(),
+        ..key_of(target)
+    };
+    let mut store = shared.store.lock().expect("store lock");
+    if store.objects.contains_key(&key) {
+        return status(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", key.collection.resource),
+        );
+    }
+    let metadata = &mut object["metadata"];
+    metadata["name"] = json!(name);
+    if let Some(ns) = &target.namespace {
+        metadata["namespace"] = json!(ns);
+    }
+    metadata["uid"] = json!(uuid());
+    metadata["creationTimestamp"] = json!(now_rfc3339());
+    metadata["generation"] = json!(1);
+    if key.collection.resource == "pods" && object.pointer("/status/phase").is_none() {
+        object["status"] = json!({"phase": "Pending"});
+    }
+    let stored = store.put(&shared.changes, key, object, "ADDED");
+    (StatusCode::CREATED, axum::Json(stored)).into_response()
+}
+
+/// Writes `updated` over `current` as a write to the object (`status` kept) or to its status
+/// subresource (only `status` taken). Bumps `generation` when anything but metadata and status
+/// changed; deletes an object whose deletion waited for finalizers that are now gone.
+fn write(
+    shared: &Shared,
+    key: Key,
+    current: &Value,
+    mut updated: Value,
+    subresource: Option<&str>,
+) -> Response {
+    let mut store = shared.store.lock().expect("store lock");
+    let mut next = match subresource {
+        Some("status") => {
+            let mut next = current.clone();
+            next["status"] = updated.get("status").cloned().unwrap_or(Value::Null);
+            next
+        }
+        Some(other) => {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("subresource {other} not supported"),
+            );
+        }
+        None => {
+            match current.get("status") {
+                Some(s) => updated["status"] = s.clone(),
+                None => {
+                    if let Some(o) = updated.as_object_mut() {
+                        o.remove("status");
+                    }
+                }
+            }
+            for field in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "generation",
+                "name",
+                "namespace",
+            ] {
+                match current["metadata"].get(field) {
+                    Some(v) => updated["metadata"][field] = v.clone(),
+                    None => {
+                        if let Some(m) = updated["metadata"].as_object_mut() {
+                            m.remove(field);
+                        }
+                    }
+                }
+            }
+            updated
+        }
+    };
+    let spec_of = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("metadata");
+            o.remove("status");
+        }
+        v
+    };
+    if spec_of(&next) != spec_of(current) {
+        let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
+        next["metadata"]["generation"] = json!(generation + 1);
+    }
+    let finalizers_gone = next
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_none_or(|f| f.is_empty());
+    let kind = if next.pointer("/metadata/deletionTimestamp").is_some() && finalizers_gone {
+        "DELETED"
+    } else {
+        "MODIFIED"
+    };
+    let stored = store.put(&shared.changes, key, next, kind);
+    axum::Json(stored).into_response()
+}
+
+fn current(shared: &Shared, key: &Key) -> Option<Value> {
+    shared
+        .store
+        .lock()
+        .expect("store lock")
+        .objects
+        .get(key)
+        .cloned()
+}
+
+fn replace(shared: &Shared, target: &Target, body: &[u8]) -> Response {
+    let updated = match parse_body(body) {
+        Ok(o) => o,
+        Err(r) => return r.into_response(),
+    };
+    let key = key_of(target);
+    let Some(existing) = current(shared, &key) else {
+        return not_found(&key);
+    };
+    let sent = updated
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let stored = existing
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !sent.is_empty() && sent != stored {
+        return status(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{}\": the object has been modified; please apply your changes to the latest version and try again",
+                key.collection.resource, key.name
+            ),
+        );
+    }
+    write(
+        shared,
+        key,
+        &existing,
+        updated,
+        target.subresource.as_deref(),
+    )
+}
+
+fn patch(shared: &Shared, target: &Target, headers: &HeaderMap, body: &[u8]) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let patch = match parse_body(body) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    let key = key_of(target);
+    let existing = match current(shared, &key) {
+        Some(e) => e,
+        None if content_type.starts_with("application/apply-patch")
+            && target.subresource.is_none() =>
+        {
+            return create(shared, target, body);
+        }
+        None => return not_found(&key),
+    };
+    let mut updated = existing.clone();
+    if content_type.starts_with("application/json-patch+json") {
+        let ops: json_patch::Patch = match serde_json::from_value(patch) {
+            Ok(p) => p,
+            Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()),
+        };
+        if let Err(e) = json_patch::patch(&mut updated, &ops) {
+            return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e.to_string());
+        }
+    } else {
+        // merge-patch, strategic-merge-patch and apply-patch are all merges here.
+        json_patch::merge(&mut updated, &patch);
+    }
+    write(
+        shared,
+        key,
+        &existing,
+        updated,
+        target.subresource.as_deref(),
+    )
+}
+
+fn delete(shared: &Shared, target: &Target) -> Response {
+    let key = key_of(target);
+    let mut store = shared.store.lock().expect("store lock");
+    let Some(mut object) = store.objects.get(&key).cloned() else {
+        drop(store);
+        return not_found(&key);
+    };
+    let finalizers = object
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
+    if finalizers {
+        if object.pointer("/metadata/deletionTimestamp").is_none() {
+            object["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+            object = store.put(&shared.changes, key, object, "MODIFIED");
+        }
+        return axum::Json(object).into_response();
+    }
+    let object = store.put(&shared.changes, key, object, "DELETED");
+    axum::Json(object).into_response()
+}
+
+fn pod_log(shared: &Shared, target: &Target, params: &HashMap<String, String>) -> Response {
+    let key = key_of(target);
+    let Some(pod) = current(shared, &key) else {
+        return not_found(&key);
+    };
+    let container = params.get("container").cloned().or_else(|| {
+        pod.pointer("/spec/containers/0/name")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
+    let logs = shared.logs.lock().expect("logs lock");
+    let text = logs
+        .get(&(
+            key.namespace.clone(),
+            key.name.clone(),
+            container.unwrap_or_default(),
+        ))
+        .cloned()
+        .unwrap_or_default();
+    let text = match params
+        .get("tailLines")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        Some(n) => {
+            let lines: Vec<&str> = text.lines().collect();
+            let mut tail = lines[lines.len().saturating_sub(n)..].join("\n");
+            if !tail.is_empty() {
+                tail.push('\n');
+            }
+            tail
+        }
+        None => text,
+    };
+    text.into_response()
+}
+
+fn uuid() -> String {
+    use std::hash::BuildHasher;
+    let a = std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now());
+    let b = std::collections::hash_map::RandomState::new().hash_one(a);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        a >> 32,
+        a & 0xffff,
+        (b >> 52) & 0xfff,
+        (b >> 40) & 0xfff,
+        b & 0xffff_ffff_ffff
+    )
+}

@@ -1,0 +1,393 @@
+//! A kubelet actor for tests. It acts only through the API, as a kubelet does: it watches
+//! pods, runs each container's `command` + `args` as a local process with the container's env,
+//! and patches `pods/status` (phase, container states, exit codes, and the termination message
+//! read from the container's `terminationMessagePath`, at most 4096 bytes, with
+//! `FallbackToLogsOnError` honoured). Container output goes to the fake server's log store when
+//! one is given, so `pods/log` works.
+//!
+//! A local process cannot write to `/dev/termination-log`, so the actor gives each container a
+//! file of its own and replaces the `terminationMessagePath` in the container's arguments with
+//! that file's path. Test conventions, since there is no real image or cgroup:
+//! - an image whose name contains `does-not-exist` never pulls: the container waits with
+//!   `ErrImagePull`, then `ImagePullBackOff`;
+//! - the annotation `kubelet.baton.dev/oom-kill: <container>` kills that container with SIGKILL
+//!   after it starts and reports `OOMKilled` (exit code 137);
+//! - `spec.activeDeadlineSeconds` kills the pod when it passes (`DeadlineExceeded`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::apiserver::PodLogs;
+
+/// The most a termination message may hold, as in Kubernetes.
+const MESSAGE_LIMIT: usize = 4096;
+
+/// A running kubelet actor; stops (and kills its processes) when dropped.
+pub struct Kubelet {
+    shutdown: CancellationToken,
+}
+
+impl Kubelet {
+    /// Starts watching pods in `namespace` (all namespaces when `None`).
+    pub fn start(client: kube::Client, namespace: Option<&str>, logs: Option<PodLogs>) -> Kubelet {
+        let shutdown = CancellationToken::new();
+        let pods: Api<Pod> = match namespace {
+            Some(ns) => Api::namespaced(client, ns),
+            None => Api::all(client),
+        };
+        tokio::spawn(run(pods, logs.unwrap_or_default(), shutdown.clone()));
+        Kubelet { shutdown }
+    }
+}
+
+impl Drop for Kubelet {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn run(pods: Api<Pod>, logs: PodLogs, shutdown: CancellationToken) {
+    let mut running: HashMap<String, CancellationToken> = HashMap::new();
+    let mut events = watcher(pods.clone(), watcher::Config::default()).boxed();
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            e = events.next() => e,
+        };
+        let pod = match event {
+            Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => pod,
+            Some(Ok(watcher::Event::Delete(pod))) => {
+                if let Some(stop) = running.remove(&uid(&pod)) {
+                    stop.cancel();
+                }
+                continue;
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => {
+                debug!(error = %e, "kubelet watch error");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            None => break,
+        };
+        let id = uid(&pod);
+        if pod.metadata.deletion_timestamp.is_some() {
+            if let Some(stop) = running.remove(&id) {
+                stop.cancel();
+            }
+            continue;
+        }
+        let untouched = pod.status.as_ref().is_none_or(|s| {
+            s.container_statuses.is_none() && s.phase.as_deref().is_none_or(|p| p == "Pending")
+        });
+        if untouched && !running.contains_key(&id) {
+            let stop = shutdown.child_token();
+            running.insert(id, stop.clone());
+            let ns = pod.metadata.namespace.clone().unwrap_or_default();
+            let api: Api<Pod> = Api::namespaced(pods.clone().into_client(), &ns);
+            tokio::spawn(run_pod(api, pod, logs.clone(), stop));
+        }
+    }
+    for stop in running.values() {
+        stop.cancel();
+    }
+}
+
+fn uid(pod: &Pod) -> String {
+    pod.metadata
+        .uid
+        .clone()
+        .unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default())
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// Container statuses as they change, kept in container order.
+struct Statuses {
+    order: Vec<String>,
+    by_name: BTreeMap<String, Value>,
+}
+
+impl Statuses {
+    fn array(&self) -> Vec<Value> {
+        self.order
+            .iter()
+            .filter_map(|n| self.by_name.get(n).cloned())
+            .collect()
+    }
+}
+
+async fn patch_status(api: &Api<Pod>, name: &str, status: Value) {
+    if let Err(e) = api
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await
+    {
+        warn!(pod = name, error = %e, "kubelet could not patch pod status");
+    }
+}
+
+async fn run_pod(api: Api<Pod>, pod: Pod, logs: PodLogs, stop: CancellationToken) {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let oom = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("kubelet.baton.dev/oom-kill"))
+        .cloned();
+    let started = now();
+
+    if let Some(bad) = spec
+        .containers
+        .iter()
+        .find(|c| c.image.as_deref().unwrap_or("").contains("does-not-exist"))
+    {
+        let waiting = |reason: &str| {
+            json!({"name": bad.name, "ready": false, "restartCount": 0, "image": bad.image,
+                   "state": {"waiting": {"reason": reason, "message": format!("failed to pull image {:?}: not found", bad.image.as_deref().unwrap_or(""))}}})
+        };
+        patch_status(&api, &name, json!({"phase": "Pending", "startTime": started, "containerStatuses": [waiting("ErrImagePull")]})).await;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        patch_status(
+            &api,
+            &name,
+            json!({"containerStatuses": [waiting("ImagePullBackOff")]}),
+        )
+        .await;
+        return;
+    }
+
+    let statuses = Arc::new(Mutex::new(Statuses {
+        order: spec.containers.iter().map(|c| c.name.clone()).collect(),
+        by_name: spec
+            .containers
+            .iter()
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    json!({"name": c.name, "ready": true, "restartCount": 0, "image": c.image,
+                                         "state": {"running": {"startedAt": started}}}),
+                )
+            })
+            .collect(),
+    }));
+    let running = statuses.lock().expect("statuses").array();
+    patch_status(
+        &api,
+        &name,
+        json!({"phase": "Running", "startTime": started, "containerStatuses": running}),
+    )
+    .await;
+
+    let deadline = spec
+        .active_deadline_seconds
+        .map(|s| Duration::from_secs(s.max(0) as u64));
+    let deadline_passed = CancellationToken::new();
+    let kill = stop.child_token();
+    if let Some(d) = deadline {
+        let (kill, passed) = (kill.clone(), deadline_passed.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = kill.cancelled() => {}
+                _ = tokio::time::sleep(d) => { passed.cancel(); kill.cancel(); }
+            }
+        });
+    }
+    let runs = spec.containers.iter().map(|c| {
+        let oom_kill = oom.as_deref() == Some(c.name.as_str());
+        run_container(
+            c.clone(),
+            &pod,
+            logs.clone(),
+            kill.clone(),
+            oom_kill,
+            statuses.clone(),
+        )
+    });
+    let results = futures::future::join_all(runs).await;
+    kill.cancel();
+    if stop.is_cancelled() {
+        return;
+    }
+    let all_ok = results.iter().all(|code| *code == Some(0));
+    let containers = statuses.lock().expect("statuses").array();
+    let mut status = json!({"containerStatuses": containers, "phase": if all_ok { "Succeeded" } else { "Failed" }});
+    if deadline_passed.is_cancelled() {
+        status["phase"] = json!("Failed");
+        status["reason"] = json!("DeadlineExceeded");
+        status["message"] = json!("Pod was active on the node longer than the specified deadline");
+    }
+    patch_status(&api, &name, status).await;
+    debug!(pod = %name, %namespace, all_ok, "kubelet finished pod");
+}
+
+/// Runs one container to its end; returns its exit code (`None` when it never ran).
+async fn run_container(
+    container: Container,
+    pod: &Pod,
+    logs: PodLogs,
+    kill: CancellationToken,
+    oom_kill: bool,
+    statuses: Arc<Mutex<Statuses>>,
+) -> Option<i32> {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    let scratch = tempfile::tempdir().ok()?;
+    let message_file = scratch.path().join("termination-log");
+    std::fs::write(&message_file, b"").ok()?;
+    let message_path = container
+        .termination_message_path
+        .clone()
+        .unwrap_or_else(|| "/dev/termination-log".to_owned());
+    let argv: Vec<String> = container
+        .command
+        .iter()
+        .flatten()
+        .chain(container.args.iter().flatten())
+        .map(|a| a.replace(&message_path, &message_file.display().to_string()))
+        .collect();
+    let started = now();
+    let log_key = (namespace.clone(), pod_name.clone(), container.name.clone());
+    let finish = |code: i32, reason: &str, message: String| {
+        let mut statuses = statuses.lock().expect("statuses");
+        statuses.by_name.insert(
+            container.name.clone(),
+            json!({"name": container.name, "ready": false, "restartCount": 0, "image": container.image,
+                   "state": {"terminated": {"exitCode": code, "reason": reason, "message": message,
+                                            "startedAt": started, "finishedAt": now()}}}),
+        );
+    };
+    let Some((program, args)) = argv.split_first() else {
+        finish(
+            128,
+            "ContainerCannotRun",
+            "no command: the test kubelet cannot run an image's entrypoint".to_owned(),
+        );
+        return Some(128);
+    };
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .current_dir(scratch.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    for var in container.env.iter().flatten() {
+        let value = match (
+            &var.value,
+            var.value_from.as_ref().and_then(|f| f.field_ref.as_ref()),
+        ) {
+            (Some(v), _) => v.clone(),
+            (None, Some(field)) => match field.field_path.as_str() {
+                "metadata.name" => pod_name.clone(),
+                "metadata.namespace" => namespace.clone(),
+                _ => String::new(),
+            },
+            _ => String::new(),
+        };
+        command.env(&var.name, value);
+    }
+    let mut child = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            finish(128, "StartError", format!("cannot start {program:?}: {e}"));
+            return Some(128);
+        }
+    };
+    let pid = child.id().map(|p| p as i32);
+    let mut readers = Vec::new();
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        child.stderr.take().map(|s| Box::new(s) as _),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let (logs, key) = (logs.clone(), log_key.clone());
+        readers.push(tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut logs = logs.lock().expect("logs");
+                let log = logs.entry(key.clone()).or_default();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        }));
+    }
+    let oom_timer = async {
+        if oom_kill {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let (status, oom) = tokio::select! {
+        s = child.wait() => (s.ok(), false),
+        _ = kill.cancelled() => { kill_group(pid); (child.wait().await.ok(), false) }
+        _ = oom_timer => { kill_group(pid); (child.wait().await.ok(), true) }
+    };
+    for r in readers {
+        let _ = tokio::time::timeout(Duration::from_secs(2), r).await;
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let code = status
+        .map(|s| s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(9)))
+        .unwrap_or(137);
+    let mut message = std::fs::read(&message_file).unwrap_or_default();
+    message.truncate(MESSAGE_LIMIT);
+    let mut message = String::from_utf8_lossy(&message).into_owned();
+    if message.is_empty()
+        && code != 0
+        && container.termination_message_policy.as_deref() == Some("FallbackToLogsOnError")
+    {
+        let logs = logs.lock().expect("logs");
+        let text = logs.get(&log_key).cloned().unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(80)..].join("\n");
+        message = tail[tail.len().saturating_sub(2048)..].to_owned();
+    }
+    let reason = if oom {
+        "OOMKilled"
+    } else if code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    };
+    finish(code, reason, message);
+    Some(code)
+}
+
+fn kill_group(pid: Option<i32>) {
+    if let Some(pid) = pid {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! The Kubernetes test fixture: a fake API server that keeps objects and serves watch the way
+//! Kubernetes does, and a kubelet actor that runs pods as local processes, acting only through
+//! the API. With `BATON_TEST_KUBECONFIG` set, tests use that cluster instead (and keep the
+//! kubelet actor only when `BATON_TEST_SIMULATE_KUBELET=1`, for a cluster without nodes).
+
+pub mod apiserver;
+pub mod kubelet;
+pub mod selector;
+
+pub use apiserver::FakeApiServer;
+pub use kubelet::Kubelet;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+
+/// One test's Kubernetes: the fake API server and kubelet actor on their own runtime, or the
+/// cluster of `BATON_TEST_KUBECONFIG`; and a namespace of the test's own.
+pub struct KubeEnv {
+    /// A client for the API server.
+    pub client: kube::Client,
+    /// The test's namespace.
+    pub namespace: String,
+    /// A kubeconfig file for processes under test.
+    pub kubeconfig: PathBuf,
+    /// Whether this is the fake server (false: a real cluster).
+    pub fake: bool,
+    _server: Option<FakeApiServer>,
+    _kubelet: Option<Kubelet>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl KubeEnv {
+    /// Sets up Kubernetes for a test whose files live in `dir`.
+    pub fn new(dir: &Path) -> anyhow::Result<KubeEnv> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let namespace = format!("baton-test-{}-{}", std::process::id(), crate::next_id());
+        let kubeconfig = dir.join("kubeconfig");
+        let real = std::env::var_os("BATON_TEST_KUBECONFIG").map(PathBuf::from);
+        let simulate = std::env::var("BATON_TEST_SIMULATE_KUBELET").is_ok_and(|v| v == "1");
+        let (client, server, kubelet) = runtime.block_on(async {
+            match &real {
+                Some(path) => {
+                    std::fs::copy(path, &kubeconfig)
+                        .with_context(|| format!("copying {}", path.display()))?;
+                    let config = kube::Config::from_custom_kubeconfig(
+                        kube::config::Kubeconfig::read_from(path)?,
+                        &kube::config::KubeConfigOptions::default(),
+                    )
+                    .await?;
+                    let client = kube::Client::try_from(config)?;
+                    let kubelet =
+                        simulate.then(|| Kubelet::start(client.clone(), Some(&namespace), None));
+                    Ok::<_, anyhow::Error>((client, None, kubelet))
+                }
+                None => {
+                    let server = FakeApiServer::start().await?;
+                    std::fs::write(&kubeconfig, server.kubeconfig())?;
+                    let client = server.client();
+                    let kubelet = Kubelet::start(client.clone(), None, Some(server.logs()));
+                    Ok((client, Some(server), Some(kubelet)))
+                }
+            }
+        })?;
+        runtime.block_on(async {
+            let namespaces: Api<Namespace> = Api::all(client.clone());
+            let ns: Namespace =
+                serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}}))?;
+            namespaces
+                .create(&PostParams::default(), &ns)
+                .await
+                .context("creating the test namespace")?;
+            Ok::<_, anyhow::Error>(())
+        })?;
+        Ok(KubeEnv {
+            client,
+            namespace,
+            kubeconfig,
+            fake: real.is_none(),
+            _server: server,
+            _kubelet: kubelet,
+            runtime,
+        })
+    }
+
+    /// Runs a future on the env's runtime.
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+}
+
+impl Drop for KubeEnv {
+    fn drop(&mut self) {
+        if !self.fake {
+            let namespaces: Api<Namespace> = Api::all(self.client.clone());
+            let _ = self
+                .runtime
+                .block_on(namespaces.delete(&self.namespace, &Default::default()));
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! The Kubernetes test fixture, through the real `kube` client: the fake API server's
+//! semantics and the kubelet actor. With `BATON_TEST_KUBECONFIG` set these run against that
+//! cluster instead (the kubelet conventions for OOM are fake-only).
+
+use std::time::Duration;
+
+use baton_tests::kube::KubeEnv;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use serde_json::json;
+
+fn kube_env() -> (tempfile::TempDir, KubeEnv) {
+    let dir = tempfile::tempdir().unwrap();
+    let env = KubeEnv::new(dir.path()).unwrap();
+    (dir, env)
+}
+
+fn reason(e: kube::Error) -> (u16, String) {
+    match e {
+        kube::Error::Api(status) => (status.code, status.reason.clone()),
+        other => panic!("not an API error: {other}"),
+    }
+}
+
+fn config_map(name: &str, labels: serde_json::Value, data: serde_json::Value) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "data": data}))
+        .unwrap()
+}
+
+#[test]
+fn objects_are_kept_replaced_patched_and_deleted_like_kubernetes_does() {
+    let (_dir, env) = kube_env();
+    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.namespace);
+    env.block_on(async {
+        let pp = PostParams::default();
+        let created = api.create(&pp, &config_map("a", json!({"app": "x"}), json!({"k": "1"}))).await.unwrap();
+        let rv1 = created.metadata.resource_version.clone().unwrap();
+        assert!(created.metadata.uid.is_some() && created.metadata.creation_timestamp.is_some());
+        assert_eq!(reason(api.create(&pp, &config_map("a", json!({}), json!({}))).await.unwrap_err()), (409, "AlreadyExists".into()));
+        assert!(api.get_opt("missing").await.unwrap().is_none());
+        assert_eq!(reason(api.get("missing").await.unwrap_err()), (404, "NotFound".into()));
+
+        let mut changed = created.clone();
+        changed.data = Some([("k".to_owned(), "2".to_owned())].into());
+        let replaced = api.replace("a", &pp, &changed).await.unwrap();
+        assert_ne!(replaced.metadata.resource_version.as_deref(), Some(rv1.as_str()));
+        // `changed` still carries the old resourceVersion: a second replace conflicts.
+        assert_eq!(reason(api.replace("a", &pp, &changed).await.unwrap_err()), (409, "Conflict".into()));
+
+        let merged = api.patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"m": "y"}}))).await.unwrap();
+        assert_eq!(merged.data.as_ref().unwrap().get("m").map(String::as_str), Some("y"));
+        let ops: json_patch::Patch = serde_json::from_value(json!([{"op": "replace", "path": "/data/k", "value": "3"}])).unwrap();
+        let patched = api.patch("a", &PatchParams::default(), &Patch::Json::<()>(ops)).await.unwrap();
+        assert_eq!(patched.data.as_ref().unwrap()["k"], "3");
+        let applied = api
+            .patch("b", &PatchParams::apply("baton-test").force(), &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b", "labels": {"app": "y"}}, "data": {"z": "1"}})))
+            .await
+            .unwrap();
+        assert_eq!(applied.metadata.name.as_deref(), Some("b"));
+
+        let xs = api.list(&ListParams::default().labels("app=x")).await.unwrap();
+        assert_eq!(xs.items.iter().map(|c| c.metadata.name.clone().unwrap()).collect::<Vec<_>>(), ["a"]);
+        let not_x = api.list(&ListParams::default().labels("app,app!=x")).await.unwrap();
+        assert_eq!(not_x.items.len(), 1);
+        let by_name = api.list(&ListParams::default().fields("metadata.name=b")).await.unwrap();
+        assert_eq!(by_name.items.len(), 1);
+
+        api.delete("a", &DeleteParams::default()).await.unwrap();
+        assert!(api.get_opt("a").await.unwrap().is_none());
+        assert_eq!(reason(api.delete("a", &DeleteParams::default()).await.unwrap_err()).0, 404);
+    });
+}
+
+#[test]
+fn status_is_a_subresource() {
+    let (_dir, env) = kube_env();
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
+    env.block_on(async {
+        // An image that never pulls keeps a real kubelet (and the actor) from touching the pod.
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "annotations": {"test": "status"}},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "registry.invalid/does-not-exist:1", "command": ["true"]}]},
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+        let patched = pods
+            .patch("p", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"l": "1"}}, "status": {"message": "ignored"}})))
+            .await
+            .unwrap();
+        assert_ne!(patched.status.as_ref().and_then(|s| s.message.as_deref()), Some("ignored"), "the object's endpoint keeps status");
+        let generation = patched.metadata.generation;
+        let with_status = pods
+            .patch_status("p", &PatchParams::default(), &Patch::Merge(json!({"status": {"message": "set"}, "metadata": {"labels": {"l": "2"}}})))
+            .await
+            .unwrap();
+        assert_eq!(with_status.status.as_ref().and_then(|s| s.message.as_deref()), Some("set"));
+        assert_eq!(with_status.metadata.labels.unwrap()["l"], "1", "the status endpoint keeps the rest");
+        assert_eq!(with_status.metadata.generation, generation, "status writes do not bump the generation");
+        pods.delete("p", &DeleteParams::default().grace_period(0)).await.unwrap();
+    });
+}
+
+#[test]
+fn watches_resume_from_a_resource_version_and_filter_by_label() {
+    let (_dir, env) = kube_env();
+    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.namespace);
+    env.block_on(async {
+        let pp = PostParams::default();
+        let first = api
+            .create(&pp, &config_map("w1", json!({"watch": "yes"}), json!({})))
+            .await
+            .unwrap();
+        let mut seen = watcher(api.clone(), watcher::Config::default().labels("watch=yes")).boxed();
+        let mut names = Vec::new();
+        let collect = async {
+            while let Some(event) = seen.next().await {
+                match event.unwrap() {
+                    watcher::Event::Apply(cm) | watcher::Event::InitApply(cm) => {
+                        names.push(format!("apply {}", cm.metadata.name.unwrap()))
+                    }
+                    watcher::Event::Delete(cm) => {
+                        names.push(format!("delete {}", cm.metadata.name.unwrap()))
+                    }
+                    _ => {}
+                }
+                if names.len() == 4 {
+                    break;
+                }
+            }
+        };
+        let produce = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            api.create(
+                &pp,
+                &config_map("ignored", json!({"watch": "no"}), json!({})),
+            )
+            .await
+            .unwrap();
+            api.create(&pp, &config_map("w2", json!({"watch": "yes"}), json!({})))
+                .await
+                .unwrap();
+            api.patch(
+                "w1",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"data": {"x": "1"}})),
+            )
+            .await
+            .unwrap();
+            api.delete("w2", &DeleteParams::default()).await.unwrap();
+        };
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            futures::future::join(collect, produce),
+        )
+        .await
+        .unwrap();
+        assert_eq!(names, ["apply w1", "apply w2", "apply w1", "delete w2"]);
+
+        // A raw watch from the first object's version replays what came after it.
+        let rv = first.metadata.resource_version.unwrap();
+        let stream = api
+            .watch(
+                &kube::api::WatchParams::default()
+                    .labels("watch=yes")
+                    .timeout(2),
+                &rv,
+            )
+            .await
+            .unwrap();
+        let events: Vec<_> = stream.take(3).collect().await;
+        let kinds: Vec<String> = events
+            .into_iter()
+            .map(|e| match e.unwrap() {
+                kube::api::WatchEvent::Added(cm) => format!("ADDED {}", cm.metadata.name.unwrap()),
+                kube::api::WatchEvent::Modified(cm) => {
+                    format!("MODIFIED {}", cm.metadata.name.unwrap())
+                }
+                kube::api::WatchEvent::Deleted(cm) => {
+                    format!("DELETED {}", cm.metadata.name.unwrap())
+                }
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(kinds, ["ADDED w2", "MODIFIED w1", "DELETED w2"]);
+    });
+}
+
+fn pod(name: &str, spec: serde_json::Value) -> Pod {
+    serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
+}
+
+async fn wait_for(pods: &Api<Pod>, name: &str, done: impl Fn(&Pod) -> bool) -> Pod {
+    for _ in 0..300 {
+        if let Some(p) = pods.get_opt(name).await.unwrap()
+            && done(&p)
+        {
+            return p;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("pod {name} never reached the state");
+}
+
+fn phase(p: &Pod) -> Option<&str> {
+    p.status.as_ref().and_then(|s| s.phase.as_deref())
+}
+
+fn terminated(p: &Pod, container: usize) -> k8s_openapi::api::core::v1::ContainerStateTerminated {
+    p.status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[container]
+        .state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .clone()
+        .unwrap()
+}
+
+#[test]
+fn the_kubelet_runs_pods_and_reports_termination_messages() {
+    let (_dir, env) = kube_env();
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
+    env.block_on(async {
+        let pp = PostParams::default();
+        pods.create(&pp, &pod("ok", json!({"restartPolicy": "Never", "containers": [
+            {"name": "main", "image": "busybox", "command": ["sh", "-c", "echo hello from $GREETING; printf 'result:42' > /dev/termination-log"],
+             "env": [{"name": "GREETING", "value": "baton"}]},
+            {"name": "side", "image": "busybox", "command": ["sh", "-c"], "args": ["echo side > /tmp/x"]},
+        ]}))).await.unwrap();
+        let done = wait_for(&pods, "ok", |p| matches!(phase(p), Some("Succeeded" | "Failed"))).await;
+        assert_eq!(phase(&done), Some("Succeeded"));
+        let main = terminated(&done, 0);
+        assert_eq!((main.exit_code, main.reason.as_deref(), main.message.as_deref()), (0, Some("Completed"), Some("result:42")));
+        let log = pods.logs("ok", &kube::api::LogParams { container: Some("main".into()), ..Default::default() }).await.unwrap();
+        assert_eq!(log, "hello from baton\n");
+
+        pods.create(&pp, &pod("fails", json!({"restartPolicy": "Never", "containers": [
+            {"name": "main", "image": "busybox", "command": ["sh", "-c", "echo boom; exit 3"], "terminationMessagePolicy": "FallbackToLogsOnError"},
+        ]}))).await.unwrap();
+        let done = wait_for(&pods, "fails", |p| matches!(phase(p), Some("Succeeded" | "Failed"))).await;
+        assert_eq!(phase(&done), Some("Failed"));
+        let main = terminated(&done, 0);
+        assert_eq!((main.exit_code, main.reason.as_deref(), main.message.as_deref()), (3, Some("Error"), Some("boom")));
+
+        pods.create(&pp, &pod("big", json!({"restartPolicy": "Never", "containers": [
+            {"name": "main", "image": "busybox", "command": ["sh", "-c", "head -c 5000 /dev/zero | tr '\\0' x > /dev/termination-log"]},
+        ]}))).await.unwrap();
+        let done = wait_for(&pods, "big", |p| matches!(phase(p), Some("Succeeded" | "Failed"))).await;
+        assert_eq!(terminated(&done, 0).message.map(|m| m.len()), Some(4096), "termination messages are capped at 4096 bytes");
+
+        pods.create(&pp, &pod("deadline", json!({"restartPolicy": "Never", "activeDeadlineSeconds": 1, "containers": [
+            {"name": "main", "image": "busybox", "command": ["sleep", "30"]},
+        ]}))).await.unwrap();
+        let done = wait_for(&pods, "deadline", |p| phase(p) == Some("Failed")).await;
+        assert_eq!(done.status.as_ref().unwrap().reason.as_deref(), Some("DeadlineExceeded"));
+
+        pods.create(&pp, &pod("nopull", json!({"restartPolicy": "Never", "containers": [
+            {"name": "main", "image": "registry.invalid/does-not-exist:1", "command": ["true"]},
+        ]}))).await.unwrap();
+        let waiting = wait_for(&pods, "nopull", |p| {
+            p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|c| c[0].state.as_ref()).and_then(|s| s.waiting.as_ref()).is_some_and(|w| {
+                matches!(w.reason.as_deref(), Some("ErrImagePull" | "ImagePullBackOff"))
+            })
+        })
+        .await;
+        assert_eq!(phase(&waiting), Some("Pending"));
+    });
+}
+
+#[test]
+fn the_kubelet_reports_oom_kills() {
+    let (_dir, env) = kube_env();
+    if !env.fake {
+        return; // a test-kubelet convention: a real cluster needs a real memory limit
+    }
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
+    env.block_on(async {
+        let oom: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "oom", "annotations": {"kubelet.baton.dev/oom-kill": "main"}},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "30"]}]},
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &oom).await.unwrap();
+        let done = wait_for(&pods, "oom", |p| phase(p) == Some("Failed")).await;
+        let main = terminated(&done, 0);
+        assert_eq!((main.exit_code, main.reason.as_deref()), (137, Some("OOMKilled")));
+    });
+}
