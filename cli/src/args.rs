@@ -98,6 +98,15 @@ pub(crate) struct WorkerOptions {
     /// How long jobs in flight may go on after SIGTERM before they are handed back.
     #[arg(long, env = "BATON_SHUTDOWN_DEADLINE", default_value = "30s")]
     pub shutdown_deadline: Duration,
+    /// How long a succeeded pod is kept before it is deleted.
+    #[arg(long, env = "BATON_POD_SUCCESS_TTL", default_value = "60s")]
+    pub pod_success_ttl: Duration,
+    /// How long a failed pod is kept before it is deleted.
+    #[arg(long, env = "BATON_POD_FAILURE_TTL", default_value = "5m")]
+    pub pod_failure_ttl: Duration,
+    /// How long a pod may fail to pull its image before its node fails.
+    #[arg(long, env = "BATON_IMAGE_PULL_DEADLINE", default_value = "2m")]
+    pub image_pull_deadline: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +123,14 @@ pub(crate) struct UpArgs {
     /// Files to apply once Baton is up; their runs are followed in the log.
     #[arg(long = "apply", value_name = "FILE")]
     pub apply: Vec<PathBuf>,
+    /// The job kinds the embedded workers take (`pod` needs KUBECONFIG or an in-cluster config).
+    #[arg(
+        long,
+        env = "BATON_KINDS",
+        value_delimiter = ',',
+        default_value = "noop,exec"
+    )]
+    pub kinds: Vec<NodeKind>,
     #[command(flatten)]
     pub bus: BusArgs,
     #[command(flatten)]
@@ -138,7 +155,7 @@ pub(crate) struct WorkerArgs {
     /// The NATS server.
     #[arg(long, env = "BATON_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
-    /// The job kinds to take, comma-separated.
+    /// The job kinds to take, comma-separated (`pod` needs KUBECONFIG or an in-cluster config).
     #[arg(
         long,
         env = "BATON_KINDS",

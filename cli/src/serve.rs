@@ -8,6 +8,7 @@ use baton_planner::service::{Command, Planner, PlannerConfig};
 use baton_schemas::status::RunStatus;
 use baton_schemas::{Document, NodeKind};
 use baton_workers::WorkerConfig;
+use baton_workers::executors::pod::PodConfig;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -96,7 +97,7 @@ async fn up_with(
     let (commands, receiver) = mpsc::channel(64);
     let workers = tokio::spawn(baton_workers::run(
         bus.clone(),
-        worker_config(NodeKind::ALL.to_vec(), &args.worker),
+        worker_config(args.kinds.clone(), &args.worker),
         shutdown.clone(),
     ));
     let planner = tokio::spawn({
@@ -209,5 +210,11 @@ fn worker_config(kinds: Vec<NodeKind>, options: &WorkerOptions) -> WorkerConfig 
         kinds,
         concurrency: options.concurrency,
         shutdown_deadline: options.shutdown_deadline.0,
+        pod: PodConfig {
+            image_pull_deadline: options.image_pull_deadline.0,
+            success_ttl: options.pod_success_ttl.0,
+            failure_ttl: options.pod_failure_ttl.0,
+            ..PodConfig::default()
+        },
     }
 }

@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use baton_schemas::status::{NodeStatus, RunStatus, State};
-use baton_schemas::wire::{Event, ExecJob, Job, JobInputs, Outcome, SCHEMA_VERSION, Timestamp};
+use baton_schemas::wire::{
+    Event, ExecJob, Job, JobInputs, Outcome, PodJob, SCHEMA_VERSION, Timestamp,
+};
 use baton_schemas::{
     Attempt, FailurePolicy, NodeKind, NodeName, RunId, When, Workflow, WorkflowName, WorkflowSpec,
 };
@@ -687,6 +689,12 @@ fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
             command: spec.command.clone().unwrap_or_default(),
             env: spec.env.clone(),
             working_dir: spec.working_dir.clone(),
+        }),
+        pod: (spec.kind == NodeKind::Pod).then(|| PodJob {
+            template: spec.template.clone().unwrap_or_default(),
+            namespace: spec.namespace.clone(),
+            container: spec.container.clone(),
+            task: spec.name.to_string(),
         }),
         inputs,
     };

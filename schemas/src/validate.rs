@@ -102,30 +102,41 @@ pub fn workflow(wf: &Workflow) -> Result<(), Vec<SpecError>> {
                 ));
             }
         }
+        let kind_fields = [
+            ("command", node.command.is_some(), NodeKind::Exec),
+            ("env", !node.env.is_empty(), NodeKind::Exec),
+            ("workingDir", node.working_dir.is_some(), NodeKind::Exec),
+            ("template", node.template.is_some(), NodeKind::Pod),
+            ("namespace", node.namespace.is_some(), NodeKind::Pod),
+            ("container", node.container.is_some(), NodeKind::Pod),
+        ];
+        for (field, set, owner) in kind_fields {
+            if set && owner != node.kind {
+                errors.push(SpecError::new(
+                    at(field),
+                    format!("only {owner} nodes take this field"),
+                ));
+            }
+        }
         match node.kind {
-            NodeKind::Exec => {
+            NodeKind::Exec
                 if node
                     .command
                     .as_ref()
-                    .is_none_or(|c| c.is_empty() || c[0].is_empty())
-                {
-                    errors.push(SpecError::new(
-                        at("command"),
-                        "an exec node needs a command: the program and its arguments, like [sh, -c, \"echo hi\"]",
-                    ));
-                }
+                    .is_none_or(|c| c.is_empty() || c[0].is_empty()) =>
+            {
+                errors.push(SpecError::new(
+                    at("command"),
+                    "an exec node needs a command: the program and its arguments, like [sh, -c, \"echo hi\"]",
+                ));
             }
-            NodeKind::Noop => {
-                for (field, set) in [
-                    ("command", node.command.is_some()),
-                    ("env", !node.env.is_empty()),
-                    ("workingDir", node.working_dir.is_some()),
-                ] {
-                    if set {
-                        errors.push(SpecError::new(at(field), "only exec nodes take this field"));
-                    }
-                }
-            }
+            NodeKind::Pod => errors.extend(pod_template(
+                &format!("spec.nodes[{i}]"),
+                node.template.as_ref(),
+                node.container.as_deref(),
+                node.namespace.as_deref(),
+            )),
+            _ => {}
         }
         for key in node.env.keys() {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
@@ -155,6 +166,69 @@ pub fn workflow(wf: &Workflow) -> Result<(), Vec<SpecError>> {
     } else {
         Err(errors)
     }
+}
+
+/// Checks a pod template: at least one container, each with a valid unique name and an image;
+/// the output `container` among them; a valid namespace. `at` is the path of the node.
+pub fn pod_template(
+    at: &str,
+    template: Option<&crate::workflow::PodTemplateSpec>,
+    container: Option<&str>,
+    namespace: Option<&str>,
+) -> Vec<SpecError> {
+    let mut errors = Vec::new();
+    if let Some(ns) = namespace
+        && !is_dns_label(ns)
+    {
+        errors.push(SpecError::new(
+            format!("{at}.namespace"),
+            format!("invalid namespace {ns:?}: {DNS_LABEL_RULE}"),
+        ));
+    }
+    let containers = template
+        .and_then(|t| t.spec.as_ref())
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
+    if containers.is_empty() {
+        errors.push(SpecError::new(
+            format!("{at}.template.spec.containers"),
+            "a pod needs at least one container with a name and an image",
+        ));
+        return errors;
+    }
+    let mut names = BTreeSet::new();
+    for (j, c) in containers.iter().enumerate() {
+        let path = format!("{at}.template.spec.containers[{j}]");
+        if !is_dns_label(&c.name) {
+            errors.push(SpecError::new(
+                format!("{path}.name"),
+                format!("invalid container name {:?}: {DNS_LABEL_RULE}", c.name),
+            ));
+        } else if !names.insert(c.name.as_str()) {
+            errors.push(SpecError::new(
+                format!("{path}.name"),
+                format!("duplicate container name {:?}", c.name),
+            ));
+        }
+        if c.image.as_deref().is_none_or(str::is_empty) {
+            errors.push(SpecError::new(
+                format!("{path}.image"),
+                "missing: every container needs an image",
+            ));
+        }
+    }
+    if let Some(wanted) = container
+        && !names.contains(wanted)
+    {
+        errors.push(SpecError::new(
+            format!("{at}.container"),
+            format!(
+                "no container named {wanted:?} in the template (it has: {})",
+                names.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    errors
 }
 
 const MAX_RETRIES: u32 = 100;
@@ -271,6 +345,38 @@ mod tests {
             e[1],
             "spec.nodes[1].command: only exec nodes take this field"
         );
+    }
+
+    #[test]
+    fn pod_nodes() {
+        let e = check(
+            "  - name: a\n    kind: pod\n    container: side\n    template:\n      spec:\n        containers:\n        - {name: main, image: busybox}\n        - {name: main}\n",
+        );
+        assert_eq!(
+            e,
+            [
+                "spec.nodes[0].template.spec.containers[1].name: duplicate container name \"main\"",
+                "spec.nodes[0].template.spec.containers[1].image: missing: every container needs an image",
+                "spec.nodes[0].container: no container named \"side\" in the template (it has: main)",
+            ]
+        );
+        let e = check("  - {name: a, kind: pod, command: [x]}\n");
+        assert_eq!(
+            e[0],
+            "spec.nodes[0].command: only exec nodes take this field"
+        );
+        assert!(e[1].starts_with(
+            "spec.nodes[0].template.spec.containers: a pod needs at least one container"
+        ));
+        let e = check("  - {name: a, kind: exec, command: [x], container: c}\n");
+        assert_eq!(
+            e,
+            ["spec.nodes[0].container: only pod nodes take this field"]
+        );
+        let ok = check(
+            "  - name: a\n    kind: pod\n    namespace: jobs\n    template: {spec: {containers: [{name: main, image: busybox, command: [sh]}]}}\n",
+        );
+        assert!(ok.is_empty(), "{ok:?}");
     }
 
     #[test]

@@ -78,6 +78,9 @@ pub struct Job {
     /// `exec` settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec: Option<ExecJob>,
+    /// `pod` settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodJob>,
     /// Data passed from upstream.
     pub inputs: JobInputs,
 }
@@ -94,6 +97,34 @@ pub struct ExecJob {
     /// The working directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
+}
+
+/// What a `pod` job runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodJob {
+    /// The pod template, used whole.
+    pub template: crate::workflow::PodTemplateSpec,
+    /// The pod's namespace; the worker's default when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The container whose termination message is the output; the first when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// The task the pod runs (a Task's name, or the node's name in a Workflow): the first part
+    /// of the pod name and the `baton.dev/task` label.
+    pub task: String,
+}
+
+impl PodJob {
+    /// Returns the deterministic pod name `<task>-<run>-<attempt>`, cut to 63 characters, so a
+    /// redelivered job finds the pod the first delivery created.
+    pub fn pod_name(&self, run: &RunId, attempt: Attempt) -> String {
+        let suffix = format!("-{run}-{attempt}");
+        let room = 63usize.saturating_sub(suffix.len());
+        let task: String = self.task.chars().take(room).collect();
+        format!("{}{suffix}", task.trim_end_matches('-'))
+    }
 }
 
 /// Data handed to a node from what came before it.
@@ -267,6 +298,24 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<EventEnvelope>(&json).unwrap(), e);
         assert_eq!(e.event.msg_id(), "r1.a.2.done");
+    }
+
+    #[test]
+    fn pod_names_are_deterministic_and_fit_a_label() {
+        let job = PodJob {
+            template: Default::default(),
+            namespace: None,
+            container: None,
+            task: "task1".into(),
+        };
+        assert_eq!(job.pod_name(&RunId::new("abc"), Attempt(2)), "task1-abc-2");
+        let long = PodJob {
+            task: format!("{}-x", "a".repeat(60)),
+            ..job
+        };
+        let name = long.pod_name(&RunId::new("r0123456789ab"), Attempt(12));
+        assert_eq!(name.len(), 63);
+        assert!(name.ends_with("-r0123456789ab-12"));
     }
 
     #[test]

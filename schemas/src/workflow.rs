@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+pub use k8s_openapi::api::core::v1::PodTemplateSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::{Duration, NodeName, WorkflowName};
@@ -98,6 +99,15 @@ pub struct NodeSpec {
     /// `exec`: the working directory of the process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
+    /// `pod`: the pod to run, used whole (all containers, volumes, resources, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<PodTemplateSpec>,
+    /// `pod`: the namespace of the pod (default: the worker's namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// `pod`: the container whose termination message is the node's output (default: the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 /// The kinds of node a workflow may hold.
@@ -108,17 +118,20 @@ pub enum NodeKind {
     Noop,
     /// Runs a local process on a worker.
     Exec,
+    /// Runs a Kubernetes pod and takes its termination message as output.
+    Pod,
 }
 
 impl NodeKind {
     /// Every kind, in the order workers list them.
-    pub const ALL: [NodeKind; 2] = [NodeKind::Noop, NodeKind::Exec];
+    pub const ALL: [NodeKind; 3] = [NodeKind::Noop, NodeKind::Exec, NodeKind::Pod];
 
     /// Returns the kind's name as it appears in subjects and specs.
     pub fn as_str(self) -> &'static str {
         match self {
             NodeKind::Noop => "noop",
             NodeKind::Exec => "exec",
+            NodeKind::Pod => "pod",
         }
     }
 }
@@ -136,7 +149,7 @@ impl std::str::FromStr for NodeKind {
         NodeKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown node kind {s:?} (known: noop, exec)"))
+            .ok_or_else(|| format!("unknown node kind {s:?} (known: noop, exec, pod)"))
     }
 }
 

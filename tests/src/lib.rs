@@ -193,6 +193,8 @@ pub struct Env {
     pub api_port: u16,
     /// How long a worker may hold a job silently (short, so kill tests redeliver fast).
     pub job_ack_wait: &'static str,
+    /// More environment for every baton process (`KUBECONFIG`, say).
+    pub extra_env: Vec<(String, String)>,
     procs: Vec<Proc>,
     logs: Vec<PathBuf>,
 }
@@ -212,6 +214,7 @@ impl Env {
             prefix,
             api_port: free_port(),
             job_ack_wait: "2s",
+            extra_env: Vec::new(),
             procs: Vec::new(),
             logs,
         })
@@ -231,6 +234,7 @@ impl Env {
             .env("BATON_SERVER", self.server())
             .env("BATON_JOB_ACK_WAIT", self.job_ack_wait)
             .env("BATON_LOG", "info,baton_planner=debug,baton_workers=debug")
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.dir.path());
         command
     }

@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use crate::executors::{self, Effect};
+use crate::executors::pod::{PodConfig, PodExecutor};
+use crate::executors::{Effect, Executors};
 
 /// Worker settings.
 #[derive(Clone, Debug)]
@@ -29,6 +30,8 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// How long jobs in flight may go on after a shutdown begins before they are handed back.
     pub shutdown_deadline: Duration,
+    /// Pod executor settings.
+    pub pod: PodConfig,
 }
 
 impl Default for WorkerConfig {
@@ -37,6 +40,7 @@ impl Default for WorkerConfig {
             kinds: NodeKind::ALL.to_vec(),
             concurrency: 4,
             shutdown_deadline: Duration::from_secs(30),
+            pod: PodConfig::default(),
         }
     }
 }
@@ -81,6 +85,20 @@ pub async fn run(
     let hand_back = CancellationToken::new();
     let in_flight = InFlight::default();
     let progress_every = bus.config().job_ack_wait / 3;
+    let mut executors = Executors::default();
+    if config.kinds.contains(&NodeKind::Pod) {
+        let client = kube::Client::try_default().await.map_err(|e| {
+            anyhow::anyhow!(
+                "pod jobs need a Kubernetes client (KUBECONFIG or in-cluster config): {e}"
+            )
+        })?;
+        let pods = PodExecutor::new(client, config.pod.clone());
+        tokio::spawn(
+            pods.clone()
+                .janitor(Duration::from_secs(10), shutdown.clone()),
+        );
+        executors.pod = Some(pods);
+    }
 
     let mut cancels = bus.client().subscribe(bus.cancel_subject()).await?;
     let listener = {
@@ -108,6 +126,7 @@ pub async fn run(
         let consumer = bus.job_consumer(kind).await?;
         let ctx = JobContext {
             bus: bus.clone(),
+            executors: executors.clone(),
             in_flight: in_flight.clone(),
             hand_back: hand_back.clone(),
             progress_every,
@@ -152,6 +171,7 @@ pub async fn run(
 #[derive(Clone)]
 struct JobContext {
     bus: Bus,
+    executors: Executors,
     in_flight: InFlight,
     hand_back: CancellationToken,
     progress_every: Duration,
@@ -259,7 +279,7 @@ async fn handle(kind: NodeKind, message: Inbound, ctx: &JobContext) {
     let stop = ctx.hand_back.child_token();
     ctx.in_flight
         .insert(job.msg_id(), job.run.clone(), stop.clone());
-    let effect = run_with_progress(&job, &message, &stop, ctx.progress_every).await;
+    let effect = run_with_progress(&job, &message, &stop, ctx).await;
     ctx.in_flight.remove(&job.msg_id());
     let outcome = match effect {
         Effect::Done(outcome) => outcome,
@@ -279,9 +299,10 @@ async fn run_with_progress(
     job: &Job,
     message: &Inbound,
     stop: &CancellationToken,
-    every: Duration,
+    ctx: &JobContext,
 ) -> Effect {
-    let effect = executors::execute(job, stop);
+    let every = ctx.progress_every;
+    let effect = ctx.executors.execute(job, stop, &ctx.hand_back);
     tokio::pin!(effect);
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {

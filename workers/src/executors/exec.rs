@@ -214,6 +214,7 @@ mod tests {
                 env: [("GREETING".to_owned(), "hi".to_owned())].into(),
                 working_dir: None,
             }),
+            pod: None,
             inputs: JobInputs {
                 initiator: "up".into(),
                 data: "d1".into(),

@@ -2,6 +2,7 @@
 //! stop token fires (a run cancel, or a shutdown past its deadline).
 
 pub mod exec;
+pub mod pod;
 
 use baton_schemas::NodeKind;
 use baton_schemas::wire::{Job, Outcome};
@@ -16,16 +17,38 @@ pub enum Effect {
     Stopped,
 }
 
-/// Runs `job` with the executor of its kind.
+/// The executors a worker has, built once at start.
 ///
 /// Idempotence: `noop` has no effect; `exec` runs a local process, and a job redelivered after
-/// a worker died runs that process again (local processes cannot be adopted), which is why
-/// `exec` commands should be safe to repeat.
-pub async fn execute(job: &Job, stop: &CancellationToken) -> Effect {
-    match job.kind {
-        NodeKind::Noop => Effect::Done(Outcome::Succeeded {
-            output: String::new(),
-        }),
-        NodeKind::Exec => exec::run(job, stop).await,
+/// its worker died runs that process again (a local process cannot be adopted), so `exec`
+/// commands should be safe to repeat; `pod` adopts the pod an earlier delivery created.
+#[derive(Clone, Default)]
+pub struct Executors {
+    /// The pod executor, when the worker takes pod jobs.
+    pub pod: Option<pod::PodExecutor>,
+}
+
+impl Executors {
+    /// Runs `job` with the executor of its kind. `stop` ends it early; `handing_back` tells
+    /// the executor that the stop is a shutdown handing the job to another worker (so what
+    /// it started is left to be adopted) rather than a cancel (so it is torn down).
+    pub async fn execute(
+        &self,
+        job: &Job,
+        stop: &CancellationToken,
+        handing_back: &CancellationToken,
+    ) -> Effect {
+        match job.kind {
+            NodeKind::Noop => Effect::Done(Outcome::Succeeded {
+                output: String::new(),
+            }),
+            NodeKind::Exec => exec::run(job, stop).await,
+            NodeKind::Pod => match &self.pod {
+                Some(pod) => pod.run(job, stop, handing_back).await,
+                None => Effect::Done(Outcome::Failed {
+                    error: "this worker has no Kubernetes client for pod jobs".to_owned(),
+                }),
+            },
+        }
     }
 }

@@ -1,0 +1,245 @@
+//! `pod` nodes end to end: the planner and workers as processes, the worker's pods going
+//! through the real `kube` client to the fake API server, run by the kubelet actor (or to
+//! the cluster of `BATON_TEST_KUBECONFIG`).
+
+use std::time::Duration;
+
+use baton_schemas::status::{RunStatus, State};
+use baton_tests::kube::KubeEnv;
+use baton_tests::{Env, lines, workflow};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams};
+
+struct PodEnv {
+    env: Env,
+    kube: KubeEnv,
+}
+
+fn pod_env(worker_args: &[&str]) -> PodEnv {
+    let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
+    let kube = KubeEnv::new(env.dir.path()).unwrap();
+    env.extra_env
+        .push(("KUBECONFIG".into(), kube.kubeconfig.display().to_string()));
+    let planner = env.start_planner().unwrap();
+    env.keep(planner);
+    let worker = env.start_worker("worker", "pod,noop", worker_args).unwrap();
+    env.keep(worker);
+    PodEnv { env, kube }
+}
+
+/// A pod node whose only container runs `script` in busybox.
+fn pod_node(name: &str, namespace: &str, extra: &str, script: &str) -> String {
+    format!(
+        "{{name: {name}, kind: pod, namespace: {namespace}{extra}, template: {{spec: {{containers: [{{name: main, image: busybox, command: [sh, -c, '{script}']}}]}}}}}}"
+    )
+}
+
+fn node<'a>(status: &'a RunStatus, name: &str) -> &'a baton_schemas::status::NodeStatus {
+    status.nodes.iter().find(|n| n.name == name).unwrap()
+}
+
+fn pods_of(kube: &KubeEnv, run: &str) -> Vec<Pod> {
+    let api: Api<Pod> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    kube.block_on(api.list(&ListParams::default().labels(&format!("baton.dev/run={run}"))))
+        .unwrap()
+        .items
+}
+
+#[test]
+fn pods_pass_their_termination_message_to_the_next_pod() {
+    let PodEnv { env, kube } = pod_env(&[]);
+    let ns = &kube.namespace;
+    let nodes = [
+        pod_node(
+            "first",
+            ns,
+            "",
+            "echo working; printf hello > /dev/termination-log",
+        ),
+        pod_node(
+            "second",
+            ns,
+            ", needs: [first]",
+            "printf \"%s:%s|%s:%s|%s\" \"$ORCA_INITIATOR\" \"$ORCA_DATA\" \"$BATON_INITIATOR\" \"$BATON_DATA\" \"$BATON_NODE\" > /dev/termination-log",
+        ),
+    ];
+    let wf = env.write("pods.yaml", &workflow("pods", &nodes));
+    let run = env.apply(&wf).unwrap();
+    let status = env.wait_end(&run, Duration::from_secs(60)).unwrap();
+    assert_eq!(status.state, State::Succeeded, "{status:?}");
+    assert_eq!(node(&status, "first").output.as_deref(), Some("hello"));
+    assert_eq!(
+        node(&status, "second").output.as_deref(),
+        Some("first:hello|first:hello|second")
+    );
+    let pods = pods_of(&kube, &run);
+    let mut names: Vec<String> = pods
+        .iter()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, [format!("first-{run}-1"), format!("second-{run}-1")]);
+    let labels = pods[0].metadata.labels.clone().unwrap();
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "baton");
+    assert!(labels.contains_key("baton.dev/node") && labels.contains_key("baton.dev/task"));
+}
+
+#[test]
+fn pod_failures_say_why() {
+    let PodEnv { env, kube } = pod_env(&["--image-pull-deadline", "1s"]);
+    let ns = &kube.namespace;
+    let nodes = [
+        pod_node("exits", ns, "", "echo about to fail; exit 3"),
+        format!(
+            "{{name: nopull, kind: pod, namespace: {ns}, template: {{spec: {{containers: [{{name: main, image: registry.invalid/does-not-exist:1, command: [\"true\"]}}]}}}}}}"
+        ),
+        format!(
+            "{{name: deadline, kind: pod, namespace: {ns}, template: {{spec: {{activeDeadlineSeconds: 1, containers: [{{name: main, image: busybox, command: [sleep, \"30\"]}}]}}}}}}"
+        ),
+    ];
+    let wf = env.write("fail.yaml", &workflow_continue("fail", &nodes));
+    let run = env.apply(&wf).unwrap();
+    let status = env.wait_end(&run, Duration::from_secs(90)).unwrap();
+    assert_eq!(status.state, State::Failed);
+    let error = |n: &str| node(&status, n).error.clone().unwrap_or_default();
+    assert!(
+        error("exits")
+            .starts_with("container main exited with code 3; last output:\nabout to fail"),
+        "{}",
+        error("exits")
+    );
+    assert!(
+        error("nopull").contains("could not pull its image within 1s"),
+        "{}",
+        error("nopull")
+    );
+    assert!(
+        error("deadline").starts_with("deadline exceeded"),
+        "{}",
+        error("deadline")
+    );
+    if kube.fake {
+        let oom = format!(
+            "{{name: oom, kind: pod, namespace: {ns}, template: {{metadata: {{annotations: {{kubelet.baton.dev/oom-kill: main}}}}, spec: {{containers: [{{name: main, image: busybox, command: [sleep, \"30\"]}}]}}}}}}"
+        );
+        let wf = env.write("oom.yaml", &workflow("oom", &[oom]));
+        let run = env.apply(&wf).unwrap();
+        let status = env.wait_end(&run, Duration::from_secs(30)).unwrap();
+        let error = node(&status, "oom").error.clone().unwrap();
+        assert!(
+            error.starts_with("container main was OOMKilled (exit code 137)"),
+            "{error}"
+        );
+    }
+}
+
+fn workflow_continue(name: &str, nodes: &[String]) -> String {
+    workflow(name, nodes).replace(
+        "spec:\n  nodes:",
+        "spec:\n  failurePolicy: continue\n  nodes:",
+    )
+}
+
+#[test]
+fn a_deleted_pod_fails_its_node_and_a_cancel_deletes_the_pod() {
+    let PodEnv { env, kube } = pod_env(&[]);
+    let ns = &kube.namespace;
+    let wf = env.write(
+        "long.yaml",
+        &workflow("long", &[pod_node("long", ns, "", "sleep 30")]),
+    );
+    let run = env.apply(&wf).unwrap();
+    let api: Api<Pod> = Api::namespaced(kube.client.clone(), ns);
+    let name = format!("long-{run}-1");
+    env.wait_for(&run, Duration::from_secs(30), |_| {
+        kube.block_on(api.get_opt(&name)).unwrap().is_some()
+    })
+    .unwrap();
+    kube.block_on(api.delete(&name, &DeleteParams::default()))
+        .unwrap();
+    let status = env.wait_end(&run, Duration::from_secs(30)).unwrap();
+    let error = node(&status, "long").error.clone().unwrap();
+    assert!(
+        error.contains("was deleted before it finished") || error.contains("is being deleted"),
+        "{error}"
+    );
+
+    let run = env.apply(&wf).unwrap();
+    let name = format!("long-{run}-1");
+    env.wait_for(&run, Duration::from_secs(30), |_| {
+        kube.block_on(api.get_opt(&name)).unwrap().is_some()
+    })
+    .unwrap();
+    assert!(env.cli(&["cancel", &run]).status.success());
+    env.wait_for(&run, Duration::from_secs(30), |_| {
+        kube.block_on(api.get_opt(&name)).unwrap().is_none()
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_redelivered_pod_job_adopts_the_pod_instead_of_creating_another() {
+    let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
+    let kube = KubeEnv::new(env.dir.path()).unwrap();
+    env.extra_env
+        .push(("KUBECONFIG".into(), kube.kubeconfig.display().to_string()));
+    let planner = env.start_planner().unwrap();
+    env.keep(planner);
+    let mut first = env.start_worker("worker-1", "pod", &[]).unwrap();
+    let file = env.dir.path().join("effects");
+    let script = format!(
+        "echo ran >> {}; sleep 3; printf adopted > /dev/termination-log",
+        file.display()
+    );
+    let wf = env.write(
+        "adopt.yaml",
+        &workflow("adopt", &[pod_node("task", &kube.namespace, "", &script)]),
+    );
+    let run = env.apply(&wf).unwrap();
+    let api: Api<Pod> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    let name = format!("task-{run}-1");
+    env.wait_for(&run, Duration::from_secs(30), |_| {
+        kube.block_on(api.get_opt(&name)).unwrap().is_some()
+    })
+    .unwrap();
+    first.kill9();
+    let second = env.start_worker("worker-2", "pod", &[]).unwrap();
+    env.keep(second);
+    let status = env.wait_end(&run, Duration::from_secs(60)).unwrap();
+    assert_eq!(status.state, State::Succeeded, "{status:?}");
+    assert_eq!(status.nodes[0].output.as_deref(), Some("adopted"));
+    assert_eq!(status.nodes[0].attempts, 1);
+    assert_eq!(pods_of(&kube, &run).len(), 1, "one pod for one attempt");
+    if kube.fake {
+        assert_eq!(lines(&file), ["ran"], "the pod ran once");
+    }
+    assert!(
+        std::fs::read_to_string(env.dir.path().join("worker-2.log"))
+            .unwrap()
+            .contains("adopting the pod")
+    );
+}
+
+#[test]
+fn the_janitor_deletes_finished_pods_after_their_ttl() {
+    let PodEnv { env, kube } = pod_env(&["--pod-success-ttl", "1s", "--pod-failure-ttl", "1h"]);
+    let ns = &kube.namespace;
+    let nodes = [
+        pod_node("ok", ns, "", "true"),
+        pod_node("bad", ns, "", "exit 1"),
+    ];
+    let wf = env.write("ttl.yaml", &workflow_continue("ttl", &nodes));
+    let run = env.apply(&wf).unwrap();
+    env.wait_end(&run, Duration::from_secs(60)).unwrap();
+    // The janitor runs every 10 seconds.
+    env.wait_for(&run, Duration::from_secs(30), |_| {
+        pods_of(&kube, &run).len() == 1
+    })
+    .unwrap();
+    let left = pods_of(&kube, &run);
+    assert_eq!(
+        left[0].metadata.name.clone().unwrap(),
+        format!("bad-{run}-1"),
+        "the failed pod is kept for its TTL"
+    );
+}
