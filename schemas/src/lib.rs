@@ -7,6 +7,7 @@
 pub mod document;
 pub mod duration;
 pub mod ids;
+pub mod schedule;
 pub mod status;
 pub mod validate;
 pub mod wire;
