@@ -4,7 +4,9 @@ use std::fmt;
 
 use serde::de::DeserializeOwned;
 
+use crate::task::{Ignitor, ORCA_API_VERSION, Task};
 use crate::validate;
+use crate::wire::Timestamp;
 use crate::workflow::Workflow;
 
 /// One parsed and validated document.
@@ -12,6 +14,21 @@ use crate::workflow::Workflow;
 pub enum Document {
     /// A `baton.dev/v1alpha1` Workflow.
     Workflow(Workflow),
+    /// A Task, Orca's or Baton's.
+    Task(Task),
+    /// An Ignitor, Orca's or Baton's.
+    Ignitor(Ignitor),
+}
+
+impl Document {
+    /// Returns the document's kind and name, as `Workflow/diamond`.
+    pub fn describe(&self) -> String {
+        match self {
+            Document::Workflow(w) => format!("Workflow/{}", w.metadata.name),
+            Document::Task(t) => format!("Task/{}", t.metadata.name),
+            Document::Ignitor(i) => format!("Ignitor/{}", i.metadata.name),
+        }
+    }
 }
 
 /// One problem in a document: where (a field path such as `spec.nodes[3].needs[0]`) and what.
@@ -67,8 +84,14 @@ impl fmt::Display for SpecErrors {
 /// Parses every document in `text` (YAML, several documents split by `---`, or JSON) and
 /// validates each. `source_name` labels the errors, usually the file path.
 ///
+/// `now` is when the documents are applied: a one-shot schedule must lie after it.
+///
 /// Returns the documents in order, or every error found in any of them.
-pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<Document>, SpecErrors> {
+pub fn parse_documents(
+    source_name: &str,
+    text: &str,
+    now: Timestamp,
+) -> Result<Vec<Document>, SpecErrors> {
     let fail = |errors: Vec<SpecError>| SpecErrors {
         source_name: source_name.to_owned(),
         errors,
@@ -98,7 +121,7 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<Document>, S
         } else {
             String::new()
         };
-        match parse_one(value) {
+        match parse_one(value, now) {
             Ok(doc) => documents.push(doc),
             Err(found) => errors.extend(found.into_iter().map(|e| SpecError {
                 path: format!("{prefix}{}", e.path),
@@ -113,7 +136,7 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<Document>, S
     }
 }
 
-fn parse_one(value: serde_norway::Value) -> Result<Document, Vec<SpecError>> {
+fn parse_one(value: serde_norway::Value, now: Timestamp) -> Result<Document, Vec<SpecError>> {
     let field = |name: &str| {
         value
             .get(name)
@@ -129,14 +152,30 @@ fn parse_one(value: serde_norway::Value) -> Result<Document, Vec<SpecError>> {
             validate::workflow(&workflow)?;
             Ok(Document::Workflow(workflow))
         }
+        (crate::API_VERSION | ORCA_API_VERSION, "Task") => {
+            let task: Task = typed(value)?;
+            validate::task(&task)?;
+            Ok(Document::Task(task))
+        }
+        (crate::API_VERSION | ORCA_API_VERSION, "Ignitor") => {
+            let ignitor: Ignitor = typed(value)?;
+            validate::ignitor(&ignitor, now)?;
+            Ok(Document::Ignitor(ignitor))
+        }
         (crate::API_VERSION, other) => Err(vec![SpecError::new(
             "kind",
-            format!("unsupported kind {other:?} for {api_version} (supported: Workflow)"),
+            format!(
+                "unsupported kind {other:?} for {api_version} (supported: Workflow, Task, Ignitor)"
+            ),
+        )]),
+        (ORCA_API_VERSION, other) => Err(vec![SpecError::new(
+            "kind",
+            format!("unsupported kind {other:?} for {api_version} (supported: Task, Ignitor)"),
         )]),
         (other, _) => Err(vec![SpecError::new(
             "apiVersion",
             format!(
-                "unsupported apiVersion {other:?} (supported: {})",
+                "unsupported apiVersion {other:?} (supported: {}, {ORCA_API_VERSION})",
                 crate::API_VERSION
             ),
         )]),
@@ -156,8 +195,10 @@ fn typed<T: DeserializeOwned>(value: serde_norway::Value) -> Result<T, Vec<SpecE
 mod tests {
     use super::*;
 
+    const NOW: Timestamp = Timestamp(1_800_000_000_000);
+
     fn errors(text: &str) -> Vec<String> {
-        parse_documents("wf.yaml", text)
+        parse_documents("wf.yaml", text, NOW)
             .unwrap_err()
             .to_string()
             .lines()
@@ -167,10 +208,7 @@ mod tests {
 
     #[test]
     fn parses_a_workflow() {
-        let docs = parse_documents(
-            "wf.yaml",
-            "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: w}\nspec:\n  nodes:\n  - {name: a, kind: noop}\n",
-        )
+        let docs = parse_documents("wf.yaml", "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: w}\nspec:\n  nodes:\n  - {name: a, kind: noop}\n", NOW)
         .unwrap();
         assert_eq!(docs.len(), 1);
     }
@@ -222,10 +260,7 @@ mod tests {
 
     #[test]
     fn json_is_accepted() {
-        let docs = parse_documents(
-            "wf.json",
-            r#"{"apiVersion":"baton.dev/v1alpha1","kind":"Workflow","metadata":{"name":"w"},"spec":{"nodes":[{"name":"a","kind":"noop"}]}}"#,
-        )
+        let docs = parse_documents("wf.json", r#"{"apiVersion":"baton.dev/v1alpha1","kind":"Workflow","metadata":{"name":"w"},"spec":{"nodes":[{"name":"a","kind":"noop"}]}}"#, NOW)
         .unwrap();
         assert_eq!(docs.len(), 1);
     }

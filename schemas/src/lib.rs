@@ -9,6 +9,7 @@ pub mod duration;
 pub mod ids;
 pub mod schedule;
 pub mod status;
+pub mod task;
 pub mod validate;
 pub mod wire;
 pub mod workflow;

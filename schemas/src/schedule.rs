@@ -31,11 +31,17 @@ pub enum Schedule {
 impl Schedule {
     /// Parses `scheduled` (and `time_zone`). `now` is when it is being applied: an RFC 3339 time
     /// that is not after it is an error, not a silent no-op.
-    pub fn parse(scheduled: &str, time_zone: Option<&str>, now: Timestamp) -> Result<Schedule, String> {
+    pub fn parse(
+        scheduled: &str,
+        time_zone: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Schedule, String> {
         let text = scheduled.trim();
         let zone = match time_zone {
             None => chrono_tz::UTC,
-            Some(name) => chrono_tz::Tz::from_str(name).map_err(|_| format!("unknown time zone {name:?} (use an IANA name like Europe/Rome)"))?,
+            Some(name) => chrono_tz::Tz::from_str(name).map_err(|_| {
+                format!("unknown time zone {name:?} (use an IANA name like Europe/Rome)")
+            })?,
         };
         if text.eq_ignore_ascii_case("now") {
             return Ok(Schedule::Now);
@@ -43,18 +49,29 @@ impl Schedule {
         if let Ok(at) = humantime::parse_rfc3339_weak(text)
             && text.contains('T')
         {
-            let millis = at.duration_since(std::time::UNIX_EPOCH).map_err(|_| "a time before 1970".to_owned())?.as_millis();
+            let millis = at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|_| "a time before 1970".to_owned())?
+                .as_millis();
             let at = Timestamp(u64::try_from(millis).unwrap_or(u64::MAX));
             if at <= now {
-                return Err(format!("{text} is in the past: a one-shot schedule must be in the future (or NOW)"));
+                return Err(format!(
+                    "{text} is in the past: a one-shot schedule must be in the future (or NOW)"
+                ));
             }
             return Ok(Schedule::At(at));
         }
         let expression = cron_expression(text)?;
-        let schedule = cron::Schedule::from_str(&expression).map_err(|e| format!("invalid cron expression {text:?}: {e}"))?;
-        let parsed = Schedule::Cron { schedule: Box::new(schedule), zone };
+        let schedule = cron::Schedule::from_str(&expression)
+            .map_err(|e| format!("invalid cron expression {text:?}: {e}"))?;
+        let parsed = Schedule::Cron {
+            schedule: Box::new(schedule),
+            zone,
+        };
         if parsed.next_after(now).is_none() {
-            return Err(format!("the cron expression {text:?} never matches after now"));
+            return Err(format!(
+                "the cron expression {text:?} never matches after now"
+            ));
         }
         Ok(parsed)
     }
@@ -68,7 +85,9 @@ impl Schedule {
             Schedule::Cron { schedule, zone } => {
                 let after = zone.from_utc_datetime(&to_utc(after)?.naive_utc());
                 let next = schedule.after(&after).next()?;
-                Some(Timestamp(u64::try_from(next.with_timezone(&Utc).timestamp_millis()).ok()?))
+                Some(Timestamp(
+                    u64::try_from(next.with_timezone(&Utc).timestamp_millis()).ok()?,
+                ))
             }
         }
     }
@@ -110,7 +129,11 @@ fn cron_expression(text: &str) -> Result<String, String> {
             "weekly" => "@weekly",
             "daily" | "midnight" => "@daily",
             "hourly" => "@hourly",
-            other => return Err(format!("unknown schedule macro @{other} (known: @yearly, @annually, @monthly, @weekly, @daily, @hourly)")),
+            other => {
+                return Err(format!(
+                    "unknown schedule macro @{other} (known: @yearly, @annually, @monthly, @weekly, @daily, @hourly)"
+                ));
+            }
         };
         return Ok(macro_.to_owned());
     }
@@ -131,14 +154,20 @@ fn cron_expression(text: &str) -> Result<String, String> {
             upper.contains('#')
                 || upper == "L"
                 || upper == "LW"
-                || (upper.chars().any(|c| c.is_ascii_digit()) && (upper.ends_with('L') || upper.ends_with('W')))
+                || (upper.chars().any(|c| c.is_ascii_digit())
+                    && (upper.ends_with('L') || upper.ends_with('W')))
         });
         if unsupported {
-            return Err(format!("cron field {field:?}: L, W and # are not supported"));
+            return Err(format!(
+                "cron field {field:?}: L, W and # are not supported"
+            ));
         }
     }
     let dow = day_of_week(rest[4])?;
-    Ok(format!("{second} {} {} {} {} {dow} {year}", rest[0], rest[1], rest[2], rest[3]))
+    Ok(format!(
+        "{second} {} {} {} {} {dow} {year}",
+        rest[0], rest[1], rest[2], rest[3]
+    ))
 }
 
 const DAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
@@ -157,13 +186,20 @@ fn day_of_week(field: &str) -> Result<String, String> {
         }
         match s.parse::<usize>() {
             Ok(n) if n <= 7 => Ok(n),
-            _ => Err(format!("day of week {s:?}: use 0-7 (0 and 7 are Sunday) or SUN-SAT")),
+            _ => Err(format!(
+                "day of week {s:?}: use 0-7 (0 and 7 are Sunday) or SUN-SAT"
+            )),
         }
     };
     let mut days = [false; 7];
     for part in field.split(',') {
         let (range, step) = match part.split_once('/') {
-            Some((r, s)) => (r, s.parse::<usize>().map_err(|_| format!("bad step in {part:?}"))?.max(1)),
+            Some((r, s)) => (
+                r,
+                s.parse::<usize>()
+                    .map_err(|_| format!("bad step in {part:?}"))?
+                    .max(1),
+            ),
             None => (part, 1),
         };
         let (from, to) = match range {
@@ -181,7 +217,13 @@ fn day_of_week(field: &str) -> Result<String, String> {
             days[d % 7] = true;
         }
     }
-    Ok(DAYS.iter().zip(days).filter(|(_, on)| *on).map(|(d, _)| *d).collect::<Vec<_>>().join(","))
+    Ok(DAYS
+        .iter()
+        .zip(days)
+        .filter(|(_, on)| *on)
+        .map(|(d, _)| *d)
+        .collect::<Vec<_>>()
+        .join(","))
 }
 
 #[cfg(test)]
@@ -200,37 +242,80 @@ mod tests {
 
     #[test]
     fn five_six_and_seven_fields() {
-        assert_eq!(next("5 * * * *", None, "2026-11-21T10:07:00Z"), "2026-11-21T11:05:00.000Z");
-        assert_eq!(next("0 12 * * * 2027", None, "2026-11-21T10:07:00Z"), "2027-01-01T12:00:00.000Z");
-        assert_eq!(next("30 0 12 * * * *", None, "2026-11-21T10:07:00Z"), "2026-11-21T12:00:30.000Z");
-        assert_eq!(next("*/15 * * * *", None, "2026-11-21T10:07:00Z"), "2026-11-21T10:15:00.000Z");
+        assert_eq!(
+            next("5 * * * *", None, "2026-11-21T10:07:00Z"),
+            "2026-11-21T11:05:00.000Z"
+        );
+        assert_eq!(
+            next("0 12 * * * 2027", None, "2026-11-21T10:07:00Z"),
+            "2027-01-01T12:00:00.000Z"
+        );
+        assert_eq!(
+            next("30 0 12 * * * *", None, "2026-11-21T10:07:00Z"),
+            "2026-11-21T12:00:30.000Z"
+        );
+        assert_eq!(
+            next("*/15 * * * *", None, "2026-11-21T10:07:00Z"),
+            "2026-11-21T10:15:00.000Z"
+        );
     }
 
     #[test]
     fn days_of_week_count_from_sunday_zero_or_seven() {
         // 2026-11-21 is a Saturday.
-        assert_eq!(next("0 9 * * 0", None, "2026-11-21T10:00:00Z"), "2026-11-22T09:00:00.000Z");
-        assert_eq!(next("0 9 * * 7", None, "2026-11-21T10:00:00Z"), "2026-11-22T09:00:00.000Z");
-        assert_eq!(next("0 9 * * 1-5", None, "2026-11-21T10:00:00Z"), "2026-11-23T09:00:00.000Z");
-        assert_eq!(next("0 9 * * MON", None, "2026-11-21T10:00:00Z"), "2026-11-23T09:00:00.000Z");
-        assert_eq!(next("0 9 * * 6", None, "2026-11-21T08:00:00Z"), "2026-11-21T09:00:00.000Z");
+        assert_eq!(
+            next("0 9 * * 0", None, "2026-11-21T10:00:00Z"),
+            "2026-11-22T09:00:00.000Z"
+        );
+        assert_eq!(
+            next("0 9 * * 7", None, "2026-11-21T10:00:00Z"),
+            "2026-11-22T09:00:00.000Z"
+        );
+        assert_eq!(
+            next("0 9 * * 1-5", None, "2026-11-21T10:00:00Z"),
+            "2026-11-23T09:00:00.000Z"
+        );
+        assert_eq!(
+            next("0 9 * * MON", None, "2026-11-21T10:00:00Z"),
+            "2026-11-23T09:00:00.000Z"
+        );
+        assert_eq!(
+            next("0 9 * * 6", None, "2026-11-21T08:00:00Z"),
+            "2026-11-21T09:00:00.000Z"
+        );
         assert_eq!(day_of_week("1-5/2").unwrap(), "MON,WED,FRI");
         assert!(day_of_week("5-1").is_err());
     }
 
     #[test]
     fn macros_and_time_zones() {
-        assert_eq!(next("@hourly", None, "2026-11-21T10:07:00Z"), "2026-11-21T11:00:00.000Z");
-        assert_eq!(next("@annually", None, "2026-11-21T10:07:00Z"), "2027-01-01T00:00:00.000Z");
+        assert_eq!(
+            next("@hourly", None, "2026-11-21T10:07:00Z"),
+            "2026-11-21T11:00:00.000Z"
+        );
+        assert_eq!(
+            next("@annually", None, "2026-11-21T10:07:00Z"),
+            "2027-01-01T00:00:00.000Z"
+        );
         // 09:00 in Rome is 08:00 UTC in November.
-        assert_eq!(next("0 9 * * *", Some("Europe/Rome"), "2026-11-21T10:07:00Z"), "2026-11-22T08:00:00.000Z");
-        assert!(Schedule::parse("0 9 * * *", Some("Mars/Base"), ts("2026-11-21T10:07:00Z")).unwrap_err().contains("unknown time zone"));
+        assert_eq!(
+            next("0 9 * * *", Some("Europe/Rome"), "2026-11-21T10:07:00Z"),
+            "2026-11-22T08:00:00.000Z"
+        );
+        assert!(
+            Schedule::parse("0 9 * * *", Some("Mars/Base"), ts("2026-11-21T10:07:00Z"))
+                .unwrap_err()
+                .contains("unknown time zone")
+        );
     }
 
     #[test]
     fn one_shots() {
         let now = ts("2026-11-21T10:00:00Z");
-        assert!(matches!(Schedule::parse("now", None, now).unwrap(), Schedule::Now));
+        assert!(matches!(
+            Schedule::parse("now", None, now).unwrap(),
+            Schedule::Now
+        ));
         let at = Schedule::parse("2026-11-21T10:00:05Z", None, now).unwrap();
         assert_eq!(at.next_after(now), Some(ts("2026-11-21T10:00:05Z")));
         assert_eq!(at.next_after(ts("2026-11-21T10:00:05Z")), None);
@@ -241,10 +326,26 @@ mod tests {
     #[test]
     fn bad_expressions_say_why() {
         let now = ts("2026-11-21T10:00:00Z");
-        assert!(Schedule::parse("every day", None, now).unwrap_err().contains("2 fields"));
-        assert!(Schedule::parse("0 0 L * *", None, now).unwrap_err().contains("not supported"));
-        assert!(Schedule::parse("61 * * * *", None, now).unwrap_err().contains("invalid cron expression"));
-        assert!(Schedule::parse("0 0 1 1 * 2020", None, now).unwrap_err().contains("never matches"));
+        assert!(
+            Schedule::parse("every day", None, now)
+                .unwrap_err()
+                .contains("2 fields")
+        );
+        assert!(
+            Schedule::parse("0 0 L * *", None, now)
+                .unwrap_err()
+                .contains("not supported")
+        );
+        assert!(
+            Schedule::parse("61 * * * *", None, now)
+                .unwrap_err()
+                .contains("invalid cron expression")
+        );
+        assert!(
+            Schedule::parse("0 0 1 1 * 2020", None, now)
+                .unwrap_err()
+                .contains("never matches")
+        );
     }
 
     #[test]
@@ -252,6 +353,9 @@ mod tests {
         let s = Schedule::parse("*/10 * * * *", None, ts("2026-11-21T10:00:00Z")).unwrap();
         let latest = s.latest_between(ts("2026-11-21T10:00:00Z"), ts("2026-11-21T10:35:00Z"));
         assert_eq!(latest, Some(ts("2026-11-21T10:30:00Z")));
-        assert_eq!(s.latest_between(ts("2026-11-21T10:00:00Z"), ts("2026-11-21T10:05:00Z")), None);
+        assert_eq!(
+            s.latest_between(ts("2026-11-21T10:00:00Z"), ts("2026-11-21T10:05:00Z")),
+            None
+        );
     }
 }

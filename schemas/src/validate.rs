@@ -83,25 +83,12 @@ pub fn workflow(wf: &Workflow) -> Result<(), Vec<SpecError>> {
                 "a node that runs on failure or always must list the nodes it follows in needs",
             ));
         }
-        if let Some(timeout) = node.timeout
-            && timeout.0.is_zero()
-        {
-            errors.push(SpecError::new(at("timeout"), "must be longer than zero"));
-        }
-        if let Some(retries) = &node.retries {
-            if retries.limit > MAX_RETRIES {
-                errors.push(SpecError::new(
-                    at("retries.limit"),
-                    format!("{} is above the maximum of {MAX_RETRIES}", retries.limit),
-                ));
-            }
-            if retries.backoff.initial > retries.backoff.max {
-                errors.push(SpecError::new(
-                    at("retries.backoff"),
-                    "initial must not be longer than max",
-                ));
-            }
-        }
+        retries_and_timeout(
+            &format!("spec.nodes[{i}]"),
+            node.retries.as_ref(),
+            node.timeout,
+            &mut errors,
+        );
         let kind_fields = [
             ("command", node.command.is_some(), NodeKind::Exec),
             ("env", !node.env.is_empty(), NodeKind::Exec),
@@ -231,6 +218,160 @@ pub fn pod_template(
     errors
 }
 
+fn name(metadata: &crate::workflow::Metadata, errors: &mut Vec<SpecError>, what: &str) {
+    if metadata.name.is_empty() {
+        errors.push(SpecError::new(
+            "metadata.name",
+            format!("missing: every {what} needs a name"),
+        ));
+    } else if !is_dns_label(&metadata.name) {
+        errors.push(SpecError::new(
+            "metadata.name",
+            format!("invalid name {:?}: {DNS_LABEL_RULE}", metadata.name),
+        ));
+    }
+}
+
+fn retries_and_timeout(
+    at: &str,
+    retries: Option<&crate::workflow::Retries>,
+    timeout: Option<crate::Duration>,
+    errors: &mut Vec<SpecError>,
+) {
+    if let Some(timeout) = timeout
+        && timeout.0.is_zero()
+    {
+        errors.push(SpecError::new(
+            format!("{at}.timeout"),
+            "must be longer than zero",
+        ));
+    }
+    if let Some(retries) = retries {
+        if retries.limit > MAX_RETRIES {
+            errors.push(SpecError::new(
+                format!("{at}.retries.limit"),
+                format!("{} is above the maximum of {MAX_RETRIES}", retries.limit),
+            ));
+        }
+        if retries.backoff.initial > retries.backoff.max {
+            errors.push(SpecError::new(
+                format!("{at}.retries.backoff"),
+                "initial must not be longer than max",
+            ));
+        }
+    }
+}
+
+/// Returns every problem in a task, or `Ok` when it may be registered. Tasks and ignitors it
+/// names need not exist yet: they may be applied later, as with Orca.
+pub fn task(task: &crate::task::Task) -> Result<(), Vec<SpecError>> {
+    use crate::task::{Action, ActionEntry};
+    let mut errors = Vec::new();
+    name(&task.metadata, &mut errors, "task");
+    let spec = &task.spec;
+    for (field, names) in [
+        ("startOnIgnition", &spec.start_on_ignition),
+        ("startOnSuccess", &spec.start_on_success),
+        ("startOnFailure", &spec.start_on_failure),
+    ] {
+        for (j, n) in names.iter().enumerate() {
+            if !is_dns_label(n) {
+                errors.push(SpecError::new(
+                    format!("spec.{field}[{j}]"),
+                    format!("invalid name {n:?}: {DNS_LABEL_RULE}"),
+                ));
+            }
+        }
+    }
+    for (j, c) in spec.start_on_all.iter().enumerate() {
+        if !is_dns_label(&c.task) {
+            errors.push(SpecError::new(
+                format!("spec.startOnAll[{j}].task"),
+                format!("invalid name {:?}: {DNS_LABEL_RULE}", c.task),
+            ));
+        }
+    }
+    if spec.start_on_all.len() == 1 {
+        errors.push(SpecError::new(
+            "spec.startOnAll",
+            "list at least two tasks (for one, use startOnSuccess or startOnFailure)",
+        ));
+    }
+    if spec.chain_limit == Some(0) {
+        errors.push(SpecError::new("spec.chainLimit", "must be at least 1"));
+    }
+    for (field, actions) in [
+        ("successActions", &spec.success_actions),
+        ("failureActions", &spec.failure_actions),
+    ] {
+        for (j, entry) in actions.iter().enumerate() {
+            let at = format!("spec.{field}[{j}]");
+            match entry {
+                ActionEntry::Named(n) => errors.push(SpecError::new(
+                    at,
+                    format!("unknown action {n:?}: Baton has no plugins; write a typed action, {{webhook: {{url: https://...}}}} or {{publish: {{subject: ...}}}}"),
+                )),
+                ActionEntry::Typed(Action::Webhook(w)) => {
+                    if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                        errors.push(SpecError::new(format!("{at}.webhook.url"), format!("{:?} is not an http or https URL", w.url)));
+                    }
+                    if let Some(m) = &w.method
+                        && !matches!(m.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE")
+                    {
+                        errors.push(SpecError::new(format!("{at}.webhook.method"), format!("{m:?}: use GET, POST, PUT, PATCH or DELETE")));
+                    }
+                }
+                ActionEntry::Typed(Action::Publish(p)) => {
+                    let ok = !p.subject.is_empty()
+                        && !p.subject.contains([' ', '*', '>'])
+                        && p.subject.split('.').all(|t| !t.is_empty());
+                    if !ok {
+                        errors.push(SpecError::new(format!("{at}.publish.subject"), format!("{:?} is not a NATS subject to publish on", p.subject)));
+                    }
+                }
+            }
+        }
+    }
+    errors.extend(pod_template(
+        "spec",
+        Some(&spec.template),
+        spec.container.as_deref(),
+        spec.namespace.as_deref(),
+    ));
+    retries_and_timeout("spec", spec.retries.as_ref(), spec.timeout, &mut errors);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// Returns every problem in an ignitor applied at `now`, or `Ok`.
+pub fn ignitor(
+    ignitor: &crate::task::Ignitor,
+    now: crate::wire::Timestamp,
+) -> Result<(), Vec<SpecError>> {
+    let mut errors = Vec::new();
+    name(&ignitor.metadata, &mut errors, "ignitor");
+    if let Err(e) = crate::schedule::Schedule::parse(
+        &ignitor.spec.scheduled,
+        ignitor.spec.time_zone.as_deref(),
+        now,
+    ) {
+        let field = if e.starts_with("unknown time zone") {
+            "spec.timeZone"
+        } else {
+            "spec.scheduled"
+        };
+        errors.push(SpecError::new(field, e));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
 const MAX_RETRIES: u32 = 100;
 const DNS_LABEL_RULE: &str =
     "use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit";
@@ -286,7 +427,7 @@ mod tests {
         let text = format!(
             "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: w}}\nspec:\n  nodes:\n{nodes}"
         );
-        match parse_documents("f.yaml", &text) {
+        match parse_documents("f.yaml", &text, crate::wire::Timestamp(0)) {
             Ok(_) => vec![],
             Err(e) => e.errors.iter().map(|e| e.to_string()).collect(),
         }
@@ -401,7 +542,7 @@ mod tests {
     #[test]
     fn bad_workflow_name_and_no_nodes() {
         let text = "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: My.Flow}\nspec: {nodes: []}\n";
-        let e = parse_documents("f.yaml", text).unwrap_err();
+        let e = parse_documents("f.yaml", text, crate::wire::Timestamp(0)).unwrap_err();
         let lines: Vec<_> = e.errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(lines, ["metadata.name", "spec.nodes"]);
     }
