@@ -15,9 +15,9 @@ pub enum Document {
     /// A `baton.dev/v1alpha1` Workflow.
     Workflow(Workflow),
     /// A Task, Orca's or Baton's.
-    Task(Task),
+    Task(Box<Task>),
     /// An Ignitor, Orca's or Baton's.
-    Ignitor(Ignitor),
+    Ignitor(Box<Ignitor>),
 }
 
 impl Document {
@@ -155,12 +155,12 @@ fn parse_one(value: serde_norway::Value, now: Timestamp) -> Result<Document, Vec
         (crate::API_VERSION | ORCA_API_VERSION, "Task") => {
             let task: Task = typed(value)?;
             validate::task(&task)?;
-            Ok(Document::Task(task))
+            Ok(Document::Task(Box::new(task)))
         }
         (crate::API_VERSION | ORCA_API_VERSION, "Ignitor") => {
             let ignitor: Ignitor = typed(value)?;
             validate::ignitor(&ignitor, now)?;
-            Ok(Document::Ignitor(ignitor))
+            Ok(Document::Ignitor(Box::new(ignitor)))
         }
         (crate::API_VERSION, other) => Err(vec![SpecError::new(
             "kind",
