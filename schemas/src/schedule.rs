@@ -29,13 +29,31 @@ pub enum Schedule {
 }
 
 impl Schedule {
-    /// Parses `scheduled` (and `time_zone`). `now` is when it is being applied: an RFC 3339 time
-    /// that is not after it is an error, not a silent no-op.
+    /// Parses `scheduled` (and `time_zone`) as applied at `now`: an RFC 3339 time that is not
+    /// after it is an error, not a silent no-op, and so is a cron expression that never
+    /// matches again.
     pub fn parse(
         scheduled: &str,
         time_zone: Option<&str>,
         now: Timestamp,
     ) -> Result<Schedule, String> {
+        let schedule = Schedule::read(scheduled, time_zone)?;
+        match &schedule {
+            Schedule::At(at) if *at <= now => Err(format!(
+                "{} is in the past: a one-shot schedule must be in the future (or NOW)",
+                scheduled.trim()
+            )),
+            Schedule::Cron { .. } if schedule.next_after(now).is_none() => Err(format!(
+                "the cron expression {:?} never matches after now",
+                scheduled.trim()
+            )),
+            _ => Ok(schedule),
+        }
+    }
+
+    /// Parses `scheduled` (and `time_zone`) without regard to the time: how the planner reads
+    /// a schedule it accepted earlier.
+    pub fn read(scheduled: &str, time_zone: Option<&str>) -> Result<Schedule, String> {
         let text = scheduled.trim();
         let zone = match time_zone {
             None => chrono_tz::UTC,
@@ -53,27 +71,17 @@ impl Schedule {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_err(|_| "a time before 1970".to_owned())?
                 .as_millis();
-            let at = Timestamp(u64::try_from(millis).unwrap_or(u64::MAX));
-            if at <= now {
-                return Err(format!(
-                    "{text} is in the past: a one-shot schedule must be in the future (or NOW)"
-                ));
-            }
-            return Ok(Schedule::At(at));
+            return Ok(Schedule::At(Timestamp(
+                u64::try_from(millis).unwrap_or(u64::MAX),
+            )));
         }
         let expression = cron_expression(text)?;
         let schedule = cron::Schedule::from_str(&expression)
             .map_err(|e| format!("invalid cron expression {text:?}: {e}"))?;
-        let parsed = Schedule::Cron {
+        Ok(Schedule::Cron {
             schedule: Box::new(schedule),
             zone,
-        };
-        if parsed.next_after(now).is_none() {
-            return Err(format!(
-                "the cron expression {text:?} never matches after now"
-            ));
-        }
-        Ok(parsed)
+        })
     }
 
     /// Returns the first fire strictly after `after`; `None` for a one-shot that is done or a

@@ -96,6 +96,8 @@ pub fn workflow(wf: &Workflow) -> Result<(), Vec<SpecError>> {
             ("template", node.template.is_some(), NodeKind::Pod),
             ("namespace", node.namespace.is_some(), NodeKind::Pod),
             ("container", node.container.is_some(), NodeKind::Pod),
+            ("webhook", node.webhook.is_some(), NodeKind::Webhook),
+            ("publish", node.publish.is_some(), NodeKind::Publish),
         ];
         for (field, set, owner) in kind_fields {
             if set && owner != node.kind {
@@ -116,6 +118,22 @@ pub fn workflow(wf: &Workflow) -> Result<(), Vec<SpecError>> {
                     at("command"),
                     "an exec node needs a command: the program and its arguments, like [sh, -c, \"echo hi\"]",
                 ));
+            }
+            NodeKind::Webhook | NodeKind::Publish => {
+                let action = match (&node.webhook, &node.publish) {
+                    (Some(w), _) => Some(crate::task::Action::Webhook(w.clone())),
+                    (_, Some(p)) => Some(crate::task::Action::Publish(p.clone())),
+                    _ => None,
+                };
+                match action {
+                    Some(action) => {
+                        errors.extend(action_errors(&at(node.kind.as_str()), Some(&action)))
+                    }
+                    None => errors.push(SpecError::new(
+                        at(node.kind.as_str()),
+                        format!("a {} node needs {}: {{...}}", node.kind, node.kind),
+                    )),
+                }
             }
             NodeKind::Pod => errors.extend(pod_template(
                 &format!("spec.nodes[{i}]"),
@@ -311,23 +329,12 @@ pub fn task(task: &crate::task::Task) -> Result<(), Vec<SpecError>> {
                     at,
                     format!("unknown action {n:?}: Baton has no plugins; write a typed action, {{webhook: {{url: https://...}}}} or {{publish: {{subject: ...}}}}"),
                 )),
-                ActionEntry::Typed(Action::Webhook(w)) => {
-                    if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
-                        errors.push(SpecError::new(format!("{at}.webhook.url"), format!("{:?} is not an http or https URL", w.url)));
-                    }
-                    if let Some(m) = &w.method
-                        && !matches!(m.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE")
-                    {
-                        errors.push(SpecError::new(format!("{at}.webhook.method"), format!("{m:?}: use GET, POST, PUT, PATCH or DELETE")));
-                    }
-                }
-                ActionEntry::Typed(Action::Publish(p)) => {
-                    let ok = !p.subject.is_empty()
-                        && !p.subject.contains([' ', '*', '>'])
-                        && p.subject.split('.').all(|t| !t.is_empty());
-                    if !ok {
-                        errors.push(SpecError::new(format!("{at}.publish.subject"), format!("{:?} is not a NATS subject to publish on", p.subject)));
-                    }
+                ActionEntry::Typed(action) => {
+                    let field = match action {
+                        Action::Webhook(_) => "webhook",
+                        Action::Publish(_) => "publish",
+                    };
+                    errors.extend(action_errors(&format!("{at}.{field}"), Some(action)));
                 }
             }
         }
@@ -344,6 +351,43 @@ pub fn task(task: &crate::task::Task) -> Result<(), Vec<SpecError>> {
     } else {
         Err(errors)
     }
+}
+
+/// Checks a typed action; `at` is the path of its `webhook` or `publish` map.
+fn action_errors(at: &str, action: Option<&crate::task::Action>) -> Vec<SpecError> {
+    use crate::task::Action;
+    let mut errors = Vec::new();
+    match action {
+        Some(Action::Webhook(w)) => {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                errors.push(SpecError::new(
+                    format!("{at}.url"),
+                    format!("{:?} is not an http or https URL", w.url),
+                ));
+            }
+            if let Some(m) = &w.method
+                && !matches!(m.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE")
+            {
+                errors.push(SpecError::new(
+                    format!("{at}.method"),
+                    format!("{m:?}: use GET, POST, PUT, PATCH or DELETE"),
+                ));
+            }
+        }
+        Some(Action::Publish(p)) => {
+            let ok = !p.subject.is_empty()
+                && !p.subject.contains([' ', '*', '>'])
+                && p.subject.split('.').all(|t| !t.is_empty());
+            if !ok {
+                errors.push(SpecError::new(
+                    format!("{at}.subject"),
+                    format!("{:?} is not a NATS subject to publish on", p.subject),
+                ));
+            }
+        }
+        None => {}
+    }
+    errors
 }
 
 /// Returns every problem in an ignitor applied at `now`, or `Ok`.

@@ -81,6 +81,12 @@ pub struct Job {
     /// `pod` settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<PodJob>,
+    /// `webhook` settings, with the body decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<crate::task::Webhook>,
+    /// `publish` settings, with the data decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<crate::task::Publish>,
     /// Data passed from upstream.
     pub inputs: JobInputs,
 }
@@ -257,7 +263,21 @@ pub enum Outcome {
     Failed {
         /// Why it failed.
         error: String,
+        /// What the node wrote to its output before it failed (a failed pod's termination
+        /// message), passed on to failure handlers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<String>,
     },
+}
+
+impl Outcome {
+    /// Returns a failure with no output.
+    pub fn failed(error: impl Into<String>) -> Outcome {
+        Outcome::Failed {
+            error: error.into(),
+            output: None,
+        }
+    }
 }
 
 /// Headers Baton sets on its messages, besides `Nats-Msg-Id`.

@@ -108,6 +108,12 @@ pub struct NodeSpec {
     /// `pod`: the container whose termination message is the node's output (default: the first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
+    /// `webhook`: the request to send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<crate::task::Webhook>,
+    /// `publish`: the NATS message to send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<crate::task::Publish>,
 }
 
 /// The kinds of node a workflow may hold.
@@ -120,11 +126,21 @@ pub enum NodeKind {
     Exec,
     /// Runs a Kubernetes pod and takes its termination message as output.
     Pod,
+    /// Sends an HTTP request; the response body is the output.
+    Webhook,
+    /// Publishes a NATS message.
+    Publish,
 }
 
 impl NodeKind {
     /// Every kind, in the order workers list them.
-    pub const ALL: [NodeKind; 3] = [NodeKind::Noop, NodeKind::Exec, NodeKind::Pod];
+    pub const ALL: [NodeKind; 5] = [
+        NodeKind::Noop,
+        NodeKind::Exec,
+        NodeKind::Pod,
+        NodeKind::Webhook,
+        NodeKind::Publish,
+    ];
 
     /// Returns the kind's name as it appears in subjects and specs.
     pub fn as_str(self) -> &'static str {
@@ -132,6 +148,8 @@ impl NodeKind {
             NodeKind::Noop => "noop",
             NodeKind::Exec => "exec",
             NodeKind::Pod => "pod",
+            NodeKind::Webhook => "webhook",
+            NodeKind::Publish => "publish",
         }
     }
 }
@@ -149,7 +167,9 @@ impl std::str::FromStr for NodeKind {
         NodeKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown node kind {s:?} (known: noop, exec, pod)"))
+            .ok_or_else(|| {
+                format!("unknown node kind {s:?} (known: noop, exec, pod, webhook, publish)")
+            })
     }
 }
 
