@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use baton_schemas::status::{NodeStatus, RunStatus, State};
+use baton_schemas::task::{Ignitor, Task};
 use baton_schemas::wire::{
     Event, ExecJob, Job, JobInputs, Outcome, PodJob, SCHEMA_VERSION, Timestamp,
 };
@@ -39,6 +40,10 @@ impl Default for CoreConfig {
 pub enum Input {
     /// Registers (or replaces) a workflow under its name.
     Register(Workflow),
+    /// Registers (or replaces) a task under its name.
+    RegisterTask(Box<Task>),
+    /// Registers (or replaces) an ignitor under its name; a changed schedule is armed anew.
+    RegisterIgnitor(Box<Ignitor>),
     /// Starts a run of a registered workflow. A run id already known is ignored.
     StartRun {
         /// The new run's id, chosen by the caller.
@@ -63,8 +68,22 @@ pub enum Input {
 pub enum Action {
     /// Publish this job.
     Dispatch(Box<Job>),
-    /// Tell workers to stop what they run for this run.
-    AnnounceCancel(RunId),
+    /// Tell workers to stop what they run for this run (one node of it, when `node` is set).
+    AnnounceCancel {
+        /// The run.
+        run: RunId,
+        /// The node, or every node of the run.
+        node: Option<NodeName>,
+    },
+    /// An ignitor fired (or its fire was skipped, with no run).
+    IgnitorFired {
+        /// The ignitor.
+        ignitor: String,
+        /// The scheduled time of the fire.
+        scheduled: Timestamp,
+        /// The chain it started, if any task listens to it.
+        run: Option<RunId>,
+    },
     /// A run ended.
     RunFinished {
         /// The run.
@@ -206,6 +225,50 @@ pub struct Node {
     pub finished_at: Option<Timestamp>,
     /// The order in which nodes finished, for choosing the initiator of what follows.
     pub finish_order: Option<u32>,
+    /// In a chain: the task this node runs (or whose action it runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// In a chain: what started the node, instead of its needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<StartedBy>,
+}
+
+/// What started a node of a chain: the node, ignitor or run that did, and the data it passes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartedBy {
+    /// `BATON_INITIATOR` / `ORCA_INITIATOR`.
+    pub initiator: String,
+    /// `BATON_DATA` / `ORCA_DATA`.
+    pub data: String,
+}
+
+impl Node {
+    fn new(name: NodeName) -> Node {
+        Node {
+            name,
+            state: NodeState::Pending,
+            attempts: 0,
+            output: None,
+            error: None,
+            started_at: None,
+            finished_at: None,
+            finish_order: None,
+            task: None,
+            started_by: None,
+        }
+    }
+}
+
+/// What a run is of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RunKind {
+    /// A registered workflow: its nodes are known at the start.
+    #[default]
+    Workflow,
+    /// A chain of tasks started by an ignitor: nodes are added as tasks start each other.
+    Chain,
 }
 
 /// One run of a workflow.
@@ -230,7 +293,13 @@ pub struct Run {
     pub created_at: Timestamp,
     /// When it ended.
     pub finished_at: Option<Timestamp>,
+    /// What the run is of.
+    #[serde(default)]
+    pub kind: RunKind,
     finished_count: u32,
+    /// The finish order up to which a chain has started what follows its nodes.
+    #[serde(default)]
+    followed_up_to: u32,
 }
 
 impl Run {
@@ -282,8 +351,25 @@ pub struct Core {
     config: CoreConfig,
     workflows: BTreeMap<WorkflowName, Workflow>,
     runs: BTreeMap<RunId, Run>,
+    tasks: BTreeMap<String, TaskEntry>,
+    ignitors: BTreeMap<String, IgnitorEntry>,
     changed_runs: BTreeSet<RunId>,
     changed_workflows: BTreeSet<WorkflowName>,
+    changed_tasks: BTreeSet<String>,
+    changed_ignitors: BTreeSet<String>,
+}
+
+/// What the store must write after a turn.
+#[derive(Debug, Default)]
+pub struct Changes<'a> {
+    /// Changed runs.
+    pub runs: Vec<&'a Run>,
+    /// Changed workflows.
+    pub workflows: Vec<&'a Workflow>,
+    /// Changed tasks (spec or status).
+    pub tasks: Vec<&'a TaskEntry>,
+    /// Changed ignitors (spec or fire times).
+    pub ignitors: Vec<&'a IgnitorEntry>,
 }
 
 impl Core {
@@ -296,11 +382,25 @@ impl Core {
     }
 
     /// Returns a state holding what a store kept.
-    pub fn restore(config: CoreConfig, workflows: Vec<Workflow>, runs: Vec<Run>) -> Self {
+    pub fn restore(
+        config: CoreConfig,
+        workflows: Vec<Workflow>,
+        runs: Vec<Run>,
+        tasks: Vec<TaskEntry>,
+        ignitors: Vec<IgnitorEntry>,
+    ) -> Self {
         Self {
             config,
             workflows: workflows.into_iter().map(|w| (w.name(), w)).collect(),
             runs: runs.into_iter().map(|r| (r.id.clone(), r)).collect(),
+            tasks: tasks
+                .into_iter()
+                .map(|t| (t.task.metadata.name.clone(), t))
+                .collect(),
+            ignitors: ignitors
+                .into_iter()
+                .map(|i| (i.ignitor.metadata.name.clone(), i))
+                .collect(),
             ..Default::default()
         }
     }
@@ -322,27 +422,38 @@ impl Core {
 
     /// Returns the earliest time at which a `Tick` would change anything.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.runs.values().filter_map(Run::next_deadline).min()
+        let runs = self.runs.values().filter_map(Run::next_deadline);
+        let fires = self.ignitors.values().filter_map(|i| i.next_fire);
+        runs.chain(fires).min()
     }
 
-    /// Returns, and forgets, the runs and workflows changed since the last call: what the
-    /// service must write to its store.
-    pub fn take_changes(&mut self) -> (Vec<&Run>, Vec<&Workflow>) {
+    /// Returns, and forgets, what changed since the last call: what the service must write
+    /// to its store.
+    pub fn take_changes(&mut self) -> Changes<'_> {
         let runs = std::mem::take(&mut self.changed_runs);
         let workflows = std::mem::take(&mut self.changed_workflows);
-        (
-            runs.iter().filter_map(|r| self.runs.get(r)).collect(),
-            workflows
+        let tasks = std::mem::take(&mut self.changed_tasks);
+        let ignitors = std::mem::take(&mut self.changed_ignitors);
+        Changes {
+            runs: runs.iter().filter_map(|r| self.runs.get(r)).collect(),
+            workflows: workflows
                 .iter()
                 .filter_map(|w| self.workflows.get(w))
                 .collect(),
-        )
+            tasks: tasks.iter().filter_map(|t| self.tasks.get(t)).collect(),
+            ignitors: ignitors
+                .iter()
+                .filter_map(|i| self.ignitors.get(i))
+                .collect(),
+        }
     }
 
     /// Applies one input at `now` and returns what must be done.
     pub fn apply(&mut self, input: Input, now: Timestamp) -> Vec<Action> {
         let mut actions = Vec::new();
         match input {
+            Input::RegisterTask(task) => self.register_task(*task),
+            Input::RegisterIgnitor(ignitor) => self.register_ignitor(*ignitor, now, &mut actions),
             Input::Register(workflow) => {
                 let name = workflow.name();
                 if self.workflows.get(&name) != Some(&workflow) {
@@ -368,16 +479,7 @@ impl Core {
                 let nodes = spec
                     .nodes
                     .iter()
-                    .map(|n| Node {
-                        name: n.name.clone(),
-                        state: NodeState::Pending,
-                        attempts: 0,
-                        output: None,
-                        error: None,
-                        started_at: None,
-                        finished_at: None,
-                        finish_order: None,
-                    })
+                    .map(|n| Node::new(n.name.clone()))
                     .collect();
                 self.runs.insert(
                     run.clone(),
@@ -391,7 +493,9 @@ impl Core {
                         nodes,
                         created_at: now,
                         finished_at: None,
+                        kind: RunKind::Workflow,
                         finished_count: 0,
+                        followed_up_to: 0,
                     },
                 );
                 self.advance(&run, now, &mut actions);
@@ -439,7 +543,10 @@ impl Core {
                         n.error = None;
                         finish(r, i, NodeState::Succeeded, finished_at.max(now));
                     }
-                    Outcome::Failed { error } => attempt_failed(r, i, attempt, error, now),
+                    Outcome::Failed { error, output } => {
+                        r.nodes[i].output = output;
+                        attempt_failed(r, i, attempt, error, now);
+                    }
                 }
                 self.advance(&run, now, &mut actions);
             }
@@ -458,10 +565,14 @@ impl Core {
                         finish(r, i, NodeState::Cancelled, now);
                     }
                 }
-                actions.push(Action::AnnounceCancel(run.clone()));
+                actions.push(Action::AnnounceCancel {
+                    run: run.clone(),
+                    node: None,
+                });
                 self.advance(&run, now, &mut actions);
             }
             Input::Tick => {
+                self.fire_due_ignitors(now, &mut actions);
                 let due: Vec<RunId> = self
                     .runs
                     .values()
@@ -507,6 +618,7 @@ impl Core {
     /// node is final. Marks the run changed.
     fn advance(&mut self, run: &RunId, now: Timestamp, actions: &mut Vec<Action>) {
         self.changed_runs.insert(run.clone());
+        self.follow_chain(run, now, actions);
         let r = self
             .runs
             .get_mut(run)
@@ -558,8 +670,12 @@ impl Core {
             }
         }
         if r.phase != RunPhase::Cancelled && r.nodes.iter().all(|n| n.state.is_terminal()) {
+            // Nodes end cancelled outside a run cancel when a task's concurrency policy replaces
+            // them: such a chain ends cancelled.
             r.phase = if r.nodes.iter().any(|n| n.state == NodeState::Failed) {
                 RunPhase::Failed
+            } else if r.nodes.iter().any(|n| n.state == NodeState::Cancelled) {
+                RunPhase::Cancelled
             } else {
                 RunPhase::Succeeded
             };
@@ -592,6 +708,9 @@ enum Readiness {
 
 /// Decides whether pending node `i` can start, must wait, or can never run.
 fn readiness(r: &Run, i: usize) -> Readiness {
+    if r.nodes[i].started_by.is_some() {
+        return Readiness::Ready;
+    }
     let spec = &r.spec.nodes[i];
     let needs = needs_of(r, i);
     let all_final = needs.iter().all(|n| n.state.is_terminal());
@@ -665,6 +784,14 @@ fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
             .unwrap_or_default()
     };
     let inputs = match needs.iter().max_by_key(|n| n.finish_order) {
+        _ if r.nodes[i].started_by.is_some() => {
+            let by = r.nodes[i].started_by.clone().expect("checked");
+            JobInputs {
+                initiator: by.initiator,
+                data: by.data,
+                inputs: None,
+            }
+        }
         None => JobInputs {
             initiator: r.initiator.clone(),
             data: r.data.clone(),
@@ -696,6 +823,8 @@ fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
             container: spec.container.clone(),
             task: spec.name.to_string(),
         }),
+        webhook: spec.webhook.clone(),
+        publish: spec.publish.clone(),
         inputs,
     };
     let n = &mut r.nodes[i];
@@ -704,6 +833,14 @@ fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
     job
 }
 
+#[path = "chains.rs"]
+mod chains;
+pub use chains::{IgnitorEntry, TaskEntry, TaskState, TaskStatus};
+
 #[cfg(test)]
 #[path = "core_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "chains_tests.rs"]
+mod chains_tests;

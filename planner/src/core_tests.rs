@@ -13,8 +13,9 @@ fn workflow_with(spec_extra: &str, nodes: &str) -> Workflow {
     let text = format!(
         "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: wf}}\nspec:\n{spec_extra}  nodes:\n{nodes}"
     );
-    match parse_documents("test.yaml", &text).unwrap().remove(0) {
+    match parse_documents("test.yaml", &text, T0).unwrap().remove(0) {
         Document::Workflow(w) => w,
+        other => panic!("not a workflow: {other:?}"),
     }
 }
 
@@ -56,9 +57,7 @@ fn ok(output: &str) -> Outcome {
 }
 
 fn failed(error: &str) -> Outcome {
-    Outcome::Failed {
-        error: error.into(),
-    }
+    Outcome::failed(error)
 }
 
 fn dispatched(actions: &[Action]) -> Vec<(String, u32)> {
@@ -378,7 +377,10 @@ fn cancel_stops_the_run_and_ignores_late_results() {
     assert_eq!(
         actions,
         [
-            Action::AnnounceCancel(RunId::new("r")),
+            Action::AnnounceCancel {
+                run: RunId::new("r"),
+                node: None
+            },
             Action::RunFinished {
                 run: RunId::new("r"),
                 state: State::Cancelled

@@ -1,5 +1,5 @@
-//! The planner's redb store: workflows, runs, the outbox of messages not yet confirmed
-//! published, and the trigger stream position.
+//! The planner's redb store: workflows, tasks, ignitors, runs, the outbox of messages not yet
+//! confirmed published, and the trigger stream position.
 //!
 //! One write transaction holds a state change together with the messages it causes (the
 //! outbox), so a crash between the commit and the publish loses nothing: at start the
@@ -10,10 +10,13 @@ use std::path::Path;
 use baton_bus::Outgoing;
 use baton_schemas::Workflow;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Serialize;
 
-use crate::core::Run;
+use crate::core::{Changes, IgnitorEntry, Run, TaskEntry};
 
 const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows");
+const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
+const IGNITORS: TableDefinition<&str, &[u8]> = TableDefinition::new("ignitors");
 const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
 const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -22,6 +25,9 @@ const TRIGGERS_SEQ: &str = "triggers-seq";
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Another process holds the store: another planner is active.
+    #[error("another process holds the store")]
+    Held,
     /// redb failed.
     #[error("redb")]
     Redb(#[from] redb::Error),
@@ -43,6 +49,10 @@ pub enum StoreError {
 pub struct Loaded {
     /// Registered workflows.
     pub workflows: Vec<Workflow>,
+    /// Registered tasks and their status.
+    pub tasks: Vec<TaskEntry>,
+    /// Registered ignitors and their fires.
+    pub ignitors: Vec<IgnitorEntry>,
     /// Every run.
     pub runs: Vec<Run>,
     /// Messages committed but maybe not published.
@@ -54,10 +64,8 @@ pub struct Loaded {
 /// One durable change: state written, messages to publish, the trigger position.
 #[derive(Debug, Default)]
 pub struct Change<'a> {
-    /// Runs to write.
-    pub runs: Vec<&'a Run>,
-    /// Workflows to write.
-    pub workflows: Vec<&'a Workflow>,
+    /// What the core changed.
+    pub state: Changes<'a>,
     /// Messages to add to the outbox.
     pub outbox: Vec<Outgoing>,
     /// A new trigger stream position.
@@ -70,12 +78,28 @@ pub struct Store {
     db: Database,
 }
 
+fn put<T: Serialize>(
+    txn: &redb::WriteTransaction,
+    table: TableDefinition<&str, &[u8]>,
+    items: impl IntoIterator<Item = (String, T)>,
+) -> Result<(), redb::Error> {
+    let mut table = txn.open_table(table)?;
+    for (key, item) in items {
+        let json = serde_json::to_vec(&item).expect("stored records serialize");
+        table.insert(key.as_str(), json.as_slice())?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::create(path).map_err(redb::Error::from)?;
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Held,
+            other => StoreError::Redb(other.into()),
+        })?;
         let txn = db.begin_write().map_err(redb::Error::from)?;
-        for table in [WORKFLOWS, RUNS, OUTBOX] {
+        for table in [WORKFLOWS, TASKS, IGNITORS, RUNS, OUTBOX] {
             txn.open_table(table).map_err(redb::Error::from)?;
         }
         txn.open_table(META).map_err(redb::Error::from)?;
@@ -93,6 +117,8 @@ impl Store {
             .map(|v| v.value());
         Ok(Loaded {
             workflows: read_all(&txn, WORKFLOWS, "workflows")?,
+            tasks: read_all(&txn, TASKS, "tasks")?,
+            ignitors: read_all(&txn, IGNITORS, "ignitors")?,
             runs: read_all(&txn, RUNS, "runs")?,
             outbox: read_all(&txn, OUTBOX, "outbox")?,
             triggers_seq: triggers_seq.unwrap_or(0),
@@ -102,31 +128,37 @@ impl Store {
     /// Writes one change durably: when this returns, it survives a crash.
     pub fn commit(&self, change: &Change<'_>) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(redb::Error::from)?;
-        {
-            let mut runs = txn.open_table(RUNS).map_err(redb::Error::from)?;
-            for run in &change.runs {
-                let json = serde_json::to_vec(run).expect("runs serialize");
-                runs.insert(run.id.as_str(), json.as_slice())
-                    .map_err(redb::Error::from)?;
-            }
-            let mut workflows = txn.open_table(WORKFLOWS).map_err(redb::Error::from)?;
-            for wf in &change.workflows {
-                let json = serde_json::to_vec(wf).expect("workflows serialize");
-                workflows
-                    .insert(wf.metadata.name.as_str(), json.as_slice())
-                    .map_err(redb::Error::from)?;
-            }
-            let mut outbox = txn.open_table(OUTBOX).map_err(redb::Error::from)?;
-            for message in &change.outbox {
-                let json = serde_json::to_vec(message).expect("messages serialize");
-                outbox
-                    .insert(message.msg_id.as_str(), json.as_slice())
-                    .map_err(redb::Error::from)?;
-            }
-            if let Some(seq) = change.triggers_seq {
-                let mut meta = txn.open_table(META).map_err(redb::Error::from)?;
-                meta.insert(TRIGGERS_SEQ, seq).map_err(redb::Error::from)?;
-            }
+        let state = &change.state;
+        put(&txn, RUNS, state.runs.iter().map(|r| (r.id.to_string(), r)))?;
+        put(
+            &txn,
+            WORKFLOWS,
+            state.workflows.iter().map(|w| (w.metadata.name.clone(), w)),
+        )?;
+        put(
+            &txn,
+            TASKS,
+            state
+                .tasks
+                .iter()
+                .map(|t| (t.task.metadata.name.clone(), t)),
+        )?;
+        put(
+            &txn,
+            IGNITORS,
+            state
+                .ignitors
+                .iter()
+                .map(|i| (i.ignitor.metadata.name.clone(), i)),
+        )?;
+        put(
+            &txn,
+            OUTBOX,
+            change.outbox.iter().map(|m| (m.msg_id.clone(), m)),
+        )?;
+        if let Some(seq) = change.triggers_seq {
+            let mut meta = txn.open_table(META).map_err(redb::Error::from)?;
+            meta.insert(TRIGGERS_SEQ, seq).map_err(redb::Error::from)?;
         }
         txn.commit().map_err(redb::Error::from)?;
         Ok(())
@@ -182,10 +214,16 @@ mod tests {
     fn a_change_survives_reopening_and_the_outbox_clears() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("planner.redb");
-        let text = "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: wf}\nspec: {nodes: [{name: a, kind: noop}]}\n";
-        let Document::Workflow(wf) = parse_documents("t", text).unwrap().remove(0);
+        let text = "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: wf}\nspec: {nodes: [{name: a, kind: noop}]}\n---\napiVersion: sirocco.cloud/v1alpha1\nkind: Task\nmetadata: {name: t}\nspec: {startOnIgnition: [i], template: {spec: {containers: [{name: c, image: busybox}]}}}\n---\napiVersion: sirocco.cloud/v1alpha1\nkind: Ignitor\nmetadata: {name: i}\nspec: {scheduled: '@hourly'}\n";
         let mut core = Core::new(CoreConfig::default());
-        core.apply(Input::Register(wf), Timestamp(1));
+        for doc in parse_documents("t", text, Timestamp(1)).unwrap() {
+            let input = match doc {
+                Document::Workflow(w) => Input::Register(w),
+                Document::Task(t) => Input::RegisterTask(t),
+                Document::Ignitor(i) => Input::RegisterIgnitor(i),
+            };
+            core.apply(input, Timestamp(1));
+        }
         core.apply(
             Input::StartRun {
                 run: RunId::new("r1"),
@@ -203,19 +241,18 @@ mod tests {
         };
         {
             let store = Store::open(&path).unwrap();
-            let (runs, workflows) = core.take_changes();
-            store
-                .commit(&Change {
-                    runs,
-                    workflows,
-                    outbox: vec![message.clone()],
-                    triggers_seq: Some(7),
-                })
-                .unwrap();
+            let change = Change {
+                state: core.take_changes(),
+                outbox: vec![message.clone()],
+                triggers_seq: Some(7),
+            };
+            store.commit(&change).unwrap();
         }
         let store = Store::open(&path).unwrap();
         let loaded = store.load().unwrap();
         assert_eq!(loaded.workflows.len(), 1);
+        assert_eq!((loaded.tasks.len(), loaded.ignitors.len()), (1, 1));
+        assert_eq!(loaded.ignitors[0].next_fire, Some(Timestamp(3_600_000)));
         assert_eq!(
             loaded.runs,
             vec![core.run(&RunId::new("r1")).unwrap().clone()]

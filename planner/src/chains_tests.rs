@@ -1,0 +1,416 @@
+//! Unit tests of tasks, ignitors and chains in the decision core, on an injected clock.
+
+use super::*;
+use baton_schemas::{Document, parse_documents};
+
+fn at(text: &str) -> Timestamp {
+    let t = humantime::parse_rfc3339(text).unwrap();
+    Timestamp(t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64)
+}
+
+const T0: &str = "2026-11-21T10:03:00Z";
+
+fn apply_docs(core: &mut Core, text: &str, now: Timestamp) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for doc in parse_documents("test.yaml", text, now).unwrap() {
+        let input = match doc {
+            Document::Workflow(w) => Input::Register(w),
+            Document::Task(t) => Input::RegisterTask(t),
+            Document::Ignitor(i) => Input::RegisterIgnitor(i),
+        };
+        actions.extend(core.apply(input, now));
+    }
+    actions
+}
+
+fn task(name: &str, extra: &str) -> String {
+    format!(
+        "---\napiVersion: sirocco.cloud/v1alpha1\nkind: Task\nmetadata: {{name: {name}}}\nspec:\n{extra}  template: {{spec: {{containers: [{{name: main, image: busybox}}]}}}}\n"
+    )
+}
+
+fn ignitor(name: &str, scheduled: &str, extra: &str) -> String {
+    format!(
+        "---\napiVersion: sirocco.cloud/v1alpha1\nkind: Ignitor\nmetadata: {{name: {name}}}\nspec:\n  scheduled: \"{scheduled}\"\n{extra}"
+    )
+}
+
+fn jobs(actions: &[Action]) -> Vec<&Job> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Dispatch(job) => Some(job.as_ref()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn fired(actions: &[Action]) -> Vec<(String, Timestamp, Option<RunId>)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::IgnitorFired {
+                ignitor,
+                scheduled,
+                run,
+            } => Some((ignitor.clone(), *scheduled, run.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn done(job: &Job, outcome: Outcome) -> Input {
+    Input::Bus(Event::NodeFinished {
+        run: job.run.clone(),
+        node: job.node.clone(),
+        attempt: job.attempt,
+        started_at: Timestamp(0),
+        finished_at: Timestamp(0),
+        outcome,
+    })
+}
+
+fn ok(output: &str) -> Outcome {
+    Outcome::Succeeded {
+        output: output.into(),
+    }
+}
+
+fn status<'a>(core: &'a Core, name: &str) -> (&'a TaskStatus, TaskState) {
+    core.tasks()
+        .find(|(t, _)| t.task.metadata.name == name)
+        .map(|(t, s)| (&t.status, s))
+        .unwrap()
+}
+
+#[test]
+fn an_ignitor_starts_task1_and_task1_passes_its_message_to_task2() {
+    let mut core = Core::new(CoreConfig::default());
+    let now = at(T0);
+    let docs = [
+        task("task1", "  startOnIgnition: [ignitor1]\n"),
+        task("task2", "  startOnSuccess: [task1]\n"),
+        ignitor("ignitor1", "NOW", "  data: from-the-ignitor\n"),
+    ]
+    .concat();
+    assert!(
+        apply_docs(&mut core, &docs, now).is_empty(),
+        "registering fires nothing by itself"
+    );
+    assert_eq!(core.next_deadline(), Some(now));
+    let actions = core.apply(Input::Tick, now);
+    let fires = fired(&actions);
+    assert_eq!(fires.len(), 1);
+    let run = fires[0].2.clone().unwrap();
+    assert_eq!(run, chains::fire_run_id("ignitor1", now));
+    let first = jobs(&actions);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].node.as_str(), "task1");
+    assert_eq!(
+        (
+            first[0].inputs.initiator.as_str(),
+            first[0].inputs.data.as_str()
+        ),
+        ("ignitor1", "from-the-ignitor")
+    );
+    assert_eq!(first[0].pod.as_ref().unwrap().task, "task1");
+    assert_eq!(status(&core, "task1").1, TaskState::Running);
+
+    let actions = core.apply(done(first[0], ok("hello")), now);
+    let second = jobs(&actions);
+    assert_eq!(second.len(), 1);
+    assert_eq!(
+        (
+            second[0].inputs.initiator.as_str(),
+            second[0].inputs.data.as_str()
+        ),
+        ("task1", "hello")
+    );
+    let actions = core.apply(done(second[0], ok("")), now);
+    assert!(actions.contains(&Action::RunFinished {
+        run: run.clone(),
+        state: State::Succeeded
+    }));
+    let (task1, state) = status(&core, "task1");
+    assert_eq!(
+        (task1.last_success, task1.failures_count, state),
+        (Some(now), 0, TaskState::Pending)
+    );
+    assert_eq!(core.run(&run).unwrap().status().workflow, "ignitor1");
+
+    // A one-shot fires once: not again on later ticks, not when re-applied unchanged.
+    assert!(
+        core.apply(Input::Tick, now.after(std::time::Duration::from_secs(60)))
+            .is_empty()
+    );
+    apply_docs(
+        &mut core,
+        &ignitor("ignitor1", "NOW", "  data: from-the-ignitor\n"),
+        now,
+    );
+    assert!(core.apply(Input::Tick, now).is_empty());
+    // A changed ignitor is armed anew.
+    apply_docs(
+        &mut core,
+        &ignitor("ignitor1", "NOW", "  data: again\n"),
+        now.after(std::time::Duration::from_secs(1)),
+    );
+    let actions = core.apply(Input::Tick, now.after(std::time::Duration::from_secs(1)));
+    assert_eq!(jobs(&actions)[0].inputs.data, "again");
+}
+
+#[test]
+fn failures_take_the_failure_path_and_are_counted() {
+    let mut core = Core::new(CoreConfig::default());
+    let now = at(T0);
+    let docs = [
+        task("work", "  startOnIgnition: [go]\n"),
+        task("cleanup", "  startOnFailure: [work]\n"),
+        task("report", "  startOnSuccess: [work]\n"),
+        ignitor("go", "NOW", ""),
+    ]
+    .concat();
+    apply_docs(&mut core, &docs, now);
+    let actions = core.apply(Input::Tick, now);
+    let work = jobs(&actions)[0].clone();
+    let failed = Outcome::Failed {
+        error: "container main exited with code 2".into(),
+        output: Some("partial".into()),
+    };
+    let actions = core.apply(done(&work, failed), now);
+    let next = jobs(&actions);
+    assert_eq!(
+        next.iter().map(|j| j.node.as_str()).collect::<Vec<_>>(),
+        ["cleanup"]
+    );
+    assert_eq!(
+        next[0].inputs.data, "partial",
+        "a failed pod's termination message is passed on"
+    );
+    let (s, _) = status(&core, "work");
+    assert_eq!((s.last_failure, s.failures_count), (Some(now), 1));
+}
+
+#[test]
+fn a_self_retry_loop_stops_at_the_chain_limit() {
+    let mut core = Core::new(CoreConfig::default());
+    let now = at(T0);
+    let docs = [
+        task(
+            "flaky",
+            "  startOnIgnition: [go]\n  startOnFailure: [flaky]\n  chainLimit: 3\n",
+        ),
+        ignitor("go", "NOW", ""),
+    ]
+    .concat();
+    apply_docs(&mut core, &docs, now);
+    let mut actions = core.apply(Input::Tick, now);
+    let run = fired(&actions)[0].2.clone().unwrap();
+    let mut names = Vec::new();
+    while let Some(job) = jobs(&actions).first().map(|j| (*j).clone()) {
+        names.push(job.node.to_string());
+        actions = core.apply(done(&job, Outcome::failed("exit code 1")), now);
+    }
+    assert_eq!(names, ["flaky", "flaky-2", "flaky-3"]);
+    assert!(actions.contains(&Action::RunFinished {
+        run: run.clone(),
+        state: State::Failed
+    }));
+    let last = core.run(&run).unwrap().status().nodes.pop().unwrap();
+    assert_eq!(last.state, State::Skipped);
+    assert!(last.error.unwrap().contains("the chain limit"));
+    assert_eq!(status(&core, "flaky").0.failures_count, 3);
+}
+
+#[test]
+fn cron_fires_on_the_injected_clock_and_catches_up_once_after_downtime() {
+    let mut core = Core::new(CoreConfig::default());
+    let docs = [
+        task("t", "  startOnIgnition: [every10]\n"),
+        ignitor("every10", "*/10 * * * *", "  startingDeadline: 5m\n"),
+    ]
+    .concat();
+    apply_docs(&mut core, &docs, at(T0));
+    assert_eq!(core.next_deadline(), Some(at("2026-11-21T10:10:00Z")));
+    assert!(
+        core.apply(Input::Tick, at("2026-11-21T10:09:59Z"))
+            .is_empty()
+    );
+    let actions = core.apply(Input::Tick, at("2026-11-21T10:10:00Z"));
+    assert_eq!(fired(&actions)[0].1, at("2026-11-21T10:10:00Z"));
+    assert_eq!(core.next_deadline(), Some(at("2026-11-21T10:20:00Z")));
+    // Down from 10:10 to 10:52: the fires of 10:20 ... 10:50 were missed; one fire, for 10:50.
+    let actions = core.apply(Input::Tick, at("2026-11-21T10:52:00Z"));
+    assert_eq!(
+        fired(&actions).iter().map(|f| f.1).collect::<Vec<_>>(),
+        [at("2026-11-21T10:50:00Z")]
+    );
+    assert!(fired(&actions)[0].2.is_some());
+    let ig = core.ignitors().next().unwrap();
+    assert_eq!(
+        (ig.last_fire, ig.next_fire),
+        (
+            Some(at("2026-11-21T10:50:00Z")),
+            Some(at("2026-11-21T11:00:00Z"))
+        )
+    );
+    // Down past the starting deadline: the missed fire is skipped, the schedule goes on.
+    let actions = core.apply(Input::Tick, at("2026-11-21T11:17:00Z"));
+    assert_eq!(
+        fired(&actions),
+        [("every10".to_owned(), at("2026-11-21T11:10:00Z"), None)]
+    );
+    assert_eq!(
+        core.ignitors().next().unwrap().next_fire,
+        Some(at("2026-11-21T11:20:00Z"))
+    );
+}
+
+#[test]
+fn a_fire_restored_from_the_store_does_not_fire_twice() {
+    let now = at(T0);
+    let mut core = Core::new(CoreConfig::default());
+    apply_docs(
+        &mut core,
+        &[
+            task("t", "  startOnIgnition: [once]\n"),
+            ignitor("once", "NOW", ""),
+        ]
+        .concat(),
+        now,
+    );
+    let fire = core.apply(Input::Tick, now);
+    assert_eq!(fired(&fire).len(), 1);
+    // What the store kept after the turn that fired: the run and the ignitor's fire.
+    let changes = core.take_changes();
+    assert!(
+        changes
+            .ignitors
+            .iter()
+            .any(|i| i.last_fire == Some(now) && i.next_fire.is_none())
+    );
+    let restored = Core::restore(
+        CoreConfig::default(),
+        vec![],
+        core.runs().cloned().collect(),
+        core.tasks().map(|(t, _)| t.clone()).collect(),
+        core.ignitors().cloned().collect(),
+    );
+    let mut restored = restored;
+    assert!(
+        fired(&restored.apply(Input::Tick, now.after(std::time::Duration::from_secs(5))))
+            .is_empty()
+    );
+}
+
+#[test]
+fn concurrency_policies_forbid_or_replace_a_running_task() {
+    let now = at(T0);
+    for (policy, expect_skip) in [("Forbid", true), ("Replace", false)] {
+        let mut core = Core::new(CoreConfig::default());
+        let docs = [
+            task(
+                "busy",
+                &format!("  startOnIgnition: [a, b]\n  concurrencyPolicy: {policy}\n"),
+            ),
+            ignitor("a", "NOW", ""),
+        ]
+        .concat();
+        apply_docs(&mut core, &docs, now);
+        let first = core.apply(Input::Tick, now);
+        let first_run = fired(&first)[0].2.clone().unwrap();
+        apply_docs(&mut core, &ignitor("b", "NOW", ""), now);
+        let second = core.apply(Input::Tick, now);
+        let second_run = fired(&second)[0].2.clone().unwrap();
+        let started = core.run(&second_run).unwrap().status().nodes;
+        if expect_skip {
+            assert_eq!(started[0].state, State::Skipped);
+            assert!(
+                started[0]
+                    .error
+                    .as_deref()
+                    .unwrap()
+                    .contains("concurrencyPolicy is Forbid")
+            );
+            assert!(jobs(&second).is_empty());
+        } else {
+            assert_eq!(jobs(&second).len(), 1);
+            assert!(second.contains(&Action::AnnounceCancel {
+                run: first_run.clone(),
+                node: Some(NodeName::new("busy"))
+            }));
+            let old = core.run(&first_run).unwrap().status();
+            assert_eq!(
+                (old.state, old.nodes[0].state),
+                (State::Cancelled, State::Cancelled)
+            );
+        }
+    }
+}
+
+#[test]
+fn start_on_all_waits_for_every_listed_task() {
+    let now = at(T0);
+    let mut core = Core::new(CoreConfig::default());
+    let docs = [
+        task("build", "  startOnIgnition: [go]\n"),
+        task("scan", "  startOnIgnition: [go]\n"),
+        task(
+            "deploy",
+            "  startOnAll: [{task: build, on: success}, {task: scan, on: success}]\n",
+        ),
+        ignitor("go", "NOW", ""),
+    ]
+    .concat();
+    apply_docs(&mut core, &docs, now);
+    let actions = core.apply(Input::Tick, now);
+    let started: Vec<Job> = jobs(&actions).into_iter().cloned().collect();
+    assert_eq!(
+        started.iter().map(|j| j.node.as_str()).collect::<Vec<_>>(),
+        ["build", "scan"]
+    );
+    assert!(jobs(&core.apply(done(&started[0], ok("image")), now)).is_empty());
+    let actions = core.apply(done(&started[1], ok("clean")), now);
+    let deploy = jobs(&actions);
+    assert_eq!(deploy.len(), 1);
+    assert_eq!(
+        (deploy[0].node.as_str(), deploy[0].inputs.initiator.as_str()),
+        ("deploy", "scan")
+    );
+}
+
+#[test]
+fn typed_actions_run_as_nodes_with_orcas_message() {
+    let now = at(T0);
+    let mut core = Core::new(CoreConfig::default());
+    let docs = [
+        task("t", "  startOnIgnition: [go]\n  failureActions: [{webhook: {url: \"http://127.0.0.1:9/alert\"}}, {publish: {subject: alerts.t}}]\n"),
+        ignitor("go", "NOW", ""),
+    ]
+    .concat();
+    apply_docs(&mut core, &docs, now);
+    let t = jobs(&core.apply(Input::Tick, now))[0].clone();
+    let actions = core.apply(done(&t, Outcome::failed("exit code 1")), now);
+    let hooks = jobs(&actions);
+    assert_eq!(
+        hooks
+            .iter()
+            .map(|j| (j.node.as_str(), j.kind))
+            .collect::<Vec<_>>(),
+        [
+            ("t-on-failure-1", NodeKind::Webhook),
+            ("t-on-failure-2", NodeKind::Publish)
+        ]
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(hooks[0].webhook.as_ref().unwrap().body.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        (
+            body["id"].as_str(),
+            body["message"].as_str(),
+            body["data"].as_str()
+        ),
+        (Some("t"), Some("FAILURE"), Some("exit code 1"))
+    );
+    assert_eq!(hooks[1].publish.as_ref().unwrap().subject, "alerts.t");
+}
