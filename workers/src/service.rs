@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use baton_bus::{Bus, Inbound, Poison};
 use baton_schemas::wire::{Event, EventEnvelope, Job, Outcome, SCHEMA_VERSION, Timestamp};
-use baton_schemas::{NodeKind, RunId};
+use baton_schemas::{NodeKind, NodeName, RunId};
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -47,25 +47,34 @@ impl Default for WorkerConfig {
 
 /// Jobs in flight by message id, so a cancel notice can stop those of its run.
 #[derive(Clone, Default)]
-struct InFlight(Arc<Mutex<HashMap<String, (RunId, CancellationToken)>>>);
+struct InFlight(Arc<Mutex<HashMap<String, InFlightJob>>>);
+
+/// A job in flight: its run, its node, and the token that stops it.
+type InFlightJob = (RunId, NodeName, CancellationToken);
 
 impl InFlight {
-    fn insert(&self, id: String, run: RunId, stop: CancellationToken) {
+    fn insert(&self, job: &Job, stop: CancellationToken) {
+        let entry = (job.run.clone(), job.node.clone(), stop);
         self.0
             .lock()
             .expect("in-flight lock")
-            .insert(id, (run, stop));
+            .insert(job.msg_id(), entry);
     }
 
     fn remove(&self, id: &str) {
         self.0.lock().expect("in-flight lock").remove(id);
     }
 
-    fn cancel_run(&self, run: &str) -> usize {
+    /// Stops the jobs a cancel notice names: `<run>` (all its jobs) or `<run>/<node>`.
+    fn cancel(&self, notice: &str) -> usize {
+        let (run, node) = match notice.split_once('/') {
+            Some((run, node)) => (run, Some(node)),
+            None => (notice, None),
+        };
         let jobs = self.0.lock().expect("in-flight lock");
         let mut n = 0;
-        for (job_run, stop) in jobs.values() {
-            if job_run.as_str() == run {
+        for (job_run, job_node, stop) in jobs.values() {
+            if job_run.as_str() == run && node.is_none_or(|node| job_node.as_str() == node) {
                 stop.cancel();
                 n += 1;
             }
@@ -85,7 +94,14 @@ pub async fn run(
     let hand_back = CancellationToken::new();
     let in_flight = InFlight::default();
     let progress_every = bus.config().job_ack_wait / 3;
-    let mut executors = Executors::default();
+    // Webhooks use rustls with ring, the one crypto provider the workspace builds (a no-op
+    // when the binary installed it already).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut executors = Executors {
+        bus: bus.clone(),
+        http: reqwest::Client::builder().build()?,
+        pod: None,
+    };
     if config.kinds.contains(&NodeKind::Pod) {
         let client = kube::Client::try_default().await.map_err(|e| {
             anyhow::anyhow!(
@@ -111,7 +127,7 @@ pub async fn run(
                     notice = cancels.next() => match notice {
                         Some(notice) => {
                             let run = String::from_utf8_lossy(&notice.payload).into_owned();
-                            let stopped = in_flight.cancel_run(&run);
+                            let stopped = in_flight.cancel(&run);
                             info!(%run, stopped, "run cancelled");
                         }
                         None => return,
@@ -277,8 +293,7 @@ async fn handle(kind: NodeKind, message: Inbound, ctx: &JobContext) {
         }
     }
     let stop = ctx.hand_back.child_token();
-    ctx.in_flight
-        .insert(job.msg_id(), job.run.clone(), stop.clone());
+    ctx.in_flight.insert(&job, stop.clone());
     let effect = run_with_progress(&job, &message, &stop, ctx).await;
     ctx.in_flight.remove(&job.msg_id());
     let outcome = match effect {
@@ -288,9 +303,7 @@ async fn handle(kind: NodeKind, message: Inbound, ctx: &JobContext) {
             message.nak(None).await.ok();
             return;
         }
-        Effect::Stopped => Outcome::Failed {
-            error: "cancelled".to_owned(),
-        },
+        Effect::Stopped => Outcome::failed("cancelled".to_owned()),
     };
     finish(&job, started_at, outcome, &message, ctx).await;
 }
@@ -362,9 +375,7 @@ async fn set_aside(message: &Inbound, poison: Poison, ctx: &JobContext) {
                 attempt,
                 started_at: Timestamp::now(),
                 finished_at: Timestamp::now(),
-                outcome: Outcome::Failed {
-                    error: format!("job set aside: {}", poison.reason),
-                },
+                outcome: Outcome::failed(format!("job set aside: {}", poison.reason)),
             };
             if let Err(e) = ctx
                 .bus

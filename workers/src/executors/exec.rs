@@ -189,9 +189,7 @@ fn kill_group(pid: Option<u32>) {
 }
 
 fn failed(error: &str) -> Outcome {
-    Outcome::Failed {
-        error: error.to_owned(),
-    }
+    Outcome::failed(error.to_owned())
 }
 
 #[cfg(test)]
@@ -215,6 +213,8 @@ mod tests {
                 working_dir: None,
             }),
             pod: None,
+            webhook: None,
+            publish: None,
             inputs: JobInputs {
                 initiator: "up".into(),
                 data: "d1".into(),
@@ -247,7 +247,7 @@ mod tests {
 
     #[tokio::test]
     async fn non_zero_exit_fails_with_the_last_lines() {
-        let Outcome::Failed { error } = outcome("echo one; echo two >&2; exit 3", None).await
+        let Outcome::Failed { error, .. } = outcome("echo one; echo two >&2; exit 3", None).await
         else {
             panic!()
         };
@@ -258,7 +258,8 @@ mod tests {
     #[tokio::test]
     async fn timeout_kills_the_whole_group() {
         let started = std::time::Instant::now();
-        let Outcome::Failed { error } = outcome("sleep 30 & sleep 30; echo never", Some(300)).await
+        let Outcome::Failed { error, .. } =
+            outcome("sleep 30 & sleep 30; echo never", Some(300)).await
         else {
             panic!()
         };
@@ -271,7 +272,7 @@ mod tests {
 
     #[tokio::test]
     async fn output_above_the_cap_fails() {
-        let Outcome::Failed { error } =
+        let Outcome::Failed { error, .. } =
             outcome("head -c 4097 /dev/zero > \"$BATON_OUTPUT\"", None).await
         else {
             panic!()
@@ -292,7 +293,7 @@ mod tests {
     async fn missing_program_fails_clearly() {
         let mut j = job("", None);
         j.exec.as_mut().unwrap().command = vec!["/no/such/program".into()];
-        let Effect::Done(Outcome::Failed { error }) = run(&j, &CancellationToken::new()).await
+        let Effect::Done(Outcome::Failed { error, .. }) = run(&j, &CancellationToken::new()).await
         else {
             panic!()
         };

@@ -1,6 +1,7 @@
 //! Executors: one per job kind. Each turns a job into an outcome, and stops early when its
 //! stop token fires (a run cancel, or a shutdown past its deadline).
 
+pub mod action;
 pub mod exec;
 pub mod pod;
 
@@ -22,8 +23,12 @@ pub enum Effect {
 /// Idempotence: `noop` has no effect; `exec` runs a local process, and a job redelivered after
 /// its worker died runs that process again (a local process cannot be adopted), so `exec`
 /// commands should be safe to repeat; `pod` adopts the pod an earlier delivery created.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Executors {
+    /// The bus, for `publish` actions.
+    pub bus: baton_bus::Bus,
+    /// The HTTP client for `webhook` actions.
+    pub http: reqwest::Client,
     /// The pod executor, when the worker takes pod jobs.
     pub pod: Option<pod::PodExecutor>,
 }
@@ -43,11 +48,13 @@ impl Executors {
                 output: String::new(),
             }),
             NodeKind::Exec => exec::run(job, stop).await,
+            NodeKind::Webhook => Effect::Done(action::webhook(&self.http, job).await),
+            NodeKind::Publish => Effect::Done(action::publish(&self.bus, job).await),
             NodeKind::Pod => match &self.pod {
                 Some(pod) => pod.run(job, stop, handing_back).await,
-                None => Effect::Done(Outcome::Failed {
-                    error: "this worker has no Kubernetes client for pod jobs".to_owned(),
-                }),
+                None => Effect::Done(Outcome::failed(
+                    "this worker has no Kubernetes client for pod jobs".to_owned(),
+                )),
             },
         }
     }

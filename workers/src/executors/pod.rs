@@ -123,7 +123,13 @@ impl PodExecutor {
             Ended::Succeeded(pod) => Effect::Done(Outcome::Succeeded {
                 output: output(&pod, spec.container.as_deref()),
             }),
-            Ended::Failed(pod) => Effect::Done(failed(self.explain(&pods, &pod).await)),
+            Ended::Failed(pod) => {
+                let message = output(&pod, spec.container.as_deref());
+                Effect::Done(Outcome::Failed {
+                    error: self.explain(&pods, &pod).await,
+                    output: (!message.is_empty()).then_some(message),
+                })
+            }
             Ended::Gone(reason) => Effect::Done(failed(format!("pod {namespace}/{name} {reason}"))),
         }
     }
@@ -456,5 +462,5 @@ fn label_value(value: &str) -> String {
 }
 
 fn failed(error: String) -> Outcome {
-    Outcome::Failed { error }
+    Outcome::failed(error)
 }
