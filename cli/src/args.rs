@@ -49,6 +49,10 @@ enum Command {
     Runs(RunsArgs),
     /// Cancels a run.
     Cancel(CancelArgs),
+    /// Lists tasks: state, last success and failure, consecutive failures.
+    Tasks(ListArgs),
+    /// Lists ignitors: schedule, last and next fire.
+    Ignitors(ListArgs),
     /// Starts a run of a registered workflow through the bus, as a trigger message would.
     Trigger(TriggerArgs),
 }
@@ -128,7 +132,7 @@ pub(crate) struct UpArgs {
         long,
         env = "BATON_KINDS",
         value_delimiter = ',',
-        default_value = "noop,exec"
+        default_value = "noop,exec,webhook,publish"
     )]
     pub kinds: Vec<NodeKind>,
     #[command(flatten)]
@@ -160,7 +164,7 @@ pub(crate) struct WorkerArgs {
         long,
         env = "BATON_KINDS",
         value_delimiter = ',',
-        default_value = "noop,exec"
+        default_value = "noop,exec,webhook,publish"
     )]
     pub kinds: Vec<NodeKind>,
     #[command(flatten)]
@@ -234,6 +238,15 @@ pub(crate) struct RunsArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct CancelArgs {
     /// The run id.
     pub run: String,
@@ -267,6 +280,8 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Status(args) => client::status(args).await,
         Command::Runs(args) => client::runs(args).await,
         Command::Cancel(args) => client::cancel(args).await,
+        Command::Tasks(args) => client::list(args, "tasks").await,
+        Command::Ignitors(args) => client::list(args, "ignitors").await,
         Command::Trigger(args) => client::trigger(args).await,
     }
 }

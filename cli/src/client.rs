@@ -6,17 +6,18 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use baton_planner::api::{ApplyRequest, ApplyResponse, ErrorResponse, RunResponse};
 use baton_schemas::status::RunStatus;
+use baton_schemas::wire::Timestamp;
 use baton_schemas::{Document, parse_documents};
 use serde::de::DeserializeOwned;
 
-use crate::args::{ApplyArgs, CancelArgs, Format, RunsArgs, StatusArgs, TriggerArgs};
+use crate::args::{ApplyArgs, CancelArgs, Format, ListArgs, RunsArgs, StatusArgs, TriggerArgs};
 use crate::{Failure, output};
 
 /// Reads and validates a file. Every failure here is the user's input: exit code 2.
 pub(crate) fn read_documents(path: &Path) -> Result<Vec<Document>, Failure> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::usage(anyhow!("{}: cannot read: {e}", path.display())))?;
-    parse_documents(&path.display().to_string(), &text).map_err(Failure::usage)
+    parse_documents(&path.display().to_string(), &text, Timestamp::now()).map_err(Failure::usage)
 }
 
 struct Api {
@@ -84,16 +85,21 @@ pub(crate) async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
     let api = Api::new(&args.server.server);
     let mut runs = Vec::new();
     for doc in docs {
-        let Document::Workflow(workflow) = doc;
+        let document = match &doc {
+            Document::Workflow(w) => serde_json::to_value(w),
+            Document::Task(t) => serde_json::to_value(t),
+            Document::Ignitor(i) => serde_json::to_value(i),
+        }
+        .context("encoding the document")?;
         let request = ApplyRequest {
-            workflow: serde_json::to_value(&workflow).context("encoding the workflow")?,
+            document,
             run: !args.no_run,
             data: args.data.clone(),
         };
         let applied: ApplyResponse = api
             .send(
                 api.http
-                    .post(format!("{}/v1/workflows", api.base))
+                    .post(format!("{}/v1/apply", api.base))
                     .json(&request),
             )
             .await?;
@@ -102,7 +108,7 @@ pub(crate) async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
                 println!("{}", serde_json::to_string(&applied).context("json")?)
             }
             (Format::Text, Some(run)) => println!("{run}"),
-            (Format::Text, None) => println!("workflow {} registered", applied.workflow),
+            (Format::Text, None) => println!("{} applied", applied.applied),
             _ => {}
         }
         runs.extend(applied.run);
@@ -156,5 +162,15 @@ pub(crate) async fn trigger(args: TriggerArgs) -> Result<u8, Failure> {
         )
         .await?;
     println!("{}", started.run);
+    Ok(0)
+}
+
+/// Lists tasks (`what` = `tasks`) or ignitors (`ignitors`) with their status.
+pub(crate) async fn list(args: ListArgs, what: &str) -> Result<u8, Failure> {
+    let api = Api::new(&args.server.server);
+    let items: Vec<serde_json::Value> = api
+        .send(api.http.get(format!("{}/v1/{what}", api.base)))
+        .await?;
+    output::print_objects(what, &items, args.output)?;
     Ok(0)
 }

@@ -45,6 +45,9 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli);
+    // One crypto provider for every TLS client in the process (kube, webhooks, the CLI's own
+    // HTTP client): ring, the one the workspace builds.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -57,6 +57,57 @@ pub(crate) fn print_runs(runs: &[RunStatus], format: Format) -> anyhow::Result<(
     Ok(())
 }
 
+/// Prints tasks or ignitors: a table of their fields, or JSON.
+pub(crate) fn print_objects(
+    what: &str,
+    items: &[serde_json::Value],
+    format: Format,
+) -> anyhow::Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string(items)?);
+        return Ok(());
+    }
+    let cell = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if what == "tasks" {
+        let fields = [
+            "name",
+            "state",
+            "lastSuccess",
+            "lastFailure",
+            "failuresCount",
+            "ignitors",
+            "onSuccessTask",
+            "onFailureTask",
+        ];
+        let rows: Vec<[String; 8]> = items.iter().map(|i| fields.map(|f| cell(&i[f]))).collect();
+        print_table(
+            [
+                "NAME",
+                "STATE",
+                "LASTSUCCESS",
+                "LASTFAILURE",
+                "FAILURESCOUNT",
+                "IGNITORS",
+                "ONSUCCESSTASK",
+                "ONFAILURETASK",
+            ],
+            &rows,
+        );
+    } else {
+        let fields = ["name", "scheduled", "lastFire", "nextFire", "error"];
+        let rows: Vec<[String; 5]> = items.iter().map(|i| fields.map(|f| cell(&i[f]))).collect();
+        print_table(
+            ["NAME", "SCHEDULED", "LASTFIRE", "NEXTFIRE", "ERROR"],
+            &rows,
+        );
+    }
+    Ok(())
+}
+
 /// Returns the first line of `text`, cut to 60 characters, for a table cell.
 fn one_line(text: &str) -> String {
     let line = text.lines().next().unwrap_or_default();

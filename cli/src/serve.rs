@@ -111,23 +111,22 @@ async fn up_with(
     });
     info!(api = %format!("http://{}", args.planner.listen), nats = %url, "baton is up; try: baton apply -f examples/diamond.yaml --wait");
     for doc in files.into_iter().flatten() {
-        let Document::Workflow(workflow) = doc;
         let (reply, answer) = oneshot::channel();
-        let name = workflow.metadata.name.clone();
+        let name = doc.describe();
         commands
             .send(Command::Apply {
-                workflow: Box::new(workflow),
+                document: Box::new(doc),
                 start: Some(String::new()),
                 reply,
             })
             .await?;
         match answer.await? {
             Ok(Some(run)) => {
-                info!(workflow = %name, %run, "run started; follow it with: baton status {run}");
+                info!(applied = %name, %run, "run started; follow it with: baton status {run}");
                 tokio::spawn(follow(run.to_string(), commands.clone(), shutdown.clone()));
             }
             Ok(None) => {}
-            Err(refusal) => warn!(workflow = %name, %refusal, "not started"),
+            Err(refusal) => warn!(applied = %name, %refusal, "not started"),
         }
     }
     let (planner, workers) = tokio::join!(
@@ -186,12 +185,15 @@ async fn run_planner(
     receiver: mpsc::Receiver<Command>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let mut config = PlannerConfig::new(options.data_dir.clone());
+    config.core.timeout_grace = options.timeout_grace.0;
+    // A standby serves no API: it binds the port once it is the active planner.
+    let Some(planner) = Planner::start(bus.clone(), config, &shutdown).await? else {
+        return Ok(());
+    };
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", options.listen))?;
-    let mut config = PlannerConfig::new(options.data_dir.clone());
-    config.core.timeout_grace = options.timeout_grace.0;
-    let planner = Planner::start(bus.clone(), config).await?;
     info!(listen = %options.listen, "api listening");
     let api = tokio::spawn(baton_planner::api::serve(
         listener,

@@ -2,7 +2,8 @@
 //!
 //! | method and path | body | answer |
 //! |---|---|---|
-//! | `POST /v1/workflows` | `{"workflow": <document>, "run": bool, "data": "..."}` | `{"workflow", "run"}` |
+//! | `POST /v1/apply` | `{"document": <Workflow, Task or Ignitor>, "run": bool, "data": "..."}` | `{"applied", "run"}` |
+//! | `GET /v1/tasks`, `GET /v1/ignitors` | | their status |
 //! | `POST /v1/workflows/{name}/runs` | `{"data": "..."}` | `{"run"}` |
 //! | `POST /v1/triggers/{name}` | the trigger data, as is | `{"run"}` (202: started through the bus) |
 //! | `GET /v1/runs` | | `[<run status>]` |
@@ -19,7 +20,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use baton_bus::Bus;
-use baton_schemas::{RunId, Workflow, WorkflowName};
+use baton_schemas::wire::Timestamp;
+use baton_schemas::{RunId, WorkflowName};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -33,12 +35,12 @@ struct Api {
     bus: Bus,
 }
 
-/// The body of `POST /v1/workflows`.
+/// The body of `POST /v1/apply`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ApplyRequest {
-    /// The Workflow document.
-    pub workflow: serde_json::Value,
-    /// Whether to start a run of it.
+    /// The document: a Workflow, Task or Ignitor.
+    pub document: serde_json::Value,
+    /// Whether to start a run of it (workflows only).
     #[serde(default)]
     pub run: bool,
     /// The run's trigger data.
@@ -46,11 +48,11 @@ pub struct ApplyRequest {
     pub data: String,
 }
 
-/// The answer of `POST /v1/workflows`.
+/// The answer of `POST /v1/apply`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ApplyResponse {
-    /// The workflow's name.
-    pub workflow: String,
+    /// What was applied, as `Workflow/diamond`.
+    pub applied: String,
     /// The run started, if one was.
     pub run: Option<String>,
 }
@@ -116,7 +118,9 @@ impl Api {
 pub fn router(commands: mpsc::Sender<Command>, bus: Bus) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/v1/workflows", post(apply))
+        .route("/v1/apply", post(apply))
+        .route("/v1/tasks", get(tasks))
+        .route("/v1/ignitors", get(ignitors))
         .route("/v1/workflows/{name}/runs", post(start))
         .route("/v1/triggers/{name}", post(trigger))
         .route("/v1/runs", get(list))
@@ -142,12 +146,10 @@ async fn apply(
     State(api): State<Api>,
     Json(request): Json<ApplyRequest>,
 ) -> Result<Json<ApplyResponse>, ApiError> {
-    let text = serde_json::to_string(&request.workflow)
+    let text = serde_json::to_string(&request.document)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, vec![e.to_string()]))?;
-    let workflow: Workflow = match baton_schemas::parse_documents("request", &text) {
-        Ok(mut docs) if docs.len() == 1 => match docs.remove(0) {
-            baton_schemas::Document::Workflow(w) => w,
-        },
+    let document = match baton_schemas::parse_documents("request", &text, Timestamp::now()) {
+        Ok(mut docs) if docs.len() == 1 => docs.remove(0),
         Ok(_) => {
             return Err(ApiError(
                 StatusCode::BAD_REQUEST,
@@ -161,19 +163,27 @@ async fn apply(
             ));
         }
     };
-    let name = workflow.metadata.name.clone();
+    let applied = document.describe();
     let start = request.run.then_some(request.data);
     let run = api
         .ask(|reply| Command::Apply {
-            workflow: Box::new(workflow),
+            document: Box::new(document),
             start,
             reply,
         })
         .await??;
     Ok(Json(ApplyResponse {
-        workflow: name,
+        applied,
         run: run.map(|r| r.to_string()),
     }))
+}
+
+async fn tasks(State(api): State<Api>) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    Ok(Json(api.ask(|reply| Command::Tasks { reply }).await?))
+}
+
+async fn ignitors(State(api): State<Api>) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    Ok(Json(api.ask(|reply| Command::Ignitors { reply }).await?))
 }
 
 async fn start(

@@ -14,13 +14,16 @@ use anyhow::Context as _;
 use baton_bus::{Bus, Inbound, Outgoing};
 use baton_schemas::status::RunStatus;
 use baton_schemas::wire::Timestamp;
-use baton_schemas::{RunId, Workflow, WorkflowName};
+use baton_schemas::{Document, RunId, WorkflowName};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::core::{Action, Core, CoreConfig, Input, Refusal};
-use crate::store::{Change, Store};
+use crate::store::{Change, Store, StoreError};
+
+/// How often a standby planner tries to take the store.
+const STANDBY_POLL: Duration = Duration::from_millis(500);
 
 /// Planner settings.
 #[derive(Clone, Debug)]
@@ -47,10 +50,11 @@ impl PlannerConfig {
 /// A request from the API, answered by the loop.
 #[derive(Debug)]
 pub enum Command {
-    /// Registers a validated workflow and, with `start`, starts a run of it with that data.
+    /// Registers a validated document and, for a workflow with `start`, starts a run of it
+    /// with that data.
     Apply {
-        /// The workflow.
-        workflow: Box<Workflow>,
+        /// The document.
+        document: Box<Document>,
         /// The run's trigger data, when a run should start.
         start: Option<String>,
         /// The new run's id, when one started.
@@ -78,6 +82,16 @@ pub enum Command {
         run: RunId,
         /// Its status, if it exists.
         reply: oneshot::Sender<Option<RunStatus>>,
+    },
+    /// Reads every task's status.
+    Tasks {
+        /// The tasks, by name.
+        reply: oneshot::Sender<Vec<serde_json::Value>>,
+    },
+    /// Reads every ignitor's status.
+    Ignitors {
+        /// The ignitors, by name.
+        reply: oneshot::Sender<Vec<serde_json::Value>>,
     },
     /// Reads every run, oldest first.
     List {
@@ -114,11 +128,42 @@ pub struct Planner {
 impl Planner {
     /// Opens the store, restores the core, makes sure the streams exist, and re-sends what
     /// the outbox still holds.
-    pub async fn start(bus: Bus, config: PlannerConfig) -> anyhow::Result<Planner> {
+    ///
+    /// The store's file lock is the planner's lease: while another planner holds it, this one
+    /// stands by and takes over as soon as that one exits or dies (the operating system drops
+    /// the lock of a killed process). Returns `None` when `shutdown` fires while standing by.
+    pub async fn start(
+        bus: Bus,
+        config: PlannerConfig,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Option<Planner>> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
         let path = config.data_dir.join("planner.redb");
-        let store = Store::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let mut standing_by = false;
+        let store = loop {
+            match Store::open(&path) {
+                Ok(store) => break store,
+                Err(StoreError::Held) => {
+                    if !standing_by {
+                        info!(store = %path.display(), "another planner holds the store; standing by");
+                        standing_by = true;
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(None),
+                        _ = tokio::time::sleep(STANDBY_POLL) => {}
+                    }
+                }
+                Err(e) => {
+                    return Err(
+                        anyhow::Error::new(e).context(format!("opening {}", path.display()))
+                    );
+                }
+            }
+        };
+        if standing_by {
+            info!(store = %path.display(), "the store is free; this planner is active now");
+        }
         let loaded = store.load().context("loading the planner store")?;
         let unfinished = loaded
             .runs
@@ -132,7 +177,13 @@ impl Planner {
             outbox = loaded.outbox.len(),
             "planner state loaded"
         );
-        let core = Core::restore(config.core, loaded.workflows, loaded.runs);
+        let core = Core::restore(
+            config.core,
+            loaded.workflows,
+            loaded.runs,
+            loaded.tasks,
+            loaded.ignitors,
+        );
         bus.ensure_streams()
             .await
             .context("creating the bus streams")?;
@@ -144,7 +195,7 @@ impl Planner {
             config,
         };
         planner.flush_outbox(loaded.outbox).await?;
-        Ok(planner)
+        Ok(Some(planner))
     }
 
     /// Runs until `shutdown` fires, answering `commands`.
@@ -256,14 +307,20 @@ impl Planner {
     async fn on_command(&mut self, command: Command) -> anyhow::Result<()> {
         match command {
             Command::Apply {
-                workflow,
+                document,
                 start,
                 reply,
             } => {
-                let name = workflow.name();
-                let mut inputs = vec![Input::Register(*workflow)];
-                let run = start.as_ref().map(|_| new_run_id());
-                if let (Some(run), Some(data)) = (&run, start) {
+                let (mut inputs, name) = match *document {
+                    Document::Workflow(w) => {
+                        let name = w.name();
+                        (vec![Input::Register(w)], Some(name))
+                    }
+                    Document::Task(t) => (vec![Input::RegisterTask(t)], None),
+                    Document::Ignitor(i) => (vec![Input::RegisterIgnitor(i)], None),
+                };
+                let run = name.as_ref().and(start.as_ref()).map(|_| new_run_id());
+                if let (Some(run), Some(name), Some(data)) = (&run, name, start) {
                     inputs.push(Input::StartRun {
                         run: run.clone(),
                         workflow: name,
@@ -292,6 +349,12 @@ impl Planner {
             Command::Cancel { run, reply } => {
                 let actions = self.turn(vec![Input::Cancel(run)], None).await?;
                 let _ = reply.send(refused(&actions).map_or(Ok(()), Err));
+            }
+            Command::Tasks { reply } => {
+                let _ = reply.send(self.core.tasks().map(|(t, state)| t.view(state)).collect());
+            }
+            Command::Ignitors { reply } => {
+                let _ = reply.send(self.core.ignitors().map(|i| i.view()).collect());
             }
             Command::Status { run, reply } => {
                 let _ = reply.send(self.core.run(&run).map(|r| r.status()));
@@ -324,11 +387,14 @@ impl Planner {
                 _ => None,
             })
             .collect();
-        let (runs, workflows) = self.core.take_changes();
-        if !runs.is_empty() || !workflows.is_empty() || triggers_seq.is_some() {
+        let state = self.core.take_changes();
+        let changed = !state.runs.is_empty()
+            || !state.workflows.is_empty()
+            || !state.tasks.is_empty()
+            || !state.ignitors.is_empty();
+        if changed || triggers_seq.is_some() {
             let change = Change {
-                runs,
-                workflows,
+                state,
                 outbox: outbox.clone(),
                 triggers_seq,
             };
@@ -339,11 +405,15 @@ impl Planner {
         self.flush_outbox(outbox).await?;
         for action in &actions {
             match action {
-                Action::AnnounceCancel(run) => {
+                Action::AnnounceCancel { run, node } => {
+                    let notice = match node {
+                        Some(node) => format!("{run}/{node}"),
+                        None => run.to_string(),
+                    };
                     if let Err(e) = self
                         .bus
                         .client()
-                        .publish(self.bus.cancel_subject(), run.to_string().into())
+                        .publish(self.bus.cancel_subject(), notice.into())
                         .await
                     {
                         warn!(%run, error = %e, "cancel notice not sent; running nodes finish on their own");
@@ -354,6 +424,14 @@ impl Planner {
                     debug!(run = %job.run, node = %job.node, attempt = %job.attempt, "dispatched")
                 }
                 Action::Refused(_) => {}
+                Action::IgnitorFired {
+                    ignitor,
+                    scheduled,
+                    run,
+                } => match run {
+                    Some(run) => info!(%ignitor, %scheduled, %run, "ignitor fired"),
+                    None => info!(%ignitor, %scheduled, "ignitor fired; no task started"),
+                },
             }
         }
         Ok(actions)

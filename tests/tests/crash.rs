@@ -162,16 +162,37 @@ fn a_nats_server_restart_mid_run_loses_nothing() {
 }
 
 #[test]
-fn a_second_planner_on_the_same_store_is_refused() {
+fn a_standby_planner_takes_over_when_the_active_one_dies() {
     let mut env = env();
-    let planner = env.start_planner().unwrap();
-    env.keep(planner);
-    let mut second = env.baton();
-    second
+    let mut active = env.start_planner().unwrap();
+    let worker = env.start_worker("worker", "exec", &[]).unwrap();
+    env.keep(worker);
+    // The standby shares the store (its lock is the lease) and the API address, which it
+    // binds only once it is active.
+    let mut standby = env.baton();
+    standby
         .args(["planner", "--data-dir", "planner-data", "--listen"])
-        .arg(format!("127.0.0.1:{}", baton_tests::free_port()));
-    let mut second = env.spawn("planner-2", second).unwrap();
-    let status = second.wait_exit(Duration::from_secs(20)).unwrap();
-    assert_eq!(status.code(), Some(1));
-    assert!(second.log().contains("planner.redb"), "{}", second.log());
+        .arg(format!("127.0.0.1:{}", env.api_port));
+    let standby = env.spawn("planner-standby", standby).unwrap();
+    let started = std::time::Instant::now();
+    while !standby.log().contains("standing by") {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{}",
+            standby.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    env.keep(standby);
+    let file = env.dir.path().join("effects");
+    let n = 6;
+    let wf = env.write("chain.yaml", &chain("chain", n, &file, "0.3"));
+    let run = env.apply(&wf).unwrap();
+    env.wait_for(&run, Duration::from_secs(30), |_| lines(&file).len() >= 2)
+        .unwrap();
+    active.kill9();
+    let status = env.wait_end(&run, Duration::from_secs(60)).unwrap();
+    assert_eq!(status.state, State::Succeeded, "{status:?}");
+    let expected: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+    assert_eq!(lines(&file), expected, "every node ran exactly once");
 }
