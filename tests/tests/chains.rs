@@ -1,0 +1,438 @@
+//! Orca's Task and Ignitor end to end: the planner and a pod worker as processes, pods going
+//! through the real `kube` client to the fake API server (or the cluster of
+//! `BATON_TEST_KUBECONFIG`), started by ignitor fires and by each other's success or failure.
+
+use std::time::{Duration, Instant};
+
+use baton_schemas::status::{RunStatus, State};
+use baton_tests::kube::KubeEnv;
+use baton_tests::{Env, Proc, lines};
+
+struct ChainEnv {
+    env: Env,
+    kube: KubeEnv,
+}
+
+fn chain_env() -> ChainEnv {
+    let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
+    let kube = KubeEnv::new(env.dir.path()).unwrap();
+    env.extra_env
+        .push(("KUBECONFIG".into(), kube.kubeconfig.display().to_string()));
+    let planner = env.start_planner().unwrap();
+    env.keep(planner);
+    let worker = env
+        .start_worker("worker", "pod,webhook,publish", &[])
+        .unwrap();
+    env.keep(worker);
+    ChainEnv { env, kube }
+}
+
+/// An Orca Task document (`sirocco.cloud/v1alpha1`) whose one container runs `script` in
+/// busybox; `triggers` are the lines of its spec before the template.
+fn task(name: &str, namespace: &str, triggers: &str, script: &str) -> String {
+    format!(
+        "---\napiVersion: sirocco.cloud/v1alpha1\nkind: Task\nmetadata:\n  name: {name}\nspec:\n  namespace: {namespace}\n{triggers}  template:\n    spec:\n      containers:\n      - name: main\n        image: busybox\n        command: [sh, -c, '{script}']\n      restartPolicy: Never\n"
+    )
+}
+
+/// An Orca Ignitor document.
+fn ignitor(name: &str, scheduled: &str, data: &str) -> String {
+    format!(
+        "---\napiVersion: sirocco.cloud/v1alpha1\nkind: Ignitor\nmetadata:\n  name: {name}\nspec:\n  scheduled: \"{scheduled}\"\n  data: \"{data}\"\n"
+    )
+}
+
+fn apply_documents(env: &Env, name: &str, text: &str) {
+    let file = env.write(name, text);
+    let out = env.cli(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn runs(env: &Env) -> Vec<RunStatus> {
+    let out = env.cli(&["runs", "-o", "json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+fn tasks(env: &Env) -> Vec<serde_json::Value> {
+    let out = env.cli(&["tasks", "-o", "json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+fn ignitors(env: &Env) -> Vec<serde_json::Value> {
+    let out = env.cli(&["ignitors", "-o", "json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+/// Waits until some run satisfies `done`, at most `within`, and returns every run then.
+fn wait_runs(env: &Env, within: Duration, done: impl Fn(&[RunStatus]) -> bool) -> Vec<RunStatus> {
+    let started = Instant::now();
+    loop {
+        let all = runs(env);
+        if done(&all) {
+            return all;
+        }
+        assert!(
+            started.elapsed() < within,
+            "runs not there after {within:?}: {all:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn ended_chain_of<'a>(all: &'a [RunStatus], ignitor: &str) -> Option<&'a RunStatus> {
+    all.iter()
+        .find(|r| r.workflow == ignitor && r.state.is_terminal())
+}
+
+fn node<'a>(run: &'a RunStatus, name: &str) -> &'a baton_schemas::status::NodeStatus {
+    run.nodes
+        .iter()
+        .find(|n| n.name == name)
+        .unwrap_or_else(|| panic!("no node {name} in {run:#?}"))
+}
+
+#[test]
+fn an_ignitor_starts_task1_whose_termination_log_reaches_task2() {
+    let ChainEnv { env, kube } = chain_env();
+    let ns = &kube.namespace;
+    let docs = [
+        task(
+            "task1",
+            ns,
+            "  startOnIgnition:\n    - ignitor1\n  startOnSuccess:\n  startOnFailure:\n",
+            "printf \"task1 saw %s\" \"$ORCA_DATA\" > /dev/termination-log",
+        ),
+        task(
+            "task2",
+            ns,
+            "  startOnSuccess:\n    - task1\n",
+            "printf \"%s|%s|%s|%s\" \"$ORCA_INITIATOR\" \"$ORCA_DATA\" \"$BATON_INITIATOR\" \"$BATON_DATA\" > /dev/termination-log",
+        ),
+        ignitor("ignitor1", "NOW", "abc"),
+    ]
+    .concat();
+    apply_documents(&env, "orca.yaml", &docs);
+    let all = wait_runs(&env, Duration::from_secs(90), |all| {
+        ended_chain_of(all, "ignitor1").is_some()
+    });
+    let chain = ended_chain_of(&all, "ignitor1").unwrap();
+    assert_eq!(chain.state, State::Succeeded, "{chain:#?}");
+    assert_eq!(
+        node(chain, "task1").output.as_deref(),
+        Some("task1 saw abc")
+    );
+    assert_eq!(
+        node(chain, "task2").output.as_deref(),
+        Some("task1|task1 saw abc|task1|task1 saw abc")
+    );
+    let tasks = tasks(&env);
+    let task1 = tasks.iter().find(|t| t["name"] == "task1").unwrap();
+    assert_eq!(task1["state"], "Pending");
+    assert_eq!(task1["failuresCount"], 0);
+    assert!(task1["lastSuccess"].as_str().unwrap().ends_with('Z'));
+    assert!(task1["lastFailure"].is_null());
+    // A one-shot fires once: the ignitor shows its fire and nothing next.
+    let ignitor1 = ignitors(&env)
+        .into_iter()
+        .find(|i| i["name"] == "ignitor1")
+        .unwrap();
+    assert!(ignitor1["lastFire"].is_string() && ignitor1["nextFire"].is_null());
+    assert_eq!(runs(&env).len(), 1);
+}
+
+#[test]
+fn failures_take_the_failure_path_and_a_self_retry_loop_stops_at_the_chain_limit() {
+    let ChainEnv { env, kube } = chain_env();
+    let ns = &kube.namespace;
+    // Exit code 2: Orca ignored any exit code but 1; Baton counts every non-zero exit.
+    let docs = [
+        task(
+            "flaky",
+            ns,
+            "  startOnIgnition: [go]\n  startOnFailure: [flaky]\n  chainLimit: 3\n",
+            "printf tried > /dev/termination-log; exit 2",
+        ),
+        task("on-success", ns, "  startOnSuccess: [flaky]\n", "true"),
+        ignitor("go", "NOW", ""),
+    ]
+    .concat();
+    apply_documents(&env, "loop.yaml", &docs);
+    let all = wait_runs(&env, Duration::from_secs(120), |all| {
+        ended_chain_of(all, "go").is_some()
+    });
+    let chain = ended_chain_of(&all, "go").unwrap();
+    assert_eq!(chain.state, State::Failed, "{chain:#?}");
+    let names: Vec<&str> = chain.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["flaky", "flaky-2", "flaky-3", "flaky-4"]);
+    for n in &chain.nodes[..3] {
+        assert_eq!(n.state, State::Failed);
+        assert!(
+            n.error.as_deref().unwrap().contains("exited with code 2"),
+            "{n:?}"
+        );
+    }
+    let refused = &chain.nodes[3];
+    assert_eq!(refused.state, State::Skipped);
+    assert!(refused.error.as_deref().unwrap().contains("chain limit"));
+    let tasks = tasks(&env);
+    let flaky = tasks.iter().find(|t| t["name"] == "flaky").unwrap();
+    assert_eq!(flaky["failuresCount"], 3);
+    assert!(flaky["lastSuccess"].is_null());
+    let on_success = tasks.iter().find(|t| t["name"] == "on-success").unwrap();
+    assert!(
+        on_success["lastSuccess"].is_null(),
+        "the success path never ran"
+    );
+}
+
+#[test]
+fn a_cron_ignitor_fires_on_the_real_clock() {
+    let ChainEnv { env, kube } = chain_env();
+    let ns = &kube.namespace;
+    // Seven fields: seconds first. Every second second, in a named time zone.
+    let docs = [
+        task("tick", ns, "  startOnIgnition: [every2s]\n", "true"),
+        "---\napiVersion: sirocco.cloud/v1alpha1\nkind: Ignitor\nmetadata: {name: every2s}\nspec: {scheduled: \"*/2 * * * * * *\", timeZone: Europe/Rome}\n".to_owned(),
+    ]
+    .concat();
+    apply_documents(&env, "cron.yaml", &docs);
+    let all = wait_runs(&env, Duration::from_secs(60), |all| {
+        all.iter()
+            .filter(|r| r.workflow == "every2s" && r.state == State::Succeeded)
+            .count()
+            >= 2
+    });
+    let mut ids: Vec<&str> = all.iter().map(|r| r.run.as_str()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), all.len(), "every fire starts its own chain");
+    let every2s = ignitors(&env)
+        .into_iter()
+        .find(|i| i["name"] == "every2s")
+        .unwrap();
+    assert!(every2s["lastFire"].is_string() && every2s["nextFire"].is_string());
+}
+
+fn rfc3339_in(seconds: u64) -> String {
+    let at = std::time::SystemTime::now() + Duration::from_secs(seconds);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+#[test]
+fn a_planner_killed_between_a_schedule_and_its_fire_fires_exactly_once() {
+    let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
+    let kube = KubeEnv::new(env.dir.path()).unwrap();
+    env.extra_env
+        .push(("KUBECONFIG".into(), kube.kubeconfig.display().to_string()));
+    let mut planner = env.start_planner().unwrap();
+    let worker = env.start_worker("worker", "pod", &[]).unwrap();
+    env.keep(worker);
+    let effects = env.dir.path().join("effects");
+    let docs = [
+        task(
+            "once",
+            &kube.namespace,
+            "  startOnIgnition: [later]\n",
+            &format!("echo ran >> {}", effects.display()),
+        ),
+        ignitor("later", &rfc3339_in(4), "x"),
+    ]
+    .concat();
+    apply_documents(&env, "once.yaml", &docs);
+    planner.kill9();
+    std::thread::sleep(Duration::from_secs(6));
+    // The fire was due while no planner ran: the restarted one fires it, once.
+    let mut planner = restart_planner(&mut env, planner);
+    let all = wait_runs(&env, Duration::from_secs(60), |all| {
+        ended_chain_of(all, "later").is_some()
+    });
+    assert_eq!(all.len(), 1, "{all:#?}");
+    // Killed right after the fire and started again, it does not fire again.
+    planner.kill9();
+    let planner = restart_planner(&mut env, planner);
+    env.keep(planner);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(runs(&env).len(), 1);
+    if kube.fake {
+        assert_eq!(lines(&effects), ["ran"], "the task ran once");
+    }
+}
+
+fn restart_planner(env: &mut Env, old: Proc) -> Proc {
+    drop(old);
+    env.start_planner().unwrap()
+}
+
+#[test]
+fn a_standby_planner_takes_over_and_fires_once() {
+    let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
+    let kube = KubeEnv::new(env.dir.path()).unwrap();
+    env.extra_env
+        .push(("KUBECONFIG".into(), kube.kubeconfig.display().to_string()));
+    let mut active = env.start_planner().unwrap();
+    let worker = env.start_worker("worker", "pod", &[]).unwrap();
+    env.keep(worker);
+    // The standby shares the store and takes the API port once it is active.
+    let mut standby = env.baton();
+    standby
+        .args(["planner", "--data-dir", "planner-data", "--listen"])
+        .arg(format!("127.0.0.1:{}", env.api_port));
+    let standby = env.spawn("planner-standby", standby).unwrap();
+    let started = Instant::now();
+    while !standby.log().contains("standing by") {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{}",
+            standby.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    env.keep(standby);
+    let effects = env.dir.path().join("effects");
+    let docs = [
+        task(
+            "once",
+            &kube.namespace,
+            "  startOnIgnition: [soon]\n",
+            &format!("echo ran >> {}", effects.display()),
+        ),
+        ignitor("soon", &rfc3339_in(3), "x"),
+    ]
+    .concat();
+    apply_documents(&env, "once.yaml", &docs);
+    active.kill9();
+    let all = wait_runs(&env, Duration::from_secs(60), |all| {
+        ended_chain_of(all, "soon").is_some()
+    });
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert_eq!(all[0].state, State::Succeeded);
+    if kube.fake {
+        assert_eq!(lines(&effects), ["ran"], "the task ran once");
+    }
+}
+
+#[test]
+fn orcas_readme_example_runs_as_orca_meant_it() {
+    let ChainEnv { env, kube: _kube } = chain_env();
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/orca/task1-task2-ignitor1.yaml"
+    );
+    let out = env.cli(&["apply", "-f", example]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = wait_runs(&env, Duration::from_secs(90), |all| {
+        ended_chain_of(all, "ignitor1").is_some()
+    });
+    let chain = ended_chain_of(&all, "ignitor1").unwrap();
+    assert_eq!(chain.state, State::Succeeded, "{chain:#?}");
+    let greeting = "hello from task1 (started by ignitor1 with workflow ABC)";
+    assert_eq!(node(chain, "task1").output.as_deref(), Some(greeting));
+    assert_eq!(node(chain, "task2").output.as_deref(), Some(greeting));
+}
+
+/// Accepts one HTTP request on a loopback port and returns its body through the handle.
+fn one_request_listener() -> (u16, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let mut stream = stream;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+            .unwrap();
+        String::from_utf8(body).unwrap()
+    });
+    (port, handle)
+}
+
+#[test]
+fn typed_actions_send_a_webhook_on_success_and_publish_on_failure() {
+    let ChainEnv { env, kube } = chain_env();
+    let ns = &kube.namespace;
+    let (port, request) = one_request_listener();
+    let subject = format!("{}.alerts", env.prefix);
+    let nats = async_nats::ConnectOptions::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut alerts = runtime.block_on(async {
+        let client = nats.connect(env.nats.url()).await.unwrap();
+        let sub = client.subscribe(subject.clone()).await.unwrap();
+        client.flush().await.unwrap();
+        (client, sub)
+    });
+    let docs = [
+        task(
+            "good",
+            ns,
+            &format!(
+                "  startOnIgnition: [go]\n  successActions:\n    - webhook: {{url: \"http://127.0.0.1:{port}/hook\"}}\n"
+            ),
+            "printf fine > /dev/termination-log",
+        ),
+        task(
+            "bad",
+            ns,
+            &format!(
+                "  startOnIgnition: [go]\n  failureActions:\n    - publish: {{subject: {subject}}}\n"
+            ),
+            "printf broken > /dev/termination-log; exit 1",
+        ),
+        ignitor("go", "NOW", ""),
+    ]
+    .concat();
+    apply_documents(&env, "actions.yaml", &docs);
+    let all = wait_runs(&env, Duration::from_secs(90), |all| {
+        ended_chain_of(all, "go").is_some()
+    });
+    let chain = ended_chain_of(&all, "go").unwrap();
+    assert_eq!(chain.state, State::Failed, "{chain:#?}");
+    assert_eq!(node(chain, "good-on-success-1").state, State::Succeeded);
+    assert_eq!(node(chain, "bad-on-failure-1").state, State::Succeeded);
+    let hook: serde_json::Value = serde_json::from_str(&request.join().unwrap()).unwrap();
+    assert_eq!(
+        (&hook["id"], &hook["message"], &hook["data"]),
+        (&"good".into(), &"SUCCESS".into(), &"fine".into())
+    );
+    let published = runtime.block_on(async {
+        use futures::StreamExt;
+        tokio::time::timeout(Duration::from_secs(10), alerts.1.next())
+            .await
+            .unwrap()
+            .unwrap()
+    });
+    let alert: serde_json::Value = serde_json::from_slice(&published.payload).unwrap();
+    assert_eq!(
+        (&alert["id"], &alert["message"], &alert["data"]),
+        (&"bad".into(), &"FAILURE".into(), &"broken".into())
+    );
+    drop(alerts.0);
+}
