@@ -3,6 +3,12 @@
 NATS_SERVER := $(CURDIR)/.tools/venv/bin/nats-server
 export NATS_SERVER
 
+# One target directory per machine, shared by every checkout and by clippy and test: these
+# machines have 2 cores and a cold build of the dependencies is their longest step. Override
+# with CARGO_TARGET_DIR.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/baton/target
+export CARGO_TARGET_DIR
+
 .PHONY: tools build up test lint unit bench
 
 ## Installs the pinned nats-server into .tools/ (no root needed).
