@@ -216,9 +216,11 @@ fn a_cron_ignitor_fires_on_the_real_clock() {
     assert!(every2s["lastFire"].is_string() && every2s["nextFire"].is_string());
 }
 
-fn rfc3339_in(seconds: u64) -> String {
+/// Returns a time `seconds` from now, and its RFC 3339 text. Far enough ahead that starting a
+/// CLI process on a busy machine does not make it a time in the past.
+fn time_in(seconds: u64) -> (std::time::SystemTime, String) {
     let at = std::time::SystemTime::now() + Duration::from_secs(seconds);
-    humantime::format_rfc3339_seconds(at).to_string()
+    (at, humantime::format_rfc3339_seconds(at).to_string())
 }
 
 #[test]
@@ -231,6 +233,7 @@ fn a_planner_killed_between_a_schedule_and_its_fire_fires_exactly_once() {
     let worker = env.start_worker("worker", "pod", &[]).unwrap();
     env.keep(worker);
     let effects = env.dir.path().join("effects");
+    let (at, text) = time_in(15);
     let docs = [
         task(
             "once",
@@ -238,12 +241,13 @@ fn a_planner_killed_between_a_schedule_and_its_fire_fires_exactly_once() {
             "  startOnIgnition: [later]\n",
             &format!("echo ran >> {}", effects.display()),
         ),
-        ignitor("later", &rfc3339_in(4), "x"),
+        ignitor("later", &text, "x"),
     ]
     .concat();
     apply_documents(&env, "once.yaml", &docs);
     planner.kill9();
-    std::thread::sleep(Duration::from_secs(6));
+    let due = at.duration_since(std::time::SystemTime::now());
+    std::thread::sleep(due.unwrap_or_default() + Duration::from_secs(2));
     // The fire was due while no planner ran: the restarted one fires it, once.
     let mut planner = restart_planner(&mut env, planner);
     let all = wait_runs(&env, Duration::from_secs(60), |all| {
@@ -299,7 +303,7 @@ fn a_standby_planner_takes_over_and_fires_once() {
             "  startOnIgnition: [soon]\n",
             &format!("echo ran >> {}", effects.display()),
         ),
-        ignitor("soon", &rfc3339_in(3), "x"),
+        ignitor("soon", &time_in(12).1, "x"),
     ]
     .concat();
     apply_documents(&env, "once.yaml", &docs);

@@ -273,6 +273,13 @@ async fn handle(kind: NodeKind, message: Inbound, ctx: &JobContext) {
         }
         Err(poison) => return set_aside(&message, poison, ctx).await,
     };
+    // From here to the final ack the job is ours: reporting its start and its completion can
+    // take a while on a busy server, as can the effect itself.
+    keep_alive(work(kind, &job, &message, ctx), &job, &message, ctx).await;
+}
+
+/// Reports the job started, runs its effect, and reports how it ended (see [`handle`]).
+async fn work(kind: NodeKind, job: &Job, message: &Inbound, ctx: &JobContext) {
     let started_at = Timestamp::now();
     debug!(run = %job.run, node = %job.node, attempt = %job.attempt, delivered = message.delivered(), "job started");
     if kind != NodeKind::Noop {
@@ -293,8 +300,8 @@ async fn handle(kind: NodeKind, message: Inbound, ctx: &JobContext) {
         }
     }
     let stop = ctx.hand_back.child_token();
-    ctx.in_flight.insert(&job, stop.clone());
-    let effect = run_with_progress(&job, &message, &stop, ctx).await;
+    ctx.in_flight.insert(job, stop.clone());
+    let effect = ctx.executors.execute(job, &stop, &ctx.hand_back).await;
     ctx.in_flight.remove(&job.msg_id());
     let outcome = match effect {
         Effect::Done(outcome) => outcome,
@@ -305,22 +312,24 @@ async fn handle(kind: NodeKind, message: Inbound, ctx: &JobContext) {
         }
         Effect::Stopped => Outcome::failed("cancelled".to_owned()),
     };
-    finish(&job, started_at, outcome, &message, ctx).await;
+    finish(job, started_at, outcome, message, ctx).await;
 }
 
-async fn run_with_progress(
+/// Runs `work` while sending in-progress acks for `message` every `ctx.progress_every`, so the
+/// server does not redeliver a job that is still being worked on or reported.
+async fn keep_alive<T>(
+    work: impl Future<Output = T>,
     job: &Job,
     message: &Inbound,
-    stop: &CancellationToken,
     ctx: &JobContext,
-) -> Effect {
+) -> T {
     let every = ctx.progress_every;
-    let effect = ctx.executors.execute(job, stop, &ctx.hand_back);
-    tokio::pin!(effect);
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tokio::pin!(work);
+    // The first tick is at once: the message may have waited in the client's buffer.
+    let mut ticks = tokio::time::interval(every);
     loop {
         tokio::select! {
-            effect = &mut effect => return effect,
+            done = &mut work => return done,
             _ = ticks.tick() => {
                 if let Err(e) = message.progress().await {
                     warn!(node = %job.node, error = %e, "progress ack failed");
