@@ -157,7 +157,7 @@ impl Bus {
         )
     }
 
-    /// Creates the three streams, or updates them to this configuration. Safe to call from
+    /// Creates the three streams, or updates those configured otherwise. Safe to call from
     /// every process at every start.
     pub async fn ensure_streams(&self) -> Result<(), BusError> {
         let p = &self.config.prefix;
@@ -191,6 +191,14 @@ impl Bus {
         ];
         for config in streams {
             let name = config.name.clone();
+            // An update, even to the same configuration, makes the server redeliver the work
+            // queue's jobs in flight at once: a planner restarting would run them twice. Only
+            // a stream that is missing or configured otherwise is written.
+            if let Ok(existing) = self.js.get_stream(&name).await
+                && same_settings(&existing.cached_info().config, &config)
+            {
+                continue;
+            }
             self.with_retry("create stream", || {
                 self.js.create_or_update_stream(config.clone())
             })
@@ -429,4 +437,14 @@ pub fn subscribe(
         }
     });
     (rx, task)
+}
+
+/// Returns whether a stream's configuration already has every setting Baton chooses.
+fn same_settings(existing: &stream::Config, wanted: &stream::Config) -> bool {
+    existing.subjects == wanted.subjects
+        && existing.retention == wanted.retention
+        && existing.storage == wanted.storage
+        && existing.num_replicas == wanted.num_replicas
+        && existing.duplicate_window == wanted.duplicate_window
+        && existing.max_age == wanted.max_age
 }

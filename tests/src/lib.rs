@@ -191,7 +191,8 @@ pub struct Env {
     pub prefix: String,
     /// The API port of the planner.
     pub api_port: u16,
-    /// How long a worker may hold a job silently (short, so kill tests redeliver fast).
+    /// How long a worker may hold a job silently: short, so kill tests redeliver fast, yet
+    /// long enough that a stall of a busy 2-core machine does not redeliver a job in progress.
     pub job_ack_wait: &'static str,
     /// More environment for every baton process (`KUBECONFIG`, say).
     pub extra_env: Vec<(String, String)>,
@@ -213,7 +214,7 @@ impl Env {
             nats,
             prefix,
             api_port: free_port(),
-            job_ack_wait: "2s",
+            job_ack_wait: "5s",
             extra_env: Vec::new(),
             procs: Vec::new(),
             logs,

@@ -152,13 +152,19 @@ fn a_nats_server_restart_mid_run_loses_nothing() {
     assert_eq!(status.state, State::Succeeded, "{status:?}");
     let expected: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
     let effects = lines(&file);
-    // A node that was running while the server was down can finish its process but not
-    // report it; its job is then redelivered and runs again (the same attempt). Every node
-    // ran, in order, and no node other than the one in flight at the kill ran twice.
-    let mut deduped = effects.clone();
-    deduped.dedup();
-    assert_eq!(deduped, expected, "{effects:?}");
-    assert!(effects.len() <= n + 1, "{effects:?}");
+    // A killed server can lose the acks it had not yet written: a job acked just before the
+    // kill, or running while the server was down, is then delivered again after the restart
+    // and its exec process runs again (the same attempt; the planner ignores the second
+    // completion). Every node ran, they first ran in order, and the repeats are few.
+    let mut first_runs: Vec<String> = Vec::new();
+    for effect in &effects {
+        if !first_runs.contains(effect) {
+            first_runs.push(effect.clone());
+        }
+    }
+    assert_eq!(first_runs, expected, "{effects:?}");
+    assert!(effects.len() <= n + 2, "{effects:?}");
+    assert!(status.nodes.iter().all(|n| n.attempts == 1), "{status:?}");
 }
 
 #[test]

@@ -419,7 +419,7 @@ spec:
 #[test]
 fn a_job_longer_than_its_ack_wait_is_kept_alive_by_progress_acks() {
     let mut env = env();
-    assert_eq!(env.job_ack_wait, "2s");
+    env.job_ack_wait = "2s";
     env.start_all().unwrap();
     let file = env.dir.path().join("effects");
     let f = file.display();
