@@ -260,6 +260,24 @@ impl Env {
         Ok(proc)
     }
 
+    /// Starts a second planner on the same store and API address, and waits until it says it
+    /// stands by: it takes over when the active one dies.
+    pub fn start_standby_planner(&mut self) -> anyhow::Result<Proc> {
+        let mut command = self.baton();
+        command
+            .args(["planner", "--data-dir", "planner-data", "--listen"])
+            .arg(format!("127.0.0.1:{}", self.api_port));
+        let standby = self.spawn("planner-standby", command)?;
+        let started = Instant::now();
+        while !standby.log().contains("standing by") {
+            if started.elapsed() > Duration::from_secs(20) {
+                bail!("the standby planner never stood by: {}", standby.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(standby)
+    }
+
     /// Starts a worker for `kinds` with `args` added.
     pub fn start_worker(&mut self, name: &str, kinds: &str, args: &[&str]) -> anyhow::Result<Proc> {
         let mut command = self.baton();

@@ -175,7 +175,13 @@ async fn decoders_reject_what_they_cannot_read() {
         ("Baton-Attempt".into(), "2".into()),
     ];
     bus.publish_one(&bad).await.unwrap();
-    let mut batch = consumer.fetch().max_messages(1).messages().await.unwrap();
+    let mut batch = consumer
+        .batch()
+        .max_messages(1)
+        .expires(Duration::from_secs(10))
+        .messages()
+        .await
+        .unwrap();
     let m = baton_bus::Inbound::new(batch.next().await.unwrap().unwrap());
     let poison = baton_bus::decode_job(&m).unwrap_err();
     assert_eq!(poison.run.as_ref().map(|r| r.as_str()), Some("r1"));

@@ -15,9 +15,7 @@ struct ChainEnv {
 
 fn chain_env() -> ChainEnv {
     let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
-    let kube = KubeEnv::new(env.dir.path()).unwrap();
-    env.extra_env
-        .push(("KUBECONFIG".into(), kube.kubeconfig.display().to_string()));
+    let kube = KubeEnv::for_env(&mut env).unwrap();
     let planner = env.start_planner().unwrap();
     env.keep(planner);
     let worker = env
@@ -226,9 +224,7 @@ fn time_in(seconds: u64) -> (std::time::SystemTime, String) {
 #[test]
 fn a_planner_killed_between_a_schedule_and_its_fire_fires_exactly_once() {
     let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
-    let kube = KubeEnv::new(env.dir.path()).unwrap();
-    env.extra_env
-        .push(("KUBECONFIG".into(), kube.kubeconfig.display().to_string()));
+    let kube = KubeEnv::for_env(&mut env).unwrap();
     let mut planner = env.start_planner().unwrap();
     let worker = env.start_worker("worker", "pod", &[]).unwrap();
     env.keep(worker);
@@ -273,27 +269,13 @@ fn restart_planner(env: &mut Env, old: Proc) -> Proc {
 #[test]
 fn a_standby_planner_takes_over_and_fires_once() {
     let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
-    let kube = KubeEnv::new(env.dir.path()).unwrap();
-    env.extra_env
-        .push(("KUBECONFIG".into(), kube.kubeconfig.display().to_string()));
+    let kube = KubeEnv::for_env(&mut env).unwrap();
     let mut active = env.start_planner().unwrap();
     let worker = env.start_worker("worker", "pod", &[]).unwrap();
     env.keep(worker);
-    // The standby shares the store and takes the API port once it is active.
-    let mut standby = env.baton();
-    standby
-        .args(["planner", "--data-dir", "planner-data", "--listen"])
-        .arg(format!("127.0.0.1:{}", env.api_port));
-    let standby = env.spawn("planner-standby", standby).unwrap();
-    let started = Instant::now();
-    while !standby.log().contains("standing by") {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{}",
-            standby.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // The standby shares the store (its lock is the lease) and the API address, which it
+    // binds only once it is active.
+    let standby = env.start_standby_planner().unwrap();
     env.keep(standby);
     let effects = env.dir.path().join("effects");
     let docs = [

@@ -175,20 +175,7 @@ fn a_standby_planner_takes_over_when_the_active_one_dies() {
     env.keep(worker);
     // The standby shares the store (its lock is the lease) and the API address, which it
     // binds only once it is active.
-    let mut standby = env.baton();
-    standby
-        .args(["planner", "--data-dir", "planner-data", "--listen"])
-        .arg(format!("127.0.0.1:{}", env.api_port));
-    let standby = env.spawn("planner-standby", standby).unwrap();
-    let started = std::time::Instant::now();
-    while !standby.log().contains("standing by") {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{}",
-            standby.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let standby = env.start_standby_planner().unwrap();
     env.keep(standby);
     let file = env.dir.path().join("effects");
     let n = 6;

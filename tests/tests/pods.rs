@@ -17,9 +17,7 @@ struct PodEnv {
 
 fn pod_env(worker_args: &[&str]) -> PodEnv {
     let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
-    let kube = KubeEnv::new(env.dir.path()).unwrap();
-    env.extra_env
-        .push(("KUBECONFIG".into(), kube.kubeconfig.display().to_string()));
+    let kube = KubeEnv::for_env(&mut env).unwrap();
     let planner = env.start_planner().unwrap();
     env.keep(planner);
     let worker = env.start_worker("worker", "pod,noop", worker_args).unwrap();
@@ -180,9 +178,7 @@ fn a_deleted_pod_fails_its_node_and_a_cancel_deletes_the_pod() {
 #[test]
 fn a_redelivered_pod_job_adopts_the_pod_instead_of_creating_another() {
     let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
-    let kube = KubeEnv::new(env.dir.path()).unwrap();
-    env.extra_env
-        .push(("KUBECONFIG".into(), kube.kubeconfig.display().to_string()));
+    let kube = KubeEnv::for_env(&mut env).unwrap();
     let planner = env.start_planner().unwrap();
     env.keep(planner);
     let mut first = env.start_worker("worker-1", "pod", &[]).unwrap();

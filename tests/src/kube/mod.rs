@@ -88,6 +88,14 @@ impl KubeEnv {
         })
     }
 
+    /// Sets up Kubernetes for `env` and points its Baton processes at it (`KUBECONFIG`).
+    pub fn for_env(env: &mut crate::Env) -> anyhow::Result<KubeEnv> {
+        let kube = KubeEnv::new(env.dir.path())?;
+        env.extra_env
+            .push(("KUBECONFIG".into(), kube.kubeconfig.display().to_string()));
+        Ok(kube)
+    }
+
     /// Runs a future on the env's runtime.
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)
