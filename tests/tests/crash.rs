@@ -71,9 +71,11 @@ fn a_planner_killed_mid_run_resumes_and_runs_no_node_twice() {
     let n = 12;
     let wf = env.write("chain.yaml", &chain("chain", n, &file, "0.2"));
     let run = env.apply(&wf).unwrap();
-    // Kill the planner three times at different points of the run, and start it again.
+    // Kill the planner three times at different points of the run, and start it again. An
+    // event the killed planner had pulled but not acknowledged comes back only after the
+    // events consumer's ack wait (30 s): the waits below allow for it.
     for kill in 1..=3 {
-        env.wait_for(&run, Duration::from_secs(30), |_| {
+        env.wait_for(&run, Duration::from_secs(90), |_| {
             lines(&file).len() >= kill * 3
         })
         .unwrap();
@@ -81,7 +83,7 @@ fn a_planner_killed_mid_run_resumes_and_runs_no_node_twice() {
         std::thread::sleep(Duration::from_millis(300 * kill as u64));
         planner = env.start_planner().unwrap();
     }
-    let status = env.wait_end(&run, Duration::from_secs(60)).unwrap();
+    let status = env.wait_end(&run, Duration::from_secs(120)).unwrap();
     assert_eq!(status.state, State::Succeeded, "{status:?}");
     let expected: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
     assert_eq!(
