@@ -249,13 +249,18 @@ impl Env {
         Proc::spawn(name, command, log)
     }
 
-    /// Starts the planner (with its API) and waits until the API answers.
-    pub fn start_planner(&mut self) -> anyhow::Result<Proc> {
+    /// Returns the command of a planner on the env's store and API address.
+    fn planner_command(&self) -> Command {
         let mut command = self.baton();
         command
             .args(["planner", "--data-dir", "planner-data", "--listen"])
             .arg(format!("127.0.0.1:{}", self.api_port));
-        let proc = self.spawn("planner", command)?;
+        command
+    }
+
+    /// Starts the planner (with its API) and waits until the API answers.
+    pub fn start_planner(&mut self) -> anyhow::Result<Proc> {
+        let proc = self.spawn("planner", self.planner_command())?;
         wait_for_port(self.api_port, Duration::from_secs(30))?;
         Ok(proc)
     }
@@ -263,11 +268,7 @@ impl Env {
     /// Starts a second planner on the same store and API address, and waits until it says it
     /// stands by: it takes over when the active one dies.
     pub fn start_standby_planner(&mut self) -> anyhow::Result<Proc> {
-        let mut command = self.baton();
-        command
-            .args(["planner", "--data-dir", "planner-data", "--listen"])
-            .arg(format!("127.0.0.1:{}", self.api_port));
-        let standby = self.spawn("planner-standby", command)?;
+        let standby = self.spawn("planner-standby", self.planner_command())?;
         let started = Instant::now();
         while !standby.log().contains("standing by") {
             if started.elapsed() > Duration::from_secs(20) {

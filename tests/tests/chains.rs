@@ -86,6 +86,16 @@ fn ended_chain_of<'a>(all: &'a [RunStatus], ignitor: &str) -> Option<&'a RunStat
         .find(|r| r.workflow == ignitor && r.state.is_terminal())
 }
 
+/// Waits until a chain started by `ignitor` has ended, at most `within`; returns every run and
+/// that chain.
+fn wait_chain_end(env: &Env, ignitor: &str, within: Duration) -> (Vec<RunStatus>, RunStatus) {
+    let all = wait_runs(env, within, |all| ended_chain_of(all, ignitor).is_some());
+    let chain = ended_chain_of(&all, ignitor)
+        .cloned()
+        .expect("waited for it");
+    (all, chain)
+}
+
 fn node<'a>(run: &'a RunStatus, name: &str) -> &'a baton_schemas::status::NodeStatus {
     run.nodes
         .iter()
@@ -114,17 +124,14 @@ fn an_ignitor_starts_task1_whose_termination_log_reaches_task2() {
     ]
     .concat();
     apply_documents(&env, "orca.yaml", &docs);
-    let all = wait_runs(&env, Duration::from_secs(90), |all| {
-        ended_chain_of(all, "ignitor1").is_some()
-    });
-    let chain = ended_chain_of(&all, "ignitor1").unwrap();
+    let (_, chain) = wait_chain_end(&env, "ignitor1", Duration::from_secs(90));
     assert_eq!(chain.state, State::Succeeded, "{chain:#?}");
     assert_eq!(
-        node(chain, "task1").output.as_deref(),
+        node(&chain, "task1").output.as_deref(),
         Some("task1 saw abc")
     );
     assert_eq!(
-        node(chain, "task2").output.as_deref(),
+        node(&chain, "task2").output.as_deref(),
         Some("task1|task1 saw abc|task1|task1 saw abc")
     );
     let tasks = tasks(&env);
@@ -159,10 +166,7 @@ fn failures_take_the_failure_path_and_a_self_retry_loop_stops_at_the_chain_limit
     ]
     .concat();
     apply_documents(&env, "loop.yaml", &docs);
-    let all = wait_runs(&env, Duration::from_secs(120), |all| {
-        ended_chain_of(all, "go").is_some()
-    });
-    let chain = ended_chain_of(&all, "go").unwrap();
+    let (_, chain) = wait_chain_end(&env, "go", Duration::from_secs(120));
     assert_eq!(chain.state, State::Failed, "{chain:#?}");
     let names: Vec<&str> = chain.nodes.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(names, ["flaky", "flaky-2", "flaky-3", "flaky-4"]);
@@ -246,9 +250,7 @@ fn a_planner_killed_between_a_schedule_and_its_fire_fires_exactly_once() {
     std::thread::sleep(due.unwrap_or_default() + Duration::from_secs(2));
     // The fire was due while no planner ran: the restarted one fires it, once.
     let mut planner = restart_planner(&mut env, planner);
-    let all = wait_runs(&env, Duration::from_secs(60), |all| {
-        ended_chain_of(all, "later").is_some()
-    });
+    let (all, _) = wait_chain_end(&env, "later", Duration::from_secs(60));
     assert_eq!(all.len(), 1, "{all:#?}");
     // Killed right after the fire and started again, it does not fire again.
     planner.kill9();
@@ -290,9 +292,7 @@ fn a_standby_planner_takes_over_and_fires_once() {
     .concat();
     apply_documents(&env, "once.yaml", &docs);
     active.kill9();
-    let all = wait_runs(&env, Duration::from_secs(60), |all| {
-        ended_chain_of(all, "soon").is_some()
-    });
+    let (all, _) = wait_chain_end(&env, "soon", Duration::from_secs(60));
     assert_eq!(all.len(), 1, "{all:#?}");
     assert_eq!(all[0].state, State::Succeeded);
     if kube.fake {
@@ -313,14 +313,11 @@ fn orcas_readme_example_runs_as_orca_meant_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let all = wait_runs(&env, Duration::from_secs(90), |all| {
-        ended_chain_of(all, "ignitor1").is_some()
-    });
-    let chain = ended_chain_of(&all, "ignitor1").unwrap();
+    let (_, chain) = wait_chain_end(&env, "ignitor1", Duration::from_secs(90));
     assert_eq!(chain.state, State::Succeeded, "{chain:#?}");
     let greeting = "hello from task1 (started by ignitor1 with workflow ABC)";
-    assert_eq!(node(chain, "task1").output.as_deref(), Some(greeting));
-    assert_eq!(node(chain, "task2").output.as_deref(), Some(greeting));
+    assert_eq!(node(&chain, "task1").output.as_deref(), Some(greeting));
+    assert_eq!(node(&chain, "task2").output.as_deref(), Some(greeting));
 }
 
 /// Accepts one HTTP request on a loopback port and returns its body through the handle.
@@ -396,13 +393,10 @@ fn typed_actions_send_a_webhook_on_success_and_publish_on_failure() {
     ]
     .concat();
     apply_documents(&env, "actions.yaml", &docs);
-    let all = wait_runs(&env, Duration::from_secs(90), |all| {
-        ended_chain_of(all, "go").is_some()
-    });
-    let chain = ended_chain_of(&all, "go").unwrap();
+    let (_, chain) = wait_chain_end(&env, "go", Duration::from_secs(90));
     assert_eq!(chain.state, State::Failed, "{chain:#?}");
-    assert_eq!(node(chain, "good-on-success-1").state, State::Succeeded);
-    assert_eq!(node(chain, "bad-on-failure-1").state, State::Succeeded);
+    assert_eq!(node(&chain, "good-on-success-1").state, State::Succeeded);
+    assert_eq!(node(&chain, "bad-on-failure-1").state, State::Succeeded);
     let hook: serde_json::Value = serde_json::from_str(&request.join().unwrap()).unwrap();
     assert_eq!(
         (&hook["id"], &hook["message"], &hook["data"]),
