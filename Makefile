@@ -9,7 +9,7 @@ export NATS_SERVER
 CARGO_TARGET_DIR ?= $(HOME)/.cache/baton/target
 export CARGO_TARGET_DIR
 
-.PHONY: tools build up test lint unit bench
+.PHONY: tools build up test lint unit bench crds
 
 ## Installs the pinned nats-server into .tools/ (no root needed).
 tools:
@@ -30,6 +30,10 @@ test: tools lint
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+## Writes the CRDs generated from `schemas` into deploy/crds/ (a test fails when they drift).
+crds:
+	cargo run -q -p baton-cli --bin baton -- crds --out-dir deploy/crds
 
 ## Unit tests only (no servers).
 unit:

@@ -136,6 +136,25 @@ pub fn parse_documents(
     }
 }
 
+/// Reads and validates one object taken from a cluster (JSON as the API server serves it).
+/// `source_name` labels the errors, usually `<resource>/<namespace>/<name>`.
+///
+/// `now` is when the object was applied: the object's creation time, so that a one-shot
+/// schedule that was in the future when the object was created stays valid after it fired.
+pub fn parse_object(
+    source_name: &str,
+    object: &serde_json::Value,
+    now: Timestamp,
+) -> Result<Document, SpecErrors> {
+    let fail = |errors: Vec<SpecError>| SpecErrors {
+        source_name: source_name.to_owned(),
+        errors,
+    };
+    let value = serde_norway::to_value(object)
+        .map_err(|e| fail(vec![SpecError::new("", format!("not a document: {e}"))]))?;
+    parse_one(value, now).map_err(fail)
+}
+
 fn parse_one(value: serde_norway::Value, now: Timestamp) -> Result<Document, Vec<SpecError>> {
     let field = |name: &str| {
         value
@@ -255,6 +274,29 @@ mod tests {
         assert!(
             e[0].starts_with("wf.yaml: (document 2) spec.nodes[0].kind"),
             "{e:?}"
+        );
+    }
+
+    #[test]
+    fn cluster_objects_parse_with_their_server_fields() {
+        let object = serde_json::json!({
+            "apiVersion": "sirocco.cloud/v1alpha1",
+            "kind": "Ignitor",
+            "metadata": {"name": "i", "namespace": "ns", "uid": "u", "resourceVersion": "7", "generation": 2,
+                         "creationTimestamp": "2027-01-01T00:00:00Z", "managedFields": []},
+            "spec": {"scheduled": "2027-01-15T00:00:00Z", "data": "d"},
+            "status": {"lastFire": null},
+        });
+        let created = Timestamp(1_798_761_600_000);
+        assert!(matches!(
+            parse_object("ignitors/ns/i", &object, created),
+            Ok(Document::Ignitor(_))
+        ));
+        // The same one-shot read after its time: still the document it was when applied.
+        let err = parse_object("ignitors/ns/i", &object, Timestamp(1_900_000_000_000)).unwrap_err();
+        assert!(
+            err.to_string().starts_with("ignitors/ns/i: spec.scheduled"),
+            "{err}"
         );
     }
 

@@ -4,6 +4,7 @@
 //! This crate does no I/O. Parsing takes text and a name to report it by; validation returns
 //! every problem it finds with the document's field path.
 
+pub mod crd;
 pub mod document;
 pub mod duration;
 pub mod ids;

@@ -46,7 +46,7 @@ pub struct Task {
 }
 
 /// When a task starts and what it runs.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskSpec {
     /// Free text.
@@ -58,6 +58,7 @@ pub struct TaskSpec {
         deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(with = "Vec<String>")]
     pub start_on_ignition: Vec<String>,
     /// Tasks whose success starts this task (any one of them).
     #[serde(
@@ -65,6 +66,7 @@ pub struct TaskSpec {
         deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(with = "Vec<String>")]
     pub start_on_success: Vec<String>,
     /// Tasks whose failure starts this task (any one of them). Any non-zero exit code, an OOM
     /// kill, an image that never pulls or a timeout is a failure.
@@ -73,6 +75,7 @@ pub struct TaskSpec {
         deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(with = "Vec<String>")]
     pub start_on_failure: Vec<String>,
     /// Tasks that must all have ended as listed, in the same chain, before this task starts.
     #[serde(
@@ -80,6 +83,7 @@ pub struct TaskSpec {
         deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(with = "Vec<Condition>")]
     pub start_on_all: Vec<Condition>,
     /// What a start does while this task already runs.
     #[serde(default)]
@@ -93,6 +97,7 @@ pub struct TaskSpec {
         deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(with = "Vec<ActionEntry>")]
     pub success_actions: Vec<ActionEntry>,
     /// Actions run when the task fails.
     #[serde(
@@ -100,6 +105,7 @@ pub struct TaskSpec {
         deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(with = "Vec<ActionEntry>")]
     pub failure_actions: Vec<ActionEntry>,
     /// The pod, used whole.
     pub template: PodTemplateSpec,
@@ -118,7 +124,7 @@ pub struct TaskSpec {
 }
 
 /// One requirement of `startOnAll`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Condition {
     /// The task.
@@ -128,7 +134,7 @@ pub struct Condition {
 }
 
 /// How a task ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Outcome {
     /// It succeeded.
@@ -138,7 +144,9 @@ pub enum Outcome {
 }
 
 /// What a start does while the task already runs (in any chain).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum ConcurrencyPolicy {
     /// Both run. The default.
     #[default]
@@ -160,8 +168,23 @@ pub enum ActionEntry {
     Named(String),
 }
 
+impl schemars::JsonSchema for ActionEntry {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ActionEntry".into()
+    }
+
+    // A string or an object: Kubernetes' structural schemas cannot say "one of a string and
+    // an object", so the API server keeps the value and Baton's validation judges it.
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A typed action ({webhook: {url, method, headers, body}} or {publish: {subject, data}}); an Orca plugin name is refused.",
+            "x-kubernetes-preserve-unknown-fields": true,
+        })
+    }
+}
+
 /// A typed action.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum Action {
     /// An HTTP request.
@@ -172,7 +195,7 @@ pub enum Action {
 
 /// An HTTP request. Without a `body`, it sends Orca's `{"id": <task>, "message":
 /// "SUCCESS"|"FAILURE"}` plus `run` and `data` (the task's output).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Webhook {
     /// Where to send it (http or https).
@@ -189,7 +212,7 @@ pub struct Webhook {
 }
 
 /// A NATS message on a subject.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Publish {
     /// The subject.
@@ -217,7 +240,7 @@ pub struct Ignitor {
 }
 
 /// When an ignitor fires and what it passes.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IgnitorSpec {
     /// Free text (Orca's examples have it though Orca's type did not).

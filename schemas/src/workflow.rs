@@ -19,6 +19,9 @@ pub struct Workflow {
     pub metadata: Metadata,
     /// What the workflow does.
     pub spec: WorkflowSpec,
+    /// What a cluster reported; ignored on input.
+    #[serde(default, skip_serializing)]
+    pub status: Option<serde_json::Value>,
 }
 
 impl Workflow {
@@ -48,7 +51,7 @@ pub struct Metadata {
 }
 
 /// The body of a workflow.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkflowSpec {
     /// What happens to the rest of the run after a node fails for good.
@@ -59,7 +62,9 @@ pub struct WorkflowSpec {
 }
 
 /// What a run does after a node has failed for good (its retries used up).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum FailurePolicy {
     /// No new `when: success` node starts after a failure; running nodes finish; failure
@@ -71,7 +76,7 @@ pub enum FailurePolicy {
 }
 
 /// One node of a workflow.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeSpec {
     /// The node's name, a DNS-1123 label unique in the workflow.
@@ -117,7 +122,19 @@ pub struct NodeSpec {
 }
 
 /// The kinds of node a workflow may hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum NodeKind {
     /// Does nothing and succeeds; passes no output.
@@ -174,7 +191,9 @@ impl std::str::FromStr for NodeKind {
 }
 
 /// On which outcome of its `needs` a node runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum When {
     /// Every need succeeded. The default.
@@ -187,7 +206,7 @@ pub enum When {
 }
 
 /// Retry settings of a node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Retries {
     /// How many retries follow the first attempt (so `limit + 1` attempts at most).
@@ -199,7 +218,7 @@ pub struct Retries {
 
 /// Exponential backoff: the first retry waits `initial`, each further one twice as long, at
 /// most `max`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Backoff {
     /// The delay before the first retry. Default 1s.

@@ -1,0 +1,468 @@
+//! CustomResourceDefinitions for the documents Baton reads from a cluster, generated from the
+//! same types that parse them: Baton's own `Workflow`, `Task` and `Ignitor` (`baton.dev`), and
+//! Orca's `Task` and `Ignitor` (`sirocco.cloud`) so that Orca's manifests apply unchanged.
+//!
+//! `baton crds` prints them; the copies committed under `deploy/crds/` are checked against
+//! this module by a test, so they cannot drift.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionNames,
+    CustomResourceDefinitionSpec, CustomResourceDefinitionVersion, CustomResourceSubresourceStatus,
+    CustomResourceSubresources, CustomResourceValidation, JSONSchemaProps,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use schemars::JsonSchema;
+use serde_json::json;
+
+use crate::task::{IgnitorSpec, TaskSpec};
+use crate::workflow::WorkflowSpec;
+
+/// Baton's API group.
+pub const BATON_GROUP: &str = "baton.dev";
+/// Orca's API group, served so that Orca's documents apply verbatim.
+pub const ORCA_GROUP: &str = "sirocco.cloud";
+/// The version of every kind Baton serves.
+pub const VERSION: &str = "v1alpha1";
+
+/// One kind Baton reads from a cluster: where it is served and what it is called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kind {
+    /// The API group.
+    pub group: &'static str,
+    /// The kind (`Task`).
+    pub kind: &'static str,
+    /// The resource's plural (`tasks`).
+    pub plural: &'static str,
+}
+
+impl Kind {
+    /// Returns `group/version`.
+    pub fn api_version(&self) -> String {
+        format!("{}/{VERSION}", self.group)
+    }
+}
+
+/// Every kind the planner watches, Baton's first.
+pub const KINDS: [Kind; 5] = [
+    Kind {
+        group: BATON_GROUP,
+        kind: "Workflow",
+        plural: "workflows",
+    },
+    Kind {
+        group: BATON_GROUP,
+        kind: "Task",
+        plural: "tasks",
+    },
+    Kind {
+        group: BATON_GROUP,
+        kind: "Ignitor",
+        plural: "ignitors",
+    },
+    Kind {
+        group: ORCA_GROUP,
+        kind: "Task",
+        plural: "tasks",
+    },
+    Kind {
+        group: ORCA_GROUP,
+        kind: "Ignitor",
+        plural: "ignitors",
+    },
+];
+
+/// Returns every CustomResourceDefinition, in the order of [`KINDS`].
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    KINDS.iter().map(crd).collect()
+}
+
+/// Returns the CustomResourceDefinition of one kind.
+pub fn crd(kind: &Kind) -> CustomResourceDefinition {
+    let orca = kind.group == ORCA_GROUP;
+    let (spec, status, columns) = match kind.kind {
+        "Workflow" => (
+            schema_of::<WorkflowSpec>(),
+            workflow_status(),
+            workflow_columns(),
+        ),
+        "Task" => (schema_of::<TaskSpec>(), task_status(), task_columns()),
+        "Ignitor" => (
+            schema_of::<IgnitorSpec>(),
+            ignitor_status(),
+            ignitor_columns(),
+        ),
+        other => unreachable!("no CRD for kind {other}"),
+    };
+    let singular = kind.kind.to_ascii_lowercase();
+    // Orca's short names, kept for its users; Baton's kinds go without, so that both groups
+    // can be installed side by side without kubectl finding `tk` ambiguous.
+    let short_names = match (orca, kind.kind) {
+        (true, "Task") => Some(vec!["tk".to_owned()]),
+        (true, "Ignitor") => Some(vec!["ig".to_owned()]),
+        _ => None,
+    };
+    let root = json!({
+        "type": "object",
+        "description": format!("A {} ({}): see Baton's README.", kind.kind, kind.api_version()),
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": status,
+        },
+    });
+    CustomResourceDefinition {
+        metadata: ObjectMeta {
+            name: Some(format!("{}.{}", kind.plural, kind.group)),
+            labels: Some([("app.kubernetes.io/part-of".to_owned(), "baton".to_owned())].into()),
+            ..ObjectMeta::default()
+        },
+        spec: CustomResourceDefinitionSpec {
+            group: kind.group.to_owned(),
+            names: CustomResourceDefinitionNames {
+                kind: kind.kind.to_owned(),
+                list_kind: Some(format!("{}List", kind.kind)),
+                plural: kind.plural.to_owned(),
+                singular: Some(singular),
+                short_names,
+                categories: Some(vec!["baton".to_owned()]),
+            },
+            scope: "Namespaced".to_owned(),
+            versions: vec![CustomResourceDefinitionVersion {
+                name: VERSION.to_owned(),
+                served: true,
+                storage: true,
+                additional_printer_columns: Some(columns),
+                schema: Some(CustomResourceValidation {
+                    open_api_v3_schema: Some(
+                        serde_json::from_value::<JSONSchemaProps>(root)
+                            .expect("generated schemas are JSONSchemaProps"),
+                    ),
+                }),
+                subresources: Some(CustomResourceSubresources {
+                    status: Some(CustomResourceSubresourceStatus(json!({}))),
+                    scale: None,
+                }),
+                ..CustomResourceDefinitionVersion::default()
+            }],
+            ..CustomResourceDefinitionSpec::default()
+        },
+        status: None,
+    }
+}
+
+/// Returns every CRD as one YAML stream, each document after a `---` line.
+pub fn crds_yaml() -> String {
+    KINDS.iter().map(crd_yaml).collect()
+}
+
+/// Returns one kind's CRD as a YAML document, as committed in `deploy/crds/`.
+pub fn crd_yaml(kind: &Kind) -> String {
+    format!(
+        "# Generated by `baton crds` from the schemas crate; do not edit.\n---\n{}",
+        serde_norway::to_string(&crd(kind)).expect("CRDs serialize")
+    )
+}
+
+/// Returns the file name a CRD is committed under in `deploy/crds/`.
+pub fn file_name(kind: &Kind) -> String {
+    format!("{}.{}.yaml", kind.plural, kind.group)
+}
+
+/// Returns the structural OpenAPI v3 schema of `T`, as Kubernetes wants it: no `$ref`s, no
+/// `$schema`, enums and untagged variants folded into objects, `nullable` for options.
+fn schema_of<T: JsonSchema>() -> serde_json::Value {
+    let generator = schemars::generate::SchemaSettings::openapi3()
+        .with(|s| {
+            s.inline_subschemas = true;
+            s.meta_schema = None;
+        })
+        .with_transform(schemars::transform::AddNullable::default())
+        .with_transform(kube_core::schema::StructuralSchemaRewriter)
+        .with_transform(kube_core::schema::OptionalEnum)
+        .with_transform(kube_core::schema::OptionalIntOrString)
+        .into_generator();
+    let mut schema =
+        serde_json::to_value(generator.into_root_schema_for::<T>()).expect("schemas serialize");
+    if let Some(object) = schema.as_object_mut() {
+        object.remove("title");
+    }
+    drop_template_descriptions(&mut schema, false);
+    schema
+}
+
+/// Removes the descriptions inside pod templates: Kubernetes' own documentation of the pod
+/// fields would make each CRD about 500 KB, above what `kubectl apply` can keep in its
+/// last-applied annotation (256 KB). `kubectl explain pod.spec` still documents them.
+fn drop_template_descriptions(schema: &mut serde_json::Value, inside: bool) {
+    match schema {
+        serde_json::Value::Object(object) => {
+            if inside {
+                object.remove("description");
+            }
+            for (key, value) in object.iter_mut() {
+                let template = key == "template" && value.get("properties").is_some();
+                drop_template_descriptions(value, inside || template);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                drop_template_descriptions(item, inside);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn string(description: &str) -> serde_json::Value {
+    json!({"type": "string", "description": description})
+}
+
+fn workflow_status() -> serde_json::Value {
+    json!({
+        "type": "object",
+        "description": "The run this generation of the workflow started.",
+        "properties": {
+            "observedGeneration": {"type": "integer", "format": "int64", "description": "The generation the run was started for."},
+            "run": string("The id of the run (baton status RUN)."),
+            "state": string("pending, running, succeeded, failed or cancelled."),
+            "startedAt": string("When the run started (RFC 3339)."),
+            "finishedAt": string("When the run ended (RFC 3339)."),
+            "message": string("Why the document was refused, when it was."),
+        },
+    })
+}
+
+fn task_status() -> serde_json::Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "state": string("Pending or Running."),
+            "lastSuccess": string("When the task last succeeded (RFC 3339, UTC)."),
+            "lastFailure": string("When the task last failed (RFC 3339, UTC)."),
+            "failuresCount": {"type": "integer", "description": "Consecutive failures, reset by a success."},
+            "message": string("Why the document was refused, when it was."),
+        },
+    })
+}
+
+fn ignitor_status() -> serde_json::Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "lastFire": string("The scheduled time of the last fire (RFC 3339, UTC)."),
+            "nextFire": string("The next scheduled fire (RFC 3339, UTC)."),
+            "message": string("Why the schedule or document was refused, when it was."),
+        },
+    })
+}
+
+fn column(
+    name: &str,
+    type_: &str,
+    path: &str,
+    description: &str,
+) -> CustomResourceColumnDefinition {
+    CustomResourceColumnDefinition {
+        name: name.to_owned(),
+        type_: type_.to_owned(),
+        json_path: path.to_owned(),
+        description: Some(description.to_owned()),
+        ..CustomResourceColumnDefinition::default()
+    }
+}
+
+fn age() -> CustomResourceColumnDefinition {
+    column("Age", "date", ".metadata.creationTimestamp", "Age")
+}
+
+fn workflow_columns() -> Vec<CustomResourceColumnDefinition> {
+    vec![
+        column("Run", "string", ".status.run", "The run of this generation"),
+        column("State", "string", ".status.state", "The run's state"),
+        age(),
+    ]
+}
+
+/// Orca's columns, in Orca's order and with Orca's names.
+fn task_columns() -> Vec<CustomResourceColumnDefinition> {
+    vec![
+        column("state", "string", ".status.state", "State"),
+        column(
+            "lastSuccess",
+            "string",
+            ".status.lastSuccess",
+            "Last success",
+        ),
+        column(
+            "lastFailure",
+            "string",
+            ".status.lastFailure",
+            "Last failure",
+        ),
+        column(
+            "failuresCount",
+            "integer",
+            ".status.failuresCount",
+            "count of last consecutive failures",
+        ),
+        column("ignitors", "string", ".spec.startOnIgnition", "Ignitors"),
+        column(
+            "onSuccessTask",
+            "string",
+            ".spec.startOnSuccess",
+            "On success of",
+        ),
+        column(
+            "onFailureTask",
+            "string",
+            ".spec.startOnFailure",
+            "On failure of",
+        ),
+    ]
+}
+
+/// Orca's `scheduled` column, then Baton's last and next fire.
+fn ignitor_columns() -> Vec<CustomResourceColumnDefinition> {
+    vec![
+        column("scheduled", "string", ".spec.scheduled", "Schedule"),
+        column("lastFire", "string", ".status.lastFire", "Last fire"),
+        column("nextFire", "string", ".status.nextFire", "Next fire"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Walks a schema and returns the paths of nodes Kubernetes would refuse as not
+    /// structural: a `$ref`, a node without `type` that does not preserve unknown fields,
+    /// or `additionalProperties` beside `properties`.
+    fn not_structural(path: &str, schema: &serde_json::Value, found: &mut Vec<String>) {
+        let Some(object) = schema.as_object() else {
+            return;
+        };
+        if object.contains_key("$ref") {
+            found.push(format!("{path}: $ref"));
+        }
+        let preserves = object.get("x-kubernetes-preserve-unknown-fields") == Some(&json!(true))
+            || object.get("x-kubernetes-int-or-string") == Some(&json!(true));
+        if !object.contains_key("type") && !preserves {
+            found.push(format!("{path}: no type"));
+        }
+        if object.contains_key("properties") && object.contains_key("additionalProperties") {
+            found.push(format!("{path}: properties and additionalProperties"));
+        }
+        for key in ["oneOf", "anyOf", "allOf"] {
+            if object.contains_key(key) {
+                found.push(format!("{path}: {key}"));
+            }
+        }
+        if let Some(properties) = object.get("properties").and_then(|p| p.as_object()) {
+            for (name, sub) in properties {
+                not_structural(&format!("{path}.{name}"), sub, found);
+            }
+        }
+        if let Some(items) = object.get("items") {
+            not_structural(&format!("{path}[]"), items, found);
+        }
+        if let Some(sub) = object.get("additionalProperties")
+            && sub.is_object()
+        {
+            not_structural(&format!("{path}{{}}"), sub, found);
+        }
+    }
+
+    #[test]
+    fn every_crd_is_structural_with_a_status_subresource() {
+        for crd in crds() {
+            let version = &crd.spec.versions[0];
+            assert!(version.subresources.as_ref().unwrap().status.is_some());
+            let schema = serde_json::to_value(
+                version
+                    .schema
+                    .as_ref()
+                    .unwrap()
+                    .open_api_v3_schema
+                    .as_ref()
+                    .unwrap(),
+            )
+            .unwrap();
+            let mut found = vec![];
+            not_structural("", &schema, &mut found);
+            assert!(
+                found.is_empty(),
+                "{}: {}",
+                crd.metadata.name.unwrap(),
+                found.join("\n")
+            );
+        }
+    }
+
+    #[test]
+    fn the_committed_crds_are_the_generated_ones() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds");
+        for kind in &KINDS {
+            let path = dir.join(file_name(kind));
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == crd_yaml(kind),
+                "{} is missing or stale: run `make crds` and commit it",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
+    fn every_crd_fits_kubectls_last_applied_annotation() {
+        for kind in &KINDS {
+            let size = crd_yaml(kind).len();
+            assert!(size < 200_000, "{}: {size} bytes", file_name(kind));
+        }
+    }
+
+    #[test]
+    fn orca_kinds_keep_orcas_names_and_columns() {
+        let task = crd(&KINDS[3]);
+        assert_eq!(task.metadata.name.as_deref(), Some("tasks.sirocco.cloud"));
+        assert_eq!(task.spec.names.short_names, Some(vec!["tk".to_owned()]));
+        let columns: Vec<_> = task.spec.versions[0]
+            .additional_printer_columns
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            columns,
+            [
+                "state",
+                "lastSuccess",
+                "lastFailure",
+                "failuresCount",
+                "ignitors",
+                "onSuccessTask",
+                "onFailureTask"
+            ]
+        );
+        let ignitor = crd(&KINDS[4]);
+        assert_eq!(ignitor.spec.names.short_names, Some(vec!["ig".to_owned()]));
+    }
+
+    #[test]
+    fn the_task_schema_has_the_whole_pod_template_and_typed_enums() {
+        let schema = serde_json::to_value(crd(&KINDS[1])).unwrap();
+        let spec =
+            &schema["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let template = &spec["properties"]["template"]["properties"]["spec"]["properties"];
+        assert!(template["containers"]["items"]["properties"]["image"].is_object());
+        assert!(template["volumes"].is_object());
+        assert_eq!(
+            spec["properties"]["concurrencyPolicy"]["enum"],
+            json!(["Allow", "Forbid", "Replace"])
+        );
+        assert_eq!(spec["required"], json!(["template"]));
+    }
+}
