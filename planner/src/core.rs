@@ -44,6 +44,9 @@ pub enum Input {
     RegisterTask(Box<Task>),
     /// Registers (or replaces) an ignitor under its name; a changed schedule is armed anew.
     RegisterIgnitor(Box<Ignitor>),
+    /// Forgets a registered document (deleted from a cluster): a workflow starts no new run,
+    /// a task is started by nothing, an ignitor fires no more. Runs already going on finish.
+    Remove(Registered),
     /// Starts a run of a registered workflow. A run id already known is ignored.
     StartRun {
         /// The new run's id, chosen by the caller.
@@ -61,6 +64,17 @@ pub enum Input {
     Cancel(RunId),
     /// Time passed: due retries and timeouts fire.
     Tick,
+}
+
+/// A registered document, by kind and name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Registered {
+    /// A workflow.
+    Workflow(WorkflowName),
+    /// A task.
+    Task(String),
+    /// An ignitor.
+    Ignitor(String),
 }
 
 /// Something the service must do.
@@ -370,6 +384,19 @@ pub struct Changes<'a> {
     pub tasks: Vec<&'a TaskEntry>,
     /// Changed ignitors (spec or fire times).
     pub ignitors: Vec<&'a IgnitorEntry>,
+    /// Removed documents.
+    pub removed: Vec<Registered>,
+}
+
+impl Changes<'_> {
+    /// Returns whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+            && self.workflows.is_empty()
+            && self.tasks.is_empty()
+            && self.ignitors.is_empty()
+            && self.removed.is_empty()
+    }
 }
 
 impl Core {
@@ -434,6 +461,24 @@ impl Core {
         let workflows = std::mem::take(&mut self.changed_workflows);
         let tasks = std::mem::take(&mut self.changed_tasks);
         let ignitors = std::mem::take(&mut self.changed_ignitors);
+        // A changed name with no entry left was removed.
+        let removed = workflows
+            .iter()
+            .filter(|w| !self.workflows.contains_key(*w))
+            .map(|w| Registered::Workflow(w.clone()))
+            .chain(
+                tasks
+                    .iter()
+                    .filter(|t| !self.tasks.contains_key(*t))
+                    .map(|t| Registered::Task(t.clone())),
+            )
+            .chain(
+                ignitors
+                    .iter()
+                    .filter(|i| !self.ignitors.contains_key(*i))
+                    .map(|i| Registered::Ignitor(i.clone())),
+            )
+            .collect();
         Changes {
             runs: runs.iter().filter_map(|r| self.runs.get(r)).collect(),
             workflows: workflows
@@ -445,6 +490,7 @@ impl Core {
                 .iter()
                 .filter_map(|i| self.ignitors.get(i))
                 .collect(),
+            removed,
         }
     }
 
@@ -454,6 +500,21 @@ impl Core {
         match input {
             Input::RegisterTask(task) => self.register_task(*task),
             Input::RegisterIgnitor(ignitor) => self.register_ignitor(*ignitor, now, &mut actions),
+            Input::Remove(Registered::Workflow(name)) => {
+                if self.workflows.remove(&name).is_some() {
+                    self.changed_workflows.insert(name);
+                }
+            }
+            Input::Remove(Registered::Task(name)) => {
+                if self.tasks.remove(&name).is_some() {
+                    self.changed_tasks.insert(name);
+                }
+            }
+            Input::Remove(Registered::Ignitor(name)) => {
+                if self.ignitors.remove(&name).is_some() {
+                    self.changed_ignitors.insert(name);
+                }
+            }
             Input::Register(workflow) => {
                 let name = workflow.name();
                 if self.workflows.get(&name) != Some(&workflow) {

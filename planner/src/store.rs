@@ -12,7 +12,7 @@ use baton_schemas::Workflow;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 
-use crate::core::{Changes, IgnitorEntry, Run, TaskEntry};
+use crate::core::{Changes, IgnitorEntry, Registered, Run, TaskEntry};
 
 const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows");
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
@@ -156,6 +156,15 @@ impl Store {
             OUTBOX,
             change.outbox.iter().map(|m| (m.msg_id.clone(), m)),
         )?;
+        for removed in &state.removed {
+            let (table, key) = match removed {
+                Registered::Workflow(name) => (WORKFLOWS, name.as_str()),
+                Registered::Task(name) => (TASKS, name.as_str()),
+                Registered::Ignitor(name) => (IGNITORS, name.as_str()),
+            };
+            let mut table = txn.open_table(table).map_err(redb::Error::from)?;
+            table.remove(key).map_err(redb::Error::from)?;
+        }
         if let Some(seq) = change.triggers_seq {
             let mut meta = txn.open_table(META).map_err(redb::Error::from)?;
             meta.insert(TRIGGERS_SEQ, seq).map_err(redb::Error::from)?;
@@ -206,7 +215,7 @@ fn read_all<T: serde::de::DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{Core, CoreConfig, Input};
+    use crate::core::{Core, CoreConfig, Input, Registered};
     use baton_schemas::wire::Timestamp;
     use baton_schemas::{Document, RunId, WorkflowName, parse_documents};
 
@@ -261,5 +270,31 @@ mod tests {
         assert_eq!(loaded.triggers_seq, 7);
         store.clear_outbox(["r1.a.1"]).unwrap();
         assert!(store.load().unwrap().outbox.is_empty());
+
+        // Removed documents leave the store; runs stay.
+        core.apply(Input::Remove(Registered::Ignitor("i".into())), Timestamp(2));
+        core.apply(
+            Input::Remove(Registered::Workflow(WorkflowName::new("wf"))),
+            Timestamp(2),
+        );
+        let state = core.take_changes();
+        assert_eq!(state.removed.len(), 2);
+        store
+            .commit(&Change {
+                state,
+                outbox: vec![],
+                triggers_seq: None,
+            })
+            .unwrap();
+        let loaded = store.load().unwrap();
+        assert_eq!(
+            (
+                loaded.workflows.len(),
+                loaded.tasks.len(),
+                loaded.ignitors.len(),
+                loaded.runs.len()
+            ),
+            (0, 1, 0, 1)
+        );
     }
 }
