@@ -55,6 +55,16 @@ enum Command {
     Ignitors(ListArgs),
     /// Starts a run of a registered workflow through the bus, as a trigger message would.
     Trigger(TriggerArgs),
+    /// Prints the CustomResourceDefinitions of the kinds Baton reads from a cluster, or writes
+    /// one file each into a directory (what `deploy/crds/` holds).
+    Crds(CrdsArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CrdsArgs {
+    /// Writes `<plural>.<group>.yaml` files into this directory instead of printing.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +102,13 @@ pub(crate) struct PlannerOptions {
     /// How long past a node's timeout the planner waits for a worker before failing it.
     #[arg(long, env = "BATON_TIMEOUT_GRACE", default_value = "60s")]
     pub timeout_grace: Duration,
+    /// Watches Workflow, Task and Ignitor objects in the cluster of KUBECONFIG (or the
+    /// in-cluster config) and writes their status, so that `kubectl apply` works.
+    #[arg(long, env = "BATON_WATCH_KUBERNETES")]
+    pub watch_kubernetes: bool,
+    /// The namespace watched with --watch-kubernetes (default: every namespace).
+    #[arg(long, env = "BATON_WATCH_NAMESPACE", requires = "watch_kubernetes")]
+    pub watch_namespace: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -283,5 +300,25 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Tasks(args) => client::list(args, "tasks").await,
         Command::Ignitors(args) => client::list(args, "ignitors").await,
         Command::Trigger(args) => client::trigger(args).await,
+        Command::Crds(args) => {
+            crds(args)?;
+            Ok(0)
+        }
     }
+}
+
+fn crds(args: CrdsArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use baton_schemas::crd;
+    let Some(dir) = args.out_dir else {
+        print!("{}", crd::crds_yaml());
+        return Ok(());
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    for kind in &crd::KINDS {
+        let path = dir.join(crd::file_name(kind));
+        std::fs::write(&path, crd::crd_yaml(kind))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }

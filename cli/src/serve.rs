@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use baton_bus::{Bus, BusConfig};
+use baton_planner::cluster::{self, ClusterConfig};
 use baton_planner::service::{Command, Planner, PlannerConfig};
 use baton_schemas::status::RunStatus;
 use baton_schemas::{Document, NodeKind};
@@ -117,6 +118,7 @@ async fn up_with(
             .send(Command::Apply {
                 document: Box::new(doc),
                 start: Some(String::new()),
+                run: None,
                 reply,
             })
             .await?;
@@ -195,6 +197,24 @@ async fn run_planner(
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", options.listen))?;
     info!(listen = %options.listen, "api listening");
+    let cluster = match options.watch_kubernetes {
+        true => {
+            let client = kube::Client::try_default()
+                .await
+                .context("--watch-kubernetes: no Kubernetes client (KUBECONFIG or in-cluster)")?;
+            let config = ClusterConfig {
+                namespace: options.watch_namespace.clone(),
+                status_period: Duration::from_secs(1),
+            };
+            Some(tokio::spawn(cluster::run(
+                client,
+                config,
+                commands.clone(),
+                shutdown.clone(),
+            )))
+        }
+        false => None,
+    };
     let api = tokio::spawn(baton_planner::api::serve(
         listener,
         commands,
@@ -204,6 +224,9 @@ async fn run_planner(
     let result = planner.run(receiver, shutdown.clone()).await;
     shutdown.cancel();
     api.await??;
+    if let Some(cluster) = cluster {
+        cluster.await??;
+    }
     result
 }
 

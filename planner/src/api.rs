@@ -169,6 +169,7 @@ async fn apply(
         .ask(|reply| Command::Apply {
             document: Box::new(document),
             start,
+            run: None,
             reply,
         })
         .await??;

@@ -5,8 +5,10 @@
 //! - [`store`]: the redb store.
 //! - [`service`]: the loop that feeds the core from the bus and the API and executes its actions.
 //! - [`api`]: the HTTP API.
+//! - [`cluster`]: watching Workflow, Task and Ignitor objects in a Kubernetes cluster.
 
 pub mod api;
+pub mod cluster;
 pub mod core;
 pub mod service;
 pub mod store;

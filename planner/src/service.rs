@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::core::{Action, Core, CoreConfig, Input, Refusal};
+use crate::core::{Action, Core, CoreConfig, Input, Refusal, Registered};
 use crate::store::{Change, Store, StoreError};
 
 /// How often a standby planner tries to take the store.
@@ -57,6 +57,9 @@ pub enum Command {
         document: Box<Document>,
         /// The run's trigger data, when a run should start.
         start: Option<String>,
+        /// The id of that run (default: a new one). An id already known starts nothing, so
+        /// a caller that derives the id from what it applies may apply it again safely.
+        run: Option<RunId>,
         /// The new run's id, when one started.
         reply: oneshot::Sender<Result<Option<RunId>, Refusal>>,
     },
@@ -75,6 +78,13 @@ pub enum Command {
         run: RunId,
         /// Done, or why not.
         reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    /// Forgets a registered document (deleted from a cluster).
+    Remove {
+        /// The document.
+        document: Registered,
+        /// Done.
+        reply: oneshot::Sender<()>,
     },
     /// Reads one run.
     Status {
@@ -309,6 +319,7 @@ impl Planner {
             Command::Apply {
                 document,
                 start,
+                run,
                 reply,
             } => {
                 let (mut inputs, name) = match *document {
@@ -319,7 +330,10 @@ impl Planner {
                     Document::Task(t) => (vec![Input::RegisterTask(t)], None),
                     Document::Ignitor(i) => (vec![Input::RegisterIgnitor(i)], None),
                 };
-                let run = name.as_ref().and(start.as_ref()).map(|_| new_run_id());
+                let run = name
+                    .as_ref()
+                    .and(start.as_ref())
+                    .map(|_| run.unwrap_or_else(new_run_id));
                 if let (Some(run), Some(name), Some(data)) = (&run, name, start) {
                     inputs.push(Input::StartRun {
                         run: run.clone(),
@@ -345,6 +359,10 @@ impl Planner {
                 };
                 let actions = self.turn(vec![input], None).await?;
                 let _ = reply.send(refused(&actions).map_or(Ok(run), Err));
+            }
+            Command::Remove { document, reply } => {
+                self.turn(vec![Input::Remove(document)], None).await?;
+                let _ = reply.send(());
             }
             Command::Cancel { run, reply } => {
                 let actions = self.turn(vec![Input::Cancel(run)], None).await?;
@@ -388,10 +406,7 @@ impl Planner {
             })
             .collect();
         let state = self.core.take_changes();
-        let changed = !state.runs.is_empty()
-            || !state.workflows.is_empty()
-            || !state.tasks.is_empty()
-            || !state.ignitors.is_empty();
+        let changed = !state.is_empty();
         if changed || triggers_seq.is_some() {
             let change = Change {
                 state,

@@ -260,7 +260,14 @@ impl Env {
 
     /// Starts the planner (with its API) and waits until the API answers.
     pub fn start_planner(&mut self) -> anyhow::Result<Proc> {
-        let proc = self.spawn("planner", self.planner_command())?;
+        self.start_planner_with(&[])
+    }
+
+    /// Starts the planner with `args` added and waits until the API answers.
+    pub fn start_planner_with(&mut self, args: &[&str]) -> anyhow::Result<Proc> {
+        let mut command = self.planner_command();
+        command.args(args);
+        let proc = self.spawn("planner", command)?;
         wait_for_port(self.api_port, Duration::from_secs(30))?;
         Ok(proc)
     }

@@ -96,6 +96,44 @@ impl KubeEnv {
         Ok(kube)
     }
 
+    /// Installs Baton's CustomResourceDefinitions (those of `deploy/crds/`); on a real
+    /// cluster, waits until they are established. Ones already there are left as they are.
+    pub fn install_crds(&self) -> anyhow::Result<()> {
+        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        self.block_on(async {
+            for crd in baton_schemas::crd::crds() {
+                match crds.create(&PostParams::default(), &crd).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 409 => {}
+                    Err(e) => return Err(anyhow::Error::new(e).context("installing a CRD")),
+                }
+                if self.fake {
+                    continue;
+                }
+                let name = crd.metadata.name.clone().unwrap_or_default();
+                let established = |c: &CustomResourceDefinition| {
+                    c.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|cs| {
+                            cs.iter()
+                                .any(|c| c.type_ == "Established" && c.status == "True")
+                        })
+                };
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                while !established(&crds.get(&name).await?) {
+                    anyhow::ensure!(
+                        std::time::Instant::now() < deadline,
+                        "CRD {name} not established"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// Runs a future on the env's runtime.
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)

@@ -1,0 +1,415 @@
+//! The planner's window on a Kubernetes cluster: it watches `Workflow`, `Task` and `Ignitor`
+//! objects (Baton's `baton.dev` group and Orca's `sirocco.cloud`), registers what they say with
+//! the planner loop, and writes what the planner knows back into their `status`. This is what
+//! makes `kubectl apply -f` work like `baton apply -f`.
+//!
+//! - An object is applied when it is first seen and whenever its `metadata.generation` changes;
+//!   status writes, which do not change the generation, are not read back as new documents.
+//! - A `Workflow` object starts one run per generation. The run id is derived from the
+//!   object's uid and generation, so a restarted planner that lists the object again starts
+//!   nothing new; `status.observedGeneration` and `status.run` name that run.
+//! - A `Task` without `spec.namespace` runs its pods in the object's namespace.
+//! - A deleted object is forgotten: a task is started by nothing, an ignitor fires no more,
+//!   a workflow starts no run; runs already going on finish. Objects deleted while no planner
+//!   watched are forgotten when the watch lists again and they are missing.
+//! - An invalid object is refused with the same field-path message `baton validate` prints,
+//!   in `status.message`; nothing of it is registered.
+//!
+//! Names are the planner's keys: a task or ignitor of one name in two watched namespaces is
+//! one task, the last applied. Watch one namespace (`--watch-namespace`) to keep them apart.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use baton_schemas::crd::{KINDS, Kind};
+use baton_schemas::wire::Timestamp;
+use baton_schemas::{Document, RunId, WorkflowName, document::parse_object};
+use futures::{StreamExt, stream::select_all};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::core::Registered;
+use crate::service::Command;
+
+/// What the planner watches in a cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// The namespace watched; `None` watches every namespace.
+    pub namespace: Option<String>,
+    /// How often what the planner knows is written back into the objects' status.
+    pub status_period: Duration,
+}
+
+/// One watched object: where it lives and what was last done with it.
+#[derive(Debug, Default)]
+struct Tracked {
+    /// The generation last applied.
+    generation: Option<i64>,
+    /// For a workflow, the run its generation started.
+    run: Option<RunId>,
+    /// The status last written, so unchanged status is not written again.
+    written: Option<Value>,
+}
+
+/// An object's identity: the index of its kind in [`KINDS`], its namespace and its name.
+type Key = (usize, String, String);
+
+/// Watches the cluster until `shutdown` fires or the planner loop goes away.
+pub async fn run(
+    client: kube::Client,
+    config: ClusterConfig,
+    commands: mpsc::Sender<Command>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut events = select_all(KINDS.iter().enumerate().map(|(index, kind)| {
+        let api = api(&client, kind, config.namespace.as_deref());
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .map(move |event| (index, event))
+            .boxed()
+    }));
+    let mut sync = Sync {
+        client,
+        commands,
+        objects: BTreeMap::new(),
+        listing: Default::default(),
+    };
+    let mut status = tokio::time::interval(config.status_period);
+    status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    info!(
+        namespace = config.namespace.as_deref().unwrap_or("*"),
+        "watching the cluster for workflows, tasks and ignitors"
+    );
+    loop {
+        let alive = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            Some((index, event)) = events.next() => match event {
+                Ok(event) => sync.on_event(index, event).await,
+                Err(e) => {
+                    let kind = &KINDS[index];
+                    warn!(kind = kind.kind, group = kind.group, error = %e, "watch failed; retrying (is the CRD installed? see deploy/crds)");
+                    true
+                }
+            },
+            _ = status.tick() => sync.write_status().await,
+        };
+        if !alive {
+            return Ok(());
+        }
+    }
+}
+
+fn api(client: &kube::Client, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
+    let resource = api_resource(kind);
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    }
+}
+
+fn api_resource(kind: &Kind) -> ApiResource {
+    ApiResource {
+        group: kind.group.to_owned(),
+        version: baton_schemas::crd::VERSION.to_owned(),
+        api_version: kind.api_version(),
+        kind: kind.kind.to_owned(),
+        plural: kind.plural.to_owned(),
+    }
+}
+
+/// Returns the run id of one generation of a workflow object: its name (cut), the start of
+/// its uid and the generation, at most 40 characters.
+fn workflow_run_id(name: &str, uid: &str, generation: i64) -> RunId {
+    let name: String = name.chars().take(20).collect();
+    let uid: String = uid
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    RunId::new(format!("{}-{uid}-{generation}", name.trim_end_matches('-')))
+}
+
+struct Sync {
+    client: kube::Client,
+    commands: mpsc::Sender<Command>,
+    objects: BTreeMap<Key, Tracked>,
+    /// Per kind, the objects seen in the listing under way (between `Init` and `InitDone`).
+    listing: [Option<BTreeSet<Key>>; KINDS.len()],
+}
+
+impl Sync {
+    /// Handles one watch event. Returns false when the planner loop is gone.
+    async fn on_event(&mut self, index: usize, event: watcher::Event<DynamicObject>) -> bool {
+        match event {
+            watcher::Event::Init => {
+                self.listing[index] = Some(BTreeSet::new());
+                true
+            }
+            watcher::Event::InitApply(object) => {
+                if let Some(listing) = &mut self.listing[index] {
+                    listing.insert(key(index, &object));
+                }
+                self.apply(index, object).await
+            }
+            watcher::Event::Apply(object) => self.apply(index, object).await,
+            watcher::Event::InitDone => {
+                let listed = self.listing[index].take().unwrap_or_default();
+                let gone: Vec<Key> = self
+                    .objects
+                    .keys()
+                    .filter(|k| k.0 == index && !listed.contains(*k))
+                    .cloned()
+                    .collect();
+                for key in gone {
+                    if !self.remove(key).await {
+                        return false;
+                    }
+                }
+                true
+            }
+            watcher::Event::Delete(object) => self.remove(key(index, &object)).await,
+        }
+    }
+
+    async fn apply(&mut self, index: usize, object: DynamicObject) -> bool {
+        let kind = &KINDS[index];
+        let key = key(index, &object);
+        let generation = object.metadata.generation;
+        let tracked = self.objects.entry(key.clone()).or_default();
+        if generation.is_some() && tracked.generation == generation {
+            return true;
+        }
+        let created = object
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| Timestamp(t.0.as_millisecond().max(0) as u64))
+            .unwrap_or_else(Timestamp::now);
+        let value = match serde_json::to_value(&object) {
+            Ok(value) => value,
+            Err(e) => {
+                warn!(error = %e, "unreadable object");
+                return true;
+            }
+        };
+        let source = format!("{}.{}/{}/{}", kind.plural, kind.group, key.1, key.2);
+        let mut document = match parse_object(&source, &value, created) {
+            Ok(document) => document,
+            Err(errors) => {
+                warn!(object = %source, errors = %errors, "object refused");
+                tracked.generation = generation;
+                self.patch_status(&key, json!({"message": errors.to_string()}))
+                    .await;
+                return true;
+            }
+        };
+        if let Document::Task(task) = &mut document
+            && task.spec.namespace.is_none()
+        {
+            task.spec.namespace = Some(key.1.clone());
+        }
+        // A workflow object runs once per generation.
+        let observed = value["status"]["observedGeneration"].as_i64();
+        let run = match (&document, generation) {
+            (Document::Workflow(_), Some(generation)) if observed != Some(generation) => {
+                let uid = object.metadata.uid.as_deref().unwrap_or_default();
+                Some(workflow_run_id(&key.2, uid, generation))
+            }
+            _ => None,
+        };
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Apply {
+            document: Box::new(document),
+            start: run.as_ref().map(|_| String::new()),
+            run: run.clone(),
+            reply,
+        };
+        if self.commands.send(command).await.is_err() {
+            return false;
+        }
+        let Ok(answer) = answer.await else {
+            return false;
+        };
+        let tracked = self.objects.entry(key.clone()).or_default();
+        tracked.generation = generation;
+        if let Some(known) = value["status"]["run"]
+            .as_str()
+            .filter(|r| RunId::is_valid(r))
+        {
+            tracked.run = Some(RunId::new(known));
+        }
+        match answer {
+            Ok(started) => {
+                debug!(object = %source, run = ?started, "object applied");
+                if let (Some(run), Some(generation)) = (started, generation) {
+                    tracked.run = Some(run.clone());
+                    self.patch_status(
+                        &key,
+                        json!({"observedGeneration": generation, "run": run.as_str(), "state": "pending", "message": null}),
+                    )
+                    .await;
+                } else if value["status"]["message"].is_string() {
+                    self.patch_status(&key, json!({"message": null})).await;
+                }
+            }
+            Err(refusal) => {
+                warn!(object = %source, %refusal, "object refused by the planner");
+                self.patch_status(&key, json!({"message": refusal.to_string()}))
+                    .await;
+            }
+        }
+        true
+    }
+
+    async fn remove(&mut self, key: Key) -> bool {
+        if self.objects.remove(&key).is_none() {
+            return true;
+        }
+        let name = key.2.clone();
+        let document = match KINDS[key.0].kind {
+            "Workflow" => Registered::Workflow(WorkflowName::new(name)),
+            "Task" => Registered::Task(name),
+            _ => Registered::Ignitor(name),
+        };
+        info!(kind = KINDS[key.0].kind, namespace = %key.1, name = %key.2, "object deleted; forgetting it");
+        let (reply, answer) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Remove { document, reply })
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        answer.await.is_ok()
+    }
+
+    /// Writes what the planner knows of each watched object into its status, where it
+    /// changed. Returns false when the planner loop is gone.
+    async fn write_status(&mut self) -> bool {
+        let Some(tasks) = self.ask(|reply| Command::Tasks { reply }).await else {
+            return false;
+        };
+        let Some(ignitors) = self.ask(|reply| Command::Ignitors { reply }).await else {
+            return false;
+        };
+        let by_name = |views: Vec<Value>| -> BTreeMap<String, Value> {
+            views
+                .into_iter()
+                .filter_map(|v| Some((v["name"].as_str()?.to_owned(), v)))
+                .collect()
+        };
+        let (tasks, ignitors) = (by_name(tasks), by_name(ignitors));
+        let keys: Vec<Key> = self.objects.keys().cloned().collect();
+        for key in keys {
+            let status = match KINDS[key.0].kind {
+                "Task" => tasks.get(&key.2).map(|t| {
+                    json!({
+                        "state": t["state"],
+                        "lastSuccess": t["lastSuccess"],
+                        "lastFailure": t["lastFailure"],
+                        "failuresCount": t["failuresCount"],
+                    })
+                }),
+                "Ignitor" => ignitors.get(&key.2).map(|i| {
+                    json!({"lastFire": i["lastFire"], "nextFire": i["nextFire"], "message": i["error"]})
+                }),
+                _ => match self.objects[&key].run.clone() {
+                    Some(_) if self.objects[&key].written.as_ref().is_some_and(run_ended) => None,
+                    Some(run) => {
+                        let Some(found) = self.ask(|reply| Command::Status { run, reply }).await
+                        else {
+                            return false;
+                        };
+                        found.map(|s| {
+                            let first = s.nodes.iter().filter_map(|n| n.started_at.clone()).min();
+                            let last = s.nodes.iter().filter_map(|n| n.finished_at.clone()).max();
+                            json!({
+                                "state": s.state.as_str(),
+                                "startedAt": first,
+                                "finishedAt": if s.state.is_terminal() { last } else { None },
+                            })
+                        })
+                    }
+                    None => None,
+                },
+            };
+            if let Some(status) = status
+                && self.objects[&key].written.as_ref() != Some(&status)
+            {
+                self.patch_status(&key, status).await;
+            }
+        }
+        true
+    }
+
+    async fn ask<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(command(reply)).await.ok()?;
+        answer.await.ok()
+    }
+
+    /// Merges `status` into the object's status subresource; a failure is logged and the
+    /// write is tried again on the next round.
+    async fn patch_status(&mut self, key: &Key, status: Value) {
+        let (index, namespace, name) = key;
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            namespace,
+            &api_resource(&KINDS[*index]),
+        );
+        let patch = Patch::Merge(json!({"status": status}));
+        match api
+            .patch_status(name, &PatchParams::default(), &patch)
+            .await
+        {
+            Ok(_) => {
+                if let Some(tracked) = self.objects.get_mut(key) {
+                    tracked.written = Some(status);
+                }
+            }
+            Err(e) => {
+                warn!(kind = KINDS[*index].kind, %namespace, %name, error = %e, "status not written; trying again")
+            }
+        }
+    }
+}
+
+/// Returns whether a workflow status written earlier shows its run ended.
+fn run_ended(status: &Value) -> bool {
+    matches!(
+        status["state"].as_str(),
+        Some("succeeded" | "failed" | "cancelled")
+    )
+}
+
+fn key(index: usize, object: &DynamicObject) -> Key {
+    (
+        index,
+        object.metadata.namespace.clone().unwrap_or_default(),
+        object.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workflow_run_ids_are_labels_of_at_most_forty_characters() {
+        let id = workflow_run_id(
+            "a-very-long-workflow-name-indeed",
+            "0F3A9C2E-1111-2222-3333-444455556666",
+            12345,
+        );
+        assert_eq!(id.as_str(), "a-very-long-workflow-0f3a9c2e-12345");
+        assert!(RunId::is_valid(id.as_str()));
+        let id = workflow_run_id("release-", "abc", 1);
+        assert_eq!(id.as_str(), "release-abc-1");
+    }
+}

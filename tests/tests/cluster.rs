@@ -1,0 +1,237 @@
+//! `kubectl apply` works: a planner started with `--watch-kubernetes` picks up Workflow, Task
+//! and Ignitor objects from the API server (the fake one, or the cluster of
+//! `BATON_TEST_KUBECONFIG`), runs them, and writes their status back, which is what `kubectl
+//! get` prints in Orca's columns. Objects are created with the real `kube` client exactly as
+//! the YAML files say, as `kubectl apply -f` would send them.
+
+use std::time::{Duration, Instant};
+
+use baton_schemas::crd::{KINDS, Kind};
+use baton_schemas::status::{RunStatus, State};
+use baton_tests::Env;
+use baton_tests::kube::KubeEnv;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+struct ClusterEnv {
+    env: Env,
+    kube: KubeEnv,
+}
+
+fn cluster_env() -> ClusterEnv {
+    let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
+    let kube = KubeEnv::for_env(&mut env).unwrap();
+    kube.install_crds().unwrap();
+    let planner = env
+        .start_planner_with(&["--watch-kubernetes", "--watch-namespace", &kube.namespace])
+        .unwrap();
+    env.keep(planner);
+    let worker = env.start_worker("worker", "pod,noop,exec", &[]).unwrap();
+    env.keep(worker);
+    ClusterEnv { env, kube }
+}
+
+fn kind(group: &str, name: &str) -> &'static Kind {
+    KINDS
+        .iter()
+        .find(|k| k.group == group && k.kind == name)
+        .expect("a kind Baton serves")
+}
+
+fn api(kube: &KubeEnv, kind: &Kind) -> Api<DynamicObject> {
+    let resource = ApiResource {
+        group: kind.group.into(),
+        version: "v1alpha1".into(),
+        api_version: kind.api_version(),
+        kind: kind.kind.into(),
+        plural: kind.plural.into(),
+    };
+    Api::namespaced_with(kube.client.clone(), &kube.namespace, &resource)
+}
+
+/// Creates every document of a YAML file as an object in the test's namespace.
+fn create_all(kube: &KubeEnv, text: &str) {
+    for document in serde_norway::Deserializer::from_str(text) {
+        let value: Value = serde::Deserialize::deserialize(document).unwrap();
+        if value.is_null() {
+            continue;
+        }
+        let kind = KINDS
+            .iter()
+            .find(|k| value["apiVersion"] == k.api_version() && value["kind"] == k.kind)
+            .expect("a kind Baton serves");
+        let object: DynamicObject = serde_json::from_value(value).unwrap();
+        kube.block_on(api(kube, kind).create(&PostParams::default(), &object))
+            .unwrap();
+    }
+}
+
+/// Waits until `name`'s status satisfies `done`, at most `within`; returns that status.
+fn wait_status(
+    kube: &KubeEnv,
+    kind: &Kind,
+    name: &str,
+    within: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let started = Instant::now();
+    loop {
+        let object = kube.block_on(api(kube, kind).get(name)).unwrap();
+        let status = object.data["status"].clone();
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{} {name}: status after {within:?}: {status:#}",
+            kind.kind
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn runs(env: &Env) -> Vec<RunStatus> {
+    serde_json::from_slice(&env.cli(&["runs", "-o", "json"]).stdout).unwrap_or_default()
+}
+
+fn listed(env: &Env, what: &str) -> Vec<String> {
+    let out = env.cli(&[what, "-o", "json"]);
+    let all: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    all.iter()
+        .filter_map(|v| v["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn orcas_example_applied_as_objects_runs_and_shows_orcas_status_columns() {
+    let ClusterEnv { env, kube } = cluster_env();
+    let example = include_str!("../../examples/orca/task1-task2-ignitor1.yaml");
+    create_all(&kube, example);
+    let task = kind("sirocco.cloud", "Task");
+    let task2 = wait_status(&kube, task, "task2", Duration::from_secs(90), |s| {
+        s["lastSuccess"].is_string()
+    });
+    assert_eq!(task2["failuresCount"], 0);
+    assert!(task2["lastFailure"].is_null());
+    assert!(task2["lastSuccess"].as_str().unwrap().ends_with('Z'));
+    let task1 = wait_status(&kube, task, "task1", Duration::from_secs(10), |s| {
+        s["lastSuccess"].is_string()
+    });
+    assert_eq!(task1["state"], "Pending");
+    let ignitor1 = wait_status(
+        &kube,
+        kind("sirocco.cloud", "Ignitor"),
+        "ignitor1",
+        Duration::from_secs(10),
+        |s| s["lastFire"].is_string(),
+    );
+    assert!(ignitor1["nextFire"].is_null(), "a one-shot fires once");
+    // The chain passed task1's termination log to task2, whose pod ran in the objects'
+    // namespace (the Task documents name none).
+    let all = runs(&env);
+    assert_eq!(all.len(), 1, "{all:#?}");
+    let chain = &all[0];
+    assert_eq!(chain.state, State::Succeeded);
+    let output = |n: &str| {
+        chain
+            .nodes
+            .iter()
+            .find(|x| x.name == n)
+            .and_then(|x| x.output.clone())
+    };
+    assert_eq!(
+        output("task2").as_deref(),
+        Some("hello from task1 (started by ignitor1 with workflow ABC)")
+    );
+}
+
+#[test]
+fn workflow_objects_run_once_per_generation_and_bad_objects_are_refused_with_their_path() {
+    let ClusterEnv { env, kube } = cluster_env();
+    let workflow = kind("baton.dev", "Workflow");
+    create_all(
+        &kube,
+        "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: hello}\nspec:\n  nodes:\n  - {name: a, kind: noop}\n  - {name: b, kind: exec, needs: [a], command: [sh, -c, 'printf one > \"$BATON_OUTPUT\"']}\n",
+    );
+    let first = wait_status(&kube, workflow, "hello", Duration::from_secs(60), |s| {
+        s["state"] == "succeeded"
+    });
+    assert_eq!(first["observedGeneration"], 1);
+    assert!(first["finishedAt"].is_string());
+    let first_run = first["run"].as_str().unwrap().to_owned();
+    assert_eq!(
+        env.status(&first_run).unwrap().nodes[1].output.as_deref(),
+        Some("one")
+    );
+
+    // A status write is not a new generation: nothing more runs.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(runs(&env).len(), 1);
+
+    // A changed spec is a new generation: one new run.
+    let patch = json!({"spec": {"nodes": [{"name": "a", "kind": "noop"}, {"name": "b", "kind": "exec", "needs": ["a"], "command": ["sh", "-c", "printf two > \"$BATON_OUTPUT\""]}]}});
+    kube.block_on(api(&kube, workflow).patch(
+        "hello",
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    ))
+    .unwrap();
+    let second = wait_status(&kube, workflow, "hello", Duration::from_secs(60), |s| {
+        s["observedGeneration"] == 2 && s["state"] == "succeeded"
+    });
+    let second_run = second["run"].as_str().unwrap();
+    assert_ne!(second_run, first_run);
+    assert_eq!(
+        env.status(second_run).unwrap().nodes[1].output.as_deref(),
+        Some("two")
+    );
+    assert_eq!(runs(&env).len(), 2);
+
+    // A schedule Baton cannot read is refused with the field path `baton validate` gives
+    // (the CRD's schema lets any string through), and nothing registers.
+    create_all(
+        &kube,
+        "apiVersion: baton.dev/v1alpha1\nkind: Ignitor\nmetadata: {name: typo}\nspec: {scheduled: every tuesday}\n",
+    );
+    let refused = wait_status(
+        &kube,
+        kind("baton.dev", "Ignitor"),
+        "typo",
+        Duration::from_secs(30),
+        |s| s["message"].is_string(),
+    );
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!(
+            "ignitors.baton.dev/{}/typo: spec.scheduled: ",
+            kube.namespace
+        )),
+        "{message}"
+    );
+    assert!(!listed(&env, "ignitors").contains(&"typo".to_owned()));
+}
+
+#[test]
+fn a_deleted_ignitor_is_forgotten() {
+    let ClusterEnv { env, kube } = cluster_env();
+    let ignitor = kind("baton.dev", "Ignitor");
+    create_all(
+        &kube,
+        "apiVersion: baton.dev/v1alpha1\nkind: Ignitor\nmetadata: {name: hourly}\nspec: {scheduled: '@hourly'}\n",
+    );
+    let status = wait_status(&kube, ignitor, "hourly", Duration::from_secs(30), |s| {
+        s["nextFire"].is_string()
+    });
+    assert!(status["lastFire"].is_null());
+    assert_eq!(listed(&env, "ignitors"), ["hourly"]);
+    kube.block_on(api(&kube, ignitor).delete("hourly", &DeleteParams::default()))
+        .unwrap();
+    let started = Instant::now();
+    while !listed(&env, "ignitors").is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the ignitor is still registered"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
