@@ -235,6 +235,7 @@ impl Core {
                     kind: RunKind::Chain,
                     finished_count: 0,
                     followed_up_to: 0,
+                    graph: Default::default(),
                 },
             );
             for task in listeners {

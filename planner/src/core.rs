@@ -6,7 +6,7 @@
 //! against the state it expects (a completion must name the attempt in flight, a start must
 //! name an unknown run), so redelivered bus messages are harmless.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use baton_schemas::status::{NodeStatus, RunStatus, State};
@@ -314,6 +314,113 @@ pub struct Run {
     /// The finish order up to which a chain has started what follows its nodes.
     #[serde(default)]
     followed_up_to: u32,
+    /// The edges and counters derived from the spec and the node states; not stored.
+    #[serde(skip)]
+    graph: Graph,
+}
+
+/// What a run derives from its spec and node states so that an event costs what it touches,
+/// not the size of the run: node indices by name, edges both ways, and per node how many of
+/// its needs are still open, failed, or ended other than succeeded. Rebuilt from the nodes
+/// whenever their number changes (at a run's start, after a restore, when a chain grows).
+#[derive(Clone, Debug, Default)]
+struct Graph {
+    /// How many nodes it was built for.
+    built_for: usize,
+    index: HashMap<NodeName, u32>,
+    needs: Vec<Vec<u32>>,
+    dependents: Vec<Vec<u32>>,
+    /// Per node: needs not final yet.
+    open: Vec<u32>,
+    /// Per node: needs that failed.
+    failed: Vec<u32>,
+    /// Per node: needs that ended other than succeeded.
+    unsuccessful: Vec<u32>,
+    /// Pending nodes whose readiness may have changed, for the next `advance`.
+    candidates: BTreeSet<u32>,
+    failed_nodes: u32,
+    cancelled_nodes: u32,
+    /// The node that failed first.
+    first_failed: Option<u32>,
+}
+
+/// Derived data: two runs with the same nodes are equal whatever their graphs hold.
+impl PartialEq for Graph {
+    fn eq(&self, _: &Graph) -> bool {
+        true
+    }
+}
+
+impl Graph {
+    fn build(r: &Run) -> Graph {
+        let n = r.nodes.len();
+        let index: HashMap<NodeName, u32> = r
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| (node.name.clone(), i as u32))
+            .collect();
+        let needs: Vec<Vec<u32>> = r
+            .spec
+            .nodes
+            .iter()
+            .map(|spec| {
+                spec.needs
+                    .iter()
+                    .filter_map(|n| index.get(n).copied())
+                    .collect()
+            })
+            .collect();
+        let mut graph = Graph {
+            built_for: n,
+            dependents: vec![Vec::new(); n],
+            open: vec![0; n],
+            failed: vec![0; n],
+            unsuccessful: vec![0; n],
+            ..Graph::default()
+        };
+        for (i, node_needs) in needs.iter().enumerate() {
+            for &j in node_needs {
+                graph.dependents[j as usize].push(i as u32);
+                let state = r.nodes[j as usize].state;
+                graph.count_need(i, state);
+            }
+        }
+        for (i, node) in r.nodes.iter().enumerate() {
+            match node.state {
+                NodeState::Pending => {
+                    graph.candidates.insert(i as u32);
+                }
+                NodeState::Failed => graph.failed_nodes += 1,
+                NodeState::Cancelled => graph.cancelled_nodes += 1,
+                _ => {}
+            }
+        }
+        graph.first_failed = r
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.state == NodeState::Failed)
+            .min_by_key(|(_, n)| n.finish_order)
+            .map(|(i, _)| i as u32);
+        graph.index = index;
+        graph.needs = needs;
+        graph
+    }
+
+    /// Counts one need of node `i` in `state`.
+    fn count_need(&mut self, i: usize, state: NodeState) {
+        if !state.is_terminal() {
+            self.open[i] += 1;
+            return;
+        }
+        if state == NodeState::Failed {
+            self.failed[i] += 1;
+        }
+        if state != NodeState::Succeeded {
+            self.unsuccessful[i] += 1;
+        }
+    }
 }
 
 impl Run {
@@ -355,7 +462,17 @@ impl Run {
     }
 
     fn index(&self, name: &NodeName) -> Option<usize> {
+        if self.graph.built_for == self.nodes.len() {
+            return self.graph.index.get(name).map(|&i| i as usize);
+        }
         self.nodes.iter().position(|n| &n.name == name)
+    }
+
+    /// Rebuilds the derived graph if the nodes changed in number since it was built.
+    fn ensure_graph(&mut self) {
+        if self.graph.built_for != self.nodes.len() || self.graph.index.len() != self.nodes.len() {
+            self.graph = Graph::build(self);
+        }
     }
 }
 
@@ -557,6 +674,7 @@ impl Core {
                         kind: RunKind::Workflow,
                         finished_count: 0,
                         followed_up_to: 0,
+                        graph: Default::default(),
                     },
                 );
                 self.advance(&run, now, &mut actions);
@@ -671,6 +789,7 @@ impl Core {
 
     fn node_mut(&mut self, run: &RunId, node: &NodeName) -> Option<(&mut Run, usize)> {
         let r = self.runs.get_mut(run)?;
+        r.ensure_graph();
         let i = r.index(node)?;
         Some((r, i))
     }
@@ -687,17 +806,22 @@ impl Core {
         if r.phase.is_over() && r.finished_at.is_some() {
             return;
         }
+        r.ensure_graph();
         if r.phase == RunPhase::Running
             && r.spec.failure_policy == FailurePolicy::FailFast
-            && r.nodes.iter().any(|n| n.state == NodeState::Failed)
+            && r.graph.failed_nodes > 0
         {
             r.phase = RunPhase::FailingFast;
         }
-        // One pass in spec order may unblock nodes earlier in the order (a skip cascades), so
-        // repeat until nothing changes.
-        loop {
-            let mut changed = false;
-            for i in 0..r.nodes.len() {
+        // Only nodes whose needs changed can change readiness. They are taken in spec order;
+        // a skip may unblock nodes earlier in the order (a skip cascades), taken in the next
+        // pass, as a scan of the whole run in spec order repeated until nothing changes would.
+        while !r.graph.candidates.is_empty() {
+            let mut cursor = 0;
+            while let Some(&i) = r.graph.candidates.range(cursor..).next() {
+                r.graph.candidates.remove(&i);
+                cursor = i + 1;
+                let i = i as usize;
                 if r.nodes[i].state != NodeState::Pending || r.phase.is_over() {
                     continue;
                 }
@@ -706,36 +830,34 @@ impl Core {
                     Readiness::Skip(reason) => {
                         r.nodes[i].error = Some(reason);
                         finish(r, i, NodeState::Skipped, now);
-                        changed = true;
                     }
                     Readiness::Ready
                         if r.phase == RunPhase::FailingFast
                             && r.spec.nodes[i].when == When::Success =>
                     {
-                        let failed = first_failed(r).unwrap_or_default();
+                        let failed = r
+                            .graph
+                            .first_failed
+                            .map(|f| r.nodes[f as usize].name.to_string())
+                            .unwrap_or_default();
                         r.nodes[i].error = Some(format!(
                             "not started: fail-fast after node {failed:?} failed"
                         ));
                         finish(r, i, NodeState::Skipped, now);
-                        changed = true;
                     }
                     Readiness::Ready => {
                         let job = dispatch(r, i, Attempt::FIRST);
                         actions.push(Action::Dispatch(Box::new(job)));
-                        changed = true;
                     }
                 }
             }
-            if !changed {
-                break;
-            }
         }
-        if r.phase != RunPhase::Cancelled && r.nodes.iter().all(|n| n.state.is_terminal()) {
+        if r.phase != RunPhase::Cancelled && r.finished_count as usize == r.nodes.len() {
             // Nodes end cancelled outside a run cancel when a task's concurrency policy replaces
             // them: such a chain ends cancelled.
-            r.phase = if r.nodes.iter().any(|n| n.state == NodeState::Failed) {
+            r.phase = if r.graph.failed_nodes > 0 {
                 RunPhase::Failed
-            } else if r.nodes.iter().any(|n| n.state == NodeState::Cancelled) {
+            } else if r.graph.cancelled_nodes > 0 {
                 RunPhase::Cancelled
             } else {
                 RunPhase::Succeeded
@@ -751,8 +873,14 @@ impl Core {
     }
 }
 
-/// Returns the nodes that node `i` needs.
+/// Returns the nodes that node `i` needs, in the order its spec lists them.
 fn needs_of(r: &Run, i: usize) -> Vec<&Node> {
+    if r.graph.built_for == r.nodes.len() {
+        return r.graph.needs[i]
+            .iter()
+            .map(|&j| &r.nodes[j as usize])
+            .collect();
+    }
     r.spec.nodes[i]
         .needs
         .iter()
@@ -767,54 +895,62 @@ enum Readiness {
     Skip(String),
 }
 
-/// Decides whether pending node `i` can start, must wait, or can never run.
+/// Decides whether pending node `i` can start, must wait, or can never run, from the counts
+/// of its needs (the graph is current: `advance` made sure).
 fn readiness(r: &Run, i: usize) -> Readiness {
     if r.nodes[i].started_by.is_some() {
         return Readiness::Ready;
     }
-    let spec = &r.spec.nodes[i];
-    let needs = needs_of(r, i);
-    let all_final = needs.iter().all(|n| n.state.is_terminal());
-    let failed = needs.iter().find(|n| n.state == NodeState::Failed);
-    match spec.when {
-        When::Success => {
-            if let Some(n) = needs
-                .iter()
+    let g = &r.graph;
+    let (open, failed, unsuccessful) = (g.open[i], g.failed[i], g.unsuccessful[i]);
+    match r.spec.nodes[i].when {
+        When::Success if unsuccessful > 0 => {
+            let n = needs_of(r, i)
+                .into_iter()
                 .find(|n| n.state.is_terminal() && n.state != NodeState::Succeeded)
-            {
-                Readiness::Skip(format!(
-                    "not started: need {:?} ended {}",
-                    n.name.as_str(),
-                    n.state.shown()
-                ))
-            } else if all_final {
-                Readiness::Ready
-            } else {
-                Readiness::Wait
-            }
+                .expect("counted");
+            Readiness::Skip(format!(
+                "not started: need {:?} ended {}",
+                n.name.as_str(),
+                n.state.shown()
+            ))
         }
-        When::Failure if !all_final => Readiness::Wait,
-        When::Failure if failed.is_some() => Readiness::Ready,
+        When::Success if open == 0 => Readiness::Ready,
+        When::Success => Readiness::Wait,
+        When::Failure if open > 0 => Readiness::Wait,
+        When::Failure if failed > 0 => Readiness::Ready,
         When::Failure => Readiness::Skip("not started: no need failed".to_owned()),
-        When::Always if all_final => Readiness::Ready,
+        When::Always if open == 0 => Readiness::Ready,
         When::Always => Readiness::Wait,
     }
 }
 
-fn first_failed(r: &Run) -> Option<String> {
-    r.nodes
-        .iter()
-        .filter(|n| n.state == NodeState::Failed)
-        .min_by_key(|n| n.finish_order)
-        .map(|n| n.name.to_string())
-}
-
+/// Ends node `i` in a final `state`, and counts it for the nodes that need it.
 fn finish(r: &mut Run, i: usize, state: NodeState, now: Timestamp) {
     r.finished_count += 1;
     let n = &mut r.nodes[i];
     n.state = state;
     n.finished_at = Some(now);
     n.finish_order = Some(r.finished_count);
+    // A graph built before this node existed is rebuilt from the states anyway.
+    if r.graph.built_for != r.nodes.len() {
+        return;
+    }
+    let g = &mut r.graph;
+    match state {
+        NodeState::Failed => {
+            g.failed_nodes += 1;
+            g.first_failed.get_or_insert(i as u32);
+        }
+        NodeState::Cancelled => g.cancelled_nodes += 1,
+        _ => {}
+    }
+    for k in 0..g.dependents[i].len() {
+        let d = g.dependents[i][k] as usize;
+        g.open[d] -= 1;
+        g.count_need(d, state);
+        g.candidates.insert(d as u32);
+    }
 }
 
 /// Records a failed attempt: waits to retry if retries are left and the run goes on, else
