@@ -24,7 +24,7 @@ impl Cli {
     /// Returns the log filter used when `BATON_LOG` is not set: quiet for client commands.
     pub fn default_log_level(&self) -> &'static str {
         match self.command {
-            Command::Up(_) | Command::Planner(_) | Command::Worker(_) => "info",
+            Command::Up(_) | Command::Planner(_) | Command::Worker(_) | Command::Bench(_) => "info",
             _ => "warn",
         }
     }
@@ -58,6 +58,37 @@ enum Command {
     /// Prints the CustomResourceDefinitions of the kinds Baton reads from a cluster, or writes
     /// one file each into a directory (what `deploy/crds/` holds).
     Crds(CrdsArgs),
+    /// Measures Baton's orchestration overhead against raw JetStream on its own nats-server,
+    /// planner and noop worker, and prints one table.
+    Bench(BenchArgs),
+}
+
+/// How big a benchmark run is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Scale {
+    /// About a minute: a 200-node chain, a 1 000-node fan-out, 20 runs of 50 nodes, a
+    /// 5 000-node DAG, 1 000 triggers.
+    #[default]
+    Quick,
+    /// A 1 000-node chain, a 10 000-node fan-out, 100 runs of 100 nodes, a 100 000-node DAG,
+    /// 10 000 triggers.
+    Full,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// The sizes.
+    #[arg(long, value_enum, default_value_t)]
+    pub scale: Scale,
+    /// Output format; `json` gives the figures under stable keys.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: Format,
+    /// The nats-server program (default: `.tools/venv/bin/nats-server`, then PATH).
+    #[arg(long, env = "BATON_NATS_SERVER")]
+    pub nats_server: Option<PathBuf>,
+    /// Jobs the noop worker runs at once.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Args)]
@@ -300,6 +331,10 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Tasks(args) => client::list(args, "tasks").await,
         Command::Ignitors(args) => client::list(args, "ignitors").await,
         Command::Trigger(args) => client::trigger(args).await,
+        Command::Bench(args) => {
+            crate::bench::run(args).await?;
+            Ok(0)
+        }
         Command::Crds(args) => {
             crds(args)?;
             Ok(0)

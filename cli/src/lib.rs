@@ -5,6 +5,7 @@
 //! (an invalid spec or a bad flag).
 
 mod args;
+mod bench;
 mod client;
 mod nats_server;
 mod output;

@@ -126,6 +126,8 @@ pub fn router(commands: mpsc::Sender<Command>, bus: Bus) -> Router {
         .route("/v1/runs", get(list))
         .route("/v1/runs/{run}", get(status))
         .route("/v1/runs/{run}/cancel", post(cancel))
+        // Large workflows (the benchmark's 100 000-node DAG is about 6 MB) are allowed.
+        .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
         .with_state(Api { commands, bus })
 }
 
