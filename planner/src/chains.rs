@@ -13,7 +13,7 @@ use baton_schemas::workflow::NodeSpec;
 use baton_schemas::{FailurePolicy, NodeKind, NodeName, RunId, When, WorkflowName, WorkflowSpec};
 use serde::{Deserialize, Serialize};
 
-use super::{Action, Core, Node, NodeState, Run, RunKind, RunPhase, StartedBy, finish};
+use super::{Action, Core, Node, NodeState, Run, RunKind, StartedBy, finish};
 
 /// A registered task and what it did.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -217,27 +217,19 @@ impl Core {
                 continue;
             }
             let data = spec.data.clone().unwrap_or_default();
-            self.runs.insert(
+            let chain = Run::new(
                 run.clone(),
-                Run {
-                    id: run.clone(),
-                    workflow: WorkflowName::new(name.clone()),
-                    spec: WorkflowSpec {
-                        failure_policy: FailurePolicy::Continue,
-                        nodes: Vec::new(),
-                    },
-                    phase: RunPhase::Running,
-                    initiator: name.clone(),
-                    data: data.clone(),
+                WorkflowName::new(name.clone()),
+                WorkflowSpec {
+                    failure_policy: FailurePolicy::Continue,
                     nodes: Vec::new(),
-                    created_at: now,
-                    finished_at: None,
-                    kind: RunKind::Chain,
-                    finished_count: 0,
-                    followed_up_to: 0,
-                    graph: Default::default(),
                 },
+                RunKind::Chain,
+                name.clone(),
+                data.clone(),
+                now,
             );
+            self.runs.insert(run.clone(), chain);
             for task in listeners {
                 self.start_task(
                     &run,
@@ -420,7 +412,7 @@ impl Core {
                 ConcurrencyPolicy::Replace => {
                     for (other, i) in running {
                         let r = self.runs.get_mut(&other).expect("running runs exist");
-                        r.nodes[i].error = Some(format!(
+                        r.node_mut(i).error = Some(format!(
                             "cancelled: replaced by a new start of {task} in run {run}"
                         ));
                         finish(r, i, NodeState::Cancelled, now);
@@ -428,7 +420,7 @@ impl Core {
                             run: other.clone(),
                             node: Some(r.nodes[i].name.clone()),
                         });
-                        self.changed_runs.insert(other.clone());
+                        self.mark_changed(&other);
                         if &other != run {
                             self.advance(&other, now, actions);
                         }
@@ -438,7 +430,7 @@ impl Core {
         }
         let r = self.runs.get_mut(run).expect("chains exist");
         let name = unique_name(r, task);
-        r.spec.nodes.push(NodeSpec {
+        let spec = NodeSpec {
             name: name.clone(),
             kind: NodeKind::Pod,
             needs: Vec::new(),
@@ -453,17 +445,16 @@ impl Core {
             container: spec.container.clone(),
             webhook: None,
             publish: None,
-        });
+        };
         let mut node = Node::new(name);
         node.task = Some(task.to_owned());
         node.started_by = Some(started_by);
-        r.nodes.push(node);
+        let i = r.push_node(spec, node);
         if let Some(reason) = refusal {
-            let i = r.nodes.len() - 1;
-            r.nodes[i].error = Some(reason);
+            r.node_mut(i).error = Some(reason);
             finish(r, i, NodeState::Skipped, now);
         }
-        self.changed_runs.insert(run.clone());
+        self.mark_changed(run);
     }
 
     /// Adds a node running one of a task's actions. Without a body (or data), the action
@@ -504,7 +495,7 @@ impl Core {
             "on-failure"
         };
         let name = unique_name(r, &format!("{node}-{suffix}-{}", k + 1));
-        r.spec.nodes.push(NodeSpec {
+        let spec = NodeSpec {
             name: name.clone(),
             kind,
             needs: Vec::new(),
@@ -522,11 +513,11 @@ impl Core {
             container: None,
             webhook,
             publish,
-        });
+        };
         let mut action_node = Node::new(name);
         action_node.started_by = Some(started_by);
-        r.nodes.push(action_node);
-        self.changed_runs.insert(run.clone());
+        r.push_node(spec, action_node);
+        self.mark_changed(run);
     }
 }
 

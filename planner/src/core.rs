@@ -15,7 +15,8 @@ use baton_schemas::wire::{
     Event, ExecJob, Job, JobInputs, Outcome, PodJob, SCHEMA_VERSION, Timestamp,
 };
 use baton_schemas::{
-    Attempt, FailurePolicy, NodeKind, NodeName, RunId, When, Workflow, WorkflowName, WorkflowSpec,
+    Attempt, FailurePolicy, NodeKind, NodeName, NodeSpec, RunId, When, Workflow, WorkflowName,
+    WorkflowSpec,
 };
 use serde::{Deserialize, Serialize};
 
@@ -198,6 +199,16 @@ impl NodeState {
         )
     }
 
+    /// Returns when a `Tick` must look at a node in this state: a retry's start, or a
+    /// timeout backstop.
+    fn timer(self) -> Option<Timestamp> {
+        match self {
+            NodeState::RetryWait { at, .. } => Some(at),
+            NodeState::Running { deadline, .. } => deadline,
+            _ => None,
+        }
+    }
+
     fn in_flight(self) -> Option<Attempt> {
         match self {
             NodeState::Queued { attempt } | NodeState::Running { attempt, .. } => Some(attempt),
@@ -274,6 +285,33 @@ impl Node {
     }
 }
 
+/// A run's spec in its stored header: the failure policy; the nodes are stored apart.
+mod spec_header {
+    use baton_schemas::{FailurePolicy, WorkflowSpec};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Header {
+        failure_policy: FailurePolicy,
+    }
+
+    pub(super) fn serialize<S: Serializer>(spec: &WorkflowSpec, s: S) -> Result<S::Ok, S::Error> {
+        Header {
+            failure_policy: spec.failure_policy,
+        }
+        .serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<WorkflowSpec, D::Error> {
+        let header = Header::deserialize(d)?;
+        Ok(WorkflowSpec {
+            failure_policy: header.failure_policy,
+            nodes: Vec::new(),
+        })
+    }
+}
+
 /// What a run is of.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -286,6 +324,9 @@ pub enum RunKind {
 }
 
 /// One run of a workflow.
+///
+/// Its serde form is the run's header, without its nodes: the store keeps every node apart
+/// (spec and state), so that a change writes what changed, not the whole run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Run {
@@ -294,6 +335,7 @@ pub struct Run {
     /// The workflow's name.
     pub workflow: WorkflowName,
     /// The workflow as it was when the run started; later registrations do not change it.
+    #[serde(with = "spec_header")]
     pub spec: WorkflowSpec,
     /// Where the run is.
     pub phase: RunPhase,
@@ -302,6 +344,7 @@ pub struct Run {
     /// The trigger data.
     pub data: String,
     /// The nodes, in spec order.
+    #[serde(skip)]
     pub nodes: Vec<Node>,
     /// When it started.
     pub created_at: Timestamp,
@@ -310,13 +353,36 @@ pub struct Run {
     /// What the run is of.
     #[serde(default)]
     pub kind: RunKind,
-    finished_count: u32,
+    /// How many nodes have reached a final state.
+    pub(crate) finished_count: u32,
     /// The finish order up to which a chain has started what follows its nodes.
     #[serde(default)]
-    followed_up_to: u32,
+    pub(crate) followed_up_to: u32,
     /// The edges and counters derived from the spec and the node states; not stored.
     #[serde(skip)]
     graph: Graph,
+    /// Nodes changed since the store last wrote them, and since the core last looked at
+    /// their timers; not stored.
+    #[serde(skip)]
+    touched: Touched,
+}
+
+/// The nodes of a run that changed: `unsaved` until the store writes them, `untimed` until
+/// the core has re-read their timers. Every change of a node goes through [`Run::node_mut`]
+/// or [`Run::push_node`], which record it here.
+#[derive(Clone, Debug, Default)]
+struct Touched {
+    unsaved: BTreeSet<u32>,
+    untimed: Vec<u32>,
+    /// The timer each node has in the core's timer index.
+    timers: BTreeMap<u32, Timestamp>,
+}
+
+/// Bookkeeping: two runs with the same nodes are equal whatever changed last.
+impl PartialEq for Touched {
+    fn eq(&self, _: &Touched) -> bool {
+        true
+    }
 }
 
 /// What a run derives from its spec and node states so that an event costs what it touches,
@@ -424,6 +490,87 @@ impl Graph {
 }
 
 impl Run {
+    /// Returns a new run of `spec` with every node pending, all of them to be written.
+    pub(crate) fn new(
+        id: RunId,
+        workflow: WorkflowName,
+        spec: WorkflowSpec,
+        kind: RunKind,
+        initiator: String,
+        data: String,
+        now: Timestamp,
+    ) -> Run {
+        let nodes = spec
+            .nodes
+            .iter()
+            .map(|n| Node::new(n.name.clone()))
+            .collect();
+        let mut run = Run {
+            id,
+            workflow,
+            spec,
+            phase: RunPhase::Running,
+            initiator,
+            data,
+            nodes,
+            created_at: now,
+            finished_at: None,
+            kind,
+            finished_count: 0,
+            followed_up_to: 0,
+            graph: Graph::default(),
+            touched: Touched::default(),
+        };
+        for i in 0..run.nodes.len() {
+            run.touch(i);
+        }
+        run
+    }
+
+    /// Returns a run as the store kept it: its header and its nodes with their specs, in
+    /// order.
+    pub(crate) fn from_parts(mut header: Run, nodes: Vec<(NodeSpec, Node)>) -> Run {
+        let (specs, nodes): (Vec<NodeSpec>, Vec<Node>) = nodes.into_iter().unzip();
+        header.spec.nodes = specs;
+        header.nodes = nodes;
+        header
+    }
+
+    /// Returns node `i` for a change, and records that it changed.
+    pub(crate) fn node_mut(&mut self, i: usize) -> &mut Node {
+        self.touch(i);
+        &mut self.nodes[i]
+    }
+
+    /// Adds a node (a chain grows as tasks start each other) and returns its index.
+    pub(crate) fn push_node(&mut self, spec: NodeSpec, node: Node) -> usize {
+        self.spec.nodes.push(spec);
+        self.nodes.push(node);
+        let i = self.nodes.len() - 1;
+        self.touch(i);
+        i
+    }
+
+    /// Records that node `i` changed. `untimed` may hold a node twice; reading its timer
+    /// twice is harmless.
+    fn touch(&mut self, i: usize) {
+        let i = i as u32;
+        self.touched.unsaved.insert(i);
+        self.touched.untimed.push(i);
+    }
+
+    /// Returns, and forgets, the nodes changed since the last call, for the store.
+    pub(crate) fn take_unsaved(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.touched.unsaved)
+            .into_iter()
+            .collect()
+    }
+
+    /// Returns node `i`'s spec and state, as the store keeps them.
+    pub(crate) fn node_record(&self, i: u32) -> (&NodeSpec, &Node) {
+        (&self.spec.nodes[i as usize], &self.nodes[i as usize])
+    }
+
     /// Returns the status users see.
     pub fn status(&self) -> RunStatus {
         RunStatus {
@@ -444,21 +591,6 @@ impl Run {
                 })
                 .collect(),
         }
-    }
-
-    /// Returns the earliest time at which a `Tick` would change this run.
-    pub fn next_deadline(&self) -> Option<Timestamp> {
-        if self.phase.is_over() {
-            return None;
-        }
-        self.nodes
-            .iter()
-            .filter_map(|n| match n.state {
-                NodeState::RetryWait { at, .. } => Some(at),
-                NodeState::Running { deadline, .. } => deadline,
-                _ => None,
-            })
-            .min()
     }
 
     fn index(&self, name: &NodeName) -> Option<usize> {
@@ -485,6 +617,10 @@ pub struct Core {
     tasks: BTreeMap<String, TaskEntry>,
     ignitors: BTreeMap<String, IgnitorEntry>,
     changed_runs: BTreeSet<RunId>,
+    /// Runs changed since their timers were last read into `timers`.
+    untimed_runs: Vec<RunId>,
+    /// Every node's pending timer (a retry's start, a timeout backstop), soonest first.
+    timers: BTreeSet<(Timestamp, RunId, u32)>,
     changed_workflows: BTreeSet<WorkflowName>,
     changed_tasks: BTreeSet<String>,
     changed_ignitors: BTreeSet<String>,
@@ -493,8 +629,8 @@ pub struct Core {
 /// What the store must write after a turn.
 #[derive(Debug, Default)]
 pub struct Changes<'a> {
-    /// Changed runs.
-    pub runs: Vec<&'a Run>,
+    /// Changed runs, each with the indices of its changed nodes.
+    pub runs: Vec<(&'a Run, Vec<u32>)>,
     /// Changed workflows.
     pub workflows: Vec<&'a Workflow>,
     /// Changed tasks (spec or status).
@@ -533,7 +669,7 @@ impl Core {
         tasks: Vec<TaskEntry>,
         ignitors: Vec<IgnitorEntry>,
     ) -> Self {
-        Self {
+        let mut core = Self {
             config,
             workflows: workflows.into_iter().map(|w| (w.name(), w)).collect(),
             runs: runs.into_iter().map(|r| (r.id.clone(), r)).collect(),
@@ -546,7 +682,20 @@ impl Core {
                 .map(|i| (i.ignitor.metadata.name.clone(), i))
                 .collect(),
             ..Default::default()
+        };
+        let unfinished: Vec<RunId> = core
+            .runs
+            .values()
+            .filter(|r| !r.phase.is_over())
+            .map(|r| r.id.clone())
+            .collect();
+        for id in unfinished {
+            let r = core.runs.get_mut(&id).expect("listed");
+            r.touched.untimed = (0..r.nodes.len() as u32).collect();
+            core.untimed_runs.push(id);
         }
+        core.sync_timers();
+        core
     }
 
     /// Returns a run.
@@ -566,9 +715,53 @@ impl Core {
 
     /// Returns the earliest time at which a `Tick` would change anything.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        let runs = self.runs.values().filter_map(Run::next_deadline);
+        let runs = self.timers.first().map(|(at, _, _)| *at);
         let fires = self.ignitors.values().filter_map(|i| i.next_fire);
-        runs.chain(fires).min()
+        runs.into_iter().chain(fires).min()
+    }
+
+    /// Records that `run` changed: the store writes it, and the core re-reads the timers of
+    /// its changed nodes.
+    pub(crate) fn mark_changed(&mut self, run: &RunId) {
+        self.changed_runs.insert(run.clone());
+        // A run marked twice in one input may be listed twice: reading timers is idempotent.
+        if self.untimed_runs.last() != Some(run) {
+            self.untimed_runs.push(run.clone());
+        }
+    }
+
+    /// Brings the timer index up to date with the nodes changed since the last call.
+    fn sync_timers(&mut self) {
+        for id in std::mem::take(&mut self.untimed_runs) {
+            let Some(r) = self.runs.get_mut(&id) else {
+                continue;
+            };
+            let over = r.phase.is_over();
+            for i in std::mem::take(&mut r.touched.untimed) {
+                let wanted = if over {
+                    None
+                } else {
+                    r.nodes[i as usize].state.timer()
+                };
+                let had = r.touched.timers.get(&i).copied();
+                if had == wanted {
+                    continue;
+                }
+                if let Some(at) = had {
+                    self.timers.remove(&(at, id.clone(), i));
+                    r.touched.timers.remove(&i);
+                }
+                if let Some(at) = wanted {
+                    self.timers.insert((at, id.clone(), i));
+                    r.touched.timers.insert(i, at);
+                }
+            }
+            if over {
+                for (i, at) in std::mem::take(&mut r.touched.timers) {
+                    self.timers.remove(&(at, id.clone(), i));
+                }
+            }
+        }
     }
 
     /// Returns, and forgets, what changed since the last call: what the service must write
@@ -596,8 +789,18 @@ impl Core {
                     .map(|i| Registered::Ignitor(i.clone())),
             )
             .collect();
+        let mut unsaved = Vec::with_capacity(runs.len());
+        for id in &runs {
+            if let Some(r) = self.runs.get_mut(id) {
+                unsaved.push(r.take_unsaved());
+            }
+        }
         Changes {
-            runs: runs.iter().filter_map(|r| self.runs.get(r)).collect(),
+            runs: runs
+                .iter()
+                .filter_map(|r| self.runs.get(r))
+                .zip(unsaved)
+                .collect(),
             workflows: workflows
                 .iter()
                 .filter_map(|w| self.workflows.get(w))
@@ -613,6 +816,12 @@ impl Core {
 
     /// Applies one input at `now` and returns what must be done.
     pub fn apply(&mut self, input: Input, now: Timestamp) -> Vec<Action> {
+        let actions = self.decide(input, now);
+        self.sync_timers();
+        actions
+    }
+
+    fn decide(&mut self, input: Input, now: Timestamp) -> Vec<Action> {
         let mut actions = Vec::new();
         match input {
             Input::RegisterTask(task) => self.register_task(*task),
@@ -654,29 +863,16 @@ impl Core {
                     )));
                     return actions;
                 };
-                let nodes = spec
-                    .nodes
-                    .iter()
-                    .map(|n| Node::new(n.name.clone()))
-                    .collect();
-                self.runs.insert(
+                let new = Run::new(
                     run.clone(),
-                    Run {
-                        id: run.clone(),
-                        workflow,
-                        spec,
-                        phase: RunPhase::Running,
-                        initiator,
-                        data,
-                        nodes,
-                        created_at: now,
-                        finished_at: None,
-                        kind: RunKind::Workflow,
-                        finished_count: 0,
-                        followed_up_to: 0,
-                        graph: Default::default(),
-                    },
+                    workflow,
+                    spec,
+                    RunKind::Workflow,
+                    initiator,
+                    data,
+                    now,
                 );
+                self.runs.insert(run.clone(), new);
                 self.advance(&run, now, &mut actions);
             }
             Input::Bus(Event::NodeStarted {
@@ -691,13 +887,13 @@ impl Core {
                 };
                 if r.nodes[i].state == (NodeState::Queued { attempt }) {
                     let timeout = r.spec.nodes[i].timeout.map(|t| t.0);
-                    let n = &mut r.nodes[i];
+                    let n = r.node_mut(i);
                     n.state = NodeState::Running {
                         attempt,
                         deadline: timeout.map(|t| at.after(t + grace)),
                     };
                     n.started_at.get_or_insert(at);
-                    self.changed_runs.insert(run);
+                    self.mark_changed(&run);
                 }
             }
             Input::Bus(Event::NodeFinished {
@@ -714,16 +910,16 @@ impl Core {
                 if r.nodes[i].state.in_flight() != Some(attempt) {
                     return actions;
                 }
-                r.nodes[i].started_at.get_or_insert(started_at);
+                r.node_mut(i).started_at.get_or_insert(started_at);
                 match outcome {
                     Outcome::Succeeded { output } => {
-                        let n = &mut r.nodes[i];
+                        let n = r.node_mut(i);
                         n.output = Some(output);
                         n.error = None;
                         finish(r, i, NodeState::Succeeded, finished_at.max(now));
                     }
                     Outcome::Failed { error, output } => {
-                        r.nodes[i].output = output;
+                        r.node_mut(i).output = output;
                         attempt_failed(r, i, attempt, error, now);
                     }
                 }
@@ -740,7 +936,7 @@ impl Core {
                 r.phase = RunPhase::Cancelled;
                 for i in 0..r.nodes.len() {
                     if !r.nodes[i].state.is_terminal() {
-                        r.nodes[i].error = Some("cancelled".to_owned());
+                        r.node_mut(i).error = Some("cancelled".to_owned());
                         finish(r, i, NodeState::Cancelled, now);
                     }
                 }
@@ -752,15 +948,14 @@ impl Core {
             }
             Input::Tick => {
                 self.fire_due_ignitors(now, &mut actions);
-                let due: Vec<RunId> = self
-                    .runs
-                    .values()
-                    .filter(|r| r.next_deadline().is_some_and(|d| d <= now))
-                    .map(|r| r.id.clone())
-                    .collect();
-                for run in due {
-                    let r = self.runs.get_mut(&run).expect("due runs exist");
-                    for i in 0..r.nodes.len() {
+                let mut due: BTreeMap<RunId, Vec<usize>> = BTreeMap::new();
+                for (_, run, i) in self.timers.iter().take_while(|(at, _, _)| *at <= now) {
+                    due.entry(run.clone()).or_default().push(*i as usize);
+                }
+                for (run, mut nodes) in due {
+                    nodes.sort_unstable();
+                    let r = self.runs.get_mut(&run).expect("timers name existing runs");
+                    for i in nodes {
                         match r.nodes[i].state {
                             NodeState::RetryWait { failed, at } if at <= now => {
                                 let job = dispatch(r, i, failed.next());
@@ -797,7 +992,7 @@ impl Core {
     /// Starts or skips every pending node whose needs allow it, then ends the run when every
     /// node is final. Marks the run changed.
     fn advance(&mut self, run: &RunId, now: Timestamp, actions: &mut Vec<Action>) {
-        self.changed_runs.insert(run.clone());
+        self.mark_changed(run);
         self.follow_chain(run, now, actions);
         let r = self
             .runs
@@ -828,7 +1023,7 @@ impl Core {
                 match readiness(r, i) {
                     Readiness::Wait => {}
                     Readiness::Skip(reason) => {
-                        r.nodes[i].error = Some(reason);
+                        r.node_mut(i).error = Some(reason);
                         finish(r, i, NodeState::Skipped, now);
                     }
                     Readiness::Ready
@@ -840,7 +1035,7 @@ impl Core {
                             .first_failed
                             .map(|f| r.nodes[f as usize].name.to_string())
                             .unwrap_or_default();
-                        r.nodes[i].error = Some(format!(
+                        r.node_mut(i).error = Some(format!(
                             "not started: fail-fast after node {failed:?} failed"
                         ));
                         finish(r, i, NodeState::Skipped, now);
@@ -928,10 +1123,11 @@ fn readiness(r: &Run, i: usize) -> Readiness {
 /// Ends node `i` in a final `state`, and counts it for the nodes that need it.
 fn finish(r: &mut Run, i: usize, state: NodeState, now: Timestamp) {
     r.finished_count += 1;
-    let n = &mut r.nodes[i];
+    let order = r.finished_count;
+    let n = r.node_mut(i);
     n.state = state;
     n.finished_at = Some(now);
-    n.finish_order = Some(r.finished_count);
+    n.finish_order = Some(order);
     // A graph built before this node existed is rebuilt from the states anyway.
     if r.graph.built_for != r.nodes.len() {
         return;
@@ -956,12 +1152,12 @@ fn finish(r: &mut Run, i: usize, state: NodeState, now: Timestamp) {
 /// Records a failed attempt: waits to retry if retries are left and the run goes on, else
 /// fails the node.
 fn attempt_failed(r: &mut Run, i: usize, attempt: Attempt, error: String, now: Timestamp) {
-    r.nodes[i].error = Some(error);
+    r.node_mut(i).error = Some(error);
     let retries = r.spec.nodes[i].retries;
     match retries {
         Some(retries) if attempt.0 <= retries.limit && !r.phase.is_over() => {
             let at = now.after(retries.backoff.delay_after(attempt.0));
-            r.nodes[i].state = NodeState::RetryWait {
+            r.node_mut(i).state = NodeState::RetryWait {
                 failed: attempt,
                 at,
             };
@@ -1024,7 +1220,7 @@ fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
         publish: spec.publish.clone(),
         inputs,
     };
-    let n = &mut r.nodes[i];
+    let n = r.node_mut(i);
     n.state = NodeState::Queued { attempt };
     n.attempts = attempt.0;
     job

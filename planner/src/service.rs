@@ -25,6 +25,11 @@ use crate::store::{Change, Store, StoreError};
 /// How often a standby planner tries to take the store.
 const STANDBY_POLL: Duration = Duration::from_millis(500);
 
+/// How long published messages may stay in the outbox while the planner is idle. They are
+/// cleared with the next change; an idle planner clears them after this long, so that a
+/// restart much later does not send them again outside the bus's duplicate window.
+const OUTBOX_IDLE_CLEAR: Duration = Duration::from_secs(1);
+
 /// Planner settings.
 #[derive(Clone, Debug)]
 pub struct PlannerConfig {
@@ -132,6 +137,8 @@ pub struct Planner {
     store: Store,
     core: Core,
     triggers_seq: u64,
+    /// Ids of outbox messages the bus has stored, removed from the outbox by the next commit.
+    published: Vec<String>,
     config: PlannerConfig,
 }
 
@@ -197,11 +204,12 @@ impl Planner {
         bus.ensure_streams()
             .await
             .context("creating the bus streams")?;
-        let planner = Planner {
+        let mut planner = Planner {
             bus,
             store,
             core,
             triggers_seq: loaded.triggers_seq,
+            published: Vec::new(),
             config,
         };
         planner.flush_outbox(loaded.outbox).await?;
@@ -224,9 +232,12 @@ impl Planner {
         info!("planner running");
         let result = loop {
             let deadline = self.core.next_deadline();
-            let sleep = deadline
+            let mut sleep = deadline
                 .map(|d| d.since(Timestamp::now()))
                 .unwrap_or(Duration::from_secs(3600));
+            if !self.published.is_empty() {
+                sleep = sleep.min(OUTBOX_IDLE_CLEAR);
+            }
             let turn = tokio::select! {
                 _ = shutdown.cancelled() => break Ok(()),
                 Some(first) = events.recv() => {
@@ -387,7 +398,8 @@ impl Planner {
     }
 
     /// Applies `inputs`, commits the result with its outbox, publishes the outbox and returns
-    /// the actions. An error here is a store or bus failure the planner cannot go on after.
+    /// the actions. The messages published by earlier turns leave the outbox in the same
+    /// commit. An error here is a store or bus failure the planner cannot go on after.
     async fn turn(
         &mut self,
         inputs: Vec<Input>,
@@ -405,18 +417,19 @@ impl Planner {
                 _ => None,
             })
             .collect();
-        let state = self.core.take_changes();
-        let changed = !state.is_empty();
-        if changed || triggers_seq.is_some() {
-            let change = Change {
-                state,
-                outbox: outbox.clone(),
-                triggers_seq,
-            };
+        let published = std::mem::take(&mut self.published);
+        let change = Change {
+            state: self.core.take_changes(),
+            outbox,
+            published,
+            triggers_seq,
+        };
+        if !change.is_empty() {
             self.store
                 .commit(&change)
                 .context("committing planner state")?;
         }
+        let outbox = change.outbox;
         self.flush_outbox(outbox).await?;
         for action in &actions {
             match action {
@@ -452,7 +465,8 @@ impl Planner {
         Ok(actions)
     }
 
-    async fn flush_outbox(&self, outbox: Vec<Outgoing>) -> anyhow::Result<()> {
+    /// Publishes outbox messages and records them as published, for the next commit.
+    async fn flush_outbox(&mut self, outbox: Vec<Outgoing>) -> anyhow::Result<()> {
         if outbox.is_empty() {
             return Ok(());
         }
@@ -460,9 +474,7 @@ impl Planner {
             .publish_all(&outbox)
             .await
             .context("publishing jobs")?;
-        self.store
-            .clear_outbox(outbox.iter().map(|m| m.msg_id.as_str()))
-            .context("clearing the outbox")?;
+        self.published.extend(outbox.into_iter().map(|m| m.msg_id));
         Ok(())
     }
 }
