@@ -703,6 +703,14 @@ impl Core {
         self.runs.get(id)
     }
 
+    /// Returns whether `node` of `run` waits for a worker to take `attempt`'s job.
+    pub fn is_queued(&self, run: &RunId, node: &NodeName, attempt: Attempt) -> bool {
+        self.runs
+            .get(run)
+            .and_then(|r| r.index(node).map(|i| r.nodes[i].state))
+            == Some(NodeState::Queued { attempt })
+    }
+
     /// Returns every run.
     pub fn runs(&self) -> impl Iterator<Item = &Run> {
         self.runs.values()
