@@ -62,6 +62,17 @@ impl Sizes {
                 dag_depth: 250,
                 triggers: 1_000,
             },
+            Scale::Smoke => Sizes {
+                floor_serial: 50,
+                floor_pipelined: 500,
+                chain: 20,
+                fan_out: 50,
+                runs: 3,
+                run_nodes: 5,
+                dag_width: 10,
+                dag_depth: 20,
+                triggers: 50,
+            },
             Scale::Full => Sizes {
                 floor_serial: 1_000,
                 floor_pipelined: 20_000,
@@ -222,6 +233,7 @@ async fn measure(
         scale: match args.scale {
             Scale::Quick => "quick",
             Scale::Full => "full",
+            Scale::Smoke => "smoke",
         },
         floor_serial_p50_ms: ms(percentile(&serial, 50.0)),
         floor_serial_p99_ms: ms(percentile(&serial, 99.0)),

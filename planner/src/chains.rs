@@ -440,7 +440,7 @@ impl Core {
             command: None,
             env: Default::default(),
             working_dir: None,
-            template: Some(spec.template.clone()),
+            template: Some(Box::new(spec.template.clone())),
             namespace: spec.namespace.clone(),
             container: spec.container.clone(),
             webhook: None,
@@ -511,8 +511,8 @@ impl Core {
             template: None,
             namespace: None,
             container: None,
-            webhook,
-            publish,
+            webhook: webhook.map(Box::new),
+            publish: publish.map(Box::new),
         };
         let mut action_node = Node::new(name);
         action_node.started_by = Some(started_by);

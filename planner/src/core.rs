@@ -1219,13 +1219,13 @@ fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
             working_dir: spec.working_dir.clone(),
         }),
         pod: (spec.kind == NodeKind::Pod).then(|| PodJob {
-            template: spec.template.clone().unwrap_or_default(),
+            template: spec.template.as_deref().cloned().unwrap_or_default(),
             namespace: spec.namespace.clone(),
             container: spec.container.clone(),
             task: spec.name.to_string(),
         }),
-        webhook: spec.webhook.clone(),
-        publish: spec.publish.clone(),
+        webhook: spec.webhook.as_deref().cloned(),
+        publish: spec.publish.as_deref().cloned(),
         inputs,
     };
     let n = r.node_mut(i);
