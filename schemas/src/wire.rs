@@ -87,6 +87,9 @@ pub struct Job {
     /// `publish` settings, with the data decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish: Option<crate::task::Publish>,
+    /// `helm` settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<crate::helm::HelmSpec>,
     /// Data passed from upstream.
     pub inputs: JobInputs,
 }
