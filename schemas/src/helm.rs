@@ -524,6 +524,46 @@ mod tests {
     }
 
     #[test]
+    fn helm_nodes_in_workflows_are_checked() {
+        let text = |helm: &str| {
+            format!(
+                "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: w}}\nspec:\n  nodes:\n  - {{name: a, kind: helm{helm}}}\n"
+            )
+        };
+        let errors = |helm: &str| -> Vec<String> {
+            match crate::parse_documents("w.yaml", &text(helm), crate::wire::Timestamp(0)) {
+                Ok(_) => vec![],
+                Err(e) => e.to_string().lines().map(str::to_owned).collect(),
+            }
+        };
+        assert!(
+            errors(
+                ", helm: {release: web, namespace: apps, chart: {url: 'oci://r.io/c', name: web}}"
+            )
+            .is_empty()
+        );
+        assert!(errors(", helm: {action: uninstall, release: web, namespace: apps}").is_empty());
+        assert_eq!(
+            errors(""),
+            [
+                "w.yaml: spec.nodes[0].helm: a helm node needs helm: {release, namespace, chart: {url, name}}"
+            ]
+        );
+        assert_eq!(
+            errors(", helm: {release: Web_1, namespace: apps, timeout: 0s}"),
+            [
+                "w.yaml: spec.nodes[0].helm.release: invalid release name \"Web_1\": use at most 53 lowercase letters, digits, '-' and '.'",
+                "w.yaml: spec.nodes[0].helm.chart: an apply needs a chart: {url, name, version}",
+                "w.yaml: spec.nodes[0].helm.timeout: must be longer than zero",
+            ]
+        );
+        assert_eq!(
+            errors(", command: [x], helm: {action: uninstall, release: web, namespace: apps}"),
+            ["w.yaml: spec.nodes[0].command: only exec nodes take this field"]
+        );
+    }
+
+    #[test]
     fn go_durations() {
         assert_eq!(go_duration(Duration::from_secs(300)), "5m0s");
         assert_eq!(go_duration(Duration::from_secs(5400)), "1h30m0s");

@@ -531,7 +531,8 @@ struct FluxEnv {
 }
 
 impl FluxEnv {
-    fn new(watch: bool) -> Option<FluxEnv> {
+    /// Starts a planner (watching the cluster with `watch`) and a worker for `kinds`.
+    fn new(watch: bool, kinds: &str) -> Option<FluxEnv> {
         let mut env = Env::new(program()).unwrap();
         let kube = KubeEnv::for_env(&mut env).unwrap();
         let controller = kube.start_helm_controller()?;
@@ -545,7 +546,7 @@ impl FluxEnv {
         env.keep(planner);
         wait_for_port(env.api_port, Duration::from_secs(10)).unwrap();
         let worker = env
-            .start_worker("worker", "helm", &["--helm-driver", "flux"])
+            .start_worker("worker", kinds, &["--helm-driver", "flux"])
             .unwrap();
         env.keep(worker);
         Some(FluxEnv {
@@ -577,7 +578,7 @@ fn orkestra_groups() -> ApiResource {
 
 #[test]
 fn bookinfo_applied_as_an_object_is_released_with_the_flux_driver_and_deleted_in_reverse() {
-    let Some(world) = FluxEnv::new(true) else {
+    let Some(world) = FluxEnv::new(true, "helm") else {
         return;
     };
     let groups: Api<DynamicObject> = Api::all_with(world.kube.client.clone(), &orkestra_groups());
@@ -689,7 +690,7 @@ fn bookinfo_applied_as_an_object_is_released_with_the_flux_driver_and_deleted_in
 
 #[test]
 fn a_failing_upgrade_rolls_back_with_the_flux_driver() {
-    let Some(world) = FluxEnv::new(false) else {
+    let Some(world) = FluxEnv::new(false, "helm") else {
         return;
     };
     let env = &world.env;
@@ -741,4 +742,82 @@ fn a_failing_upgrade_rolls_back_with_the_flux_driver() {
         &("api".into(), "upgrade", false),
         "{actions:?}"
     );
+}
+
+#[test]
+fn workflow_executors_run_in_order_as_pods_with_orkestras_arguments_and_reverse_on_delete() {
+    let Some(world) = FluxEnv::new(false, "helm,pod") else {
+        return;
+    };
+    let env = &world.env;
+    let text = format!(
+        "{}      workflow:\n      - {{name: helmrelease, type: helmrelease}}\n      - name: smoke\n        dependencies: [helmrelease]\n        image: {{name: smoke, image: busybox, command: [sh, -c, 'printf \"%s \" \"$@\" > /dev/termination-log', sh]}}\n        params: {{data: {{url: 'http://web.apps'}}}}\n",
+        group(&[("web", "", "1.0.0", "")]).replace("values: {}}", "values: {}}\n")
+    );
+    let file = env.write("g.yaml", &text);
+    let out = env.cli(&[
+        "apply",
+        "-f",
+        file.to_str().unwrap(),
+        "--wait",
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let group: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let forward = env
+        .status(group["runs"]["forward"].as_str().unwrap())
+        .unwrap();
+    let names: Vec<&str> = forward.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["web-helmrelease", "web-smoke"]);
+    assert!(forward.nodes[0].finished_at <= forward.nodes[1].started_at);
+    let args = |output: &str| {
+        output
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let smoke = args(forward.nodes[1].output.as_deref().unwrap());
+    assert_eq!(
+        smoke[2..8],
+        [
+            "--action",
+            "install",
+            "--timeout",
+            "5m0s",
+            "--interval",
+            "1s"
+        ]
+    );
+    use base64::Engine as _;
+    let decode = |b: &str| base64::engine::general_purpose::STANDARD.decode(b).unwrap();
+    let spec: Value = serde_json::from_slice(&decode(&smoke[1])).unwrap();
+    assert_eq!(spec["kind"], "HelmRelease");
+    assert_eq!(spec["spec"]["releaseName"], "web");
+    assert_eq!(decode(&smoke[9]), br#"{"url":"http://web.apps"}"#);
+
+    // The reverse: the executors turned around and each turned into its reverse.
+    let out = env.cli(&["delete", "group", "g", "--wait", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let group: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let delete = env
+        .status(group["runs"]["delete"].as_str().unwrap())
+        .unwrap();
+    let names: Vec<&str> = delete.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["web-smoke", "web-helmrelease"]);
+    assert!(delete.nodes[0].finished_at <= delete.nodes[1].started_at);
+    assert_eq!(
+        args(delete.nodes[0].output.as_deref().unwrap())[3],
+        "delete"
+    );
+    assert!(world.helm_release("apps", "web").is_none());
 }
