@@ -528,6 +528,7 @@ struct FluxEnv {
     env: Env,
     kube: KubeEnv,
     controller: HelmController,
+    worker: baton_tests::Proc,
 }
 
 impl FluxEnv {
@@ -548,11 +549,11 @@ impl FluxEnv {
         let worker = env
             .start_worker("worker", kinds, &["--helm-driver", "flux"])
             .unwrap();
-        env.keep(worker);
         Some(FluxEnv {
             env,
             kube,
             controller,
+            worker,
         })
     }
 
@@ -820,4 +821,62 @@ fn workflow_executors_run_in_order_as_pods_with_orkestras_arguments_and_reverse_
         "delete"
     );
     assert!(world.helm_release("apps", "web").is_none());
+}
+
+#[test]
+fn a_helm_job_redelivered_after_a_worker_kill_makes_no_second_install_flux() {
+    let Some(mut world) = FluxEnv::new(false, "helm") else {
+        return;
+    };
+    let text = group(&[("db", "", "1.0.0", "batonTestDelay: 4")]);
+    let file = world.env.write("g.yaml", &text);
+    assert!(
+        world
+            .env
+            .cli(&["apply", "-f", file.to_str().unwrap()])
+            .status
+            .success()
+    );
+    // Kill the worker while it waits for helm-controller.
+    let started = std::time::Instant::now();
+    while world.helm_release("apps", "db").is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no HelmRelease written"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    world.worker.kill9();
+    let second = world
+        .env
+        .start_worker("worker-2", "helm", &["--helm-driver", "flux"])
+        .unwrap();
+    world.env.keep(second);
+    let group = world
+        .env
+        .wait_group_settled("g", Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(group["phase"], "Succeeded", "{group:#}");
+    let installs: Vec<_> = world
+        .controller
+        .events()
+        .into_iter()
+        .filter(|e| e.name == "db")
+        .collect();
+    assert_eq!(
+        installs.len(),
+        1,
+        "one install, adopted by the redelivery: {installs:#?}"
+    );
+    let release = world.helm_release("apps", "db").unwrap();
+    assert_eq!(
+        release.metadata.generation,
+        Some(1),
+        "the same spec written again"
+    );
+    let run = group["runs"]["forward"].as_str().unwrap();
+    let status = world.env.status(run).unwrap();
+    assert_eq!(status.nodes[0].attempts, 1);
+    let output: Value = serde_json::from_str(status.nodes[0].output.as_deref().unwrap()).unwrap();
+    assert_eq!(output["result"], "adopted", "{output}");
 }
