@@ -880,3 +880,67 @@ fn a_helm_job_redelivered_after_a_worker_kill_makes_no_second_install_flux() {
     let output: Value = serde_json::from_str(status.nodes[0].output.as_deref().unwrap()).unwrap();
     assert_eq!(output["result"], "adopted", "{output}");
 }
+
+#[test]
+fn values_from_secrets_and_config_maps_and_repository_credentials_reach_helm_cli() {
+    let mut world = CliEnv::new(versions(&["web"]));
+    let kube = KubeEnv::for_env(&mut world.env).unwrap();
+    let ns = kube.namespace.clone();
+    let objects = [
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web-values"},
+               "data": {"values.yaml": "image: {tag: from-map, pull: Always}\nreplicas: 1\n"}}),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "web-secret"},
+               "stringData": {"password": "s3cret"}}),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "repo-creds"},
+               "stringData": {"username": "robot", "password": "hunter2", "ca.crt": "-----BEGIN CERTIFICATE-----"}}),
+    ];
+    for object in objects {
+        let kind = object["kind"].as_str().unwrap();
+        let (version, plural) = if kind == "Secret" {
+            ("v1", "secrets")
+        } else {
+            ("v1", "configmaps")
+        };
+        let resource = ApiResource {
+            group: String::new(),
+            version: version.into(),
+            api_version: version.into(),
+            kind: kind.into(),
+            plural: plural.into(),
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(kube.client.clone(), &ns, &resource);
+        let object: DynamicObject = serde_json::from_value(object).unwrap();
+        kube.block_on(api.create(&PostParams::default(), &object))
+            .unwrap();
+    }
+    let worker = world.start_worker("worker");
+    world.env.keep(worker);
+    let text = format!(
+        "apiVersion: baton.dev/v1alpha1\nkind: ApplicationGroup\nmetadata: {{name: g}}\nspec:\n  applications:\n  - name: web\n    spec:\n      chart: {{url: 'https://c.example.com', name: web, version: 1.0.0, authSecretRef: {{name: repo-creds, namespace: {ns}}}}}\n      release:\n        targetNamespace: {ns}\n        values: {{replicas: 2, image: {{tag: inline}}}}\n        valuesFrom:\n        - {{kind: ConfigMap, name: web-values}}\n        - {{kind: Secret, name: web-secret, valuesKey: password, targetPath: db.password}}\n        - {{kind: ConfigMap, name: missing, optional: true}}\n"
+    );
+    assert!(world.apply("g.yaml", &text).status.success());
+    let group = world
+        .env
+        .wait_group_settled("g", Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(group["phase"], "Succeeded", "{group:#}");
+    let web = world.revisions(&ns, "web");
+    assert_eq!(
+        web[0]["values"],
+        json!({"image": {"tag": "inline", "pull": "Always"}, "replicas": 2, "db": {"password": "s3cret"}})
+    );
+    let calls = world.calls();
+    let upgrade = &calls[first(&calls, "upgrade", "web")];
+    let flag = |name: &str| {
+        let i = upgrade
+            .argv
+            .iter()
+            .position(|a| a == name)
+            .unwrap_or_else(|| panic!("no {name}: {upgrade:?}"));
+        upgrade.argv[i + 1].clone()
+    };
+    assert_eq!(flag("--username"), "robot");
+    assert_eq!(flag("--password"), "hunter2");
+    assert!(flag("--ca-file").ends_with("/ca.crt"));
+    drop(kube);
+}
