@@ -3,9 +3,10 @@
 //!
 //! - [`forward`]: every release applied in dependency order;
 //! - [`reverse`]: every release uninstalled in reverse dependency order;
-//! - [`rollback`]: back to the last successful spec — the releases added since uninstalled in
-//!   reverse dependency order, then every release of the last successful spec applied again
-//!   in its own order, as one graph;
+//! - [`converge`]: from what one spec installed to another — the releases only the first has
+//!   uninstalled in reverse dependency order, then every release of the second applied in its
+//!   order, as one graph. A changed spec is released so (what it dropped goes first), and a
+//!   rollback to the last successful spec is the same graph the other way round;
 //! - [`delete`]: the reverse graph of the applied spec and of the releases only the last
 //!   successful spec had.
 //!
@@ -55,17 +56,20 @@ pub fn reverse(tasks: &[ReleaseTask]) -> Vec<NodeSpec> {
     graph(tasks, Direction::Remove, "")
 }
 
-/// Returns the graph back to `last`, the tasks of the last successful spec, from `current`,
-/// the tasks of the spec that failed: the releases of `current` that `last` lacks are
+/// Returns the graph to `to` from `from`: the releases of `from` that `to` lacks are
 /// uninstalled in reverse dependency order (nodes named `uninstall-<node>`), and then every
-/// task of `last` is applied again in its order. Uninstalling first frees what the added
-/// releases held (a subchart split out since is back inside its parent after the rollback).
-pub fn rollback(last: &[ReleaseTask], current: &[ReleaseTask]) -> Vec<NodeSpec> {
-    let kept: BTreeSet<(String, String)> = last.iter().map(ReleaseTask::release_key).collect();
-    let added = only(current, |t| !kept.contains(&t.release_key()));
-    let mut removals = graph(&added, Direction::Remove, "uninstall-");
+/// task of `to` is applied in its order. Uninstalling first frees what those releases held:
+/// a subchart split out of its parent in one spec and not in the other goes back inside the
+/// parent only once its own release is gone, or Helm would find its resources owned twice.
+///
+/// A rollback is `converge(last successful, failed)`; a new spec is released with
+/// `converge(new, last successful)`.
+pub fn converge(to: &[ReleaseTask], from: &[ReleaseTask]) -> Vec<NodeSpec> {
+    let kept: BTreeSet<(String, String)> = to.iter().map(ReleaseTask::release_key).collect();
+    let dropped = only(from, |t| !kept.contains(&t.release_key()));
+    let mut removals = graph(&dropped, Direction::Remove, "uninstall-");
     let removal_names: Vec<NodeName> = removals.iter().map(|n| n.name.clone()).collect();
-    let mut applies = forward(last);
+    let mut applies = forward(to);
     for node in applies.iter_mut().filter(|n| n.needs.is_empty()) {
         node.needs = removal_names.clone();
     }

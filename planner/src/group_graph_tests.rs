@@ -97,7 +97,7 @@ fn a_rollback_uninstalls_what_was_added_in_reverse_order_then_applies_the_last_s
     let current_text = TWO.replace("name: api, version: 1.0.0", "name: api, version: 2.0.0")
         + "  - name: cache\n    dependencies: [db]\n    spec: {chart: {url: 'https://c.example.com', name: cache}, release: {targetNamespace: data}}\n  - name: web\n    dependencies: [api, cache]\n    spec: {chart: {url: 'https://c.example.com', name: web}, release: {targetNamespace: apps}}\n";
     let current = tasks(&current_text);
-    let nodes = rollback(&last, &current);
+    let nodes = converge(&last, &current);
     assert_eq!(
         shape(&nodes),
         owned(&[
@@ -123,7 +123,7 @@ fn a_subchart_split_out_since_is_uninstalled_before_its_parent_is_applied_whole(
         "        subcharts:\n        - name: productpage\n          dependencies: [reviews]\n        - name: reviews\n          dependencies: [details, ratings]\n        - name: ratings\n          dependencies: []\n        - name: details\n          dependencies: []\n",
         "",
     );
-    let nodes = rollback(&tasks(&whole), &tasks(BOOKINFO));
+    let nodes = converge(&tasks(&whole), &tasks(BOOKINFO));
     assert_eq!(
         shape(&nodes),
         owned(&[
@@ -157,6 +157,28 @@ fn a_subchart_split_out_since_is_uninstalled_before_its_parent_is_applied_whole(
     assert_eq!(
         parent.values["productpage"],
         serde_json::json!({"replicaCount": 1})
+    );
+}
+
+#[test]
+fn a_new_spec_uninstalls_what_it_dropped_before_applying_the_rest() {
+    let last = tasks(
+        &(TWO.to_owned()
+            + "  - name: cache\n    dependencies: [db]\n    spec: {chart: {url: 'https://c.example.com', name: cache}, release: {targetNamespace: data}}\n"),
+    );
+    let nodes = converge(&tasks(TWO), &last);
+    assert_eq!(
+        shape(&nodes),
+        owned(&[
+            ("uninstall-cache", &[]),
+            ("db", &["uninstall-cache"]),
+            ("api", &["db"]),
+        ])
+    );
+    // Nothing dropped: the forward graph itself.
+    assert_eq!(
+        shape(&converge(&tasks(TWO), &tasks(TWO))),
+        shape(&forward(&tasks(TWO)))
     );
 }
 

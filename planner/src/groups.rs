@@ -1,8 +1,9 @@
 //! Application groups in the decision core. A group runs one run at a time, and every change
 //! of its lifecycle goes through [`Core::group_step`]:
 //!
-//! - A new spec starts a **forward** run (every release applied in dependency order,
-//!   fail-fast). A spec equal to the one applied changes nothing.
+//! - A new spec starts a **forward** run: the releases the last successful spec had and the
+//!   new one dropped are uninstalled in reverse dependency order, then every release is
+//!   applied in dependency order, fail-fast. A spec equal to the one applied changes nothing.
 //! - A forward run that succeeds makes its spec the group's **last successful spec**, kept in
 //!   the planner's store (not in an annotation, which a large spec would overflow).
 //! - A forward run that fails (or is cancelled) is remediated, whatever the failure: with a
@@ -454,8 +455,9 @@ impl Core {
         let last: Option<Vec<ReleaseTask>> =
             entry.last_successful.as_ref().map(|s| s.spec.tasks(name));
         let nodes = match purpose {
-            Purpose::Forward => group_graph::forward(&current),
-            Purpose::Rollback => group_graph::rollback(last.as_deref().unwrap_or(&[]), &current),
+            // What the last successful spec installed and this one dropped goes first.
+            Purpose::Forward => group_graph::converge(&current, last.as_deref().unwrap_or(&[])),
+            Purpose::Rollback => group_graph::converge(last.as_deref().unwrap_or(&[]), &current),
             Purpose::Uninstall => group_graph::reverse(&current),
             Purpose::Delete => group_graph::delete(&current, last.as_deref()),
         };

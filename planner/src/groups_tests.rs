@@ -331,6 +331,31 @@ fn a_failed_upgrade_rolls_back_to_the_last_successful_spec() {
 }
 
 #[test]
+fn a_new_spec_first_uninstalls_the_applications_it_dropped() {
+    let mut core = Core::new(CoreConfig::default());
+    let first = jobs(&core.apply(Input::RegisterGroup(Box::new(diamond("1.0.0"))), NOW));
+    drive(&mut core, first, &[]);
+    // Revision 2 drops web and cache: they are uninstalled (web first), then db and api are
+    // applied.
+    let smaller = group(&[("db", "", "1.0.0"), ("api", "db", "1.1.0")]);
+    let second = jobs(&core.apply(Input::RegisterGroup(Box::new(smaller)), NOW));
+    assert!(
+        second
+            .iter()
+            .all(|j| j.helm.as_ref().unwrap().action == HelmAction::Uninstall)
+    );
+    let steps = drive(&mut core, second, &[]);
+    assert_eq!(
+        steps,
+        waves(&[&["uninstall-web"], &["uninstall-cache"], &["db"], &["api"]])
+    );
+    assert_eq!(state(&core), GroupState::Succeeded);
+    let v = view(&core);
+    assert_eq!(v["applications"].as_array().unwrap().len(), 2);
+    assert_eq!(v["applications"][1]["version"], "1.1.0");
+}
+
+#[test]
 fn delete_runs_the_reverse_graph_and_names_what_a_failed_uninstall_left() {
     let mut core = Core::new(CoreConfig::default());
     let first = jobs(&core.apply(Input::RegisterGroup(Box::new(diamond("1.0.0"))), NOW));
