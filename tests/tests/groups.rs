@@ -944,3 +944,59 @@ fn values_from_secrets_and_config_maps_and_repository_credentials_reach_helm_cli
     assert!(flag("--ca-file").ends_with("/ca.crt"));
     drop(kube);
 }
+
+#[test]
+fn a_release_left_pending_by_a_dead_helm_is_rolled_back_before_the_upgrade_cli() {
+    let mut world = CliEnv::new(versions(&["db"]));
+    // Revision 2 has been pending for an hour: its helm died with its machine.
+    let hour_ago =
+        humantime::format_rfc3339(SystemTime::now() - Duration::from_secs(3600)).to_string();
+    let revision = |n: i64, status: &str| {
+        json!({"revision": n, "status": status, "chart_name": "db", "chart_version": "1.0.0",
+               "values": {}, "resources": ["db"], "description": "", "updated": hour_ago, "first_deployed": hour_ago})
+    };
+    let releases = world.state.join("releases").join("apps");
+    std::fs::create_dir_all(&releases).unwrap();
+    std::fs::create_dir_all(world.state.join("namespaces")).unwrap();
+    std::fs::write(world.state.join("namespaces").join("apps"), "").unwrap();
+    std::fs::write(
+        releases.join("db.json"),
+        json!([revision(1, "deployed"), revision(2, "pending-upgrade")]).to_string(),
+    )
+    .unwrap();
+    let worker = world.start_worker("worker");
+    world.env.keep(worker);
+    let text = group(&[("db", "", "2.0.0", "")]);
+    assert!(world.apply("g.yaml", &text).status.success());
+    let group = world
+        .env
+        .wait_group_settled("g", Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(group["phase"], "Succeeded", "{group:#}");
+    let calls = world.calls();
+    let rollback = first(&calls, "rollback", "db");
+    assert_eq!(
+        calls[rollback].argv[2], "1",
+        "back to the last deployed revision: {calls:#?}"
+    );
+    assert!(rollback < first(&calls, "upgrade", "db"));
+    let statuses: Vec<(String, String)> = world
+        .revisions("apps", "db")
+        .iter()
+        .map(|r| {
+            (
+                r["status"].as_str().unwrap().to_owned(),
+                r["chart_version"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("superseded".into(), "1.0.0".into()),
+            ("superseded".into(), "1.0.0".into()),
+            ("superseded".into(), "1.0.0".into()),
+            ("deployed".into(), "2.0.0".into()),
+        ]
+    );
+}
