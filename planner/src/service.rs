@@ -355,7 +355,7 @@ impl Planner {
                     Document::Ignitor(i) => (vec![Input::RegisterIgnitor(i)], None),
                     Document::Group(g) => {
                         let group = g.name().to_owned();
-                        let actions = self.turn(vec![Input::RegisterGroup(g)], None).await?;
+                        let actions = self.command_turn(vec![Input::RegisterGroup(g)]).await?;
                         // The run releasing the spec: the one it started, or the one under way.
                         let run = self
                             .core
@@ -425,7 +425,7 @@ impl Planner {
             }
             Command::DeleteGroup { name, reply } => {
                 let input = Input::Remove(Registered::Group(name));
-                let actions = self.turn(vec![input], None).await?;
+                let actions = self.command_turn(vec![input]).await?;
                 let _ = reply.send(refused(&actions).map_or(Ok(()), Err));
             }
             Command::List { reply } => {
@@ -435,6 +435,12 @@ impl Planner {
             }
         }
         Ok(())
+    }
+
+    /// Applies inputs an API command brought (a group applied or deleted), as every command's
+    /// are applied.
+    async fn command_turn(&mut self, inputs: Vec<Input>) -> anyhow::Result<Vec<Action>> {
+        self.turn(inputs, None).await
     }
 
     /// Applies `inputs`, commits the result with its outbox, publishes the outbox and returns
