@@ -437,12 +437,6 @@ impl Planner {
         Ok(())
     }
 
-    /// Applies inputs an API command brought (a group applied or deleted), as every command's
-    /// are applied.
-    async fn command_turn(&mut self, inputs: Vec<Input>) -> anyhow::Result<Vec<Action>> {
-        self.turn(inputs, None).await
-    }
-
     /// Applies `inputs`, commits the result with its outbox, publishes the outbox and returns
     /// the actions. The messages published by earlier turns leave the outbox in the same
     /// commit. An error here is a store or bus failure the planner cannot go on after.
@@ -541,4 +535,13 @@ fn drain(first: Inbound, rx: &mut mpsc::Receiver<Inbound>, max: usize) -> Vec<In
         }
     }
     batch
+}
+
+/// Application groups.
+impl Planner {
+    /// Applies inputs an API command brought (a group applied or deleted), as every command's
+    /// inputs are applied.
+    async fn command_turn(&mut self, inputs: Vec<Input>) -> anyhow::Result<Vec<Action>> {
+        self.turn(inputs, None).await
+    }
 }
