@@ -455,7 +455,8 @@ fn a_failing_first_install_is_uninstalled_in_reverse_order_cli() {
 fn a_helm_job_redelivered_after_a_worker_kill_makes_no_second_install_cli() {
     let mut world = CliEnv::new(versions(&["db"]));
     let mut first_worker = world.start_worker("worker-1");
-    let text = group(&[("db", "", "1.0.0", "batonTestDelay: 4")]);
+    // The install outlasts the job's ack wait (5 s): the redelivery finds it pending.
+    let text = group(&[("db", "", "1.0.0", "batonTestDelay: 9")]);
     assert!(world.apply("g.yaml", &text).status.success());
     // Kill the worker while its helm is in the middle of the install.
     let started = std::time::Instant::now();
@@ -472,12 +473,19 @@ fn a_helm_job_redelivered_after_a_worker_kill_makes_no_second_install_cli() {
     }
     first_worker.kill9();
     let second = world.start_worker("worker-2");
-    world.env.keep(second);
     let group = world
         .env
         .wait_group_settled("g", Duration::from_secs(60))
         .unwrap();
     assert_eq!(group["phase"], "Succeeded", "{group:#}");
+    assert!(
+        second
+            .log()
+            .contains("an operation is under way on the release; waiting for it"),
+        "the redelivery waited for the pending install: {}",
+        second.log()
+    );
+    world.env.keep(second);
     let upgrades: Vec<Call> = world
         .calls()
         .into_iter()
