@@ -445,6 +445,7 @@ impl Core {
             container: spec.container.clone(),
             webhook: None,
             publish: None,
+            helm: None,
         };
         let mut node = Node::new(name);
         node.task = Some(task.to_owned());
@@ -513,6 +514,7 @@ impl Core {
             container: None,
             webhook: webhook.map(Box::new),
             publish: publish.map(Box::new),
+            helm: None,
         };
         let mut action_node = Node::new(name);
         action_node.started_by = Some(started_by);

@@ -17,6 +17,7 @@ fn apply_docs(core: &mut Core, text: &str, now: Timestamp) -> Vec<Action> {
             Document::Workflow(w) => Input::Register(w),
             Document::Task(t) => Input::RegisterTask(t),
             Document::Ignitor(i) => Input::RegisterIgnitor(i),
+            Document::Group(g) => Input::RegisterGroup(g),
         };
         actions.extend(core.apply(input, now));
     }

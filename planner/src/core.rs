@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use baton_schemas::group::ApplicationGroup;
 use baton_schemas::status::{NodeStatus, RunStatus, State};
 use baton_schemas::task::{Ignitor, Task};
 use baton_schemas::wire::{
@@ -45,8 +46,11 @@ pub enum Input {
     RegisterTask(Box<Task>),
     /// Registers (or replaces) an ignitor under its name; a changed schedule is armed anew.
     RegisterIgnitor(Box<Ignitor>),
+    /// Applies an application group: a changed spec starts its forward run.
+    RegisterGroup(Box<ApplicationGroup>),
     /// Forgets a registered document (deleted from a cluster): a workflow starts no new run,
     /// a task is started by nothing, an ignitor fires no more. Runs already going on finish.
+    /// A group is deleted: its releases are uninstalled in reverse order.
     Remove(Registered),
     /// Starts a run of a registered workflow. A run id already known is ignored.
     StartRun {
@@ -76,6 +80,8 @@ pub enum Registered {
     Task(String),
     /// An ignitor.
     Ignitor(String),
+    /// An application group.
+    Group(String),
 }
 
 /// Something the service must do.
@@ -119,6 +125,9 @@ pub enum Refusal {
     /// A cancel of a run that does not exist.
     #[error("run {0:?} does not exist")]
     UnknownRun(String),
+    /// A delete of a group that does not exist.
+    #[error("application group {0:?} does not exist")]
+    UnknownGroup(String),
 }
 
 /// Where a run is in its life.
@@ -321,6 +330,8 @@ pub enum RunKind {
     Workflow,
     /// A chain of tasks started by an ignitor: nodes are added as tasks start each other.
     Chain,
+    /// A run of an application group: forward, rollback, uninstall or delete.
+    Group,
 }
 
 /// One run of a workflow.
@@ -624,6 +635,9 @@ pub struct Core {
     changed_workflows: BTreeSet<WorkflowName>,
     changed_tasks: BTreeSet<String>,
     changed_ignitors: BTreeSet<String>,
+    /// Application groups by name (see `groups.rs`).
+    groups: BTreeMap<String, GroupEntry>,
+    changed_groups: BTreeSet<String>,
 }
 
 /// What the store must write after a turn.
@@ -639,6 +653,8 @@ pub struct Changes<'a> {
     pub ignitors: Vec<&'a IgnitorEntry>,
     /// Removed documents.
     pub removed: Vec<Registered>,
+    /// Changed application groups.
+    pub groups: Vec<&'a GroupEntry>,
 }
 
 impl Changes<'_> {
@@ -649,6 +665,7 @@ impl Changes<'_> {
             && self.tasks.is_empty()
             && self.ignitors.is_empty()
             && self.removed.is_empty()
+            && self.groups.is_empty()
     }
 }
 
@@ -779,6 +796,7 @@ impl Core {
         let workflows = std::mem::take(&mut self.changed_workflows);
         let tasks = std::mem::take(&mut self.changed_tasks);
         let ignitors = std::mem::take(&mut self.changed_ignitors);
+        let groups = std::mem::take(&mut self.changed_groups);
         // A changed name with no entry left was removed.
         let removed = workflows
             .iter()
@@ -819,12 +837,14 @@ impl Core {
                 .filter_map(|i| self.ignitors.get(i))
                 .collect(),
             removed,
+            groups: groups.iter().filter_map(|g| self.groups.get(g)).collect(),
         }
     }
 
     /// Applies one input at `now` and returns what must be done.
     pub fn apply(&mut self, input: Input, now: Timestamp) -> Vec<Action> {
-        let actions = self.decide(input, now);
+        let mut actions = self.decide(input, now);
+        self.follow_groups(now, &mut actions);
         self.sync_timers();
         actions
     }
@@ -834,6 +854,8 @@ impl Core {
         match input {
             Input::RegisterTask(task) => self.register_task(*task),
             Input::RegisterIgnitor(ignitor) => self.register_ignitor(*ignitor, now, &mut actions),
+            Input::RegisterGroup(group) => self.apply_group(*group, now, &mut actions),
+            Input::Remove(Registered::Group(name)) => self.delete_group(&name, now, &mut actions),
             Input::Remove(Registered::Workflow(name)) => {
                 if self.workflows.remove(&name).is_some() {
                     self.changed_workflows.insert(name);
@@ -1228,6 +1250,7 @@ fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
         }),
         webhook: spec.webhook.clone(),
         publish: spec.publish.clone(),
+        helm: spec.helm.clone(),
         inputs,
     };
     let n = r.node_mut(i);
@@ -1239,6 +1262,10 @@ fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
 #[path = "chains.rs"]
 mod chains;
 pub use chains::{IgnitorEntry, TaskEntry, TaskState, TaskStatus};
+
+#[path = "groups.rs"]
+mod groups;
+pub use groups::{GroupEntry, GroupState, Pending, Remediation, Succeeded};
 
 #[cfg(test)]
 #[path = "core_tests.rs"]

@@ -115,6 +115,18 @@ pub enum Command {
         /// The runs.
         reply: oneshot::Sender<Vec<RunStatus>>,
     },
+    /// Reads every application group's status.
+    Groups {
+        /// The groups' views, by name.
+        reply: oneshot::Sender<Vec<serde_json::Value>>,
+    },
+    /// Deletes an application group: its releases are uninstalled in reverse order.
+    DeleteGroup {
+        /// The group.
+        name: String,
+        /// Done (the delete run started or waits), or why not.
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
 }
 
 /// Returns a new run id: 12 lowercase letters and digits from the clock and a random seed.
@@ -242,13 +254,14 @@ impl Planner {
             triggers_seq = loaded.triggers_seq,
             "planner state loaded"
         );
-        let core = Core::restore(
+        let mut core = Core::restore(
             config.core,
             loaded.workflows,
             loaded.runs,
             loaded.tasks,
             loaded.ignitors,
         );
+        core.restore_groups(loaded.groups);
         bus.ensure_streams()
             .await
             .context("creating the bus streams")?;
@@ -476,6 +489,20 @@ impl Planner {
                     }
                     Document::Task(t) => (vec![Input::RegisterTask(t)], None),
                     Document::Ignitor(i) => (vec![Input::RegisterIgnitor(i)], None),
+                    Document::Group(g) => {
+                        let group = g.name().to_owned();
+                        let actions = self.command_turn(vec![Input::RegisterGroup(g)]).await?;
+                        // The run releasing the spec: the one it started, or the one under way.
+                        let run = self
+                            .core
+                            .group(&group)
+                            .and_then(|entry| match &entry.state {
+                                crate::core::GroupState::Progressing { run } => Some(run.clone()),
+                                _ => None,
+                            });
+                        let _ = reply.send(refused(&actions).map_or(Ok(run), Err));
+                        return Ok(());
+                    }
                 };
                 let run = name
                     .as_ref()
@@ -524,6 +551,19 @@ impl Planner {
             }
             Command::Status { run, reply } => {
                 let _ = reply.send(self.core.run(&run).map(|r| r.status()));
+            }
+            Command::Groups { reply } => {
+                let views = self
+                    .core
+                    .groups()
+                    .map(|g| self.core.group_view(g))
+                    .collect();
+                let _ = reply.send(views);
+            }
+            Command::DeleteGroup { name, reply } => {
+                let input = Input::Remove(Registered::Group(name));
+                let actions = self.command_turn(vec![input]).await?;
+                let _ = reply.send(refused(&actions).map_or(Ok(()), Err));
             }
             Command::List { reply } => {
                 let mut runs: Vec<_> = self.core.runs().collect();
@@ -668,4 +708,13 @@ fn drain(first: Inbound, pull: &mut baton_bus::PullStream, max: usize) -> Vec<In
         }
     }
     batch
+}
+
+/// Application groups.
+impl Planner {
+    /// Applies inputs an API command brought (a group applied or deleted), as every command's
+    /// inputs are applied.
+    async fn command_turn(&mut self, inputs: Vec<Input>) -> anyhow::Result<Vec<Action>> {
+        self.turn(inputs, Origin::Local).await
+    }
 }

@@ -1,6 +1,6 @@
-//! The planner's redb store: workflows, tasks, ignitors, runs (a header each, and every node
-//! apart), the outbox of messages not yet confirmed published, and the trigger stream
-//! position.
+//! The planner's redb store: workflows, tasks, ignitors, application groups (with their last
+//! successful specs), runs (a header each, and every node apart), the outbox of messages not
+//! yet confirmed published, and the trigger stream position.
 //!
 //! One write transaction holds a state change together with the messages it causes (the
 //! outbox), so a crash between the commit and the publish loses nothing: at start the
@@ -15,11 +15,13 @@ use baton_schemas::Workflow;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 
-use crate::core::{Changes, IgnitorEntry, Registered, Run, TaskEntry};
+use crate::core::{Changes, GroupEntry, IgnitorEntry, Registered, Run, TaskEntry};
 
 const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows");
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
 const IGNITORS: TableDefinition<&str, &[u8]> = TableDefinition::new("ignitors");
+/// Application groups by name: the applied spec, the last successful one, and where it is.
+const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
 const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
 /// `(run, node index)` to the node's spec and state.
 const NODES: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("nodes");
@@ -59,6 +61,8 @@ pub struct Loaded {
     pub tasks: Vec<TaskEntry>,
     /// Registered ignitors and their fires.
     pub ignitors: Vec<IgnitorEntry>,
+    /// Application groups.
+    pub groups: Vec<GroupEntry>,
     /// Every run.
     pub runs: Vec<Run>,
     /// Messages committed but maybe not published.
@@ -136,7 +140,7 @@ impl Store {
             other => StoreError::Redb(other.into()),
         })?;
         let txn = db.begin_write().map_err(redb::Error::from)?;
-        for table in [WORKFLOWS, TASKS, IGNITORS, RUNS, OUTBOX] {
+        for table in [WORKFLOWS, TASKS, IGNITORS, GROUPS, RUNS, OUTBOX] {
             txn.open_table(table).map_err(redb::Error::from)?;
         }
         txn.open_table(NODES).map_err(redb::Error::from)?;
@@ -159,6 +163,7 @@ impl Store {
             workflows: read_all(&txn, WORKFLOWS, "workflows")?,
             tasks: read_all(&txn, TASKS, "tasks")?,
             ignitors: read_all(&txn, IGNITORS, "ignitors")?,
+            groups: read_all(&txn, GROUPS, "groups")?,
             runs: read_runs(&txn)?,
             outbox: read_all(&txn, OUTBOX, "outbox")?,
             triggers_seq: seq(TRIGGERS_SEQ)?,
@@ -213,6 +218,11 @@ impl Store {
         )?;
         put(
             &txn,
+            GROUPS,
+            state.groups.iter().map(|g| (g.group.name().to_owned(), g)),
+        )?;
+        put(
+            &txn,
             OUTBOX,
             change.outbox.iter().map(|m| (m.msg_id.clone(), m)),
         )?;
@@ -227,6 +237,7 @@ impl Store {
                 Registered::Workflow(name) => (WORKFLOWS, name.as_str()),
                 Registered::Task(name) => (TASKS, name.as_str()),
                 Registered::Ignitor(name) => (IGNITORS, name.as_str()),
+                Registered::Group(name) => (GROUPS, name.as_str()),
             };
             let mut table = txn.open_table(table).map_err(redb::Error::from)?;
             table.remove(key).map_err(redb::Error::from)?;
@@ -312,6 +323,7 @@ mod tests {
                 Document::Workflow(w) => Input::Register(w),
                 Document::Task(t) => Input::RegisterTask(t),
                 Document::Ignitor(i) => Input::RegisterIgnitor(i),
+                Document::Group(g) => Input::RegisterGroup(g),
             };
             core.apply(input, Timestamp(1));
         }

@@ -1,6 +1,8 @@
 //! CustomResourceDefinitions for the documents Baton reads from a cluster, generated from the
-//! same types that parse them: Baton's own `Workflow`, `Task` and `Ignitor` (`baton.dev`), and
-//! Orca's `Task` and `Ignitor` (`sirocco.cloud`) so that Orca's manifests apply unchanged.
+//! same types that parse them: Baton's own `Workflow`, `Task`, `Ignitor` and `ApplicationGroup`
+//! (`baton.dev`), Orca's `Task` and `Ignitor` (`sirocco.cloud`) and Orkestra's
+//! `ApplicationGroup` (`orkestra.azure.microsoft.com`), so that Orca's and Orkestra's manifests
+//! apply unchanged.
 //!
 //! `baton crds` prints them; the copies committed under `deploy/crds/` are checked against
 //! this module by a test, so they cannot drift.
@@ -14,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use schemars::JsonSchema;
 use serde_json::json;
 
+use crate::group::ApplicationGroupSpec;
 use crate::task::{IgnitorSpec, TaskSpec};
 use crate::workflow::WorkflowSpec;
 
@@ -21,6 +24,8 @@ use crate::workflow::WorkflowSpec;
 pub const BATON_GROUP: &str = "baton.dev";
 /// Orca's API group, served so that Orca's documents apply verbatim.
 pub const ORCA_GROUP: &str = "sirocco.cloud";
+/// Orkestra's API group, served so that Orkestra's documents apply verbatim.
+pub const ORKESTRA_GROUP: &str = "orkestra.azure.microsoft.com";
 /// The version of every kind Baton serves.
 pub const VERSION: &str = "v1alpha1";
 
@@ -40,10 +45,16 @@ impl Kind {
     pub fn api_version(&self) -> String {
         format!("{}/{VERSION}", self.group)
     }
+
+    /// Returns whether objects of the kind live in a namespace. Application groups are
+    /// cluster-scoped, as Orkestra's were: their releases go to namespaces of their own.
+    pub fn namespaced(&self) -> bool {
+        self.kind != "ApplicationGroup"
+    }
 }
 
-/// Every kind the planner watches, Baton's first.
-pub const KINDS: [Kind; 5] = [
+/// Every kind the planner watches.
+pub const KINDS: [Kind; 7] = [
     Kind {
         group: BATON_GROUP,
         kind: "Workflow",
@@ -69,6 +80,16 @@ pub const KINDS: [Kind; 5] = [
         kind: "Ignitor",
         plural: "ignitors",
     },
+    Kind {
+        group: BATON_GROUP,
+        kind: "ApplicationGroup",
+        plural: "applicationgroups",
+    },
+    Kind {
+        group: ORKESTRA_GROUP,
+        kind: "ApplicationGroup",
+        plural: "applicationgroups",
+    },
 ];
 
 /// Returns every CustomResourceDefinition, in the order of [`KINDS`].
@@ -78,7 +99,6 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
 
 /// Returns the CustomResourceDefinition of one kind.
 pub fn crd(kind: &Kind) -> CustomResourceDefinition {
-    let orca = kind.group == ORCA_GROUP;
     let (spec, status, columns) = match kind.kind {
         "Workflow" => (
             schema_of::<WorkflowSpec>(),
@@ -91,19 +111,30 @@ pub fn crd(kind: &Kind) -> CustomResourceDefinition {
             ignitor_status(),
             ignitor_columns(),
         ),
+        "ApplicationGroup" => (
+            schema_of::<ApplicationGroupSpec>(),
+            group_status(),
+            group_columns(),
+        ),
         other => unreachable!("no CRD for kind {other}"),
     };
     let singular = kind.kind.to_ascii_lowercase();
     // Orca's short names, kept for its users; Baton's kinds go without, so that both groups
     // can be installed side by side without kubectl finding `tk` ambiguous.
-    let short_names = match (orca, kind.kind) {
-        (true, "Task") => Some(vec!["tk".to_owned()]),
-        (true, "Ignitor") => Some(vec!["ig".to_owned()]),
+    let short_names = match (kind.group, kind.kind) {
+        (ORCA_GROUP, "Task") => Some(vec!["tk".to_owned()]),
+        (ORCA_GROUP, "Ignitor") => Some(vec!["ig".to_owned()]),
+        (ORKESTRA_GROUP, "ApplicationGroup") => Some(vec!["ag".to_owned(), "appgroup".to_owned()]),
         _ => None,
     };
     let root = json!({
         "type": "object",
-        "description": format!("A {} ({}): see Baton's README.", kind.kind, kind.api_version()),
+        "description": format!(
+            "{} {} ({}): see Baton's README.",
+            if kind.kind.starts_with(['A', 'E', 'I', 'O', 'U']) { "An" } else { "A" },
+            kind.kind,
+            kind.api_version()
+        ),
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string"},
@@ -129,7 +160,12 @@ pub fn crd(kind: &Kind) -> CustomResourceDefinition {
                 short_names,
                 categories: Some(vec!["baton".to_owned()]),
             },
-            scope: "Namespaced".to_owned(),
+            scope: if kind.namespaced() {
+                "Namespaced"
+            } else {
+                "Cluster"
+            }
+            .to_owned(),
             versions: vec![CustomResourceDefinitionVersion {
                 name: VERSION.to_owned(),
                 served: true,
@@ -257,6 +293,88 @@ fn ignitor_status() -> serde_json::Value {
             "message": string("Why the schedule or document was refused, when it was."),
         },
     })
+}
+
+fn group_status() -> serde_json::Value {
+    let condition = json!({
+        "type": "object",
+        "required": ["type", "status"],
+        "properties": {
+            "type": string("Ready, ForwardWorkflowSucceeded, RollbackWorkflowSucceeded or ReverseWorkflowSucceeded."),
+            "status": string("True, False or Unknown."),
+            "reason": string("Why, in one word."),
+            "message": string("Why, in words."),
+            "lastTransitionTime": string("When the status last changed (RFC 3339)."),
+            "observedGeneration": {"type": "integer", "format": "int64"},
+        },
+    });
+    let chart = json!({
+        "type": "object",
+        "properties": {
+            "version": string("The chart version released."),
+            "release": string("The Helm release's name."),
+            "namespace": string("The release's namespace."),
+            "error": string("Why it failed, when it did."),
+            "conditions": {"type": "array", "items": condition},
+        },
+    });
+    json!({
+        "type": "object",
+        "description": "What Baton did with the group: conditions as Orkestra wrote them, per application and subchart.",
+        "properties": {
+            "observedGeneration": {"type": "integer", "format": "int64", "description": "The generation last applied."},
+            "lastSucceededGeneration": {"type": "integer", "format": "int64", "description": "The generation last released in full."},
+            "phase": string("Progressing, Succeeded, RollingBack, Uninstalling, Failed, Deleting or Deleted."),
+            "remediation": string("After a failure: rolledBack (to the last successful spec) or uninstalled (no spec had succeeded)."),
+            "run": string("The run under way, or the last one (baton status RUN)."),
+            "leftInstalled": {"type": "array", "items": {"type": "string"}, "description": "Releases a failed uninstall left behind (namespace/release)."},
+            "message": string("Why the document was refused, when it was."),
+            "conditions": {"type": "array", "items": condition},
+            "applications": {"type": "array", "items": {
+                "type": "object",
+                "properties": {
+                    "name": string("The application."),
+                    "version": string("The chart version released."),
+                    "release": string("The Helm release's name."),
+                    "namespace": string("The release's namespace."),
+                    "error": string("Why it failed, when it did."),
+                    "conditions": {"type": "array", "items": condition},
+                    "subcharts": {"type": "object", "additionalProperties": chart},
+                },
+            }},
+        },
+    })
+}
+
+/// Orkestra's columns.
+fn group_columns() -> Vec<CustomResourceColumnDefinition> {
+    vec![
+        column(
+            "Ready",
+            "string",
+            ".status.conditions[?(@.type==\"Ready\")].status",
+            "Whether the group is released",
+        ),
+        column(
+            "Reason",
+            "string",
+            ".status.conditions[?(@.type==\"Ready\")].reason",
+            "Why",
+        ),
+        column(
+            "Message",
+            "string",
+            ".status.conditions[?(@.type==\"Ready\")].message",
+            "Why, in words",
+        ),
+        column(
+            "RolledBack",
+            "string",
+            ".status.conditions[?(@.type==\"RollbackWorkflowSucceeded\")].status",
+            "Whether a rollback to the last successful spec succeeded",
+        ),
+        age(),
+    ]
 }
 
 fn column(

@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde::de::DeserializeOwned;
 
+use crate::group::{ApplicationGroup, ORKESTRA_API_VERSION};
 use crate::task::{Ignitor, ORCA_API_VERSION, Task};
 use crate::validate;
 use crate::wire::Timestamp;
@@ -18,6 +19,8 @@ pub enum Document {
     Task(Box<Task>),
     /// An Ignitor, Orca's or Baton's.
     Ignitor(Box<Ignitor>),
+    /// An ApplicationGroup, Orkestra's or Baton's.
+    Group(Box<ApplicationGroup>),
 }
 
 impl Document {
@@ -27,6 +30,7 @@ impl Document {
             Document::Workflow(w) => format!("Workflow/{}", w.metadata.name),
             Document::Task(t) => format!("Task/{}", t.metadata.name),
             Document::Ignitor(i) => format!("Ignitor/{}", i.metadata.name),
+            Document::Group(g) => format!("ApplicationGroup/{}", g.metadata.name),
         }
     }
 }
@@ -181,11 +185,20 @@ fn parse_one(value: serde_norway::Value, now: Timestamp) -> Result<Document, Vec
             validate::ignitor(&ignitor, now)?;
             Ok(Document::Ignitor(Box::new(ignitor)))
         }
+        (crate::API_VERSION | ORKESTRA_API_VERSION, "ApplicationGroup") => {
+            let group: ApplicationGroup = typed(value)?;
+            crate::group::validate(&group)?;
+            Ok(Document::Group(Box::new(group)))
+        }
         (crate::API_VERSION, other) => Err(vec![SpecError::new(
             "kind",
             format!(
-                "unsupported kind {other:?} for {api_version} (supported: Workflow, Task, Ignitor)"
+                "unsupported kind {other:?} for {api_version} (supported: Workflow, Task, Ignitor, ApplicationGroup)"
             ),
+        )]),
+        (ORKESTRA_API_VERSION, other) => Err(vec![SpecError::new(
+            "kind",
+            format!("unsupported kind {other:?} for {api_version} (supported: ApplicationGroup)"),
         )]),
         (ORCA_API_VERSION, other) => Err(vec![SpecError::new(
             "kind",
@@ -194,7 +207,7 @@ fn parse_one(value: serde_norway::Value, now: Timestamp) -> Result<Document, Vec
         (other, _) => Err(vec![SpecError::new(
             "apiVersion",
             format!(
-                "unsupported apiVersion {other:?} (supported: {}, {ORCA_API_VERSION})",
+                "unsupported apiVersion {other:?} (supported: {}, {ORCA_API_VERSION}, {ORKESTRA_API_VERSION})",
                 crate::API_VERSION
             ),
         )]),

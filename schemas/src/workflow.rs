@@ -120,6 +120,9 @@ pub struct NodeSpec {
     /// `publish`: the NATS message to send.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish: Option<Box<crate::task::Publish>>,
+    /// `helm`: the release and what to do to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<Box<crate::helm::HelmSpec>>,
 }
 
 /// The kinds of node a workflow may hold.
@@ -148,16 +151,19 @@ pub enum NodeKind {
     Webhook,
     /// Publishes a NATS message.
     Publish,
+    /// Installs, upgrades or uninstalls a Helm release.
+    Helm,
 }
 
 impl NodeKind {
     /// Every kind, in the order workers list them.
-    pub const ALL: [NodeKind; 5] = [
+    pub const ALL: [NodeKind; 6] = [
         NodeKind::Noop,
         NodeKind::Exec,
         NodeKind::Pod,
         NodeKind::Webhook,
         NodeKind::Publish,
+        NodeKind::Helm,
     ];
 
     /// Returns the kind's name as it appears in subjects and specs.
@@ -168,6 +174,7 @@ impl NodeKind {
             NodeKind::Pod => "pod",
             NodeKind::Webhook => "webhook",
             NodeKind::Publish => "publish",
+            NodeKind::Helm => "helm",
         }
     }
 }
@@ -186,7 +193,7 @@ impl std::str::FromStr for NodeKind {
             .into_iter()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown node kind {s:?} (known: noop, exec, pod, webhook, publish)")
+                format!("unknown node kind {s:?} (known: noop, exec, pod, webhook, publish, helm)")
             })
     }
 }

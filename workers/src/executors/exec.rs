@@ -215,6 +215,7 @@ mod tests {
             pod: None,
             webhook: None,
             publish: None,
+            helm: None,
             inputs: JobInputs {
                 initiator: "up".into(),
                 data: "d1".into(),
