@@ -318,11 +318,17 @@ impl Planner {
                 };
                 let now = Timestamp::now();
                 for input in inputs {
-                    for action in self.core.apply(input, now) {
-                        if let Action::Dispatch(job) = action {
-                            jobs.push(job);
-                        }
-                    }
+                    let (dispatches, others): (Vec<Action>, Vec<Action>) = self
+                        .core
+                        .apply(input, now)
+                        .into_iter()
+                        .partition(|a| matches!(a, Action::Dispatch(_)));
+                    jobs.extend(dispatches.into_iter().filter_map(|a| match a {
+                        Action::Dispatch(job) => Some(job),
+                        _ => None,
+                    }));
+                    // Cancel notices are sent again: a worker stops what it still runs.
+                    self.carry_out(&others).await;
                 }
                 for message in batch {
                     message.ack_fast().await.ok();
@@ -604,7 +610,13 @@ impl Planner {
                 self.unsaved_since.get_or_insert_with(Instant::now);
             }
         }
-        for action in &actions {
+        self.carry_out(&actions).await;
+        Ok(actions)
+    }
+
+    /// Does what `actions` ask besides publishing jobs: cancel notices to workers, and logs.
+    async fn carry_out(&self, actions: &[Action]) {
+        for action in actions {
             match action {
                 Action::AnnounceCancel { run, node } => {
                     let notice = match node {
@@ -635,7 +647,6 @@ impl Planner {
                 },
             }
         }
-        Ok(actions)
     }
 
     /// Commits what the core changed, `outbox` (jobs about to be published), and the outbox
