@@ -1274,3 +1274,7 @@ mod tests;
 #[cfg(test)]
 #[path = "chains_tests.rs"]
 mod chains_tests;
+
+#[cfg(test)]
+#[path = "replay_tests.rs"]
+mod replay_tests;
