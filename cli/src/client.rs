@@ -10,7 +10,9 @@ use baton_schemas::wire::Timestamp;
 use baton_schemas::{Document, parse_documents};
 use serde::de::DeserializeOwned;
 
-use crate::args::{ApplyArgs, CancelArgs, Format, ListArgs, RunsArgs, StatusArgs, TriggerArgs};
+use crate::args::{
+    ApplyArgs, CancelArgs, CellArgs, Format, ListArgs, RunsArgs, StatusArgs, TriggerArgs,
+};
 use crate::{Failure, output};
 
 /// Reads and validates a file. Every failure here is the user's input: exit code 2.
@@ -89,6 +91,8 @@ pub(crate) async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
             Document::Workflow(w) => serde_json::to_value(w),
             Document::Task(t) => serde_json::to_value(t),
             Document::Ignitor(i) => serde_json::to_value(i),
+            Document::Cell(c) => serde_json::to_value(c),
+            Document::AnalysisTemplate(t) => serde_json::to_value(t),
         }
         .context("encoding the document")?;
         let request = ApplyRequest {
@@ -172,5 +176,28 @@ pub(crate) async fn list(args: ListArgs, what: &str) -> Result<u8, Failure> {
         .send(api.http.get(format!("{}/v1/{what}", api.base)))
         .await?;
     output::print_objects(what, &items, args.output)?;
+    Ok(0)
+}
+
+/// Lists Cells with their phase, versions, step and weights.
+pub(crate) async fn cells(args: ListArgs) -> Result<u8, Failure> {
+    let api = Api::new(&args.server.server);
+    let items: Vec<serde_json::Value> = api
+        .send(api.http.get(format!("{}/v1/cells", api.base)))
+        .await?;
+    output::print_cells(&items, args.output)?;
+    Ok(0)
+}
+
+/// Resumes, aborts, promotes or deletes a Cell.
+pub(crate) async fn cell(args: CellArgs) -> Result<u8, Failure> {
+    let api = Api::new(&args.server.server);
+    let url = format!("{}/v1/cells/{}", api.base, args.name);
+    let request = match args.command.as_str() {
+        "delete" => api.http.delete(url),
+        command => api.http.post(format!("{url}/{command}")),
+    };
+    let done: baton_planner::api::CellResponse = api.send(request).await?;
+    println!("cell {}: {} done", done.cell, done.command);
     Ok(0)
 }

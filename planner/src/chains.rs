@@ -445,6 +445,8 @@ impl Core {
             container: spec.container.clone(),
             webhook: None,
             publish: None,
+            traffic: None,
+            analysis: None,
         };
         let mut node = Node::new(name);
         node.task = Some(task.to_owned());
@@ -513,6 +515,8 @@ impl Core {
             container: None,
             webhook,
             publish,
+            traffic: None,
+            analysis: None,
         };
         let mut action_node = Node::new(name);
         action_node.started_by = Some(started_by);
@@ -523,7 +527,7 @@ impl Core {
 
 /// Returns `base` if no node of the run has that name yet, else `base-2`, `base-3`, ...; cut
 /// to 63 characters.
-fn unique_name(r: &Run, base: &str) -> NodeName {
+pub(super) fn unique_name(r: &Run, base: &str) -> NodeName {
     let cut = |s: &str| {
         s.chars()
             .take(63)

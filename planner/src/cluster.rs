@@ -1,7 +1,8 @@
-//! The planner's window on a Kubernetes cluster: it watches `Workflow`, `Task` and `Ignitor`
-//! objects (Baton's `baton.dev` group and Orca's `sirocco.cloud`), registers what they say with
-//! the planner loop, and writes what the planner knows back into their `status`. This is what
-//! makes `kubectl apply -f` work like `baton apply -f`.
+//! The planner's window on a Kubernetes cluster: it watches `Workflow`, `Task`, `Ignitor`,
+//! `Cell` and `AnalysisTemplate` objects (Baton's `baton.dev` group, Orca's `sirocco.cloud`
+//! and okra's `okra.mumo.co`), registers what they say with the planner loop, and writes what
+//! the planner knows back into their `status`. This is what makes `kubectl apply -f` work like
+//! `baton apply -f`.
 //!
 //! - An object is applied when it is first seen and whenever its `metadata.generation` changes;
 //!   status writes, which do not change the generation, are not read back as new documents.
@@ -274,6 +275,8 @@ impl Sync {
         let document = match KINDS[key.0].kind {
             "Workflow" => Registered::Workflow(WorkflowName::new(name)),
             "Task" => Registered::Task(name),
+            "Cell" => Registered::Cell(name),
+            "AnalysisTemplate" => Registered::AnalysisTemplate(name),
             _ => Registered::Ignitor(name),
         };
         info!(kind = KINDS[key.0].kind, namespace = %key.1, name = %key.2, "object deleted; forgetting it");
@@ -304,7 +307,10 @@ impl Sync {
                 .filter_map(|v| Some((v["name"].as_str()?.to_owned(), v)))
                 .collect()
         };
-        let (tasks, ignitors) = (by_name(tasks), by_name(ignitors));
+        let Some(cells) = self.ask(|reply| Command::Cells { reply }).await else {
+            return false;
+        };
+        let (tasks, ignitors, cells) = (by_name(tasks), by_name(ignitors), by_name(cells));
         let keys: Vec<Key> = self.objects.keys().cloned().collect();
         for key in keys {
             let status = match KINDS[key.0].kind {
@@ -319,6 +325,14 @@ impl Sync {
                 "Ignitor" => ignitors.get(&key.2).map(|i| {
                     json!({"lastFire": i["lastFire"], "nextFire": i["nextFire"], "message": i["error"]})
                 }),
+                "Cell" => cells.get(&key.2).map(|c| {
+                    let mut status = c.clone();
+                    if let Some(object) = status.as_object_mut() {
+                        object.remove("name");
+                    }
+                    status
+                }),
+                "AnalysisTemplate" => None,
                 _ => match self.objects[&key].run.clone() {
                     Some(_) if self.objects[&key].written.as_ref().is_some_and(run_ended) => None,
                     Some(run) => {

@@ -65,6 +65,34 @@ pub enum Input {
     Cancel(RunId),
     /// Time passed: due retries and timeouts fire.
     Tick,
+    // --- Cells (`cells.rs`) ---
+    /// Registers (or replaces) a Cell under its name.
+    RegisterCell(Box<baton_schemas::cell::Cell>),
+    /// Registers (or replaces) an analysis template under its name.
+    RegisterAnalysisTemplate(Box<baton_schemas::analysis::AnalysisTemplate>),
+    /// What a discovery of target groups saw for a Cell.
+    Observed(Box<Observation>),
+    /// A person's resume, abort or promote of a Cell's rollout.
+    CellCommand {
+        /// The Cell.
+        cell: String,
+        /// What to do.
+        command: CellCommand,
+    },
+}
+
+impl From<baton_schemas::Document> for Input {
+    /// Returns the input that registers a document.
+    fn from(document: baton_schemas::Document) -> Input {
+        use baton_schemas::Document;
+        match document {
+            Document::Workflow(w) => Input::Register(w),
+            Document::Task(t) => Input::RegisterTask(t),
+            Document::Ignitor(i) => Input::RegisterIgnitor(i),
+            Document::Cell(c) => Input::RegisterCell(c),
+            Document::AnalysisTemplate(t) => Input::RegisterAnalysisTemplate(t),
+        }
+    }
 }
 
 /// A registered document, by kind and name.
@@ -76,6 +104,10 @@ pub enum Registered {
     Task(String),
     /// An ignitor.
     Ignitor(String),
+    /// A Cell.
+    Cell(String),
+    /// An analysis template.
+    AnalysisTemplate(String),
 }
 
 /// Something the service must do.
@@ -119,6 +151,9 @@ pub enum Refusal {
     /// A cancel of a run that does not exist.
     #[error("run {0:?} does not exist")]
     UnknownRun(String),
+    /// A Cell command that cannot be carried out: the Cell is unknown, or has nothing to do.
+    #[error("{0}")]
+    Cell(String),
 }
 
 /// Where a run is in its life.
@@ -189,6 +224,12 @@ pub enum NodeState {
     Skipped,
     /// Stopped by a cancel.
     Cancelled,
+    /// Owned by the core, not by a worker: a Cell's pause, which ends at `until` (or when a
+    /// person resumes the rollout, when `until` is `None`). Never dispatched.
+    Held {
+        /// When the pause ends by itself.
+        until: Option<Timestamp>,
+    },
 }
 
 impl NodeState {
@@ -205,6 +246,7 @@ impl NodeState {
         match self {
             NodeState::RetryWait { at, .. } => Some(at),
             NodeState::Running { deadline, .. } => deadline,
+            NodeState::Held { until } => until,
             _ => None,
         }
     }
@@ -219,9 +261,10 @@ impl NodeState {
     fn shown(self) -> State {
         match self {
             NodeState::Pending => State::Pending,
-            NodeState::Queued { .. } | NodeState::Running { .. } | NodeState::RetryWait { .. } => {
-                State::Running
-            }
+            NodeState::Queued { .. }
+            | NodeState::Running { .. }
+            | NodeState::RetryWait { .. }
+            | NodeState::Held { .. } => State::Running,
             NodeState::Succeeded => State::Succeeded,
             NodeState::Failed => State::Failed,
             NodeState::Skipped => State::Skipped,
@@ -321,6 +364,8 @@ pub enum RunKind {
     Workflow,
     /// A chain of tasks started by an ignitor: nodes are added as tasks start each other.
     Chain,
+    /// A Cell's rollout: nodes are added as its steps go (`cells.rs`).
+    Cell,
 }
 
 /// One run of a workflow.
@@ -624,6 +669,11 @@ pub struct Core {
     changed_workflows: BTreeSet<WorkflowName>,
     changed_tasks: BTreeSet<String>,
     changed_ignitors: BTreeSet<String>,
+    // --- Cells (`cells.rs`) ---
+    cells: BTreeMap<String, CellEntry>,
+    templates: BTreeMap<String, baton_schemas::analysis::AnalysisTemplate>,
+    changed_cells: BTreeSet<String>,
+    changed_templates: BTreeSet<String>,
 }
 
 /// What the store must write after a turn.
@@ -639,6 +689,10 @@ pub struct Changes<'a> {
     pub ignitors: Vec<&'a IgnitorEntry>,
     /// Removed documents.
     pub removed: Vec<Registered>,
+    /// Changed Cells (spec or status).
+    pub cells: Vec<&'a CellEntry>,
+    /// Changed analysis templates.
+    pub templates: Vec<&'a baton_schemas::analysis::AnalysisTemplate>,
 }
 
 impl Changes<'_> {
@@ -649,6 +703,8 @@ impl Changes<'_> {
             && self.tasks.is_empty()
             && self.ignitors.is_empty()
             && self.removed.is_empty()
+            && self.cells.is_empty()
+            && self.templates.is_empty()
     }
 }
 
@@ -771,6 +827,8 @@ impl Core {
         let workflows = std::mem::take(&mut self.changed_workflows);
         let tasks = std::mem::take(&mut self.changed_tasks);
         let ignitors = std::mem::take(&mut self.changed_ignitors);
+        let cells = std::mem::take(&mut self.changed_cells);
+        let templates = std::mem::take(&mut self.changed_templates);
         // A changed name with no entry left was removed.
         let removed = workflows
             .iter()
@@ -787,6 +845,18 @@ impl Core {
                     .iter()
                     .filter(|i| !self.ignitors.contains_key(*i))
                     .map(|i| Registered::Ignitor(i.clone())),
+            )
+            .chain(
+                cells
+                    .iter()
+                    .filter(|c| !self.cells.contains_key(*c))
+                    .map(|c| Registered::Cell(c.clone())),
+            )
+            .chain(
+                templates
+                    .iter()
+                    .filter(|t| !self.templates.contains_key(*t))
+                    .map(|t| Registered::AnalysisTemplate(t.clone())),
             )
             .collect();
         let mut unsaved = Vec::with_capacity(runs.len());
@@ -811,6 +881,11 @@ impl Core {
                 .filter_map(|i| self.ignitors.get(i))
                 .collect(),
             removed,
+            cells: cells.iter().filter_map(|c| self.cells.get(c)).collect(),
+            templates: templates
+                .iter()
+                .filter_map(|t| self.templates.get(t))
+                .collect(),
         }
     }
 
@@ -840,6 +915,14 @@ impl Core {
                 if self.ignitors.remove(&name).is_some() {
                     self.changed_ignitors.insert(name);
                 }
+            }
+            Input::RegisterCell(cell) => self.register_cell(*cell, now, &mut actions),
+            Input::RegisterAnalysisTemplate(t) => self.register_template(*t),
+            Input::Remove(Registered::Cell(name)) => self.remove_cell(&name, now, &mut actions),
+            Input::Remove(Registered::AnalysisTemplate(name)) => self.remove_template(&name),
+            Input::Observed(observation) => self.observe(*observation, now, &mut actions),
+            Input::CellCommand { cell, command } => {
+                self.cell_command(&cell, command, now, &mut actions)
             }
             Input::Register(workflow) => {
                 let name = workflow.name();
@@ -994,6 +1077,7 @@ impl Core {
     fn advance(&mut self, run: &RunId, now: Timestamp, actions: &mut Vec<Action>) {
         self.mark_changed(run);
         self.follow_chain(run, now, actions);
+        self.follow_cell(run, now, actions);
         let r = self
             .runs
             .get_mut(run)
@@ -1218,6 +1302,8 @@ fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
         }),
         webhook: spec.webhook.clone(),
         publish: spec.publish.clone(),
+        traffic: spec.traffic.clone(),
+        analysis: spec.analysis.clone(),
         inputs,
     };
     let n = r.node_mut(i);
@@ -1230,6 +1316,12 @@ fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
 mod chains;
 pub use chains::{IgnitorEntry, TaskEntry, TaskState, TaskStatus};
 
+#[path = "cells.rs"]
+mod cells;
+pub use cells::{
+    Blocked, CellCommand, CellEntry, CellPhase, CellStatus, Observation, SeenTargetGroup,
+};
+
 #[cfg(test)]
 #[path = "core_tests.rs"]
 mod tests;
@@ -1237,3 +1329,7 @@ mod tests;
 #[cfg(test)]
 #[path = "chains_tests.rs"]
 mod chains_tests;
+
+#[cfg(test)]
+#[path = "cells_tests.rs"]
+mod cells_tests;

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::core::{Action, Core, CoreConfig, Input, Refusal, Registered};
+use crate::core::{Action, CellCommand, Core, CoreConfig, Input, Observation, Refusal, Registered};
 use crate::store::{Change, Store, StoreError};
 
 /// How often a standby planner tries to take the store.
@@ -39,6 +39,9 @@ pub struct PlannerConfig {
     pub core: CoreConfig,
     /// How many bus messages one turn takes at most.
     pub batch: usize,
+    /// Woken when a Cell is applied, so that its target groups are discovered at once rather
+    /// than at the next sync period.
+    pub discover_now: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl PlannerConfig {
@@ -48,6 +51,7 @@ impl PlannerConfig {
             data_dir,
             core: CoreConfig::default(),
             batch: 256,
+            discover_now: Default::default(),
         }
     }
 }
@@ -112,6 +116,33 @@ pub enum Command {
     List {
         /// The runs.
         reply: oneshot::Sender<Vec<RunStatus>>,
+    },
+    // --- Cells ---
+    /// Reads every Cell's status.
+    Cells {
+        /// The Cells, by name.
+        reply: oneshot::Sender<Vec<serde_json::Value>>,
+    },
+    /// Reads every Cell's spec, for the discovery.
+    CellSpecs {
+        /// The Cells.
+        reply: oneshot::Sender<Vec<baton_schemas::cell::Cell>>,
+    },
+    /// Applies what a discovery saw.
+    Observe {
+        /// What it saw.
+        observation: Box<Observation>,
+        /// Done.
+        reply: oneshot::Sender<()>,
+    },
+    /// Resumes, aborts or promotes a Cell's rollout.
+    CellCommand {
+        /// The Cell.
+        cell: String,
+        /// What to do.
+        command: CellCommand,
+        /// Done, or why not.
+        reply: oneshot::Sender<Result<(), Refusal>>,
     },
 }
 
@@ -194,13 +225,14 @@ impl Planner {
             outbox = loaded.outbox.len(),
             "planner state loaded"
         );
-        let core = Core::restore(
+        let mut core = Core::restore(
             config.core,
             loaded.workflows,
             loaded.runs,
             loaded.tasks,
             loaded.ignitors,
         );
+        core.restore_cells(loaded.cells, loaded.templates);
         bus.ensure_streams()
             .await
             .context("creating the bus streams")?;
@@ -291,6 +323,7 @@ impl Planner {
     async fn on_triggers(&mut self, batch: Vec<Inbound>) -> anyhow::Result<()> {
         let mut inputs = Vec::new();
         let mut last_seq = None;
+        let cell_subject = format!("{}.triggers.cells.", self.bus.config().prefix);
         for message in &batch {
             let seq = message.stream_sequence();
             if seq <= self.triggers_seq {
@@ -298,6 +331,20 @@ impl Planner {
                 continue;
             }
             last_seq = Some(seq);
+            // `<p>.triggers.cells.<cell>` carries a Cell command in its body.
+            if let Some(cell) = message.subject().strip_prefix(&cell_subject) {
+                let body = String::from_utf8_lossy(message.payload());
+                match body.parse::<CellCommand>() {
+                    Ok(command) => inputs.push(Input::CellCommand {
+                        cell: cell.to_owned(),
+                        command,
+                    }),
+                    Err(e) => {
+                        error!(subject = %message.subject(), reason = %e, "poison cell trigger set aside")
+                    }
+                }
+                continue;
+            }
             match baton_bus::decode_trigger(message) {
                 Ok((workflow, run, data)) => inputs.push(Input::StartRun {
                     run: run.unwrap_or_else(new_run_id),
@@ -333,6 +380,9 @@ impl Planner {
                 run,
                 reply,
             } => {
+                if matches!(*document, Document::Cell(_)) {
+                    self.config.discover_now.notify_one();
+                }
                 let (mut inputs, name) = match *document {
                     Document::Workflow(w) => {
                         let name = w.name();
@@ -340,6 +390,10 @@ impl Planner {
                     }
                     Document::Task(t) => (vec![Input::RegisterTask(t)], None),
                     Document::Ignitor(i) => (vec![Input::RegisterIgnitor(i)], None),
+                    Document::Cell(c) => (vec![Input::RegisterCell(c)], None),
+                    Document::AnalysisTemplate(t) => {
+                        (vec![Input::RegisterAnalysisTemplate(t)], None)
+                    }
                 };
                 let run = name
                     .as_ref()
@@ -387,6 +441,26 @@ impl Planner {
             }
             Command::Status { run, reply } => {
                 let _ = reply.send(self.core.run(&run).map(|r| r.status()));
+            }
+            Command::Cells { reply } => {
+                let _ = reply.send(self.core.cells().map(|c| c.view()).collect());
+            }
+            Command::CellSpecs { reply } => {
+                let _ = reply.send(self.core.cells().map(|c| c.cell.clone()).collect());
+            }
+            Command::Observe { observation, reply } => {
+                self.turn(vec![Input::Observed(observation)], None).await?;
+                let _ = reply.send(());
+            }
+            Command::CellCommand {
+                cell,
+                command,
+                reply,
+            } => {
+                let actions = self
+                    .turn(vec![Input::CellCommand { cell, command }], None)
+                    .await?;
+                let _ = reply.send(refused(&actions).map_or(Ok(()), Err));
             }
             Command::List { reply } => {
                 let mut runs: Vec<_> = self.core.runs().collect();

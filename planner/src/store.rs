@@ -15,7 +15,7 @@ use baton_schemas::Workflow;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 
-use crate::core::{Changes, IgnitorEntry, Registered, Run, TaskEntry};
+use crate::core::{CellEntry, Changes, IgnitorEntry, Registered, Run, TaskEntry};
 
 const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows");
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
@@ -25,6 +25,9 @@ const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
 const NODES: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("nodes");
 const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Cells with their status (versions, rollout, weights, blocked versions).
+const CELLS: TableDefinition<&str, &[u8]> = TableDefinition::new("cells");
+const ANALYSIS_TEMPLATES: TableDefinition<&str, &[u8]> = TableDefinition::new("analysis-templates");
 const TRIGGERS_SEQ: &str = "triggers-seq";
 
 /// A store failure.
@@ -64,6 +67,10 @@ pub struct Loaded {
     pub outbox: Vec<Outgoing>,
     /// The last trigger stream sequence applied.
     pub triggers_seq: u64,
+    /// Registered Cells and their status.
+    pub cells: Vec<CellEntry>,
+    /// Registered analysis templates.
+    pub templates: Vec<baton_schemas::analysis::AnalysisTemplate>,
 }
 
 /// One durable change: state written, messages to publish, messages known published, the
@@ -130,7 +137,15 @@ impl Store {
             other => StoreError::Redb(other.into()),
         })?;
         let txn = db.begin_write().map_err(redb::Error::from)?;
-        for table in [WORKFLOWS, TASKS, IGNITORS, RUNS, OUTBOX] {
+        for table in [
+            WORKFLOWS,
+            TASKS,
+            IGNITORS,
+            RUNS,
+            OUTBOX,
+            CELLS,
+            ANALYSIS_TEMPLATES,
+        ] {
             txn.open_table(table).map_err(redb::Error::from)?;
         }
         txn.open_table(NODES).map_err(redb::Error::from)?;
@@ -154,6 +169,8 @@ impl Store {
             runs: read_runs(&txn)?,
             outbox: read_all(&txn, OUTBOX, "outbox")?,
             triggers_seq: triggers_seq.unwrap_or(0),
+            cells: read_all(&txn, CELLS, "cells")?,
+            templates: read_all(&txn, ANALYSIS_TEMPLATES, "analysis-templates")?,
         })
     }
 
@@ -204,6 +221,19 @@ impl Store {
         )?;
         put(
             &txn,
+            CELLS,
+            state
+                .cells
+                .iter()
+                .map(|c| (c.cell.metadata.name.clone(), c)),
+        )?;
+        put(
+            &txn,
+            ANALYSIS_TEMPLATES,
+            state.templates.iter().map(|t| (t.metadata.name.clone(), t)),
+        )?;
+        put(
+            &txn,
             OUTBOX,
             change.outbox.iter().map(|m| (m.msg_id.clone(), m)),
         )?;
@@ -218,6 +248,8 @@ impl Store {
                 Registered::Workflow(name) => (WORKFLOWS, name.as_str()),
                 Registered::Task(name) => (TASKS, name.as_str()),
                 Registered::Ignitor(name) => (IGNITORS, name.as_str()),
+                Registered::Cell(name) => (CELLS, name.as_str()),
+                Registered::AnalysisTemplate(name) => (ANALYSIS_TEMPLATES, name.as_str()),
             };
             let mut table = txn.open_table(table).map_err(redb::Error::from)?;
             table.remove(key).map_err(redb::Error::from)?;
@@ -296,6 +328,7 @@ mod tests {
                 Document::Workflow(w) => Input::Register(w),
                 Document::Task(t) => Input::RegisterTask(t),
                 Document::Ignitor(i) => Input::RegisterIgnitor(i),
+                other => panic!("not in this test: {}", other.describe()),
             };
             core.apply(input, Timestamp(1));
         }

@@ -1,6 +1,7 @@
 //! CustomResourceDefinitions for the documents Baton reads from a cluster, generated from the
-//! same types that parse them: Baton's own `Workflow`, `Task` and `Ignitor` (`baton.dev`), and
-//! Orca's `Task` and `Ignitor` (`sirocco.cloud`) so that Orca's manifests apply unchanged.
+//! same types that parse them: Baton's own `Workflow`, `Task`, `Ignitor`, `Cell` and
+//! `AnalysisTemplate` (`baton.dev`), Orca's `Task` and `Ignitor` (`sirocco.cloud`) and okra's
+//! `Cell` (`okra.mumo.co`), so that Orca's and okra's manifests apply unchanged.
 //!
 //! `baton crds` prints them; the copies committed under `deploy/crds/` are checked against
 //! this module by a test, so they cannot drift.
@@ -14,6 +15,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use schemars::JsonSchema;
 use serde_json::json;
 
+use crate::analysis::AnalysisTemplateSpec;
+use crate::cell::CellSpec;
 use crate::task::{IgnitorSpec, TaskSpec};
 use crate::workflow::WorkflowSpec;
 
@@ -21,6 +24,8 @@ use crate::workflow::WorkflowSpec;
 pub const BATON_GROUP: &str = "baton.dev";
 /// Orca's API group, served so that Orca's documents apply verbatim.
 pub const ORCA_GROUP: &str = "sirocco.cloud";
+/// okra's API group, served so that okra's Cells apply verbatim.
+pub const OKRA_GROUP: &str = "okra.mumo.co";
 /// The version of every kind Baton serves.
 pub const VERSION: &str = "v1alpha1";
 
@@ -43,7 +48,7 @@ impl Kind {
 }
 
 /// Every kind the planner watches, Baton's first.
-pub const KINDS: [Kind; 5] = [
+pub const KINDS: [Kind; 8] = [
     Kind {
         group: BATON_GROUP,
         kind: "Workflow",
@@ -69,6 +74,21 @@ pub const KINDS: [Kind; 5] = [
         kind: "Ignitor",
         plural: "ignitors",
     },
+    Kind {
+        group: BATON_GROUP,
+        kind: "Cell",
+        plural: "cells",
+    },
+    Kind {
+        group: BATON_GROUP,
+        kind: "AnalysisTemplate",
+        plural: "analysistemplates",
+    },
+    Kind {
+        group: OKRA_GROUP,
+        kind: "Cell",
+        plural: "cells",
+    },
 ];
 
 /// Returns every CustomResourceDefinition, in the order of [`KINDS`].
@@ -80,16 +100,28 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
 pub fn crd(kind: &Kind) -> CustomResourceDefinition {
     let orca = kind.group == ORCA_GROUP;
     let (spec, status, columns) = match kind.kind {
+        // Node fields that other kinds document (pod templates, traffic, analysis) go
+        // without descriptions here, or the CRD would not fit kubectl's annotation.
         "Workflow" => (
-            schema_of::<WorkflowSpec>(),
+            schema_of::<WorkflowSpec>(&["template", "traffic", "analysis"]),
             workflow_status(),
             workflow_columns(),
         ),
-        "Task" => (schema_of::<TaskSpec>(), task_status(), task_columns()),
+        "Task" => (
+            schema_of::<TaskSpec>(&["template"]),
+            task_status(),
+            task_columns(),
+        ),
         "Ignitor" => (
-            schema_of::<IgnitorSpec>(),
+            schema_of::<IgnitorSpec>(&[]),
             ignitor_status(),
             ignitor_columns(),
+        ),
+        "Cell" => (schema_of::<CellSpec>(&[]), cell_status(), cell_columns()),
+        "AnalysisTemplate" => (
+            schema_of::<AnalysisTemplateSpec>(&[]),
+            analysis_template_status(),
+            vec![age()],
         ),
         other => unreachable!("no CRD for kind {other}"),
     };
@@ -172,8 +204,9 @@ pub fn file_name(kind: &Kind) -> String {
 }
 
 /// Returns the structural OpenAPI v3 schema of `T`, as Kubernetes wants it: no `$ref`s, no
-/// `$schema`, enums and untagged variants folded into objects, `nullable` for options.
-fn schema_of<T: JsonSchema>() -> serde_json::Value {
+/// `$schema`, enums and untagged variants folded into objects, `nullable` for options. The
+/// object fields named in `terse` lose their descriptions.
+fn schema_of<T: JsonSchema>(terse: &[&str]) -> serde_json::Value {
     let generator = schemars::generate::SchemaSettings::openapi3()
         .with(|s| {
             s.inline_subschemas = true;
@@ -189,27 +222,28 @@ fn schema_of<T: JsonSchema>() -> serde_json::Value {
     if let Some(object) = schema.as_object_mut() {
         object.remove("title");
     }
-    drop_template_descriptions(&mut schema, false);
+    drop_descriptions(&mut schema, terse, false);
     schema
 }
 
-/// Removes the descriptions inside pod templates: Kubernetes' own documentation of the pod
-/// fields would make each CRD about 500 KB, above what `kubectl apply` can keep in its
-/// last-applied annotation (256 KB). `kubectl explain pod.spec` still documents them.
-fn drop_template_descriptions(schema: &mut serde_json::Value, inside: bool) {
+/// Removes the descriptions inside the object fields named in `terse`: Kubernetes' own
+/// documentation of the pod fields would make each CRD about 500 KB, above what `kubectl
+/// apply` can keep in its last-applied annotation (256 KB). `kubectl explain pod.spec` still
+/// documents them, as the AnalysisTemplate CRD documents metrics.
+fn drop_descriptions(schema: &mut serde_json::Value, terse: &[&str], inside: bool) {
     match schema {
         serde_json::Value::Object(object) => {
             if inside {
                 object.remove("description");
             }
             for (key, value) in object.iter_mut() {
-                let template = key == "template" && value.get("properties").is_some();
-                drop_template_descriptions(value, inside || template);
+                let named = terse.contains(&key.as_str()) && value.get("properties").is_some();
+                drop_descriptions(value, terse, inside || named);
             }
         }
         serde_json::Value::Array(items) => {
             for item in items {
-                drop_template_descriptions(item, inside);
+                drop_descriptions(item, terse, inside);
             }
         }
         _ => {}
@@ -255,6 +289,81 @@ fn ignitor_status() -> serde_json::Value {
             "lastFire": string("The scheduled time of the last fire (RFC 3339, UTC)."),
             "nextFire": string("The next scheduled fire (RFC 3339, UTC)."),
             "message": string("Why the schedule or document was refused, when it was."),
+        },
+    })
+}
+
+fn cell_status() -> serde_json::Value {
+    json!({
+        "type": "object",
+        "description": "What Baton last saw and did: the versions, the rollout step, the weights AWS holds, blocked versions.",
+        "properties": {
+            "phase": string("Pending, Serving, Progressing, Paused or Degraded."),
+            "servingVersion": string("The version that has the traffic (or had it before the rollout under way)."),
+            "desiredVersion": string("The version being rolled out, or serving when no rollout is under way."),
+            "step": {"type": "integer", "description": "The index of the rollout step under way."},
+            "run": string("The rollout's run (baton status RUN)."),
+            "weights": {
+                "type": "array",
+                "description": "The rule's forward action as AWS last showed it.",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "arn": string("The target group's ARN."),
+                        "name": string("The target group's name."),
+                        "version": string("Its version tag."),
+                        "weight": {"type": "integer", "description": "Its weight."},
+                    },
+                },
+            },
+            "blocked": {
+                "type": "array",
+                "description": "Versions Baton will not roll out again until promoted.",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "version": string("The version."),
+                        "cause": string("Why it was blocked."),
+                        "at": string("When (RFC 3339)."),
+                    },
+                },
+            },
+            "message": string("What the Cell waits for, why a rollout failed, or why the document was refused."),
+            "lastSyncTime": string("When target groups were last discovered (RFC 3339)."),
+        },
+    })
+}
+
+fn cell_columns() -> Vec<CustomResourceColumnDefinition> {
+    vec![
+        column("Phase", "string", ".status.phase", "The rollout's phase"),
+        column(
+            "Serving",
+            "string",
+            ".status.servingVersion",
+            "The version with the traffic",
+        ),
+        column(
+            "Desired",
+            "string",
+            ".status.desiredVersion",
+            "The version being rolled out",
+        ),
+        column("Step", "integer", ".status.step", "The step under way"),
+        column(
+            "Last Sync",
+            "date",
+            ".status.lastSyncTime",
+            "When target groups were last discovered",
+        ),
+    ]
+}
+
+fn analysis_template_status() -> serde_json::Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "message": string("Why the document was refused, when it was."),
         },
     })
 }

@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::de::DeserializeOwned;
 
+use crate::analysis::AnalysisTemplate;
+use crate::cell::{Cell, OKRA_API_VERSION};
 use crate::task::{Ignitor, ORCA_API_VERSION, Task};
 use crate::validate;
 use crate::wire::Timestamp;
@@ -18,6 +20,10 @@ pub enum Document {
     Task(Box<Task>),
     /// An Ignitor, Orca's or Baton's.
     Ignitor(Box<Ignitor>),
+    /// A Cell, okra's or Baton's.
+    Cell(Box<Cell>),
+    /// A `baton.dev/v1alpha1` AnalysisTemplate.
+    AnalysisTemplate(Box<AnalysisTemplate>),
 }
 
 impl Document {
@@ -27,6 +33,8 @@ impl Document {
             Document::Workflow(w) => format!("Workflow/{}", w.metadata.name),
             Document::Task(t) => format!("Task/{}", t.metadata.name),
             Document::Ignitor(i) => format!("Ignitor/{}", i.metadata.name),
+            Document::Cell(c) => format!("Cell/{}", c.metadata.name),
+            Document::AnalysisTemplate(t) => format!("AnalysisTemplate/{}", t.metadata.name),
         }
     }
 }
@@ -181,10 +189,26 @@ fn parse_one(value: serde_norway::Value, now: Timestamp) -> Result<Document, Vec
             validate::ignitor(&ignitor, now)?;
             Ok(Document::Ignitor(Box::new(ignitor)))
         }
+        (crate::API_VERSION | OKRA_API_VERSION, "Cell") => {
+            let cell: Cell = typed(value)?;
+            crate::cell::validate(&cell)?;
+            Ok(Document::Cell(Box::new(cell)))
+        }
+        (crate::API_VERSION, "AnalysisTemplate") => {
+            let template: AnalysisTemplate = typed(value)?;
+            validate::analysis_template(&template)?;
+            Ok(Document::AnalysisTemplate(Box::new(template)))
+        }
         (crate::API_VERSION, other) => Err(vec![SpecError::new(
             "kind",
             format!(
-                "unsupported kind {other:?} for {api_version} (supported: Workflow, Task, Ignitor)"
+                "unsupported kind {other:?} for {api_version} (supported: Workflow, Task, Ignitor, Cell, AnalysisTemplate)"
+            ),
+        )]),
+        (OKRA_API_VERSION, other) => Err(vec![SpecError::new(
+            "kind",
+            format!(
+                "unsupported kind {other:?} for {api_version} (supported: Cell; okra's other kinds are replaced by target group discovery from ELBv2 tags)"
             ),
         )]),
         (ORCA_API_VERSION, other) => Err(vec![SpecError::new(
@@ -194,7 +218,7 @@ fn parse_one(value: serde_norway::Value, now: Timestamp) -> Result<Document, Vec
         (other, _) => Err(vec![SpecError::new(
             "apiVersion",
             format!(
-                "unsupported apiVersion {other:?} (supported: {}, {ORCA_API_VERSION})",
+                "unsupported apiVersion {other:?} (supported: {}, {ORCA_API_VERSION}, {OKRA_API_VERSION})",
                 crate::API_VERSION
             ),
         )]),

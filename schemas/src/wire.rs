@@ -87,6 +87,12 @@ pub struct Job {
     /// `publish` settings, with the data decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish: Option<crate::task::Publish>,
+    /// `traffic` settings: the rule and its weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<crate::traffic::TrafficSpec>,
+    /// `analysis` settings: the metrics, every template and argument resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<crate::analysis::AnalysisSpec>,
     /// Data passed from upstream.
     pub inputs: JobInputs,
 }

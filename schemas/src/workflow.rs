@@ -119,6 +119,12 @@ pub struct NodeSpec {
     /// `publish`: the NATS message to send.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish: Option<crate::task::Publish>,
+    /// `traffic`: the ALB listener rule to write and its weighted target groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<crate::traffic::TrafficSpec>,
+    /// `analysis`: the metrics to measure and judge (templates by name, or inline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<crate::analysis::AnalysisSpec>,
 }
 
 /// The kinds of node a workflow may hold.
@@ -147,16 +153,22 @@ pub enum NodeKind {
     Webhook,
     /// Publishes a NATS message.
     Publish,
+    /// Writes an ALB listener rule's weighted forward action and reads it back.
+    Traffic,
+    /// Measures metrics (Prometheus queries, HTTP checks) and judges them.
+    Analysis,
 }
 
 impl NodeKind {
     /// Every kind, in the order workers list them.
-    pub const ALL: [NodeKind; 5] = [
+    pub const ALL: [NodeKind; 7] = [
         NodeKind::Noop,
         NodeKind::Exec,
         NodeKind::Pod,
         NodeKind::Webhook,
         NodeKind::Publish,
+        NodeKind::Traffic,
+        NodeKind::Analysis,
     ];
 
     /// Returns the kind's name as it appears in subjects and specs.
@@ -167,6 +179,8 @@ impl NodeKind {
             NodeKind::Pod => "pod",
             NodeKind::Webhook => "webhook",
             NodeKind::Publish => "publish",
+            NodeKind::Traffic => "traffic",
+            NodeKind::Analysis => "analysis",
         }
     }
 }
@@ -185,7 +199,7 @@ impl std::str::FromStr for NodeKind {
             .into_iter()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown node kind {s:?} (known: noop, exec, pod, webhook, publish)")
+                format!("unknown node kind {s:?} (known: noop, exec, pod, webhook, publish, traffic, analysis)")
             })
     }
 }

@@ -101,6 +101,7 @@ pub async fn run(
         bus: bus.clone(),
         http: reqwest::Client::builder().build()?,
         pod: None,
+        traffic: crate::executors::traffic::TrafficExecutor::new(),
     };
     if config.kinds.contains(&NodeKind::Pod) {
         let client = kube::Client::try_default().await.map_err(|e| {

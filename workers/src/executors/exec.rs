@@ -215,6 +215,8 @@ mod tests {
             pod: None,
             webhook: None,
             publish: None,
+            traffic: None,
+            analysis: None,
             inputs: JobInputs {
                 initiator: "up".into(),
                 data: "d1".into(),
