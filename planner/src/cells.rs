@@ -853,6 +853,16 @@ impl Core {
                     return;
                 }
                 let spec = rule(weights(&[], &rollout.stable, 0));
+                if let Some(why) = refused(&spec) {
+                    self.wait(
+                        name,
+                        0,
+                        Next::Rollback,
+                        format!("the rollback cannot be written: {why}"),
+                        now,
+                    );
+                    return;
+                }
                 let r = self.runs.get_mut(&run).expect("rollout runs exist");
                 let node = push_traffic(r, "rollback", spec);
                 self.set_stage(name, Stage::RollingBack { node });
@@ -867,6 +877,11 @@ impl Core {
                         RolloutKind::Canary => "promote",
                         RolloutKind::Switch => "switch",
                     };
+                    if let Some(why) = refused(&spec) {
+                        let why = format!("{} cannot get the traffic: {why}", rollout.to);
+                        self.wait(name, step, Next::Finish, why, now);
+                        return;
+                    }
                     let r = self.runs.get_mut(&run).expect("rollout runs exist");
                     let node = push_traffic(r, label, spec);
                     Stage::Finishing { node }
@@ -878,6 +893,11 @@ impl Core {
                 }
                 Some(StepKind::SetWeight(w)) => {
                     let spec = rule(weights(&rollout.canary, &rollout.stable, *w));
+                    if let Some(why) = refused(&spec) {
+                        let why = format!("step {step} cannot be written: {why}; promote or abort");
+                        self.wait(name, step, Next::Step { step }, why, now);
+                        return;
+                    }
                     let r = self.runs.get_mut(&run).expect("rollout runs exist");
                     let node = push_traffic(r, &format!("s{step}-weight-{w}"), spec);
                     Stage::Step { step, node }
@@ -1172,6 +1192,19 @@ fn push(r: &mut Run, spec: NodeSpec, state: NodeState, now: Timestamp) -> u32 {
     }
     node.state = state;
     r.push_node(spec, node) as u32
+}
+
+/// Returns what ALB would refuse in a rule the core is about to write (most often: more
+/// target groups than one forward action holds), so that no job is sent that must fail.
+fn refused(spec: &TrafficSpec) -> Option<String> {
+    let problems = spec.problems("rule");
+    (!problems.is_empty()).then(|| {
+        problems
+            .iter()
+            .map(|p| p.message.clone())
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
 }
 
 fn push_traffic(r: &mut Run, label: &str, traffic: TrafficSpec) -> u32 {

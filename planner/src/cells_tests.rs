@@ -450,3 +450,29 @@ fn weights_split_each_side_evenly_in_name_order() {
     );
     assert_eq!(w(weights(&[g("c1")], &[g("s1")], 0)), [("s1".into(), 100)]);
 }
+
+#[test]
+fn a_step_alb_would_refuse_is_not_sent_and_waits_for_a_person() {
+    let text = OKRA_README.replace("replicas: 2", "replicas: 3");
+    let mut core = core_with(&text);
+    let v1 = [("a1", "1.0.0"), ("a2", "1.0.0"), ("a3", "1.0.0")];
+    let job = only_job(&core.apply(observed(&v1, None, at(1)), at(1)));
+    assert_eq!(weights(&job), named(&[("a1", 33), ("a2", 33), ("a3", 34)]));
+    succeed(&mut core, &job, at(2));
+    // Three canary groups beside three stable ones make six in one forward action.
+    let mut both = v1.to_vec();
+    both.extend([("b1", "2.0.0"), ("b2", "2.0.0"), ("b3", "2.0.0")]);
+    let rule = [("a1", 33), ("a2", 33), ("a3", 34)];
+    assert!(jobs(&core.apply(observed(&both, Some(&rule), at(10)), at(10))).is_empty());
+    let s = status(&core);
+    assert_eq!(s.phase, CellPhase::Paused);
+    assert_eq!(
+        s.message.as_deref(),
+        Some(
+            "step 0 cannot be written: 6 target groups: one ALB forward action holds at most 5; promote or abort"
+        )
+    );
+    // Promote skips the steps: 2.0.0 alone fits.
+    let last = only_job(&command(&mut core, CellCommand::Promote, at(11)));
+    assert_eq!(weights(&last), named(&[("b1", 33), ("b2", 33), ("b3", 34)]));
+}

@@ -434,7 +434,7 @@ spec:
 }
 
 #[test]
-fn three_target_groups_split_33_33_34_and_a_deleted_cell_takes_its_rule() {
+fn three_target_groups_split_33_33_34_abort_by_trigger_promote_by_cli_and_delete() {
     let w = world(true);
     let text = format!(
         r#"apiVersion: baton.dev/v1alpha1
@@ -460,6 +460,69 @@ spec:
         &[("web-1", 33), ("web-2", 33), ("web-3", 34)],
         Duration::from_secs(30),
     );
+
+    // A second Cell on the same listener: its rollout waits in a pause, is aborted by a
+    // message on its trigger subject, then promoted with the CLI.
+    let api = format!(
+        r#"apiVersion: baton.dev/v1alpha1
+kind: Cell
+metadata: {{name: api}}
+spec:
+  ingress:
+    awsApplicationLoadBalancer:
+      listenerARN: {}
+      listener: {{rule: {{priority: 20, hosts: [api.example.com]}}}}
+      targetGroupSelector: {{matchLabels: {{app: api}}}}
+  updateStrategy: {{canary: {{steps: [{{setWeight: 50}}, {{pause: {{}}}}]}}}}
+"#,
+        w.listener.arn
+    );
+    w.target_group("api-1", &[("app", "api"), ("baton.dev/version", "1.0.0")]);
+    w.apply("api.yaml", &api);
+    w.wait_weights(20, &[("api-1", 100)], Duration::from_secs(30));
+    w.target_group("api-2", &[("app", "api"), ("baton.dev/version", "2.0.0")]);
+    w.wait_cell("api", Duration::from_secs(30), |c| c["phase"] == "Paused");
+    assert_eq!(
+        w.moto.weights(&w.listener.arn, 20).unwrap(),
+        Some(named(&[("api-1", 50), ("api-2", 50)]))
+    );
+    let subject = format!("{}.triggers.cells.api", w.env.prefix);
+    w.moto.block_on(async {
+        let client = async_nats::connect(w.env.nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        js.publish(subject, "abort".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
+    let degraded = w.wait_cell("api", Duration::from_secs(30), |c| c["phase"] == "Degraded");
+    assert_eq!(degraded["blocked"][0]["version"], "2.0.0");
+    assert_eq!(degraded["blocked"][0]["cause"], "aborted by a person");
+    w.wait_weights(20, &[("api-1", 100)], Duration::from_secs(10));
+    let out = w.env.cli(&["cell", "promote", "api"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    w.wait_weights(20, &[("api-2", 100)], Duration::from_secs(30));
+    let serving = w.wait_cell("api", Duration::from_secs(10), |c| c["phase"] == "Serving");
+    assert_eq!(
+        serving["blocked"],
+        serde_json::json!([]),
+        "promote unblocked it"
+    );
+    // Nothing to resume now: the CLI says so and exits 1.
+    let out = w.env.cli(&["cell", "resume", "api"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("has no rollout under way to resume"),
+        "{stderr}"
+    );
+
+    // Deleting a Cell with deletionPolicy Delete removes its rule; the other Cell's stays.
     let out = w.env.cli(&["cell", "delete", "web"]);
     assert!(
         out.status.success(),
@@ -474,6 +537,88 @@ spec:
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert_eq!(w.moto.rules_at(&w.listener.arn, 20).unwrap(), 1);
+}
+
+#[test]
+fn cells_applied_as_kubernetes_objects_run_and_show_their_status() {
+    use baton_schemas::crd::KINDS;
+    use baton_tests::kube::KubeEnv;
+    use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+    let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).expect("test env");
+    let moto = Moto::start(env.dir.path()).unwrap();
+    let listener = moto.listener().unwrap();
+    env.extra_env.extend(moto.env());
+    let kube = KubeEnv::for_env(&mut env).unwrap();
+    kube.install_crds().unwrap();
+    let planner = env
+        .start_planner_with(&[
+            "--watch-kubernetes",
+            "--watch-namespace",
+            &kube.namespace,
+            "--sync-period",
+            "1s",
+        ])
+        .unwrap();
+    env.keep(planner);
+    let worker = env.start_worker("worker", "traffic", &[]).unwrap();
+    env.keep(worker);
+    for name in ["web-a1", "web-a2"] {
+        moto.target_group(
+            &listener.vpc_id,
+            name,
+            &[("role", "web"), ("okra.mumo.co/version", "1.0.0")],
+        )
+        .unwrap();
+    }
+    // okra's README Cell as `kubectl apply` sends it, with the emulator's listener.
+    let readme = include_str!("../../examples/cells/okra-readme.yaml").replace(
+        "arn:aws:elasticloadbalancing:ap-northeast-1:ACCOUNT:listener/app/...",
+        &listener.arn,
+    );
+    let value: serde_json::Value = serde_norway::from_str(&readme).unwrap();
+    let kind = KINDS
+        .iter()
+        .find(|k| k.group == "okra.mumo.co" && k.kind == "Cell")
+        .unwrap();
+    let resource = ApiResource {
+        group: kind.group.into(),
+        version: "v1alpha1".into(),
+        api_version: kind.api_version(),
+        kind: kind.kind.into(),
+        plural: kind.plural.into(),
+    };
+    let cells: Api<DynamicObject> =
+        Api::namespaced_with(kube.client.clone(), &kube.namespace, &resource);
+    let object: DynamicObject = serde_json::from_value(value).unwrap();
+    kube.block_on(cells.create(&PostParams::default(), &object))
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        let object = kube.block_on(cells.get("cell1")).unwrap();
+        let status = object.data["status"].clone();
+        if status["phase"] == "Serving" {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "cell1 status: {status:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status["servingVersion"], "1.0.0");
+    let weights: Vec<u64> = status["weights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["weight"].as_u64().unwrap())
+        .collect();
+    assert_eq!(weights, [50, 50]);
+    assert!(status["lastSyncTime"].is_string(), "{status:#}");
+    assert_eq!(
+        moto.weights(&listener.arn, 10).unwrap(),
+        Some(named(&[("web-a1", 50), ("web-a2", 50)]))
+    );
 }
 
 #[test]
