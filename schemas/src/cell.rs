@@ -696,6 +696,21 @@ mod tests {
     }
 
     #[test]
+    fn the_baton_examples_are_valid() {
+        let c = cell(include_str!("../../examples/cells/baton-cell.yaml"));
+        assert_eq!(c.semantics(), Semantics::Baton);
+        assert_eq!(c.spec.deletion_policy, DeletionPolicy::Delete);
+        assert_eq!(c.steps()[2], StepKind::Pause(None));
+        let docs = parse_documents(
+            "t.yaml",
+            include_str!("../../examples/cells/success-rate.yaml"),
+            Timestamp(0),
+        )
+        .unwrap();
+        assert_eq!(docs[0].describe(), "AnalysisTemplate/success-rate");
+    }
+
+    #[test]
     fn pause_durations_are_seconds_or_text() {
         assert_eq!(
             PauseDuration::Seconds(5).get(),
