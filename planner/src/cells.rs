@@ -19,7 +19,7 @@
 //! An analysis that fails rolls back to the stable version and blocks the version; an
 //! inconclusive one, a pause without duration, or a traffic step that failed for good waits
 //! for a person (`resume`, `abort`, `promote`). A newer version arriving mid-rollout replaces
-//! the rollout.
+//! the rollout; a changed spec applies from the next step on.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -418,7 +418,7 @@ impl Core {
                 target_groups: Vec::new(),
                 delete: true,
             };
-            let run = RunId::new(run_id(name, entry.status.runs + 1));
+            let run = free_run_id(&self.runs, name, entry.status.runs + 1).0;
             let mut r = new_run(run.clone(), name, now);
             push_traffic(&mut r, "delete-rule", spec);
             self.runs.insert(run.clone(), r);
@@ -793,8 +793,9 @@ impl Core {
         actions: &mut Vec<Action>,
     ) {
         let entry = self.cells.get_mut(name).expect("caller checked");
-        entry.status.runs += 1;
-        let run = RunId::new(run_id(name, entry.status.runs));
+        // A Cell deleted and applied again counts from 1 again: its old runs keep their ids.
+        let (run, n) = free_run_id(&self.runs, name, entry.status.runs + 1);
+        entry.status.runs = n;
         let from = entry.status.serving_version.clone();
         entry.status.rollout = Some(Rollout {
             run: run.clone(),
@@ -1141,6 +1142,14 @@ fn run_id(name: &str, n: u32) -> String {
     let suffix = format!("-{n}");
     let cut: String = name.chars().take(40 - suffix.len()).collect();
     format!("{}{suffix}", cut.trim_end_matches('-'))
+}
+
+/// Returns the first run id `<name>-<k>`, `k >= n`, that no run has yet, and its `k`.
+fn free_run_id(runs: &BTreeMap<RunId, Run>, name: &str, n: u32) -> (RunId, u32) {
+    (n..)
+        .map(|k| (RunId::new(run_id(name, k)), k))
+        .find(|(id, _)| !runs.contains_key(id))
+        .expect("some number is free")
 }
 
 fn new_run(id: RunId, name: &str, now: Timestamp) -> Run {

@@ -476,3 +476,32 @@ fn a_step_alb_would_refuse_is_not_sent_and_waits_for_a_person() {
     let last = only_job(&command(&mut core, CellCommand::Promote, at(11)));
     assert_eq!(weights(&last), named(&[("b1", 33), ("b2", 33), ("b3", 34)]));
 }
+
+#[test]
+fn a_cell_applied_again_after_its_deletion_gets_new_run_ids() {
+    let mut core = serving_v1(OKRA_README);
+    let first = core.runs().map(|r| r.id.clone()).collect::<Vec<_>>();
+    assert_eq!(first, [RunId::new("cell1-1")]);
+    core.apply(Input::Remove(Registered::Cell("cell1".into())), at(5));
+    assert!(core.cell("cell1").is_none());
+    assert_eq!(
+        core.take_changes().removed,
+        [Registered::Cell("cell1".into())]
+    );
+    let doc = parse_documents("c.yaml", OKRA_README, T0)
+        .unwrap()
+        .remove(0);
+    core.apply(Input::from(doc), at(6));
+    let v1 = [("a1", "1.0.0"), ("a2", "1.0.0")];
+    // The rule the old Cell wrote is adopted as it is: 1.0.0 serves, nothing is written.
+    assert!(jobs(&core.apply(observed(&v1, Some(&RULE_V1), at(7)), at(7))).is_empty());
+    assert_eq!(status(&core).serving_version.as_deref(), Some("1.0.0"));
+    // Without the rule, the first switch is a new run.
+    let job = only_job(&core.apply(observed(&v1, None, at(8)), at(8)));
+    assert_eq!(
+        job.run,
+        RunId::new("cell1-2"),
+        "cell1-1 is the old Cell's run"
+    );
+    assert_eq!(core.run(&RunId::new("cell1-1")).unwrap().nodes.len(), 1);
+}

@@ -12,6 +12,7 @@ struct World {
     env: Env,
     moto: Moto,
     listener: Listener,
+    planner: baton_tests::Proc,
 }
 
 /// Starts nats, moto with a listener, a planner discovering every second, and a worker for
@@ -22,7 +23,6 @@ fn world(worker: bool) -> World {
     let listener = moto.listener().expect("a listener");
     env.extra_env = moto.env();
     let planner = env.start_planner_with(&["--sync-period", "1s"]).unwrap();
-    env.keep(planner);
     if worker {
         let worker = env
             .start_worker("worker", "noop,traffic,analysis", &[])
@@ -33,6 +33,7 @@ fn world(worker: bool) -> World {
         env,
         moto,
         listener,
+        planner,
     }
 }
 
@@ -191,7 +192,7 @@ spec:
 
 #[test]
 fn a_baton_cell_goes_20_analysis_pause_40_100_and_an_unchanged_spec_writes_nothing() {
-    let w = world(true);
+    let mut w = world(true);
     let dir = w.env.dir.path().join("prometheus");
     std::fs::create_dir_all(&dir).unwrap();
     let prometheus =
@@ -240,6 +241,14 @@ fn a_baton_cell_goes_20_analysis_pause_40_100_and_an_unchanged_spec_writes_nothi
     assert_eq!(
         w.moto.weights(&w.listener.arn, 10).unwrap().unwrap(),
         named(&[("web-1", 80), ("web-2", 20)])
+    );
+    // A planner killed during the pause comes back with the rollout where it was.
+    w.planner.kill9();
+    w.planner = w.env.start_planner_with(&["--sync-period", "1s"]).unwrap();
+    let again = w.wait_cell("web", Duration::from_secs(30), |c| c["phase"] == "Paused");
+    assert_eq!(
+        (&again["step"], &again["run"]),
+        (&paused["step"], &paused["run"])
     );
     let out = w.env.cli(&["cell", "resume", "web"]);
     assert!(
