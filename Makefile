@@ -42,6 +42,8 @@ crds:
 unit:
 	cargo test --workspace --lib
 
-## The chain benchmark against raw JetStream, release build.
+## Baton's orchestration overhead against raw JetStream, release build (`SCALE=quick` for
+## about a minute; `full` takes several).
+SCALE ?= full
 bench: tools
-	cargo test --release -p baton-tests --test bench -- --ignored --nocapture
+	cargo run --release -q -p baton-cli --bin baton -- bench --scale $(SCALE) --nats-server $(NATS_SERVER)

@@ -14,6 +14,7 @@
 mod error;
 mod inbound;
 mod outgoing;
+mod pull;
 
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use tracing::{debug, info, warn};
 pub use error::{BusError, BusErrorKind};
 pub use inbound::{Inbound, Poison, decode_event, decode_job, decode_trigger};
 pub use outgoing::{Outgoing, traceparent};
+pub use pull::PullStream;
 
 /// Bus settings; every field has a default fit for one local server.
 #[derive(Clone, Debug)]
@@ -227,30 +229,84 @@ impl Bus {
         self.consumer("JOBS", config).await
     }
 
-    /// Returns the planner's durable consumer of every event.
-    pub async fn events_consumer(&self) -> Result<consumer::PullConsumer, BusError> {
-        let config = consumer::pull::Config {
-            durable_name: Some(consumers::PLANNER_EVENTS.to_owned()),
-            filter_subject: format!("{}.events.>", self.config.prefix),
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: self.config.event_ack_wait,
-            max_ack_pending: 10_000,
-            ..Default::default()
-        };
-        self.consumer("EVENTS", config).await
+    /// Returns the planner's durable consumer of every event, made anew to deliver every
+    /// event after stream sequence `after` (see [`Bus::planner_consumer`]).
+    pub async fn events_consumer(&self, after: u64) -> Result<consumer::PullConsumer, BusError> {
+        self.planner_consumer("EVENTS", consumers::PLANNER_EVENTS, "events", after)
+            .await
     }
 
-    /// Returns the planner's durable consumer of every trigger.
-    pub async fn triggers_consumer(&self) -> Result<consumer::PullConsumer, BusError> {
+    /// Returns the planner's durable consumer of every trigger, made anew to deliver every
+    /// trigger after stream sequence `after` (see [`Bus::planner_consumer`]).
+    pub async fn triggers_consumer(&self, after: u64) -> Result<consumer::PullConsumer, BusError> {
+        self.planner_consumer("TRIGGERS", consumers::PLANNER_TRIGGERS, "triggers", after)
+            .await
+    }
+
+    /// Deletes and creates one of the planner's durable consumers so that it delivers, in
+    /// stream order, every message after sequence `after`: what the planner's last durable
+    /// checkpoint had not applied yet. Only the active planner calls this, at its start.
+    ///
+    /// The stream order is causal (a job's completion is stored after the event that
+    /// dispatched it), so replaying from the checkpoint rebuilds what a crash lost in the
+    /// order it happened.
+    async fn planner_consumer(
+        &self,
+        stream: &str,
+        durable: &str,
+        subjects: &str,
+        after: u64,
+    ) -> Result<consumer::PullConsumer, BusError> {
+        let stream_name = self.stream_name(stream);
+        let deliver_policy = if after == 0 {
+            consumer::DeliverPolicy::All
+        } else {
+            consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: after + 1,
+            }
+        };
         let config = consumer::pull::Config {
-            durable_name: Some(consumers::PLANNER_TRIGGERS.to_owned()),
-            filter_subject: format!("{}.triggers.>", self.config.prefix),
+            durable_name: Some(durable.to_owned()),
+            filter_subject: format!("{}.{subjects}.>", self.config.prefix),
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: self.config.event_ack_wait,
             max_ack_pending: 10_000,
+            deliver_policy,
             ..Default::default()
         };
-        self.consumer("TRIGGERS", config).await
+        // A consumer that does not exist yet is no failure; any other failure to delete
+        // shows in the create that follows, which cannot change a delivery start.
+        if let Err(e) = self
+            .js
+            .delete_consumer_from_stream(durable, &stream_name)
+            .await
+        {
+            debug!(durable, stream = %stream_name, error = %e, "planner consumer not deleted");
+        }
+        self.consumer(stream, config).await
+    }
+
+    /// Returns the sequence up to which a consumer has had every message acknowledged.
+    pub async fn ack_floor(consumer: &mut consumer::PullConsumer) -> Result<u64, BusError> {
+        consumer
+            .info()
+            .await
+            .map(|info| info.ack_floor.stream_sequence)
+            .map_err(|e| BusError::with_source(BusErrorKind::TimedOut, "consumer info", e))
+    }
+
+    /// Returns when the stream behind `which` (`EVENTS`, `TRIGGERS`, ...) was created, in
+    /// nanoseconds since the Unix epoch: with a message's sequence it names the message for
+    /// good, even across a stream deleted and made anew.
+    pub async fn stream_created(&self, which: &str) -> Result<u64, BusError> {
+        let name = self.stream_name(which);
+        let mut stream = self.js.get_stream(&name).await.map_err(|e| {
+            BusError::with_source(BusErrorKind::StreamMissing, format!("stream {name}"), e)
+        })?;
+        let info = stream.info().await.map_err(|e| {
+            BusError::with_source(BusErrorKind::TimedOut, format!("stream {name}"), e)
+        })?;
+        Ok(u64::try_from(info.created.unix_timestamp_nanos()).unwrap_or(0))
     }
 
     async fn consumer(
@@ -369,74 +425,6 @@ fn validate_prefix(prefix: &str) -> Result<(), BusError> {
             format!("invalid subject prefix {prefix:?}: use 1 to 32 of [a-z0-9_-]"),
         ))
     }
-}
-
-/// Pulls messages from `consumer` in a background task and hands them over through a channel
-/// of `capacity`, pulling again after every batch and after every failure (a server restart,
-/// say) until `shutdown` fires or the receiver is dropped.
-///
-/// Each pull asks for at most `capacity` messages and expires after two seconds, so a message
-/// is handed over as soon as the server sends it and a lost pull costs at most that long.
-pub fn subscribe(
-    consumer: consumer::PullConsumer,
-    capacity: usize,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> (
-    tokio::sync::mpsc::Receiver<Inbound>,
-    tokio::task::JoinHandle<()>,
-) {
-    use futures::StreamExt;
-    let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
-    let task = tokio::spawn(async move {
-        let expires = Duration::from_secs(2);
-        let mut failures = 0u32;
-        while !shutdown.is_cancelled() {
-            let pull = consumer
-                .batch()
-                .max_messages(capacity.max(1))
-                .expires(expires)
-                .messages();
-            let mut batch = match tokio::select! {
-                _ = shutdown.cancelled() => return,
-                pull = pull => pull,
-            } {
-                Ok(batch) => batch,
-                Err(e) => {
-                    failures += 1;
-                    warn!(error = %e, failures, "pull request failed; trying again");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(10)))) => {}
-                    }
-                    continue;
-                }
-            };
-            loop {
-                let next = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    next = tokio::time::timeout(expires + Duration::from_secs(3), batch.next()) => next,
-                };
-                match next {
-                    Ok(Some(Ok(message))) => {
-                        failures = 0;
-                        if tx.send(Inbound::new(message)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(Some(Err(e))) => {
-                        debug!(error = %e, "pull ended with an error");
-                        break;
-                    }
-                    Ok(None) => break,
-                    Err(_) => {
-                        debug!("pull went silent; pulling again");
-                        break;
-                    }
-                }
-            }
-        }
-    });
-    (rx, task)
 }
 
 /// Returns whether a stream's configuration already has every setting Baton chooses.

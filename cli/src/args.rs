@@ -77,6 +77,8 @@ pub(crate) enum Scale {
     /// A 1 000-node chain, a 10 000-node fan-out, 100 runs of 100 nodes, a 100 000-node DAG,
     /// 10 000 triggers.
     Full,
+    /// Seconds, for the test suite: proves the benchmark works, measures nothing worth keeping.
+    Smoke,
 }
 
 #[derive(Debug, Args)]

@@ -62,6 +62,17 @@ impl Sizes {
                 dag_depth: 250,
                 triggers: 1_000,
             },
+            Scale::Smoke => Sizes {
+                floor_serial: 50,
+                floor_pipelined: 500,
+                chain: 20,
+                fan_out: 50,
+                runs: 3,
+                run_nodes: 5,
+                dag_width: 10,
+                dag_depth: 20,
+                triggers: 50,
+            },
             Scale::Full => Sizes {
                 floor_serial: 1_000,
                 floor_pipelined: 20_000,
@@ -85,13 +96,21 @@ struct Report {
     floor_serial_p50_ms: f64,
     floor_serial_p99_ms: f64,
     floor_pipelined_edges_per_s: f64,
+    /// CPU time per edge of the pipelined floor, by process, in microseconds.
+    floor_pipelined_cpu_us: CpuPerItem,
     chain_nodes: usize,
     chain_per_node_p50_ms: f64,
     chain_per_node_p99_ms: f64,
+    /// Of a chain node: from its job to its end, as the bus shows them.
+    chain_worker_p50_ms: f64,
+    /// Of a chain node: from its end to the next node's job.
+    chain_planner_p50_ms: f64,
     chain_ratio: f64,
     fan_out_nodes: usize,
     throughput_nodes_per_s: f64,
     throughput_ratio: f64,
+    /// CPU time per node of the fan-out, by process, in microseconds.
+    fan_out_cpu_us: CpuPerItem,
     concurrent_runs: usize,
     concurrent_run_nodes: usize,
     concurrent_nodes_per_s: f64,
@@ -114,7 +133,8 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("baton-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let result = run_in(&args, sizes, &dir).await;
-    if result.is_ok() {
+    // Logs asked for with BATON_BENCH_LOG are kept, as is everything after a failure.
+    if result.is_ok() && std::env::var_os("BATON_BENCH_LOG").is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
         eprintln!("bench files kept in {}", dir.display());
@@ -130,22 +150,25 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
 async fn run_in(args: &BenchArgs, sizes: Sizes, dir: &Path) -> anyhow::Result<Report> {
     let program = nats_server::find(args.nats_server.as_deref())?;
     let nats = NatsServer::start(&program, &dir.join("nats"), free_port()?).await?;
-    let result = measure(args, sizes, dir, &nats.url).await;
+    let pid = nats.pid().context("nats-server has exited")?;
+    let result = measure(args, sizes, dir, &nats.url, pid).await;
     nats.stop().await;
     result
 }
 
-async fn measure(args: &BenchArgs, sizes: Sizes, dir: &Path, url: &str) -> anyhow::Result<Report> {
+async fn measure(
+    args: &BenchArgs,
+    sizes: Sizes,
+    dir: &Path,
+    url: &str,
+    nats_pid: u32,
+) -> anyhow::Result<Report> {
     let client = async_nats::ConnectOptions::new()
         .subscription_capacity(1 << 20)
         .connect(url)
         .await
         .with_context(|| format!("connecting to {url}"))?;
     let js = jetstream::new(client.clone());
-
-    info!("floor: raw JetStream");
-    let serial = floor_serial(&js, sizes.floor_serial).await?;
-    let pipelined = floor_pipelined(&js, sizes.floor_pipelined).await?;
 
     let api_port = free_port()?;
     let baton = Baton {
@@ -157,13 +180,33 @@ async fn measure(args: &BenchArgs, sizes: Sizes, dir: &Path, url: &str) -> anyho
     };
     let mut planner = baton.spawn_planner().await?;
     let mut worker = baton.spawn_worker(args.concurrency)?;
-    let observed = observe(&client).await?;
-    let mut seen = observed;
+    let mut seen = observe(&client).await?;
+    let processes = Processes {
+        planner: planner.id().context("the planner has exited")?,
+        worker: worker.id().context("the worker has exited")?,
+        nats: nats_pid,
+    };
 
-    info!(nodes = sizes.chain, "chain");
-    let chain = chain(&baton, &mut seen, sizes.chain).await?;
-    info!(nodes = sizes.fan_out, "fan-out/fan-in");
-    let fan_out = fan_out(&baton, &mut seen, sizes.fan_out).await?;
+    // The floor and Baton take turns, so that both see the same machine: its load, and how
+    // fast its idle cores wake up, change from one second to the next.
+    let (mut serial, mut chain) = (Vec::new(), Chain::default());
+    let (mut pipelined, mut fan_out) = (Vec::new(), Vec::new());
+    let (mut floor_cpu, mut fan_out_cpu) = (Cpu::default(), Cpu::default());
+    for round in 0..ROUNDS {
+        info!(round, samples = sizes.floor_serial, "floor: serial");
+        serial.extend(floor_serial(&js, sizes.floor_serial).await?);
+        info!(round, nodes = sizes.chain, "chain");
+        chain.extend(chain_round(&baton, &mut seen, round, sizes.chain).await?);
+        info!(round, edges = sizes.floor_pipelined, "floor: pipelined");
+        let before = processes.cpu()?;
+        pipelined.push(floor_pipelined(&js, sizes.floor_pipelined).await?);
+        floor_cpu.add(processes.cpu()?.since(&before), sizes.floor_pipelined);
+        info!(round, nodes = sizes.fan_out, "fan-out/fan-in");
+        let before = processes.cpu()?;
+        fan_out.push(fan_out_round(&baton, &mut seen, round, sizes.fan_out).await?);
+        fan_out_cpu.add(processes.cpu()?.since(&before), sizes.fan_out);
+    }
+    let (pipelined, fan_out) = (median(pipelined), median(fan_out));
     info!(
         runs = sizes.runs,
         nodes = sizes.run_nodes,
@@ -185,22 +228,27 @@ async fn measure(args: &BenchArgs, sizes: Sizes, dir: &Path, url: &str) -> anyho
     planner.kill().await.ok();
     worker.kill().await.ok();
 
-    let chain_p50 = percentile(&chain, 50.0);
+    let chain_p50 = percentile(&chain.per_node, 50.0);
     Ok(Report {
         scale: match args.scale {
             Scale::Quick => "quick",
             Scale::Full => "full",
+            Scale::Smoke => "smoke",
         },
         floor_serial_p50_ms: ms(percentile(&serial, 50.0)),
         floor_serial_p99_ms: ms(percentile(&serial, 99.0)),
         floor_pipelined_edges_per_s: pipelined,
+        floor_pipelined_cpu_us: floor_cpu.per_item(),
         chain_nodes: sizes.chain,
         chain_per_node_p50_ms: ms(chain_p50),
-        chain_per_node_p99_ms: ms(percentile(&chain, 99.0)),
+        chain_per_node_p99_ms: ms(percentile(&chain.per_node, 99.0)),
+        chain_worker_p50_ms: ms(percentile(&chain.worker, 50.0)),
+        chain_planner_p50_ms: ms(percentile(&chain.planner, 50.0)),
         chain_ratio: chain_p50.as_secs_f64() / percentile(&serial, 50.0).as_secs_f64(),
         fan_out_nodes: sizes.fan_out,
         throughput_nodes_per_s: fan_out,
         throughput_ratio: fan_out / pipelined,
+        fan_out_cpu_us: fan_out_cpu.per_item(),
         concurrent_runs: sizes.runs,
         concurrent_run_nodes: sizes.run_nodes,
         concurrent_nodes_per_s: concurrent,
@@ -230,21 +278,34 @@ fn print_table(r: &Report, sizes: &Sizes) {
         ),
         (
             format!("floor: pipelined ({})", sizes.floor_pipelined),
-            format!("{:.0} edges/s", r.floor_pipelined_edges_per_s),
+            format!(
+                "{:.0} edges/s; CPU per edge: nats {:.1} us, client {:.1} us",
+                r.floor_pipelined_edges_per_s,
+                r.floor_pipelined_cpu_us.nats,
+                r.floor_pipelined_cpu_us.bench
+            ),
         ),
         (
             format!("chain of {} noop nodes, per node", r.chain_nodes),
             format!(
-                "p50 {:.3} ms, p99 {:.3} ms, {:.2}x the serial floor",
-                r.chain_per_node_p50_ms, r.chain_per_node_p99_ms, r.chain_ratio
+                "p50 {:.3} ms (worker {:.3}, planner {:.3}), p99 {:.3} ms, {:.2}x the serial floor",
+                r.chain_per_node_p50_ms,
+                r.chain_worker_p50_ms,
+                r.chain_planner_p50_ms,
+                r.chain_per_node_p99_ms,
+                r.chain_ratio
             ),
         ),
         (
             format!("fan-out/fan-in of {} nodes", r.fan_out_nodes),
             format!(
-                "{:.0} nodes/s, {:.0}% of the pipelined floor",
+                "{:.0} nodes/s, {:.0}% of the pipelined floor; CPU per node: nats {:.1} us, planner {:.1} us, worker {:.1} us, observer {:.1} us",
                 r.throughput_nodes_per_s,
-                r.throughput_ratio * 100.0
+                r.throughput_ratio * 100.0,
+                r.fan_out_cpu_us.nats,
+                r.fan_out_cpu_us.planner,
+                r.fan_out_cpu_us.worker,
+                r.fan_out_cpu_us.bench,
             ),
         ),
         (
@@ -282,6 +343,99 @@ fn print_table(r: &Report, sizes: &Sizes) {
     for (k, v) in rows {
         println!("  {k:<width$}  {v}");
     }
+}
+
+/// How many rounds the floor and Baton take turns for.
+const ROUNDS: usize = 3;
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or_default()
+}
+
+/// The processes whose CPU time the bench reads.
+struct Processes {
+    planner: u32,
+    worker: u32,
+    nats: u32,
+}
+
+/// CPU seconds used so far, by process.
+#[derive(Clone, Copy, Debug, Default)]
+struct Cpu {
+    planner: f64,
+    worker: f64,
+    nats: f64,
+    bench: f64,
+    /// Items (edges, nodes) the times were spent on.
+    items: usize,
+}
+
+/// CPU microseconds per item, by process.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+struct CpuPerItem {
+    planner: f64,
+    worker: f64,
+    nats: f64,
+    bench: f64,
+}
+
+impl Processes {
+    fn cpu(&self) -> anyhow::Result<Cpu> {
+        Ok(Cpu {
+            planner: cpu_seconds(self.planner)?,
+            worker: cpu_seconds(self.worker)?,
+            nats: cpu_seconds(self.nats)?,
+            bench: cpu_seconds(std::process::id())?,
+            items: 0,
+        })
+    }
+}
+
+impl Cpu {
+    fn since(&self, earlier: &Cpu) -> Cpu {
+        Cpu {
+            planner: self.planner - earlier.planner,
+            worker: self.worker - earlier.worker,
+            nats: self.nats - earlier.nats,
+            bench: self.bench - earlier.bench,
+            items: 0,
+        }
+    }
+
+    fn add(&mut self, spent: Cpu, items: usize) {
+        self.planner += spent.planner;
+        self.worker += spent.worker;
+        self.nats += spent.nats;
+        self.bench += spent.bench;
+        self.items += items;
+    }
+
+    fn per_item(&self) -> CpuPerItem {
+        let us = |s: f64| s * 1e6 / self.items.max(1) as f64;
+        CpuPerItem {
+            planner: us(self.planner),
+            worker: us(self.worker),
+            nats: us(self.nats),
+            bench: us(self.bench),
+        }
+    }
+}
+
+/// Returns the CPU time (user and system) a process has used, from `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| -> f64 { fields.get(i).and_then(|v| v.parse().ok()).unwrap_or(0.0) };
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name, in
+    // clock ticks: USER_HZ, 100 on every Linux architecture Baton builds for.
+    let hz = 100.0;
+    Ok((ticks(11) + ticks(12)) / hz)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -393,6 +547,11 @@ enum Seen {
 async fn observe(client: &async_nats::Client) -> anyhow::Result<mpsc::UnboundedReceiver<Seen>> {
     let mut jobs = client.subscribe(format!("{PREFIX}.jobs.>")).await?;
     let mut events = client.subscribe(format!("{PREFIX}.events.>")).await?;
+    // The floor's messages are observed too, so that the floor carries the same load.
+    for subject in ["rawserial.>", "rawpipe.>"] {
+        let mut raw = client.subscribe(subject).await?;
+        tokio::spawn(async move { while raw.next().await.is_some() {} });
+    }
     client.flush().await?;
     let (tx, rx) = mpsc::unbounded_channel();
     let job_tx = tx.clone();
@@ -591,40 +750,71 @@ fn chain_nodes(n: usize) -> impl Iterator<Item = (String, Vec<String>)> {
     })
 }
 
-/// The time between consecutive jobs of a chain.
-async fn chain(
+/// What chains measured, per node: from one job to the next, and its two parts: from a job
+/// to its node's end (the worker's share), from that end to the next job (the planner's).
+#[derive(Default)]
+struct Chain {
+    per_node: Vec<Duration>,
+    worker: Vec<Duration>,
+    planner: Vec<Duration>,
+}
+
+impl Chain {
+    fn extend(&mut self, other: Chain) {
+        self.per_node.extend(other.per_node);
+        self.worker.extend(other.worker);
+        self.planner.extend(other.planner);
+    }
+}
+
+/// Times a chain of `n` noop nodes as the bus shows it.
+async fn chain_round(
     baton: &Baton,
     seen: &mut mpsc::UnboundedReceiver<Seen>,
+    round: usize,
     n: usize,
-) -> anyhow::Result<Vec<Duration>> {
+) -> anyhow::Result<Chain> {
     let run = baton
-        .apply("bench-chain", chain_nodes(n), true)
+        .apply(&format!("bench-chain-{round}"), chain_nodes(n), true)
         .await?
         .context("no run started")?;
     let mut jobs: Vec<Instant> = Vec::with_capacity(n);
-    let mut finished = 0;
+    let mut ends: Vec<Instant> = Vec::with_capacity(n);
     watch(seen, Duration::from_secs(600), |s| match s {
         Seen::Job { at, run: r, .. } if r == run => {
             jobs.push(at);
             false
         }
-        Seen::Finished { run: r, .. } if r == run => {
-            finished += 1;
-            finished == n
+        Seen::Finished { at, run: r } if r == run => {
+            ends.push(at);
+            ends.len() == n
         }
         _ => false,
     })
     .await
     .context("the chain")?;
     ensure!(jobs.len() == n, "{} jobs seen for {n} nodes", jobs.len());
-    Ok(jobs.windows(2).map(|w| w[1] - w[0]).collect())
+    Ok(Chain {
+        per_node: jobs.windows(2).map(|w| w[1] - w[0]).collect(),
+        worker: jobs
+            .iter()
+            .zip(&ends)
+            .map(|(j, e)| e.saturating_duration_since(*j))
+            .collect(),
+        planner: ends
+            .iter()
+            .zip(&jobs[1..])
+            .map(|(e, j)| j.saturating_duration_since(*e))
+            .collect(),
+    })
 }
 
 /// Node transitions per second of one fan-out/fan-in run, from its first job to its last
 /// finished node.
-async fn fan_out(
+async fn fan_out_round(
     baton: &Baton,
     seen: &mut mpsc::UnboundedReceiver<Seen>,
+    round: usize,
     n: usize,
 ) -> anyhow::Result<f64> {
     let middle: Vec<String> = (1..n - 1).map(|i| format!("m{i}")).collect();
@@ -632,7 +822,7 @@ async fn fan_out(
         .chain(middle.iter().map(|m| (m.clone(), vec!["root".to_owned()])))
         .chain(std::iter::once(("sink".to_owned(), middle.clone())));
     let run = baton
-        .apply("bench-fan", nodes, true)
+        .apply(&format!("bench-fan-{round}"), nodes, true)
         .await?
         .context("no run started")?;
     let (mut first, mut last, mut finished) = (None, None, 0);

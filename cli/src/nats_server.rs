@@ -84,6 +84,11 @@ impl NatsServer {
     }
 
     /// Asks the server to stop (SIGTERM) and waits up to five seconds before killing it.
+    /// Returns the server's process id, while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     pub(crate) async fn stop(mut self) {
         if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()) {
             let _ = nix::sys::signal::kill(

@@ -163,23 +163,15 @@ async fn apply(
     State(api): State<Api>,
     Json(request): Json<ApplyRequest>,
 ) -> Result<Json<ApplyResponse>, ApiError> {
-    let text = serde_json::to_string(&request.document)
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, vec![e.to_string()]))?;
-    let document = match baton_schemas::parse_documents("request", &text, Timestamp::now()) {
-        Ok(mut docs) if docs.len() == 1 => docs.remove(0),
-        Ok(_) => {
-            return Err(ApiError(
-                StatusCode::BAD_REQUEST,
-                vec!["expected one document".to_owned()],
-            ));
-        }
-        Err(e) => {
-            return Err(ApiError(
-                StatusCode::BAD_REQUEST,
-                e.errors.iter().map(|e| e.to_string()).collect(),
-            ));
-        }
-    };
+    let document =
+        baton_schemas::document::parse_object("request", &request.document, Timestamp::now())
+            .map_err(|e| {
+                ApiError(
+                    StatusCode::BAD_REQUEST,
+                    e.errors.iter().map(|e| e.to_string()).collect(),
+                )
+            })?;
+    drop(request.document);
     let applied = document.describe();
     let start = request.run.then_some(request.data);
     let run = api

@@ -1218,7 +1218,7 @@ fn refused(spec: &TrafficSpec) -> Option<String> {
 
 fn push_traffic(r: &mut Run, label: &str, traffic: TrafficSpec) -> u32 {
     let mut spec = node_spec(unique_name(r, label), NodeKind::Traffic);
-    spec.traffic = Some(traffic);
+    spec.traffic = Some(Box::new(traffic));
     spec.timeout = Some(baton_schemas::Duration(TRAFFIC_TIMEOUT));
     spec.retries = Some(Retries {
         limit: 3,
@@ -1243,7 +1243,10 @@ fn push_analysis(
         .max()
         .unwrap_or_default();
     let mut spec = node_spec(unique_name(r, label), NodeKind::Analysis);
-    spec.analysis = Some(baton_schemas::analysis::AnalysisSpec { metrics, ..step });
+    spec.analysis = Some(Box::new(baton_schemas::analysis::AnalysisSpec {
+        metrics,
+        ..step
+    }));
     spec.timeout = Some(baton_schemas::Duration(longest + Duration::from_secs(60)));
     push(r, spec, NodeState::Pending, Timestamp(0))
 }

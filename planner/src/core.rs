@@ -759,6 +759,14 @@ impl Core {
         self.runs.get(id)
     }
 
+    /// Returns whether `node` of `run` waits for a worker to take `attempt`'s job.
+    pub fn is_queued(&self, run: &RunId, node: &NodeName, attempt: Attempt) -> bool {
+        self.runs
+            .get(run)
+            .and_then(|r| r.index(node).map(|i| r.nodes[i].state))
+            == Some(NodeState::Queued { attempt })
+    }
+
     /// Returns every run.
     pub fn runs(&self) -> impl Iterator<Item = &Run> {
         self.runs.values()
@@ -1295,15 +1303,15 @@ fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
             working_dir: spec.working_dir.clone(),
         }),
         pod: (spec.kind == NodeKind::Pod).then(|| PodJob {
-            template: spec.template.clone().unwrap_or_default(),
+            template: spec.template.as_deref().cloned().unwrap_or_default(),
             namespace: spec.namespace.clone(),
             container: spec.container.clone(),
             task: spec.name.to_string(),
         }),
-        webhook: spec.webhook.clone(),
-        publish: spec.publish.clone(),
-        traffic: spec.traffic.clone(),
-        analysis: spec.analysis.clone(),
+        webhook: spec.webhook.as_deref().cloned(),
+        publish: spec.publish.as_deref().cloned(),
+        traffic: spec.traffic.as_deref().cloned(),
+        analysis: spec.analysis.as_deref().cloned(),
         inputs,
     };
     let n = r.node_mut(i);

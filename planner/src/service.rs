@@ -2,19 +2,26 @@
 //! decides.
 //!
 //! Every turn takes what is ready (a batch of events, a batch of triggers, one API command,
-//! or a due timer), applies it to the core, commits the changed runs together with the jobs
-//! they cause (the outbox) in one redb transaction, acknowledges the inbound messages, and
-//! only then publishes the outbox. A crash before the commit redelivers the messages; a crash
-//! after it re-sends the outbox at start, and the bus drops what was already stored.
-
+//! or a due timer) and applies it to the core.
+//!
+//! - Events and triggers come from streams that keep them in a causal order. Their jobs are
+//!   published at once, the messages acked, and the state checkpointed to redb every
+//!   [`CHECKPOINT_EVERY`] with the stream positions up to which it holds every message. A
+//!   crash loses at most that interval, which the restarted planner applies again from the
+//!   streams; the jobs it decides again carry the same message ids, and the bus drops them.
+//! - API commands and timers exist nowhere else: their changes are committed together with
+//!   the jobs they cause (the outbox) before anything is published, and a restart re-sends
+//!   the outbox.
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use async_nats::jetstream::consumer;
 use baton_bus::{Bus, Inbound, Outgoing};
 use baton_schemas::status::RunStatus;
 use baton_schemas::wire::Timestamp;
 use baton_schemas::{Document, RunId, WorkflowName};
+use futures::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -24,11 +31,6 @@ use crate::store::{Change, Store, StoreError};
 
 /// How often a standby planner tries to take the store.
 const STANDBY_POLL: Duration = Duration::from_millis(500);
-
-/// How long published messages may stay in the outbox while the planner is idle. They are
-/// cleared with the next change; an idle planner clears them after this long, so that a
-/// restart much later does not send them again outside the bus's duplicate window.
-const OUTBOX_IDLE_CLEAR: Duration = Duration::from_secs(1);
 
 /// Planner settings.
 #[derive(Clone, Debug)]
@@ -162,20 +164,64 @@ pub fn new_run_id() -> RunId {
     RunId::new(id)
 }
 
+/// Returns the run id of a trigger that names none: `t` and 12 lowercase letters and digits
+/// derived from the message's place in its stream, so that applying the trigger again (after
+/// a crash, from the stream) starts nothing new.
+pub fn trigger_run_id(stream_created: u64, seq: u64) -> RunId {
+    let mut n = [stream_created, seq]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    let mut id = String::with_capacity(13);
+    id.push('t');
+    for _ in 0..12 {
+        id.push(char::from_digit((n % 36) as u32, 36).expect("below 36"));
+        n /= 36;
+    }
+    RunId::new(id)
+}
+
+/// Where a turn's inputs come from, which decides when its changes are made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// Events and triggers: kept on the bus in a causal order, so what a crash loses is
+    /// applied again from the streams. Their jobs are published at once and the state is
+    /// checkpointed every [`CHECKPOINT_EVERY`].
+    Bus,
+    /// API commands and timers: nothing outside the planner keeps them, so the state is
+    /// committed (with the jobs, as an outbox) before any job is published.
+    Local,
+}
+
+/// How long bus-driven changes may stay in memory only. A crash loses them, and the restarted
+/// planner applies the same events again from the streams: the longer this is, the fewer
+/// commits under load and the more events a restart replays.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
 /// The running planner: its core, store and bus.
 pub struct Planner {
     bus: Bus,
     store: Store,
     core: Core,
-    triggers_seq: u64,
+    /// When the triggers stream was created (nanoseconds): with a trigger's sequence, it
+    /// names the run the trigger starts.
+    triggers_created: u64,
+    /// The planner's consumers, made anew at start to deliver what the store lacks.
+    events: consumer::PullConsumer,
+    triggers: consumer::PullConsumer,
     /// Ids of outbox messages the bus has stored, removed from the outbox by the next commit.
     published: Vec<String>,
+    /// Since when the state holds changes the store lacks; `None` when it lacks nothing.
+    unsaved_since: Option<Instant>,
     config: PlannerConfig,
 }
 
 impl Planner {
-    /// Opens the store, restores the core, makes sure the streams exist, and re-sends what
-    /// the outbox still holds.
+    /// Opens the store, restores the core, makes sure the streams exist, re-sends what the
+    /// outbox still holds, and applies again what the streams hold past the store's last
+    /// checkpoint (triggers first, then events: a trigger's run comes before its events).
     ///
     /// The store's file lock is the planner's lease: while another planner holds it, this one
     /// stands by and takes over as soon as that one exits or dies (the operating system drops
@@ -223,6 +269,8 @@ impl Planner {
             runs = loaded.runs.len(),
             unfinished,
             outbox = loaded.outbox.len(),
+            events_seq = loaded.events_seq,
+            triggers_seq = loaded.triggers_seq,
             "planner state loaded"
         );
         let mut core = Core::restore(
@@ -236,16 +284,85 @@ impl Planner {
         bus.ensure_streams()
             .await
             .context("creating the bus streams")?;
+        let triggers_created = bus.stream_created("TRIGGERS").await?;
+        let events = bus.events_consumer(loaded.events_seq).await?;
+        let triggers = bus.triggers_consumer(loaded.triggers_seq).await?;
         let mut planner = Planner {
             bus,
             store,
             core,
-            triggers_seq: loaded.triggers_seq,
+            triggers_created,
+            events,
+            triggers,
             published: Vec::new(),
+            unsaved_since: None,
             config,
         };
         planner.flush_outbox(loaded.outbox).await?;
+        planner.replay().await?;
         Ok(Some(planner))
+    }
+
+    /// Applies what the streams hold past the last checkpoint, publishing nothing on the way:
+    /// a job dispatched during the replay whose completion the replay also met is not sent
+    /// again. The jobs still waiting at the end are committed as an outbox and sent (the bus
+    /// drops those it already has).
+    async fn replay(&mut self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut jobs = Vec::new();
+        let mut applied = 0;
+        for which in [Replay::Triggers, Replay::Events] {
+            loop {
+                let consumer = match which {
+                    Replay::Triggers => &self.triggers,
+                    Replay::Events => &self.events,
+                };
+                let mut batch = Vec::new();
+                let mut messages = consumer
+                    .fetch()
+                    .max_messages(self.config.batch)
+                    .messages()
+                    .await
+                    .context("replaying the streams")?;
+                while let Some(message) = messages.next().await {
+                    batch.push(Inbound::new(message.map_err(|e| anyhow::anyhow!("{e}"))?));
+                }
+                if batch.is_empty() {
+                    break;
+                }
+                applied += batch.len();
+                let inputs = match which {
+                    Replay::Triggers => self.trigger_inputs(&batch),
+                    Replay::Events => self.event_inputs(&batch).await,
+                };
+                let now = Timestamp::now();
+                for input in inputs {
+                    for action in self.core.apply(input, now) {
+                        if let Action::Dispatch(job) = action {
+                            jobs.push(job);
+                        }
+                    }
+                }
+                for message in batch {
+                    message.ack_fast().await.ok();
+                }
+            }
+        }
+        let waiting: Vec<Outgoing> = jobs
+            .iter()
+            .filter(|j| self.core.is_queued(&j.run, &j.node, j.attempt))
+            .map(|j| self.bus.job_message(j))
+            .collect();
+        if applied > 0 {
+            info!(
+                messages = applied,
+                jobs = waiting.len(),
+                elapsed = ?started.elapsed(),
+                "applied again what the streams hold past the last checkpoint"
+            );
+        }
+        self.checkpoint(waiting.clone(), true).await?;
+        self.flush_outbox(waiting).await
     }
 
     /// Runs until `shutdown` fires, answering `commands`.
@@ -254,42 +371,48 @@ impl Planner {
         mut commands: mpsc::Receiver<Command>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let events_consumer = self.bus.events_consumer().await?;
-        let triggers_consumer = self.bus.triggers_consumer().await?;
-        let pulls = shutdown.child_token();
-        let (mut events, events_task) =
-            baton_bus::subscribe(events_consumer, self.config.batch, pulls.clone());
-        let (mut triggers, triggers_task) =
-            baton_bus::subscribe(triggers_consumer, self.config.batch, pulls.clone());
+        let mut events = baton_bus::PullStream::new(self.events.clone(), self.config.batch);
+        let mut triggers = baton_bus::PullStream::new(self.triggers.clone(), self.config.batch);
         info!("planner running");
         let result = loop {
-            let deadline = self.core.next_deadline();
-            let mut sleep = deadline
+            let now = Instant::now();
+            let mut sleep = self
+                .core
+                .next_deadline()
                 .map(|d| d.since(Timestamp::now()))
                 .unwrap_or(Duration::from_secs(3600));
-            if !self.published.is_empty() {
-                sleep = sleep.min(OUTBOX_IDLE_CLEAR);
+            if let Some(since) = self.unsaved_since {
+                sleep = sleep.min((since + CHECKPOINT_EVERY).saturating_duration_since(now));
             }
             let turn = tokio::select! {
                 _ = shutdown.cancelled() => break Ok(()),
-                Some(first) = events.recv() => {
+                first = events.next() => {
                     let batch = drain(first, &mut events, self.config.batch);
                     self.on_events(batch).await
                 }
-                Some(first) = triggers.recv() => {
+                first = triggers.next() => {
                     let batch = drain(first, &mut triggers, self.config.batch);
                     self.on_triggers(batch).await
                 }
                 Some(command) = commands.recv() => self.on_command(command).await,
-                _ = tokio::time::sleep(sleep) => self.turn(vec![Input::Tick], None).await.map(|_| ()),
+                _ = tokio::time::sleep(sleep) => self.on_timer().await,
             };
             if let Err(e) = turn {
                 break Err(e);
             }
+            if self
+                .unsaved_since
+                .is_some_and(|since| since.elapsed() >= CHECKPOINT_EVERY)
+                && let Err(e) = self.checkpoint(Vec::new(), true).await
+            {
+                break Err(e);
+            }
         };
-        pulls.cancel();
-        let _ = events_task.await;
-        let _ = triggers_task.await;
+        // What was applied is made durable, so the next start replays nothing.
+        let result = match (result, self.checkpoint(Vec::new(), true).await) {
+            (Ok(()), Err(e)) => Err(e),
+            (result, _) => result,
+        };
         // Acks are buffered by the client: send them before the process exits.
         if let Err(e) = self.bus.client().flush().await {
             warn!(error = %e, "flushing the bus connection failed");
@@ -298,39 +421,39 @@ impl Planner {
         result
     }
 
-    async fn on_events(&mut self, batch: Vec<Inbound>) -> anyhow::Result<()> {
+    /// Fires what is due: retries, timeouts, ignitor schedules.
+    async fn on_timer(&mut self) -> anyhow::Result<()> {
+        let due = self
+            .core
+            .next_deadline()
+            .is_some_and(|d| d <= Timestamp::now());
+        if due {
+            self.turn(vec![Input::Tick], Origin::Local).await?;
+        }
+        Ok(())
+    }
+
+    /// Decodes events; a poison event is terminated and reported.
+    async fn event_inputs(&self, batch: &[Inbound]) -> Vec<Input> {
         let mut inputs = Vec::with_capacity(batch.len());
-        let mut settle = Vec::with_capacity(batch.len());
         for message in batch {
-            match baton_bus::decode_event(&message) {
-                Ok(envelope) => {
-                    inputs.push(Input::Bus(envelope.event));
-                    settle.push(message);
-                }
+            match baton_bus::decode_event(message) {
+                Ok(envelope) => inputs.push(Input::Bus(envelope.event)),
                 Err(poison) => {
                     error!(subject = %poison.subject, reason = %poison.reason, run = ?poison.run, "poison event set aside");
                     message.term().await.ok();
                 }
             }
         }
-        self.turn(inputs, None).await?;
-        for message in settle {
-            message.ack_fast().await.ok();
-        }
-        Ok(())
+        inputs
     }
 
-    async fn on_triggers(&mut self, batch: Vec<Inbound>) -> anyhow::Result<()> {
-        let mut inputs = Vec::new();
-        let mut last_seq = None;
+    /// Decodes triggers into run starts and Cell commands; a poison trigger is reported and
+    /// skipped. A trigger without a run id gets one derived from its place in the stream.
+    fn trigger_inputs(&self, batch: &[Inbound]) -> Vec<Input> {
+        let mut inputs = Vec::with_capacity(batch.len());
         let cell_subject = format!("{}.triggers.cells.", self.bus.config().prefix);
-        for message in &batch {
-            let seq = message.stream_sequence();
-            if seq <= self.triggers_seq {
-                debug!(seq, "trigger already applied");
-                continue;
-            }
-            last_seq = Some(seq);
+        for message in batch {
             // `<p>.triggers.cells.<cell>` carries a Cell command in its body.
             if let Some(cell) = message.subject().strip_prefix(&cell_subject) {
                 let body = String::from_utf8_lossy(message.payload());
@@ -347,7 +470,9 @@ impl Planner {
             }
             match baton_bus::decode_trigger(message) {
                 Ok((workflow, run, data)) => inputs.push(Input::StartRun {
-                    run: run.unwrap_or_else(new_run_id),
+                    run: run.unwrap_or_else(|| {
+                        trigger_run_id(self.triggers_created, message.stream_sequence())
+                    }),
                     workflow: WorkflowName::new(workflow.clone()),
                     initiator: workflow,
                     data,
@@ -357,10 +482,21 @@ impl Planner {
                 }
             }
         }
-        let actions = self.turn(inputs, last_seq).await?;
-        if let Some(seq) = last_seq {
-            self.triggers_seq = seq;
+        inputs
+    }
+
+    async fn on_events(&mut self, batch: Vec<Inbound>) -> anyhow::Result<()> {
+        let inputs = self.event_inputs(&batch).await;
+        self.turn(inputs, Origin::Bus).await?;
+        for message in batch {
+            message.ack_fast().await.ok();
         }
+        Ok(())
+    }
+
+    async fn on_triggers(&mut self, batch: Vec<Inbound>) -> anyhow::Result<()> {
+        let inputs = self.trigger_inputs(&batch);
+        let actions = self.turn(inputs, Origin::Bus).await?;
         for action in actions {
             if let Action::Refused(refusal) = action {
                 warn!(%refusal, "trigger refused");
@@ -407,7 +543,7 @@ impl Planner {
                         data,
                     });
                 }
-                let actions = self.turn(inputs, None).await?;
+                let actions = self.turn(inputs, Origin::Local).await?;
                 let _ = reply.send(refused(&actions).map_or(Ok(run), Err));
             }
             Command::Start {
@@ -422,15 +558,16 @@ impl Planner {
                     initiator: "api".to_owned(),
                     data,
                 };
-                let actions = self.turn(vec![input], None).await?;
+                let actions = self.turn(vec![input], Origin::Local).await?;
                 let _ = reply.send(refused(&actions).map_or(Ok(run), Err));
             }
             Command::Remove { document, reply } => {
-                self.turn(vec![Input::Remove(document)], None).await?;
+                self.turn(vec![Input::Remove(document)], Origin::Local)
+                    .await?;
                 let _ = reply.send(());
             }
             Command::Cancel { run, reply } => {
-                let actions = self.turn(vec![Input::Cancel(run)], None).await?;
+                let actions = self.turn(vec![Input::Cancel(run)], Origin::Local).await?;
                 let _ = reply.send(refused(&actions).map_or(Ok(()), Err));
             }
             Command::Tasks { reply } => {
@@ -449,7 +586,8 @@ impl Planner {
                 let _ = reply.send(self.core.cells().map(|c| c.cell.clone()).collect());
             }
             Command::Observe { observation, reply } => {
-                self.turn(vec![Input::Observed(observation)], None).await?;
+                self.turn(vec![Input::Observed(observation)], Origin::Local)
+                    .await?;
                 let _ = reply.send(());
             }
             Command::CellCommand {
@@ -458,7 +596,7 @@ impl Planner {
                 reply,
             } => {
                 let actions = self
-                    .turn(vec![Input::CellCommand { cell, command }], None)
+                    .turn(vec![Input::CellCommand { cell, command }], Origin::Local)
                     .await?;
                 let _ = reply.send(refused(&actions).map_or(Ok(()), Err));
             }
@@ -471,40 +609,36 @@ impl Planner {
         Ok(())
     }
 
-    /// Applies `inputs`, commits the result with its outbox, publishes the outbox and returns
-    /// the actions. The messages published by earlier turns leave the outbox in the same
-    /// commit. An error here is a store or bus failure the planner cannot go on after.
-    async fn turn(
-        &mut self,
-        inputs: Vec<Input>,
-        triggers_seq: Option<u64>,
-    ) -> anyhow::Result<Vec<Action>> {
+    /// Applies `inputs`, publishes the jobs they cause and returns the actions. Local inputs
+    /// are committed, with their jobs as an outbox, before anything is published; bus inputs
+    /// are published at once and checkpointed later (see [`Origin`]). An error here is a
+    /// store or bus failure the planner cannot go on after.
+    async fn turn(&mut self, inputs: Vec<Input>, origin: Origin) -> anyhow::Result<Vec<Action>> {
         let now = Timestamp::now();
         let mut actions = Vec::new();
         for input in inputs {
             actions.extend(self.core.apply(input, now));
         }
-        let outbox: Vec<Outgoing> = actions
+        let jobs: Vec<Outgoing> = actions
             .iter()
             .filter_map(|a| match a {
                 Action::Dispatch(job) => Some(self.bus.job_message(job)),
                 _ => None,
             })
             .collect();
-        let published = std::mem::take(&mut self.published);
-        let change = Change {
-            state: self.core.take_changes(),
-            outbox,
-            published,
-            triggers_seq,
-        };
-        if !change.is_empty() {
-            self.store
-                .commit(&change)
-                .context("committing planner state")?;
+        match origin {
+            Origin::Local => {
+                self.checkpoint(jobs.clone(), false).await?;
+                self.flush_outbox(jobs).await?;
+            }
+            Origin::Bus => {
+                self.bus
+                    .publish_all(&jobs)
+                    .await
+                    .context("publishing jobs")?;
+                self.unsaved_since.get_or_insert_with(Instant::now);
+            }
         }
-        let outbox = change.outbox;
-        self.flush_outbox(outbox).await?;
         for action in &actions {
             match action {
                 Action::AnnounceCancel { run, node } => {
@@ -539,6 +673,37 @@ impl Planner {
         Ok(actions)
     }
 
+    /// Commits what the core changed, `outbox` (jobs about to be published), and the outbox
+    /// messages already published. With `streams`, also the stream positions up to which
+    /// every message is applied: the consumers' ack floors, since a message is acked only
+    /// once applied (a floor read late only makes a restart replay more).
+    async fn checkpoint(&mut self, outbox: Vec<Outgoing>, streams: bool) -> anyhow::Result<()> {
+        let (mut events_seq, mut triggers_seq) = (None, None);
+        if streams {
+            events_seq = Some(Bus::ack_floor(&mut self.events).await?);
+            triggers_seq = Some(Bus::ack_floor(&mut self.triggers).await?);
+        }
+        let published = std::mem::take(&mut self.published);
+        let change = Change {
+            state: self.core.take_changes(),
+            outbox,
+            published,
+            triggers_seq,
+            events_seq,
+        };
+        if !change.is_empty() {
+            self.store
+                .commit(&change)
+                .context("committing planner state")?;
+        }
+        // Positions read before a bus turn's changes were made are behind them: only a
+        // checkpoint with positions read after leaves nothing unsaved.
+        if streams {
+            self.unsaved_since = None;
+        }
+        Ok(())
+    }
+
     /// Publishes outbox messages and records them as published, for the next commit.
     async fn flush_outbox(&mut self, outbox: Vec<Outgoing>) -> anyhow::Result<()> {
         if outbox.is_empty() {
@@ -549,8 +714,16 @@ impl Planner {
             .await
             .context("publishing jobs")?;
         self.published.extend(outbox.into_iter().map(|m| m.msg_id));
+        self.unsaved_since.get_or_insert_with(Instant::now);
         Ok(())
     }
+}
+
+/// Which stream a replay reads.
+#[derive(Clone, Copy, Debug)]
+enum Replay {
+    Triggers,
+    Events,
 }
 
 fn refused(actions: &[Action]) -> Option<Refusal> {
@@ -560,12 +733,13 @@ fn refused(actions: &[Action]) -> Option<Refusal> {
     })
 }
 
-fn drain(first: Inbound, rx: &mut mpsc::Receiver<Inbound>, max: usize) -> Vec<Inbound> {
+/// Returns `first` and whatever else `pull` has ready, up to `max` messages.
+fn drain(first: Inbound, pull: &mut baton_bus::PullStream, max: usize) -> Vec<Inbound> {
     let mut batch = vec![first];
     while batch.len() < max {
-        match rx.try_recv() {
-            Ok(message) => batch.push(message),
-            Err(_) => break,
+        match pull.next().now_or_never() {
+            Some(message) => batch.push(message),
+            None => break,
         }
     }
     batch

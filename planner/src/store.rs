@@ -29,6 +29,7 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const CELLS: TableDefinition<&str, &[u8]> = TableDefinition::new("cells");
 const ANALYSIS_TEMPLATES: TableDefinition<&str, &[u8]> = TableDefinition::new("analysis-templates");
 const TRIGGERS_SEQ: &str = "triggers-seq";
+const EVENTS_SEQ: &str = "events-seq";
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -65,8 +66,10 @@ pub struct Loaded {
     pub runs: Vec<Run>,
     /// Messages committed but maybe not published.
     pub outbox: Vec<Outgoing>,
-    /// The last trigger stream sequence applied.
+    /// The trigger stream sequence up to which every trigger is applied in this state.
     pub triggers_seq: u64,
+    /// The event stream sequence up to which every event is applied in this state.
+    pub events_seq: u64,
     /// Registered Cells and their status.
     pub cells: Vec<CellEntry>,
     /// Registered analysis templates.
@@ -85,6 +88,8 @@ pub struct Change<'a> {
     pub published: Vec<String>,
     /// A new trigger stream position.
     pub triggers_seq: Option<u64>,
+    /// A new event stream position.
+    pub events_seq: Option<u64>,
 }
 
 impl Change<'_> {
@@ -94,6 +99,7 @@ impl Change<'_> {
             && self.outbox.is_empty()
             && self.published.is_empty()
             && self.triggers_seq.is_none()
+            && self.events_seq.is_none()
     }
 }
 
@@ -158,17 +164,20 @@ impl Store {
     pub fn load(&self) -> Result<Loaded, StoreError> {
         let txn = self.db.begin_read().map_err(redb::Error::from)?;
         let meta = txn.open_table(META).map_err(redb::Error::from)?;
-        let triggers_seq = meta
-            .get(TRIGGERS_SEQ)
-            .map_err(redb::Error::from)?
-            .map(|v| v.value());
+        let seq = |key: &str| -> Result<u64, StoreError> {
+            Ok(meta
+                .get(key)
+                .map_err(redb::Error::from)?
+                .map_or(0, |v| v.value()))
+        };
         Ok(Loaded {
             workflows: read_all(&txn, WORKFLOWS, "workflows")?,
             tasks: read_all(&txn, TASKS, "tasks")?,
             ignitors: read_all(&txn, IGNITORS, "ignitors")?,
             runs: read_runs(&txn)?,
             outbox: read_all(&txn, OUTBOX, "outbox")?,
-            triggers_seq: triggers_seq.unwrap_or(0),
+            triggers_seq: seq(TRIGGERS_SEQ)?,
+            events_seq: seq(EVENTS_SEQ)?,
             cells: read_all(&txn, CELLS, "cells")?,
             templates: read_all(&txn, ANALYSIS_TEMPLATES, "analysis-templates")?,
         })
@@ -254,9 +263,16 @@ impl Store {
             let mut table = txn.open_table(table).map_err(redb::Error::from)?;
             table.remove(key).map_err(redb::Error::from)?;
         }
-        if let Some(seq) = change.triggers_seq {
+        {
             let mut meta = txn.open_table(META).map_err(redb::Error::from)?;
-            meta.insert(TRIGGERS_SEQ, seq).map_err(redb::Error::from)?;
+            for (key, seq) in [
+                (TRIGGERS_SEQ, change.triggers_seq),
+                (EVENTS_SEQ, change.events_seq),
+            ] {
+                if let Some(seq) = seq {
+                    meta.insert(key, seq).map_err(redb::Error::from)?;
+                }
+            }
         }
         txn.commit().map_err(redb::Error::from)?;
         Ok(())
@@ -354,6 +370,7 @@ mod tests {
                 outbox: vec![message.clone()],
                 published: vec![],
                 triggers_seq: Some(7),
+                events_seq: Some(9),
             };
             store.commit(&change).unwrap();
         }
@@ -367,7 +384,7 @@ mod tests {
             vec![core.run(&RunId::new("r1")).unwrap().clone()]
         );
         assert_eq!(loaded.outbox, vec![message]);
-        assert_eq!(loaded.triggers_seq, 7);
+        assert_eq!((loaded.triggers_seq, loaded.events_seq), (7, 9));
         store
             .commit(&Change {
                 published: vec!["r1.a.1".to_owned()],

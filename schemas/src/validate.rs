@@ -123,8 +123,8 @@ pub fn workflow(wf: &Workflow) -> Result<(), Vec<SpecError>> {
             }
             NodeKind::Webhook | NodeKind::Publish => {
                 let action = match (&node.webhook, &node.publish) {
-                    (Some(w), _) => Some(crate::task::Action::Webhook(w.clone())),
-                    (_, Some(p)) => Some(crate::task::Action::Publish(p.clone())),
+                    (Some(w), _) => Some(crate::task::Action::Webhook((**w).clone())),
+                    (_, Some(p)) => Some(crate::task::Action::Publish((**p).clone())),
                     _ => None,
                 };
                 match action {
@@ -157,7 +157,7 @@ pub fn workflow(wf: &Workflow) -> Result<(), Vec<SpecError>> {
             },
             NodeKind::Pod => errors.extend(pod_template(
                 &format!("spec.nodes[{i}]"),
-                node.template.as_ref(),
+                node.template.as_deref(),
                 node.container.as_deref(),
                 node.namespace.as_deref(),
             )),

@@ -104,9 +104,10 @@ pub struct NodeSpec {
     /// `exec`: the working directory of the process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
-    /// `pod`: the pod to run, used whole (all containers, volumes, resources, ...).
+    /// `pod`: the pod to run, used whole (all containers, volumes, resources, ...). Boxed: a
+    /// pod template is large, and most nodes of a big workflow have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template: Option<PodTemplateSpec>,
+    pub template: Option<Box<PodTemplateSpec>>,
     /// `pod`: the namespace of the pod (default: the worker's namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
@@ -115,16 +116,16 @@ pub struct NodeSpec {
     pub container: Option<String>,
     /// `webhook`: the request to send.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webhook: Option<crate::task::Webhook>,
+    pub webhook: Option<Box<crate::task::Webhook>>,
     /// `publish`: the NATS message to send.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub publish: Option<crate::task::Publish>,
+    pub publish: Option<Box<crate::task::Publish>>,
     /// `traffic`: the ALB listener rule to write and its weighted target groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub traffic: Option<crate::traffic::TrafficSpec>,
+    pub traffic: Option<Box<crate::traffic::TrafficSpec>>,
     /// `analysis`: the metrics to measure and judge (templates by name, or inline).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub analysis: Option<crate::analysis::AnalysisSpec>,
+    pub analysis: Option<Box<crate::analysis::AnalysisSpec>>,
 }
 
 /// The kinds of node a workflow may hold.
@@ -281,5 +282,16 @@ mod tests {
         let delays: Vec<u64> = (1..=5).map(|n| b.delay_after(n).as_secs()).collect();
         assert_eq!(delays, [1, 2, 4, 5, 5]);
         assert_eq!(b.delay_after(200).as_secs(), 5);
+    }
+}
+
+#[cfg(test)]
+mod size {
+    /// A big workflow holds a node spec per node, twice (registered, and in its run): the
+    /// rarely used large parts are boxed so that a node costs a few hundred bytes.
+    #[test]
+    fn a_node_spec_stays_small() {
+        let size = std::mem::size_of::<super::NodeSpec>();
+        assert!(size <= 512, "NodeSpec is {size} bytes");
     }
 }

@@ -72,22 +72,20 @@ async fn nak_redelivers_term_does_not_and_ack_removes() {
     bus.publish_all(&[message(&bus, 1), message(&bus, 2)])
         .await
         .unwrap();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let (mut rx, task) = baton_bus::subscribe(consumer, 8, shutdown.clone());
-    let first = rx.recv().await.unwrap();
-    let second = rx.recv().await.unwrap();
+    let mut pull = baton_bus::PullStream::new(consumer, 8);
+    let first = pull.next().await;
+    let second = pull.next().await;
     assert_eq!(first.delivered(), 1);
     first.nak(Some(Duration::from_millis(100))).await.unwrap();
     second.term().await.unwrap();
-    let again = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+    let again = tokio::time::timeout(Duration::from_secs(5), pull.next())
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(again.payload(), first.payload());
     assert_eq!(again.delivered(), 2);
     again.ack().await.unwrap();
     assert!(
-        tokio::time::timeout(Duration::from_secs(2), rx.recv())
+        tokio::time::timeout(Duration::from_secs(2), pull.next())
             .await
             .is_err(),
         "nothing else comes"
@@ -97,8 +95,6 @@ async fn nak_redelivers_term_does_not_and_ack_removes() {
         0,
         "work queue: settled messages are gone"
     );
-    shutdown.cancel();
-    task.await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,13 +106,12 @@ async fn publishing_and_consuming_survive_a_server_restart() {
         .unwrap();
     bus.ensure_streams().await.unwrap();
     let consumer = bus.job_consumer(NodeKind::Noop).await.unwrap();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let (mut rx, task) = baton_bus::subscribe(consumer, 16, shutdown.clone());
+    let mut pull = baton_bus::PullStream::new(consumer, 16);
     bus.publish_all(&(0..10).map(|i| message(&bus, i)).collect::<Vec<_>>())
         .await
         .unwrap();
     for _ in 0..10 {
-        rx.recv().await.unwrap().ack().await.unwrap();
+        pull.next().await.ack().await.unwrap();
     }
     nats.kill9();
     // Publish while the server is down: the publish retries until the server is back.
@@ -139,10 +134,9 @@ async fn publishing_and_consuming_survive_a_server_restart() {
     let mut seen = BTreeSet::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !must_come.is_subset(&seen) {
-        let m = tokio::time::timeout_at(deadline, rx.recv())
+        let m = tokio::time::timeout_at(deadline, pull.next())
             .await
-            .unwrap_or_else(|_| panic!("missing after restart: {:?}", must_come.difference(&seen)))
-            .unwrap();
+            .unwrap_or_else(|_| panic!("missing after restart: {:?}", must_come.difference(&seen)));
         seen.insert(String::from_utf8(m.payload().to_vec()).unwrap());
         m.ack().await.unwrap();
     }
@@ -152,12 +146,10 @@ async fn publishing_and_consuming_survive_a_server_restart() {
             tokio::time::Instant::now() < deadline,
             "the work queue never drained"
         );
-        if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+        if let Ok(m) = tokio::time::timeout(Duration::from_millis(500), pull.next()).await {
             m.ack().await.unwrap();
         }
     }
-    shutdown.cancel();
-    task.await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -71,9 +71,8 @@ fn a_planner_killed_mid_run_resumes_and_runs_no_node_twice() {
     let n = 12;
     let wf = env.write("chain.yaml", &chain("chain", n, &file, "0.2"));
     let run = env.apply(&wf).unwrap();
-    // Kill the planner three times at different points of the run, and start it again. An
-    // event the killed planner had pulled but not acknowledged comes back only after the
-    // events consumer's ack wait (30 s): the waits below allow for it.
+    // Kill the planner three times at different points of the run, and start it again: it
+    // applies what its last checkpoint lacks again from the event stream.
     for kill in 1..=3 {
         env.wait_for(&run, Duration::from_secs(90), |_| {
             lines(&file).len() >= kill * 3
@@ -134,6 +133,66 @@ fn a_planner_killed_while_it_publishes_loses_no_job() {
     let mut expected: Vec<String> = (0..width).map(|i| format!("w{i}")).collect();
     expected.sort();
     assert_eq!(effects, expected, "each fan-out node ran exactly once");
+    env.keep(planner);
+}
+
+#[test]
+fn a_planner_killed_between_checkpoints_replays_the_streams_and_runs_no_node_twice() {
+    // Fast nodes keep the planner busy applying events it has not checkpointed yet (it does
+    // every 100 ms): most kills lose applied events, and jobs already published for them,
+    // which the restarted planner must apply again from the stream without running any
+    // node a second time.
+    let mut env = env();
+    let worker = env
+        .start_worker("worker", "exec", &["--concurrency", "8"])
+        .unwrap();
+    env.keep(worker);
+    let file = env.dir.path().join("effects");
+    let (width, depth) = (8, 8);
+    let mut nodes = Vec::new();
+    for d in 0..depth {
+        for w in 0..width {
+            let needs = if d == 0 {
+                String::new()
+            } else {
+                format!(", needs: [c{w}x{}]", d - 1)
+            };
+            nodes.push(format!(
+                "{{name: c{w}x{d}, kind: exec{needs}, command: [sh, -c, 'sleep 0.1; echo c{w}x{d} >> {}']}}",
+                file.display()
+            ));
+        }
+    }
+    let wf = env.write("grid.yaml", &workflow("grid", &nodes));
+    let mut planner = env.start_planner().unwrap();
+    let run = env.apply(&wf).unwrap();
+    for kill in 0..8u64 {
+        std::thread::sleep(Duration::from_millis(60 + 25 * kill));
+        planner.kill9();
+        planner = env.start_planner().unwrap();
+        if lines(&file).len() == width * depth {
+            break;
+        }
+    }
+    let kills = planner.log().matches("planner state loaded").count() - 1;
+    let status = env.wait_end(&run, Duration::from_secs(90)).unwrap();
+    assert_eq!(status.state, State::Succeeded, "{status:?}");
+    let mut effects = lines(&file);
+    effects.sort();
+    let mut expected: Vec<String> = (0..depth)
+        .flat_map(|d| (0..width).map(move |w| format!("c{w}x{d}")))
+        .collect();
+    expected.sort();
+    assert_eq!(effects, expected, "every node ran exactly once");
+    assert!(status.nodes.iter().all(|n| n.attempts == 1), "{status:?}");
+    assert!(
+        planner
+            .log()
+            .contains("applied again what the streams hold"),
+        "none of {kills} kills landed between checkpoints: {}",
+        planner.log()
+    );
+    eprintln!("{kills} kills");
     env.keep(planner);
 }
 

@@ -326,8 +326,9 @@ async fn keep_alive<T>(
 ) -> T {
     let every = ctx.progress_every;
     tokio::pin!(work);
-    // The first tick is at once: the message may have waited in the client's buffer.
-    let mut ticks = tokio::time::interval(every);
+    // The first tick comes early, a quarter of the way, in case the message waited in the
+    // client's buffer on a starved machine; a job done sooner (most are) sends none.
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every / 4, every);
     loop {
         tokio::select! {
             done = &mut work => return done,
@@ -367,8 +368,11 @@ async fn finish(
         message.nak(Some(Duration::from_secs(5))).await.ok();
         return;
     }
-    if let Err(e) = message.ack().await {
-        warn!(run = %job.run, node = %job.node, error = %e, "ack not confirmed; a redelivery will be ignored by the planner");
+    // Not waiting for the server to confirm the ack: the ack is lost only with the connection
+    // or the server, and then the job is delivered once more (its completion is stored, the
+    // planner ignores the second), as after a server crash that lost a confirmed ack.
+    if let Err(e) = message.ack_fast().await {
+        warn!(run = %job.run, node = %job.node, error = %e, "ack not sent; a redelivery will be ignored by the planner");
     }
     debug!(run = %job.run, node = %job.node, attempt = %job.attempt, succeeded, "job finished");
 }
