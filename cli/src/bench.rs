@@ -545,8 +545,8 @@ enum Seen {
 
 /// Subscribes to every job and event under the bench prefix.
 async fn observe(client: &async_nats::Client) -> anyhow::Result<mpsc::UnboundedReceiver<Seen>> {
-    let mut jobs = client.subscribe(format!("{PREFIX}.jobs.>")).await?;
-    let mut events = client.subscribe(format!("{PREFIX}.events.>")).await?;
+    // One subscription sees jobs and events in the order the server handled them.
+    let mut all = client.subscribe(format!("{PREFIX}.>")).await?;
     // The floor's messages are observed too, so that the floor carries the same load.
     for subject in ["rawserial.>", "rawpipe.>"] {
         let mut raw = client.subscribe(subject).await?;
@@ -554,41 +554,39 @@ async fn observe(client: &async_nats::Client) -> anyhow::Result<mpsc::UnboundedR
     }
     client.flush().await?;
     let (tx, rx) = mpsc::unbounded_channel();
-    let job_tx = tx.clone();
+    let jobs = format!("{PREFIX}.jobs.");
+    let events = format!("{PREFIX}.events.");
     tokio::spawn(async move {
-        while let Some(m) = jobs.next().await {
+        while let Some(m) = all.next().await {
             let at = Instant::now();
-            let header = |name: &str| {
-                m.headers
-                    .as_ref()
-                    .and_then(|h| h.get(name))
-                    .map(|v| v.as_str().to_owned())
-                    .unwrap_or_default()
-            };
-            let seen = Seen::Job {
-                at,
-                run: header(headers::RUN),
-                node: header(headers::NODE),
-            };
-            if job_tx.send(seen).is_err() {
-                return;
-            }
-        }
-    });
-    tokio::spawn(async move {
-        while let Some(m) = events.next().await {
-            let at = Instant::now();
-            if let Ok(EventEnvelope {
-                event: Event::NodeFinished { run, .. },
-                ..
-            }) = serde_json::from_slice(&m.payload)
-                && tx
-                    .send(Seen::Finished {
+            let seen = if m.subject.starts_with(jobs.as_str()) {
+                let header = |name: &str| {
+                    m.headers
+                        .as_ref()
+                        .and_then(|h| h.get(name))
+                        .map(|v| v.as_str().to_owned())
+                        .unwrap_or_default()
+                };
+                Seen::Job {
+                    at,
+                    run: header(headers::RUN),
+                    node: header(headers::NODE),
+                }
+            } else if m.subject.starts_with(events.as_str()) {
+                match serde_json::from_slice(&m.payload) {
+                    Ok(EventEnvelope {
+                        event: Event::NodeFinished { run, .. },
+                        ..
+                    }) => Seen::Finished {
                         at,
                         run: run.to_string(),
-                    })
-                    .is_err()
-            {
+                    },
+                    _ => continue,
+                }
+            } else {
+                continue;
+            };
+            if tx.send(seen).is_err() {
                 return;
             }
         }

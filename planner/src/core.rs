@@ -1302,16 +1302,18 @@ fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
             env: spec.env.clone(),
             working_dir: spec.working_dir.clone(),
         }),
-        pod: (spec.kind == NodeKind::Pod).then(|| PodJob {
-            template: spec.template.as_deref().cloned().unwrap_or_default(),
-            namespace: spec.namespace.clone(),
-            container: spec.container.clone(),
-            task: spec.name.to_string(),
+        pod: (spec.kind == NodeKind::Pod).then(|| {
+            Box::new(PodJob {
+                template: spec.template.as_deref().cloned().unwrap_or_default(),
+                namespace: spec.namespace.clone(),
+                container: spec.container.clone(),
+                task: spec.name.to_string(),
+            })
         }),
-        webhook: spec.webhook.as_deref().cloned(),
-        publish: spec.publish.as_deref().cloned(),
-        traffic: spec.traffic.as_deref().cloned(),
-        analysis: spec.analysis.as_deref().cloned(),
+        webhook: spec.webhook.clone(),
+        publish: spec.publish.clone(),
+        traffic: spec.traffic.clone(),
+        analysis: spec.analysis.clone(),
         inputs,
     };
     let n = r.node_mut(i);

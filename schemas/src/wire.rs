@@ -78,21 +78,22 @@ pub struct Job {
     /// `exec` settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec: Option<ExecJob>,
-    /// `pod` settings.
+    /// `pod` settings. Boxed, as every large part of a job: a job is moved from task to task
+    /// many times on its way, and most jobs have none of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod: Option<PodJob>,
+    pub pod: Option<Box<PodJob>>,
     /// `webhook` settings, with the body decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webhook: Option<crate::task::Webhook>,
+    pub webhook: Option<Box<crate::task::Webhook>>,
     /// `publish` settings, with the data decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub publish: Option<crate::task::Publish>,
+    pub publish: Option<Box<crate::task::Publish>>,
     /// `traffic` settings: the rule and its weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub traffic: Option<crate::traffic::TrafficSpec>,
+    pub traffic: Option<Box<crate::traffic::TrafficSpec>>,
     /// `analysis` settings: the metrics, every template and argument resolved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub analysis: Option<crate::analysis::AnalysisSpec>,
+    pub analysis: Option<Box<crate::analysis::AnalysisSpec>>,
     /// Data passed from upstream.
     pub inputs: JobInputs,
 }
@@ -347,5 +348,12 @@ mod tests {
     #[test]
     fn timestamps_print_rfc3339() {
         assert_eq!(Timestamp(1_500).to_string(), "1970-01-01T00:00:01.500Z");
+    }
+
+    /// Jobs move from task to task on their way through a worker: they stay small.
+    #[test]
+    fn a_job_stays_small() {
+        let size = std::mem::size_of::<Job>();
+        assert!(size <= 384, "Job is {size} bytes");
     }
 }

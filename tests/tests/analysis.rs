@@ -33,10 +33,10 @@ fn job(metrics: Vec<Metric>) -> Job {
         webhook: None,
         publish: None,
         traffic: None,
-        analysis: Some(AnalysisSpec {
+        analysis: Some(Box::new(AnalysisSpec {
             metrics,
             ..AnalysisSpec::default()
-        }),
+        })),
         inputs: JobInputs::default(),
     }
 }
