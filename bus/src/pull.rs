@@ -11,10 +11,11 @@ use tracing::{debug, warn};
 use crate::Inbound;
 
 /// How long the server may stay silent on an open pull before the client takes it as lost.
-const HEARTBEAT: Duration = Duration::from_secs(5);
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
-/// How long one pull request lives on the server before it is made anew.
-const EXPIRES: Duration = Duration::from_secs(30);
+/// How long one pull request lives on the server before it is made anew: what a pull lost
+/// without a word costs at most.
+const EXPIRES: Duration = Duration::from_secs(5);
 
 type Opening = Pin<Box<dyn Future<Output = Result<pull::Stream, consumer::StreamError>> + Send>>;
 
@@ -85,18 +86,8 @@ impl PullStream {
                         self.failures = 0;
                         return Inbound::new(message);
                     }
-                    // The stream renews its pull by itself after these.
-                    Some(Err(e))
-                        if matches!(
-                            e.kind(),
-                            pull::MessagesErrorKind::MissingHeartbeat
-                                | pull::MessagesErrorKind::Pull
-                                | pull::MessagesErrorKind::NoResponders
-                        ) =>
-                    {
-                        debug!(error = %e, "pull interrupted");
-                        continue;
-                    }
+                    // A pull that failed or went silent (a server restart) is opened anew
+                    // rather than waited for: the old one is gone with the server.
                     Some(Err(e)) => {
                         self.failures += 1;
                         warn!(error = %e, failures = self.failures, "pull failed; opening it again");

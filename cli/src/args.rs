@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use baton_bus::BusConfig;
+use baton_schemas::helm::HelmDriver;
 use baton_schemas::{Duration, NodeKind};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -53,6 +54,10 @@ enum Command {
     Tasks(ListArgs),
     /// Lists ignitors: schedule, last and next fire.
     Ignitors(ListArgs),
+    /// Lists application groups, or shows one with its applications and subcharts.
+    Groups(GroupsArgs),
+    /// Deletes an application group: its releases are uninstalled in reverse dependency order.
+    Delete(DeleteArgs),
     /// Lists Cells: phase, serving and desired version, step, weights.
     Cells(ListArgs),
     /// Resumes, aborts or promotes a Cell's rollout, or deletes the Cell.
@@ -170,6 +175,13 @@ pub(crate) struct WorkerOptions {
     /// How long a pod may fail to pull its image before its node fails.
     #[arg(long, env = "BATON_IMAGE_PULL_DEADLINE", default_value = "2m")]
     pub image_pull_deadline: Duration,
+    /// Who performs helm jobs whose spec names no driver: `cli` runs the Helm 3 binary,
+    /// `flux` writes Flux HelmRelease objects (needs KUBECONFIG or an in-cluster config).
+    #[arg(long, env = "BATON_HELM_DRIVER", default_value = "cli")]
+    pub helm_driver: HelmDriver,
+    /// The Helm 3 program the `cli` driver runs.
+    #[arg(long, env = "BATON_HELM_BINARY", default_value = "helm")]
+    pub helm_binary: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -256,7 +268,8 @@ pub(crate) struct ApplyArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub server: ServerArgs,
-    /// Waits for the runs to end; exit 0 if all succeeded, 1 if any did not.
+    /// Waits for the runs to end (for an application group, until it settles, remediation
+    /// included); exit 0 if all succeeded, 1 if any did not.
     #[arg(long)]
     pub wait: bool,
     /// Only registers the workflows.
@@ -301,6 +314,42 @@ pub(crate) struct RunsArgs {
 pub(crate) struct ListArgs {
     #[command(flatten)]
     pub server: ServerArgs,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GroupsArgs {
+    /// One group to show with its applications and subcharts.
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: Format,
+}
+
+/// What `baton delete` deletes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum DeleteKind {
+    /// An application group (also `applicationgroup`, `ag`).
+    #[value(alias = "applicationgroup", alias = "ag")]
+    Group,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeleteArgs {
+    /// What to delete: `group`.
+    #[arg(value_enum)]
+    pub kind: DeleteKind,
+    /// Its name.
+    pub name: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Waits for the delete to end; exit 0 if every release was uninstalled, 1 if not.
+    #[arg(long)]
+    pub wait: bool,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: Format,
@@ -356,6 +405,8 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Cancel(args) => client::cancel(args).await,
         Command::Tasks(args) => client::list(args, "tasks").await,
         Command::Ignitors(args) => client::list(args, "ignitors").await,
+        Command::Groups(args) => client::groups(args).await,
+        Command::Delete(args) => client::delete(args).await,
         Command::Cells(args) => client::cells(args).await,
         Command::Cell(args) => client::cell(args).await,
         Command::Trigger(args) => client::trigger(args).await,

@@ -11,7 +11,8 @@ use baton_schemas::{Document, parse_documents};
 use serde::de::DeserializeOwned;
 
 use crate::args::{
-    ApplyArgs, CancelArgs, CellArgs, Format, ListArgs, RunsArgs, StatusArgs, TriggerArgs,
+    ApplyArgs, CancelArgs, CellArgs, DeleteArgs, Format, GroupsArgs, ListArgs, RunsArgs,
+    StatusArgs, TriggerArgs,
 };
 use crate::{Failure, output};
 
@@ -80,21 +81,51 @@ impl Api {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
+
+    async fn group(&self, name: &str) -> anyhow::Result<serde_json::Value> {
+        self.send(self.http.get(format!("{}/v1/groups/{name}", self.base)))
+            .await
+    }
+
+    /// Polls a group until nothing runs or waits for it. Connection failures are retried
+    /// for a minute, as in [`Api::wait`].
+    async fn wait_group(&self, name: &str) -> anyhow::Result<serde_json::Value> {
+        let mut unreachable_since = None;
+        loop {
+            match self.group(name).await {
+                Ok(group) if group["settled"] == true => return Ok(group),
+                Ok(_) => unreachable_since = None,
+                Err(e) => {
+                    let since = *unreachable_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() > Duration::from_secs(60) {
+                        return Err(e);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
 }
 
 pub(crate) async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
     let docs = read_documents(&args.file)?;
     let api = Api::new(&args.server.server);
     let mut runs = Vec::new();
+    let mut groups = Vec::new();
     for doc in docs {
         let document = match &doc {
             Document::Workflow(w) => serde_json::to_value(w),
             Document::Task(t) => serde_json::to_value(t),
             Document::Ignitor(i) => serde_json::to_value(i),
+            Document::Group(g) => {
+                groups.push(g.name().to_owned());
+                serde_json::to_value(g)
+            }
             Document::Cell(c) => serde_json::to_value(c),
             Document::AnalysisTemplate(t) => serde_json::to_value(t),
         }
         .context("encoding the document")?;
+        let is_group = matches!(doc, Document::Group(_));
         let request = ApplyRequest {
             document,
             run: !args.no_run,
@@ -115,7 +146,9 @@ pub(crate) async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
             (Format::Text, None) => println!("{} applied", applied.applied),
             _ => {}
         }
-        runs.extend(applied.run);
+        if !is_group {
+            runs.extend(applied.run);
+        }
     }
     if !args.wait {
         return Ok(0);
@@ -125,6 +158,11 @@ pub(crate) async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
         let status = api.wait(&run).await?;
         all_succeeded &= status.state == baton_schemas::status::State::Succeeded;
         output::print_status(&status, args.output)?;
+    }
+    for name in groups {
+        let group = api.wait_group(&name).await?;
+        all_succeeded &= group["phase"] == "Succeeded";
+        output::print_group(&group, args.output)?;
     }
     Ok(if all_succeeded { 0 } else { 1 })
 }
@@ -177,6 +215,53 @@ pub(crate) async fn list(args: ListArgs, what: &str) -> Result<u8, Failure> {
         .await?;
     output::print_objects(what, &items, args.output)?;
     Ok(0)
+}
+
+/// Lists application groups, or shows one.
+pub(crate) async fn groups(args: GroupsArgs) -> Result<u8, Failure> {
+    let api = Api::new(&args.server.server);
+    match &args.name {
+        Some(name) => output::print_group(&api.group(name).await?, args.output)?,
+        None => {
+            let all: Vec<serde_json::Value> = api
+                .send(api.http.get(format!("{}/v1/groups", api.base)))
+                .await?;
+            output::print_groups(&all, args.output)?;
+        }
+    }
+    Ok(0)
+}
+
+/// Deletes an application group; with `--wait`, exit 0 only when every release is gone.
+pub(crate) async fn delete(args: DeleteArgs) -> Result<u8, Failure> {
+    let api = Api::new(&args.server.server);
+    let group: serde_json::Value = api
+        .send(
+            api.http
+                .delete(format!("{}/v1/groups/{}", api.base, args.name)),
+        )
+        .await?;
+    if !args.wait {
+        match args.output {
+            Format::Json => println!("{group}"),
+            Format::Text => println!(
+                "application group {} deleting{}",
+                args.name,
+                match group["pending"].as_str() {
+                    Some("delete") => " once its run under way ends".to_owned(),
+                    _ => format!(" (run {})", group["run"].as_str().unwrap_or_default()),
+                }
+            ),
+        }
+        return Ok(0);
+    }
+    let group = api.wait_group(&args.name).await?;
+    output::print_group(&group, args.output)?;
+    let clean = group["phase"] == "Deleted"
+        && group["leftInstalled"]
+            .as_array()
+            .is_some_and(|left| left.is_empty());
+    Ok(if clean { 0 } else { 1 })
 }
 
 /// Lists Cells with their phase, versions, step and weights.

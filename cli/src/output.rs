@@ -108,6 +108,111 @@ pub(crate) fn print_objects(
     Ok(())
 }
 
+/// Returns a group's condition of `kind`: `(status, reason, message)`.
+fn condition(group: &serde_json::Value, kind: &str) -> (String, String, String) {
+    let found = group["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == kind);
+    let text = |key: &str| {
+        found
+            .and_then(|c| c[key].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (text("status"), text("reason"), text("message"))
+}
+
+/// Prints application groups: `NAME READY REASON ROLLEDBACK PHASE RUN MESSAGE`, Orkestra's
+/// columns and Baton's, or JSON.
+pub(crate) fn print_groups(groups: &[serde_json::Value], format: Format) -> anyhow::Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string(groups)?);
+        return Ok(());
+    }
+    let rows: Vec<[String; 7]> = groups
+        .iter()
+        .map(|g| {
+            let (ready, reason, message) = condition(g, "Ready");
+            let (rolled_back, _, _) = condition(g, "RollbackWorkflowSucceeded");
+            [
+                g["name"].as_str().unwrap_or_default().to_owned(),
+                ready,
+                reason,
+                rolled_back,
+                g["phase"].as_str().unwrap_or_default().to_owned(),
+                g["run"].as_str().unwrap_or_default().to_owned(),
+                one_line(&message),
+            ]
+        })
+        .collect();
+    print_table(
+        [
+            "NAME",
+            "READY",
+            "REASON",
+            "ROLLEDBACK",
+            "PHASE",
+            "RUN",
+            "MESSAGE",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+/// Prints one application group and its applications and subcharts, or JSON.
+pub(crate) fn print_group(group: &serde_json::Value, format: Format) -> anyhow::Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string(group)?);
+        return Ok(());
+    }
+    print_groups(std::slice::from_ref(group), format)?;
+    if let Some(left) = group["leftInstalled"].as_array().filter(|l| !l.is_empty()) {
+        let left: Vec<&str> = left.iter().filter_map(|l| l.as_str()).collect();
+        println!("left installed: {}", left.join(", "));
+    }
+    println!();
+    let mut rows: Vec<[String; 7]> = Vec::new();
+    let row = |app: &str, sub: &str, chart: &serde_json::Value| {
+        let (ready, reason, message) = condition(chart, "Ready");
+        [
+            app.to_owned(),
+            sub.to_owned(),
+            format!(
+                "{}/{}",
+                chart["namespace"].as_str().unwrap_or_default(),
+                chart["release"].as_str().unwrap_or_default()
+            ),
+            chart["version"].as_str().unwrap_or_default().to_owned(),
+            ready,
+            reason,
+            one_line(&message),
+        ]
+    };
+    for app in group["applications"].as_array().into_iter().flatten() {
+        let name = app["name"].as_str().unwrap_or_default();
+        rows.push(row(name, "", app));
+        for (sub, chart) in app["subcharts"].as_object().into_iter().flatten() {
+            rows.push(row(name, sub, chart));
+        }
+    }
+    print_table(
+        [
+            "APPLICATION",
+            "SUBCHART",
+            "RELEASE",
+            "VERSION",
+            "READY",
+            "REASON",
+            "MESSAGE",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
 /// Prints Cells: a table of their phase, versions, step and weights, or JSON.
 pub(crate) fn print_cells(items: &[serde_json::Value], format: Format) -> anyhow::Result<()> {
     if format == Format::Json {

@@ -10,6 +10,7 @@ use baton_planner::service::{Command, Planner, PlannerConfig};
 use baton_schemas::status::RunStatus;
 use baton_schemas::{Document, NodeKind};
 use baton_workers::WorkerConfig;
+use baton_workers::executors::helm::HelmConfig;
 use baton_workers::executors::pod::PodConfig;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -251,6 +252,11 @@ fn worker_config(kinds: Vec<NodeKind>, options: &WorkerOptions) -> WorkerConfig 
             success_ttl: options.pod_success_ttl.0,
             failure_ttl: options.pod_failure_ttl.0,
             ..PodConfig::default()
+        },
+        helm: HelmConfig {
+            driver: options.helm_driver,
+            binary: options.helm_binary.clone(),
+            ..HelmConfig::default()
         },
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! | method and path | body | answer |
 //! |---|---|---|
-//! | `POST /v1/apply` | `{"document": <Workflow, Task or Ignitor>, "run": bool, "data": "..."}` | `{"applied", "run"}` |
+//! | `POST /v1/apply` | `{"document": <Workflow, Task, Ignitor or ApplicationGroup>, "run": bool, "data": "..."}` | `{"applied", "run"}` |
+//! | `GET /v1/groups`, `GET /v1/groups/{name}` | | application groups' status |
+//! | `DELETE /v1/groups/{name}` | | 202, the group's status: its releases are uninstalled in reverse order |
 //! | `GET /v1/tasks`, `GET /v1/ignitors` | | their status |
 //! | `POST /v1/workflows/{name}/runs` | `{"data": "..."}` | `{"run"}` |
 //! | `POST /v1/triggers/{name}` | the trigger data, as is | `{"run"}` (202: started through the bus) |
@@ -138,6 +140,8 @@ pub fn router(commands: mpsc::Sender<Command>, bus: Bus) -> Router {
         .route("/v1/runs", get(list))
         .route("/v1/runs/{run}", get(status))
         .route("/v1/runs/{run}/cancel", post(cancel))
+        .route("/v1/groups", get(groups))
+        .route("/v1/groups/{name}", get(group).delete(delete_group))
         .route("/v1/cells", get(cells))
         .route("/v1/cells/{name}", get(cell).delete(delete_cell))
         .route("/v1/cells/{name}/{command}", post(cell_command))
@@ -268,6 +272,37 @@ async fn cancel(
     })
     .await??;
     Ok(Json(RunResponse { run }))
+}
+
+async fn groups(State(api): State<Api>) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    Ok(Json(api.ask(|reply| Command::Groups { reply }).await?))
+}
+
+async fn find_group(api: &Api, name: &str) -> Result<serde_json::Value, ApiError> {
+    api.ask(|reply| Command::Groups { reply })
+        .await?
+        .into_iter()
+        .find(|g| g["name"] == name)
+        .ok_or_else(|| Refusal::UnknownGroup(name.to_owned()).into())
+}
+
+async fn group(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(find_group(&api, &name).await?))
+}
+
+async fn delete_group(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    api.ask(|reply| Command::DeleteGroup {
+        name: name.clone(),
+        reply,
+    })
+    .await??;
+    Ok((StatusCode::ACCEPTED, Json(find_group(&api, &name).await?)))
 }
 
 async fn cells(State(api): State<Api>) -> Result<Json<Vec<serde_json::Value>>, ApiError> {

@@ -1185,6 +1185,7 @@ fn node_spec(name: baton_schemas::NodeName, kind: NodeKind) -> NodeSpec {
         container: None,
         webhook: None,
         publish: None,
+        helm: None,
         traffic: None,
         analysis: None,
     }

@@ -445,6 +445,7 @@ impl Core {
             container: spec.container.clone(),
             webhook: None,
             publish: None,
+            helm: None,
             traffic: None,
             analysis: None,
         };
@@ -515,6 +516,7 @@ impl Core {
             container: None,
             webhook: webhook.map(Box::new),
             publish: publish.map(Box::new),
+            helm: None,
             traffic: None,
             analysis: None,
         };

@@ -15,6 +15,11 @@
 //!   watched are forgotten when the watch lists again and they are missing.
 //! - An invalid object is refused with the same field-path message `baton validate` prints,
 //!   in `status.message`; nothing of it is registered.
+//! - An `ApplicationGroup` (cluster-scoped, Baton's or Orkestra's) is applied once per
+//!   generation and gets the finalizer [`GROUP_FINALIZER`]. Deleting it runs the group's delete
+//!   (every release uninstalled in reverse order); the finalizer is removed when that ends,
+//!   after `status.leftInstalled` named what a failed uninstall left. Its status carries
+//!   Orkestra's conditions and per-application status, written where they changed.
 //!
 //! Names are the planner's keys: a task or ignitor of one name in two watched namespaces is
 //! one task, the last applied. Watch one namespace (`--watch-namespace`) to keep them apart.
@@ -36,6 +41,9 @@ use tracing::{debug, info, warn};
 use crate::core::Registered;
 use crate::service::Command;
 
+/// The finalizer that holds a deleted `ApplicationGroup` until its releases are uninstalled.
+pub const GROUP_FINALIZER: &str = "baton.dev/uninstall";
+
 /// What the planner watches in a cluster.
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
@@ -54,6 +62,8 @@ struct Tracked {
     run: Option<RunId>,
     /// The status last written, so unchanged status is not written again.
     written: Option<Value>,
+    /// For a group, whether its deletion was handed to the planner.
+    deleting: bool,
 }
 
 /// An object's identity: the index of its kind in [`KINDS`], its namespace and its name.
@@ -118,8 +128,8 @@ pub async fn run(
 fn api(client: &kube::Client, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
     let resource = api_resource(kind);
     match namespace {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-        None => Api::all_with(client.clone(), &resource),
+        Some(ns) if kind.namespaced() => Api::namespaced_with(client.clone(), ns, &resource),
+        _ => Api::all_with(client.clone(), &resource),
     }
 }
 
@@ -240,6 +250,13 @@ impl Sync {
         let kind = &KINDS[index];
         let key = key(index, &object);
         let generation = object.metadata.generation;
+        let group = kind.kind == "ApplicationGroup";
+        if group && object.metadata.deletion_timestamp.is_some() {
+            return self.delete_group(key, &object).await;
+        }
+        if group && !has_finalizer(&object) {
+            self.set_finalizer(&key, &object, true).await;
+        }
         let tracked = self.objects.entry(key.clone()).or_default();
         if generation.is_some() && tracked.generation == generation {
             return true;
@@ -334,6 +351,7 @@ impl Sync {
         let document = match KINDS[key.0].kind {
             "Workflow" => Registered::Workflow(WorkflowName::new(name)),
             "Task" => Registered::Task(name),
+            "ApplicationGroup" => Registered::Group(name),
             "Cell" => Registered::Cell(name),
             "AnalysisTemplate" => Registered::AnalysisTemplate(name),
             _ => Registered::Ignitor(name),
@@ -366,13 +384,22 @@ impl Sync {
                 .filter_map(|v| Some((v["name"].as_str()?.to_owned(), v)))
                 .collect()
         };
+        let Some(groups) = self.ask(|reply| Command::Groups { reply }).await else {
+            return false;
+        };
         let Some(cells) = self.ask(|reply| Command::Cells { reply }).await else {
             return false;
         };
-        let (tasks, ignitors, cells) = (by_name(tasks), by_name(ignitors), by_name(cells));
+        let (tasks, ignitors, groups, cells) = (
+            by_name(tasks),
+            by_name(ignitors),
+            by_name(groups),
+            by_name(cells),
+        );
         let keys: Vec<Key> = self.objects.keys().cloned().collect();
         for key in keys {
             let status = match KINDS[key.0].kind {
+                "ApplicationGroup" => groups.get(&key.2).map(group_status),
                 "Task" => tasks.get(&key.2).map(|t| {
                     json!({
                         "state": t["state"],
@@ -417,8 +444,83 @@ impl Sync {
             {
                 self.patch_status(&key, status).await;
             }
+            // A deleted group is let go once its delete ended and its status says so.
+            let tracked = &self.objects[&key];
+            if tracked.deleting
+                && tracked
+                    .written
+                    .as_ref()
+                    .is_some_and(|s| s["phase"] == "Deleted")
+            {
+                self.release_group(&key).await;
+            }
         }
         true
+    }
+
+    /// Hands a deleted group to the planner, once: its delete run uninstalls every release.
+    async fn delete_group(&mut self, key: Key, object: &DynamicObject) -> bool {
+        let tracked = self.objects.entry(key.clone()).or_default();
+        if tracked.deleting {
+            return true;
+        }
+        if !has_finalizer(object) {
+            // Not held by Baton: nothing to wait for.
+            return true;
+        }
+        tracked.deleting = true;
+        info!(kind = KINDS[key.0].kind, name = %key.2, "application group deleted; uninstalling its releases");
+        let name = key.2.clone();
+        match self.ask(|reply| Command::DeleteGroup { name, reply }).await {
+            None => false,
+            Some(Ok(())) => true,
+            Some(Err(refusal)) => {
+                // The planner never registered it (it was refused): nothing is installed.
+                debug!(name = %key.2, %refusal, "deleted group unknown to the planner; letting it go");
+                self.release_group(&key).await;
+                true
+            }
+        }
+    }
+
+    /// Removes Baton's finalizer from a deleted group.
+    async fn release_group(&mut self, key: &Key) {
+        let api = api(&self.client, &KINDS[key.0], None);
+        match api.get_opt(&key.2).await {
+            Ok(Some(object)) => self.set_finalizer(key, &object, false).await,
+            Ok(None) => {}
+            Err(e) => {
+                warn!(name = %key.2, error = %e, "reading a deleted group failed; trying again")
+            }
+        }
+    }
+
+    /// Adds (`on`) or removes Baton's finalizer.
+    async fn set_finalizer(&mut self, key: &Key, object: &DynamicObject, on: bool) {
+        let mut finalizers: Vec<String> = object
+            .metadata
+            .finalizers
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| f != GROUP_FINALIZER)
+            .collect();
+        if on {
+            finalizers.push(GROUP_FINALIZER.to_owned());
+        }
+        let api = api(&self.client, &KINDS[key.0], None);
+        let patch = Patch::Merge(
+            json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.metadata.resource_version}}),
+        );
+        match api.patch(&key.2, &PatchParams::default(), &patch).await {
+            Ok(_) => {
+                debug!(name = %key.2, on, "group finalizer written");
+                if !on {
+                    info!(name = %key.2, "application group released");
+                }
+            }
+            Err(e) => warn!(name = %key.2, error = %e, "group finalizer not written; trying again"),
+        }
     }
 
     async fn ask<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
@@ -431,11 +533,15 @@ impl Sync {
     /// write is tried again on the next round.
     async fn patch_status(&mut self, key: &Key, status: Value) {
         let (index, namespace, name) = key;
-        let api: Api<DynamicObject> = Api::namespaced_with(
-            self.client.clone(),
-            namespace,
-            &api_resource(&KINDS[*index]),
-        );
+        let api: Api<DynamicObject> = if KINDS[*index].namespaced() {
+            Api::namespaced_with(
+                self.client.clone(),
+                namespace,
+                &api_resource(&KINDS[*index]),
+            )
+        } else {
+            Api::all_with(self.client.clone(), &api_resource(&KINDS[*index]))
+        };
         let patch = Patch::Merge(json!({"status": status}));
         match api
             .patch_status(name, &PatchParams::default(), &patch)
@@ -451,6 +557,33 @@ impl Sync {
             }
         }
     }
+}
+
+/// Returns whether a group holds Baton's finalizer.
+fn has_finalizer(object: &DynamicObject) -> bool {
+    object
+        .metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|f| f == GROUP_FINALIZER))
+}
+
+/// Returns the status of a group object: the planner's view without what only the API shows.
+fn group_status(view: &Value) -> Value {
+    let mut status = json!({"message": null});
+    for key in [
+        "observedGeneration",
+        "lastSucceededGeneration",
+        "phase",
+        "remediation",
+        "run",
+        "leftInstalled",
+        "conditions",
+        "applications",
+    ] {
+        status[key] = view[key].clone();
+    }
+    status
 }
 
 /// Returns whether a workflow status written earlier shows its run ended.

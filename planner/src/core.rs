@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use baton_schemas::group::ApplicationGroup;
 use baton_schemas::status::{NodeStatus, RunStatus, State};
 use baton_schemas::task::{Ignitor, Task};
 use baton_schemas::wire::{
@@ -45,8 +46,11 @@ pub enum Input {
     RegisterTask(Box<Task>),
     /// Registers (or replaces) an ignitor under its name; a changed schedule is armed anew.
     RegisterIgnitor(Box<Ignitor>),
+    /// Applies an application group: a changed spec starts its forward run.
+    RegisterGroup(Box<ApplicationGroup>),
     /// Forgets a registered document (deleted from a cluster): a workflow starts no new run,
     /// a task is started by nothing, an ignitor fires no more. Runs already going on finish.
+    /// A group is deleted: its releases are uninstalled in reverse order.
     Remove(Registered),
     /// Starts a run of a registered workflow. A run id already known is ignored.
     StartRun {
@@ -89,6 +93,7 @@ impl From<baton_schemas::Document> for Input {
             Document::Workflow(w) => Input::Register(w),
             Document::Task(t) => Input::RegisterTask(t),
             Document::Ignitor(i) => Input::RegisterIgnitor(i),
+            Document::Group(g) => Input::RegisterGroup(g),
             Document::Cell(c) => Input::RegisterCell(c),
             Document::AnalysisTemplate(t) => Input::RegisterAnalysisTemplate(t),
         }
@@ -104,6 +109,8 @@ pub enum Registered {
     Task(String),
     /// An ignitor.
     Ignitor(String),
+    /// An application group.
+    Group(String),
     /// A Cell.
     Cell(String),
     /// An analysis template.
@@ -151,6 +158,9 @@ pub enum Refusal {
     /// A cancel of a run that does not exist.
     #[error("run {0:?} does not exist")]
     UnknownRun(String),
+    /// A delete of a group that does not exist.
+    #[error("application group {0:?} does not exist")]
+    UnknownGroup(String),
     /// A Cell command that cannot be carried out: the Cell is unknown, or has nothing to do.
     #[error("{0}")]
     Cell(String),
@@ -364,6 +374,8 @@ pub enum RunKind {
     Workflow,
     /// A chain of tasks started by an ignitor: nodes are added as tasks start each other.
     Chain,
+    /// A run of an application group: forward, rollback, uninstall or delete.
+    Group,
     /// A Cell's rollout: nodes are added as its steps go (`cells.rs`).
     Cell,
 }
@@ -669,6 +681,9 @@ pub struct Core {
     changed_workflows: BTreeSet<WorkflowName>,
     changed_tasks: BTreeSet<String>,
     changed_ignitors: BTreeSet<String>,
+    /// Application groups by name (see `groups.rs`).
+    groups: BTreeMap<String, GroupEntry>,
+    changed_groups: BTreeSet<String>,
     // --- Cells (`cells.rs`) ---
     cells: BTreeMap<String, CellEntry>,
     templates: BTreeMap<String, baton_schemas::analysis::AnalysisTemplate>,
@@ -689,6 +704,8 @@ pub struct Changes<'a> {
     pub ignitors: Vec<&'a IgnitorEntry>,
     /// Removed documents.
     pub removed: Vec<Registered>,
+    /// Changed application groups.
+    pub groups: Vec<&'a GroupEntry>,
     /// Changed Cells (spec or status).
     pub cells: Vec<&'a CellEntry>,
     /// Changed analysis templates.
@@ -703,6 +720,7 @@ impl Changes<'_> {
             && self.tasks.is_empty()
             && self.ignitors.is_empty()
             && self.removed.is_empty()
+            && self.groups.is_empty()
             && self.cells.is_empty()
             && self.templates.is_empty()
     }
@@ -835,6 +853,7 @@ impl Core {
         let workflows = std::mem::take(&mut self.changed_workflows);
         let tasks = std::mem::take(&mut self.changed_tasks);
         let ignitors = std::mem::take(&mut self.changed_ignitors);
+        let groups = std::mem::take(&mut self.changed_groups);
         let cells = std::mem::take(&mut self.changed_cells);
         let templates = std::mem::take(&mut self.changed_templates);
         // A changed name with no entry left was removed.
@@ -889,6 +908,7 @@ impl Core {
                 .filter_map(|i| self.ignitors.get(i))
                 .collect(),
             removed,
+            groups: groups.iter().filter_map(|g| self.groups.get(g)).collect(),
             cells: cells.iter().filter_map(|c| self.cells.get(c)).collect(),
             templates: templates
                 .iter()
@@ -899,7 +919,8 @@ impl Core {
 
     /// Applies one input at `now` and returns what must be done.
     pub fn apply(&mut self, input: Input, now: Timestamp) -> Vec<Action> {
-        let actions = self.decide(input, now);
+        let mut actions = self.decide(input, now);
+        self.follow_groups(now, &mut actions);
         self.sync_timers();
         actions
     }
@@ -909,6 +930,8 @@ impl Core {
         match input {
             Input::RegisterTask(task) => self.register_task(*task),
             Input::RegisterIgnitor(ignitor) => self.register_ignitor(*ignitor, now, &mut actions),
+            Input::RegisterGroup(group) => self.apply_group(*group, now, &mut actions),
+            Input::Remove(Registered::Group(name)) => self.delete_group(&name, now, &mut actions),
             Input::Remove(Registered::Workflow(name)) => {
                 if self.workflows.remove(&name).is_some() {
                     self.changed_workflows.insert(name);
@@ -1312,6 +1335,7 @@ fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
         }),
         webhook: spec.webhook.clone(),
         publish: spec.publish.clone(),
+        helm: spec.helm.clone(),
         traffic: spec.traffic.clone(),
         analysis: spec.analysis.clone(),
         inputs,
@@ -1326,6 +1350,9 @@ fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
 mod chains;
 pub use chains::{IgnitorEntry, TaskEntry, TaskState, TaskStatus};
 
+#[path = "groups.rs"]
+mod groups;
+pub use groups::{GroupEntry, GroupState, Pending, Remediation, Succeeded};
 #[path = "cells.rs"]
 mod cells;
 pub use cells::{
@@ -1339,6 +1366,10 @@ mod tests;
 #[cfg(test)]
 #[path = "chains_tests.rs"]
 mod chains_tests;
+
+#[cfg(test)]
+#[path = "replay_tests.rs"]
+mod replay_tests;
 
 #[cfg(test)]
 #[path = "cells_tests.rs"]

@@ -119,6 +119,18 @@ pub enum Command {
         /// The runs.
         reply: oneshot::Sender<Vec<RunStatus>>,
     },
+    /// Reads every application group's status.
+    Groups {
+        /// The groups' views, by name.
+        reply: oneshot::Sender<Vec<serde_json::Value>>,
+    },
+    /// Deletes an application group: its releases are uninstalled in reverse order.
+    DeleteGroup {
+        /// The group.
+        name: String,
+        /// Done (the delete run started or waits), or why not.
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
     // --- Cells ---
     /// Reads every Cell's status.
     Cells {
@@ -280,6 +292,7 @@ impl Planner {
             loaded.tasks,
             loaded.ignitors,
         );
+        core.restore_groups(loaded.groups);
         core.restore_cells(loaded.cells, loaded.templates);
         bus.ensure_streams()
             .await
@@ -337,11 +350,17 @@ impl Planner {
                 };
                 let now = Timestamp::now();
                 for input in inputs {
-                    for action in self.core.apply(input, now) {
-                        if let Action::Dispatch(job) = action {
-                            jobs.push(job);
-                        }
-                    }
+                    let (dispatches, others): (Vec<Action>, Vec<Action>) = self
+                        .core
+                        .apply(input, now)
+                        .into_iter()
+                        .partition(|a| matches!(a, Action::Dispatch(_)));
+                    jobs.extend(dispatches.into_iter().filter_map(|a| match a {
+                        Action::Dispatch(job) => Some(job),
+                        _ => None,
+                    }));
+                    // Cancel notices are sent again: a worker stops what it still runs.
+                    self.carry_out(&others).await;
                 }
                 for message in batch {
                     message.ack_fast().await.ok();
@@ -526,6 +545,20 @@ impl Planner {
                     }
                     Document::Task(t) => (vec![Input::RegisterTask(t)], None),
                     Document::Ignitor(i) => (vec![Input::RegisterIgnitor(i)], None),
+                    Document::Group(g) => {
+                        let group = g.name().to_owned();
+                        let actions = self.command_turn(vec![Input::RegisterGroup(g)]).await?;
+                        // The run releasing the spec: the one it started, or the one under way.
+                        let run = self
+                            .core
+                            .group(&group)
+                            .and_then(|entry| match &entry.state {
+                                crate::core::GroupState::Progressing { run } => Some(run.clone()),
+                                _ => None,
+                            });
+                        let _ = reply.send(refused(&actions).map_or(Ok(run), Err));
+                        return Ok(());
+                    }
                     Document::Cell(c) => (vec![Input::RegisterCell(c)], None),
                     Document::AnalysisTemplate(t) => {
                         (vec![Input::RegisterAnalysisTemplate(t)], None)
@@ -579,6 +612,19 @@ impl Planner {
             Command::Status { run, reply } => {
                 let _ = reply.send(self.core.run(&run).map(|r| r.status()));
             }
+            Command::Groups { reply } => {
+                let views = self
+                    .core
+                    .groups()
+                    .map(|g| self.core.group_view(g))
+                    .collect();
+                let _ = reply.send(views);
+            }
+            Command::DeleteGroup { name, reply } => {
+                let input = Input::Remove(Registered::Group(name));
+                let actions = self.command_turn(vec![input]).await?;
+                let _ = reply.send(refused(&actions).map_or(Ok(()), Err));
+            }
             Command::Cells { reply } => {
                 let _ = reply.send(self.core.cells().map(|c| c.view()).collect());
             }
@@ -586,7 +632,7 @@ impl Planner {
                 let _ = reply.send(self.core.cells().map(|c| c.cell.clone()).collect());
             }
             Command::Observe { observation, reply } => {
-                self.turn(vec![Input::Observed(observation)], Origin::Local)
+                self.command_turn(vec![Input::Observed(observation)])
                     .await?;
                 let _ = reply.send(());
             }
@@ -596,7 +642,7 @@ impl Planner {
                 reply,
             } => {
                 let actions = self
-                    .turn(vec![Input::CellCommand { cell, command }], Origin::Local)
+                    .command_turn(vec![Input::CellCommand { cell, command }])
                     .await?;
                 let _ = reply.send(refused(&actions).map_or(Ok(()), Err));
             }
@@ -639,7 +685,13 @@ impl Planner {
                 self.unsaved_since.get_or_insert_with(Instant::now);
             }
         }
-        for action in &actions {
+        self.carry_out(&actions).await;
+        Ok(actions)
+    }
+
+    /// Does what `actions` ask besides publishing jobs: cancel notices to workers, and logs.
+    async fn carry_out(&self, actions: &[Action]) {
+        for action in actions {
             match action {
                 Action::AnnounceCancel { run, node } => {
                     let notice = match node {
@@ -670,7 +722,6 @@ impl Planner {
                 },
             }
         }
-        Ok(actions)
     }
 
     /// Commits what the core changed, `outbox` (jobs about to be published), and the outbox
@@ -743,4 +794,13 @@ fn drain(first: Inbound, pull: &mut baton_bus::PullStream, max: usize) -> Vec<In
         }
     }
     batch
+}
+
+/// Application groups.
+impl Planner {
+    /// Applies inputs an API command brought (a group applied or deleted), as every command's
+    /// inputs are applied.
+    async fn command_turn(&mut self, inputs: Vec<Input>) -> anyhow::Result<Vec<Action>> {
+        self.turn(inputs, Origin::Local).await
+    }
 }

@@ -1,6 +1,6 @@
-//! The planner's redb store: workflows, tasks, ignitors, runs (a header each, and every node
-//! apart), the outbox of messages not yet confirmed published, and the trigger stream
-//! position.
+//! The planner's redb store: workflows, tasks, ignitors, application groups (with their last
+//! successful specs), runs (a header each, and every node apart), the outbox of messages not
+//! yet confirmed published, and the trigger stream position.
 //!
 //! One write transaction holds a state change together with the messages it causes (the
 //! outbox), so a crash between the commit and the publish loses nothing: at start the
@@ -15,11 +15,13 @@ use baton_schemas::Workflow;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 
-use crate::core::{CellEntry, Changes, IgnitorEntry, Registered, Run, TaskEntry};
+use crate::core::{CellEntry, Changes, GroupEntry, IgnitorEntry, Registered, Run, TaskEntry};
 
 const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows");
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
 const IGNITORS: TableDefinition<&str, &[u8]> = TableDefinition::new("ignitors");
+/// Application groups by name: the applied spec, the last successful one, and where it is.
+const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
 const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
 /// `(run, node index)` to the node's spec and state.
 const NODES: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("nodes");
@@ -62,6 +64,8 @@ pub struct Loaded {
     pub tasks: Vec<TaskEntry>,
     /// Registered ignitors and their fires.
     pub ignitors: Vec<IgnitorEntry>,
+    /// Application groups.
+    pub groups: Vec<GroupEntry>,
     /// Every run.
     pub runs: Vec<Run>,
     /// Messages committed but maybe not published.
@@ -147,6 +151,7 @@ impl Store {
             WORKFLOWS,
             TASKS,
             IGNITORS,
+            GROUPS,
             RUNS,
             OUTBOX,
             CELLS,
@@ -174,6 +179,7 @@ impl Store {
             workflows: read_all(&txn, WORKFLOWS, "workflows")?,
             tasks: read_all(&txn, TASKS, "tasks")?,
             ignitors: read_all(&txn, IGNITORS, "ignitors")?,
+            groups: read_all(&txn, GROUPS, "groups")?,
             runs: read_runs(&txn)?,
             outbox: read_all(&txn, OUTBOX, "outbox")?,
             triggers_seq: seq(TRIGGERS_SEQ)?,
@@ -230,6 +236,11 @@ impl Store {
         )?;
         put(
             &txn,
+            GROUPS,
+            state.groups.iter().map(|g| (g.group.name().to_owned(), g)),
+        )?;
+        put(
+            &txn,
             CELLS,
             state
                 .cells
@@ -257,6 +268,7 @@ impl Store {
                 Registered::Workflow(name) => (WORKFLOWS, name.as_str()),
                 Registered::Task(name) => (TASKS, name.as_str()),
                 Registered::Ignitor(name) => (IGNITORS, name.as_str()),
+                Registered::Group(name) => (GROUPS, name.as_str()),
                 Registered::Cell(name) => (CELLS, name.as_str()),
                 Registered::AnalysisTemplate(name) => (ANALYSIS_TEMPLATES, name.as_str()),
             };
@@ -344,6 +356,7 @@ mod tests {
                 Document::Workflow(w) => Input::Register(w),
                 Document::Task(t) => Input::RegisterTask(t),
                 Document::Ignitor(i) => Input::RegisterIgnitor(i),
+                Document::Group(g) => Input::RegisterGroup(g),
                 other => panic!("not in this test: {}", other.describe()),
             };
             core.apply(input, Timestamp(1));

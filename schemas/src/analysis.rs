@@ -173,6 +173,14 @@ pub struct WebHeader {
     pub value: String,
 }
 
+/// An `analysis` node's settings as the Workflow CRD describes them: an object the API server
+/// keeps as it is and Baton validates when it reads it. The AnalysisTemplate CRD documents the
+/// metric fields; writing them out again here would push the Workflow CRD past what `kubectl
+/// apply` can keep in its last-applied annotation.
+#[derive(schemars::JsonSchema)]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+pub struct UncheckedAnalysis {}
+
 /// What an `analysis` node runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -1,7 +1,8 @@
 //! CustomResourceDefinitions for the documents Baton reads from a cluster, generated from the
-//! same types that parse them: Baton's own `Workflow`, `Task`, `Ignitor`, `Cell` and
-//! `AnalysisTemplate` (`baton.dev`), Orca's `Task` and `Ignitor` (`sirocco.cloud`) and okra's
-//! `Cell` (`okra.mumo.co`), so that Orca's and okra's manifests apply unchanged.
+//! same types that parse them: Baton's own `Workflow`, `Task`, `Ignitor`, `ApplicationGroup`,
+//! `Cell` and `AnalysisTemplate` (`baton.dev`), Orca's `Task` and `Ignitor` (`sirocco.cloud`),
+//! Orkestra's `ApplicationGroup` (`orkestra.azure.microsoft.com`) and okra's `Cell`
+//! (`okra.mumo.co`), so that Orca's, Orkestra's and okra's manifests apply unchanged.
 //!
 //! `baton crds` prints them; the copies committed under `deploy/crds/` are checked against
 //! this module by a test, so they cannot drift.
@@ -17,6 +18,7 @@ use serde_json::json;
 
 use crate::analysis::AnalysisTemplateSpec;
 use crate::cell::CellSpec;
+use crate::group::ApplicationGroupSpec;
 use crate::task::{IgnitorSpec, TaskSpec};
 use crate::workflow::WorkflowSpec;
 
@@ -24,6 +26,8 @@ use crate::workflow::WorkflowSpec;
 pub const BATON_GROUP: &str = "baton.dev";
 /// Orca's API group, served so that Orca's documents apply verbatim.
 pub const ORCA_GROUP: &str = "sirocco.cloud";
+/// Orkestra's API group, served so that Orkestra's documents apply verbatim.
+pub const ORKESTRA_GROUP: &str = "orkestra.azure.microsoft.com";
 /// okra's API group, served so that okra's Cells apply verbatim.
 pub const OKRA_GROUP: &str = "okra.mumo.co";
 /// The version of every kind Baton serves.
@@ -45,10 +49,16 @@ impl Kind {
     pub fn api_version(&self) -> String {
         format!("{}/{VERSION}", self.group)
     }
+
+    /// Returns whether objects of the kind live in a namespace. Application groups are
+    /// cluster-scoped, as Orkestra's were: their releases go to namespaces of their own.
+    pub fn namespaced(&self) -> bool {
+        self.kind != "ApplicationGroup"
+    }
 }
 
-/// Every kind the planner watches, Baton's first.
-pub const KINDS: [Kind; 8] = [
+/// Every kind the planner watches.
+pub const KINDS: [Kind; 10] = [
     Kind {
         group: BATON_GROUP,
         kind: "Workflow",
@@ -76,6 +86,16 @@ pub const KINDS: [Kind; 8] = [
     },
     Kind {
         group: BATON_GROUP,
+        kind: "ApplicationGroup",
+        plural: "applicationgroups",
+    },
+    Kind {
+        group: ORKESTRA_GROUP,
+        kind: "ApplicationGroup",
+        plural: "applicationgroups",
+    },
+    Kind {
+        group: BATON_GROUP,
         kind: "Cell",
         plural: "cells",
     },
@@ -98,12 +118,11 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
 
 /// Returns the CustomResourceDefinition of one kind.
 pub fn crd(kind: &Kind) -> CustomResourceDefinition {
-    let orca = kind.group == ORCA_GROUP;
     let (spec, status, columns) = match kind.kind {
-        // Node fields that other kinds document (pod templates, traffic, analysis) go
+        // Node fields that other kinds document (pod templates, traffic, analysis, helm) go
         // without descriptions here, or the CRD would not fit kubectl's annotation.
         "Workflow" => (
-            schema_of::<WorkflowSpec>(&["template", "traffic", "analysis"]),
+            schema_of::<WorkflowSpec>(&["template", "traffic", "analysis", "helm"]),
             workflow_status(),
             workflow_columns(),
         ),
@@ -117,6 +136,11 @@ pub fn crd(kind: &Kind) -> CustomResourceDefinition {
             ignitor_status(),
             ignitor_columns(),
         ),
+        "ApplicationGroup" => (
+            schema_of::<ApplicationGroupSpec>(&["template"]),
+            group_status(),
+            group_columns(),
+        ),
         "Cell" => (schema_of::<CellSpec>(&[]), cell_status(), cell_columns()),
         "AnalysisTemplate" => (
             schema_of::<AnalysisTemplateSpec>(&[]),
@@ -128,14 +152,20 @@ pub fn crd(kind: &Kind) -> CustomResourceDefinition {
     let singular = kind.kind.to_ascii_lowercase();
     // Orca's short names, kept for its users; Baton's kinds go without, so that both groups
     // can be installed side by side without kubectl finding `tk` ambiguous.
-    let short_names = match (orca, kind.kind) {
-        (true, "Task") => Some(vec!["tk".to_owned()]),
-        (true, "Ignitor") => Some(vec!["ig".to_owned()]),
+    let short_names = match (kind.group, kind.kind) {
+        (ORCA_GROUP, "Task") => Some(vec!["tk".to_owned()]),
+        (ORCA_GROUP, "Ignitor") => Some(vec!["ig".to_owned()]),
+        (ORKESTRA_GROUP, "ApplicationGroup") => Some(vec!["ag".to_owned(), "appgroup".to_owned()]),
         _ => None,
     };
     let root = json!({
         "type": "object",
-        "description": format!("A {} ({}): see Baton's README.", kind.kind, kind.api_version()),
+        "description": format!(
+            "{} {} ({}): see Baton's README.",
+            if kind.kind.starts_with(['A', 'E', 'I', 'O', 'U']) { "An" } else { "A" },
+            kind.kind,
+            kind.api_version()
+        ),
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string"},
@@ -161,7 +191,12 @@ pub fn crd(kind: &Kind) -> CustomResourceDefinition {
                 short_names,
                 categories: Some(vec!["baton".to_owned()]),
             },
-            scope: "Namespaced".to_owned(),
+            scope: if kind.namespaced() {
+                "Namespaced"
+            } else {
+                "Cluster"
+            }
+            .to_owned(),
             versions: vec![CustomResourceDefinitionVersion {
                 name: VERSION.to_owned(),
                 served: true,
@@ -334,6 +369,57 @@ fn cell_status() -> serde_json::Value {
     })
 }
 
+fn group_status() -> serde_json::Value {
+    let condition = json!({
+        "type": "object",
+        "required": ["type", "status"],
+        "properties": {
+            "type": string("Ready, ForwardWorkflowSucceeded, RollbackWorkflowSucceeded or ReverseWorkflowSucceeded."),
+            "status": string("True, False or Unknown."),
+            "reason": string("Why, in one word."),
+            "message": string("Why, in words."),
+            "lastTransitionTime": string("When the status last changed (RFC 3339)."),
+            "observedGeneration": {"type": "integer", "format": "int64"},
+        },
+    });
+    let chart = json!({
+        "type": "object",
+        "properties": {
+            "version": string("The chart version released."),
+            "release": string("The Helm release's name."),
+            "namespace": string("The release's namespace."),
+            "error": string("Why it failed, when it did."),
+            "conditions": {"type": "array", "items": condition},
+        },
+    });
+    json!({
+        "type": "object",
+        "description": "What Baton did with the group: conditions as Orkestra wrote them, per application and subchart.",
+        "properties": {
+            "observedGeneration": {"type": "integer", "format": "int64", "description": "The generation last applied."},
+            "lastSucceededGeneration": {"type": "integer", "format": "int64", "description": "The generation last released in full."},
+            "phase": string("Progressing, Succeeded, RollingBack, Uninstalling, Failed, Deleting or Deleted."),
+            "remediation": string("After a failure: rolledBack (to the last successful spec) or uninstalled (no spec had succeeded)."),
+            "run": string("The run under way, or the last one (baton status RUN)."),
+            "leftInstalled": {"type": "array", "items": {"type": "string"}, "description": "Releases a failed uninstall left behind (namespace/release)."},
+            "message": string("Why the document was refused, when it was."),
+            "conditions": {"type": "array", "items": condition},
+            "applications": {"type": "array", "items": {
+                "type": "object",
+                "properties": {
+                    "name": string("The application."),
+                    "version": string("The chart version released."),
+                    "release": string("The Helm release's name."),
+                    "namespace": string("The release's namespace."),
+                    "error": string("Why it failed, when it did."),
+                    "conditions": {"type": "array", "items": condition},
+                    "subcharts": {"type": "object", "additionalProperties": chart},
+                },
+            }},
+        },
+    })
+}
+
 fn cell_columns() -> Vec<CustomResourceColumnDefinition> {
     vec![
         column("Phase", "string", ".status.phase", "The rollout's phase"),
@@ -366,6 +452,37 @@ fn analysis_template_status() -> serde_json::Value {
             "message": string("Why the document was refused, when it was."),
         },
     })
+}
+
+/// Orkestra's columns.
+fn group_columns() -> Vec<CustomResourceColumnDefinition> {
+    vec![
+        column(
+            "Ready",
+            "string",
+            ".status.conditions[?(@.type==\"Ready\")].status",
+            "Whether the group is released",
+        ),
+        column(
+            "Reason",
+            "string",
+            ".status.conditions[?(@.type==\"Ready\")].reason",
+            "Why",
+        ),
+        column(
+            "Message",
+            "string",
+            ".status.conditions[?(@.type==\"Ready\")].message",
+            "Why, in words",
+        ),
+        column(
+            "RolledBack",
+            "string",
+            ".status.conditions[?(@.type==\"RollbackWorkflowSucceeded\")].status",
+            "Whether a rollback to the last successful spec succeeded",
+        ),
+        age(),
+    ]
 }
 
 fn column(

@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 
 use crate::analysis::AnalysisTemplate;
 use crate::cell::{Cell, OKRA_API_VERSION};
+use crate::group::{ApplicationGroup, ORKESTRA_API_VERSION};
 use crate::task::{Ignitor, ORCA_API_VERSION, Task};
 use crate::validate;
 use crate::wire::Timestamp;
@@ -20,6 +21,8 @@ pub enum Document {
     Task(Box<Task>),
     /// An Ignitor, Orca's or Baton's.
     Ignitor(Box<Ignitor>),
+    /// An ApplicationGroup, Orkestra's or Baton's.
+    Group(Box<ApplicationGroup>),
     /// A Cell, okra's or Baton's.
     Cell(Box<Cell>),
     /// A `baton.dev/v1alpha1` AnalysisTemplate.
@@ -33,6 +36,7 @@ impl Document {
             Document::Workflow(w) => format!("Workflow/{}", w.metadata.name),
             Document::Task(t) => format!("Task/{}", t.metadata.name),
             Document::Ignitor(i) => format!("Ignitor/{}", i.metadata.name),
+            Document::Group(g) => format!("ApplicationGroup/{}", g.metadata.name),
             Document::Cell(c) => format!("Cell/{}", c.metadata.name),
             Document::AnalysisTemplate(t) => format!("AnalysisTemplate/{}", t.metadata.name),
         }
@@ -189,6 +193,11 @@ fn parse_one(value: serde_norway::Value, now: Timestamp) -> Result<Document, Vec
             validate::ignitor(&ignitor, now)?;
             Ok(Document::Ignitor(Box::new(ignitor)))
         }
+        (crate::API_VERSION | ORKESTRA_API_VERSION, "ApplicationGroup") => {
+            let group: ApplicationGroup = typed(value)?;
+            crate::group::validate(&group)?;
+            Ok(Document::Group(Box::new(group)))
+        }
         (crate::API_VERSION | OKRA_API_VERSION, "Cell") => {
             let cell: Cell = typed(value)?;
             crate::cell::validate(&cell)?;
@@ -202,7 +211,7 @@ fn parse_one(value: serde_norway::Value, now: Timestamp) -> Result<Document, Vec
         (crate::API_VERSION, other) => Err(vec![SpecError::new(
             "kind",
             format!(
-                "unsupported kind {other:?} for {api_version} (supported: Workflow, Task, Ignitor, Cell, AnalysisTemplate)"
+                "unsupported kind {other:?} for {api_version} (supported: Workflow, Task, Ignitor, ApplicationGroup, Cell, AnalysisTemplate)"
             ),
         )]),
         (OKRA_API_VERSION, other) => Err(vec![SpecError::new(
@@ -211,6 +220,10 @@ fn parse_one(value: serde_norway::Value, now: Timestamp) -> Result<Document, Vec
                 "unsupported kind {other:?} for {api_version} (supported: Cell; okra's other kinds are replaced by target group discovery from ELBv2 tags)"
             ),
         )]),
+        (ORKESTRA_API_VERSION, other) => Err(vec![SpecError::new(
+            "kind",
+            format!("unsupported kind {other:?} for {api_version} (supported: ApplicationGroup)"),
+        )]),
         (ORCA_API_VERSION, other) => Err(vec![SpecError::new(
             "kind",
             format!("unsupported kind {other:?} for {api_version} (supported: Task, Ignitor)"),
@@ -218,7 +231,7 @@ fn parse_one(value: serde_norway::Value, now: Timestamp) -> Result<Document, Vec
         (other, _) => Err(vec![SpecError::new(
             "apiVersion",
             format!(
-                "unsupported apiVersion {other:?} (supported: {}, {ORCA_API_VERSION}, {OKRA_API_VERSION})",
+                "unsupported apiVersion {other:?} (supported: {}, {ORCA_API_VERSION}, {ORKESTRA_API_VERSION}, {OKRA_API_VERSION})",
                 crate::API_VERSION
             ),
         )]),

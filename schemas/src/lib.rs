@@ -10,6 +10,8 @@ pub mod condition;
 pub mod crd;
 pub mod document;
 pub mod duration;
+pub mod group;
+pub mod helm;
 pub mod ids;
 pub mod schedule;
 pub mod status;

@@ -98,6 +98,7 @@ pub fn workflow(wf: &Workflow) -> Result<(), Vec<SpecError>> {
             ("container", node.container.is_some(), NodeKind::Pod),
             ("webhook", node.webhook.is_some(), NodeKind::Webhook),
             ("publish", node.publish.is_some(), NodeKind::Publish),
+            ("helm", node.helm.is_some(), NodeKind::Helm),
             ("traffic", node.traffic.is_some(), NodeKind::Traffic),
             ("analysis", node.analysis.is_some(), NodeKind::Analysis),
         ];
@@ -161,6 +162,9 @@ pub fn workflow(wf: &Workflow) -> Result<(), Vec<SpecError>> {
                 node.container.as_deref(),
                 node.namespace.as_deref(),
             )),
+            NodeKind::Helm => {
+                errors.extend(crate::helm::validate(&at("helm"), node.helm.as_deref()))
+            }
             _ => {}
         }
         for key in node.env.keys() {

@@ -88,6 +88,9 @@ pub struct Job {
     /// `publish` settings, with the data decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish: Option<Box<crate::task::Publish>>,
+    /// `helm` settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<Box<crate::helm::HelmSpec>>,
     /// `traffic` settings: the rule and its weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<Box<crate::traffic::TrafficSpec>>,

@@ -120,11 +120,15 @@ pub struct NodeSpec {
     /// `publish`: the NATS message to send.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish: Option<Box<crate::task::Publish>>,
+    /// `helm`: the release and what to do to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<Box<crate::helm::HelmSpec>>,
     /// `traffic`: the ALB listener rule to write and its weighted target groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<Box<crate::traffic::TrafficSpec>>,
     /// `analysis`: the metrics to measure and judge (templates by name, or inline).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::analysis::UncheckedAnalysis>")]
     pub analysis: Option<Box<crate::analysis::AnalysisSpec>>,
 }
 
@@ -154,6 +158,8 @@ pub enum NodeKind {
     Webhook,
     /// Publishes a NATS message.
     Publish,
+    /// Installs, upgrades or uninstalls a Helm release.
+    Helm,
     /// Writes an ALB listener rule's weighted forward action and reads it back.
     Traffic,
     /// Measures metrics (Prometheus queries, HTTP checks) and judges them.
@@ -162,12 +168,13 @@ pub enum NodeKind {
 
 impl NodeKind {
     /// Every kind, in the order workers list them.
-    pub const ALL: [NodeKind; 7] = [
+    pub const ALL: [NodeKind; 8] = [
         NodeKind::Noop,
         NodeKind::Exec,
         NodeKind::Pod,
         NodeKind::Webhook,
         NodeKind::Publish,
+        NodeKind::Helm,
         NodeKind::Traffic,
         NodeKind::Analysis,
     ];
@@ -180,6 +187,7 @@ impl NodeKind {
             NodeKind::Pod => "pod",
             NodeKind::Webhook => "webhook",
             NodeKind::Publish => "publish",
+            NodeKind::Helm => "helm",
             NodeKind::Traffic => "traffic",
             NodeKind::Analysis => "analysis",
         }
@@ -200,7 +208,7 @@ impl std::str::FromStr for NodeKind {
             .into_iter()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown node kind {s:?} (known: noop, exec, pod, webhook, publish, traffic, analysis)")
+                format!("unknown node kind {s:?} (known: noop, exec, pod, webhook, publish, helm, traffic, analysis)")
             })
     }
 }

@@ -365,6 +365,46 @@ impl Env {
     pub fn wait_end(&self, run: &str, within: Duration) -> anyhow::Result<RunStatus> {
         self.wait_for(run, within, |s| s.state.is_terminal())
     }
+
+    /// Reads an application group's status through the CLI (`baton groups NAME -o json`).
+    pub fn group(&self, name: &str) -> anyhow::Result<serde_json::Value> {
+        let out = self.cli(&["groups", name, "-o", "json"]);
+        if !out.status.success() {
+            bail!("groups failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// Polls a group until `done` holds for its status, at most `within`.
+    pub fn wait_group(
+        &self,
+        name: &str,
+        within: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> anyhow::Result<serde_json::Value> {
+        let started = Instant::now();
+        let mut last = None;
+        loop {
+            match self.group(name) {
+                Ok(group) if done(&group) => return Ok(group),
+                Ok(group) => last = Some(group),
+                Err(_) => {}
+            }
+            if started.elapsed() > within {
+                bail!("group {name} not there after {within:?}; last status: {last:#?}");
+            }
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+
+    /// Waits until nothing runs or waits for the group.
+    pub fn wait_group_settled(
+        &self,
+        name: &str,
+        within: Duration,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.wait_group(name, within, |g| g["settled"] == true)
+    }
 }
 
 impl Drop for Env {

@@ -145,6 +145,7 @@ fn the_traffic_executor_refuses_what_alb_would_before_calling_aws() {
         pod: None,
         webhook: None,
         publish: None,
+        helm: None,
         traffic: Some(Box::new(spec)),
         analysis: None,
         inputs: JobInputs::default(),

@@ -32,6 +32,7 @@ fn job(metrics: Vec<Metric>) -> Job {
         pod: None,
         webhook: None,
         publish: None,
+        helm: None,
         traffic: None,
         analysis: Some(Box::new(AnalysisSpec {
             metrics,

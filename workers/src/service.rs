@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
+use crate::executors::helm::{HelmConfig, HelmExecutor};
 use crate::executors::pod::{PodConfig, PodExecutor};
 use crate::executors::{Effect, Executors};
 
@@ -32,6 +33,8 @@ pub struct WorkerConfig {
     pub shutdown_deadline: Duration,
     /// Pod executor settings.
     pub pod: PodConfig,
+    /// Helm executor settings.
+    pub helm: HelmConfig,
 }
 
 impl Default for WorkerConfig {
@@ -41,6 +44,7 @@ impl Default for WorkerConfig {
             concurrency: 4,
             shutdown_deadline: Duration::from_secs(30),
             pod: PodConfig::default(),
+            helm: HelmConfig::default(),
         }
     }
 }
@@ -101,8 +105,26 @@ pub async fn run(
         bus: bus.clone(),
         http: reqwest::Client::builder().build()?,
         pod: None,
+        helm: None,
         traffic: crate::executors::traffic::TrafficExecutor::new(),
     };
+    if config.kinds.contains(&NodeKind::Helm) {
+        // The flux driver works through the API; the cli driver reads valuesFrom and
+        // authSecretRef with it when it can.
+        let client = match kube::Client::try_default().await {
+            Ok(client) => Some(client),
+            Err(e) if config.helm.driver == baton_schemas::helm::HelmDriver::Flux => {
+                anyhow::bail!(
+                    "the flux helm driver needs a Kubernetes client (KUBECONFIG or in-cluster config): {e}"
+                );
+            }
+            Err(e) => {
+                info!(error = %e, "no Kubernetes client: helm jobs cannot read valuesFrom or authSecretRef");
+                None
+            }
+        };
+        executors.helm = Some(HelmExecutor::new(config.helm.clone(), client));
+    }
     if config.kinds.contains(&NodeKind::Pod) {
         let client = kube::Client::try_default().await.map_err(|e| {
             anyhow::anyhow!(

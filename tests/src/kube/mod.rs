@@ -1,13 +1,18 @@
 //! The Kubernetes test fixture: a fake API server that keeps objects and serves watch the way
-//! Kubernetes does, and a kubelet actor that runs pods as local processes, acting only through
-//! the API. With `BATON_TEST_KUBECONFIG` set, tests use that cluster instead (and keep the
-//! kubelet actor only when `BATON_TEST_SIMULATE_KUBELET=1`, for a cluster without nodes).
+//! Kubernetes does, a kubelet actor that runs pods as local processes, and a helm-controller
+//! actor that answers Flux `HelmRelease` objects, both acting only through the API. With
+//! `BATON_TEST_KUBECONFIG` set, tests use that cluster instead (and keep the kubelet actor
+//! only when `BATON_TEST_SIMULATE_KUBELET=1`, for a cluster without nodes, and the
+//! helm-controller actor only when `BATON_TEST_SIMULATE_HELM_CONTROLLER=1`, for a cluster
+//! without Flux).
 
 pub mod apiserver;
+pub mod helm_controller;
 pub mod kubelet;
 pub mod selector;
 
 pub use apiserver::FakeApiServer;
+pub use helm_controller::HelmController;
 pub use kubelet::Kubelet;
 
 use std::path::{Path, PathBuf};
@@ -131,6 +136,16 @@ impl KubeEnv {
                 }
             }
             Ok(())
+        })
+    }
+
+    /// Starts the helm-controller actor, on the fake server or when
+    /// `BATON_TEST_SIMULATE_HELM_CONTROLLER=1`; `None` on a real cluster, whose Flux answers.
+    pub fn start_helm_controller(&self) -> Option<HelmController> {
+        let simulate = std::env::var("BATON_TEST_SIMULATE_HELM_CONTROLLER").is_ok_and(|v| v == "1");
+        (self.fake || simulate).then(|| {
+            let client = self.client.clone();
+            self.block_on(async move { HelmController::start(client) })
         })
     }
 

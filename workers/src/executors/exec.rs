@@ -215,6 +215,7 @@ mod tests {
             pod: None,
             webhook: None,
             publish: None,
+            helm: None,
             traffic: None,
             analysis: None,
             inputs: JobInputs {

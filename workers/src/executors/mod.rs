@@ -4,6 +4,7 @@
 pub mod action;
 pub mod analysis;
 pub mod exec;
+pub mod helm;
 pub mod pod;
 pub mod traffic;
 
@@ -24,8 +25,9 @@ pub enum Effect {
 ///
 /// Idempotence: `noop` has no effect; `exec` runs a local process, and a job redelivered after
 /// its worker died runs that process again (a local process cannot be adopted), so `exec`
-/// commands should be safe to repeat; `pod` adopts the pod an earlier delivery created;
-/// `traffic` finds the rule an earlier delivery wrote by its priority; `analysis` only reads.
+/// commands should be safe to repeat; `pod` adopts the pod an earlier delivery created, and
+/// `helm` the release operation or `HelmRelease` an earlier delivery started; `traffic` finds
+/// the rule an earlier delivery wrote by its priority; `analysis` only reads.
 #[derive(Clone)]
 pub struct Executors {
     /// The bus, for `publish` actions.
@@ -34,6 +36,8 @@ pub struct Executors {
     pub http: reqwest::Client,
     /// The pod executor, when the worker takes pod jobs.
     pub pod: Option<pod::PodExecutor>,
+    /// The helm executor, when the worker takes helm jobs.
+    pub helm: Option<helm::HelmExecutor>,
     /// The traffic executor (its AWS client is built on first use).
     pub traffic: traffic::TrafficExecutor,
 }
@@ -61,6 +65,12 @@ impl Executors {
                 Some(pod) => pod.run(job, stop, handing_back).await,
                 None => Effect::Done(Outcome::failed(
                     "this worker has no Kubernetes client for pod jobs".to_owned(),
+                )),
+            },
+            NodeKind::Helm => match &self.helm {
+                Some(helm) => helm.run(job, stop).await,
+                None => Effect::Done(Outcome::failed(
+                    "this worker does not take helm jobs".to_owned(),
                 )),
             },
         }

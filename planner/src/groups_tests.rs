@@ -1,0 +1,486 @@
+//! Unit tests of the application group lifecycle in the decision core: inputs in, actions out.
+
+use super::*;
+use crate::core::{CoreConfig, Input, Registered};
+use baton_schemas::helm::HelmAction;
+use baton_schemas::wire::{Event, Job, Outcome};
+use baton_schemas::{Document, parse_documents};
+
+const NOW: Timestamp = Timestamp(1_800_000_000_000);
+
+/// A group `g` of applications `(name, dependencies, chart version)` in namespace `ns`.
+fn group(apps: &[(&str, &str, &str)]) -> ApplicationGroup {
+    let mut text = String::from(
+        "apiVersion: orkestra.azure.microsoft.com/v1alpha1\nkind: ApplicationGroup\nmetadata: {name: g}\nspec:\n  applications:\n",
+    );
+    for (name, deps, version) in apps {
+        text.push_str(&format!(
+            "  - name: {name}\n    dependencies: [{deps}]\n    spec: {{chart: {{url: 'https://c.example.com', name: {name}, version: '{version}'}}, release: {{targetNamespace: ns}}}}\n"
+        ));
+    }
+    match parse_documents("g.yaml", &text, NOW).unwrap().remove(0) {
+        Document::Group(g) => *g,
+        _ => unreachable!(),
+    }
+}
+
+fn jobs(actions: &[Action]) -> Vec<Job> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Dispatch(job) => Some((**job).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn names(jobs: &[Job]) -> Vec<String> {
+    let mut names: Vec<String> = jobs.iter().map(|j| j.node.to_string()).collect();
+    names.sort();
+    names
+}
+
+fn finish(core: &mut Core, job: &Job, ok: bool) -> Vec<Action> {
+    let outcome = if ok {
+        Outcome::Succeeded {
+            output: String::new(),
+        }
+    } else {
+        Outcome::failed(format!("helm said no to {}", job.node))
+    };
+    core.apply(
+        Input::Bus(Event::NodeFinished {
+            run: job.run.clone(),
+            node: job.node.clone(),
+            attempt: job.attempt,
+            started_at: NOW,
+            finished_at: NOW,
+            outcome,
+        }),
+        NOW,
+    )
+}
+
+/// Finishes every job of `first` and of what follows, failing the nodes named in `fail`;
+/// returns the jobs in the order they were dispatched, in waves.
+fn drive(core: &mut Core, first: Vec<Job>, fail: &[&str]) -> Vec<Vec<String>> {
+    let mut waves = Vec::new();
+    let mut wave = first;
+    let mut rounds = 0;
+    while !wave.is_empty() {
+        rounds += 1;
+        assert!(rounds < 50, "a graph that never ends");
+        waves.push(names(&wave));
+        let mut next = Vec::new();
+        for job in &wave {
+            let ok = !fail.contains(&job.node.as_str());
+            next.extend(jobs(&finish(core, job, ok)));
+        }
+        wave = next;
+    }
+    waves
+}
+
+fn state(core: &Core) -> GroupState {
+    core.group("g").unwrap().state.clone()
+}
+
+fn view(core: &Core) -> Value {
+    core.group_view(core.group("g").unwrap())
+}
+
+fn condition(view: &Value, kind: &str) -> (String, String) {
+    let c = view["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} condition in {view:#}"));
+    (
+        c["status"].as_str().unwrap().to_owned(),
+        c["reason"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn waves(list: &[&[&str]]) -> Vec<Vec<String>> {
+    list.iter()
+        .map(|w| w.iter().map(|s| s.to_string()).collect())
+        .collect()
+}
+
+/// db; cache and api need db (and are independent of each other); web needs both.
+fn diamond(web_version: &str) -> ApplicationGroup {
+    group(&[
+        ("db", "", "1.0.0"),
+        ("cache", "db", "1.0.0"),
+        ("api", "db", "1.0.0"),
+        ("web", "cache, api", web_version),
+    ])
+}
+
+#[test]
+fn a_first_install_releases_in_dependency_order_and_independent_ones_together() {
+    let mut core = Core::new(CoreConfig::default());
+    let actions = core.apply(Input::RegisterGroup(Box::new(diamond("1.0.0"))), NOW);
+    let first = jobs(&actions);
+    assert!(first.iter().all(|j| j.kind == NodeKind::Helm));
+    assert_eq!(first[0].run.as_str(), "g-1f");
+    assert!(matches!(state(&core), GroupState::Progressing { .. }));
+    assert_eq!(
+        condition(&view(&core), "Ready"),
+        ("Unknown".into(), "Progressing".into())
+    );
+    let waves_seen = drive(&mut core, first, &[]);
+    assert_eq!(waves_seen, waves(&[&["db"], &["api", "cache"], &["web"]]));
+    assert_eq!(state(&core), GroupState::Succeeded);
+    let entry = core.group("g").unwrap();
+    assert_eq!(entry.last_successful.as_ref().unwrap().revision, 1);
+    let v = view(&core);
+    assert_eq!(condition(&v, "Ready"), ("True".into(), "Succeeded".into()));
+    assert_eq!(
+        condition(&v, "ForwardWorkflowSucceeded"),
+        ("True".into(), "Succeeded".into())
+    );
+    assert_eq!(v["applications"][3]["conditions"][0]["reason"], "Succeeded");
+    assert_eq!(v["applications"][3]["version"], "1.0.0");
+    assert_eq!(v["settled"], true);
+
+    // The same spec again changes nothing.
+    let again = core.apply(Input::RegisterGroup(Box::new(diamond("1.0.0"))), NOW);
+    assert!(again.is_empty(), "{again:?}");
+}
+
+#[test]
+fn fail_fast_starts_nothing_after_a_failure_and_a_first_install_is_uninstalled_in_reverse() {
+    let mut core = Core::new(CoreConfig::default());
+    let first = jobs(&core.apply(Input::RegisterGroup(Box::new(diamond("1.0.0"))), NOW));
+    let db = &first[0];
+    let second = jobs(&finish(&mut core, db, true));
+    assert_eq!(names(&second), ["api", "cache"]);
+    let by_name = |n: &str| second.iter().find(|j| j.node.as_str() == n).unwrap();
+    // api fails while cache still runs: nothing new starts, cache finishes.
+    let after_fail = jobs(&finish(&mut core, by_name("api"), false));
+    assert!(after_fail.is_empty(), "{after_fail:?}");
+    // cache ends: the forward run is over (web skipped), and with no successful spec yet
+    // every release is uninstalled in reverse dependency order.
+    let removal = jobs(&finish(&mut core, by_name("cache"), true));
+    let forward = core.run(&RunId::new("g-1f")).unwrap().status();
+    assert_eq!(forward.nodes[3].state, State::Skipped);
+    assert!(matches!(
+        state(&core),
+        GroupState::Remediating {
+            remediation: Remediation::Uninstalled,
+            ..
+        }
+    ));
+    assert!(
+        removal
+            .iter()
+            .all(|j| j.helm.as_ref().unwrap().action == HelmAction::Uninstall)
+    );
+    assert_eq!(removal[0].run.as_str(), "g-2u");
+    let v = view(&core);
+    assert_eq!(v["phase"], "Uninstalling");
+    assert_eq!(v["remediation"], "uninstalled");
+    let waves_seen = drive(&mut core, removal, &[]);
+    assert_eq!(waves_seen, waves(&[&["web"], &["api", "cache"], &["db"]]));
+    let GroupState::Failed {
+        remediation,
+        remediated,
+        failure,
+        ..
+    } = state(&core)
+    else {
+        panic!("{:?}", state(&core))
+    };
+    assert_eq!((remediation, remediated), (Remediation::Uninstalled, true));
+    assert_eq!(failure, "api failed: helm said no to api");
+    let v = view(&core);
+    assert_eq!(
+        condition(&v, "Ready"),
+        ("False".into(), "WorkflowFailed".into())
+    );
+    assert_eq!(
+        condition(&v, "ReverseWorkflowSucceeded"),
+        ("True".into(), "Succeeded".into())
+    );
+    assert!(
+        v["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["type"] != "RollbackWorkflowSucceeded")
+    );
+    assert_eq!(
+        v["applications"][0]["conditions"][0]["reason"],
+        "Uninstalled"
+    );
+}
+
+#[test]
+fn a_failed_upgrade_rolls_back_to_the_last_successful_spec() {
+    let mut core = Core::new(CoreConfig::default());
+    let first = jobs(&core.apply(
+        Input::RegisterGroup(Box::new(group(&[
+            ("db", "", "1.0.0"),
+            ("api", "db", "1.0.0"),
+        ]))),
+        NOW,
+    ));
+    drive(&mut core, first, &[]);
+    // Revision 2 upgrades api and adds cache (needs db) and web (needs api and cache); web
+    // fails.
+    let upgrade = group(&[
+        ("db", "", "1.0.0"),
+        ("api", "db", "2.0.0"),
+        ("cache", "db", "1.0.0"),
+        ("web", "api, cache", "1.0.0"),
+    ]);
+    let second = jobs(&core.apply(Input::RegisterGroup(Box::new(upgrade)), NOW));
+    assert_eq!(second[0].run.as_str(), "g-2f");
+    let db = jobs(&finish(&mut core, &second[0], true));
+    assert_eq!(names(&db), ["api", "cache"]);
+    let mut web = jobs(&finish(&mut core, &db[0], true));
+    web.extend(jobs(&finish(&mut core, &db[1], true)));
+    assert!(db.iter().any(|j| j.node.as_str() == "api"));
+    assert_eq!(names(&web), ["web"]);
+    // web fails: the rollback run starts at once, as one graph — the added releases
+    // uninstalled in reverse dependency order, then the last successful spec applied again.
+    let rollback = jobs(&finish(&mut core, &web[0], false));
+    let GroupState::Remediating {
+        run, remediation, ..
+    } = state(&core)
+    else {
+        panic!("{:?}", state(&core))
+    };
+    assert_eq!(
+        (run.as_str(), remediation),
+        ("g-3r", Remediation::RolledBack)
+    );
+    assert_eq!(view(&core)["phase"], "RollingBack");
+    assert_eq!(
+        condition(&view(&core), "RollbackWorkflowSucceeded"),
+        ("Unknown".into(), "Progressing".into())
+    );
+    let steps = drive(&mut core, rollback, &[]);
+    assert_eq!(
+        steps,
+        waves(&[&["uninstall-web"], &["uninstall-cache"], &["db"], &["api"]])
+    );
+    assert!(matches!(
+        state(&core),
+        GroupState::Failed {
+            remediated: true,
+            ..
+        }
+    ));
+    let rollback = core.run(&RunId::new("g-3r")).unwrap();
+    let api = rollback
+        .spec
+        .nodes
+        .iter()
+        .find(|n| n.name.as_str() == "api")
+        .unwrap();
+    assert_eq!(
+        api.helm
+            .as_ref()
+            .unwrap()
+            .chart
+            .as_ref()
+            .unwrap()
+            .version
+            .as_deref(),
+        Some("1.0.0")
+    );
+    let v = view(&core);
+    assert_eq!(v["remediation"], "rolledBack");
+    assert_eq!(v["lastSucceededRevision"], 1);
+    assert_eq!(
+        condition(&v, "RollbackWorkflowSucceeded"),
+        ("True".into(), "Succeeded".into())
+    );
+    assert_eq!(
+        condition(&v, "ForwardWorkflowSucceeded"),
+        ("False".into(), "Failed".into())
+    );
+    let ready = &v["conditions"][0];
+    assert_eq!(ready["status"], "False");
+    assert!(
+        ready["message"].as_str().unwrap().contains(
+            "web failed: helm said no to web; rolled back to the last successful spec (revision 1)"
+        ),
+        "{ready}"
+    );
+    let apps = v["applications"].as_array().unwrap();
+    let reason = |i: usize| {
+        apps[i]["conditions"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        (reason(0), reason(1), reason(2), reason(3)),
+        (
+            "RolledBack".into(),
+            "RolledBack".into(),
+            "Uninstalled".into(),
+            "Uninstalled".into()
+        )
+    );
+    assert_eq!(apps[1]["version"], "1.0.0");
+}
+
+#[test]
+fn a_new_spec_first_uninstalls_the_applications_it_dropped() {
+    let mut core = Core::new(CoreConfig::default());
+    let first = jobs(&core.apply(Input::RegisterGroup(Box::new(diamond("1.0.0"))), NOW));
+    drive(&mut core, first, &[]);
+    // Revision 2 drops web and cache: they are uninstalled (web first), then db and api are
+    // applied.
+    let smaller = group(&[("db", "", "1.0.0"), ("api", "db", "1.1.0")]);
+    let second = jobs(&core.apply(Input::RegisterGroup(Box::new(smaller)), NOW));
+    assert!(
+        second
+            .iter()
+            .all(|j| j.helm.as_ref().unwrap().action == HelmAction::Uninstall)
+    );
+    let steps = drive(&mut core, second, &[]);
+    assert_eq!(
+        steps,
+        waves(&[&["uninstall-web"], &["uninstall-cache"], &["db"], &["api"]])
+    );
+    assert_eq!(state(&core), GroupState::Succeeded);
+    let v = view(&core);
+    assert_eq!(v["applications"].as_array().unwrap().len(), 2);
+    assert_eq!(v["applications"][1]["version"], "1.1.0");
+}
+
+#[test]
+fn delete_runs_the_reverse_graph_and_names_what_a_failed_uninstall_left() {
+    let mut core = Core::new(CoreConfig::default());
+    let first = jobs(&core.apply(Input::RegisterGroup(Box::new(diamond("1.0.0"))), NOW));
+    drive(&mut core, first, &[]);
+    let actions = core.apply(Input::Remove(Registered::Group("g".into())), NOW);
+    let removal = jobs(&actions);
+    assert_eq!(removal[0].run.as_str(), "g-2d");
+    assert_eq!(view(&core)["phase"], "Deleting");
+    assert_eq!(
+        condition(&view(&core), "Ready"),
+        ("False".into(), "Terminating".into())
+    );
+    // api's uninstall fails: db, which it needs, is left too (fail-fast).
+    let steps = drive(&mut core, removal, &["api"]);
+    assert_eq!(steps, waves(&[&["web"], &["api", "cache"]]));
+    assert_eq!(
+        state(&core),
+        GroupState::Deleted {
+            left_installed: vec!["ns/api".into(), "ns/db".into()]
+        }
+    );
+    let v = view(&core);
+    assert_eq!(v["leftInstalled"], json!(["ns/api", "ns/db"]));
+    assert_eq!(
+        condition(&v, "Ready"),
+        ("False".into(), "DeleteFailed".into())
+    );
+    assert_eq!(
+        condition(&v, "ReverseWorkflowSucceeded"),
+        ("False".into(), "Failed".into())
+    );
+    // A second delete does nothing; a delete of an unknown group is refused.
+    assert!(
+        core.apply(Input::Remove(Registered::Group("g".into())), NOW)
+            .is_empty()
+    );
+    assert_eq!(
+        core.apply(Input::Remove(Registered::Group("nope".into())), NOW),
+        [Action::Refused(Refusal::UnknownGroup("nope".into()))]
+    );
+    // Applying it again installs it afresh.
+    let again = jobs(&core.apply(Input::RegisterGroup(Box::new(diamond("1.0.0"))), NOW));
+    assert_eq!(again[0].run.as_str(), "g-3f");
+    assert_eq!(core.group("g").unwrap().revision, 2);
+}
+
+#[test]
+fn a_spec_applied_during_a_run_waits_for_it_and_its_remediation() {
+    let mut core = Core::new(CoreConfig::default());
+    let first = jobs(&core.apply(Input::RegisterGroup(Box::new(diamond("1.0.0"))), NOW));
+    // While the first install runs, revision 2 arrives: nothing new is dispatched for it.
+    let queued = core.apply(Input::RegisterGroup(Box::new(diamond("2.0.0"))), NOW);
+    assert!(queued.is_empty(), "{queued:?}");
+    assert_eq!(view(&core)["pending"], "apply");
+    // The first install fails at db: it is uninstalled; then revision 2 starts.
+    let removal = jobs(&finish(&mut core, &first[0], false));
+    assert_eq!(removal[0].run.as_str(), "g-2u");
+    let steps = drive(&mut core, removal, &[]);
+    // The uninstall (web, then api and cache, then db), then revision 2's install.
+    assert_eq!(
+        steps,
+        waves(&[
+            &["web"],
+            &["api", "cache"],
+            &["db"],
+            &["db"],
+            &["api", "cache"],
+            &["web"]
+        ])
+    );
+    let entry = core.group("g").unwrap();
+    assert_eq!(entry.state, GroupState::Succeeded);
+    assert_eq!(entry.forward_run.as_ref().unwrap().as_str(), "g-3f");
+    assert_eq!(entry.revision, 2);
+}
+
+#[test]
+fn a_delete_during_a_failing_install_replaces_its_remediation() {
+    let mut core = Core::new(CoreConfig::default());
+    let first = jobs(&core.apply(Input::RegisterGroup(Box::new(diamond("1.0.0"))), NOW));
+    assert!(
+        core.apply(Input::Remove(Registered::Group("g".into())), NOW)
+            .is_empty()
+    );
+    assert_eq!(view(&core)["pending"], "delete");
+    let removal = jobs(&finish(&mut core, &first[0], false));
+    assert_eq!(removal[0].run.as_str(), "g-2d");
+    drive(&mut core, removal, &[]);
+    assert_eq!(
+        state(&core),
+        GroupState::Deleted {
+            left_installed: vec![]
+        }
+    );
+}
+
+#[test]
+fn a_group_survives_a_store_round_trip() {
+    let mut core = Core::new(CoreConfig::default());
+    let first = jobs(&core.apply(Input::RegisterGroup(Box::new(diamond("1.0.0"))), NOW));
+    drive(&mut core, first, &[]);
+    let entry = core.group("g").unwrap().clone();
+    let json = serde_json::to_string(&entry).unwrap();
+    let back: GroupEntry = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, entry);
+    let runs: Vec<Run> = core.runs().cloned().collect();
+    let mut restored = Core::restore(CoreConfig::default(), vec![], runs, vec![], vec![]);
+    restored.restore_groups(vec![back]);
+    assert_eq!(
+        restored.group_view(restored.group("g").unwrap()),
+        view(&core)
+    );
+}
+
+#[test]
+fn run_ids_fit_and_stay_apart() {
+    assert_eq!(
+        group_run_id("bookinfo", 12, Purpose::Rollback).as_str(),
+        "bookinfo-12r"
+    );
+    let long = group_run_id("a-very-long-application-group-name", 3, Purpose::Forward);
+    assert!(
+        long.as_str().len() <= 40 && RunId::is_valid(long.as_str()),
+        "{long}"
+    );
+    let other = group_run_id("a-very-long-application-group-nam2", 3, Purpose::Forward);
+    assert_ne!(long, other);
+}

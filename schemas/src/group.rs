@@ -1,0 +1,1009 @@
+//! `ApplicationGroup`: Orkestra's document (`orkestra.azure.microsoft.com/v1alpha1`, accepted
+//! verbatim) and Baton's (`baton.dev/v1alpha1`, the same fields plus Baton's extensions): Helm
+//! applications with dependencies, each optionally split into its subcharts.
+//!
+//! [`ApplicationGroupSpec::tasks`] turns a group into its release tasks — one per application
+//! and one per listed subchart — with the dependencies between them; the planner compiles
+//! those into graphs of `helm` nodes (forward, reverse, rollback). [`validate`] refuses what
+//! Orkestra accepted and then failed on: unknown dependencies, cycles, duplicate names, and
+//! two releases of one name in one namespace.
+//!
+//! Release names follow Orkestra's, so that a group Orkestra installed is adopted rather than
+//! installed twice: an application's release is its chart's name made a DNS-1123 name; a
+//! subchart's is the first 10 hex digits of the SHA-256 of the application's name, `-`, and
+//! the subchart's name. `spec.release.releaseName` (a Baton extension) chooses another.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{Container, ObjectReference};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::Duration;
+use crate::document::SpecError;
+use crate::helm::{HelmAction, HelmChart, HelmDriver, HelmSpec, SecretRef, ValuesReference};
+use crate::ids::is_dns_label;
+
+/// Orkestra's API version, accepted verbatim.
+pub const ORKESTRA_API_VERSION: &str = "orkestra.azure.microsoft.com/v1alpha1";
+
+/// The image of Orkestra's Keptn executor, used when a `keptn` executor names none.
+pub const KEPTN_EXECUTOR_IMAGE: &str = "azureorkestra/keptn-executor:v0.1.0";
+
+/// The label naming the group on everything Baton writes for it.
+pub const GROUP_LABEL: &str = "baton.dev/group";
+/// The label naming the application.
+pub const APPLICATION_LABEL: &str = "baton.dev/application";
+/// The label naming the subchart, on a subchart's objects.
+pub const SUBCHART_LABEL: &str = "baton.dev/subchart";
+
+/// How long Helm's release names may be.
+const RELEASE_NAME_MAX: usize = 53;
+
+/// Reads `null` as the default (`dependencies:` with nothing after it).
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// An `ApplicationGroup` document.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApplicationGroup {
+    /// `orkestra.azure.microsoft.com/v1alpha1` or `baton.dev/v1alpha1`.
+    pub api_version: String,
+    /// Always `ApplicationGroup`.
+    pub kind: String,
+    /// The object's name and, from a cluster, its generation.
+    pub metadata: GroupMetadata,
+    /// The applications.
+    pub spec: ApplicationGroupSpec,
+    /// What a cluster reported; ignored on input.
+    #[serde(default, skip_serializing)]
+    pub status: Option<Value>,
+}
+
+impl ApplicationGroup {
+    /// Returns the group's name.
+    pub fn name(&self) -> &str {
+        &self.metadata.name
+    }
+}
+
+/// The metadata Baton reads of a group. Other fields a cluster adds are ignored.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupMetadata {
+    /// The group's name.
+    #[serde(default)]
+    pub name: String,
+    /// The object's generation, when it comes from a cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// Labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The applications of a group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApplicationGroupSpec {
+    /// The applications, each a Helm chart, with the applications they depend on.
+    pub applications: Vec<Application>,
+    /// Orkestra's requeue interval; accepted and unused, as in Orkestra.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Duration>,
+    /// Baton: who performs the Helm operations (`cli` or `flux`); the workers' `--helm-driver`
+    /// when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<HelmDriver>,
+}
+
+/// One application: a chart, its release, its subcharts, and what it depends on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Application {
+    /// The application's name, unique in the group.
+    pub name: String,
+    /// Applications that must be released before this one.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    #[schemars(with = "Vec<String>")]
+    pub dependencies: Vec<String>,
+    /// The chart and how to release it.
+    pub spec: ApplicationSpec,
+}
+
+/// What an application releases and how.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApplicationSpec {
+    /// Where the chart comes from.
+    pub chart: ChartRef,
+    /// How it is released.
+    pub release: Release,
+    /// Subcharts released on their own, in the order of their dependencies; subcharts not
+    /// listed stay inside the application's release.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    #[schemars(with = "Vec<Subchart>")]
+    pub subcharts: Vec<Subchart>,
+    /// Executors run for the application's release and for each of its subcharts, in the
+    /// order of their dependencies; one `helmrelease` executor when empty.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    #[schemars(with = "Vec<Executor>")]
+    pub workflow: Vec<Executor>,
+    /// Baton: where the application's own release goes relative to its subcharts: `last`
+    /// (after them, the default, as Orkestra did), `first`, or `parallel`.
+    #[serde(default, skip_serializing_if = "ParentOrder::is_last")]
+    pub parent_order: ParentOrder,
+}
+
+/// Where an application's chart comes from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChartRef {
+    /// The Helm repository URL (serving `index.yaml`), or an `oci://` registry path.
+    pub url: String,
+    /// The chart's name in the repository.
+    pub name: String,
+    /// The version or semver range; the newest when not set or `*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// A Secret with the repository's credentials (`username`, `password`, `ca.crt`,
+    /// `tls.crt`, `tls.key`); its namespace defaults to `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::helm::any_object")]
+    pub auth_secret_ref: Option<ObjectReference>,
+}
+
+/// How an application is released.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Release {
+    /// Flux's reconcile interval (default 5m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Duration>,
+    /// The namespace the release goes to, created if missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_namespace: Option<String>,
+    /// How long one Helm operation may take (default 5m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// The values; `<subchart>` keys go to the subcharts listed, with `global`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::helm::any_object")]
+    pub values: Option<Value>,
+    /// Values from Secrets and ConfigMaps in the target namespace, merged before `values`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values_from: Vec<ValuesReference>,
+    /// Flux's install options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::helm::any_object")]
+    pub install: Option<Value>,
+    /// Flux's upgrade options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::helm::any_object")]
+    pub upgrade: Option<Value>,
+    /// Flux's rollback options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::helm::any_object")]
+    pub rollback: Option<Value>,
+    /// Flux's uninstall options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::helm::any_object")]
+    pub uninstall: Option<Value>,
+    /// Baton: the release's name, instead of Orkestra's (the chart's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_name: Option<String>,
+}
+
+/// A subchart released on its own.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Subchart {
+    /// The subchart's name (its dependency name in the chart).
+    pub name: String,
+    /// Subcharts of the same application released before this one.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    #[schemars(with = "Vec<String>")]
+    pub dependencies: Vec<String>,
+}
+
+/// Where an application's own release goes relative to its subcharts.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum ParentOrder {
+    /// Before every subchart.
+    First,
+    /// After every subchart (the default).
+    #[default]
+    Last,
+    /// Beside them, with no order.
+    Parallel,
+}
+
+impl ParentOrder {
+    fn is_last(&self) -> bool {
+        *self == ParentOrder::Last
+    }
+}
+
+/// One executor of an application's `workflow`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Executor {
+    /// The executor's name, unique in the list.
+    pub name: String,
+    /// Executors of the list that run before this one.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    #[schemars(with = "Vec<String>")]
+    pub dependencies: Vec<String>,
+    /// `helmrelease` (the release itself), `keptn` or `custom`; `custom` when only an image
+    /// is given.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub executor_type: Option<ExecutorType>,
+    /// The image of a `custom` or `keptn` executor: an image name, or a container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::helm::any_value")]
+    pub image: Option<ExecutorImage>,
+    /// Executor parameters: `keptn` reads `configMapRef` (or `configmapRef`), `custom`
+    /// passes `data` to its image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::helm::any_value")]
+    pub params: Option<Value>,
+}
+
+impl Executor {
+    /// Returns the executor's type: the one written, else `custom` when an image is given.
+    pub fn kind(&self) -> Option<ExecutorType> {
+        self.executor_type
+            .or(self.image.as_ref().map(|_| ExecutorType::Custom))
+    }
+
+    /// Returns the ConfigMap a `keptn` executor reads, from `configMapRef` or Orkestra's
+    /// examples' `configmapRef`: `(name, namespace)`.
+    pub fn config_map_ref(&self) -> Option<(String, String)> {
+        let params = self.params.as_ref()?;
+        let reference = params
+            .get("configMapRef")
+            .or_else(|| params.get("configmapRef"))?;
+        Some((
+            reference.get("name")?.as_str()?.to_owned(),
+            reference.get("namespace")?.as_str()?.to_owned(),
+        ))
+    }
+}
+
+/// The types of executor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorType {
+    /// Releases the chart (Orkestra applied a Flux `HelmRelease`; Baton runs a `helm` node).
+    Helmrelease,
+    /// Orkestra's Keptn quality gate, run as a pod of its image.
+    Keptn,
+    /// A pod of the user's image.
+    Custom,
+}
+
+/// An executor's image: a name, or a whole container.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ExecutorImage {
+    /// An image name.
+    Name(String),
+    /// A container (Orkestra reads its `name` and `image`; Baton uses all of it).
+    Container(Box<Container>),
+}
+
+impl ExecutorImage {
+    /// Returns the container the executor runs, named `default_name` when the spec gave only
+    /// an image.
+    pub fn container(&self, default_name: &str) -> Container {
+        match self {
+            ExecutorImage::Name(image) => Container {
+                name: default_name.to_owned(),
+                image: Some(image.clone()),
+                ..Container::default()
+            },
+            ExecutorImage::Container(container) => {
+                let mut container = (**container).clone();
+                if container.name.is_empty() {
+                    container.name = default_name.to_owned();
+                }
+                container
+            }
+        }
+    }
+}
+
+/// One release of a group: an application's chart, or one subchart of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReleaseTask {
+    /// The task's name, the base of its nodes' names: `<app>` or `<app>-<subchart>`.
+    pub name: String,
+    /// The application.
+    pub app: String,
+    /// The subchart, for a subchart's task.
+    pub subchart: Option<String>,
+    /// The field path of what defines the task, for errors.
+    pub path: String,
+    /// The release as a `helm` apply.
+    pub helm: HelmSpec,
+    /// Tasks released before this one.
+    pub needs: Vec<String>,
+    /// The application's executors (empty: one implicit `helmrelease`).
+    pub executors: Vec<Executor>,
+}
+
+impl ReleaseTask {
+    /// Returns the release's identity: `(namespace, release name)`.
+    pub fn release_key(&self) -> (String, String) {
+        (self.helm.namespace.clone(), self.helm.release.clone())
+    }
+}
+
+/// Makes `name` a DNS-1123 name as Orkestra does: lowercase, characters other than
+/// `[-a-z0-9]` replaced by `-`, leading characters other than letters and digits removed,
+/// the SHA-256 of the name if nothing is left, at most 63 characters.
+pub fn dns1123(name: &str) -> String {
+    let lowered: String = name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let trimmed = lowered.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
+    let converted = if trimmed.is_empty() {
+        sha256_hex(name)
+    } else {
+        trimmed.to_owned()
+    };
+    converted.chars().take(63).collect()
+}
+
+/// Returns the lowercase hex SHA-256 of `text`.
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Returns Orkestra's release name of subchart `subchart` of application `app`.
+pub fn subchart_release_name(app: &str, subchart: &str) -> String {
+    let hash: String = sha256_hex(app).chars().take(10).collect();
+    dns1123(&format!("{hash}-{subchart}"))
+}
+
+impl Application {
+    /// Returns the release name of the application's own chart.
+    pub fn release_name(&self) -> String {
+        self.spec
+            .release
+            .release_name
+            .clone()
+            .unwrap_or_else(|| dns1123(&self.spec.chart.name))
+    }
+
+    /// Returns the release name of one of its subcharts.
+    pub fn subchart_release_name(&self, subchart: &str) -> String {
+        match &self.spec.release.release_name {
+            Some(name) => format!("{name}-{subchart}"),
+            None => subchart_release_name(&self.name, subchart),
+        }
+    }
+}
+
+impl ApplicationGroupSpec {
+    /// Returns the release tasks of the group named `group`, applications in document order,
+    /// each application's subcharts before its own task. Each task's `needs` hold:
+    /// - the subcharts its subchart depends on;
+    /// - for an application's task and its subcharts, by `parentOrder`: with `last`, the
+    ///   application's task needs its subcharts' last tasks; with `first`, the subcharts'
+    ///   first tasks need the application's; with `parallel`, nothing;
+    /// - for an application's first tasks, the last tasks of the applications it depends on.
+    ///
+    /// The spec must be valid ([`validate`]).
+    pub fn tasks(&self, group: &str) -> Vec<ReleaseTask> {
+        let mut all = Vec::new();
+        // Per application: its tasks' names, its first tasks and its last tasks.
+        let mut firsts: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut lasts: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (i, app) in self.applications.iter().enumerate() {
+            let at = format!("spec.applications[{i}]");
+            let release = &app.spec.release;
+            let namespace = release.target_namespace.clone().unwrap_or_default();
+            let values = release
+                .values
+                .as_ref()
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            let chart = HelmChart {
+                url: app.spec.chart.url.clone(),
+                name: app.spec.chart.name.clone(),
+                version: app.spec.chart.version.clone(),
+                auth_secret_ref: app.spec.chart.auth_secret_ref.as_ref().map(|r| SecretRef {
+                    name: r.name.clone().unwrap_or_default(),
+                    namespace: r.namespace.clone().unwrap_or_else(|| "default".to_owned()),
+                }),
+                subchart: None,
+            };
+            let mut labels = BTreeMap::from([
+                (GROUP_LABEL.to_owned(), group.to_owned()),
+                (APPLICATION_LABEL.to_owned(), app.name.clone()),
+                (
+                    "app.kubernetes.io/managed-by".to_owned(),
+                    "baton".to_owned(),
+                ),
+            ]);
+            let helm = |release_name: String,
+                        chart: HelmChart,
+                        values: Map<String, Value>,
+                        labels: BTreeMap<String, String>| HelmSpec {
+                action: HelmAction::Apply,
+                release: release_name,
+                namespace: namespace.clone(),
+                chart: Some(chart),
+                values,
+                values_from: release.values_from.clone(),
+                driver: self.driver,
+                timeout: release.timeout,
+                interval: release.interval,
+                install: release.install.clone(),
+                upgrade: release.upgrade.clone(),
+                rollback: release.rollback.clone(),
+                uninstall: release.uninstall.clone(),
+                labels,
+            };
+            let subchart_names: BTreeSet<&str> =
+                app.spec.subcharts.iter().map(|s| s.name.as_str()).collect();
+            let mut parent_values = values.clone();
+            for name in &subchart_names {
+                parent_values.insert((*name).to_owned(), json!({"enabled": false}));
+            }
+            let parent = app.name.clone();
+            let mut tasks = Vec::new();
+            for (k, sub) in app.spec.subcharts.iter().enumerate() {
+                let mut sub_values = values
+                    .get(&sub.name)
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                if let Some(global) = values.get("global") {
+                    sub_values.insert("global".to_owned(), global.clone());
+                }
+                let mut sub_labels = labels.clone();
+                sub_labels.insert(SUBCHART_LABEL.to_owned(), sub.name.clone());
+                tasks.push(ReleaseTask {
+                    name: format!("{}-{}", app.name, sub.name),
+                    app: app.name.clone(),
+                    subchart: Some(sub.name.clone()),
+                    path: format!("{at}.spec.subcharts[{k}]"),
+                    helm: helm(
+                        app.subchart_release_name(&sub.name),
+                        HelmChart {
+                            subchart: Some(sub.name.clone()),
+                            ..chart.clone()
+                        },
+                        sub_values,
+                        sub_labels,
+                    ),
+                    needs: sub
+                        .dependencies
+                        .iter()
+                        .map(|d| format!("{}-{d}", app.name))
+                        .collect(),
+                    executors: app.spec.workflow.clone(),
+                });
+            }
+            labels.remove(SUBCHART_LABEL);
+            tasks.push(ReleaseTask {
+                name: parent.clone(),
+                app: app.name.clone(),
+                subchart: None,
+                path: at.clone(),
+                helm: helm(app.release_name(), chart, parent_values, labels),
+                needs: Vec::new(),
+                executors: app.spec.workflow.clone(),
+            });
+            let needed: BTreeSet<String> = app
+                .spec
+                .subcharts
+                .iter()
+                .flat_map(|s| s.dependencies.iter().map(|d| format!("{}-{d}", app.name)))
+                .collect();
+            let sub_firsts: Vec<String> = app
+                .spec
+                .subcharts
+                .iter()
+                .filter(|s| s.dependencies.is_empty())
+                .map(|s| format!("{}-{}", app.name, s.name))
+                .collect();
+            let sub_lasts: Vec<String> = app
+                .spec
+                .subcharts
+                .iter()
+                .map(|s| format!("{}-{}", app.name, s.name))
+                .filter(|n| !needed.contains(n))
+                .collect();
+            let (app_firsts, app_lasts) =
+                match (app.spec.subcharts.is_empty(), app.spec.parent_order) {
+                    (true, _) => (vec![parent.clone()], vec![parent.clone()]),
+                    (false, ParentOrder::Last) => {
+                        tasks.last_mut().expect("the parent task").needs = sub_lasts;
+                        (sub_firsts, vec![parent.clone()])
+                    }
+                    (false, ParentOrder::First) => {
+                        for task in tasks.iter_mut().filter(|t| sub_firsts.contains(&t.name)) {
+                            task.needs.push(parent.clone());
+                        }
+                        (vec![parent.clone()], sub_lasts)
+                    }
+                    (false, ParentOrder::Parallel) => {
+                        let mut f = sub_firsts;
+                        f.push(parent.clone());
+                        let mut l = sub_lasts;
+                        l.push(parent.clone());
+                        (f, l)
+                    }
+                };
+            firsts.insert(&app.name, app_firsts);
+            lasts.insert(&app.name, app_lasts);
+            all.push(tasks);
+        }
+        for (app, tasks) in self.applications.iter().zip(all.iter_mut()) {
+            let before: Vec<String> = app
+                .dependencies
+                .iter()
+                .flat_map(|d| lasts.get(d.as_str()).cloned().unwrap_or_default())
+                .collect();
+            let first = &firsts[app.name.as_str()];
+            for task in tasks.iter_mut().filter(|t| first.contains(&t.name)) {
+                task.needs.extend(before.iter().cloned());
+            }
+        }
+        all.into_iter().flatten().collect()
+    }
+}
+
+/// Returns every problem in a group, or `Ok` when it may be applied.
+pub fn validate(group: &ApplicationGroup) -> Result<(), Vec<SpecError>> {
+    let mut errors = Vec::new();
+    let name = &group.metadata.name;
+    if name.is_empty() {
+        errors.push(SpecError::new(
+            "metadata.name",
+            "missing: every application group needs a name",
+        ));
+    } else if !is_dns_label(name) {
+        errors.push(SpecError::new(
+            "metadata.name",
+            format!("invalid name {name:?}: {DNS_LABEL_RULE}"),
+        ));
+    }
+    let apps = &group.spec.applications;
+    if apps.is_empty() {
+        errors.push(SpecError::new(
+            "spec.applications",
+            "a group needs at least one application",
+        ));
+    }
+    let names = unique_names(
+        apps.iter().map(|a| a.name.as_str()),
+        "spec.applications",
+        "application",
+        &mut errors,
+    );
+    for (i, app) in apps.iter().enumerate() {
+        let at = format!("spec.applications[{i}]");
+        dependencies(
+            &at,
+            &app.name,
+            &app.dependencies,
+            &names,
+            "application",
+            &mut errors,
+        );
+        application(&at, app, &mut errors);
+    }
+    if errors.is_empty()
+        && let Some((i, cycle)) = find_cycle(
+            apps.iter()
+                .map(|a| (a.name.as_str(), a.dependencies.as_slice())),
+        )
+    {
+        errors.push(SpecError::new(
+            format!("spec.applications[{i}].dependencies"),
+            format!("cycle: {}", cycle.join(" -> ")),
+        ));
+    }
+    if errors.is_empty() {
+        collisions(group, &mut errors);
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+const DNS_LABEL_RULE: &str =
+    "use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit";
+
+/// Checks that names are DNS labels and unique; returns them by index.
+fn unique_names<'a>(
+    names: impl Iterator<Item = &'a str>,
+    list: &str,
+    what: &str,
+    errors: &mut Vec<SpecError>,
+) -> BTreeMap<&'a str, usize> {
+    let mut index = BTreeMap::new();
+    for (i, name) in names.enumerate() {
+        let at = format!("{list}[{i}].name");
+        if !is_dns_label(name) {
+            errors.push(SpecError::new(
+                at,
+                format!("invalid {what} name {name:?}: {DNS_LABEL_RULE}"),
+            ));
+        } else if let Some(first) = index.get(name) {
+            errors.push(SpecError::new(
+                at,
+                format!("duplicate {what} name {name:?} (first used at {list}[{first}])"),
+            ));
+        } else {
+            index.insert(name, i);
+        }
+    }
+    index
+}
+
+/// Checks one list of dependencies against the names it may name.
+fn dependencies(
+    at: &str,
+    name: &str,
+    deps: &[String],
+    known: &BTreeMap<&str, usize>,
+    what: &str,
+    errors: &mut Vec<SpecError>,
+) {
+    let mut seen = BTreeSet::new();
+    for (j, dep) in deps.iter().enumerate() {
+        let path = format!("{at}.dependencies[{j}]");
+        if dep == name {
+            errors.push(SpecError::new(
+                path,
+                format!("{what} {dep:?} cannot depend on itself"),
+            ));
+        } else if !known.contains_key(dep.as_str()) {
+            errors.push(SpecError::new(path, format!("unknown {what} {dep:?}")));
+        } else if !seen.insert(dep) {
+            errors.push(SpecError::new(path, format!("{dep:?} is listed twice")));
+        }
+    }
+}
+
+fn application(at: &str, app: &Application, errors: &mut Vec<SpecError>) {
+    let chart = &app.spec.chart;
+    let url = chart.url.as_str();
+    if !(url.starts_with("http://") || url.starts_with("https://") || url.starts_with("oci://"))
+        || url.len() < "oci://x".len()
+    {
+        errors.push(SpecError::new(
+            format!("{at}.spec.chart.url"),
+            format!("{url:?} is not a Helm repository URL (http:// or https://) or an OCI registry path (oci://)"),
+        ));
+    }
+    if chart.name.trim().is_empty() {
+        errors.push(SpecError::new(
+            format!("{at}.spec.chart.name"),
+            "missing: the chart's name in the repository",
+        ));
+    }
+    if let Some(secret) = &chart.auth_secret_ref
+        && secret.name.as_deref().is_none_or(str::is_empty)
+    {
+        errors.push(SpecError::new(
+            format!("{at}.spec.chart.authSecretRef.name"),
+            "missing: the name of the Secret holding the repository's credentials",
+        ));
+    }
+    let release = &app.spec.release;
+    match release.target_namespace.as_deref() {
+        None | Some("") => errors.push(SpecError::new(
+            format!("{at}.spec.release.targetNamespace"),
+            "missing: the namespace the release goes to",
+        )),
+        Some(ns) if !is_dns_label(ns) => errors.push(SpecError::new(
+            format!("{at}.spec.release.targetNamespace"),
+            format!("invalid namespace {ns:?}: {DNS_LABEL_RULE}"),
+        )),
+        Some(_) => {}
+    }
+    if release.values.as_ref().is_some_and(|v| !v.is_object()) {
+        errors.push(SpecError::new(
+            format!("{at}.spec.release.values"),
+            "values must be a map",
+        ));
+    }
+    for (field, value) in [("timeout", release.timeout), ("interval", release.interval)] {
+        if value.is_some_and(|d| d.0.is_zero()) {
+            errors.push(SpecError::new(
+                format!("{at}.spec.release.{field}"),
+                "must be longer than zero",
+            ));
+        }
+    }
+    for (field, value) in [
+        ("install", &release.install),
+        ("upgrade", &release.upgrade),
+        ("rollback", &release.rollback),
+        ("uninstall", &release.uninstall),
+    ] {
+        if value.as_ref().is_some_and(|v| !v.is_object()) {
+            errors.push(SpecError::new(
+                format!("{at}.spec.release.{field}"),
+                "must be a map of Flux's options",
+            ));
+        }
+    }
+    for (j, reference) in release.values_from.iter().enumerate() {
+        if reference.name.is_empty() {
+            errors.push(SpecError::new(
+                format!("{at}.spec.release.valuesFrom[{j}].name"),
+                "missing: the name of the Secret or ConfigMap",
+            ));
+        }
+    }
+    let subcharts = unique_names(
+        app.spec.subcharts.iter().map(|s| s.name.as_str()),
+        &format!("{at}.spec.subcharts"),
+        "subchart",
+        errors,
+    );
+    for (k, sub) in app.spec.subcharts.iter().enumerate() {
+        dependencies(
+            &format!("{at}.spec.subcharts[{k}]"),
+            &sub.name,
+            &sub.dependencies,
+            &subcharts,
+            "subchart",
+            errors,
+        );
+    }
+    if let Some((k, cycle)) = find_cycle(
+        app.spec
+            .subcharts
+            .iter()
+            .map(|s| (s.name.as_str(), s.dependencies.as_slice())),
+    ) {
+        errors.push(SpecError::new(
+            format!("{at}.spec.subcharts[{k}].dependencies"),
+            format!("cycle: {}", cycle.join(" -> ")),
+        ));
+    }
+    let executors = unique_names(
+        app.spec.workflow.iter().map(|e| e.name.as_str()),
+        &format!("{at}.spec.workflow"),
+        "executor",
+        errors,
+    );
+    let mut releases = 0;
+    for (k, executor) in app.spec.workflow.iter().enumerate() {
+        let path = format!("{at}.spec.workflow[{k}]");
+        dependencies(
+            &path,
+            &executor.name,
+            &executor.dependencies,
+            &executors,
+            "executor",
+            errors,
+        );
+        match executor.kind() {
+            None => errors.push(SpecError::new(
+                format!("{path}.type"),
+                "missing: helmrelease, keptn or custom (custom needs an image)",
+            )),
+            Some(ExecutorType::Helmrelease) => {
+                releases += 1;
+                if releases > 1 {
+                    errors.push(SpecError::new(
+                        format!("{path}.type"),
+                        "a workflow releases its chart once: only one executor may be of type helmrelease",
+                    ));
+                }
+            }
+            Some(ExecutorType::Keptn) => {
+                if executor.config_map_ref().is_none() {
+                    errors.push(SpecError::new(
+                        format!("{path}.params.configMapRef"),
+                        "a keptn executor needs params.configMapRef (or configmapRef) with the name and namespace of its ConfigMap",
+                    ));
+                }
+            }
+            Some(ExecutorType::Custom) => {
+                let image = executor
+                    .image
+                    .as_ref()
+                    .and_then(|i| i.container("executor").image);
+                if image.as_deref().is_none_or(str::is_empty) {
+                    errors.push(SpecError::new(
+                        format!("{path}.image"),
+                        "a custom executor needs an image",
+                    ));
+                }
+            }
+        }
+    }
+    if let Some((k, cycle)) = find_cycle(
+        app.spec
+            .workflow
+            .iter()
+            .map(|e| (e.name.as_str(), e.dependencies.as_slice())),
+    ) {
+        errors.push(SpecError::new(
+            format!("{at}.spec.workflow[{k}].dependencies"),
+            format!("cycle: {}", cycle.join(" -> ")),
+        ));
+    }
+}
+
+/// Checks what only the whole group shows: two releases of one name in one namespace, names
+/// Helm refuses, and two tasks of one name.
+fn collisions(group: &ApplicationGroup, errors: &mut Vec<SpecError>) {
+    let tasks = group.spec.tasks(&group.metadata.name);
+    let mut releases: BTreeMap<(String, String), &ReleaseTask> = BTreeMap::new();
+    let mut task_names: BTreeMap<&str, &ReleaseTask> = BTreeMap::new();
+    for task in &tasks {
+        let field = match task.subchart {
+            Some(_) => format!("{}.name", task.path),
+            None => format!("{}.spec.chart.name", task.path),
+        };
+        let release = &task.helm.release;
+        if release.len() > RELEASE_NAME_MAX || !is_release_name(release) {
+            errors.push(SpecError::new(
+                field.clone(),
+                format!("release name {release:?} is not one Helm accepts (at most {RELEASE_NAME_MAX} lowercase letters, digits, '-' and '.'); set spec.release.releaseName"),
+            ));
+        }
+        if let Some(first) = releases.get(&task.release_key()) {
+            errors.push(SpecError::new(
+                field,
+                format!(
+                    "release {release:?} in namespace {:?} is also the release of {}; set spec.release.releaseName to tell them apart",
+                    task.helm.namespace, first.path
+                ),
+            ));
+        } else {
+            releases.insert(task.release_key(), task);
+        }
+        let mut nodes = vec![task.name.clone()];
+        nodes.extend(
+            task.executors
+                .iter()
+                .map(|e| format!("{}-{}", task.name, e.name)),
+        );
+        for node in &nodes {
+            if !is_dns_label(node) {
+                errors.push(SpecError::new(
+                    task.path.clone(),
+                    format!(
+                        "the node name {node:?} is longer than 63 characters; use shorter names"
+                    ),
+                ));
+            }
+        }
+        if let Some(first) = task_names.get(task.name.as_str()) {
+            errors.push(SpecError::new(
+                format!("{}.name", task.path),
+                format!(
+                    "{:?} is also the name of {}: rename one of them",
+                    task.name, first.path
+                ),
+            ));
+        } else {
+            task_names.insert(&task.name, task);
+        }
+    }
+}
+
+/// Returns whether `name` is a release name Helm accepts (a DNS-1123 subdomain).
+fn is_release_name(name: &str) -> bool {
+    !name.is_empty() && name.split('.').all(is_dns_label)
+}
+
+/// Finds one cycle among named items with dependencies; returns the index of the item it
+/// starts at and the names along it, the first repeated at the end.
+fn find_cycle<'a>(
+    items: impl Iterator<Item = (&'a str, &'a [String])>,
+) -> Option<(usize, Vec<String>)> {
+    let items: Vec<(&str, &[String])> = items.collect();
+    let index: BTreeMap<&str, usize> = items
+        .iter()
+        .enumerate()
+        .map(|(i, (n, _))| (*n, i))
+        .collect();
+    // Depth-first search from each item in order; the first back edge closes a cycle.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    let mut marks = vec![Mark::New; items.len()];
+    for start in 0..items.len() {
+        if marks[start] != Mark::New {
+            continue;
+        }
+        let mut path: Vec<(usize, usize)> = vec![(start, 0)];
+        marks[start] = Mark::OnPath;
+        while let Some(&(node, next)) = path.last() {
+            let deps = items[node].1;
+            if next < deps.len() {
+                let dep = deps[next].as_str();
+                if let Some(top) = path.last_mut() {
+                    top.1 += 1;
+                }
+                let Some(&d) = index.get(dep) else { continue };
+                match marks[d] {
+                    Mark::OnPath => {
+                        let from = path.iter().position(|(n, _)| *n == d)?;
+                        let mut names: Vec<String> = path[from..]
+                            .iter()
+                            .map(|(n, _)| items[*n].0.to_owned())
+                            .collect();
+                        names.push(items[d].0.to_owned());
+                        return Some((d, names));
+                    }
+                    Mark::New => {
+                        marks[d] = Mark::OnPath;
+                        path.push((d, 0));
+                    }
+                    Mark::Done => {}
+                }
+            } else {
+                marks[node] = Mark::Done;
+                path.pop();
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

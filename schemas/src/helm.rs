@@ -1,0 +1,628 @@
+//! The `helm` node kind: one operation on one Helm release, done by a worker with the Helm 3
+//! binary (`cli` driver) or through a Flux `HelmRelease` (`flux` driver).
+//!
+//! A `helm` node either brings a release to its spec (`apply`: install it, or upgrade it) or
+//! removes it (`uninstall`). Both are idempotent: a release already at the spec applied by the
+//! same attempt is adopted, and uninstalling a release that is not there succeeds.
+//!
+//! This module also renders the Flux objects of a release ([`HelmSpec::flux_objects`]), so the
+//! `flux` driver and the executors that Orkestra passed a `HelmRelease` to (`--spec`) agree.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::Duration;
+
+/// The API version of the Flux `HelmRelease` Baton writes.
+pub const FLUX_HELM_API_VERSION: &str = "helm.toolkit.fluxcd.io/v2";
+/// The API version of the Flux `HelmRepository` Baton writes.
+pub const FLUX_HELM_REPOSITORY_API_VERSION: &str = "source.toolkit.fluxcd.io/v1";
+/// The API version of the Flux `OCIRepository` Baton writes (served by Flux 2.3 and later).
+pub const FLUX_OCI_REPOSITORY_API_VERSION: &str = "source.toolkit.fluxcd.io/v1beta2";
+
+/// A Helm release's timeout when its spec gives none, as in Helm and Flux.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// A Flux `HelmRelease`'s interval when the spec gives none, as in Orkestra.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+
+/// One operation on one Helm release.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HelmSpec {
+    /// `apply` (install or upgrade to this spec, the default) or `uninstall`.
+    #[serde(default)]
+    pub action: HelmAction,
+    /// The release name (at most 53 characters, as Helm requires).
+    pub release: String,
+    /// The namespace of the release, created if missing.
+    pub namespace: String,
+    /// The chart to install; required for `apply`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chart: Option<HelmChart>,
+    /// The release's values.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[schemars(schema_with = "crate::helm::any_object")]
+    pub values: Map<String, Value>,
+    /// Values read from Secrets and ConfigMaps in the release's namespace, merged in order
+    /// before `values` (Flux's `valuesFrom`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values_from: Vec<ValuesReference>,
+    /// Who performs it; the worker's `--helm-driver` when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<HelmDriver>,
+    /// How long Helm may take (`--timeout`; Flux's `spec.timeout`). Default 5m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// Flux's reconcile interval (`spec.interval`). Default 5m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Duration>,
+    /// Flux's `install` options, as Flux writes them; the `cli` driver maps them to flags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::helm::any_object")]
+    pub install: Option<Value>,
+    /// Flux's `upgrade` options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::helm::any_object")]
+    pub upgrade: Option<Value>,
+    /// Flux's `rollback` options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::helm::any_object")]
+    pub rollback: Option<Value>,
+    /// Flux's `uninstall` options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::helm::any_object")]
+    pub uninstall: Option<Value>,
+    /// Labels Baton puts on the Flux objects it writes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What a `helm` node does to its release.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum HelmAction {
+    /// Installs the release, or upgrades it to the spec (`helm upgrade --install`).
+    #[default]
+    Apply,
+    /// Removes the release; one that is not installed counts as removed.
+    Uninstall,
+}
+
+impl HelmAction {
+    /// Returns the action's name as written in specs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HelmAction::Apply => "apply",
+            HelmAction::Uninstall => "uninstall",
+        }
+    }
+}
+
+/// Who performs a Helm operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum HelmDriver {
+    /// The worker runs the Helm 3 binary.
+    Cli,
+    /// The worker writes a Flux `HelmRelease` and its chart source and waits for Flux's
+    /// helm-controller to report it ready.
+    Flux,
+}
+
+impl HelmDriver {
+    /// Returns the driver's name as written in specs and flags.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HelmDriver::Cli => "cli",
+            HelmDriver::Flux => "flux",
+        }
+    }
+}
+
+impl std::fmt::Display for HelmDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for HelmDriver {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cli" => Ok(HelmDriver::Cli),
+            "flux" => Ok(HelmDriver::Flux),
+            other => Err(format!("unknown helm driver {other:?} (known: cli, flux)")),
+        }
+    }
+}
+
+/// Where a chart comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HelmChart {
+    /// The chart repository: an `http(s)://` Helm repository (serving `index.yaml`), or an
+    /// `oci://` registry path under which the chart is `<url>/<name>`.
+    pub url: String,
+    /// The chart's name in the repository.
+    pub name: String,
+    /// The chart version or semver range; the newest when not set (or `*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// A Secret with the repository's credentials: `username`, `password`, `ca.crt`,
+    /// `tls.crt`, `tls.key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_secret_ref: Option<SecretRef>,
+    /// Deploys the chart's dependency of this name (`charts/<subchart>`) instead of the chart
+    /// itself: one subchart of a decomposed umbrella chart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subchart: Option<String>,
+}
+
+impl HelmChart {
+    /// Returns whether the repository is an OCI registry.
+    pub fn is_oci(&self) -> bool {
+        self.url.starts_with("oci://")
+    }
+
+    /// Returns the version to ask for, `None` for the newest.
+    pub fn pinned_version(&self) -> Option<&str> {
+        self.version
+            .as_deref()
+            .filter(|v| !v.is_empty() && *v != "*")
+    }
+
+    /// Returns the OCI reference of the chart (`oci://registry/path/name`).
+    pub fn oci_ref(&self) -> String {
+        format!("{}/{}", self.url.trim_end_matches('/'), self.name)
+    }
+}
+
+/// A Secret by namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretRef {
+    /// The Secret's name.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+}
+
+/// Values taken from a Secret or ConfigMap (Flux's `ValuesReference`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ValuesReference {
+    /// `Secret` or `ConfigMap`.
+    pub kind: ValuesKind,
+    /// The object's name, in the release's namespace.
+    pub name: String,
+    /// The key holding the values (default `values.yaml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values_key: Option<String>,
+    /// When set, the key holds one value, put at this dotted path of the values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_path: Option<String>,
+    /// Whether a missing object or key is skipped instead of failing the release.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+}
+
+impl ValuesReference {
+    /// Returns the key holding the values.
+    pub fn key(&self) -> &str {
+        self.values_key.as_deref().unwrap_or("values.yaml")
+    }
+}
+
+/// The kinds of object values may come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum ValuesKind {
+    /// A Secret (its data is base64 on the wire).
+    Secret,
+    /// A ConfigMap.
+    ConfigMap,
+}
+
+impl HelmSpec {
+    /// Returns the timeout Helm gets.
+    pub fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or(DEFAULT_TIMEOUT)
+    }
+
+    /// Returns the Flux options of `which` (`install`, `upgrade`, `rollback`, `uninstall`),
+    /// or an empty object.
+    pub fn options(&self, which: &str) -> &Map<String, Value> {
+        static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+        let value = match which {
+            "install" => &self.install,
+            "upgrade" => &self.upgrade,
+            "rollback" => &self.rollback,
+            "uninstall" => &self.uninstall,
+            _ => &None,
+        };
+        value
+            .as_ref()
+            .and_then(Value::as_object)
+            .unwrap_or_else(|| EMPTY.get_or_init(Map::new))
+    }
+
+    /// Returns the number of remediation retries Flux's options give the action
+    /// (`install` or `upgrade`): 0 by default, `None` for unlimited (a negative number).
+    pub fn remediation_retries(&self, which: &str) -> Option<u32> {
+        let retries = self
+            .options(which)
+            .get("remediation")
+            .and_then(|r| r.get("retries"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        u32::try_from(retries).ok()
+    }
+
+    /// Returns the namespace of the chart source Flux reads the chart from: that of the
+    /// credentials Secret when there is one (Flux reads it from the source's namespace),
+    /// else the release's.
+    pub fn source_namespace(&self) -> &str {
+        self.chart
+            .as_ref()
+            .and_then(|c| c.auth_secret_ref.as_ref())
+            .map_or(&self.namespace, |s| &s.namespace)
+    }
+
+    /// Renders the Flux objects of the release: its chart source (a `HelmRepository`, or an
+    /// `OCIRepository` for `oci://` charts), then the `HelmRelease`. Both are named after the
+    /// release. `annotations` go on the `HelmRelease`.
+    ///
+    /// Flux cannot unpack a chart, so a subchart is read from the same repository under its
+    /// own name (umbrella charts publish their subcharts that way); the `cli` driver takes it
+    /// out of the parent chart instead.
+    pub fn flux_objects(&self, annotations: &BTreeMap<String, String>) -> (Value, Value) {
+        let chart = self.chart.clone().unwrap_or_else(|| HelmChart {
+            url: String::new(),
+            name: String::new(),
+            version: None,
+            auth_secret_ref: None,
+            subchart: None,
+        });
+        let chart_name = chart.subchart.clone().unwrap_or_else(|| chart.name.clone());
+        let interval = go_duration(self.interval.unwrap_or(DEFAULT_INTERVAL));
+        let labels = json!(self.labels);
+        let source_namespace = self.source_namespace().to_owned();
+        let secret_ref = chart
+            .auth_secret_ref
+            .as_ref()
+            .map(|s| json!({"name": s.name}));
+        let (source, chart_field) = if chart.is_oci() {
+            let url = format!("{}/{chart_name}", chart.url.trim_end_matches('/'));
+            let reference = match chart.pinned_version() {
+                Some(v) if is_exact_version(v) => json!({"tag": v}),
+                Some(range) => json!({"semver": range}),
+                None => json!({"tag": "latest"}),
+            };
+            let mut spec = json!({"url": url, "interval": interval, "ref": reference,
+                "layerSelector": {"mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip", "operation": "copy"}});
+            if let Some(secret) = &secret_ref {
+                spec["secretRef"] = secret.clone();
+            }
+            let source = json!({
+                "apiVersion": FLUX_OCI_REPOSITORY_API_VERSION, "kind": "OCIRepository",
+                "metadata": {"name": self.release, "namespace": source_namespace, "labels": labels},
+                "spec": spec,
+            });
+            let chart_ref = json!({"chartRef": {"kind": "OCIRepository", "name": self.release, "namespace": source_namespace}});
+            (source, chart_ref)
+        } else {
+            let mut spec = json!({"url": chart.url, "interval": interval});
+            if let Some(secret) = &secret_ref {
+                spec["secretRef"] = secret.clone();
+            }
+            let source = json!({
+                "apiVersion": FLUX_HELM_REPOSITORY_API_VERSION, "kind": "HelmRepository",
+                "metadata": {"name": self.release, "namespace": source_namespace, "labels": labels},
+                "spec": spec,
+            });
+            let chart_spec = json!({"chart": {"spec": {
+                "chart": chart_name,
+                "version": chart.pinned_version().unwrap_or("*"),
+                "sourceRef": {"kind": "HelmRepository", "name": self.release, "namespace": source_namespace},
+                "interval": interval,
+            }}});
+            (source, chart_spec)
+        };
+        let mut spec = json!({
+            "releaseName": self.release,
+            "targetNamespace": self.namespace,
+            "interval": interval,
+            "timeout": go_duration(self.timeout()),
+        });
+        for (key, value) in chart_field.as_object().into_iter().flatten() {
+            spec[key] = value.clone();
+        }
+        if !self.values.is_empty() {
+            spec["values"] = Value::Object(self.values.clone());
+        }
+        if !self.values_from.is_empty() {
+            spec["valuesFrom"] = json!(self.values_from);
+        }
+        for (key, value) in [
+            ("install", &self.install),
+            ("upgrade", &self.upgrade),
+            ("rollback", &self.rollback),
+            ("uninstall", &self.uninstall),
+        ] {
+            if let Some(value) = value.as_ref().filter(|v| v.is_object()) {
+                spec[key] = value.clone();
+            }
+        }
+        let release = json!({
+            "apiVersion": FLUX_HELM_API_VERSION, "kind": "HelmRelease",
+            "metadata": {"name": self.release, "namespace": self.namespace, "labels": labels, "annotations": annotations},
+            "spec": spec,
+        });
+        (source, release)
+    }
+}
+
+/// Checks a `helm` node's settings; `at` is the path of its `helm` map.
+pub fn validate(at: &str, spec: Option<&HelmSpec>) -> Vec<crate::SpecError> {
+    use crate::SpecError;
+    let Some(spec) = spec else {
+        return vec![SpecError::new(
+            at,
+            "a helm node needs helm: {release, namespace, chart: {url, name}}",
+        )];
+    };
+    let mut errors = Vec::new();
+    let release = &spec.release;
+    if release.is_empty() || release.len() > 53 || !release.split('.').all(crate::ids::is_dns_label)
+    {
+        errors.push(SpecError::new(
+            format!("{at}.release"),
+            format!("invalid release name {release:?}: use at most 53 lowercase letters, digits, '-' and '.'"),
+        ));
+    }
+    if !crate::ids::is_dns_label(&spec.namespace) {
+        errors.push(SpecError::new(
+            format!("{at}.namespace"),
+            format!("invalid namespace {:?}", spec.namespace),
+        ));
+    }
+    match (&spec.chart, spec.action) {
+        (None, HelmAction::Apply) => errors.push(SpecError::new(
+            format!("{at}.chart"),
+            "an apply needs a chart: {url, name, version}",
+        )),
+        (Some(chart), _) => {
+            let url = chart.url.as_str();
+            if !(url.starts_with("http://")
+                || url.starts_with("https://")
+                || url.starts_with("oci://"))
+            {
+                errors.push(SpecError::new(
+                    format!("{at}.chart.url"),
+                    format!("{url:?} is not a Helm repository URL (http:// or https://) or an OCI registry path (oci://)"),
+                ));
+            }
+            if chart.name.trim().is_empty() {
+                errors.push(SpecError::new(
+                    format!("{at}.chart.name"),
+                    "missing: the chart's name",
+                ));
+            }
+        }
+        (None, HelmAction::Uninstall) => {}
+    }
+    for (field, value) in [("timeout", spec.timeout), ("interval", spec.interval)] {
+        if value.is_some_and(|d| d.0.is_zero()) {
+            errors.push(SpecError::new(
+                format!("{at}.{field}"),
+                "must be longer than zero",
+            ));
+        }
+    }
+    for (field, value) in [
+        ("install", &spec.install),
+        ("upgrade", &spec.upgrade),
+        ("rollback", &spec.rollback),
+        ("uninstall", &spec.uninstall),
+    ] {
+        if value.as_ref().is_some_and(|v| !v.is_object()) {
+            errors.push(SpecError::new(
+                format!("{at}.{field}"),
+                "must be a map of Flux's options",
+            ));
+        }
+    }
+    errors
+}
+
+/// Returns whether `version` names one version rather than a range.
+fn is_exact_version(version: &str) -> bool {
+    !version.contains(['*', '^', '~', '>', '<', '=', ' ', ',', '|', 'x', 'X'])
+}
+
+/// Writes a duration as Go does (`5m0s`, `1h30m0s`, `250ms`), the form Helm flags and Flux
+/// fields read.
+pub fn go_duration(d: Duration) -> String {
+    let total = d.0;
+    if total.as_secs() == 0 {
+        return format!("{}ms", total.as_millis());
+    }
+    let secs = total.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let millis = total.subsec_millis();
+    let seconds = if millis == 0 {
+        format!("{s}s")
+    } else {
+        format!("{s}.{millis:03}s")
+    };
+    match (h, m) {
+        (0, 0) => seconds,
+        (0, m) => format!("{m}m{seconds}"),
+        (h, m) => format!("{h}h{m}m{seconds}"),
+    }
+}
+
+/// The schema of a free JSON object: Kubernetes keeps whatever it holds.
+pub(crate) fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+/// The schema of any JSON value: Kubernetes keeps whatever it holds.
+pub(crate) fn any_value(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+/// Deep-merges `overlay` into `base` as Helm merges values: objects merge key by key, any
+/// other value replaces what was there.
+pub fn merge_values(base: &mut Map<String, Value>, overlay: &Map<String, Value>) {
+    for (key, value) in overlay {
+        match (base.get_mut(key), value) {
+            (Some(Value::Object(into)), Value::Object(from)) => merge_values(into, from),
+            _ => {
+                base.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(url: &str, version: Option<&str>) -> HelmSpec {
+        HelmSpec {
+            action: HelmAction::Apply,
+            release: "web".into(),
+            namespace: "apps".into(),
+            chart: Some(HelmChart {
+                url: url.into(),
+                name: "nginx".into(),
+                version: version.map(str::to_owned),
+                auth_secret_ref: None,
+                subchart: None,
+            }),
+            values: serde_json::from_value(json!({"replicas": 2})).unwrap(),
+            values_from: vec![],
+            driver: None,
+            timeout: Some(Duration::from_secs(90)),
+            interval: None,
+            install: None,
+            upgrade: Some(json!({"force": true, "remediation": {"retries": 2}})),
+            rollback: None,
+            uninstall: None,
+            labels: BTreeMap::from([("app".into(), "web".into())]),
+        }
+    }
+
+    #[test]
+    fn helm_nodes_in_workflows_are_checked() {
+        let text = |helm: &str| {
+            format!(
+                "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: w}}\nspec:\n  nodes:\n  - {{name: a, kind: helm{helm}}}\n"
+            )
+        };
+        let errors = |helm: &str| -> Vec<String> {
+            match crate::parse_documents("w.yaml", &text(helm), crate::wire::Timestamp(0)) {
+                Ok(_) => vec![],
+                Err(e) => e.to_string().lines().map(str::to_owned).collect(),
+            }
+        };
+        assert!(
+            errors(
+                ", helm: {release: web, namespace: apps, chart: {url: 'oci://r.io/c', name: web}}"
+            )
+            .is_empty()
+        );
+        assert!(errors(", helm: {action: uninstall, release: web, namespace: apps}").is_empty());
+        assert_eq!(
+            errors(""),
+            [
+                "w.yaml: spec.nodes[0].helm: a helm node needs helm: {release, namespace, chart: {url, name}}"
+            ]
+        );
+        assert_eq!(
+            errors(", helm: {release: Web_1, namespace: apps, timeout: 0s}"),
+            [
+                "w.yaml: spec.nodes[0].helm.release: invalid release name \"Web_1\": use at most 53 lowercase letters, digits, '-' and '.'",
+                "w.yaml: spec.nodes[0].helm.chart: an apply needs a chart: {url, name, version}",
+                "w.yaml: spec.nodes[0].helm.timeout: must be longer than zero",
+            ]
+        );
+        assert_eq!(
+            errors(", command: [x], helm: {action: uninstall, release: web, namespace: apps}"),
+            ["w.yaml: spec.nodes[0].command: only exec nodes take this field"]
+        );
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration(Duration::from_secs(300)), "5m0s");
+        assert_eq!(go_duration(Duration::from_secs(5400)), "1h30m0s");
+        assert_eq!(go_duration(Duration::from_secs(7)), "7s");
+        assert_eq!(go_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1.500s");
+    }
+
+    #[test]
+    fn a_helm_repository_chart_renders_a_helm_repository_and_a_release() {
+        let (source, release) = spec("https://charts.example.com", Some("1.2.3"))
+            .flux_objects(&BTreeMap::from([("baton.dev/job".into(), "r.n.1".into())]));
+        assert_eq!(source["kind"], "HelmRepository");
+        assert_eq!(source["spec"]["url"], "https://charts.example.com");
+        assert_eq!(source["metadata"]["namespace"], "apps");
+        assert_eq!(release["apiVersion"], "helm.toolkit.fluxcd.io/v2");
+        let spec = &release["spec"];
+        assert_eq!(spec["releaseName"], "web");
+        assert_eq!(spec["targetNamespace"], "apps");
+        assert_eq!(spec["timeout"], "1m30s");
+        assert_eq!(spec["chart"]["spec"]["chart"], "nginx");
+        assert_eq!(spec["chart"]["spec"]["version"], "1.2.3");
+        assert_eq!(spec["chart"]["spec"]["sourceRef"]["name"], "web");
+        assert_eq!(spec["values"]["replicas"], 2);
+        assert_eq!(spec["upgrade"]["force"], true);
+        assert_eq!(release["metadata"]["annotations"]["baton.dev/job"], "r.n.1");
+    }
+
+    #[test]
+    fn an_oci_chart_renders_an_oci_repository_and_a_chart_ref() {
+        let (source, release) =
+            spec("oci://ghcr.io/org/charts/", Some("^1.0")).flux_objects(&BTreeMap::new());
+        assert_eq!(source["kind"], "OCIRepository");
+        assert_eq!(source["spec"]["url"], "oci://ghcr.io/org/charts/nginx");
+        assert_eq!(source["spec"]["ref"], json!({"semver": "^1.0"}));
+        assert_eq!(release["spec"]["chartRef"]["kind"], "OCIRepository");
+        assert!(release["spec"].get("chart").is_none());
+    }
+
+    #[test]
+    fn remediation_retries_follow_flux() {
+        let s = spec("https://x", None);
+        assert_eq!(s.remediation_retries("upgrade"), Some(2));
+        assert_eq!(s.remediation_retries("install"), Some(0));
+        let mut unlimited = s.clone();
+        unlimited.install = Some(json!({"remediation": {"retries": -1}}));
+        assert_eq!(unlimited.remediation_retries("install"), None);
+    }
+
+    #[test]
+    fn values_merge_deeply() {
+        let mut base: Map<String, Value> =
+            serde_json::from_value(json!({"a": {"b": 1, "c": 2}, "d": [1]})).unwrap();
+        let overlay: Map<String, Value> =
+            serde_json::from_value(json!({"a": {"c": 3}, "d": [2], "e": null})).unwrap();
+        merge_values(&mut base, &overlay);
+        assert_eq!(
+            Value::Object(base),
+            json!({"a": {"b": 1, "c": 3}, "d": [2], "e": null})
+        );
+    }
+}

@@ -1,0 +1,397 @@
+//! A helm-controller actor for tests. It acts only through the API, as Flux's helm-controller
+//! does: it watches `HelmRelease` objects (`helm.toolkit.fluxcd.io/v2`), adds Flux's finalizer,
+//! and for every generation it has not handled it checks the chart source exists, "releases"
+//! it (nothing is rendered: it waits a moment), and patches the status: `Ready=True` with
+//! `InstallSucceeded` or `UpgradeSucceeded`, a release history, and `observedGeneration`. A
+//! deleted `HelmRelease` is "uninstalled" and its finalizer removed.
+//!
+//! Tests steer it through the release's values, like the Helm stand-in: `batonTestDelay`
+//! (seconds a release takes, default 0.3), `batonTestFail` (the release fails with
+//! `InstallFailed` or `UpgradeFailed`), `batonTestFailUninstall` (the uninstall fails with
+//! `UninstallFailed` and the finalizer stays). Every release and uninstall is recorded in
+//! [`HelmController::events`], for tests to check order and overlap.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+/// Flux's finalizer on `HelmRelease` objects.
+pub const FINALIZER: &str = "finalizers.fluxcd.io";
+
+/// One thing the actor did.
+#[derive(Clone, Debug)]
+pub struct HelmEvent {
+    /// The `HelmRelease`'s namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// `install`, `upgrade` or `uninstall`.
+    pub action: &'static str,
+    /// The generation handled (0 for an uninstall).
+    pub generation: i64,
+    /// The values it had.
+    pub values: Value,
+    /// When it began.
+    pub start: Instant,
+    /// When it ended.
+    pub end: Instant,
+    /// Whether it failed.
+    pub failed: bool,
+}
+
+/// A running helm-controller actor; stops when dropped.
+pub struct HelmController {
+    events: Arc<Mutex<Vec<HelmEvent>>>,
+    shutdown: CancellationToken,
+}
+
+fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: format!("{group}/{version}"),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+/// Returns the API resource of Flux's `HelmRelease`.
+pub fn helm_releases() -> ApiResource {
+    resource(
+        "helm.toolkit.fluxcd.io",
+        "v2",
+        "HelmRelease",
+        "helmreleases",
+    )
+}
+
+impl HelmController {
+    /// Starts watching `HelmRelease` objects in every namespace. Call it inside a runtime.
+    pub fn start(client: kube::Client) -> HelmController {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let shutdown = CancellationToken::new();
+        tokio::spawn(run(client, events.clone(), shutdown.clone()));
+        HelmController { events, shutdown }
+    }
+
+    /// Returns what it did so far, in the order it finished.
+    pub fn events(&self) -> Vec<HelmEvent> {
+        self.events.lock().expect("events lock").clone()
+    }
+}
+
+impl Drop for HelmController {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn run(
+    client: kube::Client,
+    events: Arc<Mutex<Vec<HelmEvent>>>,
+    shutdown: CancellationToken,
+) {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &helm_releases());
+    let mut stream = watcher(api, watcher::Config::default()).boxed();
+    // Generations (and deletions) being handled, so a watch event for an object in hand
+    // starts nothing twice.
+    let busy: Arc<Mutex<BTreeSet<(String, String, i64)>>> = Arc::default();
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            e = stream.next() => e,
+        };
+        let object = match event {
+            Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) => o,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => {
+                warn!(error = %e, "helm-controller watch error");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            None => return,
+        };
+        let namespace = object.metadata.namespace.clone().unwrap_or_default();
+        let name = object.metadata.name.clone().unwrap_or_default();
+        let generation = object.metadata.generation.unwrap_or(1);
+        let value = serde_json::to_value(&object).unwrap_or_default();
+        let deleting = object.metadata.deletion_timestamp.is_some();
+        let handled = value["status"]["observedGeneration"].as_i64() == Some(generation);
+        if !deleting && handled {
+            continue;
+        }
+        // -1 marks a deletion in hand.
+        let key = (
+            namespace.clone(),
+            name.clone(),
+            if deleting { -1 } else { generation },
+        );
+        if !busy.lock().expect("busy lock").insert(key.clone()) {
+            continue;
+        }
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), &namespace, &helm_releases());
+        let (client, events, busy) = (client.clone(), events.clone(), busy.clone());
+        tokio::spawn(async move {
+            let keep_busy = if deleting {
+                uninstall(&api, &value, &events).await
+            } else {
+                reconcile(&client, &api, &value, generation, &events).await;
+                false
+            };
+            if !keep_busy {
+                busy.lock().expect("busy lock").remove(&key);
+            }
+        });
+    }
+}
+
+fn values_of(object: &Value) -> Value {
+    object["spec"]["values"].clone()
+}
+
+fn delay(values: &Value) -> Duration {
+    Duration::from_secs_f64(values["batonTestDelay"].as_f64().unwrap_or(0.3))
+}
+
+async fn patch_status(api: &Api<DynamicObject>, name: &str, status: Value) {
+    if let Err(e) = api
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await
+    {
+        warn!(release = name, error = %e, "helm-controller could not patch status");
+    }
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+fn condition(kind: &str, status: &str, reason: &str, message: &str, generation: i64) -> Value {
+    json!({"type": kind, "status": status, "reason": reason, "message": message,
+        "observedGeneration": generation, "lastTransitionTime": now()})
+}
+
+/// Releases one generation of a `HelmRelease`.
+async fn reconcile(
+    client: &kube::Client,
+    api: &Api<DynamicObject>,
+    object: &Value,
+    generation: i64,
+    events: &Arc<Mutex<Vec<HelmEvent>>>,
+) {
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let namespace = object["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let finalizers: Vec<String> = object["metadata"]["finalizers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.as_str().map(str::to_owned))
+        .collect();
+    if !finalizers.iter().any(|f| f == FINALIZER) {
+        let mut with = finalizers.clone();
+        with.push(FINALIZER.to_owned());
+        let patch = Patch::Merge(json!({"metadata": {"finalizers": with}}));
+        if let Err(e) = api.patch(&name, &PatchParams::default(), &patch).await {
+            warn!(release = %name, error = %e, "helm-controller could not add its finalizer");
+        }
+    }
+    let history = object["status"]["history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let installed = !history.is_empty();
+    let (action, succeeded_reason, failed_reason) = if installed {
+        ("upgrade", "UpgradeSucceeded", "UpgradeFailed")
+    } else {
+        ("install", "InstallSucceeded", "InstallFailed")
+    };
+    patch_status(
+        api,
+        &name,
+        json!({"lastAttemptedGeneration": generation, "conditions": [
+            condition("Ready", "Unknown", "Progressing", &format!("Running '{action}' action"), generation)
+        ]}),
+    )
+    .await;
+    // The chart source must be there, as source-controller would need it.
+    let spec = &object["spec"];
+    let (source_kind, source_name, source_namespace, chart, version) = match spec.get("chartRef") {
+        Some(chart_ref) => (
+            chart_ref["kind"].as_str().unwrap_or_default().to_owned(),
+            chart_ref["name"].as_str().unwrap_or_default().to_owned(),
+            chart_ref["namespace"]
+                .as_str()
+                .unwrap_or(&namespace)
+                .to_owned(),
+            name.clone(),
+            "latest".to_owned(),
+        ),
+        None => {
+            let chart = &spec["chart"]["spec"];
+            (
+                chart["sourceRef"]["kind"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                chart["sourceRef"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                chart["sourceRef"]["namespace"]
+                    .as_str()
+                    .unwrap_or(&namespace)
+                    .to_owned(),
+                chart["chart"].as_str().unwrap_or_default().to_owned(),
+                chart["version"].as_str().unwrap_or("*").to_owned(),
+            )
+        }
+    };
+    let source = match source_kind.as_str() {
+        "HelmRepository" => resource(
+            "source.toolkit.fluxcd.io",
+            "v1",
+            "HelmRepository",
+            "helmrepositories",
+        ),
+        _ => resource(
+            "source.toolkit.fluxcd.io",
+            "v1beta2",
+            "OCIRepository",
+            "ocirepositories",
+        ),
+    };
+    let sources: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &source_namespace, &source);
+    if !matches!(sources.get_opt(&source_name).await, Ok(Some(_))) {
+        patch_status(
+            api,
+            &name,
+            json!({"conditions": [condition("Ready", "False", "ArtifactFailed",
+                &format!("{source_kind} {source_namespace}/{source_name} not found"), generation)]}),
+        )
+        .await;
+        return;
+    }
+    let values = values_of(object);
+    let start = Instant::now();
+    tokio::time::sleep(delay(&values)).await;
+    let failure = values["batonTestFail"].clone();
+    let failed = !failure.is_null() && failure != false;
+    let status = if failed {
+        let message = failure.as_str().map(str::to_owned).unwrap_or_else(|| {
+            "the helm-controller actor was told to fail (batonTestFail)".to_owned()
+        });
+        let mut status = json!({"observedGeneration": generation, "conditions": [
+            condition("Ready", "False", failed_reason, &format!("Helm {action} failed: {message}"), generation),
+            condition("Released", "False", failed_reason, &message, generation),
+        ]});
+        status[if installed {
+            "upgradeFailures"
+        } else {
+            "installFailures"
+        }] = json!(1);
+        status
+    } else {
+        let revision = history
+            .first()
+            .and_then(|h| h["version"].as_i64())
+            .unwrap_or(0)
+            + 1;
+        let mut history = history.clone();
+        history.insert(0, json!({"version": revision, "chartName": chart, "chartVersion": version, "status": "deployed", "name": name, "namespace": namespace}));
+        history.truncate(5);
+        let message = format!(
+            "Helm {action} succeeded for release {namespace}/{name}.v{revision} with chart {chart}@{version}"
+        );
+        json!({"observedGeneration": generation, "history": history, "conditions": [
+            condition("Ready", "True", succeeded_reason, &message, generation),
+            condition("Released", "True", succeeded_reason, &message, generation),
+        ]})
+    };
+    patch_status(api, &name, status).await;
+    events.lock().expect("events lock").push(HelmEvent {
+        namespace,
+        name,
+        action,
+        generation,
+        values,
+        start,
+        end: Instant::now(),
+        failed,
+    });
+}
+
+/// Uninstalls a deleted `HelmRelease` and lets it go. Returns true when it failed (the
+/// deletion stays in hand, so it is not tried again on every event).
+async fn uninstall(
+    api: &Api<DynamicObject>,
+    object: &Value,
+    events: &Arc<Mutex<Vec<HelmEvent>>>,
+) -> bool {
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let namespace = object["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let finalizers: Vec<String> = object["metadata"]["finalizers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.as_str().map(str::to_owned))
+        .collect();
+    if !finalizers.iter().any(|f| f == FINALIZER) {
+        return false;
+    }
+    let values = values_of(object);
+    let start = Instant::now();
+    tokio::time::sleep(delay(&values) / 2).await;
+    let failed = values["batonTestFailUninstall"].as_bool().unwrap_or(false);
+    let generation = object["metadata"]["generation"].as_i64().unwrap_or(1);
+    if failed {
+        patch_status(
+            api,
+            &name,
+            json!({"conditions": [condition("Ready", "False", "UninstallFailed",
+                "Helm uninstall failed: the helm-controller actor was told to fail (batonTestFailUninstall)", generation)]}),
+        )
+        .await;
+    } else {
+        let rest: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
+        let patch = Patch::Merge(json!({"metadata": {"finalizers": rest}}));
+        if let Err(e) = api.patch(&name, &PatchParams::default(), &patch).await {
+            warn!(release = %name, error = %e, "helm-controller could not remove its finalizer");
+        }
+    }
+    events.lock().expect("events lock").push(HelmEvent {
+        namespace,
+        name,
+        action: "uninstall",
+        generation: 0,
+        values,
+        start,
+        end: Instant::now(),
+        failed,
+    });
+    failed
+}
