@@ -2,6 +2,8 @@
 
 NATS_SERVER := $(CURDIR)/.tools/venv/bin/nats-server
 export NATS_SERVER
+MOTO_SERVER := $(CURDIR)/.tools/venv/bin/moto_server
+export MOTO_SERVER
 
 # One target directory per machine, shared by every checkout and by clippy and test: these
 # machines have 2 cores and a cold build of the dependencies is their longest step. Override
@@ -11,7 +13,8 @@ export CARGO_TARGET_DIR
 
 .PHONY: tools build up test lint unit bench crds
 
-## Installs the pinned nats-server into .tools/ (no root needed).
+## Installs the pinned nats-server and ELBv2 emulator (moto) into .tools/, and Prometheus
+## (Debian's package) when it is missing.
 tools:
 	@scripts/tools.sh >/dev/null
 

@@ -64,6 +64,10 @@ enum Command {
     Groups(GroupsArgs),
     /// Deletes an application group: its releases are uninstalled in reverse dependency order.
     Delete(DeleteArgs),
+    /// Lists Cells: phase, serving and desired version, step, weights.
+    Cells(ListArgs),
+    /// Resumes, aborts or promotes a Cell's rollout, or deletes the Cell.
+    Cell(CellArgs),
     /// Starts a run of a registered workflow through the bus, as a trigger message would.
     Trigger(TriggerArgs),
     /// Prints the CustomResourceDefinitions of the kinds Baton reads from a cluster, or writes
@@ -146,13 +150,18 @@ pub(crate) struct PlannerOptions {
     /// How long past a node's timeout the planner waits for a worker before failing it.
     #[arg(long, env = "BATON_TIMEOUT_GRACE", default_value = "60s")]
     pub timeout_grace: Duration,
-    /// Watches Workflow, Task and Ignitor objects in the cluster of KUBECONFIG (or the
-    /// in-cluster config) and writes their status, so that `kubectl apply` works.
+    /// Watches Workflow, Task, Ignitor, Cell and AnalysisTemplate objects in the cluster of
+    /// KUBECONFIG (or the in-cluster config) and writes their status, so that `kubectl apply`
+    /// works.
     #[arg(long, env = "BATON_WATCH_KUBERNETES")]
     pub watch_kubernetes: bool,
     /// The namespace watched with --watch-kubernetes (default: every namespace).
     #[arg(long, env = "BATON_WATCH_NAMESPACE", requires = "watch_kubernetes")]
     pub watch_namespace: Option<String>,
+    /// How often Cells' target groups and listener rules are discovered in ELBv2 (AWS
+    /// settings come from the standard chain: AWS_REGION, AWS_ENDPOINT_URL, keys, ...).
+    #[arg(long, env = "BATON_SYNC_PERIOD", default_value = "30s")]
+    pub sync_period: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -195,12 +204,13 @@ pub(crate) struct UpArgs {
     /// Files to apply once Baton is up; their runs are followed in the log.
     #[arg(long = "apply", value_name = "FILE")]
     pub apply: Vec<PathBuf>,
-    /// The job kinds the embedded workers take (`pod` needs KUBECONFIG or an in-cluster config).
+    /// The job kinds the embedded workers take (`pod` needs KUBECONFIG or an in-cluster config;
+    /// `traffic` reads AWS settings from the standard chain on its first job).
     #[arg(
         long,
         env = "BATON_KINDS",
         value_delimiter = ',',
-        default_value = "noop,exec,webhook,publish"
+        default_value = "noop,exec,webhook,publish,traffic,analysis"
     )]
     pub kinds: Vec<NodeKind>,
     #[command(flatten)]
@@ -352,6 +362,20 @@ pub(crate) struct DeleteArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct CellArgs {
+    /// What to do: resume (past a pause, an inconclusive analysis or a failed step), abort
+    /// (stable gets 100%, the version is blocked), promote (the new version gets 100% now; a
+    /// blocked version is unblocked), or delete (forget the Cell; its rule goes too with
+    /// `deletionPolicy: Delete`).
+    #[arg(value_parser = ["resume", "abort", "promote", "delete"])]
+    pub command: String,
+    /// The Cell's name.
+    pub name: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct CancelArgs {
     /// The run id.
     pub run: String,
@@ -389,6 +413,8 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Ignitors(args) => client::list(args, "ignitors").await,
         Command::Groups(args) => client::groups(args).await,
         Command::Delete(args) => client::delete(args).await,
+        Command::Cells(args) => client::cells(args).await,
+        Command::Cell(args) => client::cell(args).await,
         Command::Trigger(args) => client::trigger(args).await,
         Command::Bench(args) => {
             crate::bench::run(args).await?;

@@ -11,8 +11,8 @@ use baton_schemas::{Document, parse_documents};
 use serde::de::DeserializeOwned;
 
 use crate::args::{
-    ApplyArgs, CancelArgs, DeleteArgs, Format, GroupsArgs, ListArgs, RunsArgs, StatusArgs,
-    TriggerArgs,
+    ApplyArgs, CancelArgs, CellArgs, DeleteArgs, Format, GroupsArgs, ListArgs, RunsArgs,
+    StatusArgs, TriggerArgs,
 };
 use crate::{Failure, output};
 
@@ -121,6 +121,8 @@ pub(crate) async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
                 groups.push(g.name().to_owned());
                 serde_json::to_value(g)
             }
+            Document::Cell(c) => serde_json::to_value(c),
+            Document::AnalysisTemplate(t) => serde_json::to_value(t),
         }
         .context("encoding the document")?;
         let is_group = matches!(doc, Document::Group(_));
@@ -260,4 +262,27 @@ pub(crate) async fn delete(args: DeleteArgs) -> Result<u8, Failure> {
             .as_array()
             .is_some_and(|left| left.is_empty());
     Ok(if clean { 0 } else { 1 })
+}
+
+/// Lists Cells with their phase, versions, step and weights.
+pub(crate) async fn cells(args: ListArgs) -> Result<u8, Failure> {
+    let api = Api::new(&args.server.server);
+    let items: Vec<serde_json::Value> = api
+        .send(api.http.get(format!("{}/v1/cells", api.base)))
+        .await?;
+    output::print_cells(&items, args.output)?;
+    Ok(0)
+}
+
+/// Resumes, aborts, promotes or deletes a Cell.
+pub(crate) async fn cell(args: CellArgs) -> Result<u8, Failure> {
+    let api = Api::new(&args.server.server);
+    let url = format!("{}/v1/cells/{}", api.base, args.name);
+    let request = match args.command.as_str() {
+        "delete" => api.http.delete(url),
+        command => api.http.post(format!("{url}/{command}")),
+    };
+    let done: baton_planner::api::CellResponse = api.send(request).await?;
+    println!("cell {}: {} done", done.cell, done.command);
+    Ok(0)
 }

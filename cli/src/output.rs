@@ -213,6 +213,53 @@ pub(crate) fn print_group(group: &serde_json::Value, format: Format) -> anyhow::
     Ok(())
 }
 
+/// Prints Cells: a table of their phase, versions, step and weights, or JSON.
+pub(crate) fn print_cells(items: &[serde_json::Value], format: Format) -> anyhow::Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string(items)?);
+        return Ok(());
+    }
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let rows: Vec<[String; 7]> = items
+        .iter()
+        .map(|c| {
+            let weights: Vec<String> = c["weights"]
+                .as_array()
+                .map(|ws| {
+                    ws.iter()
+                        .map(|w| {
+                            let name = w["name"]
+                                .as_str()
+                                .unwrap_or_else(|| w["arn"].as_str().unwrap_or_default());
+                            format!("{name}={}", w["weight"])
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            [
+                text(&c["name"]),
+                text(&c["phase"]),
+                text(&c["servingVersion"]),
+                text(&c["desiredVersion"]),
+                text(&c["step"]),
+                weights.join(","),
+                c["message"].as_str().map(one_line).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_table(
+        [
+            "NAME", "PHASE", "SERVING", "DESIRED", "STEP", "WEIGHTS", "MESSAGE",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
 /// Returns the first line of `text`, cut to 60 characters, for a table cell.
 fn one_line(text: &str) -> String {
     let line = text.lines().next().unwrap_or_default();

@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use baton_bus::{Bus, BusConfig};
 use baton_planner::cluster::{self, ClusterConfig};
+use baton_planner::discovery::{self, DiscoveryConfig};
 use baton_planner::service::{Command, Planner, PlannerConfig};
 use baton_schemas::status::RunStatus;
 use baton_schemas::{Document, NodeKind};
@@ -190,6 +191,10 @@ async fn run_planner(
 ) -> anyhow::Result<()> {
     let mut config = PlannerConfig::new(options.data_dir.clone());
     config.core.timeout_grace = options.timeout_grace.0;
+    let discovery_config = DiscoveryConfig {
+        sync_period: options.sync_period.0,
+        discover_now: config.discover_now.clone(),
+    };
     // A standby serves no API: it binds the port once it is the active planner.
     let Some(planner) = Planner::start(bus.clone(), config, &shutdown).await? else {
         return Ok(());
@@ -216,6 +221,11 @@ async fn run_planner(
         }
         false => None,
     };
+    let discovery = tokio::spawn(discovery::run(
+        discovery_config,
+        commands.clone(),
+        shutdown.clone(),
+    ));
     let api = tokio::spawn(baton_planner::api::serve(
         listener,
         commands,
@@ -225,6 +235,7 @@ async fn run_planner(
     let result = planner.run(receiver, shutdown.clone()).await;
     shutdown.cancel();
     api.await??;
+    discovery.await??;
     if let Some(cluster) = cluster {
         cluster.await??;
     }

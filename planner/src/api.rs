@@ -11,6 +11,9 @@
 //! | `GET /v1/runs` | | `[<run status>]` |
 //! | `GET /v1/runs/{run}` | | `<run status>` |
 //! | `POST /v1/runs/{run}/cancel` | | `{"run"}` |
+//! | `GET /v1/cells`, `GET /v1/cells/{name}` | | Cell status |
+//! | `POST /v1/cells/{name}/{resume,abort,promote}` | | `{"cell", "command"}` |
+//! | `DELETE /v1/cells/{name}` | | `{"cell"}` (the rule goes too with `deletionPolicy: Delete`) |
 //! | `GET /healthz` | | `ok` |
 //!
 //! Errors answer `{"errors": ["<path>: <message>", ...]}` with 400, 404 or 503.
@@ -28,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::core::Refusal;
+use crate::core::{CellCommand, Refusal, Registered};
 use crate::service::{Command, new_run_id};
 
 #[derive(Clone)]
@@ -72,6 +75,15 @@ pub struct StartRequest {
 pub struct RunResponse {
     /// The run id.
     pub run: String,
+}
+
+/// The answer of a Cell command.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CellResponse {
+    /// The Cell.
+    pub cell: String,
+    /// The command carried out (`resume`, `abort`, `promote`, `delete`).
+    pub command: String,
 }
 
 /// An error answer.
@@ -130,6 +142,9 @@ pub fn router(commands: mpsc::Sender<Command>, bus: Bus) -> Router {
         .route("/v1/runs/{run}/cancel", post(cancel))
         .route("/v1/groups", get(groups))
         .route("/v1/groups/{name}", get(group).delete(delete_group))
+        .route("/v1/cells", get(cells))
+        .route("/v1/cells/{name}", get(cell).delete(delete_cell))
+        .route("/v1/cells/{name}/{command}", post(cell_command))
         // Large workflows (the benchmark's 100 000-node DAG is about 6 MB) are allowed.
         .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
         .with_state(Api { commands, bus })
@@ -288,4 +303,63 @@ async fn delete_group(
     })
     .await??;
     Ok((StatusCode::ACCEPTED, Json(find_group(&api, &name).await?)))
+}
+
+async fn cells(State(api): State<Api>) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    Ok(Json(api.ask(|reply| Command::Cells { reply }).await?))
+}
+
+async fn cell(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    api.ask(|reply| Command::Cells { reply })
+        .await?
+        .into_iter()
+        .find(|c| c["name"] == name.as_str())
+        .map(Json)
+        .ok_or_else(|| Refusal::Cell(format!("cell {name:?} does not exist")).into())
+}
+
+async fn cell_command(
+    State(api): State<Api>,
+    Path((name, command)): Path<(String, String)>,
+) -> Result<Json<CellResponse>, ApiError> {
+    let parsed: CellCommand = command
+        .parse()
+        .map_err(|e: String| ApiError(StatusCode::BAD_REQUEST, vec![e]))?;
+    api.ask(|reply| Command::CellCommand {
+        cell: name.clone(),
+        command: parsed,
+        reply,
+    })
+    .await?
+    .map_err(|r| ApiError(StatusCode::CONFLICT, vec![r.to_string()]))?;
+    Ok(Json(CellResponse {
+        cell: name,
+        command: parsed.as_str().to_owned(),
+    }))
+}
+
+async fn delete_cell(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Json<CellResponse>, ApiError> {
+    let known = api
+        .ask(|reply| Command::Cells { reply })
+        .await?
+        .iter()
+        .any(|c| c["name"] == name.as_str());
+    if !known {
+        return Err(Refusal::Cell(format!("cell {name:?} does not exist")).into());
+    }
+    api.ask(|reply| Command::Remove {
+        document: Registered::Cell(name.clone()),
+        reply,
+    })
+    .await?;
+    Ok(Json(CellResponse {
+        cell: name,
+        command: "delete".to_owned(),
+    }))
 }

@@ -446,6 +446,8 @@ impl Core {
             webhook: None,
             publish: None,
             helm: None,
+            traffic: None,
+            analysis: None,
         };
         let mut node = Node::new(name);
         node.task = Some(task.to_owned());
@@ -515,6 +517,8 @@ impl Core {
             webhook: webhook.map(Box::new),
             publish: publish.map(Box::new),
             helm: None,
+            traffic: None,
+            analysis: None,
         };
         let mut action_node = Node::new(name);
         action_node.started_by = Some(started_by);
@@ -525,7 +529,7 @@ impl Core {
 
 /// Returns `base` if no node of the run has that name yet, else `base-2`, `base-3`, ...; cut
 /// to 63 characters.
-fn unique_name(r: &Run, base: &str) -> NodeName {
+pub(super) fn unique_name(r: &Run, base: &str) -> NodeName {
     let cut = |s: &str| {
         s.chars()
             .take(63)

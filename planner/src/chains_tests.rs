@@ -1,7 +1,7 @@
 //! Unit tests of tasks, ignitors and chains in the decision core, on an injected clock.
 
 use super::*;
-use baton_schemas::{Document, parse_documents};
+use baton_schemas::parse_documents;
 
 fn at(text: &str) -> Timestamp {
     let t = humantime::parse_rfc3339(text).unwrap();
@@ -13,13 +13,7 @@ const T0: &str = "2026-11-21T10:03:00Z";
 fn apply_docs(core: &mut Core, text: &str, now: Timestamp) -> Vec<Action> {
     let mut actions = Vec::new();
     for doc in parse_documents("test.yaml", text, now).unwrap() {
-        let input = match doc {
-            Document::Workflow(w) => Input::Register(w),
-            Document::Task(t) => Input::RegisterTask(t),
-            Document::Ignitor(i) => Input::RegisterIgnitor(i),
-            Document::Group(g) => Input::RegisterGroup(g),
-        };
-        actions.extend(core.apply(input, now));
+        actions.extend(core.apply(Input::from(doc), now));
     }
     actions
 }

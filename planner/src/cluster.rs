@@ -1,7 +1,8 @@
-//! The planner's window on a Kubernetes cluster: it watches `Workflow`, `Task` and `Ignitor`
-//! objects (Baton's `baton.dev` group and Orca's `sirocco.cloud`), registers what they say with
-//! the planner loop, and writes what the planner knows back into their `status`. This is what
-//! makes `kubectl apply -f` work like `baton apply -f`.
+//! The planner's window on a Kubernetes cluster: it watches `Workflow`, `Task`, `Ignitor`,
+//! `Cell` and `AnalysisTemplate` objects (Baton's `baton.dev` group, Orca's `sirocco.cloud`
+//! and okra's `okra.mumo.co`), registers what they say with the planner loop, and writes what
+//! the planner knows back into their `status`. This is what makes `kubectl apply -f` work like
+//! `baton apply -f`.
 //!
 //! - An object is applied when it is first seen and whenever its `metadata.generation` changes;
 //!   status writes, which do not change the generation, are not read back as new documents.
@@ -68,6 +69,10 @@ struct Tracked {
 /// An object's identity: the index of its kind in [`KINDS`], its namespace and its name.
 type Key = (usize, String, String);
 
+/// How long ignitors wait, at most, for every Task kind's first listing (see
+/// [`Sync::on_event_in_order`]): a Task CRD that is not installed must not hold them forever.
+const IGNITOR_HOLD: Duration = Duration::from_secs(10);
+
 /// Watches the cluster until `shutdown` fires or the planner loop goes away.
 pub async fn run(
     client: kube::Client,
@@ -87,7 +92,10 @@ pub async fn run(
         commands,
         objects: BTreeMap::new(),
         listing: Default::default(),
+        listed: Default::default(),
+        held: Vec::new(),
     };
+    let release = tokio::time::Instant::now() + IGNITOR_HOLD;
     let mut status = tokio::time::interval(config.status_period);
     status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     info!(
@@ -98,7 +106,7 @@ pub async fn run(
         let alive = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             Some((index, event)) = events.next() => match event {
-                Ok(event) => sync.on_event(index, event).await,
+                Ok(event) => sync.on_event_in_order(index, event).await,
                 Err(e) => {
                     let kind = &KINDS[index];
                     warn!(kind = kind.kind, group = kind.group, error = %e, "watch failed; retrying (is the CRD installed? see deploy/crds)");
@@ -106,6 +114,10 @@ pub async fn run(
                 }
             },
             _ = status.tick() => sync.write_status().await,
+            _ = tokio::time::sleep_until(release), if !sync.held.is_empty() => {
+                warn!("not every Task kind listed in time; applying the ignitors held back");
+                sync.release_ignitors().await
+            }
         };
         if !alive {
             return Ok(());
@@ -150,9 +162,57 @@ struct Sync {
     objects: BTreeMap<Key, Tracked>,
     /// Per kind, the objects seen in the listing under way (between `Init` and `InitDone`).
     listing: [Option<BTreeSet<Key>>; KINDS.len()],
+    /// Per kind, whether its first listing is done.
+    listed: [bool; KINDS.len()],
+    /// Ignitor events held back until every Task kind has listed once.
+    held: Vec<(usize, watcher::Event<DynamicObject>)>,
 }
 
 impl Sync {
+    /// Handles one watch event, holding ignitors back until every Task kind has listed once.
+    /// Each kind has its own watch, so their first listings arrive in any order; an ignitor
+    /// that fires `NOW` fires as it is registered, and the tasks it starts must be known by
+    /// then, or its one fire starts nothing. Returns false when the planner loop is gone.
+    async fn on_event_in_order(
+        &mut self,
+        index: usize,
+        event: watcher::Event<DynamicObject>,
+    ) -> bool {
+        if KINDS[index].kind == "Ignitor" && !self.tasks_listed() {
+            self.held.push((index, event));
+            return true;
+        }
+        let done = matches!(event, watcher::Event::InitDone);
+        if !self.on_event(index, event).await {
+            return false;
+        }
+        if done {
+            self.listed[index] = true;
+            if self.tasks_listed() {
+                return self.release_ignitors().await;
+            }
+        }
+        true
+    }
+
+    fn tasks_listed(&self) -> bool {
+        KINDS
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| k.kind == "Task")
+            .all(|(i, _)| self.listed[i])
+    }
+
+    /// Applies the ignitor events held back, in the order they came.
+    async fn release_ignitors(&mut self) -> bool {
+        for (index, event) in std::mem::take(&mut self.held) {
+            if !self.on_event(index, event).await {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Handles one watch event. Returns false when the planner loop is gone.
     async fn on_event(&mut self, index: usize, event: watcher::Event<DynamicObject>) -> bool {
         match event {
@@ -292,6 +352,8 @@ impl Sync {
             "Workflow" => Registered::Workflow(WorkflowName::new(name)),
             "Task" => Registered::Task(name),
             "ApplicationGroup" => Registered::Group(name),
+            "Cell" => Registered::Cell(name),
+            "AnalysisTemplate" => Registered::AnalysisTemplate(name),
             _ => Registered::Ignitor(name),
         };
         info!(kind = KINDS[key.0].kind, namespace = %key.1, name = %key.2, "object deleted; forgetting it");
@@ -325,7 +387,15 @@ impl Sync {
         let Some(groups) = self.ask(|reply| Command::Groups { reply }).await else {
             return false;
         };
-        let (tasks, ignitors, groups) = (by_name(tasks), by_name(ignitors), by_name(groups));
+        let Some(cells) = self.ask(|reply| Command::Cells { reply }).await else {
+            return false;
+        };
+        let (tasks, ignitors, groups, cells) = (
+            by_name(tasks),
+            by_name(ignitors),
+            by_name(groups),
+            by_name(cells),
+        );
         let keys: Vec<Key> = self.objects.keys().cloned().collect();
         for key in keys {
             let status = match KINDS[key.0].kind {
@@ -341,6 +411,14 @@ impl Sync {
                 "Ignitor" => ignitors.get(&key.2).map(|i| {
                     json!({"lastFire": i["lastFire"], "nextFire": i["nextFire"], "message": i["error"]})
                 }),
+                "Cell" => cells.get(&key.2).map(|c| {
+                    let mut status = c.clone();
+                    if let Some(object) = status.as_object_mut() {
+                        object.remove("name");
+                    }
+                    status
+                }),
+                "AnalysisTemplate" => None,
                 _ => match self.objects[&key].run.clone() {
                     Some(_) if self.objects[&key].written.as_ref().is_some_and(run_ended) => None,
                     Some(run) => {

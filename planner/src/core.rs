@@ -69,6 +69,35 @@ pub enum Input {
     Cancel(RunId),
     /// Time passed: due retries and timeouts fire.
     Tick,
+    // --- Cells (`cells.rs`) ---
+    /// Registers (or replaces) a Cell under its name.
+    RegisterCell(Box<baton_schemas::cell::Cell>),
+    /// Registers (or replaces) an analysis template under its name.
+    RegisterAnalysisTemplate(Box<baton_schemas::analysis::AnalysisTemplate>),
+    /// What a discovery of target groups saw for a Cell.
+    Observed(Box<Observation>),
+    /// A person's resume, abort or promote of a Cell's rollout.
+    CellCommand {
+        /// The Cell.
+        cell: String,
+        /// What to do.
+        command: CellCommand,
+    },
+}
+
+impl From<baton_schemas::Document> for Input {
+    /// Returns the input that registers a document.
+    fn from(document: baton_schemas::Document) -> Input {
+        use baton_schemas::Document;
+        match document {
+            Document::Workflow(w) => Input::Register(w),
+            Document::Task(t) => Input::RegisterTask(t),
+            Document::Ignitor(i) => Input::RegisterIgnitor(i),
+            Document::Group(g) => Input::RegisterGroup(g),
+            Document::Cell(c) => Input::RegisterCell(c),
+            Document::AnalysisTemplate(t) => Input::RegisterAnalysisTemplate(t),
+        }
+    }
 }
 
 /// A registered document, by kind and name.
@@ -82,6 +111,10 @@ pub enum Registered {
     Ignitor(String),
     /// An application group.
     Group(String),
+    /// A Cell.
+    Cell(String),
+    /// An analysis template.
+    AnalysisTemplate(String),
 }
 
 /// Something the service must do.
@@ -128,6 +161,9 @@ pub enum Refusal {
     /// A delete of a group that does not exist.
     #[error("application group {0:?} does not exist")]
     UnknownGroup(String),
+    /// A Cell command that cannot be carried out: the Cell is unknown, or has nothing to do.
+    #[error("{0}")]
+    Cell(String),
 }
 
 /// Where a run is in its life.
@@ -198,6 +234,12 @@ pub enum NodeState {
     Skipped,
     /// Stopped by a cancel.
     Cancelled,
+    /// Owned by the core, not by a worker: a Cell's pause, which ends at `until` (or when a
+    /// person resumes the rollout, when `until` is `None`). Never dispatched.
+    Held {
+        /// When the pause ends by itself.
+        until: Option<Timestamp>,
+    },
 }
 
 impl NodeState {
@@ -214,6 +256,7 @@ impl NodeState {
         match self {
             NodeState::RetryWait { at, .. } => Some(at),
             NodeState::Running { deadline, .. } => deadline,
+            NodeState::Held { until } => until,
             _ => None,
         }
     }
@@ -228,9 +271,10 @@ impl NodeState {
     fn shown(self) -> State {
         match self {
             NodeState::Pending => State::Pending,
-            NodeState::Queued { .. } | NodeState::Running { .. } | NodeState::RetryWait { .. } => {
-                State::Running
-            }
+            NodeState::Queued { .. }
+            | NodeState::Running { .. }
+            | NodeState::RetryWait { .. }
+            | NodeState::Held { .. } => State::Running,
             NodeState::Succeeded => State::Succeeded,
             NodeState::Failed => State::Failed,
             NodeState::Skipped => State::Skipped,
@@ -332,6 +376,8 @@ pub enum RunKind {
     Chain,
     /// A run of an application group: forward, rollback, uninstall or delete.
     Group,
+    /// A Cell's rollout: nodes are added as its steps go (`cells.rs`).
+    Cell,
 }
 
 /// One run of a workflow.
@@ -638,6 +684,11 @@ pub struct Core {
     /// Application groups by name (see `groups.rs`).
     groups: BTreeMap<String, GroupEntry>,
     changed_groups: BTreeSet<String>,
+    // --- Cells (`cells.rs`) ---
+    cells: BTreeMap<String, CellEntry>,
+    templates: BTreeMap<String, baton_schemas::analysis::AnalysisTemplate>,
+    changed_cells: BTreeSet<String>,
+    changed_templates: BTreeSet<String>,
 }
 
 /// What the store must write after a turn.
@@ -655,6 +706,10 @@ pub struct Changes<'a> {
     pub removed: Vec<Registered>,
     /// Changed application groups.
     pub groups: Vec<&'a GroupEntry>,
+    /// Changed Cells (spec or status).
+    pub cells: Vec<&'a CellEntry>,
+    /// Changed analysis templates.
+    pub templates: Vec<&'a baton_schemas::analysis::AnalysisTemplate>,
 }
 
 impl Changes<'_> {
@@ -666,6 +721,8 @@ impl Changes<'_> {
             && self.ignitors.is_empty()
             && self.removed.is_empty()
             && self.groups.is_empty()
+            && self.cells.is_empty()
+            && self.templates.is_empty()
     }
 }
 
@@ -797,6 +854,8 @@ impl Core {
         let tasks = std::mem::take(&mut self.changed_tasks);
         let ignitors = std::mem::take(&mut self.changed_ignitors);
         let groups = std::mem::take(&mut self.changed_groups);
+        let cells = std::mem::take(&mut self.changed_cells);
+        let templates = std::mem::take(&mut self.changed_templates);
         // A changed name with no entry left was removed.
         let removed = workflows
             .iter()
@@ -813,6 +872,18 @@ impl Core {
                     .iter()
                     .filter(|i| !self.ignitors.contains_key(*i))
                     .map(|i| Registered::Ignitor(i.clone())),
+            )
+            .chain(
+                cells
+                    .iter()
+                    .filter(|c| !self.cells.contains_key(*c))
+                    .map(|c| Registered::Cell(c.clone())),
+            )
+            .chain(
+                templates
+                    .iter()
+                    .filter(|t| !self.templates.contains_key(*t))
+                    .map(|t| Registered::AnalysisTemplate(t.clone())),
             )
             .collect();
         let mut unsaved = Vec::with_capacity(runs.len());
@@ -838,6 +909,11 @@ impl Core {
                 .collect(),
             removed,
             groups: groups.iter().filter_map(|g| self.groups.get(g)).collect(),
+            cells: cells.iter().filter_map(|c| self.cells.get(c)).collect(),
+            templates: templates
+                .iter()
+                .filter_map(|t| self.templates.get(t))
+                .collect(),
         }
     }
 
@@ -870,6 +946,14 @@ impl Core {
                 if self.ignitors.remove(&name).is_some() {
                     self.changed_ignitors.insert(name);
                 }
+            }
+            Input::RegisterCell(cell) => self.register_cell(*cell, now, &mut actions),
+            Input::RegisterAnalysisTemplate(t) => self.register_template(*t),
+            Input::Remove(Registered::Cell(name)) => self.remove_cell(&name, now, &mut actions),
+            Input::Remove(Registered::AnalysisTemplate(name)) => self.remove_template(&name),
+            Input::Observed(observation) => self.observe(*observation, now, &mut actions),
+            Input::CellCommand { cell, command } => {
+                self.cell_command(&cell, command, now, &mut actions)
             }
             Input::Register(workflow) => {
                 let name = workflow.name();
@@ -1024,6 +1108,7 @@ impl Core {
     fn advance(&mut self, run: &RunId, now: Timestamp, actions: &mut Vec<Action>) {
         self.mark_changed(run);
         self.follow_chain(run, now, actions);
+        self.follow_cell(run, now, actions);
         let r = self
             .runs
             .get_mut(run)
@@ -1251,6 +1336,8 @@ fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
         webhook: spec.webhook.clone(),
         publish: spec.publish.clone(),
         helm: spec.helm.clone(),
+        traffic: spec.traffic.clone(),
+        analysis: spec.analysis.clone(),
         inputs,
     };
     let n = r.node_mut(i);
@@ -1266,6 +1353,11 @@ pub use chains::{IgnitorEntry, TaskEntry, TaskState, TaskStatus};
 #[path = "groups.rs"]
 mod groups;
 pub use groups::{GroupEntry, GroupState, Pending, Remediation, Succeeded};
+#[path = "cells.rs"]
+mod cells;
+pub use cells::{
+    Blocked, CellCommand, CellEntry, CellPhase, CellStatus, Observation, SeenTargetGroup,
+};
 
 #[cfg(test)]
 #[path = "core_tests.rs"]
@@ -1278,3 +1370,7 @@ mod chains_tests;
 #[cfg(test)]
 #[path = "replay_tests.rs"]
 mod replay_tests;
+
+#[cfg(test)]
+#[path = "cells_tests.rs"]
+mod cells_tests;

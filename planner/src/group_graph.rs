@@ -248,6 +248,8 @@ fn blank(name: NodeName, kind: NodeKind, timeout: Duration) -> NodeSpec {
         webhook: None,
         publish: None,
         helm: None,
+        traffic: None,
+        analysis: None,
     }
 }
 

@@ -5,13 +5,15 @@
 //! - [`store`]: the redb store.
 //! - [`service`]: the loop that feeds the core from the bus and the API and executes its actions.
 //! - [`api`]: the HTTP API.
-//! - [`cluster`]: watching Workflow, Task, Ignitor and ApplicationGroup objects in a Kubernetes
-//!   cluster.
+//! - [`cluster`]: watching Workflow, Task, Ignitor, ApplicationGroup, Cell and AnalysisTemplate
+//!   objects in a Kubernetes cluster.
 //! - [`group_graph`]: compiling application groups into graphs of `helm` nodes.
+//! - [`discovery`]: discovering Cells' target groups and rules in ELBv2.
 
 pub mod api;
 pub mod cluster;
 pub mod core;
+pub mod discovery;
 pub mod group_graph;
 pub mod service;
 pub mod store;

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::core::{Action, Core, CoreConfig, Input, Refusal, Registered};
+use crate::core::{Action, CellCommand, Core, CoreConfig, Input, Observation, Refusal, Registered};
 use crate::store::{Change, Store, StoreError};
 
 /// How often a standby planner tries to take the store.
@@ -41,6 +41,9 @@ pub struct PlannerConfig {
     pub core: CoreConfig,
     /// How many bus messages one turn takes at most.
     pub batch: usize,
+    /// Woken when a Cell is applied, so that its target groups are discovered at once rather
+    /// than at the next sync period.
+    pub discover_now: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl PlannerConfig {
@@ -50,6 +53,7 @@ impl PlannerConfig {
             data_dir,
             core: CoreConfig::default(),
             batch: 256,
+            discover_now: Default::default(),
         }
     }
 }
@@ -125,6 +129,33 @@ pub enum Command {
         /// The group.
         name: String,
         /// Done (the delete run started or waits), or why not.
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    // --- Cells ---
+    /// Reads every Cell's status.
+    Cells {
+        /// The Cells, by name.
+        reply: oneshot::Sender<Vec<serde_json::Value>>,
+    },
+    /// Reads every Cell's spec, for the discovery.
+    CellSpecs {
+        /// The Cells.
+        reply: oneshot::Sender<Vec<baton_schemas::cell::Cell>>,
+    },
+    /// Applies what a discovery saw.
+    Observe {
+        /// What it saw.
+        observation: Box<Observation>,
+        /// Done.
+        reply: oneshot::Sender<()>,
+    },
+    /// Resumes, aborts or promotes a Cell's rollout.
+    CellCommand {
+        /// The Cell.
+        cell: String,
+        /// What to do.
+        command: CellCommand,
+        /// Done, or why not.
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
 }
@@ -262,6 +293,7 @@ impl Planner {
             loaded.ignitors,
         );
         core.restore_groups(loaded.groups);
+        core.restore_cells(loaded.cells, loaded.templates);
         bus.ensure_streams()
             .await
             .context("creating the bus streams")?;
@@ -435,11 +467,26 @@ impl Planner {
         inputs
     }
 
-    /// Decodes triggers into run starts; a poison trigger is reported and skipped. A trigger
-    /// without a run id gets one derived from its place in the stream.
+    /// Decodes triggers into run starts and Cell commands; a poison trigger is reported and
+    /// skipped. A trigger without a run id gets one derived from its place in the stream.
     fn trigger_inputs(&self, batch: &[Inbound]) -> Vec<Input> {
         let mut inputs = Vec::with_capacity(batch.len());
+        let cell_subject = format!("{}.triggers.cells.", self.bus.config().prefix);
         for message in batch {
+            // `<p>.triggers.cells.<cell>` carries a Cell command in its body.
+            if let Some(cell) = message.subject().strip_prefix(&cell_subject) {
+                let body = String::from_utf8_lossy(message.payload());
+                match body.parse::<CellCommand>() {
+                    Ok(command) => inputs.push(Input::CellCommand {
+                        cell: cell.to_owned(),
+                        command,
+                    }),
+                    Err(e) => {
+                        error!(subject = %message.subject(), reason = %e, "poison cell trigger set aside")
+                    }
+                }
+                continue;
+            }
             match baton_bus::decode_trigger(message) {
                 Ok((workflow, run, data)) => inputs.push(Input::StartRun {
                     run: run.unwrap_or_else(|| {
@@ -488,6 +535,9 @@ impl Planner {
                 run,
                 reply,
             } => {
+                if matches!(*document, Document::Cell(_)) {
+                    self.config.discover_now.notify_one();
+                }
                 let (mut inputs, name) = match *document {
                     Document::Workflow(w) => {
                         let name = w.name();
@@ -508,6 +558,10 @@ impl Planner {
                             });
                         let _ = reply.send(refused(&actions).map_or(Ok(run), Err));
                         return Ok(());
+                    }
+                    Document::Cell(c) => (vec![Input::RegisterCell(c)], None),
+                    Document::AnalysisTemplate(t) => {
+                        (vec![Input::RegisterAnalysisTemplate(t)], None)
                     }
                 };
                 let run = name
@@ -569,6 +623,27 @@ impl Planner {
             Command::DeleteGroup { name, reply } => {
                 let input = Input::Remove(Registered::Group(name));
                 let actions = self.command_turn(vec![input]).await?;
+                let _ = reply.send(refused(&actions).map_or(Ok(()), Err));
+            }
+            Command::Cells { reply } => {
+                let _ = reply.send(self.core.cells().map(|c| c.view()).collect());
+            }
+            Command::CellSpecs { reply } => {
+                let _ = reply.send(self.core.cells().map(|c| c.cell.clone()).collect());
+            }
+            Command::Observe { observation, reply } => {
+                self.command_turn(vec![Input::Observed(observation)])
+                    .await?;
+                let _ = reply.send(());
+            }
+            Command::CellCommand {
+                cell,
+                command,
+                reply,
+            } => {
+                let actions = self
+                    .command_turn(vec![Input::CellCommand { cell, command }])
+                    .await?;
                 let _ = reply.send(refused(&actions).map_or(Ok(()), Err));
             }
             Command::List { reply } => {

@@ -15,7 +15,7 @@ use baton_schemas::Workflow;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 
-use crate::core::{Changes, GroupEntry, IgnitorEntry, Registered, Run, TaskEntry};
+use crate::core::{CellEntry, Changes, GroupEntry, IgnitorEntry, Registered, Run, TaskEntry};
 
 const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows");
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
@@ -27,6 +27,9 @@ const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
 const NODES: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("nodes");
 const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Cells with their status (versions, rollout, weights, blocked versions).
+const CELLS: TableDefinition<&str, &[u8]> = TableDefinition::new("cells");
+const ANALYSIS_TEMPLATES: TableDefinition<&str, &[u8]> = TableDefinition::new("analysis-templates");
 const TRIGGERS_SEQ: &str = "triggers-seq";
 const EVENTS_SEQ: &str = "events-seq";
 
@@ -71,6 +74,10 @@ pub struct Loaded {
     pub triggers_seq: u64,
     /// The event stream sequence up to which every event is applied in this state.
     pub events_seq: u64,
+    /// Registered Cells and their status.
+    pub cells: Vec<CellEntry>,
+    /// Registered analysis templates.
+    pub templates: Vec<baton_schemas::analysis::AnalysisTemplate>,
 }
 
 /// One durable change: state written, messages to publish, messages known published, the
@@ -140,7 +147,16 @@ impl Store {
             other => StoreError::Redb(other.into()),
         })?;
         let txn = db.begin_write().map_err(redb::Error::from)?;
-        for table in [WORKFLOWS, TASKS, IGNITORS, GROUPS, RUNS, OUTBOX] {
+        for table in [
+            WORKFLOWS,
+            TASKS,
+            IGNITORS,
+            GROUPS,
+            RUNS,
+            OUTBOX,
+            CELLS,
+            ANALYSIS_TEMPLATES,
+        ] {
             txn.open_table(table).map_err(redb::Error::from)?;
         }
         txn.open_table(NODES).map_err(redb::Error::from)?;
@@ -168,6 +184,8 @@ impl Store {
             outbox: read_all(&txn, OUTBOX, "outbox")?,
             triggers_seq: seq(TRIGGERS_SEQ)?,
             events_seq: seq(EVENTS_SEQ)?,
+            cells: read_all(&txn, CELLS, "cells")?,
+            templates: read_all(&txn, ANALYSIS_TEMPLATES, "analysis-templates")?,
         })
     }
 
@@ -223,6 +241,19 @@ impl Store {
         )?;
         put(
             &txn,
+            CELLS,
+            state
+                .cells
+                .iter()
+                .map(|c| (c.cell.metadata.name.clone(), c)),
+        )?;
+        put(
+            &txn,
+            ANALYSIS_TEMPLATES,
+            state.templates.iter().map(|t| (t.metadata.name.clone(), t)),
+        )?;
+        put(
+            &txn,
             OUTBOX,
             change.outbox.iter().map(|m| (m.msg_id.clone(), m)),
         )?;
@@ -238,6 +269,8 @@ impl Store {
                 Registered::Task(name) => (TASKS, name.as_str()),
                 Registered::Ignitor(name) => (IGNITORS, name.as_str()),
                 Registered::Group(name) => (GROUPS, name.as_str()),
+                Registered::Cell(name) => (CELLS, name.as_str()),
+                Registered::AnalysisTemplate(name) => (ANALYSIS_TEMPLATES, name.as_str()),
             };
             let mut table = txn.open_table(table).map_err(redb::Error::from)?;
             table.remove(key).map_err(redb::Error::from)?;
@@ -324,6 +357,7 @@ mod tests {
                 Document::Task(t) => Input::RegisterTask(t),
                 Document::Ignitor(i) => Input::RegisterIgnitor(i),
                 Document::Group(g) => Input::RegisterGroup(g),
+                other => panic!("not in this test: {}", other.describe()),
             };
             core.apply(input, Timestamp(1));
         }

@@ -1,8 +1,8 @@
 //! CustomResourceDefinitions for the documents Baton reads from a cluster, generated from the
-//! same types that parse them: Baton's own `Workflow`, `Task`, `Ignitor` and `ApplicationGroup`
-//! (`baton.dev`), Orca's `Task` and `Ignitor` (`sirocco.cloud`) and Orkestra's
-//! `ApplicationGroup` (`orkestra.azure.microsoft.com`), so that Orca's and Orkestra's manifests
-//! apply unchanged.
+//! same types that parse them: Baton's own `Workflow`, `Task`, `Ignitor`, `ApplicationGroup`,
+//! `Cell` and `AnalysisTemplate` (`baton.dev`), Orca's `Task` and `Ignitor` (`sirocco.cloud`),
+//! Orkestra's `ApplicationGroup` (`orkestra.azure.microsoft.com`) and okra's `Cell`
+//! (`okra.mumo.co`), so that Orca's, Orkestra's and okra's manifests apply unchanged.
 //!
 //! `baton crds` prints them; the copies committed under `deploy/crds/` are checked against
 //! this module by a test, so they cannot drift.
@@ -16,6 +16,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use schemars::JsonSchema;
 use serde_json::json;
 
+use crate::analysis::AnalysisTemplateSpec;
+use crate::cell::CellSpec;
 use crate::group::ApplicationGroupSpec;
 use crate::task::{IgnitorSpec, TaskSpec};
 use crate::workflow::WorkflowSpec;
@@ -26,6 +28,8 @@ pub const BATON_GROUP: &str = "baton.dev";
 pub const ORCA_GROUP: &str = "sirocco.cloud";
 /// Orkestra's API group, served so that Orkestra's documents apply verbatim.
 pub const ORKESTRA_GROUP: &str = "orkestra.azure.microsoft.com";
+/// okra's API group, served so that okra's Cells apply verbatim.
+pub const OKRA_GROUP: &str = "okra.mumo.co";
 /// The version of every kind Baton serves.
 pub const VERSION: &str = "v1alpha1";
 
@@ -54,7 +58,7 @@ impl Kind {
 }
 
 /// Every kind the planner watches.
-pub const KINDS: [Kind; 7] = [
+pub const KINDS: [Kind; 10] = [
     Kind {
         group: BATON_GROUP,
         kind: "Workflow",
@@ -90,6 +94,21 @@ pub const KINDS: [Kind; 7] = [
         kind: "ApplicationGroup",
         plural: "applicationgroups",
     },
+    Kind {
+        group: BATON_GROUP,
+        kind: "Cell",
+        plural: "cells",
+    },
+    Kind {
+        group: BATON_GROUP,
+        kind: "AnalysisTemplate",
+        plural: "analysistemplates",
+    },
+    Kind {
+        group: OKRA_GROUP,
+        kind: "Cell",
+        plural: "cells",
+    },
 ];
 
 /// Returns every CustomResourceDefinition, in the order of [`KINDS`].
@@ -100,21 +119,33 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
 /// Returns the CustomResourceDefinition of one kind.
 pub fn crd(kind: &Kind) -> CustomResourceDefinition {
     let (spec, status, columns) = match kind.kind {
+        // Node fields that other kinds document (pod templates, traffic, analysis, helm) go
+        // without descriptions here, or the CRD would not fit kubectl's annotation.
         "Workflow" => (
-            schema_of::<WorkflowSpec>(),
+            schema_of::<WorkflowSpec>(&["template", "traffic", "analysis", "helm"]),
             workflow_status(),
             workflow_columns(),
         ),
-        "Task" => (schema_of::<TaskSpec>(), task_status(), task_columns()),
+        "Task" => (
+            schema_of::<TaskSpec>(&["template"]),
+            task_status(),
+            task_columns(),
+        ),
         "Ignitor" => (
-            schema_of::<IgnitorSpec>(),
+            schema_of::<IgnitorSpec>(&[]),
             ignitor_status(),
             ignitor_columns(),
         ),
         "ApplicationGroup" => (
-            schema_of::<ApplicationGroupSpec>(),
+            schema_of::<ApplicationGroupSpec>(&["template"]),
             group_status(),
             group_columns(),
+        ),
+        "Cell" => (schema_of::<CellSpec>(&[]), cell_status(), cell_columns()),
+        "AnalysisTemplate" => (
+            schema_of::<AnalysisTemplateSpec>(&[]),
+            analysis_template_status(),
+            vec![age()],
         ),
         other => unreachable!("no CRD for kind {other}"),
     };
@@ -208,8 +239,9 @@ pub fn file_name(kind: &Kind) -> String {
 }
 
 /// Returns the structural OpenAPI v3 schema of `T`, as Kubernetes wants it: no `$ref`s, no
-/// `$schema`, enums and untagged variants folded into objects, `nullable` for options.
-fn schema_of<T: JsonSchema>() -> serde_json::Value {
+/// `$schema`, enums and untagged variants folded into objects, `nullable` for options. The
+/// object fields named in `terse` lose their descriptions.
+fn schema_of<T: JsonSchema>(terse: &[&str]) -> serde_json::Value {
     let generator = schemars::generate::SchemaSettings::openapi3()
         .with(|s| {
             s.inline_subschemas = true;
@@ -225,27 +257,28 @@ fn schema_of<T: JsonSchema>() -> serde_json::Value {
     if let Some(object) = schema.as_object_mut() {
         object.remove("title");
     }
-    drop_template_descriptions(&mut schema, false);
+    drop_descriptions(&mut schema, terse, false);
     schema
 }
 
-/// Removes the descriptions inside pod templates: Kubernetes' own documentation of the pod
-/// fields would make each CRD about 500 KB, above what `kubectl apply` can keep in its
-/// last-applied annotation (256 KB). `kubectl explain pod.spec` still documents them.
-fn drop_template_descriptions(schema: &mut serde_json::Value, inside: bool) {
+/// Removes the descriptions inside the object fields named in `terse`: Kubernetes' own
+/// documentation of the pod fields would make each CRD about 500 KB, above what `kubectl
+/// apply` can keep in its last-applied annotation (256 KB). `kubectl explain pod.spec` still
+/// documents them, as the AnalysisTemplate CRD documents metrics.
+fn drop_descriptions(schema: &mut serde_json::Value, terse: &[&str], inside: bool) {
     match schema {
         serde_json::Value::Object(object) => {
             if inside {
                 object.remove("description");
             }
             for (key, value) in object.iter_mut() {
-                let template = key == "template" && value.get("properties").is_some();
-                drop_template_descriptions(value, inside || template);
+                let named = terse.contains(&key.as_str()) && value.get("properties").is_some();
+                drop_descriptions(value, terse, inside || named);
             }
         }
         serde_json::Value::Array(items) => {
             for item in items {
-                drop_template_descriptions(item, inside);
+                drop_descriptions(item, terse, inside);
             }
         }
         _ => {}
@@ -291,6 +324,47 @@ fn ignitor_status() -> serde_json::Value {
             "lastFire": string("The scheduled time of the last fire (RFC 3339, UTC)."),
             "nextFire": string("The next scheduled fire (RFC 3339, UTC)."),
             "message": string("Why the schedule or document was refused, when it was."),
+        },
+    })
+}
+
+fn cell_status() -> serde_json::Value {
+    json!({
+        "type": "object",
+        "description": "What Baton last saw and did: the versions, the rollout step, the weights AWS holds, blocked versions.",
+        "properties": {
+            "phase": string("Pending, Serving, Progressing, Paused or Degraded."),
+            "servingVersion": string("The version that has the traffic (or had it before the rollout under way)."),
+            "desiredVersion": string("The version being rolled out, or serving when no rollout is under way."),
+            "step": {"type": "integer", "description": "The index of the rollout step under way."},
+            "run": string("The rollout's run (baton status RUN)."),
+            "weights": {
+                "type": "array",
+                "description": "The rule's forward action as AWS last showed it.",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "arn": string("The target group's ARN."),
+                        "name": string("The target group's name."),
+                        "version": string("Its version tag."),
+                        "weight": {"type": "integer", "description": "Its weight."},
+                    },
+                },
+            },
+            "blocked": {
+                "type": "array",
+                "description": "Versions Baton will not roll out again until promoted.",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "version": string("The version."),
+                        "cause": string("Why it was blocked."),
+                        "at": string("When (RFC 3339)."),
+                    },
+                },
+            },
+            "message": string("What the Cell waits for, why a rollout failed, or why the document was refused."),
+            "lastSyncTime": string("When target groups were last discovered (RFC 3339)."),
         },
     })
 }
@@ -342,6 +416,40 @@ fn group_status() -> serde_json::Value {
                     "subcharts": {"type": "object", "additionalProperties": chart},
                 },
             }},
+        },
+    })
+}
+
+fn cell_columns() -> Vec<CustomResourceColumnDefinition> {
+    vec![
+        column("Phase", "string", ".status.phase", "The rollout's phase"),
+        column(
+            "Serving",
+            "string",
+            ".status.servingVersion",
+            "The version with the traffic",
+        ),
+        column(
+            "Desired",
+            "string",
+            ".status.desiredVersion",
+            "The version being rolled out",
+        ),
+        column("Step", "integer", ".status.step", "The step under way"),
+        column(
+            "Last Sync",
+            "date",
+            ".status.lastSyncTime",
+            "When target groups were last discovered",
+        ),
+    ]
+}
+
+fn analysis_template_status() -> serde_json::Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "message": string("Why the document was refused, when it was."),
         },
     })
 }

@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::de::DeserializeOwned;
 
+use crate::analysis::AnalysisTemplate;
+use crate::cell::{Cell, OKRA_API_VERSION};
 use crate::group::{ApplicationGroup, ORKESTRA_API_VERSION};
 use crate::task::{Ignitor, ORCA_API_VERSION, Task};
 use crate::validate;
@@ -21,6 +23,10 @@ pub enum Document {
     Ignitor(Box<Ignitor>),
     /// An ApplicationGroup, Orkestra's or Baton's.
     Group(Box<ApplicationGroup>),
+    /// A Cell, okra's or Baton's.
+    Cell(Box<Cell>),
+    /// A `baton.dev/v1alpha1` AnalysisTemplate.
+    AnalysisTemplate(Box<AnalysisTemplate>),
 }
 
 impl Document {
@@ -31,6 +37,8 @@ impl Document {
             Document::Task(t) => format!("Task/{}", t.metadata.name),
             Document::Ignitor(i) => format!("Ignitor/{}", i.metadata.name),
             Document::Group(g) => format!("ApplicationGroup/{}", g.metadata.name),
+            Document::Cell(c) => format!("Cell/{}", c.metadata.name),
+            Document::AnalysisTemplate(t) => format!("AnalysisTemplate/{}", t.metadata.name),
         }
     }
 }
@@ -190,10 +198,26 @@ fn parse_one(value: serde_norway::Value, now: Timestamp) -> Result<Document, Vec
             crate::group::validate(&group)?;
             Ok(Document::Group(Box::new(group)))
         }
+        (crate::API_VERSION | OKRA_API_VERSION, "Cell") => {
+            let cell: Cell = typed(value)?;
+            crate::cell::validate(&cell)?;
+            Ok(Document::Cell(Box::new(cell)))
+        }
+        (crate::API_VERSION, "AnalysisTemplate") => {
+            let template: AnalysisTemplate = typed(value)?;
+            validate::analysis_template(&template)?;
+            Ok(Document::AnalysisTemplate(Box::new(template)))
+        }
         (crate::API_VERSION, other) => Err(vec![SpecError::new(
             "kind",
             format!(
-                "unsupported kind {other:?} for {api_version} (supported: Workflow, Task, Ignitor, ApplicationGroup)"
+                "unsupported kind {other:?} for {api_version} (supported: Workflow, Task, Ignitor, ApplicationGroup, Cell, AnalysisTemplate)"
+            ),
+        )]),
+        (OKRA_API_VERSION, other) => Err(vec![SpecError::new(
+            "kind",
+            format!(
+                "unsupported kind {other:?} for {api_version} (supported: Cell; okra's other kinds are replaced by target group discovery from ELBv2 tags)"
             ),
         )]),
         (ORKESTRA_API_VERSION, other) => Err(vec![SpecError::new(
@@ -207,7 +231,7 @@ fn parse_one(value: serde_norway::Value, now: Timestamp) -> Result<Document, Vec
         (other, _) => Err(vec![SpecError::new(
             "apiVersion",
             format!(
-                "unsupported apiVersion {other:?} (supported: {}, {ORCA_API_VERSION}, {ORKESTRA_API_VERSION})",
+                "unsupported apiVersion {other:?} (supported: {}, {ORCA_API_VERSION}, {ORKESTRA_API_VERSION}, {OKRA_API_VERSION})",
                 crate::API_VERSION
             ),
         )]),

@@ -4,6 +4,9 @@
 //! This crate does no I/O. Parsing takes text and a name to report it by; validation returns
 //! every problem it finds with the document's field path.
 
+pub mod analysis;
+pub mod cell;
+pub mod condition;
 pub mod crd;
 pub mod document;
 pub mod duration;
@@ -13,6 +16,7 @@ pub mod ids;
 pub mod schedule;
 pub mod status;
 pub mod task;
+pub mod traffic;
 pub mod validate;
 pub mod wire;
 pub mod workflow;

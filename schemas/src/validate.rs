@@ -99,6 +99,8 @@ pub fn workflow(wf: &Workflow) -> Result<(), Vec<SpecError>> {
             ("webhook", node.webhook.is_some(), NodeKind::Webhook),
             ("publish", node.publish.is_some(), NodeKind::Publish),
             ("helm", node.helm.is_some(), NodeKind::Helm),
+            ("traffic", node.traffic.is_some(), NodeKind::Traffic),
+            ("analysis", node.analysis.is_some(), NodeKind::Analysis),
         ];
         for (field, set, owner) in kind_fields {
             if set && owner != node.kind {
@@ -136,6 +138,24 @@ pub fn workflow(wf: &Workflow) -> Result<(), Vec<SpecError>> {
                     )),
                 }
             }
+            NodeKind::Traffic => match &node.traffic {
+                Some(traffic) => errors.extend(traffic.problems(&at("traffic"))),
+                None => errors.push(SpecError::new(
+                    at("traffic"),
+                    "a traffic node needs traffic: {listenerArn, priority, conditions, targetGroups}",
+                )),
+            },
+            NodeKind::Analysis => match &node.analysis {
+                Some(analysis) => errors.extend(crate::analysis::spec_problems(
+                    &at("analysis"),
+                    analysis,
+                    false,
+                )),
+                None => errors.push(SpecError::new(
+                    at("analysis"),
+                    "an analysis node needs analysis: {templates, args} or {metrics}",
+                )),
+            },
             NodeKind::Pod => errors.extend(pod_template(
                 &format!("spec.nodes[{i}]"),
                 node.template.as_deref(),
@@ -413,6 +433,20 @@ pub fn ignitor(
         };
         errors.push(SpecError::new(field, e));
     }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// Returns every problem in an analysis template, or `Ok`.
+pub fn analysis_template(
+    template: &crate::analysis::AnalysisTemplate,
+) -> Result<(), Vec<SpecError>> {
+    let mut errors = Vec::new();
+    name(&template.metadata, &mut errors, "analysis template");
+    errors.extend(crate::analysis::template_problems(template));
     if errors.is_empty() {
         Ok(())
     } else {

@@ -91,6 +91,12 @@ pub struct Job {
     /// `helm` settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm: Option<Box<crate::helm::HelmSpec>>,
+    /// `traffic` settings: the rule and its weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Box<crate::traffic::TrafficSpec>>,
+    /// `analysis` settings: the metrics, every template and argument resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Box<crate::analysis::AnalysisSpec>>,
     /// Data passed from upstream.
     pub inputs: JobInputs,
 }

@@ -123,6 +123,13 @@ pub struct NodeSpec {
     /// `helm`: the release and what to do to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm: Option<Box<crate::helm::HelmSpec>>,
+    /// `traffic`: the ALB listener rule to write and its weighted target groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Box<crate::traffic::TrafficSpec>>,
+    /// `analysis`: the metrics to measure and judge (templates by name, or inline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::analysis::UncheckedAnalysis>")]
+    pub analysis: Option<Box<crate::analysis::AnalysisSpec>>,
 }
 
 /// The kinds of node a workflow may hold.
@@ -153,17 +160,23 @@ pub enum NodeKind {
     Publish,
     /// Installs, upgrades or uninstalls a Helm release.
     Helm,
+    /// Writes an ALB listener rule's weighted forward action and reads it back.
+    Traffic,
+    /// Measures metrics (Prometheus queries, HTTP checks) and judges them.
+    Analysis,
 }
 
 impl NodeKind {
     /// Every kind, in the order workers list them.
-    pub const ALL: [NodeKind; 6] = [
+    pub const ALL: [NodeKind; 8] = [
         NodeKind::Noop,
         NodeKind::Exec,
         NodeKind::Pod,
         NodeKind::Webhook,
         NodeKind::Publish,
         NodeKind::Helm,
+        NodeKind::Traffic,
+        NodeKind::Analysis,
     ];
 
     /// Returns the kind's name as it appears in subjects and specs.
@@ -175,6 +188,8 @@ impl NodeKind {
             NodeKind::Webhook => "webhook",
             NodeKind::Publish => "publish",
             NodeKind::Helm => "helm",
+            NodeKind::Traffic => "traffic",
+            NodeKind::Analysis => "analysis",
         }
     }
 }
@@ -193,7 +208,7 @@ impl std::str::FromStr for NodeKind {
             .into_iter()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown node kind {s:?} (known: noop, exec, pod, webhook, publish, helm)")
+                format!("unknown node kind {s:?} (known: noop, exec, pod, webhook, publish, helm, traffic, analysis)")
             })
     }
 }

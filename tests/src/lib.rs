@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use baton_schemas::status::RunStatus;
 
+pub mod aws;
 pub mod kube;
 
 /// Returns a loopback port that was free a moment ago.

@@ -5,6 +5,7 @@
 //! - [`service`]: pulling, bounded concurrency, progress acks, cancel notices and shutdown.
 
 pub mod executors;
+pub mod failpoint;
 pub mod service;
 
 pub use service::{WorkerConfig, run};

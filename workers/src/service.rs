@@ -106,6 +106,7 @@ pub async fn run(
         http: reqwest::Client::builder().build()?,
         pod: None,
         helm: None,
+        traffic: crate::executors::traffic::TrafficExecutor::new(),
     };
     if config.kinds.contains(&NodeKind::Helm) {
         // The flux driver works through the API; the cli driver reads valuesFrom and

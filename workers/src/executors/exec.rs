@@ -216,6 +216,8 @@ mod tests {
             webhook: None,
             publish: None,
             helm: None,
+            traffic: None,
+            analysis: None,
             inputs: JobInputs {
                 initiator: "up".into(),
                 data: "d1".into(),

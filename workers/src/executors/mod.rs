@@ -2,9 +2,11 @@
 //! stop token fires (a run cancel, or a shutdown past its deadline).
 
 pub mod action;
+pub mod analysis;
 pub mod exec;
 pub mod helm;
 pub mod pod;
+pub mod traffic;
 
 use baton_schemas::NodeKind;
 use baton_schemas::wire::{Job, Outcome};
@@ -24,7 +26,8 @@ pub enum Effect {
 /// Idempotence: `noop` has no effect; `exec` runs a local process, and a job redelivered after
 /// its worker died runs that process again (a local process cannot be adopted), so `exec`
 /// commands should be safe to repeat; `pod` adopts the pod an earlier delivery created, and
-/// `helm` the release operation or `HelmRelease` an earlier delivery started.
+/// `helm` the release operation or `HelmRelease` an earlier delivery started; `traffic` finds
+/// the rule an earlier delivery wrote by its priority; `analysis` only reads.
 #[derive(Clone)]
 pub struct Executors {
     /// The bus, for `publish` actions.
@@ -35,6 +38,8 @@ pub struct Executors {
     pub pod: Option<pod::PodExecutor>,
     /// The helm executor, when the worker takes helm jobs.
     pub helm: Option<helm::HelmExecutor>,
+    /// The traffic executor (its AWS client is built on first use).
+    pub traffic: traffic::TrafficExecutor,
 }
 
 impl Executors {
@@ -54,6 +59,8 @@ impl Executors {
             NodeKind::Exec => exec::run(job, stop).await,
             NodeKind::Webhook => Effect::Done(action::webhook(&self.http, job).await),
             NodeKind::Publish => Effect::Done(action::publish(&self.bus, job).await),
+            NodeKind::Traffic => Effect::Done(self.traffic.run(job).await),
+            NodeKind::Analysis => analysis::run(&self.http, job, stop).await,
             NodeKind::Pod => match &self.pod {
                 Some(pod) => pod.run(job, stop, handing_back).await,
                 None => Effect::Done(Outcome::failed(

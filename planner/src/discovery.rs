@@ -1,0 +1,123 @@
+//! The planner's window on ELBv2 for Cells: every `--sync-period` (and as soon as a Cell is
+//! applied) it lists the account's target groups with their tags, once for every Cell, reads
+//! each Cell's listener rule, and hands what it saw to the planner loop as an observation.
+//! The decision core does the rest; this task only reads.
+//!
+//! The AWS client is built from the standard chain the first time there is a Cell, so a
+//! planner without Cells never reads AWS settings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_alb::{Alb, TargetGroup};
+use baton_schemas::cell::Cell;
+use baton_schemas::wire::Timestamp;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::core::{Observation, SeenTargetGroup};
+use crate::service::Command;
+
+/// How the discovery runs.
+#[derive(Clone, Debug)]
+pub struct DiscoveryConfig {
+    /// The time between two discoveries.
+    pub sync_period: Duration,
+    /// Woken when a Cell is applied (see [`crate::service::PlannerConfig::discover_now`]).
+    pub discover_now: Arc<Notify>,
+}
+
+/// Discovers until `shutdown` fires or the planner loop goes away.
+pub async fn run(
+    config: DiscoveryConfig,
+    commands: mpsc::Sender<Command>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut alb: Option<Alb> = None;
+    let mut ticks = tokio::time::interval(config.sync_period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = ticks.tick() => {}
+            _ = config.discover_now.notified() => {}
+        }
+        let (reply, answer) = oneshot::channel();
+        if commands.send(Command::CellSpecs { reply }).await.is_err() {
+            return Ok(());
+        }
+        let Ok(cells) = answer.await else {
+            return Ok(());
+        };
+        if cells.is_empty() {
+            continue;
+        }
+        let alb = match &alb {
+            Some(alb) => alb,
+            None => alb.insert(Alb::from_env().await),
+        };
+        let at = Timestamp::now();
+        let groups = alb.tagged_target_groups().await;
+        match (&groups, failing) {
+            (Err(e), false) => {
+                warn!(error = %e, "discovering target groups failed; trying again every sync period")
+            }
+            (Ok(all), _) => debug!(
+                target_groups = all.len(),
+                cells = cells.len(),
+                "target groups discovered"
+            ),
+            _ => {}
+        }
+        failing = groups.is_err();
+        for cell in cells {
+            let observation = observe(alb, &cell, &groups, at).await;
+            let (reply, answer) = oneshot::channel();
+            let command = Command::Observe {
+                observation: Box::new(observation),
+                reply,
+            };
+            if commands.send(command).await.is_err() || answer.await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Builds one Cell's observation from the account's target groups and its rule.
+async fn observe(
+    alb: &Alb,
+    cell: &Cell,
+    groups: &Result<Vec<TargetGroup>, baton_alb::AlbError>,
+    at: Timestamp,
+) -> Observation {
+    let selector = cell.alb().target_group_selector.match_labels;
+    let target_groups = match groups {
+        Ok(all) => Ok(all
+            .iter()
+            .filter(|g| selector.iter().all(|(k, v)| g.tags.get(k) == Some(v)))
+            .map(|g| SeenTargetGroup {
+                arn: g.arn.clone(),
+                name: g.name.clone(),
+                tags: g.tags.clone(),
+            })
+            .collect()),
+        Err(e) => Err(e.to_string()),
+    };
+    let rule = alb
+        .find_rule(&cell.alb().listener_arn, cell.priority())
+        .await
+        .map(|found| found.map(|r| r.target_groups()))
+        .map_err(|e| e.to_string());
+    if let Err(e) = &rule {
+        warn!(cell = %cell.metadata.name, error = %e, "reading the cell's listener rule failed");
+    }
+    Observation {
+        cell: cell.metadata.name.clone(),
+        at,
+        target_groups,
+        rule,
+    }
+}

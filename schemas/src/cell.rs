@@ -1,0 +1,730 @@
+//! `Cell`: an ALB listener rule whose forward action Baton moves, step by step, from the target
+//! groups of the version serving traffic to those of a newer version. Target groups are found
+//! in ELBv2 by their tags; a tag holds each one's version (semver).
+//!
+//! Accepted as okra's `okra.mumo.co/v1alpha1` documents, verbatim, and as Baton's own
+//! `baton.dev/v1alpha1`. The two differ where the decisions say (see the README):
+//!
+//! | | `okra.mumo.co` | `baton.dev` |
+//! |---|---|---|
+//! | `setWeight` | cumulative: 20 then 40 gives 20% then 60% | absolute: 20% then 40% |
+//! | `pause` without a duration | expires at once | waits for a resume |
+//! | default version tag | `okra.mumo.co/version` | `baton.dev/version` |
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::analysis::{self, AnalysisSpec};
+use crate::document::SpecError;
+use crate::ids::is_dns_label;
+use crate::traffic::{Conditions, MAX_PRIORITY, MAX_TARGET_GROUPS};
+use crate::workflow::Metadata;
+
+/// okra's API version, accepted verbatim.
+pub const OKRA_API_VERSION: &str = "okra.mumo.co/v1alpha1";
+/// okra's version tag, the default of `okra.mumo.co` Cells.
+pub const OKRA_VERSION_LABEL: &str = "okra.mumo.co/version";
+/// Baton's version tag, the default of `baton.dev` Cells.
+pub const BATON_VERSION_LABEL: &str = "baton.dev/version";
+/// The rule priority okra uses when a Cell gives none (or 0).
+pub const DEFAULT_PRIORITY: u32 = 100;
+/// The only ingress type there is.
+pub const ALB_INGRESS: &str = "AWSApplicationLoadBalancer";
+
+/// A `Cell` document.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Cell {
+    /// `okra.mumo.co/v1alpha1` or `baton.dev/v1alpha1`.
+    pub api_version: String,
+    /// Always `Cell`.
+    pub kind: String,
+    /// The Cell's name.
+    pub metadata: Metadata,
+    /// The load balancer, the target groups and the rollout steps.
+    pub spec: CellSpec,
+    /// What a cluster reported; ignored on input.
+    #[serde(default, skip_serializing)]
+    pub status: Option<serde_json::Value>,
+}
+
+/// How the steps of a Cell are read: by okra's rules or by Baton's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Semantics {
+    /// `okra.mumo.co`: cumulative weights, pauses without duration expire at once.
+    Okra,
+    /// `baton.dev`: absolute weights, pauses without duration wait for a resume.
+    Baton,
+}
+
+/// The body of a Cell.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CellSpec {
+    /// The load balancer in front of the target groups.
+    pub ingress: CellIngress,
+    /// How many target groups a version needs before it is rolled out (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    /// Pins the version that gets the traffic, at once, whether it is older (a rollback) or
+    /// newer than the one serving; newer versions wait while it is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// How a new version is rolled out.
+    #[serde(default)]
+    pub update_strategy: UpdateStrategy,
+    /// What happens to the listener rule when the Cell is deleted (Baton's addition).
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// What happens to a Cell's listener rule when the Cell is deleted.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum DeletionPolicy {
+    /// The rule stays as it is, serving what it served (okra's behaviour). The default.
+    #[default]
+    Retain,
+    /// The rule is removed.
+    Delete,
+}
+
+/// The ingress of a Cell.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CellIngress {
+    /// `AWSApplicationLoadBalancer` (the default and the only one).
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    /// The ALB listener and the target groups.
+    #[serde(
+        rename = "awsApplicationLoadBalancer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub alb: Option<AlbIngress>,
+    /// okra declares it; Baton refuses it, as okra never implemented it.
+    #[serde(
+        rename = "awsNetworkLoadBalancer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<PreservedObject>")]
+    pub nlb: Option<serde_json::Value>,
+}
+
+/// An object whose fields the CRD keeps as they are; validation judges it.
+#[derive(schemars::JsonSchema)]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+struct PreservedObject {}
+
+/// An ALB listener, the rule Baton owns on it, and how target groups are found.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AlbIngress {
+    /// The listener's ARN.
+    #[serde(rename = "listenerARN")]
+    pub listener_arn: String,
+    /// The rule.
+    #[serde(default)]
+    pub listener: Listener,
+    /// Which target groups belong to the Cell, and where their version is.
+    #[serde(default)]
+    pub target_group_selector: TargetGroupSelector,
+}
+
+/// The listener part of an ingress.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Listener {
+    /// The listener rule Baton writes.
+    #[serde(default)]
+    pub rule: ListenerRule,
+}
+
+/// The listener rule of a Cell: its priority (its identity) and its conditions.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListenerRule {
+    /// The rule's priority; 0 or none means 100, as with okra.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+    /// `host-header` values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// `path-pattern` values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub path_patterns: Vec<String>,
+    /// `http-request-method` values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// `source-ip` CIDR blocks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", rename = "sourceIPs")]
+    pub source_ips: Vec<String>,
+    /// One `http-header` condition per header name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, Vec<String>>,
+    /// One `query-string` condition with every pair.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub query_strings: BTreeMap<String, String>,
+    /// Computed by Baton from the discovered target groups; a document leaves it empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<Forward>,
+}
+
+/// okra's computed forward action, accepted empty (`forward: {}`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Forward {
+    /// Must be empty: Baton computes it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<PreservedObject>")]
+    pub target_groups: Vec<serde_json::Value>,
+}
+
+/// Which target groups belong to a Cell: those whose tags include every `matchLabels` pair.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TargetGroupSelector {
+    /// Tags a target group must have, with these values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+    /// Tag keys holding the version, tried in order, the first present wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub version_labels: Vec<String>,
+}
+
+/// How a new version is rolled out.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateStrategy {
+    /// `Canary` (the default and the only one).
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    /// The canary steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
+    /// okra declares it; Baton refuses it, as okra never implemented it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<PreservedObject>")]
+    pub blue_green: Option<serde_json::Value>,
+}
+
+/// Canary steps.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Canary {
+    /// The steps, in order. Without steps a new version gets the traffic at once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Step>,
+    /// Background analysis; refused for now (use analysis steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<PreservedObject>")]
+    pub analysis: Option<serde_json::Value>,
+}
+
+/// One canary step: exactly one of its fields.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Step {
+    /// Gives the new version this share of the traffic, in percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_weight: Option<i64>,
+    /// Waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<Pause>,
+    /// Runs an analysis; the rollout goes on when it succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisSpec>,
+    /// Refused for now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<PreservedObject>")]
+    pub experiment: Option<serde_json::Value>,
+    /// Refused: a Cell shifts traffic, it does not scale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<PreservedObject>")]
+    pub set_canary_scale: Option<serde_json::Value>,
+}
+
+/// A pause step.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Pause {
+    /// How long: whole seconds, or a duration such as `30s` or `5m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<PauseDuration>,
+}
+
+/// A pause's duration as written: seconds or text. Read with [`PauseDuration::get`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum PauseDuration {
+    /// Whole seconds.
+    Seconds(i64),
+    /// A duration such as `30s`.
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for PauseDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(i64),
+            Text(String),
+        }
+        Ok(match Raw::deserialize(deserializer)? {
+            Raw::Seconds(s) => PauseDuration::Seconds(s),
+            Raw::Text(t) => PauseDuration::Text(t),
+        })
+    }
+}
+
+impl schemars::JsonSchema for PauseDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PauseDuration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "x-kubernetes-int-or-string": true,
+            "description": "Whole seconds, or a duration such as 30s or 5m.",
+        })
+    }
+}
+
+impl PauseDuration {
+    /// Returns the duration, or why it cannot be read.
+    pub fn get(&self) -> Result<std::time::Duration, String> {
+        match self {
+            PauseDuration::Seconds(s) if *s >= 0 => Ok(std::time::Duration::from_secs(*s as u64)),
+            PauseDuration::Seconds(s) => Err(format!("{s} is negative")),
+            PauseDuration::Text(t) => match t.trim().parse::<u64>() {
+                Ok(secs) => Ok(std::time::Duration::from_secs(secs)),
+                Err(_) => t.parse::<crate::Duration>().map(|d| d.0),
+            },
+        }
+    }
+}
+
+/// A step as Baton runs it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepKind<'a> {
+    /// Gives the new version this share, in percent (absolute, after okra's sums are added
+    /// up).
+    SetWeight(u32),
+    /// Waits this long; `None` waits for a resume.
+    Pause(Option<std::time::Duration>),
+    /// Runs an analysis.
+    Analysis(&'a AnalysisSpec),
+}
+
+impl Cell {
+    /// Returns how the Cell's steps are read.
+    pub fn semantics(&self) -> Semantics {
+        if self.api_version == OKRA_API_VERSION {
+            Semantics::Okra
+        } else {
+            Semantics::Baton
+        }
+    }
+
+    /// Returns the ALB part of the ingress (validation makes sure there is one).
+    pub fn alb(&self) -> AlbIngress {
+        self.spec.ingress.alb.clone().unwrap_or_default()
+    }
+
+    /// Returns how many target groups a version needs.
+    pub fn replicas(&self) -> usize {
+        self.spec.replicas.unwrap_or(1).max(1) as usize
+    }
+
+    /// Returns the rule's priority (okra's default for none or 0).
+    pub fn priority(&self) -> u32 {
+        match self.alb().listener.rule.priority {
+            None | Some(0) => DEFAULT_PRIORITY,
+            Some(p) => p,
+        }
+    }
+
+    /// Returns the tag keys that hold a target group's version, in the order they are tried.
+    pub fn version_labels(&self) -> Vec<String> {
+        let labels = self.alb().target_group_selector.version_labels;
+        if !labels.is_empty() {
+            return labels;
+        }
+        vec![
+            match self.semantics() {
+                Semantics::Okra => OKRA_VERSION_LABEL,
+                Semantics::Baton => BATON_VERSION_LABEL,
+            }
+            .to_owned(),
+        ]
+    }
+
+    /// Returns the rule's conditions as Baton writes them (methods upper-cased, as okra did).
+    pub fn conditions(&self) -> Conditions {
+        let rule = self.alb().listener.rule;
+        Conditions {
+            hosts: rule.hosts,
+            path_patterns: rule.path_patterns,
+            methods: rule
+                .methods
+                .iter()
+                .map(|m| m.to_ascii_uppercase())
+                .collect(),
+            source_ips: rule.source_ips,
+            headers: rule.headers,
+            query_strings: rule.query_strings,
+        }
+    }
+
+    /// Returns the raw steps.
+    pub fn raw_steps(&self) -> &[Step] {
+        self.spec
+            .update_strategy
+            .canary
+            .as_ref()
+            .map(|c| c.steps.as_slice())
+            .unwrap_or_default()
+    }
+
+    /// Returns the steps as Baton runs them: okra's `setWeight`s added up, okra's pauses
+    /// without a duration made instant. Only valid Cells are asked.
+    pub fn steps(&self) -> Vec<StepKind<'_>> {
+        let okra = self.semantics() == Semantics::Okra;
+        let mut total = 0i64;
+        self.raw_steps()
+            .iter()
+            .filter_map(|step| {
+                if let Some(w) = step.set_weight {
+                    total = if okra { total + w } else { w };
+                    return Some(StepKind::SetWeight(total.clamp(0, 100) as u32));
+                }
+                if let Some(pause) = &step.pause {
+                    let duration = match &pause.duration {
+                        Some(d) => Some(d.get().unwrap_or_default()),
+                        None if okra => Some(std::time::Duration::ZERO),
+                        None => None,
+                    };
+                    return Some(StepKind::Pause(duration));
+                }
+                step.analysis.as_ref().map(StepKind::Analysis)
+            })
+            .collect()
+    }
+}
+
+/// Returns every problem of a Cell, or `Ok`.
+pub fn validate(cell: &Cell) -> Result<(), Vec<SpecError>> {
+    let mut errors = Vec::new();
+    let name = &cell.metadata.name;
+    if name.is_empty() {
+        errors.push(SpecError::new(
+            "metadata.name",
+            "missing: every cell needs a name",
+        ));
+    } else if !is_dns_label(name) {
+        errors.push(SpecError::new(
+            "metadata.name",
+            format!("invalid name {name:?}: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"),
+        ));
+    }
+    let spec = &cell.spec;
+    let ingress = &spec.ingress;
+    if let Some(t) = &ingress.type_
+        && t != ALB_INGRESS
+    {
+        errors.push(SpecError::new(
+            "spec.ingress.type",
+            format!("{t:?} is not supported: the only ingress type is {ALB_INGRESS}"),
+        ));
+    }
+    if ingress.nlb.is_some() {
+        errors.push(SpecError::new(
+            "spec.ingress.awsNetworkLoadBalancer",
+            "network load balancers are not supported: use awsApplicationLoadBalancer",
+        ));
+    }
+    match &ingress.alb {
+        None => errors.push(SpecError::new(
+            "spec.ingress.awsApplicationLoadBalancer",
+            "missing: give the listenerARN, the listener rule and the targetGroupSelector",
+        )),
+        Some(alb) => {
+            let at = "spec.ingress.awsApplicationLoadBalancer";
+            if !(alb.listener_arn.starts_with("arn:") && alb.listener_arn.contains(":listener/")) {
+                errors.push(SpecError::new(
+                    format!("{at}.listenerARN"),
+                    format!(
+                        "{:?} is not a listener ARN (arn:...:listener/...)",
+                        alb.listener_arn
+                    ),
+                ));
+            }
+            let rule = &alb.listener.rule;
+            if rule.priority.is_some_and(|p| p > MAX_PRIORITY) {
+                errors.push(SpecError::new(
+                    format!("{at}.listener.rule.priority"),
+                    format!("above ALB's largest rule priority, {MAX_PRIORITY}"),
+                ));
+            }
+            if cell.conditions().is_empty() {
+                errors.push(SpecError::new(
+                    format!("{at}.listener.rule"),
+                    "a listener rule needs at least one condition (hosts, pathPatterns, methods, sourceIPs, headers or queryStrings); Baton never writes the listener's default rule",
+                ));
+            }
+            if rule
+                .forward
+                .as_ref()
+                .is_some_and(|f| !f.target_groups.is_empty())
+            {
+                errors.push(SpecError::new(
+                    format!("{at}.listener.rule.forward.targetGroups"),
+                    "computed by Baton from the discovered target groups: leave it out",
+                ));
+            }
+            if alb.target_group_selector.match_labels.is_empty() {
+                errors.push(SpecError::new(
+                    format!("{at}.targetGroupSelector.matchLabels"),
+                    "missing: without tags to match, every target group of the account would belong to the cell",
+                ));
+            }
+        }
+    }
+    if let Some(r) = spec.replicas
+        && !(1..=MAX_TARGET_GROUPS as u32).contains(&r)
+    {
+        errors.push(SpecError::new(
+            "spec.replicas",
+            format!("{r}: a version's target groups share one ALB forward action, which holds 1 to {MAX_TARGET_GROUPS}"),
+        ));
+    }
+    if let Some(v) = &spec.version
+        && semver::Version::parse(v).is_err()
+    {
+        errors.push(SpecError::new(
+            "spec.version",
+            format!("{v:?} is not a semantic version such as 1.2.3"),
+        ));
+    }
+    let strategy = &spec.update_strategy;
+    if let Some(t) = &strategy.type_
+        && t != "Canary"
+    {
+        errors.push(SpecError::new(
+            "spec.updateStrategy.type",
+            format!("{t:?} is not supported: use Canary"),
+        ));
+    }
+    if strategy.blue_green.is_some() {
+        errors.push(SpecError::new(
+            "spec.updateStrategy.blueGreen",
+            "blue-green is not supported: use canary steps",
+        ));
+    }
+    if strategy
+        .canary
+        .as_ref()
+        .is_some_and(|c| c.analysis.is_some())
+    {
+        errors.push(SpecError::new(
+            "spec.updateStrategy.canary.analysis",
+            "background analysis is not supported yet: add analysis steps between the setWeight steps",
+        ));
+    }
+    let okra = cell.semantics() == Semantics::Okra;
+    let mut total = 0i64;
+    for (i, step) in cell.raw_steps().iter().enumerate() {
+        let at = format!("spec.updateStrategy.canary.steps[{i}]");
+        let set = [
+            step.set_weight.is_some(),
+            step.pause.is_some(),
+            step.analysis.is_some(),
+            step.experiment.is_some(),
+            step.set_canary_scale.is_some(),
+        ]
+        .into_iter()
+        .filter(|s| *s)
+        .count();
+        if set != 1 {
+            errors.push(SpecError::new(
+                at.clone(),
+                "give exactly one of setWeight, pause or analysis",
+            ));
+            continue;
+        }
+        if step.experiment.is_some() {
+            errors.push(SpecError::new(
+                format!("{at}.experiment"),
+                "experiment steps are not supported yet: Baton shifts traffic between target groups; use an analysis step to judge the new version",
+            ));
+        }
+        if step.set_canary_scale.is_some() {
+            errors.push(SpecError::new(
+                format!("{at}.setCanaryScale"),
+                "not supported: a Cell shifts traffic between target groups, it does not scale them",
+            ));
+        }
+        if let Some(w) = step.set_weight {
+            if !(0..=100).contains(&w) {
+                errors.push(SpecError::new(
+                    format!("{at}.setWeight"),
+                    format!("{w} is not a percentage from 0 to 100"),
+                ));
+            } else if okra {
+                total += w;
+                if total > 100 {
+                    errors.push(SpecError::new(
+                        format!("{at}.setWeight"),
+                        format!("the setWeight steps add up to {total} here: okra.mumo.co Cells accumulate them, so keep the sum at most 100"),
+                    ));
+                }
+            }
+        }
+        if let Some(Pause { duration: Some(d) }) = &step.pause
+            && let Err(e) = d.get()
+        {
+            errors.push(SpecError::new(format!("{at}.pause.duration"), e));
+        }
+        if let Some(a) = &step.analysis {
+            errors.extend(analysis::spec_problems(&format!("{at}.analysis"), a, true));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Timestamp;
+    use crate::{Document, parse_documents};
+
+    const OKRA_README: &str = include_str!("../../examples/cells/okra-readme.yaml");
+
+    fn cell(text: &str) -> Cell {
+        match parse_documents("c.yaml", text, Timestamp(0))
+            .unwrap()
+            .remove(0)
+        {
+            Document::Cell(c) => *c,
+            other => panic!("not a cell: {other:?}"),
+        }
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        parse_documents("c.yaml", text, Timestamp(0))
+            .unwrap_err()
+            .errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn okras_readme_cell_parses_with_okras_semantics() {
+        let c = cell(OKRA_README);
+        assert_eq!(c.semantics(), Semantics::Okra);
+        assert_eq!(c.replicas(), 2);
+        assert_eq!(c.priority(), 10);
+        assert_eq!(c.version_labels(), [OKRA_VERSION_LABEL]);
+        assert_eq!(c.conditions().hosts, ["example.com"]);
+        let steps = c.steps();
+        assert_eq!(steps[0], StepKind::SetWeight(20));
+        assert!(
+            matches!(steps[1], StepKind::Analysis(a) if a.templates[0].template_name == "success-rate")
+        );
+        assert_eq!(
+            steps[2],
+            StepKind::Pause(Some(std::time::Duration::from_secs(5)))
+        );
+        // okra adds the weights up: 20, then 20 + 40.
+        assert_eq!(steps[3], StepKind::SetWeight(60));
+    }
+
+    #[test]
+    fn baton_cells_use_absolute_weights_and_pauses_that_wait() {
+        let text = OKRA_README
+            .replace(OKRA_API_VERSION, crate::API_VERSION)
+            .replace("duration: 5s", "{}");
+        let c = cell(&text);
+        assert_eq!(c.semantics(), Semantics::Baton);
+        assert_eq!(c.version_labels(), [BATON_VERSION_LABEL]);
+        let steps = c.steps();
+        assert_eq!(steps[2], StepKind::Pause(None));
+        assert_eq!(steps[3], StepKind::SetWeight(40));
+        // The same pause in an okra Cell expires at once.
+        let okra = cell(&OKRA_README.replace("duration: 5s", "{}"));
+        assert_eq!(
+            okra.steps()[2],
+            StepKind::Pause(Some(std::time::Duration::ZERO))
+        );
+    }
+
+    #[test]
+    fn what_baton_refuses_is_named_with_its_path() {
+        let text = OKRA_README
+            .replace("      - setWeight: 40\n", "      - setWeight: 90\n      - experiment: {duration: 5m}\n      - {setWeight: 10, pause: {}}\n")
+            .replace("replicas: 2", "replicas: 6\n  version: v2")
+            .replace("type: AWSApplicationLoadBalancer", "type: AWSNetworkLoadBalancer");
+        let e = errors(&text);
+        assert_eq!(
+            e,
+            [
+                "spec.ingress.type: \"AWSNetworkLoadBalancer\" is not supported: the only ingress type is AWSApplicationLoadBalancer",
+                "spec.replicas: 6: a version's target groups share one ALB forward action, which holds 1 to 5",
+                "spec.version: \"v2\" is not a semantic version such as 1.2.3",
+                "spec.updateStrategy.canary.steps[3].setWeight: the setWeight steps add up to 110 here: okra.mumo.co Cells accumulate them, so keep the sum at most 100",
+                "spec.updateStrategy.canary.steps[4].experiment: experiment steps are not supported yet: Baton shifts traffic between target groups; use an analysis step to judge the new version",
+                "spec.updateStrategy.canary.steps[5]: give exactly one of setWeight, pause or analysis",
+            ]
+        );
+        let no_selector = OKRA_README.replace(
+            "      targetGroupSelector:\n        matchLabels:\n          role: web\n",
+            "",
+        );
+        assert!(errors(&no_selector)[0].contains("targetGroupSelector.matchLabels: missing"));
+        let no_condition = OKRA_README.replace("          hosts:\n          - example.com\n", "");
+        assert!(errors(&no_condition)[0].contains("needs at least one condition"));
+    }
+
+    #[test]
+    fn the_baton_examples_are_valid() {
+        let c = cell(include_str!("../../examples/cells/baton-cell.yaml"));
+        assert_eq!(c.semantics(), Semantics::Baton);
+        assert_eq!(c.spec.deletion_policy, DeletionPolicy::Delete);
+        assert_eq!(c.steps()[2], StepKind::Pause(None));
+        let docs = parse_documents(
+            "t.yaml",
+            include_str!("../../examples/cells/success-rate.yaml"),
+            Timestamp(0),
+        )
+        .unwrap();
+        assert_eq!(docs[0].describe(), "AnalysisTemplate/success-rate");
+    }
+
+    #[test]
+    fn pause_durations_are_seconds_or_text() {
+        assert_eq!(
+            PauseDuration::Seconds(5).get(),
+            Ok(std::time::Duration::from_secs(5))
+        );
+        assert_eq!(
+            PauseDuration::Text("90".into()).get(),
+            Ok(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(
+            PauseDuration::Text("1m30s".into()).get(),
+            Ok(std::time::Duration::from_secs(90))
+        );
+        assert!(PauseDuration::Text("soon".into()).get().is_err());
+        assert!(PauseDuration::Seconds(-1).get().is_err());
+    }
+}
