@@ -357,7 +357,11 @@ impl Core {
     }
 
     /// Puts back the Cells and analysis templates a store kept.
-    pub fn restore_cells(&mut self, cells: Vec<CellEntry>, templates: Vec<AnalysisTemplate>) {
+    pub(crate) fn restore_cells(
+        &mut self,
+        cells: Vec<CellEntry>,
+        templates: Vec<AnalysisTemplate>,
+    ) {
         self.cells = cells
             .into_iter()
             .map(|c| (c.cell.metadata.name.clone(), c))

@@ -402,14 +402,8 @@ fn the_rollout_survives_a_store_round_trip() {
         })
         .unwrap();
     let loaded = store.load().unwrap();
-    let mut restored = Core::restore(
-        CoreConfig::default(),
-        loaded.workflows,
-        loaded.runs,
-        loaded.tasks,
-        loaded.ignitors,
-    );
-    restored.restore_cells(loaded.cells, loaded.templates);
+    let mut loaded = loaded;
+    let mut restored = Core::restore(CoreConfig::default(), &mut loaded);
     assert_eq!(restored.cell("cell1"), core.cell("cell1"));
     assert_eq!(restored.analysis_templates().count(), 1);
     // The pause's timer came back with the run: it ends on time in the restored core.

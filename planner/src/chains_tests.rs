@@ -286,10 +286,12 @@ fn a_fire_restored_from_the_store_does_not_fire_twice() {
     );
     let restored = Core::restore(
         CoreConfig::default(),
-        vec![],
-        core.runs().cloned().collect(),
-        core.tasks().map(|(t, _)| t.clone()).collect(),
-        core.ignitors().cloned().collect(),
+        &mut crate::store::Loaded {
+            runs: core.runs().cloned().collect(),
+            tasks: core.tasks().map(|(t, _)| t.clone()).collect(),
+            ignitors: core.ignitors().cloned().collect(),
+            ..Default::default()
+        },
     );
     let mut restored = restored;
     assert!(

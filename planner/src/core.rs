@@ -735,28 +735,34 @@ impl Core {
         }
     }
 
-    /// Returns a state holding what a store kept.
-    pub fn restore(
-        config: CoreConfig,
-        workflows: Vec<Workflow>,
-        runs: Vec<Run>,
-        tasks: Vec<TaskEntry>,
-        ignitors: Vec<IgnitorEntry>,
-    ) -> Self {
+    /// Returns a state holding what a store kept, taking every registered document and run
+    /// out of `loaded` (its outbox and stream positions stay, for the service).
+    pub fn restore(config: CoreConfig, loaded: &mut crate::store::Loaded) -> Self {
         let mut core = Self {
             config,
-            workflows: workflows.into_iter().map(|w| (w.name(), w)).collect(),
-            runs: runs.into_iter().map(|r| (r.id.clone(), r)).collect(),
-            tasks: tasks
+            workflows: std::mem::take(&mut loaded.workflows)
+                .into_iter()
+                .map(|w| (w.name(), w))
+                .collect(),
+            runs: std::mem::take(&mut loaded.runs)
+                .into_iter()
+                .map(|r| (r.id.clone(), r))
+                .collect(),
+            tasks: std::mem::take(&mut loaded.tasks)
                 .into_iter()
                 .map(|t| (t.task.metadata.name.clone(), t))
                 .collect(),
-            ignitors: ignitors
+            ignitors: std::mem::take(&mut loaded.ignitors)
                 .into_iter()
                 .map(|i| (i.ignitor.metadata.name.clone(), i))
                 .collect(),
             ..Default::default()
         };
+        core.restore_groups(std::mem::take(&mut loaded.groups));
+        core.restore_cells(
+            std::mem::take(&mut loaded.cells),
+            std::mem::take(&mut loaded.templates),
+        );
         let unfinished: Vec<RunId> = core
             .runs
             .values()

@@ -232,7 +232,7 @@ impl Core {
     }
 
     /// Adds the groups a store kept to a restored core.
-    pub fn restore_groups(&mut self, groups: Vec<GroupEntry>) {
+    pub(crate) fn restore_groups(&mut self, groups: Vec<GroupEntry>) {
         self.groups = groups
             .into_iter()
             .map(|g| (g.group.name().to_owned(), g))

@@ -462,8 +462,12 @@ fn a_group_survives_a_store_round_trip() {
     let back: GroupEntry = serde_json::from_str(&json).unwrap();
     assert_eq!(back, entry);
     let runs: Vec<Run> = core.runs().cloned().collect();
-    let mut restored = Core::restore(CoreConfig::default(), vec![], runs, vec![], vec![]);
-    restored.restore_groups(vec![back]);
+    let mut loaded = crate::store::Loaded {
+        runs,
+        groups: vec![back],
+        ..Default::default()
+    };
+    let restored = Core::restore(CoreConfig::default(), &mut loaded);
     assert_eq!(
         restored.group_view(restored.group("g").unwrap()),
         view(&core)

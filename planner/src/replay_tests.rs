@@ -202,14 +202,7 @@ fn a_replay_from_any_checkpoint_ends_where_the_history_ended() {
                     ..Change::default()
                 })
                 .unwrap();
-            let loaded = store.load().unwrap();
-            let mut restored = Core::restore(
-                CoreConfig::default(),
-                loaded.workflows,
-                loaded.runs,
-                loaded.tasks,
-                loaded.ignitors,
-            );
+            let mut restored = Core::restore(CoreConfig::default(), &mut store.load().unwrap());
             for (input, at) in &steps[crash.saturating_sub(overlap).max(2)..] {
                 for action in restored.apply(input.clone(), *at) {
                     if let Action::Dispatch(job) = action {

@@ -270,7 +270,7 @@ impl Planner {
         if standing_by {
             info!(store = %path.display(), "the store is free; this planner is active now");
         }
-        let loaded = store.load().context("loading the planner store")?;
+        let mut loaded = store.load().context("loading the planner store")?;
         let unfinished = loaded
             .runs
             .iter()
@@ -285,15 +285,7 @@ impl Planner {
             triggers_seq = loaded.triggers_seq,
             "planner state loaded"
         );
-        let mut core = Core::restore(
-            config.core,
-            loaded.workflows,
-            loaded.runs,
-            loaded.tasks,
-            loaded.ignitors,
-        );
-        core.restore_groups(loaded.groups);
-        core.restore_cells(loaded.cells, loaded.templates);
+        let core = Core::restore(config.core, &mut loaded);
         bus.ensure_streams()
             .await
             .context("creating the bus streams")?;

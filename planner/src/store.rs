@@ -502,13 +502,7 @@ mod tests {
             let loaded = store.load().unwrap();
             let runs: Vec<&Run> = core.runs().collect();
             assert_eq!(loaded.runs.iter().collect::<Vec<_>>(), runs);
-            let restored = Core::restore(
-                CoreConfig::default(),
-                loaded.workflows,
-                loaded.runs,
-                loaded.tasks,
-                loaded.ignitors,
-            );
+            let restored = Core::restore(CoreConfig::default(), &mut store.load().unwrap());
             assert_eq!(restored.next_deadline(), core.next_deadline());
         }
         // The timeout backstop failed attempt 2 for good: a failed, b skipped, c ran.
