@@ -921,6 +921,12 @@ fn values_from_secrets_and_config_maps_and_repository_credentials_reach_helm_cli
         kube.block_on(api.create(&PostParams::default(), &object))
             .unwrap();
     }
+    // The repository answers only to robot's password.
+    std::fs::write(
+        world.state.join("auth.json"),
+        json!({"https://c.example.com": {"username": "robot", "password": "hunter2"}}).to_string(),
+    )
+    .unwrap();
     let worker = world.start_worker("worker");
     world.env.keep(worker);
     let text = format!(
@@ -947,8 +953,22 @@ fn values_from_secrets_and_config_maps_and_repository_credentials_reach_helm_cli
             .unwrap_or_else(|| panic!("no {name}: {upgrade:?}"));
         upgrade.argv[i + 1].clone()
     };
-    assert_eq!(flag("--username"), "robot");
-    assert_eq!(flag("--password"), "hunter2");
+    // The password reached helm on its standard input, never on a command line: `helm repo
+    // add --password-stdin` wrote it to a repository config of the operation's own, which the
+    // upgrade reads (the stand-in answers 401 otherwise).
+    assert!(
+        calls
+            .iter()
+            .all(|c| !c.argv.iter().any(|a| a.contains("hunter2"))),
+        "{calls:#?}"
+    );
+    let add = calls
+        .iter()
+        .find(|c| c.argv.starts_with(&["repo".to_owned(), "add".to_owned()]))
+        .unwrap_or_else(|| panic!("no helm repo add: {calls:#?}"));
+    assert!(add.argv.contains(&"--password-stdin".to_owned()), "{add:?}");
+    assert_eq!(upgrade.argv[3], "baton/web");
+    assert!(flag("--repository-config").ends_with("/repositories.yaml"));
     assert!(flag("--ca-file").ends_with("/ca.crt"));
     drop(kube);
 }
