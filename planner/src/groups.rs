@@ -254,9 +254,7 @@ fn group_run_id(name: &str, seq: u32, purpose: Purpose) -> RunId {
     let base = if name.len() <= 24 {
         name.to_owned()
     } else {
-        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+        let hash = crate::ids::fnv1a(name.bytes());
         let head: String = name.chars().take(17).collect();
         format!("{}-{:06x}", head.trim_end_matches('-'), hash & 0xff_ffff)
     };

@@ -479,6 +479,16 @@ fn run_ids_fit_and_stay_apart() {
     );
     let other = group_run_id("a-very-long-application-group-nam2", 3, Purpose::Forward);
     assert_ne!(long, other);
+    // Ids made before are the ids made now.
+    assert_eq!(long.as_str(), "a-very-long-appli-1703bf-3f");
+    assert_eq!(
+        crate::core::chains::fire_run_id("nightly", Timestamp(1_800_000_000_000)).as_str(),
+        "fj635743r5vb8"
+    );
+    assert_eq!(
+        crate::service::trigger_run_id(1_700_000_000_123_456_789, 42).as_str(),
+        "tntzsquj2536f"
+    );
 }
 
 #[test]

@@ -8,10 +8,12 @@
 //! - [`cluster`]: watching Workflow, Task, Ignitor and ApplicationGroup objects in a Kubernetes
 //!   cluster.
 //! - [`group_graph`]: compiling application groups into graphs of `helm` nodes.
+//! - [`ids`]: run ids derived from what names a run.
 
 pub mod api;
 pub mod cluster;
 pub mod core;
 pub mod group_graph;
+pub mod ids;
 pub mod service;
 pub mod store;
