@@ -1310,3 +1310,45 @@ fn a_planner_killed_as_a_group_run_fails_remediates_it_once_cli() {
         );
     }
 }
+
+#[test]
+fn a_release_left_uninstalling_by_a_dead_helm_is_uninstalled_before_it_is_installed_again_cli() {
+    let mut world = CliEnv::new(versions(&["db"]));
+    // An uninstall died an hour ago: the release still says `uninstalling`.
+    let hour_ago =
+        humantime::format_rfc3339(SystemTime::now() - Duration::from_secs(3600)).to_string();
+    let releases = world.state.join("releases").join("apps");
+    std::fs::create_dir_all(&releases).unwrap();
+    std::fs::create_dir_all(world.state.join("namespaces")).unwrap();
+    std::fs::write(world.state.join("namespaces").join("apps"), "").unwrap();
+    std::fs::write(
+        releases.join("db.json"),
+        json!([{"revision": 1, "status": "uninstalling", "chart_name": "db", "chart_version": "1.0.0",
+                "values": {}, "resources": ["db"], "description": "Deletion in progress",
+                "updated": hour_ago, "first_deployed": hour_ago}])
+        .to_string(),
+    )
+    .unwrap();
+    let worker = world.start_worker("worker");
+    world.env.keep(worker);
+    assert!(
+        world
+            .apply("g.yaml", &group(&[("db", "", "1.0.0", "")]))
+            .status
+            .success()
+    );
+    let group = world
+        .env
+        .wait_group_settled("g", Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(group["phase"], "Succeeded", "{group:#}");
+    // An operation under way on the release, stale: finished before anything else starts.
+    let calls = world.calls();
+    assert!(
+        first(&calls, "uninstall", "db") < first(&calls, "upgrade", "db"),
+        "{calls:#?}"
+    );
+    let revisions = world.revisions("apps", "db");
+    assert_eq!(revisions.len(), 1, "{revisions:#?}");
+    assert_eq!(revisions[0]["status"], "deployed");
+}
