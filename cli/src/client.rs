@@ -63,23 +63,9 @@ impl Api {
             .await
     }
 
-    /// Polls a run until it ends. Connection failures are retried for a minute, so a planner
-    /// restart does not end the wait.
+    /// Polls a run until it ends.
     async fn wait(&self, run: &str) -> anyhow::Result<RunStatus> {
-        let mut unreachable_since = None;
-        loop {
-            match self.run(run).await {
-                Ok(status) if status.state.is_terminal() => return Ok(status),
-                Ok(_) => unreachable_since = None,
-                Err(e) => {
-                    let since = *unreachable_since.get_or_insert_with(std::time::Instant::now);
-                    if since.elapsed() > Duration::from_secs(60) {
-                        return Err(e);
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        poll(|| self.run(run), |status| status.state.is_terminal()).await
     }
 
     async fn group(&self, name: &str) -> anyhow::Result<serde_json::Value> {
@@ -87,23 +73,31 @@ impl Api {
             .await
     }
 
-    /// Polls a group until nothing runs or waits for it. Connection failures are retried
-    /// for a minute, as in [`Api::wait`].
+    /// Polls a group until nothing runs or waits for it.
     async fn wait_group(&self, name: &str) -> anyhow::Result<serde_json::Value> {
-        let mut unreachable_since = None;
-        loop {
-            match self.group(name).await {
-                Ok(group) if group["settled"] == true => return Ok(group),
-                Ok(_) => unreachable_since = None,
-                Err(e) => {
-                    let since = *unreachable_since.get_or_insert_with(std::time::Instant::now);
-                    if since.elapsed() > Duration::from_secs(60) {
-                        return Err(e);
-                    }
+        poll(|| self.group(name), |group| group["settled"] == true).await
+    }
+}
+
+/// Reads with `read` every 250 ms until `done` holds for what it read. Failures to reach the
+/// API are retried for a minute, so a planner restart does not end the wait.
+async fn poll<T, F>(read: impl Fn() -> F, done: impl Fn(&T) -> bool) -> anyhow::Result<T>
+where
+    F: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut unreachable_since = None;
+    loop {
+        match read().await {
+            Ok(found) if done(&found) => return Ok(found),
+            Ok(_) => unreachable_since = None,
+            Err(e) => {
+                let since = *unreachable_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > Duration::from_secs(60) {
+                    return Err(e);
                 }
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
         }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

@@ -1142,16 +1142,10 @@ impl Core {
 }
 
 /// Returns the run id of a Cell's `n`th run: `<name>-<n>`, the name cut to fit 40 characters.
-fn run_id(name: &str, n: u32) -> String {
-    let suffix = format!("-{n}");
-    let cut: String = name.chars().take(40 - suffix.len()).collect();
-    format!("{}{suffix}", cut.trim_end_matches('-'))
-}
-
 /// Returns the first run id `<name>-<k>`, `k >= n`, that no run has yet, and its `k`.
 fn free_run_id(runs: &BTreeMap<RunId, Run>, name: &str, n: u32) -> (RunId, u32) {
     (n..)
-        .map(|k| (RunId::new(run_id(name, k)), k))
+        .map(|k| (crate::ids::named_run_id(name, &k.to_string()), k))
         .find(|(id, _)| !runs.contains_key(id))
         .expect("some number is free")
 }

@@ -64,16 +64,7 @@ pub struct IgnitorEntry {
 /// second planner) starts one chain.
 pub fn fire_run_id(ignitor: &str, scheduled: Timestamp) -> RunId {
     let seed = format!("ignitor\0{ignitor}\0{}", scheduled.0);
-    let mut n = seed.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    let mut id = String::with_capacity(13);
-    id.push('f');
-    for _ in 0..12 {
-        id.push(char::from_digit((n % 36) as u32, 36).expect("below 36"));
-        n /= 36;
-    }
-    RunId::new(id)
+    crate::ids::hashed_run_id('f', seed.bytes())
 }
 
 impl Core {

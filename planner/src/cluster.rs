@@ -62,8 +62,20 @@ struct Tracked {
     run: Option<RunId>,
     /// The status last written, so unchanged status is not written again.
     written: Option<Value>,
-    /// For a group, whether its deletion was handed to the planner.
-    deleting: bool,
+    /// For a group: where it is in its deletion.
+    deletion: Deletion,
+}
+
+/// Where a watched `ApplicationGroup` object is in its deletion.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Deletion {
+    /// Not deleted (or not a group).
+    #[default]
+    None,
+    /// Deleted in the cluster and handed to the planner, once: its delete run uninstalls the
+    /// group's releases, and Baton's finalizer holds the object until the status written
+    /// says `Deleted`.
+    Uninstalling,
 }
 
 /// An object's identity: the index of its kind in [`KINDS`], its namespace and its name.
@@ -445,8 +457,15 @@ impl Sync {
                 self.patch_status(&key, status).await;
             }
             // A deleted group is let go once its delete ended and its status says so.
+            //
+            // `Deleted` may be the planner's state in memory only: a delete run ends with
+            // bus events, which the planner checkpoints every 100 ms. Letting the object go
+            // before that checkpoint is safe: a planner that crashes now applies the same
+            // events again from the streams and comes to the same `Deleted` state, and the
+            // releases are uninstalled already; the finalizer holds nothing a replay could
+            // undo or that the planner would need the object for.
             let tracked = &self.objects[&key];
-            if tracked.deleting
+            if tracked.deletion == Deletion::Uninstalling
                 && tracked
                     .written
                     .as_ref()
@@ -461,14 +480,14 @@ impl Sync {
     /// Hands a deleted group to the planner, once: its delete run uninstalls every release.
     async fn delete_group(&mut self, key: Key, object: &DynamicObject) -> bool {
         let tracked = self.objects.entry(key.clone()).or_default();
-        if tracked.deleting {
+        if tracked.deletion == Deletion::Uninstalling {
             return true;
         }
         if !has_finalizer(object) {
             // Not held by Baton: nothing to wait for.
             return true;
         }
-        tracked.deleting = true;
+        tracked.deletion = Deletion::Uninstalling;
         info!(kind = KINDS[key.0].kind, name = %key.2, "application group deleted; uninstalling its releases");
         let name = key.2.clone();
         match self.ask(|reply| Command::DeleteGroup { name, reply }).await {

@@ -992,8 +992,7 @@ impl Core {
                     data,
                     now,
                 );
-                self.runs.insert(run.clone(), new);
-                self.advance(&run, now, &mut actions);
+                self.begin_run(new, now, &mut actions);
             }
             Input::Bus(Event::NodeStarted {
                 run,
@@ -1100,6 +1099,50 @@ impl Core {
             }
         }
         actions
+    }
+
+    /// Adds a new run and starts the nodes that need nothing.
+    ///
+    /// A spec naming one node twice cannot run: the graph would merge the two, and the run
+    /// would wait forever for the job of the second, which the bus drops as a duplicate.
+    /// Validation refuses such specs, so only a bug gets here; the run then fails at once,
+    /// its second node of the name saying why, instead of hanging.
+    pub(crate) fn begin_run(&mut self, mut run: Run, now: Timestamp, actions: &mut Vec<Action>) {
+        let id = run.id.clone();
+        let mut seen = BTreeSet::new();
+        let twice = run.spec.nodes.iter().position(|n| !seen.insert(&n.name));
+        match twice {
+            None => {
+                self.runs.insert(id.clone(), run);
+                self.advance(&id, now, actions);
+            }
+            Some(i) => {
+                let name = run.spec.nodes[i].name.to_string();
+                for j in 0..run.nodes.len() {
+                    let (state, error) = if j == i {
+                        (
+                            NodeState::Failed,
+                            format!("the run's graph names node {name:?} twice; it cannot run"),
+                        )
+                    } else {
+                        (
+                            NodeState::Skipped,
+                            format!("not started: the run's graph names node {name:?} twice"),
+                        )
+                    };
+                    run.node_mut(j).error = Some(error);
+                    finish(&mut run, j, state, now);
+                }
+                run.phase = RunPhase::Failed;
+                run.finished_at = Some(now);
+                self.runs.insert(id.clone(), run);
+                self.mark_changed(&id);
+                actions.push(Action::RunFinished {
+                    run: id,
+                    state: State::Failed,
+                });
+            }
+        }
     }
 
     fn node_mut(&mut self, run: &RunId, node: &NodeName) -> Option<(&mut Run, usize)> {
@@ -1358,7 +1401,7 @@ pub use chains::{IgnitorEntry, TaskEntry, TaskState, TaskStatus};
 
 #[path = "groups.rs"]
 mod groups;
-pub use groups::{GroupEntry, GroupState, Pending, Remediation, Succeeded};
+pub use groups::{GroupEntry, GroupState, Pending, Remediation, RemediationOutcome, Succeeded};
 #[path = "cells.rs"]
 mod cells;
 pub use cells::{

@@ -475,3 +475,30 @@ fn exec_jobs_carry_their_command() {
     assert_eq!(a.timeout_ms, Some(5000));
     assert_eq!(a.msg_id(), "r.a.1");
 }
+
+#[test]
+fn a_run_whose_graph_names_a_node_twice_fails_at_once_instead_of_hanging() {
+    // Validation refuses such a spec; a bug that builds one anyway must not leave a run
+    // waiting forever for the job of the second node, which the bus drops as a duplicate.
+    let mut wf = workflow("    - {name: a, kind: noop}\n    - {name: b, kind: noop, needs: [a]}\n");
+    wf.spec.nodes[1].name = NodeName::new("a");
+    wf.spec.nodes[1].needs.clear();
+    let mut core = core_with(wf);
+    let actions = start(&mut core, "r1");
+    assert!(dispatched(&actions).is_empty(), "{actions:?}");
+    assert!(actions.contains(&Action::RunFinished {
+        run: RunId::new("r1"),
+        state: State::Failed,
+    }));
+    let status = core.run(&RunId::new("r1")).unwrap().status();
+    assert_eq!(status.state, State::Failed);
+    assert_eq!(status.nodes[1].state, State::Failed);
+    assert!(
+        status.nodes[1]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("names node \"a\" twice"),
+        "{status:?}"
+    );
+}

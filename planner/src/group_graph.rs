@@ -3,12 +3,15 @@
 //!
 //! - [`forward`]: every release applied in dependency order;
 //! - [`reverse`]: every release uninstalled in reverse dependency order;
-//! - [`converge`]: from what one spec installed to another — the releases only the first has
-//!   uninstalled in reverse dependency order, then every release of the second applied in its
+//! - [`converge`]: from what may be installed to a spec — the releases only the first has
+//!   uninstalled in reverse dependency order, then every release of the spec applied in its
 //!   order, as one graph. A changed spec is released so (what it dropped goes first), and a
 //!   rollback to the last successful spec is the same graph the other way round;
-//! - [`delete`]: the reverse graph of the applied spec and of the releases only the last
-//!   successful spec had.
+//! - [`delete`]: the reverse graph of the applied spec and of every release that may be
+//!   installed besides.
+//!
+//! Each returns a [`Plan`]: the nodes, and which tasks they apply and remove, so that the
+//! planner can tell from a run's nodes what it may have left installed.
 //!
 //! A task becomes one `helm` node named after it, or, when its application lists executors,
 //! one node per executor (`<task>-<executor>`) in the executors' order: `helmrelease` is the
@@ -17,12 +20,18 @@
 //! a task reverses its executors and turns each into its reverse (`apply` into `uninstall`,
 //! `--action install` into `--action delete`).
 //!
+//! Node names are unique in every graph: validation keeps one spec's apart, and where tasks
+//! of two specs meet (a removal beside the applies, the releases of an older spec beside the
+//! current one's) a task whose nodes would take a name already taken is renamed.
+//!
 //! [`ApplicationGroupSpec::tasks`]: baton_schemas::group::ApplicationGroupSpec::tasks
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
-use baton_schemas::group::{Executor, ExecutorType, KEPTN_EXECUTOR_IMAGE, ReleaseTask};
+use baton_schemas::group::{
+    Executor, ExecutorType, KEPTN_EXECUTOR_IMAGE, REMOVAL_PREFIX, ReleaseTask, node_name,
+};
 use baton_schemas::helm::{HelmAction, go_duration};
 use baton_schemas::workflow::{NodeSpec, PodTemplateSpec};
 use baton_schemas::{Duration, NodeKind, NodeName, When};
@@ -31,6 +40,9 @@ use k8s_openapi::api::core::v1::PodSpec;
 /// How much longer than Helm's own timeout a release node may run: reading the release,
 /// pulling the chart, and a pending operation left by an earlier delivery.
 const NODE_SLACK: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// A release's identity: `(namespace, release name)`.
+type ReleaseKey = (String, String);
 
 /// Whether a graph installs or removes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,86 +58,331 @@ struct Expanded {
     lasts: Vec<NodeName>,
 }
 
-/// Returns the nodes that apply every task, in dependency order.
-pub fn forward(tasks: &[ReleaseTask]) -> Vec<NodeSpec> {
-    graph(tasks, Direction::Apply, "")
+/// A compiled graph, and what its nodes do to which release.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// The nodes, in order.
+    pub nodes: Vec<NodeSpec>,
+    /// The tasks the graph applies, each with the names of its nodes.
+    pub applies: Vec<(ReleaseTask, Vec<NodeName>)>,
+    /// The tasks the graph uninstalls, each with the names of its nodes.
+    pub removes: Vec<(ReleaseTask, Vec<NodeName>)>,
 }
 
-/// Returns the nodes that uninstall every task, in reverse dependency order.
-pub fn reverse(tasks: &[ReleaseTask]) -> Vec<NodeSpec> {
-    graph(tasks, Direction::Remove, "")
+impl Plan {
+    /// Returns the names of the nodes, in order.
+    pub fn names(&self) -> impl Iterator<Item = &NodeName> {
+        self.nodes.iter().map(|n| &n.name)
+    }
 }
 
-/// Returns the graph to `to` from `from`: the releases of `from` that `to` lacks are
-/// uninstalled in reverse dependency order (nodes named `uninstall-<node>`), and then every
-/// task of `to` is applied in its order. Uninstalling first frees what those releases held:
-/// a subchart split out of its parent in one spec and not in the other goes back inside the
-/// parent only once its own release is gone, or Helm would find its resources owned twice.
+/// Returns the plan that applies every task, in dependency order.
+pub fn forward(tasks: &[ReleaseTask]) -> Plan {
+    let (nodes, applies) = graph(tasks, Direction::Apply, "");
+    Plan {
+        nodes,
+        applies,
+        removes: Vec::new(),
+    }
+}
+
+/// Returns the plan that uninstalls every task, in reverse dependency order.
+pub fn reverse(tasks: &[ReleaseTask]) -> Plan {
+    let (nodes, removes) = graph(tasks, Direction::Remove, "");
+    Plan {
+        nodes,
+        applies: Vec::new(),
+        removes,
+    }
+}
+
+/// Returns the plan to `to` from `from` (what may be installed): the releases of `from` that
+/// `to` lacks are uninstalled in reverse dependency order (nodes named `uninstall-<node>`),
+/// and then every task of `to` is applied in its order. Uninstalling first frees what those
+/// releases held: a subchart split out of its parent in one spec and not in the other goes
+/// back inside the parent only once its own release is gone, or Helm would find its
+/// resources owned twice. The other way round, a subchart split out of a parent installed
+/// whole is released only after its parent was applied with it switched off
+/// ([`split_parents_first`]).
 ///
-/// A rollback is `converge(last successful, failed)`; a new spec is released with
-/// `converge(new, last successful)`.
-pub fn converge(to: &[ReleaseTask], from: &[ReleaseTask]) -> Vec<NodeSpec> {
-    let kept: BTreeSet<(String, String)> = to.iter().map(ReleaseTask::release_key).collect();
-    let dropped = only(from, |t| !kept.contains(&t.release_key()));
-    let mut removals = graph(&dropped, Direction::Remove, "uninstall-");
+/// A rollback is `converge(last successful, may be installed)`; a new spec is released with
+/// `converge(new, may be installed)`.
+pub fn converge(to: &[ReleaseTask], from: &[ReleaseTask]) -> Plan {
+    let kept: BTreeSet<ReleaseKey> = to.iter().map(ReleaseTask::release_key).collect();
+    let installed: BTreeSet<ReleaseKey> = from.iter().map(ReleaseTask::release_key).collect();
+    let to = split_parents_first(to, &installed);
+    let mut plan = forward(&to);
+    let mut dropped = only(from, |t| !kept.contains(&t.release_key()));
+    let mut taken = Taken {
+        tasks: None,
+        nodes: plan.names().map(|n| n.to_string()).collect(),
+    };
+    rename_clashing(&mut dropped, REMOVAL_PREFIX, &mut taken, |name, n| {
+        format!("{name}-{}", n + 2)
+    });
+    let (mut removals, removes) = graph(&dropped, Direction::Remove, REMOVAL_PREFIX);
     let removal_names: Vec<NodeName> = removals.iter().map(|n| n.name.clone()).collect();
-    let mut applies = forward(to);
-    for node in applies.iter_mut().filter(|n| n.needs.is_empty()) {
+    for node in plan.nodes.iter_mut().filter(|n| n.needs.is_empty()) {
         node.needs = removal_names.clone();
     }
-    removals.append(&mut applies);
-    removals
+    removals.append(&mut plan.nodes);
+    plan.nodes = removals;
+    plan.removes = removes;
+    plan
 }
 
-/// Returns the graph that deletes a group: every release of `current` and those only `last`
-/// (the last successful spec) had, uninstalled in reverse dependency order. When a task of
-/// the second kind has the name of one of the first, the second kind's tasks are named
-/// `previous-<task>`.
-pub fn delete(current: &[ReleaseTask], last: Option<&[ReleaseTask]>) -> Vec<NodeSpec> {
-    let Some(last) = last else {
-        return reverse(current);
-    };
-    let present: BTreeSet<(String, String)> =
-        current.iter().map(ReleaseTask::release_key).collect();
-    let gone: Vec<&ReleaseTask> = last
+/// Returns the plan that deletes a group: every release of `current` (the applied spec) and
+/// of `installed` (what may be installed besides: the last successful spec, what failed runs
+/// left), uninstalled in reverse dependency order.
+pub fn delete(current: &[ReleaseTask], installed: &[ReleaseTask]) -> Plan {
+    reverse(&union(current, installed))
+}
+
+/// Returns `newer` and the tasks of `older` whose releases `newer` lacks, as one list whose
+/// tasks and nodes have names of their own: an older task whose name (or one of its nodes'
+/// names) `newer` holds is renamed `previous-<task>` (then `previous-2-<task>`, ...). An
+/// older task keeps its needs on the older tasks kept, and a need on an older task whose
+/// release `newer` holds becomes a need on the newer task of that release.
+pub fn union(newer: &[ReleaseTask], older: &[ReleaseTask]) -> Vec<ReleaseTask> {
+    let newer_by_key: BTreeMap<ReleaseKey, &str> = newer
         .iter()
-        .filter(|t| !present.contains(&t.release_key()))
+        .map(|t| (t.release_key(), t.name.as_str()))
         .collect();
-    let names: BTreeSet<&str> = current.iter().map(|t| t.name.as_str()).collect();
-    let gone_names: BTreeSet<&str> = gone.iter().map(|t| t.name.as_str()).collect();
-    let clash = gone_names.iter().any(|n| names.contains(n));
-    let rename = |n: &str| {
-        if clash && gone_names.contains(n) {
-            format!("previous-{n}")
-        } else {
-            n.to_owned()
-        }
+    let older_keys: BTreeMap<&str, ReleaseKey> = older
+        .iter()
+        .map(|t| (t.name.as_str(), t.release_key()))
+        .collect();
+    let mut kept: Vec<ReleaseTask> = older
+        .iter()
+        .filter(|t| !newer_by_key.contains_key(&t.release_key()))
+        .cloned()
+        .collect();
+    let kept_names: BTreeSet<String> = kept.iter().map(|t| t.name.clone()).collect();
+    // Needs on older tasks whose release the newer list holds go to the newer task first,
+    // before renames can make a kept task's new name look like a newer one's.
+    let mut to_newer: Vec<Vec<String>> = Vec::with_capacity(kept.len());
+    for task in &mut kept {
+        let (own, newer_needs): (Vec<String>, Vec<String>) =
+            task.needs.drain(..).partition(|n| kept_names.contains(n));
+        task.needs = own;
+        to_newer.push(
+            newer_needs
+                .iter()
+                .filter_map(|n| newer_by_key.get(older_keys.get(n.as_str())?))
+                .map(|n| (*n).to_owned())
+                .collect(),
+        );
+    }
+    let mut taken = Taken {
+        tasks: Some(newer.iter().map(|t| t.name.clone()).collect()),
+        nodes: newer
+            .iter()
+            .flat_map(ReleaseTask::node_bases)
+            .map(|b| node_name("", &b))
+            .collect(),
     };
-    let mut all = current.to_vec();
-    for task in gone {
-        let mut task = task.clone();
-        task.needs = task.needs.iter().map(|n| rename(n)).collect();
-        task.name = rename(&task.name);
+    rename_clashing(&mut kept, "", &mut taken, |name, n| match n {
+        0 => format!("previous-{name}"),
+        n => format!("previous-{}-{name}", n + 1),
+    });
+    let mut all = newer.to_vec();
+    for (mut task, newer_needs) in kept.into_iter().zip(to_newer) {
+        for need in newer_needs {
+            if !task.needs.contains(&need) {
+                task.needs.push(need);
+            }
+        }
         all.push(task);
     }
-    reverse(&all)
+    all
 }
 
-/// Returns the tasks that `keep` selects, with their needs limited to one another.
-fn only(tasks: &[ReleaseTask], keep: impl Fn(&ReleaseTask) -> bool) -> Vec<ReleaseTask> {
-    let kept: Vec<ReleaseTask> = tasks.iter().filter(|t| keep(t)).cloned().collect();
-    let names: BTreeSet<String> = kept.iter().map(|t| t.name.clone()).collect();
-    kept.into_iter()
-        .map(|mut t| {
-            t.needs.retain(|n| names.contains(n));
-            t
+/// The names a graph has taken: of its tasks (when they share one graph) and of its nodes.
+struct Taken {
+    tasks: Option<BTreeSet<String>>,
+    nodes: BTreeSet<String>,
+}
+
+/// Renames, in order, each task whose name or whose nodes' names (with `prefix`) are taken:
+/// `candidate(original, n)` for n = 0, 1, ... until one is free. Needs between the tasks
+/// follow their renames. Every name a task ends with is taken for the tasks after it.
+fn rename_clashing(
+    tasks: &mut [ReleaseTask],
+    prefix: &str,
+    taken: &mut Taken,
+    candidate: impl Fn(&str, usize) -> String,
+) {
+    let mut renamed: BTreeMap<String, String> = BTreeMap::new();
+    for task in tasks.iter_mut() {
+        let original = task.name.clone();
+        for n in 0.. {
+            let nodes: Vec<String> = task
+                .node_bases()
+                .iter()
+                .map(|b| node_name(prefix, b))
+                .collect();
+            let clash = nodes.iter().any(|node| taken.nodes.contains(node))
+                || taken.tasks.as_ref().is_some_and(|t| t.contains(&task.name));
+            if !clash {
+                taken.nodes.extend(nodes);
+                if let Some(tasks) = &mut taken.tasks {
+                    tasks.insert(task.name.clone());
+                }
+                break;
+            }
+            task.name = candidate(&original, n);
+        }
+        if task.name != original {
+            renamed.insert(original, task.name.clone());
+        }
+    }
+    for task in tasks.iter_mut() {
+        for need in &mut task.needs {
+            if let Some(new) = renamed.get(need) {
+                need.clone_from(new);
+            }
+        }
+    }
+}
+
+/// Returns the tasks that `keep` selects, each needing the selected tasks it needed, directly
+/// or through tasks left out: with `a` needing `b` needing `c`, and `b` left out, `a` still
+/// needs `c`.
+pub(crate) fn only(tasks: &[ReleaseTask], keep: impl Fn(&ReleaseTask) -> bool) -> Vec<ReleaseTask> {
+    let by_name: BTreeMap<&str, &ReleaseTask> =
+        tasks.iter().map(|t| (t.name.as_str(), t)).collect();
+    let selected: BTreeSet<&str> = tasks
+        .iter()
+        .filter(|t| keep(t))
+        .map(|t| t.name.as_str())
+        .collect();
+    // Per task left out: the selected tasks it leads to, nearest first.
+    let mut through: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    fn reach<'a>(
+        name: &'a str,
+        by_name: &BTreeMap<&'a str, &'a ReleaseTask>,
+        selected: &BTreeSet<&str>,
+        through: &mut BTreeMap<&'a str, Vec<String>>,
+    ) -> Vec<String> {
+        if let Some(known) = through.get(name) {
+            return known.clone();
+        }
+        // Tasks form a DAG (validated), so this ends; the entry marks the visit.
+        through.insert(name, Vec::new());
+        let mut found: Vec<String> = Vec::new();
+        for need in by_name
+            .get(name)
+            .map(|t| t.needs.as_slice())
+            .unwrap_or_default()
+        {
+            let more = if selected.contains(need.as_str()) {
+                vec![need.clone()]
+            } else {
+                reach(need, by_name, selected, through)
+            };
+            for n in more {
+                if !found.contains(&n) {
+                    found.push(n);
+                }
+            }
+        }
+        through.insert(name, found.clone());
+        found
+    }
+    tasks
+        .iter()
+        .filter(|t| selected.contains(t.name.as_str()))
+        .map(|t| {
+            let mut task = t.clone();
+            let mut needs: Vec<String> = Vec::new();
+            for need in &t.needs {
+                let more = if selected.contains(need.as_str()) {
+                    vec![need.clone()]
+                } else {
+                    reach(need, &by_name, &selected, &mut through)
+                };
+                for n in more {
+                    if !needs.contains(&n) {
+                        needs.push(n);
+                    }
+                }
+            }
+            task.needs = needs;
+            task
         })
         .collect()
 }
 
+/// Orders an application whose subcharts are split out since its parent was installed whole
+/// (the parent's release may be installed, a subchart's release is new): the parent's
+/// release owns the subchart's resources until it is applied with the subchart switched off,
+/// and Helm refuses to install a release over resources another one owns. So the parent
+/// goes first, needing only what the application needs from outside; each new subchart
+/// needs the parent; and what needed the parent needs the application's last subcharts too,
+/// so it still comes after the whole application.
+fn split_parents_first(to: &[ReleaseTask], installed: &BTreeSet<ReleaseKey>) -> Vec<ReleaseTask> {
+    let mut to = to.to_vec();
+    let parents: Vec<usize> = (0..to.len())
+        .filter(|&i| to[i].subchart.is_none() && installed.contains(&to[i].release_key()))
+        .collect();
+    for p in parents {
+        let app = to[p].app.clone();
+        let parent = to[p].name.clone();
+        let new_subcharts: BTreeSet<String> = to
+            .iter()
+            .filter(|t| t.app == app && t.subchart.is_some())
+            .filter(|t| !installed.contains(&t.release_key()))
+            .map(|t| t.name.clone())
+            .collect();
+        if new_subcharts.is_empty() {
+            continue;
+        }
+        let own: BTreeSet<String> = to
+            .iter()
+            .filter(|t| t.app == app)
+            .map(|t| t.name.clone())
+            .collect();
+        let mut outside: Vec<String> = Vec::new();
+        for need in to.iter().filter(|t| t.app == app).flat_map(|t| &t.needs) {
+            if !own.contains(need) && !outside.contains(need) {
+                outside.push(need.clone());
+            }
+        }
+        let subcharts: Vec<&ReleaseTask> = to
+            .iter()
+            .filter(|t| t.app == app && t.subchart.is_some())
+            .collect();
+        let needed: BTreeSet<&String> = subcharts.iter().flat_map(|t| &t.needs).collect();
+        let last_subcharts: Vec<String> = subcharts
+            .iter()
+            .filter(|t| !needed.contains(&t.name))
+            .map(|t| t.name.clone())
+            .collect();
+        to[p].needs = outside;
+        for task in &mut to {
+            if new_subcharts.contains(&task.name) && !task.needs.contains(&parent) {
+                task.needs.push(parent.clone());
+            }
+            if task.app != app && task.needs.contains(&parent) {
+                for last in &last_subcharts {
+                    if !task.needs.contains(last) {
+                        task.needs.push(last.clone());
+                    }
+                }
+            }
+        }
+    }
+    to
+}
+
 /// Expands every task and links them: applied in dependency order, or removed in reverse.
-/// `prefix` goes before every node name.
-fn graph(tasks: &[ReleaseTask], direction: Direction, prefix: &str) -> Vec<NodeSpec> {
+/// `prefix` goes before every node name. Returns the nodes, and each task with its nodes'
+/// names.
+fn graph(
+    tasks: &[ReleaseTask],
+    direction: Direction,
+    prefix: &str,
+) -> (Vec<NodeSpec>, Vec<(ReleaseTask, Vec<NodeName>)>) {
     let expanded: BTreeMap<&str, Expanded> = tasks
         .iter()
         .map(|t| (t.name.as_str(), expand(t, direction, prefix)))
@@ -144,6 +401,7 @@ fn graph(tasks: &[ReleaseTask], direction: Direction, prefix: &str) -> Vec<NodeS
         }
     }
     let mut nodes = Vec::new();
+    let mut of_task = Vec::with_capacity(tasks.len());
     for task in tasks {
         let this = &expanded[task.name.as_str()];
         let earlier: Vec<NodeName> = before
@@ -159,13 +417,17 @@ fn graph(tasks: &[ReleaseTask], direction: Direction, prefix: &str) -> Vec<NodeS
             }
             nodes.push(node);
         }
+        of_task.push((
+            task.clone(),
+            this.nodes.iter().map(|n| n.name.clone()).collect(),
+        ));
     }
-    nodes
+    (nodes, of_task)
 }
 
 /// Returns the nodes of one task.
 fn expand(task: &ReleaseTask, direction: Direction, prefix: &str) -> Expanded {
-    let name = |base: &str| NodeName::new(cut(&format!("{prefix}{base}")));
+    let name = |base: &str| NodeName::new(node_name(prefix, base));
     if task.executors.is_empty() {
         let node = helm_node(task, name(&task.name), direction);
         let n = node.name.clone();
@@ -220,15 +482,6 @@ fn expand(task: &ReleaseTask, direction: Direction, prefix: &str) -> Expanded {
         firsts,
         lasts,
     }
-}
-
-/// Cuts a node name to the 63 characters a DNS label holds.
-fn cut(name: &str) -> String {
-    name.chars()
-        .take(63)
-        .collect::<String>()
-        .trim_end_matches('-')
-        .to_owned()
 }
 
 fn blank(name: NodeName, kind: NodeKind, timeout: Duration) -> NodeSpec {

@@ -46,7 +46,7 @@ fn owned(list: &[(&str, &[&str])]) -> Vec<(String, Vec<String>)> {
 
 #[test]
 fn bookinfo_forward_graph_follows_dependencies_and_subchart_order() {
-    let nodes = forward(&tasks(BOOKINFO));
+    let nodes = forward(&tasks(BOOKINFO)).nodes;
     assert_eq!(
         shape(&nodes),
         owned(&[
@@ -72,7 +72,7 @@ fn bookinfo_forward_graph_follows_dependencies_and_subchart_order() {
 
 #[test]
 fn bookinfo_reverse_graph_is_the_forward_graph_turned_around() {
-    let nodes = reverse(&tasks(BOOKINFO));
+    let nodes = reverse(&tasks(BOOKINFO)).nodes;
     assert_eq!(
         shape(&nodes),
         owned(&[
@@ -97,7 +97,7 @@ fn a_rollback_uninstalls_what_was_added_in_reverse_order_then_applies_the_last_s
     let current_text = TWO.replace("name: api, version: 1.0.0", "name: api, version: 2.0.0")
         + "  - name: cache\n    dependencies: [db]\n    spec: {chart: {url: 'https://c.example.com', name: cache}, release: {targetNamespace: data}}\n  - name: web\n    dependencies: [api, cache]\n    spec: {chart: {url: 'https://c.example.com', name: web}, release: {targetNamespace: apps}}\n";
     let current = tasks(&current_text);
-    let nodes = converge(&last, &current);
+    let nodes = converge(&last, &current).nodes;
     assert_eq!(
         shape(&nodes),
         owned(&[
@@ -123,7 +123,7 @@ fn a_subchart_split_out_since_is_uninstalled_before_its_parent_is_applied_whole(
         "        subcharts:\n        - name: productpage\n          dependencies: [reviews]\n        - name: reviews\n          dependencies: [details, ratings]\n        - name: ratings\n          dependencies: []\n        - name: details\n          dependencies: []\n",
         "",
     );
-    let nodes = converge(&tasks(&whole), &tasks(BOOKINFO));
+    let nodes = converge(&tasks(&whole), &tasks(BOOKINFO)).nodes;
     assert_eq!(
         shape(&nodes),
         owned(&[
@@ -166,7 +166,7 @@ fn a_new_spec_uninstalls_what_it_dropped_before_applying_the_rest() {
         &(TWO.to_owned()
             + "  - name: cache\n    dependencies: [db]\n    spec: {chart: {url: 'https://c.example.com', name: cache}, release: {targetNamespace: data}}\n"),
     );
-    let nodes = converge(&tasks(TWO), &last);
+    let nodes = converge(&tasks(TWO), &last).nodes;
     assert_eq!(
         shape(&nodes),
         owned(&[
@@ -177,8 +177,8 @@ fn a_new_spec_uninstalls_what_it_dropped_before_applying_the_rest() {
     );
     // Nothing dropped: the forward graph itself.
     assert_eq!(
-        shape(&converge(&tasks(TWO), &tasks(TWO))),
-        shape(&forward(&tasks(TWO)))
+        shape(&converge(&tasks(TWO), &tasks(TWO)).nodes),
+        shape(&forward(&tasks(TWO)).nodes)
     );
 }
 
@@ -186,7 +186,7 @@ fn a_new_spec_uninstalls_what_it_dropped_before_applying_the_rest() {
 fn delete_also_removes_what_only_the_last_successful_spec_had() {
     let last = tasks(TWO);
     let current = tasks(&TWO.replace("name: api, version", "name: api2, version"));
-    let nodes = delete(&current, Some(&last));
+    let nodes = delete(&current, &last).nodes;
     // api2's release is new; api's (chart api) is only in the last spec, under the same task
     // name: it gets the `previous-` prefix.
     assert_eq!(
@@ -208,7 +208,7 @@ fn executors_become_nodes_in_their_order_and_turn_around_on_removal() {
         "release: {targetNamespace: apps, timeout: 2m}, workflow: [{name: helmrelease, type: helmrelease}, {name: gate, type: keptn, dependencies: [helmrelease], params: {configMapRef: {name: kc, namespace: keptn}}}, {name: smoke, dependencies: [gate], image: {name: smoke, image: busybox, command: [sh, -c]}, params: {data: {url: x}}}]}\n",
     );
     let all = tasks(&text);
-    let nodes = forward(&all);
+    let nodes = forward(&all).nodes;
     assert_eq!(
         shape(&nodes),
         owned(&[
@@ -272,7 +272,7 @@ fn executors_become_nodes_in_their_order_and_turn_around_on_removal() {
         .unwrap();
     assert_eq!(String::from_utf8(data).unwrap(), r#"{"url":"x"}"#);
 
-    let removal = reverse(&all);
+    let removal = reverse(&all).nodes;
     assert_eq!(
         shape(&removal),
         owned(&[
@@ -294,4 +294,94 @@ fn executors_become_nodes_in_their_order_and_turn_around_on_removal() {
         .clone()
         .unwrap();
     assert_eq!(args[3], "delete");
+}
+
+/// A group of applications `(name, dependencies)` in namespace `ns`.
+fn apps(list: &[(&str, &str)]) -> Vec<ReleaseTask> {
+    let mut text = String::from(
+        "apiVersion: baton.dev/v1alpha1\nkind: ApplicationGroup\nmetadata: {name: g}\nspec:\n  applications:\n",
+    );
+    for (name, deps) in list {
+        text.push_str(&format!(
+            "  - name: {name}\n    dependencies: [{deps}]\n    spec: {{chart: {{url: 'https://c.example.com', name: {name}}}, release: {{targetNamespace: ns}}}}\n"
+        ));
+    }
+    tasks(&text)
+}
+
+#[test]
+fn removals_keep_their_order_through_releases_kept() {
+    // c needs b needs a; b stays, a and c go: c is still uninstalled before a.
+    let from = apps(&[("a", ""), ("b", "a"), ("c", "b")]);
+    let to = apps(&[("b", "")]);
+    assert_eq!(
+        shape(&converge(&to, &from).nodes),
+        owned(&[
+            ("uninstall-a", &["uninstall-c"]),
+            ("uninstall-c", &[]),
+            ("b", &["uninstall-a", "uninstall-c"]),
+        ])
+    );
+}
+
+/// An application of bookinfo's document that depends on bookinfo.
+const WEB: &str = "    - name: web\n      dependencies: [bookinfo]\n      spec: {chart: {url: 'https://c.example.com', name: web}, release: {targetNamespace: web}}\n";
+
+#[test]
+fn a_subchart_split_out_of_an_installed_parent_waits_for_the_parent_to_let_it_go() {
+    let whole = BOOKINFO.replace(
+        "        subcharts:\n        - name: productpage\n          dependencies: [reviews]\n        - name: reviews\n          dependencies: [details, ratings]\n        - name: ratings\n          dependencies: []\n        - name: details\n          dependencies: []\n",
+        "",
+    ) + WEB;
+    let split = BOOKINFO.to_owned() + WEB;
+    // The parent, installed whole, owns its subcharts' resources: it is applied with them
+    // switched off before their own releases are installed; web still waits for them all.
+    let plan = converge(&tasks(&split), &tasks(&whole));
+    assert_eq!(
+        shape(&plan.nodes),
+        owned(&[
+            ("ambassador", &[]),
+            ("bookinfo-productpage", &["bookinfo", "bookinfo-reviews"]),
+            (
+                "bookinfo-reviews",
+                &["bookinfo", "bookinfo-details", "bookinfo-ratings"]
+            ),
+            ("bookinfo-ratings", &["ambassador", "bookinfo"]),
+            ("bookinfo-details", &["ambassador", "bookinfo"]),
+            ("bookinfo", &["ambassador"]),
+            ("web", &["bookinfo", "bookinfo-productpage"]),
+        ])
+    );
+    let parent = plan.nodes[5].helm.as_ref().unwrap();
+    assert_eq!(
+        parent.values["productpage"],
+        serde_json::json!({"enabled": false})
+    );
+    // Installed fresh, or already split: the usual order (subcharts, then the parent).
+    for from in [vec![], tasks(&split)] {
+        let plan = converge(&tasks(&split), &from);
+        assert_eq!(shape(&plan.nodes), shape(&forward(&tasks(&split)).nodes));
+    }
+}
+
+#[test]
+fn a_removal_is_renamed_when_a_new_application_has_its_name() {
+    // db is dropped; the new spec has an application called uninstall-db.
+    let from = apps(&[("db", ""), ("x", "")]);
+    let to = apps(&[("x", ""), ("uninstall-db", "")]);
+    let plan = converge(&to, &from);
+    assert_eq!(
+        shape(&plan.nodes),
+        owned(&[
+            ("uninstall-db-2", &[]),
+            ("x", &["uninstall-db-2"]),
+            ("uninstall-db", &["uninstall-db-2"]),
+        ])
+    );
+    assert_eq!(plan.nodes[0].helm.as_ref().unwrap().release, "db");
+    assert_eq!(
+        plan.nodes[0].helm.as_ref().unwrap().action,
+        HelmAction::Uninstall
+    );
+    assert_eq!(plan.removes[0].1, [NodeName::new("uninstall-db-2")]);
 }

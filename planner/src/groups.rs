@@ -13,9 +13,17 @@
 //!   which (`remediation: rolledBack | uninstalled`) and whether it worked.
 //! - A delete starts a **delete** run (the reverse graph); the group is released when it ends,
 //!   with `leftInstalled` naming the releases a failed uninstall left behind.
+//! - What a failed run may have left installed is kept (`maybe_installed`): the releases it
+//!   applied or began to, and those it started from and did not uninstall for sure. Every
+//!   run starts from them and the last successful spec's releases, so a later spec, rollback
+//!   or delete uninstalls what no spec wants any more, and the status names what is left
+//!   (`leftInstalled`). A run that succeeds makes what is installed known again.
 //! - A spec or a delete that arrives while a run goes on waits for that run (and its
-//!   remediation) to end, so two runs never work on one release at once. A delete waiting
-//!   behind a failed forward run replaces the remediation: it uninstalls everything anyway.
+//!   remediation) to end, so two runs never work on one release at once. The last request
+//!   wins: a delete replaces a waiting spec and a spec a waiting delete, a spec equal to the
+//!   one under way drops what waited, and a delete during a delete drops a waiting spec. A
+//!   delete waiting behind a failed forward run replaces the remediation: it uninstalls
+//!   everything anyway.
 //!
 //! Pure, like the rest of the core: the status is derived from the group's entry and its runs.
 
@@ -25,7 +33,7 @@ use baton_schemas::group::{ApplicationGroup, ReleaseTask};
 use baton_schemas::helm::HelmAction;
 use baton_schemas::status::State;
 use baton_schemas::wire::Timestamp;
-use baton_schemas::{FailurePolicy, NodeKind, RunId, WorkflowName, WorkflowSpec};
+use baton_schemas::{FailurePolicy, NodeKind, NodeName, RunId, WorkflowName, WorkflowSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -56,6 +64,12 @@ pub struct GroupEntry {
     pub delete_run: Option<RunId>,
     /// When `state` last changed.
     pub since: Timestamp,
+    /// Releases that may be installed besides the last successful spec's: the tasks of runs
+    /// that failed, as far as they did not uninstall them for sure (each release once, as
+    /// the newest run had it). Every run starts from them and the last successful spec's
+    /// releases ([`GroupEntry::installed`]). Emptied when a run succeeds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub maybe_installed: Vec<ReleaseTask>,
 }
 
 /// A spec whose forward run succeeded.
@@ -94,12 +108,10 @@ pub enum GroupState {
     Failed {
         /// What remediation ran.
         remediation: Remediation,
-        /// Whether it succeeded.
-        remediated: bool,
         /// Why the forward run failed.
         failure: String,
-        /// Why the remediation failed, when it did.
-        remediation_failure: Option<String>,
+        /// How the remediation ended.
+        outcome: RemediationOutcome,
     },
     /// A delete run uninstalls every release in reverse dependency order.
     Deleting {
@@ -141,6 +153,37 @@ impl GroupState {
             _ => None,
         }
     }
+
+    /// Returns what the run under way is for, if one is.
+    fn purpose(&self) -> Option<Purpose> {
+        match self {
+            GroupState::Progressing { .. } => Some(Purpose::Forward),
+            GroupState::Remediating {
+                remediation: Remediation::RolledBack,
+                ..
+            } => Some(Purpose::Rollback),
+            GroupState::Remediating {
+                remediation: Remediation::Uninstalled,
+                ..
+            } => Some(Purpose::Uninstall),
+            GroupState::Deleting { .. } => Some(Purpose::Delete),
+            GroupState::Succeeded | GroupState::Failed { .. } | GroupState::Deleted { .. } => None,
+        }
+    }
+}
+
+/// How a remediation ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RemediationOutcome {
+    /// It did what it was for: the last successful spec is applied again, or every release
+    /// is uninstalled.
+    Succeeded,
+    /// It failed: what it left is in the group's `maybe_installed`.
+    Failed {
+        /// Why.
+        error: String,
+    },
 }
 
 /// How a failed forward run was remediated.
@@ -186,7 +229,7 @@ enum GroupEvent {
 }
 
 /// What a run of a group is for.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Purpose {
     Forward,
     Rollback,
@@ -205,19 +248,90 @@ impl Purpose {
     }
 }
 
-/// Returns the id of a group's `seq`-th run: the group's name (cut, with a hash of the whole
-/// name when cut), the sequence number and the purpose's letter, at most 40 characters.
+/// Returns the id of a group's `seq`-th run: the group's name, the sequence number and the
+/// purpose's letter (see [`crate::ids::named_run_id`]).
 fn group_run_id(name: &str, seq: u32, purpose: Purpose) -> RunId {
-    let base = if name.len() <= 24 {
-        name.to_owned()
-    } else {
-        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
-        let head: String = name.chars().take(17).collect();
-        format!("{}-{:06x}", head.trim_end_matches('-'), hash & 0xff_ffff)
-    };
-    RunId::new(format!("{base}-{seq}{}", purpose.letter()))
+    crate::ids::named_run_id(name, &format!("{seq}{}", purpose.letter()))
+}
+
+impl GroupEntry {
+    /// Returns the tasks of the last successful spec.
+    fn last_tasks(&self) -> Vec<ReleaseTask> {
+        self.last_successful
+            .as_ref()
+            .map(|s| s.spec.tasks(self.group.name()))
+            .unwrap_or_default()
+    }
+
+    /// Returns the releases that may be installed: those failed runs left and the last
+    /// successful spec's, each once.
+    pub fn installed(&self) -> Vec<ReleaseTask> {
+        group_graph::union(&self.maybe_installed, &self.last_tasks())
+    }
+
+    /// Returns the graph of a run for `purpose`, as a function of the entry alone: the same
+    /// when the run starts and when it ends (nothing it depends on changes while it runs).
+    fn plan(&self, purpose: Purpose) -> group_graph::Plan {
+        let current = self.group.spec.tasks(self.group.name());
+        let installed = self.installed();
+        match purpose {
+            // What the last successful spec installed (and failed runs left) and this one
+            // dropped goes first.
+            Purpose::Forward => group_graph::converge(&current, &installed),
+            Purpose::Rollback => group_graph::converge(&self.last_tasks(), &installed),
+            Purpose::Uninstall => group_graph::reverse(&installed),
+            Purpose::Delete => group_graph::delete(&current, &installed),
+        }
+    }
+
+    /// Returns what may be installed after `run`, a run for `purpose` that failed: the
+    /// releases it began to apply, and those it started from that it did not uninstall.
+    fn left_after(&self, purpose: Purpose, run: &Run) -> Vec<ReleaseTask> {
+        let plan = self.plan(purpose);
+        let node = |name: &NodeName| run.index(name).map(|i| &run.nodes[i]);
+        let began: BTreeSet<&str> = plan
+            .applies
+            .iter()
+            .filter(|(_, nodes)| {
+                nodes
+                    .iter()
+                    .any(|n| node(n).is_some_and(|n| n.attempts > 0))
+            })
+            .map(|(task, _)| task.name.as_str())
+            .collect();
+        let applies: Vec<ReleaseTask> = plan.applies.iter().map(|(t, _)| t.clone()).collect();
+        let applied = group_graph::only(&applies, |t| began.contains(t.name.as_str()));
+        let removed: BTreeSet<(String, String)> = plan
+            .removes
+            .iter()
+            .filter(|(_, nodes)| {
+                nodes
+                    .iter()
+                    .all(|n| node(n).is_some_and(|n| n.state == NodeState::Succeeded))
+            })
+            .map(|(task, _)| task.release_key())
+            .collect();
+        let kept = group_graph::only(&self.installed(), |t| !removed.contains(&t.release_key()));
+        group_graph::union(&applied, &kept)
+    }
+
+    /// Returns the releases (`namespace/release`) that may be installed though no spec the
+    /// group holds to wants them: what failed runs left, less the last successful spec's.
+    pub fn left_installed(&self) -> Vec<String> {
+        let wanted: BTreeSet<(String, String)> = self
+            .last_tasks()
+            .iter()
+            .map(ReleaseTask::release_key)
+            .collect();
+        let left: BTreeSet<String> = self
+            .maybe_installed
+            .iter()
+            .map(ReleaseTask::release_key)
+            .filter(|k| !wanted.contains(k))
+            .map(|(namespace, release)| format!("{namespace}/{release}"))
+            .collect();
+        left.into_iter().collect()
+    }
 }
 
 impl Core {
@@ -299,6 +413,7 @@ impl Core {
                     remediation_run: None,
                     delete_run: None,
                     since: now,
+                    maybe_installed: Vec::new(),
                 };
                 self.groups.insert(name.to_owned(), entry);
                 self.start_group_run(name, Purpose::Forward, now, actions);
@@ -316,10 +431,9 @@ impl Core {
                 let same = entry.group.spec == group.spec;
                 match state {
                     GroupState::Progressing { .. } | GroupState::Remediating { .. } if same => {
-                        // Back to the spec under way: what waited is no longer wanted.
-                        if matches!(entry.pending, Some(Pending::Apply { .. })) {
-                            entry.pending = None;
-                        }
+                        // Back to the spec under way: the last request wins, and what
+                        // waited (a newer spec, a delete) is no longer wanted.
+                        entry.pending = None;
                     }
                     GroupState::Progressing { .. }
                     | GroupState::Remediating { .. }
@@ -343,7 +457,12 @@ impl Core {
                 }
             }
             GroupEvent::DeleteAsked => match state {
-                GroupState::Deleting { .. } | GroupState::Deleted { .. } => {}
+                GroupState::Deleted { .. } => {}
+                GroupState::Deleting { .. } => {
+                    // The delete under way is the last request: a spec waiting for it to end
+                    // is no longer wanted.
+                    entry.pending = None;
+                }
                 GroupState::Progressing { .. } | GroupState::Remediating { .. } => {
                     entry.pending = Some(Pending::Delete);
                 }
@@ -352,13 +471,21 @@ impl Core {
                 }
             },
             GroupEvent::RunEnded(run, outcome) => {
-                if state.running() != Some(&run) {
+                let (Some(running), Some(purpose)) = (state.running(), state.purpose()) else {
+                    return;
+                };
+                if *running != run {
                     return;
                 }
                 let succeeded = outcome == State::Succeeded;
                 let ended = self.runs.get(&run);
                 let failure = ended.map(describe_failure).unwrap_or_default();
-                let left_installed = ended.map(unfinished_releases).unwrap_or_default();
+                // A run that succeeded leaves what is installed known: the spec it applied
+                // (now the last successful one), or nothing.
+                entry.maybe_installed = match ended {
+                    Some(ended) if !succeeded => entry.left_after(purpose, ended),
+                    _ => Vec::new(),
+                };
                 entry.since = now;
                 match state {
                     GroupState::Progressing { .. } if succeeded => {
@@ -380,13 +507,13 @@ impl Core {
                             Some(_) => (Purpose::Rollback, Remediation::RolledBack),
                             None => (Purpose::Uninstall, Remediation::Uninstalled),
                         };
-                        let run = self.start_group_run(name, purpose, now, actions);
-                        let entry = self.groups.get_mut(name).expect("known group");
+                        // The state says what the run is for before its graph is made.
                         entry.state = GroupState::Remediating {
-                            run,
+                            run: run.clone(),
                             remediation,
                             failure,
                         };
+                        self.start_group_run(name, purpose, now, actions);
                     }
                     GroupState::Remediating {
                         remediation,
@@ -395,15 +522,20 @@ impl Core {
                     } => {
                         entry.state = GroupState::Failed {
                             remediation,
-                            remediated: succeeded,
                             failure: forward_failure,
-                            remediation_failure: (!succeeded).then_some(failure),
+                            outcome: if succeeded {
+                                RemediationOutcome::Succeeded
+                            } else {
+                                RemediationOutcome::Failed { error: failure }
+                            },
                         };
                         self.take_pending(name, now, actions);
                     }
                     GroupState::Deleting { .. } => {
-                        entry.state = GroupState::Deleted { left_installed };
                         entry.last_successful = None;
+                        entry.state = GroupState::Deleted {
+                            left_installed: entry.left_installed(),
+                        };
                         self.take_pending(name, now, actions);
                     }
                     GroupState::Succeeded
@@ -438,8 +570,8 @@ impl Core {
         }
     }
 
-    /// Starts a run of the group and moves it to the state the run stands for (a
-    /// remediation's state is set by the caller, which knows why). Returns the run's id.
+    /// Starts a run of the group for `purpose` and moves it to the state the run stands for
+    /// (a remediation's state is set by the caller, which knows why). Returns the run's id.
     fn start_group_run(
         &mut self,
         name: &str,
@@ -451,23 +583,19 @@ impl Core {
         entry.runs_started += 1;
         entry.since = now;
         let id = group_run_id(name, entry.runs_started, purpose);
-        let current = entry.group.spec.tasks(name);
-        let last: Option<Vec<ReleaseTask>> =
-            entry.last_successful.as_ref().map(|s| s.spec.tasks(name));
-        let nodes = match purpose {
-            // What the last successful spec installed and this one dropped goes first.
-            Purpose::Forward => group_graph::converge(&current, last.as_deref().unwrap_or(&[])),
-            Purpose::Rollback => group_graph::converge(last.as_deref().unwrap_or(&[]), &current),
-            Purpose::Uninstall => group_graph::reverse(&current),
-            Purpose::Delete => group_graph::delete(&current, last.as_deref()),
-        };
+        let nodes = entry.plan(purpose).nodes;
         match purpose {
             Purpose::Forward => {
                 entry.forward_run = Some(id.clone());
                 entry.remediation_run = None;
                 entry.state = GroupState::Progressing { run: id.clone() };
             }
-            Purpose::Rollback | Purpose::Uninstall => entry.remediation_run = Some(id.clone()),
+            Purpose::Rollback | Purpose::Uninstall => {
+                entry.remediation_run = Some(id.clone());
+                if let GroupState::Remediating { run, .. } = &mut entry.state {
+                    *run = id.clone();
+                }
+            }
             Purpose::Delete => {
                 entry.delete_run = Some(id.clone());
                 entry.state = GroupState::Deleting { run: id.clone() };
@@ -486,8 +614,7 @@ impl Core {
             String::new(),
             now,
         );
-        self.runs.insert(id.clone(), run);
-        self.advance(&id, now, actions);
+        self.begin_run(run, now, actions);
         id
     }
 
@@ -538,28 +665,33 @@ impl Core {
             ),
             GroupState::Failed {
                 remediation,
-                remediated,
                 failure,
-                remediation_failure,
+                outcome,
             } => (
                 "False",
                 "WorkflowFailed",
-                match (remediation, remediated) {
-                    (Remediation::RolledBack, true) => format!(
+                match (remediation, outcome) {
+                    (Remediation::RolledBack, RemediationOutcome::Succeeded) => format!(
                         "{failure}; rolled back to the last successful spec (revision {})",
                         entry.last_successful.as_ref().map_or(0, |s| s.revision)
                     ),
-                    (Remediation::Uninstalled, true) => {
+                    (Remediation::Uninstalled, RemediationOutcome::Succeeded) => {
                         format!("{failure}; uninstalled in reverse order")
                     }
-                    (r, false) => format!(
-                        "{failure}; {} failed: {}",
-                        match r {
-                            Remediation::RolledBack => "the rollback",
-                            Remediation::Uninstalled => "the uninstall",
-                        },
-                        remediation_failure.as_deref().unwrap_or_default()
-                    ),
+                    (r, RemediationOutcome::Failed { error }) => {
+                        let mut message = format!(
+                            "{failure}; {} failed: {error}",
+                            match r {
+                                Remediation::RolledBack => "the rollback",
+                                Remediation::Uninstalled => "the uninstall",
+                            },
+                        );
+                        let left = entry.left_installed();
+                        if !left.is_empty() {
+                            message.push_str(&format!("; left installed: {}", left.join(", ")));
+                        }
+                        message
+                    }
                 },
             ),
             GroupState::Deleting { .. } => (
@@ -620,7 +752,7 @@ impl Core {
         }
         let left_installed = match state {
             GroupState::Deleted { left_installed } => left_installed.clone(),
-            _ => Vec::new(),
+            _ => entry.left_installed(),
         };
         json!({
             "name": entry.group.name(),
@@ -810,19 +942,6 @@ fn describe_failure(run: &Run) -> String {
         None if run.phase.state() == State::Cancelled => "the run was cancelled".to_owned(),
         None => "the run failed".to_owned(),
     }
-}
-
-/// Returns the releases (`namespace/release`) of a run's uninstall nodes that did not succeed.
-fn unfinished_releases(run: &Run) -> Vec<String> {
-    let mut left = BTreeSet::new();
-    for (spec, node) in run.spec.nodes.iter().zip(&run.nodes) {
-        if let Some(helm) = &spec.helm
-            && node.state != NodeState::Succeeded
-        {
-            left.insert(format!("{}/{}", helm.namespace, helm.release));
-        }
-    }
-    left.into_iter().collect()
 }
 
 #[cfg(test)]

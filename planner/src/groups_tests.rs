@@ -162,7 +162,8 @@ fn fail_fast_starts_nothing_after_a_failure_and_a_first_install_is_uninstalled_i
     let after_fail = jobs(&finish(&mut core, by_name("api"), false));
     assert!(after_fail.is_empty(), "{after_fail:?}");
     // cache ends: the forward run is over (web skipped), and with no successful spec yet
-    // every release is uninstalled in reverse dependency order.
+    // every release it may have installed is uninstalled in reverse dependency order — not
+    // web, which it never started (a release of that name may be someone else's).
     let removal = jobs(&finish(&mut core, by_name("cache"), true));
     let forward = core.run(&RunId::new("g-1f")).unwrap().status();
     assert_eq!(forward.nodes[3].state, State::Skipped);
@@ -183,17 +184,19 @@ fn fail_fast_starts_nothing_after_a_failure_and_a_first_install_is_uninstalled_i
     assert_eq!(v["phase"], "Uninstalling");
     assert_eq!(v["remediation"], "uninstalled");
     let waves_seen = drive(&mut core, removal, &[]);
-    assert_eq!(waves_seen, waves(&[&["web"], &["api", "cache"], &["db"]]));
+    assert_eq!(waves_seen, waves(&[&["api", "cache"], &["db"]]));
     let GroupState::Failed {
         remediation,
-        remediated,
+        outcome,
         failure,
-        ..
     } = state(&core)
     else {
         panic!("{:?}", state(&core))
     };
-    assert_eq!((remediation, remediated), (Remediation::Uninstalled, true));
+    assert_eq!(
+        (remediation, outcome),
+        (Remediation::Uninstalled, RemediationOutcome::Succeeded)
+    );
     assert_eq!(failure, "api failed: helm said no to api");
     let v = view(&core);
     assert_eq!(
@@ -270,7 +273,7 @@ fn a_failed_upgrade_rolls_back_to_the_last_successful_spec() {
     assert!(matches!(
         state(&core),
         GroupState::Failed {
-            remediated: true,
+            outcome: RemediationOutcome::Succeeded,
             ..
         }
     ));
@@ -410,21 +413,14 @@ fn a_spec_applied_during_a_run_waits_for_it_and_its_remediation() {
     let queued = core.apply(Input::RegisterGroup(Box::new(diamond("2.0.0"))), NOW);
     assert!(queued.is_empty(), "{queued:?}");
     assert_eq!(view(&core)["pending"], "apply");
-    // The first install fails at db: it is uninstalled; then revision 2 starts.
+    // The first install fails at db: it is uninstalled (nothing else started); then
+    // revision 2 starts.
     let removal = jobs(&finish(&mut core, &first[0], false));
     assert_eq!(removal[0].run.as_str(), "g-2u");
     let steps = drive(&mut core, removal, &[]);
-    // The uninstall (web, then api and cache, then db), then revision 2's install.
     assert_eq!(
         steps,
-        waves(&[
-            &["web"],
-            &["api", "cache"],
-            &["db"],
-            &["db"],
-            &["api", "cache"],
-            &["web"]
-        ])
+        waves(&[&["db"], &["db"], &["api", "cache"], &["web"]])
     );
     let entry = core.group("g").unwrap();
     assert_eq!(entry.state, GroupState::Succeeded);
@@ -487,4 +483,148 @@ fn run_ids_fit_and_stay_apart() {
     );
     let other = group_run_id("a-very-long-application-group-nam2", 3, Purpose::Forward);
     assert_ne!(long, other);
+    // Ids made before are the ids made now.
+    assert_eq!(long.as_str(), "a-very-long-application-group-name-3f");
+    let longer = group_run_id(&"g".repeat(50), 3, Purpose::Forward);
+    assert_eq!(
+        longer.as_str(),
+        format!(
+            "{}-{:06x}-3f",
+            "g".repeat(30),
+            crate::ids::fnv1a("g".repeat(50).bytes()) & 0xff_ffff
+        )
+    );
+    assert_eq!(
+        crate::core::chains::fire_run_id("nightly", Timestamp(1_800_000_000_000)).as_str(),
+        "fj635743r5vb8"
+    );
+    assert_eq!(
+        crate::service::trigger_run_id(1_700_000_000_123_456_789, 42).as_str(),
+        "tntzsquj2536f"
+    );
+}
+
+#[test]
+fn what_a_failed_rollback_left_is_named_and_the_next_spec_uninstalls_it() {
+    let mut core = Core::new(CoreConfig::default());
+    let v1 = group(&[("db", "", "1.0.0"), ("api", "db", "1.0.0")]);
+    let first = jobs(&core.apply(Input::RegisterGroup(Box::new(v1)), NOW));
+    drive(&mut core, first, &[]);
+    // Revision 2 adds web, which fails; the rollback cannot uninstall it.
+    let v2 = group(&[
+        ("db", "", "1.0.0"),
+        ("api", "db", "1.0.0"),
+        ("web", "api", "1.0.0"),
+    ]);
+    let second = jobs(&core.apply(Input::RegisterGroup(Box::new(v2)), NOW));
+    let steps = drive(&mut core, second, &["web", "uninstall-web"]);
+    assert_eq!(
+        steps,
+        waves(&[&["db"], &["api"], &["web"], &["uninstall-web"]])
+    );
+    let GroupState::Failed { outcome, .. } = state(&core) else {
+        panic!("{:?}", state(&core))
+    };
+    assert!(matches!(outcome, RemediationOutcome::Failed { .. }));
+    let v = view(&core);
+    assert_eq!(v["leftInstalled"], json!(["ns/web"]));
+    let message = v["conditions"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("the rollback failed") && message.ends_with("left installed: ns/web"),
+        "{message}"
+    );
+    // Revision 3 has no web: it is uninstalled first, though no successful spec had it.
+    let v3 = group(&[("db", "", "1.0.0"), ("api", "db", "1.1.0")]);
+    let third = jobs(&core.apply(Input::RegisterGroup(Box::new(v3)), NOW));
+    let steps = drive(&mut core, third, &[]);
+    assert_eq!(steps, waves(&[&["uninstall-web"], &["db"], &["api"]]));
+    assert_eq!(state(&core), GroupState::Succeeded);
+    let entry = core.group("g").unwrap();
+    assert!(entry.maybe_installed.is_empty());
+    assert_eq!(view(&core)["leftInstalled"], json!([]));
+}
+
+#[test]
+fn what_a_failed_delete_left_is_uninstalled_by_the_next_spec_and_its_delete() {
+    let mut core = Core::new(CoreConfig::default());
+    let both = group(&[("db", "", "1.0.0"), ("web", "db", "1.0.0")]);
+    let first = jobs(&core.apply(Input::RegisterGroup(Box::new(both)), NOW));
+    drive(&mut core, first, &[]);
+    let removal = jobs(&core.apply(Input::Remove(Registered::Group("g".into())), NOW));
+    drive(&mut core, removal, &["web"]);
+    assert_eq!(
+        state(&core),
+        GroupState::Deleted {
+            left_installed: vec!["ns/db".into(), "ns/web".into()]
+        }
+    );
+    // Applied again without web: what the delete left goes first.
+    let db_only = group(&[("db", "", "1.0.0")]);
+    let again = jobs(&core.apply(Input::RegisterGroup(Box::new(db_only)), NOW));
+    let steps = drive(&mut core, again, &[]);
+    assert_eq!(steps, waves(&[&["uninstall-web"], &["db"]]));
+    // And the next delete leaves nothing, truly.
+    let removal = jobs(&core.apply(Input::Remove(Registered::Group("g".into())), NOW));
+    assert_eq!(drive(&mut core, removal, &[]), waves(&[&["db"]]));
+    assert_eq!(
+        state(&core),
+        GroupState::Deleted {
+            left_installed: vec![]
+        }
+    );
+}
+
+#[test]
+fn a_delete_during_a_delete_drops_a_spec_that_waited() {
+    let mut core = Core::new(CoreConfig::default());
+    let first = jobs(&core.apply(Input::RegisterGroup(Box::new(diamond("1.0.0"))), NOW));
+    drive(&mut core, first, &[]);
+    let removal = jobs(&core.apply(Input::Remove(Registered::Group("g".into())), NOW));
+    // A spec, then a delete again, while the delete runs: the delete is the last word.
+    assert!(
+        core.apply(Input::RegisterGroup(Box::new(diamond("2.0.0"))), NOW)
+            .is_empty()
+    );
+    assert_eq!(view(&core)["pending"], "apply");
+    assert!(
+        core.apply(Input::Remove(Registered::Group("g".into())), NOW)
+            .is_empty()
+    );
+    assert_eq!(view(&core)["pending"], Value::Null);
+    drive(&mut core, removal, &[]);
+    assert_eq!(
+        state(&core),
+        GroupState::Deleted {
+            left_installed: vec![]
+        }
+    );
+    assert_eq!(
+        core.group("g")
+            .unwrap()
+            .forward_run
+            .as_ref()
+            .unwrap()
+            .as_str(),
+        "g-1f"
+    );
+}
+
+#[test]
+fn the_spec_under_way_applied_again_drops_a_delete_that_waited() {
+    let mut core = Core::new(CoreConfig::default());
+    let first = jobs(&core.apply(Input::RegisterGroup(Box::new(diamond("1.0.0"))), NOW));
+    assert!(
+        core.apply(Input::Remove(Registered::Group("g".into())), NOW)
+            .is_empty()
+    );
+    assert_eq!(view(&core)["pending"], "delete");
+    // The spec under way, applied again after the delete: the spec is the last word.
+    assert!(
+        core.apply(Input::RegisterGroup(Box::new(diamond("1.0.0"))), NOW)
+            .is_empty()
+    );
+    assert_eq!(view(&core)["pending"], Value::Null);
+    drive(&mut core, first, &[]);
+    assert_eq!(state(&core), GroupState::Succeeded);
+    assert!(core.group("g").unwrap().delete_run.is_none());
 }

@@ -9,11 +9,13 @@
 //!   objects in a Kubernetes cluster.
 //! - [`group_graph`]: compiling application groups into graphs of `helm` nodes.
 //! - [`discovery`]: discovering Cells' target groups and rules in ELBv2.
+//! - [`ids`]: run ids derived from what names a run.
 
 pub mod api;
 pub mod cluster;
 pub mod core;
 pub mod discovery;
 pub mod group_graph;
+pub mod ids;
 pub mod service;
 pub mod store;

@@ -180,19 +180,10 @@ pub fn new_run_id() -> RunId {
 /// derived from the message's place in its stream, so that applying the trigger again (after
 /// a crash, from the stream) starts nothing new.
 pub fn trigger_run_id(stream_created: u64, seq: u64) -> RunId {
-    let mut n = [stream_created, seq]
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
-    let mut id = String::with_capacity(13);
-    id.push('t');
-    for _ in 0..12 {
-        id.push(char::from_digit((n % 36) as u32, 36).expect("below 36"));
-        n /= 36;
-    }
-    RunId::new(id)
+    crate::ids::hashed_run_id(
+        't',
+        [stream_created, seq].iter().flat_map(|v| v.to_le_bytes()),
+    )
 }
 
 /// Where a turn's inputs come from, which decides when its changes are made durable.
@@ -539,7 +530,9 @@ impl Planner {
                     Document::Ignitor(i) => (vec![Input::RegisterIgnitor(i)], None),
                     Document::Group(g) => {
                         let group = g.name().to_owned();
-                        let actions = self.command_turn(vec![Input::RegisterGroup(g)]).await?;
+                        let actions = self
+                            .turn(vec![Input::RegisterGroup(g)], Origin::Local)
+                            .await?;
                         // The run releasing the spec: the one it started, or the one under way.
                         let run = self
                             .core
@@ -614,7 +607,7 @@ impl Planner {
             }
             Command::DeleteGroup { name, reply } => {
                 let input = Input::Remove(Registered::Group(name));
-                let actions = self.command_turn(vec![input]).await?;
+                let actions = self.turn(vec![input], Origin::Local).await?;
                 let _ = reply.send(refused(&actions).map_or(Ok(()), Err));
             }
             Command::Cells { reply } => {
@@ -624,7 +617,7 @@ impl Planner {
                 let _ = reply.send(self.core.cells().map(|c| c.cell.clone()).collect());
             }
             Command::Observe { observation, reply } => {
-                self.command_turn(vec![Input::Observed(observation)])
+                self.turn(vec![Input::Observed(observation)], Origin::Local)
                     .await?;
                 let _ = reply.send(());
             }
@@ -634,7 +627,7 @@ impl Planner {
                 reply,
             } => {
                 let actions = self
-                    .command_turn(vec![Input::CellCommand { cell, command }])
+                    .turn(vec![Input::CellCommand { cell, command }], Origin::Local)
                     .await?;
                 let _ = reply.send(refused(&actions).map_or(Ok(()), Err));
             }
@@ -786,13 +779,4 @@ fn drain(first: Inbound, pull: &mut baton_bus::PullStream, max: usize) -> Vec<In
         }
     }
     batch
-}
-
-/// Application groups.
-impl Planner {
-    /// Applies inputs an API command brought (a group applied or deleted), as every command's
-    /// inputs are applied.
-    async fn command_turn(&mut self, inputs: Vec<Input>) -> anyhow::Result<Vec<Action>> {
-        self.turn(inputs, Origin::Local).await
-    }
 }

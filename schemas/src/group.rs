@@ -17,12 +17,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Container, ObjectReference};
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use crate::Duration;
 use crate::document::SpecError;
-use crate::helm::{HelmAction, HelmChart, HelmDriver, HelmSpec, SecretRef, ValuesReference};
-use crate::ids::is_dns_label;
+use crate::helm::{
+    HelmAction, HelmChart, HelmDriver, HelmSpec, SecretRef, ValuesReference, ValuesScope,
+};
+use crate::ids::{cut_with_hash, is_dns_label, sha256_hex};
 
 /// Orkestra's API version, accepted verbatim.
 pub const ORKESTRA_API_VERSION: &str = "orkestra.azure.microsoft.com/v1alpha1";
@@ -36,9 +38,6 @@ pub const GROUP_LABEL: &str = "baton.dev/group";
 pub const APPLICATION_LABEL: &str = "baton.dev/application";
 /// The label naming the subchart, on a subchart's objects.
 pub const SUBCHART_LABEL: &str = "baton.dev/subchart";
-
-/// How long Helm's release names may be.
-const RELEASE_NAME_MAX: usize = 53;
 
 /// Reads `null` as the default (`dependencies:` with nothing after it).
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -346,7 +345,10 @@ impl ExecutorImage {
 }
 
 /// One release of a group: an application's chart, or one subchart of it.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Its serde form is how the planner keeps the releases a failed run may have left installed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ReleaseTask {
     /// The task's name, the base of its nodes' names: `<app>` or `<app>-<subchart>`.
     pub name: String,
@@ -359,8 +361,10 @@ pub struct ReleaseTask {
     /// The release as a `helm` apply.
     pub helm: HelmSpec,
     /// Tasks released before this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<String>,
     /// The application's executors (empty: one implicit `helmrelease`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub executors: Vec<Executor>,
 }
 
@@ -369,7 +373,30 @@ impl ReleaseTask {
     pub fn release_key(&self) -> (String, String) {
         (self.helm.namespace.clone(), self.helm.release.clone())
     }
+
+    /// Returns the bases of the names of the task's nodes: the task's name, or
+    /// `<task>-<executor>` for each executor of a `workflow`, in the executors' order. A
+    /// graph's node is [`node_name`] of a prefix and a base.
+    pub fn node_bases(&self) -> Vec<String> {
+        if self.executors.is_empty() {
+            return vec![self.name.clone()];
+        }
+        self.executors
+            .iter()
+            .map(|e| format!("{}-{}", self.name, e.name))
+            .collect()
+    }
 }
+
+/// Returns the name of a node of a group's graph: `prefix` (`uninstall-` for a release a
+/// changed spec dropped) and `base` ([`ReleaseTask::node_bases`]), cut to the 63 characters of
+/// a DNS label with a hash of the whole when longer, so that two long names stay apart.
+pub fn node_name(prefix: &str, base: &str) -> String {
+    cut_with_hash(&format!("{prefix}{base}"), 63)
+}
+
+/// The prefix of the nodes that uninstall a release a new spec dropped.
+pub const REMOVAL_PREFIX: &str = "uninstall-";
 
 /// Makes `name` a DNS-1123 name as Orkestra does: lowercase, characters other than
 /// `[-a-z0-9]` replaced by `-`, leading characters other than letters and digits removed,
@@ -393,15 +420,6 @@ pub fn dns1123(name: &str) -> String {
         trimmed.to_owned()
     };
     converted.chars().take(63).collect()
-}
-
-/// Returns the lowercase hex SHA-256 of `text`.
-fn sha256_hex(text: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Returns Orkestra's release name of subchart `subchart` of application `app`.
@@ -474,14 +492,17 @@ impl ApplicationGroupSpec {
             ]);
             let helm = |release_name: String,
                         chart: HelmChart,
-                        values: Map<String, Value>,
+                        scope: Option<ValuesScope>,
                         labels: BTreeMap<String, String>| HelmSpec {
                 action: HelmAction::Apply,
                 release: release_name,
                 namespace: namespace.clone(),
                 chart: Some(chart),
-                values,
+                values: scope
+                    .as_ref()
+                    .map_or_else(|| values.clone(), |s| s.cut(&values)),
                 values_from: release.values_from.clone(),
+                values_from_scope: scope,
                 driver: self.driver,
                 timeout: release.timeout,
                 interval: release.interval,
@@ -491,23 +512,12 @@ impl ApplicationGroupSpec {
                 uninstall: release.uninstall.clone(),
                 labels,
             };
-            let subchart_names: BTreeSet<&str> =
-                app.spec.subcharts.iter().map(|s| s.name.as_str()).collect();
-            let mut parent_values = values.clone();
-            for name in &subchart_names {
-                parent_values.insert((*name).to_owned(), json!({"enabled": false}));
-            }
+            let parent_scope = (!app.spec.subcharts.is_empty()).then(|| ValuesScope::Parent {
+                subcharts: app.spec.subcharts.iter().map(|s| s.name.clone()).collect(),
+            });
             let parent = app.name.clone();
             let mut tasks = Vec::new();
             for (k, sub) in app.spec.subcharts.iter().enumerate() {
-                let mut sub_values = values
-                    .get(&sub.name)
-                    .and_then(Value::as_object)
-                    .cloned()
-                    .unwrap_or_default();
-                if let Some(global) = values.get("global") {
-                    sub_values.insert("global".to_owned(), global.clone());
-                }
                 let mut sub_labels = labels.clone();
                 sub_labels.insert(SUBCHART_LABEL.to_owned(), sub.name.clone());
                 tasks.push(ReleaseTask {
@@ -521,7 +531,9 @@ impl ApplicationGroupSpec {
                             subchart: Some(sub.name.clone()),
                             ..chart.clone()
                         },
-                        sub_values,
+                        Some(ValuesScope::Subchart {
+                            name: sub.name.clone(),
+                        }),
                         sub_labels,
                     ),
                     needs: sub
@@ -538,7 +550,7 @@ impl ApplicationGroupSpec {
                 app: app.name.clone(),
                 subchart: None,
                 path: at.clone(),
-                helm: helm(app.release_name(), chart, parent_values, labels),
+                helm: helm(app.release_name(), chart, parent_scope, labels),
                 needs: Vec::new(),
                 executors: app.spec.workflow.clone(),
             });
@@ -640,7 +652,7 @@ pub fn validate(group: &ApplicationGroup) -> Result<(), Vec<SpecError>> {
             "application",
             &mut errors,
         );
-        application(&at, app, &mut errors);
+        application(&at, app, group.spec.driver, &mut errors);
     }
     if errors.is_empty()
         && let Some((i, cycle)) = find_cycle(
@@ -718,16 +730,15 @@ fn dependencies(
     }
 }
 
-fn application(at: &str, app: &Application, errors: &mut Vec<SpecError>) {
+fn application(
+    at: &str,
+    app: &Application,
+    driver: Option<HelmDriver>,
+    errors: &mut Vec<SpecError>,
+) {
     let chart = &app.spec.chart;
-    let url = chart.url.as_str();
-    if !(url.starts_with("http://") || url.starts_with("https://") || url.starts_with("oci://"))
-        || url.len() < "oci://x".len()
-    {
-        errors.push(SpecError::new(
-            format!("{at}.spec.chart.url"),
-            format!("{url:?} is not a Helm repository URL (http:// or https://) or an OCI registry path (oci://)"),
-        ));
+    if let Some(problem) = crate::helm::chart_url_problem(&chart.url) {
+        errors.push(SpecError::new(format!("{at}.spec.chart.url"), problem));
     }
     if chart.name.trim().is_empty() {
         errors.push(SpecError::new(
@@ -761,26 +772,26 @@ fn application(at: &str, app: &Application, errors: &mut Vec<SpecError>) {
             "values must be a map",
         ));
     }
-    for (field, value) in [("timeout", release.timeout), ("interval", release.interval)] {
-        if value.is_some_and(|d| d.0.is_zero()) {
-            errors.push(SpecError::new(
-                format!("{at}.spec.release.{field}"),
-                "must be longer than zero",
-            ));
-        }
-    }
-    for (field, value) in [
-        ("install", &release.install),
-        ("upgrade", &release.upgrade),
-        ("rollback", &release.rollback),
-        ("uninstall", &release.uninstall),
-    ] {
-        if value.as_ref().is_some_and(|v| !v.is_object()) {
-            errors.push(SpecError::new(
-                format!("{at}.spec.release.{field}"),
-                "must be a map of Flux's options",
-            ));
-        }
+    crate::helm::check_release_settings(
+        &format!("{at}.spec.release"),
+        crate::helm::ReleaseSettings {
+            timeout: release.timeout,
+            interval: release.interval,
+            install: &release.install,
+            upgrade: &release.upgrade,
+            rollback: &release.rollback,
+            uninstall: &release.uninstall,
+        },
+        errors,
+    );
+    if driver == Some(HelmDriver::Flux)
+        && !app.spec.subcharts.is_empty()
+        && !release.values_from.is_empty()
+    {
+        errors.push(SpecError::new(
+            format!("{at}.spec.release.valuesFrom"),
+            "valuesFrom cannot be given to an application split into subcharts with the flux driver (a HelmRelease merges valuesFrom into the whole values, a subchart's release needs only its part): use the cli driver, or move those values into values",
+        ));
     }
     for (j, reference) in release.values_from.iter().enumerate() {
         if reference.name.is_empty() {
@@ -884,21 +895,32 @@ fn application(at: &str, app: &Application, errors: &mut Vec<SpecError>) {
 }
 
 /// Checks what only the whole group shows: two releases of one name in one namespace, names
-/// Helm refuses, and two tasks of one name.
+/// Helm refuses, two tasks of one name, and two nodes of one name in a graph the planner
+/// compiles (forward and reverse, and the removal of the group's releases by a later spec).
 fn collisions(group: &ApplicationGroup, errors: &mut Vec<SpecError>) {
     let tasks = group.spec.tasks(&group.metadata.name);
     let mut releases: BTreeMap<(String, String), &ReleaseTask> = BTreeMap::new();
     let mut task_names: BTreeMap<&str, &ReleaseTask> = BTreeMap::new();
     for task in &tasks {
-        let field = match task.subchart {
-            Some(_) => format!("{}.name", task.path),
-            None => format!("{}.spec.chart.name", task.path),
+        let named_by_spec = group
+            .spec
+            .applications
+            .iter()
+            .any(|a| a.name == task.app && a.spec.release.release_name.is_some());
+        // The field that made the release's name.
+        let field = match (&task.subchart, named_by_spec) {
+            (Some(_), _) => format!("{}.name", task.path),
+            (None, true) => format!("{}.spec.release.releaseName", task.path),
+            (None, false) => format!("{}.spec.chart.name", task.path),
         };
         let release = &task.helm.release;
-        if release.len() > RELEASE_NAME_MAX || !is_release_name(release) {
+        if !crate::helm::is_release_name(release) {
             errors.push(SpecError::new(
                 field.clone(),
-                format!("release name {release:?} is not one Helm accepts (at most {RELEASE_NAME_MAX} lowercase letters, digits, '-' and '.'); set spec.release.releaseName"),
+                format!(
+                    "release name {release:?} is not one Helm accepts ({}); set spec.release.releaseName",
+                    crate::helm::RELEASE_NAME_RULE
+                ),
             ));
         }
         if let Some(first) = releases.get(&task.release_key()) {
@@ -912,18 +934,12 @@ fn collisions(group: &ApplicationGroup, errors: &mut Vec<SpecError>) {
         } else {
             releases.insert(task.release_key(), task);
         }
-        let mut nodes = vec![task.name.clone()];
-        nodes.extend(
-            task.executors
-                .iter()
-                .map(|e| format!("{}-{}", task.name, e.name)),
-        );
-        for node in &nodes {
-            if !is_dns_label(node) {
+        for base in task.node_bases() {
+            if !is_dns_label(&base) {
                 errors.push(SpecError::new(
                     task.path.clone(),
                     format!(
-                        "the node name {node:?} is longer than 63 characters; use shorter names"
+                        "the node name {base:?} is longer than 63 characters; use shorter names"
                     ),
                 ));
             }
@@ -940,11 +956,38 @@ fn collisions(group: &ApplicationGroup, errors: &mut Vec<SpecError>) {
             task_names.insert(&task.name, task);
         }
     }
+    // Forward and reverse graphs name their nodes alike; a removal prefixes them. One
+    // clash is told once, in the first graph that shows it.
+    for prefix in ["", REMOVAL_PREFIX] {
+        if errors.is_empty() {
+            node_collisions(&tasks, prefix, errors);
+        }
+    }
 }
 
-/// Returns whether `name` is a release name Helm accepts (a DNS-1123 subdomain).
-fn is_release_name(name: &str) -> bool {
-    !name.is_empty() && name.split('.').all(is_dns_label)
+/// Checks that the nodes of a graph of `tasks` (node names prefixed by `prefix`) have names of
+/// their own. The planner merges nodes of one name, and waits forever for the second: an
+/// executor's node (`<task>-<executor>`) may have the name of another task, and names cut to
+/// 63 characters may meet.
+fn node_collisions(tasks: &[ReleaseTask], prefix: &str, errors: &mut Vec<SpecError>) {
+    let mut nodes: BTreeMap<String, (&ReleaseTask, String)> = BTreeMap::new();
+    for task in tasks {
+        for base in task.node_bases() {
+            let node = node_name(prefix, &base);
+            match nodes.get(&node) {
+                Some((first, first_base)) => errors.push(SpecError::new(
+                    format!("{}.name", task.path),
+                    format!(
+                        "the node {node:?} (of {base:?}) is also the node of {first_base:?} at {}: rename one of them",
+                        first.path
+                    ),
+                )),
+                None => {
+                    nodes.insert(node, (task, base));
+                }
+            }
+        }
+    }
 }
 
 /// Finds one cycle among named items with dependencies; returns the index of the item it

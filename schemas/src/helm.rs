@@ -49,6 +49,12 @@ pub struct HelmSpec {
     /// before `values` (Flux's `valuesFrom`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values_from: Vec<ValuesReference>,
+    /// Which part of the values read from `valuesFrom` this release takes, when it is one
+    /// release of an application split into subcharts (`values` is given cut already). The
+    /// `flux` driver cannot cut them for a subchart's release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::helm::values_scope_schema")]
+    pub values_from_scope: Option<ValuesScope>,
     /// Who performs it; the worker's `--helm-driver` when not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<HelmDriver>,
@@ -77,6 +83,92 @@ pub struct HelmSpec {
     /// Labels Baton puts on the Flux objects it writes.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+}
+
+/// Which part of an application's values one of its releases takes, when the application is
+/// split into subcharts released apart (Orkestra's split).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum ValuesScope {
+    /// A subchart's release: the values' `<name>` map, with `global`.
+    Subchart {
+        /// The subchart.
+        name: String,
+    },
+    /// The parent chart's release: every value, with each of `subcharts` switched off
+    /// (`<subchart>: {enabled: false}`, in place of its values).
+    Parent {
+        /// The subcharts released apart.
+        subcharts: Vec<String>,
+    },
+}
+
+impl ValuesScope {
+    /// Returns the part of `values` the release takes.
+    pub fn cut(&self, values: &Map<String, Value>) -> Map<String, Value> {
+        match self {
+            ValuesScope::Subchart { name } => {
+                let mut part = values
+                    .get(name)
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                if let Some(global) = values.get("global") {
+                    part.insert("global".to_owned(), global.clone());
+                }
+                part
+            }
+            ValuesScope::Parent { subcharts } => {
+                let mut all = values.clone();
+                for name in subcharts {
+                    all.insert(name.clone(), json!({"enabled": false}));
+                }
+                all
+            }
+        }
+    }
+}
+
+/// One of Flux's blocks of options of a release.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FluxOptions {
+    /// `install`.
+    Install,
+    /// `upgrade`.
+    Upgrade,
+    /// `rollback`.
+    Rollback,
+    /// `uninstall`.
+    Uninstall,
+}
+
+/// How a release is brought to its spec: it is installed when absent, upgraded when present.
+/// Flux configures the two apart (options, remediation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deploy {
+    /// `helm install` (Helm's `upgrade --install` of an absent release).
+    Install,
+    /// `helm upgrade`.
+    Upgrade,
+}
+
+impl Deploy {
+    /// Returns Flux's name of it (`install`, `upgrade`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Deploy::Install => "install",
+            Deploy::Upgrade => "upgrade",
+        }
+    }
+}
+
+impl From<Deploy> for FluxOptions {
+    fn from(deploy: Deploy) -> FluxOptions {
+        match deploy {
+            Deploy::Install => FluxOptions::Install,
+            Deploy::Upgrade => FluxOptions::Upgrade,
+        }
+    }
 }
 
 /// What a `helm` node does to its release.
@@ -233,16 +325,14 @@ impl HelmSpec {
         self.timeout.unwrap_or(DEFAULT_TIMEOUT)
     }
 
-    /// Returns the Flux options of `which` (`install`, `upgrade`, `rollback`, `uninstall`),
-    /// or an empty object.
-    pub fn options(&self, which: &str) -> &Map<String, Value> {
+    /// Returns the Flux options of block `which`, or an empty object.
+    pub fn options(&self, which: FluxOptions) -> &Map<String, Value> {
         static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
         let value = match which {
-            "install" => &self.install,
-            "upgrade" => &self.upgrade,
-            "rollback" => &self.rollback,
-            "uninstall" => &self.uninstall,
-            _ => &None,
+            FluxOptions::Install => &self.install,
+            FluxOptions::Upgrade => &self.upgrade,
+            FluxOptions::Rollback => &self.rollback,
+            FluxOptions::Uninstall => &self.uninstall,
         };
         value
             .as_ref()
@@ -250,16 +340,26 @@ impl HelmSpec {
             .unwrap_or_else(|| EMPTY.get_or_init(Map::new))
     }
 
-    /// Returns the number of remediation retries Flux's options give the action
-    /// (`install` or `upgrade`): 0 by default, `None` for unlimited (a negative number).
-    pub fn remediation_retries(&self, which: &str) -> Option<u32> {
+    /// Returns the number of remediation retries Flux's options give `deploy`: 0 by
+    /// default, `None` for unlimited (a negative number).
+    pub fn remediation_retries(&self, deploy: Deploy) -> Option<u32> {
         let retries = self
-            .options(which)
+            .options(deploy.into())
             .get("remediation")
             .and_then(|r| r.get("retries"))
             .and_then(Value::as_i64)
             .unwrap_or(0);
         u32::try_from(retries).ok()
+    }
+
+    /// Returns why Flux cannot release this spec as written, if it cannot: a subchart's
+    /// release takes only its part of the values, and a `HelmRelease` merges `valuesFrom`
+    /// over the whole of them.
+    pub fn flux_values_problem(&self) -> Option<&'static str> {
+        let subchart = matches!(self.values_from_scope, Some(ValuesScope::Subchart { .. }));
+        (subchart && !self.values_from.is_empty()).then_some(
+            "valuesFrom cannot be given to the release of a subchart split out of its application with the flux driver (a HelmRelease merges valuesFrom into the whole values, the subchart's release needs only its part): use the cli driver, or move those values into values",
+        )
     }
 
     /// Returns the namespace of the chart source Flux reads the chart from: that of the
@@ -272,13 +372,21 @@ impl HelmSpec {
             .map_or(&self.namespace, |s| &s.namespace)
     }
 
+    /// Returns the name of the release's chart source: `<namespace>-<release>`, cut to 63
+    /// characters with a hash when longer. Sources of releases of one name in two namespaces
+    /// live apart even when both sit in the namespace of one credentials Secret.
+    pub fn source_name(&self) -> String {
+        crate::ids::cut_with_hash(&format!("{}-{}", self.namespace, self.release), 63)
+    }
+
     /// Renders the Flux objects of the release: its chart source (a `HelmRepository`, or an
-    /// `OCIRepository` for `oci://` charts), then the `HelmRelease`. Both are named after the
-    /// release. `annotations` go on the `HelmRelease`.
+    /// `OCIRepository` for `oci://` charts, named by [`HelmSpec::source_name`]), then the
+    /// `HelmRelease`, named after the release. `annotations` go on the `HelmRelease`.
     ///
     /// Flux cannot unpack a chart, so a subchart is read from the same repository under its
-    /// own name (umbrella charts publish their subcharts that way); the `cli` driver takes it
-    /// out of the parent chart instead.
+    /// own name (umbrella charts publish their subcharts that way), at its newest version: its
+    /// own version is not the parent's, and the spec does not give it. The `cli` driver takes
+    /// it out of the parent chart instead.
     pub fn flux_objects(&self, annotations: &BTreeMap<String, String>) -> (Value, Value) {
         let chart = self.chart.clone().unwrap_or_else(|| HelmChart {
             url: String::new(),
@@ -288,6 +396,11 @@ impl HelmSpec {
             subchart: None,
         });
         let chart_name = chart.subchart.clone().unwrap_or_else(|| chart.name.clone());
+        let version = match chart.subchart {
+            Some(_) => None,
+            None => chart.pinned_version(),
+        };
+        let source_name = self.source_name();
         let interval = go_duration(self.interval.unwrap_or(DEFAULT_INTERVAL));
         let labels = json!(self.labels);
         let source_namespace = self.source_namespace().to_owned();
@@ -297,10 +410,11 @@ impl HelmSpec {
             .map(|s| json!({"name": s.name}));
         let (source, chart_field) = if chart.is_oci() {
             let url = format!("{}/{chart_name}", chart.url.trim_end_matches('/'));
-            let reference = match chart.pinned_version() {
+            // `helm push` tags a chart with its version only: the newest is a semver range.
+            let reference = match version {
                 Some(v) if is_exact_version(v) => json!({"tag": v}),
                 Some(range) => json!({"semver": range}),
-                None => json!({"tag": "latest"}),
+                None => json!({"semver": "*"}),
             };
             let mut spec = json!({"url": url, "interval": interval, "ref": reference,
                 "layerSelector": {"mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip", "operation": "copy"}});
@@ -309,10 +423,10 @@ impl HelmSpec {
             }
             let source = json!({
                 "apiVersion": FLUX_OCI_REPOSITORY_API_VERSION, "kind": "OCIRepository",
-                "metadata": {"name": self.release, "namespace": source_namespace, "labels": labels},
+                "metadata": {"name": source_name, "namespace": source_namespace, "labels": labels},
                 "spec": spec,
             });
-            let chart_ref = json!({"chartRef": {"kind": "OCIRepository", "name": self.release, "namespace": source_namespace}});
+            let chart_ref = json!({"chartRef": {"kind": "OCIRepository", "name": source_name, "namespace": source_namespace}});
             (source, chart_ref)
         } else {
             let mut spec = json!({"url": chart.url, "interval": interval});
@@ -321,13 +435,13 @@ impl HelmSpec {
             }
             let source = json!({
                 "apiVersion": FLUX_HELM_REPOSITORY_API_VERSION, "kind": "HelmRepository",
-                "metadata": {"name": self.release, "namespace": source_namespace, "labels": labels},
+                "metadata": {"name": source_name, "namespace": source_namespace, "labels": labels},
                 "spec": spec,
             });
             let chart_spec = json!({"chart": {"spec": {
                 "chart": chart_name,
-                "version": chart.pinned_version().unwrap_or("*"),
-                "sourceRef": {"kind": "HelmRepository", "name": self.release, "namespace": source_namespace},
+                "version": version.unwrap_or("*"),
+                "sourceRef": {"kind": "HelmRepository", "name": source_name, "namespace": source_namespace},
                 "interval": interval,
             }}});
             (source, chart_spec)
@@ -377,11 +491,10 @@ pub fn validate(at: &str, spec: Option<&HelmSpec>) -> Vec<crate::SpecError> {
     };
     let mut errors = Vec::new();
     let release = &spec.release;
-    if release.is_empty() || release.len() > 53 || !release.split('.').all(crate::ids::is_dns_label)
-    {
+    if !is_release_name(release) {
         errors.push(SpecError::new(
             format!("{at}.release"),
-            format!("invalid release name {release:?}: use at most 53 lowercase letters, digits, '-' and '.'"),
+            format!("invalid release name {release:?}: {RELEASE_NAME_RULE}"),
         ));
     }
     if !crate::ids::is_dns_label(&spec.namespace) {
@@ -396,15 +509,8 @@ pub fn validate(at: &str, spec: Option<&HelmSpec>) -> Vec<crate::SpecError> {
             "an apply needs a chart: {url, name, version}",
         )),
         (Some(chart), _) => {
-            let url = chart.url.as_str();
-            if !(url.starts_with("http://")
-                || url.starts_with("https://")
-                || url.starts_with("oci://"))
-            {
-                errors.push(SpecError::new(
-                    format!("{at}.chart.url"),
-                    format!("{url:?} is not a Helm repository URL (http:// or https://) or an OCI registry path (oci://)"),
-                ));
+            if let Some(problem) = chart_url_problem(&chart.url) {
+                errors.push(SpecError::new(format!("{at}.chart.url"), problem));
             }
             if chart.name.trim().is_empty() {
                 errors.push(SpecError::new(
@@ -415,7 +521,70 @@ pub fn validate(at: &str, spec: Option<&HelmSpec>) -> Vec<crate::SpecError> {
         }
         (None, HelmAction::Uninstall) => {}
     }
-    for (field, value) in [("timeout", spec.timeout), ("interval", spec.interval)] {
+    check_release_settings(
+        at,
+        ReleaseSettings {
+            timeout: spec.timeout,
+            interval: spec.interval,
+            install: &spec.install,
+            upgrade: &spec.upgrade,
+            rollback: &spec.rollback,
+            uninstall: &spec.uninstall,
+        },
+        &mut errors,
+    );
+    if spec.driver == Some(HelmDriver::Flux)
+        && let Some(problem) = spec.flux_values_problem()
+    {
+        errors.push(SpecError::new(format!("{at}.valuesFrom"), problem));
+    }
+    errors
+}
+
+/// What Helm accepts as a release name, said to users.
+pub(crate) const RELEASE_NAME_RULE: &str = "use at most 53 lowercase letters, digits, '-' and '.'";
+
+/// Returns whether `name` is a release name Helm accepts: a DNS-1123 subdomain of at most 53
+/// characters.
+pub(crate) fn is_release_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 53 && name.split('.').all(crate::ids::is_dns_label)
+}
+
+/// Returns what is wrong with a chart repository URL, if anything.
+pub(crate) fn chart_url_problem(url: &str) -> Option<String> {
+    let scheme = ["http://", "https://", "oci://"]
+        .into_iter()
+        .find(|s| url.starts_with(s));
+    match scheme {
+        Some(scheme) if url.len() > scheme.len() => None,
+        _ => Some(format!(
+            "{url:?} is not a Helm repository URL (http:// or https://) or an OCI registry path (oci://)"
+        )),
+    }
+}
+
+/// The settings a release has wherever it is written: in a `helm` node, or in an
+/// application's `release`.
+pub(crate) struct ReleaseSettings<'a> {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) interval: Option<Duration>,
+    pub(crate) install: &'a Option<Value>,
+    pub(crate) upgrade: &'a Option<Value>,
+    pub(crate) rollback: &'a Option<Value>,
+    pub(crate) uninstall: &'a Option<Value>,
+}
+
+/// Checks a release's durations and Flux options; `at` is the path of the map holding them.
+pub(crate) fn check_release_settings(
+    at: &str,
+    settings: ReleaseSettings<'_>,
+    errors: &mut Vec<crate::SpecError>,
+) {
+    use crate::SpecError;
+    for (field, value) in [
+        ("timeout", settings.timeout),
+        ("interval", settings.interval),
+    ] {
         if value.is_some_and(|d| d.0.is_zero()) {
             errors.push(SpecError::new(
                 format!("{at}.{field}"),
@@ -424,10 +593,10 @@ pub fn validate(at: &str, spec: Option<&HelmSpec>) -> Vec<crate::SpecError> {
         }
     }
     for (field, value) in [
-        ("install", &spec.install),
-        ("upgrade", &spec.upgrade),
-        ("rollback", &spec.rollback),
-        ("uninstall", &spec.uninstall),
+        ("install", settings.install),
+        ("upgrade", settings.upgrade),
+        ("rollback", settings.rollback),
+        ("uninstall", settings.uninstall),
     ] {
         if value.as_ref().is_some_and(|v| !v.is_object()) {
             errors.push(SpecError::new(
@@ -436,7 +605,6 @@ pub fn validate(at: &str, spec: Option<&HelmSpec>) -> Vec<crate::SpecError> {
             ));
         }
     }
-    errors
 }
 
 /// Returns whether `version` names one version rather than a range.
@@ -471,6 +639,20 @@ pub(crate) fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema 
     schemars::json_schema!({
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+/// The schema of a [`ValuesScope`]: one of its two forms, as an object with one key (a
+/// structural schema, which `oneOf` is not).
+pub(crate) fn values_scope_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "description": "Which part of the values read from valuesFrom the release takes: {subchart: {name}} or {parent: {subcharts: [names]}}.",
+        "maxProperties": 1,
+        "properties": {
+            "subchart": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+            "parent": {"type": "object", "required": ["subcharts"], "properties": {"subcharts": {"type": "array", "items": {"type": "string"}}}},
+        },
     })
 }
 
@@ -512,6 +694,7 @@ mod tests {
             }),
             values: serde_json::from_value(json!({"replicas": 2})).unwrap(),
             values_from: vec![],
+            values_from_scope: None,
             driver: None,
             timeout: Some(Duration::from_secs(90)),
             interval: None,
@@ -586,7 +769,8 @@ mod tests {
         assert_eq!(spec["timeout"], "1m30s");
         assert_eq!(spec["chart"]["spec"]["chart"], "nginx");
         assert_eq!(spec["chart"]["spec"]["version"], "1.2.3");
-        assert_eq!(spec["chart"]["spec"]["sourceRef"]["name"], "web");
+        assert_eq!(spec["chart"]["spec"]["sourceRef"]["name"], "apps-web");
+        assert_eq!(source["metadata"]["name"], "apps-web");
         assert_eq!(spec["values"]["replicas"], 2);
         assert_eq!(spec["upgrade"]["force"], true);
         assert_eq!(release["metadata"]["annotations"]["baton.dev/job"], "r.n.1");
@@ -604,13 +788,90 @@ mod tests {
     }
 
     #[test]
+    fn a_subchart_asks_for_its_own_newest_version_not_the_parents() {
+        let mut sub = spec("https://charts.example.com", Some("1.2.3"));
+        sub.chart.as_mut().unwrap().subchart = Some("reviews".into());
+        let (_, release) = sub.flux_objects(&BTreeMap::new());
+        assert_eq!(release["spec"]["chart"]["spec"]["chart"], "reviews");
+        assert_eq!(release["spec"]["chart"]["spec"]["version"], "*");
+        let mut oci = spec("oci://ghcr.io/org/charts", Some("1.2.3"));
+        oci.chart.as_mut().unwrap().subchart = Some("reviews".into());
+        let (source, _) = oci.flux_objects(&BTreeMap::new());
+        assert_eq!(source["spec"]["url"], "oci://ghcr.io/org/charts/reviews");
+        assert_eq!(source["spec"]["ref"], json!({"semver": "*"}));
+    }
+
+    #[test]
+    fn sources_of_one_release_name_in_two_namespaces_stay_apart() {
+        // Both sources sit in the namespace of the credentials Secret.
+        let secret = SecretRef {
+            name: "creds".into(),
+            namespace: "flux-system".into(),
+        };
+        let mut a = spec("https://charts.example.com", None);
+        a.chart.as_mut().unwrap().auth_secret_ref = Some(secret.clone());
+        let mut b = a.clone();
+        b.namespace = "other".into();
+        let (source_a, release_a) = a.flux_objects(&BTreeMap::new());
+        let (source_b, _) = b.flux_objects(&BTreeMap::new());
+        assert_eq!(source_a["metadata"]["namespace"], "flux-system");
+        assert_eq!(source_b["metadata"]["namespace"], "flux-system");
+        assert_ne!(source_a["metadata"]["name"], source_b["metadata"]["name"]);
+        assert_eq!(
+            release_a["spec"]["chart"]["spec"]["sourceRef"],
+            json!({"kind": "HelmRepository", "name": "apps-web", "namespace": "flux-system"})
+        );
+        let mut long = a.clone();
+        long.namespace = "n".repeat(63);
+        let name = long.source_name();
+        assert_eq!(name.len(), 63);
+        assert!(crate::ids::is_dns_label(&name), "{name}");
+    }
+
+    #[test]
+    fn values_scopes_cut_a_subchart_and_switch_it_off_in_the_parent() {
+        let values: Map<String, Value> = serde_json::from_value(
+            json!({"global": {"region": "eu"}, "reviews": {"replicas": 2}, "port": 80}),
+        )
+        .unwrap();
+        let sub = ValuesScope::Subchart {
+            name: "reviews".into(),
+        };
+        assert_eq!(
+            Value::Object(sub.cut(&values)),
+            json!({"replicas": 2, "global": {"region": "eu"}})
+        );
+        let parent = ValuesScope::Parent {
+            subcharts: vec!["reviews".into(), "ratings".into()],
+        };
+        assert_eq!(
+            Value::Object(parent.cut(&values)),
+            json!({"global": {"region": "eu"}, "reviews": {"enabled": false}, "ratings": {"enabled": false}, "port": 80})
+        );
+        // Flux merges valuesFrom over the whole values: a subchart's part cannot be taken.
+        let mut s = spec("https://x.example.com", None);
+        s.values_from = vec![ValuesReference {
+            kind: ValuesKind::Secret,
+            name: "v".into(),
+            values_key: None,
+            target_path: None,
+            optional: false,
+        }];
+        assert!(s.flux_values_problem().is_none());
+        s.values_from_scope = Some(sub);
+        assert!(s.flux_values_problem().is_some());
+        s.values_from_scope = Some(parent);
+        assert!(s.flux_values_problem().is_none());
+    }
+
+    #[test]
     fn remediation_retries_follow_flux() {
         let s = spec("https://x", None);
-        assert_eq!(s.remediation_retries("upgrade"), Some(2));
-        assert_eq!(s.remediation_retries("install"), Some(0));
+        assert_eq!(s.remediation_retries(Deploy::Upgrade), Some(2));
+        assert_eq!(s.remediation_retries(Deploy::Install), Some(0));
         let mut unlimited = s.clone();
         unlimited.install = Some(json!({"remediation": {"retries": -1}}));
-        assert_eq!(unlimited.remediation_retries("install"), None);
+        assert_eq!(unlimited.remediation_retries(Deploy::Install), None);
     }
 
     #[test]

@@ -97,9 +97,44 @@ pub fn is_dns_label(value: &str) -> bool {
         && bytes[bytes.len() - 1] != b'-'
 }
 
+/// Returns the lowercase hex SHA-256 of `text`.
+pub(crate) fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Returns `name` when it has at most `max` characters, else its head and the first 8 hex
+/// digits of its SHA-256, `max` characters in all: two long names that share a head stay
+/// apart. `name` is ASCII (a DNS name), so characters are bytes.
+pub fn cut_with_hash(name: &str, max: usize) -> String {
+    if name.len() <= max {
+        return name.to_owned();
+    }
+    let hash = &sha256_hex(name)[..8];
+    let head = name[..max - hash.len() - 1].trim_end_matches(['-', '.']);
+    format!("{head}-{hash}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_names_are_cut_with_a_hash_of_the_whole() {
+        assert_eq!(cut_with_hash("short", 63), "short");
+        let a = cut_with_hash(&format!("uninstall-{}-a", "x".repeat(60)), 63);
+        let b = cut_with_hash(&format!("uninstall-{}-b", "x".repeat(60)), 63);
+        assert_eq!(a.len(), 63);
+        assert_ne!(a, b);
+        assert!(is_dns_label(&a), "{a}");
+        assert_eq!(
+            cut_with_hash(&format!("{}-{}", "a".repeat(54), "b".repeat(20)), 63).len(),
+            63
+        );
+    }
 
     #[test]
     fn dns_labels() {

@@ -346,19 +346,7 @@ impl Env {
         within: Duration,
         done: impl Fn(&RunStatus) -> bool,
     ) -> anyhow::Result<RunStatus> {
-        let started = Instant::now();
-        let mut last = None;
-        loop {
-            match self.status(run) {
-                Ok(status) if done(&status) => return Ok(status),
-                Ok(status) => last = Some(status),
-                Err(_) => {}
-            }
-            if started.elapsed() > within {
-                bail!("run {run} not there after {within:?}; last status: {last:?}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        poll(&format!("run {run}"), within, || self.status(run), done)
     }
 
     /// Waits until the run has ended.
@@ -375,26 +363,15 @@ impl Env {
         Ok(serde_json::from_slice(&out.stdout)?)
     }
 
-    /// Polls a group until `done` holds for its status, at most `within`.
+    /// Polls a group until `done` holds for its status, at most `within`. Failures to reach
+    /// the API are retried.
     pub fn wait_group(
         &self,
         name: &str,
         within: Duration,
         done: impl Fn(&serde_json::Value) -> bool,
     ) -> anyhow::Result<serde_json::Value> {
-        let started = Instant::now();
-        let mut last = None;
-        loop {
-            match self.group(name) {
-                Ok(group) if done(&group) => return Ok(group),
-                Ok(group) => last = Some(group),
-                Err(_) => {}
-            }
-            if started.elapsed() > within {
-                bail!("group {name} not there after {within:?}; last status: {last:#?}");
-            }
-            std::thread::sleep(Duration::from_millis(150));
-        }
+        poll(&format!("group {name}"), within, || self.group(name), done)
     }
 
     /// Waits until nothing runs or waits for the group.
@@ -424,6 +401,37 @@ impl Drop for Env {
             }
         }
     }
+}
+
+/// Reads `what` with `read` every 100 ms until `done` holds for it, at most `within`; a read
+/// that fails (the API of a planner being restarted) is tried again.
+fn poll<T: std::fmt::Debug>(
+    what: &str,
+    within: Duration,
+    read: impl Fn() -> anyhow::Result<T>,
+    done: impl Fn(&T) -> bool,
+) -> anyhow::Result<T> {
+    let started = Instant::now();
+    let mut last = None;
+    loop {
+        match read() {
+            Ok(found) if done(&found) => return Ok(found),
+            Ok(found) => last = Some(found),
+            Err(_) => {}
+        }
+        if started.elapsed() > within {
+            bail!("{what} not there after {within:?}; last status: {last:#?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Says that `test` did not run here, and why, on the test process's standard error itself:
+/// the harness captures what a passing test prints, and a test that returns early must not
+/// look like one that passed.
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
 }
 
 /// Returns the lines of a file, or none if it does not exist.

@@ -531,20 +531,32 @@ fn invalid_groups_are_refused_with_their_path_and_exit_code_2() {
     );
 }
 
-/// A test world with `flux` helm workers, the fake API server and the helm-controller actor.
+/// A test world with `flux` helm workers, the fake API server and the helm-controller actor
+/// (or a real cluster and its Flux).
 struct FluxEnv {
     env: Env,
     kube: KubeEnv,
-    controller: HelmController,
+    /// The helm-controller actor; `None` on a real cluster whose Flux answers.
+    controller: Option<HelmController>,
     worker: baton_tests::Proc,
 }
 
+/// Why a test that steers releases cannot run against a real Flux.
+const NEEDS_THE_ACTOR: &str = "BATON_TEST_KUBECONFIG is a real cluster, whose Flux answers HelmReleases, and this test steers them through the helm-controller actor's test values (batonTestFail, batonTestDelay, charts of c.example.com) and reads its record; set BATON_TEST_SIMULATE_HELM_CONTROLLER=1 to run it with the actor there";
+
 impl FluxEnv {
-    /// Starts a planner (watching the cluster with `watch`) and a worker for `kinds`.
-    fn new(watch: bool, kinds: &str) -> Option<FluxEnv> {
+    /// Starts a planner (watching the cluster with `watch`) and a worker for `kinds`, with
+    /// the helm-controller actor on the fake API server. On a real cluster without the actor,
+    /// a test that needs it (`needs_actor`) does not run: this says so on the test output,
+    /// naming `test`, and returns `None`; other tests run against the cluster's Flux.
+    fn new(test: &str, watch: bool, kinds: &str, needs_actor: bool) -> Option<FluxEnv> {
         let mut env = Env::new(program()).unwrap();
         let kube = KubeEnv::for_env(&mut env).unwrap();
-        let controller = kube.start_helm_controller()?;
+        let controller = kube.start_helm_controller();
+        if controller.is_none() && needs_actor {
+            baton_tests::skip(test, NEEDS_THE_ACTOR);
+            return None;
+        }
         kube.install_crds().unwrap();
         let args: Vec<&str> = if watch {
             vec!["--watch-kubernetes", "--watch-namespace", &kube.namespace]
@@ -587,7 +599,14 @@ fn orkestra_groups() -> ApiResource {
 
 #[test]
 fn bookinfo_applied_as_an_object_is_released_with_the_flux_driver_and_deleted_in_reverse() {
-    let Some(world) = FluxEnv::new(true, "helm") else {
+    // Bookinfo's charts are real: on a real cluster this runs against its Flux, without the
+    // order the actor's record shows.
+    let Some(world) = FluxEnv::new(
+        "bookinfo_applied_as_an_object_is_released_with_the_flux_driver_and_deleted_in_reverse",
+        true,
+        "helm",
+        false,
+    ) else {
         return;
     };
     let groups: Api<DynamicObject> = Api::all_with(world.kube.client.clone(), &orkestra_groups());
@@ -644,7 +663,11 @@ fn bookinfo_applied_as_an_object_is_released_with_the_flux_driver_and_deleted_in
     let ambassador = world.helm_release("ambassador", "ambassador").unwrap();
     assert_eq!(ambassador.data["spec"]["chart"]["spec"]["version"], "6.6.0");
     // Order, and the independent details and ratings released together.
-    let events = world.controller.events();
+    let events = world
+        .controller
+        .as_ref()
+        .map(HelmController::events)
+        .unwrap_or_default();
     let at = |name: &str, action: &str| {
         events
             .iter()
@@ -652,17 +675,19 @@ fn bookinfo_applied_as_an_object_is_released_with_the_flux_driver_and_deleted_in
             .unwrap_or_else(|| panic!("no {action} of {name}: {events:#?}"))
             .clone()
     };
-    let (details, ratings) = (
-        at(&sub("details"), "install"),
-        at(&sub("ratings"), "install"),
-    );
-    assert!(at("ambassador", "install").end <= details.start);
-    assert!(
-        details.start < ratings.end && ratings.start < details.end,
-        "parallel"
-    );
-    assert!(details.end <= at(&sub("reviews"), "install").start);
-    assert!(at(&sub("productpage"), "install").end <= at("bookinfo", "install").start);
+    if world.controller.is_some() {
+        let (details, ratings) = (
+            at(&sub("details"), "install"),
+            at(&sub("ratings"), "install"),
+        );
+        assert!(at("ambassador", "install").end <= details.start);
+        assert!(
+            details.start < ratings.end && ratings.start < details.end,
+            "parallel"
+        );
+        assert!(details.end <= at(&sub("reviews"), "install").start);
+        assert!(at(&sub("productpage"), "install").end <= at("bookinfo", "install").start);
+    }
 
     // Deleting the object uninstalls in reverse order, then lets it go.
     world
@@ -682,7 +707,11 @@ fn bookinfo_applied_as_an_object_is_released_with_the_flux_driver_and_deleted_in
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let events = world.controller.events();
+    let events = world
+        .controller
+        .as_ref()
+        .map(HelmController::events)
+        .unwrap_or_default();
     let uninstall = |name: &str| {
         events
             .iter()
@@ -690,16 +719,23 @@ fn bookinfo_applied_as_an_object_is_released_with_the_flux_driver_and_deleted_in
             .unwrap_or_else(|| panic!("no uninstall of {name}"))
             .clone()
     };
-    assert!(uninstall("bookinfo").end <= uninstall(&sub("productpage")).start);
-    assert!(uninstall(&sub("reviews")).end <= uninstall(&sub("details")).start);
-    assert!(uninstall(&sub("details")).end <= uninstall("ambassador").start);
+    if world.controller.is_some() {
+        assert!(uninstall("bookinfo").end <= uninstall(&sub("productpage")).start);
+        assert!(uninstall(&sub("reviews")).end <= uninstall(&sub("details")).start);
+        assert!(uninstall(&sub("details")).end <= uninstall("ambassador").start);
+    }
     assert!(world.helm_release("bookinfo", "bookinfo").is_none());
     assert!(world.helm_release("ambassador", "ambassador").is_none());
 }
 
 #[test]
 fn a_failing_upgrade_rolls_back_with_the_flux_driver() {
-    let Some(world) = FluxEnv::new(false, "helm") else {
+    let Some(world) = FluxEnv::new(
+        "a_failing_upgrade_rolls_back_with_the_flux_driver",
+        false,
+        "helm",
+        true,
+    ) else {
         return;
     };
     let env = &world.env;
@@ -717,6 +753,7 @@ fn a_failing_upgrade_rolls_back_with_the_flux_driver() {
         ("web", "api", "1.0.0", ""),
     ]);
     let file = env.write("v2.yaml", &second_spec);
+    let started = std::time::Instant::now();
     let out = env.cli(&[
         "apply",
         "-f",
@@ -725,12 +762,31 @@ fn a_failing_upgrade_rolls_back_with_the_flux_driver() {
         "-o",
         "json",
     ]);
+    let took = started.elapsed();
     assert_eq!(out.status.code(), Some(1));
     let group: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(group["phase"], "Failed", "{group:#}");
     assert_eq!(group["remediation"], "rolledBack");
     // The failure was reported as soon as helm-controller said UpgradeFailed, not after the
-    // release's 5-minute timeout; api is back at 1.0.0 and web was never installed.
+    // release's 5-minute timeout: the failing node ended within seconds, and the whole
+    // apply, rollback included, well within the timeout.
+    let forward = env
+        .status(group["runs"]["forward"].as_str().unwrap())
+        .unwrap();
+    let api_node = forward.nodes.iter().find(|n| n.name == "api").unwrap();
+    let at = |t: &Option<String>| humantime::parse_rfc3339(t.as_deref().unwrap()).unwrap();
+    let failing = at(&api_node.finished_at)
+        .duration_since(at(&api_node.started_at))
+        .unwrap();
+    assert!(
+        failing < Duration::from_secs(30),
+        "api failed after {failing:?}"
+    );
+    assert!(
+        took < Duration::from_secs(120),
+        "apply --wait took {took:?}"
+    );
+    // api is back at 1.0.0 and web was never installed.
     let api = world.helm_release("apps", "api").unwrap();
     assert_eq!(api.data["spec"]["chart"]["spec"]["version"], "1.0.0");
     assert_eq!(api.data["status"]["conditions"][0]["status"], "True");
@@ -738,6 +794,8 @@ fn a_failing_upgrade_rolls_back_with_the_flux_driver() {
     assert!(world.helm_release("apps", "web").is_none());
     let actions: Vec<(String, &str, bool)> = world
         .controller
+        .as_ref()
+        .expect("the actor")
         .events()
         .iter()
         .map(|e| (e.name.clone(), e.action, e.failed))
@@ -755,7 +813,12 @@ fn a_failing_upgrade_rolls_back_with_the_flux_driver() {
 
 #[test]
 fn workflow_executors_run_in_order_as_pods_with_orkestras_arguments_and_reverse_on_delete() {
-    let Some(world) = FluxEnv::new(false, "helm,pod") else {
+    let Some(world) = FluxEnv::new(
+        "workflow_executors_run_in_order_as_pods_with_orkestras_arguments_and_reverse_on_delete",
+        false,
+        "helm,pod",
+        true,
+    ) else {
         return;
     };
     let env = &world.env;
@@ -833,7 +896,12 @@ fn workflow_executors_run_in_order_as_pods_with_orkestras_arguments_and_reverse_
 
 #[test]
 fn a_helm_job_redelivered_after_a_worker_kill_makes_no_second_install_flux() {
-    let Some(mut world) = FluxEnv::new(false, "helm") else {
+    let Some(mut world) = FluxEnv::new(
+        "a_helm_job_redelivered_after_a_worker_kill_makes_no_second_install_flux",
+        false,
+        "helm",
+        true,
+    ) else {
         return;
     };
     let text = group(&[("db", "", "1.0.0", "batonTestDelay: 4")]);
@@ -867,6 +935,8 @@ fn a_helm_job_redelivered_after_a_worker_kill_makes_no_second_install_flux() {
     assert_eq!(group["phase"], "Succeeded", "{group:#}");
     let installs: Vec<_> = world
         .controller
+        .as_ref()
+        .expect("the actor")
         .events()
         .into_iter()
         .filter(|e| e.name == "db")
@@ -921,6 +991,12 @@ fn values_from_secrets_and_config_maps_and_repository_credentials_reach_helm_cli
         kube.block_on(api.create(&PostParams::default(), &object))
             .unwrap();
     }
+    // The repository answers only to robot's password.
+    std::fs::write(
+        world.state.join("auth.json"),
+        json!({"https://c.example.com": {"username": "robot", "password": "hunter2"}}).to_string(),
+    )
+    .unwrap();
     let worker = world.start_worker("worker");
     world.env.keep(worker);
     let text = format!(
@@ -947,8 +1023,22 @@ fn values_from_secrets_and_config_maps_and_repository_credentials_reach_helm_cli
             .unwrap_or_else(|| panic!("no {name}: {upgrade:?}"));
         upgrade.argv[i + 1].clone()
     };
-    assert_eq!(flag("--username"), "robot");
-    assert_eq!(flag("--password"), "hunter2");
+    // The password reached helm on its standard input, never on a command line: `helm repo
+    // add --password-stdin` wrote it to a repository config of the operation's own, which the
+    // upgrade reads (the stand-in answers 401 otherwise).
+    assert!(
+        calls
+            .iter()
+            .all(|c| !c.argv.iter().any(|a| a.contains("hunter2"))),
+        "{calls:#?}"
+    );
+    let add = calls
+        .iter()
+        .find(|c| c.argv.starts_with(&["repo".to_owned(), "add".to_owned()]))
+        .unwrap_or_else(|| panic!("no helm repo add: {calls:#?}"));
+    assert!(add.argv.contains(&"--password-stdin".to_owned()), "{add:?}");
+    assert_eq!(upgrade.argv[3], "baton/web");
+    assert!(flag("--repository-config").ends_with("/repositories.yaml"));
     assert!(flag("--ca-file").ends_with("/ca.crt"));
     drop(kube);
 }
@@ -1007,4 +1097,258 @@ fn a_release_left_pending_by_a_dead_helm_is_rolled_back_before_the_upgrade_cli()
             ("deployed".into(), "2.0.0".into()),
         ]
     );
+}
+
+#[test]
+fn a_release_that_failed_is_tried_again_at_the_same_spec_flux() {
+    let Some(world) = FluxEnv::new(
+        "a_release_that_failed_is_tried_again_at_the_same_spec_flux",
+        false,
+        "helm",
+        true,
+    ) else {
+        return;
+    };
+    // The first release of web fails, the next one works; the node's retry writes the same
+    // spec, whose generation Flux has handled already and would not try again by itself.
+    let text = "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: flaky}\nspec:\n  nodes:\n  - name: web\n    kind: helm\n    retries: {limit: 1}\n    helm: {release: web, namespace: apps, driver: flux, chart: {url: 'https://c.example.com', name: web, version: 1.0.0}, values: {batonTestFailAttempts: 1}}\n";
+    let file = world.env.write("flaky.yaml", text);
+    let run = world.env.apply(&file).unwrap();
+    let status = world.env.wait_end(&run, Duration::from_secs(60)).unwrap();
+    assert_eq!(status.state.as_str(), "succeeded", "{status:#?}");
+    assert_eq!(status.nodes[0].attempts, 2);
+    let release = world.helm_release("apps", "web").unwrap();
+    assert_eq!(release.metadata.generation, Some(1), "the same spec");
+    let marker = format!("baton {run}/web/2");
+    assert_eq!(
+        release.data["status"]["lastHandledResetAt"], marker,
+        "{:#}",
+        release.data
+    );
+    let attempts: Vec<bool> = world
+        .controller
+        .as_ref()
+        .expect("the actor")
+        .events()
+        .iter()
+        .filter(|e| e.name == "web")
+        .map(|e| e.failed)
+        .collect();
+    assert_eq!(attempts, [true, false]);
+}
+
+#[test]
+fn subcharts_split_out_of_an_installed_application_are_released_after_it_lets_them_go_cli() {
+    let mut world = CliEnv::new(bookinfo_catalog());
+    let worker = world.start_worker("worker");
+    world.env.keep(worker);
+    let whole = BOOKINFO.replace(
+        "        subcharts:\n        - name: productpage\n          dependencies: [reviews]\n        - name: reviews\n          dependencies: [details, ratings]\n        - name: ratings\n          dependencies: []\n        - name: details\n          dependencies: []\n",
+        "",
+    );
+    assert_ne!(whole, BOOKINFO);
+    let file = world.env.write("whole.yaml", &whole);
+    let out = world
+        .env
+        .cli(&["apply", "-f", file.to_str().unwrap(), "--wait"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let parent = world.revisions("bookinfo", "bookinfo");
+    assert_eq!(
+        parent[0]["resources"],
+        json!(["bookinfo", "details", "productpage", "ratings", "reviews"])
+    );
+    // Now split: the installed parent owns its subcharts' resources, and the stand-in, as
+    // Helm, refuses a release over resources another one owns.
+    let file = world.env.write("split.yaml", BOOKINFO);
+    let out = world.env.cli(&[
+        "apply",
+        "-f",
+        file.to_str().unwrap(),
+        "--wait",
+        "-o",
+        "json",
+    ]);
+    let group: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{group:#}");
+    assert_eq!(group["phase"], "Succeeded");
+    let parent = world.revisions("bookinfo", "bookinfo");
+    assert_eq!(parent.last().unwrap()["resources"], json!(["bookinfo"]));
+    assert_eq!(parent.last().unwrap()["status"], "deployed");
+    let calls = world.calls();
+    let parent_upgrade = calls
+        .iter()
+        .filter(|c| c.is("upgrade", "bookinfo"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no second upgrade of bookinfo: {calls:#?}"));
+    for s in ["productpage", "reviews", "ratings", "details"] {
+        let release = subchart_release_name("bookinfo", s);
+        let revisions = world.revisions("bookinfo", &release);
+        assert_eq!(revisions.len(), 1, "{s}");
+        assert_eq!(revisions[0]["status"], "deployed", "{s}");
+        let install = &calls[first(&calls, "upgrade", &release)];
+        assert!(
+            parent_upgrade.end <= install.start,
+            "{s} installed while the parent still owned it: {calls:#?}"
+        );
+    }
+    assert!(
+        calls.iter().all(|c| c.exit == 0 || c.command() == "status"),
+        "{calls:#?}"
+    );
+}
+
+#[test]
+fn values_from_is_cut_for_split_subcharts_cli() {
+    let catalog =
+        json!({"https://c.example.com": {"shop": {"1.0.0": {"dependencies": ["cart", "pay"]}}}});
+    let mut world = CliEnv::new(catalog);
+    let kube = KubeEnv::for_env(&mut world.env).unwrap();
+    let ns = kube.namespace.clone();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(kube.client.clone(), &ns);
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": "shop-values"},
+        "stringData": {"values.yaml": "global: {region: eu}\ncart: {size: 3}\npay: {provider: x}\nreplicas: 2\n"},
+    }))
+    .unwrap();
+    kube.block_on(secrets.create(&PostParams::default(), &secret))
+        .unwrap();
+    let worker = world.start_worker("worker");
+    world.env.keep(worker);
+    let text = format!(
+        "apiVersion: baton.dev/v1alpha1\nkind: ApplicationGroup\nmetadata: {{name: g}}\nspec:\n  applications:\n  - name: shop\n    spec:\n      chart: {{url: 'https://c.example.com', name: shop, version: 1.0.0}}\n      subcharts: [{{name: cart}}]\n      release:\n        targetNamespace: {ns}\n        values: {{cart: {{color: red}}}}\n        valuesFrom: [{{kind: Secret, name: shop-values}}]\n"
+    );
+    assert!(world.apply("g.yaml", &text).status.success());
+    let group = world
+        .env
+        .wait_group_settled("g", Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(group["phase"], "Succeeded", "{group:#}");
+    // The subchart's release gets its part of the Secret's values and global; the parent
+    // gets the rest with the subchart switched off (pay stays inside it).
+    let cart = world.revisions(&ns, &subchart_release_name("shop", "cart"));
+    assert_eq!(
+        cart[0]["values"],
+        json!({"size": 3, "color": "red", "global": {"region": "eu"}})
+    );
+    let shop = world.revisions(&ns, "shop");
+    assert_eq!(
+        shop[0]["values"],
+        json!({"global": {"region": "eu"}, "cart": {"enabled": false}, "pay": {"provider": "x"}, "replicas": 2})
+    );
+    assert_eq!(shop[0]["resources"], json!(["pay", "shop"]));
+    drop(kube);
+}
+
+#[test]
+fn a_planner_killed_as_a_group_run_fails_remediates_it_once_cli() {
+    let mut world = CliEnv::new(versions(&["db", "api", "web"]));
+    let worker = world.start_worker("worker");
+    world.env.keep(worker);
+    let text = group(&[
+        ("db", "", "1.0.0", ""),
+        ("api", "db", "1.0.0", "batonTestFail: 'api crashes'"),
+        ("web", "api", "1.0.0", ""),
+    ]);
+    assert!(world.apply("g.yaml", &text).status.success());
+    // Kill the planner right after it applied api's failure: the forward run has ended and
+    // the uninstall started, its jobs published, nothing of it checkpointed yet.
+    let started = std::time::Instant::now();
+    while !world
+        .planner
+        .log()
+        .lines()
+        .any(|l| l.contains("run finished") && l.contains("g-1f"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the forward run never ended: {}",
+            world.planner.log()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    world.restart_planner();
+    let group = world
+        .env
+        .wait_group_settled("g", Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(group["phase"], "Failed", "{group:#}");
+    assert_eq!(group["remediation"], "uninstalled");
+    assert_eq!(group["runs"]["remediation"], "g-2u");
+    assert_eq!(group["leftInstalled"], json!([]));
+    let out = world.env.cli(&["runs", "-o", "json"]);
+    let runs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = runs.iter().map(|r| r["run"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["g-1f", "g-2u"], "exactly one remediation run");
+    let uninstall = world.env.status("g-2u").unwrap();
+    assert!(
+        uninstall.nodes.iter().all(|n| n.attempts == 1),
+        "{uninstall:#?}"
+    );
+    // The uninstall ran once per release the failed run may have installed; web never
+    // started, and nothing is left.
+    let calls = world.calls();
+    for release in ["api", "db"] {
+        let uninstalls = calls
+            .iter()
+            .filter(|c| c.is("uninstall", release) && c.exit == 0)
+            .count();
+        assert_eq!(uninstalls, 1, "{release}: {calls:#?}");
+    }
+    assert!(
+        !calls.iter().any(|c| c.is("uninstall", "web")),
+        "{calls:#?}"
+    );
+    for release in ["db", "api", "web"] {
+        assert!(
+            world.revisions("apps", release).is_empty(),
+            "{release} left"
+        );
+    }
+}
+
+#[test]
+fn a_release_left_uninstalling_by_a_dead_helm_is_uninstalled_before_it_is_installed_again_cli() {
+    let mut world = CliEnv::new(versions(&["db"]));
+    // An uninstall died an hour ago: the release still says `uninstalling`.
+    let hour_ago =
+        humantime::format_rfc3339(SystemTime::now() - Duration::from_secs(3600)).to_string();
+    let releases = world.state.join("releases").join("apps");
+    std::fs::create_dir_all(&releases).unwrap();
+    std::fs::create_dir_all(world.state.join("namespaces")).unwrap();
+    std::fs::write(world.state.join("namespaces").join("apps"), "").unwrap();
+    std::fs::write(
+        releases.join("db.json"),
+        json!([{"revision": 1, "status": "uninstalling", "chart_name": "db", "chart_version": "1.0.0",
+                "values": {}, "resources": ["db"], "description": "Deletion in progress",
+                "updated": hour_ago, "first_deployed": hour_ago}])
+        .to_string(),
+    )
+    .unwrap();
+    let worker = world.start_worker("worker");
+    world.env.keep(worker);
+    assert!(
+        world
+            .apply("g.yaml", &group(&[("db", "", "1.0.0", "")]))
+            .status
+            .success()
+    );
+    let group = world
+        .env
+        .wait_group_settled("g", Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(group["phase"], "Succeeded", "{group:#}");
+    // An operation under way on the release, stale: finished before anything else starts.
+    let calls = world.calls();
+    assert!(
+        first(&calls, "uninstall", "db") < first(&calls, "upgrade", "db"),
+        "{calls:#?}"
+    );
+    let revisions = world.revisions("apps", "db");
+    assert_eq!(revisions.len(), 1, "{revisions:#?}");
+    assert_eq!(revisions[0]["status"], "deployed");
 }

@@ -108,17 +108,26 @@ pub async fn run(
         helm: None,
         traffic: crate::executors::traffic::TrafficExecutor::new(),
     };
+    // One Kubernetes client, built once, for every executor that talks to the API: they
+    // share its connections. `None` when no executor of this worker needs one.
+    let kube_client =
+        if config.kinds.contains(&NodeKind::Helm) || config.kinds.contains(&NodeKind::Pod) {
+            Some(kube::Client::try_default().await)
+        } else {
+            None
+        };
     if config.kinds.contains(&NodeKind::Helm) {
         // The flux driver works through the API; the cli driver reads valuesFrom and
         // authSecretRef with it when it can.
-        let client = match kube::Client::try_default().await {
-            Ok(client) => Some(client),
-            Err(e) if config.helm.driver == baton_schemas::helm::HelmDriver::Flux => {
+        let client = match &kube_client {
+            Some(Ok(client)) => Some(client.clone()),
+            None => None,
+            Some(Err(e)) if config.helm.driver == baton_schemas::helm::HelmDriver::Flux => {
                 anyhow::bail!(
                     "the flux helm driver needs a Kubernetes client (KUBECONFIG or in-cluster config): {e}"
                 );
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 info!(error = %e, "no Kubernetes client: helm jobs cannot read valuesFrom or authSecretRef");
                 None
             }
@@ -126,11 +135,13 @@ pub async fn run(
         executors.helm = Some(HelmExecutor::new(config.helm.clone(), client));
     }
     if config.kinds.contains(&NodeKind::Pod) {
-        let client = kube::Client::try_default().await.map_err(|e| {
-            anyhow::anyhow!(
+        let client = match &kube_client {
+            Some(Ok(client)) => client.clone(),
+            Some(Err(e)) => anyhow::bail!(
                 "pod jobs need a Kubernetes client (KUBECONFIG or in-cluster config): {e}"
-            )
-        })?;
+            ),
+            None => unreachable!("built for pod workers"),
+        };
         let pods = PodExecutor::new(client, config.pod.clone());
         tokio::spawn(
             pods.clone()

@@ -3,6 +3,7 @@
 use super::*;
 use crate::wire::Timestamp;
 use crate::{Document, parse_documents};
+use serde_json::json;
 
 const BOOKINFO: &str = include_str!("../../../examples/applicationgroups/bookinfo.yaml");
 
@@ -232,6 +233,125 @@ fn node_names_of_two_tasks_must_differ() {
             "g.yaml: spec.applications[1].name: \"a-b\" is also the name of spec.applications[0].spec.subcharts[0]: rename one of them"
         ]
     );
+}
+
+#[test]
+fn node_names_of_every_compiled_graph_must_differ() {
+    // Application `a`'s executor `b` is node `a-b`, as is application `a-b`.
+    let text = apps(&[
+        (
+            "a",
+            "",
+            "      workflow: [{name: helmrelease, type: helmrelease}, {name: b, dependencies: [helmrelease], image: busybox}]\n",
+        ),
+        ("a-b", "", ""),
+    ]);
+    assert_eq!(
+        errors(&text),
+        [
+            "g.yaml: spec.applications[1].name: the node \"a-b\" (of \"a-b\") is also the node of \"a-b\" at spec.applications[0]: rename one of them"
+        ]
+    );
+    // Names of 63 characters are valid; `uninstall-` ahead of them is cut with a hash, so
+    // two that differ only at the end stay apart.
+    let long = |c: char| format!("{}{c}", "x".repeat(62));
+    let text = apps(&[(&long('a'), "", ""), (&long('b'), "", "")])
+        .replace(
+            "release: {targetNamespace: ns}",
+            "release: {targetNamespace: ns, releaseName: r}",
+        )
+        .replacen("releaseName: r}", "releaseName: r1}", 1)
+        .replacen("releaseName: r}", "releaseName: r2}", 1);
+    assert!(
+        parse_documents("g.yaml", &text, Timestamp(0)).is_ok(),
+        "{:?}",
+        parse_documents("g.yaml", &text, Timestamp(0)).err()
+    );
+    let removal = |c| node_name(REMOVAL_PREFIX, &long(c));
+    assert_ne!(removal('a'), removal('b'));
+    assert_eq!(removal('a').len(), 63);
+}
+
+#[test]
+fn a_release_name_collision_points_at_the_field_that_made_the_name() {
+    let text = apps(&[("a", "", ""), ("b", "", "")]).replacen(
+        "release: {targetNamespace: ns}",
+        "release: {targetNamespace: ns, releaseName: b}",
+        1,
+    );
+    // a's release is named by releaseName, b's by its chart: b's chart name is the field.
+    assert_eq!(
+        errors(&text),
+        [
+            "g.yaml: spec.applications[1].spec.chart.name: release \"b\" in namespace \"ns\" is also the release of spec.applications[0]; set spec.release.releaseName to tell them apart"
+        ]
+    );
+    let text = apps(&[("a", "", ""), ("b", "", "")]).replace(
+        "release: {targetNamespace: ns}",
+        "release: {targetNamespace: ns, releaseName: same}",
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "g.yaml: spec.applications[1].spec.release.releaseName: release \"same\" in namespace \"ns\" is also the release of spec.applications[0]; set spec.release.releaseName to tell them apart"
+        ]
+    );
+    let text = apps(&[("a", "", "")]).replace(
+        "release: {targetNamespace: ns}",
+        "release: {targetNamespace: ns, releaseName: Not_A_Name}",
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "g.yaml: spec.applications[0].spec.release.releaseName: release name \"Not_A_Name\" is not one Helm accepts (use at most 53 lowercase letters, digits, '-' and '.'); set spec.release.releaseName"
+        ]
+    );
+}
+
+#[test]
+fn values_from_is_cut_for_subcharts_and_refused_to_flux() {
+    let text = apps(&[("shop", "", "      subcharts: [{name: cart}]\n")]).replace(
+        "release: {targetNamespace: ns}",
+        "release: {targetNamespace: ns, valuesFrom: [{kind: Secret, name: shop-values}]}",
+    );
+    let g = group(&text);
+    let tasks = g.spec.tasks("g");
+    let by_name = |n: &str| tasks.iter().find(|t| t.name == n).unwrap();
+    assert_eq!(
+        by_name("shop-cart").helm.values_from_scope,
+        Some(ValuesScope::Subchart {
+            name: "cart".into()
+        })
+    );
+    assert_eq!(
+        by_name("shop").helm.values_from_scope,
+        Some(ValuesScope::Parent {
+            subcharts: vec!["cart".into()]
+        })
+    );
+    assert_eq!(by_name("shop-cart").helm.values_from.len(), 1);
+    let flux = text.replace(
+        "spec:\n  applications:",
+        "spec:\n  driver: flux\n  applications:",
+    );
+    assert_eq!(
+        errors(&flux),
+        [
+            "g.yaml: spec.applications[0].spec.release.valuesFrom: valuesFrom cannot be given to an application split into subcharts with the flux driver (a HelmRelease merges valuesFrom into the whole values, a subchart's release needs only its part): use the cli driver, or move those values into values"
+        ]
+    );
+    // An application not split keeps valuesFrom whole, with either driver.
+    let whole = apps(&[("shop", "", "")])
+        .replace(
+            "release: {targetNamespace: ns}",
+            "release: {targetNamespace: ns, valuesFrom: [{kind: Secret, name: shop-values}]}",
+        )
+        .replace(
+            "spec:\n  applications:",
+            "spec:\n  driver: flux\n  applications:",
+        );
+    let g = group(&whole);
+    assert_eq!(g.spec.tasks("g")[0].helm.values_from_scope, None);
 }
 
 #[test]

@@ -5,11 +5,17 @@
 //! `InstallSucceeded` or `UpgradeSucceeded`, a release history, and `observedGeneration`. A
 //! deleted `HelmRelease` is "uninstalled" and its finalizer removed.
 //!
+//! Like Flux, it honours a reconcile request (`reconcile.fluxcd.io/requestedAt` different
+//! from `status.lastHandledReconcileAt`) at a generation it handled: a release that failed is
+//! not tried again unless the request also resets its failures (`reconcile.fluxcd.io/resetAt`
+//! equal to `requestedAt`, recorded in `status.lastHandledResetAt`).
+//!
 //! Tests steer it through the release's values, like the Helm stand-in: `batonTestDelay`
 //! (seconds a release takes, default 0.3), `batonTestFail` (the release fails with
-//! `InstallFailed` or `UpgradeFailed`), `batonTestFailUninstall` (the uninstall fails with
-//! `UninstallFailed` and the finalizer stays). Every release and uninstall is recorded in
-//! [`HelmController::events`], for tests to check order and overlap.
+//! `InstallFailed` or `UpgradeFailed`), `batonTestFailAttempts: n` (the first n releases of the
+//! object fail), `batonTestFailUninstall` (the uninstall fails with `UninstallFailed` and the
+//! finalizer stays). Every release and uninstall is recorded in [`HelmController::events`],
+//! for tests to check order and overlap.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -24,6 +30,10 @@ use tracing::warn;
 
 /// Flux's finalizer on `HelmRelease` objects.
 pub const FINALIZER: &str = "finalizers.fluxcd.io";
+/// Flux's annotation asking for a reconcile.
+pub const RECONCILE_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
+/// Flux's annotation asking to reset the failure counts, with a reconcile request.
+pub const RESET_ANNOTATION: &str = "reconcile.fluxcd.io/resetAt";
 
 /// One thing the actor did.
 #[derive(Clone, Debug)]
@@ -93,6 +103,10 @@ impl Drop for HelmController {
     }
 }
 
+/// What the actor has in hand: a `HelmRelease` (namespace, name), the generation (-1 for its
+/// deletion) and the reconcile request it answers (empty for none).
+type InHand = (String, String, i64, String);
+
 async fn run(
     client: kube::Client,
     events: Arc<Mutex<Vec<HelmEvent>>>,
@@ -100,9 +114,9 @@ async fn run(
 ) {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &helm_releases());
     let mut stream = watcher(api, watcher::Config::default()).boxed();
-    // Generations (and deletions) being handled, so a watch event for an object in hand
-    // starts nothing twice.
-    let busy: Arc<Mutex<BTreeSet<(String, String, i64)>>> = Arc::default();
+    // Generations and reconcile requests (and deletions) being handled, so a watch event for
+    // an object in hand starts nothing twice.
+    let busy: Arc<Mutex<BTreeSet<InHand>>> = Arc::default();
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -123,7 +137,12 @@ async fn run(
         let generation = object.metadata.generation.unwrap_or(1);
         let value = serde_json::to_value(&object).unwrap_or_default();
         let deleting = object.metadata.deletion_timestamp.is_some();
-        let handled = value["status"]["observedGeneration"].as_i64() == Some(generation);
+        let request = value["metadata"]["annotations"][RECONCILE_ANNOTATION]
+            .as_str()
+            .filter(|r| value["status"]["lastHandledReconcileAt"].as_str() != Some(*r))
+            .map(str::to_owned);
+        let handled =
+            value["status"]["observedGeneration"].as_i64() == Some(generation) && request.is_none();
         if !deleting && handled {
             continue;
         }
@@ -132,6 +151,7 @@ async fn run(
             namespace.clone(),
             name.clone(),
             if deleting { -1 } else { generation },
+            request.clone().unwrap_or_default(),
         );
         if !busy.lock().expect("busy lock").insert(key.clone()) {
             continue;
@@ -143,7 +163,7 @@ async fn run(
             let keep_busy = if deleting {
                 uninstall(&api, &value, &events).await
             } else {
-                reconcile(&client, &api, &value, generation, &events).await;
+                reconcile(&client, &api, &value, generation, request, &events).await;
                 false
             };
             if !keep_busy {
@@ -183,12 +203,14 @@ fn condition(kind: &str, status: &str, reason: &str, message: &str, generation: 
         "observedGeneration": generation, "lastTransitionTime": now()})
 }
 
-/// Releases one generation of a `HelmRelease`.
+/// Releases one generation of a `HelmRelease`, or answers a reconcile `request` at a
+/// generation handled already.
 async fn reconcile(
     client: &kube::Client,
     api: &Api<DynamicObject>,
     object: &Value,
     generation: i64,
+    request: Option<String>,
     events: &Arc<Mutex<Vec<HelmEvent>>>,
 ) {
     let name = object["metadata"]["name"]
@@ -213,6 +235,28 @@ async fn reconcile(
             warn!(release = %name, error = %e, "helm-controller could not add its finalizer");
         }
     }
+    // A reconcile request is handled at once; one that resets the failures (Flux's
+    // `reconcile --reset`) lets a failed release be tried again.
+    let mut handled = json!({});
+    let mut reset = false;
+    if let Some(token) = &request {
+        handled["lastHandledReconcileAt"] = json!(token);
+        if object["metadata"]["annotations"][RESET_ANNOTATION].as_str() == Some(token.as_str())
+            && object["status"]["lastHandledResetAt"].as_str() != Some(token.as_str())
+        {
+            handled["lastHandledResetAt"] = json!(token);
+            handled["installFailures"] = json!(0);
+            handled["upgradeFailures"] = json!(0);
+            reset = true;
+        }
+    }
+    let observed = object["status"]["observedGeneration"].as_i64() == Some(generation);
+    if observed && !reset {
+        // Nothing changed, and a failed release is out of retries: only the request is
+        // marked handled.
+        patch_status(api, &name, handled).await;
+        return;
+    }
     let history = object["status"]["history"]
         .as_array()
         .cloned()
@@ -223,14 +267,13 @@ async fn reconcile(
     } else {
         ("install", "InstallSucceeded", "InstallFailed")
     };
-    patch_status(
-        api,
-        &name,
-        json!({"lastAttemptedGeneration": generation, "conditions": [
-            condition("Ready", "Unknown", "Progressing", &format!("Running '{action}' action"), generation)
-        ]}),
-    )
-    .await;
+    let mut progressing = json!({"lastAttemptedGeneration": generation, "conditions": [
+        condition("Ready", "Unknown", "Progressing", &format!("Running '{action}' action"), generation)
+    ]});
+    for (key, value) in handled.as_object().into_iter().flatten() {
+        progressing[key] = value.clone();
+    }
+    patch_status(api, &name, progressing).await;
     // The chart source must be there, as source-controller would need it.
     let spec = &object["spec"];
     let (source_kind, source_name, source_namespace, chart, version) = match spec.get("chartRef") {
@@ -294,7 +337,15 @@ async fn reconcile(
     let start = Instant::now();
     tokio::time::sleep(delay(&values)).await;
     let failure = values["batonTestFail"].clone();
-    let failed = !failure.is_null() && failure != false;
+    let attempts_before = events
+        .lock()
+        .expect("events lock")
+        .iter()
+        .filter(|e| e.namespace == namespace && e.name == name && e.action != "uninstall")
+        .count();
+    let fail_attempts = values["batonTestFailAttempts"].as_u64().unwrap_or(0);
+    let failed =
+        (!failure.is_null() && failure != false) || (attempts_before as u64) < fail_attempts;
     let status = if failed {
         let message = failure.as_str().map(str::to_owned).unwrap_or_else(|| {
             "the helm-controller actor was told to fail (batonTestFail)".to_owned()

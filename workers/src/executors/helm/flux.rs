@@ -3,12 +3,18 @@
 //!
 //! - **apply**: creates the target namespace if missing (waiting out one still terminating),
 //!   creates or updates the chart source (`HelmRepository`, or `OCIRepository` for `oci://`
-//!   charts) and the `HelmRelease` (`helm.toolkit.fluxcd.io/v2`), both named after the release,
-//!   their specs replaced by the release's. It then follows the `HelmRelease` until its
-//!   `Ready` condition speaks for the generation written: `True` succeeds; a terminal failure
-//!   fails at once instead of waiting out the timeout — `Stalled`, `InstallFailed` or
-//!   `UpgradeFailed` when no remediation retry is left to Flux, `RollbackFailed`,
-//!   `UninstallFailed`, `TestFailed`.
+//!   charts, named `<namespace>-<release>`) and the `HelmRelease` (`helm.toolkit.fluxcd.io/v2`,
+//!   named after the release), their specs replaced by the release's. It then follows the
+//!   `HelmRelease` until its `Ready` condition speaks for the generation written: `True`
+//!   succeeds; a terminal failure fails at once instead of waiting out the timeout —
+//!   `Stalled`, `InstallFailed` or `UpgradeFailed` when no remediation retry is left to Flux,
+//!   `RollbackFailed`, `UninstallFailed`, `TestFailed`.
+//! - **apply again after a failure** (a node's retry, a workflow run again): the spec is the
+//!   same, so the generation stays and Flux, out of retries, would not try again. When the
+//!   `HelmRelease` has terminally failed at its generation, the job asks Flux to reset its
+//!   failure counts and reconcile (`reconcile.fluxcd.io/resetAt` and `requestedAt`, both set
+//!   to the job's marker), and judges only a status that has handled that request
+//!   (`status.lastHandledResetAt`, `lastHandledReconcileAt`).
 //! - **uninstall**: deletes the `HelmRelease` and follows it until it is gone (Flux uninstalls
 //!   the release before it lets the object go), failing at once on `UninstallFailed`; then
 //!   deletes the chart source.
@@ -19,7 +25,8 @@
 use std::collections::BTreeMap;
 
 use baton_schemas::helm::{
-    FLUX_HELM_API_VERSION, FLUX_HELM_REPOSITORY_API_VERSION, FLUX_OCI_REPOSITORY_API_VERSION,
+    Deploy, FLUX_HELM_API_VERSION, FLUX_HELM_REPOSITORY_API_VERSION,
+    FLUX_OCI_REPOSITORY_API_VERSION,
 };
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
@@ -32,6 +39,11 @@ use super::{Done, Failure, HelmConfig, Operation, pause};
 
 /// The annotation naming the attempt that last wrote a `HelmRelease`.
 pub const JOB_ANNOTATION: &str = "baton.dev/job";
+/// Flux's annotation asking for a reconcile, whatever the generation.
+pub const RECONCILE_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
+/// Flux's annotation asking to reset a release's failure counts (with a reconcile request of
+/// the same value).
+pub const RESET_ANNOTATION: &str = "reconcile.fluxcd.io/resetAt";
 
 /// Returns the API resource of one of the Flux kinds Baton writes, by `apiVersion` and kind.
 pub fn resource(api_version: &str, kind: &str) -> ApiResource {
@@ -71,6 +83,9 @@ pub(crate) async fn apply(
     op: &Operation<'_>,
 ) -> Result<Done, Failure> {
     let spec = op.spec;
+    if let Some(problem) = spec.flux_values_problem() {
+        return Err(Failure::Error(problem.to_owned()));
+    }
     ensure_namespace(config, client, &spec.namespace, op).await?;
     let annotations = BTreeMap::from([(JOB_ANNOTATION.to_owned(), op.marker.clone())]);
     let (source, release) = spec.flux_objects(&annotations);
@@ -82,11 +97,12 @@ pub(crate) async fn apply(
     upsert(client, &source_resource, &source).await?;
     let (written, object) = upsert(client, &helm_releases(), &release).await?;
     let generation = object.metadata.generation.unwrap_or(1);
-    info!(release = %spec.release, namespace = %spec.namespace, generation, ?written, "HelmRelease written; waiting for it to be ready");
     let api: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), &spec.namespace, &helm_releases());
+    let reset = retry_failed(&api, &object, written, generation, op).await?;
+    info!(release = %spec.release, namespace = %spec.namespace, generation, ?written, reset = reset.is_some(), "HelmRelease written; waiting for it to be ready");
     let status = follow(config, &api, &spec.release, op, |object| {
-        verdict(object, generation, spec)
+        verdict(object, generation, spec, reset.as_deref())
     })
     .await?;
     let history = &status["history"][0];
@@ -102,6 +118,47 @@ pub(crate) async fn apply(
             .zip(history["chartVersion"].as_str())
             .map(|(n, v)| format!("{n}-{v}")),
     })
+}
+
+/// Asks Flux to try a `HelmRelease` again when this job wrote it unchanged and it has failed
+/// for good at its generation: Flux would not retry the same spec. Returns the token of the
+/// request, which the status must show handled before it speaks for this job; also when an
+/// earlier delivery of the job asked already.
+async fn retry_failed(
+    api: &Api<DynamicObject>,
+    object: &DynamicObject,
+    written: Written,
+    generation: i64,
+    op: &Operation<'_>,
+) -> Result<Option<String>, Failure> {
+    if written != Written::Unchanged {
+        return Ok(None);
+    }
+    let annotations = object.metadata.annotations.clone().unwrap_or_default();
+    if annotations.get(RESET_ANNOTATION) == Some(&op.marker) {
+        return Ok(Some(op.marker.clone()));
+    }
+    let value = serde_json::to_value(object).unwrap_or_default();
+    if !matches!(
+        verdict(&value, generation, op.spec, None),
+        Verdict::Failed(_)
+    ) {
+        return Ok(None);
+    }
+    let patch = kube::api::Patch::Merge(json!({"metadata": {"annotations": {
+        RECONCILE_ANNOTATION: op.marker,
+        RESET_ANNOTATION: op.marker,
+    }}}));
+    api.patch(&op.spec.release, &kube::api::PatchParams::default(), &patch)
+        .await
+        .map_err(|e| {
+            format!(
+                "asking Flux to retry HelmRelease {}/{}: {e}",
+                op.spec.namespace, op.spec.release
+            )
+        })?;
+    info!(release = %op.spec.release, namespace = %op.spec.namespace, "the HelmRelease failed at this spec before; asked Flux to reset its failures and try again");
+    Ok(Some(op.marker.clone()))
 }
 
 /// Deletes the `HelmRelease`, waits until Flux has uninstalled the release and let the
@@ -138,8 +195,9 @@ pub(crate) async fn uninstall(
             "uninstalled"
         }
     };
-    // The chart source goes with the release; Baton named it after the release.
+    // The chart source goes with the release: its name is the release's own.
     let (source, _) = spec.flux_objects(&BTreeMap::new());
+    let source_name = spec.source_name();
     let source_namespace = spec.source_namespace().to_owned();
     for (api_version, kind) in [
         (FLUX_HELM_REPOSITORY_API_VERSION, "HelmRepository"),
@@ -153,10 +211,7 @@ pub(crate) async fn uninstall(
             &source_namespace,
             &resource(api_version, kind),
         );
-        match sources
-            .delete(&spec.release, &DeleteParams::default())
-            .await
-        {
+        match sources.delete(&source_name, &DeleteParams::default()).await {
             Ok(_) => debug!(release = %spec.release, kind, "chart source deleted"),
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => debug!(release = %spec.release, kind, error = %e, "chart source not deleted"),
@@ -288,8 +343,22 @@ fn condition<'a>(object: &'a Value, kind: &str) -> Option<&'a Value> {
         .find(|c| c["type"] == kind)
 }
 
-/// Reads a `HelmRelease`'s status for `generation`.
-fn verdict(object: &Value, generation: i64, spec: &baton_schemas::helm::HelmSpec) -> Verdict {
+/// Reads a `HelmRelease`'s status for `generation` and, when a retry was asked for with
+/// `reset`, for that request.
+fn verdict(
+    object: &Value,
+    generation: i64,
+    spec: &baton_schemas::helm::HelmSpec,
+    reset: Option<&str>,
+) -> Verdict {
+    if let Some(token) = reset {
+        let status = &object["status"];
+        if status["lastHandledResetAt"].as_str() != Some(token)
+            || status["lastHandledReconcileAt"].as_str() != Some(token)
+        {
+            return Verdict::Waiting("Flux has not handled the retry yet".to_owned());
+        }
+    }
     let Some(ready) = condition(object, "Ready") else {
         return Verdict::Waiting("no Ready condition yet".to_owned());
     };
@@ -315,8 +384,8 @@ fn verdict(object: &Value, generation: i64, spec: &baton_schemas::helm::HelmSpec
         Some("True") => Verdict::Ready,
         Some("False") => {
             let terminal = match reason {
-                "InstallFailed" => spec.remediation_retries("install") == Some(0),
-                "UpgradeFailed" => spec.remediation_retries("upgrade") == Some(0),
+                "InstallFailed" => spec.remediation_retries(Deploy::Install) == Some(0),
+                "UpgradeFailed" => spec.remediation_retries(Deploy::Upgrade) == Some(0),
                 "RollbackFailed" | "UninstallFailed" | "TestFailed" => true,
                 _ => false,
             };
@@ -476,40 +545,64 @@ mod tests {
     fn ready_counts_only_for_the_generation_written() {
         let s = spec(json!({}));
         let ready = json!([{"type": "Ready", "status": "True", "reason": "InstallSucceeded", "message": "ok"}]);
-        assert_eq!(verdict(&object(2, ready.clone()), 2, &s), Verdict::Ready);
+        assert_eq!(
+            verdict(&object(2, ready.clone()), 2, &s, None),
+            Verdict::Ready
+        );
         assert!(matches!(
-            verdict(&object(1, ready), 2, &s),
+            verdict(&object(1, ready), 2, &s, None),
             Verdict::Waiting(_)
         ));
         let per_condition = json!([{"type": "Ready", "status": "True", "reason": "UpgradeSucceeded", "message": "ok", "observedGeneration": 1}]);
         let mut stale = object(2, per_condition);
         stale["status"]["observedGeneration"] = json!(2);
         assert!(
-            matches!(verdict(&stale, 2, &s), Verdict::Waiting(_)),
+            matches!(verdict(&stale, 2, &s, None), Verdict::Waiting(_)),
             "the condition's own generation wins"
         );
+    }
+
+    #[test]
+    fn a_retry_counts_only_once_flux_has_handled_it() {
+        let s = spec(json!({}));
+        let failed = json!([{"type": "Ready", "status": "False", "reason": "InstallFailed", "message": "boom"}]);
+        let mut old = object(1, failed);
+        // The failure the retry is for is not its verdict.
+        assert!(matches!(
+            verdict(&old, 1, &s, Some("baton r/n/2")),
+            Verdict::Waiting(_)
+        ));
+        old["status"]["lastHandledReconcileAt"] = json!("baton r/n/2");
+        old["status"]["lastHandledResetAt"] = json!("baton r/n/2");
+        assert!(matches!(
+            verdict(&old, 1, &s, Some("baton r/n/2")),
+            Verdict::Failed(_)
+        ));
+        let mut ready = old.clone();
+        ready["status"]["conditions"] = json!([{"type": "Ready", "status": "True", "reason": "InstallSucceeded", "message": "ok"}]);
+        assert_eq!(verdict(&ready, 1, &s, Some("baton r/n/2")), Verdict::Ready);
     }
 
     #[test]
     fn failures_are_terminal_unless_flux_retries() {
         let failed = json!([{"type": "Ready", "status": "False", "reason": "UpgradeFailed", "message": "boom"}]);
         assert_eq!(
-            verdict(&object(3, failed.clone()), 3, &spec(json!({}))),
+            verdict(&object(3, failed.clone()), 3, &spec(json!({})), None),
             Verdict::Failed("UpgradeFailed: boom".into())
         );
         let retrying = spec(json!({"upgrade": {"remediation": {"retries": 2}}}));
         assert!(matches!(
-            verdict(&object(3, failed), 3, &retrying),
+            verdict(&object(3, failed), 3, &retrying, None),
             Verdict::Waiting(_)
         ));
         let stalled = json!([{"type": "Ready", "status": "False", "reason": "UpgradeFailed", "message": "boom"},
             {"type": "Stalled", "status": "True", "reason": "RetriesExceeded", "message": "gave up"}]);
         assert!(
-            matches!(verdict(&object(3, stalled), 3, &retrying), Verdict::Failed(m) if m.starts_with("stalled (RetriesExceeded: gave up)"))
+            matches!(verdict(&object(3, stalled), 3, &retrying, None), Verdict::Failed(m) if m.starts_with("stalled (RetriesExceeded: gave up)"))
         );
         let progressing = json!([{"type": "Ready", "status": "Unknown", "reason": "Progressing", "message": "working"}]);
         assert!(matches!(
-            verdict(&object(3, progressing), 3, &spec(json!({}))),
+            verdict(&object(3, progressing), 3, &spec(json!({})), None),
             Verdict::Waiting(_)
         ));
     }

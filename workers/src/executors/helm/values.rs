@@ -17,7 +17,9 @@ pub(crate) struct Credentials {
     pub(crate) key: Option<Vec<u8>>,
 }
 
-/// Returns the release's values: every `valuesFrom` entry merged in order, then `values`.
+/// Returns the release's values: every `valuesFrom` entry merged in order, cut to the
+/// release's part when it is one release of an application split into subcharts
+/// (`valuesFromScope`), then `values` (given cut already).
 pub(crate) async fn values(
     client: Option<&kube::Client>,
     spec: &HelmSpec,
@@ -60,6 +62,9 @@ pub(crate) async fn values(
                 }
             }
         }
+    }
+    if let Some(scope) = &spec.values_from_scope {
+        merged = scope.cut(&merged);
     }
     merge_values(&mut merged, &spec.values);
     Ok(merged)
