@@ -108,7 +108,10 @@ fn an_ignitor_starts_task1_and_task1_passes_its_message_to_task2() {
         ),
         ("ignitor1", "from-the-ignitor")
     );
-    assert_eq!(first[0].pod.as_ref().unwrap().task, "task1");
+    assert_eq!(
+        first[0].pod.as_ref().unwrap().task.as_deref(),
+        Some("task1")
+    );
     assert_eq!(status(&core, "task1").1, TaskState::Running);
 
     let actions = core.apply(done(first[0], ok("hello")), now);
@@ -204,6 +207,8 @@ fn a_self_retry_loop_stops_at_the_chain_limit() {
     let mut names = Vec::new();
     while let Some(job) = jobs(&actions).first().map(|j| (*j).clone()) {
         names.push(job.node.to_string());
+        // Every instance runs the Task `flaky`, whatever its node is called.
+        assert_eq!(job.pod.as_ref().unwrap().task.as_deref(), Some("flaky"));
         actions = core.apply(done(&job, Outcome::failed("exit code 1")), now);
     }
     assert_eq!(names, ["flaky", "flaky-2", "flaky-3"]);

@@ -1379,7 +1379,7 @@ fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
                 template: spec.template.as_deref().cloned().unwrap_or_default(),
                 namespace: spec.namespace.clone(),
                 container: spec.container.clone(),
-                task: spec.name.to_string(),
+                task: r.nodes[i].task.clone(),
             })
         }),
         webhook: spec.webhook.clone(),

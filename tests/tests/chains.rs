@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use baton_schemas::status::{RunStatus, State};
 use baton_tests::kube::KubeEnv;
 use baton_tests::{Env, Proc, lines};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
 
 struct ChainEnv {
     env: Env,
@@ -188,6 +190,63 @@ fn failures_take_the_failure_path_and_a_self_retry_loop_stops_at_the_chain_limit
     assert!(
         on_success["lastSuccess"].is_null(),
         "the success path never ran"
+    );
+}
+
+/// Instances of one Task in a chain are nodes `<task>`, `<task>-2`, ...: with a long task name
+/// their pod names are cut, and must still differ (the second pod used to collide with the
+/// first, "a pod named ... exists and belongs to something else"). Every pod is labelled with
+/// the Task it runs and its own node.
+#[test]
+fn instances_of_a_long_named_task_run_pods_of_their_own() {
+    let ChainEnv { env, kube } = chain_env();
+    let ns = &kube.namespace;
+    let name = "a-task-with-a-name-long-enough-to-be-cut-in-pod-names";
+    assert!(name.len() > 50);
+    let docs = [
+        task(
+            name,
+            ns,
+            &format!("  startOnIgnition: [long]\n  startOnFailure: [{name}]\n  chainLimit: 2\n"),
+            "exit 1",
+        ),
+        ignitor("long", "NOW", ""),
+    ]
+    .concat();
+    apply_documents(&env, "long.yaml", &docs);
+    let (_, chain) = wait_chain_end(&env, "long", Duration::from_secs(120));
+    let second = format!("{name}-2");
+    for node_name in [name, second.as_str()] {
+        let n = node(&chain, node_name);
+        assert_eq!(n.state, State::Failed, "{chain:#?}");
+        assert!(
+            n.error.as_deref().unwrap().contains("exited with code 1"),
+            "{n:?}"
+        );
+    }
+    let api: Api<Pod> = Api::namespaced(kube.client.clone(), ns);
+    let pods = kube
+        .block_on(api.list(&ListParams::default().labels(&format!("baton.dev/run={}", chain.run))))
+        .unwrap()
+        .items;
+    let mut seen: Vec<(String, String)> = pods
+        .iter()
+        .map(|p| {
+            let labels = p.metadata.labels.clone().unwrap();
+            assert!(p.metadata.name.as_ref().unwrap().len() <= 63);
+            (
+                labels["baton.dev/node"].clone(),
+                labels["baton.dev/task"].clone(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            (name.to_owned(), name.to_owned()),
+            (second.clone(), name.to_owned())
+        ]
     );
 }
 

@@ -77,9 +77,19 @@ fn pods_pass_their_termination_message_to_the_next_pod() {
         .collect();
     names.sort();
     assert_eq!(names, [format!("first-{run}-1"), format!("second-{run}-1")]);
-    let labels = pods[0].metadata.labels.clone().unwrap();
-    assert_eq!(labels["app.kubernetes.io/managed-by"], "baton");
-    assert!(labels.contains_key("baton.dev/node") && labels.contains_key("baton.dev/task"));
+    for pod in &pods {
+        let labels = pod.metadata.labels.clone().unwrap();
+        let name = pod.metadata.name.clone().unwrap();
+        let node = name.split('-').next().unwrap();
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "baton");
+        assert_eq!(labels["baton.dev/run"], run);
+        assert_eq!(labels["baton.dev/node"], node, "{name}");
+        assert_eq!(labels["baton.dev/attempt"], "1");
+        assert!(
+            !labels.contains_key("baton.dev/task"),
+            "a Workflow's pod node runs no Task: {labels:?}"
+        );
+    }
 }
 
 #[test]

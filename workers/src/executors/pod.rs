@@ -3,11 +3,12 @@
 //! node's output.
 //!
 //! - The whole template is used: every container and init container, volumes, resources,
-//!   args, env. Baton adds labels (`baton.dev/run`, `/node`, `/attempt`, `/task`,
-//!   `app.kubernetes.io/managed-by=baton`), sets `restartPolicy: Never`, and gives every
+//!   args, env. Baton adds labels (`baton.dev/run`, `/node`, `/attempt`, `/task` for a chain's
+//!   Task, `app.kubernetes.io/managed-by=baton`), sets `restartPolicy: Never`, and gives every
 //!   container `BATON_RUN`, `BATON_NODE`, `BATON_ATTEMPT`, `BATON_INITIATOR`, `BATON_DATA`,
 //!   `BATON_INPUTS` (several upstreams) and Orca's `ORCA_INITIATOR` and `ORCA_DATA`.
-//! - The pod name is `<task>-<run>-<attempt>` (63 characters at most). A redelivered job finds
+//! - The pod name is `<node>-<run>-<attempt>` (63 characters at most, [`pod_name`]: a long
+//!   node name is cut and ends with a hash of the whole). A redelivered job finds
 //!   the pod the first delivery created (`409 AlreadyExists`), checks its labels, and adopts it
 //!   instead of creating another.
 //! - Completion is followed by a watch on the pod, not by polling.
@@ -20,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use baton_schemas::wire::{Job, Outcome, PodJob};
+use baton_schemas::wire::{Job, Outcome, PodJob, pod_name};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{EnvVar, Pod};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
@@ -94,7 +95,7 @@ impl PodExecutor {
             .clone()
             .unwrap_or_else(|| self.client.default_namespace().to_owned());
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        let name = spec.pod_name(&job.run, job.attempt);
+        let name = pod_name(&job.node, &job.run, job.attempt);
         if let Err(e) = self.create_or_adopt(&pods, job, spec, &name).await {
             return Effect::Done(failed(e));
         }
@@ -419,9 +420,17 @@ fn build_pod(job: &Job, spec: &PodJob, name: &str) -> Pod {
         ("baton.dev/run".to_owned(), job.run.to_string()),
         ("baton.dev/node".to_owned(), job.node.to_string()),
         ("baton.dev/attempt".to_owned(), job.attempt.to_string()),
-        ("baton.dev/task".to_owned(), label_value(&spec.task)),
         (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
     ]));
+    match &spec.task {
+        Some(task) => {
+            labels.insert("baton.dev/task".to_owned(), label_value(task));
+        }
+        // A template's own `baton.dev/task` would claim a Task this pod does not run.
+        None => {
+            labels.remove("baton.dev/task");
+        }
+    }
     metadata.labels = Some(labels);
     metadata.name = Some(name.to_owned());
     metadata.generate_name = None;
@@ -451,14 +460,11 @@ fn build_pod(job: &Job, spec: &PodJob, name: &str) -> Pod {
     }
 }
 
-/// Cuts a value to the 63 characters a label value may hold.
+/// Returns `value` as a label value: as it is when it fits the 63 characters a label value may
+/// hold, else cut and ended with a hash of the whole (a Task's name is a DNS subdomain, up to
+/// 253 characters).
 fn label_value(value: &str) -> String {
-    value
-        .chars()
-        .take(63)
-        .collect::<String>()
-        .trim_end_matches(['-', '.', '_'])
-        .to_owned()
+    baton_schemas::ids::cut_with_hash(value, 63)
 }
 
 fn failed(error: String) -> Outcome {
