@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use baton_schemas::status::{RunStatus, State};
 use baton_tests::kube::KubeEnv;
-use baton_tests::{Env, lines, workflow};
+use baton_tests::{Env, lines, skip, workflow};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
 
@@ -110,12 +110,24 @@ fn pod_failures_say_why() {
     let status = env.wait_end(&run, Duration::from_secs(90)).unwrap();
     assert_eq!(status.state, State::Failed);
     let error = |n: &str| node(&status, n).error.clone().unwrap_or_default();
-    assert!(
-        error("exits")
-            .starts_with("container main exited with code 3; last output:\nabout to fail"),
-        "{}",
-        error("exits")
-    );
+    if kube.logs {
+        assert!(
+            error("exits")
+                .starts_with("container main exited with code 3; last output:\nabout to fail"),
+            "{}",
+            error("exits")
+        );
+    } else {
+        assert!(
+            error("exits").starts_with("container main exited with code 3"),
+            "{}",
+            error("exits")
+        );
+        skip(
+            "pod_failures_say_why: the last output in the error",
+            "relaxed: the kubelet actor runs this cluster's pods on no node, so the API server has no logs of them",
+        );
+    }
     assert!(
         error("nopull").contains("could not pull its image within 1s"),
         "{}",
@@ -126,7 +138,12 @@ fn pod_failures_say_why() {
         "{}",
         error("deadline")
     );
-    if kube.fake {
+    if !kube.fake {
+        skip(
+            "pod_failures_say_why: OOM",
+            "the OOM annotation is the fake kubelet's",
+        );
+    } else {
         let oom = format!(
             "{{name: oom, kind: pod, namespace: {ns}, template: {{metadata: {{annotations: {{kubelet.baton.dev/oom-kill: main}}}}, spec: {{containers: [{{name: main, image: busybox, command: [sleep, \"30\"]}}]}}}}}}"
         );

@@ -66,7 +66,9 @@ pub type PodLogs = Arc<Mutex<HashMap<(String, String, String), String>>>;
 struct Shared {
     store: Mutex<Store>,
     changes: broadcast::Sender<Arc<Change>>,
-    logs: PodLogs,
+    /// Pod logs, or `None` when the server answers `pods/log` as a real API server does for a
+    /// pod that no node runs (400: no host assigned).
+    logs: Option<PodLogs>,
 }
 
 /// A running fake API server on a loopback port; stops when dropped.
@@ -80,12 +82,19 @@ pub struct FakeApiServer {
 impl FakeApiServer {
     /// Starts a server on a free loopback port.
     pub async fn start() -> anyhow::Result<FakeApiServer> {
+        FakeApiServer::start_with(true).await
+    }
+
+    /// Starts a server on a free loopback port; without `serve_logs` it answers `pods/log` as
+    /// a real API server answers for pods that no node runs, which is what a cluster whose pods
+    /// the kubelet actor runs (`BATON_TEST_SIMULATE_KUBELET=1`) does.
+    pub async fn start_with(serve_logs: bool) -> anyhow::Result<FakeApiServer> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::default()),
             changes: broadcast::channel(4096).0,
-            logs: PodLogs::default(),
+            logs: serve_logs.then(PodLogs::default),
         });
         let shutdown = CancellationToken::new();
         let app = axum::Router::new()
@@ -104,8 +113,8 @@ impl FakeApiServer {
         })
     }
 
-    /// Returns the pod log store the kubelet actor writes to.
-    pub fn logs(&self) -> PodLogs {
+    /// Returns the pod log store the kubelet actor writes to, if the server serves logs.
+    pub fn logs(&self) -> Option<PodLogs> {
         self.shared.logs.clone()
     }
 
@@ -781,12 +790,19 @@ fn pod_log(shared: &Shared, target: &Target, params: &HashMap<String, String>) -
     let Some(pod) = current(shared, &key) else {
         return not_found(&key);
     };
+    let Some(logs) = &shared.logs else {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("pod {} does not have a host assigned", key.name),
+        );
+    };
     let container = params.get("container").cloned().or_else(|| {
         pod.pointer("/spec/containers/0/name")
             .and_then(Value::as_str)
             .map(str::to_owned)
     });
-    let logs = shared.logs.lock().expect("logs lock");
+    let logs = logs.lock().expect("logs lock");
     let text = logs
         .get(&(
             key.namespace.clone(),
