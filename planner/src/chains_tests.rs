@@ -266,6 +266,35 @@ fn cron_fires_on_the_injected_clock_and_catches_up_once_after_downtime() {
     );
 }
 
+/// `0 0 1 * MON` fires on the 1st of the month and on every Monday, as under Orca's cronexpr
+/// (and Vixie cron), not only on a 1st that is a Monday.
+#[test]
+fn a_cron_restricting_both_days_fires_on_either() {
+    let mut core = Core::new(CoreConfig::default());
+    let docs = [
+        task("t", "  startOnIgnition: [monthly-or-monday]\n"),
+        ignitor("monthly-or-monday", "0 0 1 * MON", ""),
+    ]
+    .concat();
+    // A Saturday.
+    apply_docs(&mut core, &docs, at(T0));
+    let mut fires = Vec::new();
+    while fires.len() < 4 {
+        let due = core.next_deadline().expect("armed");
+        let actions = core.apply(Input::Tick, due);
+        fires.extend(fired(&actions).into_iter().map(|f| f.1));
+    }
+    assert_eq!(
+        fires,
+        [
+            at("2026-11-23T00:00:00Z"),
+            at("2026-11-30T00:00:00Z"),
+            at("2026-12-01T00:00:00Z"),
+            at("2026-12-07T00:00:00Z"),
+        ]
+    );
+}
+
 #[test]
 fn a_fire_restored_from_the_store_does_not_fire_twice() {
     let now = at(T0);
