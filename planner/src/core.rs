@@ -1397,6 +1397,7 @@ fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
 
 #[path = "chains.rs"]
 mod chains;
+pub use chains::fire_run_id;
 pub use chains::{IgnitorEntry, TaskEntry, TaskState, TaskStatus};
 
 #[path = "groups.rs"]
