@@ -671,7 +671,7 @@ fn current(shared: &Shared, key: &Key) -> Option<Value> {
 
 /// Checks the optimistic-concurrency precondition of a write: when `updated` carries a
 /// `metadata.resourceVersion`, it must be the stored object's, else 409 `Conflict`.
-fn precondition(key: &Key, current: &Value, updated: &Value) -> Result<(), Response> {
+fn precondition(key: &Key, current: &Value, updated: &Value) -> Result<(), Failure> {
     let sent = updated
         .pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
@@ -683,7 +683,7 @@ fn precondition(key: &Key, current: &Value, updated: &Value) -> Result<(), Respo
     if sent.is_empty() || sent == stored {
         return Ok(());
     }
-    Err(status(
+    Err(Failure(
         StatusCode::CONFLICT,
         "Conflict",
         format!(
@@ -704,7 +704,7 @@ fn replace(shared: &Shared, target: &Target, body: &[u8]) -> Response {
         return not_found(&key);
     };
     if let Err(conflict) = precondition(&key, &existing, &updated) {
-        return conflict;
+        return conflict.into_response();
     }
     write(
         &mut store,
@@ -751,7 +751,7 @@ fn patch(shared: &Shared, target: &Target, headers: &HeaderMap, body: &[u8]) -> 
     }
     // A patch that sets `metadata.resourceVersion` asks for that version, as in Kubernetes.
     if let Err(conflict) = precondition(&key, &existing, &updated) {
-        return conflict;
+        return conflict.into_response();
     }
     write(
         &mut store,

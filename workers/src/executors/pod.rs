@@ -224,7 +224,7 @@ impl PodExecutor {
                 }
             };
             match seen(pod) {
-                Seen::Ended(ended) => return ended,
+                Seen::Ended(ended) => return *ended,
                 Seen::Pulling(problem) => {
                     let since = pulling
                         .take()
@@ -353,7 +353,7 @@ fn failure(pod: &Pod) -> (String, Option<String>) {
 #[derive(Debug)]
 enum Seen {
     /// It ended; the watch is over.
-    Ended(Ended),
+    Ended(Box<Ended>),
     /// A container cannot pull its image, and why.
     Pulling(String),
     /// It runs, or waits to.
@@ -363,13 +363,13 @@ enum Seen {
 /// Reads one state of the watched pod.
 fn seen(pod: Pod) -> Seen {
     if pod.metadata.deletion_timestamp.is_some() {
-        return Seen::Ended(Ended::Gone(
+        return Seen::Ended(Box::new(Ended::Gone(
             "is being deleted before it finished".to_owned(),
-        ));
+        )));
     }
     match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
-        Some("Succeeded") => return Seen::Ended(Ended::Succeeded(pod)),
-        Some("Failed") => return Seen::Ended(Ended::Failed(pod)),
+        Some("Succeeded") => return Seen::Ended(Box::new(Ended::Succeeded(pod))),
+        Some("Failed") => return Seen::Ended(Box::new(Ended::Failed(pod))),
         _ => {}
     }
     match image_pull_problem(&pod) {
@@ -734,15 +734,15 @@ mod tests {
                 "2026-11-21T10:00:00Z".parse().unwrap(),
             ));
         assert!(
-            matches!(seen(deleting), Seen::Ended(Ended::Gone(why)) if why == "is being deleted before it finished")
+            matches!(seen(deleting), Seen::Ended(e) if matches!(*e, Ended::Gone(ref why) if why == "is being deleted before it finished"))
         );
         assert!(matches!(
             seen(failed_pod(json!({"phase": "Succeeded"}))),
-            Seen::Ended(Ended::Succeeded(_))
+            Seen::Ended(e) if matches!(*e, Ended::Succeeded(_))
         ));
         assert!(matches!(
             seen(failed_pod(json!({"phase": "Failed"}))),
-            Seen::Ended(Ended::Failed(_))
+            Seen::Ended(e) if matches!(*e, Ended::Failed(_))
         ));
         assert!(matches!(
             seen(failed_pod(json!({"phase": "Running"}))),
