@@ -306,15 +306,17 @@ fn the_kubelet_reports_oom_kills() {
     });
 }
 
-/// A pod no kubelet runs (its image never pulls), with thousands of annotations (within
-/// Kubernetes' 256 KiB) so that each write takes long enough for concurrent writes to overlap.
+/// A pod no kubelet runs (no node matches its selector, and its image never pulls), so only the
+/// test writes its status; with thousands of annotations (within Kubernetes' 256 KiB) so that
+/// each write takes long enough for concurrent writes to overlap.
 fn idle_pod(name: &str) -> Pod {
     let ballast: serde_json::Map<String, serde_json::Value> = (0..5000)
         .map(|i| (format!("test.baton.dev/b{i}"), json!("x")))
         .collect();
     serde_json::from_value(json!({
         "metadata": {"name": name, "annotations": ballast},
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "registry.invalid/does-not-exist:1", "command": ["true"]}]},
+        "spec": {"restartPolicy": "Never", "nodeSelector": {"baton.dev/no-such-node": "true"},
+                 "containers": [{"name": "c", "image": "registry.invalid/does-not-exist:1", "command": ["true"]}]},
     }))
     .unwrap()
 }
