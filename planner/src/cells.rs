@@ -567,6 +567,11 @@ impl Core {
         let Some(entry) = self.cells.get_mut(&obs.cell) else {
             return;
         };
+        // An observation older than one already applied (met again when a history is applied
+        // again) would move the Cell back to what it saw then.
+        if entry.status.last_sync.is_some_and(|last| obs.at < last) {
+            return;
+        }
         self.changed_cells.insert(obs.cell.clone());
         let status = &mut entry.status;
         status.last_sync = Some(obs.at);

@@ -1445,3 +1445,7 @@ mod replay_tests;
 #[cfg(test)]
 #[path = "cells_tests.rs"]
 mod cells_tests;
+
+#[cfg(test)]
+#[path = "cells_replay_tests.rs"]
+mod cells_replay_tests;
