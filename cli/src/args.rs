@@ -361,16 +361,34 @@ pub(crate) struct DeleteArgs {
     pub output: Format,
 }
 
+/// What `baton cell` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CellAction {
+    /// Goes on past a pause or an inconclusive analysis, or tries a failed step again.
+    Resume,
+    /// The stable version gets 100% and the version is blocked.
+    Abort,
+    /// The new version gets 100% now; with no rollout under way, the newest blocked version
+    /// is unblocked and gets it.
+    Promote,
+    /// Forgets the Cell; its rule goes too with `deletionPolicy: Delete`.
+    Delete,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct CellArgs {
-    /// What to do: resume (past a pause, an inconclusive analysis or a failed step), abort
-    /// (stable gets 100%, the version is blocked), promote (the new version gets 100% now; a
-    /// blocked version is unblocked), or delete (forget the Cell; its rule goes too with
-    /// `deletionPolicy: Delete`).
-    #[arg(value_parser = ["resume", "abort", "promote", "delete"])]
-    pub command: String,
+    /// What to do.
+    #[arg(value_enum)]
+    pub command: CellAction,
     /// The Cell's name.
     pub name: String,
+    /// Acts only if the rollout under way is this run (as `baton cells` shows it); refused
+    /// otherwise, so that a command meant for one rollout never moves the next.
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Acts only if the rollout is at this step.
+    #[arg(long)]
+    pub step: Option<u32>,
     #[command(flatten)]
     pub server: ServerArgs,
 }

@@ -194,6 +194,7 @@ async fn run_planner(
     let discovery_config = DiscoveryConfig {
         sync_period: options.sync_period.0,
         discover_now: config.discover_now.clone(),
+        alb: None,
     };
     // A standby serves no API: it binds the port once it is the active planner.
     let Some(planner) = Planner::start(bus.clone(), config, &shutdown).await? else {

@@ -12,11 +12,13 @@
 //! | `GET /v1/runs/{run}` | | `<run status>` |
 //! | `POST /v1/runs/{run}/cancel` | | `{"run"}` |
 //! | `GET /v1/cells`, `GET /v1/cells/{name}` | | Cell status |
-//! | `POST /v1/cells/{name}/{resume,abort,promote}` | | `{"cell", "command"}` |
+//! | `POST /v1/cells/{name}/{resume,abort,promote}` | optional `{"run": "...", "step": N}`: refused (409) unless the rollout is that run, at that step | `{"cell", "command"}` |
 //! | `DELETE /v1/cells/{name}` | | `{"cell"}` (the rule goes too with `deletionPolicy: Delete`) |
 //! | `GET /healthz` | | `ok` |
 //!
-//! Errors answer `{"errors": ["<path>: <message>", ...]}` with 400, 404 or 503.
+//! Errors answer `{"errors": ["<path>: <message>", ...]}` with 400, 404 (what the request
+//! names does not exist), 409 (its state does not allow the request: a Cell with nothing to
+//! resume, a Cell's rollout cancelled instead of aborted) or 503.
 
 use axum::Json;
 use axum::Router;
@@ -31,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::core::{CellCommand, Refusal, Registered};
+use crate::core::{CellCommand, Expect, Refusal, Registered};
 use crate::service::{Command, new_run_id};
 
 #[derive(Clone)]
@@ -86,6 +88,18 @@ pub struct CellResponse {
     pub command: String,
 }
 
+/// The optional body of a Cell command: what the caller means it for.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CellCommandRequest {
+    /// The rollout's run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// The step the rollout is at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
+}
+
 /// An error answer.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ErrorResponse {
@@ -103,7 +117,11 @@ impl IntoResponse for ApiError {
 
 impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
-        ApiError(StatusCode::NOT_FOUND, vec![r.to_string()])
+        let status = match r.is_not_found() {
+            true => StatusCode::NOT_FOUND,
+            false => StatusCode::CONFLICT,
+        };
+        ApiError(status, vec![r.to_string()])
     }
 }
 
@@ -318,23 +336,29 @@ async fn cell(
         .into_iter()
         .find(|c| c["name"] == name.as_str())
         .map(Json)
-        .ok_or_else(|| Refusal::Cell(format!("cell {name:?} does not exist")).into())
+        .ok_or_else(|| Refusal::UnknownCell(name).into())
 }
 
 async fn cell_command(
     State(api): State<Api>,
     Path((name, command)): Path<(String, String)>,
+    body: Option<Json<CellCommandRequest>>,
 ) -> Result<Json<CellResponse>, ApiError> {
     let parsed: CellCommand = command
         .parse()
         .map_err(|e: String| ApiError(StatusCode::BAD_REQUEST, vec![e]))?;
+    let request = body.map(|b| b.0).unwrap_or_default();
+    let expect = Expect {
+        run: request.run.map(RunId::new),
+        step: request.step,
+    };
     api.ask(|reply| Command::CellCommand {
         cell: name.clone(),
         command: parsed,
+        expect,
         reply,
     })
-    .await?
-    .map_err(|r| ApiError(StatusCode::CONFLICT, vec![r.to_string()]))?;
+    .await??;
     Ok(Json(CellResponse {
         cell: name,
         command: parsed.as_str().to_owned(),
@@ -351,7 +375,7 @@ async fn delete_cell(
         .iter()
         .any(|c| c["name"] == name.as_str());
     if !known {
-        return Err(Refusal::Cell(format!("cell {name:?} does not exist")).into());
+        return Err(Refusal::UnknownCell(name).into());
     }
     api.ask(|reply| Command::Remove {
         document: Registered::Cell(name.clone()),

@@ -82,6 +82,11 @@ pub enum Input {
         cell: String,
         /// What to do.
         command: CellCommand,
+        /// The rollout the sender means, when it names one: refused if another is under way.
+        expect: Expect,
+        /// Where the command sits in the triggers stream, when it came from there: applied at
+        /// most once, however often the stream is replayed.
+        from: Option<TriggerPosition>,
     },
 }
 
@@ -161,9 +166,37 @@ pub enum Refusal {
     /// A delete of a group that does not exist.
     #[error("application group {0:?} does not exist")]
     UnknownGroup(String),
-    /// A Cell command that cannot be carried out: the Cell is unknown, or has nothing to do.
+    /// A command to a Cell that does not exist.
+    #[error("cell {0:?} does not exist")]
+    UnknownCell(String),
+    /// A Cell command the Cell's state does not allow: nothing to resume, a rollback under
+    /// way, or a run or step other than the one the command names.
     #[error("{0}")]
-    Cell(String),
+    CellCommand(String),
+    /// A cancel of a Cell's rollout, which is aborted instead.
+    #[error(
+        "run {run:?} is a rollout of cell {cell:?}: a rollout is not cancelled but aborted, which gives the stable version its traffic back (`baton cell abort {cell}`)"
+    )]
+    CellRun {
+        /// The run.
+        run: String,
+        /// Its Cell.
+        cell: String,
+    },
+}
+
+impl Refusal {
+    /// Returns whether the refusal is about something that does not exist (rather than a
+    /// state that does not allow the request).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Refusal::UnknownWorkflow(_)
+                | Refusal::UnknownRun(_)
+                | Refusal::UnknownGroup(_)
+                | Refusal::UnknownCell(_)
+        )
+    }
 }
 
 /// Where a run is in its life.
@@ -958,9 +991,12 @@ impl Core {
             Input::Remove(Registered::Cell(name)) => self.remove_cell(&name, now, &mut actions),
             Input::Remove(Registered::AnalysisTemplate(name)) => self.remove_template(&name),
             Input::Observed(observation) => self.observe(*observation, now, &mut actions),
-            Input::CellCommand { cell, command } => {
-                self.cell_command(&cell, command, now, &mut actions)
-            }
+            Input::CellCommand {
+                cell,
+                command,
+                expect,
+                from,
+            } => self.cell_command(&cell, command, &expect, from, now, &mut actions),
             Input::Register(workflow) => {
                 let name = workflow.name();
                 if self.workflows.get(&name) != Some(&workflow) {
@@ -1038,32 +1074,37 @@ impl Core {
                         finish(r, i, NodeState::Succeeded, finished_at.max(now));
                     }
                     Outcome::Failed { error, output } => {
+                        // A traffic write AWS refused, or one out of date, fails the same way
+                        // again: no retry.
+                        let last = r.spec.nodes[i].kind == NodeKind::Traffic
+                            && baton_schemas::traffic::is_final_failure(output.as_deref());
                         r.node_mut(i).output = output;
-                        attempt_failed(r, i, attempt, error, now);
+                        match last {
+                            true => {
+                                r.node_mut(i).error = Some(error);
+                                finish(r, i, NodeState::Failed, now);
+                            }
+                            false => attempt_failed(r, i, attempt, error, now),
+                        }
                     }
                 }
                 self.advance(&run, now, &mut actions);
             }
             Input::Cancel(run) => {
-                let Some(r) = self.runs.get_mut(&run) else {
+                let Some(r) = self.runs.get(&run) else {
                     actions.push(Action::Refused(Refusal::UnknownRun(run.to_string())));
                     return actions;
                 };
-                if r.phase.is_over() {
+                // A rollout cancelled would leave its Cell's traffic wherever the last step
+                // put it: a rollout is aborted, which gives the stable version its traffic back.
+                if r.kind == RunKind::Cell && !r.phase.is_over() {
+                    actions.push(Action::Refused(Refusal::CellRun {
+                        run: run.to_string(),
+                        cell: r.workflow.to_string(),
+                    }));
                     return actions;
                 }
-                r.phase = RunPhase::Cancelled;
-                for i in 0..r.nodes.len() {
-                    if !r.nodes[i].state.is_terminal() {
-                        r.node_mut(i).error = Some("cancelled".to_owned());
-                        finish(r, i, NodeState::Cancelled, now);
-                    }
-                }
-                actions.push(Action::AnnounceCancel {
-                    run: run.clone(),
-                    node: None,
-                });
-                self.advance(&run, now, &mut actions);
+                self.cancel_run(&run, now, &mut actions);
             }
             Input::Tick => {
                 self.fire_due_ignitors(now, &mut actions);
@@ -1143,6 +1184,29 @@ impl Core {
                 });
             }
         }
+    }
+
+    /// Cancels a run that is not over: nothing new starts, nodes not finished end
+    /// `cancelled`, and workers are told to stop.
+    fn cancel_run(&mut self, run: &RunId, now: Timestamp, actions: &mut Vec<Action>) {
+        let Some(r) = self.runs.get_mut(run) else {
+            return;
+        };
+        if r.phase.is_over() {
+            return;
+        }
+        r.phase = RunPhase::Cancelled;
+        for i in 0..r.nodes.len() {
+            if !r.nodes[i].state.is_terminal() {
+                r.node_mut(i).error = Some("cancelled".to_owned());
+                finish(r, i, NodeState::Cancelled, now);
+            }
+        }
+        actions.push(Action::AnnounceCancel {
+            run: run.clone(),
+            node: None,
+        });
+        self.advance(run, now, actions);
     }
 
     fn node_mut(&mut self, run: &RunId, node: &NodeName) -> Option<(&mut Run, usize)> {
@@ -1405,7 +1469,8 @@ pub use groups::{GroupEntry, GroupState, Pending, Remediation, RemediationOutcom
 #[path = "cells.rs"]
 mod cells;
 pub use cells::{
-    Blocked, CellCommand, CellEntry, CellPhase, CellStatus, Observation, SeenTargetGroup,
+    Blocked, CellCommand, CellEntry, CellPhase, CellStatus, CellTrigger, Expect, Observation,
+    RuleSeen, SeenTargetGroup, TriggerPosition,
 };
 
 #[cfg(test)]
@@ -1423,3 +1488,7 @@ mod replay_tests;
 #[cfg(test)]
 #[path = "cells_tests.rs"]
 mod cells_tests;
+
+#[cfg(test)]
+#[path = "cells_replay_tests.rs"]
+mod cells_replay_tests;

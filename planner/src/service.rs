@@ -26,7 +26,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::core::{Action, CellCommand, Core, CoreConfig, Input, Observation, Refusal, Registered};
+use crate::core::{
+    Action, CellCommand, CellTrigger, Core, CoreConfig, Expect, Input, Observation, Refusal,
+    Registered, TriggerPosition,
+};
 use crate::store::{Change, Store, StoreError};
 
 /// How often a standby planner tries to take the store.
@@ -155,6 +158,8 @@ pub enum Command {
         cell: String,
         /// What to do.
         command: CellCommand,
+        /// The rollout and step the command is meant for, when the caller named them.
+        expect: Expect,
         /// Done, or why not.
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
@@ -458,11 +463,15 @@ impl Planner {
         for message in batch {
             // `<p>.triggers.cells.<cell>` carries a Cell command in its body.
             if let Some(cell) = message.subject().strip_prefix(&cell_subject) {
-                let body = String::from_utf8_lossy(message.payload());
-                match body.parse::<CellCommand>() {
-                    Ok(command) => inputs.push(Input::CellCommand {
+                match CellTrigger::parse(message.payload()) {
+                    Ok(trigger) => inputs.push(Input::CellCommand {
                         cell: cell.to_owned(),
-                        command,
+                        command: trigger.command,
+                        expect: trigger.expect(),
+                        from: Some(TriggerPosition {
+                            stream_created: self.triggers_created,
+                            seq: message.stream_sequence(),
+                        }),
                     }),
                     Err(e) => {
                         error!(subject = %message.subject(), reason = %e, "poison cell trigger set aside")
@@ -624,11 +633,16 @@ impl Planner {
             Command::CellCommand {
                 cell,
                 command,
+                expect,
                 reply,
             } => {
-                let actions = self
-                    .turn(vec![Input::CellCommand { cell, command }], Origin::Local)
-                    .await?;
+                let input = Input::CellCommand {
+                    cell,
+                    command,
+                    expect,
+                    from: None,
+                };
+                let actions = self.turn(vec![input], Origin::Local).await?;
                 let _ = reply.send(refused(&actions).map_or(Ok(()), Err));
             }
             Command::List { reply } => {
