@@ -7,7 +7,7 @@
 //! | `DELETE /v1/groups/{name}` | | 202, the group's status: its releases are uninstalled in reverse order |
 //! | `GET /v1/tasks`, `GET /v1/ignitors` | | their status |
 //! | `POST /v1/workflows/{name}/runs` | `{"data": "..."}` | `{"run"}` |
-//! | `POST /v1/triggers/{name}` | the trigger data, as is | `{"run"}` (202: started through the bus) |
+//! | `POST /v1/triggers/{name}` | the trigger data, as is | `{"run"}` (202: started through the bus; 404 for a workflow not registered) |
 //! | `GET /v1/runs` | | `[<run status>]` |
 //! | `GET /v1/runs/{run}` | | `<run status>` |
 //! | `POST /v1/runs/{run}/cancel` | | `{"run"}` |
@@ -228,6 +228,18 @@ async fn trigger(
             StatusCode::BAD_REQUEST,
             vec![format!("invalid workflow name {name:?}")],
         ));
+    }
+    // The run starts when the planner reads the trigger; a workflow nobody registered would
+    // only be set aside there, after the caller was handed a run id that never exists.
+    let workflow = Registered::Workflow(WorkflowName::new(name.clone()));
+    if !api
+        .ask(|reply| Command::Exists {
+            document: workflow,
+            reply,
+        })
+        .await?
+    {
+        return Err(Refusal::UnknownWorkflow(name).into());
     }
     let run = new_run_id();
     let message = api.bus.trigger_message(&name, body, &run);

@@ -13,7 +13,7 @@ use baton_schemas::group::ApplicationGroup;
 use baton_schemas::status::{NodeStatus, RunStatus, State};
 use baton_schemas::task::{Ignitor, Task};
 use baton_schemas::wire::{
-    Event, ExecJob, Job, JobInputs, Outcome, PodJob, SCHEMA_VERSION, Timestamp,
+    Event, ExecJob, Fire, Job, JobInputs, Outcome, PodJob, SCHEMA_VERSION, Timestamp,
 };
 use baton_schemas::{
     Attempt, FailurePolicy, NodeKind, NodeName, NodeSpec, RunId, When, Workflow, WorkflowName,
@@ -65,6 +65,8 @@ pub enum Input {
     },
     /// A worker's report from the bus.
     Bus(Event),
+    /// An ignitor's fire read from the bus: starts its chain, once.
+    Fire(Fire),
     /// Cancels a run: nothing new starts, nodes not finished end `cancelled`.
     Cancel(RunId),
     /// Time passed: due retries and timeouts fire.
@@ -129,6 +131,9 @@ pub enum Action {
         /// The node, or every node of the run.
         node: Option<NodeName>,
     },
+    /// Publish an ignitor's fire that came due. Its chain starts when the fire is read back
+    /// from the bus ([`Input::Fire`]).
+    Fire(Fire),
     /// An ignitor fired (or its fire was skipped, with no run).
     IgnitorFired {
         /// The ignitor.
@@ -801,6 +806,18 @@ impl Core {
         self.workflows.get(name)
     }
 
+    /// Returns whether a document is registered.
+    pub fn is_registered(&self, document: &Registered) -> bool {
+        match document {
+            Registered::Workflow(name) => self.workflows.contains_key(name),
+            Registered::Task(name) => self.tasks.contains_key(name),
+            Registered::Ignitor(name) => self.ignitors.contains_key(name),
+            Registered::Group(name) => self.groups.contains_key(name),
+            Registered::Cell(name) => self.cells.contains_key(name),
+            Registered::AnalysisTemplate(name) => self.templates.contains_key(name),
+        }
+    }
+
     /// Returns the earliest time at which a `Tick` would change anything.
     pub fn next_deadline(&self) -> Option<Timestamp> {
         let runs = self.timers.first().map(|(at, _, _)| *at);
@@ -1065,6 +1082,7 @@ impl Core {
                 });
                 self.advance(&run, now, &mut actions);
             }
+            Input::Fire(fire) => self.start_fire(fire, now, &mut actions),
             Input::Tick => {
                 self.fire_due_ignitors(now, &mut actions);
                 let mut due: BTreeMap<RunId, Vec<usize>> = BTreeMap::new();

@@ -97,6 +97,13 @@ pub enum Command {
         /// Done.
         reply: oneshot::Sender<()>,
     },
+    /// Says whether a document is registered.
+    Exists {
+        /// The document.
+        document: Registered,
+        /// Whether it is.
+        reply: oneshot::Sender<bool>,
+    },
     /// Reads one run.
     Status {
         /// The run.
@@ -301,11 +308,12 @@ impl Planner {
 
     /// Applies what the streams hold past the last checkpoint, publishing nothing on the way:
     /// a job dispatched during the replay whose completion the replay also met is not sent
-    /// again. The jobs still waiting at the end are committed as an outbox and sent (the bus
-    /// drops those it already has).
+    /// again. The jobs still waiting at the end, and the cancel notices met, are committed as
+    /// an outbox and sent (the bus drops those it already has).
     async fn replay(&mut self) -> anyhow::Result<()> {
         let started = Instant::now();
         let mut jobs = Vec::new();
+        let mut notices = Vec::new();
         let mut applied = 0;
         for which in [Replay::Triggers, Replay::Events] {
             loop {
@@ -333,27 +341,29 @@ impl Planner {
                 };
                 let now = Timestamp::now();
                 for input in inputs {
-                    let (dispatches, others): (Vec<Action>, Vec<Action>) = self
-                        .core
-                        .apply(input, now)
-                        .into_iter()
-                        .partition(|a| matches!(a, Action::Dispatch(_)));
-                    jobs.extend(dispatches.into_iter().filter_map(|a| match a {
-                        Action::Dispatch(job) => Some(job),
-                        _ => None,
-                    }));
-                    // Cancel notices are sent again: a worker stops what it still runs.
-                    self.carry_out(&others).await;
+                    for action in self.core.apply(input, now) {
+                        match action {
+                            Action::Dispatch(job) => jobs.push(job),
+                            // Cancel notices are sent again (the bus drops those it has).
+                            other => {
+                                notices.extend(self.message(&other));
+                                self.log_actions(&[other]);
+                            }
+                        }
+                    }
                 }
                 for message in batch {
                     message.ack_fast().await.ok();
                 }
             }
         }
-        let waiting: Vec<Outgoing> = jobs
-            .iter()
-            .filter(|j| self.core.is_queued(&j.run, &j.node, j.attempt))
-            .map(|j| self.bus.job_message(j))
+        let waiting: Vec<Outgoing> = notices
+            .into_iter()
+            .chain(
+                jobs.iter()
+                    .filter(|j| self.core.is_queued(&j.run, &j.node, j.attempt))
+                    .map(|j| self.bus.job_message(j)),
+            )
             .collect();
         if applied > 0 {
             info!(
@@ -435,15 +445,40 @@ impl Planner {
         Ok(())
     }
 
-    /// Decodes events; a poison event is terminated and reported.
+    /// Decodes events; a poison event is terminated and reported: as the failure of the
+    /// attempt its headers name (workers name the run, node and attempt of every event),
+    /// otherwise in the log.
     async fn event_inputs(&self, batch: &[Inbound]) -> Vec<Input> {
         let mut inputs = Vec::with_capacity(batch.len());
         for message in batch {
             match baton_bus::decode_event(message) {
                 Ok(envelope) => inputs.push(Input::Bus(envelope.event)),
                 Err(poison) => {
-                    error!(subject = %poison.subject, reason = %poison.reason, run = ?poison.run, "poison event set aside");
                     message.term().await.ok();
+                    let baton_bus::Poison {
+                        subject,
+                        reason,
+                        run,
+                        node,
+                        attempt,
+                    } = poison;
+                    let (Some(run), Some(node), Some(attempt)) = (run.clone(), node, attempt)
+                    else {
+                        error!(%subject, %reason, run = ?run, "poison event set aside");
+                        continue;
+                    };
+                    error!(%subject, %reason, %run, %node, %attempt, "poison event set aside; reported as the attempt's failure");
+                    let now = Timestamp::now();
+                    inputs.push(Input::Bus(baton_schemas::wire::Event::NodeFinished {
+                        run,
+                        node,
+                        attempt,
+                        started_at: now,
+                        finished_at: now,
+                        outcome: baton_schemas::wire::Outcome::failed(format!(
+                            "event set aside: {reason}"
+                        )),
+                    }));
                 }
             }
         }
@@ -455,7 +490,18 @@ impl Planner {
     fn trigger_inputs(&self, batch: &[Inbound]) -> Vec<Input> {
         let mut inputs = Vec::with_capacity(batch.len());
         let cell_subject = format!("{}.triggers.cells.", self.bus.config().prefix);
+        let fire_subject = format!("{}.triggers.ignitors.", self.bus.config().prefix);
         for message in batch {
+            // `<p>.triggers.ignitors.<ignitor>` carries a fire the planner published.
+            if message.subject().starts_with(&fire_subject) {
+                match baton_bus::decode_fire(message) {
+                    Ok(fire) => inputs.push(Input::Fire(fire)),
+                    Err(poison) => {
+                        error!(subject = %poison.subject, reason = %poison.reason, "poison ignitor fire set aside")
+                    }
+                }
+                continue;
+            }
             // `<p>.triggers.cells.<cell>` carries a Cell command in its body.
             if let Some(cell) = message.subject().strip_prefix(&cell_subject) {
                 let body = String::from_utf8_lossy(message.payload());
@@ -588,6 +634,9 @@ impl Planner {
                 let actions = self.turn(vec![Input::Cancel(run)], Origin::Local).await?;
                 let _ = reply.send(refused(&actions).map_or(Ok(()), Err));
             }
+            Command::Exists { document, reply } => {
+                let _ = reply.send(self.core.is_registered(&document));
+            }
             Command::Tasks { reply } => {
                 let _ = reply.send(self.core.tasks().map(|(t, state)| t.view(state)).collect());
             }
@@ -650,13 +699,7 @@ impl Planner {
         for input in inputs {
             actions.extend(self.core.apply(input, now));
         }
-        let jobs: Vec<Outgoing> = actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Dispatch(job) => Some(self.bus.job_message(job)),
-                _ => None,
-            })
-            .collect();
+        let jobs: Vec<Outgoing> = actions.iter().filter_map(|a| self.message(a)).collect();
         match origin {
             Origin::Local => {
                 self.checkpoint(jobs.clone(), false).await?;
@@ -670,33 +713,39 @@ impl Planner {
                 self.unsaved_since.get_or_insert_with(Instant::now);
             }
         }
-        self.carry_out(&actions).await;
+        self.log_actions(&actions);
         Ok(actions)
     }
 
-    /// Does what `actions` ask besides publishing jobs: cancel notices to workers, and logs.
-    async fn carry_out(&self, actions: &[Action]) {
+    /// Returns the message an action publishes: a job, or a cancel notice. Both go out as a
+    /// turn's jobs do (in the outbox for local inputs), so a notice is never lost: a worker
+    /// drops a job it takes after the notice, and stops one it runs.
+    fn message(&self, action: &Action) -> Option<Outgoing> {
+        match action {
+            Action::Dispatch(job) => Some(self.bus.job_message(job)),
+            Action::AnnounceCancel { run, node } => {
+                Some(self.bus.cancel_message(run, node.as_ref()))
+            }
+            Action::Fire(fire) => Some(self.bus.fire_message(fire)),
+            _ => None,
+        }
+    }
+
+    /// Logs what `actions` did besides publishing.
+    fn log_actions(&self, actions: &[Action]) {
         for action in actions {
             match action {
                 Action::AnnounceCancel { run, node } => {
-                    let notice = match node {
-                        Some(node) => format!("{run}/{node}"),
-                        None => run.to_string(),
-                    };
-                    if let Err(e) = self
-                        .bus
-                        .client()
-                        .publish(self.bus.cancel_subject(), notice.into())
-                        .await
-                    {
-                        warn!(%run, error = %e, "cancel notice not sent; running nodes finish on their own");
-                    }
+                    info!(%run, node = ?node.as_ref().map(|n| n.as_str()), "cancel notice published")
                 }
                 Action::RunFinished { run, state } => info!(%run, %state, "run finished"),
                 Action::Dispatch(job) => {
                     debug!(run = %job.run, node = %job.node, attempt = %job.attempt, "dispatched")
                 }
                 Action::Refused(_) => {}
+                Action::Fire(fire) => {
+                    info!(ignitor = %fire.ignitor, scheduled = %fire.scheduled, "ignitor fire due; published")
+                }
                 Action::IgnitorFired {
                     ignitor,
                     scheduled,

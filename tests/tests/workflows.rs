@@ -206,12 +206,18 @@ fn a_message_on_the_trigger_subject_starts_a_run_with_its_data() {
         Some("payload-2 from echo")
     );
 
-    // A trigger for a workflow nobody registered is reported and set aside.
+    // `baton trigger` for a workflow nobody registered is refused: exit 1, no run id.
+    let before = env.status_list().len();
     let out = env.cli(&["trigger", "nobody", "--data", "x"]);
-    assert!(out.status.success());
-    let run = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "no run id is printed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("workflow \"nobody\" is not registered"),
+        "{stderr}"
+    );
     std::thread::sleep(Duration::from_millis(500));
-    assert!(env.status(&run).is_err(), "no run for an unknown workflow");
+    assert_eq!(env.status_list().len(), before, "no run started");
 }
 
 fn wait_for_first_run(env: &Env) -> String {
@@ -279,6 +285,72 @@ fn cancel_stops_running_nodes_and_nothing_new_starts() {
     let out = env.cli(&["cancel", "nosuchrun"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
+
+#[test]
+fn a_cancelled_run_whose_job_waits_in_the_queue_never_runs_it() {
+    let mut env = env();
+    let planner = env.start_planner().unwrap();
+    env.keep(planner);
+    // One exec job at a time: the second run's job waits in the queue behind the first's.
+    let worker = env
+        .start_worker("worker", "noop,exec", &["--concurrency", "1"])
+        .unwrap();
+    env.keep(worker);
+    let marker = env.dir.path().join("marker");
+    let m = marker.display();
+    let busy = env.write(
+        "busy.yaml",
+        &workflow(
+            "busy",
+            &[format!(
+                "{{name: hold, kind: exec, command: [sh, -c, 'echo hold >> {m}; sleep 4']}}"
+            )],
+        ),
+    );
+    let queued = env.write(
+        "queued.yaml",
+        &workflow(
+            "queued",
+            &[format!(
+                "{{name: never, kind: exec, command: [sh, -c, 'echo never >> {m}']}}"
+            )],
+        ),
+    );
+    let busy = env.apply(&busy).unwrap();
+    env.wait_for(&busy, Duration::from_secs(20), |_| {
+        lines(&marker).len() == 1
+    })
+    .unwrap();
+    let queued = env.apply(&queued).unwrap();
+    let out = env.cli(&["cancel", &queued]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        env.wait_end(&queued, Duration::from_secs(5)).unwrap().state,
+        State::Cancelled
+    );
+    assert_eq!(
+        env.wait_end(&busy, Duration::from_secs(30)).unwrap().state,
+        State::Succeeded
+    );
+    // The worker is free now; it takes the cancelled run's job and drops it.
+    let worker_log = env.dir.path().join("worker.log");
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&worker_log)
+        .unwrap_or_default()
+        .contains("job of a cancelled run or node dropped")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the cancelled job was never taken"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(lines(&marker), ["hold"], "the queued command never ran");
 }
 
 #[test]
@@ -414,6 +486,49 @@ spec:
     assert!(planner_log.contains("schema version 99 is not known"));
     let worker_log = std::fs::read_to_string(env.dir.path().join("worker.log")).unwrap();
     assert!(worker_log.contains("poison job names no node; set aside"));
+
+    // An event that does not decode, whose headers name the attempt (as every event a worker
+    // publishes does): the attempt fails with the reason, and the run ends.
+    let wf = env.write(
+        "victim2.yaml",
+        &workflow(
+            "victim2",
+            &["{name: slow, kind: exec, command: [sh, -c, 'sleep 10']}".to_owned()],
+        ),
+    );
+    let run = env.apply(&wf).unwrap();
+    env.wait_for(&run, Duration::from_secs(20), |s| {
+        s.nodes[0].started_at.is_some()
+    })
+    .unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(env.nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Baton-Run", run.as_str());
+        headers.insert("Baton-Node", "slow");
+        headers.insert("Baton-Attempt", "1");
+        js.publish_with_headers(
+            format!("{}.events.{run}", env.prefix),
+            headers,
+            "{\"v\":1,\"type\":\"nodeFinished\"".into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    });
+    let status = env.wait_end(&run, Duration::from_secs(5)).unwrap();
+    assert_eq!(status.state, State::Failed, "{status:?}");
+    let slow = node(&status, "slow");
+    assert_eq!(slow.state, State::Failed);
+    assert!(
+        slow.error
+            .as_deref()
+            .unwrap()
+            .starts_with("event set aside: undecodable event"),
+        "{slow:?}"
+    );
 }
 
 #[test]
