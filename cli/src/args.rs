@@ -150,6 +150,10 @@ pub(crate) struct PlannerOptions {
     /// How long past a node's timeout the planner waits for a worker before failing it.
     #[arg(long, env = "BATON_TIMEOUT_GRACE", default_value = "60s")]
     pub timeout_grace: Duration,
+    /// How long a finished run is kept (in `baton runs`, the API and the store) before the
+    /// planner forgets it; like the event stream's 7 days by default.
+    #[arg(long, env = "BATON_RUN_RETENTION", default_value = "7days")]
+    pub run_retention: Duration,
     /// Watches Workflow, Task, Ignitor, Cell and AnalysisTemplate objects in the cluster of
     /// KUBECONFIG (or the in-cluster config) and writes their status, so that `kubectl apply`
     /// works.

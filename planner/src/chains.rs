@@ -92,18 +92,22 @@ impl Core {
         }
     }
 
-    /// Returns (run, node index) of every node of `task` that runs or waits to retry.
+    /// Returns (run, node index) of every node of `task` that runs or waits to retry, from
+    /// the index of the task's nodes that have not ended (not a scan of every run).
     fn running_instances(&self, task: &str) -> Vec<(RunId, usize)> {
-        self.runs
-            .values()
-            .filter(|r| !r.phase.is_over())
-            .flat_map(|r| {
-                r.nodes.iter().enumerate().filter_map(move |(i, n)| {
-                    let live = n.state.in_flight().is_some()
-                        || matches!(n.state, NodeState::RetryWait { .. });
-                    (n.task.as_deref() == Some(task) && live).then(|| (r.id.clone(), i))
+        let Some(live) = self.live_tasks.get(task) else {
+            return Vec::new();
+        };
+        live.iter()
+            .filter(|(run, i)| {
+                self.runs.get(run).is_some_and(|r| {
+                    let state = r.nodes[*i as usize].state;
+                    !r.phase.is_over()
+                        && (state.in_flight().is_some()
+                            || matches!(state, NodeState::RetryWait { .. }))
                 })
             })
+            .map(|(run, i)| (run.clone(), *i as usize))
             .collect()
     }
 
@@ -477,9 +481,17 @@ impl Core {
         node.task = Some(task.to_owned());
         node.started_by = Some(started_by);
         let i = r.push_node(spec, node);
-        if let Some(reason) = refusal {
-            r.node_mut(i).error = Some(reason);
-            finish(r, i, NodeState::Skipped, now);
+        match refusal {
+            Some(reason) => {
+                r.node_mut(i).error = Some(reason);
+                finish(r, i, NodeState::Skipped, now);
+            }
+            None => {
+                self.live_tasks
+                    .entry(task.to_owned())
+                    .or_default()
+                    .insert((run.clone(), i as u32));
+            }
         }
         self.mark_changed(run);
     }

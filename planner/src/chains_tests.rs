@@ -490,3 +490,42 @@ fn fire_of(actions: &[Action]) -> Fire {
         data: run.to_string(),
     }
 }
+
+/// Concurrency policies find a task's running instances in the core's index of live task
+/// nodes, which a restored core rebuilds and which forgets nodes as they end.
+#[test]
+fn the_index_of_running_instances_follows_nodes_and_survives_a_restore() {
+    let now = at(T0);
+    let mut core = Core::new(CoreConfig::default());
+    let docs = [
+        task(
+            "busy",
+            "  startOnIgnition: [a, b, c]\n  concurrencyPolicy: Forbid\n",
+        ),
+        ignitor("a", "NOW", ""),
+    ]
+    .concat();
+    apply_docs(&mut core, &docs, now);
+    let first = tick(&mut core, now);
+    let job = jobs(&first)[0].clone();
+    // Restored while `busy` runs: a second start is still refused.
+    let mut restored = Core::restore(
+        CoreConfig::default(),
+        &mut crate::store::Loaded {
+            runs: core.runs().cloned().collect(),
+            tasks: core.tasks().map(|(t, _)| t.clone()).collect(),
+            ignitors: core.ignitors().cloned().collect(),
+            ..Default::default()
+        },
+    );
+    assert_eq!(status(&restored, "busy").1, TaskState::Running);
+    apply_docs(&mut restored, &ignitor("b", "NOW", ""), now);
+    let second = tick(&mut restored, now);
+    assert!(jobs(&second).is_empty(), "Forbid: {second:?}");
+    // Once it ended, a start goes ahead.
+    restored.apply(done(&job, ok("")), now);
+    assert_eq!(status(&restored, "busy").1, TaskState::Pending);
+    assert!(restored.live_tasks.is_empty());
+    apply_docs(&mut restored, &ignitor("c", "NOW", ""), now);
+    assert_eq!(jobs(&tick(&mut restored, now)).len(), 1);
+}

@@ -27,12 +27,16 @@ pub struct CoreConfig {
     /// How long past a node's timeout the planner waits for a worker's result before it
     /// fails the attempt itself. It covers a worker dying (the job's ack wait) and clock skew.
     pub timeout_grace: Duration,
+    /// How long a finished run is kept (shown by the API, held in the store) before it is
+    /// pruned.
+    pub run_retention: Duration,
 }
 
 impl Default for CoreConfig {
     fn default() -> Self {
         Self {
             timeout_grace: Duration::from_secs(60),
+            run_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -69,7 +73,8 @@ pub enum Input {
     Fire(Fire),
     /// Cancels a run: nothing new starts, nodes not finished end `cancelled`.
     Cancel(RunId),
-    /// Time passed: due retries and timeouts fire.
+    /// Time passed: due retries, timeouts and ignitors fire; finished runs past their
+    /// retention are pruned.
     Tick,
     // --- Cells (`cells.rs`) ---
     /// Registers (or replaces) a Cell under its name.
@@ -683,6 +688,14 @@ pub struct Core {
     untimed_runs: Vec<RunId>,
     /// Every node's pending timer (a retry's start, a timeout backstop), soonest first.
     timers: BTreeSet<(Timestamp, RunId, u32)>,
+    /// Finished runs by the time they finished, for pruning.
+    finished: BTreeSet<(Timestamp, RunId)>,
+    /// Runs pruned since the store last wrote, with their number of nodes.
+    pruned: Vec<(RunId, u32)>,
+    /// Per task, the chain nodes that run it and have not ended, by run and node index: who
+    /// a concurrency policy looks at, without a scan of every run. May hold nodes that ended
+    /// since (they leave it when the core next syncs its indices); readers check the state.
+    live_tasks: HashMap<String, BTreeSet<(RunId, u32)>>,
     changed_workflows: BTreeSet<WorkflowName>,
     changed_tasks: BTreeSet<String>,
     changed_ignitors: BTreeSet<String>,
@@ -715,6 +728,8 @@ pub struct Changes<'a> {
     pub cells: Vec<&'a CellEntry>,
     /// Changed analysis templates.
     pub templates: Vec<&'a baton_schemas::analysis::AnalysisTemplate>,
+    /// Runs pruned, with their number of nodes: their header and node records go.
+    pub pruned: Vec<(RunId, u32)>,
 }
 
 impl Changes<'_> {
@@ -728,6 +743,7 @@ impl Changes<'_> {
             && self.groups.is_empty()
             && self.cells.is_empty()
             && self.templates.is_empty()
+            && self.pruned.is_empty()
     }
 }
 
@@ -774,6 +790,24 @@ impl Core {
             .filter(|r| !r.phase.is_over())
             .map(|r| r.id.clone())
             .collect();
+        for r in core.runs.values() {
+            if let Some(at) = r.finished_at {
+                core.finished.insert((at, r.id.clone()));
+            }
+        }
+        for id in &unfinished {
+            let r = &core.runs[id];
+            for (i, n) in r.nodes.iter().enumerate() {
+                if let Some(task) = &n.task
+                    && !n.state.is_terminal()
+                {
+                    core.live_tasks
+                        .entry(task.clone())
+                        .or_default()
+                        .insert((id.clone(), i as u32));
+                }
+            }
+        }
         for id in unfinished {
             let r = core.runs.get_mut(&id).expect("listed");
             r.touched.untimed = (0..r.nodes.len() as u32).collect();
@@ -822,7 +856,38 @@ impl Core {
     pub fn next_deadline(&self) -> Option<Timestamp> {
         let runs = self.timers.first().map(|(at, _, _)| *at);
         let fires = self.ignitors.values().filter_map(|i| i.next_fire);
-        runs.into_iter().chain(fires).min()
+        let prune = self
+            .finished
+            .first()
+            .map(|(at, _)| at.after(self.config.run_retention));
+        runs.into_iter().chain(fires).chain(prune).min()
+    }
+
+    /// Removes the finished runs whose retention has passed at `now`. A run a Cell's
+    /// rollout still names is kept another retention period.
+    fn prune_runs(&mut self, now: Timestamp) {
+        let retention = self.config.run_retention;
+        while let Some((at, id)) = self.finished.first().cloned() {
+            if at.after(retention) > now {
+                break;
+            }
+            self.finished.pop_first();
+            let named = self
+                .cells
+                .values()
+                .any(|c| c.status.rollout.as_ref().is_some_and(|ro| ro.run == id));
+            if named {
+                self.finished.insert((now, id));
+                continue;
+            }
+            if let Some(r) = self.runs.remove(&id) {
+                for (i, at) in &r.touched.timers {
+                    self.timers.remove(&(*at, id.clone(), *i));
+                }
+                self.changed_runs.remove(&id);
+                self.pruned.push((id, r.nodes.len() as u32));
+            }
+        }
     }
 
     /// Records that `run` changed: the store writes it, and the core re-reads the timers of
@@ -842,7 +907,20 @@ impl Core {
                 continue;
             };
             let over = r.phase.is_over();
+            if let Some(at) = r.finished_at {
+                self.finished.insert((at, id.clone()));
+            }
             for i in std::mem::take(&mut r.touched.untimed) {
+                let node = &r.nodes[i as usize];
+                if let Some(task) = &node.task
+                    && (over || node.state.is_terminal())
+                    && let Some(live) = self.live_tasks.get_mut(task)
+                {
+                    live.remove(&(id.clone(), i));
+                    if live.is_empty() {
+                        self.live_tasks.remove(task);
+                    }
+                }
                 let wanted = if over {
                     None
                 } else {
@@ -909,6 +987,7 @@ impl Core {
                     .map(|t| Registered::AnalysisTemplate(t.clone())),
             )
             .collect();
+        let pruned = std::mem::take(&mut self.pruned);
         let mut unsaved = Vec::with_capacity(runs.len());
         for id in &runs {
             if let Some(r) = self.runs.get_mut(id) {
@@ -937,6 +1016,7 @@ impl Core {
                 .iter()
                 .filter_map(|t| self.templates.get(t))
                 .collect(),
+            pruned,
         }
     }
 
@@ -1084,6 +1164,7 @@ impl Core {
             }
             Input::Fire(fire) => self.start_fire(fire, now, &mut actions),
             Input::Tick => {
+                self.prune_runs(now);
                 self.fire_due_ignitors(now, &mut actions);
                 let mut due: BTreeMap<RunId, Vec<usize>> = BTreeMap::new();
                 for (_, run, i) in self.timers.iter().take_while(|(at, _, _)| *at <= now) {

@@ -1,6 +1,6 @@
 //! The planner's redb store: workflows, tasks, ignitors, application groups (with their last
-//! successful specs), runs (a header each, and every node apart), the outbox of messages not
-//! yet confirmed published, and the trigger stream position.
+//! successful specs), runs (a header each, and every node apart; a pruned run loses both),
+//! the outbox of messages not yet confirmed published, and the stream positions.
 //!
 //! One write transaction holds a state change together with the messages it causes (the
 //! outbox), so a crash between the commit and the publish loses nothing: at start the
@@ -263,6 +263,16 @@ impl Store {
                 outbox.remove(id.as_str()).map_err(redb::Error::from)?;
             }
         }
+        if !state.pruned.is_empty() {
+            let mut runs = txn.open_table(RUNS).map_err(redb::Error::from)?;
+            let mut nodes = txn.open_table(NODES).map_err(redb::Error::from)?;
+            for (run, count) in &state.pruned {
+                runs.remove(run.as_str()).map_err(redb::Error::from)?;
+                for i in 0..*count {
+                    nodes.remove((run.as_str(), i)).map_err(redb::Error::from)?;
+                }
+            }
+        }
         for removed in &state.removed {
             let (table, key) = match removed {
                 Registered::Workflow(name) => (WORKFLOWS, name.as_str()),
@@ -430,6 +440,81 @@ mod tests {
             ),
             (0, 1, 0, 1)
         );
+    }
+
+    /// A finished run is kept for the run retention, then a tick prunes it from the core and
+    /// its header and nodes from the store; a run still going is kept however old.
+    #[test]
+    fn finished_runs_are_pruned_after_their_retention_from_core_and_store() {
+        use baton_schemas::wire::{Event, Outcome};
+        use baton_schemas::{Attempt, NodeName};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("planner.redb")).unwrap();
+        let text = "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: wf}\nspec: {nodes: [{name: a, kind: noop}, {name: b, kind: noop, needs: [a]}]}\n";
+        let config = CoreConfig {
+            run_retention: std::time::Duration::from_secs(3600),
+            ..CoreConfig::default()
+        };
+        let mut core = Core::new(config);
+        for doc in parse_documents("t", text, Timestamp(1)).unwrap() {
+            core.apply(Input::from(doc), Timestamp(1));
+        }
+        let start = |run: &str| Input::StartRun {
+            run: RunId::new(run),
+            workflow: WorkflowName::new("wf"),
+            initiator: "api".into(),
+            data: String::new(),
+        };
+        let done = |run: &str, node: &str, at: u64| {
+            Input::Bus(Event::NodeFinished {
+                run: RunId::new(run),
+                node: NodeName::new(node),
+                attempt: Attempt(1),
+                started_at: Timestamp(at),
+                finished_at: Timestamp(at),
+                outcome: Outcome::Succeeded {
+                    output: String::new(),
+                },
+            })
+        };
+        let commit = |core: &mut Core| {
+            store
+                .commit(&Change {
+                    state: core.take_changes(),
+                    ..Change::default()
+                })
+                .unwrap()
+        };
+        core.apply(start("old"), Timestamp(1_000));
+        core.apply(start("going"), Timestamp(1_000));
+        core.apply(done("old", "a", 2_000), Timestamp(2_000));
+        core.apply(done("old", "b", 3_000), Timestamp(3_000));
+        commit(&mut core);
+        let hour = 3_600_000;
+        assert_eq!(core.next_deadline(), Some(Timestamp(3_000 + hour)));
+        // A restored core knows when to prune too.
+        let restored = Core::restore(config, &mut store.load().unwrap());
+        assert_eq!(restored.next_deadline(), Some(Timestamp(3_000 + hour)));
+
+        core.apply(Input::Tick, Timestamp(2_999 + hour));
+        assert!(core.run(&RunId::new("old")).is_some(), "kept until then");
+        core.apply(Input::Tick, Timestamp(3_000 + hour));
+        assert!(core.run(&RunId::new("old")).is_none());
+        commit(&mut core);
+        let loaded = store.load().unwrap();
+        let ids: Vec<&str> = loaded.runs.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["going"], "the unfinished run is kept however old");
+        let txn = store.db.begin_read().unwrap();
+        let nodes = txn.open_table(NODES).unwrap();
+        assert!(
+            nodes
+                .range(("old", 0)..=("old", u32::MAX))
+                .unwrap()
+                .next()
+                .is_none(),
+            "the pruned run's nodes are gone"
+        );
+        assert_eq!(core.next_deadline(), None);
     }
 
     /// Every change the core makes reaches the store: after each input, what the store loads

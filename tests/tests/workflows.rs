@@ -553,3 +553,35 @@ fn a_job_longer_than_its_ack_wait_is_kept_alive_by_progress_acks() {
         "no redelivery while the worker reports progress"
     );
 }
+
+#[test]
+fn finished_runs_are_forgotten_after_the_run_retention() {
+    let mut env = env();
+    let mut planner = env.start_planner_with(&["--run-retention", "2s"]).unwrap();
+    let worker = env.start_worker("worker", "noop,exec", &[]).unwrap();
+    env.keep(worker);
+    let wf = env.write(
+        "quick.yaml",
+        &workflow("quick", &["{name: a, kind: noop}".to_owned()]),
+    );
+    let run = env.apply(&wf).unwrap();
+    assert_eq!(
+        env.wait_end(&run, Duration::from_secs(20)).unwrap().state,
+        State::Succeeded
+    );
+    let started = std::time::Instant::now();
+    while !env.status_list().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the finished run is still kept"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(env.status(&run).is_err(), "the run is gone from the API");
+    // Gone from the store too: a restarted planner does not bring it back.
+    planner.kill9();
+    drop(planner);
+    let planner = env.start_planner().unwrap();
+    env.keep(planner);
+    assert!(env.status_list().is_empty());
+}
