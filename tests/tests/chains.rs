@@ -321,6 +321,67 @@ fn orcas_readme_example_runs_as_orca_meant_it() {
 }
 
 #[test]
+fn a_planner_killed_again_and_again_while_a_chain_runs_runs_each_task_once() {
+    let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
+    let kube = KubeEnv::for_env(&mut env).unwrap();
+    let mut planner = env.start_planner().unwrap();
+    let worker = env.start_worker("worker", "pod", &[]).unwrap();
+    env.keep(worker);
+    let effects = env.dir.path().join("effects");
+    let e = effects.display();
+    let steps = 10;
+    let mut docs: Vec<String> = (1..=steps)
+        .map(|k| {
+            let on = match k {
+                1 => "  startOnIgnition: [go]\n".to_owned(),
+                k => format!("  startOnSuccess: [step{}]\n", k - 1),
+            };
+            task(
+                &format!("step{k}"),
+                &kube.namespace,
+                &on,
+                &format!("sleep 0.2; echo step{k} >> {e}"),
+            )
+        })
+        .collect();
+    docs.push(ignitor("go", "NOW", ""));
+    apply_documents(&env, "steps.yaml", &docs.concat());
+    // SIGKILL the planner every 400 ms while the chain runs, and start it again: each time it
+    // loses what it had not checkpointed and applies the streams again.
+    let started = Instant::now();
+    let mut kills = 0;
+    while ended_chain_of(&runs(&env), "go").is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the chain did not end: {:#?}",
+            runs(&env)
+        );
+        std::thread::sleep(Duration::from_millis(400));
+        if kills < 10 {
+            planner.kill9();
+            planner = restart_planner(&mut env, planner);
+            kills += 1;
+        }
+    }
+    env.keep(planner);
+    let (all, chain) = wait_chain_end(&env, "go", Duration::from_secs(10));
+    assert_eq!(all.len(), 1, "one fire, one chain: {all:#?}");
+    assert_eq!(chain.state, State::Succeeded, "{chain:#?}");
+    let names: Vec<&str> = chain.nodes.iter().map(|n| n.name.as_str()).collect();
+    let expected: Vec<String> = (1..=steps).map(|k| format!("step{k}")).collect();
+    assert_eq!(names, expected);
+    assert!(chain.nodes.iter().all(|n| n.attempts == 1), "{chain:#?}");
+    if kube.fake {
+        assert_eq!(lines(&effects), expected, "each task instance ran once");
+    }
+    eprintln!("the planner was killed {kills} times while the chain ran");
+    assert!(
+        kills >= 2,
+        "the planner was killed while the chain ran ({kills} times)"
+    );
+}
+
+#[test]
 fn a_replaced_instance_still_queued_never_runs() {
     let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
     let kube = KubeEnv::for_env(&mut env).unwrap();
