@@ -62,7 +62,8 @@ enum Command {
     Ignitors(ListArgs),
     /// Lists application groups, or shows one with its applications and subcharts.
     Groups(GroupsArgs),
-    /// Deletes an application group: its releases are uninstalled in reverse dependency order.
+    /// Deletes an application group (its releases are uninstalled in reverse dependency
+    /// order), or forgets a workflow, task or ignitor.
     Delete(DeleteArgs),
     /// Lists Cells: phase, serving and desired version, step, weights.
     Cells(ListArgs),
@@ -343,21 +344,33 @@ pub(crate) struct GroupsArgs {
 /// What `baton delete` deletes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum DeleteKind {
-    /// An application group (also `applicationgroup`, `ag`).
+    /// An application group (also `applicationgroup`, `ag`): its releases are uninstalled in
+    /// reverse dependency order, then it is forgotten.
     #[value(alias = "applicationgroup", alias = "ag")]
     Group,
+    /// A workflow (also `wf`): it starts no new run; runs going on finish.
+    #[value(alias = "wf")]
+    Workflow,
+    /// A task (also `tk`): nothing starts it any more; instances running finish.
+    #[value(alias = "tk")]
+    Task,
+    /// An ignitor (also `ig`): it fires no more.
+    #[value(alias = "ig")]
+    Ignitor,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct DeleteArgs {
-    /// What to delete: `group`.
+    /// What to delete: `group`, `workflow`, `task` or `ignitor` (exit 2 for anything else;
+    /// exit 1 when nothing of that name is known).
     #[arg(value_enum)]
     pub kind: DeleteKind,
     /// Its name.
     pub name: String,
     #[command(flatten)]
     pub server: ServerArgs,
-    /// Waits for the delete to end; exit 0 if every release was uninstalled, 1 if not.
+    /// For a group: waits for the delete to end; exit 0 if every release was uninstalled, 1
+    /// if not.
     #[arg(long)]
     pub wait: bool,
     /// Output format.

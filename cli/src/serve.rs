@@ -121,6 +121,7 @@ async fn up_with(
                 document: Box::new(doc),
                 start: Some(String::new()),
                 run: None,
+                source: None,
                 reply,
             })
             .await?;

@@ -52,10 +52,20 @@ pub enum Input {
     RegisterIgnitor(Box<Ignitor>),
     /// Applies an application group: a changed spec starts its forward run.
     RegisterGroup(Box<ApplicationGroup>),
-    /// Forgets a registered document (deleted from a cluster): a workflow starts no new run,
-    /// a task is started by nothing, an ignitor fires no more. Runs already going on finish.
-    /// A group is deleted: its releases are uninstalled in reverse order.
+    /// Forgets a registered document (deleted from a cluster, or by a person): a workflow
+    /// starts no new run, a task is started by nothing, an ignitor fires no more. Runs
+    /// already going on finish. A group is deleted: its releases are uninstalled in reverse
+    /// order. An unknown workflow, task or ignitor is refused.
     Remove(Registered),
+    /// Records where a registered document was applied from: a cluster object, or not
+    /// (`None`, the API). Applied with the document's registration; ignored for a document
+    /// that is not registered (refused).
+    Source {
+        /// The document.
+        document: Registered,
+        /// The object it came from, if any.
+        source: Option<ClusterSource>,
+    },
     /// Starts a run of a registered workflow. A run id already known is ignored.
     StartRun {
         /// The new run's id, chosen by the caller.
@@ -108,7 +118,8 @@ impl From<baton_schemas::Document> for Input {
 }
 
 /// A registered document, by kind and name.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind", content = "name")]
 pub enum Registered {
     /// A workflow.
     Workflow(WorkflowName),
@@ -122,6 +133,47 @@ pub enum Registered {
     Cell(String),
     /// An analysis template.
     AnalysisTemplate(String),
+}
+
+impl Registered {
+    /// Returns what registering `document` registers.
+    pub fn of(document: &baton_schemas::Document) -> Registered {
+        use baton_schemas::Document;
+        match document {
+            Document::Workflow(w) => Registered::Workflow(w.name()),
+            Document::Task(t) => Registered::Task(t.metadata.name.clone()),
+            Document::Ignitor(i) => Registered::Ignitor(i.metadata.name.clone()),
+            Document::Group(g) => Registered::Group(g.name().to_owned()),
+            Document::Cell(c) => Registered::Cell(c.metadata.name.clone()),
+            Document::AnalysisTemplate(t) => Registered::AnalysisTemplate(t.metadata.name.clone()),
+        }
+    }
+
+    /// Returns the document's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Registered::Workflow(name) => name.as_str(),
+            Registered::Task(name)
+            | Registered::Ignitor(name)
+            | Registered::Group(name)
+            | Registered::Cell(name)
+            | Registered::AnalysisTemplate(name) => name,
+        }
+    }
+}
+
+/// The cluster object a registered document was last applied from: the planner forgets the
+/// document when it finds the object gone, even when it was deleted while no planner
+/// watched. A document applied through the API has none.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSource {
+    /// The object's API group (`baton.dev`, `sirocco.cloud`, ...).
+    pub group: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its namespace (empty for a cluster-scoped object).
+    pub namespace: String,
 }
 
 /// Something the service must do.
@@ -171,6 +223,12 @@ pub enum Refusal {
     /// A delete of a group that does not exist.
     #[error("application group {0:?} does not exist")]
     UnknownGroup(String),
+    /// A delete of a task that is not registered.
+    #[error("task {0:?} is not registered")]
+    UnknownTask(String),
+    /// A delete of an ignitor that is not registered.
+    #[error("ignitor {0:?} is not registered")]
+    UnknownIgnitor(String),
     /// A Cell command that cannot be carried out: the Cell is unknown, or has nothing to do.
     #[error("{0}")]
     Cell(String),
@@ -696,6 +754,9 @@ pub struct Core {
     /// a concurrency policy looks at, without a scan of every run. May hold nodes that ended
     /// since (they leave it when the core next syncs its indices); readers check the state.
     live_tasks: HashMap<String, BTreeSet<(RunId, u32)>>,
+    /// The cluster objects documents were applied from (see [`ClusterSource`]).
+    sources: BTreeMap<Registered, ClusterSource>,
+    changed_sources: BTreeSet<Registered>,
     changed_workflows: BTreeSet<WorkflowName>,
     changed_tasks: BTreeSet<String>,
     changed_ignitors: BTreeSet<String>,
@@ -730,6 +791,8 @@ pub struct Changes<'a> {
     pub templates: Vec<&'a baton_schemas::analysis::AnalysisTemplate>,
     /// Runs pruned, with their number of nodes: their header and node records go.
     pub pruned: Vec<(RunId, u32)>,
+    /// Changed cluster sources (`None`: the record goes).
+    pub sources: Vec<(Registered, Option<&'a ClusterSource>)>,
 }
 
 impl Changes<'_> {
@@ -744,6 +807,7 @@ impl Changes<'_> {
             && self.cells.is_empty()
             && self.templates.is_empty()
             && self.pruned.is_empty()
+            && self.sources.is_empty()
     }
 }
 
@@ -779,6 +843,7 @@ impl Core {
                 .collect(),
             ..Default::default()
         };
+        core.sources = std::mem::take(&mut loaded.sources).into_iter().collect();
         core.restore_groups(std::mem::take(&mut loaded.groups));
         core.restore_cells(
             std::mem::take(&mut loaded.cells),
@@ -838,6 +903,29 @@ impl Core {
     /// Returns a registered workflow.
     pub fn workflow(&self, name: &WorkflowName) -> Option<&Workflow> {
         self.workflows.get(name)
+    }
+
+    /// Returns every document applied from a cluster object, with that object.
+    pub fn cluster_sources(&self) -> impl Iterator<Item = (&Registered, &ClusterSource)> {
+        self.sources.iter()
+    }
+
+    /// Records where `document` was applied from (see [`Input::Source`]).
+    fn set_source(&mut self, document: Registered, source: Option<ClusterSource>) {
+        let changed = match source {
+            Some(source) if self.is_registered(&document) => {
+                let new = self.sources.get(&document) != Some(&source);
+                if new {
+                    self.sources.insert(document.clone(), source);
+                }
+                new
+            }
+            Some(_) => false,
+            None => self.sources.remove(&document).is_some(),
+        };
+        if changed {
+            self.changed_sources.insert(document);
+        }
     }
 
     /// Returns whether a document is registered.
@@ -988,6 +1076,7 @@ impl Core {
             )
             .collect();
         let pruned = std::mem::take(&mut self.pruned);
+        let sources = std::mem::take(&mut self.changed_sources);
         let mut unsaved = Vec::with_capacity(runs.len());
         for id in &runs {
             if let Some(r) = self.runs.get_mut(id) {
@@ -1017,6 +1106,13 @@ impl Core {
                 .filter_map(|t| self.templates.get(t))
                 .collect(),
             pruned,
+            sources: sources
+                .into_iter()
+                .map(|d| {
+                    let source = self.sources.get(&d);
+                    (d, source)
+                })
+                .collect(),
         }
     }
 
@@ -1030,7 +1126,27 @@ impl Core {
 
     fn decide(&mut self, input: Input, now: Timestamp) -> Vec<Action> {
         let mut actions = Vec::new();
+        if let Input::Remove(document) = &input {
+            let unknown = match document {
+                Registered::Workflow(name) if !self.workflows.contains_key(name) => {
+                    Some(Refusal::UnknownWorkflow(name.to_string()))
+                }
+                Registered::Task(name) if !self.tasks.contains_key(name) => {
+                    Some(Refusal::UnknownTask(name.clone()))
+                }
+                Registered::Ignitor(name) if !self.ignitors.contains_key(name) => {
+                    Some(Refusal::UnknownIgnitor(name.clone()))
+                }
+                _ => None,
+            };
+            if let Some(refusal) = unknown {
+                actions.push(Action::Refused(refusal));
+                return actions;
+            }
+            self.set_source(document.clone(), None);
+        }
         match input {
+            Input::Source { document, source } => self.set_source(document, source),
             Input::RegisterTask(task) => self.register_task(*task),
             Input::RegisterIgnitor(ignitor) => self.register_ignitor(*ignitor, now, &mut actions),
             Input::RegisterGroup(group) => self.apply_group(*group, now, &mut actions),

@@ -26,7 +26,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::core::{Action, CellCommand, Core, CoreConfig, Input, Observation, Refusal, Registered};
+use crate::core::{
+    Action, CellCommand, ClusterSource, Core, CoreConfig, Input, Observation, Refusal, Registered,
+};
 use crate::store::{Change, Store, StoreError};
 
 /// How often a standby planner tries to take the store.
@@ -71,6 +73,8 @@ pub enum Command {
         /// The id of that run (default: a new one). An id already known starts nothing, so
         /// a caller that derives the id from what it applies may apply it again safely.
         run: Option<RunId>,
+        /// The cluster object the document comes from; `None` for the API.
+        source: Option<ClusterSource>,
         /// The new run's id, when one started.
         reply: oneshot::Sender<Result<Option<RunId>, Refusal>>,
     },
@@ -90,12 +94,17 @@ pub enum Command {
         /// Done, or why not.
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
-    /// Forgets a registered document (deleted from a cluster).
+    /// Forgets a registered document (deleted from a cluster, or by a person).
     Remove {
         /// The document.
         document: Registered,
-        /// Done.
-        reply: oneshot::Sender<()>,
+        /// Done, or why not (a workflow, task or ignitor that is not registered).
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    /// Reads every document applied from a cluster object, with that object.
+    Sources {
+        /// The documents and objects.
+        reply: oneshot::Sender<Vec<(Registered, ClusterSource)>>,
     },
     /// Says whether a document is registered.
     Exists {
@@ -562,11 +571,17 @@ impl Planner {
                 document,
                 start,
                 run,
+                source,
                 reply,
             } => {
                 if matches!(*document, Document::Cell(_)) {
                     self.config.discover_now.notify_one();
                 }
+                // Committed with the registration: where the document came from.
+                let sourced = Input::Source {
+                    document: Registered::of(&document),
+                    source,
+                };
                 let (mut inputs, name) = match *document {
                     Document::Workflow(w) => {
                         let name = w.name();
@@ -577,7 +592,7 @@ impl Planner {
                     Document::Group(g) => {
                         let group = g.name().to_owned();
                         let actions = self
-                            .turn(vec![Input::RegisterGroup(g)], Origin::Local)
+                            .turn(vec![Input::RegisterGroup(g), sourced], Origin::Local)
                             .await?;
                         // The run releasing the spec: the one it started, or the one under way.
                         let run = self
@@ -595,6 +610,7 @@ impl Planner {
                         (vec![Input::RegisterAnalysisTemplate(t)], None)
                     }
                 };
+                inputs.push(sourced);
                 let run = name
                     .as_ref()
                     .and(start.as_ref())
@@ -626,9 +642,18 @@ impl Planner {
                 let _ = reply.send(refused(&actions).map_or(Ok(run), Err));
             }
             Command::Remove { document, reply } => {
-                self.turn(vec![Input::Remove(document)], Origin::Local)
+                let actions = self
+                    .turn(vec![Input::Remove(document)], Origin::Local)
                     .await?;
-                let _ = reply.send(());
+                let _ = reply.send(refused(&actions).map_or(Ok(()), Err));
+            }
+            Command::Sources { reply } => {
+                let sources = self
+                    .core
+                    .cluster_sources()
+                    .map(|(d, s)| (d.clone(), s.clone()))
+                    .collect();
+                let _ = reply.send(sources);
             }
             Command::Cancel { run, reply } => {
                 let actions = self.turn(vec![Input::Cancel(run)], Origin::Local).await?;

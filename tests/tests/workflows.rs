@@ -585,3 +585,58 @@ fn finished_runs_are_forgotten_after_the_run_retention() {
     env.keep(planner);
     assert!(env.status_list().is_empty());
 }
+
+#[test]
+fn delete_forgets_a_workflow_task_or_ignitor_by_kind_and_name() {
+    let mut env = env();
+    env.start_all().unwrap();
+    let text = [
+        workflow("hello", &["{name: a, kind: noop}".to_owned()]),
+        "---\napiVersion: sirocco.cloud/v1alpha1\nkind: Task\nmetadata: {name: t1}\nspec: {startOnIgnition: [hourly], template: {spec: {containers: [{name: c, image: busybox}]}}}\n---\napiVersion: sirocco.cloud/v1alpha1\nkind: Ignitor\nmetadata: {name: hourly}\nspec: {scheduled: '@hourly'}\n".to_owned(),
+    ]
+    .concat();
+    let file = env.write("docs.yaml", &text);
+    let out = env.cli(&["apply", "-f", file.to_str().unwrap(), "--no-run"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names = |what: &str| -> Vec<String> {
+        let out = env.cli(&[what, "-o", "json"]);
+        let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        all.iter()
+            .map(|v| v["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        (names("tasks"), names("ignitors")),
+        (vec!["t1".to_owned()], vec!["hourly".to_owned()])
+    );
+    for (kind, name, shown) in [
+        ("task", "t1", "Task/t1 deleted"),
+        ("ig", "hourly", "Ignitor/hourly deleted"),
+        ("workflow", "hello", "Workflow/hello deleted"),
+    ] {
+        let out = env.cli(&["delete", kind, name]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), shown);
+    }
+    assert!(names("tasks").is_empty() && names("ignitors").is_empty());
+    // The workflow is gone: it starts no run.
+    let out = env.cli(&["trigger", "hello"]);
+    assert_eq!(out.status.code(), Some(1));
+    // An unknown name is exit 1 with the reason; an unknown kind is a usage error, exit 2.
+    let out = env.cli(&["delete", "task", "t1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("task \"t1\" is not registered"));
+    let out = env.cli(&["delete", "workflow", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("workflow \"nope\" is not registered"));
+    let out = env.cli(&["delete", "gadget", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+}
