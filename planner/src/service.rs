@@ -9,9 +9,12 @@
 //!   [`CHECKPOINT_EVERY`] with the stream positions up to which it holds every message. A
 //!   crash loses at most that interval, which the restarted planner applies again from the
 //!   streams; the jobs it decides again carry the same message ids, and the bus drops them.
-//! - API commands and timers exist nowhere else: their changes are committed together with
-//!   the jobs they cause (the outbox) before anything is published, and a restart re-sends
-//!   the outbox.
+//! - API commands, timers and cluster-watch inputs exist nowhere else: their changes are
+//!   committed together with the messages they cause (the outbox: jobs, cancel notices,
+//!   ignitor fires) before anything is published, and a restart re-sends the outbox.
+//! - An ignitor's fire is decided by a timer and published on the triggers stream; its chain
+//!   starts when the planner reads it back, as a bus input.
+//! - A poison event whose headers name its attempt is applied as that attempt's failure.
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
