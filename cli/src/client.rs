@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use baton_planner::api::{
-    ApplyRequest, ApplyResponse, CellCommandRequest, ErrorResponse, RunResponse,
+    ApplyRequest, ApplyResponse, CellCommandRequest, DeleteResponse, ErrorResponse, RunResponse,
 };
 use baton_planner::core::CellCommand;
 use baton_schemas::status::RunStatus;
@@ -14,8 +14,8 @@ use baton_schemas::{Document, parse_documents};
 use serde::de::DeserializeOwned;
 
 use crate::args::{
-    ApplyArgs, CancelArgs, CellAction, CellArgs, DeleteArgs, Format, GroupsArgs, ListArgs,
-    RunsArgs, StatusArgs, TriggerArgs,
+    ApplyArgs, CancelArgs, CellAction, CellArgs, DeleteArgs, DeleteKind, Format, GroupsArgs,
+    ListArgs, RunsArgs, StatusArgs, TriggerArgs,
 };
 use crate::{Failure, output};
 
@@ -229,9 +229,29 @@ pub(crate) async fn groups(args: GroupsArgs) -> Result<u8, Failure> {
     Ok(0)
 }
 
-/// Deletes an application group; with `--wait`, exit 0 only when every release is gone.
+/// Deletes an application group (with `--wait`, exit 0 only when every release is gone), or
+/// forgets a workflow, task or ignitor.
 pub(crate) async fn delete(args: DeleteArgs) -> Result<u8, Failure> {
     let api = Api::new(&args.server.server);
+    let plural = match args.kind {
+        DeleteKind::Group => None,
+        DeleteKind::Workflow => Some("workflows"),
+        DeleteKind::Task => Some("tasks"),
+        DeleteKind::Ignitor => Some("ignitors"),
+    };
+    if let Some(plural) = plural {
+        let done: DeleteResponse = api
+            .send(
+                api.http
+                    .delete(format!("{}/v1/{plural}/{}", api.base, args.name)),
+            )
+            .await?;
+        match args.output {
+            Format::Json => println!("{}", serde_json::to_string(&done).context("json")?),
+            Format::Text => println!("{} deleted", done.deleted),
+        }
+        return Ok(0);
+    }
     let group: serde_json::Value = api
         .send(
             api.http

@@ -6,8 +6,9 @@
 //! | `GET /v1/groups`, `GET /v1/groups/{name}` | | application groups' status |
 //! | `DELETE /v1/groups/{name}` | | 202, the group's status: its releases are uninstalled in reverse order |
 //! | `GET /v1/tasks`, `GET /v1/ignitors` | | their status |
+//! | `DELETE /v1/workflows/{name}`, `/v1/tasks/{name}`, `/v1/ignitors/{name}` | | `{"deleted"}`: forgotten (404 when not registered) |
 //! | `POST /v1/workflows/{name}/runs` | `{"data": "..."}` | `{"run"}` |
-//! | `POST /v1/triggers/{name}` | the trigger data, as is | `{"run"}` (202: started through the bus) |
+//! | `POST /v1/triggers/{name}` | the trigger data, as is | `{"run"}` (202: started through the bus; 404 for a workflow not registered) |
 //! | `GET /v1/runs` | | `[<run status>]` |
 //! | `GET /v1/runs/{run}` | | `<run status>` |
 //! | `POST /v1/runs/{run}/cancel` | | `{"run"}` |
@@ -25,7 +26,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use baton_bus::Bus;
 use baton_schemas::wire::Timestamp;
 use baton_schemas::{RunId, WorkflowName};
@@ -77,6 +78,13 @@ pub struct StartRequest {
 pub struct RunResponse {
     /// The run id.
     pub run: String,
+}
+
+/// The answer of a delete of a workflow, task or ignitor.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeleteResponse {
+    /// What was deleted, as `Task/task1`.
+    pub deleted: String,
 }
 
 /// The answer of a Cell command.
@@ -152,7 +160,10 @@ pub fn router(commands: mpsc::Sender<Command>, bus: Bus) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/apply", post(apply))
         .route("/v1/tasks", get(tasks))
+        .route("/v1/tasks/{name}", delete(delete_task))
         .route("/v1/ignitors", get(ignitors))
+        .route("/v1/ignitors/{name}", delete(delete_ignitor))
+        .route("/v1/workflows/{name}", delete(delete_workflow))
         .route("/v1/workflows/{name}/runs", post(start))
         .route("/v1/triggers/{name}", post(trigger))
         .route("/v1/runs", get(list))
@@ -201,6 +212,7 @@ async fn apply(
             document: Box::new(document),
             start,
             run: None,
+            source: None,
             reply,
         })
         .await??;
@@ -216,6 +228,41 @@ async fn tasks(State(api): State<Api>) -> Result<Json<Vec<serde_json::Value>>, A
 
 async fn ignitors(State(api): State<Api>) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     Ok(Json(api.ask(|reply| Command::Ignitors { reply }).await?))
+}
+
+/// Forgets a workflow, task or ignitor: it starts no run, is started by nothing, fires no
+/// more. Runs already going on finish.
+async fn remove(
+    api: &Api,
+    document: Registered,
+    kind: &str,
+) -> Result<Json<DeleteResponse>, ApiError> {
+    let deleted = format!("{kind}/{}", document.name());
+    api.ask(|reply| Command::Remove { document, reply })
+        .await??;
+    Ok(Json(DeleteResponse { deleted }))
+}
+
+async fn delete_workflow(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Json<DeleteResponse>, ApiError> {
+    let document = Registered::Workflow(WorkflowName::new(name));
+    remove(&api, document, "Workflow").await
+}
+
+async fn delete_task(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Json<DeleteResponse>, ApiError> {
+    remove(&api, Registered::Task(name), "Task").await
+}
+
+async fn delete_ignitor(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Json<DeleteResponse>, ApiError> {
+    remove(&api, Registered::Ignitor(name), "Ignitor").await
 }
 
 async fn start(
@@ -246,6 +293,18 @@ async fn trigger(
             StatusCode::BAD_REQUEST,
             vec![format!("invalid workflow name {name:?}")],
         ));
+    }
+    // The run starts when the planner reads the trigger; a workflow nobody registered would
+    // only be set aside there, after the caller was handed a run id that never exists.
+    let workflow = Registered::Workflow(WorkflowName::new(name.clone()));
+    if !api
+        .ask(|reply| Command::Exists {
+            document: workflow,
+            reply,
+        })
+        .await?
+    {
+        return Err(Refusal::UnknownWorkflow(name).into());
     }
     let run = new_run_id();
     let message = api.bus.trigger_message(&name, body, &run);
@@ -381,7 +440,7 @@ async fn delete_cell(
         document: Registered::Cell(name.clone()),
         reply,
     })
-    .await?;
+    .await??;
     Ok(Json(CellResponse {
         cell: name,
         command: "delete".to_owned(),
