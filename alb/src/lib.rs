@@ -6,7 +6,8 @@
 //! such as `AWS_REGION`, `AWS_ACCESS_KEY_ID` and `AWS_ENDPOINT_URL`, shared config and
 //! credentials files, web identity, ECS and instance metadata), so Baton reaches an emulator
 //! the way any AWS tool does. Throttled calls are retried with exponential backoff by the
-//! SDK's standard retry mode.
+//! SDK's standard retry mode ([`retry_config`]); every call has an attempt and an operation
+//! timeout ([`Timeouts`]), so a hung read fails rather than blocks.
 //!
 //! The HTTP client is built here with rustls and ring, the one crypto provider of the
 //! workspace: the SDK's default features (and with them aws-lc) are off.
@@ -18,14 +19,18 @@ use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_sdk_elasticloadbalancingv2 as elb;
 use aws_sdk_elasticloadbalancingv2::error::{ProvideErrorMetadata, SdkError};
 
 pub use discover::TargetGroup;
-pub use rule::{Applied, RuleState};
+pub use rule::{Applied, Deleted, RuleState, Write};
 
 /// How many times a call is tried when AWS throttles it or fails for a passing reason.
 const MAX_ATTEMPTS: u32 = 8;
+
+/// The standard chain's error type, boxed as a source.
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// An ELBv2 failure, classified so that callers can tell the user's mistakes from AWS trouble.
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +42,11 @@ pub struct AlbError {
     pub operation: &'static str,
     /// AWS's error code (`PriorityInUse`), when AWS answered.
     pub code: Option<String>,
-    /// AWS's error code and message, or what went wrong.
+    /// AWS's error code and message, or what went wrong with its causes.
     pub message: String,
+    /// The SDK's error, when the failure came from a call.
+    #[source]
+    pub source: Option<BoxError>,
 }
 
 /// What kind of failure an [`AlbError`] is.
@@ -50,12 +58,41 @@ pub enum AlbErrorKind {
     NotFound,
     /// AWS refused the request as invalid (a limit, a priority in use, a bad ARN).
     Invalid,
-    /// No credentials, region or connection: the worker's AWS setup.
+    /// The client could not make the request: no credentials or region.
     Setup,
+    /// No connection could be made, or it broke.
+    Unreachable,
+    /// A call took longer than its attempt or operation timeout.
+    TimedOut,
     /// AWS did not show what was written, within the read-back deadline.
     NotConfirmed,
+    /// The caller's stop token fired before a write: nothing more was written.
+    Stopped,
     /// Anything else.
     Other,
+}
+
+impl AlbErrorKind {
+    /// Returns the kind's name, as reported in a traffic node's output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlbErrorKind::Throttled => "throttled",
+            AlbErrorKind::NotFound => "notFound",
+            AlbErrorKind::Invalid => "invalid",
+            AlbErrorKind::Setup => "setup",
+            AlbErrorKind::Unreachable => "unreachable",
+            AlbErrorKind::TimedOut => "timedOut",
+            AlbErrorKind::NotConfirmed => "notConfirmed",
+            AlbErrorKind::Stopped => "stopped",
+            AlbErrorKind::Other => "other",
+        }
+    }
+
+    /// Returns whether trying the same request again cannot help: the spec names something
+    /// that does not exist, or asks what AWS refuses.
+    pub fn is_final(self) -> bool {
+        matches!(self, AlbErrorKind::NotFound | AlbErrorKind::Invalid)
+    }
 }
 
 impl AlbError {
@@ -69,57 +106,63 @@ impl AlbError {
             operation,
             code: None,
             message: message.into(),
+            source: None,
         }
     }
 
     /// Classifies an SDK error of `operation`.
     pub(crate) fn from_sdk<E, R>(operation: &'static str, error: SdkError<E, R>) -> Self
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + 'static,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
     {
-        let kind;
-        let message;
-        let mut code_seen = None;
-        match &error {
+        let (kind, code) = match &error {
             SdkError::ServiceError(service) => {
-                let e = service.err();
-                let code = e.code().unwrap_or("Unknown");
-                kind = match code {
-                    "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => {
-                        AlbErrorKind::Throttled
-                    }
-                    c if c.ends_with("NotFound") => AlbErrorKind::NotFound,
-                    "ValidationError"
-                    | "PriorityInUse"
-                    | "TooManyTargetGroups"
-                    | "TooManyRules"
-                    | "TooManyConditionValues"
-                    | "TooManyActions"
-                    | "InvalidConfigurationRequest"
-                    | "IncompatibleProtocols" => AlbErrorKind::Invalid,
-                    _ => AlbErrorKind::Other,
-                };
-                message = format!("{code}: {}", e.message().unwrap_or("no message"));
-                code_seen = Some(code.to_owned());
+                let code = service.err().code().unwrap_or("Unknown").to_owned();
+                (classify_code(&code), Some(code))
             }
-            SdkError::ConstructionFailure(_) => {
-                kind = AlbErrorKind::Setup;
-                message = format!("{}", DisplayChain(&error));
+            SdkError::ConstructionFailure(_) => (AlbErrorKind::Setup, None),
+            SdkError::TimeoutError(_) => (AlbErrorKind::TimedOut, None),
+            SdkError::DispatchFailure(failure) if failure.is_timeout() => {
+                (AlbErrorKind::TimedOut, None)
             }
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-                kind = AlbErrorKind::Setup;
-                message = format!("{}", DisplayChain(&error));
+            SdkError::DispatchFailure(_) => (AlbErrorKind::Unreachable, None),
+            _ => (AlbErrorKind::Other, None),
+        };
+        let message = match (&error, &code) {
+            (SdkError::ServiceError(service), Some(code)) => {
+                format!(
+                    "{code}: {}",
+                    service.err().message().unwrap_or("no message")
+                )
             }
-            _ => {
-                kind = AlbErrorKind::Other;
-                message = format!("{}", DisplayChain(&error));
-            }
-        }
+            _ => format!("{}", DisplayChain(&error)),
+        };
         Self {
-            code: code_seen,
-            ..Self::new(kind, operation, message)
+            kind,
+            operation,
+            code,
+            message,
+            source: Some(Box::new(error)),
         }
+    }
+}
+
+/// Returns the kind of an error AWS answered with `code`.
+fn classify_code(code: &str) -> AlbErrorKind {
+    match code {
+        "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => AlbErrorKind::Throttled,
+        c if c.ends_with("NotFound") => AlbErrorKind::NotFound,
+        "ValidationError"
+        | "PriorityInUse"
+        | "TooManyTargetGroups"
+        | "TooManyRules"
+        | "TooManyConditionValues"
+        | "TooManyActions"
+        | "TooManyTags"
+        | "InvalidConfigurationRequest"
+        | "IncompatibleProtocols" => AlbErrorKind::Invalid,
+        _ => AlbErrorKind::Other,
     }
 }
 
@@ -155,18 +198,67 @@ pub struct Alb {
     page_size: Option<i32>,
 }
 
+/// How long ELBv2 calls may take before they fail as [`AlbErrorKind::TimedOut`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// One attempt of a call, from sending to the last byte of the answer (default 10 s).
+    pub attempt: Duration,
+    /// A call with all its retries (default 60 s).
+    pub operation: Duration,
+    /// Making a connection (default 3 s).
+    pub connect: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            attempt: Duration::from_secs(10),
+            operation: Duration::from_secs(60),
+            connect: Duration::from_secs(3),
+        }
+    }
+}
+
+impl Timeouts {
+    /// Returns the SDK's timeout settings: a call that hangs fails instead of stopping its
+    /// caller (the planner's discovery reads one Cell after another) for ever.
+    pub fn config(self) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .connect_timeout(self.connect)
+            .operation_attempt_timeout(self.attempt)
+            .operation_timeout(self.operation)
+            .build()
+    }
+}
+
+/// Returns the retry settings of every Baton ELBv2 client: the SDK's standard mode (throttling
+/// and passing failures are retried, with exponential backoff and jitter), up to eight
+/// attempts, backing off from 200 ms to 20 s.
+pub fn retry_config() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(MAX_ATTEMPTS)
+        .with_initial_backoff(Duration::from_millis(200))
+        .with_max_backoff(Duration::from_secs(20))
+}
+
 impl Alb {
-    /// Builds a client from the standard AWS chain (see the crate's docs), retrying throttled
-    /// calls up to eight times with exponential backoff.
+    /// Builds a client from the standard AWS chain (see the crate's docs), with
+    /// [`retry_config`] and the default [`Timeouts`].
     pub async fn from_env() -> Alb {
-        let config = aws_config::defaults(BehaviorVersion::latest())
+        Alb::from_loader(
+            aws_config::defaults(BehaviorVersion::latest()),
+            Timeouts::default(),
+        )
+        .await
+    }
+
+    /// Builds a client from `loader` (the standard chain, with whatever the caller set on it),
+    /// with Baton's HTTP client, [`retry_config`] and `timeouts`.
+    pub async fn from_loader(loader: aws_config::ConfigLoader, timeouts: Timeouts) -> Alb {
+        let config = loader
             .http_client(http_client())
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(MAX_ATTEMPTS)
-                    .with_initial_backoff(Duration::from_millis(200))
-                    .with_max_backoff(Duration::from_secs(20)),
-            )
+            .retry_config(retry_config())
+            .timeout_config(timeouts.config())
             .load()
             .await;
         Alb::from_client(elb::Client::new(&config))

@@ -1,6 +1,7 @@
 //! A listener rule found by its priority and made to match a [`TrafficSpec`]: created when
 //! missing, modified when it differs, left alone when it matches, then read back until AWS
-//! shows the weights written.
+//! shows the weights written. A write carries a generation, kept in the rule's tag
+//! `baton.dev/generation`: a write older than the rule's is refused.
 //!
 //! The comparison is made on a canonical form (conditions sorted by field, values sorted,
 //! weights by target group ARN), so the order in which AWS returns things causes no write.
@@ -12,9 +13,12 @@ use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, ForwardActionConfig, HostHeaderConditionConfig,
     HttpHeaderConditionConfig, HttpRequestMethodConditionConfig, PathPatternConditionConfig,
     QueryStringConditionConfig, QueryStringKeyValuePair, Rule, RuleCondition,
-    SourceIpConditionConfig, TargetGroupStickinessConfig, TargetGroupTuple,
+    SourceIpConditionConfig, Tag, TargetGroupStickinessConfig, TargetGroupTuple,
 };
-use baton_schemas::traffic::{Conditions, TrafficSpec, WeightedTargetGroup};
+use baton_schemas::traffic::{
+    Conditions, GENERATION_TAG, Generation, RuleAction, TrafficSpec, WeightedTargetGroup,
+};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::{Alb, AlbError, AlbErrorKind};
@@ -57,7 +61,8 @@ pub struct Applied {
     pub rule_arn: String,
     /// The write it made.
     pub write: Write,
-    /// The forward action's target groups as AWS shows them after the write.
+    /// The forward action's target groups as AWS shows them after the write (as they are,
+    /// when superseded).
     pub target_groups: Vec<WeightedTargetGroup>,
 }
 
@@ -68,8 +73,10 @@ pub enum Write {
     Created,
     /// The rule differed: ModifyRule.
     Modified,
-    /// The rule already matched: no write.
+    /// The rule already matched: no write to the rule (at most its generation tag raised).
     Unchanged,
+    /// The rule carries this newer generation: the spec is out of date, nothing was written.
+    Superseded(Generation),
 }
 
 impl Write {
@@ -79,6 +86,29 @@ impl Write {
             Write::Created => "created",
             Write::Modified => "modified",
             Write::Unchanged => "unchanged",
+            Write::Superseded(_) => "superseded",
+        }
+    }
+}
+
+/// What [`Alb::delete_rule`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deleted {
+    /// The rule was there and is gone.
+    Deleted,
+    /// There was no rule at the priority.
+    Absent,
+    /// The rule carries this newer generation: it belongs to a later write, and stays.
+    Superseded(Generation),
+}
+
+impl Deleted {
+    /// Returns the outcome's name, as reported.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Deleted::Deleted => "deleted",
+            Deleted::Absent => "absent",
+            Deleted::Superseded(_) => "superseded",
         }
     }
 }
@@ -111,77 +141,178 @@ impl Alb {
         Ok(None)
     }
 
+    /// Returns the generation a rule is tagged with, if any (a tag that does not read as a
+    /// generation counts as none).
+    pub async fn rule_generation(&self, rule_arn: &str) -> Result<Option<Generation>, AlbError> {
+        let out = self
+            .client
+            .describe_tags()
+            .resource_arns(rule_arn)
+            .send()
+            .await
+            .map_err(|e| AlbError::from_sdk("DescribeTags", e))?;
+        Ok(out
+            .tag_descriptions()
+            .iter()
+            .flat_map(|d| d.tags())
+            .find(|t| t.key() == Some(GENERATION_TAG))
+            .and_then(|t| t.value()?.parse().ok()))
+    }
+
     /// Makes the rule at the spec's priority forward to the spec's weighted target groups
-    /// under its conditions, then reads it back until AWS shows the weights.
+    /// under its conditions, then reads it back until AWS shows the weights. The spec must
+    /// forward ([`RuleAction::Forward`]); a delete goes through [`Alb::delete_rule`].
     ///
     /// Idempotent: a rule that already matches is not written, and a rule that another
     /// delivery of the same job created is found by its priority and adopted.
-    pub async fn apply(&self, spec: &TrafficSpec) -> Result<Applied, AlbError> {
-        let desired_conditions = canonical_conditions(&spec.conditions);
-        let desired_weights: BTreeMap<String, u32> = spec
-            .target_groups
-            .iter()
-            .map(|g| (g.arn.clone(), g.weight))
-            .collect();
-        let matches = |rule: &RuleState| {
-            rule.forward_only
-                && rule.conditions == desired_conditions
-                && rule.weights == desired_weights
+    ///
+    /// Fenced: with a generation, a rule tagged with a newer one is left alone
+    /// ([`Write::Superseded`]); otherwise the rule is tagged with the spec's generation before
+    /// its actions are written, so that an older write arriving later finds it. `stop` is
+    /// looked at before every write; once it fired, nothing more is written
+    /// ([`AlbErrorKind::Stopped`]).
+    pub async fn apply(
+        &self,
+        spec: &TrafficSpec,
+        stop: &CancellationToken,
+    ) -> Result<Applied, AlbError> {
+        let RuleAction::Forward(groups) = &spec.action else {
+            return Err(AlbError::new(
+                AlbErrorKind::Invalid,
+                "ModifyRule",
+                "a delete is not applied: use delete_rule",
+            ));
         };
-        let existing = self.find_rule(&spec.listener_arn, spec.priority).await?;
-        let (arn, write) = match existing {
-            Some(rule) if matches(&rule) => {
-                debug!(rule = %rule.arn, priority = spec.priority, "rule unchanged; nothing written");
-                return Ok(Applied {
-                    rule_arn: rule.arn.clone(),
-                    write: Write::Unchanged,
-                    target_groups: rule.target_groups(),
-                });
-            }
-            Some(rule) => {
-                self.modify(&rule.arn, spec).await?;
-                (rule.arn, Write::Modified)
-            }
-            None => match self.create(spec).await {
-                Ok(arn) => (arn, Write::Created),
-                // Another delivery of the same job created it meanwhile: adopt it.
-                Err(e) if e.code.as_deref() == Some("PriorityInUse") => {
-                    let rule = self
-                        .find_rule(&spec.listener_arn, spec.priority)
-                        .await?
-                        .ok_or(e)?;
-                    if !matches(&rule) {
-                        self.modify(&rule.arn, spec).await?;
+        let desired_weights = weights_of(groups);
+        // A create that finds the priority taken (another delivery created the rule since it
+        // was looked up) looks again and adopts that rule.
+        for _ in 0..2 {
+            let (arn, write) = match self.find_rule(&spec.listener_arn, spec.priority).await? {
+                Some(rule) => match self.update(rule, spec, groups, stop).await? {
+                    Ok(applied) => return Ok(applied),
+                    Err(arn) => (arn, Write::Modified),
+                },
+                None => match self.create(spec, groups, stop).await {
+                    Ok(arn) => (arn, Write::Created),
+                    Err(e) if e.code.as_deref() == Some("PriorityInUse") => {
+                        debug!(
+                            priority = spec.priority,
+                            "the priority was taken meanwhile; adopting that rule"
+                        );
+                        continue;
                     }
-                    (rule.arn, Write::Modified)
-                }
-                Err(e) => return Err(e),
-            },
-        };
-        info!(rule = %arn, priority = spec.priority, write = write.as_str(), weights = ?desired_weights, "rule written");
-        let shown = self.read_back(&arn, &desired_weights).await?;
-        Ok(Applied {
-            rule_arn: arn,
-            write,
-            target_groups: shown.target_groups(),
-        })
+                    Err(e) => return Err(e),
+                },
+            };
+            info!(rule = %arn, priority = spec.priority, write = write.as_str(), generation = ?spec.generation, weights = ?desired_weights, "rule written");
+            let shown = self.read_back(&arn, &desired_weights).await?;
+            return Ok(Applied {
+                rule_arn: arn,
+                write,
+                target_groups: shown.target_groups(),
+            });
+        }
+        Err(AlbError::new(
+            AlbErrorKind::Other,
+            "CreateRule",
+            format!(
+                "priority {} is taken, yet no rule shows at it",
+                spec.priority
+            ),
+        ))
     }
 
-    /// Deletes the rule at `priority`, if there is one. Returns whether one was deleted.
-    pub async fn delete_rule(&self, listener_arn: &str, priority: u32) -> Result<bool, AlbError> {
-        let Some(rule) = self.find_rule(listener_arn, priority).await? else {
-            return Ok(false);
+    /// Brings an existing rule to the spec: `Ok(applied)` when nothing was written to it
+    /// (unchanged or superseded), `Err(arn)` when it was modified and must be read back.
+    async fn update(
+        &self,
+        rule: RuleState,
+        spec: &TrafficSpec,
+        groups: &[WeightedTargetGroup],
+        stop: &CancellationToken,
+    ) -> Result<Result<Applied, String>, AlbError> {
+        let matches = rule.forward_only
+            && rule.conditions == canonical_conditions(&spec.conditions)
+            && rule.weights == weights_of(groups);
+        let tagged = match spec.generation {
+            Some(_) => self.rule_generation(&rule.arn).await?,
+            None => None,
         };
+        if let (Some(tagged), Some(mine)) = (tagged, spec.generation)
+            && tagged > mine
+        {
+            info!(rule = %rule.arn, priority = spec.priority, generation = %mine, newer = %tagged, "superseded: the rule carries a newer generation; nothing written");
+            return Ok(Ok(Applied {
+                rule_arn: rule.arn.clone(),
+                write: Write::Superseded(tagged),
+                target_groups: rule.target_groups(),
+            }));
+        }
+        // The tag goes first: a write of an older generation that looks after it refuses.
+        if let Some(mine) = spec.generation
+            && tagged != Some(mine)
+        {
+            stopped(stop, "AddTags")?;
+            self.tag_generation(&rule.arn, mine).await?;
+        }
+        if matches {
+            debug!(rule = %rule.arn, priority = spec.priority, "rule unchanged; nothing written");
+            return Ok(Ok(Applied {
+                rule_arn: rule.arn.clone(),
+                write: Write::Unchanged,
+                target_groups: rule.target_groups(),
+            }));
+        }
+        stopped(stop, "ModifyRule")?;
+        self.modify(&rule.arn, spec, groups).await?;
+        Ok(Err(rule.arn))
+    }
+
+    async fn tag_generation(&self, rule_arn: &str, generation: Generation) -> Result<(), AlbError> {
+        self.client
+            .add_tags()
+            .resource_arns(rule_arn)
+            .tags(
+                Tag::builder()
+                    .key(GENERATION_TAG)
+                    .value(generation.to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| AlbError::from_sdk("AddTags", e))?;
+        Ok(())
+    }
+
+    /// Deletes the rule at the spec's priority, if there is one, unless it carries a newer
+    /// generation than the spec's. Idempotent: a rule another delivery deleted meanwhile
+    /// counts as absent.
+    pub async fn delete_rule(
+        &self,
+        spec: &TrafficSpec,
+        stop: &CancellationToken,
+    ) -> Result<Deleted, AlbError> {
+        let Some(rule) = self.find_rule(&spec.listener_arn, spec.priority).await? else {
+            return Ok(Deleted::Absent);
+        };
+        if let Some(mine) = spec.generation
+            && let Some(tagged) = self.rule_generation(&rule.arn).await?
+            && tagged > mine
+        {
+            info!(rule = %rule.arn, priority = spec.priority, generation = %mine, newer = %tagged, "superseded: the rule carries a newer generation; not deleted");
+            return Ok(Deleted::Superseded(tagged));
+        }
+        stopped(stop, "DeleteRule")?;
         match self.client.delete_rule().rule_arn(&rule.arn).send().await {
             Ok(_) => {
-                info!(rule = %rule.arn, priority, "rule deleted");
-                Ok(true)
+                info!(rule = %rule.arn, priority = spec.priority, "rule deleted");
+                Ok(Deleted::Deleted)
             }
             Err(e) => {
                 let e = AlbError::from_sdk("DeleteRule", e);
                 // Deleted by another delivery meanwhile.
                 if e.kind == AlbErrorKind::NotFound {
-                    Ok(false)
+                    Ok(Deleted::Absent)
                 } else {
                     Err(e)
                 }
@@ -189,17 +320,32 @@ impl Alb {
         }
     }
 
-    async fn create(&self, spec: &TrafficSpec) -> Result<String, AlbError> {
+    async fn create(
+        &self,
+        spec: &TrafficSpec,
+        groups: &[WeightedTargetGroup],
+        stop: &CancellationToken,
+    ) -> Result<String, AlbError> {
         let priority = i32::try_from(spec.priority).map_err(|_| {
             AlbError::new(AlbErrorKind::Invalid, "CreateRule", "priority out of range")
         })?;
+        stopped(stop, "CreateRule")?;
+        let tags = spec.generation.map(|g| {
+            vec![
+                Tag::builder()
+                    .key(GENERATION_TAG)
+                    .value(g.to_string())
+                    .build(),
+            ]
+        });
         let out = self
             .client
             .create_rule()
             .listener_arn(&spec.listener_arn)
             .priority(priority)
             .set_conditions(Some(conditions(&spec.conditions)))
-            .set_actions(Some(vec![forward(&spec.target_groups)]))
+            .set_actions(Some(vec![forward(groups)]))
+            .set_tags(tags)
             .send()
             .await
             .map_err(|e| AlbError::from_sdk("CreateRule", e))?;
@@ -212,12 +358,17 @@ impl Alb {
             })
     }
 
-    async fn modify(&self, rule_arn: &str, spec: &TrafficSpec) -> Result<(), AlbError> {
+    async fn modify(
+        &self,
+        rule_arn: &str,
+        spec: &TrafficSpec,
+        groups: &[WeightedTargetGroup],
+    ) -> Result<(), AlbError> {
         self.client
             .modify_rule()
             .rule_arn(rule_arn)
             .set_conditions(Some(conditions(&spec.conditions)))
-            .set_actions(Some(vec![forward(&spec.target_groups)]))
+            .set_actions(Some(vec![forward(groups)]))
             .send()
             .await
             .map_err(|e| AlbError::from_sdk("ModifyRule", e))?;
@@ -382,6 +533,22 @@ fn forward(groups: &[WeightedTargetGroup]) -> Action {
         .forward_config(config)
         .set_target_group_arn(lone)
         .build()
+}
+
+/// Returns the error of a write that `stop` forbids, once it fired.
+fn stopped(stop: &CancellationToken, operation: &'static str) -> Result<(), AlbError> {
+    match stop.is_cancelled() {
+        true => Err(AlbError::new(
+            AlbErrorKind::Stopped,
+            operation,
+            "stopped before the write: the job was cancelled",
+        )),
+        false => Ok(()),
+    }
+}
+
+fn weights_of(groups: &[WeightedTargetGroup]) -> BTreeMap<String, u32> {
+    groups.iter().map(|g| (g.arn.clone(), g.weight)).collect()
 }
 
 fn upper(values: &[String]) -> Vec<String> {

@@ -173,6 +173,14 @@ pub fn decode_event(message: &Inbound) -> Result<EventEnvelope, Poison> {
         .map_err(|e| poison(message, format!("undecodable event: {e}")))
 }
 
+/// Decodes an ignitor's fire, or says why it is poison.
+pub fn decode_fire(message: &Inbound) -> Result<baton_schemas::wire::Fire, Poison> {
+    let fire: baton_schemas::wire::Fire = serde_json::from_slice(message.payload())
+        .map_err(|e| poison(message, format!("undecodable ignitor fire: {e}")))?;
+    check_version(message, fire.v)?;
+    Ok(fire)
+}
+
 /// Decodes a trigger: the workflow it names (the last subject token), the run id its sender
 /// chose (if any) and its data (the body, as UTF-8).
 pub fn decode_trigger(message: &Inbound) -> Result<(String, Option<RunId>, String), Poison> {

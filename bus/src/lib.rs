@@ -1,11 +1,12 @@
-//! Baton's bus on NATS JetStream: the three streams, their durable consumers, and typed,
+//! Baton's bus on NATS JetStream: the four streams, their consumers, and typed,
 //! deduplicated, acknowledged publishing.
 //!
 //! | stream | subjects | retention | consumers |
 //! |---|---|---|---|
 //! | `<P>_JOBS` | `<p>.jobs.<kind>` | work queue | `worker-<kind>`, shared by every worker replica |
 //! | `<P>_EVENTS` | `<p>.events.<run>` | limits | `planner-events` |
-//! | `<P>_TRIGGERS` | `<p>.triggers.<workflow>` | limits | `planner-triggers` |
+//! | `<P>_TRIGGERS` | `<p>.triggers.<workflow>`, `<p>.triggers.cells.<cell>`, `<p>.triggers.ignitors.<ignitor>` | limits | `planner-triggers` |
+//! | `<P>_CANCELS` | `<p>.cancels.<run>`, `<p>.cancels.<run>.<node>` | limits | every worker, an ordered consumer each |
 //!
 //! Every publish carries a `Nats-Msg-Id` and waits for the stream's ack; a publish that fails
 //! for a passing reason (a server restart, a timeout) is sent again with the same id until a
@@ -23,7 +24,7 @@ use baton_schemas::NodeKind;
 use tracing::{debug, info, warn};
 
 pub use error::{BusError, BusErrorKind};
-pub use inbound::{Inbound, Poison, decode_event, decode_job, decode_trigger};
+pub use inbound::{Inbound, Poison, decode_event, decode_fire, decode_job, decode_trigger};
 pub use outgoing::{Outgoing, traceparent};
 pub use pull::PullStream;
 
@@ -39,7 +40,8 @@ pub struct BusConfig {
     pub job_ack_wait: Duration,
     /// How long the planner may hold an event without acking it.
     pub event_ack_wait: Duration,
-    /// How long events and triggers are kept (they are the audit log and the replay source).
+    /// How long events, triggers and cancel notices are kept (events and triggers are the
+    /// audit log and the replay source).
     pub retention: Duration,
     /// The server's duplicate window: re-sends with the same id inside it are dropped.
     pub duplicate_window: Duration,
@@ -121,7 +123,7 @@ impl Bus {
         &self.config
     }
 
-    /// Returns the plain NATS client (for core subjects such as cancel notices).
+    /// Returns the plain NATS client.
     pub fn client(&self) -> &async_nats::Client {
         &self.client
     }
@@ -146,12 +148,51 @@ impl Bus {
         format!("{}.triggers.{workflow}", self.config.prefix)
     }
 
-    /// Returns the core (not JetStream) subject on which run cancels are announced to workers.
-    pub fn cancel_subject(&self) -> String {
-        format!("{}.control.cancel", self.config.prefix)
+    /// Returns `<p>.triggers.ignitors.<ignitor>`, where the planner publishes an ignitor's
+    /// fires.
+    pub fn fire_subject(&self, ignitor: &str) -> String {
+        format!("{}.triggers.ignitors.{ignitor}", self.config.prefix)
     }
 
-    /// Returns the name of a stream: `<P>_JOBS`, `<P>_EVENTS` or `<P>_TRIGGERS`.
+    /// Returns the subject of a cancel notice: `<p>.cancels.<run>` for a whole run,
+    /// `<p>.cancels.<run>.<node>` for one node of it.
+    pub fn cancel_subject(
+        &self,
+        run: &baton_schemas::RunId,
+        node: Option<&baton_schemas::NodeName>,
+    ) -> String {
+        match node {
+            Some(node) => format!("{}.cancels.{run}.{node}", self.config.prefix),
+            None => format!("{}.cancels.{run}", self.config.prefix),
+        }
+    }
+
+    /// Returns the run (and node) a cancel notice's subject names, or `None` for a subject
+    /// that is not a cancel notice's.
+    pub fn cancel_target(
+        &self,
+        subject: &str,
+    ) -> Option<(baton_schemas::RunId, Option<baton_schemas::NodeName>)> {
+        let rest = subject
+            .strip_prefix(self.config.prefix.as_str())?
+            .strip_prefix(".cancels.")?;
+        let (run, node) = match rest.split_once('.') {
+            Some((run, node)) => (run, Some(node)),
+            None => (rest, None),
+        };
+        if !baton_schemas::RunId::is_valid(run)
+            || node.is_some_and(|n| !baton_schemas::ids::is_dns_label(n))
+        {
+            return None;
+        }
+        Some((
+            baton_schemas::RunId::new(run),
+            node.map(baton_schemas::NodeName::new),
+        ))
+    }
+
+    /// Returns the name of a stream: `<P>_JOBS`, `<P>_EVENTS`, `<P>_TRIGGERS` or
+    /// `<P>_CANCELS`.
     pub fn stream_name(&self, which: &str) -> String {
         format!(
             "{}_{which}",
@@ -159,7 +200,7 @@ impl Bus {
         )
     }
 
-    /// Creates the three streams, or updates those configured otherwise. Safe to call from
+    /// Creates the four streams, or updates those configured otherwise. Safe to call from
     /// every process at every start.
     pub async fn ensure_streams(&self) -> Result<(), BusError> {
         let p = &self.config.prefix;
@@ -186,6 +227,15 @@ impl Bus {
             stream::Config {
                 name: self.stream_name("TRIGGERS"),
                 subjects: vec![format!("{p}.triggers.>")],
+                retention: stream::RetentionPolicy::Limits,
+                max_age: self.config.retention,
+                ..common.clone()
+            },
+            // Cancel notices are kept, not only sent: a worker that takes a job after its
+            // run was cancelled (the job waited in the queue) finds the notice and drops it.
+            stream::Config {
+                name: self.stream_name("CANCELS"),
+                subjects: vec![format!("{p}.cancels.>")],
                 retention: stream::RetentionPolicy::Limits,
                 max_age: self.config.retention,
                 ..common
@@ -284,6 +334,36 @@ impl Bus {
             debug!(durable, stream = %stream_name, error = %e, "planner consumer not deleted");
         }
         self.consumer(stream, config).await
+    }
+
+    /// Returns every cancel notice the bus keeps, and those published later, in order: an
+    /// ordered consumer of `<p>.cancels.>` from the start of the stream, which remakes itself
+    /// after a server restart. Also returns how many notices the stream held when it was made,
+    /// so that the caller knows when it has read all of those.
+    pub async fn follow_cancels(&self) -> Result<(u64, consumer::pull::Ordered), BusError> {
+        let name = self.stream_name("CANCELS");
+        let stream = self.js.get_stream(&name).await.map_err(|e| {
+            BusError::with_source(BusErrorKind::StreamMissing, format!("stream {name}"), e)
+        })?;
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: format!("{}.cancels.>", self.config.prefix),
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                BusError::with_source(
+                    BusErrorKind::from_consumer(&e),
+                    format!("ordered consumer on {name}"),
+                    e,
+                )
+            })?;
+        let held = consumer.cached_info().num_pending;
+        let messages = consumer.messages().await.map_err(|e| {
+            BusError::with_source(BusErrorKind::Disconnected, format!("following {name}"), e)
+        })?;
+        Ok((held, messages))
     }
 
     /// Returns the sequence up to which a consumer has had every message acknowledged.

@@ -53,7 +53,8 @@ impl Bus {
         }
     }
 
-    /// Returns the message for an event, on `<p>.events.<run>`.
+    /// Returns the message for an event, on `<p>.events.<run>`, with headers naming its run,
+    /// node and attempt.
     pub fn event_message(&self, event: &EventEnvelope) -> Outgoing {
         let payload = serde_json::to_vec(event).expect("an event always serializes");
         Outgoing {
@@ -63,11 +64,57 @@ impl Bus {
             headers: vec![
                 (headers::SCHEMA.to_owned(), SCHEMA_VERSION.to_string()),
                 (headers::RUN.to_owned(), event.event.run().to_string()),
+                // The node and attempt let a reader that cannot decode the body still say
+                // whose attempt it was (a poison event is reported as that attempt's failure).
+                (headers::NODE.to_owned(), event.event.node().to_string()),
+                (
+                    headers::ATTEMPT.to_owned(),
+                    event.event.attempt().to_string(),
+                ),
                 (
                     headers::TRACEPARENT.to_owned(),
                     traceparent(event.event.run(), &event.event.msg_id()),
                 ),
             ],
+        }
+    }
+
+    /// Returns an ignitor's fire, on `<p>.triggers.ignitors.<ignitor>` with id
+    /// `ignitor.<ignitor>.<scheduled-unix-ms>`.
+    pub fn fire_message(&self, fire: &baton_schemas::wire::Fire) -> Outgoing {
+        let payload = serde_json::to_vec(fire).expect("a fire always serializes");
+        Outgoing {
+            subject: self.fire_subject(&fire.ignitor),
+            msg_id: fire.msg_id(),
+            payload: payload.into(),
+            headers: vec![(headers::SCHEMA.to_owned(), SCHEMA_VERSION.to_string())],
+        }
+    }
+
+    /// Returns the cancel notice of a run (of one node of it, with `node`), on
+    /// `<p>.cancels.<run>[.<node>]` with id `cancel.<run>[.<node>]`: a run or node cancelled
+    /// stays cancelled, so one notice each is all there ever is.
+    pub fn cancel_message(
+        &self,
+        run: &baton_schemas::RunId,
+        node: Option<&baton_schemas::NodeName>,
+    ) -> Outgoing {
+        let mut headers = vec![
+            (headers::SCHEMA.to_owned(), SCHEMA_VERSION.to_string()),
+            (headers::RUN.to_owned(), run.to_string()),
+        ];
+        let msg_id = match node {
+            Some(node) => {
+                headers.push((headers::NODE.to_owned(), node.to_string()));
+                format!("cancel.{run}.{node}")
+            }
+            None => format!("cancel.{run}"),
+        };
+        Outgoing {
+            subject: self.cancel_subject(run, node),
+            msg_id,
+            payload: Bytes::new(),
+            headers,
         }
     }
 

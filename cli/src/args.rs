@@ -62,7 +62,8 @@ enum Command {
     Ignitors(ListArgs),
     /// Lists application groups, or shows one with its applications and subcharts.
     Groups(GroupsArgs),
-    /// Deletes an application group: its releases are uninstalled in reverse dependency order.
+    /// Deletes an application group (its releases are uninstalled in reverse dependency
+    /// order), or forgets a workflow, task or ignitor.
     Delete(DeleteArgs),
     /// Lists Cells: phase, serving and desired version, step, weights.
     Cells(ListArgs),
@@ -150,6 +151,10 @@ pub(crate) struct PlannerOptions {
     /// How long past a node's timeout the planner waits for a worker before failing it.
     #[arg(long, env = "BATON_TIMEOUT_GRACE", default_value = "60s")]
     pub timeout_grace: Duration,
+    /// How long a finished run is kept (in `baton runs`, the API and the store) before the
+    /// planner forgets it; like the event stream's 7 days by default.
+    #[arg(long, env = "BATON_RUN_RETENTION", default_value = "7days")]
+    pub run_retention: Duration,
     /// Watches Workflow, Task, Ignitor, Cell and AnalysisTemplate objects in the cluster of
     /// KUBECONFIG (or the in-cluster config) and writes their status, so that `kubectl apply`
     /// works.
@@ -339,21 +344,33 @@ pub(crate) struct GroupsArgs {
 /// What `baton delete` deletes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum DeleteKind {
-    /// An application group (also `applicationgroup`, `ag`).
+    /// An application group (also `applicationgroup`, `ag`): its releases are uninstalled in
+    /// reverse dependency order, then it is forgotten.
     #[value(alias = "applicationgroup", alias = "ag")]
     Group,
+    /// A workflow (also `wf`): it starts no new run; runs going on finish.
+    #[value(alias = "wf")]
+    Workflow,
+    /// A task (also `tk`): nothing starts it any more; instances running finish.
+    #[value(alias = "tk")]
+    Task,
+    /// An ignitor (also `ig`): it fires no more.
+    #[value(alias = "ig")]
+    Ignitor,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct DeleteArgs {
-    /// What to delete: `group`.
+    /// What to delete: `group`, `workflow`, `task` or `ignitor` (exit 2 for anything else;
+    /// exit 1 when nothing of that name is known).
     #[arg(value_enum)]
     pub kind: DeleteKind,
     /// Its name.
     pub name: String,
     #[command(flatten)]
     pub server: ServerArgs,
-    /// Waits for the delete to end; exit 0 if every release was uninstalled, 1 if not.
+    /// For a group: waits for the delete to end; exit 0 if every release was uninstalled, 1
+    /// if not.
     #[arg(long)]
     pub wait: bool,
     /// Output format.
@@ -361,16 +378,34 @@ pub(crate) struct DeleteArgs {
     pub output: Format,
 }
 
+/// What `baton cell` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CellAction {
+    /// Goes on past a pause or an inconclusive analysis, or tries a failed step again.
+    Resume,
+    /// The stable version gets 100% and the version is blocked.
+    Abort,
+    /// The new version gets 100% now; with no rollout under way, the newest blocked version
+    /// is unblocked and gets it.
+    Promote,
+    /// Forgets the Cell; its rule goes too with `deletionPolicy: Delete`.
+    Delete,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct CellArgs {
-    /// What to do: resume (past a pause, an inconclusive analysis or a failed step), abort
-    /// (stable gets 100%, the version is blocked), promote (the new version gets 100% now; a
-    /// blocked version is unblocked), or delete (forget the Cell; its rule goes too with
-    /// `deletionPolicy: Delete`).
-    #[arg(value_parser = ["resume", "abort", "promote", "delete"])]
-    pub command: String,
+    /// What to do.
+    #[arg(value_enum)]
+    pub command: CellAction,
     /// The Cell's name.
     pub name: String,
+    /// Acts only if the rollout under way is this run (as `baton cells` shows it); refused
+    /// otherwise, so that a command meant for one rollout never moves the next.
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Acts only if the rollout is at this step.
+    #[arg(long)]
+    pub step: Option<u32>,
     #[command(flatten)]
     pub server: ServerArgs,
 }

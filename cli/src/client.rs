@@ -4,15 +4,18 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use baton_planner::api::{ApplyRequest, ApplyResponse, ErrorResponse, RunResponse};
+use baton_planner::api::{
+    ApplyRequest, ApplyResponse, CellCommandRequest, DeleteResponse, ErrorResponse, RunResponse,
+};
+use baton_planner::core::CellCommand;
 use baton_schemas::status::RunStatus;
 use baton_schemas::wire::Timestamp;
 use baton_schemas::{Document, parse_documents};
 use serde::de::DeserializeOwned;
 
 use crate::args::{
-    ApplyArgs, CancelArgs, CellArgs, DeleteArgs, Format, GroupsArgs, ListArgs, RunsArgs,
-    StatusArgs, TriggerArgs,
+    ApplyArgs, CancelArgs, CellAction, CellArgs, DeleteArgs, DeleteKind, Format, GroupsArgs,
+    ListArgs, RunsArgs, StatusArgs, TriggerArgs,
 };
 use crate::{Failure, output};
 
@@ -226,9 +229,29 @@ pub(crate) async fn groups(args: GroupsArgs) -> Result<u8, Failure> {
     Ok(0)
 }
 
-/// Deletes an application group; with `--wait`, exit 0 only when every release is gone.
+/// Deletes an application group (with `--wait`, exit 0 only when every release is gone), or
+/// forgets a workflow, task or ignitor.
 pub(crate) async fn delete(args: DeleteArgs) -> Result<u8, Failure> {
     let api = Api::new(&args.server.server);
+    let plural = match args.kind {
+        DeleteKind::Group => None,
+        DeleteKind::Workflow => Some("workflows"),
+        DeleteKind::Task => Some("tasks"),
+        DeleteKind::Ignitor => Some("ignitors"),
+    };
+    if let Some(plural) = plural {
+        let done: DeleteResponse = api
+            .send(
+                api.http
+                    .delete(format!("{}/v1/{plural}/{}", api.base, args.name)),
+            )
+            .await?;
+        match args.output {
+            Format::Json => println!("{}", serde_json::to_string(&done).context("json")?),
+            Format::Text => println!("{} deleted", done.deleted),
+        }
+        return Ok(0);
+    }
     let group: serde_json::Value = api
         .send(
             api.http
@@ -272,9 +295,27 @@ pub(crate) async fn cells(args: ListArgs) -> Result<u8, Failure> {
 pub(crate) async fn cell(args: CellArgs) -> Result<u8, Failure> {
     let api = Api::new(&args.server.server);
     let url = format!("{}/v1/cells/{}", api.base, args.name);
-    let request = match args.command.as_str() {
-        "delete" => api.http.delete(url),
-        command => api.http.post(format!("{url}/{command}")),
+    let command = match args.command {
+        CellAction::Delete => None,
+        CellAction::Resume => Some(CellCommand::Resume),
+        CellAction::Abort => Some(CellCommand::Abort),
+        CellAction::Promote => Some(CellCommand::Promote),
+    };
+    let request = match command {
+        None if args.run.is_some() || args.step.is_some() => {
+            return Err(Failure::usage(anyhow!(
+                "--run and --step name a rollout; delete acts on the Cell itself"
+            )));
+        }
+        None => api.http.delete(url),
+        Some(command) => {
+            api.http
+                .post(format!("{url}/{}", command.as_str()))
+                .json(&CellCommandRequest {
+                    run: args.run,
+                    step: args.step,
+                })
+        }
     };
     let done: baton_planner::api::CellResponse = api.send(request).await?;
     println!("cell {}: {} done", done.cell, done.command);

@@ -121,6 +121,7 @@ async fn up_with(
                 document: Box::new(doc),
                 start: Some(String::new()),
                 run: None,
+                source: None,
                 reply,
             })
             .await?;
@@ -191,9 +192,11 @@ async fn run_planner(
 ) -> anyhow::Result<()> {
     let mut config = PlannerConfig::new(options.data_dir.clone());
     config.core.timeout_grace = options.timeout_grace.0;
+    config.core.run_retention = options.run_retention.0;
     let discovery_config = DiscoveryConfig {
         sync_period: options.sync_period.0,
         discover_now: config.discover_now.clone(),
+        alb: None,
     };
     // A standby serves no API: it binds the port once it is the active planner.
     let Some(planner) = Planner::start(bus.clone(), config, &shutdown).await? else {

@@ -6,24 +6,27 @@
 //! | `GET /v1/groups`, `GET /v1/groups/{name}` | | application groups' status |
 //! | `DELETE /v1/groups/{name}` | | 202, the group's status: its releases are uninstalled in reverse order |
 //! | `GET /v1/tasks`, `GET /v1/ignitors` | | their status |
+//! | `DELETE /v1/workflows/{name}`, `/v1/tasks/{name}`, `/v1/ignitors/{name}` | | `{"deleted"}`: forgotten (404 when not registered) |
 //! | `POST /v1/workflows/{name}/runs` | `{"data": "..."}` | `{"run"}` |
-//! | `POST /v1/triggers/{name}` | the trigger data, as is | `{"run"}` (202: started through the bus) |
+//! | `POST /v1/triggers/{name}` | the trigger data, as is | `{"run"}` (202: started through the bus; 404 for a workflow not registered) |
 //! | `GET /v1/runs` | | `[<run status>]` |
 //! | `GET /v1/runs/{run}` | | `<run status>` |
 //! | `POST /v1/runs/{run}/cancel` | | `{"run"}` |
 //! | `GET /v1/cells`, `GET /v1/cells/{name}` | | Cell status |
-//! | `POST /v1/cells/{name}/{resume,abort,promote}` | | `{"cell", "command"}` |
+//! | `POST /v1/cells/{name}/{resume,abort,promote}` | optional `{"run": "...", "step": N}`: refused (409) unless the rollout is that run, at that step | `{"cell", "command"}` |
 //! | `DELETE /v1/cells/{name}` | | `{"cell"}` (the rule goes too with `deletionPolicy: Delete`) |
 //! | `GET /healthz` | | `ok` |
 //!
-//! Errors answer `{"errors": ["<path>: <message>", ...]}` with 400, 404 or 503.
+//! Errors answer `{"errors": ["<path>: <message>", ...]}` with 400, 404 (what the request
+//! names does not exist), 409 (its state does not allow the request: a Cell with nothing to
+//! resume, a Cell's rollout cancelled instead of aborted) or 503.
 
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use baton_bus::Bus;
 use baton_schemas::wire::Timestamp;
 use baton_schemas::{RunId, WorkflowName};
@@ -31,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::core::{CellCommand, Refusal, Registered};
+use crate::core::{CellCommand, Expect, Refusal, Registered};
 use crate::service::{Command, new_run_id};
 
 #[derive(Clone)]
@@ -77,6 +80,13 @@ pub struct RunResponse {
     pub run: String,
 }
 
+/// The answer of a delete of a workflow, task or ignitor.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeleteResponse {
+    /// What was deleted, as `Task/task1`.
+    pub deleted: String,
+}
+
 /// The answer of a Cell command.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CellResponse {
@@ -84,6 +94,18 @@ pub struct CellResponse {
     pub cell: String,
     /// The command carried out (`resume`, `abort`, `promote`, `delete`).
     pub command: String,
+}
+
+/// The optional body of a Cell command: what the caller means it for.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CellCommandRequest {
+    /// The rollout's run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// The step the rollout is at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
 }
 
 /// An error answer.
@@ -103,7 +125,11 @@ impl IntoResponse for ApiError {
 
 impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
-        ApiError(StatusCode::NOT_FOUND, vec![r.to_string()])
+        let status = match r.is_not_found() {
+            true => StatusCode::NOT_FOUND,
+            false => StatusCode::CONFLICT,
+        };
+        ApiError(status, vec![r.to_string()])
     }
 }
 
@@ -134,7 +160,10 @@ pub fn router(commands: mpsc::Sender<Command>, bus: Bus) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/apply", post(apply))
         .route("/v1/tasks", get(tasks))
+        .route("/v1/tasks/{name}", delete(delete_task))
         .route("/v1/ignitors", get(ignitors))
+        .route("/v1/ignitors/{name}", delete(delete_ignitor))
+        .route("/v1/workflows/{name}", delete(delete_workflow))
         .route("/v1/workflows/{name}/runs", post(start))
         .route("/v1/triggers/{name}", post(trigger))
         .route("/v1/runs", get(list))
@@ -183,6 +212,7 @@ async fn apply(
             document: Box::new(document),
             start,
             run: None,
+            source: None,
             reply,
         })
         .await??;
@@ -198,6 +228,41 @@ async fn tasks(State(api): State<Api>) -> Result<Json<Vec<serde_json::Value>>, A
 
 async fn ignitors(State(api): State<Api>) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     Ok(Json(api.ask(|reply| Command::Ignitors { reply }).await?))
+}
+
+/// Forgets a workflow, task or ignitor: it starts no run, is started by nothing, fires no
+/// more. Runs already going on finish.
+async fn remove(
+    api: &Api,
+    document: Registered,
+    kind: &str,
+) -> Result<Json<DeleteResponse>, ApiError> {
+    let deleted = format!("{kind}/{}", document.name());
+    api.ask(|reply| Command::Remove { document, reply })
+        .await??;
+    Ok(Json(DeleteResponse { deleted }))
+}
+
+async fn delete_workflow(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Json<DeleteResponse>, ApiError> {
+    let document = Registered::Workflow(WorkflowName::new(name));
+    remove(&api, document, "Workflow").await
+}
+
+async fn delete_task(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Json<DeleteResponse>, ApiError> {
+    remove(&api, Registered::Task(name), "Task").await
+}
+
+async fn delete_ignitor(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Json<DeleteResponse>, ApiError> {
+    remove(&api, Registered::Ignitor(name), "Ignitor").await
 }
 
 async fn start(
@@ -228,6 +293,18 @@ async fn trigger(
             StatusCode::BAD_REQUEST,
             vec![format!("invalid workflow name {name:?}")],
         ));
+    }
+    // The run starts when the planner reads the trigger; a workflow nobody registered would
+    // only be set aside there, after the caller was handed a run id that never exists.
+    let workflow = Registered::Workflow(WorkflowName::new(name.clone()));
+    if !api
+        .ask(|reply| Command::Exists {
+            document: workflow,
+            reply,
+        })
+        .await?
+    {
+        return Err(Refusal::UnknownWorkflow(name).into());
     }
     let run = new_run_id();
     let message = api.bus.trigger_message(&name, body, &run);
@@ -318,23 +395,29 @@ async fn cell(
         .into_iter()
         .find(|c| c["name"] == name.as_str())
         .map(Json)
-        .ok_or_else(|| Refusal::Cell(format!("cell {name:?} does not exist")).into())
+        .ok_or_else(|| Refusal::UnknownCell(name).into())
 }
 
 async fn cell_command(
     State(api): State<Api>,
     Path((name, command)): Path<(String, String)>,
+    body: Option<Json<CellCommandRequest>>,
 ) -> Result<Json<CellResponse>, ApiError> {
     let parsed: CellCommand = command
         .parse()
         .map_err(|e: String| ApiError(StatusCode::BAD_REQUEST, vec![e]))?;
+    let request = body.map(|b| b.0).unwrap_or_default();
+    let expect = Expect {
+        run: request.run.map(RunId::new),
+        step: request.step,
+    };
     api.ask(|reply| Command::CellCommand {
         cell: name.clone(),
         command: parsed,
+        expect,
         reply,
     })
-    .await?
-    .map_err(|r| ApiError(StatusCode::CONFLICT, vec![r.to_string()]))?;
+    .await??;
     Ok(Json(CellResponse {
         cell: name,
         command: parsed.as_str().to_owned(),
@@ -351,13 +434,13 @@ async fn delete_cell(
         .iter()
         .any(|c| c["name"] == name.as_str());
     if !known {
-        return Err(Refusal::Cell(format!("cell {name:?} does not exist")).into());
+        return Err(Refusal::UnknownCell(name).into());
     }
     api.ask(|reply| Command::Remove {
         document: Registered::Cell(name.clone()),
         reply,
     })
-    .await?;
+    .await??;
     Ok(Json(CellResponse {
         cell: name,
         command: "delete".to_owned(),

@@ -26,7 +26,9 @@ use std::time::Duration;
 
 use baton_schemas::analysis::{self, AnalysisTemplate};
 use baton_schemas::cell::{Cell, DeletionPolicy, StepKind};
-use baton_schemas::traffic::{TrafficSpec, WeightedTargetGroup, split_evenly};
+use baton_schemas::traffic::{
+    Generation, RuleAction, TrafficSpec, WeightedTargetGroup, split_evenly,
+};
 use baton_schemas::wire::Timestamp;
 use baton_schemas::workflow::{Backoff, NodeSpec};
 use baton_schemas::{FailurePolicy, NodeKind, Retries, RunId, When, WorkflowName, WorkflowSpec};
@@ -101,6 +103,81 @@ impl std::str::FromStr for CellCommand {
     }
 }
 
+/// What a command names, when its sender wants it to act only on the rollout it saw: the
+/// command is refused when another rollout, or another step, is under way.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expect {
+    /// The rollout's run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunId>,
+    /// The step the rollout is at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
+}
+
+/// Where a message sits in the triggers stream: the stream (by when it was created) and the
+/// message's sequence in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerPosition {
+    /// When the triggers stream was created (nanoseconds).
+    pub stream_created: u64,
+    /// The message's sequence.
+    pub seq: u64,
+}
+
+/// A command published on a Cell's trigger subject (`<prefix>.triggers.cells.<cell>`).
+///
+/// The body is either the command's name alone (`resume`), as okra-style tooling sends it, or
+/// JSON naming what it acts on: `{"v": 1, "command": "resume", "run": "<run>", "step": 2}`
+/// (`run` and `step` each optional). Either form is applied at most once, however often a
+/// crash makes the planner read the stream again; only the named form makes sure the command
+/// acts on the rollout and step its sender saw, not on one that came after.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CellTrigger {
+    /// The schema version, 1.
+    pub v: u32,
+    /// What to do.
+    pub command: CellCommand,
+    /// The rollout's run, when named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunId>,
+    /// The step the rollout is at, when named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
+}
+
+impl CellTrigger {
+    /// Reads a trigger's body: JSON when it starts with `{`, else a plain command name.
+    pub fn parse(body: &[u8]) -> Result<CellTrigger, String> {
+        let text = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8".to_owned())?;
+        if text.trim_start().starts_with('{') {
+            let trigger: CellTrigger = serde_json::from_str(text).map_err(|e| {
+                format!("{e} (write {{\"v\": 1, \"command\": \"resume\", \"run\": \"<run>\", \"step\": <n>}})")
+            })?;
+            if trigger.v != 1 {
+                return Err(format!("unknown schema version {} (known: 1)", trigger.v));
+            }
+            return Ok(trigger);
+        }
+        Ok(CellTrigger {
+            v: 1,
+            command: text.parse()?,
+            run: None,
+            step: None,
+        })
+    }
+
+    /// Returns what the trigger names.
+    pub fn expect(&self) -> Expect {
+        Expect {
+            run: self.run.clone(),
+            step: self.step,
+        }
+    }
+}
+
 /// A registered Cell and what Baton knows and does about it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -163,11 +240,47 @@ pub struct CellStatus {
     pub last_sync: Option<Timestamp>,
     /// The target groups last discovered, with their versions.
     pub target_groups: Vec<GroupSeen>,
-    /// The rule's weights as the last discovery read them: `None` never read, `Some(None)`
-    /// no rule at the priority.
-    pub observed_rule: Option<Option<Vec<WeightedTargetGroup>>>,
+    /// The rule as the last discovery (or read-back) showed it.
+    #[serde(default, deserialize_with = "RuleSeen::read")]
+    pub observed_rule: RuleSeen,
     /// How many runs the Cell has started (for run ids).
     pub runs: u32,
+    /// The last command taken from the triggers stream: one at or before it is applied
+    /// already (a replay after a crash meets it again) and is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_command: Option<TriggerPosition>,
+}
+
+/// The Cell's rule as ELBv2 last showed it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "seen", content = "targetGroups")]
+pub enum RuleSeen {
+    /// Not read yet.
+    #[default]
+    NotRead,
+    /// There is no rule at the Cell's priority.
+    Absent,
+    /// The rule forwards to these weighted target groups.
+    Forwards(Vec<WeightedTargetGroup>),
+}
+
+impl RuleSeen {
+    /// Reads the stored form, or the form stores kept before there was one (a list of
+    /// weights, or `null`, which could not tell "never read" from "no rule": read as not
+    /// read, so the next discovery reads it again).
+    fn read<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RuleSeen, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Now(RuleSeen),
+            Before(Option<Vec<WeightedTargetGroup>>),
+        }
+        Ok(match Stored::deserialize(d)? {
+            Stored::Now(seen) => seen,
+            Stored::Before(Some(weights)) => RuleSeen::Forwards(weights),
+            Stored::Before(None) => RuleSeen::NotRead,
+        })
+    }
 }
 
 /// A listener rule as Baton last wrote it.
@@ -403,30 +516,49 @@ impl Core {
         self.reconcile_cell(&name, now, actions);
     }
 
-    /// Forgets a Cell. Its rollout is cancelled; with `deletionPolicy: Delete` a run removes
-    /// its listener rule.
+    /// Forgets a Cell. Its rollout is cancelled; with `deletionPolicy: Delete` a traffic node
+    /// removes its listener rule. A traffic write in flight is never raced: the delete waits
+    /// for it to end (it joins the rollout's run, after the write), as abort and promote do.
     pub(super) fn remove_cell(&mut self, name: &str, now: Timestamp, actions: &mut Vec<Action>) {
         let Some(mut entry) = self.cells.remove(name) else {
             return;
         };
         self.changed_cells.insert(name.to_owned());
-        if let Some(rollout) = entry.status.rollout.take() {
-            actions.extend(self.decide(super::Input::Cancel(rollout.run), now));
-        }
-        if entry.cell.spec.deletion_policy == DeletionPolicy::Delete {
-            let cell = &entry.cell;
-            let spec = TrafficSpec {
-                listener_arn: cell.alb().listener_arn,
-                priority: cell.priority(),
-                conditions: cell.conditions(),
-                target_groups: Vec::new(),
-                delete: true,
-            };
-            let run = free_run_id(&self.runs, name, entry.status.runs + 1).0;
-            let mut r = new_run(run.clone(), name, now);
-            push_traffic(&mut r, "delete-rule", spec);
-            self.runs.insert(run.clone(), r);
-            self.advance(&run, now, actions);
+        let delete = entry.cell.spec.deletion_policy == DeletionPolicy::Delete;
+        let cell = &entry.cell;
+        let spec = TrafficSpec {
+            listener_arn: cell.alb().listener_arn,
+            priority: cell.priority(),
+            conditions: cell.conditions(),
+            action: RuleAction::Delete,
+            generation: None,
+        };
+        let rollout = entry.status.rollout.take();
+        let writing = rollout.as_ref().and_then(|ro| {
+            let r = &self.runs[&ro.run];
+            let i = ro.stage.node();
+            (r.spec.nodes[i].kind == NodeKind::Traffic && !r.nodes[i].state.is_terminal())
+                .then(|| (ro.run.clone(), i))
+        });
+        match (delete, writing) {
+            (true, Some((run, i))) => {
+                let number = entry.status.runs;
+                let r = self.runs.get_mut(&run).expect("rollout runs exist");
+                push_traffic_after(r, "delete-rule", spec, number, i);
+                self.advance(&run, now, actions);
+            }
+            (_, _) => {
+                if let Some(rollout) = rollout {
+                    self.cancel_run(&rollout.run, now, actions);
+                }
+                if delete {
+                    let (run, number) = free_run_id(&self.runs, name, entry.status.runs + 1);
+                    let mut r = new_run(run.clone(), name, now);
+                    push_traffic(&mut r, "delete-rule", spec, number);
+                    self.runs.insert(run.clone(), r);
+                    self.advance(&run, now, actions);
+                }
+            }
         }
     }
 
@@ -435,6 +567,11 @@ impl Core {
         let Some(entry) = self.cells.get_mut(&obs.cell) else {
             return;
         };
+        // An observation older than one already applied (met again when a history is applied
+        // again) would move the Cell back to what it saw then.
+        if entry.status.last_sync.is_some_and(|last| obs.at < last) {
+            return;
+        }
         self.changed_cells.insert(obs.cell.clone());
         let status = &mut entry.status;
         status.last_sync = Some(obs.at);
@@ -464,7 +601,10 @@ impl Core {
             if status.rollout.is_none() {
                 status.weights = rule.clone().unwrap_or_default();
             }
-            status.observed_rule = Some(rule);
+            status.observed_rule = match rule {
+                Some(weights) => RuleSeen::Forwards(weights),
+                None => RuleSeen::Absent,
+            };
         }
         if status.serving_version.is_none() && status.rollout.is_none() {
             status.serving_version = serving_from_rule(status);
@@ -472,20 +612,41 @@ impl Core {
         self.reconcile_cell(&obs.cell, now, actions);
     }
 
-    /// Handles a person's command.
+    /// Handles a person's command. A command from the triggers stream is applied once: one
+    /// at or before the last one taken is ignored (see [`CellStatus::last_command`]). A
+    /// command that names a run or a step is refused unless the rollout is there.
     pub(super) fn cell_command(
         &mut self,
         name: &str,
         command: CellCommand,
+        expect: &Expect,
+        from: Option<TriggerPosition>,
         now: Timestamp,
         actions: &mut Vec<Action>,
     ) {
         let refuse = |actions: &mut Vec<Action>, why: String| {
-            actions.push(Action::Refused(Refusal::Cell(why)));
+            actions.push(Action::Refused(Refusal::CellCommand(why)));
         };
-        let Some(entry) = self.cells.get(name) else {
-            return refuse(actions, format!("cell {name:?} does not exist"));
+        let Some(entry) = self.cells.get_mut(name) else {
+            return actions.push(Action::Refused(Refusal::UnknownCell(name.to_owned())));
         };
+        if let Some(at) = from {
+            let taken = entry
+                .status
+                .last_command
+                .is_some_and(|last| last.stream_created == at.stream_created && last.seq >= at.seq);
+            if taken {
+                return;
+            }
+            // Recorded whatever the command does, refused or not: applied again after a crash,
+            // it would meet a later state.
+            entry.status.last_command = Some(at);
+            self.changed_cells.insert(name.to_owned());
+        }
+        let entry = &self.cells[name];
+        if let Some(why) = mismatch(name, entry.status.rollout.as_ref(), expect) {
+            return refuse(actions, why);
+        }
         let Some(rollout) = entry.status.rollout.clone() else {
             if command == CellCommand::Promote
                 && let Some(blocked) = self.newest_blocked(name)
@@ -536,7 +697,7 @@ impl Core {
             }
             (CellCommand::Resume, Stage::Waiting { then, .. }) => {
                 self.end_node(&run, i, NodeState::Succeeded, "resumed", now, actions);
-                self.go(name, then, now, actions);
+                self.go(name, then, now);
             }
             (CellCommand::Resume, Stage::Step { step, .. })
                 if matches!(node_state, NodeState::Held { .. }) =>
@@ -549,7 +710,7 @@ impl Core {
                     now,
                     actions,
                 );
-                self.go(name, Next::Step { step: step + 1 }, now, actions);
+                self.go(name, Next::Step { step: step + 1 }, now);
             }
             (CellCommand::Resume, _) => {
                 return refuse(
@@ -578,7 +739,7 @@ impl Core {
                     actions,
                 );
                 self.block(name, &rollout.to, "aborted by a person".to_owned(), now);
-                self.go(name, Next::Rollback, now, actions);
+                self.go(name, Next::Rollback, now);
             }
             (CellCommand::Promote, Stage::Finishing { .. }) => {}
             (CellCommand::Promote, _) => {
@@ -590,7 +751,7 @@ impl Core {
                     now,
                     actions,
                 );
-                self.go(name, Next::Finish, now, actions);
+                self.go(name, Next::Finish, now);
             }
         }
         self.advance(&run, now, actions);
@@ -637,7 +798,7 @@ impl Core {
         let output = self.runs[run].nodes[i].output.clone().unwrap_or_default();
         let error = self.runs[run].nodes[i].error.clone().unwrap_or_default();
         if kind == NodeKind::Traffic && succeeded {
-            self.record_write(&name, &output, now);
+            self.record_write(&name, run, i, now);
         }
         self.changed_cells.insert(name.clone());
         if let Some(request) = rollout.pending {
@@ -647,9 +808,9 @@ impl Core {
             match request {
                 Request::Abort => {
                     self.block(&name, &rollout.to, "aborted by a person".to_owned(), now);
-                    self.go(&name, Next::Rollback, now, actions);
+                    self.go(&name, Next::Rollback, now);
                 }
-                Request::Promote => self.go(&name, Next::Finish, now, actions),
+                Request::Promote => self.go(&name, Next::Finish, now),
                 Request::Supersede => {
                     self.end_rollout(&name, None);
                     self.reconcile_cell(&name, now, actions);
@@ -658,9 +819,7 @@ impl Core {
             return;
         }
         match (rollout.stage, succeeded) {
-            (Stage::Step { step, .. }, true) => {
-                self.go(&name, Next::Step { step: step + 1 }, now, actions)
-            }
+            (Stage::Step { step, .. }, true) => self.go(&name, Next::Step { step: step + 1 }, now),
             (Stage::Step { step, .. }, false) if kind == NodeKind::Analysis => {
                 let phase = serde_json::from_str::<serde_json::Value>(&output)
                     .ok()
@@ -671,7 +830,7 @@ impl Core {
                 } else {
                     let cause = format!("step {step}: {error}");
                     self.block(&name, &rollout.to, cause, now);
-                    self.go(&name, Next::Rollback, now, actions);
+                    self.go(&name, Next::Rollback, now);
                 }
             }
             (Stage::Step { step, .. }, false) => {
@@ -816,17 +975,17 @@ impl Core {
         self.runs
             .insert(run.clone(), new_run(run.clone(), name, now));
         match kind {
-            RolloutKind::Switch => self.go(name, Next::Finish, now, actions),
-            RolloutKind::Canary => self.go(name, Next::Step { step: 0 }, now, actions),
+            RolloutKind::Switch => self.go(name, Next::Finish, now),
+            RolloutKind::Canary => self.go(name, Next::Step { step: 0 }, now),
         }
         self.advance(&run, now, actions);
     }
 
     /// Moves a rollout to `next`: pushes the node that does it and records the stage. Zero
     /// pauses are passed over.
-    fn go(&mut self, name: &str, next: Next, now: Timestamp, actions: &mut Vec<Action>) {
-        let _ = actions;
+    fn go(&mut self, name: &str, next: Next, now: Timestamp) {
         let entry = &self.cells[name];
+        let number = entry.status.runs;
         let cell = entry.cell.clone();
         let rollout = entry
             .status
@@ -838,8 +997,8 @@ impl Core {
             listener_arn: cell.alb().listener_arn,
             priority: cell.priority(),
             conditions: cell.conditions(),
-            target_groups: groups,
-            delete: false,
+            action: RuleAction::Forward(groups),
+            generation: None,
         };
         let steps = cell.steps();
         let mut step = match next {
@@ -869,7 +1028,7 @@ impl Core {
                     return;
                 }
                 let r = self.runs.get_mut(&run).expect("rollout runs exist");
-                let node = push_traffic(r, "rollback", spec);
+                let node = push_traffic(r, "rollback", spec, number);
                 self.set_stage(name, Stage::RollingBack { node });
                 return;
             }
@@ -888,7 +1047,7 @@ impl Core {
                         return;
                     }
                     let r = self.runs.get_mut(&run).expect("rollout runs exist");
-                    let node = push_traffic(r, label, spec);
+                    let node = push_traffic(r, label, spec, number);
                     Stage::Finishing { node }
                 }
                 // With no stable groups left there is nothing to share traffic with.
@@ -904,7 +1063,7 @@ impl Core {
                         return;
                     }
                     let r = self.runs.get_mut(&run).expect("rollout runs exist");
-                    let node = push_traffic(r, &format!("s{step}-weight-{w}"), spec);
+                    let node = push_traffic(r, &format!("s{step}-weight-{w}"), spec, number);
                     Stage::Step { step, node }
                 }
                 Some(StepKind::Pause(Some(d))) if d.is_zero() => {
@@ -1098,24 +1257,48 @@ impl Core {
         self.changed_cells.insert(name.to_owned());
     }
 
-    /// Records a confirmed write: the weights AWS showed, and the rule as written.
-    fn record_write(&mut self, name: &str, output: &str, now: Timestamp) {
-        let entry = self.cells.get_mut(name).expect("callers checked");
+    /// Records the confirmed write of node `i` of `run`: the weights AWS showed, and the rule
+    /// as written. When the write put the rule somewhere else than the one before it (the
+    /// Cell's priority or listener changed), a `deletionPolicy: Delete` Cell's old rule is
+    /// removed by a node of the same run, now that the new one serves.
+    fn record_write(&mut self, name: &str, run: &RunId, i: usize, now: Timestamp) {
+        let r = &self.runs[run];
+        let output = r.nodes[i].output.as_deref().unwrap_or_default();
         let shown: Option<Vec<WeightedTargetGroup>> =
             serde_json::from_str::<serde_json::Value>(output)
                 .ok()
                 .and_then(|v| serde_json::from_value(v["targetGroups"].clone()).ok());
+        let Some(spec) = r.spec.nodes[i].traffic.as_deref().cloned() else {
+            return;
+        };
+        let entry = self.cells.get_mut(name).expect("callers checked");
         if let Some(weights) = shown {
             entry.status.weights = weights.clone();
-            entry.status.observed_rule = Some(Some(weights));
+            entry.status.observed_rule = RuleSeen::Forwards(weights);
         }
-        let cell = &entry.cell;
-        entry.status.written = Some(Written {
-            listener_arn: cell.alb().listener_arn,
-            priority: cell.priority(),
-            conditions: cell.conditions(),
+        let before = entry.status.written.replace(Written {
+            listener_arn: spec.listener_arn.clone(),
+            priority: spec.priority,
+            conditions: spec.conditions.clone(),
             at: now,
         });
+        let moved = before.filter(|w| {
+            (w.listener_arn.as_str(), w.priority) != (spec.listener_arn.as_str(), spec.priority)
+        });
+        if let Some(old) = moved
+            && entry.cell.spec.deletion_policy == DeletionPolicy::Delete
+        {
+            let number = entry.status.runs;
+            let retire = TrafficSpec {
+                listener_arn: old.listener_arn,
+                priority: old.priority,
+                conditions: old.conditions,
+                action: RuleAction::Delete,
+                generation: None,
+            };
+            let r = self.runs.get_mut(run).expect("rollout runs exist");
+            push_traffic(r, "delete-old-rule", retire, number);
+        }
     }
 
     fn newest_blocked(&self, name: &str) -> Option<Version> {
@@ -1215,7 +1398,25 @@ fn refused(spec: &TrafficSpec) -> Option<String> {
     })
 }
 
-fn push_traffic(r: &mut Run, label: &str, traffic: TrafficSpec) -> u32 {
+/// Pushes a traffic node writing `traffic`, fenced with the generation of its place: the
+/// Cell's run number `number` and the node's index (see [`Generation`]).
+fn push_traffic(r: &mut Run, label: &str, traffic: TrafficSpec, number: u32) -> u32 {
+    let spec = traffic_node(r, label, traffic, number);
+    push(r, spec, NodeState::Pending, Timestamp(0))
+}
+
+/// Pushes a traffic node like [`push_traffic`] that starts only once node `after` has ended,
+/// however it ended.
+fn push_traffic_after(r: &mut Run, label: &str, traffic: TrafficSpec, number: u32, after: usize) {
+    let mut spec = traffic_node(r, label, traffic, number);
+    spec.needs = vec![r.nodes[after].name.clone()];
+    spec.when = When::Always;
+    let node = Node::new(spec.name.clone());
+    r.push_node(spec, node);
+}
+
+fn traffic_node(r: &Run, label: &str, mut traffic: TrafficSpec, number: u32) -> NodeSpec {
+    traffic.generation = Some(Generation::of(number, r.nodes.len() as u32));
     let mut spec = node_spec(unique_name(r, label), NodeKind::Traffic);
     spec.traffic = Some(Box::new(traffic));
     spec.timeout = Some(baton_schemas::Duration(TRAFFIC_TIMEOUT));
@@ -1226,7 +1427,7 @@ fn push_traffic(r: &mut Run, label: &str, traffic: TrafficSpec) -> u32 {
             max: baton_schemas::Duration::from_secs(30),
         },
     });
-    push(r, spec, NodeState::Pending, Timestamp(0))
+    spec
 }
 
 fn push_analysis(
@@ -1290,7 +1491,9 @@ fn versions(entry: &CellEntry) -> BTreeMap<Version, Vec<Group>> {
 
 /// Returns the version that owns most of the rule's weight, for a Cell Baton never wrote.
 fn serving_from_rule(status: &CellStatus) -> Option<String> {
-    let rule = status.observed_rule.as_ref()?.as_ref()?;
+    let RuleSeen::Forwards(rule) = &status.observed_rule else {
+        return None;
+    };
     let mut by_version: BTreeMap<String, u32> = BTreeMap::new();
     for w in rule {
         if let Some(v) = status
@@ -1441,9 +1644,9 @@ fn plan(entry: &CellEntry, by: &BTreeMap<Version, Vec<Group>>) -> Plan {
     if serving.as_ref() == Some(&to) {
         let desired = weights(groups, &[], 100);
         let rule_ok = match &status.observed_rule {
-            Some(Some(rule)) => same_weights(rule, &desired),
-            Some(None) => false,
-            None => true,
+            RuleSeen::Forwards(rule) => same_weights(rule, &desired),
+            RuleSeen::Absent => false,
+            RuleSeen::NotRead => true,
         };
         let spec_ok = status.written.as_ref().is_none_or(|w| {
             w.listener_arn == cell.alb().listener_arn
@@ -1501,6 +1704,39 @@ fn same_weights(a: &[WeightedTargetGroup], b: &[WeightedTargetGroup]) -> bool {
             .collect()
     };
     map(a) == map(b)
+}
+
+/// Returns why a command naming `expect` does not fit the rollout under way, if it does not.
+fn mismatch(name: &str, rollout: Option<&Rollout>, expect: &Expect) -> Option<String> {
+    if let Some(run) = &expect.run {
+        match rollout {
+            None => {
+                return Some(format!(
+                    "cell {name:?} has no rollout under way; the command names run {run}"
+                ));
+            }
+            Some(r) if &r.run != run => {
+                return Some(format!(
+                    "cell {name:?} rolls out in run {}, not in run {run} the command names",
+                    r.run
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(step) = expect.step {
+        let at = rollout.and_then(|r| r.stage.step());
+        if at != Some(step) {
+            let now = match at {
+                Some(at) => format!("at step {at}"),
+                None => "at no step".to_owned(),
+            };
+            return Some(format!(
+                "cell {name:?} is {now}, not at step {step} the command names"
+            ));
+        }
+    }
+    None
 }
 
 impl CellEntry {

@@ -8,7 +8,7 @@ use baton_schemas::task::{
     Action as TaskAction, ActionEntry, ConcurrencyPolicy, DEFAULT_CHAIN_LIMIT, Ignitor,
     Outcome as TaskOutcome, Task,
 };
-use baton_schemas::wire::Timestamp;
+use baton_schemas::wire::{Fire, Timestamp};
 use baton_schemas::workflow::NodeSpec;
 use baton_schemas::{FailurePolicy, NodeKind, NodeName, RunId, When, WorkflowName, WorkflowSpec};
 use serde::{Deserialize, Serialize};
@@ -56,6 +56,10 @@ pub struct IgnitorEntry {
     pub last_fire: Option<Timestamp>,
     /// When it fires next; `None` once a one-shot has fired.
     pub next_fire: Option<Timestamp>,
+    /// The scheduled time of the last fire whose chain started (read back from the bus): a
+    /// fire read again, after a crash or from a second publish, starts nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<Timestamp>,
     /// Why its schedule cannot be read, if it cannot.
     pub error: Option<String>,
 }
@@ -88,18 +92,22 @@ impl Core {
         }
     }
 
-    /// Returns (run, node index) of every node of `task` that runs or waits to retry.
+    /// Returns (run, node index) of every node of `task` that runs or waits to retry, from
+    /// the index of the task's nodes that have not ended (not a scan of every run).
     fn running_instances(&self, task: &str) -> Vec<(RunId, usize)> {
-        self.runs
-            .values()
-            .filter(|r| !r.phase.is_over())
-            .flat_map(|r| {
-                r.nodes.iter().enumerate().filter_map(move |(i, n)| {
-                    let live = n.state.in_flight().is_some()
-                        || matches!(n.state, NodeState::RetryWait { .. });
-                    (n.task.as_deref() == Some(task) && live).then(|| (r.id.clone(), i))
+        let Some(live) = self.live_tasks.get(task) else {
+            return Vec::new();
+        };
+        live.iter()
+            .filter(|(run, i)| {
+                self.runs.get(run).is_some_and(|r| {
+                    let state = r.nodes[*i as usize].state;
+                    !r.phase.is_over()
+                        && (state.in_flight().is_some()
+                            || matches!(state, NodeState::RetryWait { .. }))
                 })
             })
+            .map(|(run, i)| (run.clone(), *i as usize))
             .collect()
     }
 
@@ -129,6 +137,7 @@ impl Core {
             return;
         }
         let last_fire = existing.and_then(|e| e.last_fire);
+        let started = existing.and_then(|e| e.started);
         let (next_fire, error) =
             match Schedule::read(&ignitor.spec.scheduled, ignitor.spec.time_zone.as_deref()) {
                 Ok(Schedule::Now) => (Some(now), None),
@@ -142,15 +151,18 @@ impl Core {
                 ignitor,
                 last_fire,
                 next_fire,
+                started,
                 error,
             },
         );
         self.changed_ignitors.insert(name);
     }
 
-    /// Fires every ignitor that is due at `now`. A cron ignitor that missed several times
-    /// while the planner was down fires once, for the latest time it missed, unless that time
-    /// is older than its `startingDeadline`.
+    /// Fires every ignitor that is due at `now`: records the fire as its last and asks for it
+    /// to be published ([`Action::Fire`]); its chain starts when the planner reads it back
+    /// ([`Core::start_fire`]). A cron ignitor that missed several times while the planner was
+    /// down fires once, for the latest time it missed, unless that time is older than its
+    /// `startingDeadline`.
     pub(super) fn fire_due_ignitors(&mut self, now: Timestamp, actions: &mut Vec<Action>) {
         let due: Vec<String> = self
             .ignitors
@@ -188,58 +200,83 @@ impl Core {
                 continue;
             }
             entry.last_fire = Some(scheduled);
-            let run = fire_run_id(&name, scheduled);
-            if self.runs.contains_key(&run) {
-                continue;
-            }
-            let mut listeners: Vec<String> = self
-                .tasks
-                .values()
-                .filter(|t| t.task.spec.start_on_ignition.contains(&name))
-                .map(|t| t.task.metadata.name.clone())
-                .collect();
-            listeners.sort();
-            if listeners.is_empty() {
-                actions.push(Action::IgnitorFired {
-                    ignitor: name,
-                    scheduled,
-                    run: None,
-                });
-                continue;
-            }
-            let data = spec.data.clone().unwrap_or_default();
-            let chain = Run::new(
-                run.clone(),
-                WorkflowName::new(name.clone()),
-                WorkflowSpec {
-                    failure_policy: FailurePolicy::Continue,
-                    nodes: Vec::new(),
-                },
-                RunKind::Chain,
-                name.clone(),
-                data.clone(),
-                now,
-            );
-            self.runs.insert(run.clone(), chain);
-            for task in listeners {
-                self.start_task(
-                    &run,
-                    &task,
-                    StartedBy {
-                        initiator: name.clone(),
-                        data: data.clone(),
-                    },
-                    now,
-                    actions,
-                );
-            }
+            actions.push(Action::Fire(Fire {
+                v: baton_schemas::wire::SCHEMA_VERSION,
+                ignitor: name,
+                scheduled,
+                data: spec.data.clone().unwrap_or_default(),
+            }));
+        }
+    }
+
+    /// Starts the chain of a fire read from the bus, unless the ignitor is gone or the fire
+    /// started its chain already (its fire records say so; the chain's run may have been
+    /// pruned since).
+    pub(super) fn start_fire(&mut self, fire: Fire, now: Timestamp, actions: &mut Vec<Action>) {
+        let Fire {
+            ignitor: name,
+            scheduled,
+            data,
+            ..
+        } = fire;
+        let Some(entry) = self.ignitors.get_mut(&name) else {
+            return;
+        };
+        if entry.started.is_some_and(|started| started >= scheduled) {
+            return;
+        }
+        entry.started = Some(scheduled);
+        self.changed_ignitors.insert(name.clone());
+        let run = fire_run_id(&name, scheduled);
+        if self.runs.contains_key(&run) {
+            return;
+        }
+        let mut listeners: Vec<String> = self
+            .tasks
+            .values()
+            .filter(|t| t.task.spec.start_on_ignition.contains(&name))
+            .map(|t| t.task.metadata.name.clone())
+            .collect();
+        listeners.sort();
+        if listeners.is_empty() {
             actions.push(Action::IgnitorFired {
                 ignitor: name,
                 scheduled,
-                run: Some(run.clone()),
+                run: None,
             });
-            self.advance(&run, now, actions);
+            return;
         }
+        let chain = Run::new(
+            run.clone(),
+            WorkflowName::new(name.clone()),
+            WorkflowSpec {
+                failure_policy: FailurePolicy::Continue,
+                nodes: Vec::new(),
+            },
+            RunKind::Chain,
+            name.clone(),
+            data.clone(),
+            now,
+        );
+        self.runs.insert(run.clone(), chain);
+        for task in listeners {
+            self.start_task(
+                &run,
+                &task,
+                StartedBy {
+                    initiator: name.clone(),
+                    data: data.clone(),
+                },
+                now,
+                actions,
+            );
+        }
+        actions.push(Action::IgnitorFired {
+            ignitor: name,
+            scheduled,
+            run: Some(run.clone()),
+        });
+        self.advance(&run, now, actions);
     }
 
     /// Starts what follows every task node of a chain that succeeded or failed since the last
@@ -444,9 +481,17 @@ impl Core {
         node.task = Some(task.to_owned());
         node.started_by = Some(started_by);
         let i = r.push_node(spec, node);
-        if let Some(reason) = refusal {
-            r.node_mut(i).error = Some(reason);
-            finish(r, i, NodeState::Skipped, now);
+        match refusal {
+            Some(reason) => {
+                r.node_mut(i).error = Some(reason);
+                finish(r, i, NodeState::Skipped, now);
+            }
+            None => {
+                self.live_tasks
+                    .entry(task.to_owned())
+                    .or_default()
+                    .insert((run.clone(), i as u32));
+            }
         }
         self.mark_changed(run);
     }

@@ -30,6 +30,23 @@ fn ignitor(name: &str, scheduled: &str, extra: &str) -> String {
     )
 }
 
+/// Applies a tick, then reads back every fire it published, as the planner does through the
+/// triggers stream; returns every action.
+fn tick(core: &mut Core, now: Timestamp) -> Vec<Action> {
+    let mut actions = core.apply(Input::Tick, now);
+    let fires: Vec<Fire> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Fire(fire) => Some(fire.clone()),
+            _ => None,
+        })
+        .collect();
+    for fire in fires {
+        actions.extend(core.apply(Input::Fire(fire), now));
+    }
+    actions
+}
+
 fn jobs(actions: &[Action]) -> Vec<&Job> {
     actions
         .iter()
@@ -93,7 +110,7 @@ fn an_ignitor_starts_task1_and_task1_passes_its_message_to_task2() {
         "registering fires nothing by itself"
     );
     assert_eq!(core.next_deadline(), Some(now));
-    let actions = core.apply(Input::Tick, now);
+    let actions = tick(&mut core, now);
     let fires = fired(&actions);
     assert_eq!(fires.len(), 1);
     let run = fires[0].2.clone().unwrap();
@@ -137,23 +154,20 @@ fn an_ignitor_starts_task1_and_task1_passes_its_message_to_task2() {
     assert_eq!(core.run(&run).unwrap().status().workflow, "ignitor1");
 
     // A one-shot fires once: not again on later ticks, not when re-applied unchanged.
-    assert!(
-        core.apply(Input::Tick, now.after(std::time::Duration::from_secs(60)))
-            .is_empty()
-    );
+    assert!(tick(&mut core, now.after(std::time::Duration::from_secs(60))).is_empty());
     apply_docs(
         &mut core,
         &ignitor("ignitor1", "NOW", "  data: from-the-ignitor\n"),
         now,
     );
-    assert!(core.apply(Input::Tick, now).is_empty());
+    assert!(tick(&mut core, now).is_empty());
     // A changed ignitor is armed anew.
     apply_docs(
         &mut core,
         &ignitor("ignitor1", "NOW", "  data: again\n"),
         now.after(std::time::Duration::from_secs(1)),
     );
-    let actions = core.apply(Input::Tick, now.after(std::time::Duration::from_secs(1)));
+    let actions = tick(&mut core, now.after(std::time::Duration::from_secs(1)));
     assert_eq!(jobs(&actions)[0].inputs.data, "again");
 }
 
@@ -169,7 +183,7 @@ fn failures_take_the_failure_path_and_are_counted() {
     ]
     .concat();
     apply_docs(&mut core, &docs, now);
-    let actions = core.apply(Input::Tick, now);
+    let actions = tick(&mut core, now);
     let work = jobs(&actions)[0].clone();
     let failed = Outcome::Failed {
         error: "container main exited with code 2".into(),
@@ -202,7 +216,7 @@ fn a_self_retry_loop_stops_at_the_chain_limit() {
     ]
     .concat();
     apply_docs(&mut core, &docs, now);
-    let mut actions = core.apply(Input::Tick, now);
+    let mut actions = tick(&mut core, now);
     let run = fired(&actions)[0].2.clone().unwrap();
     let mut names = Vec::new();
     while let Some(job) = jobs(&actions).first().map(|j| (*j).clone()) {
@@ -232,15 +246,12 @@ fn cron_fires_on_the_injected_clock_and_catches_up_once_after_downtime() {
     .concat();
     apply_docs(&mut core, &docs, at(T0));
     assert_eq!(core.next_deadline(), Some(at("2026-11-21T10:10:00Z")));
-    assert!(
-        core.apply(Input::Tick, at("2026-11-21T10:09:59Z"))
-            .is_empty()
-    );
-    let actions = core.apply(Input::Tick, at("2026-11-21T10:10:00Z"));
+    assert!(tick(&mut core, at("2026-11-21T10:09:59Z")).is_empty());
+    let actions = tick(&mut core, at("2026-11-21T10:10:00Z"));
     assert_eq!(fired(&actions)[0].1, at("2026-11-21T10:10:00Z"));
     assert_eq!(core.next_deadline(), Some(at("2026-11-21T10:20:00Z")));
     // Down from 10:10 to 10:52: the fires of 10:20 ... 10:50 were missed; one fire, for 10:50.
-    let actions = core.apply(Input::Tick, at("2026-11-21T10:52:00Z"));
+    let actions = tick(&mut core, at("2026-11-21T10:52:00Z"));
     assert_eq!(
         fired(&actions).iter().map(|f| f.1).collect::<Vec<_>>(),
         [at("2026-11-21T10:50:00Z")]
@@ -255,7 +266,7 @@ fn cron_fires_on_the_injected_clock_and_catches_up_once_after_downtime() {
         )
     );
     // Down past the starting deadline: the missed fire is skipped, the schedule goes on.
-    let actions = core.apply(Input::Tick, at("2026-11-21T11:17:00Z"));
+    let actions = tick(&mut core, at("2026-11-21T11:17:00Z"));
     assert_eq!(
         fired(&actions),
         [("every10".to_owned(), at("2026-11-21T11:10:00Z"), None)]
@@ -308,7 +319,7 @@ fn a_fire_restored_from_the_store_does_not_fire_twice() {
         .concat(),
         now,
     );
-    let fire = core.apply(Input::Tick, now);
+    let fire = tick(&mut core, now);
     assert_eq!(fired(&fire).len(), 1);
     // What the store kept after the turn that fired: the run and the ignitor's fire.
     let changes = core.take_changes();
@@ -329,8 +340,11 @@ fn a_fire_restored_from_the_store_does_not_fire_twice() {
     );
     let mut restored = restored;
     assert!(
-        fired(&restored.apply(Input::Tick, now.after(std::time::Duration::from_secs(5))))
-            .is_empty()
+        fired(&tick(
+            &mut restored,
+            now.after(std::time::Duration::from_secs(5))
+        ))
+        .is_empty()
     );
 }
 
@@ -348,10 +362,10 @@ fn concurrency_policies_forbid_or_replace_a_running_task() {
         ]
         .concat();
         apply_docs(&mut core, &docs, now);
-        let first = core.apply(Input::Tick, now);
+        let first = tick(&mut core, now);
         let first_run = fired(&first)[0].2.clone().unwrap();
         apply_docs(&mut core, &ignitor("b", "NOW", ""), now);
-        let second = core.apply(Input::Tick, now);
+        let second = tick(&mut core, now);
         let second_run = fired(&second)[0].2.clone().unwrap();
         let started = core.run(&second_run).unwrap().status().nodes;
         if expect_skip {
@@ -394,7 +408,7 @@ fn start_on_all_waits_for_every_listed_task() {
     ]
     .concat();
     apply_docs(&mut core, &docs, now);
-    let actions = core.apply(Input::Tick, now);
+    let actions = tick(&mut core, now);
     let started: Vec<Job> = jobs(&actions).into_iter().cloned().collect();
     assert_eq!(
         started.iter().map(|j| j.node.as_str()).collect::<Vec<_>>(),
@@ -420,7 +434,7 @@ fn typed_actions_run_as_nodes_with_orcas_message() {
     ]
     .concat();
     apply_docs(&mut core, &docs, now);
-    let t = jobs(&core.apply(Input::Tick, now))[0].clone();
+    let t = jobs(&tick(&mut core, now))[0].clone();
     let actions = core.apply(done(&t, Outcome::failed("exit code 1")), now);
     let hooks = jobs(&actions);
     assert_eq!(
@@ -444,4 +458,108 @@ fn typed_actions_run_as_nodes_with_orcas_message() {
         (Some("t"), Some("FAILURE"), Some("exit code 1"))
     );
     assert_eq!(hooks[1].publish.as_ref().unwrap().subject, "alerts.t");
+}
+
+#[test]
+fn a_due_fire_is_published_and_its_chain_starts_once_when_read_back() {
+    let now = at(T0);
+    let mut core = Core::new(CoreConfig::default());
+    apply_docs(
+        &mut core,
+        &[
+            task("t", "  startOnIgnition: [every10]\n"),
+            ignitor("every10", "*/10 * * * *", "  data: d\n"),
+        ]
+        .concat(),
+        now,
+    );
+    let due = at("2026-11-21T10:10:00Z");
+    // The tick only publishes the fire, and records it as the ignitor's last.
+    let actions = core.apply(Input::Tick, due);
+    let fire = match actions.as_slice() {
+        [Action::Fire(fire)] => fire.clone(),
+        other => panic!("one fire to publish, not {other:?}"),
+    };
+    assert_eq!(
+        (fire.ignitor.as_str(), fire.scheduled, fire.data.as_str()),
+        ("every10", due, "d")
+    );
+    assert_eq!(fire.msg_id(), format!("ignitor.every10.{}", due.0));
+    assert_eq!(core.ignitors().next().unwrap().last_fire, Some(due));
+    assert_eq!(core.runs().count(), 0, "no chain before the fire is read");
+    // Read back: the chain starts. Read again (a replay, a second publish): nothing.
+    let later = due.after(std::time::Duration::from_millis(20));
+    let actions = core.apply(Input::Fire(fire.clone()), later);
+    assert_eq!(jobs(&actions).len(), 1);
+    assert_eq!(
+        fired(&actions)[0].2,
+        Some(chains::fire_run_id("every10", due))
+    );
+    assert!(core.apply(Input::Fire(fire.clone()), later).is_empty());
+    // Even once the chain's run is gone, the ignitor's fire records hold.
+    let mut restored = Core::restore(
+        CoreConfig::default(),
+        &mut crate::store::Loaded {
+            tasks: core.tasks().map(|(t, _)| t.clone()).collect(),
+            ignitors: core.ignitors().cloned().collect(),
+            ..Default::default()
+        },
+    );
+    assert!(restored.apply(Input::Fire(fire), later).is_empty());
+    // A fire of an ignitor deleted meanwhile starts nothing.
+    core.apply(Input::Remove(Registered::Ignitor("every10".into())), later);
+    let next = Fire {
+        scheduled: at("2026-11-21T10:20:00Z"),
+        ..fire_of(&actions)
+    };
+    assert!(core.apply(Input::Fire(next), later).is_empty());
+}
+
+fn fire_of(actions: &[Action]) -> Fire {
+    let run = fired(actions)[0].2.clone().unwrap();
+    Fire {
+        v: baton_schemas::wire::SCHEMA_VERSION,
+        ignitor: fired(actions)[0].0.clone(),
+        scheduled: fired(actions)[0].1,
+        data: run.to_string(),
+    }
+}
+
+/// Concurrency policies find a task's running instances in the core's index of live task
+/// nodes, which a restored core rebuilds and which forgets nodes as they end.
+#[test]
+fn the_index_of_running_instances_follows_nodes_and_survives_a_restore() {
+    let now = at(T0);
+    let mut core = Core::new(CoreConfig::default());
+    let docs = [
+        task(
+            "busy",
+            "  startOnIgnition: [a, b, c]\n  concurrencyPolicy: Forbid\n",
+        ),
+        ignitor("a", "NOW", ""),
+    ]
+    .concat();
+    apply_docs(&mut core, &docs, now);
+    let first = tick(&mut core, now);
+    let job = jobs(&first)[0].clone();
+    // Restored while `busy` runs: a second start is still refused.
+    let mut restored = Core::restore(
+        CoreConfig::default(),
+        &mut crate::store::Loaded {
+            runs: core.runs().cloned().collect(),
+            tasks: core.tasks().map(|(t, _)| t.clone()).collect(),
+            ignitors: core.ignitors().cloned().collect(),
+            ..Default::default()
+        },
+    );
+    assert_eq!(status(&restored, "busy").1, TaskState::Running);
+    apply_docs(&mut restored, &ignitor("b", "NOW", ""), now);
+    let second = tick(&mut restored, now);
+    assert!(jobs(&second).is_empty(), "Forbid: {second:?}");
+    // Once it ended, a start goes ahead.
+    restored.apply(done(&job, ok("")), now);
+    assert_eq!(status(&restored, "busy").1, TaskState::Pending);
+    assert!(restored.live_tasks.is_empty());
+    apply_docs(&mut restored, &ignitor("c", "NOW", ""), now);
+    assert_eq!(jobs(&tick(&mut restored, now)).len(), 1);
 }

@@ -11,8 +11,13 @@
 //!   nothing new; `status.observedGeneration` and `status.run` name that run.
 //! - A `Task` without `spec.namespace` runs its pods in the object's namespace.
 //! - A deleted object is forgotten: a task is started by nothing, an ignitor fires no more,
-//!   a workflow starts no run; runs already going on finish. Objects deleted while no planner
-//!   watched are forgotten when the watch lists again and they are missing.
+//!   a workflow starts no run; runs already going on finish. The planner's store remembers
+//!   which documents came from which object ([`ClusterSource`]), so objects deleted while no
+//!   planner watched are forgotten at each kind's first listing after a start (in the watched
+//!   namespace); later listings (a watch made anew) compare with what this process saw.
+//!   Application groups are left out of that first sweep: their finalizer holds a deleted
+//!   group until the planner uninstalls it, so one missing was let go by hand, and its
+//!   releases are not uninstalled for it.
 //! - An invalid object is refused with the same field-path message `baton validate` prints,
 //!   in `status.message`; nothing of it is registered.
 //! - An `ApplicationGroup` (cluster-scoped, Baton's or Orkestra's) is applied once per
@@ -38,7 +43,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::core::Registered;
+use crate::core::{ClusterSource, Registered};
 use crate::service::Command;
 
 /// The finalizer that holds a deleted `ApplicationGroup` until its releases are uninstalled.
@@ -102,9 +107,11 @@ pub async fn run(
     let mut sync = Sync {
         client,
         commands,
+        namespace: config.namespace.clone(),
         objects: BTreeMap::new(),
         listing: Default::default(),
         listed: Default::default(),
+        swept: Default::default(),
         held: Vec::new(),
     };
     let release = tokio::time::Instant::now() + IGNITOR_HOLD;
@@ -171,11 +178,16 @@ fn workflow_run_id(name: &str, uid: &str, generation: i64) -> RunId {
 struct Sync {
     client: kube::Client,
     commands: mpsc::Sender<Command>,
+    /// The namespace watched; `None` for every namespace.
+    namespace: Option<String>,
     objects: BTreeMap<Key, Tracked>,
     /// Per kind, the objects seen in the listing under way (between `Init` and `InitDone`).
     listing: [Option<BTreeSet<Key>>; KINDS.len()],
     /// Per kind, whether its first listing is done.
     listed: [bool; KINDS.len()],
+    /// Per kind, whether the documents the store says came from its objects were compared
+    /// with a complete listing (once per start).
+    swept: [bool; KINDS.len()],
     /// Ignitor events held back until every Task kind has listed once.
     held: Vec<(usize, watcher::Event<DynamicObject>)>,
 }
@@ -252,10 +264,54 @@ impl Sync {
                         return false;
                     }
                 }
+                if !self.swept[index] {
+                    self.swept[index] = true;
+                    return self.sweep(index, &listed).await;
+                }
                 true
             }
             watcher::Event::Delete(object) => self.remove(key(index, &object)).await,
         }
+    }
+
+    /// Forgets the documents the store says came from objects of kind `index` (in the
+    /// watched namespace) that its first complete listing after a start does not hold:
+    /// objects deleted while no planner watched. Returns false when the planner loop is gone.
+    async fn sweep(&mut self, index: usize, listed: &BTreeSet<Key>) -> bool {
+        let kind = &KINDS[index];
+        if kind.kind == "ApplicationGroup" {
+            return true;
+        }
+        let Some(sources) = self.ask(|reply| Command::Sources { reply }).await else {
+            return false;
+        };
+        for (document, source) in sources {
+            let watched = match &self.namespace {
+                Some(ns) if kind.namespaced() => &source.namespace == ns,
+                _ => true,
+            };
+            let key = (index, source.namespace.clone(), document.name().to_owned());
+            if source.group != kind.group
+                || source.kind != kind.kind
+                || !watched
+                || listed.contains(&key)
+            {
+                continue;
+            }
+            info!(kind = kind.kind, group = kind.group, namespace = %source.namespace, name = %document.name(), "object deleted while no planner watched; forgetting it");
+            let answer = self
+                .ask(|reply| Command::Remove {
+                    document: document.clone(),
+                    reply,
+                })
+                .await;
+            match answer {
+                None => return false,
+                Some(Ok(())) => {}
+                Some(Err(refusal)) => debug!(%refusal, "already forgotten"),
+            }
+        }
+        true
     }
 
     async fn apply(&mut self, index: usize, object: DynamicObject) -> bool {
@@ -316,6 +372,11 @@ impl Sync {
             document: Box::new(document),
             start: run.as_ref().map(|_| String::new()),
             run: run.clone(),
+            source: Some(ClusterSource {
+                group: kind.group.to_owned(),
+                kind: kind.kind.to_owned(),
+                namespace: key.1.clone(),
+            }),
             reply,
         };
         if self.commands.send(command).await.is_err() {
@@ -378,6 +439,7 @@ impl Sync {
         {
             return false;
         }
+        // A refusal says it was forgotten already.
         answer.await.is_ok()
     }
 

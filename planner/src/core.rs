@@ -13,7 +13,7 @@ use baton_schemas::group::ApplicationGroup;
 use baton_schemas::status::{NodeStatus, RunStatus, State};
 use baton_schemas::task::{Ignitor, Task};
 use baton_schemas::wire::{
-    Event, ExecJob, Job, JobInputs, Outcome, PodJob, SCHEMA_VERSION, Timestamp,
+    Event, ExecJob, Fire, Job, JobInputs, Outcome, PodJob, SCHEMA_VERSION, Timestamp,
 };
 use baton_schemas::{
     Attempt, FailurePolicy, NodeKind, NodeName, NodeSpec, RunId, When, Workflow, WorkflowName,
@@ -27,12 +27,16 @@ pub struct CoreConfig {
     /// How long past a node's timeout the planner waits for a worker's result before it
     /// fails the attempt itself. It covers a worker dying (the job's ack wait) and clock skew.
     pub timeout_grace: Duration,
+    /// How long a finished run is kept (shown by the API, held in the store) before it is
+    /// pruned.
+    pub run_retention: Duration,
 }
 
 impl Default for CoreConfig {
     fn default() -> Self {
         Self {
             timeout_grace: Duration::from_secs(60),
+            run_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -48,10 +52,20 @@ pub enum Input {
     RegisterIgnitor(Box<Ignitor>),
     /// Applies an application group: a changed spec starts its forward run.
     RegisterGroup(Box<ApplicationGroup>),
-    /// Forgets a registered document (deleted from a cluster): a workflow starts no new run,
-    /// a task is started by nothing, an ignitor fires no more. Runs already going on finish.
-    /// A group is deleted: its releases are uninstalled in reverse order.
+    /// Forgets a registered document (deleted from a cluster, or by a person): a workflow
+    /// starts no new run, a task is started by nothing, an ignitor fires no more. Runs
+    /// already going on finish. A group is deleted: its releases are uninstalled in reverse
+    /// order. An unknown workflow, task or ignitor is refused.
     Remove(Registered),
+    /// Records where a registered document was applied from: a cluster object, or not
+    /// (`None`, the API). Applied with the document's registration; ignored for a document
+    /// that is not registered (refused).
+    Source {
+        /// The document.
+        document: Registered,
+        /// The object it came from, if any.
+        source: Option<ClusterSource>,
+    },
     /// Starts a run of a registered workflow. A run id already known is ignored.
     StartRun {
         /// The new run's id, chosen by the caller.
@@ -65,9 +79,12 @@ pub enum Input {
     },
     /// A worker's report from the bus.
     Bus(Event),
+    /// An ignitor's fire read from the bus: starts its chain, once.
+    Fire(Fire),
     /// Cancels a run: nothing new starts, nodes not finished end `cancelled`.
     Cancel(RunId),
-    /// Time passed: due retries and timeouts fire.
+    /// Time passed: due retries, timeouts and ignitors fire; finished runs past their
+    /// retention are pruned.
     Tick,
     // --- Cells (`cells.rs`) ---
     /// Registers (or replaces) a Cell under its name.
@@ -82,6 +99,11 @@ pub enum Input {
         cell: String,
         /// What to do.
         command: CellCommand,
+        /// The rollout the sender means, when it names one: refused if another is under way.
+        expect: Expect,
+        /// Where the command sits in the triggers stream, when it came from there: applied at
+        /// most once, however often the stream is replayed.
+        from: Option<TriggerPosition>,
     },
 }
 
@@ -101,7 +123,8 @@ impl From<baton_schemas::Document> for Input {
 }
 
 /// A registered document, by kind and name.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind", content = "name")]
 pub enum Registered {
     /// A workflow.
     Workflow(WorkflowName),
@@ -117,6 +140,47 @@ pub enum Registered {
     AnalysisTemplate(String),
 }
 
+impl Registered {
+    /// Returns what registering `document` registers.
+    pub fn of(document: &baton_schemas::Document) -> Registered {
+        use baton_schemas::Document;
+        match document {
+            Document::Workflow(w) => Registered::Workflow(w.name()),
+            Document::Task(t) => Registered::Task(t.metadata.name.clone()),
+            Document::Ignitor(i) => Registered::Ignitor(i.metadata.name.clone()),
+            Document::Group(g) => Registered::Group(g.name().to_owned()),
+            Document::Cell(c) => Registered::Cell(c.metadata.name.clone()),
+            Document::AnalysisTemplate(t) => Registered::AnalysisTemplate(t.metadata.name.clone()),
+        }
+    }
+
+    /// Returns the document's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Registered::Workflow(name) => name.as_str(),
+            Registered::Task(name)
+            | Registered::Ignitor(name)
+            | Registered::Group(name)
+            | Registered::Cell(name)
+            | Registered::AnalysisTemplate(name) => name,
+        }
+    }
+}
+
+/// The cluster object a registered document was last applied from: the planner forgets the
+/// document when it finds the object gone, even when it was deleted while no planner
+/// watched. A document applied through the API has none.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSource {
+    /// The object's API group (`baton.dev`, `sirocco.cloud`, ...).
+    pub group: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its namespace (empty for a cluster-scoped object).
+    pub namespace: String,
+}
+
 /// Something the service must do.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
@@ -129,6 +193,9 @@ pub enum Action {
         /// The node, or every node of the run.
         node: Option<NodeName>,
     },
+    /// Publish an ignitor's fire that came due. Its chain starts when the fire is read back
+    /// from the bus ([`Input::Fire`]).
+    Fire(Fire),
     /// An ignitor fired (or its fire was skipped, with no run).
     IgnitorFired {
         /// The ignitor.
@@ -161,9 +228,45 @@ pub enum Refusal {
     /// A delete of a group that does not exist.
     #[error("application group {0:?} does not exist")]
     UnknownGroup(String),
-    /// A Cell command that cannot be carried out: the Cell is unknown, or has nothing to do.
+    /// A delete of a task that is not registered.
+    #[error("task {0:?} is not registered")]
+    UnknownTask(String),
+    /// A delete of an ignitor that is not registered.
+    #[error("ignitor {0:?} is not registered")]
+    UnknownIgnitor(String),
+    /// A command to a Cell that does not exist.
+    #[error("cell {0:?} does not exist")]
+    UnknownCell(String),
+    /// A Cell command the Cell's state does not allow: nothing to resume, a rollback under
+    /// way, or a run or step other than the one the command names.
     #[error("{0}")]
-    Cell(String),
+    CellCommand(String),
+    /// A cancel of a Cell's rollout, which is aborted instead.
+    #[error(
+        "run {run:?} is a rollout of cell {cell:?}: a rollout is not cancelled but aborted, which gives the stable version its traffic back (`baton cell abort {cell}`)"
+    )]
+    CellRun {
+        /// The run.
+        run: String,
+        /// Its Cell.
+        cell: String,
+    },
+}
+
+impl Refusal {
+    /// Returns whether the refusal is about something that does not exist (rather than a
+    /// state that does not allow the request).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Refusal::UnknownWorkflow(_)
+                | Refusal::UnknownRun(_)
+                | Refusal::UnknownGroup(_)
+                | Refusal::UnknownTask(_)
+                | Refusal::UnknownIgnitor(_)
+                | Refusal::UnknownCell(_)
+        )
+    }
 }
 
 /// Where a run is in its life.
@@ -678,6 +781,17 @@ pub struct Core {
     untimed_runs: Vec<RunId>,
     /// Every node's pending timer (a retry's start, a timeout backstop), soonest first.
     timers: BTreeSet<(Timestamp, RunId, u32)>,
+    /// Finished runs by the time they finished, for pruning.
+    finished: BTreeSet<(Timestamp, RunId)>,
+    /// Runs pruned since the store last wrote, with their number of nodes.
+    pruned: Vec<(RunId, u32)>,
+    /// Per task, the chain nodes that run it and have not ended, by run and node index: who
+    /// a concurrency policy looks at, without a scan of every run. May hold nodes that ended
+    /// since (they leave it when the core next syncs its indices); readers check the state.
+    live_tasks: HashMap<String, BTreeSet<(RunId, u32)>>,
+    /// The cluster objects documents were applied from (see [`ClusterSource`]).
+    sources: BTreeMap<Registered, ClusterSource>,
+    changed_sources: BTreeSet<Registered>,
     changed_workflows: BTreeSet<WorkflowName>,
     changed_tasks: BTreeSet<String>,
     changed_ignitors: BTreeSet<String>,
@@ -710,6 +824,10 @@ pub struct Changes<'a> {
     pub cells: Vec<&'a CellEntry>,
     /// Changed analysis templates.
     pub templates: Vec<&'a baton_schemas::analysis::AnalysisTemplate>,
+    /// Runs pruned, with their number of nodes: their header and node records go.
+    pub pruned: Vec<(RunId, u32)>,
+    /// Changed cluster sources (`None`: the record goes).
+    pub sources: Vec<(Registered, Option<&'a ClusterSource>)>,
 }
 
 impl Changes<'_> {
@@ -723,6 +841,8 @@ impl Changes<'_> {
             && self.groups.is_empty()
             && self.cells.is_empty()
             && self.templates.is_empty()
+            && self.pruned.is_empty()
+            && self.sources.is_empty()
     }
 }
 
@@ -758,6 +878,7 @@ impl Core {
                 .collect(),
             ..Default::default()
         };
+        core.sources = std::mem::take(&mut loaded.sources).into_iter().collect();
         core.restore_groups(std::mem::take(&mut loaded.groups));
         core.restore_cells(
             std::mem::take(&mut loaded.cells),
@@ -769,6 +890,24 @@ impl Core {
             .filter(|r| !r.phase.is_over())
             .map(|r| r.id.clone())
             .collect();
+        for r in core.runs.values() {
+            if let Some(at) = r.finished_at {
+                core.finished.insert((at, r.id.clone()));
+            }
+        }
+        for id in &unfinished {
+            let r = &core.runs[id];
+            for (i, n) in r.nodes.iter().enumerate() {
+                if let Some(task) = &n.task
+                    && !n.state.is_terminal()
+                {
+                    core.live_tasks
+                        .entry(task.clone())
+                        .or_default()
+                        .insert((id.clone(), i as u32));
+                }
+            }
+        }
         for id in unfinished {
             let r = core.runs.get_mut(&id).expect("listed");
             r.touched.untimed = (0..r.nodes.len() as u32).collect();
@@ -801,11 +940,77 @@ impl Core {
         self.workflows.get(name)
     }
 
+    /// Returns every document applied from a cluster object, with that object.
+    pub fn cluster_sources(&self) -> impl Iterator<Item = (&Registered, &ClusterSource)> {
+        self.sources.iter()
+    }
+
+    /// Records where `document` was applied from (see [`Input::Source`]).
+    fn set_source(&mut self, document: Registered, source: Option<ClusterSource>) {
+        let changed = match source {
+            Some(source) if self.is_registered(&document) => {
+                let new = self.sources.get(&document) != Some(&source);
+                if new {
+                    self.sources.insert(document.clone(), source);
+                }
+                new
+            }
+            Some(_) => false,
+            None => self.sources.remove(&document).is_some(),
+        };
+        if changed {
+            self.changed_sources.insert(document);
+        }
+    }
+
+    /// Returns whether a document is registered.
+    pub fn is_registered(&self, document: &Registered) -> bool {
+        match document {
+            Registered::Workflow(name) => self.workflows.contains_key(name),
+            Registered::Task(name) => self.tasks.contains_key(name),
+            Registered::Ignitor(name) => self.ignitors.contains_key(name),
+            Registered::Group(name) => self.groups.contains_key(name),
+            Registered::Cell(name) => self.cells.contains_key(name),
+            Registered::AnalysisTemplate(name) => self.templates.contains_key(name),
+        }
+    }
+
     /// Returns the earliest time at which a `Tick` would change anything.
     pub fn next_deadline(&self) -> Option<Timestamp> {
         let runs = self.timers.first().map(|(at, _, _)| *at);
         let fires = self.ignitors.values().filter_map(|i| i.next_fire);
-        runs.into_iter().chain(fires).min()
+        let prune = self
+            .finished
+            .first()
+            .map(|(at, _)| at.after(self.config.run_retention));
+        runs.into_iter().chain(fires).chain(prune).min()
+    }
+
+    /// Removes the finished runs whose retention has passed at `now`. A run a Cell's
+    /// rollout still names is kept another retention period.
+    fn prune_runs(&mut self, now: Timestamp) {
+        let retention = self.config.run_retention;
+        while let Some((at, id)) = self.finished.first().cloned() {
+            if at.after(retention) > now {
+                break;
+            }
+            self.finished.pop_first();
+            let named = self
+                .cells
+                .values()
+                .any(|c| c.status.rollout.as_ref().is_some_and(|ro| ro.run == id));
+            if named {
+                self.finished.insert((now, id));
+                continue;
+            }
+            if let Some(r) = self.runs.remove(&id) {
+                for (i, at) in &r.touched.timers {
+                    self.timers.remove(&(*at, id.clone(), *i));
+                }
+                self.changed_runs.remove(&id);
+                self.pruned.push((id, r.nodes.len() as u32));
+            }
+        }
     }
 
     /// Records that `run` changed: the store writes it, and the core re-reads the timers of
@@ -825,7 +1030,20 @@ impl Core {
                 continue;
             };
             let over = r.phase.is_over();
+            if let Some(at) = r.finished_at {
+                self.finished.insert((at, id.clone()));
+            }
             for i in std::mem::take(&mut r.touched.untimed) {
+                let node = &r.nodes[i as usize];
+                if let Some(task) = &node.task
+                    && (over || node.state.is_terminal())
+                    && let Some(live) = self.live_tasks.get_mut(task)
+                {
+                    live.remove(&(id.clone(), i));
+                    if live.is_empty() {
+                        self.live_tasks.remove(task);
+                    }
+                }
                 let wanted = if over {
                     None
                 } else {
@@ -892,6 +1110,8 @@ impl Core {
                     .map(|t| Registered::AnalysisTemplate(t.clone())),
             )
             .collect();
+        let pruned = std::mem::take(&mut self.pruned);
+        let sources = std::mem::take(&mut self.changed_sources);
         let mut unsaved = Vec::with_capacity(runs.len());
         for id in &runs {
             if let Some(r) = self.runs.get_mut(id) {
@@ -920,6 +1140,14 @@ impl Core {
                 .iter()
                 .filter_map(|t| self.templates.get(t))
                 .collect(),
+            pruned,
+            sources: sources
+                .into_iter()
+                .map(|d| {
+                    let source = self.sources.get(&d);
+                    (d, source)
+                })
+                .collect(),
         }
     }
 
@@ -933,7 +1161,27 @@ impl Core {
 
     fn decide(&mut self, input: Input, now: Timestamp) -> Vec<Action> {
         let mut actions = Vec::new();
+        if let Input::Remove(document) = &input {
+            let unknown = match document {
+                Registered::Workflow(name) if !self.workflows.contains_key(name) => {
+                    Some(Refusal::UnknownWorkflow(name.to_string()))
+                }
+                Registered::Task(name) if !self.tasks.contains_key(name) => {
+                    Some(Refusal::UnknownTask(name.clone()))
+                }
+                Registered::Ignitor(name) if !self.ignitors.contains_key(name) => {
+                    Some(Refusal::UnknownIgnitor(name.clone()))
+                }
+                _ => None,
+            };
+            if let Some(refusal) = unknown {
+                actions.push(Action::Refused(refusal));
+                return actions;
+            }
+            self.set_source(document.clone(), None);
+        }
         match input {
+            Input::Source { document, source } => self.set_source(document, source),
             Input::RegisterTask(task) => self.register_task(*task),
             Input::RegisterIgnitor(ignitor) => self.register_ignitor(*ignitor, now, &mut actions),
             Input::RegisterGroup(group) => self.apply_group(*group, now, &mut actions),
@@ -958,9 +1206,12 @@ impl Core {
             Input::Remove(Registered::Cell(name)) => self.remove_cell(&name, now, &mut actions),
             Input::Remove(Registered::AnalysisTemplate(name)) => self.remove_template(&name),
             Input::Observed(observation) => self.observe(*observation, now, &mut actions),
-            Input::CellCommand { cell, command } => {
-                self.cell_command(&cell, command, now, &mut actions)
-            }
+            Input::CellCommand {
+                cell,
+                command,
+                expect,
+                from,
+            } => self.cell_command(&cell, command, &expect, from, now, &mut actions),
             Input::Register(workflow) => {
                 let name = workflow.name();
                 if self.workflows.get(&name) != Some(&workflow) {
@@ -1038,34 +1289,41 @@ impl Core {
                         finish(r, i, NodeState::Succeeded, finished_at.max(now));
                     }
                     Outcome::Failed { error, output } => {
+                        // A traffic write AWS refused, or one out of date, fails the same way
+                        // again: no retry.
+                        let last = r.spec.nodes[i].kind == NodeKind::Traffic
+                            && baton_schemas::traffic::is_final_failure(output.as_deref());
                         r.node_mut(i).output = output;
-                        attempt_failed(r, i, attempt, error, now);
+                        match last {
+                            true => {
+                                r.node_mut(i).error = Some(error);
+                                finish(r, i, NodeState::Failed, now);
+                            }
+                            false => attempt_failed(r, i, attempt, error, now),
+                        }
                     }
                 }
                 self.advance(&run, now, &mut actions);
             }
             Input::Cancel(run) => {
-                let Some(r) = self.runs.get_mut(&run) else {
+                let Some(r) = self.runs.get(&run) else {
                     actions.push(Action::Refused(Refusal::UnknownRun(run.to_string())));
                     return actions;
                 };
-                if r.phase.is_over() {
+                // A rollout cancelled would leave its Cell's traffic wherever the last step
+                // put it: a rollout is aborted, which gives the stable version its traffic back.
+                if r.kind == RunKind::Cell && !r.phase.is_over() {
+                    actions.push(Action::Refused(Refusal::CellRun {
+                        run: run.to_string(),
+                        cell: r.workflow.to_string(),
+                    }));
                     return actions;
                 }
-                r.phase = RunPhase::Cancelled;
-                for i in 0..r.nodes.len() {
-                    if !r.nodes[i].state.is_terminal() {
-                        r.node_mut(i).error = Some("cancelled".to_owned());
-                        finish(r, i, NodeState::Cancelled, now);
-                    }
-                }
-                actions.push(Action::AnnounceCancel {
-                    run: run.clone(),
-                    node: None,
-                });
-                self.advance(&run, now, &mut actions);
+                self.cancel_run(&run, now, &mut actions);
             }
+            Input::Fire(fire) => self.start_fire(fire, now, &mut actions),
             Input::Tick => {
+                self.prune_runs(now);
                 self.fire_due_ignitors(now, &mut actions);
                 let mut due: BTreeMap<RunId, Vec<usize>> = BTreeMap::new();
                 for (_, run, i) in self.timers.iter().take_while(|(at, _, _)| *at <= now) {
@@ -1143,6 +1401,29 @@ impl Core {
                 });
             }
         }
+    }
+
+    /// Cancels a run that is not over: nothing new starts, nodes not finished end
+    /// `cancelled`, and workers are told to stop.
+    fn cancel_run(&mut self, run: &RunId, now: Timestamp, actions: &mut Vec<Action>) {
+        let Some(r) = self.runs.get_mut(run) else {
+            return;
+        };
+        if r.phase.is_over() {
+            return;
+        }
+        r.phase = RunPhase::Cancelled;
+        for i in 0..r.nodes.len() {
+            if !r.nodes[i].state.is_terminal() {
+                r.node_mut(i).error = Some("cancelled".to_owned());
+                finish(r, i, NodeState::Cancelled, now);
+            }
+        }
+        actions.push(Action::AnnounceCancel {
+            run: run.clone(),
+            node: None,
+        });
+        self.advance(run, now, actions);
     }
 
     fn node_mut(&mut self, run: &RunId, node: &NodeName) -> Option<(&mut Run, usize)> {
@@ -1406,7 +1687,8 @@ pub use groups::{GroupEntry, GroupState, Pending, Remediation, RemediationOutcom
 #[path = "cells.rs"]
 mod cells;
 pub use cells::{
-    Blocked, CellCommand, CellEntry, CellPhase, CellStatus, Observation, SeenTargetGroup,
+    Blocked, CellCommand, CellEntry, CellPhase, CellStatus, CellTrigger, Expect, Observation,
+    RuleSeen, SeenTargetGroup, TriggerPosition,
 };
 
 #[cfg(test)]
@@ -1424,3 +1706,7 @@ mod replay_tests;
 #[cfg(test)]
 #[path = "cells_tests.rs"]
 mod cells_tests;
+
+#[cfg(test)]
+#[path = "cells_replay_tests.rs"]
+mod cells_replay_tests;

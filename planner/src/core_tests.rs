@@ -22,6 +22,7 @@ fn workflow_with(spec_extra: &str, nodes: &str) -> Workflow {
 fn core_with(wf: Workflow) -> Core {
     let mut core = Core::new(CoreConfig {
         timeout_grace: Duration::from_secs(60),
+        ..CoreConfig::default()
     });
     assert!(core.apply(Input::Register(wf), T0).is_empty());
     core

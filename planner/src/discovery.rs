@@ -4,7 +4,9 @@
 //! The decision core does the rest; this task only reads.
 //!
 //! The AWS client is built from the standard chain the first time there is a Cell, so a
-//! planner without Cells never reads AWS settings.
+//! planner without Cells never reads AWS settings. Its calls time out
+//! ([`baton_alb::Timeouts`]): a read that hangs fails, the Cell's observation says so, and the
+//! discovery goes on with the next Cell.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +28,18 @@ pub struct DiscoveryConfig {
     pub sync_period: Duration,
     /// Woken when a Cell is applied (see [`crate::service::PlannerConfig::discover_now`]).
     pub discover_now: Arc<Notify>,
+    /// The ELBv2 client; `None` builds one from the standard chain when first needed.
+    pub alb: Option<Alb>,
+}
+
+/// Whether the account's target groups could be read at the last discovery: a failure is
+/// logged when it starts, not at every sync period while it lasts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Listing {
+    /// The last listing worked (or there was none yet).
+    Working,
+    /// The last listing failed; the failure was logged.
+    Failing,
 }
 
 /// Discovers until `shutdown` fires or the planner loop goes away.
@@ -34,10 +48,10 @@ pub async fn run(
     commands: mpsc::Sender<Command>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut alb: Option<Alb> = None;
+    let mut alb = config.alb;
     let mut ticks = tokio::time::interval(config.sync_period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failing = false;
+    let mut listing = Listing::Working;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -60,18 +74,21 @@ pub async fn run(
         };
         let at = Timestamp::now();
         let groups = alb.tagged_target_groups().await;
-        match (&groups, failing) {
-            (Err(e), false) => {
-                warn!(error = %e, "discovering target groups failed; trying again every sync period")
+        listing = match (&groups, listing) {
+            (Err(e), Listing::Working) => {
+                warn!(error = %e, "discovering target groups failed; trying again every sync period");
+                Listing::Failing
             }
-            (Ok(all), _) => debug!(
-                target_groups = all.len(),
-                cells = cells.len(),
-                "target groups discovered"
-            ),
-            _ => {}
-        }
-        failing = groups.is_err();
+            (Err(_), Listing::Failing) => Listing::Failing,
+            (Ok(all), _) => {
+                debug!(
+                    target_groups = all.len(),
+                    cells = cells.len(),
+                    "target groups discovered"
+                );
+                Listing::Working
+            }
+        };
         for cell in cells {
             let observation = observe(alb, &cell, &groups, at).await;
             let (reply, answer) = oneshot::channel();

@@ -9,9 +9,12 @@
 //!   [`CHECKPOINT_EVERY`] with the stream positions up to which it holds every message. A
 //!   crash loses at most that interval, which the restarted planner applies again from the
 //!   streams; the jobs it decides again carry the same message ids, and the bus drops them.
-//! - API commands and timers exist nowhere else: their changes are committed together with
-//!   the jobs they cause (the outbox) before anything is published, and a restart re-sends
-//!   the outbox.
+//! - API commands, timers and cluster-watch inputs exist nowhere else: their changes are
+//!   committed together with the messages they cause (the outbox: jobs, cancel notices,
+//!   ignitor fires) before anything is published, and a restart re-sends the outbox.
+//! - An ignitor's fire is decided by a timer and published on the triggers stream; its chain
+//!   starts when the planner reads it back, as a bus input.
+//! - A poison event whose headers name its attempt is applied as that attempt's failure.
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,7 +29,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::core::{Action, CellCommand, Core, CoreConfig, Input, Observation, Refusal, Registered};
+use crate::core::{
+    Action, CellCommand, CellTrigger, ClusterSource, Core, CoreConfig, Expect, Input, Observation,
+    Refusal, Registered, TriggerPosition,
+};
 use crate::store::{Change, Store, StoreError};
 
 /// How often a standby planner tries to take the store.
@@ -71,6 +77,8 @@ pub enum Command {
         /// The id of that run (default: a new one). An id already known starts nothing, so
         /// a caller that derives the id from what it applies may apply it again safely.
         run: Option<RunId>,
+        /// The cluster object the document comes from; `None` for the API.
+        source: Option<ClusterSource>,
         /// The new run's id, when one started.
         reply: oneshot::Sender<Result<Option<RunId>, Refusal>>,
     },
@@ -90,12 +98,24 @@ pub enum Command {
         /// Done, or why not.
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
-    /// Forgets a registered document (deleted from a cluster).
+    /// Forgets a registered document (deleted from a cluster, or by a person).
     Remove {
         /// The document.
         document: Registered,
-        /// Done.
-        reply: oneshot::Sender<()>,
+        /// Done, or why not (a workflow, task or ignitor that is not registered).
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    /// Reads every document applied from a cluster object, with that object.
+    Sources {
+        /// The documents and objects.
+        reply: oneshot::Sender<Vec<(Registered, ClusterSource)>>,
+    },
+    /// Says whether a document is registered.
+    Exists {
+        /// The document.
+        document: Registered,
+        /// Whether it is.
+        reply: oneshot::Sender<bool>,
     },
     /// Reads one run.
     Status {
@@ -155,6 +175,8 @@ pub enum Command {
         cell: String,
         /// What to do.
         command: CellCommand,
+        /// The rollout and step the command is meant for, when the caller named them.
+        expect: Expect,
         /// Done, or why not.
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
@@ -301,11 +323,12 @@ impl Planner {
 
     /// Applies what the streams hold past the last checkpoint, publishing nothing on the way:
     /// a job dispatched during the replay whose completion the replay also met is not sent
-    /// again. The jobs still waiting at the end are committed as an outbox and sent (the bus
-    /// drops those it already has).
+    /// again. The jobs still waiting at the end, and the cancel notices met, are committed as
+    /// an outbox and sent (the bus drops those it already has).
     async fn replay(&mut self) -> anyhow::Result<()> {
         let started = Instant::now();
         let mut jobs = Vec::new();
+        let mut notices = Vec::new();
         let mut applied = 0;
         for which in [Replay::Triggers, Replay::Events] {
             loop {
@@ -333,27 +356,29 @@ impl Planner {
                 };
                 let now = Timestamp::now();
                 for input in inputs {
-                    let (dispatches, others): (Vec<Action>, Vec<Action>) = self
-                        .core
-                        .apply(input, now)
-                        .into_iter()
-                        .partition(|a| matches!(a, Action::Dispatch(_)));
-                    jobs.extend(dispatches.into_iter().filter_map(|a| match a {
-                        Action::Dispatch(job) => Some(job),
-                        _ => None,
-                    }));
-                    // Cancel notices are sent again: a worker stops what it still runs.
-                    self.carry_out(&others).await;
+                    for action in self.core.apply(input, now) {
+                        match action {
+                            Action::Dispatch(job) => jobs.push(job),
+                            // Cancel notices are sent again (the bus drops those it has).
+                            other => {
+                                notices.extend(self.message(&other));
+                                self.log_actions(&[other]);
+                            }
+                        }
+                    }
                 }
                 for message in batch {
                     message.ack_fast().await.ok();
                 }
             }
         }
-        let waiting: Vec<Outgoing> = jobs
-            .iter()
-            .filter(|j| self.core.is_queued(&j.run, &j.node, j.attempt))
-            .map(|j| self.bus.job_message(j))
+        let waiting: Vec<Outgoing> = notices
+            .into_iter()
+            .chain(
+                jobs.iter()
+                    .filter(|j| self.core.is_queued(&j.run, &j.node, j.attempt))
+                    .map(|j| self.bus.job_message(j)),
+            )
             .collect();
         if applied > 0 {
             info!(
@@ -435,15 +460,40 @@ impl Planner {
         Ok(())
     }
 
-    /// Decodes events; a poison event is terminated and reported.
+    /// Decodes events; a poison event is terminated and reported: as the failure of the
+    /// attempt its headers name (workers name the run, node and attempt of every event),
+    /// otherwise in the log.
     async fn event_inputs(&self, batch: &[Inbound]) -> Vec<Input> {
         let mut inputs = Vec::with_capacity(batch.len());
         for message in batch {
             match baton_bus::decode_event(message) {
                 Ok(envelope) => inputs.push(Input::Bus(envelope.event)),
                 Err(poison) => {
-                    error!(subject = %poison.subject, reason = %poison.reason, run = ?poison.run, "poison event set aside");
                     message.term().await.ok();
+                    let baton_bus::Poison {
+                        subject,
+                        reason,
+                        run,
+                        node,
+                        attempt,
+                    } = poison;
+                    let (Some(run), Some(node), Some(attempt)) = (run.clone(), node, attempt)
+                    else {
+                        error!(%subject, %reason, run = ?run, "poison event set aside");
+                        continue;
+                    };
+                    error!(%subject, %reason, %run, %node, %attempt, "poison event set aside; reported as the attempt's failure");
+                    let now = Timestamp::now();
+                    inputs.push(Input::Bus(baton_schemas::wire::Event::NodeFinished {
+                        run,
+                        node,
+                        attempt,
+                        started_at: now,
+                        finished_at: now,
+                        outcome: baton_schemas::wire::Outcome::failed(format!(
+                            "event set aside: {reason}"
+                        )),
+                    }));
                 }
             }
         }
@@ -455,14 +505,29 @@ impl Planner {
     fn trigger_inputs(&self, batch: &[Inbound]) -> Vec<Input> {
         let mut inputs = Vec::with_capacity(batch.len());
         let cell_subject = format!("{}.triggers.cells.", self.bus.config().prefix);
+        let fire_subject = format!("{}.triggers.ignitors.", self.bus.config().prefix);
         for message in batch {
+            // `<p>.triggers.ignitors.<ignitor>` carries a fire the planner published.
+            if message.subject().starts_with(&fire_subject) {
+                match baton_bus::decode_fire(message) {
+                    Ok(fire) => inputs.push(Input::Fire(fire)),
+                    Err(poison) => {
+                        error!(subject = %poison.subject, reason = %poison.reason, "poison ignitor fire set aside")
+                    }
+                }
+                continue;
+            }
             // `<p>.triggers.cells.<cell>` carries a Cell command in its body.
             if let Some(cell) = message.subject().strip_prefix(&cell_subject) {
-                let body = String::from_utf8_lossy(message.payload());
-                match body.parse::<CellCommand>() {
-                    Ok(command) => inputs.push(Input::CellCommand {
+                match CellTrigger::parse(message.payload()) {
+                    Ok(trigger) => inputs.push(Input::CellCommand {
                         cell: cell.to_owned(),
-                        command,
+                        command: trigger.command,
+                        expect: trigger.expect(),
+                        from: Some(TriggerPosition {
+                            stream_created: self.triggers_created,
+                            seq: message.stream_sequence(),
+                        }),
                     }),
                     Err(e) => {
                         error!(subject = %message.subject(), reason = %e, "poison cell trigger set aside")
@@ -516,11 +581,17 @@ impl Planner {
                 document,
                 start,
                 run,
+                source,
                 reply,
             } => {
                 if matches!(*document, Document::Cell(_)) {
                     self.config.discover_now.notify_one();
                 }
+                // Committed with the registration: where the document came from.
+                let sourced = Input::Source {
+                    document: Registered::of(&document),
+                    source,
+                };
                 let (mut inputs, name) = match *document {
                     Document::Workflow(w) => {
                         let name = w.name();
@@ -531,7 +602,7 @@ impl Planner {
                     Document::Group(g) => {
                         let group = g.name().to_owned();
                         let actions = self
-                            .turn(vec![Input::RegisterGroup(g)], Origin::Local)
+                            .turn(vec![Input::RegisterGroup(g), sourced], Origin::Local)
                             .await?;
                         // The run releasing the spec: the one it started, or the one under way.
                         let run = self
@@ -549,6 +620,7 @@ impl Planner {
                         (vec![Input::RegisterAnalysisTemplate(t)], None)
                     }
                 };
+                inputs.push(sourced);
                 let run = name
                     .as_ref()
                     .and(start.as_ref())
@@ -580,13 +652,25 @@ impl Planner {
                 let _ = reply.send(refused(&actions).map_or(Ok(run), Err));
             }
             Command::Remove { document, reply } => {
-                self.turn(vec![Input::Remove(document)], Origin::Local)
+                let actions = self
+                    .turn(vec![Input::Remove(document)], Origin::Local)
                     .await?;
-                let _ = reply.send(());
+                let _ = reply.send(refused(&actions).map_or(Ok(()), Err));
+            }
+            Command::Sources { reply } => {
+                let sources = self
+                    .core
+                    .cluster_sources()
+                    .map(|(d, s)| (d.clone(), s.clone()))
+                    .collect();
+                let _ = reply.send(sources);
             }
             Command::Cancel { run, reply } => {
                 let actions = self.turn(vec![Input::Cancel(run)], Origin::Local).await?;
                 let _ = reply.send(refused(&actions).map_or(Ok(()), Err));
+            }
+            Command::Exists { document, reply } => {
+                let _ = reply.send(self.core.is_registered(&document));
             }
             Command::Tasks { reply } => {
                 let _ = reply.send(self.core.tasks().map(|(t, state)| t.view(state)).collect());
@@ -624,11 +708,16 @@ impl Planner {
             Command::CellCommand {
                 cell,
                 command,
+                expect,
                 reply,
             } => {
-                let actions = self
-                    .turn(vec![Input::CellCommand { cell, command }], Origin::Local)
-                    .await?;
+                let input = Input::CellCommand {
+                    cell,
+                    command,
+                    expect,
+                    from: None,
+                };
+                let actions = self.turn(vec![input], Origin::Local).await?;
                 let _ = reply.send(refused(&actions).map_or(Ok(()), Err));
             }
             Command::List { reply } => {
@@ -650,13 +739,7 @@ impl Planner {
         for input in inputs {
             actions.extend(self.core.apply(input, now));
         }
-        let jobs: Vec<Outgoing> = actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Dispatch(job) => Some(self.bus.job_message(job)),
-                _ => None,
-            })
-            .collect();
+        let jobs: Vec<Outgoing> = actions.iter().filter_map(|a| self.message(a)).collect();
         match origin {
             Origin::Local => {
                 self.checkpoint(jobs.clone(), false).await?;
@@ -670,33 +753,39 @@ impl Planner {
                 self.unsaved_since.get_or_insert_with(Instant::now);
             }
         }
-        self.carry_out(&actions).await;
+        self.log_actions(&actions);
         Ok(actions)
     }
 
-    /// Does what `actions` ask besides publishing jobs: cancel notices to workers, and logs.
-    async fn carry_out(&self, actions: &[Action]) {
+    /// Returns the message an action publishes: a job, or a cancel notice. Both go out as a
+    /// turn's jobs do (in the outbox for local inputs), so a notice is never lost: a worker
+    /// drops a job it takes after the notice, and stops one it runs.
+    fn message(&self, action: &Action) -> Option<Outgoing> {
+        match action {
+            Action::Dispatch(job) => Some(self.bus.job_message(job)),
+            Action::AnnounceCancel { run, node } => {
+                Some(self.bus.cancel_message(run, node.as_ref()))
+            }
+            Action::Fire(fire) => Some(self.bus.fire_message(fire)),
+            _ => None,
+        }
+    }
+
+    /// Logs what `actions` did besides publishing.
+    fn log_actions(&self, actions: &[Action]) {
         for action in actions {
             match action {
                 Action::AnnounceCancel { run, node } => {
-                    let notice = match node {
-                        Some(node) => format!("{run}/{node}"),
-                        None => run.to_string(),
-                    };
-                    if let Err(e) = self
-                        .bus
-                        .client()
-                        .publish(self.bus.cancel_subject(), notice.into())
-                        .await
-                    {
-                        warn!(%run, error = %e, "cancel notice not sent; running nodes finish on their own");
-                    }
+                    info!(%run, node = ?node.as_ref().map(|n| n.as_str()), "cancel notice published")
                 }
                 Action::RunFinished { run, state } => info!(%run, %state, "run finished"),
                 Action::Dispatch(job) => {
                     debug!(run = %job.run, node = %job.node, attempt = %job.attempt, "dispatched")
                 }
                 Action::Refused(_) => {}
+                Action::Fire(fire) => {
+                    info!(ignitor = %fire.ignitor, scheduled = %fire.scheduled, "ignitor fire due; published")
+                }
                 Action::IgnitorFired {
                     ignitor,
                     scheduled,

@@ -1,6 +1,6 @@
 //! The planner's redb store: workflows, tasks, ignitors, application groups (with their last
-//! successful specs), runs (a header each, and every node apart), the outbox of messages not
-//! yet confirmed published, and the trigger stream position.
+//! successful specs), runs (a header each, and every node apart; a pruned run loses both),
+//! the outbox of messages not yet confirmed published, and the stream positions.
 //!
 //! One write transaction holds a state change together with the messages it causes (the
 //! outbox), so a crash between the commit and the publish loses nothing: at start the
@@ -15,7 +15,9 @@ use baton_schemas::Workflow;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 
-use crate::core::{CellEntry, Changes, GroupEntry, IgnitorEntry, Registered, Run, TaskEntry};
+use crate::core::{
+    CellEntry, Changes, ClusterSource, GroupEntry, IgnitorEntry, Registered, Run, TaskEntry,
+};
 
 const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows");
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
@@ -30,6 +32,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Cells with their status (versions, rollout, weights, blocked versions).
 const CELLS: TableDefinition<&str, &[u8]> = TableDefinition::new("cells");
 const ANALYSIS_TEMPLATES: TableDefinition<&str, &[u8]> = TableDefinition::new("analysis-templates");
+/// `<kind>/<name>` of a document applied from a cluster object, to the object.
+const SOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster-sources");
 const TRIGGERS_SEQ: &str = "triggers-seq";
 const EVENTS_SEQ: &str = "events-seq";
 
@@ -78,6 +82,28 @@ pub struct Loaded {
     pub cells: Vec<CellEntry>,
     /// Registered analysis templates.
     pub templates: Vec<baton_schemas::analysis::AnalysisTemplate>,
+    /// The cluster objects documents were applied from.
+    pub sources: Vec<(Registered, ClusterSource)>,
+}
+
+/// A document's cluster source as stored.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredSource {
+    document: Registered,
+    source: ClusterSource,
+}
+
+/// Returns the key of a document's cluster source: `<kind>/<name>`.
+fn source_key(document: &Registered) -> String {
+    let kind = match document {
+        Registered::Workflow(_) => "workflow",
+        Registered::Task(_) => "task",
+        Registered::Ignitor(_) => "ignitor",
+        Registered::Group(_) => "group",
+        Registered::Cell(_) => "cell",
+        Registered::AnalysisTemplate(_) => "analysis-template",
+    };
+    format!("{kind}/{}", document.name())
 }
 
 /// One durable change: state written, messages to publish, messages known published, the
@@ -156,6 +182,7 @@ impl Store {
             OUTBOX,
             CELLS,
             ANALYSIS_TEMPLATES,
+            SOURCES,
         ] {
             txn.open_table(table).map_err(redb::Error::from)?;
         }
@@ -186,6 +213,10 @@ impl Store {
             events_seq: seq(EVENTS_SEQ)?,
             cells: read_all(&txn, CELLS, "cells")?,
             templates: read_all(&txn, ANALYSIS_TEMPLATES, "analysis-templates")?,
+            sources: read_all::<StoredSource>(&txn, SOURCES, "cluster-sources")?
+                .into_iter()
+                .map(|s| (s.document, s.source))
+                .collect(),
         })
     }
 
@@ -261,6 +292,37 @@ impl Store {
             let mut outbox = txn.open_table(OUTBOX).map_err(redb::Error::from)?;
             for id in &change.published {
                 outbox.remove(id.as_str()).map_err(redb::Error::from)?;
+            }
+        }
+        if !state.sources.is_empty() {
+            let mut table = txn.open_table(SOURCES).map_err(redb::Error::from)?;
+            for (document, source) in &state.sources {
+                let key = source_key(document);
+                match source {
+                    Some(source) => {
+                        let json = serde_json::to_vec(&StoredSource {
+                            document: document.clone(),
+                            source: (*source).clone(),
+                        })
+                        .expect("stored records serialize");
+                        table
+                            .insert(key.as_str(), json.as_slice())
+                            .map_err(redb::Error::from)?;
+                    }
+                    None => {
+                        table.remove(key.as_str()).map_err(redb::Error::from)?;
+                    }
+                }
+            }
+        }
+        if !state.pruned.is_empty() {
+            let mut runs = txn.open_table(RUNS).map_err(redb::Error::from)?;
+            let mut nodes = txn.open_table(NODES).map_err(redb::Error::from)?;
+            for (run, count) in &state.pruned {
+                runs.remove(run.as_str()).map_err(redb::Error::from)?;
+                for i in 0..*count {
+                    nodes.remove((run.as_str(), i)).map_err(redb::Error::from)?;
+                }
             }
         }
         for removed in &state.removed {
@@ -340,7 +402,7 @@ fn read_all<T: serde::de::DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{Core, CoreConfig, Input, Registered};
+    use crate::core::{Action, Core, CoreConfig, Input, Registered};
     use baton_schemas::status::State;
     use baton_schemas::wire::Timestamp;
     use baton_schemas::{Document, RunId, WorkflowName, parse_documents};
@@ -430,6 +492,154 @@ mod tests {
             ),
             (0, 1, 0, 1)
         );
+    }
+
+    /// Where documents came from is kept with them: a cluster object's record survives a
+    /// restart, goes when the document is applied through the API or removed, and is never
+    /// made for a document that is not registered.
+    #[test]
+    fn cluster_sources_are_kept_cleared_and_restored() {
+        use crate::core::ClusterSource;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("planner.redb")).unwrap();
+        let text = "apiVersion: sirocco.cloud/v1alpha1\nkind: Ignitor\nmetadata: {name: i}\nspec: {scheduled: '@hourly'}\n---\napiVersion: sirocco.cloud/v1alpha1\nkind: Ignitor\nmetadata: {name: j}\nspec: {scheduled: '@daily'}\n";
+        let source = ClusterSource {
+            group: "sirocco.cloud".into(),
+            kind: "Ignitor".into(),
+            namespace: "orca".into(),
+        };
+        let mut core = Core::new(CoreConfig::default());
+        for doc in parse_documents("t", text, Timestamp(1)).unwrap() {
+            let document = Registered::of(&doc);
+            core.apply(Input::from(doc), Timestamp(1));
+            core.apply(
+                Input::Source {
+                    document,
+                    source: Some(source.clone()),
+                },
+                Timestamp(1),
+            );
+        }
+        // Not registered: no record.
+        core.apply(
+            Input::Source {
+                document: Registered::Task("nobody".into()),
+                source: Some(source.clone()),
+            },
+            Timestamp(1),
+        );
+        let commit = |core: &mut Core| {
+            store
+                .commit(&Change {
+                    state: core.take_changes(),
+                    ..Change::default()
+                })
+                .unwrap()
+        };
+        commit(&mut core);
+        let restored = Core::restore(CoreConfig::default(), &mut store.load().unwrap());
+        let kept: Vec<(&Registered, &ClusterSource)> = restored.cluster_sources().collect();
+        assert_eq!(
+            kept,
+            [
+                (&Registered::Ignitor("i".into()), &source),
+                (&Registered::Ignitor("j".into()), &source)
+            ]
+        );
+        // Applied through the API (no source), and removed: both records go.
+        core.apply(
+            Input::Source {
+                document: Registered::Ignitor("i".into()),
+                source: None,
+            },
+            Timestamp(2),
+        );
+        core.apply(Input::Remove(Registered::Ignitor("j".into())), Timestamp(2));
+        commit(&mut core);
+        let restored = Core::restore(CoreConfig::default(), &mut store.load().unwrap());
+        assert_eq!(restored.cluster_sources().count(), 0);
+        // Removing what is not registered is refused.
+        assert_eq!(
+            core.apply(Input::Remove(Registered::Ignitor("j".into())), Timestamp(3)),
+            [Action::Refused(crate::core::Refusal::UnknownIgnitor(
+                "j".into()
+            ))]
+        );
+    }
+
+    /// A finished run is kept for the run retention, then a tick prunes it from the core and
+    /// its header and nodes from the store; a run still going is kept however old.
+    #[test]
+    fn finished_runs_are_pruned_after_their_retention_from_core_and_store() {
+        use baton_schemas::wire::{Event, Outcome};
+        use baton_schemas::{Attempt, NodeName};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("planner.redb")).unwrap();
+        let text = "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: wf}\nspec: {nodes: [{name: a, kind: noop}, {name: b, kind: noop, needs: [a]}]}\n";
+        let config = CoreConfig {
+            run_retention: std::time::Duration::from_secs(3600),
+            ..CoreConfig::default()
+        };
+        let mut core = Core::new(config);
+        for doc in parse_documents("t", text, Timestamp(1)).unwrap() {
+            core.apply(Input::from(doc), Timestamp(1));
+        }
+        let start = |run: &str| Input::StartRun {
+            run: RunId::new(run),
+            workflow: WorkflowName::new("wf"),
+            initiator: "api".into(),
+            data: String::new(),
+        };
+        let done = |run: &str, node: &str, at: u64| {
+            Input::Bus(Event::NodeFinished {
+                run: RunId::new(run),
+                node: NodeName::new(node),
+                attempt: Attempt(1),
+                started_at: Timestamp(at),
+                finished_at: Timestamp(at),
+                outcome: Outcome::Succeeded {
+                    output: String::new(),
+                },
+            })
+        };
+        let commit = |core: &mut Core| {
+            store
+                .commit(&Change {
+                    state: core.take_changes(),
+                    ..Change::default()
+                })
+                .unwrap()
+        };
+        core.apply(start("old"), Timestamp(1_000));
+        core.apply(start("going"), Timestamp(1_000));
+        core.apply(done("old", "a", 2_000), Timestamp(2_000));
+        core.apply(done("old", "b", 3_000), Timestamp(3_000));
+        commit(&mut core);
+        let hour = 3_600_000;
+        assert_eq!(core.next_deadline(), Some(Timestamp(3_000 + hour)));
+        // A restored core knows when to prune too.
+        let restored = Core::restore(config, &mut store.load().unwrap());
+        assert_eq!(restored.next_deadline(), Some(Timestamp(3_000 + hour)));
+
+        core.apply(Input::Tick, Timestamp(2_999 + hour));
+        assert!(core.run(&RunId::new("old")).is_some(), "kept until then");
+        core.apply(Input::Tick, Timestamp(3_000 + hour));
+        assert!(core.run(&RunId::new("old")).is_none());
+        commit(&mut core);
+        let loaded = store.load().unwrap();
+        let ids: Vec<&str> = loaded.runs.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["going"], "the unfinished run is kept however old");
+        let txn = store.db.begin_read().unwrap();
+        let nodes = txn.open_table(NODES).unwrap();
+        assert!(
+            nodes
+                .range(("old", 0)..=("old", u32::MAX))
+                .unwrap()
+                .next()
+                .is_none(),
+            "the pruned run's nodes are gone"
+        );
+        assert_eq!(core.next_deadline(), None);
     }
 
     /// Every change the core makes reaches the store: after each input, what the store loads

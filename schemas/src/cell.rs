@@ -594,11 +594,38 @@ pub fn validate(cell: &Cell) -> Result<(), Vec<SpecError>> {
             errors.extend(analysis::spec_problems(&format!("{at}.analysis"), a, true));
         }
     }
+    errors.extend(shared_step_problem(cell));
     if errors.is_empty() {
         Ok(())
     } else {
         Err(errors)
     }
+}
+
+/// Returns the problem of a Cell whose shared steps cannot fit one forward action: a step
+/// that gives the new version a share strictly between 0 and 100% puts its `replicas` target
+/// groups beside the stable version's (at least as many, once a version is complete), so
+/// `replicas` of 3 or more make at least 6 where ALB holds 5.
+fn shared_step_problem(cell: &Cell) -> Option<SpecError> {
+    let replicas = cell.spec.replicas? as usize;
+    if 2 * replicas <= MAX_TARGET_GROUPS || replicas > MAX_TARGET_GROUPS {
+        return None;
+    }
+    let okra = cell.semantics() == Semantics::Okra;
+    let mut total = 0i64;
+    cell.raw_steps().iter().enumerate().find_map(|(i, step)| {
+        let w = step.set_weight?;
+        total = if okra { total + w } else { w };
+        (0 < total && total < 100).then(|| {
+            SpecError::new(
+                format!("spec.updateStrategy.canary.steps[{i}].setWeight"),
+                format!(
+                    "gives the new version {total}%, sharing the rule between its {replicas} target groups and at least {replicas} of the stable version: one ALB forward action holds at most {MAX_TARGET_GROUPS}; use replicas of at most {} or only setWeight 0 and 100",
+                    MAX_TARGET_GROUPS / 2
+                ),
+            )
+        })
+    })
 }
 
 #[cfg(test)]
@@ -684,6 +711,13 @@ mod tests {
                 "spec.updateStrategy.canary.steps[3].setWeight: the setWeight steps add up to 110 here: okra.mumo.co Cells accumulate them, so keep the sum at most 100",
                 "spec.updateStrategy.canary.steps[4].experiment: experiment steps are not supported yet: Baton shifts traffic between target groups; use an analysis step to judge the new version",
                 "spec.updateStrategy.canary.steps[5]: give exactly one of setWeight, pause or analysis",
+            ]
+        );
+        let three = OKRA_README.replace("replicas: 2", "replicas: 3");
+        assert_eq!(
+            errors(&three),
+            [
+                "spec.updateStrategy.canary.steps[0].setWeight: gives the new version 20%, sharing the rule between its 3 target groups and at least 3 of the stable version: one ALB forward action holds at most 5; use replicas of at most 2 or only setWeight 0 and 100"
             ]
         );
         let no_selector = OKRA_README.replace(

@@ -21,8 +21,11 @@ pub const MAX_WEIGHT: u32 = 999;
 pub const MAX_PRIORITY: u32 = 50_000;
 
 /// What a `traffic` node does to its listener rule.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+///
+/// Written as YAML/JSON with `targetGroups` (forward to them) or `delete: true` (remove the
+/// rule), never both.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawTrafficSpec", into = "RawTrafficSpec")]
 pub struct TrafficSpec {
     /// The listener's ARN.
     pub listener_arn: String,
@@ -31,14 +34,175 @@ pub struct TrafficSpec {
     pub priority: u32,
     /// What requests the rule matches, written in a fixed order so that an unchanged rule
     /// compares equal to what AWS holds.
-    #[serde(default)]
     pub conditions: Conditions,
+    /// What the node makes of the rule.
+    pub action: RuleAction,
+    /// The write's place among the writes to this rule; a write finding the rule tagged with
+    /// a newer generation is superseded and writes nothing. `None` (a Workflow's own traffic
+    /// node) writes without fencing.
+    pub generation: Option<Generation>,
+}
+
+/// What a `traffic` node makes of its rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuleAction {
+    /// Forward to these weighted target groups (the rule is created when missing).
+    Forward(Vec<WeightedTargetGroup>),
+    /// Remove the rule (nothing happens when there is none).
+    Delete,
+}
+
+impl RuleAction {
+    /// Returns the forward action's target groups; none for a delete.
+    pub fn target_groups(&self) -> &[WeightedTargetGroup] {
+        match self {
+            RuleAction::Forward(groups) => groups,
+            RuleAction::Delete => &[],
+        }
+    }
+}
+
+/// A rising number that orders the writes to one listener rule. Baton tags the rule with the
+/// generation of the last write (tag [`GENERATION_TAG`]), and a write of an older generation
+/// (a job delivered late, or again, after the rollout moved on) is refused.
+///
+/// A Cell's writes use its run's number in the high half and the node's index in the low half:
+/// later nodes of a run, and every node of a later run, are newer. A Cell deleted and applied
+/// again keeps counting, because its new runs never reuse an old run's number.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(transparent)]
+pub struct Generation(pub u64);
+
+impl Generation {
+    /// Returns the generation of node `node` of a Cell's run number `run`.
+    pub fn of(run: u32, node: u32) -> Generation {
+        Generation((u64::from(run) << 32) | u64::from(node))
+    }
+}
+
+impl std::fmt::Display for Generation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::str::FromStr for Generation {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.trim().parse().map(Generation)
+    }
+}
+
+/// The tag key that holds the generation of the last write to a rule.
+pub const GENERATION_TAG: &str = "baton.dev/generation";
+
+/// A [`TrafficSpec`] as written in YAML and JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawTrafficSpec {
+    /// The listener's ARN.
+    listener_arn: String,
+    /// The rule's priority, which is also its identity.
+    priority: u32,
+    /// What requests the rule matches.
+    #[serde(default)]
+    conditions: Conditions,
     /// The weighted target groups of the forward action.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub target_groups: Vec<WeightedTargetGroup>,
+    target_groups: Vec<WeightedTargetGroup>,
     /// Removes the rule at `priority` instead (nothing happens when there is none).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub delete: bool,
+    delete: bool,
+    /// Set by the planner for a Cell's writes; see [`Generation`]. Not a user's field, so
+    /// not in the schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(skip)]
+    generation: Option<Generation>,
+}
+
+impl TryFrom<RawTrafficSpec> for TrafficSpec {
+    type Error = String;
+
+    fn try_from(raw: RawTrafficSpec) -> Result<Self, Self::Error> {
+        let action = match (raw.delete, raw.target_groups) {
+            (false, groups) => RuleAction::Forward(groups),
+            (true, groups) if groups.is_empty() => RuleAction::Delete,
+            (true, _) => {
+                return Err(
+                    "a rule being deleted forwards nowhere: leave targetGroups out, or drop delete"
+                        .to_owned(),
+                );
+            }
+        };
+        Ok(TrafficSpec {
+            listener_arn: raw.listener_arn,
+            priority: raw.priority,
+            conditions: raw.conditions,
+            action,
+            generation: raw.generation,
+        })
+    }
+}
+
+impl From<TrafficSpec> for RawTrafficSpec {
+    fn from(spec: TrafficSpec) -> Self {
+        let (target_groups, delete) = match spec.action {
+            RuleAction::Forward(groups) => (groups, false),
+            RuleAction::Delete => (Vec::new(), true),
+        };
+        RawTrafficSpec {
+            listener_arn: spec.listener_arn,
+            priority: spec.priority,
+            conditions: spec.conditions,
+            target_groups,
+            delete,
+            generation: spec.generation,
+        }
+    }
+}
+
+impl schemars::JsonSchema for TrafficSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TrafficSpec".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        RawTrafficSpec::json_schema(generator)
+    }
+}
+
+/// The kinds of traffic failure that trying again cannot mend: the spec names what does not
+/// exist (`notFound`), asks what AWS refuses (`invalid`), or is out of date (`superseded`).
+pub const FINAL_FAILURES: [&str; 3] = ["invalid", "notFound", "superseded"];
+
+/// Returns the output of a failed traffic job: `{"error": {"kind", "operation", "code"}}`.
+pub fn failure_output(kind: &str, operation: &str, code: Option<&str>) -> String {
+    serde_json::json!({"error": {"kind": kind, "operation": operation, "code": code}}).to_string()
+}
+
+/// Returns whether a failed traffic job's output (see [`failure_output`]) names a kind of
+/// failure that trying again cannot mend ([`FINAL_FAILURES`]).
+pub fn is_final_failure(output: Option<&str>) -> bool {
+    output
+        .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
+        .is_some_and(|v| {
+            v["error"]["kind"]
+                .as_str()
+                .is_some_and(|k| FINAL_FAILURES.contains(&k))
+        })
 }
 
 /// The conditions of a listener rule. Maps are ordered, so a rule is always written the same
@@ -124,7 +288,8 @@ impl TrafficSpec {
                 ),
             ));
         }
-        if self.conditions.is_empty() && !self.delete {
+        let delete = self.action == RuleAction::Delete;
+        if self.conditions.is_empty() && !delete {
             errors.push(SpecError::new(
                 format!("{at}.conditions"),
                 "a listener rule needs at least one condition (hosts, pathPatterns, methods, sourceIPs, headers or queryStrings); Baton never writes the listener's default rule",
@@ -142,19 +307,9 @@ impl TrafficSpec {
                 ));
             }
         }
-        if self.delete {
-            if !self.target_groups.is_empty() {
-                errors.push(SpecError::new(
-                    format!("{at}.targetGroups"),
-                    "a rule being deleted forwards nowhere: leave targetGroups out",
-                ));
-            }
-            return errors;
+        if let RuleAction::Forward(groups) = &self.action {
+            errors.extend(target_group_problems(&format!("{at}.targetGroups"), groups));
         }
-        errors.extend(target_group_problems(
-            &format!("{at}.targetGroups"),
-            &self.target_groups,
-        ));
         errors
     }
 }
@@ -247,12 +402,12 @@ mod tests {
                 hosts: vec!["example.com".into()],
                 ..Conditions::default()
             },
-            target_groups: vec![tg(1, 80), tg(2, 20)],
-            delete: false,
+            action: RuleAction::Forward(vec![tg(1, 80), tg(2, 20)]),
+            generation: None,
         };
         assert!(spec.problems("traffic").is_empty());
         let six = TrafficSpec {
-            target_groups: (0..6).map(|n| tg(n, 10)).collect(),
+            action: RuleAction::Forward((0..6).map(|n| tg(n, 10)).collect()),
             ..spec.clone()
         };
         let errors = six.problems("traffic");
@@ -265,8 +420,8 @@ mod tests {
             listener_arn: "listener-1".into(),
             priority: 50_001,
             conditions: Conditions::default(),
-            target_groups: vec![tg(1, 1000), tg(1, 0)],
-            delete: false,
+            action: RuleAction::Forward(vec![tg(1, 1000), tg(1, 0)]),
+            generation: None,
         };
         let paths: Vec<String> = bad.problems("t").into_iter().map(|e| e.path).collect();
         assert_eq!(
@@ -280,7 +435,7 @@ mod tests {
             ]
         );
         let zero = TrafficSpec {
-            target_groups: vec![tg(1, 0), tg(2, 0)],
+            action: RuleAction::Forward(vec![tg(1, 0), tg(2, 0)]),
             ..spec
         };
         assert!(
@@ -288,5 +443,56 @@ mod tests {
                 .message
                 .starts_with("every weight is 0")
         );
+    }
+
+    #[test]
+    fn a_spec_reads_and_writes_as_target_groups_or_delete() {
+        let text = r#"{"listenerArn": "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/lb/1/2",
+            "priority": 7, "delete": true, "generation": 42}"#;
+        let spec: TrafficSpec = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            (spec.action.clone(), spec.generation),
+            (RuleAction::Delete, Some(Generation(42)))
+        );
+        let back = serde_json::to_value(&spec).unwrap();
+        assert_eq!(back["delete"], true);
+        assert!(back.get("targetGroups").is_none());
+        let both = text.replace(
+            r#""delete": true"#,
+            r#""delete": true, "targetGroups": [{"arn": "a", "weight": 1}]"#,
+        );
+        let error = serde_json::from_str::<TrafficSpec>(&both).unwrap_err();
+        assert!(
+            error.to_string().contains("leave targetGroups out"),
+            "{error}"
+        );
+        // Later nodes of a run, and every node of a later run, are newer.
+        assert!(Generation::of(3, 7) < Generation::of(3, 8));
+        assert!(Generation::of(3, 8) < Generation::of(4, 0));
+        assert_eq!("17179869189".parse(), Ok(Generation::of(4, 5)));
+    }
+
+    #[test]
+    fn refusals_and_out_of_date_writes_are_final_and_aws_trouble_is_not() {
+        for kind in FINAL_FAILURES {
+            assert!(is_final_failure(Some(&failure_output(
+                kind,
+                "ModifyRule",
+                None
+            ))));
+        }
+        for kind in [
+            "throttled",
+            "timedOut",
+            "unreachable",
+            "notConfirmed",
+            "setup",
+            "other",
+        ] {
+            let output = failure_output(kind, "ModifyRule", Some("X"));
+            assert!(!is_final_failure(Some(&output)), "{kind}");
+        }
+        assert!(!is_final_failure(None));
+        assert!(!is_final_failure(Some("not json")));
     }
 }

@@ -246,6 +246,20 @@ impl Event {
         }
     }
 
+    /// Returns the node the event is about.
+    pub fn node(&self) -> &NodeName {
+        match self {
+            Event::NodeStarted { node, .. } | Event::NodeFinished { node, .. } => node,
+        }
+    }
+
+    /// Returns the attempt the event is about.
+    pub fn attempt(&self) -> Attempt {
+        match self {
+            Event::NodeStarted { attempt, .. } | Event::NodeFinished { attempt, .. } => *attempt,
+        }
+    }
+
     /// Returns the event's `Nats-Msg-Id`: `<run>.<node>.<attempt>.started` or `.done`.
     pub fn msg_id(&self) -> String {
         match self {
@@ -260,6 +274,30 @@ impl Event {
                 format!("{}.done", job_msg_id(run, node, *attempt))
             }
         }
+    }
+}
+
+/// An ignitor's fire, on `<p>.triggers.ignitors.<ignitor>` with the id
+/// `ignitor.<ignitor>.<scheduled-unix-ms>`: the planner publishes it when the fire is due and
+/// starts the fire's chain when it reads it back, so a fire is applied like any trigger
+/// (again after a crash, from the stream) and the server drops one published twice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fire {
+    /// The schema version, [`SCHEMA_VERSION`].
+    pub v: u32,
+    /// The ignitor.
+    pub ignitor: String,
+    /// The time the fire was scheduled for (which names it).
+    pub scheduled: Timestamp,
+    /// The ignitor's data, as it was when the fire was due: the first tasks' `BATON_DATA`.
+    pub data: String,
+}
+
+impl Fire {
+    /// Returns the fire's `Nats-Msg-Id`: `ignitor.<ignitor>.<scheduled-unix-ms>`.
+    pub fn msg_id(&self) -> String {
+        format!("ignitor.{}.{}", self.ignitor, self.scheduled.0)
     }
 }
 
@@ -299,9 +337,9 @@ pub mod headers {
     pub const SCHEMA: &str = "Baton-Schema";
     /// The run a job or trigger belongs to; on a trigger, the run id the sender chose.
     pub const RUN: &str = "Baton-Run";
-    /// The node of a job.
+    /// The node of a job or an event.
     pub const NODE: &str = "Baton-Node";
-    /// The attempt of a job.
+    /// The attempt of a job or an event.
     pub const ATTEMPT: &str = "Baton-Attempt";
     /// W3C trace context, passed on from what caused the message.
     pub const TRACEPARENT: &str = "traceparent";

@@ -130,20 +130,19 @@ impl Moto {
     /// Calls the EC2 query API (moto needs a VPC and subnets; the test does not build the
     /// EC2 SDK for two calls) and returns the XML answer.
     fn ec2(&self, params: &[(&str, &str)]) -> anyhow::Result<String> {
-        let body: Vec<String> = params
+        let body: Vec<(&str, &str)> = params
             .iter()
             .chain(&[("Version", "2016-11-15")])
-            .map(|(k, v)| format!("{k}={}", form_encode(v)))
+            .map(|(k, v)| (*k, *v))
             .collect();
         let answer = self.block_on(async {
             reqwest::Client::new()
                 .post(&self.url)
-                .header("content-type", "application/x-www-form-urlencoded")
+                .form(&body)
                 .header(
                     "authorization",
                     format!("AWS4-HMAC-SHA256 Credential=testing/20260101/{REGION}/ec2/aws4_request, SignedHeaders=host, Signature=0"),
                 )
-                .body(body.join("&"))
                 .send()
                 .await?
                 .text()
@@ -473,8 +472,7 @@ impl Prometheus {
             let answer: anyhow::Result<serde_json::Value> = runtime.block_on(async {
                 Ok(reqwest::Client::new()
                     .post(format!("{}/api/v1/query", self.url))
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(format!("query={}", form_encode(query)))
+                    .form(&[("query", query)])
                     .send()
                     .await?
                     .json()
@@ -550,16 +548,4 @@ impl Drop for MetricsServer {
             let _ = thread.join();
         }
     }
-}
-
-/// Percent-encodes `text` for a form body.
-fn form_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -118,6 +118,31 @@ fn prometheus_measurements_are_counted_judged_and_limited() {
     assert!(matches!(outcome, Outcome::Failed { .. }));
     assert_eq!(output["phase"], "Inconclusive");
 
+    // Every measurement inconclusive, within the inconclusiveLimit: nothing says 3.0.0 is
+    // bad, so the analysis is inconclusive (a rollout waits for a person), not failed (a
+    // rollout would roll back and block the version).
+    let unsure_within = metric(
+        &prometheus,
+        r#"{name: unsure, count: 2, interval: 100ms, inconclusiveLimit: 2,
+            successCondition: "result[0] >= 0.95", failureCondition: "result[0] < 0.2",
+            provider: {prometheus: {address: PROMETHEUS, query: 'app_success_ratio{version="3.0.0"}'}}}"#,
+    );
+    let (outcome, output, _) = run(vec![unsure_within]);
+    let Outcome::Failed { error, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(output["phase"], "Inconclusive", "{output}");
+    assert_eq!(output["metrics"][0]["inconclusive"], 2, "{output}");
+    assert!(error.starts_with("analysis inconclusive"), "{error}");
+    // So is a metric whose only measurement was an error within its limit.
+    let one_error = metric(
+        &prometheus,
+        r#"{name: broken, successCondition: "result[0] > 0",
+            provider: {prometheus: {address: PROMETHEUS, query: 'rate(app_success_ratio'}}}"#,
+    );
+    let (_, output, _) = run(vec![one_error]);
+    assert_eq!(output["phase"], "Inconclusive", "{output}");
+
     // A query Prometheus refuses is an error each time; past the limit, the metric fails.
     let broken = metric(
         &prometheus,

@@ -684,3 +684,106 @@ fn a_traffic_job_redelivered_after_its_worker_is_killed_leaves_the_rule_right() 
         Some(named(&[("web-1", 100)]))
     );
 }
+
+/// The `baton.dev` example as committed (`examples/cells/baton-cell.yaml` with
+/// `success-rate.yaml`), pointed at the emulator and a Prometheus scraping job `exampleapp`:
+/// 20%, an analysis that passes, a pause resumed by a named trigger message, 50%, 100%; a
+/// command naming another step is refused, so is a cancel of the rollout; deleting the Cell
+/// removes its rule.
+#[test]
+fn the_baton_example_cell_runs_against_the_emulator() {
+    let w = world(true);
+    let dir = w.env.dir.path().join("prometheus");
+    std::fs::create_dir_all(&dir).unwrap();
+    let prometheus = Prometheus::start(&dir, "app_up 1\n").unwrap();
+    prometheus
+        .wait_for(
+            "sum(up{job=\"exampleapp\"})",
+            Duration::from_secs(30),
+            |v| v >= 1.0,
+        )
+        .unwrap();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/cells/");
+    let template = std::fs::read_to_string(format!("{examples}success-rate.yaml"))
+        .unwrap()
+        .replace("http://127.0.0.1:9090", &prometheus.url);
+    w.apply("template.yaml", &template);
+    let cell = std::fs::read_to_string(format!("{examples}baton-cell.yaml"))
+        .unwrap()
+        .replace(
+            "arn:aws:elasticloadbalancing:ap-northeast-1:ACCOUNT:listener/app/...",
+            &w.listener.arn,
+        );
+    let tags = |v: &'static str| [("role", "web"), ("baton.dev/version", v)];
+    w.target_group("web-a1", &tags("1.0.0"));
+    w.target_group("web-a2", &tags("1.0.0"));
+    w.apply("cell.yaml", &cell);
+    w.wait_weights(
+        20,
+        &[("web-a1", 50), ("web-a2", 50)],
+        Duration::from_secs(30),
+    );
+    w.target_group("web-b1", &tags("2.0.0"));
+    w.target_group("web-b2", &tags("2.0.0"));
+    let paused = w.wait_cell("web", Duration::from_secs(60), |c| {
+        c["phase"] == "Paused" && c["step"] == 2
+    });
+    assert_eq!(
+        w.moto.weights(&w.listener.arn, 20).unwrap().unwrap(),
+        named(&[
+            ("web-a1", 40),
+            ("web-a2", 40),
+            ("web-b1", 10),
+            ("web-b2", 10)
+        ])
+    );
+    let run = paused["run"].as_str().unwrap().to_owned();
+
+    // A command meant for another step is refused; a rollout is aborted, not cancelled.
+    let out = w.env.cli(&["cell", "resume", "web", "--step", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is at step 2, not at step 0"), "{stderr}");
+    let out = w.env.cli(&["cancel", &run]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("baton cell abort web"), "{stderr}");
+
+    // Resumed by a trigger message that names the run and the step it means.
+    let subject = format!("{}.triggers.cells.web", w.env.prefix);
+    let body = format!(r#"{{"v": 1, "command": "resume", "run": "{run}", "step": 2}}"#);
+    w.moto.block_on(async {
+        let client = async_nats::connect(w.env.nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        js.publish(subject, body.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
+    w.wait_weights(
+        20,
+        &[("web-b1", 50), ("web-b2", 50)],
+        Duration::from_secs(30),
+    );
+    let serving = w.wait_cell("web", Duration::from_secs(10), |c| c["phase"] == "Serving");
+    assert_eq!(serving["servingVersion"], "2.0.0");
+    let steps: Vec<String> = w.read_back("web").into_iter().map(|(n, _)| n).collect();
+    assert_eq!(steps, ["s0-weight-20", "s3-weight-50", "promote"]);
+
+    // deletionPolicy: Delete.
+    let out = w.env.cli(&["cell", "delete", "web"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let started = Instant::now();
+    while w.moto.rules_at(&w.listener.arn, 20).unwrap() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the rule stayed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -416,6 +416,137 @@ fn orcas_readme_example_runs_as_orca_meant_it() {
     assert_eq!(node(&chain, "task2").output.as_deref(), Some(greeting));
 }
 
+#[test]
+fn a_planner_killed_again_and_again_while_a_chain_runs_runs_each_task_once() {
+    let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
+    let kube = KubeEnv::for_env(&mut env).unwrap();
+    let mut planner = env.start_planner().unwrap();
+    let worker = env.start_worker("worker", "pod", &[]).unwrap();
+    env.keep(worker);
+    let effects = env.dir.path().join("effects");
+    let e = effects.display();
+    let steps = 10;
+    let mut docs: Vec<String> = (1..=steps)
+        .map(|k| {
+            let on = match k {
+                1 => "  startOnIgnition: [go]\n".to_owned(),
+                k => format!("  startOnSuccess: [step{}]\n", k - 1),
+            };
+            task(
+                &format!("step{k}"),
+                &kube.namespace,
+                &on,
+                &format!("sleep 0.2; echo step{k} >> {e}"),
+            )
+        })
+        .collect();
+    docs.push(ignitor("go", "NOW", ""));
+    apply_documents(&env, "steps.yaml", &docs.concat());
+    // SIGKILL the planner every 400 ms while the chain runs, and start it again: each time it
+    // loses what it had not checkpointed and applies the streams again.
+    let started = Instant::now();
+    let mut kills = 0;
+    while ended_chain_of(&runs(&env), "go").is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the chain did not end: {:#?}",
+            runs(&env)
+        );
+        std::thread::sleep(Duration::from_millis(400));
+        if kills < 10 {
+            planner.kill9();
+            planner = restart_planner(&mut env, planner);
+            kills += 1;
+        }
+    }
+    env.keep(planner);
+    let (all, chain) = wait_chain_end(&env, "go", Duration::from_secs(10));
+    assert_eq!(all.len(), 1, "one fire, one chain: {all:#?}");
+    assert_eq!(chain.state, State::Succeeded, "{chain:#?}");
+    let names: Vec<&str> = chain.nodes.iter().map(|n| n.name.as_str()).collect();
+    let expected: Vec<String> = (1..=steps).map(|k| format!("step{k}")).collect();
+    assert_eq!(names, expected);
+    assert!(chain.nodes.iter().all(|n| n.attempts == 1), "{chain:#?}");
+    if kube.fake {
+        assert_eq!(lines(&effects), expected, "each task instance ran once");
+    }
+    eprintln!("the planner was killed {kills} times while the chain ran");
+    assert!(
+        kills >= 2,
+        "the planner was killed while the chain ran ({kills} times)"
+    );
+}
+
+#[test]
+fn a_replaced_instance_still_queued_never_runs() {
+    let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
+    let kube = KubeEnv::for_env(&mut env).unwrap();
+    let planner = env.start_planner().unwrap();
+    env.keep(planner);
+    // One pod at a time: `busy` waits in the queue behind `block`, dispatched first.
+    let worker = env
+        .start_worker("worker", "pod", &["--concurrency", "1"])
+        .unwrap();
+    env.keep(worker);
+    let ns = &kube.namespace;
+    let effects = env.dir.path().join("effects");
+    let e = effects.display();
+    let docs = [
+        task(
+            "block",
+            ns,
+            "  startOnIgnition: [first]
+",
+            &format!("echo block >> {e}; sleep 5"),
+        ),
+        task(
+            "busy",
+            ns,
+            "  startOnIgnition: [first, second]
+  concurrencyPolicy: Replace
+",
+            &format!("echo busy $BATON_RUN >> {e}"),
+        ),
+        ignitor("first", "NOW", ""),
+    ]
+    .concat();
+    apply_documents(&env, "replace.yaml", &docs);
+    let started = Instant::now();
+    while lines(&effects).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "block never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // While `block` runs, a second fire starts `busy` again: the queued instance is replaced.
+    apply_documents(&env, "second.yaml", &ignitor("second", "NOW", ""));
+    let (all, _) = wait_chain_end(&env, "second", Duration::from_secs(90));
+    let first = all.iter().find(|r| r.workflow == "first").unwrap();
+    let second = all.iter().find(|r| r.workflow == "second").unwrap();
+    assert_eq!(node(first, "busy").state, State::Cancelled, "{first:#?}");
+    assert_eq!(node(second, "busy").state, State::Succeeded, "{second:#?}");
+    let worker_log = env.dir.path().join("worker.log");
+    let started = Instant::now();
+    while !std::fs::read_to_string(&worker_log)
+        .unwrap_or_default()
+        .contains("job of a cancelled run or node dropped")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the replaced job was never taken"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if kube.fake {
+        assert_eq!(
+            lines(&effects),
+            ["block".to_owned(), format!("busy {}", second.run)],
+            "the replaced instance never ran"
+        );
+    }
+}
+
 /// Accepts one HTTP request on a loopback port and returns its body through the handle.
 fn one_request_listener() -> (u16, std::thread::JoinHandle<String>) {
     use std::io::{BufRead, BufReader, Read, Write};

@@ -235,3 +235,53 @@ fn a_deleted_ignitor_is_forgotten() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn an_ignitor_deleted_while_no_planner_watched_is_forgotten_and_fires_no_more() {
+    let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
+    let kube = KubeEnv::for_env(&mut env).unwrap();
+    kube.install_crds().unwrap();
+    let watch = ["--watch-kubernetes", "--watch-namespace", &kube.namespace];
+    let mut planner = env.start_planner_with(&watch).unwrap();
+    let worker = env.start_worker("worker", "pod", &[]).unwrap();
+    env.keep(worker);
+    create_all(
+        &kube,
+        "apiVersion: baton.dev/v1alpha1\nkind: Task\nmetadata: {name: tick}\nspec:\n  startOnIgnition: [every2s]\n  template: {spec: {containers: [{name: main, image: busybox, command: [\"true\"]}]}}\n---\napiVersion: baton.dev/v1alpha1\nkind: Ignitor\nmetadata: {name: every2s}\nspec: {scheduled: \"*/2 * * * * * *\"}\n",
+    );
+    let started = Instant::now();
+    while runs(&env).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the ignitor never fired"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The planner dies; the ignitor is deleted while no planner watches.
+    planner.kill9();
+    let ignitor = kind("baton.dev", "Ignitor");
+    kube.block_on(api(&kube, ignitor).delete("every2s", &DeleteParams::default()))
+        .unwrap();
+    drop(planner);
+    let planner = env.start_planner_with(&watch).unwrap();
+    env.keep(planner);
+    let started = Instant::now();
+    while listed(&env, "ignitors").contains(&"every2s".to_owned()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the deleted ignitor is still registered"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The task that still exists stays; the ignitor fires no more.
+    assert_eq!(listed(&env, "tasks"), ["tick"]);
+    let fired = runs(&env).len();
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        runs(&env).len(),
+        fired,
+        "no fire after the ignitor was forgotten"
+    );
+    let log = std::fs::read_to_string(env.dir.path().join("planner.log")).unwrap();
+    assert!(log.contains("object deleted while no planner watched; forgetting it"));
+}

@@ -75,3 +75,56 @@ fn sigterm_past_the_deadline_hands_the_job_back_to_another_worker() {
         "the handed-back process was stopped"
     );
 }
+
+/// A job the server delivers to a stopping worker's open pull, which no slot takes any more,
+/// is handed back at once, not left to its ack wait.
+#[test]
+fn a_job_pulled_while_the_worker_stops_goes_to_another_worker_at_once() {
+    let mut env = env();
+    // A long ack wait: the second job can only run soon if it is handed back.
+    env.job_ack_wait = "60s";
+    let planner = env.start_planner().unwrap();
+    env.keep(planner);
+    // Two slots: while the slow job runs, a pull for the free slot stays open.
+    let mut first = env
+        .start_worker(
+            "worker-1",
+            "exec",
+            &["--concurrency", "2", "--shutdown-deadline", "20s"],
+        )
+        .unwrap();
+    let (wf, file) = slow_workflow(&env, 4);
+    let slow = env.apply(&wf).unwrap();
+    env.wait_for(&slow, Duration::from_secs(20), |_| {
+        lines(&file) == ["begin"]
+    })
+    .unwrap();
+    first.terminate();
+    let quick = env.write(
+        "quick.yaml",
+        &workflow(
+            "quick",
+            &["{name: q, kind: exec, command: [\"true\"]}".to_owned()],
+        ),
+    );
+    let quick = env.apply(&quick).unwrap();
+    let second = env.start_worker("worker-2", "exec", &[]).unwrap();
+    env.keep(second);
+    let status = env.wait_end(&quick, Duration::from_secs(20)).unwrap();
+    assert_eq!(status.state, State::Succeeded);
+    let status = first.wait_exit(Duration::from_secs(20)).unwrap();
+    assert!(status.success(), "the worker exits cleanly: {status:?}");
+    // The quick job was published while worker-1's pull for its free slot was open, before
+    // worker-2 existed: the server gave it to worker-1, which handed it back.
+    assert!(
+        first
+            .log()
+            .contains("jobs pulled but not started handed back"),
+        "{}",
+        first.log()
+    );
+    assert_eq!(
+        env.wait_end(&slow, Duration::from_secs(10)).unwrap().state,
+        State::Succeeded
+    );
+}

@@ -263,12 +263,18 @@ fn a_message_on_the_trigger_subject_starts_a_run_with_its_data() {
         Some("payload-2 from echo")
     );
 
-    // A trigger for a workflow nobody registered is reported and set aside.
+    // `baton trigger` for a workflow nobody registered is refused: exit 1, no run id.
+    let before = env.status_list().len();
     let out = env.cli(&["trigger", "nobody", "--data", "x"]);
-    assert!(out.status.success());
-    let run = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "no run id is printed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("workflow \"nobody\" is not registered"),
+        "{stderr}"
+    );
     std::thread::sleep(Duration::from_millis(500));
-    assert!(env.status(&run).is_err(), "no run for an unknown workflow");
+    assert_eq!(env.status_list().len(), before, "no run started");
 }
 
 fn wait_for_first_run(env: &Env) -> String {
@@ -336,6 +342,72 @@ fn cancel_stops_running_nodes_and_nothing_new_starts() {
     let out = env.cli(&["cancel", "nosuchrun"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
+
+#[test]
+fn a_cancelled_run_whose_job_waits_in_the_queue_never_runs_it() {
+    let mut env = env();
+    let planner = env.start_planner().unwrap();
+    env.keep(planner);
+    // One exec job at a time: the second run's job waits in the queue behind the first's.
+    let worker = env
+        .start_worker("worker", "noop,exec", &["--concurrency", "1"])
+        .unwrap();
+    env.keep(worker);
+    let marker = env.dir.path().join("marker");
+    let m = marker.display();
+    let busy = env.write(
+        "busy.yaml",
+        &workflow(
+            "busy",
+            &[format!(
+                "{{name: hold, kind: exec, command: [sh, -c, 'echo hold >> {m}; sleep 4']}}"
+            )],
+        ),
+    );
+    let queued = env.write(
+        "queued.yaml",
+        &workflow(
+            "queued",
+            &[format!(
+                "{{name: never, kind: exec, command: [sh, -c, 'echo never >> {m}']}}"
+            )],
+        ),
+    );
+    let busy = env.apply(&busy).unwrap();
+    env.wait_for(&busy, Duration::from_secs(20), |_| {
+        lines(&marker).len() == 1
+    })
+    .unwrap();
+    let queued = env.apply(&queued).unwrap();
+    let out = env.cli(&["cancel", &queued]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        env.wait_end(&queued, Duration::from_secs(5)).unwrap().state,
+        State::Cancelled
+    );
+    assert_eq!(
+        env.wait_end(&busy, Duration::from_secs(30)).unwrap().state,
+        State::Succeeded
+    );
+    // The worker is free now; it takes the cancelled run's job and drops it.
+    let worker_log = env.dir.path().join("worker.log");
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&worker_log)
+        .unwrap_or_default()
+        .contains("job of a cancelled run or node dropped")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the cancelled job was never taken"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(lines(&marker), ["hold"], "the queued command never ran");
 }
 
 #[test]
@@ -471,6 +543,49 @@ spec:
     assert!(planner_log.contains("schema version 99 is not known"));
     let worker_log = std::fs::read_to_string(env.dir.path().join("worker.log")).unwrap();
     assert!(worker_log.contains("poison job names no node; set aside"));
+
+    // An event that does not decode, whose headers name the attempt (as every event a worker
+    // publishes does): the attempt fails with the reason, and the run ends.
+    let wf = env.write(
+        "victim2.yaml",
+        &workflow(
+            "victim2",
+            &["{name: slow, kind: exec, command: [sh, -c, 'sleep 10']}".to_owned()],
+        ),
+    );
+    let run = env.apply(&wf).unwrap();
+    env.wait_for(&run, Duration::from_secs(20), |s| {
+        s.nodes[0].started_at.is_some()
+    })
+    .unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(env.nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Baton-Run", run.as_str());
+        headers.insert("Baton-Node", "slow");
+        headers.insert("Baton-Attempt", "1");
+        js.publish_with_headers(
+            format!("{}.events.{run}", env.prefix),
+            headers,
+            "{\"v\":1,\"type\":\"nodeFinished\"".into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    });
+    let status = env.wait_end(&run, Duration::from_secs(5)).unwrap();
+    assert_eq!(status.state, State::Failed, "{status:?}");
+    let slow = node(&status, "slow");
+    assert_eq!(slow.state, State::Failed);
+    assert!(
+        slow.error
+            .as_deref()
+            .unwrap()
+            .starts_with("event set aside: undecodable event"),
+        "{slow:?}"
+    );
 }
 
 #[test]
@@ -494,4 +609,91 @@ fn a_job_longer_than_its_ack_wait_is_kept_alive_by_progress_acks() {
         ["begin", "end"],
         "no redelivery while the worker reports progress"
     );
+}
+
+#[test]
+fn finished_runs_are_forgotten_after_the_run_retention() {
+    let mut env = env();
+    let mut planner = env.start_planner_with(&["--run-retention", "2s"]).unwrap();
+    let worker = env.start_worker("worker", "noop,exec", &[]).unwrap();
+    env.keep(worker);
+    let wf = env.write(
+        "quick.yaml",
+        &workflow("quick", &["{name: a, kind: noop}".to_owned()]),
+    );
+    let run = env.apply(&wf).unwrap();
+    assert_eq!(
+        env.wait_end(&run, Duration::from_secs(20)).unwrap().state,
+        State::Succeeded
+    );
+    let started = std::time::Instant::now();
+    while !env.status_list().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the finished run is still kept"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(env.status(&run).is_err(), "the run is gone from the API");
+    // Gone from the store too: a restarted planner does not bring it back.
+    planner.kill9();
+    drop(planner);
+    let planner = env.start_planner().unwrap();
+    env.keep(planner);
+    assert!(env.status_list().is_empty());
+}
+
+#[test]
+fn delete_forgets_a_workflow_task_or_ignitor_by_kind_and_name() {
+    let mut env = env();
+    env.start_all().unwrap();
+    let text = [
+        workflow("hello", &["{name: a, kind: noop}".to_owned()]),
+        "---\napiVersion: sirocco.cloud/v1alpha1\nkind: Task\nmetadata: {name: t1}\nspec: {startOnIgnition: [hourly], template: {spec: {containers: [{name: c, image: busybox}]}}}\n---\napiVersion: sirocco.cloud/v1alpha1\nkind: Ignitor\nmetadata: {name: hourly}\nspec: {scheduled: '@hourly'}\n".to_owned(),
+    ]
+    .concat();
+    let file = env.write("docs.yaml", &text);
+    let out = env.cli(&["apply", "-f", file.to_str().unwrap(), "--no-run"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names = |what: &str| -> Vec<String> {
+        let out = env.cli(&[what, "-o", "json"]);
+        let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        all.iter()
+            .map(|v| v["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        (names("tasks"), names("ignitors")),
+        (vec!["t1".to_owned()], vec!["hourly".to_owned()])
+    );
+    for (kind, name, shown) in [
+        ("task", "t1", "Task/t1 deleted"),
+        ("ig", "hourly", "Ignitor/hourly deleted"),
+        ("workflow", "hello", "Workflow/hello deleted"),
+    ] {
+        let out = env.cli(&["delete", kind, name]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), shown);
+    }
+    assert!(names("tasks").is_empty() && names("ignitors").is_empty());
+    // The workflow is gone: it starts no run.
+    let out = env.cli(&["trigger", "hello"]);
+    assert_eq!(out.status.code(), Some(1));
+    // An unknown name is exit 1 with the reason; an unknown kind is a usage error, exit 2.
+    let out = env.cli(&["delete", "task", "t1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("task \"t1\" is not registered"));
+    let out = env.cli(&["delete", "workflow", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("workflow \"nope\" is not registered"));
+    let out = env.cli(&["delete", "gadget", "x"]);
+    assert_eq!(out.status.code(), Some(2));
 }

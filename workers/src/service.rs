@@ -2,10 +2,16 @@
 //! flight, progress acks for long jobs, cancel notices, and a graceful shutdown.
 //!
 //! A job is acknowledged only after its completion event is stored on the bus. Shutdown
-//! stops pulling, gives jobs in flight `shutdown_deadline` to finish, then stops the rest and
-//! hands their jobs back (NAK without delay) for another worker to take.
+//! stops pulling, hands back (NAK without delay) the jobs a pull delivered that no slot took,
+//! gives jobs in flight `shutdown_deadline` to finish, then stops the rest and hands their
+//! jobs back for another worker to take.
+//!
+//! Cancel notices are kept on the bus (`<p>.cancels.<run>[.<node>]`). Every worker reads them
+//! all, before it takes its first job and then as they come. A job whose run or node a notice
+//! names is dropped when it is taken (acknowledged with no event: the planner ended the node
+//! when it decided the cancel), and stopped if it runs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,41 +55,150 @@ impl Default for WorkerConfig {
     }
 }
 
-/// Jobs in flight by message id, so a cancel notice can stop those of its run.
+/// The jobs in flight and the cancel notices read, under one lock, so that a notice and the
+/// start of a job it names cannot miss each other: either the job begins first and the notice
+/// stops it, or the notice comes first and the job never begins.
 #[derive(Clone, Default)]
-struct InFlight(Arc<Mutex<HashMap<String, InFlightJob>>>);
+struct Cancels(Arc<Mutex<CancelState>>);
+
+#[derive(Default)]
+struct CancelState {
+    /// Jobs in flight by message id.
+    in_flight: HashMap<String, InFlightJob>,
+    /// Runs cancelled as a whole.
+    runs: HashSet<RunId>,
+    /// Nodes cancelled one by one (a task replaced under `concurrencyPolicy: Replace`, a
+    /// Cell's step a person stopped).
+    nodes: HashSet<(RunId, NodeName)>,
+}
 
 /// A job in flight: its run, its node, and the token that stops it.
 type InFlightJob = (RunId, NodeName, CancellationToken);
 
-impl InFlight {
-    fn insert(&self, job: &Job, stop: CancellationToken) {
+impl Cancels {
+    /// Records `job` as in flight, stopped by `stop`. Returns false, and records nothing,
+    /// when a notice read earlier cancelled its run or node.
+    fn begin(&self, job: &Job, stop: CancellationToken) -> bool {
+        let mut state = self.0.lock().expect("cancels lock");
+        if state.runs.contains(&job.run)
+            || state.nodes.contains(&(job.run.clone(), job.node.clone()))
+        {
+            return false;
+        }
         let entry = (job.run.clone(), job.node.clone(), stop);
-        self.0
-            .lock()
-            .expect("in-flight lock")
-            .insert(job.msg_id(), entry);
+        state.in_flight.insert(job.msg_id(), entry);
+        true
     }
 
-    fn remove(&self, id: &str) {
-        self.0.lock().expect("in-flight lock").remove(id);
+    /// Forgets a job that is no longer in flight.
+    fn end(&self, id: &str) {
+        self.0.lock().expect("cancels lock").in_flight.remove(id);
     }
 
-    /// Stops the jobs a cancel notice names: `<run>` (all its jobs) or `<run>/<node>`.
-    fn cancel(&self, notice: &str) -> usize {
-        let (run, node) = match notice.split_once('/') {
-            Some((run, node)) => (run, Some(node)),
-            None => (notice, None),
-        };
-        let jobs = self.0.lock().expect("in-flight lock");
+    /// Records a notice cancelling `run` (only `node` of it, when set) and stops the jobs in
+    /// flight it names. Returns how many it stopped.
+    fn cancel(&self, run: RunId, node: Option<NodeName>) -> usize {
+        let mut state = self.0.lock().expect("cancels lock");
         let mut n = 0;
-        for (job_run, job_node, stop) in jobs.values() {
-            if job_run.as_str() == run && node.is_none_or(|node| job_node.as_str() == node) {
+        for (job_run, job_node, stop) in state.in_flight.values() {
+            if *job_run == run && node.as_ref().is_none_or(|node| job_node == node) {
                 stop.cancel();
                 n += 1;
             }
         }
+        match node {
+            Some(node) => state.nodes.insert((run, node)),
+            None => state.runs.insert(run),
+        };
         n
+    }
+}
+
+/// How long a starting worker reads the cancel notices the bus holds before it takes jobs
+/// anyway (it goes on reading them as it works).
+const CANCELS_CATCH_UP: Duration = Duration::from_secs(10);
+
+/// Reads every cancel notice the bus holds into `cancels`, for at most [`CANCELS_CATCH_UP`],
+/// and returns the notices to follow from there.
+async fn catch_up_cancels(
+    bus: &Bus,
+    cancels: &Cancels,
+) -> anyhow::Result<async_nats::jetstream::consumer::pull::Ordered> {
+    let (held, mut notices) = bus.follow_cancels().await?;
+    let mut read = 0u64;
+    let caught_up = tokio::time::timeout(CANCELS_CATCH_UP, async {
+        while read < held {
+            match notices.next().await {
+                Some(Ok(notice)) => {
+                    read += 1;
+                    note_cancel(bus, cancels, &notice);
+                    if notice.info().is_ok_and(|i| i.pending == 0) {
+                        break;
+                    }
+                }
+                Some(Err(e)) => warn!(error = %e, "reading cancel notices failed; trying again"),
+                None => break,
+            }
+        }
+    })
+    .await;
+    if caught_up.is_err() {
+        warn!(
+            read,
+            held, "not every cancel notice read in time; taking jobs, reading on"
+        );
+    }
+    debug!(read, "cancel notices read");
+    Ok(notices)
+}
+
+/// Follows cancel notices until `stop` fires, stopping the jobs in flight they name. The bus
+/// keeps them, so a follow that ends (a server gone for good) is made anew, from the start.
+async fn follow_cancels(
+    bus: Bus,
+    cancels: Cancels,
+    mut notices: async_nats::jetstream::consumer::pull::Ordered,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            notice = notices.next() => match notice {
+                Some(Ok(notice)) => note_cancel(&bus, &cancels, &notice),
+                Some(Err(e)) => warn!(error = %e, "reading cancel notices failed; trying again"),
+                None => {
+                    warn!("cancel notices ended; following them anew");
+                    loop {
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                        match bus.follow_cancels().await {
+                            Ok((_, fresh)) => {
+                                notices = fresh;
+                                break;
+                            }
+                            Err(e) => warn!(error = %e, "following cancel notices failed; trying again"),
+                        }
+                    }
+                }
+            },
+        }
+    }
+}
+
+fn note_cancel(bus: &Bus, cancels: &Cancels, notice: &async_nats::jetstream::Message) {
+    match bus.cancel_target(notice.subject.as_str()) {
+        Some((run, node)) => {
+            let label = node.as_ref().map(|n| n.to_string());
+            let stopped = cancels.cancel(run.clone(), node);
+            if stopped > 0 {
+                info!(%run, node = ?label, stopped, "cancel notice: jobs stopped");
+            } else {
+                debug!(%run, node = ?label, "cancel notice");
+            }
+        }
+        None => warn!(subject = %notice.subject, "not a cancel notice; ignored"),
     }
 }
 
@@ -94,9 +209,13 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     bus.ensure_streams().await?;
+    // Jobs in flight, waited for (then handed back) at shutdown.
     let tracker = TaskTracker::new();
+    // What runs beside them: the cancel follower (until the jobs are done) and the pod
+    // janitor (until shutdown).
+    let background = TaskTracker::new();
     let hand_back = CancellationToken::new();
-    let in_flight = InFlight::default();
+    let cancels = Cancels::default();
     let progress_every = bus.config().job_ack_wait / 3;
     // Webhooks use rustls with ring, the one crypto provider the workspace builds (a no-op
     // when the binary installed it already).
@@ -143,33 +262,23 @@ pub async fn run(
             None => unreachable!("built for pod workers"),
         };
         let pods = PodExecutor::new(client, config.pod.clone());
-        tokio::spawn(
+        background.spawn(
             pods.clone()
                 .janitor(Duration::from_secs(10), shutdown.clone()),
         );
         executors.pod = Some(pods);
     }
 
-    let mut cancels = bus.client().subscribe(bus.cancel_subject()).await?;
-    let listener = {
-        let in_flight = in_flight.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    notice = cancels.next() => match notice {
-                        Some(notice) => {
-                            let run = String::from_utf8_lossy(&notice.payload).into_owned();
-                            let stopped = in_flight.cancel(&run);
-                            info!(%run, stopped, "run cancelled");
-                        }
-                        None => return,
-                    },
-                }
-            }
-        })
-    };
+    // Notices are read before the first job is taken, and followed until the jobs in flight
+    // are done or handed back: a job draining at shutdown can still be cancelled.
+    let notices = catch_up_cancels(&bus, &cancels).await?;
+    let follower_stop = CancellationToken::new();
+    background.spawn(follow_cancels(
+        bus.clone(),
+        cancels.clone(),
+        notices,
+        follower_stop.clone(),
+    ));
 
     let mut loops = Vec::new();
     for kind in config.kinds.iter().copied() {
@@ -177,7 +286,7 @@ pub async fn run(
         let ctx = JobContext {
             bus: bus.clone(),
             executors: executors.clone(),
-            in_flight: in_flight.clone(),
+            cancels: cancels.clone(),
             hand_back: hand_back.clone(),
             progress_every,
         };
@@ -209,7 +318,9 @@ pub async fn run(
         hand_back.cancel();
         tracker.wait().await;
     }
-    listener.abort();
+    follower_stop.cancel();
+    background.close();
+    background.wait().await;
     // Acks and NAKs are buffered by the client: send them before the process exits.
     if let Err(e) = bus.client().flush().await {
         warn!(error = %e, "flushing the bus connection failed");
@@ -222,7 +333,7 @@ pub async fn run(
 struct JobContext {
     bus: Bus,
     executors: Executors,
-    in_flight: InFlight,
+    cancels: Cancels,
     hand_back: CancellationToken,
     progress_every: Duration,
 }
@@ -248,12 +359,15 @@ async fn pull_loop(
         while let Ok(p) = slots.clone().try_acquire_owned() {
             permits.push(p);
         }
+        // Not given up at shutdown: once the request is out the server delivers what it
+        // asks for, and those messages are handed back below.
         let pull = consumer
             .batch()
             .max_messages(permits.len())
             .expires(expires)
-            .messages();
-        let mut batch = match tokio::select! { _ = shutdown.cancelled() => return, b = pull => b } {
+            .messages()
+            .await;
+        let mut batch = match pull {
             Ok(batch) => batch,
             Err(e) => {
                 failures += 1;
@@ -268,7 +382,10 @@ async fn pull_loop(
         };
         while let Some(permit) = permits.pop() {
             let next = tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => {
+                    hand_back_batch(kind, batch, expires).await;
+                    return;
+                }
                 next = tokio::time::timeout(expires + Duration::from_secs(3), batch.next()) => next,
             };
             match next {
@@ -287,6 +404,40 @@ async fn pull_loop(
                 Ok(None) | Err(_) => break,
             }
         }
+    }
+}
+
+/// Hands back (NAK without delay) every job the rest of a pull delivers, at shutdown: no
+/// slot will take them, and unsettled they would wait out their ack wait before another
+/// worker could. The pull ends when it has delivered all it asked for or expires.
+async fn hand_back_batch(
+    kind: NodeKind,
+    mut batch: async_nats::jetstream::consumer::pull::Batch,
+    expires: Duration,
+) {
+    let mut handed = 0;
+    let rest = async {
+        while let Some(message) = batch.next().await {
+            match message {
+                Ok(message) => {
+                    Inbound::new(message).nak(None).await.ok();
+                    handed += 1;
+                }
+                Err(e) => {
+                    debug!(%kind, error = %e, "pull ended with an error");
+                    break;
+                }
+            }
+        }
+    };
+    if tokio::time::timeout(expires + Duration::from_secs(1), rest)
+        .await
+        .is_err()
+    {
+        debug!(%kind, "pull still open at shutdown; what it delivers later waits out its ack wait");
+    }
+    if handed > 0 {
+        info!(%kind, handed, "jobs pulled but not started handed back at shutdown");
     }
 }
 
@@ -312,9 +463,44 @@ async fn handle(kind: NodeKind, message: Inbound, ctx: &JobContext) {
     keep_alive(work(kind, &job, &message, ctx), &job, &message, ctx).await;
 }
 
-/// Reports the job started, runs its effect, and reports how it ended (see [`handle`]).
+/// Drops a job whose run or node was cancelled; otherwise reports it started, runs its
+/// effect, and reports how it ended (see [`handle`]).
 async fn work(kind: NodeKind, job: &Job, message: &Inbound, ctx: &JobContext) {
+    let stop = ctx.hand_back.child_token();
+    if !ctx.cancels.begin(job, stop.clone()) {
+        // The planner ended the node when it decided the cancel: nothing to report.
+        info!(run = %job.run, node = %job.node, attempt = %job.attempt, "job of a cancelled run or node dropped");
+        if let Err(e) = message.ack_fast().await {
+            warn!(run = %job.run, node = %job.node, error = %e, "ack not sent; the job will be dropped again");
+        }
+        return;
+    }
     let started_at = Timestamp::now();
+    let effect = start(kind, job, message, ctx, &stop, started_at).await;
+    ctx.cancels.end(&job.msg_id());
+    let outcome = match effect {
+        None => return,
+        Some(Effect::Done(outcome)) => outcome,
+        Some(Effect::Stopped) if ctx.hand_back.is_cancelled() => {
+            info!(run = %job.run, node = %job.node, attempt = %job.attempt, "job handed back at shutdown");
+            message.nak(None).await.ok();
+            return;
+        }
+        Some(Effect::Stopped) => Outcome::failed("cancelled".to_owned()),
+    };
+    finish(job, started_at, outcome, message, ctx).await;
+}
+
+/// Reports the job started and runs its effect, unless `stop` fired first. Returns `None`
+/// when the start could not be reported (the job is handed back).
+async fn start(
+    kind: NodeKind,
+    job: &Job,
+    message: &Inbound,
+    ctx: &JobContext,
+    stop: &CancellationToken,
+    started_at: Timestamp,
+) -> Option<Effect> {
     debug!(run = %job.run, node = %job.node, attempt = %job.attempt, delivered = message.delivered(), "job started");
     if kind != NodeKind::Noop {
         let started = Event::NodeStarted {
@@ -330,23 +516,15 @@ async fn work(kind: NodeKind, job: &Job, message: &Inbound, ctx: &JobContext) {
         {
             warn!(run = %job.run, node = %job.node, error = %e, "start not reported; handing the job back");
             message.nak(Some(Duration::from_secs(1))).await.ok();
-            return;
+            return None;
         }
     }
-    let stop = ctx.hand_back.child_token();
-    ctx.in_flight.insert(job, stop.clone());
-    let effect = ctx.executors.execute(job, &stop, &ctx.hand_back).await;
-    ctx.in_flight.remove(&job.msg_id());
-    let outcome = match effect {
-        Effect::Done(outcome) => outcome,
-        Effect::Stopped if ctx.hand_back.is_cancelled() => {
-            info!(run = %job.run, node = %job.node, attempt = %job.attempt, "job handed back at shutdown");
-            message.nak(None).await.ok();
-            return;
-        }
-        Effect::Stopped => Outcome::failed("cancelled".to_owned()),
-    };
-    finish(job, started_at, outcome, message, ctx).await;
+    // Cancelled (or shutting down past the deadline) while the start was reported: the
+    // effect never begins.
+    if stop.is_cancelled() {
+        return Some(Effect::Stopped);
+    }
+    Some(ctx.executors.execute(job, stop, &ctx.hand_back).await)
 }
 
 /// Runs `work` while sending in-progress acks for `message` every `ctx.progress_every`, so the

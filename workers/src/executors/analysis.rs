@@ -4,8 +4,10 @@
 //!
 //! - Successful: the node succeeds.
 //! - Failed (or too many errors in a row): the node fails.
-//! - Inconclusive: the node fails with the phase `Inconclusive` in its output; a Cell's rollout
-//!   then waits for a person to resume or abort it rather than rolling back.
+//! - Inconclusive (more inconclusive measurements than `inconclusiveLimit`, or none successful
+//!   or failed: only inconclusive ones and errors within their limits): the node fails with the
+//!   phase `Inconclusive` in its output; a Cell's rollout then waits for a person to resume or
+//!   abort it rather than rolling back.
 //!
 //! The output is JSON, at most the output limit: `{"phase", "metrics": [{"name", "phase",
 //! "successful", "failed", "inconclusive", "errors", "last": [{"phase", "value"}], "message"}]}`.
@@ -226,15 +228,37 @@ async fn measure_metric(
             return Some(r);
         }
     }
-    if r.successful == 0 {
-        // Every measurement was an error, within the limit: nothing says the version is good.
-        r.phase = Phase::Failed;
-        r.message = Some(format!(
-            "failed: no measurement succeeded; last: {}",
-            r.last.last().map(|m| m.value.as_str()).unwrap_or_default()
-        ));
+    r.phase = verdict(r.successful, r.failed);
+    let last = r.last.last().map(|m| m.value.as_str()).unwrap_or_default();
+    match r.phase {
+        Phase::Failed => {
+            r.message = Some(format!(
+                "failed: no measurement succeeded and {} failed; last: {last}",
+                r.failed
+            ));
+        }
+        Phase::Inconclusive => {
+            r.message = Some(format!(
+                "was inconclusive: no measurement succeeded or failed ({} inconclusive, {} error(s)); last: {last}",
+                r.inconclusive, r.errors
+            ));
+        }
+        _ => {}
     }
     Some(r)
+}
+
+/// Returns a metric's phase once its measurements are all taken within their limits (the
+/// limits end a metric early otherwise): successful when one succeeded (as Argo Rollouts
+/// judges a metric within its limits); failed when none did and one failed; inconclusive when
+/// measurements were only inconclusive or errors. Nothing then says the version is bad, so a
+/// Cell's rollout waits for a person rather than rolling back and blocking it.
+pub fn verdict(successful: u32, failed: u32) -> Phase {
+    match (successful, failed) {
+        (1.., _) => Phase::Successful,
+        (0, 1..) => Phase::Failed,
+        (0, 0) => Phase::Inconclusive,
+    }
 }
 
 /// Judges one result: failure first, then success (see the module's docs).
@@ -277,8 +301,7 @@ async fn prometheus(http: &reqwest::Client, p: &PrometheusProvider) -> Result<Va
     // POST with a form body, as Prometheus allows: a long query does not hit URL limits.
     let response = http
         .post(&url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("query={}", form_encode(&p.query)))
+        .form(&[("query", &p.query)])
         .timeout(timeout)
         .send()
         .await
@@ -321,19 +344,6 @@ async fn prometheus(http: &reqwest::Client, p: &PrometheusProvider) -> Result<Va
             other.unwrap_or("missing")
         )),
     }
-}
-
-/// Percent-encodes `text` for a form body: every byte but the unreserved ones.
-fn form_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() * 3);
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Sends an HTTP check: the JSON answer (at `jsonPath`), or its text; a non-2xx answer is an
@@ -458,5 +468,13 @@ mod tests {
                 .unwrap_err()
                 .contains("no field")
         );
+    }
+
+    #[test]
+    fn a_metric_without_a_success_is_failed_only_when_a_measurement_failed() {
+        assert_eq!(verdict(1, 1), Phase::Successful);
+        assert_eq!(verdict(0, 1), Phase::Failed);
+        // Only inconclusive measurements, or errors, within their limits: a person decides.
+        assert_eq!(verdict(0, 0), Phase::Inconclusive);
     }
 }

@@ -62,7 +62,7 @@ impl Executors {
             NodeKind::Exec => exec::run(job, stop).await,
             NodeKind::Webhook => Effect::Done(action::webhook(&self.http, job).await),
             NodeKind::Publish => Effect::Done(action::publish(&self.bus, job).await),
-            NodeKind::Traffic => Effect::Done(self.traffic.run(job).await),
+            NodeKind::Traffic => self.traffic.run(job, stop).await,
             NodeKind::Analysis => analysis::run(&self.http, job, stop).await,
             NodeKind::Pod => match &self.pod {
                 Some(pod) => pod.run(job, stop, handing_back).await,
