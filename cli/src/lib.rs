@@ -13,6 +13,7 @@ mod serve;
 
 use std::process::ExitCode;
 
+use baton_workers::executors::exec;
 use clap::Parser;
 
 pub use args::Cli;
@@ -50,6 +51,11 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 
 /// Parses the arguments, runs the command and returns its exit code.
 pub fn main() -> ExitCode {
+    // The exec executor's supervisor (hidden): it runs before any thread or runtime starts.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|a| a == exec::SUPERVISE_COMMAND) {
+        return exec::supervise(args.collect());
+    }
     let cli = Cli::parse();
     init_tracing(&cli);
     // One crypto provider for every TLS client in the process (kube, webhooks, the CLI's own

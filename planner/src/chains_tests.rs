@@ -125,7 +125,10 @@ fn an_ignitor_starts_task1_and_task1_passes_its_message_to_task2() {
         ),
         ("ignitor1", "from-the-ignitor")
     );
-    assert_eq!(first[0].pod.as_ref().unwrap().task, "task1");
+    assert_eq!(
+        first[0].pod.as_ref().unwrap().task.as_deref(),
+        Some("task1")
+    );
     assert_eq!(status(&core, "task1").1, TaskState::Running);
 
     let actions = core.apply(done(first[0], ok("hello")), now);
@@ -218,6 +221,8 @@ fn a_self_retry_loop_stops_at_the_chain_limit() {
     let mut names = Vec::new();
     while let Some(job) = jobs(&actions).first().map(|j| (*j).clone()) {
         names.push(job.node.to_string());
+        // Every instance runs the Task `flaky`, whatever its node is called.
+        assert_eq!(job.pod.as_ref().unwrap().task.as_deref(), Some("flaky"));
         actions = core.apply(done(&job, Outcome::failed("exit code 1")), now);
     }
     assert_eq!(names, ["flaky", "flaky-2", "flaky-3"]);
@@ -269,6 +274,35 @@ fn cron_fires_on_the_injected_clock_and_catches_up_once_after_downtime() {
     assert_eq!(
         core.ignitors().next().unwrap().next_fire,
         Some(at("2026-11-21T11:20:00Z"))
+    );
+}
+
+/// `0 0 1 * MON` fires on the 1st of the month and on every Monday, as under Orca's cronexpr
+/// (and Vixie cron), not only on a 1st that is a Monday.
+#[test]
+fn a_cron_restricting_both_days_fires_on_either() {
+    let mut core = Core::new(CoreConfig::default());
+    let docs = [
+        task("t", "  startOnIgnition: [monthly-or-monday]\n"),
+        ignitor("monthly-or-monday", "0 0 1 * MON", ""),
+    ]
+    .concat();
+    // A Saturday.
+    apply_docs(&mut core, &docs, at(T0));
+    let mut fires = Vec::new();
+    while fires.len() < 4 {
+        let due = core.next_deadline().expect("armed");
+        let actions = core.apply(Input::Tick, due);
+        fires.extend(fired(&actions).into_iter().map(|f| f.1));
+    }
+    assert_eq!(
+        fires,
+        [
+            at("2026-11-23T00:00:00Z"),
+            at("2026-11-30T00:00:00Z"),
+            at("2026-12-01T00:00:00Z"),
+            at("2026-12-07T00:00:00Z"),
+        ]
     );
 }
 

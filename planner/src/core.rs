@@ -1660,7 +1660,7 @@ fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
                 template: spec.template.as_deref().cloned().unwrap_or_default(),
                 namespace: spec.namespace.clone(),
                 container: spec.container.clone(),
-                task: spec.name.to_string(),
+                task: r.nodes[i].task.clone(),
             })
         }),
         webhook: spec.webhook.clone(),
@@ -1678,6 +1678,7 @@ fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
 
 #[path = "chains.rs"]
 mod chains;
+pub use chains::fire_run_id;
 pub use chains::{IgnitorEntry, TaskEntry, TaskState, TaskStatus};
 
 #[path = "groups.rs"]

@@ -503,3 +503,15 @@ fn a_run_whose_graph_names_a_node_twice_fails_at_once_instead_of_hanging() {
         "{status:?}"
     );
 }
+
+/// A Workflow's `pod` node runs no Task: its job names none (the worker labels the pod with
+/// its node, not with a task it does not have).
+#[test]
+fn a_workflow_pod_job_names_no_task() {
+    let mut core = core_with(workflow(
+        "  - {name: migrate, kind: pod, template: {spec: {containers: [{name: main, image: busybox}]}}}\n",
+    ));
+    let actions = start(&mut core, "r1");
+    let pod = job(&actions, "migrate").pod.as_ref().expect("pod settings");
+    assert_eq!(pod.task, None);
+}

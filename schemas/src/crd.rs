@@ -639,6 +639,47 @@ mod tests {
                 path.display()
             );
         }
+        // A CRD no longer generated (a kind renamed or dropped) must not stay behind, to be
+        // installed by `kubectl apply -f deploy/crds/`.
+        let generated: Vec<String> = KINDS.iter().map(file_name).collect();
+        let stale = stale_files(&dir, &generated);
+        assert!(
+            stale.is_empty(),
+            "{} holds files that are not generated CRDs: {stale:?}; delete them",
+            dir.display()
+        );
+    }
+
+    /// Returns the names of the files in `dir` that are not among `generated`, sorted.
+    fn stale_files(dir: &std::path::Path, generated: &[String]) -> Vec<String> {
+        let mut stale: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| !generated.contains(name))
+            .collect();
+        stale.sort();
+        stale
+    }
+
+    #[test]
+    fn a_file_left_beside_the_generated_crds_is_found() {
+        let dir = tempfile_dir();
+        let generated: Vec<String> = KINDS.iter().map(file_name).collect();
+        for name in &generated {
+            std::fs::write(dir.join(name), "").unwrap();
+        }
+        assert!(stale_files(&dir, &generated).is_empty());
+        std::fs::write(dir.join("jobs.baton.dev.yaml"), "").unwrap();
+        assert_eq!(stale_files(&dir, &generated), ["jobs.baton.dev.yaml"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A fresh directory of the test's own (the schemas crate has no tempfile dependency).
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("baton-crds-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 
     #[test]

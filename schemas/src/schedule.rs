@@ -5,6 +5,12 @@
 //! add a year at the end; 7 fields are `sec min hour dom mon dow year`. Day-of-week numbers
 //! run 0-7 with both 0 and 7 meaning Sunday; names (`MON`) work too. `L`, `W` and `#` are not
 //! supported and are refused with a clear error.
+//!
+//! Day of month and day of week combine as in cronexpr and Vixie cron: when both are
+//! restricted (neither is `*` or `?`), a day matches when *either* does, so `0 0 1 * MON` fires
+//! on the 1st and on every Monday. The `cron` crate requires both, so such an expression is
+//! kept as two schedules, one per day field (the other `*`), and the earlier fire wins. As in
+//! cronexpr, a stepped wildcard (`*/2`) counts as restricted.
 
 use std::str::FromStr;
 
@@ -21,8 +27,10 @@ pub enum Schedule {
     At(Timestamp),
     /// At every match of a cron expression in a time zone.
     Cron {
-        /// The parsed expression, in the 7-field form the `cron` crate reads.
-        schedule: Box<cron::Schedule>,
+        /// The parsed expression, in the 7-field form the `cron` crate reads: one schedule, or
+        /// two whose fires are merged when both day fields are restricted (see the module's
+        /// documentation).
+        schedules: Vec<cron::Schedule>,
         /// The time zone its fields are read in (UTC by default).
         zone: chrono_tz::Tz,
     },
@@ -75,13 +83,14 @@ impl Schedule {
                 u64::try_from(millis).unwrap_or(u64::MAX),
             )));
         }
-        let expression = cron_expression(text)?;
-        let schedule = cron::Schedule::from_str(&expression)
-            .map_err(|e| format!("invalid cron expression {text:?}: {e}"))?;
-        Ok(Schedule::Cron {
-            schedule: Box::new(schedule),
-            zone,
-        })
+        let schedules = cron_expressions(text)?
+            .iter()
+            .map(|expression| {
+                cron::Schedule::from_str(expression)
+                    .map_err(|e| format!("invalid cron expression {text:?}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Schedule::Cron { schedules, zone })
     }
 
     /// Returns the first fire strictly after `after`; `None` for a one-shot that is done or a
@@ -90,9 +99,12 @@ impl Schedule {
         match self {
             Schedule::Now => None,
             Schedule::At(at) => (*at > after).then_some(*at),
-            Schedule::Cron { schedule, zone } => {
+            Schedule::Cron { schedules, zone } => {
                 let after = zone.from_utc_datetime(&to_utc(after)?.naive_utc());
-                let next = schedule.after(&after).next()?;
+                let next = schedules
+                    .iter()
+                    .filter_map(|s| s.after(&after).next())
+                    .min()?;
                 Some(Timestamp(
                     u64::try_from(next.with_timezone(&Utc).timestamp_millis()).ok()?,
                 ))
@@ -128,8 +140,10 @@ fn to_utc(t: Timestamp) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(i64::try_from(t.0).ok()?)
 }
 
-/// Turns an Orca cron expression into the 7-field form of the `cron` crate.
-fn cron_expression(text: &str) -> Result<String, String> {
+/// Turns an Orca cron expression into the 7-field form of the `cron` crate: one expression,
+/// or two when both day fields are restricted (one with each day field, the other `*`), whose
+/// fires together are the expression's.
+fn cron_expressions(text: &str) -> Result<Vec<String>, String> {
     if let Some(rest) = text.strip_prefix('@') {
         let macro_ = match rest.to_ascii_lowercase().as_str() {
             "yearly" | "annually" => "@yearly",
@@ -143,7 +157,7 @@ fn cron_expression(text: &str) -> Result<String, String> {
                 ));
             }
         };
-        return Ok(macro_.to_owned());
+        return Ok(vec![macro_.to_owned()]);
     }
     let fields: Vec<&str> = text.split_whitespace().collect();
     let (second, rest, year) = match fields.len() {
@@ -167,15 +181,28 @@ fn cron_expression(text: &str) -> Result<String, String> {
         });
         if unsupported {
             return Err(format!(
-                "cron field {field:?}: L, W and # are not supported"
+                "cron field {field:?}: L (last day), W (nearest weekday) and # (nth weekday of the month) are not supported; list the days instead"
             ));
         }
     }
     let dow = day_of_week(rest[4])?;
-    Ok(format!(
-        "{second} {} {} {} {} {dow} {year}",
-        rest[0], rest[1], rest[2], rest[3]
-    ))
+    let expression = |dom: &str, dow: &str| {
+        format!(
+            "{second} {} {} {dom} {} {dow} {year}",
+            rest[0], rest[1], rest[3]
+        )
+    };
+    if restricted(rest[2]) && restricted(rest[4]) {
+        Ok(vec![expression(rest[2], "*"), expression("*", &dow)])
+    } else {
+        Ok(vec![expression(rest[2], &dow)])
+    }
+}
+
+/// Returns whether a day field restricts the days, as cronexpr decides: unless one of its
+/// entries is `*` or `?` (a stepped `*/2` does restrict).
+fn restricted(field: &str) -> bool {
+    !field.split(',').any(|entry| entry == "*" || entry == "?")
 }
 
 const DAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
@@ -295,6 +322,65 @@ mod tests {
         assert!(day_of_week("5-1").is_err());
     }
 
+    /// Successive fires after `after`, as the planner arms them.
+    fn fires(expr: &str, after: &str, n: usize) -> Vec<String> {
+        let s = Schedule::parse(expr, None, ts(after)).unwrap();
+        let mut t = ts(after);
+        (0..n)
+            .map(|_| {
+                t = s.next_after(t).unwrap();
+                t.to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn day_of_month_or_day_of_week_when_both_are_restricted() {
+        // 2026-11-21 is a Saturday. The 1st of the month, and every Monday (cronexpr, Vixie
+        // cron); not "a 1st that is a Monday".
+        assert_eq!(
+            fires("0 0 1 * MON", "2026-11-21T00:00:00Z", 5),
+            [
+                "2026-11-23T00:00:00.000Z",
+                "2026-11-30T00:00:00.000Z",
+                "2026-12-01T00:00:00.000Z",
+                "2026-12-07T00:00:00.000Z",
+                "2026-12-14T00:00:00.000Z",
+            ]
+        );
+        // Numbers, lists and a stepped wildcard are restrictions too; 7 fields and a year.
+        assert_eq!(
+            fires("30 0 12 15,20 * 5 2026", "2026-11-21T00:00:00Z", 4),
+            [
+                "2026-11-27T12:00:30.000Z",
+                "2026-12-04T12:00:30.000Z",
+                "2026-12-11T12:00:30.000Z",
+                "2026-12-15T12:00:30.000Z",
+            ]
+        );
+        assert_eq!(
+            fires("0 0 */10 * 0", "2026-11-21T00:00:00Z", 3),
+            [
+                "2026-11-22T00:00:00.000Z",
+                "2026-11-29T00:00:00.000Z",
+                "2026-12-01T00:00:00.000Z",
+            ]
+        );
+        // One restricted field alone restricts: only the 1st, or only Mondays.
+        assert_eq!(
+            fires("0 0 1 * *", "2026-11-21T00:00:00Z", 2),
+            ["2026-12-01T00:00:00.000Z", "2027-01-01T00:00:00.000Z"]
+        );
+        assert_eq!(
+            fires("0 0 ? * MON", "2026-11-21T00:00:00Z", 2),
+            ["2026-11-23T00:00:00.000Z", "2026-11-30T00:00:00.000Z"]
+        );
+        assert_eq!(
+            fires("0 0 * * 1", "2026-11-21T00:00:00Z", 1),
+            ["2026-11-23T00:00:00.000Z"]
+        );
+    }
+
     #[test]
     fn macros_and_time_zones() {
         assert_eq!(
@@ -339,11 +425,19 @@ mod tests {
                 .unwrap_err()
                 .contains("2 fields")
         );
-        assert!(
-            Schedule::parse("0 0 L * *", None, now)
-                .unwrap_err()
-                .contains("not supported")
-        );
+        for refused in [
+            "0 0 L * *",
+            "0 0 15W * *",
+            "0 0 LW * *",
+            "0 0 * * 5L",
+            "0 0 * * MON#2",
+        ] {
+            let error = Schedule::parse(refused, None, now).unwrap_err();
+            assert!(
+                error.contains("L (last day), W (nearest weekday) and # (nth weekday of the month) are not supported"),
+                "{refused}: {error}"
+            );
+        }
         assert!(
             Schedule::parse("61 * * * *", None, now)
                 .unwrap_err()

@@ -269,6 +269,22 @@ mod tests {
     const README: &str = include_str!("../../examples/orca/README-documents.yaml");
 
     #[test]
+    fn orcas_demo_plugins_are_refused_with_the_webhook_to_write() {
+        let text = "apiVersion: sirocco.cloud/v1alpha1\nkind: Task\nmetadata: {name: t}\nspec:\n  successActions: [sirocco-demo-alert-success]\n  failureActions: [SIROCCO-DEMO-ALERT-FAILURE]\n  template: {spec: {containers: [{name: main, image: busybox}]}}\n";
+        let errors = parse_documents("t.yaml", text, NOW).unwrap_err();
+        let lines: Vec<String> = errors.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].starts_with("spec.successActions[0]: Orca's demo plugin \"sirocco-demo-alert-success\" posted to a hard-coded demo URL"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].contains("write {webhook: {url: https://...}}"),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
     fn orcas_readme_documents_parse_and_the_placeholder_plugin_is_refused() {
         let errors = parse_documents("orca.yaml", README, NOW).unwrap_err();
         let lines: Vec<String> = errors.errors.iter().map(|e| e.to_string()).collect();

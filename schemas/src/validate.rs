@@ -349,6 +349,12 @@ pub fn task(task: &crate::task::Task) -> Result<(), Vec<SpecError>> {
         for (j, entry) in actions.iter().enumerate() {
             let at = format!("spec.{field}[{j}]");
             match entry {
+                ActionEntry::Named(n) if ORCA_DEMO_PLUGINS.iter().any(|p| p.eq_ignore_ascii_case(n)) => {
+                    errors.push(SpecError::new(
+                        at,
+                        format!("Orca's demo plugin {n:?} posted to a hard-coded demo URL and has no equivalent in Baton; write {{webhook: {{url: https://...}}}}: without a body it posts Orca's {{\"id\", \"message\"}} JSON"),
+                    ));
+                }
                 ActionEntry::Named(n) => errors.push(SpecError::new(
                     at,
                     format!("unknown action {n:?}: Baton has no plugins; write a typed action, {{webhook: {{url: https://...}}}} or {{publish: {{subject: ...}}}}"),
@@ -376,6 +382,11 @@ pub fn task(task: &crate::task::Task) -> Result<(), Vec<SpecError>> {
         Err(errors)
     }
 }
+
+/// Orca's built-in plugins (names case-insensitive), which posted `{"id", "message"}` to a
+/// demo echo bot's URL written into Orca: refused with a pointer to a webhook, since no URL of
+/// theirs could be meant.
+const ORCA_DEMO_PLUGINS: [&str; 2] = ["SIROCCO-DEMO-ALERT-SUCCESS", "SIROCCO-DEMO-ALERT-FAILURE"];
 
 /// Checks a typed action; `at` is the path of its `webhook` or `publish` map.
 fn action_errors(at: &str, action: Option<&crate::task::Action>) -> Vec<SpecError> {

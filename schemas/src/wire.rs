@@ -127,20 +127,23 @@ pub struct PodJob {
     /// The container whose termination message is the output; the first when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
-    /// The task the pod runs (a Task's name, or the node's name in a Workflow): the first part
-    /// of the pod name and the `baton.dev/task` label.
-    pub task: String,
+    /// The Task the pod runs, for a node of a chain (its `baton.dev/task` label); `None` for a
+    /// Workflow's `pod` node, which runs no Task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
 }
 
-impl PodJob {
-    /// Returns the deterministic pod name `<task>-<run>-<attempt>`, cut to 63 characters, so a
-    /// redelivered job finds the pod the first delivery created.
-    pub fn pod_name(&self, run: &RunId, attempt: Attempt) -> String {
-        let suffix = format!("-{run}-{attempt}");
-        let room = 63usize.saturating_sub(suffix.len());
-        let task: String = self.task.chars().take(room).collect();
-        format!("{}{suffix}", task.trim_end_matches('-'))
-    }
+/// Returns the deterministic name of the pod of one attempt of a node, `<node>-<run>-<attempt>`,
+/// so that a redelivered job finds the pod its first delivery created. The name fits the 63
+/// characters of a DNS label: when it would not, the node's part is cut and ends with a hash of
+/// the whole node name, so that two nodes sharing a long beginning (a chain's `task` and
+/// `task-2`) never share a pod name. Names that fit are left as they are.
+pub fn pod_name(node: &NodeName, run: &RunId, attempt: Attempt) -> String {
+    let suffix = format!("-{run}-{attempt}");
+    // A run id has at most 40 characters and an attempt at most 10 digits, so at least 11
+    // are left: room for a head and the 9 characters of `-<hash>`.
+    let room = 63usize.saturating_sub(suffix.len()).max(10);
+    format!("{}{suffix}", crate::ids::cut_with_hash(node.as_str(), room))
 }
 
 /// Data handed to a node from what came before it.
@@ -370,20 +373,60 @@ mod tests {
 
     #[test]
     fn pod_names_are_deterministic_and_fit_a_label() {
-        let job = PodJob {
-            template: Default::default(),
-            namespace: None,
-            container: None,
-            task: "task1".into(),
-        };
-        assert_eq!(job.pod_name(&RunId::new("abc"), Attempt(2)), "task1-abc-2");
-        let long = PodJob {
-            task: format!("{}-x", "a".repeat(60)),
-            ..job
-        };
-        let name = long.pod_name(&RunId::new("r0123456789ab"), Attempt(12));
+        let run = RunId::new("abc");
+        assert_eq!(
+            pod_name(&NodeName::new("task1"), &run, Attempt(2)),
+            "task1-abc-2"
+        );
+        // A name that just fits is not touched.
+        let fits = "a".repeat(63 - "-abc-2".len());
+        assert_eq!(
+            pod_name(&NodeName::new(fits.clone()), &run, Attempt(2)),
+            format!("{fits}-abc-2")
+        );
+        let long = NodeName::new(format!("{}-x", "a".repeat(60)));
+        let name = pod_name(&long, &RunId::new("r0123456789ab"), Attempt(12));
         assert_eq!(name.len(), 63);
-        assert!(name.ends_with("-r0123456789ab-12"));
+        assert!(name.ends_with("-r0123456789ab-12"), "{name}");
+        assert!(crate::ids::is_dns_label(&name), "{name}");
+        assert_eq!(
+            name,
+            pod_name(&long, &RunId::new("r0123456789ab"), Attempt(12))
+        );
+    }
+
+    /// A chain names the instances of one task `task`, `task-2`, ...: with a long task name
+    /// and a long run id, cutting must not give them one pod name.
+    #[test]
+    fn instances_of_a_long_task_get_pod_names_of_their_own() {
+        // The run id of a Workflow object's run is long (`named_run_id`: up to 40 characters).
+        let runs = [
+            RunId::new("f0123456789ab"),
+            RunId::new("nightly-data-pipeline-7f3a2c-12345-9z"),
+            RunId::new("x".repeat(40)),
+        ];
+        let task = "a-task-whose-name-is-forty-five-characters-xy";
+        assert_eq!(task.len(), 45);
+        for run in &runs {
+            for attempt in [Attempt(1), Attempt(4_000_000_000)] {
+                let names: Vec<String> = [
+                    task.to_owned(),
+                    format!("{task}-2"),
+                    format!("{task}-3"),
+                    format!("{task}-10"),
+                ]
+                .iter()
+                .map(|n| pod_name(&NodeName::new(n.clone()), run, attempt))
+                .collect();
+                let distinct: std::collections::BTreeSet<&String> = names.iter().collect();
+                assert_eq!(distinct.len(), names.len(), "{names:?}");
+                for name in &names {
+                    assert!(name.len() <= 63, "{name}");
+                    assert!(crate::ids::is_dns_label(name), "{name}");
+                    assert!(name.ends_with(&format!("-{run}-{attempt}")), "{name}");
+                }
+            }
+        }
     }
 
     #[test]

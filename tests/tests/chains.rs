@@ -4,9 +4,13 @@
 
 use std::time::{Duration, Instant};
 
+use baton_planner::core::fire_run_id;
 use baton_schemas::status::{RunStatus, State};
+use baton_schemas::wire::Timestamp;
 use baton_tests::kube::KubeEnv;
 use baton_tests::{Env, Proc, lines};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
 
 struct ChainEnv {
     env: Env,
@@ -191,6 +195,63 @@ fn failures_take_the_failure_path_and_a_self_retry_loop_stops_at_the_chain_limit
     );
 }
 
+/// Instances of one Task in a chain are nodes `<task>`, `<task>-2`, ...: with a long task name
+/// their pod names are cut, and must still differ (the second pod used to collide with the
+/// first, "a pod named ... exists and belongs to something else"). Every pod is labelled with
+/// the Task it runs and its own node.
+#[test]
+fn instances_of_a_long_named_task_run_pods_of_their_own() {
+    let ChainEnv { env, kube } = chain_env();
+    let ns = &kube.namespace;
+    let name = "a-task-with-a-name-long-enough-to-be-cut-in-pod-names";
+    assert!(name.len() > 50);
+    let docs = [
+        task(
+            name,
+            ns,
+            &format!("  startOnIgnition: [long]\n  startOnFailure: [{name}]\n  chainLimit: 2\n"),
+            "exit 1",
+        ),
+        ignitor("long", "NOW", ""),
+    ]
+    .concat();
+    apply_documents(&env, "long.yaml", &docs);
+    let (_, chain) = wait_chain_end(&env, "long", Duration::from_secs(120));
+    let second = format!("{name}-2");
+    for node_name in [name, second.as_str()] {
+        let n = node(&chain, node_name);
+        assert_eq!(n.state, State::Failed, "{chain:#?}");
+        assert!(
+            n.error.as_deref().unwrap().contains("exited with code 1"),
+            "{n:?}"
+        );
+    }
+    let api: Api<Pod> = Api::namespaced(kube.client.clone(), ns);
+    let pods = kube
+        .block_on(api.list(&ListParams::default().labels(&format!("baton.dev/run={}", chain.run))))
+        .unwrap()
+        .items;
+    let mut seen: Vec<(String, String)> = pods
+        .iter()
+        .map(|p| {
+            let labels = p.metadata.labels.clone().unwrap();
+            assert!(p.metadata.name.as_ref().unwrap().len() <= 63);
+            (
+                labels["baton.dev/node"].clone(),
+                labels["baton.dev/task"].clone(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            (name.to_owned(), name.to_owned()),
+            (second.clone(), name.to_owned())
+        ]
+    );
+}
+
 #[test]
 fn a_cron_ignitor_fires_on_the_real_clock() {
     let ChainEnv { env, kube } = chain_env();
@@ -201,16 +262,51 @@ fn a_cron_ignitor_fires_on_the_real_clock() {
         "---\napiVersion: sirocco.cloud/v1alpha1\nkind: Ignitor\nmetadata: {name: every2s}\nspec: {scheduled: \"*/2 * * * * * *\", timeZone: Europe/Rome}\n".to_owned(),
     ]
     .concat();
+    let applied = std::time::SystemTime::now();
     apply_documents(&env, "cron.yaml", &docs);
     let all = wait_runs(&env, Duration::from_secs(60), |all| {
         all.iter()
             .filter(|r| r.workflow == "every2s" && r.state == State::Succeeded)
             .count()
-            >= 2
+            >= 3
     });
-    let mut ids: Vec<&str> = all.iter().map(|r| r.run.as_str()).collect();
-    ids.dedup();
-    assert_eq!(ids.len(), all.len(), "every fire starts its own chain");
+    let elapsed = applied.elapsed().unwrap();
+    // A fire's run id names its scheduled time (`fire_run_id`): read every chain's fire time
+    // back from its id, among the whole seconds of the test.
+    let millis = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+    };
+    let first_second = millis(applied) / 1000 * 1000;
+    let seconds: Vec<u64> = (0..=elapsed.as_secs() + 2)
+        .map(|s| first_second + s * 1000)
+        .collect();
+    let mut fires: Vec<u64> = all
+        .iter()
+        .filter(|r| r.workflow == "every2s")
+        .map(|r| {
+            *seconds
+                .iter()
+                .find(|t| fire_run_id("every2s", Timestamp(**t)).as_str() == r.run)
+                .unwrap_or_else(|| panic!("run {} is no fire of every2s during the test", r.run))
+        })
+        .collect();
+    fires.sort();
+    let count = fires.len();
+    fires.dedup();
+    assert_eq!(fires.len(), count, "two chains for one fire: {fires:?}");
+    for t in &fires {
+        assert_eq!(t % 2000, 0, "a fire off the schedule: {fires:?}");
+    }
+    for pair in fires.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap >= 2000 && gap % 2000 == 0, "fires {fires:?}");
+    }
+    let at_most = elapsed.as_millis() as usize / 2000 + 1;
+    assert!(
+        (3..=at_most).contains(&fires.len()),
+        "{} fires in {elapsed:?}: {fires:?}",
+        fires.len()
+    );
     let every2s = ignitors(&env)
         .into_iter()
         .find(|i| i["name"] == "every2s")

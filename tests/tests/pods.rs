@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use baton_schemas::status::{RunStatus, State};
 use baton_tests::kube::KubeEnv;
-use baton_tests::{Env, lines, workflow};
+use baton_tests::{Env, lines, skip, workflow};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
 
@@ -77,9 +77,19 @@ fn pods_pass_their_termination_message_to_the_next_pod() {
         .collect();
     names.sort();
     assert_eq!(names, [format!("first-{run}-1"), format!("second-{run}-1")]);
-    let labels = pods[0].metadata.labels.clone().unwrap();
-    assert_eq!(labels["app.kubernetes.io/managed-by"], "baton");
-    assert!(labels.contains_key("baton.dev/node") && labels.contains_key("baton.dev/task"));
+    for pod in &pods {
+        let labels = pod.metadata.labels.clone().unwrap();
+        let name = pod.metadata.name.clone().unwrap();
+        let node = name.split('-').next().unwrap();
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "baton");
+        assert_eq!(labels["baton.dev/run"], run);
+        assert_eq!(labels["baton.dev/node"], node, "{name}");
+        assert_eq!(labels["baton.dev/attempt"], "1");
+        assert!(
+            !labels.contains_key("baton.dev/task"),
+            "a Workflow's pod node runs no Task: {labels:?}"
+        );
+    }
 }
 
 #[test]
@@ -100,12 +110,24 @@ fn pod_failures_say_why() {
     let status = env.wait_end(&run, Duration::from_secs(90)).unwrap();
     assert_eq!(status.state, State::Failed);
     let error = |n: &str| node(&status, n).error.clone().unwrap_or_default();
-    assert!(
-        error("exits")
-            .starts_with("container main exited with code 3; last output:\nabout to fail"),
-        "{}",
-        error("exits")
-    );
+    if kube.logs {
+        assert!(
+            error("exits")
+                .starts_with("container main exited with code 3; last output:\nabout to fail"),
+            "{}",
+            error("exits")
+        );
+    } else {
+        assert!(
+            error("exits").starts_with("container main exited with code 3"),
+            "{}",
+            error("exits")
+        );
+        skip(
+            "pod_failures_say_why: the last output in the error",
+            "relaxed: the kubelet actor runs this cluster's pods on no node, so the API server has no logs of them",
+        );
+    }
     assert!(
         error("nopull").contains("could not pull its image within 1s"),
         "{}",
@@ -116,7 +138,12 @@ fn pod_failures_say_why() {
         "{}",
         error("deadline")
     );
-    if kube.fake {
+    if !kube.fake {
+        skip(
+            "pod_failures_say_why: OOM",
+            "the OOM annotation is the fake kubelet's",
+        );
+    } else {
         let oom = format!(
             "{{name: oom, kind: pod, namespace: {ns}, template: {{metadata: {{annotations: {{kubelet.baton.dev/oom-kill: main}}}}, spec: {{containers: [{{name: main, image: busybox, command: [sleep, \"30\"]}}]}}}}}}"
         );

@@ -153,6 +153,63 @@ fn invalid_specs_are_refused_with_file_and_field_path() {
     assert_eq!(out.status.code(), Some(0));
 }
 
+/// Every kind of mistake in a spec, through the binary: exit code 2 and a message naming the
+/// file and the field path, for `validate` and for `apply` alike.
+#[test]
+fn every_kind_of_spec_mistake_exits_2_naming_file_and_field() {
+    let env = env();
+    let head = "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: w}\nspec:\n";
+    let cases = [
+        (
+            "duplicate.yaml",
+            "  nodes:\n  - {name: a, kind: noop}\n  - {name: a, kind: noop}\n",
+            "spec.nodes[1].name: duplicate node name \"a\" (first used at spec.nodes[0])",
+        ),
+        (
+            "invalid-name.yaml",
+            "  nodes:\n  - {name: Bad_Name, kind: noop}\n",
+            "spec.nodes[0].name: invalid name \"Bad_Name\": use at most 63 lowercase letters",
+        ),
+        (
+            "bad-duration.yaml",
+            "  nodes:\n  - {name: a, kind: exec, command: [\"true\"], timeout: 5 parsecs}\n",
+            "spec.nodes[0].timeout: invalid duration \"5 parsecs\"",
+        ),
+        (
+            "bad-backoff.yaml",
+            "  nodes:\n  - {name: a, kind: exec, command: [\"true\"], retries: {limit: 2, backoff: {initial: soon}}}\n",
+            "spec.nodes[0].retries.backoff.initial: invalid duration \"soon\"",
+        ),
+        (
+            "zero-timeout.yaml",
+            "  nodes:\n  - {name: a, kind: exec, command: [\"true\"], timeout: 0s}\n",
+            "spec.nodes[0].timeout: must be longer than zero",
+        ),
+        (
+            "unknown-node-field.yaml",
+            "  nodes:\n  - {name: a, kind: noop, retires: 3}\n",
+            "spec.nodes[0].retires: unknown field `retires`",
+        ),
+        (
+            "unknown-spec-field.yaml",
+            "  bogus: 1\n  nodes:\n  - {name: a, kind: noop}\n",
+            "spec.bogus: unknown field `bogus`",
+        ),
+    ];
+    for (name, body, expected) in cases {
+        let file = env.write(name, &format!("{head}{body}"));
+        for command in ["validate", "apply"] {
+            let out = env.cli(&[command, "-f", file.to_str().unwrap()]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{command} {name}: {stderr}");
+            assert!(
+                stderr.contains(&format!("{}: {expected}", file.display())),
+                "{command} {name}: {stderr}"
+            );
+        }
+    }
+}
+
 const ECHO_DATA: &str = r#"apiVersion: baton.dev/v1alpha1
 kind: Workflow
 metadata: {name: echo}

@@ -5,6 +5,11 @@
 //! status, writes to `/status` change only the status); pod logs that the kubelet actor
 //! records; and 404/409/410/422 answers with proper `Status` bodies.
 //!
+//! Every write reads, changes and stores the object in one step under the store's lock, so two
+//! writes never undo each other and a write never brings back a deleted object (it answers
+//! 404). A `metadata.resourceVersion` in a replace or in the result of a patch is a
+//! precondition, as in Kubernetes: a stale one is a 409 `Conflict`.
+//!
 //! Not modelled: admission, validation against schemas, defaulting beyond the metadata, RBAC,
 //! and label changes that move an object out of a watch's selection.
 
@@ -61,7 +66,9 @@ pub type PodLogs = Arc<Mutex<HashMap<(String, String, String), String>>>;
 struct Shared {
     store: Mutex<Store>,
     changes: broadcast::Sender<Arc<Change>>,
-    logs: PodLogs,
+    /// Pod logs, or `None` when the server answers `pods/log` as a real API server does for a
+    /// pod that no node runs (400: no host assigned).
+    logs: Option<PodLogs>,
 }
 
 /// A running fake API server on a loopback port; stops when dropped.
@@ -75,12 +82,19 @@ pub struct FakeApiServer {
 impl FakeApiServer {
     /// Starts a server on a free loopback port.
     pub async fn start() -> anyhow::Result<FakeApiServer> {
+        FakeApiServer::start_with(true).await
+    }
+
+    /// Starts a server on a free loopback port; without `serve_logs` it answers `pods/log` as
+    /// a real API server answers for pods that no node runs, which is what a cluster whose pods
+    /// the kubelet actor runs (`BATON_TEST_SIMULATE_KUBELET=1`) does.
+    pub async fn start_with(serve_logs: bool) -> anyhow::Result<FakeApiServer> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::default()),
             changes: broadcast::channel(4096).0,
-            logs: PodLogs::default(),
+            logs: serve_logs.then(PodLogs::default),
         });
         let shutdown = CancellationToken::new();
         let app = axum::Router::new()
@@ -99,8 +113,8 @@ impl FakeApiServer {
         })
     }
 
-    /// Returns the pod log store the kubelet actor writes to.
-    pub fn logs(&self) -> PodLogs {
+    /// Returns the pod log store the kubelet actor writes to, if the server serves logs.
+    pub fn logs(&self) -> Option<PodLogs> {
         self.shared.logs.clone()
     }
 
@@ -508,10 +522,21 @@ fn parse_body(body: &[u8]) -> Result<Value, Failure> {
 }
 
 fn create(shared: &Shared, target: &Target, body: &[u8]) -> Response {
-    let mut object = match parse_body(body) {
+    let object = match parse_body(body) {
         Ok(o) => o,
         Err(r) => return r.into_response(),
     };
+    let mut store = shared.store.lock().expect("store lock");
+    create_locked(&mut store, &shared.changes, target, object)
+}
+
+/// Creates `object` in the locked store: 409 `AlreadyExists` when the name is taken.
+fn create_locked(
+    store: &mut Store,
+    changes: &broadcast::Sender<Arc<Change>>,
+    target: &Target,
+    mut object: Value,
+) -> Response {
     let name = match object.pointer("/metadata/name").and_then(Value::as_str) {
         Some(n) if !n.is_empty() => n.to_owned(),
         _ => match object
@@ -532,7 +557,6 @@ fn create(shared: &Shared, target: &Target, body: &[u8]) -> Response {
         name: name.clone(),
         ..key_of(target)
     };
-    let mut store = shared.store.lock().expect("store lock");
     if store.objects.contains_key(&key) {
         return status(
             StatusCode::CONFLICT,
@@ -551,21 +575,23 @@ fn create(shared: &Shared, target: &Target, body: &[u8]) -> Response {
     if key.collection.resource == "pods" && object.pointer("/status/phase").is_none() {
         object["status"] = json!({"phase": "Pending"});
     }
-    let stored = store.put(&shared.changes, key, object, "ADDED");
+    let stored = store.put(changes, key, object, "ADDED");
     (StatusCode::CREATED, axum::Json(stored)).into_response()
 }
 
 /// Writes `updated` over `current` as a write to the object (`status` kept) or to its status
 /// subresource (only `status` taken). Bumps `generation` when anything but metadata and status
-/// changed; deletes an object whose deletion waited for finalizers that are now gone.
+/// changed; deletes an object whose deletion waited for finalizers that are now gone. The
+/// caller holds the store's lock from the read of `current` on, so no other write comes between
+/// (a write in between would be undone, or a deleted object brought back).
 fn write(
-    shared: &Shared,
+    store: &mut Store,
+    changes: &broadcast::Sender<Arc<Change>>,
     key: Key,
     current: &Value,
     mut updated: Value,
     subresource: Option<&str>,
 ) -> Response {
-    let mut store = shared.store.lock().expect("store lock");
     let mut next = match subresource {
         Some("status") => {
             let mut next = current.clone();
@@ -629,7 +655,7 @@ fn write(
     } else {
         "MODIFIED"
     };
-    let stored = store.put(&shared.changes, key, next, kind);
+    let stored = store.put(changes, key, next, kind);
     axum::Json(stored).into_response()
 }
 
@@ -643,35 +669,46 @@ fn current(shared: &Shared, key: &Key) -> Option<Value> {
         .cloned()
 }
 
+/// Checks the optimistic-concurrency precondition of a write: when `updated` carries a
+/// `metadata.resourceVersion`, it must be the stored object's, else 409 `Conflict`.
+fn precondition(key: &Key, current: &Value, updated: &Value) -> Result<(), Failure> {
+    let sent = updated
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let stored = current
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if sent.is_empty() || sent == stored {
+        return Ok(());
+    }
+    Err(Failure(
+        StatusCode::CONFLICT,
+        "Conflict",
+        format!(
+            "Operation cannot be fulfilled on {} \"{}\": the object has been modified; please apply your changes to the latest version and try again",
+            key.collection.resource, key.name
+        ),
+    ))
+}
+
 fn replace(shared: &Shared, target: &Target, body: &[u8]) -> Response {
     let updated = match parse_body(body) {
         Ok(o) => o,
         Err(r) => return r.into_response(),
     };
     let key = key_of(target);
-    let Some(existing) = current(shared, &key) else {
+    let mut store = shared.store.lock().expect("store lock");
+    let Some(existing) = store.objects.get(&key).cloned() else {
         return not_found(&key);
     };
-    let sent = updated
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let stored = existing
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if !sent.is_empty() && sent != stored {
-        return status(
-            StatusCode::CONFLICT,
-            "Conflict",
-            format!(
-                "Operation cannot be fulfilled on {} \"{}\": the object has been modified; please apply your changes to the latest version and try again",
-                key.collection.resource, key.name
-            ),
-        );
+    if let Err(conflict) = precondition(&key, &existing, &updated) {
+        return conflict.into_response();
     }
     write(
-        shared,
+        &mut store,
+        &shared.changes,
         key,
         &existing,
         updated,
@@ -689,12 +726,13 @@ fn patch(shared: &Shared, target: &Target, headers: &HeaderMap, body: &[u8]) -> 
         Err(r) => return r.into_response(),
     };
     let key = key_of(target);
-    let existing = match current(shared, &key) {
+    let mut store = shared.store.lock().expect("store lock");
+    let existing = match store.objects.get(&key).cloned() {
         Some(e) => e,
         None if content_type.starts_with("application/apply-patch")
             && target.subresource.is_none() =>
         {
-            return create(shared, target, body);
+            return create_locked(&mut store, &shared.changes, target, patch);
         }
         None => return not_found(&key),
     };
@@ -711,8 +749,13 @@ fn patch(shared: &Shared, target: &Target, headers: &HeaderMap, body: &[u8]) -> 
         // merge-patch, strategic-merge-patch and apply-patch are all merges here.
         json_patch::merge(&mut updated, &patch);
     }
+    // A patch that sets `metadata.resourceVersion` asks for that version, as in Kubernetes.
+    if let Err(conflict) = precondition(&key, &existing, &updated) {
+        return conflict.into_response();
+    }
     write(
-        shared,
+        &mut store,
+        &shared.changes,
         key,
         &existing,
         updated,
@@ -747,12 +790,19 @@ fn pod_log(shared: &Shared, target: &Target, params: &HashMap<String, String>) -
     let Some(pod) = current(shared, &key) else {
         return not_found(&key);
     };
+    let Some(logs) = &shared.logs else {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("pod {} does not have a host assigned", key.name),
+        );
+    };
     let container = params.get("container").cloned().or_else(|| {
         pod.pointer("/spec/containers/0/name")
             .and_then(Value::as_str)
             .map(str::to_owned)
     });
-    let logs = shared.logs.lock().expect("logs lock");
+    let logs = logs.lock().expect("logs lock");
     let text = logs
         .get(&(
             key.namespace.clone(),

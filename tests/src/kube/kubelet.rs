@@ -147,6 +147,7 @@ async fn run_pod(api: Api<Pod>, pod: Pod, logs: PodLogs, stop: CancellationToken
     let name = pod.metadata.name.clone().unwrap_or_default();
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let spec = pod.spec.clone().unwrap_or_default();
+    let init_containers = spec.init_containers.clone().unwrap_or_default();
     let oom = pod
         .metadata
         .annotations
@@ -155,50 +156,29 @@ async fn run_pod(api: Api<Pod>, pod: Pod, logs: PodLogs, stop: CancellationToken
         .cloned();
     let started = now();
 
-    if let Some(bad) = spec
-        .containers
-        .iter()
-        .find(|c| c.image.as_deref().unwrap_or("").contains("does-not-exist"))
-    {
-        let waiting = |reason: &str| {
-            json!({"name": bad.name, "ready": false, "restartCount": 0, "image": bad.image,
-                   "state": {"waiting": {"reason": reason, "message": format!("failed to pull image {:?}: not found", bad.image.as_deref().unwrap_or(""))}}})
+    let never_pulls = |c: &&Container| c.image.as_deref().unwrap_or("").contains("does-not-exist");
+    let bad_init = init_containers.iter().find(never_pulls);
+    if let Some(bad) = bad_init.or_else(|| spec.containers.iter().find(never_pulls)) {
+        let list = if bad_init.is_some() {
+            "initContainerStatuses"
+        } else {
+            "containerStatuses"
         };
-        patch_status(&api, &name, json!({"phase": "Pending", "startTime": started, "containerStatuses": [waiting("ErrImagePull")]})).await;
+        let waiting = |reason: &str| {
+            json!({list: [{"name": bad.name, "ready": false, "restartCount": 0, "image": bad.image,
+                   "state": {"waiting": {"reason": reason, "message": format!("failed to pull image {:?}: not found", bad.image.as_deref().unwrap_or(""))}}}]})
+        };
+        let mut first = waiting("ErrImagePull");
+        first["phase"] = json!("Pending");
+        first["startTime"] = json!(started);
+        patch_status(&api, &name, first).await;
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
-        patch_status(
-            &api,
-            &name,
-            json!({"containerStatuses": [waiting("ImagePullBackOff")]}),
-        )
-        .await;
+        patch_status(&api, &name, waiting("ImagePullBackOff")).await;
         return;
     }
-
-    let statuses = Arc::new(Mutex::new(Statuses {
-        order: spec.containers.iter().map(|c| c.name.clone()).collect(),
-        by_name: spec
-            .containers
-            .iter()
-            .map(|c| {
-                (
-                    c.name.clone(),
-                    json!({"name": c.name, "ready": true, "restartCount": 0, "image": c.image,
-                                         "state": {"running": {"startedAt": started}}}),
-                )
-            })
-            .collect(),
-    }));
-    let running = statuses.lock().expect("statuses").array();
-    patch_status(
-        &api,
-        &name,
-        json!({"phase": "Running", "startTime": started, "containerStatuses": running}),
-    )
-    .await;
 
     let deadline = spec
         .active_deadline_seconds
@@ -214,6 +194,89 @@ async fn run_pod(api: Api<Pod>, pod: Pod, logs: PodLogs, stop: CancellationToken
             }
         });
     }
+    let waiting_containers = || -> Vec<Value> {
+        spec.containers
+            .iter()
+            .map(|c| {
+                json!({"name": c.name, "ready": false, "restartCount": 0, "image": c.image,
+                       "state": {"waiting": {"reason": "PodInitializing"}}})
+            })
+            .collect()
+    };
+
+    // Init containers run one at a time, in order, before any container; with
+    // `restartPolicy: Never` the first that fails fails the pod, and the containers never run.
+    let init_statuses = Arc::new(Mutex::new(Statuses {
+        order: init_containers.iter().map(|c| c.name.clone()).collect(),
+        by_name: BTreeMap::new(),
+    }));
+    let mut init_ok = true;
+    for c in &init_containers {
+        init_statuses.lock().expect("statuses").by_name.insert(
+            c.name.clone(),
+            json!({"name": c.name, "ready": false, "restartCount": 0, "image": c.image,
+                   "state": {"running": {"startedAt": now()}}}),
+        );
+        let inits = init_statuses.lock().expect("statuses").array();
+        patch_status(
+            &api,
+            &name,
+            json!({"phase": "Pending", "startTime": started, "initContainerStatuses": inits, "containerStatuses": waiting_containers()}),
+        )
+        .await;
+        let code = run_container(
+            c.clone(),
+            &pod,
+            logs.clone(),
+            kill.clone(),
+            false,
+            init_statuses.clone(),
+        )
+        .await;
+        if stop.is_cancelled() {
+            return;
+        }
+        if code != Some(0) {
+            init_ok = false;
+            break;
+        }
+    }
+    let inits = init_statuses.lock().expect("statuses").array();
+    if !init_ok || deadline_passed.is_cancelled() {
+        kill.cancel();
+        let mut status = json!({"phase": "Failed", "initContainerStatuses": inits, "containerStatuses": waiting_containers()});
+        if deadline_passed.is_cancelled() {
+            status["reason"] = json!("DeadlineExceeded");
+            status["message"] =
+                json!("Pod was active on the node longer than the specified deadline");
+        }
+        patch_status(&api, &name, status).await;
+        debug!(pod = %name, %namespace, "kubelet failed pod in its init containers");
+        return;
+    }
+
+    let statuses = Arc::new(Mutex::new(Statuses {
+        order: spec.containers.iter().map(|c| c.name.clone()).collect(),
+        by_name: spec
+            .containers
+            .iter()
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    json!({"name": c.name, "ready": true, "restartCount": 0, "image": c.image,
+                                         "state": {"running": {"startedAt": now()}}}),
+                )
+            })
+            .collect(),
+    }));
+    let running = statuses.lock().expect("statuses").array();
+    let mut status =
+        json!({"phase": "Running", "startTime": started, "containerStatuses": running});
+    if !init_containers.is_empty() {
+        status["initContainerStatuses"] = json!(inits);
+    }
+    patch_status(&api, &name, status).await;
+
     let runs = spec.containers.iter().map(|c| {
         let oom_kill = oom.as_deref() == Some(c.name.as_str());
         run_container(
@@ -368,9 +431,7 @@ async fn run_container(
     {
         let logs = logs.lock().expect("logs");
         let text = logs.get(&log_key).cloned().unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(80)..].join("\n");
-        message = tail[tail.len().saturating_sub(2048)..].to_owned();
+        message = log_tail(&text).to_owned();
     }
     let reason = if oom {
         "OOMKilled"
@@ -383,11 +444,41 @@ async fn run_container(
     Some(code)
 }
 
+/// Returns what `FallbackToLogsOnError` takes of a container's log: its last 80 lines, at
+/// most their last 2048 bytes, cut at a character boundary (a log is any UTF-8 text).
+fn log_tail(log: &str) -> &str {
+    let log = log.trim_end_matches('\n');
+    let from_line = log.rmatch_indices('\n').nth(79).map_or(0, |(i, _)| i + 1);
+    let mut from = from_line.max(log.len().saturating_sub(2048));
+    while !log.is_char_boundary(from) {
+        from += 1;
+    }
+    &log[from..]
+}
+
 fn kill_group(pid: Option<i32>) {
     if let Some(pid) = pid {
         let _ = nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_tail;
+
+    #[test]
+    fn the_log_tail_is_cut_at_a_character_boundary() {
+        assert_eq!(log_tail("boom\n"), "boom");
+        assert_eq!(log_tail("a\nb\n"), "a\nb");
+        let lines: String = (0..100).map(|i| format!("{i}\n")).collect();
+        assert!(log_tail(&lines).starts_with("20\n") && log_tail(&lines).ends_with("\n99"));
+        // 3-byte characters: 2048 bytes from the end falls inside one of them.
+        let wide = "€".repeat(1000);
+        let tail = log_tail(&wide);
+        assert!(tail.len() <= 2048 && tail.len() > 2040, "{}", tail.len());
+        assert!(tail.chars().all(|c| c == '€'));
     }
 }

@@ -5,6 +5,12 @@
 //! only when `BATON_TEST_SIMULATE_KUBELET=1`, for a cluster without nodes, and the
 //! helm-controller actor only when `BATON_TEST_SIMULATE_HELM_CONTROLLER=1`, for a cluster
 //! without Flux).
+//!
+//! A real API server serves `pods/log` from the node that runs the pod; the pods the kubelet
+//! actor runs on a real cluster have no node, so there are no logs to read
+//! ([`KubeEnv::logs`] is false) and tests relax what they check of them, saying so. With
+//! `BATON_TEST_SIMULATE_KUBELET=1` and no `BATON_TEST_KUBECONFIG`, the fake server answers
+//! `pods/log` the same way, so that mode can be tried without a cluster.
 
 pub mod apiserver;
 pub mod helm_controller;
@@ -32,6 +38,10 @@ pub struct KubeEnv {
     pub kubeconfig: PathBuf,
     /// Whether this is the fake server (false: a real cluster).
     pub fake: bool,
+    /// Whether `pods/log` serves what the containers wrote. False when the kubelet actor runs
+    /// the pods of a real cluster (`BATON_TEST_SIMULATE_KUBELET=1`): such pods are on no node,
+    /// and a real API server reads logs from the node's kubelet.
+    pub logs: bool,
     _server: Option<FakeApiServer>,
     _kubelet: Option<Kubelet>,
     runtime: tokio::runtime::Runtime,
@@ -64,10 +74,10 @@ impl KubeEnv {
                     Ok::<_, anyhow::Error>((client, None, kubelet))
                 }
                 None => {
-                    let server = FakeApiServer::start().await?;
+                    let server = FakeApiServer::start_with(!simulate).await?;
                     std::fs::write(&kubeconfig, server.kubeconfig())?;
                     let client = server.client();
-                    let kubelet = Kubelet::start(client.clone(), None, Some(server.logs()));
+                    let kubelet = Kubelet::start(client.clone(), None, server.logs());
                     Ok((client, Some(server), Some(kubelet)))
                 }
             }
@@ -87,6 +97,7 @@ impl KubeEnv {
             namespace,
             kubeconfig,
             fake: real.is_none(),
+            logs: !simulate,
             _server: server,
             _kubelet: kubelet,
             runtime,

@@ -5,17 +5,29 @@
 //! that stands in for a pod's termination log: what the process writes there is the node's
 //! output, at most [`OUTPUT_LIMIT_BYTES`]. A larger file fails the node rather than being cut.
 //!
-//! The process runs in its own process group, and a timeout or stop kills the whole group, so
-//! a shell's children do not outlive it. If the worker itself dies, the process gets SIGKILL
-//! (the parent-death signal), so it cannot finish an effect that the redelivered job repeats.
+//! No process of a job outlives it, as no process of a container outlives the container: the
+//! command runs under a small supervisor, the worker's own binary started again as
+//! `baton exec-supervise` ([`supervise`]), which starts the command as the leader of a process
+//! group of its own and kills that whole group (`SIGKILL`) when
+//! - the command's leader exits (a shell's background children go with it);
+//! - the worker asks (a timeout, a cancel, a stop): it sends the supervisor `SIGTERM`;
+//! - the worker dies, even by `kill -9`: the supervisor has the parent-death signal (`SIGTERM`),
+//!   so a command cannot finish an effect that the job's redelivery runs again.
+//!
+//! Only a process that leaves the group (`setsid`, say) escapes; that takes a cgroup to stop.
 
 use std::collections::VecDeque;
-use std::process::Stdio;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baton_schemas::OUTPUT_LIMIT_BYTES;
 use baton_schemas::wire::{Job, Outcome};
+use nix::sys::signal::{SigSet, Signal, kill, killpg};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
@@ -26,12 +38,26 @@ use super::Effect;
 /// How many of the process's last output lines go with a failure.
 const TAIL_LINES: usize = 20;
 
-/// Runs the job's process to its end, its timeout, or `stop`.
+/// The hidden subcommand of the `baton` binary that runs [`supervise`]. A binary that runs
+/// exec jobs must answer it before anything else (`baton_cli::main` does).
+pub const SUPERVISE_COMMAND: &str = "exec-supervise";
+
+/// How long a supervisor asked to stop may take before it is killed itself.
+const SUPERVISOR_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs the job's process to its end, its timeout, or `stop`, under a supervisor that is this
+/// process's own binary (`/proc/self/exe`, which stays valid when the file is replaced).
 pub async fn run(job: &Job, stop: &CancellationToken) -> Effect {
+    run_with(job, stop, Path::new("/proc/self/exe")).await
+}
+
+/// Runs the job's process as [`run`] does, with `supervisor` as the program that answers
+/// [`SUPERVISE_COMMAND`] (for a test binary that does not).
+pub async fn run_with(job: &Job, stop: &CancellationToken, supervisor: &Path) -> Effect {
     let Some(spec) = &job.exec else {
         return Effect::Done(failed("exec job without exec settings"));
     };
-    let Some((program, args)) = spec.command.split_first() else {
+    let Some(program) = spec.command.first() else {
         return Effect::Done(failed("exec job with an empty command"));
     };
     let scratch = match tempfile::Builder::new().prefix("baton-exec-").tempdir() {
@@ -39,26 +65,44 @@ pub async fn run(job: &Job, stop: &CancellationToken) -> Effect {
         Err(e) => return Effect::Done(failed(&format!("cannot create a scratch directory: {e}"))),
     };
     let output_path = scratch.path().join("output");
-    let mut command = Command::new(program);
+    let error_path = scratch.path().join("start-error");
+    let mut command = Command::new(supervisor);
     command
-        .args(args)
+        .arg0("baton")
+        .arg(SUPERVISE_COMMAND)
+        .arg("--error-file")
+        .arg(&error_path);
+    if let Some(dir) = &spec.working_dir {
+        command.arg("--working-dir").arg(dir);
+    }
+    command
+        .arg("--")
+        .args(&spec.command)
         .envs(&spec.env)
         .envs(job.baton_env())
         .env("BATON_OUTPUT", &output_path)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    if let Some(dir) = &spec.working_dir {
-        command.current_dir(dir);
-    }
-    die_with_worker(&mut command);
+        // Its own group: a Ctrl-C at the worker's terminal is the worker's to handle, and the
+        // worker drains its jobs rather than see them killed under it.
+        .process_group(0);
+    stop_with_worker(&mut command);
     let mut child = match command.spawn() {
         Ok(child) => child,
-        Err(e) => return Effect::Done(failed(&format!("cannot start {program:?}: {e}"))),
+        Err(e) => {
+            return Effect::Done(failed(&format!(
+                "cannot start the exec supervisor {}: {e}",
+                supervisor.display()
+            )));
+        }
     };
-    let pid = child.id();
+    let mut guard = Supervised(
+        child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .map(Pid::from_raw),
+    );
     let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
     let readers = [
         child
@@ -83,11 +127,19 @@ pub async fn run(job: &Job, stop: &CancellationToken) -> Effect {
         _ = stop.cancelled() => Err(false),
     };
     if ended.is_err() {
-        kill_group(pid);
-        let _ = child.wait().await;
+        // The supervisor kills the command's whole group, then exits.
+        guard.terminate();
+        if tokio::time::timeout(SUPERVISOR_GRACE, child.wait())
+            .await
+            .is_err()
+        {
+            warn!(node = %job.node, "the exec supervisor did not stop; killing it");
+            let _ = child.kill().await;
+        }
     }
+    guard.0 = None;
     for reader in readers.into_iter().flatten() {
-        // The group is dead or exited; a grandchild that escaped it could hold the pipe open.
+        // The group is dead; only a process that left it could hold the pipe open.
         let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
     }
     let last_lines = || {
@@ -110,6 +162,9 @@ pub async fn run(job: &Job, stop: &CancellationToken) -> Effect {
         }
         Err(false) => return Effect::Stopped,
     };
+    if let Ok(error) = std::fs::read_to_string(&error_path) {
+        return Effect::Done(failed(&format!("cannot start {program:?}: {error}")));
+    }
     if !status.success() {
         use std::os::unix::process::ExitStatusExt;
         let how = match (status.code(), status.signal()) {
@@ -122,6 +177,27 @@ pub async fn run(job: &Job, stop: &CancellationToken) -> Effect {
     match read_output(&output_path).await {
         Ok(output) => Effect::Done(Outcome::Succeeded { output }),
         Err(e) => Effect::Done(failed(&e)),
+    }
+}
+
+/// A running supervisor, asked to stop (and so to kill its command's group) when dropped: an
+/// exec future dropped half way leaves nothing behind. Emptied once the supervisor is reaped,
+/// so that a reused pid is never signalled.
+struct Supervised(Option<Pid>);
+
+impl Supervised {
+    fn terminate(&self) {
+        if let Some(pid) = self.0
+            && let Err(e) = kill(pid, Signal::SIGTERM)
+        {
+            debug!(%pid, error = %e, "stopping the exec supervisor");
+        }
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        self.terminate();
     }
 }
 
@@ -156,16 +232,17 @@ async fn collect(stream: impl AsyncRead + Unpin, tail: Arc<Mutex<VecDeque<String
     }
 }
 
-/// Makes the process get SIGKILL when the worker dies, so a worker killed in the middle of a
-/// job leaves no process behind to finish an effect that the job's redelivery runs again.
+/// Gives the supervisor `SIGTERM` when the worker dies (the parent-death signal, kept across
+/// its exec), so that it kills the command's group: a worker killed in the middle of a job
+/// leaves no process behind to finish an effect that the job's redelivery runs again.
 #[allow(unsafe_code)] // pre_exec is unsafe; the hook below only makes async-signal-safe calls
-fn die_with_worker(command: &mut Command) {
+fn stop_with_worker(command: &mut Command) {
     let worker = nix::unistd::getpid();
     // SAFETY: the closure runs in the forked child before exec and only calls prctl(2) and
     // getppid(2), both async-signal-safe; it allocates nothing and takes no lock.
     unsafe {
         command.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
             // The signal follows the forking thread: a tokio runtime thread, which lives as long
             // as the worker. The worker may have died between fork and prctl: check.
             if nix::unistd::getppid() != worker {
@@ -178,13 +255,150 @@ fn die_with_worker(command: &mut Command) {
     }
 }
 
-fn kill_group(pid: Option<u32>) {
-    let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) else {
-        return;
+/// What `baton exec-supervise` was asked to run.
+#[derive(Debug, PartialEq)]
+struct SuperviseArgs {
+    /// Where to write why the command could not start.
+    error_file: PathBuf,
+    /// The command's working directory.
+    working_dir: Option<PathBuf>,
+    /// The command: program and arguments.
+    argv: Vec<OsString>,
+}
+
+impl SuperviseArgs {
+    /// Reads `--error-file <path> [--working-dir <dir>] -- <program> [<arg>...]`.
+    fn parse(args: Vec<OsString>) -> Result<SuperviseArgs, String> {
+        let mut args = args.into_iter();
+        let (mut error_file, mut working_dir) = (None, None);
+        loop {
+            let Some(flag) = args.next() else {
+                return Err("missing `-- <program>`".to_owned());
+            };
+            match flag.to_str() {
+                Some("--") => break,
+                Some("--error-file") => error_file = args.next().map(PathBuf::from),
+                Some("--working-dir") => working_dir = args.next().map(PathBuf::from),
+                _ => return Err(format!("unknown argument {flag:?}")),
+            }
+        }
+        let argv: Vec<OsString> = args.collect();
+        if argv.is_empty() {
+            return Err("missing the program after `--`".to_owned());
+        }
+        Ok(SuperviseArgs {
+            error_file: error_file.ok_or("missing --error-file")?,
+            working_dir,
+            argv,
+        })
+    }
+}
+
+/// Runs `baton exec-supervise`: starts the command as the leader of a new process group, waits
+/// for it, and kills the whole group with `SIGKILL` when the leader exits or when the
+/// supervisor gets `SIGTERM`, `SIGINT` or `SIGHUP` (its worker's stop, or its worker's death).
+/// Exits as the leader did: with its exit code, or by its signal (as exit code 128 + the
+/// signal when that signal cannot end this process). When the command cannot start, writes why
+/// to the error file and exits with 127.
+///
+/// Call it first thing in `main`, with the arguments after [`SUPERVISE_COMMAND`], before any
+/// thread starts: it blocks signals for the process and waits for them synchronously.
+pub fn supervise(args: Vec<OsString>) -> ExitCode {
+    let args = match SuperviseArgs::parse(args) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("error: baton {SUPERVISE_COMMAND}: {e}");
+            return ExitCode::from(2);
+        }
     };
-    let group = nix::unistd::Pid::from_raw(pid);
-    if let Err(e) = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL) {
-        warn!(pid, error = %e, "killing the process group failed");
+    let mut signals = SigSet::empty();
+    for signal in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGCHLD,
+    ] {
+        signals.add(signal);
+    }
+    // Blocked, they wait for `sigwait` below: one arriving before the command starts is not
+    // lost. The command gets them unblocked again (`unblock_in_child`).
+    if let Err(e) = signals.thread_block() {
+        eprintln!("error: baton {SUPERVISE_COMMAND}: blocking signals: {e}");
+        return ExitCode::from(2);
+    }
+    let mut command = std::process::Command::new(&args.argv[0]);
+    command.args(&args.argv[1..]);
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    unblock_in_child(&mut command, signals);
+    if let Some(dir) = &args.working_dir {
+        command.current_dir(dir);
+    }
+    let leader = match command.spawn() {
+        Ok(child) => Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX)),
+        Err(e) => {
+            let _ = std::fs::write(&args.error_file, e.to_string());
+            return ExitCode::from(127);
+        }
+    };
+    loop {
+        let signal = match signals.wait() {
+            Ok(signal) => signal,
+            Err(_) => continue,
+        };
+        if signal != Signal::SIGCHLD {
+            kill_group(leader);
+            let _ = waitpid(leader, None);
+            return exit_by(signal);
+        }
+        match waitpid(leader, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => {
+                kill_group(leader);
+                return ExitCode::from(u8::try_from(code).unwrap_or(1));
+            }
+            Ok(WaitStatus::Signaled(_, signal, _)) => {
+                kill_group(leader);
+                return exit_by(signal);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("error: baton {SUPERVISE_COMMAND}: waiting for the command: {e}");
+                kill_group(leader);
+                return ExitCode::from(1);
+            }
+        }
+    }
+}
+
+/// Unblocks `signals` in the command before it runs: a blocked mask is inherited across exec,
+/// and the standard library does not reset it.
+#[allow(unsafe_code)] // pre_exec is unsafe; the hook below only makes an async-signal-safe call
+fn unblock_in_child(command: &mut std::process::Command, signals: SigSet) {
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // pthread_sigmask(3), which is async-signal-safe; it allocates nothing and takes no lock.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(command, move || {
+            signals.thread_unblock()?;
+            Ok(())
+        });
+    }
+}
+
+/// Ends this process by `signal`, so that its parent sees what the command saw; when the
+/// signal does not end it (ignored or handled here, as `SIGPIPE` and `SIGSEGV` are), returns
+/// the shell's code for it, 128 + the signal.
+fn exit_by(signal: Signal) -> ExitCode {
+    let mut only = SigSet::empty();
+    only.add(signal);
+    let _ = only.thread_unblock();
+    let _ = nix::sys::signal::raise(signal);
+    ExitCode::from(128u8.saturating_add(u8::try_from(signal as i32).unwrap_or(0)))
+}
+
+/// Kills every process left in the group led by `leader`.
+fn kill_group(leader: Pid) {
+    match killpg(leader, Signal::SIGKILL) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+        Err(e) => eprintln!("error: baton {SUPERVISE_COMMAND}: killing the command's group: {e}"),
     }
 }
 
@@ -194,127 +408,54 @@ fn failed(error: &str) -> Outcome {
 
 #[cfg(test)]
 mod tests {
+    //! The supervisor's arguments; the executor itself runs processes, and is tested against
+    //! the `baton` binary in `tests/tests/exec.rs`.
     use super::*;
-    use baton_schemas::wire::{ExecJob, JobInputs, SCHEMA_VERSION};
-    use baton_schemas::{Attempt, NodeKind, NodeName, RunId, WorkflowName};
 
-    fn job(script: &str, timeout_ms: Option<u64>) -> Job {
-        Job {
-            v: SCHEMA_VERSION,
-            run: RunId::new("r1"),
-            workflow: WorkflowName::new("wf"),
-            node: NodeName::new("n"),
-            attempt: Attempt(2),
-            kind: NodeKind::Exec,
-            timeout_ms,
-            exec: Some(ExecJob {
-                command: vec!["sh".into(), "-c".into(), script.into()],
-                env: [("GREETING".to_owned(), "hi".to_owned())].into(),
-                working_dir: None,
-            }),
-            pod: None,
-            webhook: None,
-            publish: None,
-            helm: None,
-            traffic: None,
-            analysis: None,
-            inputs: JobInputs {
-                initiator: "up".into(),
-                data: "d1".into(),
-                inputs: Some([(NodeName::new("up"), "d1".to_owned())].into()),
-            },
-        }
+    fn args(text: &[&str]) -> Vec<OsString> {
+        text.iter().map(OsString::from).collect()
     }
 
-    async fn outcome(script: &str, timeout_ms: Option<u64>) -> Outcome {
-        match run(&job(script, timeout_ms), &CancellationToken::new()).await {
-            Effect::Done(o) => o,
-            Effect::Stopped => panic!("not stopped"),
-        }
-    }
-
-    #[tokio::test]
-    async fn output_file_and_env_reach_the_process() {
-        let o = outcome(
-            r#"printf '%s|%s|%s|%s|%s|%s|%s' "$GREETING" "$BATON_RUN" "$BATON_NODE" "$BATON_ATTEMPT" "$BATON_INITIATOR" "$BATON_DATA" "$BATON_INPUTS" > "$BATON_OUTPUT""#,
-            None,
-        )
-        .await;
+    #[test]
+    fn supervise_arguments() {
         assert_eq!(
-            o,
-            Outcome::Succeeded {
-                output: r#"hi|r1|n|2|up|d1|{"up":"d1"}"#.into()
-            }
+            SuperviseArgs::parse(args(&["--error-file", "/t/e", "--", "sh", "-c", "--"])),
+            Ok(SuperviseArgs {
+                error_file: "/t/e".into(),
+                working_dir: None,
+                argv: args(&["sh", "-c", "--"]),
+            })
         );
-    }
-
-    #[tokio::test]
-    async fn non_zero_exit_fails_with_the_last_lines() {
-        let Outcome::Failed { error, .. } = outcome("echo one; echo two >&2; exit 3", None).await
-        else {
-            panic!()
-        };
-        assert!(error.starts_with("exit code 3; last output:"), "{error}");
-        assert!(error.contains("one") && error.contains("two"), "{error}");
-    }
-
-    #[tokio::test]
-    async fn timeout_kills_the_whole_group() {
-        let started = std::time::Instant::now();
-        let Outcome::Failed { error, .. } =
-            outcome("sleep 30 & sleep 30; echo never", Some(300)).await
-        else {
-            panic!()
-        };
-        assert!(error.starts_with("timed out after 300ms"), "{error}");
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the sleeping children were killed"
+        assert_eq!(
+            SuperviseArgs::parse(args(&[
+                "--working-dir",
+                "/w",
+                "--error-file",
+                "e",
+                "--",
+                "x"
+            ]))
+            .unwrap()
+            .working_dir,
+            Some(PathBuf::from("/w"))
         );
+        assert!(SuperviseArgs::parse(args(&["--error-file", "e", "--"])).is_err());
+        assert!(SuperviseArgs::parse(args(&["--", "x"])).is_err());
+        assert!(SuperviseArgs::parse(args(&["--bogus", "--", "x"])).is_err());
     }
 
     #[tokio::test]
-    async fn output_above_the_cap_fails() {
-        let Outcome::Failed { error, .. } =
-            outcome("head -c 4097 /dev/zero > \"$BATON_OUTPUT\"", None).await
-        else {
-            panic!()
-        };
+    async fn output_above_the_cap_is_an_error_and_none_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("output");
+        assert_eq!(read_output(&path).await, Ok(String::new()));
+        std::fs::write(&path, vec![b'x'; OUTPUT_LIMIT_BYTES + 1]).unwrap();
+        let error = read_output(&path).await.unwrap_err();
         assert!(
             error.contains("4097 bytes, above the 4096-byte limit"),
             "{error}"
         );
-        let o = outcome(
-            "head -c 4096 /dev/zero | tr '\\0' x > \"$BATON_OUTPUT\"",
-            None,
-        )
-        .await;
-        assert!(matches!(o, Outcome::Succeeded { output } if output.len() == 4096));
-    }
-
-    #[tokio::test]
-    async fn missing_program_fails_clearly() {
-        let mut j = job("", None);
-        j.exec.as_mut().unwrap().command = vec!["/no/such/program".into()];
-        let Effect::Done(Outcome::Failed { error, .. }) = run(&j, &CancellationToken::new()).await
-        else {
-            panic!()
-        };
-        assert!(
-            error.starts_with("cannot start \"/no/such/program\""),
-            "{error}"
-        );
-    }
-
-    #[tokio::test]
-    async fn stop_ends_the_process() {
-        let stop = CancellationToken::new();
-        let j = job("sleep 30", None);
-        let stopper = stop.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            stopper.cancel();
-        });
-        assert_eq!(run(&j, &stop).await, Effect::Stopped);
+        std::fs::write(&path, vec![b'x'; OUTPUT_LIMIT_BYTES]).unwrap();
+        assert_eq!(read_output(&path).await.unwrap().len(), OUTPUT_LIMIT_BYTES);
     }
 }

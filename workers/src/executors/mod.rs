@@ -24,10 +24,13 @@ pub enum Effect {
 /// The executors a worker has, built once at start.
 ///
 /// Idempotence: `noop` has no effect; `exec` runs a local process, and a job redelivered after
-/// its worker died runs that process again (a local process cannot be adopted), so `exec`
-/// commands should be safe to repeat; `pod` adopts the pod an earlier delivery created, and
-/// `helm` the release operation or `HelmRelease` an earlier delivery started; `traffic` finds
-/// the rule an earlier delivery wrote by its priority; `analysis` only reads.
+/// its worker died runs that process again (the first one died with its worker, children and
+/// all; a local process cannot be adopted), so `exec` commands should be safe to repeat; `pod`
+/// adopts the pod an earlier delivery created, and `helm` the release operation or
+/// `HelmRelease` an earlier delivery started; `traffic` finds the rule an earlier delivery
+/// wrote by its priority; `analysis` only reads; `webhook` and `publish` name the attempt
+/// (`Idempotency-Key`, `Nats-Msg-Id`), so a stream keeps one message and a receiver can drop
+/// a repeat.
 #[derive(Clone)]
 pub struct Executors {
     /// The bus, for `publish` actions.
