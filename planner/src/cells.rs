@@ -1350,28 +1350,6 @@ fn new_run(id: RunId, name: &str, now: Timestamp) -> Run {
     )
 }
 
-fn node_spec(name: baton_schemas::NodeName, kind: NodeKind) -> NodeSpec {
-    NodeSpec {
-        name,
-        kind,
-        needs: Vec::new(),
-        when: When::Success,
-        retries: None,
-        timeout: None,
-        command: None,
-        env: Default::default(),
-        working_dir: None,
-        template: None,
-        namespace: None,
-        container: None,
-        webhook: None,
-        publish: None,
-        helm: None,
-        traffic: None,
-        analysis: None,
-    }
-}
-
 fn push(r: &mut Run, spec: NodeSpec, state: NodeState, now: Timestamp) -> u32 {
     let mut node = Node::new(spec.name.clone());
     node.started_by = Some(StartedBy {
@@ -1417,7 +1395,7 @@ fn push_traffic_after(r: &mut Run, label: &str, traffic: TrafficSpec, number: u3
 
 fn traffic_node(r: &Run, label: &str, mut traffic: TrafficSpec, number: u32) -> NodeSpec {
     traffic.generation = Some(Generation::of(number, r.nodes.len() as u32));
-    let mut spec = node_spec(unique_name(r, label), NodeKind::Traffic);
+    let mut spec = NodeSpec::new(unique_name(r, label), NodeKind::Traffic);
     spec.traffic = Some(Box::new(traffic));
     spec.timeout = Some(baton_schemas::Duration(TRAFFIC_TIMEOUT));
     spec.retries = Some(Retries {
@@ -1442,7 +1420,7 @@ fn push_analysis(
         .map(|m| m.duration() + Duration::from_secs(30) * m.count())
         .max()
         .unwrap_or_default();
-    let mut spec = node_spec(unique_name(r, label), NodeKind::Analysis);
+    let mut spec = NodeSpec::new(unique_name(r, label), NodeKind::Analysis);
     spec.analysis = Some(Box::new(baton_schemas::analysis::AnalysisSpec {
         metrics,
         ..step
@@ -1452,7 +1430,7 @@ fn push_analysis(
 }
 
 fn push_held(r: &mut Run, label: &str, until: Option<Timestamp>, now: Timestamp) -> u32 {
-    let spec = node_spec(unique_name(r, label), NodeKind::Noop);
+    let spec = NodeSpec::new(unique_name(r, label), NodeKind::Noop);
     push(r, spec, NodeState::Held { until }, now)
 }
 

@@ -10,7 +10,7 @@ use baton_schemas::task::{
 };
 use baton_schemas::wire::{Fire, Timestamp};
 use baton_schemas::workflow::NodeSpec;
-use baton_schemas::{FailurePolicy, NodeKind, NodeName, RunId, When, WorkflowName, WorkflowSpec};
+use baton_schemas::{FailurePolicy, NodeKind, NodeName, RunId, WorkflowName, WorkflowSpec};
 use serde::{Deserialize, Serialize};
 
 use super::{Action, Core, Node, NodeState, Run, RunKind, StartedBy, finish};
@@ -459,23 +459,12 @@ impl Core {
         let r = self.runs.get_mut(run).expect("chains exist");
         let name = unique_name(r, task);
         let spec = NodeSpec {
-            name: name.clone(),
-            kind: NodeKind::Pod,
-            needs: Vec::new(),
-            when: When::Success,
             retries: spec.retries,
             timeout: spec.timeout,
-            command: None,
-            env: Default::default(),
-            working_dir: None,
             template: Some(Box::new(spec.template.clone())),
             namespace: spec.namespace.clone(),
             container: spec.container.clone(),
-            webhook: None,
-            publish: None,
-            helm: None,
-            traffic: None,
-            analysis: None,
+            ..NodeSpec::new(name.clone(), NodeKind::Pod)
         };
         let mut node = Node::new(name);
         node.task = Some(task.to_owned());
@@ -535,26 +524,14 @@ impl Core {
         };
         let name = unique_name(r, &format!("{node}-{suffix}-{}", k + 1));
         let spec = NodeSpec {
-            name: name.clone(),
-            kind,
-            needs: Vec::new(),
-            when: When::Success,
             retries: Some(baton_schemas::Retries {
                 limit: 3,
                 backoff: Default::default(),
             }),
             timeout: Some(baton_schemas::Duration::from_secs(30)),
-            command: None,
-            env: Default::default(),
-            working_dir: None,
-            template: None,
-            namespace: None,
-            container: None,
             webhook: webhook.map(Box::new),
             publish: publish.map(Box::new),
-            helm: None,
-            traffic: None,
-            analysis: None,
+            ..NodeSpec::new(name.clone(), kind)
         };
         let mut action_node = Node::new(name);
         action_node.started_by = Some(started_by);

@@ -34,7 +34,7 @@ use baton_schemas::group::{
 };
 use baton_schemas::helm::{HelmAction, go_duration};
 use baton_schemas::workflow::{NodeSpec, PodTemplateSpec};
-use baton_schemas::{Duration, NodeKind, NodeName, When};
+use baton_schemas::{Duration, NodeKind, NodeName};
 use k8s_openapi::api::core::v1::PodSpec;
 
 /// How much longer than Helm's own timeout a release node may run: reading the release,
@@ -486,23 +486,8 @@ fn expand(task: &ReleaseTask, direction: Direction, prefix: &str) -> Expanded {
 
 fn blank(name: NodeName, kind: NodeKind, timeout: Duration) -> NodeSpec {
     NodeSpec {
-        name,
-        kind,
-        needs: Vec::new(),
-        when: When::Success,
-        retries: None,
         timeout: Some(timeout),
-        command: None,
-        env: Default::default(),
-        working_dir: None,
-        template: None,
-        namespace: None,
-        container: None,
-        webhook: None,
-        publish: None,
-        helm: None,
-        traffic: None,
-        analysis: None,
+        ..NodeSpec::new(name, kind)
     }
 }
 

@@ -132,6 +132,33 @@ pub struct NodeSpec {
     pub analysis: Option<Box<crate::analysis::AnalysisSpec>>,
 }
 
+impl NodeSpec {
+    /// Returns a node of `kind` named `name` with every other field at its default: no
+    /// needs, `when: success`, no retries or timeout, no kind settings. The planner builds
+    /// the nodes it adds to a run (chains, rollouts, release graphs) from it.
+    pub fn new(name: NodeName, kind: NodeKind) -> NodeSpec {
+        NodeSpec {
+            name,
+            kind,
+            needs: Vec::new(),
+            when: When::Success,
+            retries: None,
+            timeout: None,
+            command: None,
+            env: BTreeMap::new(),
+            working_dir: None,
+            template: None,
+            namespace: None,
+            container: None,
+            webhook: None,
+            publish: None,
+            helm: None,
+            traffic: None,
+            analysis: None,
+        }
+    }
+}
+
 /// The kinds of node a workflow may hold.
 #[derive(
     Clone,
