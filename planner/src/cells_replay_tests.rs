@@ -18,7 +18,7 @@ const T0: Timestamp = Timestamp(1_700_000_000_000);
 const OKRA_README: &str = include_str!("../../examples/cells/okra-readme.yaml");
 const TEMPLATE: &str = include_str!("../../examples/cells/success-rate.yaml");
 
-type Step = (Input, Timestamp);
+use super::replay_tests::{Step, worked};
 
 fn arn(name: &str) -> String {
     format!("arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/{name}/0123")
@@ -126,26 +126,7 @@ fn record() -> (Vec<Step>, String) {
                 .to_string(),
                 None => r#"{"phase":"Successful"}"#.to_owned(),
             };
-            steps.push((
-                Input::Bus(Event::NodeStarted {
-                    run: job.run.clone(),
-                    node: job.node.clone(),
-                    attempt: job.attempt,
-                    at: now,
-                }),
-                now,
-            ));
-            steps.push((
-                Input::Bus(Event::NodeFinished {
-                    run: job.run,
-                    node: job.node,
-                    attempt: job.attempt,
-                    started_at: now,
-                    finished_at: now,
-                    outcome: Outcome::Succeeded { output },
-                }),
-                now,
-            ));
+            steps.extend(worked(job, now, Outcome::Succeeded { output }));
         } else if let Some(deadline) = core.next_deadline() {
             steps.push((Input::Tick, deadline));
         } else if let Some(discovery) = discoveries.pop_front() {

@@ -28,7 +28,33 @@ spec:
 ";
 
 /// One step of a history: an input and when it is applied.
-type Step = (Input, Timestamp);
+pub(super) type Step = (Input, Timestamp);
+
+/// Returns the events a worker sends for `job` when it starts it and ends it at `at`.
+pub(super) fn worked(job: Job, at: Timestamp, outcome: Outcome) -> [Step; 2] {
+    [
+        (
+            Input::Bus(Event::NodeStarted {
+                run: job.run.clone(),
+                node: job.node.clone(),
+                attempt: job.attempt,
+                at,
+            }),
+            at,
+        ),
+        (
+            Input::Bus(Event::NodeFinished {
+                run: job.run,
+                node: job.node,
+                attempt: job.attempt,
+                started_at: at,
+                finished_at: at,
+                outcome,
+            }),
+            at,
+        ),
+    ]
+}
 
 fn workflow() -> Workflow {
     match parse_documents("history.yaml", WORKFLOW, T0)
@@ -151,26 +177,7 @@ fn record(first: Vec<Step>) -> (Vec<Step>, String) {
                     output: format!("{}#{}", job.node, job.attempt),
                 }
             };
-            steps.push((
-                Input::Bus(Event::NodeStarted {
-                    run: job.run.clone(),
-                    node: job.node.clone(),
-                    attempt: job.attempt,
-                    at: now,
-                }),
-                now,
-            ));
-            steps.push((
-                Input::Bus(Event::NodeFinished {
-                    run: job.run,
-                    node: job.node,
-                    attempt: job.attempt,
-                    started_at: now,
-                    finished_at: now,
-                    outcome,
-                }),
-                now,
-            ));
+            steps.extend(worked(job, now, outcome));
         } else if core.runs().any(|r| r.finished_at.is_none())
             && let Some(deadline) = core.next_deadline()
         {
