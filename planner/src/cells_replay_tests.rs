@@ -12,13 +12,12 @@ use baton_schemas::traffic::WeightedTargetGroup;
 use baton_schemas::{Document, parse_documents};
 
 use super::*;
-use crate::store::{Change, Store};
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
 const OKRA_README: &str = include_str!("../../examples/cells/okra-readme.yaml");
 const TEMPLATE: &str = include_str!("../../examples/cells/success-rate.yaml");
 
-use super::replay_tests::{Step, worked};
+use super::replay_tests::{Step, replay_after_every_crash, worked};
 
 fn arn(name: &str) -> String {
     format!("arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/{name}/0123")
@@ -229,50 +228,30 @@ fn a_cell_replayed_from_any_checkpoint_ends_where_its_history_ended() {
         Some("2.0.0")
     );
     let expected_runs: Vec<_> = reference.runs().map(|r| r.status()).collect();
-    let dir = tempfile::tempdir().unwrap();
-    for crash in 2..steps.len() {
-        for overlap in [0, 1, 3] {
-            let store = Store::open(&dir.path().join(format!("{crash}-{overlap}.redb"))).unwrap();
-            let mut core = Core::new(CoreConfig::default());
-            for (input, at) in &steps[..crash] {
-                core.apply(input.clone(), *at);
+    replay_after_every_crash(&steps, 2, |what, restored, actions| {
+        for action in actions {
+            if let Action::Dispatch(job) = action {
+                let first = sent
+                    .get(&job.msg_id())
+                    .unwrap_or_else(|| panic!("{what}: a job the history never sent: {job:?}"));
+                assert_eq!(first.traffic, job.traffic, "{what}");
             }
-            store
-                .commit(&Change {
-                    state: core.take_changes(),
-                    ..Change::default()
-                })
-                .unwrap();
-            let mut restored = Core::restore(CoreConfig::default(), &mut store.load().unwrap());
-            for (input, at) in &steps[crash.saturating_sub(overlap).max(2)..] {
-                for action in restored.apply(input.clone(), *at) {
-                    if let Action::Dispatch(job) = action {
-                        let first = sent.get(&job.msg_id()).unwrap_or_else(|| {
-                            panic!("crash at {crash}: a job the history never sent: {job:?}")
-                        });
-                        assert_eq!(first.traffic, job.traffic, "crash at {crash}");
-                    }
-                }
-            }
-            let cell = restored.cell("cell1").unwrap();
-            assert_eq!(
-                (
-                    &cell.status.serving_version,
-                    cell.status.phase,
-                    &cell.status.rollout
-                ),
-                (
-                    &expected_cell.status.serving_version,
-                    expected_cell.status.phase,
-                    &expected_cell.status.rollout
-                ),
-                "crash after step {crash}, {overlap} steps applied twice"
-            );
-            let runs: Vec<_> = restored.runs().map(|r| r.status()).collect();
-            assert_eq!(
-                runs, expected_runs,
-                "crash after step {crash}, {overlap} twice"
-            );
         }
-    }
+        let cell = restored.cell("cell1").unwrap();
+        assert_eq!(
+            (
+                &cell.status.serving_version,
+                cell.status.phase,
+                &cell.status.rollout
+            ),
+            (
+                &expected_cell.status.serving_version,
+                expected_cell.status.phase,
+                &expected_cell.status.rollout
+            ),
+            "{what}"
+        );
+        let runs: Vec<_> = restored.runs().map(|r| r.status()).collect();
+        assert_eq!(runs, expected_runs, "{what}");
+    });
 }

@@ -299,6 +299,43 @@ fn replay_from_every_checkpoint(first: fn() -> Vec<Step>, keep: usize) {
             }
         }
     }
+    replay_after_every_crash(&steps, keep, |what, restored, actions| {
+        for action in actions {
+            match action {
+                Action::Dispatch(job) => {
+                    let first = sent
+                        .get(&job.msg_id())
+                        .unwrap_or_else(|| panic!("{what}: a job the history never sent: {job:?}"));
+                    assert_eq!(first.node, job.node);
+                    assert_eq!(first.attempt, job.attempt);
+                }
+                Action::Fire(fire) => assert!(
+                    fires.contains(&fire.msg_id()),
+                    "{what}: a fire the history never published: {fire:?}"
+                ),
+                _ => {}
+            }
+        }
+        let statuses = |core: &Core| -> Vec<RunStatus> { core.runs().map(Run::status).collect() };
+        assert_eq!(statuses(restored), statuses(&reference), "{what}");
+        let tasks =
+            |core: &Core| -> Vec<TaskEntry> { core.tasks().map(|(t, _)| t.clone()).collect() };
+        assert_eq!(tasks(restored), tasks(&reference), "{what}");
+        let ignitors = |core: &Core| -> Vec<IgnitorEntry> { core.ignitors().cloned().collect() };
+        assert_eq!(ignitors(restored), ignitors(&reference), "{what}");
+    });
+}
+
+/// Crashes a planner after every step of `steps` from `keep` on: a core applies the steps
+/// before the crash and checkpoints them to a store; a core restored from the store is given
+/// the rest again, the last 0, 1 or 3 steps before the crash twice (their messages were past
+/// the checkpoint's stream position). `check` gets what happened (for messages), the
+/// restored core at the end, and the actions the steps given again caused.
+pub(super) fn replay_after_every_crash(
+    steps: &[Step],
+    keep: usize,
+    mut check: impl FnMut(&str, &Core, Vec<Action>),
+) {
     let dir = tempfile::tempdir().unwrap();
     for crash in keep..steps.len() {
         for overlap in [0, 1, 3] {
@@ -314,34 +351,12 @@ fn replay_from_every_checkpoint(first: fn() -> Vec<Step>, keep: usize) {
                 })
                 .unwrap();
             let mut restored = Core::restore(CoreConfig::default(), &mut store.load().unwrap());
+            let mut actions = Vec::new();
             for (input, at) in &steps[crash.saturating_sub(overlap).max(keep)..] {
-                for action in restored.apply(input.clone(), *at) {
-                    match action {
-                        Action::Dispatch(job) => {
-                            let first = sent.get(&job.msg_id()).unwrap_or_else(|| {
-                                panic!("crash at {crash}: a job the history never sent: {job:?}")
-                            });
-                            assert_eq!(first.node, job.node);
-                            assert_eq!(first.attempt, job.attempt);
-                        }
-                        Action::Fire(fire) => assert!(
-                            fires.contains(&fire.msg_id()),
-                            "crash at {crash}: a fire the history never published: {fire:?}"
-                        ),
-                        _ => {}
-                    }
-                }
+                actions.extend(restored.apply(input.clone(), *at));
             }
             let what = format!("crash after step {crash}, {overlap} steps applied twice");
-            let statuses =
-                |core: &Core| -> Vec<RunStatus> { core.runs().map(Run::status).collect() };
-            assert_eq!(statuses(&restored), statuses(&reference), "{what}");
-            let tasks =
-                |core: &Core| -> Vec<TaskEntry> { core.tasks().map(|(t, _)| t.clone()).collect() };
-            assert_eq!(tasks(&restored), tasks(&reference), "{what}");
-            let ignitors =
-                |core: &Core| -> Vec<IgnitorEntry> { core.ignitors().cloned().collect() };
-            assert_eq!(ignitors(&restored), ignitors(&reference), "{what}");
+            check(&what, &restored, actions);
         }
     }
 }
