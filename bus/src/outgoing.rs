@@ -138,16 +138,11 @@ impl Bus {
 /// Returns a W3C `traceparent` whose trace id is derived from the run and whose span id is
 /// derived from the message: every message of one run shares a trace, with no state kept.
 pub fn traceparent(run: &baton_schemas::RunId, msg_id: &str) -> String {
-    let trace_hi = fnv1a(run.as_str().as_bytes(), 0xcbf2_9ce4_8422_2325);
-    let trace_lo = fnv1a(run.as_str().as_bytes(), 0x8422_2325_cbf2_9ce4);
-    let span = fnv1a(msg_id.as_bytes(), 0xcbf2_9ce4_8422_2325).max(1);
+    use baton_schemas::ids::{FNV_OFFSET, fnv1a};
+    let trace_hi = fnv1a(run.as_str().bytes(), FNV_OFFSET);
+    let trace_lo = fnv1a(run.as_str().bytes(), 0x8422_2325_cbf2_9ce4);
+    let span = fnv1a(msg_id.bytes(), FNV_OFFSET).max(1);
     format!("00-{trace_hi:016x}{trace_lo:016x}-{span:016x}-01")
-}
-
-fn fnv1a(bytes: &[u8], seed: u64) -> u64 {
-    bytes.iter().fold(seed, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]

@@ -762,7 +762,7 @@ impl Run {
 
     /// Rebuilds the derived graph if the nodes changed in number since it was built.
     fn ensure_graph(&mut self) {
-        if self.graph.built_for != self.nodes.len() || self.graph.index.len() != self.nodes.len() {
+        if self.graph.built_for != self.nodes.len() {
             self.graph = Graph::build(self);
         }
     }

@@ -4,15 +4,11 @@
 //! ids already stored and on the bus were made with it.
 
 use baton_schemas::RunId;
+use baton_schemas::ids::FNV_OFFSET;
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
-/// Returns the 64-bit FNV-1a hash of `bytes`.
+/// Returns the standard 64-bit FNV-1a hash of `bytes`.
 pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
-    bytes.into_iter().fold(FNV_OFFSET, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(FNV_PRIME)
-    })
+    baton_schemas::ids::fnv1a(bytes, FNV_OFFSET)
 }
 
 /// Returns the run id `<letter>` and 12 lowercase letters and digits of the hash of `bytes`

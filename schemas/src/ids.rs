@@ -40,6 +40,18 @@ macro_rules! string_id {
     };
 }
 
+/// The FNV-1a 64-bit offset basis: the usual seed of [`fnv1a`].
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Returns the 64-bit FNV-1a hash of `bytes` from `seed` ([`FNV_OFFSET`] for the standard
+/// hash). Stable across builds and platforms, unlike std's hashers: ids and trace contexts
+/// derived from it must never change, since they are stored and on the bus.
+pub fn fnv1a(bytes: impl IntoIterator<Item = u8>, seed: u64) -> u64 {
+    bytes.into_iter().fold(seed, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 string_id!(
     /// The id of one run of a workflow: lowercase letters and digits, usable in subjects,
     /// message ids and Kubernetes names.
