@@ -97,6 +97,19 @@ impl CliEnv {
             .unwrap()
     }
 
+    /// Starts a helm worker the env keeps until the end of the test.
+    fn keep_worker(&mut self) {
+        let worker = self.start_worker("worker");
+        self.env.keep(worker);
+    }
+
+    /// Waits, at most 60 s, until group `g` has settled, and returns its status.
+    fn settled(&self) -> Value {
+        self.env
+            .wait_group_settled("g", Duration::from_secs(60))
+            .unwrap()
+    }
+
     fn calls(&self) -> Vec<Call> {
         baton_tests::lines(&self.state.join("calls.jsonl"))
             .iter()
@@ -153,8 +166,7 @@ fn ended_before(calls: &[Call], a: (&str, &str), b: (&str, &str)) -> bool {
 #[test]
 fn bookinfo_is_released_in_order_with_its_subcharts_split_and_deleted_in_reverse_cli() {
     let mut world = CliEnv::new(bookinfo_catalog());
-    let worker = world.start_worker("worker");
-    world.env.keep(worker);
+    world.keep_worker();
     let out = world.apply("bookinfo.yaml", BOOKINFO);
     assert!(
         out.status.success(),
@@ -268,18 +280,14 @@ fn versions(names: &[&str]) -> Value {
 #[test]
 fn independent_applications_are_released_together_cli() {
     let mut world = CliEnv::new(versions(&["db", "cache", "api"]));
-    let worker = world.start_worker("worker");
-    world.env.keep(worker);
+    world.keep_worker();
     let text = group(&[
         ("db", "", "1.0.0", ""),
         ("cache", "db", "1.0.0", "batonTestDelay: 1.5"),
         ("api", "db", "1.0.0", "batonTestDelay: 1.5"),
     ]);
     assert!(world.apply("g.yaml", &text).status.success());
-    let group = world
-        .env
-        .wait_group_settled("g", Duration::from_secs(60))
-        .unwrap();
+    let group = world.settled();
     assert_eq!(group["phase"], "Succeeded", "{group:#}");
     let calls = world.calls();
     let (cache, api) = (
@@ -296,14 +304,10 @@ fn independent_applications_are_released_together_cli() {
 #[test]
 fn a_failing_upgrade_rolls_back_to_the_last_successful_spec_cli() {
     let mut world = CliEnv::new(versions(&["db", "api", "cache", "web"]));
-    let worker = world.start_worker("worker");
-    world.env.keep(worker);
+    world.keep_worker();
     let first_spec = group(&[("db", "", "1.0.0", ""), ("api", "db", "1.0.0", "")]);
     assert!(world.apply("v1.yaml", &first_spec).status.success());
-    let settled = world
-        .env
-        .wait_group_settled("g", Duration::from_secs(60))
-        .unwrap();
+    let settled = world.settled();
     assert_eq!(settled["phase"], "Succeeded");
     // The last successful spec is the planner's, in its store: a planner killed now forgets
     // nothing of it.
@@ -410,18 +414,14 @@ fn a_failing_upgrade_rolls_back_to_the_last_successful_spec_cli() {
 #[test]
 fn a_failing_first_install_is_uninstalled_in_reverse_order_cli() {
     let mut world = CliEnv::new(versions(&["db", "api", "web"]));
-    let worker = world.start_worker("worker");
-    world.env.keep(worker);
+    world.keep_worker();
     let text = group(&[
         ("db", "", "1.0.0", ""),
         ("api", "db", "1.0.0", ""),
         ("web", "api", "1.0.0", "batonTestFail: true"),
     ]);
     assert!(world.apply("g.yaml", &text).status.success());
-    let group = world
-        .env
-        .wait_group_settled("g", Duration::from_secs(60))
-        .unwrap();
+    let group = world.settled();
     assert_eq!(group["phase"], "Failed", "{group:#}");
     assert_eq!(group["remediation"], "uninstalled");
     let reverse = group["conditions"]
@@ -473,10 +473,7 @@ fn a_helm_job_redelivered_after_a_worker_kill_makes_no_second_install_cli() {
     }
     first_worker.kill9();
     let second = world.start_worker("worker-2");
-    let group = world
-        .env
-        .wait_group_settled("g", Duration::from_secs(60))
-        .unwrap();
+    let group = world.settled();
     assert_eq!(group["phase"], "Succeeded", "{group:#}");
     assert!(
         second
@@ -997,16 +994,12 @@ fn values_from_secrets_and_config_maps_and_repository_credentials_reach_helm_cli
         json!({"https://c.example.com": {"username": "robot", "password": "hunter2"}}).to_string(),
     )
     .unwrap();
-    let worker = world.start_worker("worker");
-    world.env.keep(worker);
+    world.keep_worker();
     let text = format!(
         "apiVersion: baton.dev/v1alpha1\nkind: ApplicationGroup\nmetadata: {{name: g}}\nspec:\n  applications:\n  - name: web\n    spec:\n      chart: {{url: 'https://c.example.com', name: web, version: 1.0.0, authSecretRef: {{name: repo-creds, namespace: {ns}}}}}\n      release:\n        targetNamespace: {ns}\n        values: {{replicas: 2, image: {{tag: inline}}}}\n        valuesFrom:\n        - {{kind: ConfigMap, name: web-values}}\n        - {{kind: Secret, name: web-secret, valuesKey: password, targetPath: db.password}}\n        - {{kind: ConfigMap, name: missing, optional: true}}\n"
     );
     assert!(world.apply("g.yaml", &text).status.success());
-    let group = world
-        .env
-        .wait_group_settled("g", Duration::from_secs(60))
-        .unwrap();
+    let group = world.settled();
     assert_eq!(group["phase"], "Succeeded", "{group:#}");
     let web = world.revisions(&ns, "web");
     assert_eq!(
@@ -1062,14 +1055,10 @@ fn a_release_left_pending_by_a_dead_helm_is_rolled_back_before_the_upgrade_cli()
         json!([revision(1, "deployed"), revision(2, "pending-upgrade")]).to_string(),
     )
     .unwrap();
-    let worker = world.start_worker("worker");
-    world.env.keep(worker);
+    world.keep_worker();
     let text = group(&[("db", "", "2.0.0", "")]);
     assert!(world.apply("g.yaml", &text).status.success());
-    let group = world
-        .env
-        .wait_group_settled("g", Duration::from_secs(60))
-        .unwrap();
+    let group = world.settled();
     assert_eq!(group["phase"], "Succeeded", "{group:#}");
     let calls = world.calls();
     let rollback = first(&calls, "rollback", "db");
@@ -1140,8 +1129,7 @@ fn a_release_that_failed_is_tried_again_at_the_same_spec_flux() {
 #[test]
 fn subcharts_split_out_of_an_installed_application_are_released_after_it_lets_them_go_cli() {
     let mut world = CliEnv::new(bookinfo_catalog());
-    let worker = world.start_worker("worker");
-    world.env.keep(worker);
+    world.keep_worker();
     let whole = BOOKINFO.replace(
         "        subcharts:\n        - name: productpage\n          dependencies: [reviews]\n        - name: reviews\n          dependencies: [details, ratings]\n        - name: ratings\n          dependencies: []\n        - name: details\n          dependencies: []\n",
         "",
@@ -1217,16 +1205,12 @@ fn values_from_is_cut_for_split_subcharts_cli() {
     .unwrap();
     kube.block_on(secrets.create(&PostParams::default(), &secret))
         .unwrap();
-    let worker = world.start_worker("worker");
-    world.env.keep(worker);
+    world.keep_worker();
     let text = format!(
         "apiVersion: baton.dev/v1alpha1\nkind: ApplicationGroup\nmetadata: {{name: g}}\nspec:\n  applications:\n  - name: shop\n    spec:\n      chart: {{url: 'https://c.example.com', name: shop, version: 1.0.0}}\n      subcharts: [{{name: cart}}]\n      release:\n        targetNamespace: {ns}\n        values: {{cart: {{color: red}}}}\n        valuesFrom: [{{kind: Secret, name: shop-values}}]\n"
     );
     assert!(world.apply("g.yaml", &text).status.success());
-    let group = world
-        .env
-        .wait_group_settled("g", Duration::from_secs(60))
-        .unwrap();
+    let group = world.settled();
     assert_eq!(group["phase"], "Succeeded", "{group:#}");
     // The subchart's release gets its part of the Secret's values and global; the parent
     // gets the rest with the subchart switched off (pay stays inside it).
@@ -1247,8 +1231,7 @@ fn values_from_is_cut_for_split_subcharts_cli() {
 #[test]
 fn a_planner_killed_as_a_group_run_fails_remediates_it_once_cli() {
     let mut world = CliEnv::new(versions(&["db", "api", "web"]));
-    let worker = world.start_worker("worker");
-    world.env.keep(worker);
+    world.keep_worker();
     let text = group(&[
         ("db", "", "1.0.0", ""),
         ("api", "db", "1.0.0", "batonTestFail: 'api crashes'"),
@@ -1272,10 +1255,7 @@ fn a_planner_killed_as_a_group_run_fails_remediates_it_once_cli() {
         std::thread::sleep(Duration::from_millis(5));
     }
     world.restart_planner();
-    let group = world
-        .env
-        .wait_group_settled("g", Duration::from_secs(60))
-        .unwrap();
+    let group = world.settled();
     assert_eq!(group["phase"], "Failed", "{group:#}");
     assert_eq!(group["remediation"], "uninstalled");
     assert_eq!(group["runs"]["remediation"], "g-2u");
@@ -1329,18 +1309,14 @@ fn a_release_left_uninstalling_by_a_dead_helm_is_uninstalled_before_it_is_instal
         .to_string(),
     )
     .unwrap();
-    let worker = world.start_worker("worker");
-    world.env.keep(worker);
+    world.keep_worker();
     assert!(
         world
             .apply("g.yaml", &group(&[("db", "", "1.0.0", "")]))
             .status
             .success()
     );
-    let group = world
-        .env
-        .wait_group_settled("g", Duration::from_secs(60))
-        .unwrap();
+    let group = world.settled();
     assert_eq!(group["phase"], "Succeeded", "{group:#}");
     // An operation under way on the release, stale: finished before anything else starts.
     let calls = world.calls();
