@@ -190,6 +190,18 @@ spec:
         - setWeight: 40
 "#;
 
+/// Returns `examples/cells/<file>` as committed, its placeholder listener replaced by
+/// `listener` (the emulator's).
+fn example(file: &str, listener: &str) -> String {
+    let path = format!("{}/../examples/cells/{file}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .replace(
+            "arn:aws:elasticloadbalancing:ap-northeast-1:ACCOUNT:listener/app/...",
+            listener,
+        )
+}
+
 #[test]
 fn a_baton_cell_goes_20_analysis_pause_40_100_and_an_unchanged_spec_writes_nothing() {
     let mut w = world(true);
@@ -324,15 +336,7 @@ spec:
     );
     w.apply("template.yaml", &template);
     // okra's README Cell, as committed in examples/, pointed at the emulator's listener.
-    let readme = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/cells/okra-readme.yaml"
-    ))
-    .unwrap()
-    .replace(
-        "arn:aws:elasticloadbalancing:ap-northeast-1:ACCOUNT:listener/app/...",
-        &w.listener.arn,
-    );
+    let readme = example("okra-readme.yaml", &w.listener.arn);
     let okra = |v: &'static str| [("role", "web"), ("okra.mumo.co/version", v)];
     w.target_group("web-a1", &okra("1.0.0"));
     w.target_group("web-a2", &okra("1.0.0"));
@@ -581,10 +585,7 @@ fn cells_applied_as_kubernetes_objects_run_and_show_their_status() {
         .unwrap();
     }
     // okra's README Cell as `kubectl apply` sends it, with the emulator's listener.
-    let readme = include_str!("../../examples/cells/okra-readme.yaml").replace(
-        "arn:aws:elasticloadbalancing:ap-northeast-1:ACCOUNT:listener/app/...",
-        &listener.arn,
-    );
+    let readme = example("okra-readme.yaml", &listener.arn);
     let value: serde_json::Value = serde_norway::from_str(&readme).unwrap();
     let kind = KINDS
         .iter()
@@ -703,17 +704,10 @@ fn the_baton_example_cell_runs_against_the_emulator() {
             |v| v >= 1.0,
         )
         .unwrap();
-    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/cells/");
-    let template = std::fs::read_to_string(format!("{examples}success-rate.yaml"))
-        .unwrap()
-        .replace("http://127.0.0.1:9090", &prometheus.url);
+    let template =
+        example("success-rate.yaml", "").replace("http://127.0.0.1:9090", &prometheus.url);
     w.apply("template.yaml", &template);
-    let cell = std::fs::read_to_string(format!("{examples}baton-cell.yaml"))
-        .unwrap()
-        .replace(
-            "arn:aws:elasticloadbalancing:ap-northeast-1:ACCOUNT:listener/app/...",
-            &w.listener.arn,
-        );
+    let cell = example("baton-cell.yaml", &w.listener.arn);
     let tags = |v: &'static str| [("role", "web"), ("baton.dev/version", v)];
     w.target_group("web-a1", &tags("1.0.0"));
     w.target_group("web-a2", &tags("1.0.0"));
