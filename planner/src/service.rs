@@ -225,6 +225,10 @@ enum Origin {
 /// commits under load and the more events a restart replays.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
+/// How long the planner waits before it reads the stream positions again after a read failed
+/// (the server restarting): the changes stay unsaved meanwhile, and the planner goes on.
+const POSITIONS_RETRY: Duration = Duration::from_secs(1);
+
 /// The running planner: its core, store and bus.
 pub struct Planner {
     bus: Bus,
@@ -238,8 +242,9 @@ pub struct Planner {
     triggers: consumer::PullConsumer,
     /// Ids of outbox messages the bus has stored, removed from the outbox by the next commit.
     published: Vec<String>,
-    /// Since when the state holds changes the store lacks; `None` when it lacks nothing.
-    unsaved_since: Option<Instant>,
+    /// When the state's changes the store lacks are to be checkpointed with the stream
+    /// positions; `None` when it lacks nothing.
+    checkpoint_due: Option<Instant>,
     config: PlannerConfig,
 }
 
@@ -313,7 +318,7 @@ impl Planner {
             events,
             triggers,
             published: Vec::new(),
-            unsaved_since: None,
+            checkpoint_due: None,
             config,
         };
         planner.flush_outbox(loaded.outbox).await?;
@@ -408,8 +413,8 @@ impl Planner {
                 .next_deadline()
                 .map(|d| d.since(Timestamp::now()))
                 .unwrap_or(Duration::from_secs(3600));
-            if let Some(since) = self.unsaved_since {
-                sleep = sleep.min((since + CHECKPOINT_EVERY).saturating_duration_since(now));
+            if let Some(due) = self.checkpoint_due {
+                sleep = sleep.min(due.saturating_duration_since(now));
             }
             let turn = tokio::select! {
                 _ = shutdown.cancelled() => break Ok(()),
@@ -427,9 +432,7 @@ impl Planner {
             if let Err(e) = turn {
                 break Err(e);
             }
-            if self
-                .unsaved_since
-                .is_some_and(|since| since.elapsed() >= CHECKPOINT_EVERY)
+            if self.checkpoint_due.is_some_and(|due| due <= Instant::now())
                 && let Err(e) = self.checkpoint(Vec::new(), true).await
             {
                 break Err(e);
@@ -750,7 +753,7 @@ impl Planner {
                     .publish_all(&jobs)
                     .await
                     .context("publishing jobs")?;
-                self.unsaved_since.get_or_insert_with(Instant::now);
+                self.changed();
             }
         }
         self.log_actions(&actions);
@@ -801,12 +804,22 @@ impl Planner {
     /// Commits what the core changed, `outbox` (jobs about to be published), and the outbox
     /// messages already published. With `streams`, also the stream positions up to which
     /// every message is applied: the consumers' ack floors, since a message is acked only
-    /// once applied (a floor read late only makes a restart replay more).
+    /// once applied (a floor read late only makes a restart replay more). Positions that
+    /// cannot be read (the server restarting) are left for a later checkpoint, after
+    /// [`POSITIONS_RETRY`]: the state is committed without them, and a restart meanwhile
+    /// replays more.
     async fn checkpoint(&mut self, outbox: Vec<Outgoing>, streams: bool) -> anyhow::Result<()> {
         let (mut events_seq, mut triggers_seq) = (None, None);
         if streams {
-            events_seq = Some(Bus::ack_floor(&mut self.events).await?);
-            triggers_seq = Some(Bus::ack_floor(&mut self.triggers).await?);
+            match self.positions().await {
+                Ok((events, triggers)) => {
+                    (events_seq, triggers_seq) = (Some(events), Some(triggers))
+                }
+                Err(e) => {
+                    warn!(error = %e, "reading the stream positions failed; checkpointing without them");
+                    self.checkpoint_due = Some(Instant::now() + POSITIONS_RETRY);
+                }
+            }
         }
         let published = std::mem::take(&mut self.published);
         let change = Change {
@@ -823,10 +836,18 @@ impl Planner {
         }
         // Positions read before a bus turn's changes were made are behind them: only a
         // checkpoint with positions read after leaves nothing unsaved.
-        if streams {
-            self.unsaved_since = None;
+        if events_seq.is_some() {
+            self.checkpoint_due = None;
         }
         Ok(())
+    }
+
+    /// Reads the ack floors of the events and triggers consumers.
+    async fn positions(&mut self) -> Result<(u64, u64), baton_bus::BusError> {
+        Ok((
+            Bus::ack_floor(&mut self.events).await?,
+            Bus::ack_floor(&mut self.triggers).await?,
+        ))
     }
 
     /// Publishes outbox messages and records them as published, for the next commit.
@@ -839,8 +860,14 @@ impl Planner {
             .await
             .context("publishing jobs")?;
         self.published.extend(outbox.into_iter().map(|m| m.msg_id));
-        self.unsaved_since.get_or_insert_with(Instant::now);
+        self.changed();
         Ok(())
+    }
+
+    /// Notes that the store lacks changes: they are checkpointed within [`CHECKPOINT_EVERY`].
+    fn changed(&mut self) {
+        self.checkpoint_due
+            .get_or_insert_with(|| Instant::now() + CHECKPOINT_EVERY);
     }
 }
 
