@@ -81,6 +81,14 @@ fn drive(core: &mut Core, first: Vec<Job>, fail: &[&str]) -> Vec<Vec<String>> {
     waves
 }
 
+/// Returns a core that has installed `spec` (group `g`) to the end.
+fn installed(spec: ApplicationGroup) -> Core {
+    let mut core = Core::new(CoreConfig::default());
+    let first = jobs(&core.apply(Input::RegisterGroup(Box::new(spec)), NOW));
+    drive(&mut core, first, &[]);
+    core
+}
+
 fn state(core: &Core) -> GroupState {
     core.group("g").unwrap().state.clone()
 }
@@ -335,9 +343,7 @@ fn a_failed_upgrade_rolls_back_to_the_last_successful_spec() {
 
 #[test]
 fn a_new_spec_first_uninstalls_the_applications_it_dropped() {
-    let mut core = Core::new(CoreConfig::default());
-    let first = jobs(&core.apply(Input::RegisterGroup(Box::new(diamond("1.0.0"))), NOW));
-    drive(&mut core, first, &[]);
+    let mut core = installed(diamond("1.0.0"));
     // Revision 2 drops web and cache: they are uninstalled (web first), then db and api are
     // applied.
     let smaller = group(&[("db", "", "1.0.0"), ("api", "db", "1.1.0")]);
@@ -360,9 +366,7 @@ fn a_new_spec_first_uninstalls_the_applications_it_dropped() {
 
 #[test]
 fn delete_runs_the_reverse_graph_and_names_what_a_failed_uninstall_left() {
-    let mut core = Core::new(CoreConfig::default());
-    let first = jobs(&core.apply(Input::RegisterGroup(Box::new(diamond("1.0.0"))), NOW));
-    drive(&mut core, first, &[]);
+    let mut core = installed(diamond("1.0.0"));
     let actions = core.apply(Input::Remove(Registered::Group("g".into())), NOW);
     let removal = jobs(&actions);
     assert_eq!(removal[0].run.as_str(), "g-2d");
@@ -450,9 +454,7 @@ fn a_delete_during_a_failing_install_replaces_its_remediation() {
 
 #[test]
 fn a_group_survives_a_store_round_trip() {
-    let mut core = Core::new(CoreConfig::default());
-    let first = jobs(&core.apply(Input::RegisterGroup(Box::new(diamond("1.0.0"))), NOW));
-    drive(&mut core, first, &[]);
+    let core = installed(diamond("1.0.0"));
     let entry = core.group("g").unwrap().clone();
     let json = serde_json::to_string(&entry).unwrap();
     let back: GroupEntry = serde_json::from_str(&json).unwrap();
@@ -506,10 +508,7 @@ fn run_ids_fit_and_stay_apart() {
 
 #[test]
 fn what_a_failed_rollback_left_is_named_and_the_next_spec_uninstalls_it() {
-    let mut core = Core::new(CoreConfig::default());
-    let v1 = group(&[("db", "", "1.0.0"), ("api", "db", "1.0.0")]);
-    let first = jobs(&core.apply(Input::RegisterGroup(Box::new(v1)), NOW));
-    drive(&mut core, first, &[]);
+    let mut core = installed(group(&[("db", "", "1.0.0"), ("api", "db", "1.0.0")]));
     // Revision 2 adds web, which fails; the rollback cannot uninstall it.
     let v2 = group(&[
         ("db", "", "1.0.0"),
@@ -546,10 +545,7 @@ fn what_a_failed_rollback_left_is_named_and_the_next_spec_uninstalls_it() {
 
 #[test]
 fn what_a_failed_delete_left_is_uninstalled_by_the_next_spec_and_its_delete() {
-    let mut core = Core::new(CoreConfig::default());
-    let both = group(&[("db", "", "1.0.0"), ("web", "db", "1.0.0")]);
-    let first = jobs(&core.apply(Input::RegisterGroup(Box::new(both)), NOW));
-    drive(&mut core, first, &[]);
+    let mut core = installed(group(&[("db", "", "1.0.0"), ("web", "db", "1.0.0")]));
     let removal = jobs(&core.apply(Input::Remove(Registered::Group("g".into())), NOW));
     drive(&mut core, removal, &["web"]);
     assert_eq!(
@@ -576,9 +572,7 @@ fn what_a_failed_delete_left_is_uninstalled_by_the_next_spec_and_its_delete() {
 
 #[test]
 fn a_delete_during_a_delete_drops_a_spec_that_waited() {
-    let mut core = Core::new(CoreConfig::default());
-    let first = jobs(&core.apply(Input::RegisterGroup(Box::new(diamond("1.0.0"))), NOW));
-    drive(&mut core, first, &[]);
+    let mut core = installed(diamond("1.0.0"));
     let removal = jobs(&core.apply(Input::Remove(Registered::Group("g".into())), NOW));
     // A spec, then a delete again, while the delete runs: the delete is the last word.
     assert!(

@@ -68,6 +68,25 @@ impl World {
         );
     }
 
+    /// Deletes a Cell (`deletionPolicy: Delete`) and waits, at most 30 s, until its listener
+    /// rule at `priority` is gone.
+    fn delete_cell_and_its_rule(&self, name: &str, priority: u32) {
+        let out = self.env.cli(&["cell", "delete", name]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let started = Instant::now();
+        while self.moto.rules_at(&self.listener.arn, priority).unwrap() > 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the rule of cell {name} stayed"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn cell(&self, name: &str) -> serde_json::Value {
         let out = self.env.cli(&["cells", "-o", "json"]);
         let cells: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
@@ -536,20 +555,7 @@ spec:
     );
 
     // Deleting a Cell with deletionPolicy Delete removes its rule; the other Cell's stays.
-    let out = w.env.cli(&["cell", "delete", "web"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let started = Instant::now();
-    while w.moto.rules_at(&w.listener.arn, 7).unwrap() > 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the rule stayed"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    w.delete_cell_and_its_rule("web", 7);
     assert_eq!(w.moto.rules_at(&w.listener.arn, 20).unwrap(), 1);
 }
 
@@ -766,18 +772,5 @@ fn the_baton_example_cell_runs_against_the_emulator() {
     assert_eq!(steps, ["s0-weight-20", "s3-weight-50", "promote"]);
 
     // deletionPolicy: Delete.
-    let out = w.env.cli(&["cell", "delete", "web"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let started = Instant::now();
-    while w.moto.rules_at(&w.listener.arn, 20).unwrap() > 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the rule stayed"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    w.delete_cell_and_its_rule("web", 20);
 }

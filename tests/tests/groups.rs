@@ -138,6 +138,17 @@ impl CliEnv {
             .unwrap_or_default()
     }
 
+    /// Applies group `g` from `text` and returns its status once it has settled.
+    fn apply_settled(&self, text: &str) -> Value {
+        let out = self.apply("g.yaml", text);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.settled()
+    }
+
     fn apply(&self, name: &str, text: &str) -> std::process::Output {
         let file = self.env.write(name, text);
         self.env.cli(&["apply", "-f", file.to_str().unwrap()])
@@ -286,8 +297,7 @@ fn independent_applications_are_released_together_cli() {
         ("cache", "db", "1.0.0", "batonTestDelay: 1.5"),
         ("api", "db", "1.0.0", "batonTestDelay: 1.5"),
     ]);
-    assert!(world.apply("g.yaml", &text).status.success());
-    let group = world.settled();
+    let group = world.apply_settled(&text);
     assert_eq!(group["phase"], "Succeeded", "{group:#}");
     let calls = world.calls();
     let (cache, api) = (
@@ -420,8 +430,7 @@ fn a_failing_first_install_is_uninstalled_in_reverse_order_cli() {
         ("api", "db", "1.0.0", ""),
         ("web", "api", "1.0.0", "batonTestFail: true"),
     ]);
-    assert!(world.apply("g.yaml", &text).status.success());
-    let group = world.settled();
+    let group = world.apply_settled(&text);
     assert_eq!(group["phase"], "Failed", "{group:#}");
     assert_eq!(group["remediation"], "uninstalled");
     let reverse = group["conditions"]
@@ -998,8 +1007,7 @@ fn values_from_secrets_and_config_maps_and_repository_credentials_reach_helm_cli
     let text = format!(
         "apiVersion: baton.dev/v1alpha1\nkind: ApplicationGroup\nmetadata: {{name: g}}\nspec:\n  applications:\n  - name: web\n    spec:\n      chart: {{url: 'https://c.example.com', name: web, version: 1.0.0, authSecretRef: {{name: repo-creds, namespace: {ns}}}}}\n      release:\n        targetNamespace: {ns}\n        values: {{replicas: 2, image: {{tag: inline}}}}\n        valuesFrom:\n        - {{kind: ConfigMap, name: web-values}}\n        - {{kind: Secret, name: web-secret, valuesKey: password, targetPath: db.password}}\n        - {{kind: ConfigMap, name: missing, optional: true}}\n"
     );
-    assert!(world.apply("g.yaml", &text).status.success());
-    let group = world.settled();
+    let group = world.apply_settled(&text);
     assert_eq!(group["phase"], "Succeeded", "{group:#}");
     let web = world.revisions(&ns, "web");
     assert_eq!(
@@ -1057,8 +1065,7 @@ fn a_release_left_pending_by_a_dead_helm_is_rolled_back_before_the_upgrade_cli()
     .unwrap();
     world.keep_worker();
     let text = group(&[("db", "", "2.0.0", "")]);
-    assert!(world.apply("g.yaml", &text).status.success());
-    let group = world.settled();
+    let group = world.apply_settled(&text);
     assert_eq!(group["phase"], "Succeeded", "{group:#}");
     let calls = world.calls();
     let rollback = first(&calls, "rollback", "db");
@@ -1209,8 +1216,7 @@ fn values_from_is_cut_for_split_subcharts_cli() {
     let text = format!(
         "apiVersion: baton.dev/v1alpha1\nkind: ApplicationGroup\nmetadata: {{name: g}}\nspec:\n  applications:\n  - name: shop\n    spec:\n      chart: {{url: 'https://c.example.com', name: shop, version: 1.0.0}}\n      subcharts: [{{name: cart}}]\n      release:\n        targetNamespace: {ns}\n        values: {{cart: {{color: red}}}}\n        valuesFrom: [{{kind: Secret, name: shop-values}}]\n"
     );
-    assert!(world.apply("g.yaml", &text).status.success());
-    let group = world.settled();
+    let group = world.apply_settled(&text);
     assert_eq!(group["phase"], "Succeeded", "{group:#}");
     // The subchart's release gets its part of the Secret's values and global; the parent
     // gets the rest with the subchart switched off (pay stays inside it).

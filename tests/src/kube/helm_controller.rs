@@ -194,6 +194,23 @@ async fn patch_status(api: &Api<DynamicObject>, name: &str, status: Value) {
     }
 }
 
+/// Returns a HelmRelease's name, namespace and finalizers.
+fn names(object: &Value) -> (String, String, Vec<String>) {
+    let text = |field: &str| {
+        object["metadata"][field]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let finalizers = object["metadata"]["finalizers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.as_str().map(str::to_owned))
+        .collect();
+    (text("name"), text("namespace"), finalizers)
+}
+
 fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
@@ -213,20 +230,7 @@ async fn reconcile(
     request: Option<String>,
     events: &Arc<Mutex<Vec<HelmEvent>>>,
 ) {
-    let name = object["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let namespace = object["metadata"]["namespace"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let finalizers: Vec<String> = object["metadata"]["finalizers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|f| f.as_str().map(str::to_owned))
-        .collect();
+    let (name, namespace, finalizers) = names(object);
     if !finalizers.iter().any(|f| f == FINALIZER) {
         let mut with = finalizers.clone();
         with.push(FINALIZER.to_owned());
@@ -397,20 +401,7 @@ async fn uninstall(
     object: &Value,
     events: &Arc<Mutex<Vec<HelmEvent>>>,
 ) -> bool {
-    let name = object["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let namespace = object["metadata"]["namespace"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let finalizers: Vec<String> = object["metadata"]["finalizers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|f| f.as_str().map(str::to_owned))
-        .collect();
+    let (name, namespace, finalizers) = names(object);
     if !finalizers.iter().any(|f| f == FINALIZER) {
         return false;
     }

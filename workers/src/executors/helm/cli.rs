@@ -174,6 +174,19 @@ impl Helm<'_> {
         self.run_with_input(args, None).await
     }
 
+    /// Runs `helm <verb> <release> --namespace <ns> --output json` (`status`, `history`).
+    async fn read(&self, verb: &str) -> Result<Output, Failure> {
+        self.run(&strings(&[
+            verb,
+            self.release(),
+            "--namespace",
+            self.namespace(),
+            "--output",
+            "json",
+        ]))
+        .await
+    }
+
     /// Runs `helm <args>` with `input` on its standard input (a password, never an
     /// argument). Its output goes to unlinked files it keeps writing to whatever becomes of
     /// this worker (see the module's docs).
@@ -240,16 +253,7 @@ impl Helm<'_> {
 
     /// Reads the release with `helm status -o json`.
     async fn status(&self) -> Result<Release, Failure> {
-        let out = self
-            .run(&strings(&[
-                "status",
-                self.release(),
-                "--namespace",
-                self.namespace(),
-                "--output",
-                "json",
-            ]))
-            .await?;
+        let out = self.read("status").await?;
         if out.not_found() {
             return Ok(Release::Absent);
         }
@@ -330,16 +334,7 @@ impl Helm<'_> {
         if *status == ReleaseStatus::Uninstalling {
             return self.uninstall().await.map(|_| ());
         }
-        let out = self
-            .run(&strings(&[
-                "history",
-                self.release(),
-                "--namespace",
-                self.namespace(),
-                "--output",
-                "json",
-            ]))
-            .await?;
+        let out = self.read("history").await?;
         if !out.success {
             return Err(Failure::Error(format!("helm history: {}", out.error())));
         }
