@@ -16,15 +16,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Container, ObjectReference};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::Duration;
 use crate::document::SpecError;
 use crate::helm::{
     HelmAction, HelmChart, HelmDriver, HelmSpec, SecretRef, ValuesReference, ValuesScope,
 };
 use crate::ids::{cut_with_hash, is_dns_label, sha256_hex};
+use crate::{Duration, null_as_default};
 
 /// Orkestra's API version, accepted verbatim.
 pub const ORKESTRA_API_VERSION: &str = "orkestra.azure.microsoft.com/v1alpha1";
@@ -38,15 +38,6 @@ pub const GROUP_LABEL: &str = "baton.dev/group";
 pub const APPLICATION_LABEL: &str = "baton.dev/application";
 /// The label naming the subchart, on a subchart's objects.
 pub const SUBCHART_LABEL: &str = "baton.dev/subchart";
-
-/// Reads `null` as the default (`dependencies:` with nothing after it).
-fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
-}
 
 /// An `ApplicationGroup` document.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

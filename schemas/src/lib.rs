@@ -34,3 +34,13 @@ pub const API_VERSION: &str = "baton.dev/v1alpha1";
 /// An `exec` node whose output file is larger fails with an error naming the size; nothing is
 /// truncated silently, since a cut JSON document would mislead the next node.
 pub const OUTPUT_LIMIT_BYTES: usize = 4096;
+
+/// Reads `null` as the default: a YAML key with nothing after it (`dependencies:`), as
+/// Orca's and Orkestra's examples have.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + serde::Deserialize<'de>,
+{
+    Ok(<Option<T> as serde::Deserialize>::deserialize(deserializer)?.unwrap_or_default())
+}

@@ -8,25 +8,16 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
-use crate::Duration;
 use crate::workflow::{Metadata, PodTemplateSpec, Retries};
+use crate::{Duration, null_as_default};
 
 /// Orca's API version, accepted verbatim.
 pub const ORCA_API_VERSION: &str = "sirocco.cloud/v1alpha1";
 
 /// The longest chain a task may extend unless its `chainLimit` says otherwise.
 pub const DEFAULT_CHAIN_LIMIT: u32 = 100;
-
-/// Reads `null` (a YAML key with nothing after it, as Orca's examples have) as the default.
-fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
-}
 
 /// A `Task` document.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -161,6 +161,34 @@ pub struct JobInputs {
 }
 
 impl Job {
+    /// Returns a job of `kind` for one attempt of a node, with no timeout, no executor
+    /// settings and no inputs: a base to set the rest on.
+    pub fn new(
+        run: RunId,
+        workflow: WorkflowName,
+        node: NodeName,
+        attempt: Attempt,
+        kind: NodeKind,
+    ) -> Job {
+        Job {
+            v: SCHEMA_VERSION,
+            run,
+            workflow,
+            node,
+            attempt,
+            kind,
+            timeout_ms: None,
+            exec: None,
+            pod: None,
+            webhook: None,
+            publish: None,
+            helm: None,
+            traffic: None,
+            analysis: None,
+            inputs: JobInputs::default(),
+        }
+    }
+
     /// Returns the job's `Nats-Msg-Id`: `<run>.<node>.<attempt>`.
     pub fn msg_id(&self) -> String {
         job_msg_id(&self.run, &self.node, self.attempt)

@@ -434,6 +434,53 @@ pub fn skip(test: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
 }
 
+/// An HTTP request [`one_http_request`] received.
+pub struct HttpRequest {
+    /// The request line and headers, lower-cased.
+    pub head: String,
+    /// The body, as sent.
+    pub body: String,
+}
+
+/// Accepts one HTTP request on a loopback port, answers it `200 ok`, and returns it through
+/// the handle (reads time out after 10 s).
+pub fn one_http_request() -> (u16, std::thread::JoinHandle<HttpRequest>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let (mut head, mut length) = (String::new(), 0);
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+            head.push_str(&line.to_ascii_lowercase());
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+            .unwrap();
+        HttpRequest {
+            head,
+            body: String::from_utf8(body).unwrap(),
+        }
+    });
+    (port, handle)
+}
+
 /// Returns the lines of a file, or none if it does not exist.
 pub fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)

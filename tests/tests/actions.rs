@@ -8,7 +8,7 @@ use async_nats::jetstream::stream;
 use baton_bus::{Bus, BusConfig};
 use baton_schemas::status::{RunStatus, State};
 use baton_schemas::task::{Publish, Webhook};
-use baton_schemas::wire::{Job, JobInputs, Outcome, SCHEMA_VERSION};
+use baton_schemas::wire::{Job, Outcome};
 use baton_schemas::{Attempt, NodeKind, NodeName, RunId, WorkflowName};
 use baton_tests::{Env, Nats, workflow};
 use baton_workers::executors::action;
@@ -16,21 +16,14 @@ use futures::StreamExt;
 
 fn job(kind: NodeKind) -> Job {
     Job {
-        v: SCHEMA_VERSION,
-        run: RunId::new("r1"),
-        workflow: WorkflowName::new("wf"),
-        node: NodeName::new("announce"),
-        attempt: Attempt(1),
-        kind,
         timeout_ms: Some(10_000),
-        exec: None,
-        pod: None,
-        webhook: None,
-        publish: None,
-        helm: None,
-        traffic: None,
-        analysis: None,
-        inputs: JobInputs::default(),
+        ..Job::new(
+            RunId::new("r1"),
+            WorkflowName::new("wf"),
+            NodeName::new("announce"),
+            Attempt(1),
+            kind,
+        )
     }
 }
 
@@ -104,45 +97,9 @@ async fn a_publish_job_delivered_twice_stores_one_message() {
     assert_eq!(id.as_deref(), Some("r1.announce.1"));
 }
 
-/// Accepts one HTTP request and returns its head (request line and headers), lower-cased.
-fn one_request_head() -> (u16, std::thread::JoinHandle<String>) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let handle = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let (mut head, mut length) = (String::new(), 0);
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            if line.trim().is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap();
-            }
-            head.push_str(&line.to_ascii_lowercase());
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).unwrap();
-        let mut stream = stream;
-        stream
-            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
-            .unwrap();
-        head
-    });
-    (port, handle)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_names_its_attempt_for_the_receiver_to_deduplicate() {
-    let (port, head) = one_request_head();
+    let (port, request) = baton_tests::one_http_request();
     let mut j = job(NodeKind::Webhook);
     j.attempt = Attempt(3);
     j.webhook = Some(Box::new(Webhook {
@@ -154,7 +111,7 @@ async fn a_webhook_names_its_attempt_for_the_receiver_to_deduplicate() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder().build().unwrap();
     succeeded(action::webhook(&http, &j).await);
-    let head = head.join().unwrap();
+    let head = request.join().unwrap().head;
     for line in [
         "idempotency-key: r1.announce.3\r\n",
         "baton-run: r1\r\n",

@@ -9,7 +9,7 @@ use baton_alb::{AlbErrorKind, Deleted, Write};
 use baton_schemas::traffic::{
     Conditions, Generation, RuleAction, TrafficSpec, WeightedTargetGroup,
 };
-use baton_schemas::wire::{Job, JobInputs, Outcome, SCHEMA_VERSION};
+use baton_schemas::wire::{Job, Outcome};
 use baton_schemas::{Attempt, NodeKind, NodeName, RunId, WorkflowName};
 use baton_tests::aws::Moto;
 use baton_workers::executors::Effect;
@@ -60,21 +60,14 @@ fn go() -> CancellationToken {
 
 fn job(spec: TrafficSpec) -> Job {
     Job {
-        v: SCHEMA_VERSION,
-        run: RunId::new("r1"),
-        workflow: WorkflowName::new("wf"),
-        node: NodeName::new("shift"),
-        attempt: Attempt(1),
-        kind: NodeKind::Traffic,
-        timeout_ms: None,
-        exec: None,
-        pod: None,
-        webhook: None,
-        publish: None,
-        helm: None,
         traffic: Some(Box::new(spec)),
-        analysis: None,
-        inputs: JobInputs::default(),
+        ..Job::new(
+            RunId::new("r1"),
+            WorkflowName::new("wf"),
+            NodeName::new("shift"),
+            Attempt(1),
+            NodeKind::Traffic,
+        )
     }
 }
 

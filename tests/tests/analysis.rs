@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use baton_schemas::analysis::{AnalysisSpec, Metric};
-use baton_schemas::wire::{Job, JobInputs, Outcome, SCHEMA_VERSION};
+use baton_schemas::wire::{Job, Outcome};
 use baton_schemas::{Attempt, NodeKind, NodeName, RunId, WorkflowName};
 use baton_tests::aws::Prometheus;
 use baton_workers::executors::{Effect, analysis};
@@ -21,24 +21,18 @@ fn metric(prometheus: &Prometheus, yaml: &str) -> Metric {
 
 fn job(metrics: Vec<Metric>) -> Job {
     Job {
-        v: SCHEMA_VERSION,
-        run: RunId::new("r1"),
-        workflow: WorkflowName::new("wf"),
-        node: NodeName::new("judge"),
-        attempt: Attempt(1),
-        kind: NodeKind::Analysis,
         timeout_ms: Some(60_000),
-        exec: None,
-        pod: None,
-        webhook: None,
-        publish: None,
-        helm: None,
-        traffic: None,
         analysis: Some(Box::new(AnalysisSpec {
             metrics,
             ..AnalysisSpec::default()
         })),
-        inputs: JobInputs::default(),
+        ..Job::new(
+            RunId::new("r1"),
+            WorkflowName::new("wf"),
+            NodeName::new("judge"),
+            Attempt(1),
+            NodeKind::Analysis,
+        )
     }
 }
 

@@ -547,46 +547,11 @@ fn a_replaced_instance_still_queued_never_runs() {
     }
 }
 
-/// Accepts one HTTP request on a loopback port and returns its body through the handle.
-fn one_request_listener() -> (u16, std::thread::JoinHandle<String>) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let handle = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            if line.trim().is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).unwrap();
-        let mut stream = stream;
-        stream
-            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
-            .unwrap();
-        String::from_utf8(body).unwrap()
-    });
-    (port, handle)
-}
-
 #[test]
 fn typed_actions_send_a_webhook_on_success_and_publish_on_failure() {
     let ChainEnv { env, kube } = chain_env();
     let ns = &kube.namespace;
-    let (port, request) = one_request_listener();
+    let (port, request) = baton_tests::one_http_request();
     let subject = format!("{}.alerts", env.prefix);
     let nats = async_nats::ConnectOptions::new();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -624,7 +589,7 @@ fn typed_actions_send_a_webhook_on_success_and_publish_on_failure() {
     assert_eq!(chain.state, State::Failed, "{chain:#?}");
     assert_eq!(node(&chain, "good-on-success-1").state, State::Succeeded);
     assert_eq!(node(&chain, "bad-on-failure-1").state, State::Succeeded);
-    let hook: serde_json::Value = serde_json::from_str(&request.join().unwrap()).unwrap();
+    let hook: serde_json::Value = serde_json::from_str(&request.join().unwrap().body).unwrap();
     assert_eq!(
         (&hook["id"], &hook["message"], &hook["data"]),
         (&"good".into(), &"SUCCESS".into(), &"fine".into())

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use baton_schemas::wire::{ExecJob, Job, JobInputs, Outcome, SCHEMA_VERSION};
+use baton_schemas::wire::{ExecJob, Job, JobInputs, Outcome};
 use baton_schemas::{Attempt, NodeKind, NodeName, RunId, WorkflowName};
 use baton_tests::{Env, lines, workflow};
 use baton_workers::executors::{Effect, exec};
@@ -15,29 +15,24 @@ const BATON: &str = env!("CARGO_BIN_EXE_baton-under-test");
 
 fn job(script: &str, timeout_ms: Option<u64>) -> Job {
     Job {
-        v: SCHEMA_VERSION,
-        run: RunId::new("r1"),
-        workflow: WorkflowName::new("wf"),
-        node: NodeName::new("n"),
-        attempt: Attempt(2),
-        kind: NodeKind::Exec,
         timeout_ms,
         exec: Some(ExecJob {
             command: vec!["sh".into(), "-c".into(), script.into()],
             env: [("GREETING".to_owned(), "hi".to_owned())].into(),
             working_dir: None,
         }),
-        pod: None,
-        webhook: None,
-        publish: None,
-        helm: None,
-        traffic: None,
-        analysis: None,
         inputs: JobInputs {
             initiator: "up".into(),
             data: "d1".into(),
             inputs: Some([(NodeName::new("up"), "d1".to_owned())].into()),
         },
+        ..Job::new(
+            RunId::new("r1"),
+            WorkflowName::new("wf"),
+            NodeName::new("n"),
+            Attempt(2),
+            NodeKind::Exec,
+        )
     }
 }
 

@@ -497,31 +497,18 @@ fn failed(error: String) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use baton_schemas::wire::{JobInputs, SCHEMA_VERSION};
+    use baton_schemas::wire::JobInputs;
     use baton_schemas::{Attempt, NodeKind, NodeName, RunId, WorkflowName};
     use serde_json::json;
 
     fn job(template: serde_json::Value, container: Option<&str>, task: Option<&str>) -> Job {
         Job {
-            v: SCHEMA_VERSION,
-            run: RunId::new("r1"),
-            workflow: WorkflowName::new("wf"),
-            node: NodeName::new("report-2"),
-            attempt: Attempt(3),
-            kind: NodeKind::Pod,
-            timeout_ms: None,
-            exec: None,
             pod: Some(Box::new(PodJob {
                 template: serde_json::from_value(template).unwrap(),
                 namespace: Some("ns".into()),
                 container: container.map(str::to_owned),
                 task: task.map(str::to_owned),
             })),
-            webhook: None,
-            publish: None,
-            helm: None,
-            traffic: None,
-            analysis: None,
             inputs: JobInputs {
                 initiator: "build".into(),
                 data: "artifact".into(),
@@ -533,6 +520,13 @@ mod tests {
                     .into(),
                 ),
             },
+            ..Job::new(
+                RunId::new("r1"),
+                WorkflowName::new("wf"),
+                NodeName::new("report-2"),
+                Attempt(3),
+                NodeKind::Pod,
+            )
         }
     }
 
