@@ -408,69 +408,33 @@ async fn follow(
     op: &Operation<'_>,
     judge: impl Fn(&Value) -> Verdict,
 ) -> Result<Value, Failure> {
-    let fields = format!("metadata.name={name}");
-    let mut events = watcher(api.clone(), watcher::Config::default().fields(&fields)).boxed();
+    let release = format!("HelmRelease {}/{name}", op.spec.namespace);
     let mut last = "no status yet".to_owned();
-    let mut listed = false;
-    loop {
-        let event = tokio::select! {
-            _ = op.stop.cancelled() => return Err(Failure::Stopped),
-            _ = tokio::time::sleep_until(op.deadline) => {
-                return Err(Failure::Error(format!(
-                    "HelmRelease {}/{name} was not ready within the node's timeout (last: {last})",
-                    op.spec.namespace
-                )));
+    watch(config, api, name, op, |seen| {
+        let failed = |why: String| Some(Err(Failure::Error(format!("{release} {why}"))));
+        match seen {
+            Seen::Deadline => failed(format!(
+                "was not ready within the node's timeout (last: {last})"
+            )),
+            Seen::Absent => failed("is gone".to_owned()),
+            Seen::Deleted => failed("was deleted while Baton waited for it".to_owned()),
+            Seen::Object(object) if object.metadata.deletion_timestamp.is_some() => {
+                failed("is being deleted while Baton waits for it".to_owned())
             }
-            event = events.next() => event,
-        };
-        let object = match event {
-            None => return Err(Failure::Error("the HelmRelease watch ended".to_owned())),
-            Some(Err(e)) => {
-                debug!(release = name, error = %e, "HelmRelease watch error; the watcher retries");
-                pause(config.poll, op.stop).await?;
-                continue;
+            Seen::Object(object) => {
+                let value = serde_json::to_value(object).unwrap_or_default();
+                match judge(&value) {
+                    Verdict::Ready => Some(Ok(value["status"].clone())),
+                    Verdict::Failed(why) => failed(format!("failed: {why}")),
+                    Verdict::Waiting(why) => {
+                        last = why;
+                        None
+                    }
+                }
             }
-            Some(Ok(watcher::Event::Init)) => {
-                listed = false;
-                continue;
-            }
-            Some(Ok(watcher::Event::InitDone)) if !listed => {
-                return Err(Failure::Error(format!(
-                    "HelmRelease {}/{name} is gone",
-                    op.spec.namespace
-                )));
-            }
-            Some(Ok(watcher::Event::InitDone)) => continue,
-            Some(Ok(watcher::Event::Delete(_))) => {
-                return Err(Failure::Error(format!(
-                    "HelmRelease {}/{name} was deleted while Baton waited for it",
-                    op.spec.namespace
-                )));
-            }
-            Some(Ok(watcher::Event::InitApply(object))) => {
-                listed = true;
-                object
-            }
-            Some(Ok(watcher::Event::Apply(object))) => object,
-        };
-        let value = serde_json::to_value(&object).unwrap_or_default();
-        if object.metadata.deletion_timestamp.is_some() {
-            return Err(Failure::Error(format!(
-                "HelmRelease {}/{name} is being deleted while Baton waits for it",
-                op.spec.namespace
-            )));
         }
-        match judge(&value) {
-            Verdict::Ready => return Ok(value["status"].clone()),
-            Verdict::Failed(why) => {
-                return Err(Failure::Error(format!(
-                    "HelmRelease {}/{name} failed: {why}",
-                    op.spec.namespace
-                )));
-            }
-            Verdict::Waiting(why) => last = why,
-        }
-    }
+    })
+    .await
 }
 
 /// Follows a deleted `HelmRelease` until it is gone, failing at once when Flux reports its
@@ -481,6 +445,48 @@ async fn follow_until_gone(
     name: &str,
     op: &Operation<'_>,
 ) -> Result<(), Failure> {
+    let release = format!("HelmRelease {}/{name}", op.spec.namespace);
+    watch(config, api, name, op, |seen| match seen {
+        Seen::Deadline => Some(Err(Failure::Error(format!(
+            "{release} was still there at the node's timeout (its finalizer waits for Flux to uninstall the release)"
+        )))),
+        Seen::Absent | Seen::Deleted => Some(Ok(())),
+        Seen::Object(object) => {
+            let value = serde_json::to_value(object).unwrap_or_default();
+            let ready = condition(&value, "Ready")?;
+            (ready["status"] == "False" && ready["reason"] == "UninstallFailed").then(|| {
+                Err(Failure::Error(format!(
+                    "{release}: UninstallFailed: {}",
+                    ready["message"].as_str().unwrap_or_default()
+                )))
+            })
+        }
+    })
+    .await
+}
+
+/// What a watch of one `HelmRelease` shows.
+enum Seen<'a> {
+    /// The object, as listed or changed.
+    Object(&'a DynamicObject),
+    /// Not there when listed.
+    Absent,
+    /// Deleted while watched.
+    Deleted,
+    /// The node's deadline passed.
+    Deadline,
+}
+
+/// Watches `HelmRelease` `name` and hands what it sees to `decide` until that returns a
+/// result; the deadline is handed over too, and must end the watch. Watch errors are
+/// passing (the watcher lists again), the stop fires [`Failure::Stopped`].
+async fn watch<T>(
+    config: &HelmConfig,
+    api: &Api<DynamicObject>,
+    name: &str,
+    op: &Operation<'_>,
+    mut decide: impl FnMut(Seen<'_>) -> Option<Result<T, Failure>>,
+) -> Result<T, Failure> {
     let fields = format!("metadata.name={name}");
     let mut events = watcher(api.clone(), watcher::Config::default().fields(&fields)).boxed();
     let mut listed = false;
@@ -488,37 +494,34 @@ async fn follow_until_gone(
         let event = tokio::select! {
             _ = op.stop.cancelled() => return Err(Failure::Stopped),
             _ = tokio::time::sleep_until(op.deadline) => {
-                return Err(Failure::Error(format!(
-                    "HelmRelease {}/{name} was still there at the node's timeout (its finalizer waits for Flux to uninstall the release)",
-                    op.spec.namespace
-                )));
+                return decide(Seen::Deadline).unwrap_or_else(|| {
+                    Err(Failure::Error(format!("HelmRelease {name}: the node's timeout passed")))
+                });
             }
             event = events.next() => event,
         };
-        match event {
+        let seen = match &event {
             None => return Err(Failure::Error("the HelmRelease watch ended".to_owned())),
             Some(Err(e)) => {
                 debug!(release = name, error = %e, "HelmRelease watch error; the watcher retries");
                 pause(config.poll, op.stop).await?;
+                continue;
             }
-            Some(Ok(watcher::Event::Init)) => listed = false,
-            Some(Ok(watcher::Event::InitDone)) if !listed => return Ok(()),
-            Some(Ok(watcher::Event::InitDone)) => {}
-            Some(Ok(watcher::Event::Delete(_))) => return Ok(()),
-            Some(Ok(watcher::Event::InitApply(object) | watcher::Event::Apply(object))) => {
+            Some(Ok(watcher::Event::Init)) => {
+                listed = false;
+                continue;
+            }
+            Some(Ok(watcher::Event::InitDone)) if !listed => Seen::Absent,
+            Some(Ok(watcher::Event::InitDone)) => continue,
+            Some(Ok(watcher::Event::Delete(_))) => Seen::Deleted,
+            Some(Ok(watcher::Event::InitApply(object))) => {
                 listed = true;
-                let value = serde_json::to_value(&object).unwrap_or_default();
-                if let Some(ready) = condition(&value, "Ready")
-                    && ready["status"] == "False"
-                    && ready["reason"] == "UninstallFailed"
-                {
-                    return Err(Failure::Error(format!(
-                        "HelmRelease {}/{name}: UninstallFailed: {}",
-                        op.spec.namespace,
-                        ready["message"].as_str().unwrap_or_default()
-                    )));
-                }
+                Seen::Object(object)
             }
+            Some(Ok(watcher::Event::Apply(object))) => Seen::Object(object),
+        };
+        if let Some(result) = decide(seen) {
+            return result;
         }
     }
 }
