@@ -182,16 +182,7 @@ fn delay(values: &Value) -> Duration {
 }
 
 async fn patch_status(api: &Api<DynamicObject>, name: &str, status: Value) {
-    if let Err(e) = api
-        .patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": status})),
-        )
-        .await
-    {
-        warn!(release = name, error = %e, "helm-controller could not patch status");
-    }
+    super::merge_status(api, name, status, "helm-controller").await;
 }
 
 /// Returns a HelmRelease's name, namespace and finalizers.

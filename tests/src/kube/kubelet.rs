@@ -21,12 +21,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Container, Pod};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::apiserver::PodLogs;
 
@@ -131,16 +131,7 @@ impl Statuses {
 }
 
 async fn patch_status(api: &Api<Pod>, name: &str, status: Value) {
-    if let Err(e) = api
-        .patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": status})),
-        )
-        .await
-    {
-        warn!(pod = name, error = %e, "kubelet could not patch pod status");
-    }
+    super::merge_status(api, name, status, "kubelet").await;
 }
 
 async fn run_pod(api: Api<Pod>, pod: Pod, logs: PodLogs, stop: CancellationToken) {

@@ -27,6 +27,21 @@ use anyhow::Context;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PostParams};
 
+/// Merges `status` into the status of object `name`, as the actor `who` does; a failure is
+/// logged (the actor acts again on the next event).
+async fn merge_status<K>(api: &Api<K>, name: &str, status: serde_json::Value, who: &str)
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = kube::api::Patch::Merge(serde_json::json!({ "status": status }));
+    if let Err(e) = api
+        .patch_status(name, &kube::api::PatchParams::default(), &patch)
+        .await
+    {
+        tracing::warn!(object = name, error = %e, "{who} could not patch status");
+    }
+}
+
 /// One test's Kubernetes: the fake API server and kubelet actor on their own runtime, or the
 /// cluster of `BATON_TEST_KUBECONFIG`; and a namespace of the test's own.
 pub struct KubeEnv {
