@@ -108,6 +108,18 @@ impl Proc {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Waits until the process's log says `text`, at most `within`.
+    pub fn wait_log(&self, text: &str, within: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        while !self.log().contains(text) {
+            if started.elapsed() > within {
+                bail!("{} never said {text:?}: {}", self.name, self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Proc {
@@ -277,13 +289,7 @@ impl Env {
     /// stands by: it takes over when the active one dies.
     pub fn start_standby_planner(&mut self) -> anyhow::Result<Proc> {
         let standby = self.spawn("planner-standby", self.planner_command())?;
-        let started = Instant::now();
-        while !standby.log().contains("standing by") {
-            if started.elapsed() > Duration::from_secs(20) {
-                bail!("the standby planner never stood by: {}", standby.log());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        standby.wait_log("standing by", Duration::from_secs(20))?;
         Ok(standby)
     }
 

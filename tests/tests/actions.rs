@@ -167,15 +167,9 @@ fn a_publish_redelivered_after_its_worker_is_killed_starts_one_run() {
         ),
     );
     let run = env.apply(&announce).unwrap();
-    let started = Instant::now();
-    while !first.log().contains("failpoint reached") {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the failpoint was never reached: {}",
-            first.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    first
+        .wait_log("failpoint reached", Duration::from_secs(60))
+        .unwrap();
     first.kill9();
     let second = env.start_worker("worker-2", "publish", &[]).unwrap();
     env.keep(second);

@@ -654,15 +654,9 @@ fn a_traffic_job_redelivered_after_its_worker_is_killed_leaves_the_rule_right() 
     );
     w.apply("cell.yaml", &text);
     // The first delivery writes the rule, then stops before it reports: killed there.
-    let started = Instant::now();
-    while !first.log().contains("failpoint reached") {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the failpoint was never reached: {}",
-            first.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    first
+        .wait_log("failpoint reached", Duration::from_secs(60))
+        .unwrap();
     assert_eq!(
         w.moto.weights(&w.listener.arn, 10).unwrap(),
         Some(named(&[("web-1", 100)]))
