@@ -390,9 +390,18 @@ impl WeightLog {
         }
     }
 
-    /// Returns every distinct weight list seen, in order.
-    pub fn seen(&self) -> Vec<Weights> {
-        self.seen.lock().expect("weight log lock").clone()
+    /// Returns every distinct weight list seen, in order, once the newest is `last` or
+    /// `within` has passed. The log samples the emulator every 50 ms, so a write the caller
+    /// has just seen elsewhere can still be on its way here.
+    pub fn seen_through(&self, last: &Weights, within: Duration) -> Vec<Weights> {
+        let deadline = Instant::now() + within;
+        loop {
+            let seen = self.seen.lock().expect("weight log lock").clone();
+            if seen.last() == Some(last) || Instant::now() >= deadline {
+                return seen;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

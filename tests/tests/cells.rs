@@ -37,11 +37,13 @@ fn world(worker: bool) -> World {
     }
 }
 
-/// Asserts that every weight list in `seen` is one of `expected`, in `expected`'s order, the
+/// Asserts that every weight list `log` saw is one of `expected`, in `expected`'s order, the
 /// first and the last included.
-fn assert_in_order(seen: &[Vec<(String, u32)>], expected: &[Vec<(String, u32)>]) {
+fn assert_in_order(log: &WeightLog, expected: &[Vec<(String, u32)>]) {
+    let last = expected.last().expect("an expected weight list");
+    let seen = log.seen_through(last, Duration::from_secs(5));
     let mut at = 0;
-    for s in seen {
+    for s in &seen {
         let found = expected[at..].iter().position(|e| e == s);
         assert!(
             found.is_some(),
@@ -306,7 +308,7 @@ fn a_baton_cell_goes_20_analysis_pause_40_100_and_an_unchanged_spec_writes_nothi
     // between two polls).
     let mut all = vec![named(&[("web-1", 100)])];
     all.extend(steps.iter().map(|(_, w)| w.clone()));
-    assert_in_order(&log.seen(), &all);
+    assert_in_order(&log, &all);
 
     // The same spec applied again, and several discoveries later: no write to the rule.
     let mark = w.moto.mark();
@@ -410,7 +412,7 @@ spec:
     assert_eq!(w.read_back("cell1"), expected);
     let mut all = vec![named(&[("web-a1", 50), ("web-a2", 50)])];
     all.extend(steps.iter().map(|(_, w)| w.clone()));
-    assert_in_order(&log.seen(), &all);
+    assert_in_order(&log, &all);
     let run = w.runs("cell1").pop().unwrap();
     let pause = run.nodes.iter().find(|n| n.name == "s2-pause").unwrap();
     assert_eq!(pause.output.as_deref(), Some("paused 5s"));
