@@ -250,6 +250,7 @@ fn worker_config(kinds: Vec<NodeKind>, options: &WorkerOptions) -> WorkerConfig 
         kinds,
         concurrency: options.concurrency,
         shutdown_deadline: options.shutdown_deadline.0,
+        pull_wait: options.pull_wait.0,
         pod: PodConfig {
             image_pull_deadline: options.image_pull_deadline.0,
             success_ttl: options.pod_success_ttl.0,

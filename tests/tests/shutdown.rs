@@ -10,11 +10,17 @@ fn env() -> Env {
     Env::new(env!("CARGO_BIN_EXE_baton-under-test")).expect("test env")
 }
 
-fn slow_workflow(env: &Env, seconds: u32) -> (std::path::PathBuf, std::path::PathBuf) {
+/// A one-node workflow whose job writes `begin`, sleeps `seconds` (60 on its first delivery
+/// when `seconds` is `None`, none on later ones), then writes `end`.
+fn slow_workflow(env: &Env, seconds: Option<u32>) -> (std::path::PathBuf, std::path::PathBuf) {
     let file = env.dir.path().join("effects");
     let f = file.display();
+    let sleep = match seconds {
+        Some(s) => format!("sleep {s}"),
+        None => format!("[ $(grep -c begin {f}) -gt 1 ] || sleep 60"),
+    };
     let node = format!(
-        "{{name: job, kind: exec, command: [sh, -c, 'echo begin >> {f}; sleep {seconds}; echo end >> {f}']}}"
+        "{{name: job, kind: exec, command: [sh, -c, 'echo begin >> {f}; {sleep}; echo end >> {f}']}}"
     );
     let wf = env.write("slow.yaml", &workflow("slow", &[node]));
     (wf, file)
@@ -28,7 +34,7 @@ fn sigterm_lets_jobs_in_flight_finish_within_the_deadline() {
     let mut worker = env
         .start_worker("worker", "exec", &["--shutdown-deadline", "20s"])
         .unwrap();
-    let (wf, file) = slow_workflow(&env, 2);
+    let (wf, file) = slow_workflow(&env, Some(2));
     let run = env.apply(&wf).unwrap();
     env.wait_for(&run, Duration::from_secs(20), |_| lines(&file) == ["begin"])
         .unwrap();
@@ -51,7 +57,8 @@ fn sigterm_past_the_deadline_hands_the_job_back_to_another_worker() {
     let mut first = env
         .start_worker("worker-1", "exec", &["--shutdown-deadline", "500ms"])
         .unwrap();
-    let (wf, file) = slow_workflow(&env, 3);
+    // The first delivery outlasts any stop; the handed-back one finishes at once.
+    let (wf, file) = slow_workflow(&env, None);
     let run = env.apply(&wf).unwrap();
     env.wait_for(&run, Duration::from_secs(20), |_| lines(&file) == ["begin"])
         .unwrap();
@@ -59,9 +66,11 @@ fn sigterm_past_the_deadline_hands_the_job_back_to_another_worker() {
     first.terminate();
     let status = first.wait_exit(Duration::from_secs(10)).unwrap();
     assert!(status.success(), "{status:?}");
+    // The 500 ms deadline and the open pull's 2 s bound the stop, far below the job's 60 s.
     assert!(
-        stopping.elapsed() < Duration::from_secs(5),
-        "the deadline bounds the shutdown"
+        stopping.elapsed() < Duration::from_secs(8),
+        "the deadline bounds the shutdown: {:?}",
+        stopping.elapsed()
     );
     assert!(first.log().contains("job handed back at shutdown"));
     let second = env.start_worker("worker-2", "exec", &[]).unwrap();
@@ -85,15 +94,23 @@ fn a_job_pulled_while_the_worker_stops_goes_to_another_worker_at_once() {
     env.job_ack_wait = "60s";
     let planner = env.start_planner().unwrap();
     env.keep(planner);
-    // Two slots: while the slow job runs, a pull for the free slot stays open.
+    // Two slots: while the slow job runs, a pull for the free slot stays open, long enough
+    // for the quick job to be applied and reach it.
     let mut first = env
         .start_worker(
             "worker-1",
             "exec",
-            &["--concurrency", "2", "--shutdown-deadline", "20s"],
+            &[
+                "--concurrency",
+                "2",
+                "--shutdown-deadline",
+                "20s",
+                "--pull-wait",
+                "60s",
+            ],
         )
         .unwrap();
-    let (wf, file) = slow_workflow(&env, 4);
+    let (wf, file) = slow_workflow(&env, Some(4));
     let slow = env.apply(&wf).unwrap();
     env.wait_for(&slow, Duration::from_secs(20), |_| {
         lines(&file) == ["begin"]

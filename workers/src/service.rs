@@ -37,6 +37,9 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// How long jobs in flight may go on after a shutdown begins before they are handed back.
     pub shutdown_deadline: Duration,
+    /// How long one pull request waits at the server for jobs. A stopping worker hands back
+    /// what its open pull still delivers, so a stop can take this long.
+    pub pull_wait: Duration,
     /// Pod executor settings.
     pub pod: PodConfig,
     /// Helm executor settings.
@@ -49,6 +52,7 @@ impl Default for WorkerConfig {
             kinds: NodeKind::ALL.to_vec(),
             concurrency: 4,
             shutdown_deadline: Duration::from_secs(30),
+            pull_wait: Duration::from_secs(2),
             pod: PodConfig::default(),
             helm: HelmConfig::default(),
         }
@@ -298,16 +302,19 @@ pub async fn run(
             ctx,
             tracker.clone(),
             shutdown.clone(),
+            config.pull_wait,
         )));
     }
     info!(kinds = ?config.kinds, concurrency = config.concurrency, "worker running");
     shutdown.cancelled().await;
+    // The deadline counts from the shutdown, not from the end of the open pulls.
+    let stop_by = tokio::time::Instant::now() + config.shutdown_deadline;
     for pull in loops {
         let _ = pull.await;
     }
     tracker.close();
     info!(in_flight = tracker.len(), deadline = ?config.shutdown_deadline, "worker stopping");
-    if tokio::time::timeout(config.shutdown_deadline, tracker.wait())
+    if tokio::time::timeout_at(stop_by, tracker.wait())
         .await
         .is_err()
     {
@@ -347,8 +354,8 @@ async fn pull_loop(
     ctx: JobContext,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    expires: Duration,
 ) {
-    let expires = Duration::from_secs(2);
     let mut failures = 0u32;
     loop {
         let first = tokio::select! {
