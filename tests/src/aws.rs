@@ -354,7 +354,8 @@ pub struct WeightLog {
 }
 
 impl WeightLog {
-    /// Starts recording the rule at `priority` of `listener_arn`.
+    /// Starts recording the rule at `priority` of `listener_arn`, and returns once the first
+    /// sample is in (at most 10 s), so that the weights at the start are always the first seen.
     pub fn start(moto: &Moto, listener_arn: &str, priority: u32) -> WeightLog {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -383,11 +384,16 @@ impl WeightLog {
                 }
             })
         };
-        WeightLog {
+        let log = WeightLog {
             seen,
             stop,
             thread: Some(thread),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while log.seen.lock().expect("weight log lock").is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
+        log
     }
 
     /// Returns every distinct weight list seen, in order, once the newest is `last` or

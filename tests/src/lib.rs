@@ -494,6 +494,21 @@ pub fn lines(path: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A shell command that waits until the file `gate` exists, at most 60 s: a job that holds
+/// its worker until the test has done what it must do meanwhile (create the file with
+/// [`open_gate`]), however slow the machine.
+pub fn wait_for_gate(gate: &Path) -> String {
+    format!(
+        "for i in $(seq 600); do [ -e {} ] && break; sleep 0.1; done",
+        gate.display()
+    )
+}
+
+/// Creates the file a [`wait_for_gate`] command waits for.
+pub fn open_gate(gate: &Path) {
+    std::fs::write(gate, "").expect("creating a gate file");
+}
+
 /// Returns a Workflow document named `name` whose nodes are the given YAML flow mappings,
 /// one per line (`{name: a, kind: noop}`).
 pub fn workflow(name: &str, nodes: &[String]) -> String {

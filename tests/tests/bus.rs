@@ -64,7 +64,12 @@ async fn setup_is_idempotent_and_publishes_are_deduplicated() {
 async fn nak_redelivers_term_does_not_and_ack_removes() {
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(dir.path()).unwrap();
-    let bus = Bus::connect(&nats.url(), config("b2"), Duration::from_secs(10))
+    // A long ack wait: every redelivery here comes from the NAK, however slow the machine.
+    let config = BusConfig {
+        job_ack_wait: Duration::from_secs(30),
+        ..config("b2")
+    };
+    let bus = Bus::connect(&nats.url(), config, Duration::from_secs(10))
         .await
         .unwrap();
     bus.ensure_streams().await.unwrap();

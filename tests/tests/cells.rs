@@ -313,16 +313,24 @@ fn a_baton_cell_goes_20_analysis_pause_40_100_and_an_unchanged_spec_writes_nothi
     // The same spec applied again, and several discoveries later: no write to the rule.
     let mark = w.moto.mark();
     w.apply("cell.yaml", &text);
-    std::thread::sleep(Duration::from_secs(4));
-    let actions = w.moto.actions_since(mark);
-    assert!(
+    let discoveries = |actions: &[String]| {
         actions
             .iter()
             .filter(|a| *a == "DescribeTargetGroups")
             .count()
-            >= 3,
-        "discovery went on: {actions:?}"
-    );
+    };
+    let started = Instant::now();
+    let actions = loop {
+        let actions = w.moto.actions_since(mark);
+        if discoveries(&actions) >= 3 {
+            break actions;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "discovery went on: {actions:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let writes: Vec<&String> = actions
         .iter()
         .filter(|a| matches!(a.as_str(), "CreateRule" | "ModifyRule" | "DeleteRule"))

@@ -8,7 +8,7 @@ use baton_planner::core::fire_run_id;
 use baton_schemas::status::{RunStatus, State};
 use baton_schemas::wire::Timestamp;
 use baton_tests::kube::KubeEnv;
-use baton_tests::{Env, Proc, lines};
+use baton_tests::{Env, Proc, lines, open_gate, wait_for_gate};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
@@ -491,13 +491,21 @@ fn a_replaced_instance_still_queued_never_runs() {
     let ns = &kube.namespace;
     let effects = env.dir.path().join("effects");
     let e = effects.display();
+    // `block` keeps the only slot until the replacement is done (with the fake kubelet, whose
+    // pods are local processes; a real cluster's pod sleeps 5 s).
+    let gate = env.dir.path().join("gate");
+    let hold = if kube.fake {
+        wait_for_gate(&gate)
+    } else {
+        "sleep 5".to_owned()
+    };
     let docs = [
         task(
             "block",
             ns,
             "  startOnIgnition: [first]
 ",
-            &format!("echo block >> {e}; sleep 5"),
+            &format!("echo block >> {e}; {hold}"),
         ),
         task(
             "busy",
@@ -521,6 +529,15 @@ fn a_replaced_instance_still_queued_never_runs() {
     }
     // While `block` runs, a second fire starts `busy` again: the queued instance is replaced.
     apply_documents(&env, "second.yaml", &ignitor("second", "NOW", ""));
+    wait_runs(&env, Duration::from_secs(60), |all| {
+        all.iter().any(|r| {
+            r.workflow == "first"
+                && r.nodes
+                    .iter()
+                    .any(|n| n.name == "busy" && n.state == State::Cancelled)
+        })
+    });
+    open_gate(&gate);
     let (all, _) = wait_chain_end(&env, "second", Duration::from_secs(90));
     let first = all.iter().find(|r| r.workflow == "first").unwrap();
     let second = all.iter().find(|r| r.workflow == "second").unwrap();

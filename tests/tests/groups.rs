@@ -616,7 +616,15 @@ fn bookinfo_applied_as_an_object_is_released_with_the_flux_driver_and_deleted_in
         return;
     };
     let groups: Api<DynamicObject> = Api::all_with(world.kube.client.clone(), &orkestra_groups());
-    let object: DynamicObject = serde_norway::from_str(BOOKINFO).unwrap();
+    // details and ratings take the actor 2 s each (not its 0.3 s default), so that their
+    // overlap shows however slowly the worker gets to the second one.
+    let mut text = BOOKINFO.to_owned();
+    for sub in ["details", "ratings"] {
+        let plain = format!("            {sub}:\n              replicaCount: 1\n");
+        assert!(text.contains(&plain), "{sub} in bookinfo");
+        text = text.replace(&plain, &format!("{plain}              batonTestDelay: 2\n"));
+    }
+    let object: DynamicObject = serde_norway::from_str(&text).unwrap();
     world
         .kube
         .block_on(groups.create(&PostParams::default(), &object))

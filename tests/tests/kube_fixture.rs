@@ -118,9 +118,12 @@ fn watches_resume_from_a_resource_version_and_filter_by_label() {
             .unwrap();
         let mut seen = watcher(api.clone(), watcher::Config::default().labels("watch=yes")).boxed();
         let mut names = Vec::new();
+        // The writes begin once the watcher has listed what is there.
+        let listed = tokio::sync::Notify::new();
         let collect = async {
             while let Some(event) = seen.next().await {
                 match event.unwrap() {
+                    watcher::Event::InitDone => listed.notify_one(),
                     watcher::Event::Apply(cm) | watcher::Event::InitApply(cm) => {
                         names.push(format!("apply {}", cm.metadata.name.unwrap()))
                     }
@@ -135,7 +138,7 @@ fn watches_resume_from_a_resource_version_and_filter_by_label() {
             }
         };
         let produce = async {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            listed.notified().await;
             api.create(
                 &pp,
                 &config_map("ignored", json!({"watch": "no"}), json!({})),
@@ -413,7 +416,8 @@ fn a_status_write_racing_a_delete_never_resurrects_the_pod() {
                 pods.get_opt(&name).await.unwrap().is_none(),
                 "round {round}: the deleted pod {name} is back"
             );
-            assert!(started.elapsed() < Duration::from_secs(60), "too slow");
+            // Generous: a debug build on two busy cores; the rounds' outcome is the point.
+            assert!(started.elapsed() < Duration::from_secs(180), "too slow");
         }
     });
 }

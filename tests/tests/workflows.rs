@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use baton_schemas::status::{RunStatus, State};
-use baton_tests::{Env, lines, workflow};
+use baton_tests::{Env, lines, open_gate, wait_for_gate, workflow};
 
 fn env() -> Env {
     Env::new(env!("CARGO_BIN_EXE_baton-under-test")).expect("test env")
@@ -356,12 +356,15 @@ fn a_cancelled_run_whose_job_waits_in_the_queue_never_runs_it() {
     env.keep(worker);
     let marker = env.dir.path().join("marker");
     let m = marker.display();
+    // `hold` keeps the only slot until the queued run has been cancelled.
+    let gate = env.dir.path().join("gate");
     let busy = env.write(
         "busy.yaml",
         &workflow(
             "busy",
             &[format!(
-                "{{name: hold, kind: exec, command: [sh, -c, 'echo hold >> {m}; sleep 4']}}"
+                "{{name: hold, kind: exec, command: [sh, -c, 'echo hold >> {m}; {}']}}",
+                wait_for_gate(&gate)
             )],
         ),
     );
@@ -390,6 +393,7 @@ fn a_cancelled_run_whose_job_waits_in_the_queue_never_runs_it() {
         env.wait_end(&queued, Duration::from_secs(5)).unwrap().state,
         State::Cancelled
     );
+    open_gate(&gate);
     assert_eq!(
         env.wait_end(&busy, Duration::from_secs(30)).unwrap().state,
         State::Succeeded
@@ -441,15 +445,17 @@ spec:
 fn poison_messages_are_set_aside_and_reported() {
     let mut env = env();
     env.start_all().unwrap();
+    // `slow` runs until the poison job's failure has ended its run.
+    let gate = env.dir.path().join("gate");
     let wf = env.write(
         "victim.yaml",
-        r#"apiVersion: baton.dev/v1alpha1
-kind: Workflow
-metadata: {name: victim}
-spec:
-  nodes:
-    - {name: slow, kind: exec, command: [sh, -c, 'sleep 2']}
-"#,
+        &workflow(
+            "victim",
+            &[format!(
+                "{{name: slow, kind: exec, command: [sh, -c, '{}']}}",
+                wait_for_gate(&gate)
+            )],
+        ),
     );
     let run = env.apply(&wf).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -492,6 +498,7 @@ spec:
         .unwrap();
     });
     let status = env.wait_end(&run, Duration::from_secs(20)).unwrap();
+    open_gate(&gate);
     let slow = node(&status, "slow");
     assert_eq!(slow.state, State::Failed);
     assert!(
@@ -593,12 +600,12 @@ fn a_job_longer_than_its_ack_wait_is_kept_alive_by_progress_acks() {
     let mut env = env();
     // The job takes three ack waits; progress acks go every third of one, which leaves a
     // busy machine some seconds of slack.
-    env.job_ack_wait = "4s";
+    env.job_ack_wait = "6s";
     env.start_all().unwrap();
     let file = env.dir.path().join("effects");
     let f = file.display();
     let node = format!(
-        "{{name: long, kind: exec, command: [sh, -c, 'echo begin >> {f}; sleep 12; echo end >> {f}']}}"
+        "{{name: long, kind: exec, command: [sh, -c, 'echo begin >> {f}; sleep 18; echo end >> {f}']}}"
     );
     let wf = env.write("long.yaml", &workflow("long", &[node]));
     let run = env.apply(&wf).unwrap();

@@ -372,10 +372,10 @@ async fn reconcile(
             condition("Released", "True", succeeded_reason, &message, generation),
         ]})
     };
-    patch_status(api, &name, status).await;
+    // Recorded before the status shows it: a test reads the record once it sees the outcome.
     events.lock().expect("events lock").push(HelmEvent {
         namespace,
-        name,
+        name: name.clone(),
         action,
         generation,
         values,
@@ -383,6 +383,7 @@ async fn reconcile(
         end: Instant::now(),
         failed,
     });
+    patch_status(api, &name, status).await;
 }
 
 /// Uninstalls a deleted `HelmRelease` and lets it go. Returns true when it failed (the
@@ -401,6 +402,17 @@ async fn uninstall(
     tokio::time::sleep(delay(&values) / 2).await;
     let failed = values["batonTestFailUninstall"].as_bool().unwrap_or(false);
     let generation = object["metadata"]["generation"].as_i64().unwrap_or(1);
+    // Recorded before the cluster shows it: a test reads the record once it sees the outcome.
+    events.lock().expect("events lock").push(HelmEvent {
+        namespace,
+        name: name.clone(),
+        action: "uninstall",
+        generation: 0,
+        values,
+        start,
+        end: Instant::now(),
+        failed,
+    });
     if failed {
         patch_status(
             api,
@@ -416,15 +428,5 @@ async fn uninstall(
             warn!(release = %name, error = %e, "helm-controller could not remove its finalizer");
         }
     }
-    events.lock().expect("events lock").push(HelmEvent {
-        namespace,
-        name,
-        action: "uninstall",
-        generation: 0,
-        values,
-        start,
-        end: Instant::now(),
-        failed,
-    });
     failed
 }
