@@ -177,8 +177,8 @@ pub(crate) struct WorkerOptions {
     /// How long jobs in flight may go on after SIGTERM before they are handed back.
     #[arg(long, env = "BATON_SHUTDOWN_DEADLINE", default_value = "30s")]
     pub shutdown_deadline: Duration,
-    /// How long one pull request waits at the server for jobs; a stopping worker hands back
-    /// what its open pull still delivers, so a stop can take this long.
+    /// How long one pull request waits at the server for jobs (at least 100 ms); a stopping
+    /// worker hands back what its open pull still delivers, so a stop can take this long.
     #[arg(long, env = "BATON_PULL_WAIT", default_value = "2s")]
     pub pull_wait: Duration,
     /// How long a succeeded pod is kept before it is deleted.

@@ -37,8 +37,8 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// How long jobs in flight may go on after a shutdown begins before they are handed back.
     pub shutdown_deadline: Duration,
-    /// How long one pull request waits at the server for jobs. A stopping worker hands back
-    /// what its open pull still delivers, so a stop can take this long.
+    /// How long one pull request waits at the server for jobs (at least 100 ms). A stopping
+    /// worker hands back what its open pull still delivers, so a stop can take this long.
     pub pull_wait: Duration,
     /// Pod executor settings.
     pub pod: PodConfig,
@@ -302,7 +302,7 @@ pub async fn run(
             ctx,
             tracker.clone(),
             shutdown.clone(),
-            config.pull_wait,
+            config.pull_wait.max(Duration::from_millis(100)),
         )));
     }
     info!(kinds = ?config.kinds, concurrency = config.concurrency, "worker running");
