@@ -487,7 +487,6 @@ fn a_replaced_instance_still_queued_never_runs() {
     let worker = env
         .start_worker("worker", "pod", &["--concurrency", "1"])
         .unwrap();
-    env.keep(worker);
     let ns = &kube.namespace;
     let effects = env.dir.path().join("effects");
     let e = effects.display();
@@ -543,18 +542,12 @@ fn a_replaced_instance_still_queued_never_runs() {
     let second = all.iter().find(|r| r.workflow == "second").unwrap();
     assert_eq!(node(first, "busy").state, State::Cancelled, "{first:#?}");
     assert_eq!(node(second, "busy").state, State::Succeeded, "{second:#?}");
-    let worker_log = env.dir.path().join("worker.log");
-    let started = Instant::now();
-    while !std::fs::read_to_string(&worker_log)
-        .unwrap_or_default()
-        .contains("job of a cancelled run or node dropped")
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the replaced job was never taken"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    worker
+        .wait_log(
+            "job of a cancelled run or node dropped",
+            Duration::from_secs(20),
+        )
+        .unwrap_or_else(|e| panic!("the replaced job was never taken: {e}"));
     if kube.fake {
         assert_eq!(
             lines(&effects),

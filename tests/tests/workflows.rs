@@ -10,6 +10,29 @@ fn env() -> Env {
     Env::new(env!("CARGO_BIN_EXE_baton-under-test")).expect("test env")
 }
 
+/// A message as a foreign client publishes it: subject, headers, payload.
+type Raw<'a> = (String, &'a [(&'a str, &'a str)], &'a str);
+
+/// Publishes messages on the bus as a foreign client would, each one acknowledged by the
+/// server.
+fn publish_raw(rt: &tokio::runtime::Runtime, env: &Env, messages: &[Raw<'_>]) {
+    rt.block_on(async {
+        let client = async_nats::connect(env.nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        for (subject, headers, payload) in messages {
+            let mut map = async_nats::HeaderMap::new();
+            for (name, value) in *headers {
+                map.insert(*name, *value);
+            }
+            js.publish_with_headers(subject.clone(), map, payload.to_string().into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    });
+}
+
 fn node<'a>(status: &'a RunStatus, name: &str) -> &'a baton_schemas::status::NodeStatus {
     status
         .nodes
@@ -353,7 +376,6 @@ fn a_cancelled_run_whose_job_waits_in_the_queue_never_runs_it() {
     let worker = env
         .start_worker("worker", "noop,exec", &["--concurrency", "1"])
         .unwrap();
-    env.keep(worker);
     let marker = env.dir.path().join("marker");
     let m = marker.display();
     // `hold` keeps the only slot until the queued run has been cancelled.
@@ -399,18 +421,12 @@ fn a_cancelled_run_whose_job_waits_in_the_queue_never_runs_it() {
         State::Succeeded
     );
     // The worker is free now; it takes the cancelled run's job and drops it.
-    let worker_log = env.dir.path().join("worker.log");
-    let started = std::time::Instant::now();
-    while !std::fs::read_to_string(&worker_log)
-        .unwrap_or_default()
-        .contains("job of a cancelled run or node dropped")
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the cancelled job was never taken"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    worker
+        .wait_log(
+            "job of a cancelled run or node dropped",
+            Duration::from_secs(20),
+        )
+        .unwrap_or_else(|e| panic!("the cancelled job was never taken: {e}"));
     assert_eq!(lines(&marker), ["hold"], "the queued command never ran");
 }
 
@@ -459,44 +475,30 @@ fn poison_messages_are_set_aside_and_reported() {
     );
     let run = env.apply(&wf).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let client = async_nats::connect(env.nats.url()).await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        // A job that does not decode, but whose headers name the node: reported as its failure.
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Baton-Run", run.as_str());
-        headers.insert("Baton-Node", "slow");
-        headers.insert("Baton-Attempt", "1");
-        headers.insert("Nats-Msg-Id", "poison-1");
-        js.publish_with_headers(
-            format!("{}.jobs.exec", env.prefix),
-            headers,
-            "{not json".into(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-        // An event that does not decode and a job that names nothing: logged and set aside.
-        js.publish(format!("{}.events.{run}", env.prefix), "garbage".into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        js.publish(format!("{}.jobs.noop", env.prefix), "garbage".into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        js.publish(
-            format!("{}.events.{run}", env.prefix),
-            r#"{"v":99,"type":"nodeFinished"}"#.into(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    });
+    let poison_job_headers = [
+        ("Baton-Run", run.as_str()),
+        ("Baton-Node", "slow"),
+        ("Baton-Attempt", "1"),
+        ("Nats-Msg-Id", "poison-1"),
+    ];
+    let events = format!("{}.events.{run}", env.prefix);
+    publish_raw(
+        &rt,
+        &env,
+        &[
+            // A job that does not decode, but whose headers name the node: reported as its
+            // failure.
+            (
+                format!("{}.jobs.exec", env.prefix),
+                &poison_job_headers,
+                "{not json",
+            ),
+            // An event that does not decode and a job that names nothing: logged and set aside.
+            (events.clone(), &[], "garbage"),
+            (format!("{}.jobs.noop", env.prefix), &[], "garbage"),
+            (events, &[], r#"{"v":99,"type":"nodeFinished"}"#),
+        ],
+    );
     let status = env.wait_end(&run, Duration::from_secs(20)).unwrap();
     open_gate(&gate);
     let slow = node(&status, "slow");
@@ -565,23 +567,19 @@ fn poison_messages_are_set_aside_and_reported() {
         s.nodes[0].started_at.is_some()
     })
     .unwrap();
-    rt.block_on(async {
-        let client = async_nats::connect(env.nats.url()).await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Baton-Run", run.as_str());
-        headers.insert("Baton-Node", "slow");
-        headers.insert("Baton-Attempt", "1");
-        js.publish_with_headers(
+    publish_raw(
+        &rt,
+        &env,
+        &[(
             format!("{}.events.{run}", env.prefix),
-            headers,
-            "{\"v\":1,\"type\":\"nodeFinished\"".into(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    });
+            &[
+                ("Baton-Run", run.as_str()),
+                ("Baton-Node", "slow"),
+                ("Baton-Attempt", "1"),
+            ],
+            "{\"v\":1,\"type\":\"nodeFinished\"",
+        )],
+    );
     let status = env.wait_end(&run, Duration::from_secs(5)).unwrap();
     assert_eq!(status.state, State::Failed, "{status:?}");
     let slow = node(&status, "slow");
