@@ -89,9 +89,9 @@ impl AlbErrorKind {
     }
 
     /// Returns whether trying the same request again cannot help: the spec names something
-    /// that does not exist, or asks what AWS refuses.
+    /// that does not exist, or asks what AWS refuses (the planner's list of final failures).
     pub fn is_final(self) -> bool {
-        matches!(self, AlbErrorKind::NotFound | AlbErrorKind::Invalid)
+        baton_schemas::traffic::FINAL_FAILURES.contains(&self.as_str())
     }
 }
 

@@ -187,13 +187,18 @@ impl Alb {
         // A create that finds the priority taken (another delivery created the rule since it
         // was looked up) looks again and adopts that rule.
         for _ in 0..2 {
-            let (arn, write) = match self.find_rule(&spec.listener_arn, spec.priority).await? {
-                Some(rule) => match self.update(rule, spec, groups, stop).await? {
-                    Ok(applied) => return Ok(applied),
-                    Err(arn) => (arn, Write::Modified),
-                },
+            match self.find_rule(&spec.listener_arn, spec.priority).await? {
+                Some(rule) => {
+                    return self
+                        .update(rule, spec, groups, &desired_weights, stop)
+                        .await;
+                }
                 None => match self.create(spec, groups, stop).await {
-                    Ok(arn) => (arn, Write::Created),
+                    Ok(arn) => {
+                        return self
+                            .confirm(arn, Write::Created, spec, &desired_weights)
+                            .await;
+                    }
                     Err(e) if e.code.as_deref() == Some("PriorityInUse") => {
                         debug!(
                             priority = spec.priority,
@@ -203,14 +208,7 @@ impl Alb {
                     }
                     Err(e) => return Err(e),
                 },
-            };
-            info!(rule = %arn, priority = spec.priority, write = write.as_str(), generation = ?spec.generation, weights = ?desired_weights, "rule written");
-            let shown = self.read_back(&arn, &desired_weights).await?;
-            return Ok(Applied {
-                rule_arn: arn,
-                write,
-                target_groups: shown.target_groups(),
-            });
+            }
         }
         Err(AlbError::new(
             AlbErrorKind::Other,
@@ -222,18 +220,36 @@ impl Alb {
         ))
     }
 
-    /// Brings an existing rule to the spec: `Ok(applied)` when nothing was written to it
-    /// (unchanged or superseded), `Err(arn)` when it was modified and must be read back.
+    /// Logs a write and reads the rule back until AWS shows `desired` weights.
+    async fn confirm(
+        &self,
+        arn: String,
+        write: Write,
+        spec: &TrafficSpec,
+        desired: &BTreeMap<String, u32>,
+    ) -> Result<Applied, AlbError> {
+        info!(rule = %arn, priority = spec.priority, write = write.as_str(), generation = ?spec.generation, weights = ?desired, "rule written");
+        let shown = self.read_back(&arn, desired).await?;
+        Ok(Applied {
+            rule_arn: arn,
+            write,
+            target_groups: shown.target_groups(),
+        })
+    }
+
+    /// Brings an existing rule to the spec: writes nothing when it is unchanged or carries a
+    /// newer generation, else modifies it and reads it back.
     async fn update(
         &self,
         rule: RuleState,
         spec: &TrafficSpec,
         groups: &[WeightedTargetGroup],
+        desired: &BTreeMap<String, u32>,
         stop: &CancellationToken,
-    ) -> Result<Result<Applied, String>, AlbError> {
+    ) -> Result<Applied, AlbError> {
         let matches = rule.forward_only
             && rule.conditions == canonical_conditions(&spec.conditions)
-            && rule.weights == weights_of(groups);
+            && rule.weights == *desired;
         let tagged = match spec.generation {
             Some(_) => self.rule_generation(&rule.arn).await?,
             None => None,
@@ -242,11 +258,11 @@ impl Alb {
             && tagged > mine
         {
             info!(rule = %rule.arn, priority = spec.priority, generation = %mine, newer = %tagged, "superseded: the rule carries a newer generation; nothing written");
-            return Ok(Ok(Applied {
+            return Ok(Applied {
                 rule_arn: rule.arn.clone(),
                 write: Write::Superseded(tagged),
                 target_groups: rule.target_groups(),
-            }));
+            });
         }
         // The tag goes first: a write of an older generation that looks after it refuses.
         if let Some(mine) = spec.generation
@@ -257,27 +273,22 @@ impl Alb {
         }
         if matches {
             debug!(rule = %rule.arn, priority = spec.priority, "rule unchanged; nothing written");
-            return Ok(Ok(Applied {
+            return Ok(Applied {
                 rule_arn: rule.arn.clone(),
                 write: Write::Unchanged,
                 target_groups: rule.target_groups(),
-            }));
+            });
         }
         stopped(stop, "ModifyRule")?;
         self.modify(&rule.arn, spec, groups).await?;
-        Ok(Err(rule.arn))
+        self.confirm(rule.arn, Write::Modified, spec, desired).await
     }
 
     async fn tag_generation(&self, rule_arn: &str, generation: Generation) -> Result<(), AlbError> {
         self.client
             .add_tags()
             .resource_arns(rule_arn)
-            .tags(
-                Tag::builder()
-                    .key(GENERATION_TAG)
-                    .value(generation.to_string())
-                    .build(),
-            )
+            .tags(generation_tag(generation))
             .send()
             .await
             .map_err(|e| AlbError::from_sdk("AddTags", e))?;
@@ -330,14 +341,7 @@ impl Alb {
             AlbError::new(AlbErrorKind::Invalid, "CreateRule", "priority out of range")
         })?;
         stopped(stop, "CreateRule")?;
-        let tags = spec.generation.map(|g| {
-            vec![
-                Tag::builder()
-                    .key(GENERATION_TAG)
-                    .value(g.to_string())
-                    .build(),
-            ]
-        });
+        let tags = spec.generation.map(|g| vec![generation_tag(g)]);
         let out = self
             .client
             .create_rule()
@@ -545,6 +549,14 @@ fn stopped(stop: &CancellationToken, operation: &'static str) -> Result<(), AlbE
         )),
         false => Ok(()),
     }
+}
+
+/// The tag that fences a rule's writes by generation.
+fn generation_tag(generation: Generation) -> Tag {
+    Tag::builder()
+        .key(GENERATION_TAG)
+        .value(generation.to_string())
+        .build()
 }
 
 fn weights_of(groups: &[WeightedTargetGroup]) -> BTreeMap<String, u32> {

@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use baton_alb::{Alb, AlbError, Deleted, Write};
+use baton_alb::{Alb, AlbError, AlbErrorKind, Deleted, Write};
 use baton_schemas::traffic::{Generation, RuleAction, TrafficSpec, failure_output};
 use baton_schemas::wire::{Job, Outcome};
 use tokio::sync::OnceCell;
@@ -61,7 +61,7 @@ impl TrafficExecutor {
             let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
             return Effect::Done(Outcome::Failed {
                 error: format!("refused before any AWS call: {}", list.join("; ")),
-                output: Some(failure_output("invalid", "none", None)),
+                output: Some(failure_output(AlbErrorKind::Invalid.as_str(), "none", None)),
             });
         }
         let alb = self.alb().await;
