@@ -374,8 +374,9 @@ async fn delete_group(
     State(api): State<Api>,
     Path(name): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    api.ask(|reply| Command::DeleteGroup {
-        name: name.clone(),
+    // Its releases are uninstalled in reverse order.
+    api.ask(|reply| Command::Remove {
+        document: Registered::Group(name.clone()),
         reply,
     })
     .await??;
@@ -429,10 +430,11 @@ async fn delete_cell(
     Path(name): Path<String>,
 ) -> Result<Json<CellResponse>, ApiError> {
     let known = api
-        .ask(|reply| Command::Cells { reply })
-        .await?
-        .iter()
-        .any(|c| c["name"] == name.as_str());
+        .ask(|reply| Command::Exists {
+            document: Registered::Cell(name.clone()),
+            reply,
+        })
+        .await?;
     if !known {
         return Err(Refusal::UnknownCell(name).into());
     }

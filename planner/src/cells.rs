@@ -516,6 +516,12 @@ impl Core {
         self.reconcile_cell(&name, now, actions);
     }
 
+    /// Returns whether the rollout's current node is a traffic write still in flight.
+    fn traffic_in_flight(&self, rollout: &Rollout) -> bool {
+        let (r, i) = (&self.runs[&rollout.run], rollout.stage.node());
+        r.spec.nodes[i].kind == NodeKind::Traffic && !r.nodes[i].state.is_terminal()
+    }
+
     /// Forgets a Cell. Its rollout is cancelled; with `deletionPolicy: Delete` a traffic node
     /// removes its listener rule. A traffic write in flight is never raced: the delete waits
     /// for it to end (it joins the rollout's run, after the write), as abort and promote do.
@@ -534,12 +540,10 @@ impl Core {
             generation: None,
         };
         let rollout = entry.status.rollout.take();
-        let writing = rollout.as_ref().and_then(|ro| {
-            let r = &self.runs[&ro.run];
-            let i = ro.stage.node();
-            (r.spec.nodes[i].kind == NodeKind::Traffic && !r.nodes[i].state.is_terminal())
-                .then(|| (ro.run.clone(), i))
-        });
+        let writing = rollout
+            .as_ref()
+            .filter(|ro| self.traffic_in_flight(ro))
+            .map(|ro| (ro.run.clone(), ro.stage.node()));
         match (delete, writing) {
             (true, Some((run, i))) => {
                 let number = entry.status.runs;
@@ -680,11 +684,8 @@ impl Core {
         };
         let run = rollout.run.clone();
         let i = rollout.stage.node();
-        let (node_kind, node_state) = {
-            let r = &self.runs[&run];
-            (r.spec.nodes[i].kind, r.nodes[i].state)
-        };
-        let traffic_in_flight = node_kind == NodeKind::Traffic && !node_state.is_terminal();
+        let node_state = self.runs[&run].nodes[i].state;
+        let traffic_in_flight = self.traffic_in_flight(&rollout);
         match (command, rollout.stage) {
             (_, Stage::RollingBack { .. }) => {
                 return refuse(
@@ -916,11 +917,8 @@ impl Core {
         now: Timestamp,
         actions: &mut Vec<Action>,
     ) {
-        let run = rollout.run.clone();
-        let i = rollout.stage.node();
-        let r = &self.runs[&run];
-        let in_flight_traffic =
-            r.spec.nodes[i].kind == NodeKind::Traffic && !r.nodes[i].state.is_terminal();
+        let (run, i) = (rollout.run.clone(), rollout.stage.node());
+        let in_flight_traffic = self.traffic_in_flight(rollout);
         let entry = self.cells.get_mut(name).expect("caller checked");
         entry.status.message = Some(why.clone());
         self.changed_cells.insert(name.to_owned());

@@ -552,7 +552,8 @@ impl Sync {
         tracked.deletion = Deletion::Uninstalling;
         info!(kind = KINDS[key.0].kind, name = %key.2, "application group deleted; uninstalling its releases");
         let name = key.2.clone();
-        match self.ask(|reply| Command::DeleteGroup { name, reply }).await {
+        let document = Registered::Group(name);
+        match self.ask(|reply| Command::Remove { document, reply }).await {
             None => false,
             Some(Ok(())) => true,
             Some(Err(refusal)) => {

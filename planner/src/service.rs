@@ -98,11 +98,13 @@ pub enum Command {
         /// Done, or why not.
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
-    /// Forgets a registered document (deleted from a cluster, or by a person).
+    /// Forgets a registered document (deleted from a cluster, or by a person); an application
+    /// group's releases are uninstalled in reverse order first.
     Remove {
         /// The document.
         document: Registered,
-        /// Done, or why not (a workflow, task or ignitor that is not registered).
+        /// Done (for a group: its delete run started or waits), or why not (a workflow, task
+        /// or ignitor that is not registered).
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
     /// Reads every document applied from a cluster object, with that object.
@@ -143,13 +145,6 @@ pub enum Command {
     Groups {
         /// The groups' views, by name.
         reply: oneshot::Sender<Vec<serde_json::Value>>,
-    },
-    /// Deletes an application group: its releases are uninstalled in reverse order.
-    DeleteGroup {
-        /// The group.
-        name: String,
-        /// Done (the delete run started or waits), or why not.
-        reply: oneshot::Sender<Result<(), Refusal>>,
     },
     // --- Cells ---
     /// Reads every Cell's status.
@@ -692,11 +687,6 @@ impl Planner {
                     .collect();
                 let _ = reply.send(views);
             }
-            Command::DeleteGroup { name, reply } => {
-                let input = Input::Remove(Registered::Group(name));
-                let actions = self.turn(vec![input], Origin::Local).await?;
-                let _ = reply.send(refused(&actions).map_or(Ok(()), Err));
-            }
             Command::Cells { reply } => {
                 let _ = reply.send(self.core.cells().map(|c| c.view()).collect());
             }
@@ -752,7 +742,7 @@ impl Planner {
                 self.bus
                     .publish_all(&jobs)
                     .await
-                    .context("publishing jobs")?;
+                    .context("publishing jobs, cancel notices and fires")?;
                 self.changed();
             }
         }
@@ -760,9 +750,9 @@ impl Planner {
         Ok(actions)
     }
 
-    /// Returns the message an action publishes: a job, or a cancel notice. Both go out as a
-    /// turn's jobs do (in the outbox for local inputs), so a notice is never lost: a worker
-    /// drops a job it takes after the notice, and stops one it runs.
+    /// Returns the message an action publishes: a job, a cancel notice or an ignitor fire.
+    /// All go out as a turn's jobs do (in the outbox for local inputs), so a notice is never
+    /// lost: a worker drops a job it takes after the notice, and stops one it runs.
     fn message(&self, action: &Action) -> Option<Outgoing> {
         match action {
             Action::Dispatch(job) => Some(self.bus.job_message(job)),
@@ -801,7 +791,7 @@ impl Planner {
         }
     }
 
-    /// Commits what the core changed, `outbox` (jobs about to be published), and the outbox
+    /// Commits what the core changed, `outbox` (messages about to be published: jobs, cancel notices, ignitor fires), and the outbox
     /// messages already published. With `streams`, also the stream positions up to which
     /// every message is applied: the consumers' ack floors, since a message is acked only
     /// once applied (a floor read late only makes a restart replay more). Positions that
@@ -858,7 +848,7 @@ impl Planner {
         self.bus
             .publish_all(&outbox)
             .await
-            .context("publishing jobs")?;
+            .context("publishing jobs, cancel notices and fires")?;
         self.published.extend(outbox.into_iter().map(|m| m.msg_id));
         self.changed();
         Ok(())
