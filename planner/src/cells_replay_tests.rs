@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 
-use baton_schemas::traffic::WeightedTargetGroup;
 use baton_schemas::{Document, parse_documents};
 
 use super::*;
@@ -17,37 +16,8 @@ const T0: Timestamp = Timestamp(1_700_000_000_000);
 const OKRA_README: &str = include_str!("../../examples/cells/okra-readme.yaml");
 const TEMPLATE: &str = include_str!("../../examples/cells/success-rate.yaml");
 
+use super::cells_tests::observed;
 use super::replay_tests::{Step, replay_after_every_crash, worked};
-
-fn arn(name: &str) -> String {
-    format!("arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/{name}/0123")
-}
-
-fn observed(groups: &[(&str, &str)], rule: Option<&[(&str, u32)]>, at: Timestamp) -> Input {
-    Input::Observed(Box::new(Observation {
-        cell: "cell1".into(),
-        at,
-        target_groups: Ok(groups
-            .iter()
-            .map(|(name, version)| SeenTargetGroup {
-                arn: arn(name),
-                name: (*name).to_owned(),
-                tags: BTreeMap::from([
-                    ("role".to_owned(), "web".to_owned()),
-                    ("okra.mumo.co/version".to_owned(), (*version).to_owned()),
-                ]),
-            })
-            .collect()),
-        rule: Ok(rule.map(|r| {
-            r.iter()
-                .map(|(name, weight)| WeightedTargetGroup {
-                    arn: arn(name),
-                    weight: *weight,
-                })
-                .collect()
-        })),
-    }))
-}
 
 /// Returns the history and its transcript. A worker takes the jobs in order and succeeds:
 /// a traffic job reports the weights it wrote, an analysis passes. Discoveries come at fixed
@@ -194,17 +164,7 @@ fn describe_action(action: &Action) -> String {
 
 #[test]
 fn the_recorded_cell_history_decides_what_its_transcript_says() {
-    let (_, transcript) = record();
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/histories/cell.txt");
-    if std::env::var_os("BATON_BLESS").is_some() {
-        std::fs::write(path, &transcript).unwrap();
-    }
-    let expected = std::fs::read_to_string(path).unwrap_or_default();
-    assert_eq!(
-        transcript, expected,
-        "the core decides otherwise than {path} records; if that is meant, run again with BATON_BLESS=1"
-    );
-    assert_eq!(record().1, transcript, "the same history decides the same");
+    super::replay_tests::check_transcript("cell.txt", || record().1);
 }
 
 /// For every crash point and overlap, a core restored from the checkpoint and given the rest

@@ -26,7 +26,7 @@ fn at(secs: u64) -> Timestamp {
     T0.after(Duration::from_secs(secs))
 }
 
-fn arn(name: &str) -> String {
+pub(super) fn arn(name: &str) -> String {
     format!("arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/{name}/0123")
 }
 
@@ -43,9 +43,13 @@ fn core_with(text: &str) -> Core {
     core
 }
 
-/// What a discovery sees: groups `(name, version)` tagged `role: web`, and the rule's weights
-/// by group name (`None`: no rule).
-fn observed(groups: &[(&str, &str)], rule: Option<&[(&str, u32)]>, now: Timestamp) -> Input {
+/// What a discovery sees: groups `(name, version)` tagged `role: web` and with both version
+/// keys (okra's and baton.dev's), and the rule's weights by group name (`None`: no rule).
+pub(super) fn observed(
+    groups: &[(&str, &str)],
+    rule: Option<&[(&str, u32)]>,
+    now: Timestamp,
+) -> Input {
     let target_groups = groups
         .iter()
         .map(|(name, version)| SeenTargetGroup {

@@ -94,9 +94,16 @@ fn runs(env: &Env) -> Vec<RunStatus> {
     serde_json::from_slice(&env.cli(&["runs", "-o", "json"]).stdout).unwrap_or_default()
 }
 
+/// Returns the names of what `baton <what>` lists; a listing that fails fails the test (an
+/// empty answer must mean nothing is registered).
 fn listed(env: &Env, what: &str) -> Vec<String> {
     let out = env.cli(&[what, "-o", "json"]);
-    let all: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "baton {what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all: Vec<Value> = serde_json::from_slice(&out.stdout).expect("a JSON list");
     all.iter()
         .filter_map(|v| v["name"].as_str().map(str::to_owned))
         .collect()

@@ -242,9 +242,9 @@ fn nats_server_restarts_mid_run_lose_nothing() {
     assert_eq!(first_runs, expected, "{effects:?}");
     assert!(effects.len() <= n + 2 * kills as usize, "{effects:?}");
     assert!(status.nodes.iter().all(|n| n.attempts == 1), "{status:?}");
+    // Whether a kill hit a checkpoint is up to timing; printed, not asserted.
     let unread = planner.log().matches("checkpointing without them").count();
     eprintln!("{kills} kills; stream positions unread {unread} times");
-    env.keep(planner);
 }
 
 #[test]

@@ -1324,13 +1324,7 @@ fn a_release_left_uninstalling_by_a_dead_helm_is_uninstalled_before_it_is_instal
     )
     .unwrap();
     world.keep_worker();
-    assert!(
-        world
-            .apply("g.yaml", &group(&[("db", "", "1.0.0", "")]))
-            .status
-            .success()
-    );
-    let group = world.settled();
+    let group = world.apply_settled(&group(&[("db", "", "1.0.0", "")]));
     assert_eq!(group["phase"], "Succeeded", "{group:#}");
     // An operation under way on the release, stale: finished before anything else starts.
     let calls = world.calls();

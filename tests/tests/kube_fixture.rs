@@ -545,7 +545,7 @@ fn the_kubelet_runs_init_containers_in_order_first() {
         pods.create(&pp, &pod("init-ok", json!({"restartPolicy": "Never",
             "initContainers": [
                 {"name": "first", "image": "busybox", "command": ["sh", "-c", "sleep 1.2; printf one > /dev/termination-log"]},
-                {"name": "second", "image": "busybox", "command": ["sh", "-c", "printf two > /dev/termination-log"]},
+                {"name": "second", "image": "busybox", "command": ["sh", "-c", "sleep 1.2; printf two > /dev/termination-log"]},
             ],
             "containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c", "printf main > /dev/termination-log"]}],
         }))).await.unwrap();
@@ -556,7 +556,8 @@ fn the_kubelet_runs_init_containers_in_order_first() {
         assert_eq!((first.exit_code, first.message.as_deref()), (0, Some("one")));
         assert_eq!((second.exit_code, second.message.as_deref()), (0, Some("two")));
         assert_eq!(main.message.as_deref(), Some("main"));
-        // `first` sleeps over a second: run together, `second` would start before it ended.
+        // `first` and `second` sleep over a second (times are whole seconds): run together,
+        // the next would start before the one before it ended.
         let finished = |t: &k8s_openapi::api::core::v1::ContainerStateTerminated| seconds(t.finished_at.as_ref().unwrap());
         let started = |t: &k8s_openapi::api::core::v1::ContainerStateTerminated| seconds(t.started_at.as_ref().unwrap());
         assert!(started(&second) >= finished(&first), "{first:?} {second:?}");
