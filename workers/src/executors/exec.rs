@@ -162,7 +162,10 @@ pub async fn run_with(job: &Job, stop: &CancellationToken, supervisor: &Path) ->
         }
         Err(false) => return Effect::Stopped,
     };
-    if let Ok(error) = std::fs::read_to_string(&error_path) {
+    // The supervisor writes the file only when the command cannot start, and exits with 127.
+    if status.code() == Some(127)
+        && let Ok(error) = tokio::fs::read_to_string(&error_path).await
+    {
         return Effect::Done(failed(&format!("cannot start {program:?}: {error}")));
     }
     if !status.success() {
