@@ -471,18 +471,60 @@ impl Bus {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let deadline = tokio::time::Instant::now() + self.config.publish_deadline;
-        let mut delay = Duration::from_millis(50);
+        let mut backoff = Backoff::new(tokio::time::Instant::now() + self.config.publish_deadline);
         loop {
             match op().await {
                 Ok(v) => return Ok(v),
-                Err(e) if e.is_passing() && tokio::time::Instant::now() + delay < deadline => {
-                    debug!(what, error = %e, ?delay, "passing bus failure; trying again");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
+                Err(e) if e.is_passing() => match backoff.next_delay() {
+                    Some(delay) => {
+                        debug!(what, error = %e, ?delay, "passing bus failure; trying again");
+                        tokio::time::sleep(delay).await;
+                    }
+                    None => return Err(e),
+                },
                 Err(e) => return Err(e),
             }
+        }
+    }
+}
+
+/// The waits between tries of a bus operation: from 50 ms, doubling up to 2 s, and none that
+/// would end past the deadline.
+#[derive(Debug)]
+pub struct Backoff {
+    delay: Duration,
+    deadline: tokio::time::Instant,
+}
+
+impl Backoff {
+    /// Waits that end before `deadline`.
+    pub fn new(deadline: tokio::time::Instant) -> Self {
+        Self {
+            delay: Duration::from_millis(50),
+            deadline,
+        }
+    }
+
+    /// Returns how long to wait before the next try, or `None` when that wait would reach
+    /// the deadline.
+    pub fn next_delay(&mut self) -> Option<Duration> {
+        let delay = self.delay;
+        if tokio::time::Instant::now() + delay >= self.deadline {
+            return None;
+        }
+        self.delay = (delay * 2).min(Duration::from_secs(2));
+        Some(delay)
+    }
+
+    /// Waits before the next try; returns false, at once, when the wait would reach the
+    /// deadline.
+    pub async fn wait(&mut self) -> bool {
+        match self.next_delay() {
+            Some(delay) => {
+                tokio::time::sleep(delay).await;
+                true
+            }
+            None => false,
         }
     }
 }

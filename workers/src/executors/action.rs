@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::context::{GetStreamByNameErrorKind, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
-use baton_bus::Bus;
+use baton_bus::{Backoff, Bus};
 use baton_schemas::OUTPUT_LIMIT_BYTES;
 use baton_schemas::wire::{Job, Outcome, headers};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -104,14 +104,13 @@ pub async fn publish(bus: &Bus, job: &Job) -> Outcome {
     let subject = message.subject.clone();
     let payload = bytes::Bytes::from(message.data.clone().unwrap_or_default());
     let msg_id = job.msg_id();
-    let mut backoff = Backoff {
-        delay: Duration::from_millis(50),
-        deadline: tokio::time::Instant::now()
+    let mut backoff = Backoff::new(
+        tokio::time::Instant::now()
             + job
                 .timeout_ms
                 .map(Duration::from_millis)
                 .unwrap_or(DEFAULT_TIMEOUT),
-    };
+    );
     let outcome = loop {
         match bus.jetstream().stream_by_subject(subject.clone()).await {
             Ok(_) => {}
@@ -168,24 +167,6 @@ pub async fn publish(bus: &Bus, job: &Job) -> Outcome {
         failpoint::hang_if("publish-after-send").await;
     }
     outcome
-}
-
-/// Waits between tries of a publish, longer each time, until a deadline.
-struct Backoff {
-    delay: Duration,
-    deadline: tokio::time::Instant,
-}
-
-impl Backoff {
-    /// Waits before the next try; returns false, at once, when it would pass the deadline.
-    async fn wait(&mut self) -> bool {
-        if tokio::time::Instant::now() + self.delay >= self.deadline {
-            return false;
-        }
-        tokio::time::sleep(self.delay).await;
-        self.delay = (self.delay * 2).min(Duration::from_secs(2));
-        true
-    }
 }
 
 /// Publishes on core NATS, with `Nats-Msg-Id`, for a subject no stream captures.
