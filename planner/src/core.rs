@@ -1291,16 +1291,10 @@ impl Core {
                     Outcome::Failed { error, output } => {
                         // A traffic write AWS refused, or one out of date, fails the same way
                         // again: no retry.
-                        let last = r.spec.nodes[i].kind == NodeKind::Traffic
-                            && baton_schemas::traffic::is_final_failure(output.as_deref());
+                        let retry = !(r.spec.nodes[i].kind == NodeKind::Traffic
+                            && baton_schemas::traffic::is_final_failure(output.as_deref()));
                         r.node_mut(i).output = output;
-                        match last {
-                            true => {
-                                r.node_mut(i).error = Some(error);
-                                finish(r, i, NodeState::Failed, now);
-                            }
-                            false => attempt_failed(r, i, attempt, error, now),
-                        }
+                        attempt_failed(r, i, attempt, error, retry, now);
                     }
                 }
                 self.advance(&run, now, &mut actions);
@@ -1347,7 +1341,7 @@ impl Core {
                                     "timed out: no result from a worker within the node's timeout ({timeout}) plus {}s of grace",
                                     self.config.timeout_grace.as_secs()
                                 );
-                                attempt_failed(r, i, attempt, error, now);
+                                attempt_failed(r, i, attempt, error, true, now);
                             }
                             _ => {}
                         }
@@ -1594,13 +1588,21 @@ fn finish(r: &mut Run, i: usize, state: NodeState, now: Timestamp) {
     }
 }
 
-/// Records a failed attempt: waits to retry if retries are left and the run goes on, else
+/// Records a failed attempt: waits to retry if the failure may be retried (`retry`: not a
+/// traffic write that fails the same way again), retries are left and the run goes on; else
 /// fails the node.
-fn attempt_failed(r: &mut Run, i: usize, attempt: Attempt, error: String, now: Timestamp) {
+fn attempt_failed(
+    r: &mut Run,
+    i: usize,
+    attempt: Attempt,
+    error: String,
+    retry: bool,
+    now: Timestamp,
+) {
     r.node_mut(i).error = Some(error);
     let retries = r.spec.nodes[i].retries;
     match retries {
-        Some(retries) if attempt.0 <= retries.limit && !r.phase.is_over() => {
+        Some(retries) if retry && attempt.0 <= retries.limit && !r.phase.is_over() => {
             let at = now.after(retries.backoff.delay_after(attempt.0));
             r.node_mut(i).state = NodeState::RetryWait {
                 failed: attempt,
