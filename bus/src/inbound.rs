@@ -181,14 +181,32 @@ pub fn decode_fire(message: &Inbound) -> Result<baton_schemas::wire::Fire, Poiso
     Ok(fire)
 }
 
-/// Decodes a trigger: the workflow it names (the last subject token), the run id its sender
-/// chose (if any) and its data (the body, as UTF-8).
-pub fn decode_trigger(message: &Inbound) -> Result<(String, Option<RunId>, String), Poison> {
+/// Decodes a trigger on `<prefix>.triggers.<workflow>`: the workflow it names, the run id its
+/// sender chose (if any) and its data (the body, as UTF-8).
+///
+/// A trigger subject has exactly one token after `triggers`, a workflow's name (a DNS label);
+/// `triggers.cells.<cell>` and `triggers.ignitors.<ignitor>` carry Cell commands and fires
+/// and are read apart. Any other nested subject (`triggers.a.b.good`) is refused, not read
+/// as its last token: who may publish on which subject is a permission, and a subject that
+/// names one workflow must start only that one.
+pub fn decode_trigger(
+    message: &Inbound,
+    prefix: &str,
+) -> Result<(String, Option<RunId>, String), Poison> {
     let workflow = message
         .subject()
-        .rsplit('.')
-        .next()
-        .unwrap_or_default()
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix(".triggers."))
+        .filter(|name| baton_schemas::ids::is_dns_label(name))
+        .ok_or_else(|| {
+            poison(
+                message,
+                format!(
+                    "trigger subject {:?} does not name one workflow: publish on {prefix}.triggers.<workflow>",
+                    message.subject()
+                ),
+            )
+        })?
         .to_owned();
     let data = String::from_utf8(message.payload().to_vec())
         .map_err(|_| poison(message, "trigger data is not UTF-8".to_owned()))?;

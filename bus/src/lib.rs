@@ -123,6 +123,11 @@ impl Bus {
         &self.config
     }
 
+    /// Returns the largest message the server takes (its `max_payload`, headers included).
+    pub fn max_message_size(&self) -> usize {
+        self.client.server_info().max_payload
+    }
+
     /// Returns the plain NATS client.
     pub fn client(&self) -> &async_nats::Client {
         &self.client

@@ -21,6 +21,19 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
+    /// Returns the message's size as the server counts it against its largest message
+    /// (`max_payload`): the body and the header block, `Nats-Msg-Id` included.
+    pub fn size(&self) -> usize {
+        const HEADER_LINE: usize = "NATS/1.0\r\n".len() + "\r\n".len();
+        let id = "Nats-Msg-Id: \r\n".len() + self.msg_id.len();
+        let others: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + ": \r\n".len())
+            .sum();
+        self.payload.len() + HEADER_LINE + id + others
+    }
+
     pub(crate) fn to_publish(&self) -> PublishMessage {
         let mut publish = PublishMessage::build()
             .payload(self.payload.clone())

@@ -12,6 +12,9 @@ pub(crate) fn print_status(status: &RunStatus, format: Format) -> anyhow::Result
                 "run {}  workflow {}  {}",
                 status.run, status.workflow, status.state
             );
+            if let Some(error) = &status.error {
+                println!("error: {}", one_line(error));
+            }
             let rows: Vec<[String; 5]> = status
                 .nodes
                 .iter()

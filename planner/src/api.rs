@@ -18,13 +18,17 @@
 //! | `GET /healthz` | | `ok` |
 //!
 //! Errors answer `{"errors": ["<path>: <message>", ...]}` with 400, 404 (what the request
-//! names does not exist), 409 (its state does not allow the request: a Cell with nothing to
-//! resume, a Cell's rollout cancelled instead of aborted) or 503.
+//! names does not exist, or a path with no route), 405 (a method the path does not take),
+//! 409 (its state does not allow the request: a Cell with nothing to resume, a Cell's rollout
+//! cancelled instead of aborted), 413 (a body above the limit: 64 MiB, or for a trigger the
+//! bus's largest message), 415 (a body that is not JSON) or 503. Every error answer, axum's
+//! own rejections included, has that one shape.
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use baton_bus::Bus;
@@ -174,9 +178,72 @@ pub fn router(commands: mpsc::Sender<Command>, bus: Bus) -> Router {
         .route("/v1/cells", get(cells))
         .route("/v1/cells/{name}", get(cell).delete(delete_cell))
         .route("/v1/cells/{name}/{command}", post(cell_command))
+        .fallback(no_route)
         // Large workflows (the benchmark's 100 000-node DAG is about 6 MB) are allowed.
-        .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(json_errors))
         .with_state(Api { commands, bus })
+}
+
+/// The largest request body: large workflows (the benchmark's 100 000-node DAG is about
+/// 6 MB) are allowed.
+const BODY_LIMIT: usize = 64 << 20;
+
+/// Answers a path with no route.
+async fn no_route(request: Request) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        vec![format!(
+            "no such path: {} {}",
+            request.method(),
+            request.uri().path()
+        )],
+    )
+}
+
+/// Gives every error answer the one JSON shape of [`ErrorResponse`]: axum's own rejections
+/// (a body that is not JSON or too large, a method the path does not take) answer plain text
+/// or nothing, which a client would have to special-case.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            format!("{path} does not take {method} (it takes: {allowed})")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            format!("the request body is above the limit of {BODY_LIMIT} bytes")
+        }
+        _ if text.is_empty() => status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_lowercase(),
+        _ => text,
+    };
+    let mut answer = ApiError(status, vec![message]).into_response();
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        answer.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    answer
 }
 
 /// Serves the API on a bound `listener` until `shutdown` fires.
@@ -306,8 +373,27 @@ async fn trigger(
     {
         return Err(Refusal::UnknownWorkflow(name).into());
     }
+    if let Err(e) = std::str::from_utf8(&body) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            vec![format!(
+                "trigger data is not UTF-8 (invalid byte at offset {})",
+                e.valid_up_to()
+            )],
+        ));
+    }
     let run = new_run_id();
     let message = api.bus.trigger_message(&name, body, &run);
+    let limit = api.bus.max_message_size();
+    if message.size() > limit {
+        return Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            vec![format!(
+                "trigger data is {} bytes, above the bus's limit of {limit} bytes for one message",
+                message.payload.len()
+            )],
+        ));
+    }
     api.bus
         .publish_one(&message)
         .await

@@ -1415,7 +1415,10 @@ fn push_analysis(
     // Measurements run side by side; each may wait its query timeout (30s by default).
     let longest = metrics
         .iter()
-        .map(|m| m.duration() + Duration::from_secs(30) * m.count())
+        .map(|m| {
+            m.duration()
+                .saturating_add(Duration::from_secs(30).saturating_mul(m.count()))
+        })
         .max()
         .unwrap_or_default();
     let mut spec = NodeSpec::new(unique_name(r, label), NodeKind::Analysis);
@@ -1423,7 +1426,9 @@ fn push_analysis(
         metrics,
         ..step
     }));
-    spec.timeout = Some(baton_schemas::Duration(longest + Duration::from_secs(60)));
+    spec.timeout = Some(baton_schemas::Duration(
+        longest.saturating_add(Duration::from_secs(60)),
+    ));
     push(r, spec, NodeState::Pending, Timestamp(0))
 }
 

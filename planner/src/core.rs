@@ -77,6 +77,19 @@ pub enum Input {
         /// The trigger data; the first nodes' `BATON_DATA`.
         data: String,
     },
+    /// A trigger read from the bus that cannot start a run (undecodable data, a subject that
+    /// names no workflow, a workflow not registered): the run is recorded as failed with the
+    /// reason, so that whoever sent it finds out where runs are looked at. A run id already
+    /// known is ignored.
+    RejectTrigger {
+        /// The run the trigger was to start: the id its sender chose, or one derived from its
+        /// place in the stream.
+        run: RunId,
+        /// The workflow it named, as far as it could be read.
+        workflow: WorkflowName,
+        /// Why it was set aside.
+        reason: String,
+    },
     /// A worker's report from the bus.
     Bus(Event),
     /// An ignitor's fire read from the bus: starts its chain, once.
@@ -513,6 +526,9 @@ pub struct Run {
     /// What the run is of.
     #[serde(default)]
     pub kind: RunKind,
+    /// Why the run failed as a whole, before any node could (a trigger set aside).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// How many nodes have reached a final state.
     pub(crate) finished_count: u32,
     /// The finish order up to which a chain has started what follows its nodes.
@@ -676,6 +692,7 @@ impl Run {
             created_at: now,
             finished_at: None,
             kind,
+            error: None,
             finished_count: 0,
             followed_up_to: 0,
             graph: Graph::default(),
@@ -737,6 +754,7 @@ impl Run {
             run: self.id.to_string(),
             workflow: self.workflow.to_string(),
             state: self.phase.state(),
+            error: self.error.clone(),
             nodes: self
                 .nodes
                 .iter()
@@ -1245,6 +1263,33 @@ impl Core {
                 );
                 self.begin_run(new, now, &mut actions);
             }
+            Input::RejectTrigger {
+                run,
+                workflow,
+                reason,
+            } => {
+                if self.runs.contains_key(&run) {
+                    return actions;
+                }
+                let mut rejected = Run::new(
+                    run.clone(),
+                    workflow,
+                    WorkflowSpec::default(),
+                    RunKind::Workflow,
+                    "trigger".to_owned(),
+                    String::new(),
+                    now,
+                );
+                rejected.phase = RunPhase::Failed;
+                rejected.finished_at = Some(now);
+                rejected.error = Some(format!("trigger set aside: {reason}"));
+                self.runs.insert(run.clone(), rejected);
+                self.mark_changed(&run);
+                actions.push(Action::RunFinished {
+                    run,
+                    state: State::Failed,
+                });
+            }
             Input::Bus(Event::NodeStarted {
                 run,
                 node,
@@ -1260,7 +1305,7 @@ impl Core {
                     let n = r.node_mut(i);
                     n.state = NodeState::Running {
                         attempt,
-                        deadline: timeout.map(|t| at.after(t + grace)),
+                        deadline: timeout.map(|t| at.after(t.saturating_add(grace))),
                     };
                     n.started_at.get_or_insert(at);
                     self.mark_changed(&run);
@@ -1696,6 +1741,10 @@ pub use cells::{
 #[cfg(test)]
 #[path = "core_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "core_fuzz_tests.rs"]
+mod fuzz_tests;
 
 #[cfg(test)]
 #[path = "chains_tests.rs"]

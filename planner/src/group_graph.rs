@@ -496,7 +496,7 @@ fn helm_node(task: &ReleaseTask, name: NodeName, direction: Direction) -> NodeSp
     if direction == Direction::Remove {
         helm.action = HelmAction::Uninstall;
     }
-    let timeout = Duration(helm.timeout().0 + NODE_SLACK);
+    let timeout = Duration(helm.timeout().0.saturating_add(NODE_SLACK));
     NodeSpec {
         helm: Some(Box::new(helm)),
         ..blank(name, NodeKind::Helm, timeout)

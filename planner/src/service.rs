@@ -498,8 +498,10 @@ impl Planner {
         inputs
     }
 
-    /// Decodes triggers into run starts and Cell commands; a poison trigger is reported and
-    /// skipped. A trigger without a run id gets one derived from its place in the stream.
+    /// Decodes triggers into run starts and Cell commands. A trigger without a run id gets
+    /// one derived from its place in the stream. A trigger that cannot start its run (poison,
+    /// or a workflow not registered) is reported and recorded as a failed run with the
+    /// reason; a poison Cell command or fire is reported in the log.
     fn trigger_inputs(&self, batch: &[Inbound]) -> Vec<Input> {
         let mut inputs = Vec::with_capacity(batch.len());
         let cell_subject = format!("{}.triggers.cells.", self.bus.config().prefix);
@@ -533,17 +535,41 @@ impl Planner {
                 }
                 continue;
             }
-            match baton_bus::decode_trigger(message) {
-                Ok((workflow, run, data)) => inputs.push(Input::StartRun {
-                    run: run.unwrap_or_else(|| {
-                        trigger_run_id(self.triggers_created, message.stream_sequence())
-                    }),
-                    workflow: WorkflowName::new(workflow.clone()),
-                    initiator: workflow,
-                    data,
-                }),
+            let derived_run = || trigger_run_id(self.triggers_created, message.stream_sequence());
+            let prefix = &self.bus.config().prefix;
+            match baton_bus::decode_trigger(message, prefix) {
+                Ok((workflow, run, data)) => {
+                    let run = run.unwrap_or_else(derived_run);
+                    let name = WorkflowName::new(workflow.clone());
+                    if self.core.is_registered(&Registered::Workflow(name.clone())) {
+                        inputs.push(Input::StartRun {
+                            run,
+                            workflow: name,
+                            initiator: workflow,
+                            data,
+                        });
+                    } else {
+                        warn!(%run, workflow = %name, "trigger for a workflow not registered; recorded as a failed run");
+                        inputs.push(Input::RejectTrigger {
+                            run,
+                            reason: format!("workflow {workflow:?} is not registered"),
+                            workflow: name,
+                        });
+                    }
+                }
                 Err(poison) => {
-                    error!(subject = %poison.subject, reason = %poison.reason, "poison trigger set aside")
+                    let run = poison.run.clone().unwrap_or_else(derived_run);
+                    error!(subject = %poison.subject, reason = %poison.reason, %run, "poison trigger set aside; recorded as a failed run");
+                    let subject_rest = poison
+                        .subject
+                        .strip_prefix(prefix.as_str())
+                        .and_then(|s| s.strip_prefix(".triggers."))
+                        .unwrap_or(&poison.subject);
+                    inputs.push(Input::RejectTrigger {
+                        run,
+                        workflow: WorkflowName::new(subject_rest),
+                        reason: poison.reason,
+                    });
                 }
             }
         }

@@ -109,7 +109,7 @@ impl Metric {
     pub fn duration(&self) -> std::time::Duration {
         let interval = self.interval.map(|d| d.0).unwrap_or_default();
         let delay = self.initial_delay.map(|d| d.0).unwrap_or_default();
-        delay + interval * self.count().saturating_sub(1)
+        delay.saturating_add(interval.saturating_mul(self.count().saturating_sub(1)))
     }
 }
 

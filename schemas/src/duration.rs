@@ -5,11 +5,17 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A non-negative duration that reads and writes the human form (`1m30s`).
+/// A non-negative duration that reads and writes the human form (`1m30s`), at most
+/// [`Duration::MAX`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Duration(pub std::time::Duration);
 
 impl Duration {
+    /// The longest duration a document may give: 366 days. Longer ones are refused where they
+    /// are read, so that no deadline the planner computes from them (a timeout plus its grace,
+    /// a backoff, a pause) can overflow, and none is meaningless ("never") in disguise.
+    pub const MAX: Duration = Duration::from_secs(366 * 24 * 3600);
+
     /// Builds a duration from whole seconds.
     pub const fn from_secs(secs: u64) -> Self {
         Self(std::time::Duration::from_secs(secs))
@@ -30,9 +36,16 @@ impl FromStr for Duration {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        humantime::parse_duration(s.trim())
+        let parsed = humantime::parse_duration(s.trim())
             .map(Duration)
-            .map_err(|e| format!("invalid duration {s:?} ({e}); write it like 30s, 5m or 1h30m"))
+            .map_err(|e| format!("invalid duration {s:?} ({e}); write it like 30s, 5m or 1h30m"))?;
+        if parsed > Duration::MAX {
+            return Err(format!(
+                "duration {s:?} is longer than the maximum of {} (366 days)",
+                Duration::MAX
+            ));
+        }
+        Ok(parsed)
     }
 }
 
@@ -86,5 +99,13 @@ mod tests {
         assert_eq!(Duration::from_secs(90).to_string(), "1m 30s");
         assert!("soon".parse::<Duration>().is_err());
         assert!("10".parse::<Duration>().is_err());
+    }
+
+    #[test]
+    fn longer_than_the_maximum_is_refused() {
+        assert_eq!("366d".parse::<Duration>().unwrap(), Duration::MAX);
+        let e = "18446744073709551615s".parse::<Duration>().unwrap_err();
+        assert!(e.contains("longer than the maximum"), "{e}");
+        assert!("367d".parse::<Duration>().is_err());
     }
 }

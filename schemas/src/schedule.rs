@@ -46,6 +46,17 @@ impl Schedule {
         now: Timestamp,
     ) -> Result<Schedule, String> {
         let schedule = Schedule::read(scheduled, time_zone)?;
+        // A time without an offset would be read as UTC, which a reader of `09:00` in a
+        // local-time document does not expect; Orca (Go's RFC 3339) refused it too. Stored
+        // schedules keep being read leniently by `read`.
+        if matches!(schedule, Schedule::At(_))
+            && DateTime::parse_from_rfc3339(scheduled.trim()).is_err()
+        {
+            return Err(format!(
+                "{:?} has no UTC offset: write it as RFC 3339 with one, like 2027-01-15T09:00:00Z or 2027-01-15T09:00:00+01:00",
+                scheduled.trim()
+            ));
+        }
         match &schedule {
             Schedule::At(at) if *at <= now => Err(format!(
                 "{} is in the past: a one-shot schedule must be in the future (or NOW)",
@@ -72,7 +83,14 @@ impl Schedule {
         if text.eq_ignore_ascii_case("now") {
             return Ok(Schedule::Now);
         }
-        if let Ok(at) = humantime::parse_rfc3339_weak(text)
+        // With an offset (`Z`, `+01:00`), or without one as schedules accepted before offsets
+        // were required (read as UTC).
+        let at = DateTime::parse_from_rfc3339(text)
+            .ok()
+            .and_then(|t| u64::try_from(t.timestamp_millis()).ok())
+            .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+            .or_else(|| humantime::parse_rfc3339_weak(text).ok());
+        if let Some(at) = at
             && text.contains('T')
         {
             let millis = at
@@ -415,6 +433,18 @@ mod tests {
         assert_eq!(at.next_after(ts("2026-11-21T10:00:05Z")), None);
         let past = Schedule::parse("2020-02-03T19:34:05Z", None, now).unwrap_err();
         assert!(past.contains("is in the past"), "{past}");
+        let offset = Schedule::parse("2026-11-21T11:00:05+01:00", None, now).unwrap();
+        assert_eq!(offset.next_after(now), Some(ts("2026-11-21T10:00:05Z")));
+    }
+
+    #[test]
+    fn a_one_shot_without_an_offset_is_refused() {
+        let now = ts("2026-11-21T10:00:00Z");
+        let e = Schedule::parse("2026-12-01T09:00:00", None, now).unwrap_err();
+        assert!(e.contains("has no UTC offset"), "{e}");
+        // What was stored before this rule is still read, as UTC.
+        let stored = Schedule::read("2026-12-01T09:00:00", None).unwrap();
+        assert_eq!(stored.next_after(now), Some(ts("2026-12-01T09:00:00Z")));
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub struct RunStatus {
     pub workflow: String,
     /// The run's state.
     pub state: State,
+    /// Why the run failed as a whole, before any node could (a trigger set aside).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// Every node, in spec order.
     pub nodes: Vec<NodeStatus>,
 }

@@ -167,6 +167,7 @@ pub fn workflow(wf: &Workflow) -> Result<(), Vec<SpecError>> {
             }
             _ => {}
         }
+        errors.extend(exec_strings(i, node));
         for key in node.env.keys() {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
                 errors.push(SpecError::new(
@@ -195,6 +196,58 @@ pub fn workflow(wf: &Workflow) -> Result<(), Vec<SpecError>> {
     } else {
         Err(errors)
     }
+}
+
+/// The longest single argument or `NAME=value` environment string `execve` takes on Linux
+/// (`MAX_ARG_STRLEN`, 32 pages, with its terminating NUL).
+pub const MAX_EXEC_STRING: usize = 128 * 1024 - 1;
+
+/// The most an exec node's command and environment may hold together: half of the usual
+/// `ARG_MAX` (2 MiB), leaving the rest to the `BATON_*` variables and the worker's own
+/// environment.
+pub const MAX_EXEC_TOTAL: usize = 1024 * 1024;
+
+/// Checks what an exec node hands to `execve`: no NUL byte (a C string ends there), no
+/// string longer than `execve` takes, and not too much in all. Found here rather than when
+/// the run fails to start its process.
+fn exec_strings(i: usize, node: &crate::workflow::NodeSpec) -> Vec<SpecError> {
+    let mut errors = Vec::new();
+    let mut total = 0usize;
+    let mut check = |path: String, text: &str, extra: usize| {
+        let len = text.len() + extra;
+        total = total.saturating_add(len + 1);
+        if text.contains('\0') {
+            errors.push(SpecError::new(
+                path,
+                "contains a NUL byte, which no process argument or environment value can hold",
+            ));
+        } else if len > MAX_EXEC_STRING {
+            errors.push(SpecError::new(
+                path,
+                format!(
+                    "is {len} bytes, above the {MAX_EXEC_STRING}-byte limit of one process argument or environment entry; pass large data through a file"
+                ),
+            ));
+        }
+    };
+    for (j, arg) in node.command.iter().flatten().enumerate() {
+        check(format!("spec.nodes[{i}].command[{j}]"), arg, 0);
+    }
+    for (key, value) in &node.env {
+        check(format!("spec.nodes[{i}].env.{key}"), value, key.len() + 1);
+    }
+    if let Some(dir) = &node.working_dir {
+        check(format!("spec.nodes[{i}].workingDir"), dir, 0);
+    }
+    if total > MAX_EXEC_TOTAL {
+        errors.push(SpecError::new(
+            format!("spec.nodes[{i}]"),
+            format!(
+                "command and env hold {total} bytes together, above the limit of {MAX_EXEC_TOTAL}"
+            ),
+        ));
+    }
+    errors
 }
 
 /// Checks a pod template: at least one container, each with a valid unique name and an image;

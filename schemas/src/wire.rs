@@ -41,17 +41,23 @@ impl Timestamp {
 
     /// Returns the instant as `std::time::SystemTime`.
     pub fn to_system_time(self) -> std::time::SystemTime {
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.0)
+        // Saturates where the platform's time ends, instead of panicking past it.
+        std::time::UNIX_EPOCH
+            .checked_add(std::time::Duration::from_millis(self.0))
+            .unwrap_or(std::time::UNIX_EPOCH + std::time::Duration::from_secs(i32::MAX as u64))
     }
 }
 
 impl fmt::Display for Timestamp {
-    /// Writes RFC 3339 with milliseconds, in UTC.
+    /// Writes RFC 3339 with milliseconds, in UTC. RFC 3339 ends with the year 9999: a later
+    /// instant (a clock or a forged message far off) is written as that end.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const LAST: u64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+        let shown = Timestamp(self.0.min(LAST));
         write!(
             f,
             "{}",
-            humantime::format_rfc3339_millis(self.to_system_time())
+            humantime::format_rfc3339_millis(shown.to_system_time())
         )
     }
 }
@@ -161,6 +167,14 @@ pub struct JobInputs {
 }
 
 impl Job {
+    /// Returns how long the attempt may run, at most ten times [`crate::Duration::MAX`]: a
+    /// forged job's larger value cannot overflow the deadline a worker computes from it.
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        let cap = crate::Duration::MAX.0.saturating_mul(10);
+        self.timeout_ms
+            .map(|ms| std::time::Duration::from_millis(ms).min(cap))
+    }
+
     /// Returns a job of `kind` for one attempt of a node, with no timeout, no executor
     /// settings and no inputs: a base to set the rest on.
     pub fn new(
@@ -460,6 +474,7 @@ mod tests {
     #[test]
     fn timestamps_print_rfc3339() {
         assert_eq!(Timestamp(1_500).to_string(), "1970-01-01T00:00:01.500Z");
+        assert_eq!(Timestamp(u64::MAX).to_string(), "9999-12-31T23:59:59.999Z");
     }
 
     /// Jobs move from task to task on their way through a worker: they stay small.

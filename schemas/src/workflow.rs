@@ -51,7 +51,7 @@ pub struct Metadata {
 }
 
 /// The body of a workflow.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkflowSpec {
     /// What happens to the rest of the run after a node fails for good.

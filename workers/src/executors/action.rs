@@ -55,11 +55,7 @@ pub async fn webhook(http: &reqwest::Client, job: &Job) -> Outcome {
     }
     let mut request = http
         .request(method, &hook.url)
-        .timeout(
-            job.timeout_ms
-                .map(Duration::from_millis)
-                .unwrap_or(DEFAULT_TIMEOUT),
-        )
+        .timeout(job.timeout().unwrap_or(DEFAULT_TIMEOUT))
         .headers(header_map);
     if let Some(body) = &hook.body {
         request = request.body(body.clone());
@@ -104,13 +100,8 @@ pub async fn publish(bus: &Bus, job: &Job) -> Outcome {
     let subject = message.subject.clone();
     let payload = bytes::Bytes::from(message.data.clone().unwrap_or_default());
     let msg_id = job.msg_id();
-    let mut backoff = Backoff::new(
-        tokio::time::Instant::now()
-            + job
-                .timeout_ms
-                .map(Duration::from_millis)
-                .unwrap_or(DEFAULT_TIMEOUT),
-    );
+    let mut backoff =
+        Backoff::new(tokio::time::Instant::now() + job.timeout().unwrap_or(DEFAULT_TIMEOUT));
     let outcome = loop {
         match bus.jetstream().stream_by_subject(subject.clone()).await {
             Ok(_) => {}

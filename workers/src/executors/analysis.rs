@@ -75,7 +75,7 @@ pub async fn run(http: &reqwest::Client, job: &Job, stop: &CancellationToken) ->
         ));
     }
     let all = futures::future::join_all(spec.metrics.iter().map(|m| measure_metric(http, m, stop)));
-    let timeout = job.timeout_ms.map(Duration::from_millis);
+    let timeout = job.timeout();
     let reports = tokio::select! {
         _ = stop.cancelled() => return Effect::Stopped,
         _ = async { match timeout { Some(t) => tokio::time::sleep(t).await, None => std::future::pending().await } } => {

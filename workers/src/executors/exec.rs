@@ -114,7 +114,7 @@ pub async fn run_with(job: &Job, stop: &CancellationToken, supervisor: &Path) ->
             .take()
             .map(|s| tokio::spawn(collect(s, tail.clone(), job.node.to_string()))),
     ];
-    let timeout = job.timeout_ms.map(Duration::from_millis);
+    let timeout = job.timeout();
     let timed_out = async {
         match timeout {
             Some(t) => tokio::time::sleep(t).await,

@@ -100,7 +100,7 @@ impl PodExecutor {
         if let Err(e) = self.create_or_adopt(&pods, job, spec, &name).await {
             return Effect::Done(failed(e));
         }
-        let timeout = job.timeout_ms.map(Duration::from_millis);
+        let timeout = job.timeout();
         let timed_out = async {
             match timeout {
                 Some(t) => tokio::time::sleep(t).await,

@@ -82,9 +82,8 @@ impl HelmExecutor {
             return Effect::Done(Outcome::failed("helm job without helm settings"));
         };
         let budget = job
-            .timeout_ms
-            .map(Duration::from_millis)
-            .unwrap_or(spec.timeout().0 + Duration::from_secs(120));
+            .timeout()
+            .unwrap_or(spec.timeout().0.saturating_add(Duration::from_secs(120)));
         let op = Operation {
             spec,
             marker: marker(job),

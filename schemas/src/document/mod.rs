@@ -12,6 +12,8 @@ use crate::validate;
 use crate::wire::Timestamp;
 use crate::workflow::Workflow;
 
+pub mod shape;
+
 /// One parsed and validated document.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Document {
@@ -108,6 +110,7 @@ pub fn parse_documents(
         source_name: source_name.to_owned(),
         errors,
     };
+    shape::check(text).map_err(|e| fail(vec![e]))?;
     let mut values = Vec::new();
     for raw in serde_norway::Deserializer::from_str(text) {
         match <serde_norway::Value as serde::Deserialize>::deserialize(raw) {

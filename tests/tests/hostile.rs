@@ -1,0 +1,284 @@
+//! Hostile and extreme input, as a skeptical user tries it: files that must be refused at
+//! validation (the committed ones under `tests/hostile/`, and generated ones too large to
+//! keep), raw HTTP that must get a 4xx with the one error shape, and raw bus messages that
+//! must be set aside where a user sees them, never stop the planner.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use baton_schemas::status::State;
+use baton_tests::Env;
+
+fn env() -> Env {
+    Env::new(env!("CARGO_BIN_EXE_baton-under-test")).expect("test env")
+}
+
+fn hostile_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("hostile")
+}
+
+/// Runs `validate` and `apply` on `file` and checks both exit 2 naming the file and `expected`.
+fn refused(env: &Env, file: &Path, expected: &str) {
+    for command in ["validate", "apply"] {
+        let out = env.cli(&[command, "-f", file.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{command} {}: {stderr}",
+            file.display()
+        );
+        assert!(
+            stderr.contains(&format!("{}: {expected}", file.display())),
+            "{command} {}: expected {expected:?} in:\n{stderr}",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn every_committed_hostile_file_is_refused_with_its_field_path() {
+    let env = env();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(hostile_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expected = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{} has no '# expect:' line", path.display()));
+        refused(&env, &path, expected);
+        seen += 1;
+    }
+    assert!(seen >= 5, "only {seen} hostile files found");
+}
+
+const HEAD: &str = "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: w}\nspec:\n";
+
+#[test]
+fn deeply_nested_files_are_refused_before_parsing() {
+    let env = env();
+    // 200 KB of brackets: the YAML parser alone took 34-83 s on it.
+    let deep = format!(
+        "{HEAD}  nodes: {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let file = env.write("deep.yaml", &deep);
+    refused(&env, &file, "line 5: nested deeper than 64 levels");
+    let json = format!("{}{}", "{\"a\":".repeat(50_000), "}".repeat(50_000));
+    let file = env.write("deep.json", &json);
+    refused(&env, &file, "line 1: nested deeper than 64 levels");
+}
+
+#[test]
+fn arguments_too_large_for_execve_are_refused() {
+    let env = env();
+    let arg = "x".repeat(200 * 1024);
+    let file = env.write(
+        "long-arg.yaml",
+        &format!("{HEAD}  nodes:\n  - {{name: a, kind: exec, command: [echo, {arg}]}}\n"),
+    );
+    refused(
+        &env,
+        &file,
+        "spec.nodes[0].command[1]: is 204800 bytes, above the 131071-byte limit",
+    );
+    let value = "y".repeat(100 * 1024);
+    let env_map: Vec<String> = (0..12).map(|i| format!("V{i}: {value}")).collect();
+    let file = env.write(
+        "big-env.yaml",
+        &format!(
+            "{HEAD}  nodes:\n  - {{name: a, kind: exec, command: [\"true\"], env: {{{}}}}}\n",
+            env_map.join(", ")
+        ),
+    );
+    refused(&env, &file, "spec.nodes[0]: command and env hold");
+}
+
+/// Sends one raw HTTP request and returns its status and JSON body.
+fn http(
+    rt: &tokio::runtime::Runtime,
+    method: reqwest::Method,
+    url: String,
+    body: Vec<u8>,
+) -> (u16, serde_json::Value) {
+    rt.block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let response = reqwest::Client::new()
+            .request(method, url)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {text:?}"));
+        (status, body)
+    })
+}
+
+fn first_error(body: &serde_json::Value) -> String {
+    body["errors"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("no errors[0] in {body}"))
+        .to_owned()
+}
+
+#[test]
+fn api_errors_are_4xx_with_one_json_shape() {
+    let mut env = env();
+    let planner = env.start_planner().unwrap();
+    env.keep(planner);
+    let wf = env.write(
+        "echo.yaml",
+        &format!("{HEAD}  nodes:\n  - {{name: a, kind: noop}}\n").replace("name: w", "name: echo"),
+    );
+    let out = env.cli(&["apply", "-f", wf.to_str().unwrap(), "--no-run"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let base = env.server();
+    use reqwest::Method;
+
+    // A trigger whose body is not UTF-8 is refused before it is published.
+    let (status, body) = http(
+        &rt,
+        Method::POST,
+        format!("{base}/v1/triggers/echo"),
+        vec![b'o', b'k', 0xff, 0xfe],
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        first_error(&body).contains("trigger data is not UTF-8 (invalid byte at offset 2)"),
+        "{body}"
+    );
+    // A trigger above the bus's largest message: 413, the limit named.
+    let (status, body) = http(
+        &rt,
+        Method::POST,
+        format!("{base}/v1/triggers/echo"),
+        vec![b'a'; 1_100_000],
+    );
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        first_error(&body)
+            .contains("trigger data is 1100000 bytes, above the bus's limit of 1048576 bytes"),
+        "{body}"
+    );
+    // No route, a method the path does not take, a body that is not JSON.
+    let (status, body) = http(&rt, Method::GET, format!("{base}/v1/nothing"), vec![]);
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(first_error(&body), "no such path: GET /v1/nothing");
+    let (status, body) = http(&rt, Method::DELETE, format!("{base}/v1/runs"), vec![]);
+    assert_eq!(status, 405, "{body}");
+    assert!(
+        first_error(&body).starts_with("/v1/runs does not take DELETE"),
+        "{body}"
+    );
+    let (status, body) = http(
+        &rt,
+        Method::POST,
+        format!("{base}/v1/apply"),
+        b"{not json".to_vec(),
+    );
+    assert!((400..500).contains(&status), "{status} {body}");
+    assert!(!first_error(&body).is_empty());
+    // None of it started a run.
+    let out = env.cli(&["runs", "-o", "json"]);
+    let runs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(runs.is_empty(), "{runs:?}");
+}
+
+/// Publishes raw messages as a foreign client would, each acknowledged by the server.
+fn publish_raw(env: &Env, messages: &[(String, Option<&str>, Vec<u8>)]) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(env.nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        for (subject, run, payload) in messages {
+            let mut headers = async_nats::HeaderMap::new();
+            if let Some(run) = run {
+                headers.insert("Baton-Run", *run);
+            }
+            js.publish_with_headers(subject.clone(), headers, payload.clone().into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    });
+}
+
+#[test]
+fn triggers_set_aside_from_the_bus_are_failed_runs_with_the_reason() {
+    let mut env = env();
+    env.start_all().unwrap();
+    let wf = env.write(
+        "good.yaml",
+        &format!("{HEAD}  nodes:\n  - {{name: a, kind: noop}}\n").replace("name: w", "name: good"),
+    );
+    let out = env.cli(&["apply", "-f", wf.to_str().unwrap(), "--no-run"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = env.prefix.clone();
+    publish_raw(
+        &env,
+        &[
+            // Data that is not UTF-8.
+            (
+                format!("{p}.triggers.good"),
+                Some("bad-bytes"),
+                vec![0xff, 0x00, 0xfe],
+            ),
+            // A nested subject whose last token names a registered workflow.
+            (
+                format!("{p}.triggers.a.b.good"),
+                Some("nested"),
+                b"x".to_vec(),
+            ),
+            // A workflow nobody registered.
+            (
+                format!("{p}.triggers.ghost"),
+                Some("ghost-run"),
+                b"x".to_vec(),
+            ),
+            // And a good one after them: the planner goes on.
+            (
+                format!("{p}.triggers.good"),
+                Some("good-run"),
+                b"fine".to_vec(),
+            ),
+        ],
+    );
+    let good = env.wait_end("good-run", Duration::from_secs(30)).unwrap();
+    assert_eq!(good.state, State::Succeeded);
+    for (run, reason) in [
+        ("bad-bytes", "trigger set aside: trigger data is not UTF-8"),
+        ("nested", "trigger set aside: trigger subject \""),
+        (
+            "ghost-run",
+            "trigger set aside: workflow \"ghost\" is not registered",
+        ),
+    ] {
+        let status = env.wait_end(run, Duration::from_secs(30)).unwrap();
+        assert_eq!(status.state, State::Failed, "{run}: {status:?}");
+        assert!(status.nodes.is_empty(), "{run}: {status:?}");
+        let error = status.error.clone().unwrap_or_default();
+        assert!(error.starts_with(reason), "{run}: {error:?}");
+    }
+    let nested = env.status("nested").unwrap();
+    assert_eq!(nested.workflow, "a.b.good");
+    assert!(nested.error.unwrap().contains("does not name one workflow"),);
+}
