@@ -167,6 +167,24 @@ pub(crate) struct PlannerOptions {
     /// settings come from the standard chain: AWS_REGION, AWS_ENDPOINT_URL, keys, ...).
     #[arg(long, env = "BATON_SYNC_PERIOD", default_value = "30s")]
     pub sync_period: Duration,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Limits on what one document may hold.
+#[derive(Clone, Copy, Debug, Args)]
+pub(crate) struct LimitArgs {
+    /// The most nodes a workflow may have; a larger one is refused at validation, naming the
+    /// limit.
+    #[arg(long, env = "BATON_MAX_NODES", default_value_t = baton_schemas::Limits::DEFAULT_MAX_NODES)]
+    pub max_nodes: usize,
+}
+
+impl LimitArgs {
+    pub(crate) fn limits(self) -> baton_schemas::Limits {
+        let LimitArgs { max_nodes } = self;
+        baton_schemas::Limits { max_nodes }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -293,6 +311,8 @@ pub(crate) struct ApplyArgs {
     /// Trigger data for the runs (the first nodes' BATON_DATA).
     #[arg(long, default_value = "")]
     pub data: String,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: Format,
@@ -303,6 +323,8 @@ pub(crate) struct ValidateArgs {
     /// The file to check.
     #[arg(short = 'f', long = "filename")]
     pub file: PathBuf,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -440,7 +462,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Planner(args) => serve::planner(args).await.map(|()| 0),
         Command::Worker(args) => serve::worker(args).await.map(|()| 0),
         Command::Validate(args) => {
-            let docs = client::read_documents(&args.file)?;
+            let docs = client::read_documents(&args.file, args.limits.limits())?;
             println!("{}: {} valid document(s)", args.file.display(), docs.len());
             Ok(0)
         }

@@ -8,9 +8,10 @@ use baton_planner::api::{
     ApplyRequest, ApplyResponse, CellCommandRequest, DeleteResponse, ErrorResponse, RunResponse,
 };
 use baton_planner::core::CellCommand;
+use baton_schemas::Document;
+use baton_schemas::document::parse_documents_within;
 use baton_schemas::status::RunStatus;
 use baton_schemas::wire::Timestamp;
-use baton_schemas::{Document, parse_documents};
 use serde::de::DeserializeOwned;
 
 use crate::args::{
@@ -20,10 +21,14 @@ use crate::args::{
 use crate::{Failure, output};
 
 /// Reads and validates a file. Every failure here is the user's input: exit code 2.
-pub(crate) fn read_documents(path: &Path) -> Result<Vec<Document>, Failure> {
+pub(crate) fn read_documents(
+    path: &Path,
+    limits: baton_schemas::Limits,
+) -> Result<Vec<Document>, Failure> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::usage(anyhow!("{}: cannot read: {e}", path.display())))?;
-    parse_documents(&path.display().to_string(), &text, Timestamp::now()).map_err(Failure::usage)
+    let source = path.display().to_string();
+    parse_documents_within(&source, &text, Timestamp::now(), limits).map_err(Failure::usage)
 }
 
 struct Api {
@@ -105,7 +110,7 @@ where
 }
 
 pub(crate) async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
-    let docs = read_documents(&args.file)?;
+    let docs = read_documents(&args.file, args.limits.limits())?;
     let api = Api::new(&args.server.server);
     let mut runs = Vec::new();
     let mut groups = Vec::new();

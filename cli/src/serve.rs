@@ -64,7 +64,7 @@ pub(crate) async fn up(args: UpArgs) -> Result<(), Failure> {
     let files: Vec<Vec<Document>> = args
         .apply
         .iter()
-        .map(|f| read_documents(f))
+        .map(|f| read_documents(f, args.planner.limits.limits()))
         .collect::<Result<_, _>>()?;
     let server = match &args.nats_url {
         Some(_) => None,
@@ -231,6 +231,7 @@ async fn run_planner(
                 .await
                 .context("--watch-kubernetes: no Kubernetes client (KUBECONFIG or in-cluster)")?;
             let config = ClusterConfig {
+                limits: options.limits.limits(),
                 namespace: options.watch_namespace.clone(),
                 status_period: Duration::from_secs(1),
             };
@@ -252,6 +253,7 @@ async fn run_planner(
         listener,
         commands,
         bus,
+        options.limits.limits(),
         shutdown.clone(),
     ));
     let result = planner.run(receiver, shutdown.clone()).await;

@@ -45,6 +45,7 @@ use crate::service::{Command, new_run_id};
 struct Api {
     commands: mpsc::Sender<Command>,
     bus: Bus,
+    limits: baton_schemas::Limits,
 }
 
 /// The body of `POST /v1/apply`.
@@ -159,7 +160,7 @@ impl Api {
 }
 
 /// Returns the API's router, sending its requests to the planner loop through `commands`.
-pub fn router(commands: mpsc::Sender<Command>, bus: Bus) -> Router {
+pub fn router(commands: mpsc::Sender<Command>, bus: Bus, limits: baton_schemas::Limits) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/apply", post(apply))
@@ -182,7 +183,11 @@ pub fn router(commands: mpsc::Sender<Command>, bus: Bus) -> Router {
         // Large workflows (the benchmark's 100 000-node DAG is about 6 MB) are allowed.
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(json_errors))
-        .with_state(Api { commands, bus })
+        .with_state(Api {
+            commands,
+            bus,
+            limits,
+        })
 }
 
 /// The largest request body: large workflows (the benchmark's 100 000-node DAG is about
@@ -251,9 +256,10 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     commands: mpsc::Sender<Command>,
     bus: Bus,
+    limits: baton_schemas::Limits,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router(commands, bus))
+    axum::serve(listener, router(commands, bus, limits))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
     Ok(())
@@ -263,14 +269,18 @@ async fn apply(
     State(api): State<Api>,
     Json(request): Json<ApplyRequest>,
 ) -> Result<Json<ApplyResponse>, ApiError> {
-    let document =
-        baton_schemas::document::parse_object("request", &request.document, Timestamp::now())
-            .map_err(|e| {
-                ApiError(
-                    StatusCode::BAD_REQUEST,
-                    e.errors.iter().map(|e| e.to_string()).collect(),
-                )
-            })?;
+    let document = baton_schemas::document::parse_object_within(
+        "request",
+        &request.document,
+        Timestamp::now(),
+        api.limits,
+    )
+    .map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            e.errors.iter().map(|e| e.to_string()).collect(),
+        )
+    })?;
     drop(request.document);
     let applied = document.describe();
     let start = request.run.then_some(request.data);

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use baton_schemas::crd::{KINDS, Kind};
 use baton_schemas::wire::Timestamp;
-use baton_schemas::{Document, RunId, WorkflowName, document::parse_object};
+use baton_schemas::{Document, RunId, WorkflowName, document::parse_object_within};
 use futures::{StreamExt, stream::select_all};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -52,6 +52,8 @@ pub const GROUP_FINALIZER: &str = "baton.dev/uninstall";
 /// What the planner watches in a cluster.
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
+    /// What one object may hold.
+    pub limits: baton_schemas::Limits,
     /// The namespace watched; `None` watches every namespace.
     pub namespace: Option<String>,
     /// How often what the planner knows is written back into the objects' status.
@@ -108,6 +110,7 @@ pub async fn run(
         client,
         commands,
         namespace: config.namespace.clone(),
+        limits: config.limits,
         objects: BTreeMap::new(),
         listing: Default::default(),
         listed: Default::default(),
@@ -180,6 +183,8 @@ struct Sync {
     commands: mpsc::Sender<Command>,
     /// The namespace watched; `None` for every namespace.
     namespace: Option<String>,
+    /// What one object may hold.
+    limits: baton_schemas::Limits,
     objects: BTreeMap<Key, Tracked>,
     /// Per kind, the objects seen in the listing under way (between `Init` and `InitDone`).
     listing: [Option<BTreeSet<Key>>; KINDS.len()],
@@ -343,7 +348,7 @@ impl Sync {
             }
         };
         let source = format!("{}.{}/{}/{}", kind.plural, kind.group, key.1, key.2);
-        let mut document = match parse_object(&source, &value, created) {
+        let mut document = match parse_object_within(&source, &value, created, self.limits) {
             Ok(document) => document,
             Err(errors) => {
                 warn!(object = %source, errors = %errors, "object refused");

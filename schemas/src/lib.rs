@@ -21,7 +21,7 @@ pub mod validate;
 pub mod wire;
 pub mod workflow;
 
-pub use document::{Document, SpecError, SpecErrors, parse_documents};
+pub use document::{Document, Limits, SpecError, SpecErrors, parse_documents};
 pub use duration::Duration;
 pub use ids::{Attempt, NodeName, RunId, WorkflowName};
 pub use workflow::{FailurePolicy, NodeKind, NodeSpec, Retries, When, Workflow, WorkflowSpec};

@@ -95,8 +95,32 @@ impl fmt::Display for SpecErrors {
     }
 }
 
+/// Limits on what one document may hold, checked before it is validated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The most nodes a workflow may have (`--max-nodes`, `BATON_MAX_NODES`). Every
+    /// algorithm over a graph is iterative, so the limit is about memory and time (a
+    /// 200 000-node workflow is about 12 MB of YAML and takes seconds to validate), not about
+    /// the stack.
+    pub max_nodes: usize,
+}
+
+impl Limits {
+    /// The default of [`Limits::max_nodes`].
+    pub const DEFAULT_MAX_NODES: usize = 250_000;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_nodes: Limits::DEFAULT_MAX_NODES,
+        }
+    }
+}
+
 /// Parses every document in `text` (YAML, several documents split by `---`, or JSON) and
-/// validates each. `source_name` labels the errors, usually the file path.
+/// validates each, within the default [`Limits`]. `source_name` labels the errors, usually
+/// the file path.
 ///
 /// `now` is when the documents are applied: a one-shot schedule must lie after it.
 ///
@@ -105,6 +129,16 @@ pub fn parse_documents(
     source_name: &str,
     text: &str,
     now: Timestamp,
+) -> Result<Vec<Document>, SpecErrors> {
+    parse_documents_within(source_name, text, now, Limits::default())
+}
+
+/// Does what [`parse_documents`] does, within `limits`.
+pub fn parse_documents_within(
+    source_name: &str,
+    text: &str,
+    now: Timestamp,
+    limits: Limits,
 ) -> Result<Vec<Document>, SpecErrors> {
     let fail = |errors: Vec<SpecError>| SpecErrors {
         source_name: source_name.to_owned(),
@@ -136,7 +170,7 @@ pub fn parse_documents(
         } else {
             String::new()
         };
-        match parse_one(value, now) {
+        match parse_one(value, now, limits) {
             Ok(doc) => documents.push(doc),
             Err(found) => errors.extend(found.into_iter().map(|e| SpecError {
                 path: format!("{prefix}{}", e.path),
@@ -161,16 +195,30 @@ pub fn parse_object(
     object: &serde_json::Value,
     now: Timestamp,
 ) -> Result<Document, SpecErrors> {
+    parse_object_within(source_name, object, now, Limits::default())
+}
+
+/// Does what [`parse_object`] does, within `limits`.
+pub fn parse_object_within(
+    source_name: &str,
+    object: &serde_json::Value,
+    now: Timestamp,
+    limits: Limits,
+) -> Result<Document, SpecErrors> {
     let fail = |errors: Vec<SpecError>| SpecErrors {
         source_name: source_name.to_owned(),
         errors,
     };
     let value = serde_norway::to_value(object)
         .map_err(|e| fail(vec![SpecError::new("", format!("not a document: {e}"))]))?;
-    parse_one(value, now).map_err(fail)
+    parse_one(value, now, limits).map_err(fail)
 }
 
-fn parse_one(value: serde_norway::Value, now: Timestamp) -> Result<Document, Vec<SpecError>> {
+fn parse_one(
+    value: serde_norway::Value,
+    now: Timestamp,
+    limits: Limits,
+) -> Result<Document, Vec<SpecError>> {
     let field = |name: &str| {
         value
             .get(name)
@@ -183,6 +231,16 @@ fn parse_one(value: serde_norway::Value, now: Timestamp) -> Result<Document, Vec
     match (api_version.as_str(), kind.as_str()) {
         (crate::API_VERSION, "Workflow") => {
             let workflow: Workflow = typed(value)?;
+            let nodes = workflow.spec.nodes.len();
+            if nodes > limits.max_nodes {
+                return Err(vec![SpecError::new(
+                    "spec.nodes",
+                    format!(
+                        "{nodes} nodes, above the limit of {} (--max-nodes, BATON_MAX_NODES)",
+                        limits.max_nodes
+                    ),
+                )]);
+            }
             validate::workflow(&workflow)?;
             Ok(Document::Workflow(workflow))
         }
