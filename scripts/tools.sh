@@ -25,6 +25,11 @@ if ! "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOT
   || [ ! -x "$venv/bin/moto_server" ]; then
   "$venv/bin/pip" install --disable-pip-version-check -q "moto[server]==$MOTO_VERSION" >&2
 fi
+# PyYAML reads YAML 1.1 as kubectl does (the committed YAML is checked with it); moto
+# brings it, this makes sure.
+if ! "$venv/bin/python" -c "import yaml" 2>/dev/null; then
+  "$venv/bin/pip" install --disable-pip-version-check -q "PyYAML==6.0.4" >&2
+fi
 if [ -z "${PROMETHEUS:-}" ] && ! command -v prometheus >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive

@@ -387,11 +387,11 @@ impl Core {
                 let all = spec
                     .start_on_all
                     .iter()
-                    .any(|c| c.task == task && c.on == outcome)
+                    .any(|c| c.task == task && c.outcome == outcome)
                     && spec
                         .start_on_all
                         .iter()
-                        .all(|c| latest(&c.task) == Some(c.on));
+                        .all(|c| latest(&c.task) == Some(c.outcome));
                 any || all
             })
             .map(|t| t.task.metadata.name.clone())

@@ -20,6 +20,7 @@ pub mod traffic;
 pub mod validate;
 pub mod wire;
 pub mod workflow;
+pub mod yaml;
 
 pub use document::{Document, Limits, SpecError, SpecErrors, parse_documents};
 pub use duration::Duration;

@@ -120,8 +120,11 @@ pub struct TaskSpec {
 pub struct Condition {
     /// The task.
     pub task: String,
-    /// How it must have ended.
-    pub on: Outcome,
+    /// How it must have ended. Orca's files call it `on`, which Baton still reads; but YAML
+    /// 1.1 (kubectl, go-yaml, PyYAML) reads a plain `on` key as the boolean `true`, so a
+    /// document applied with kubectl must say `outcome`.
+    #[serde(alias = "on")]
+    pub outcome: Outcome,
 }
 
 /// How a task ended.
@@ -344,7 +347,7 @@ mod tests {
 kind: Task
 metadata: {name: deploy}
 spec:
-  startOnAll: [{task: build, on: success}, {task: scan, on: success}]
+  startOnAll: [{task: build, on: success}, {task: scan, outcome: success}]
   concurrencyPolicy: Forbid
   chainLimit: 5
   successActions: [{webhook: {url: "http://127.0.0.1:9/hook"}}, {publish: {subject: deploys.done}}]
