@@ -348,7 +348,7 @@ impl Sync {
             }
         };
         let source = format!("{}.{}/{}/{}", kind.plural, kind.group, key.1, key.2);
-        let mut document = match parse_object_within(&source, &value, created, self.limits) {
+        let document = match parse_object_within(&source, &value, created, self.limits) {
             Ok(document) => document,
             Err(errors) => {
                 warn!(object = %source, errors = %errors, "object refused");
@@ -358,11 +358,6 @@ impl Sync {
                 return true;
             }
         };
-        if let Document::Task(task) = &mut document
-            && task.spec.namespace.is_none()
-        {
-            task.spec.namespace = Some(key.1.clone());
-        }
         // A workflow object runs once per generation.
         let observed = value["status"]["observedGeneration"].as_i64();
         let run = match (&document, generation) {

@@ -153,6 +153,28 @@ fn an_ignitor_starts_task1_whose_termination_log_reaches_task2() {
     assert_eq!(runs(&env).len(), 1);
 }
 
+/// A task applied with `baton apply` whose document names its namespace in `metadata` (not
+/// `spec.namespace`) runs its pod there, as the same document applied with kubectl does, not
+/// in the worker's default namespace (where no kubelet of this test would run it).
+#[test]
+fn a_task_without_spec_namespace_runs_in_its_documents_namespace() {
+    let ChainEnv { env, kube } = chain_env();
+    let ns = &kube.namespace;
+    let docs = format!(
+        "apiVersion: sirocco.cloud/v1alpha1\nkind: Task\nmetadata:\n  name: placed\n  namespace: {ns}\nspec:\n  startOnIgnition: [go]\n  template:\n    spec:\n      containers:\n      - name: main\n        image: busybox\n        command: [sh, -c, 'printf here > /dev/termination-log']\n      restartPolicy: Never\n{}",
+        ignitor("go", "NOW", "")
+    );
+    apply_documents(&env, "placed.yaml", &docs);
+    let (_, chain) = wait_chain_end(&env, "go", Duration::from_secs(90));
+    assert_eq!(chain.state, State::Succeeded, "{chain:#?}");
+    assert_eq!(node(&chain, "placed").output.as_deref(), Some("here"));
+    let pods: Api<Pod> = Api::namespaced(kube.client.clone(), ns);
+    let listed = kube
+        .block_on(pods.list(&ListParams::default().labels("baton.dev/task=placed")))
+        .unwrap();
+    assert_eq!(listed.items.len(), 1, "the pod is in {ns}");
+}
+
 #[test]
 fn failures_take_the_failure_path_and_a_self_retry_loop_stops_at_the_chain_limit() {
     let ChainEnv { env, kube } = chain_env();

@@ -245,8 +245,14 @@ fn parse_one(
             Ok(Document::Workflow(workflow))
         }
         (crate::API_VERSION | ORCA_API_VERSION, "Task") => {
-            let task: Task = typed(value)?;
+            let mut task: Task = typed(value)?;
             validate::task(&task)?;
+            // A task's pods run in `spec.namespace`, else in the document's own namespace
+            // (whether the document came from a file or from a cluster object), else in the
+            // worker's default.
+            if task.spec.namespace.is_none() {
+                task.spec.namespace = task.metadata.namespace.clone();
+            }
             Ok(Document::Task(Box::new(task)))
         }
         (crate::API_VERSION | ORCA_API_VERSION, "Ignitor") => {
