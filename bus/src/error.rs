@@ -117,6 +117,16 @@ impl Passing for PublishError {
     }
 }
 
+impl Passing for async_nats::jetstream::object_store::PutError {
+    fn is_passing(&self) -> bool {
+        use async_nats::jetstream::object_store::PutErrorKind;
+        matches!(
+            self.kind(),
+            PutErrorKind::TimedOut | PutErrorKind::PublishChunks | PutErrorKind::PublishMetadata
+        )
+    }
+}
+
 impl Passing for CreateStreamError {
     fn is_passing(&self) -> bool {
         matches!(

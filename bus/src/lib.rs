@@ -14,6 +14,7 @@
 
 mod error;
 mod inbound;
+mod inputs;
 mod outgoing;
 mod pull;
 
@@ -25,6 +26,7 @@ use tracing::{debug, info, warn};
 
 pub use error::{BusError, BusErrorKind};
 pub use inbound::{Inbound, Poison, decode_event, decode_fire, decode_job, decode_trigger};
+pub use inputs::{INLINE_JOB_BYTES, InputsError, PreparedJob};
 pub use outgoing::{Outgoing, traceparent};
 pub use pull::PullStream;
 
@@ -264,7 +266,7 @@ impl Bus {
                 BusError::with_source(BusErrorKind::from_stream(&e), format!("stream {name}"), e)
             })?;
         }
-        Ok(())
+        self.ensure_inputs_store().await
     }
 
     /// Returns the durable pull consumer that every worker of `kind` shares, creating it if

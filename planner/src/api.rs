@@ -282,6 +282,7 @@ async fn apply(
         )
     })?;
     drop(request.document);
+    run_data_fits(&api, &request.data)?;
     let applied = document.describe();
     let start = request.run.then_some(request.data);
     let run = api
@@ -297,6 +298,22 @@ async fn apply(
         applied,
         run: run.map(|r| r.to_string()),
     }))
+}
+
+/// Refuses run data larger than a trigger may carry: whichever way a run starts, its data
+/// has one limit (the bus's largest message).
+fn run_data_fits(api: &Api, data: &str) -> Result<(), ApiError> {
+    let limit = api.bus.max_message_size();
+    if data.len() > limit {
+        return Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            vec![format!(
+                "run data is {} bytes, above the limit of {limit} bytes (the bus's largest message)",
+                data.len()
+            )],
+        ));
+    }
+    Ok(())
 }
 
 async fn tasks(State(api): State<Api>) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
@@ -348,6 +365,7 @@ async fn start(
     body: Option<Json<StartRequest>>,
 ) -> Result<Json<RunResponse>, ApiError> {
     let data = body.map(|b| b.0.data).unwrap_or_default();
+    run_data_fits(&api, &data)?;
     let run = api
         .ask(|reply| Command::Start {
             workflow: WorkflowName::new(name),

@@ -90,6 +90,20 @@ pub enum Input {
         /// Why it was set aside.
         reason: String,
     },
+    /// A job the bus cannot carry (larger than its largest message even with its inputs
+    /// kept apart): the attempt fails for good with `reason`, without a retry (the same job
+    /// would be as large again), and the run goes on by its failure policy. Ignored unless
+    /// the node is queued with that attempt.
+    Undeliverable {
+        /// The run.
+        run: RunId,
+        /// The node.
+        node: NodeName,
+        /// The attempt whose job could not be sent.
+        attempt: Attempt,
+        /// Why, with the sizes.
+        reason: String,
+    },
     /// A worker's report from the bus.
     Bus(Event),
     /// An ignitor's fire read from the bus: starts its chain, once.
@@ -1344,6 +1358,21 @@ impl Core {
                 }
                 self.advance(&run, now, &mut actions);
             }
+            Input::Undeliverable {
+                run,
+                node,
+                attempt,
+                reason,
+            } => {
+                let Some((r, i)) = self.node_mut(&run, &node) else {
+                    return actions;
+                };
+                if r.nodes[i].state != (NodeState::Queued { attempt }) {
+                    return actions;
+                }
+                attempt_failed(r, i, attempt, reason, false, now);
+                self.advance(&run, now, &mut actions);
+            }
             Input::Cancel(run) => {
                 let Some(r) = self.runs.get(&run) else {
                     actions.push(Action::Refused(Refusal::UnknownRun(run.to_string())));
@@ -1716,6 +1745,7 @@ fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
         traffic: spec.traffic.clone(),
         analysis: spec.analysis.clone(),
         inputs,
+        inputs_ref: None,
     };
     let n = r.node_mut(i);
     n.state = NodeState::Queued { attempt };

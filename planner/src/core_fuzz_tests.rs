@@ -128,6 +128,11 @@ enum Step {
         ok: bool,
         output: String,
     },
+    Undeliverable {
+        run: usize,
+        node: usize,
+        attempt: u32,
+    },
     Cancel(usize),
     Remove(usize),
     Reject(u8),
@@ -146,6 +151,7 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (any::<usize>(), 0..4u8, ".{0,8}").prop_map(|(workflow, run, data)| Step::Start { workflow, run, data }),
         4 => (any::<usize>(), any::<usize>(), 0..4u32).prop_map(|(run, node, attempt)| Step::Started { run, node, attempt }),
         6 => (any::<usize>(), any::<usize>(), 0..4u32, any::<bool>(), ".{0,8}").prop_map(|(run, node, attempt, ok, output)| Step::Finished { run, node, attempt, ok, output }),
+        1 => (any::<usize>(), any::<usize>(), 0..4u32).prop_map(|(run, node, attempt)| Step::Undeliverable { run, node, attempt }),
         1 => any::<usize>().prop_map(Step::Cancel),
         1 => any::<usize>().prop_map(Step::Remove),
         1 => (0..4u8).prop_map(Step::Reject),
@@ -226,6 +232,15 @@ fn input(core: &Core, documents: &[Document], step: Step, now: Timestamp) -> Opt
                 finished_at: now,
                 outcome,
             })
+        }
+        Step::Undeliverable { run, node, attempt } => {
+            let (run, node) = node_of(run, node)?;
+            Input::Undeliverable {
+                run,
+                node,
+                attempt: Attempt(attempt),
+                reason: "too large".into(),
+            }
         }
         Step::Cancel(i) => Input::Cancel(pick(&runs, i)?.0),
         Step::Remove(i) => Input::Remove(Registered::of(&pick(documents, i)?)),

@@ -515,3 +515,37 @@ fn a_workflow_pod_job_names_no_task() {
     let pod = job(&actions, "migrate").pod.as_ref().expect("pod settings");
     assert_eq!(pod.task, None);
 }
+
+#[test]
+fn an_undeliverable_job_fails_its_node_for_good_and_the_run_goes_on() {
+    let wf = workflow(
+        "  - {name: a, kind: noop, retries: {limit: 3}}\n  - {name: b, kind: noop, needs: [a]}\n  - {name: handler, kind: noop, needs: [a], when: failure}\n",
+    );
+    let mut core = core_with(wf);
+    assert_eq!(dispatched(&start(&mut core, "r")), [("a".into(), 1)]);
+    let undeliverable = |attempt| Input::Undeliverable {
+        run: RunId::new("r"),
+        node: NodeName::new("a"),
+        attempt: Attempt(attempt),
+        reason: "job is 2000000 bytes, above the bus's limit of 1048576".into(),
+    };
+    // Another attempt's report changes nothing.
+    assert!(core.apply(undeliverable(2), T0).is_empty());
+    // No retry, though the node has three: the same job would be as large again. The failure
+    // handler runs.
+    assert_eq!(
+        dispatched(&core.apply(undeliverable(1), T0)),
+        [("handler".into(), 1)]
+    );
+    let status = core.run(&RunId::new("r")).unwrap().status();
+    assert_eq!(status.nodes[0].state, State::Failed);
+    assert_eq!(status.nodes[0].attempts, 1);
+    assert!(
+        status.nodes[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .starts_with("job is 2000000 bytes")
+    );
+    assert_eq!(status.nodes[1].state, State::Skipped);
+}

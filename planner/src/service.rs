@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use async_nats::jetstream::consumer;
-use baton_bus::{Bus, Inbound, Outgoing};
+use baton_bus::{Bus, Inbound, Outgoing, PreparedJob};
 use baton_schemas::status::RunStatus;
 use baton_schemas::wire::Timestamp;
 use baton_schemas::{Document, RunId, WorkflowName};
@@ -372,14 +372,14 @@ impl Planner {
                 }
             }
         }
-        let waiting: Vec<Outgoing> = notices
+        let mut queued: Vec<Action> = jobs
             .into_iter()
-            .chain(
-                jobs.iter()
-                    .filter(|j| self.core.is_queued(&j.run, &j.node, j.attempt))
-                    .map(|j| self.bus.job_message(j)),
-            )
+            .filter(|j| self.core.is_queued(&j.run, &j.node, j.attempt))
+            .map(Action::Dispatch)
             .collect();
+        let mut waiting = notices;
+        waiting.extend(self.messages(&mut queued, Timestamp::now()).await?);
+        self.log_actions(&queued);
         if applied > 0 {
             info!(
                 messages = applied,
@@ -758,7 +758,7 @@ impl Planner {
         for input in inputs {
             actions.extend(self.core.apply(input, now));
         }
-        let jobs: Vec<Outgoing> = actions.iter().filter_map(|a| self.message(a)).collect();
+        let jobs = self.messages(&mut actions, now).await?;
         match origin {
             Origin::Local => {
                 self.checkpoint(jobs.clone(), false).await?;
@@ -776,12 +776,64 @@ impl Planner {
         Ok(actions)
     }
 
-    /// Returns the message an action publishes: a job, a cancel notice or an ignitor fire.
-    /// All go out as a turn's jobs do (in the outbox for local inputs), so a notice is never
-    /// lost: a worker drops a job it takes after the notice, and stops one it runs.
+    /// Returns the messages `actions` publish, in order: jobs, cancel notices, ignitor fires.
+    /// A job whose inputs make it large keeps them in the bus's inputs store, written here,
+    /// before the job is committed or published. A job the bus cannot carry even so fails its
+    /// node at once, for good ([`Input::Undeliverable`]), instead of stopping the planner or
+    /// being checkpointed past: what the core decides then (a failure handler, the run's end)
+    /// is appended to `actions` and published too.
+    async fn messages(
+        &mut self,
+        actions: &mut Vec<Action>,
+        now: Timestamp,
+    ) -> anyhow::Result<Vec<Outgoing>> {
+        let mut messages = Vec::with_capacity(actions.len());
+        let mut i = 0;
+        while i < actions.len() {
+            let Action::Dispatch(job) = &actions[i] else {
+                messages.extend(self.message(&actions[i]));
+                i += 1;
+                continue;
+            };
+            match self.bus.prepare_job(job) {
+                PreparedJob::Inline(message) => messages.push(message),
+                PreparedJob::ByReference {
+                    message,
+                    name,
+                    inputs,
+                } => {
+                    self.bus
+                        .put_inputs(&name, &inputs)
+                        .await
+                        .context("writing a job's inputs to the bus")?;
+                    messages.push(message);
+                }
+                PreparedJob::TooLarge { size, limit } => {
+                    let reason = format!(
+                        "job is {size} bytes, above the bus's limit of {limit} (its inputs kept apart)"
+                    );
+                    warn!(run = %job.run, node = %job.node, attempt = %job.attempt, %reason, "job cannot be sent; its node fails");
+                    let input = Input::Undeliverable {
+                        run: job.run.clone(),
+                        node: job.node.clone(),
+                        attempt: job.attempt,
+                        reason,
+                    };
+                    let decided = self.core.apply(input, now);
+                    actions.extend(decided);
+                }
+            }
+            i += 1;
+        }
+        Ok(messages)
+    }
+
+    /// Returns the message of a cancel notice or an ignitor fire; `None` for other actions
+    /// (jobs go through [`Planner::messages`]). Notices go out as a turn's jobs do (in the
+    /// outbox for local inputs), so one is never lost: a worker drops a job it takes after
+    /// the notice, and stops one it runs.
     fn message(&self, action: &Action) -> Option<Outgoing> {
         match action {
-            Action::Dispatch(job) => Some(self.bus.job_message(job)),
             Action::AnnounceCancel { run, node } => {
                 Some(self.bus.cancel_message(run, node.as_ref()))
             }

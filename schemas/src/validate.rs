@@ -168,6 +168,7 @@ pub fn workflow(wf: &Workflow) -> Result<(), Vec<SpecError>> {
             _ => {}
         }
         errors.extend(exec_strings(i, node));
+        errors.extend(job_size(&format!("spec.nodes[{i}]"), node));
         for key in node.env.keys() {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
                 errors.push(SpecError::new(
@@ -248,6 +249,25 @@ fn exec_strings(i: usize, node: &crate::workflow::NodeSpec) -> Vec<SpecError> {
         ));
     }
     errors
+}
+
+/// The most a node's own settings may take as JSON: a job carries them and must fit in the
+/// bus's largest message (1 MiB by default) with room for its headers; the data passed from
+/// upstream travels apart when it is large.
+pub const MAX_NODE_SPEC_BYTES: usize = 512 * 1024;
+
+/// Checks that a node's settings fit in a job, so that a node the bus could never carry is
+/// refused when it is applied, not when it runs. `at` is the node's path.
+fn job_size<T: serde::Serialize>(at: &str, spec: &T) -> Option<SpecError> {
+    let size = serde_json::to_vec(spec).map(|v| v.len()).unwrap_or(0);
+    (size > MAX_NODE_SPEC_BYTES).then(|| {
+        SpecError::new(
+            at,
+            format!(
+                "its settings are {size} bytes as JSON, above the {MAX_NODE_SPEC_BYTES} bytes a job may carry"
+            ),
+        )
+    })
 }
 
 /// Checks a pod template: at least one container, each with a valid unique name and an image;
@@ -429,6 +449,7 @@ pub fn task(task: &crate::task::Task) -> Result<(), Vec<SpecError>> {
         spec.namespace.as_deref(),
     ));
     retries_and_timeout("spec", spec.retries.as_ref(), spec.timeout, &mut errors);
+    errors.extend(job_size("spec", spec));
     if errors.is_empty() {
         Ok(())
     } else {

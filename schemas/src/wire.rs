@@ -105,6 +105,12 @@ pub struct Job {
     pub analysis: Option<Box<crate::analysis::AnalysisSpec>>,
     /// Data passed from upstream.
     pub inputs: JobInputs,
+    /// Where the data passed from upstream is kept when it was too large to travel in the
+    /// job (a wide fan-in, large trigger data): the name of an object in the bus's inputs
+    /// store holding the whole [`JobInputs`]. The worker fetches it before it runs the job;
+    /// `inputs` then holds only the initiator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs_ref: Option<String>,
 }
 
 /// What an `exec` job runs.
@@ -200,6 +206,7 @@ impl Job {
             traffic: None,
             analysis: None,
             inputs: JobInputs::default(),
+            inputs_ref: None,
         }
     }
 

@@ -149,6 +149,8 @@ pub struct Nats {
     pub port: u16,
     store: PathBuf,
     log: PathBuf,
+    /// A configuration file given with `-c`, if any.
+    config: Option<PathBuf>,
 }
 
 impl Nats {
@@ -159,6 +161,7 @@ impl Nats {
             port: free_port(),
             store: dir.join("nats"),
             log: dir.join("nats.log"),
+            config: None,
         };
         nats.boot()?;
         Ok(nats)
@@ -176,6 +179,9 @@ impl Nats {
                 "-sd",
             ])
             .arg(&self.store);
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
         self.proc = Some(Proc::spawn("nats-server", command, self.log.clone())?);
         wait_for_port(self.port, Duration::from_secs(15))
     }
@@ -190,6 +196,14 @@ impl Nats {
         if let Some(mut p) = self.proc.take() {
             p.kill9();
         }
+    }
+
+    /// Starts the server again with `max_payload` (its largest message) set to `bytes`.
+    pub fn restart_with_max_payload(&mut self, bytes: usize) -> anyhow::Result<()> {
+        let config = self.store.with_extension("conf");
+        std::fs::write(&config, format!("max_payload: {bytes}\n"))?;
+        self.config = Some(config);
+        self.restart()
     }
 
     /// Starts the server again on the same port with the same store.

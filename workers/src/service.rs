@@ -465,6 +465,23 @@ async fn handle(kind: NodeKind, message: Inbound, ctx: &JobContext) {
         }
         Err(poison) => return set_aside(&message, poison, ctx).await,
     };
+    // Inputs kept apart on the bus are fetched first: the executors see a whole job.
+    let job = match job.inputs_ref.is_none() {
+        true => job,
+        false => match ctx.bus.resolve_inputs(job.clone()).await {
+            Ok(resolved) => resolved,
+            Err(baton_bus::InputsError::Bus(e)) => {
+                warn!(run = %job.run, node = %job.node, error = %e, "inputs not read; handing the job back");
+                message.nak(Some(Duration::from_secs(1))).await.ok();
+                return;
+            }
+            Err(e) => {
+                error!(run = %job.run, node = %job.node, attempt = %job.attempt, error = %e, "job cannot run");
+                let now = Timestamp::now();
+                return finish(&job, now, Outcome::failed(e.to_string()), &message, ctx).await;
+            }
+        },
+    };
     // From here to the final ack the job is ours: reporting its start and its completion can
     // take a while on a busy server, as can the effect itself.
     keep_alive(work(kind, &job, &message, ctx), &job, &message, ctx).await;

@@ -5,6 +5,10 @@
 //! that stands in for a pod's termination log: what the process writes there is the node's
 //! output, at most [`OUTPUT_LIMIT_BYTES`]. A larger file fails the node rather than being cut.
 //!
+//! The data passed is also in files, `BATON_DATA_FILE` and `BATON_INPUTS_FILE` (several
+//! upstreams): a value larger than one environment entry may be (`execve` takes 128 KiB,
+//! a fan-in of hundreds of 4 KiB outputs is more) is given only there, its variable unset.
+//!
 //! No process of a job outlives it, as no process of a container outlives the container: the
 //! command runs under a small supervisor, the worker's own binary started again as
 //! `baton exec-supervise` ([`supervise`]), which starts the command as the leader of a process
@@ -87,6 +91,9 @@ pub async fn run_with(job: &Job, stop: &CancellationToken, supervisor: &Path) ->
         // Its own group: a Ctrl-C at the worker's terminal is the worker's to handle, and the
         // worker drains its jobs rather than see them killed under it.
         .process_group(0);
+    if let Err(e) = data_files(&mut command, job, scratch.path()).await {
+        return Effect::Done(failed(&format!("cannot write the data passed: {e}")));
+    }
     stop_with_worker(&mut command);
     let mut child = match command.spawn() {
         Ok(child) => child,
@@ -186,6 +193,26 @@ pub async fn run_with(job: &Job, stop: &CancellationToken, supervisor: &Path) ->
 /// A running supervisor, asked to stop (and so to kill its command's group) when dropped: an
 /// exec future dropped half way leaves nothing behind. Emptied once the supervisor is reaped,
 /// so that a reused pid is never signalled.
+/// Writes the data passed to the node into files of `dir` and names them in
+/// `BATON_DATA_FILE` and `BATON_INPUTS_FILE`; a variable whose value is too large for the
+/// environment is unset, its file the only way in.
+async fn data_files(command: &mut Command, job: &Job, dir: &Path) -> std::io::Result<()> {
+    let mut files = vec![("BATON_DATA", job.inputs.data.clone())];
+    if let Some(inputs) = &job.inputs.inputs {
+        let json = serde_json::to_string(inputs).unwrap_or_else(|_| "{}".to_owned());
+        files.push(("BATON_INPUTS", json));
+    }
+    for (name, value) in files {
+        let path = dir.join(name.to_ascii_lowercase());
+        tokio::fs::write(&path, &value).await?;
+        command.env(format!("{name}_FILE"), &path);
+        if name.len() + 1 + value.len() > baton_schemas::validate::MAX_EXEC_STRING {
+            command.env_remove(name);
+        }
+    }
+    Ok(())
+}
+
 struct Supervised(Option<Pid>);
 
 impl Supervised {
