@@ -13,6 +13,7 @@ use baton_schemas::document::parse_documents_within;
 use baton_schemas::status::RunStatus;
 use baton_schemas::wire::Timestamp;
 use serde::de::DeserializeOwned;
+use tracing::debug;
 
 use crate::args::{
     ApplyArgs, CancelArgs, CellAction, CellArgs, DeleteArgs, DeleteKind, Format, GroupsArgs,
@@ -34,13 +35,25 @@ pub(crate) fn read_documents(
 struct Api {
     http: reqwest::Client,
     base: String,
+    /// Sent with every request that starts runs, the same on each retry of this invocation,
+    /// so that a retry after an ambiguous failure starts nothing twice.
+    idempotency_key: String,
 }
+
+/// How many times a request that starts runs is sent before its failure is reported.
+const SENDS: u32 = 5;
 
 impl Api {
     fn new(server: &str) -> Api {
         Api {
             http: reqwest::Client::new(),
             base: server.trim_end_matches('/').to_owned(),
+            // Two random run ids: 24 letters and digits, about 124 bits.
+            idempotency_key: format!(
+                "{}{}",
+                baton_planner::service::new_run_id(),
+                baton_planner::service::new_run_id()
+            ),
         }
     }
 
@@ -48,10 +61,42 @@ impl Api {
         &self,
         request: reqwest::RequestBuilder,
     ) -> anyhow::Result<T> {
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the Baton API at {}", self.base))?;
+        self.answer(request.send().await).await
+    }
+
+    /// Sends a request that starts runs with this invocation's `Idempotency-Key`, again (up
+    /// to [`SENDS`] times, waiting 250 ms doubling) when the API cannot be reached, the
+    /// connection fails mid-request or the planner answers 503: the API starts one run per
+    /// key, however often it hears the request.
+    async fn send_idempotent<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<T> {
+        let request = request.header("Idempotency-Key", &self.idempotency_key);
+        let mut delay = Duration::from_millis(250);
+        for _ in 1..SENDS {
+            let this = request
+                .try_clone()
+                .context("a request body that cannot be re-sent")?;
+            match this.send().await {
+                Err(e) => debug!(error = %e, ?delay, "the Baton API did not answer; sending again"),
+                Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                    debug!(?delay, "the Baton API is unavailable; sending again")
+                }
+                result => return self.answer(result).await,
+            }
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+        self.answer(request.send().await).await
+    }
+
+    async fn answer<T: DeserializeOwned>(
+        &self,
+        sent: reqwest::Result<reqwest::Response>,
+    ) -> anyhow::Result<T> {
+        let response =
+            sent.with_context(|| format!("cannot reach the Baton API at {}", self.base))?;
         let status = response.status();
         if status.is_success() {
             return response
@@ -134,7 +179,7 @@ pub(crate) async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
             data: args.data.clone(),
         };
         let applied: ApplyResponse = api
-            .send(
+            .send_idempotent(
                 api.http
                     .post(format!("{}/v1/apply", api.base))
                     .json(&request),
@@ -199,7 +244,7 @@ pub(crate) async fn cancel(args: CancelArgs) -> Result<u8, Failure> {
 pub(crate) async fn trigger(args: TriggerArgs) -> Result<u8, Failure> {
     let api = Api::new(&args.server.server);
     let started: RunResponse = api
-        .send(
+        .send_idempotent(
             api.http
                 .post(format!("{}/v1/triggers/{}", api.base, args.name))
                 .body(args.data),

@@ -17,6 +17,12 @@
 //! | `DELETE /v1/cells/{name}` | | `{"cell"}` (the rule goes too with `deletionPolicy: Delete`) |
 //! | `GET /healthz` | | `ok` |
 //!
+//! `POST /v1/apply`, `POST /v1/workflows/{name}/runs` and `POST /v1/triggers/{name}` take an
+//! `Idempotency-Key` header (1 to 255 visible ASCII characters): the run they start is named
+//! after the key and the workflow, so a client that sends the request again after an
+//! ambiguous failure (a timeout, a dropped connection) gets the run the first one started,
+//! not a second one, for as long as the run is kept (`--run-retention`).
+//!
 //! Errors answer `{"errors": ["<path>: <message>", ...]}` with 400, 404 (what the request
 //! names does not exist, or a path with no route), 405 (a method the path does not take),
 //! 409 (its state does not allow the request: a Cell with nothing to resume, a Cell's rollout
@@ -39,6 +45,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::core::{CellCommand, Expect, Refusal, Registered};
+use crate::ids::idempotent_run_id;
 use crate::service::{Command, new_run_id};
 
 #[derive(Clone)]
@@ -194,6 +201,22 @@ pub fn router(commands: mpsc::Sender<Command>, bus: Bus, limits: baton_schemas::
 /// 6 MB) are allowed.
 const BODY_LIMIT: usize = 64 << 20;
 
+/// Reads the `Idempotency-Key` header: `None` without one, 400 for one that is empty, longer
+/// than 255 characters, or not visible ASCII.
+fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or_default();
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            vec!["Idempotency-Key must be 1 to 255 visible ASCII characters".to_owned()],
+        ));
+    }
+    Ok(Some(key.to_owned()))
+}
+
 /// Answers a path with no route.
 async fn no_route(request: Request) -> ApiError {
     ApiError(
@@ -267,8 +290,10 @@ pub async fn serve(
 
 async fn apply(
     State(api): State<Api>,
+    headers: axum::http::HeaderMap,
     Json(request): Json<ApplyRequest>,
 ) -> Result<Json<ApplyResponse>, ApiError> {
+    let key = idempotency_key(&headers)?;
     let document = baton_schemas::document::parse_object_within(
         "request",
         &request.document,
@@ -285,11 +310,12 @@ async fn apply(
     run_data_fits(&api, &request.data)?;
     let applied = document.describe();
     let start = request.run.then_some(request.data);
+    let run = key.map(|k| idempotent_run_id(&k, Registered::of(&document).name()));
     let run = api
         .ask(|reply| Command::Apply {
             document: Box::new(document),
             start,
-            run: None,
+            run,
             source: None,
             reply,
         })
@@ -362,13 +388,17 @@ async fn delete_ignitor(
 async fn start(
     State(api): State<Api>,
     Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
     body: Option<Json<StartRequest>>,
 ) -> Result<Json<RunResponse>, ApiError> {
+    let key = idempotency_key(&headers)?;
     let data = body.map(|b| b.0.data).unwrap_or_default();
     run_data_fits(&api, &data)?;
+    let run = key.map(|k| idempotent_run_id(&k, &name));
     let run = api
         .ask(|reply| Command::Start {
             workflow: WorkflowName::new(name),
+            run,
             data,
             reply,
         })
@@ -381,8 +411,10 @@ async fn start(
 async fn trigger(
     State(api): State<Api>,
     Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<RunResponse>), ApiError> {
+    let key = idempotency_key(&headers)?;
     if !baton_schemas::ids::is_dns_label(&name) {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
@@ -410,7 +442,9 @@ async fn trigger(
             )],
         ));
     }
-    let run = new_run_id();
+    // With a key, a trigger sent again carries the same run id, which is also its message id:
+    // the bus drops it within its duplicate window, the planner ignores it after.
+    let run = key.map_or_else(new_run_id, |k| idempotent_run_id(&k, &name));
     let message = api.bus.trigger_message(&name, body, &run);
     let limit = api.bus.max_message_size();
     if message.size() > limit {

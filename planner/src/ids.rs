@@ -24,6 +24,15 @@ pub fn hashed_run_id(letter: char, bytes: impl IntoIterator<Item = u8>) -> RunId
     RunId::new(id)
 }
 
+/// Returns the run id a request with `Idempotency-Key: key` starts for `workflow`: `i` and 12
+/// letters and digits of a hash of both, so that a request sent again with its key names the
+/// run the first one started (which the core does not start twice) and one key used for two
+/// workflows starts one run of each.
+pub fn idempotent_run_id(key: &str, workflow: &str) -> RunId {
+    let bytes = format!("idempotency\0{workflow}\0{key}");
+    hashed_run_id('i', bytes.into_bytes())
+}
+
 /// Returns the run id `<name>-<suffix>` of a run a named document starts, at most 40
 /// characters: a name too long is cut and a hash of the whole name added, so that two long
 /// names with one beginning still name different runs.

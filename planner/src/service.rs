@@ -86,6 +86,9 @@ pub enum Command {
     Start {
         /// The workflow.
         workflow: WorkflowName,
+        /// The run's id, when the caller chose one (an idempotency key's); a new one
+        /// otherwise. A run id already known starts nothing and is answered again.
+        run: Option<RunId>,
         /// The trigger data.
         data: String,
         /// The new run's id.
@@ -662,10 +665,11 @@ impl Planner {
             }
             Command::Start {
                 workflow,
+                run,
                 data,
                 reply,
             } => {
-                let run = new_run_id();
+                let run = run.unwrap_or_else(new_run_id);
                 let input = Input::StartRun {
                     run: run.clone(),
                     workflow,

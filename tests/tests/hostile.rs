@@ -107,15 +107,26 @@ fn http(
     url: String,
     body: Vec<u8>,
 ) -> (u16, serde_json::Value) {
+    http_with(rt, method, url, &[], body)
+}
+
+/// Sends one raw HTTP request with `headers` and returns its status and JSON body.
+fn http_with(
+    rt: &tokio::runtime::Runtime,
+    method: reqwest::Method,
+    url: String,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, serde_json::Value) {
     rt.block_on(async {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let response = reqwest::Client::new()
+        let mut request = reqwest::Client::new()
             .request(method, url)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.body(body).send().await.unwrap();
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
         let body = serde_json::from_str(&text)
@@ -387,4 +398,132 @@ fn a_200_000_node_chain_and_cycle_are_handled_iteratively() {
     assert_eq!(status, 200, "{body}");
     let ended = env.wait_end(&run, Duration::from_secs(60)).unwrap();
     assert_eq!(ended.state, State::Cancelled);
+}
+
+/// A client that sends a start again after an ambiguous failure, with the same
+/// `Idempotency-Key`, gets the run the first request started, for each way of starting one.
+#[test]
+fn a_start_sent_again_with_its_idempotency_key_starts_one_run() {
+    let mut env = env();
+    env.start_all().unwrap();
+    let wf =
+        format!("{HEAD}  nodes:\n  - {{name: a, kind: noop}}\n").replace("name: w", "name: once");
+    let file = env.write("once.yaml", &wf);
+    let out = env.cli(&["apply", "-f", file.to_str().unwrap(), "--no-run"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let document: serde_json::Value = serde_norway::from_str(&wf).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let base = env.server();
+    let twice = |path: &str, key: &str, body: Vec<u8>| -> String {
+        let sent: Vec<(u16, serde_json::Value)> = (0..2)
+            .map(|_| {
+                http_with(
+                    &rt,
+                    reqwest::Method::POST,
+                    format!("{base}{path}"),
+                    &[("Idempotency-Key", key)],
+                    body.clone(),
+                )
+            })
+            .collect();
+        assert!(sent.iter().all(|(s, _)| *s < 300), "{sent:?}");
+        assert_eq!(sent[0].1["run"], sent[1].1["run"], "{path}");
+        sent[0].1["run"].as_str().unwrap().to_owned()
+    };
+    let started = twice("/v1/workflows/once/runs", "k-start", b"{}".to_vec());
+    let triggered = twice("/v1/triggers/once", "k-trigger", b"data".to_vec());
+    let apply = serde_json::json!({"document": document, "run": true});
+    let applied = twice("/v1/apply", "k-apply", apply.to_string().into_bytes());
+    for run in [&started, &triggered, &applied] {
+        let status = env.wait_end(run, Duration::from_secs(30)).unwrap();
+        assert_eq!(status.state, State::Succeeded);
+    }
+    // Without a key, two requests are two runs; a malformed key is refused.
+    let (_, first) = http(
+        &rt,
+        reqwest::Method::POST,
+        format!("{base}/v1/workflows/once/runs"),
+        b"{}".to_vec(),
+    );
+    let (_, second) = http(
+        &rt,
+        reqwest::Method::POST,
+        format!("{base}/v1/workflows/once/runs"),
+        b"{}".to_vec(),
+    );
+    assert_ne!(first["run"], second["run"]);
+    let (status, body) = http_with(
+        &rt,
+        reqwest::Method::POST,
+        format!("{base}/v1/triggers/once"),
+        &[("Idempotency-Key", "two words")],
+        b"x".to_vec(),
+    );
+    assert_eq!(status, 400, "{body}");
+    let out = env.cli(&["runs", "-o", "json"]);
+    let runs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs.len(), 5, "{runs:?}");
+}
+
+/// The CLI sends one `Idempotency-Key` per invocation and the same one when it sends again:
+/// here the first connection is dropped after the request was read (the client cannot know
+/// whether it was acted on), and the second is answered.
+#[test]
+fn the_cli_sends_a_start_again_with_the_same_key() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let mut keys = Vec::new();
+        for answer in [false, true] {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("idempotency-key")
+                {
+                    keys.push(value.trim().to_owned());
+                }
+                if line.trim().is_empty() {
+                    break;
+                }
+            }
+            if answer {
+                let body = "{\"run\":\"r1\"}";
+                write!(
+                    stream,
+                    "HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+            }
+        }
+        keys
+    });
+    let env = env();
+    let out = env
+        .baton()
+        .env("BATON_SERVER", format!("http://127.0.0.1:{port}"))
+        .args(["trigger", "once", "--data", "x"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "r1");
+    let keys = server.join().unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(keys[0], keys[1]);
+    assert!(keys[0].len() >= 16, "{keys:?}");
 }
