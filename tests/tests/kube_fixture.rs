@@ -579,3 +579,113 @@ fn the_kubelet_runs_init_containers_in_order_first() {
         assert!(main.state.unwrap().terminated.is_none(), "the container never ran");
     });
 }
+
+/// Sends `body` to `path` with `method` through the client and returns the status, the
+/// `Warning` headers and the body.
+async fn raw(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, Vec<String>, serde_json::Value) {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&body).unwrap())
+        .unwrap();
+    let response = client
+        .send(request.map(kube::client::Body::from))
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let warnings = response
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (status, warnings, serde_json::from_slice(&bytes).unwrap())
+}
+
+fn crd_with(group: &str, spec_schema: serde_json::Value) -> serde_json::Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("things.{group}")},
+        "spec": {
+            "group": group,
+            "names": {"kind": "Thing", "plural": "things", "singular": "thing", "listKind": "ThingList"},
+            "scope": "Namespaced",
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": spec_schema}}}}],
+        },
+    })
+}
+
+/// The fixture refuses what kube-apiserver refuses and a test once passed: a CRD whose
+/// `required` holds a boolean (YAML 1.1's `on`), and warns of formats Kubernetes does not
+/// know; Baton's own CRDs draw neither.
+#[test]
+fn crds_are_admitted_as_a_real_api_server_admits_them() {
+    let (_dir, env) = kube_env();
+    if !env.fake {
+        return skip(
+            "crds_are_admitted_as_a_real_api_server_admits_them",
+            "it creates CRDs; run against the fake server only",
+        );
+    }
+    let path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    env.block_on(async {
+        let bad = crd_with("bad.example.com", json!({"type": "object", "required": [true], "properties": {"true": {"type": "string"}}}));
+        let (status, _, body) = raw(&env.client, "POST", path, bad).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["message"], "json: cannot unmarshal bool into Go struct field JSONSchemaProps.required of type string");
+        let odd = crd_with("odd.example.com", json!({"type": "object", "properties": {"n": {"type": "integer", "format": "uint32"}}}));
+        let (status, warnings, _) = raw(&env.client, "POST", path, odd).await;
+        assert_eq!(status, 201);
+        assert_eq!(warnings, ["299 - \"unrecognized format \\\"uint32\\\"\""]);
+        for crd in baton_schemas::crd::crds() {
+            let (status, warnings, body) = raw(&env.client, "POST", path, serde_json::to_value(&crd).unwrap()).await;
+            assert_eq!((status, warnings), (201, vec![]), "{body}");
+        }
+    });
+}
+
+/// A custom object's undeclared fields are refused under `fieldValidation=Strict` (kubectl's
+/// way) and pruned otherwise; `x-kubernetes-preserve-unknown-fields` keeps them.
+#[test]
+fn undeclared_fields_of_custom_objects_are_refused_or_pruned() {
+    let (_dir, env) = kube_env();
+    if !env.fake {
+        return skip(
+            "undeclared_fields_of_custom_objects_are_refused_or_pruned",
+            "it creates CRDs; run against the fake server only",
+        );
+    }
+    let ns = env.namespace.clone();
+    env.block_on(async {
+        let schema = json!({"type": "object", "properties": {
+            "startOnAll": {"type": "array", "items": {"type": "object", "properties": {"task": {"type": "string"}, "outcome": {"type": "string"}}}},
+            "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+        }});
+        let (status, _, _) = raw(&env.client, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd_with("fields.example.com", schema)).await;
+        assert_eq!(status, 201);
+        let path = format!("/apis/fields.example.com/v1/namespaces/{ns}/things");
+        // What kubectl sends for `startOnAll: [{task: build, on: success}]`, read as YAML 1.1.
+        let object = |name: &str| json!({"apiVersion": "fields.example.com/v1", "kind": "Thing", "metadata": {"name": name},
+            "spec": {"startOnAll": [{"task": "build", "true": "success"}], "free": {"anything": 1}}});
+        let (status, _, body) = raw(&env.client, "POST", &format!("{path}?fieldValidation=Strict"), object("strict")).await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["message"], "strict decoding error: unknown field \"spec.startOnAll[0].true\"");
+        let (status, warnings, body) = raw(&env.client, "POST", &path, object("pruned")).await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["spec"]["startOnAll"][0], json!({"task": "build"}));
+        assert_eq!(body["spec"]["free"], json!({"anything": 1}));
+        assert_eq!(warnings, ["299 - \"unknown field \\\"spec.startOnAll[0].true\\\"\""]);
+    });
+}

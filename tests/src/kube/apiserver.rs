@@ -10,8 +10,12 @@
 //! 404). A `metadata.resourceVersion` in a replace or in the result of a patch is a
 //! precondition, as in Kubernetes: a stale one is a 409 `Conflict`.
 //!
-//! Not modelled: admission, validation against schemas, defaulting beyond the metadata, RBAC,
-//! and label changes that move an object out of a watch's selection.
+//! What a real server refuses in a CRD, and fields of custom objects their schema does not
+//! declare, are refused or pruned as there ([`admission`]). Not modelled: other admission,
+//! validation of values against schemas, defaulting beyond the metadata, RBAC, and label
+//! changes that move an object out of a watch's selection.
+
+mod admission;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::convert::Infallible;
@@ -145,6 +149,9 @@ struct Target {
     namespace: Option<String>,
     name: Option<String>,
     subresource: Option<String>,
+    /// Whether the request asks `fieldValidation=Strict`: undeclared fields are refused
+    /// rather than pruned.
+    strict: bool,
 }
 
 fn parse_path(path: &str) -> Option<Target> {
@@ -170,6 +177,7 @@ fn parse_path(path: &str) -> Option<Target> {
         namespace,
         name: name.map(|n| n.to_string()),
         subresource: subresource.map(|s| s.to_string()),
+        strict: false,
     })
 }
 
@@ -255,7 +263,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         }
         _ => {}
     }
-    let Some(target) = parse_path(&path) else {
+    let Some(mut target) = parse_path(&path) else {
         return status(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -263,6 +271,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         );
     };
     let params = query(&parts.uri);
+    target.strict = params.get("fieldValidation").map(String::as_str) == Some("Strict");
     let body = match axum::body::to_bytes(body, 64 << 20).await {
         Ok(b) => b,
         Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()),
@@ -564,6 +573,10 @@ fn create_locked(
             format!("{} \"{name}\" already exists", key.collection.resource),
         );
     }
+    let warnings = match admission::admit(store, &key.collection, &mut object, target.strict) {
+        Ok(warnings) => warnings,
+        Err(refusal) => return refused(refusal),
+    };
     let metadata = &mut object["metadata"];
     metadata["name"] = json!(name);
     if let Some(ns) = &target.namespace {
@@ -576,7 +589,25 @@ fn create_locked(
         object["status"] = json!({"phase": "Pending"});
     }
     let stored = store.put(changes, key, object, "ADDED");
-    (StatusCode::CREATED, axum::Json(stored)).into_response()
+    with_warnings(
+        (StatusCode::CREATED, axum::Json(stored)).into_response(),
+        warnings,
+    )
+}
+
+fn refused(refusal: admission::Refusal) -> Response {
+    let code = StatusCode::from_u16(refusal.code).unwrap_or(StatusCode::BAD_REQUEST);
+    status(code, refusal.reason, refusal.message)
+}
+
+/// Adds a `Warning` header per warning, as Kubernetes sends them (`299 - "<text>"`).
+fn with_warnings(mut response: Response, warnings: Vec<String>) -> Response {
+    for warning in warnings {
+        if let Ok(value) = header::HeaderValue::from_str(&format!("299 - {warning:?}")) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
 }
 
 /// Writes `updated` over `current` as a write to the object (`status` kept) or to its status
@@ -591,6 +622,7 @@ fn write(
     current: &Value,
     mut updated: Value,
     subresource: Option<&str>,
+    strict: bool,
 ) -> Response {
     let mut next = match subresource {
         Some("status") => {
@@ -655,8 +687,12 @@ fn write(
     } else {
         "MODIFIED"
     };
+    let warnings = match admission::admit(store, &key.collection, &mut next, strict) {
+        Ok(warnings) => warnings,
+        Err(refusal) => return refused(refusal),
+    };
     let stored = store.put(changes, key, next, kind);
-    axum::Json(stored).into_response()
+    with_warnings(axum::Json(stored).into_response(), warnings)
 }
 
 fn current(shared: &Shared, key: &Key) -> Option<Value> {
@@ -713,6 +749,7 @@ fn replace(shared: &Shared, target: &Target, body: &[u8]) -> Response {
         &existing,
         updated,
         target.subresource.as_deref(),
+        target.strict,
     )
 }
 
@@ -760,6 +797,7 @@ fn patch(shared: &Shared, target: &Target, headers: &HeaderMap, body: &[u8]) -> 
         &existing,
         updated,
         target.subresource.as_deref(),
+        target.strict,
     )
 }
 
