@@ -59,6 +59,22 @@ fn every_committed_hostile_file_is_refused_with_its_field_path() {
 
 const HEAD: &str = "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: w}\nspec:\n";
 
+/// Registers a workflow `name` of one noop node through the CLI, starting no run, and
+/// returns its document.
+fn register_noop(env: &Env, name: &str) -> serde_json::Value {
+    let text = format!(
+        "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: {name}}}\nspec:\n  nodes:\n  - {{name: a, kind: noop}}\n"
+    );
+    let file = env.write(&format!("{name}.yaml"), &text);
+    let out = env.cli(&["apply", "-f", file.to_str().unwrap(), "--no-run"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_norway::from_str(&text).unwrap()
+}
+
 #[test]
 fn deeply_nested_files_are_refused_before_parsing() {
     let env = env();
@@ -147,16 +163,7 @@ fn api_errors_are_4xx_with_one_json_shape() {
     let mut env = env();
     let planner = env.start_planner().unwrap();
     env.keep(planner);
-    let wf = env.write(
-        "echo.yaml",
-        &format!("{HEAD}  nodes:\n  - {{name: a, kind: noop}}\n").replace("name: w", "name: echo"),
-    );
-    let out = env.cli(&["apply", "-f", wf.to_str().unwrap(), "--no-run"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    register_noop(&env, "echo");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let base = env.server();
     use reqwest::Method;
@@ -234,16 +241,7 @@ fn publish_raw(env: &Env, messages: &[(String, Option<&str>, Vec<u8>)]) {
 fn triggers_set_aside_from_the_bus_are_failed_runs_with_the_reason() {
     let mut env = env();
     env.start_all().unwrap();
-    let wf = env.write(
-        "good.yaml",
-        &format!("{HEAD}  nodes:\n  - {{name: a, kind: noop}}\n").replace("name: w", "name: good"),
-    );
-    let out = env.cli(&["apply", "-f", wf.to_str().unwrap(), "--no-run"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    register_noop(&env, "good");
     let p = env.prefix.clone();
     publish_raw(
         &env,
@@ -389,14 +387,14 @@ fn a_200_000_node_chain_and_cycle_are_handled_iteratively() {
     assert_eq!(status, 200, "{body}");
     let run = body["run"].as_str().unwrap().to_owned();
     let started = env
-        .wait_for(&run, Duration::from_secs(60), |s| {
+        .wait_for(&run, Duration::from_secs(180), |s| {
             s.nodes.len() == N && s.nodes[0].state != State::Pending
         })
         .unwrap();
     assert_eq!(started.nodes[N - 1].state, State::Pending);
     let (status, body) = post(&format!("/v1/runs/{run}/cancel"), serde_json::json!({}));
     assert_eq!(status, 200, "{body}");
-    let ended = env.wait_end(&run, Duration::from_secs(60)).unwrap();
+    let ended = env.wait_end(&run, Duration::from_secs(180)).unwrap();
     assert_eq!(ended.state, State::Cancelled);
 }
 
@@ -406,16 +404,7 @@ fn a_200_000_node_chain_and_cycle_are_handled_iteratively() {
 fn a_start_sent_again_with_its_idempotency_key_starts_one_run() {
     let mut env = env();
     env.start_all().unwrap();
-    let wf =
-        format!("{HEAD}  nodes:\n  - {{name: a, kind: noop}}\n").replace("name: w", "name: once");
-    let file = env.write("once.yaml", &wf);
-    let out = env.cli(&["apply", "-f", file.to_str().unwrap(), "--no-run"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let document: serde_json::Value = serde_norway::from_str(&wf).unwrap();
+    let document = register_noop(&env, "once");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let base = env.server();
     let twice = |path: &str, key: &str, body: Vec<u8>| -> String {
