@@ -319,9 +319,57 @@ impl Planner {
             checkpoint_due: None,
             config,
         };
-        planner.flush_outbox(loaded.outbox).await?;
+        let (outbox, undeliverable) = planner.fitting(loaded.outbox);
+        planner.flush_outbox(outbox).await?;
+        if !undeliverable.is_empty() {
+            planner.turn(undeliverable, Origin::Local).await?;
+        }
         planner.replay().await?;
         Ok(Some(planner))
+    }
+
+    /// Splits an outbox kept from an earlier start into the messages the bus takes and, for
+    /// jobs larger than it takes now (committed before the bus's largest message shrank, or
+    /// by a build that did not keep large inputs apart), the failure of their node. Without
+    /// this, such a job would stop every start of the planner. The jobs set aside leave the
+    /// outbox with the next commit.
+    fn fitting(&mut self, outbox: Vec<Outgoing>) -> (Vec<Outgoing>, Vec<Input>) {
+        let limit = self.bus.max_message_size();
+        let mut fits = Vec::with_capacity(outbox.len());
+        let mut undeliverable = Vec::new();
+        for message in outbox {
+            if message.size() <= limit {
+                fits.push(message);
+                continue;
+            }
+            let header = |name: &str| {
+                message
+                    .headers
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+            };
+            let reason = format!(
+                "job is {} bytes, above the bus's limit of {limit}",
+                message.size()
+            );
+            error!(subject = %message.subject, msg_id = %message.msg_id, %reason, "an outbox message the bus cannot carry set aside");
+            use baton_schemas::wire::headers;
+            if let (Some(run), Some(node), Some(attempt)) = (
+                header(headers::RUN),
+                header(headers::NODE),
+                header(headers::ATTEMPT).and_then(|a| a.parse().ok()),
+            ) {
+                undeliverable.push(Input::Undeliverable {
+                    run: RunId::new(run),
+                    node: baton_schemas::NodeName::new(node),
+                    attempt: baton_schemas::Attempt(attempt),
+                    reason,
+                });
+            }
+            self.published.push(message.msg_id);
+        }
+        (fits, undeliverable)
     }
 
     /// Applies what the streams hold past the last checkpoint, publishing nothing on the way:

@@ -134,3 +134,64 @@ fn a_job_the_bus_cannot_carry_fails_its_node_and_nothing_else() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A job committed to the planner's outbox that the bus no longer takes (its largest message
+/// shrank while the planner was down, or an older build committed it whole) used to stop
+/// every start of the planner. Now the start sets it aside: its node fails for good with the
+/// sizes, the run goes on, and the planner serves.
+#[test]
+fn an_outbox_job_the_bus_no_longer_takes_fails_its_node_at_the_next_start() {
+    let mut env = env();
+    let mut planner = env.start_planner().unwrap();
+    let value = "v".repeat(100 * 1024);
+    let text = format!(
+        "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: heavy}}\nspec:\n  nodes:\n  - {{name: big, kind: exec, command: [\"true\"], env: {{BIG: {value}}}}}\n  - {{name: handler, kind: noop, needs: [big], when: failure}}\n"
+    );
+    let out = apply(&env, "heavy.yaml", &text, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    env.wait_for(&run, Duration::from_secs(30), |s| {
+        s.nodes[0].state == State::Running
+    })
+    .unwrap();
+    planner.kill9();
+    // The job as a planner that died between its commit and its publish left it.
+    let store = baton_planner::store::Store::open(
+        &env.dir.path().join("planner-data").join("planner.redb"),
+    )
+    .unwrap();
+    let job = baton_bus::Outgoing {
+        subject: format!("{}.jobs.exec", env.prefix),
+        msg_id: format!("{run}.big.1"),
+        payload: bytes::Bytes::from(vec![b'x'; 100 * 1024]),
+        headers: vec![
+            ("Baton-Run".into(), run.clone()),
+            ("Baton-Node".into(), "big".into()),
+            ("Baton-Attempt".into(), "1".into()),
+        ],
+    };
+    store
+        .commit(&baton_planner::store::Change {
+            state: Default::default(),
+            outbox: vec![job],
+            published: Vec::new(),
+            triggers_seq: None,
+            events_seq: None,
+        })
+        .unwrap();
+    drop(store);
+    env.nats.restart_with_max_payload(64 * 1024).unwrap();
+    let planner = env.start_planner().unwrap();
+    env.keep(planner);
+    let worker = env.start_worker("worker", "noop", &[]).unwrap();
+    env.keep(worker);
+    let status = env.wait_end(&run, Duration::from_secs(60)).unwrap();
+    assert_eq!(status.state, State::Failed);
+    let error = status.nodes[0].error.as_deref().unwrap_or_default();
+    assert!(error.contains("above the bus's limit of 65536"), "{error}");
+    assert_eq!(status.nodes[1].state, State::Succeeded);
+}
