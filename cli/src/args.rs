@@ -127,6 +127,10 @@ pub(crate) struct BusArgs {
     /// How long a worker may hold a job without a progress ack before it goes to another.
     #[arg(long, env = "BATON_JOB_ACK_WAIT", default_value = "30s")]
     pub job_ack_wait: Duration,
+    /// How long a publish keeps retrying through passing failures (a server restarting, a
+    /// stream missing) before the process gives up on it.
+    #[arg(long, env = "BATON_PUBLISH_DEADLINE", default_value = "2m")]
+    pub publish_deadline: Duration,
 }
 
 impl BusArgs {
@@ -135,6 +139,7 @@ impl BusArgs {
             prefix: self.prefix.clone(),
             replicas: self.replicas,
             job_ack_wait: self.job_ack_wait.0,
+            publish_deadline: self.publish_deadline.0,
             ..BusConfig::default()
         }
     }

@@ -484,10 +484,20 @@ impl Planner {
                 break Err(e);
             }
         };
-        // What was applied is made durable, so the next start replays nothing.
-        let result = match (result, self.checkpoint(Vec::new(), true).await) {
-            (Ok(()), Err(e)) => Err(e),
-            (result, _) => result,
+        // At a stop, what was applied is made durable, so the next start replays nothing. After
+        // a failure it is not: the state may hold jobs that a failed publish never sent (a bus
+        // turn publishes without an outbox), and a checkpoint would put it past them for good.
+        // The next start replays from the last checkpoint instead, as after a kill, and decides
+        // and sends those jobs again.
+        let result = match result {
+            Ok(()) => self.checkpoint(Vec::new(), true).await,
+            Err(e) => {
+                error!(
+                    error = format!("{e:#}"),
+                    "planner failed; leaving the state since the last checkpoint to be replayed"
+                );
+                Err(e)
+            }
         };
         // Acks are buffered by the client: send them before the process exits.
         if let Err(e) = self.bus.client().flush().await {

@@ -269,3 +269,58 @@ fn a_standby_planner_takes_over_when_the_active_one_dies() {
     let expected: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
     assert_eq!(lines(&file), expected, "every node ran exactly once");
 }
+
+/// A publish that fails for good in a turn driven by the bus (here the jobs stream is deleted
+/// while a node runs, and publishes give up after a second) stops the planner without a
+/// checkpoint past the job it never sent. The next start replays the completion that decided
+/// the job and sends it: the run ends, each effect once. (A checkpoint at that exit left such
+/// a run `running` forever.)
+#[test]
+fn a_planner_stopped_by_a_failed_publish_sends_the_job_after_its_restart() {
+    let mut env = env();
+    let mut planner = env
+        .start_planner_with(&["--publish-deadline", "1s"])
+        .unwrap();
+    let worker = env.start_worker("worker-1", "exec", &[]).unwrap();
+    let file = env.dir.path().join("effects");
+    let started = env.dir.path().join("started");
+    let gate = env.dir.path().join("gate");
+    let nodes = [
+        format!(
+            "{{name: a, kind: exec, command: [sh, -c, 'echo a >> {f}; touch {s}; {wait}']}}",
+            f = file.display(),
+            s = started.display(),
+            wait = baton_tests::wait_for_gate(&gate)
+        ),
+        format!(
+            "{{name: b, kind: exec, needs: [a], command: [sh, -c, 'echo b >> {}']}}",
+            file.display()
+        ),
+    ];
+    let wf = env.write("gated.yaml", &workflow("gated", &nodes));
+    let run = env.apply(&wf).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !started.exists() {
+        assert!(Instant::now() < deadline, "node a never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(env.nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let stream = format!("{}_JOBS", env.prefix.to_ascii_uppercase());
+        js.delete_stream(&stream).await.unwrap();
+    });
+    baton_tests::open_gate(&gate);
+    planner
+        .wait_exit(Duration::from_secs(60))
+        .expect("the planner stops when b's job cannot be published");
+    drop(worker);
+    let planner = env.start_planner().unwrap();
+    env.keep(planner);
+    let worker = env.start_worker("worker-2", "exec", &[]).unwrap();
+    env.keep(worker);
+    let status = env.wait_end(&run, Duration::from_secs(60)).unwrap();
+    assert_eq!(status.state, State::Succeeded, "{status:?}");
+    assert_eq!(lines(&file), ["a", "b"]);
+}
