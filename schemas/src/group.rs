@@ -627,6 +627,13 @@ pub fn validate(group: &ApplicationGroup) -> Result<(), Vec<SpecError>> {
             "a group needs at least one application",
         ));
     }
+    // Each application's release (its chart, values and subcharts) travels in jobs.
+    for (i, app) in apps.iter().enumerate() {
+        errors.extend(crate::validate::job_size(
+            &format!("spec.applications[{i}]"),
+            app,
+        ));
+    }
     let names = unique_names(
         apps.iter().map(|a| a.name.as_str()),
         "spec.applications",

@@ -258,7 +258,7 @@ pub const MAX_NODE_SPEC_BYTES: usize = 512 * 1024;
 
 /// Checks that a node's settings fit in a job, so that a node the bus could never carry is
 /// refused when it is applied, not when it runs. `at` is the node's path.
-fn job_size<T: serde::Serialize>(at: &str, spec: &T) -> Option<SpecError> {
+pub(crate) fn job_size<T: serde::Serialize>(at: &str, spec: &T) -> Option<SpecError> {
     let size = serde_json::to_vec(spec).map(|v| v.len()).unwrap_or(0);
     (size > MAX_NODE_SPEC_BYTES).then(|| {
         SpecError::new(

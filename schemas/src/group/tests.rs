@@ -414,3 +414,21 @@ fn dns1123_follows_orkestra() {
     );
     assert_eq!(&sha256_hex("abc")[..16], "ba7816bf8f01cfea");
 }
+
+#[test]
+fn an_application_too_large_for_a_job_is_refused_with_its_path() {
+    // 600 KB of inline values: every job releasing the application would carry them.
+    let text = apps(&[("web", "", "")]).replace(
+        "release: {targetNamespace: ns}",
+        &format!(
+            "release: {{targetNamespace: ns, values: {{blob: {}}}}}",
+            "x".repeat(600 * 1024)
+        ),
+    );
+    let found = errors(&text);
+    assert!(
+        found[0].starts_with("g.yaml: spec.applications[0]: its settings are")
+            && found[0].ends_with("above the 524288 bytes a job may carry"),
+        "{found:?}"
+    );
+}
