@@ -258,36 +258,61 @@ pub(crate) fn only(tasks: &[ReleaseTask], keep: impl Fn(&ReleaseTask) -> bool) -
         .collect();
     // Per task left out: the selected tasks it leads to, nearest first.
     let mut through: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    /// Returns the selected tasks `name` (left out) leads to, computing what it needs of
+    /// `through` with an explicit stack: a chain of tasks left out is as long as the group
+    /// is, and a recursion that deep would overflow the planner's stack.
     fn reach<'a>(
         name: &'a str,
         by_name: &BTreeMap<&'a str, &'a ReleaseTask>,
         selected: &BTreeSet<&str>,
         through: &mut BTreeMap<&'a str, Vec<String>>,
     ) -> Vec<String> {
-        if let Some(known) = through.get(name) {
-            return known.clone();
-        }
-        // Tasks form a DAG (validated), so this ends; the entry marks the visit.
-        through.insert(name, Vec::new());
-        let mut found: Vec<String> = Vec::new();
-        for need in by_name
-            .get(name)
-            .map(|t| t.needs.as_slice())
-            .unwrap_or_default()
-        {
-            let more = if selected.contains(need.as_str()) {
-                vec![need.clone()]
-            } else {
-                reach(need, by_name, selected, through)
-            };
-            for n in more {
-                if !found.contains(&n) {
-                    found.push(n);
+        let needs_of = |n: &str| -> &'a [String] {
+            by_name
+                .get(n)
+                .map(|t: &&'a ReleaseTask| t.needs.as_slice())
+                .unwrap_or_default()
+        };
+        // (task, whether its left-out needs are done): each task is entered, then left once
+        // what it needs is known.
+        let mut stack: Vec<(&'a str, bool)> = vec![(name, false)];
+        let mut entered: BTreeSet<&str> = BTreeSet::new();
+        while let Some((task, ready)) = stack.pop() {
+            if through.contains_key(task) {
+                continue;
+            }
+            if !ready {
+                // Tasks form a DAG (validated); a task entered twice on one path is not
+                // followed again.
+                if !entered.insert(task) {
+                    continue;
+                }
+                stack.push((task, true));
+                for need in needs_of(task).iter().rev() {
+                    if !selected.contains(need.as_str()) && !through.contains_key(need.as_str()) {
+                        stack.push((need.as_str(), false));
+                    }
+                }
+                continue;
+            }
+            let mut found: Vec<String> = Vec::new();
+            for need in needs_of(task) {
+                let more = match selected.contains(need.as_str()) {
+                    true => std::slice::from_ref(need),
+                    false => through
+                        .get(need.as_str())
+                        .map(Vec::as_slice)
+                        .unwrap_or_default(),
+                };
+                for n in more {
+                    if !found.contains(n) {
+                        found.push(n.clone());
+                    }
                 }
             }
+            through.insert(task, found);
         }
-        through.insert(name, found.clone());
-        found
+        through.get(name).cloned().unwrap_or_default()
     }
     tasks
         .iter()

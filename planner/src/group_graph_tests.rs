@@ -385,3 +385,26 @@ fn a_removal_is_renamed_when_a_new_application_has_its_name() {
     );
     assert_eq!(plan.removes[0].1, [NodeName::new("uninstall-db-2")]);
 }
+
+#[test]
+fn tasks_left_out_along_a_long_chain_are_followed_without_recursion() {
+    // A 100 000-long chain of dependencies, only its ends selected: the last still needs the
+    // first, through every task left out (a recursive walk overflowed a 2 MiB stack here).
+    let base = apps(&[("a", "")]).remove(0);
+    let n = 100_000;
+    let chain: Vec<ReleaseTask> = (0..n)
+        .map(|i| ReleaseTask {
+            name: format!("t{i}"),
+            needs: if i == 0 {
+                vec![]
+            } else {
+                vec![format!("t{}", i - 1)]
+            },
+            ..base.clone()
+        })
+        .collect();
+    let last = format!("t{}", n - 1);
+    let kept = only(&chain, |t| t.name == "t0" || t.name == last);
+    let shape: Vec<(String, Vec<String>)> = kept.into_iter().map(|t| (t.name, t.needs)).collect();
+    assert_eq!(shape, owned(&[("t0", &[]), (last.as_str(), &["t0"])]));
+}

@@ -134,10 +134,22 @@ enum Func {
     Abs,
 }
 
+/// The most tokens a condition may have.
+pub const MAX_TOKENS: usize = 256;
+
 impl Condition {
     /// Parses `text`, or says what is wrong and where.
     pub fn parse(text: &str) -> Result<Condition, String> {
         let tokens = lex(text)?;
+        // The parser, the evaluation and the tree's drop all recurse once per level of
+        // nesting, and a chain of `||` nests as deep as it is long: a bound on the tokens
+        // bounds them all, far above what a condition needs (`result[0] >= 0.95` is 6).
+        if tokens.len() > MAX_TOKENS {
+            return Err(format!(
+                "the condition has {} tokens, above the limit of {MAX_TOKENS}",
+                tokens.len()
+            ));
+        }
         let mut parser = Parser { tokens, at: 0 };
         let root = parser.or()?;
         if let Some(token) = parser.tokens.get(parser.at) {
@@ -577,6 +589,20 @@ mod tests {
         );
         assert_eq!(holds("result[\"a-b\"] == 'x'", json), Ok(true));
         assert_eq!(holds("-result < -1e-3", Value::Number(0.5)), Ok(true));
+    }
+
+    #[test]
+    fn a_condition_nested_or_chained_without_end_is_refused_not_a_stack_overflow() {
+        for text in [
+            format!("{}result{}", "(".repeat(100_000), ")".repeat(100_000)),
+            format!("{}true", "!".repeat(100_000)),
+            vec!["true"; 50_000].join(" || "),
+        ] {
+            let e = Condition::parse(&text).unwrap_err();
+            assert!(e.contains("above the limit of 256"), "{e}");
+        }
+        let deep = format!("{}result{} >= 1", "(".repeat(60), ")".repeat(60));
+        assert!(Condition::parse(&deep).unwrap().holds(&Value::Number(1.0)).unwrap());
     }
 
     #[test]
