@@ -602,7 +602,12 @@ mod tests {
             assert!(e.contains("above the limit of 256"), "{e}");
         }
         let deep = format!("{}result{} >= 1", "(".repeat(60), ")".repeat(60));
-        assert!(Condition::parse(&deep).unwrap().holds(&Value::Number(1.0)).unwrap());
+        assert!(
+            Condition::parse(&deep)
+                .unwrap()
+                .holds(&Value::Number(1.0))
+                .unwrap()
+        );
     }
 
     #[test]
