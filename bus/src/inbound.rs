@@ -157,6 +157,18 @@ pub fn decode_job(message: &Inbound) -> Result<Job, Poison> {
     let job: Job = serde_json::from_slice(message.payload())
         .map_err(|e| poison(message, format!("undecodable job: {e}")))?;
     check_version(message, job.v)?;
+    // The planner only names runs and nodes this way; anything else was not its job, and its
+    // names would reach pod names, labels and files.
+    if !RunId::is_valid(job.run.as_str()) || !baton_schemas::ids::is_dns_label(job.node.as_str()) {
+        return Err(poison(
+            message,
+            format!(
+                "a job naming run {:?} and node {:?}, which are not Baton's names",
+                job.run.as_str(),
+                job.node.as_str()
+            ),
+        ));
+    }
     Ok(job)
 }
 

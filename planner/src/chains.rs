@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{Action, Core, Node, NodeState, Run, RunKind, StartedBy, finish};
 
+/// How far after the planner's clock a fire may be scheduled and still be taken: planners
+/// on two machines (an active one that published it, a standby that reads it) disagree by
+/// this much at most.
+const FIRE_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// A registered task and what it did.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -222,6 +227,12 @@ impl Core {
         let Some(entry) = self.ignitors.get_mut(&name) else {
             return;
         };
+        // The planner publishes a fire once it is due, so one scheduled well after `now` was
+        // not the planner's (a message forged on the triggers subject): taken, it would mark
+        // the ignitor as fired up to that time and stop it for good.
+        if scheduled > now.after(FIRE_CLOCK_SKEW) {
+            return;
+        }
         if entry.started.is_some_and(|started| started >= scheduled) {
             return;
         }

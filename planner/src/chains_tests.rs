@@ -553,3 +553,35 @@ fn the_index_of_running_instances_follows_nodes_and_survives_a_restore() {
     apply_docs(&mut restored, &ignitor("c", "NOW", ""), now);
     assert_eq!(jobs(&tick(&mut restored, now)).len(), 1);
 }
+
+#[test]
+fn a_fire_scheduled_far_after_now_is_not_the_planners_and_stops_nothing() {
+    // A message forged on `<p>.triggers.ignitors.<i>` with the latest time there is would
+    // mark the ignitor fired up to then, and it would never fire again.
+    let now = at(T0);
+    let mut core = Core::new(CoreConfig::default());
+    apply_docs(
+        &mut core,
+        &[
+            task("t", "  startOnIgnition: [every10]\n"),
+            ignitor("every10", "*/10 * * * *", ""),
+        ]
+        .concat(),
+        now,
+    );
+    let forged = Fire {
+        v: baton_schemas::wire::SCHEMA_VERSION,
+        ignitor: "every10".into(),
+        scheduled: Timestamp(u64::MAX),
+        data: String::new(),
+    };
+    assert!(core.apply(Input::Fire(forged), now).is_empty());
+    assert_eq!(core.runs().count(), 0);
+    // The real fire at 10:10 still comes and starts its chain.
+    let due = at("2026-11-21T10:10:00Z");
+    let fire = match core.apply(Input::Tick, due).as_slice() {
+        [Action::Fire(fire)] => fire.clone(),
+        other => panic!("one fire to publish, not {other:?}"),
+    };
+    assert_eq!(jobs(&core.apply(Input::Fire(fire), due)).len(), 1);
+}

@@ -1399,9 +1399,17 @@ impl Core {
                 }
                 for (run, mut nodes) in due {
                     nodes.sort_unstable();
-                    let r = self.runs.get_mut(&run).expect("timers name existing runs");
+                    let Some(r) = self.runs.get_mut(&run) else {
+                        // Never expected (a run's timers go with it); dropped rather than
+                        // fired at every tick.
+                        self.timers.retain(|(_, r, _)| r != &run);
+                        continue;
+                    };
                     for i in nodes {
-                        match r.nodes[i].state {
+                        let Some(node) = r.nodes.get(i) else {
+                            continue;
+                        };
+                        match node.state {
                             NodeState::RetryWait { failed, at } if at <= now => {
                                 let job = dispatch(r, i, failed.next());
                                 actions.push(Action::Dispatch(Box::new(job)));
@@ -1435,6 +1443,11 @@ impl Core {
     /// its second node of the name saying why, instead of hanging.
     pub(crate) fn begin_run(&mut self, mut run: Run, now: Timestamp, actions: &mut Vec<Action>) {
         let id = run.id.clone();
+        // A run never replaces another: its nodes' timers and finish records would point
+        // into the newcomer. Every caller picks a free id; this is the last guard.
+        if self.runs.contains_key(&id) {
+            return;
+        }
         let mut seen = BTreeSet::new();
         let twice = run.spec.nodes.iter().position(|n| !seen.insert(&n.name));
         match twice {

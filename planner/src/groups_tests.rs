@@ -622,3 +622,28 @@ fn the_spec_under_way_applied_again_drops_a_delete_that_waited() {
     assert_eq!(state(&core), GroupState::Succeeded);
     assert!(core.group("g").unwrap().delete_run.is_none());
 }
+
+#[test]
+fn a_run_id_taken_before_a_group_chose_it_is_skipped_not_replaced() {
+    // A trigger may name its run anything, `g-1f` too: the group's forward run takes the next
+    // free id, and the run that held it is left alone.
+    let mut core = Core::new(CoreConfig::default());
+    core.apply(
+        Input::RejectTrigger {
+            run: RunId::new("g-1f"),
+            workflow: WorkflowName::new("squatter"),
+            reason: "test".into(),
+        },
+        NOW,
+    );
+    let actions = core.apply(
+        Input::RegisterGroup(Box::new(group(&[("a", "", "1.0.0")]))),
+        NOW,
+    );
+    let dispatched = jobs(&actions);
+    assert_eq!(dispatched.len(), 1);
+    assert_eq!(dispatched[0].run.as_str(), "g-2f");
+    let squatter = core.run(&RunId::new("g-1f")).unwrap();
+    assert_eq!(squatter.workflow.as_str(), "squatter");
+    assert!(squatter.nodes.is_empty());
+}

@@ -400,7 +400,7 @@ impl Cell {
             .iter()
             .filter_map(|step| {
                 if let Some(w) = step.set_weight {
-                    total = if okra { total + w } else { w };
+                    total = if okra { total.saturating_add(w) } else { w };
                     return Some(StepKind::SetWeight(total.clamp(0, 100) as u32));
                 }
                 if let Some(pause) = &step.pause {

@@ -119,20 +119,33 @@ pub(crate) fn sha256_hex(text: &str) -> String {
 }
 
 /// Returns `name` when it has at most `max` characters, else its head and the first 8 hex
-/// digits of its SHA-256, `max` characters in all: two long names that share a head stay
-/// apart. `name` is ASCII (a DNS name), so characters are bytes.
+/// digits of its SHA-256, `max` bytes in all: two long names that share a head stay apart.
+/// Names are ASCII (DNS names), so characters are bytes; another name is cut at the last
+/// character boundary that fits, never inside a character.
 pub fn cut_with_hash(name: &str, max: usize) -> String {
     if name.len() <= max {
         return name.to_owned();
     }
     let hash = &sha256_hex(name)[..8];
-    let head = name[..max - hash.len() - 1].trim_end_matches(['-', '.']);
+    let mut end = max.saturating_sub(hash.len() + 1);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = name[..end].trim_end_matches(['-', '.']);
     format!("{head}-{hash}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_that_is_not_ascii_is_cut_between_characters() {
+        let name = format!("a{}", "é".repeat(40));
+        let cut = cut_with_hash(&name, 59);
+        assert!(cut.len() <= 59, "{cut}");
+        assert!(cut.starts_with('a') && cut.contains('-'), "{cut}");
+    }
 
     #[test]
     fn long_names_are_cut_with_a_hash_of_the_whole() {

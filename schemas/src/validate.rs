@@ -412,8 +412,15 @@ pub fn task(task: &crate::task::Task) -> Result<(), Vec<SpecError>> {
             "list at least two tasks (for one, use startOnSuccess or startOnFailure)",
         ));
     }
-    if spec.chain_limit == Some(0) {
-        errors.push(SpecError::new("spec.chainLimit", "must be at least 1"));
+    match spec.chain_limit {
+        Some(0) => errors.push(SpecError::new("spec.chainLimit", "must be at least 1")),
+        // Every instance of a task in a chain is a node of its run; a chain of millions
+        // would stall the planner, whose naming of instances scans the run.
+        Some(n) if n > MAX_CHAIN_LIMIT => errors.push(SpecError::new(
+            "spec.chainLimit",
+            format!("{n} is above the maximum of {MAX_CHAIN_LIMIT}"),
+        )),
+        _ => {}
     }
     for (field, actions) in [
         ("successActions", &spec.success_actions),
@@ -540,6 +547,8 @@ pub fn analysis_template(
 }
 
 const MAX_RETRIES: u32 = 100;
+/// The most instances of one task a chain may hold (`chainLimit`).
+pub const MAX_CHAIN_LIMIT: u32 = 10_000;
 const DNS_LABEL_RULE: &str =
     "use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit";
 

@@ -516,3 +516,58 @@ fn the_cli_sends_a_start_again_with_the_same_key() {
     assert_eq!(keys[0], keys[1]);
     assert!(keys[0].len() >= 16, "{keys:?}");
 }
+
+/// A job forged on the bus whose node name is not Baton's (not ASCII, too long: cutting it
+/// for a pod name sliced inside a character and panicked the worker's task, redelivered 20
+/// times) is set aside (terminated, never redelivered), and the worker goes on running real
+/// jobs.
+#[test]
+fn a_forged_job_with_foreign_names_is_set_aside_and_the_worker_goes_on() {
+    let mut env = env();
+    env.start_all().unwrap();
+    let node = format!("a{}", "é".repeat(40));
+    let forged = serde_json::json!({
+        "v": baton_schemas::wire::SCHEMA_VERSION, "run": "r", "workflow": "w", "node": node,
+        "attempt": 1, "kind": "exec", "exec": {"command": ["true"]},
+        "inputs": {"initiator": "", "data": ""},
+    });
+    let p = env.prefix.clone();
+    publish_raw(
+        &env,
+        &[(
+            format!("{p}.jobs.exec"),
+            None,
+            forged.to_string().into_bytes(),
+        )],
+    );
+    let log = env.dir.path().join("worker.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("which are not Baton's names")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the forged job was never set aside"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The worker is still there for real work.
+    let out = env.cli(&["apply", "-f", &register_file(&env, "after"), "--wait"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Writes a workflow `name` of one noop node and returns its path.
+fn register_file(env: &Env, name: &str) -> String {
+    let text = format!(
+        "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: {name}}}\nspec:\n  nodes:\n  - {{name: a, kind: noop}}\n"
+    );
+    env.write(&format!("{name}.yaml"), &text)
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
