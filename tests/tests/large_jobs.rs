@@ -11,11 +11,19 @@ fn env() -> Env {
     Env::new(env!("CARGO_BIN_EXE_baton-under-test")).expect("test env")
 }
 
-fn apply(env: &Env, name: &str, text: &str, extra: &[&str]) -> std::process::Output {
+/// Runs `baton apply -f <name>` with `extra` flags on `text`, checks it succeeded, and
+/// returns what it printed (the run id, when it started one).
+fn apply(env: &Env, name: &str, text: &str, extra: &[&str]) -> String {
     let file = env.write(name, text);
     let mut args = vec!["apply", "-f", file.to_str().unwrap()];
     args.extend(extra);
-    env.cli(&args)
+    let out = env.cli(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// 300 branches each write a 4000-byte output (under the 4096-byte cap); the node that needs
@@ -44,13 +52,7 @@ fn a_fan_in_of_300_large_outputs_runs_with_its_inputs_by_reference() {
     let text = format!(
         "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: wide}}\nspec:\n  nodes:\n{nodes}"
     );
-    let out = apply(&env, "wide.yaml", &text, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let run = apply(&env, "wide.yaml", &text, &[]);
     let status = env.wait_end(&run, Duration::from_secs(300)).unwrap();
     let join = status.nodes.iter().find(|n| n.name == "join").unwrap();
     assert_eq!(status.state, State::Succeeded, "{join:?}");
@@ -66,12 +68,7 @@ fn large_trigger_data_reaches_the_first_node_whole() {
     let mut env = env();
     env.start_all().unwrap();
     let text = "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: big}\nspec:\n  nodes:\n  - {name: first, kind: exec, command: [sh, -c, 'wc -c < \"$BATON_DATA_FILE\" | tr -d \" \" > \"$BATON_OUTPUT\"']}\n";
-    let out = apply(&env, "big.yaml", text, &["--no-run"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apply(&env, "big.yaml", text, &["--no-run"]);
     let data: Vec<u8> = (0..200 * 1024).map(|i| (i % 31 + 1) as u8).collect();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let url = format!("{}/v1/triggers/big", env.server());
@@ -107,13 +104,7 @@ fn a_job_the_bus_cannot_carry_fails_its_node_and_nothing_else() {
     let text = format!(
         "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: heavy}}\nspec:\n  nodes:\n  - {{name: big, kind: exec, command: [\"true\"], env: {{BIG: {value}}}, retries: {{limit: 3}}}}\n  - {{name: after, kind: noop, needs: [big]}}\n  - {{name: handler, kind: noop, needs: [big], when: failure}}\n"
     );
-    let out = apply(&env, "heavy.yaml", &text, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let run = apply(&env, "heavy.yaml", &text, &[]);
     let status = env.wait_end(&run, Duration::from_secs(60)).unwrap();
     assert_eq!(status.state, State::Failed);
     let big = &status.nodes[0];
@@ -127,12 +118,7 @@ fn a_job_the_bus_cannot_carry_fails_its_node_and_nothing_else() {
     assert_eq!(status.nodes[2].state, State::Succeeded);
     // The planner is still there, and so is a small run.
     let small = "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: small}\nspec:\n  nodes:\n  - {name: a, kind: noop}\n";
-    let out = apply(&env, "small.yaml", small, &["--wait"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apply(&env, "small.yaml", small, &["--wait"]);
 }
 
 /// A job committed to the planner's outbox that the bus no longer takes (its largest message
@@ -147,13 +133,7 @@ fn an_outbox_job_the_bus_no_longer_takes_fails_its_node_at_the_next_start() {
     let text = format!(
         "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: heavy}}\nspec:\n  nodes:\n  - {{name: big, kind: exec, command: [\"true\"], env: {{BIG: {value}}}}}\n  - {{name: handler, kind: noop, needs: [big], when: failure}}\n"
     );
-    let out = apply(&env, "heavy.yaml", &text, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let run = apply(&env, "heavy.yaml", &text, &[]);
     env.wait_for(&run, Duration::from_secs(30), |s| {
         s.nodes[0].state == State::Running
     })
