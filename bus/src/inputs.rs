@@ -29,13 +29,22 @@ pub enum PreparedJob {
         /// The inputs, as JSON.
         inputs: Bytes,
     },
-    /// Even without its inputs the job is larger than the bus's largest message.
+    /// Even without its inputs the job is larger than the bus's largest message
+    /// ([`PreparedJob::too_large`] says so).
     TooLarge {
         /// Its size without its inputs, as the server counts it.
         size: usize,
         /// The bus's largest message.
         limit: usize,
     },
+}
+
+impl PreparedJob {
+    /// Returns why a job of `size` bytes cannot travel on a bus whose largest message is
+    /// `limit` bytes: the failure its node ends with.
+    pub fn too_large(size: usize, limit: usize) -> String {
+        format!("job is {size} bytes, above the bus's limit of {limit}")
+    }
 }
 
 /// Why a job's inputs could not be read.

@@ -125,9 +125,10 @@ impl Bus {
         &self.config
     }
 
-    /// Returns the largest message the server takes (its `max_payload`, headers included).
+    /// Returns the largest message the server takes (its `max_payload`, headers included),
+    /// as the client last heard it: an atomic read, cheap enough for every job.
     pub fn max_message_size(&self) -> usize {
-        self.client.server_info().max_payload
+        self.client.max_payload()
     }
 
     /// Returns the plain NATS client.

@@ -21,6 +21,14 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
+    /// Returns the value of header `name`, if the message has it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Returns the message's size as the server counts it against its largest message
     /// (`max_payload`): the body and the header block, `Nats-Msg-Id` included.
     pub fn size(&self) -> usize {

@@ -330,16 +330,20 @@ async fn apply(
 /// has one limit (the bus's largest message).
 fn run_data_fits(api: &Api, data: &str) -> Result<(), ApiError> {
     let limit = api.bus.max_message_size();
-    if data.len() > limit {
-        return Err(ApiError(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            vec![format!(
-                "run data is {} bytes, above the limit of {limit} bytes (the bus's largest message)",
-                data.len()
-            )],
-        ));
+    match data.len() > limit {
+        true => Err(above_bus_limit("run data", data.len(), limit)),
+        false => Ok(()),
     }
-    Ok(())
+}
+
+/// The 413 of data larger than the bus's largest message.
+fn above_bus_limit(what: &str, size: usize, limit: usize) -> ApiError {
+    ApiError(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        vec![format!(
+            "{what} is {size} bytes, above the bus's limit of {limit} bytes for one message"
+        )],
+    )
 }
 
 async fn tasks(State(api): State<Api>) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
@@ -448,12 +452,10 @@ async fn trigger(
     let message = api.bus.trigger_message(&name, body, &run);
     let limit = api.bus.max_message_size();
     if message.size() > limit {
-        return Err(ApiError(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            vec![format!(
-                "trigger data is {} bytes, above the bus's limit of {limit} bytes for one message",
-                message.payload.len()
-            )],
+        return Err(above_bus_limit(
+            "trigger data",
+            message.payload.len(),
+            limit,
         ));
     }
     api.bus

@@ -342,23 +342,15 @@ impl Planner {
                 fits.push(message);
                 continue;
             }
-            let header = |name: &str| {
-                message
-                    .headers
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, v)| v.clone())
-            };
-            let reason = format!(
-                "job is {} bytes, above the bus's limit of {limit}",
-                message.size()
-            );
+            let reason = PreparedJob::too_large(message.size(), limit);
             error!(subject = %message.subject, msg_id = %message.msg_id, %reason, "an outbox message the bus cannot carry set aside");
             use baton_schemas::wire::headers;
             if let (Some(run), Some(node), Some(attempt)) = (
-                header(headers::RUN),
-                header(headers::NODE),
-                header(headers::ATTEMPT).and_then(|a| a.parse().ok()),
+                message.header(headers::RUN),
+                message.header(headers::NODE),
+                message
+                    .header(headers::ATTEMPT)
+                    .and_then(|a| a.parse().ok()),
             ) {
                 undeliverable.push(Input::Undeliverable {
                     run: RunId::new(run),
@@ -871,9 +863,7 @@ impl Planner {
                     messages.push(message);
                 }
                 PreparedJob::TooLarge { size, limit } => {
-                    let reason = format!(
-                        "job is {size} bytes, above the bus's limit of {limit} (its inputs kept apart)"
-                    );
+                    let reason = PreparedJob::too_large(size, limit);
                     warn!(run = %job.run, node = %job.node, attempt = %job.attempt, %reason, "job cannot be sent; its node fails");
                     let input = Input::Undeliverable {
                         run: job.run.clone(),
