@@ -1,0 +1,125 @@
+//! What the planner reads from the bus: events and triggers decoded into the core's inputs,
+//! and what it does with a message it cannot read (reported, set aside, recorded as a failed
+//! run or attempt where the message names one).
+
+use super::*;
+
+impl Planner {
+    /// Decodes events; a poison event is terminated and reported: as the failure of the
+    /// attempt its headers name (workers name the run, node and attempt of every event),
+    /// otherwise in the log.
+    pub(super) async fn event_inputs(&self, batch: &[Inbound]) -> Vec<Input> {
+        let mut inputs = Vec::with_capacity(batch.len());
+        for message in batch {
+            match baton_bus::decode_event(message) {
+                Ok(envelope) => inputs.push(Input::Bus(envelope.event)),
+                Err(poison) => {
+                    message.term().await.ok();
+                    let baton_bus::Poison {
+                        subject,
+                        reason,
+                        run,
+                        node,
+                        attempt,
+                    } = poison;
+                    let (Some(run), Some(node), Some(attempt)) = (run.clone(), node, attempt)
+                    else {
+                        error!(%subject, %reason, run = ?run, "poison event set aside");
+                        continue;
+                    };
+                    error!(%subject, %reason, %run, %node, %attempt, "poison event set aside; reported as the attempt's failure");
+                    let now = Timestamp::now();
+                    inputs.push(Input::Bus(baton_schemas::wire::Event::NodeFinished {
+                        run,
+                        node,
+                        attempt,
+                        started_at: now,
+                        finished_at: now,
+                        outcome: baton_schemas::wire::Outcome::failed(format!(
+                            "event set aside: {reason}"
+                        )),
+                    }));
+                }
+            }
+        }
+        inputs
+    }
+
+    /// Decodes triggers into run starts and Cell commands. A trigger without a run id gets
+    /// one derived from its place in the stream. A trigger that cannot start its run (poison,
+    /// or a workflow not registered) is reported and recorded as a failed run with the
+    /// reason; a poison Cell command or fire is reported in the log.
+    pub(super) fn trigger_inputs(&self, batch: &[Inbound]) -> Vec<Input> {
+        let mut inputs = Vec::with_capacity(batch.len());
+        let cell_subject = format!("{}.triggers.cells.", self.bus.config().prefix);
+        let fire_subject = format!("{}.triggers.ignitors.", self.bus.config().prefix);
+        for message in batch {
+            // `<p>.triggers.ignitors.<ignitor>` carries a fire the planner published.
+            if message.subject().starts_with(&fire_subject) {
+                match baton_bus::decode_fire(message) {
+                    Ok(fire) => inputs.push(Input::Fire(fire)),
+                    Err(poison) => {
+                        error!(subject = %poison.subject, reason = %poison.reason, "poison ignitor fire set aside")
+                    }
+                }
+                continue;
+            }
+            // `<p>.triggers.cells.<cell>` carries a Cell command in its body.
+            if let Some(cell) = message.subject().strip_prefix(&cell_subject) {
+                match CellTrigger::parse(message.payload()) {
+                    Ok(trigger) => inputs.push(Input::CellCommand {
+                        cell: cell.to_owned(),
+                        command: trigger.command,
+                        expect: trigger.expect(),
+                        from: Some(TriggerPosition {
+                            stream_created: self.triggers_created,
+                            seq: message.stream_sequence(),
+                        }),
+                    }),
+                    Err(e) => {
+                        error!(subject = %message.subject(), reason = %e, "poison cell trigger set aside")
+                    }
+                }
+                continue;
+            }
+            let derived_run = || trigger_run_id(self.triggers_created, message.stream_sequence());
+            let prefix = &self.bus.config().prefix;
+            match baton_bus::decode_trigger(message, prefix) {
+                Ok((workflow, run, data)) => {
+                    let run = run.unwrap_or_else(derived_run);
+                    let name = WorkflowName::new(workflow.clone());
+                    if self.core.is_registered(&Registered::Workflow(name.clone())) {
+                        inputs.push(Input::StartRun {
+                            run,
+                            workflow: name,
+                            initiator: workflow,
+                            data,
+                        });
+                    } else {
+                        warn!(%run, workflow = %name, "trigger for a workflow not registered; recorded as a failed run");
+                        inputs.push(Input::RejectTrigger {
+                            run,
+                            reason: format!("workflow {workflow:?} is not registered"),
+                            workflow: name,
+                        });
+                    }
+                }
+                Err(poison) => {
+                    let run = poison.run.clone().unwrap_or_else(derived_run);
+                    error!(subject = %poison.subject, reason = %poison.reason, %run, "poison trigger set aside; recorded as a failed run");
+                    let subject_rest = poison
+                        .subject
+                        .strip_prefix(prefix.as_str())
+                        .and_then(|s| s.strip_prefix(".triggers."))
+                        .unwrap_or(&poison.subject);
+                    inputs.push(Input::RejectTrigger {
+                        run,
+                        workflow: WorkflowName::new(subject_rest),
+                        reason: poison.reason,
+                    });
+                }
+            }
+        }
+        inputs
+    }
+}

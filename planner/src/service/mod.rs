@@ -1,0 +1,500 @@
+//! The planner service: the one loop that feeds the decision core and carries out what it
+//! decides.
+//!
+//! Every turn takes what is ready (a batch of events, a batch of triggers, one API command,
+//! or a due timer) and applies it to the core.
+//!
+//! - Events and triggers come from streams that keep them in a causal order. Their jobs are
+//!   published at once, the messages acked, and the state checkpointed to redb every
+//!   [`CHECKPOINT_EVERY`] with the stream positions up to which it holds every message. A
+//!   crash loses at most that interval, which the restarted planner applies again from the
+//!   streams; the jobs it decides again carry the same message ids, and the bus drops them.
+//! - API commands, timers and cluster-watch inputs exist nowhere else: their changes are
+//!   committed together with the messages they cause (the outbox: jobs, cancel notices,
+//!   ignitor fires) before anything is published, and a restart re-sends the outbox.
+//! - An ignitor's fire is decided by a timer and published on the triggers stream; its chain
+//!   starts when the planner reads it back, as a bus input.
+//! - A poison event whose headers name its attempt is applied as that attempt's failure.
+
+mod commands;
+mod inbound;
+mod outbound;
+
+pub use commands::Command;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use async_nats::jetstream::consumer;
+use baton_bus::{Bus, Inbound, Outgoing, PreparedJob};
+use baton_schemas::status::RunStatus;
+use baton_schemas::wire::Timestamp;
+use baton_schemas::{Document, RunId, WorkflowName};
+use futures::{FutureExt, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::core::{
+    Action, CellCommand, CellTrigger, ClusterSource, Core, CoreConfig, Expect, Input, Observation,
+    Refusal, Registered, TriggerPosition,
+};
+use crate::store::{Change, Store, StoreError};
+
+/// How often a standby planner tries to take the store.
+const STANDBY_POLL: Duration = Duration::from_millis(500);
+
+/// Planner settings.
+#[derive(Clone, Debug)]
+pub struct PlannerConfig {
+    /// Where the redb file (`planner.redb`) lives.
+    pub data_dir: PathBuf,
+    /// Decision core settings.
+    pub core: CoreConfig,
+    /// How many bus messages one turn takes at most.
+    pub batch: usize,
+    /// Woken when a Cell is applied, so that its target groups are discovered at once rather
+    /// than at the next sync period.
+    pub discover_now: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl PlannerConfig {
+    /// Returns the default settings with the store under `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            core: CoreConfig::default(),
+            batch: 256,
+            discover_now: Default::default(),
+        }
+    }
+}
+
+/// Returns a new run id: 12 lowercase letters and digits from the clock and a random seed.
+pub fn new_run_id() -> RunId {
+    use std::hash::BuildHasher;
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let mut n = std::collections::hash_map::RandomState::new().hash_one(nanos);
+    let mut id = String::with_capacity(12);
+    for _ in 0..12 {
+        id.push(char::from_digit((n % 36) as u32, 36).expect("below 36"));
+        n /= 36;
+    }
+    RunId::new(id)
+}
+
+/// Returns the run id of a trigger that names none: `t` and 12 lowercase letters and digits
+/// derived from the message's place in its stream, so that applying the trigger again (after
+/// a crash, from the stream) starts nothing new.
+pub fn trigger_run_id(stream_created: u64, seq: u64) -> RunId {
+    crate::ids::hashed_run_id(
+        't',
+        [stream_created, seq].iter().flat_map(|v| v.to_le_bytes()),
+    )
+}
+
+/// Where a turn's inputs come from, which decides when its changes are made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// Events and triggers: kept on the bus in a causal order, so what a crash loses is
+    /// applied again from the streams. Their jobs are published at once and the state is
+    /// checkpointed every [`CHECKPOINT_EVERY`].
+    Bus,
+    /// API commands and timers: nothing outside the planner keeps them, so the state is
+    /// committed (with the jobs, as an outbox) before any job is published.
+    Local,
+}
+
+/// How long bus-driven changes may stay in memory only. A crash loses them, and the restarted
+/// planner applies the same events again from the streams: the longer this is, the fewer
+/// commits under load and the more events a restart replays.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// How long the planner waits before it reads the stream positions again after a read failed
+/// (the server restarting): the changes stay unsaved meanwhile, and the planner goes on.
+const POSITIONS_RETRY: Duration = Duration::from_secs(1);
+
+/// The running planner: its core, store and bus.
+pub struct Planner {
+    bus: Bus,
+    store: Store,
+    core: Core,
+    /// When the triggers stream was created (nanoseconds): with a trigger's sequence, it
+    /// names the run the trigger starts.
+    triggers_created: u64,
+    /// The planner's consumers, made anew at start to deliver what the store lacks.
+    events: consumer::PullConsumer,
+    triggers: consumer::PullConsumer,
+    /// Ids of outbox messages the bus has stored, removed from the outbox by the next commit.
+    published: Vec<String>,
+    /// When the state's changes the store lacks are to be checkpointed with the stream
+    /// positions; `None` when it lacks nothing.
+    checkpoint_due: Option<Instant>,
+    config: PlannerConfig,
+}
+
+impl Planner {
+    /// Opens the store, restores the core, makes sure the streams exist, re-sends what the
+    /// outbox still holds, and applies again what the streams hold past the store's last
+    /// checkpoint (triggers first, then events: a trigger's run comes before its events).
+    ///
+    /// The store's file lock is the planner's lease: while another planner holds it, this one
+    /// stands by and takes over as soon as that one exits or dies (the operating system drops
+    /// the lock of a killed process). Returns `None` when `shutdown` fires while standing by.
+    pub async fn start(
+        bus: Bus,
+        config: PlannerConfig,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Option<Planner>> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+        let path = config.data_dir.join("planner.redb");
+        let mut standing_by = false;
+        let store = loop {
+            match Store::open(&path) {
+                Ok(store) => break store,
+                Err(StoreError::Held) => {
+                    if !standing_by {
+                        info!(store = %path.display(), "another planner holds the store; standing by");
+                        standing_by = true;
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(None),
+                        _ = tokio::time::sleep(STANDBY_POLL) => {}
+                    }
+                }
+                Err(e) => {
+                    return Err(
+                        anyhow::Error::new(e).context(format!("opening {}", path.display()))
+                    );
+                }
+            }
+        };
+        if standing_by {
+            info!(store = %path.display(), "the store is free; this planner is active now");
+        }
+        let mut loaded = store.load().context("loading the planner store")?;
+        let unfinished = loaded
+            .runs
+            .iter()
+            .filter(|r| r.finished_at.is_none())
+            .count();
+        info!(
+            workflows = loaded.workflows.len(),
+            runs = loaded.runs.len(),
+            unfinished,
+            outbox = loaded.outbox.len(),
+            events_seq = loaded.events_seq,
+            triggers_seq = loaded.triggers_seq,
+            "planner state loaded"
+        );
+        let core = Core::restore(config.core, &mut loaded);
+        bus.ensure_streams()
+            .await
+            .context("creating the bus streams")?;
+        let triggers_created = bus.stream_created("TRIGGERS").await?;
+        let events = bus.events_consumer(loaded.events_seq).await?;
+        let triggers = bus.triggers_consumer(loaded.triggers_seq).await?;
+        let mut planner = Planner {
+            bus,
+            store,
+            core,
+            triggers_created,
+            events,
+            triggers,
+            published: Vec::new(),
+            checkpoint_due: None,
+            config,
+        };
+        let (outbox, undeliverable) = planner.fitting(loaded.outbox);
+        planner.flush_outbox(outbox).await?;
+        if !undeliverable.is_empty() {
+            planner.turn(undeliverable, Origin::Local).await?;
+        }
+        planner.replay().await?;
+        Ok(Some(planner))
+    }
+
+    /// Applies what the streams hold past the last checkpoint, publishing nothing on the way:
+    /// a job dispatched during the replay whose completion the replay also met is not sent
+    /// again. The jobs still waiting at the end, and the cancel notices met, are committed as
+    /// an outbox and sent (the bus drops those it already has).
+    async fn replay(&mut self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut jobs = Vec::new();
+        let mut notices = Vec::new();
+        let mut applied = 0;
+        for which in [Replay::Triggers, Replay::Events] {
+            loop {
+                let consumer = match which {
+                    Replay::Triggers => &self.triggers,
+                    Replay::Events => &self.events,
+                };
+                let mut batch = Vec::new();
+                let mut messages = consumer
+                    .fetch()
+                    .max_messages(self.config.batch)
+                    .messages()
+                    .await
+                    .context("replaying the streams")?;
+                while let Some(message) = messages.next().await {
+                    batch.push(Inbound::new(message.map_err(|e| anyhow::anyhow!("{e}"))?));
+                }
+                if batch.is_empty() {
+                    break;
+                }
+                applied += batch.len();
+                let inputs = match which {
+                    Replay::Triggers => self.trigger_inputs(&batch),
+                    Replay::Events => self.event_inputs(&batch).await,
+                };
+                let now = Timestamp::now();
+                for input in inputs {
+                    for action in self.core.apply(input, now) {
+                        match action {
+                            Action::Dispatch(job) => jobs.push(job),
+                            // Cancel notices are sent again (the bus drops those it has).
+                            other => {
+                                notices.extend(self.message(&other));
+                                self.log_actions(&[other]);
+                            }
+                        }
+                    }
+                }
+                for message in batch {
+                    message.ack_fast().await.ok();
+                }
+            }
+        }
+        let mut queued: Vec<Action> = jobs
+            .into_iter()
+            .filter(|j| self.core.is_queued(&j.run, &j.node, j.attempt))
+            .map(Action::Dispatch)
+            .collect();
+        let mut waiting = notices;
+        waiting.extend(self.messages(&mut queued, Timestamp::now()).await?);
+        self.log_actions(&queued);
+        if applied > 0 {
+            info!(
+                messages = applied,
+                jobs = waiting.len(),
+                elapsed = ?started.elapsed(),
+                "applied again what the streams hold past the last checkpoint"
+            );
+        }
+        self.checkpoint(waiting.clone(), true).await?;
+        self.flush_outbox(waiting).await
+    }
+
+    /// Runs until `shutdown` fires, answering `commands`.
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut events = baton_bus::PullStream::new(self.events.clone(), self.config.batch);
+        let mut triggers = baton_bus::PullStream::new(self.triggers.clone(), self.config.batch);
+        info!("planner running");
+        let result = loop {
+            let now = Instant::now();
+            let mut sleep = self
+                .core
+                .next_deadline()
+                .map(|d| d.since(Timestamp::now()))
+                .unwrap_or(Duration::from_secs(3600));
+            if let Some(due) = self.checkpoint_due {
+                sleep = sleep.min(due.saturating_duration_since(now));
+            }
+            let turn = tokio::select! {
+                _ = shutdown.cancelled() => break Ok(()),
+                first = events.next() => {
+                    let batch = drain(first, &mut events, self.config.batch);
+                    self.on_events(batch).await
+                }
+                first = triggers.next() => {
+                    let batch = drain(first, &mut triggers, self.config.batch);
+                    self.on_triggers(batch).await
+                }
+                Some(command) = commands.recv() => self.on_command(command).await,
+                _ = tokio::time::sleep(sleep) => self.on_timer().await,
+            };
+            if let Err(e) = turn {
+                break Err(e);
+            }
+            if self.checkpoint_due.is_some_and(|due| due <= Instant::now())
+                && let Err(e) = self.checkpoint(Vec::new(), true).await
+            {
+                break Err(e);
+            }
+        };
+        // At a stop, what was applied is made durable, so the next start replays nothing. After
+        // a failure it is not: the state may hold jobs that a failed publish never sent (a bus
+        // turn publishes without an outbox), and a checkpoint would put it past them for good.
+        // The next start replays from the last checkpoint instead, as after a kill, and decides
+        // and sends those jobs again.
+        let result = match result {
+            Ok(()) => self.checkpoint(Vec::new(), true).await,
+            Err(e) => {
+                error!(
+                    error = format!("{e:#}"),
+                    "planner failed; leaving the state since the last checkpoint to be replayed"
+                );
+                Err(e)
+            }
+        };
+        // Acks are buffered by the client: send them before the process exits.
+        if let Err(e) = self.bus.client().flush().await {
+            warn!(error = %e, "flushing the bus connection failed");
+        }
+        info!("planner stopped");
+        result
+    }
+
+    /// Fires what is due: retries, timeouts, ignitor schedules.
+    async fn on_timer(&mut self) -> anyhow::Result<()> {
+        let due = self
+            .core
+            .next_deadline()
+            .is_some_and(|d| d <= Timestamp::now());
+        if due {
+            self.turn(vec![Input::Tick], Origin::Local).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_events(&mut self, batch: Vec<Inbound>) -> anyhow::Result<()> {
+        let inputs = self.event_inputs(&batch).await;
+        self.turn(inputs, Origin::Bus).await?;
+        for message in batch {
+            message.ack_fast().await.ok();
+        }
+        Ok(())
+    }
+
+    async fn on_triggers(&mut self, batch: Vec<Inbound>) -> anyhow::Result<()> {
+        let inputs = self.trigger_inputs(&batch);
+        let actions = self.turn(inputs, Origin::Bus).await?;
+        for action in actions {
+            if let Action::Refused(refusal) = action {
+                warn!(%refusal, "trigger refused");
+            }
+        }
+        for message in batch {
+            message.ack_fast().await.ok();
+        }
+        Ok(())
+    }
+
+    /// Applies `inputs`, publishes the jobs they cause and returns the actions. Local inputs
+    /// are committed, with their jobs as an outbox, before anything is published; bus inputs
+    /// are published at once and checkpointed later (see [`Origin`]). An error here is a
+    /// store or bus failure the planner cannot go on after.
+    async fn turn(&mut self, inputs: Vec<Input>, origin: Origin) -> anyhow::Result<Vec<Action>> {
+        let now = Timestamp::now();
+        let mut actions = Vec::new();
+        for input in inputs {
+            actions.extend(self.core.apply(input, now));
+        }
+        let jobs = self.messages(&mut actions, now).await?;
+        match origin {
+            Origin::Local => {
+                self.checkpoint(jobs.clone(), false).await?;
+                self.flush_outbox(jobs).await?;
+            }
+            Origin::Bus => {
+                self.bus
+                    .publish_all(&jobs)
+                    .await
+                    .context("publishing jobs, cancel notices and fires")?;
+                self.changed();
+            }
+        }
+        self.log_actions(&actions);
+        Ok(actions)
+    }
+
+    /// Commits what the core changed, `outbox` (messages about to be published: jobs, cancel notices, ignitor fires), and the outbox
+    /// messages already published. With `streams`, also the stream positions up to which
+    /// every message is applied: the consumers' ack floors, since a message is acked only
+    /// once applied (a floor read late only makes a restart replay more). Positions that
+    /// cannot be read (the server restarting) are left for a later checkpoint, after
+    /// [`POSITIONS_RETRY`]: the state is committed without them, and a restart meanwhile
+    /// replays more.
+    async fn checkpoint(&mut self, outbox: Vec<Outgoing>, streams: bool) -> anyhow::Result<()> {
+        let (mut events_seq, mut triggers_seq) = (None, None);
+        if streams {
+            match self.positions().await {
+                Ok((events, triggers)) => {
+                    (events_seq, triggers_seq) = (Some(events), Some(triggers))
+                }
+                Err(e) => {
+                    warn!(error = %e, "reading the stream positions failed; checkpointing without them");
+                    self.checkpoint_due = Some(Instant::now() + POSITIONS_RETRY);
+                }
+            }
+        }
+        let published = std::mem::take(&mut self.published);
+        let change = Change {
+            state: self.core.take_changes(),
+            outbox,
+            published,
+            triggers_seq,
+            events_seq,
+        };
+        if !change.is_empty() {
+            self.store
+                .commit(&change)
+                .context("committing planner state")?;
+        }
+        // Positions read before a bus turn's changes were made are behind them: only a
+        // checkpoint with positions read after leaves nothing unsaved.
+        if events_seq.is_some() {
+            self.checkpoint_due = None;
+        }
+        Ok(())
+    }
+
+    /// Reads the ack floors of the events and triggers consumers.
+    async fn positions(&mut self) -> Result<(u64, u64), baton_bus::BusError> {
+        Ok((
+            Bus::ack_floor(&mut self.events).await?,
+            Bus::ack_floor(&mut self.triggers).await?,
+        ))
+    }
+
+    /// Notes that the store lacks changes: they are checkpointed within [`CHECKPOINT_EVERY`].
+    fn changed(&mut self) {
+        self.checkpoint_due
+            .get_or_insert_with(|| Instant::now() + CHECKPOINT_EVERY);
+    }
+}
+
+/// Which stream a replay reads.
+#[derive(Clone, Copy, Debug)]
+enum Replay {
+    Triggers,
+    Events,
+}
+
+fn refused(actions: &[Action]) -> Option<Refusal> {
+    actions.iter().find_map(|a| match a {
+        Action::Refused(r) => Some(r.clone()),
+        _ => None,
+    })
+}
+
+/// Returns `first` and whatever else `pull` has ready, up to `max` messages.
+fn drain(first: Inbound, pull: &mut baton_bus::PullStream, max: usize) -> Vec<Inbound> {
+    let mut batch = vec![first];
+    while batch.len() < max {
+        match pull.next().now_or_never() {
+            Some(message) => batch.push(message),
+            None => break,
+        }
+    }
+    batch
+}

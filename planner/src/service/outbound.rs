@@ -1,0 +1,148 @@
+//! What the planner sends: the messages a turn's actions publish (large inputs written to
+//! the inputs store first, jobs the bus cannot carry failed instead), the outbox kept from an
+//! earlier start, and the log of what was done.
+
+use super::*;
+
+impl Planner {
+    /// Splits an outbox kept from an earlier start into the messages the bus takes and, for
+    /// jobs larger than it takes now (committed before the bus's largest message shrank, or
+    /// by a build that did not keep large inputs apart), the failure of their node. Without
+    /// this, such a job would stop every start of the planner. The jobs set aside leave the
+    /// outbox with the next commit.
+    pub(super) fn fitting(&mut self, outbox: Vec<Outgoing>) -> (Vec<Outgoing>, Vec<Input>) {
+        let limit = self.bus.max_message_size();
+        let mut fits = Vec::with_capacity(outbox.len());
+        let mut undeliverable = Vec::new();
+        for message in outbox {
+            if message.size() <= limit {
+                fits.push(message);
+                continue;
+            }
+            let reason = PreparedJob::too_large(message.size(), limit);
+            error!(subject = %message.subject, msg_id = %message.msg_id, %reason, "an outbox message the bus cannot carry set aside");
+            use baton_schemas::wire::headers;
+            if let (Some(run), Some(node), Some(attempt)) = (
+                message.header(headers::RUN),
+                message.header(headers::NODE),
+                message
+                    .header(headers::ATTEMPT)
+                    .and_then(|a| a.parse().ok()),
+            ) {
+                undeliverable.push(Input::Undeliverable {
+                    run: RunId::new(run),
+                    node: baton_schemas::NodeName::new(node),
+                    attempt: baton_schemas::Attempt(attempt),
+                    reason,
+                });
+            }
+            self.published.push(message.msg_id);
+        }
+        (fits, undeliverable)
+    }
+
+    /// Returns the messages `actions` publish, in order: jobs, cancel notices, ignitor fires.
+    /// A job whose inputs make it large keeps them in the bus's inputs store, written here,
+    /// before the job is committed or published. A job the bus cannot carry even so fails its
+    /// node at once, for good ([`Input::Undeliverable`]), instead of stopping the planner or
+    /// being checkpointed past: what the core decides then (a failure handler, the run's end)
+    /// is appended to `actions` and published too.
+    pub(super) async fn messages(
+        &mut self,
+        actions: &mut Vec<Action>,
+        now: Timestamp,
+    ) -> anyhow::Result<Vec<Outgoing>> {
+        let mut messages = Vec::with_capacity(actions.len());
+        let mut i = 0;
+        while i < actions.len() {
+            let Action::Dispatch(job) = &actions[i] else {
+                messages.extend(self.message(&actions[i]));
+                i += 1;
+                continue;
+            };
+            match self.bus.prepare_job(job) {
+                PreparedJob::Inline(message) => messages.push(message),
+                PreparedJob::ByReference {
+                    message,
+                    name,
+                    inputs,
+                } => {
+                    self.bus
+                        .put_inputs(&name, &inputs)
+                        .await
+                        .context("writing a job's inputs to the bus")?;
+                    messages.push(message);
+                }
+                PreparedJob::TooLarge { size, limit } => {
+                    let reason = PreparedJob::too_large(size, limit);
+                    warn!(run = %job.run, node = %job.node, attempt = %job.attempt, %reason, "job cannot be sent; its node fails");
+                    let input = Input::Undeliverable {
+                        run: job.run.clone(),
+                        node: job.node.clone(),
+                        attempt: job.attempt,
+                        reason,
+                    };
+                    let decided = self.core.apply(input, now);
+                    actions.extend(decided);
+                }
+            }
+            i += 1;
+        }
+        Ok(messages)
+    }
+
+    /// Returns the message of a cancel notice or an ignitor fire; `None` for other actions
+    /// (jobs go through [`Planner::messages`]). Notices go out as a turn's jobs do (in the
+    /// outbox for local inputs), so one is never lost: a worker drops a job it takes after
+    /// the notice, and stops one it runs.
+    pub(super) fn message(&self, action: &Action) -> Option<Outgoing> {
+        match action {
+            Action::AnnounceCancel { run, node } => {
+                Some(self.bus.cancel_message(run, node.as_ref()))
+            }
+            Action::Fire(fire) => Some(self.bus.fire_message(fire)),
+            _ => None,
+        }
+    }
+
+    /// Logs what `actions` did besides publishing.
+    pub(super) fn log_actions(&self, actions: &[Action]) {
+        for action in actions {
+            match action {
+                Action::AnnounceCancel { run, node } => {
+                    info!(%run, node = ?node.as_ref().map(|n| n.as_str()), "cancel notice published")
+                }
+                Action::RunFinished { run, state } => info!(%run, %state, "run finished"),
+                Action::Dispatch(job) => {
+                    debug!(run = %job.run, node = %job.node, attempt = %job.attempt, "dispatched")
+                }
+                Action::Refused(_) => {}
+                Action::Fire(fire) => {
+                    info!(ignitor = %fire.ignitor, scheduled = %fire.scheduled, "ignitor fire due; published")
+                }
+                Action::IgnitorFired {
+                    ignitor,
+                    scheduled,
+                    run,
+                } => match run {
+                    Some(run) => info!(%ignitor, %scheduled, %run, "ignitor fired"),
+                    None => info!(%ignitor, %scheduled, "ignitor fired; no task started"),
+                },
+            }
+        }
+    }
+
+    /// Publishes outbox messages and records them as published, for the next commit.
+    pub(super) async fn flush_outbox(&mut self, outbox: Vec<Outgoing>) -> anyhow::Result<()> {
+        if outbox.is_empty() {
+            return Ok(());
+        }
+        self.bus
+            .publish_all(&outbox)
+            .await
+            .context("publishing jobs, cancel notices and fires")?;
+        self.published.extend(outbox.into_iter().map(|m| m.msg_id));
+        self.changed();
+        Ok(())
+    }
+}
