@@ -4,6 +4,9 @@ NATS_SERVER := $(CURDIR)/.tools/venv/bin/nats-server
 export NATS_SERVER
 MOTO_SERVER := $(CURDIR)/.tools/venv/bin/moto_server
 export MOTO_SERVER
+# Real etcd, kube-apiserver, kube-controller-manager and Helm for the tests (`make test-tools`).
+BATON_TEST_TOOLS_BIN := $(CURDIR)/.tools/bin
+export BATON_TEST_TOOLS_BIN
 
 # One target directory per machine, shared by every checkout and by clippy and test: these
 # machines have 2 cores and a cold build of the dependencies is their longest step. Override

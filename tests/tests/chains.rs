@@ -370,7 +370,7 @@ fn a_planner_killed_between_a_schedule_and_its_fire_fires_exactly_once() {
     env.keep(planner);
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(runs(&env).len(), 1);
-    if kube.fake {
+    if kube.local_pods {
         assert_eq!(lines(&effects), ["ran"], "the task ran once");
     }
 }
@@ -407,7 +407,7 @@ fn a_standby_planner_takes_over_and_fires_once() {
     let (all, _) = wait_chain_end(&env, "soon", Duration::from_secs(60));
     assert_eq!(all.len(), 1, "{all:#?}");
     assert_eq!(all[0].state, State::Succeeded);
-    if kube.fake {
+    if kube.local_pods {
         assert_eq!(lines(&effects), ["ran"], "the task ran once");
     }
 }
@@ -483,7 +483,7 @@ fn a_planner_killed_again_and_again_while_a_chain_runs_runs_each_task_once() {
     let expected: Vec<String> = (1..=steps).map(|k| format!("step{k}")).collect();
     assert_eq!(names, expected);
     assert!(chain.nodes.iter().all(|n| n.attempts == 1), "{chain:#?}");
-    if kube.fake {
+    if kube.local_pods {
         assert_eq!(lines(&effects), expected, "each task instance ran once");
     }
     eprintln!("the planner was killed {kills} times while the chain ran");
@@ -509,7 +509,7 @@ fn a_replaced_instance_still_queued_never_runs() {
     // `block` keeps the only slot until the replacement is done (with the fake kubelet, whose
     // pods are local processes; a real cluster's pod sleeps 5 s).
     let gate = env.dir.path().join("gate");
-    let hold = if kube.fake {
+    let hold = if kube.local_pods {
         wait_for_gate(&gate)
     } else {
         "sleep 5".to_owned()
@@ -564,7 +564,7 @@ fn a_replaced_instance_still_queued_never_runs() {
             Duration::from_secs(20),
         )
         .unwrap_or_else(|e| panic!("the replaced job was never taken: {e}"));
-    if kube.fake {
+    if kube.local_pods {
         assert_eq!(
             lines(&effects),
             ["block".to_owned(), format!("busy {}", second.run)],

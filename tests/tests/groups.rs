@@ -267,14 +267,21 @@ fn bookinfo_is_released_in_order_with_its_subcharts_split_and_deleted_in_reverse
     assert!(world.revisions("ambassador", "ambassador").is_empty());
 }
 
-/// A group `g` of applications `(name, dependencies, version, values)` from `c.example.com`.
+/// A group `g` of applications `(name, dependencies, version, values)` from `c.example.com`,
+/// released into namespace `apps`.
 fn group(apps: &[(&str, &str, &str, &str)]) -> String {
+    group_in("apps", apps)
+}
+
+/// A group `g` of applications `(name, dependencies, version, values)` from `c.example.com`,
+/// released into `namespace`.
+fn group_in(namespace: &str, apps: &[(&str, &str, &str, &str)]) -> String {
     let mut text = String::from(
         "apiVersion: orkestra.azure.microsoft.com/v1alpha1\nkind: ApplicationGroup\nmetadata: {name: g}\nspec:\n  applications:\n",
     );
     for (name, deps, version, values) in apps {
         text.push_str(&format!(
-            "  - name: {name}\n    dependencies: [{deps}]\n    spec:\n      chart: {{url: 'https://c.example.com', name: {name}, version: '{version}'}}\n      release: {{targetNamespace: apps, values: {{{values}}}}}\n"
+            "  - name: {name}\n    dependencies: [{deps}]\n    spec:\n      chart: {{url: 'https://c.example.com', name: {name}, version: '{version}'}}\n      release: {{targetNamespace: {namespace}, values: {{{values}}}}}\n"
         ));
     }
     text
@@ -555,10 +562,19 @@ impl FluxEnv {
     /// the helm-controller actor on the fake API server. On a real cluster without the actor,
     /// a test that needs it (`needs_actor`) does not run: this says so on the test output,
     /// naming `test`, and returns `None`; other tests run against the cluster's Flux.
-    fn new(test: &str, watch: bool, kinds: &str, needs_actor: bool) -> Option<FluxEnv> {
+    ///
+    /// The actor answers `HelmRelease` objects in `releases_in` (the test's own namespace
+    /// when empty): tests share the API server, each its own namespaces.
+    fn new(
+        test: &str,
+        watch: bool,
+        kinds: &str,
+        needs_actor: bool,
+        releases_in: &[&str],
+    ) -> Option<FluxEnv> {
         let mut env = Env::new(program()).unwrap();
         let kube = KubeEnv::for_env(&mut env).unwrap();
-        let controller = kube.start_helm_controller();
+        let controller = kube.start_helm_controller(releases_in);
         if controller.is_none() && needs_actor {
             baton_tests::skip(test, NEEDS_THE_ACTOR);
             return None;
@@ -612,6 +628,7 @@ fn bookinfo_applied_as_an_object_is_released_with_the_flux_driver_and_deleted_in
         true,
         "helm",
         false,
+        &["bookinfo", "ambassador"],
     ) else {
         return;
     };
@@ -749,11 +766,15 @@ fn a_failing_upgrade_rolls_back_with_the_flux_driver() {
         false,
         "helm",
         true,
+        &[],
     ) else {
         return;
     };
     let env = &world.env;
-    let first_spec = group(&[("db", "", "1.0.0", ""), ("api", "db", "1.0.0", "")]);
+    let first_spec = group_in(
+        &world.kube.namespace,
+        &[("db", "", "1.0.0", ""), ("api", "db", "1.0.0", "")],
+    );
     let file = env.write("v1.yaml", &first_spec);
     let out = env.cli(&["apply", "-f", file.to_str().unwrap(), "--wait"]);
     assert!(
@@ -761,11 +782,14 @@ fn a_failing_upgrade_rolls_back_with_the_flux_driver() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let second_spec = group(&[
-        ("db", "", "1.0.0", ""),
-        ("api", "db", "2.0.0", "batonTestFail: 'api crashes'"),
-        ("web", "api", "1.0.0", ""),
-    ]);
+    let second_spec = group_in(
+        &world.kube.namespace,
+        &[
+            ("db", "", "1.0.0", ""),
+            ("api", "db", "2.0.0", "batonTestFail: 'api crashes'"),
+            ("web", "api", "1.0.0", ""),
+        ],
+    );
     let file = env.write("v2.yaml", &second_spec);
     let started = std::time::Instant::now();
     let out = env.cli(&[
@@ -801,11 +825,11 @@ fn a_failing_upgrade_rolls_back_with_the_flux_driver() {
         "apply --wait took {took:?}"
     );
     // api is back at 1.0.0 and web was never installed.
-    let api = world.helm_release("apps", "api").unwrap();
+    let api = world.helm_release(&world.kube.namespace, "api").unwrap();
     assert_eq!(api.data["spec"]["chart"]["spec"]["version"], "1.0.0");
     assert_eq!(api.data["status"]["conditions"][0]["status"], "True");
     assert!(api.data["spec"]["values"].get("batonTestFail").is_none());
-    assert!(world.helm_release("apps", "web").is_none());
+    assert!(world.helm_release(&world.kube.namespace, "web").is_none());
     let actions: Vec<(String, &str, bool)> = world
         .controller
         .as_ref()
@@ -832,13 +856,15 @@ fn workflow_executors_run_in_order_as_pods_with_orkestras_arguments_and_reverse_
         false,
         "helm,pod",
         true,
+        &[],
     ) else {
         return;
     };
     let env = &world.env;
     let text = format!(
         "{}      workflow:\n      - {{name: helmrelease, type: helmrelease}}\n      - name: smoke\n        dependencies: [helmrelease]\n        image: {{name: smoke, image: busybox, command: [sh, -c, 'printf \"%s \" \"$@\" > /dev/termination-log', sh]}}\n        params: {{data: {{url: 'http://web.apps'}}}}\n",
-        group(&[("web", "", "1.0.0", "")]).replace("values: {}}", "values: {}}\n")
+        group_in(&world.kube.namespace, &[("web", "", "1.0.0", "")])
+            .replace("values: {}}", "values: {}}\n")
     );
     let file = env.write("g.yaml", &text);
     let out = env.cli(&[
@@ -905,7 +931,7 @@ fn workflow_executors_run_in_order_as_pods_with_orkestras_arguments_and_reverse_
         args(delete.nodes[0].output.as_deref().unwrap())[3],
         "delete"
     );
-    assert!(world.helm_release("apps", "web").is_none());
+    assert!(world.helm_release(&world.kube.namespace, "web").is_none());
 }
 
 #[test]
@@ -915,10 +941,14 @@ fn a_helm_job_redelivered_after_a_worker_kill_makes_no_second_install_flux() {
         false,
         "helm",
         true,
+        &[],
     ) else {
         return;
     };
-    let text = group(&[("db", "", "1.0.0", "batonTestDelay: 4")]);
+    let text = group_in(
+        &world.kube.namespace,
+        &[("db", "", "1.0.0", "batonTestDelay: 4")],
+    );
     let file = world.env.write("g.yaml", &text);
     assert!(
         world
@@ -929,7 +959,7 @@ fn a_helm_job_redelivered_after_a_worker_kill_makes_no_second_install_flux() {
     );
     // Kill the worker while it waits for helm-controller.
     let started = std::time::Instant::now();
-    while world.helm_release("apps", "db").is_none() {
+    while world.helm_release(&world.kube.namespace, "db").is_none() {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "no HelmRelease written"
@@ -960,7 +990,7 @@ fn a_helm_job_redelivered_after_a_worker_kill_makes_no_second_install_flux() {
         1,
         "one install, adopted by the redelivery: {installs:#?}"
     );
-    let release = world.helm_release("apps", "db").unwrap();
+    let release = world.helm_release(&world.kube.namespace, "db").unwrap();
     assert_eq!(
         release.metadata.generation,
         Some(1),
@@ -1110,18 +1140,20 @@ fn a_release_that_failed_is_tried_again_at_the_same_spec_flux() {
         false,
         "helm",
         true,
+        &[],
     ) else {
         return;
     };
     // The first release of web fails, the next one works; the node's retry writes the same
     // spec, whose generation Flux has handled already and would not try again by itself.
-    let text = "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: flaky}\nspec:\n  nodes:\n  - name: web\n    kind: helm\n    retries: {limit: 1}\n    helm: {release: web, namespace: apps, driver: flux, chart: {url: 'https://c.example.com', name: web, version: 1.0.0}, values: {batonTestFailAttempts: 1}}\n";
-    let file = world.env.write("flaky.yaml", text);
+    let text = "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: flaky}\nspec:\n  nodes:\n  - name: web\n    kind: helm\n    retries: {limit: 1}\n    helm: {release: web, namespace: apps, driver: flux, chart: {url: 'https://c.example.com', name: web, version: 1.0.0}, values: {batonTestFailAttempts: 1}}\n"
+        .replace("namespace: apps", &format!("namespace: {}", world.kube.namespace));
+    let file = world.env.write("flaky.yaml", &text);
     let run = world.env.apply(&file).unwrap();
     let status = world.env.wait_end(&run, Duration::from_secs(60)).unwrap();
     assert_eq!(status.state.as_str(), "succeeded", "{status:#?}");
     assert_eq!(status.nodes[0].attempts, 2);
-    let release = world.helm_release("apps", "web").unwrap();
+    let release = world.helm_release(&world.kube.namespace, "web").unwrap();
     assert_eq!(release.metadata.generation, Some(1), "the same spec");
     let marker = format!("baton {run}/web/2");
     assert_eq!(

@@ -138,7 +138,7 @@ fn pod_failures_say_why() {
         "{}",
         error("deadline")
     );
-    if !kube.fake {
+    if !kube.local_pods {
         skip(
             "pod_failures_say_why: OOM",
             "the OOM annotation is the fake kubelet's",
@@ -233,7 +233,7 @@ fn a_redelivered_pod_job_adopts_the_pod_instead_of_creating_another() {
     assert_eq!(status.nodes[0].output.as_deref(), Some("adopted"));
     assert_eq!(status.nodes[0].attempts, 1);
     assert_eq!(pods_of(&kube, &run).len(), 1, "one pod for one attempt");
-    if kube.fake {
+    if kube.local_pods {
         assert_eq!(lines(&file), ["ran"], "the pod ran once");
     }
     assert!(

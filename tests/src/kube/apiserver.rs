@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use super::kubelet::PodLogs;
 use super::selector::{FieldSelector, LabelSelector};
 
 /// How many changes the server remembers for watches that resume from a resourceVersion.
@@ -63,9 +64,6 @@ struct Store {
     objects: BTreeMap<Key, Value>,
     history: VecDeque<Arc<Change>>,
 }
-
-/// Logs of pod containers, by namespace, pod and container, as the kubelet actor records them.
-pub type PodLogs = Arc<Mutex<HashMap<(String, String, String), String>>>;
 
 struct Shared {
     store: Mutex<Store>,

@@ -82,12 +82,63 @@ pub fn helm_releases() -> ApiResource {
     )
 }
 
+/// Who the actor is on the tests' control plane: Flux's helm-controller ServiceAccount.
+pub const IDENTITY: (&str, &[&str]) = (
+    "system:serviceaccount:flux-system:helm-controller",
+    &[
+        "system:serviceaccounts",
+        "system:serviceaccounts:flux-system",
+        "system:authenticated",
+    ],
+);
+
+/// Gives [`IDENTITY`] what the actor touches: `HelmRelease` objects, their status and
+/// finalizers, and chart sources to read. (Flux binds its helm-controller to cluster-admin,
+/// because it applies whatever a chart holds; the actor renders nothing, so it needs less.)
+pub async fn grant_permissions(admin: &kube::Client) -> anyhow::Result<()> {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    let name = "baton-test-helm-controller";
+    let role: ClusterRole = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "rules": [
+            {"apiGroups": ["helm.toolkit.fluxcd.io"], "resources": ["helmreleases", "helmreleases/status", "helmreleases/finalizers"],
+             "verbs": ["get", "list", "watch", "patch", "update"]},
+            {"apiGroups": ["source.toolkit.fluxcd.io"], "resources": ["helmrepositories", "ocirepositories", "helmcharts"],
+             "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+        ],
+    }))?;
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": "helm-controller", "namespace": "flux-system"}],
+    }))?;
+    let params = PatchParams::apply("baton-tests").force();
+    Api::<ClusterRole>::all(admin.clone())
+        .patch(name, &params, &Patch::Apply(&role))
+        .await?;
+    Api::<ClusterRoleBinding>::all(admin.clone())
+        .patch(name, &params, &Patch::Apply(&binding))
+        .await?;
+    Ok(())
+}
+
 impl HelmController {
-    /// Starts watching `HelmRelease` objects in every namespace. Call it inside a runtime.
-    pub fn start(client: kube::Client) -> HelmController {
+    /// Starts watching `HelmRelease` objects in `namespaces` (every namespace when `None`).
+    /// Call it inside a runtime.
+    pub fn start_in(client: kube::Client, namespaces: Option<&[String]>) -> HelmController {
         let events = Arc::new(Mutex::new(Vec::new()));
         let shutdown = CancellationToken::new();
-        tokio::spawn(run(client, events.clone(), shutdown.clone()));
+        let apis: Vec<Api<DynamicObject>> = match namespaces {
+            Some(namespaces) => namespaces
+                .iter()
+                .map(|ns| Api::namespaced_with(client.clone(), ns, &helm_releases()))
+                .collect(),
+            None => vec![Api::all_with(client.clone(), &helm_releases())],
+        };
+        for api in apis {
+            tokio::spawn(run(client.clone(), api, events.clone(), shutdown.clone()));
+        }
         HelmController { events, shutdown }
     }
 
@@ -109,10 +160,10 @@ type InHand = (String, String, i64, String);
 
 async fn run(
     client: kube::Client,
+    api: Api<DynamicObject>,
     events: Arc<Mutex<Vec<HelmEvent>>>,
     shutdown: CancellationToken,
 ) {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &helm_releases());
     let mut stream = watcher(api, watcher::Config::default()).boxed();
     // Generations and reconcile requests (and deletions) being handled, so a watch event for
     // an object in hand starts nothing twice.

@@ -1,20 +1,22 @@
-//! The Kubernetes test fixture: a fake API server that keeps objects and serves watch the way
-//! Kubernetes does, a kubelet actor that runs pods as local processes, and a helm-controller
-//! actor that answers Flux `HelmRelease` objects, both acting only through the API. With
-//! `BATON_TEST_KUBECONFIG` set, tests use that cluster instead (and keep the kubelet actor
+//! The Kubernetes test fixture. By default a real control plane ([`real`]: etcd and
+//! kube-apiserver, one per test binary, each test in a namespace of its own) with actors for
+//! the parts it lacks, acting through the API with those parts' permissions: a scheduler
+//! actor, a kubelet actor that runs pods as local processes and serves their logs, and a
+//! helm-controller actor that answers Flux `HelmRelease` objects.
+//!
+//! With `BATON_TEST_KUBECONFIG` set, tests use that cluster instead (and keep the kubelet actor
 //! only when `BATON_TEST_SIMULATE_KUBELET=1`, for a cluster without nodes, and the
 //! helm-controller actor only when `BATON_TEST_SIMULATE_HELM_CONTROLLER=1`, for a cluster
-//! without Flux).
-//!
-//! A real API server serves `pods/log` from the node that runs the pod; the pods the kubelet
-//! actor runs on a real cluster have no node, so there are no logs to read
-//! ([`KubeEnv::logs`] is false) and tests relax what they check of them, saying so. With
-//! `BATON_TEST_SIMULATE_KUBELET=1` and no `BATON_TEST_KUBECONFIG`, the fake server answers
-//! `pods/log` the same way, so that mode can be tried without a cluster.
+//! without Flux); its pods run in containers the test cannot see ([`KubeEnv::local_pods`] is
+//! false), and the kubelet actor's pods there have no node, so no logs ([`KubeEnv::logs`]).
+//! With `BATON_TEST_FAKE_APISERVER=1`, tests use the fake API server ([`apiserver`]), the
+//! suite's own, which the real one replaced.
 
 pub mod apiserver;
 pub mod helm_controller;
 pub mod kubelet;
+pub mod real;
+pub mod scheduler;
 pub mod selector;
 
 pub use apiserver::FakeApiServer;
@@ -51,12 +53,17 @@ pub struct KubeEnv {
     pub namespace: String,
     /// A kubeconfig file for processes under test.
     pub kubeconfig: PathBuf,
-    /// Whether this is the fake server (false: a real cluster).
+    /// Whether this is the fake server (false: a real API server).
     pub fake: bool,
+    /// Whether pods run as local processes of the kubelet actor, whose effects (files they
+    /// write) a test can see; false on a cluster of `BATON_TEST_KUBECONFIG` with real nodes.
+    pub local_pods: bool,
     /// Whether `pods/log` serves what the containers wrote. False when the kubelet actor runs
-    /// the pods of a real cluster (`BATON_TEST_SIMULATE_KUBELET=1`): such pods are on no node,
-    /// and a real API server reads logs from the node's kubelet.
+    /// the pods of a `BATON_TEST_KUBECONFIG` cluster (`BATON_TEST_SIMULATE_KUBELET=1`): such
+    /// pods are on no node, and a real API server reads logs from the node's kubelet.
     pub logs: bool,
+    /// The tests' shared control plane, when the test runs on it.
+    control_plane: Option<&'static real::Cluster>,
     _server: Option<FakeApiServer>,
     _kubelet: Option<Kubelet>,
     runtime: tokio::runtime::Runtime,
@@ -65,38 +72,69 @@ pub struct KubeEnv {
 impl KubeEnv {
     /// Sets up Kubernetes for a test whose files live in `dir`.
     pub fn new(dir: &Path) -> anyhow::Result<KubeEnv> {
+        let fake = std::env::var("BATON_TEST_FAKE_APISERVER").is_ok_and(|v| v == "1");
+        KubeEnv::with(
+            dir,
+            fake && std::env::var_os("BATON_TEST_KUBECONFIG").is_none(),
+        )
+    }
+
+    /// Sets up the fake API server for a test of the fake itself.
+    pub fn fake(dir: &Path) -> anyhow::Result<KubeEnv> {
+        KubeEnv::with(dir, true)
+    }
+
+    fn with(dir: &Path, fake: bool) -> anyhow::Result<KubeEnv> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()?;
         let namespace = format!("baton-test-{}-{}", std::process::id(), crate::next_id());
         let kubeconfig = dir.join("kubeconfig");
-        let real = std::env::var_os("BATON_TEST_KUBECONFIG").map(PathBuf::from);
+        let external = match fake {
+            true => None,
+            false => std::env::var_os("BATON_TEST_KUBECONFIG").map(PathBuf::from),
+        };
         let simulate = std::env::var("BATON_TEST_SIMULATE_KUBELET").is_ok_and(|v| v == "1");
-        let (client, server, kubelet) = runtime.block_on(async {
-            match &real {
-                Some(path) => {
-                    std::fs::copy(path, &kubeconfig)
-                        .with_context(|| format!("copying {}", path.display()))?;
+        let mut server = None;
+        let mut kubelet = None;
+        let mut controller_manager = false;
+        let mut control_plane = None;
+        let client = match &external {
+            Some(path) => {
+                std::fs::copy(path, &kubeconfig)
+                    .with_context(|| format!("copying {}", path.display()))?;
+                let client = runtime.block_on(async {
                     let config = kube::Config::from_custom_kubeconfig(
                         kube::config::Kubeconfig::read_from(path)?,
                         &kube::config::KubeConfigOptions::default(),
                     )
                     .await?;
                     let client = kube::Client::try_from(config)?;
-                    let kubelet =
+                    kubelet =
                         simulate.then(|| Kubelet::start(client.clone(), Some(&namespace), None));
-                    Ok::<_, anyhow::Error>((client, None, kubelet))
-                }
-                None => {
-                    let server = FakeApiServer::start_with(!simulate).await?;
-                    std::fs::write(&kubeconfig, server.kubeconfig())?;
-                    let client = server.client();
-                    let kubelet = Kubelet::start(client.clone(), None, server.logs());
-                    Ok((client, Some(server), Some(kubelet)))
-                }
+                    Ok::<_, anyhow::Error>(client)
+                })?;
+                controller_manager = true;
+                client
             }
-        })?;
+            None if fake => runtime.block_on(async {
+                let started = FakeApiServer::start_with(!simulate).await?;
+                std::fs::write(&kubeconfig, started.kubeconfig())?;
+                let client = started.client();
+                kubelet = Some(Kubelet::start(client.clone(), None, started.logs()));
+                server = Some(started);
+                Ok::<_, anyhow::Error>(client)
+            })?,
+            None => {
+                let cluster = real::Cluster::shared()?;
+                real::start_actors(cluster)?;
+                std::fs::copy(&cluster.kubeconfig, &kubeconfig)?;
+                controller_manager = cluster.controller_manager;
+                control_plane = Some(cluster);
+                runtime.block_on(cluster.admin())?
+            }
+        };
         runtime.block_on(async {
             let namespaces: Api<Namespace> = Api::all(client.clone());
             let ns: Namespace =
@@ -105,14 +143,20 @@ impl KubeEnv {
                 .create(&PostParams::default(), &ns)
                 .await
                 .context("creating the test namespace")?;
+            if controller_manager {
+                wait_for_default_service_account(&client, &namespace).await?;
+            }
             Ok::<_, anyhow::Error>(())
         })?;
         Ok(KubeEnv {
             client,
             namespace,
             kubeconfig,
-            fake: real.is_none(),
-            logs: !simulate,
+            fake,
+            local_pods: external.is_none() || simulate,
+            // Only the kubelet actor of a cluster that is not the tests' own has no logs to serve.
+            logs: !(simulate && (external.is_some() || fake)),
+            control_plane,
             _server: server,
             _kubelet: kubelet,
             runtime,
@@ -127,22 +171,93 @@ impl KubeEnv {
         Ok(kube)
     }
 
-    /// Installs Baton's CustomResourceDefinitions (those of `deploy/crds/`); on a real
-    /// cluster, waits until they are established. Ones already there are left as they are.
+    /// Installs Baton's CustomResourceDefinitions as a user does, by server-side apply of
+    /// the files in `deploy/crds/`, and waits until the API server serves them.
     pub fn install_crds(&self) -> anyhow::Result<()> {
-        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
-        self.block_on(async {
-            for crd in baton_schemas::crd::crds() {
-                match crds.create(&PostParams::default(), &crd).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(e)) if e.code == 409 => {}
-                    Err(e) => return Err(anyhow::Error::new(e).context("installing a CRD")),
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        files.retain(|f| f.extension().is_some_and(|e| e == "yaml"));
+        files.sort();
+        let mut crds = Vec::new();
+        for file in &files {
+            let text = std::fs::read_to_string(file)?;
+            for document in serde_norway::Deserializer::from_str(&text) {
+                let crd: serde_json::Value = serde::Deserialize::deserialize(document)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                if !crd.is_null() {
+                    crds.push(crd);
                 }
+            }
+        }
+        self.apply_crds(crds)
+    }
+
+    /// Installs minimal CustomResourceDefinitions of the Flux kinds Baton writes
+    /// (`HelmRelease`, `HelmRepository`, `OCIRepository`): Flux's own declare full schemas,
+    /// these keep any field, as the helm-controller actor stands in for Flux.
+    pub fn install_flux_crds(&self) -> anyhow::Result<()> {
+        let crd = |group: &str, versions: &[&str], kind: &str, plural: &str| {
+            let versions: Vec<serde_json::Value> = versions
+                .iter()
+                .enumerate()
+                .map(|(i, v)| serde_json::json!({
+                    "name": v, "served": true, "storage": i == 0,
+                    "subresources": {"status": {}},
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                        "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                        "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                    }}},
+                }))
+                .collect();
+            serde_json::json!({
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": format!("{plural}.{group}")},
+                "spec": {"group": group, "scope": "Namespaced", "versions": versions,
+                         "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase(), "listKind": format!("{kind}List")}},
+            })
+        };
+        self.apply_crds(vec![
+            crd(
+                "helm.toolkit.fluxcd.io",
+                &["v2"],
+                "HelmRelease",
+                "helmreleases",
+            ),
+            crd(
+                "source.toolkit.fluxcd.io",
+                &["v1"],
+                "HelmRepository",
+                "helmrepositories",
+            ),
+            crd(
+                "source.toolkit.fluxcd.io",
+                &["v1beta2"],
+                "OCIRepository",
+                "ocirepositories",
+            ),
+        ])
+    }
+
+    fn apply_crds(&self, crds: Vec<serde_json::Value>) -> anyhow::Result<()> {
+        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+        let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        let params = kube::api::PatchParams::apply("baton-tests").force();
+        self.block_on(async {
+            for crd in crds {
+                let name = crd["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                api.patch(&name, &params, &kube::api::Patch::Apply(&crd))
+                    .await
+                    .with_context(|| format!("applying CRD {name}"))?;
                 if self.fake {
                     continue;
                 }
-                let name = crd.metadata.name.clone().unwrap_or_default();
                 let established = |c: &CustomResourceDefinition| {
                     c.status
                         .as_ref()
@@ -153,25 +268,42 @@ impl KubeEnv {
                         })
                 };
                 let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-                while !established(&crds.get(&name).await?) {
+                while !established(&api.get(&name).await?) {
                     anyhow::ensure!(
                         std::time::Instant::now() < deadline,
                         "CRD {name} not established"
                     );
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
             }
             Ok(())
         })
     }
 
-    /// Starts the helm-controller actor, on the fake server or when
-    /// `BATON_TEST_SIMULATE_HELM_CONTROLLER=1`; `None` on a real cluster, whose Flux answers.
-    pub fn start_helm_controller(&self) -> Option<HelmController> {
+    /// Starts the helm-controller actor for `namespaces` (the test's own when empty), with
+    /// Flux's kinds installed, on the tests' control plane; for every namespace on the fake
+    /// server or when `BATON_TEST_SIMULATE_HELM_CONTROLLER=1`; `None` on a real cluster, whose
+    /// Flux answers.
+    pub fn start_helm_controller(&self, namespaces: &[&str]) -> Option<HelmController> {
+        if let Some(cluster) = self.control_plane {
+            self.install_flux_crds().expect("installing Flux's kinds");
+            let namespaces: Vec<String> = if namespaces.is_empty() {
+                vec![self.namespace.clone()]
+            } else {
+                namespaces.iter().map(|n| n.to_string()).collect()
+            };
+            let started = self.block_on(async move {
+                helm_controller::grant_permissions(&cluster.admin().await?).await?;
+                let (user, groups) = helm_controller::IDENTITY;
+                let client = cluster.client_as_user(user, groups).await?;
+                Ok::<_, anyhow::Error>(HelmController::start_in(client, Some(&namespaces)))
+            });
+            return Some(started.expect("starting the helm-controller actor"));
+        }
         let simulate = std::env::var("BATON_TEST_SIMULATE_HELM_CONTROLLER").is_ok_and(|v| v == "1");
         (self.fake || simulate).then(|| {
             let client = self.client.clone();
-            self.block_on(async move { HelmController::start(client) })
+            self.block_on(async move { HelmController::start_in(client, None) })
         })
     }
 
@@ -179,6 +311,25 @@ impl KubeEnv {
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)
     }
+}
+
+/// Waits until the controller manager has made the namespace's `default` ServiceAccount,
+/// without which the API server admits no pod there.
+async fn wait_for_default_service_account(
+    client: &kube::Client,
+    namespace: &str,
+) -> anyhow::Result<()> {
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), namespace);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while accounts.get_opt("default").await?.is_none() {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "namespace {namespace} has no default ServiceAccount after 30 s: is kube-controller-manager running?"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(())
 }
 
 impl Drop for KubeEnv {

@@ -1,115 +1,22 @@
-//! A kubelet actor for tests. It acts only through the API, as a kubelet does: it watches
-//! pods, runs each container's `command` + `args` as a local process with the container's env,
-//! and patches `pods/status` (phase, container states, exit codes, and the termination message
-//! read from the container's `terminationMessagePath`, at most 4096 bytes, with
-//! `FallbackToLogsOnError` honoured). Container output goes to the fake server's log store when
-//! one is given, so `pods/log` works.
-//!
-//! A local process cannot write to `/dev/termination-log`, so the actor gives each container a
-//! file of its own and replaces the `terminationMessagePath` in the container's arguments with
-//! that file's path. Test conventions, since there is no real image or cgroup:
-//! - an image whose name contains `does-not-exist` never pulls: the container waits with
-//!   `ErrImagePull`, then `ImagePullBackOff`;
-//! - the annotation `kubelet.baton.dev/oom-kill: <container>` kills that container with SIGKILL
-//!   after it starts and reports `OOMKilled` (exit code 137);
-//! - `spec.activeDeadlineSeconds` kills the pod when it passes (`DeadlineExceeded`).
+//! How the kubelet actor runs a pod: its containers as local processes, their statuses, logs
+//! and termination messages.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::api::Api;
-use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::apiserver::PodLogs;
+use super::PodLogs;
 
 /// The most a termination message may hold, as in Kubernetes.
 const MESSAGE_LIMIT: usize = 4096;
-
-/// A running kubelet actor; stops (and kills its processes) when dropped.
-pub struct Kubelet {
-    shutdown: CancellationToken,
-}
-
-impl Kubelet {
-    /// Starts watching pods in `namespace` (all namespaces when `None`).
-    pub fn start(client: kube::Client, namespace: Option<&str>, logs: Option<PodLogs>) -> Kubelet {
-        let shutdown = CancellationToken::new();
-        let pods: Api<Pod> = match namespace {
-            Some(ns) => Api::namespaced(client, ns),
-            None => Api::all(client),
-        };
-        tokio::spawn(run(pods, logs.unwrap_or_default(), shutdown.clone()));
-        Kubelet { shutdown }
-    }
-}
-
-impl Drop for Kubelet {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn run(pods: Api<Pod>, logs: PodLogs, shutdown: CancellationToken) {
-    let mut running: HashMap<String, CancellationToken> = HashMap::new();
-    let mut events = watcher(pods.clone(), watcher::Config::default()).boxed();
-    loop {
-        let event = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            e = events.next() => e,
-        };
-        let pod = match event {
-            Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => pod,
-            Some(Ok(watcher::Event::Delete(pod))) => {
-                if let Some(stop) = running.remove(&uid(&pod)) {
-                    stop.cancel();
-                }
-                continue;
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => {
-                debug!(error = %e, "kubelet watch error");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-            None => break,
-        };
-        let id = uid(&pod);
-        if pod.metadata.deletion_timestamp.is_some() {
-            if let Some(stop) = running.remove(&id) {
-                stop.cancel();
-            }
-            continue;
-        }
-        let untouched = pod.status.as_ref().is_none_or(|s| {
-            s.container_statuses.is_none() && s.phase.as_deref().is_none_or(|p| p == "Pending")
-        });
-        if untouched && !running.contains_key(&id) {
-            let stop = shutdown.child_token();
-            running.insert(id, stop.clone());
-            let ns = pod.metadata.namespace.clone().unwrap_or_default();
-            let api: Api<Pod> = Api::namespaced(pods.clone().into_client(), &ns);
-            tokio::spawn(run_pod(api, pod, logs.clone(), stop));
-        }
-    }
-    for stop in running.values() {
-        stop.cancel();
-    }
-}
-
-fn uid(pod: &Pod) -> String {
-    pod.metadata
-        .uid
-        .clone()
-        .unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default())
-}
 
 fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
@@ -131,10 +38,10 @@ impl Statuses {
 }
 
 async fn patch_status(api: &Api<Pod>, name: &str, status: Value) {
-    super::merge_status(api, name, status, "kubelet").await;
+    crate::kube::merge_status(api, name, status, "kubelet").await;
 }
 
-async fn run_pod(api: Api<Pod>, pod: Pod, logs: PodLogs, stop: CancellationToken) {
+pub(super) async fn run_pod(api: Api<Pod>, pod: Pod, logs: PodLogs, stop: CancellationToken) {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let spec = pod.spec.clone().unwrap_or_default();
