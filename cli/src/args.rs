@@ -213,11 +213,11 @@ pub(crate) struct WorkerOptions {
     /// How long a pod may fail to pull its image before its node fails.
     #[arg(long, env = "BATON_IMAGE_PULL_DEADLINE", default_value = "2m")]
     pub image_pull_deadline: Duration,
-    /// Who performs helm jobs whose spec names no driver: `cli` runs the Helm 3 binary,
+    /// Who performs helm jobs whose spec names no driver: `cli` runs the Helm 3 or 4 binary,
     /// `flux` writes Flux HelmRelease objects (needs KUBECONFIG or an in-cluster config).
     #[arg(long, env = "BATON_HELM_DRIVER", default_value = "cli")]
     pub helm_driver: HelmDriver,
-    /// The Helm 3 program the `cli` driver runs.
+    /// The Helm 3 or 4 program the `cli` driver runs.
     #[arg(long, env = "BATON_HELM_BINARY", default_value = "helm")]
     pub helm_binary: PathBuf,
 }

@@ -18,6 +18,7 @@ use anyhow::{Context, bail};
 use baton_schemas::status::RunStatus;
 
 pub mod aws;
+pub mod chart_repo;
 pub mod kube;
 
 /// Returns a loopback port that was free a moment ago and that this process has not handed

@@ -1,13 +1,13 @@
 //! Application groups end to end: the planner and `helm` workers as processes, with both
 //! drivers.
 //!
-//! - `cli`: no Helm binary can be installed on the machines these tests run on, so the
-//!   workers run a strict scripted **stand-in** (`tests/helm-standin/helm`, put on `PATH`):
-//!   it refuses any flag it does not know, keeps every release's revisions, status and values
-//!   in a directory as Helm keeps them in Secrets, and fails to install a release that would
-//!   own what another release owns (a subchart left enabled in its parent). The tests read
-//!   its state and its log of calls.
-//! - `flux`: the workers write `HelmRelease` objects to the fake Kubernetes API server
+//! - `cli`: the workers run a strict scripted **stand-in** (`tests/helm-standin/helm`, put on
+//!   `PATH`): it refuses any flag it does not know, keeps every release's revisions, status and
+//!   values in a directory as Helm keeps them in Secrets, and fails to install a release that
+//!   would own what another release owns (a subchart left enabled in its parent). The tests
+//!   read its state and its log of calls, and steer failures and delays through values.
+//!   `helm_cli.rs` runs the driver against real Helm and the tests' control plane.
+//! - `flux`: the workers write `HelmRelease` objects to the tests' Kubernetes API server
 //!   through the real `kube` client; a helm-controller actor answers them through the API.
 //!
 //! Failures are asked for through values, as both stand-ins read them: `batonTestFail`,

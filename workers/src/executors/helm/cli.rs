@@ -1,4 +1,4 @@
-//! The `cli` driver: runs the Helm 3 binary.
+//! The `cli` driver: runs the Helm 3 or Helm 4 binary, with the flags of the one it finds.
 //!
 //! - **apply**: `helm upgrade --install <release> <chart> --namespace <ns> --create-namespace
 //!   --values <file> --wait --timeout <t> --description <marker>`, the chart from its
@@ -43,6 +43,7 @@ use serde_json::Value;
 use tokio::process::Command;
 use tracing::{debug, info, warn};
 
+use super::generation::Generation;
 use super::values::{self, Credentials};
 use super::{Done, Failure, HelmConfig, Operation, pause};
 
@@ -156,6 +157,7 @@ impl Output {
 /// Runs helm for one operation.
 struct Helm<'a> {
     config: &'a HelmConfig,
+    generation: Generation,
     op: &'a Operation<'a>,
 }
 
@@ -224,7 +226,7 @@ impl Helm<'_> {
             .process_group(0);
         let mut child = command.spawn().map_err(|e| {
             Failure::Error(format!(
-                "cannot run {} (the Helm 3 binary; --helm-binary): {e}",
+                "cannot run {} (the Helm 3 or 4 binary; --helm-binary): {e}",
                 self.config.binary.display()
             ))
         })?;
@@ -369,14 +371,23 @@ impl Helm<'_> {
             &go_duration(spec.timeout()),
         ]));
         if !flag(options, "disableWait") {
-            args.push("--wait".to_owned());
+            args.push(self.generation.wait().to_owned());
             if !flag(options, "disableWaitForJobs") {
                 args.push("--wait-for-jobs".to_owned());
             }
         }
+        if flag(options, "recreate") {
+            match self.generation.recreate_pods() {
+                Some(helm_flag) => args.push(helm_flag.to_owned()),
+                None => warn!(
+                    release = self.release(),
+                    "rollback.recreate asked for, but {} has no --recreate-pods: rolling back without it",
+                    self.generation
+                ),
+            }
+        }
         for (option, helm_flag) in [
-            ("force", "--force"),
-            ("recreate", "--recreate-pods"),
+            ("force", self.generation.force()),
             ("disableHooks", "--no-hooks"),
             ("cleanupOnFail", "--cleanup-on-fail"),
         ] {
@@ -411,7 +422,7 @@ impl Helm<'_> {
             &go_duration(spec.timeout()),
         ]);
         if !flag(options, "disableWait") {
-            args.push("--wait".to_owned());
+            args.push(self.generation.wait().to_owned());
         }
         if flag(options, "keepHistory") {
             args.push("--keep-history".to_owned());
@@ -437,10 +448,15 @@ impl Helm<'_> {
 /// what an earlier delivery did.
 pub(crate) async fn apply(
     config: &HelmConfig,
+    generation: Generation,
     client: Option<&kube::Client>,
     op: &Operation<'_>,
 ) -> Result<Done, Failure> {
-    let helm = Helm { config, op };
+    let helm = Helm {
+        config,
+        generation,
+        op,
+    };
     let spec = op.spec;
     let (release, waited) = helm.settle(true).await?;
     if let Release::Present {
@@ -486,7 +502,14 @@ pub(crate) async fn apply(
     };
     let mut retries_left = spec.remediation_retries(deploy);
     loop {
-        let args = upgrade_args(spec, deploy, &chart, &values_file, &op.marker);
+        let args = upgrade_args(
+            spec,
+            helm.generation,
+            deploy,
+            &chart,
+            &values_file,
+            &op.marker,
+        );
         let out = helm.run(&args).await?;
         if out.success {
             break;
@@ -528,8 +551,16 @@ pub(crate) async fn apply(
 }
 
 /// Removes the release, after waiting out an operation under way on it.
-pub(crate) async fn uninstall(config: &HelmConfig, op: &Operation<'_>) -> Result<Done, Failure> {
-    let helm = Helm { config, op };
+pub(crate) async fn uninstall(
+    config: &HelmConfig,
+    generation: Generation,
+    op: &Operation<'_>,
+) -> Result<Done, Failure> {
+    let helm = Helm {
+        config,
+        generation,
+        op,
+    };
     let (release, _) = helm.settle(false).await?;
     if matches!(release, Release::Absent) {
         return Ok(Done {
@@ -726,6 +757,7 @@ fn first_dir(dir: &Path) -> Option<PathBuf> {
 /// Returns the flags of `helm upgrade --install`.
 fn upgrade_args(
     spec: &HelmSpec,
+    generation: Generation,
     deploy: Deploy,
     chart: &ChartSource,
     values: &Path,
@@ -746,7 +778,7 @@ fn upgrade_args(
         marker,
     ]));
     if !flag(options, "disableWait") {
-        args.push("--wait".to_owned());
+        args.push(generation.wait().to_owned());
         if !flag(options, "disableWaitForJobs") {
             args.push("--wait-for-jobs".to_owned());
         }
@@ -757,7 +789,7 @@ fn upgrade_args(
     ];
     match deploy {
         Deploy::Upgrade => mapped.extend([
-            ("force", "--force"),
+            ("force", generation.force()),
             ("cleanupOnFail", "--cleanup-on-fail"),
             ("preserveValues", "--reuse-values"),
         ]),
@@ -879,6 +911,7 @@ mod tests {
         let chart = repository_chart();
         let upgrade = upgrade_args(
             &s,
+            Generation::Helm3,
             Deploy::Upgrade,
             &chart,
             Path::new("/tmp/v.json"),
@@ -890,6 +923,7 @@ mod tests {
         );
         let install = upgrade_args(
             &s,
+            Generation::Helm3,
             Deploy::Install,
             &chart,
             Path::new("/tmp/v.json"),
@@ -1007,6 +1041,7 @@ mod tests {
         };
         Helm {
             config: &config,
+            generation: Generation::Helm3,
             op: &op,
         }
         .run_with_input(&strings(&["-c", script]), Some("from stdin"))

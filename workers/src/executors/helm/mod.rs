@@ -1,8 +1,9 @@
 //! The `helm` executor: brings one Helm release to its spec (`apply`) or removes it
 //! (`uninstall`), with one of two drivers:
 //!
-//! - [`cli`]: runs the Helm 3 binary (`upgrade --install`, `rollback`, `uninstall`, reading
-//!   the release with `status -o json` and `history -o json`);
+//! - [`cli`]: runs the Helm 3 or Helm 4 binary (`upgrade --install`, `rollback`,
+//!   `uninstall`, reading the release with `status -o json` and `history -o json`), with the
+//!   flags of the version `helm version` names ([`generation`]);
 //! - [`flux`]: writes a Flux `HelmRelease` and its chart source through the Kubernetes API and
 //!   waits for Flux's helm-controller to report it `Ready` for the current generation.
 //!
@@ -17,6 +18,7 @@
 
 pub mod cli;
 pub mod flux;
+pub mod generation;
 mod values;
 
 use std::path::PathBuf;
@@ -34,7 +36,7 @@ use super::Effect;
 pub struct HelmConfig {
     /// The driver of specs that name none.
     pub driver: HelmDriver,
-    /// The Helm 3 program the `cli` driver runs.
+    /// The Helm 3 or Helm 4 program the `cli` driver runs.
     pub binary: PathBuf,
     /// How often a pending release or a `HelmRelease` is looked at while it changes.
     pub poll: Duration,
@@ -54,6 +56,8 @@ impl Default for HelmConfig {
 #[derive(Clone)]
 pub struct HelmExecutor {
     config: HelmConfig,
+    /// The Helm the `cli` driver runs, read from `helm version` on its first job.
+    generation: std::sync::Arc<tokio::sync::OnceCell<generation::Generation>>,
     /// The Kubernetes client: the `flux` driver needs it, the `cli` driver reads `valuesFrom`
     /// and `authSecretRef` with it.
     client: Option<kube::Client>,
@@ -72,7 +76,11 @@ pub(crate) struct Operation<'a> {
 impl HelmExecutor {
     /// Builds the executor.
     pub fn new(config: HelmConfig, client: Option<kube::Client>) -> Self {
-        Self { config, client }
+        Self {
+            config,
+            generation: Default::default(),
+            client,
+        }
     }
 
     /// Runs one `helm` job to its outcome, or until `stop` fires. A stop leaves a Helm
@@ -93,10 +101,15 @@ impl HelmExecutor {
         let driver = spec.driver.unwrap_or(self.config.driver);
         tracing::info!(run = %job.run, node = %job.node, release = %spec.release, namespace = %spec.namespace, action = spec.action.as_str(), %driver, "helm job");
         let result = match (driver, spec.action) {
-            (HelmDriver::Cli, HelmAction::Apply) => {
-                cli::apply(&self.config, self.client.as_ref(), &op).await
-            }
-            (HelmDriver::Cli, HelmAction::Uninstall) => cli::uninstall(&self.config, &op).await,
+            (HelmDriver::Cli, action) => match self.generation().await {
+                Err(failure) => Err(failure),
+                Ok(generation) => match action {
+                    HelmAction::Apply => {
+                        cli::apply(&self.config, generation, self.client.as_ref(), &op).await
+                    }
+                    HelmAction::Uninstall => cli::uninstall(&self.config, generation, &op).await,
+                },
+            },
             (HelmDriver::Flux, action) => match &self.client {
                 None => Err(Failure::Error(
                     "the flux driver needs a Kubernetes client (KUBECONFIG or in-cluster config)"
@@ -115,6 +128,34 @@ impl HelmExecutor {
             Err(Failure::Stopped) => Effect::Stopped,
             Err(Failure::Error(error)) => Effect::Done(Outcome::failed(error)),
         }
+    }
+}
+
+impl HelmExecutor {
+    /// The Helm the `cli` driver runs: `helm version`, read once (a failure is not kept, so
+    /// a Helm installed later is found).
+    async fn generation(&self) -> Result<generation::Generation, Failure> {
+        self.generation
+            .get_or_try_init(|| async {
+                let output = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    tokio::process::Command::new(&self.config.binary)
+                        .arg("version")
+                        .stdin(std::process::Stdio::null())
+                        .output(),
+                )
+                .await
+                .map_err(|_| "`helm version` took more than 30 s".to_owned())
+                .and_then(|o| {
+                    o.map_err(|e| format!("cannot run {}: {e}", self.config.binary.display()))
+                })?;
+                generation::Generation::from_version_output(&String::from_utf8_lossy(
+                    &output.stdout,
+                ))
+            })
+            .await
+            .copied()
+            .map_err(|e: String| Failure::Error(format!("helm: {e}")))
     }
 }
 

@@ -1,0 +1,101 @@
+//! A Helm chart repository for tests on a loopback port: charts written at test time,
+//! packaged and indexed by the real `helm` (`helm package`, `helm repo index`), and served
+//! as files, as any static chart repository serves them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+
+/// A served chart repository; stops when dropped.
+pub struct ChartRepo {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    dir: PathBuf,
+    helm: PathBuf,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl ChartRepo {
+    /// Serves an empty repository kept in `dir`, indexed with `helm`.
+    pub fn start(dir: &Path, helm: &Path) -> anyhow::Result<ChartRepo> {
+        std::fs::create_dir_all(dir)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let app = axum::Router::new()
+            .route("/{file}", axum::routing::get(file))
+            .with_state(dir.to_owned());
+        runtime.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(ChartRepo {
+            url,
+            dir: dir.to_owned(),
+            helm: helm.to_owned(),
+            _runtime: runtime,
+        })
+    }
+
+    /// Adds chart `name` at `version`, with `templates` (file name, text) and default
+    /// `values` (YAML), and indexes the repository again.
+    pub fn add_chart(
+        &self,
+        name: &str,
+        version: &str,
+        templates: &[(&str, &str)],
+        values: &str,
+    ) -> anyhow::Result<()> {
+        let source = tempfile::tempdir()?;
+        let chart = source.path().join(name);
+        std::fs::create_dir_all(chart.join("templates"))?;
+        std::fs::write(
+            chart.join("Chart.yaml"),
+            format!("apiVersion: v2\nname: {name}\nversion: {version}\ntype: application\n"),
+        )?;
+        std::fs::write(chart.join("values.yaml"), values)?;
+        for (file, text) in templates {
+            std::fs::write(chart.join("templates").join(file), text)?;
+        }
+        self.helm(&[
+            "package",
+            &chart.display().to_string(),
+            "--destination",
+            &self.dir.display().to_string(),
+        ])?;
+        self.helm(&[
+            "repo",
+            "index",
+            &self.dir.display().to_string(),
+            "--url",
+            &self.url,
+        ])
+    }
+
+    fn helm(&self, args: &[&str]) -> anyhow::Result<()> {
+        let out = Command::new(&self.helm)
+            .args(args)
+            .output()
+            .with_context(|| format!("running {}", self.helm.display()))?;
+        if !out.status.success() {
+            bail!("helm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+}
+
+/// Serves one file of the repository folder (no paths: a repository is flat).
+async fn file(State(dir): State<PathBuf>, UrlPath(name): UrlPath<String>) -> impl IntoResponse {
+    if name.contains('/') || name.starts_with('.') {
+        return Err(StatusCode::NOT_FOUND);
+    }
+    tokio::fs::read(dir.join(&name))
+        .await
+        .map_err(|_| StatusCode::NOT_FOUND)
+}
