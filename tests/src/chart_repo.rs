@@ -1,13 +1,14 @@
 //! A Helm chart repository for tests on a loopback port: charts written at test time,
 //! packaged and indexed by the real `helm` (`helm package`, `helm repo index`), and served
-//! as files, as any static chart repository serves them.
+//! as files, as any static chart repository serves them; optionally only to a client with a
+//! username and password (HTTP basic authentication, as private repositories ask).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
 use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 
 /// A served chart repository; stops when dropped.
@@ -22,6 +23,27 @@ pub struct ChartRepo {
 impl ChartRepo {
     /// Serves an empty repository kept in `dir`, indexed with `helm`.
     pub fn start(dir: &Path, helm: &Path) -> anyhow::Result<ChartRepo> {
+        ChartRepo::start_with(dir, helm, None)
+    }
+
+    /// Serves an empty repository that answers only to `username` and `password`.
+    pub fn start_private(
+        dir: &Path,
+        helm: &Path,
+        username: &str,
+        password: &str,
+    ) -> anyhow::Result<ChartRepo> {
+        use base64::Engine;
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+        ChartRepo::start_with(dir, helm, Some(format!("Basic {token}")))
+    }
+
+    fn start_with(
+        dir: &Path,
+        helm: &Path,
+        authorization: Option<String>,
+    ) -> anyhow::Result<ChartRepo> {
         std::fs::create_dir_all(dir)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -31,7 +53,10 @@ impl ChartRepo {
         let url = format!("http://{}", listener.local_addr()?);
         let app = axum::Router::new()
             .route("/{file}", axum::routing::get(file))
-            .with_state(dir.to_owned());
+            .with_state(Served {
+                dir: dir.to_owned(),
+                authorization,
+            });
         runtime.spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -90,12 +115,32 @@ impl ChartRepo {
     }
 }
 
+/// What the server serves, and to whom.
+#[derive(Clone)]
+struct Served {
+    dir: PathBuf,
+    /// The `Authorization` header a request must carry, if any.
+    authorization: Option<String>,
+}
+
 /// Serves one file of the repository folder (no paths: a repository is flat).
-async fn file(State(dir): State<PathBuf>, UrlPath(name): UrlPath<String>) -> impl IntoResponse {
+async fn file(
+    State(served): State<Served>,
+    headers: HeaderMap,
+    UrlPath(name): UrlPath<String>,
+) -> impl IntoResponse {
+    if let Some(wanted) = &served.authorization {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if given != Some(wanted.as_str()) {
+            return Err(StatusCode::UNAUTHORIZED);
+        }
+    }
     if name.contains('/') || name.starts_with('.') {
         return Err(StatusCode::NOT_FOUND);
     }
-    tokio::fs::read(dir.join(&name))
+    tokio::fs::read(served.dir.join(&name))
         .await
         .map_err(|_| StatusCode::NOT_FOUND)
 }

@@ -2,6 +2,7 @@
 //! and the tests' real Kubernetes control plane: charts from a repository served over
 //! loopback, releases whose objects and history the API server keeps as Helm writes them.
 
+use std::path::Path;
 use std::time::Duration;
 
 use baton_schemas::status::{RunStatus, State};
@@ -26,6 +27,15 @@ data:
   {{- end }}
 "#;
 
+/// A chart's record of the values it was given: ConfigMap `<release>-rendered`, as JSON.
+const VALUES: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-rendered
+data:
+  values.json: {{ .Values | toJson | quote }}
+"#;
+
 struct HelmEnv {
     env: Env,
     kube: KubeEnv,
@@ -37,6 +47,11 @@ impl HelmEnv {
     /// the test's folder) against the control plane, and a chart repository with `web`
     /// 1.0.0 and 1.1.0.
     fn new() -> HelmEnv {
+        HelmEnv::with_repo(ChartRepo::start)
+    }
+
+    /// The same with a repository `serve` starts in a folder, with Helm.
+    fn with_repo(serve: impl FnOnce(&Path, &Path) -> anyhow::Result<ChartRepo>) -> HelmEnv {
         let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
         let kube = KubeEnv::for_env(&mut env).unwrap();
         let helm = real::required("helm").unwrap();
@@ -49,15 +64,13 @@ impl HelmEnv {
             env.extra_env
                 .push((variable.into(), home.join(folder).display().to_string()));
         }
-        let repo = ChartRepo::start(&env.dir.path().join("repo"), &helm).unwrap();
-        for version in ["1.0.0", "1.1.0"] {
-            repo.add_chart(
-                "web",
-                version,
-                &[("configmap.yaml", CONFIG_MAP)],
-                "color: grey\n",
-            )
-            .unwrap();
+        let repo = serve(&env.dir.path().join("repo"), &helm).unwrap();
+        for chart in ["web", "db", "api", "cache"] {
+            for version in ["1.0.0", "1.1.0"] {
+                let templates = [("configmap.yaml", CONFIG_MAP), ("values.yaml", VALUES)];
+                repo.add_chart(chart, version, &templates, "color: grey\n")
+                    .unwrap();
+            }
         }
         let planner = env.start_planner().unwrap();
         env.keep(planner);
@@ -93,6 +106,24 @@ impl HelmEnv {
         )
     }
 
+    /// Applies group document `text` with the CLI and waits until it settles: the exit code
+    /// and the group's status (or the CLI's error output).
+    fn apply_group(&self, file: &str, text: &str) -> (Option<i32>, serde_json::Value) {
+        let file = self.env.write(file, text);
+        let out = self.env.cli(&[
+            "apply",
+            "-f",
+            file.to_str().unwrap(),
+            "--wait",
+            "-o",
+            "json",
+        ]);
+        let status = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&out.stderr).into_owned())
+        });
+        (out.status.code(), status)
+    }
+
     fn config_map(&self, name: &str) -> Option<ConfigMap> {
         let api: Api<ConfigMap> = Api::namespaced(self.kube.client.clone(), &self.kube.namespace);
         self.kube.block_on(api.get_opt(name)).unwrap()
@@ -100,10 +131,16 @@ impl HelmEnv {
 
     /// Helm's record of release `web`: (revision, status) of each of its Secrets, in order.
     fn history(&self) -> Vec<(String, String)> {
+        self.history_of("web")
+    }
+
+    /// Helm's record of `release`: (revision, status) of each of its Secrets, in order.
+    fn history_of(&self, release: &str) -> Vec<(String, String)> {
         let api: Api<Secret> = Api::namespaced(self.kube.client.clone(), &self.kube.namespace);
+        let selector = format!("owner=helm,name={release}");
         let list = self
             .kube
-            .block_on(api.list(&ListParams::default().labels("owner=helm,name=web")))
+            .block_on(api.list(&ListParams::default().labels(&selector)))
             .unwrap();
         let mut history: Vec<(String, String)> = list
             .items
@@ -171,4 +208,143 @@ fn real_helm_installs_upgrades_refuses_and_uninstalls_a_release() {
     assert_eq!(removed.state, State::Succeeded, "{removed:#?}");
     assert!(world.config_map("web-config").is_none());
     assert!(world.history().is_empty(), "{:?}", world.history());
+}
+
+/// Application group `g` in Orkestra's format: `(name, dependencies, version, values)`.
+fn group(world: &HelmEnv, apps: &[(&str, &str, &str, &str)]) -> String {
+    let mut text = String::from(
+        "apiVersion: orkestra.azure.microsoft.com/v1alpha1\nkind: ApplicationGroup\nmetadata: {name: g}\nspec:\n  applications:\n",
+    );
+    for (name, deps, version, values) in apps {
+        text.push_str(&format!(
+            "  - name: {name}\n    dependencies: [{deps}]\n    spec:\n      chart: {{url: '{}', name: {name}, version: '{version}'}}\n      release: {{targetNamespace: {}, timeout: 60s, values: {{{values}}}}}\n",
+            world.repo.url, world.kube.namespace
+        ));
+    }
+    text
+}
+
+#[test]
+fn real_helm_rolls_a_failed_group_back_to_its_last_successful_spec_and_deletes_it() {
+    let world = HelmEnv::new();
+    let first = group(
+        &world,
+        &[
+            ("db", "", "1.0.0", "color: red"),
+            ("api", "db", "1.0.0", "color: red"),
+        ],
+    );
+    let (code, status) = world.apply_group("v1.yaml", &first);
+    assert_eq!(code, Some(0), "{status:#}");
+
+    // api upgraded, cache and web added; the API server refuses web's object.
+    let second = group(
+        &world,
+        &[
+            ("db", "", "1.0.0", "color: red"),
+            ("api", "db", "1.1.0", "color: blue"),
+            ("cache", "db", "1.0.0", "color: blue"),
+            ("web", "api, cache", "1.0.0", "extraKey: 'bad key'"),
+        ],
+    );
+    let (code, status) = world.apply_group("v2.yaml", &second);
+    assert_eq!(code, Some(1), "{status:#}");
+    assert_eq!(status["phase"], "Failed", "{status:#}");
+    assert_eq!(status["remediation"], "rolledBack", "{status:#}");
+    // What was added is gone, and api is back at its last successful spec.
+    for release in ["web", "cache"] {
+        assert!(
+            world.history_of(release).is_empty(),
+            "{release}: {:?}",
+            world.history_of(release)
+        );
+        assert!(
+            world.config_map(&format!("{release}-config")).is_none(),
+            "{release}"
+        );
+    }
+    assert_eq!(
+        color(&world.config_map("api-config").unwrap()),
+        ("red", "1.0.0")
+    );
+    let api = world.history_of("api");
+    assert_eq!(api.last().unwrap().1, "deployed", "{api:?}");
+    assert!(api.len() >= 3, "installed, upgraded, then back: {api:?}");
+
+    let out = world.env.cli(&["delete", "group", "g", "--wait"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for release in ["db", "api"] {
+        assert!(world.history_of(release).is_empty(), "{release} left");
+        assert!(
+            world.config_map(&format!("{release}-config")).is_none(),
+            "{release}"
+        );
+    }
+}
+
+#[test]
+fn real_helm_reads_a_private_repository_and_values_from_the_cluster() {
+    let world =
+        HelmEnv::with_repo(|dir, helm| ChartRepo::start_private(dir, helm, "robot", "hunter2"));
+    let ns = &world.kube.namespace;
+    // The repository refuses anyone without robot's password.
+    let index = format!("{}/index.yaml", world.repo.url);
+    let anonymous = world
+        .kube
+        .block_on(async { reqwest::get(&index).await.map(|r| r.status().as_u16()) })
+        .unwrap();
+    assert_eq!(anonymous, 401);
+    let objects = [
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web-values"},
+               "data": {"values.yaml": "image: {tag: from-map, pull: Always}\nreplicas: 1\n"}}),
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "web-secret"},
+               "stringData": {"password": "s3cret"}}),
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "repo-creds"},
+               "stringData": {"username": "robot", "password": "hunter2"}}),
+    ];
+    let params = kube::api::PatchParams::apply("baton-tests");
+    for object in objects {
+        let name = object["metadata"]["name"].as_str().unwrap().to_owned();
+        let result = if object["kind"] == "Secret" {
+            let api: Api<Secret> = Api::namespaced(world.kube.client.clone(), ns);
+            world
+                .kube
+                .block_on(api.patch(&name, &params, &kube::api::Patch::Apply(&object)))
+                .map(drop)
+        } else {
+            let api: Api<ConfigMap> = Api::namespaced(world.kube.client.clone(), ns);
+            world
+                .kube
+                .block_on(api.patch(&name, &params, &kube::api::Patch::Apply(&object)))
+                .map(drop)
+        };
+        result.unwrap();
+    }
+    let text = format!(
+        "apiVersion: baton.dev/v1alpha1\nkind: ApplicationGroup\nmetadata: {{name: g}}\nspec:\n  applications:\n  - name: web\n    spec:\n      chart: {{url: '{}', name: web, version: 1.0.0, authSecretRef: {{name: repo-creds, namespace: {ns}}}}}\n      release:\n        targetNamespace: {ns}\n        values: {{replicas: 2, image: {{tag: inline}}, color: red}}\n        valuesFrom:\n        - {{kind: ConfigMap, name: web-values}}\n        - {{kind: Secret, name: web-secret, valuesKey: password, targetPath: db.password}}\n        - {{kind: ConfigMap, name: missing, optional: true}}\n",
+        world.repo.url
+    );
+    let (code, status) = world.apply_group("g.yaml", &text);
+    assert_eq!(code, Some(0), "{status:#}");
+    let rendered = world
+        .config_map("web-rendered")
+        .expect("the chart's record of its values");
+    let values: serde_json::Value =
+        serde_json::from_str(&rendered.data.unwrap()["values.json"]).unwrap();
+    assert_eq!(
+        values,
+        serde_json::json!({"image": {"tag": "inline", "pull": "Always"}, "replicas": 2, "color": "red", "db": {"password": "s3cret"}})
+    );
+    // The repository's password reached Helm and nowhere else.
+    for log in ["worker.log", "planner.log"] {
+        let text = std::fs::read_to_string(world.env.dir.path().join(log)).unwrap();
+        assert!(
+            !text.contains("hunter2"),
+            "{log} holds the repository password"
+        );
+    }
 }

@@ -851,14 +851,7 @@ fn pod_log(shared: &Shared, target: &Target, params: &HashMap<String, String>) -
         .get("tailLines")
         .and_then(|n| n.parse::<usize>().ok())
     {
-        Some(n) => {
-            let lines: Vec<&str> = text.lines().collect();
-            let mut tail = lines[lines.len().saturating_sub(n)..].join("\n");
-            if !tail.is_empty() {
-                tail.push('\n');
-            }
-            tail
-        }
+        Some(n) => super::kubelet::tail_lines(&text, n),
         None => text,
     };
     text.into_response()

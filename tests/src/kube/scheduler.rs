@@ -1,6 +1,8 @@
-//! A scheduler actor for a real control plane that has no kube-scheduler: it binds every pod
+//! A scheduler actor for a real control plane that has no kube-scheduler: it binds each pod
 //! that names no node to the kubelet actor's node, through `pods/binding` as the scheduler
-//! does, acting as `system:kube-scheduler` (whose role the API server bootstraps).
+//! does, acting as `system:kube-scheduler` (whose role the API server bootstraps). A pod for
+//! another scheduler, or whose `nodeSelector` the node's labels do not meet, stays pending,
+//! as it would in a cluster without a matching node.
 
 use std::time::Duration;
 
@@ -44,7 +46,7 @@ async fn run(client: kube::Client, shutdown: CancellationToken) {
         };
         match event {
             Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
-                if pod.metadata.deletion_timestamp.is_none() {
+                if pod.metadata.deletion_timestamp.is_none() && fits(&pod) {
                     bind(&client, &pod).await;
                 }
             }
@@ -56,6 +58,24 @@ async fn run(client: kube::Client, shutdown: CancellationToken) {
             None => break,
         }
     }
+}
+
+/// Whether the pod is this scheduler's and the node meets its `nodeSelector`.
+fn fits(pod: &Pod) -> bool {
+    let Some(spec) = &pod.spec else {
+        return false;
+    };
+    let ours = spec
+        .scheduler_name
+        .as_deref()
+        .is_none_or(|s| s == "default-scheduler");
+    let labels = super::kubelet::node::labels();
+    let selected = spec
+        .node_selector
+        .iter()
+        .flatten()
+        .all(|(key, value)| labels.get(key.as_str()) == Some(&value.as_str()));
+    ours && selected
 }
 
 /// Binds `pod` to the node; a pod bound meanwhile or gone is left alone.

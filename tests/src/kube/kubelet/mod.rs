@@ -34,6 +34,16 @@ use tracing::debug;
 /// Logs of pod containers, by namespace, pod and container, as the kubelet actor records them.
 pub type PodLogs = Arc<Mutex<HashMap<(String, String, String), String>>>;
 
+/// The last `lines` lines of a container's log, as `tailLines` asks of a kubelet.
+pub fn tail_lines(log: &str, lines: usize) -> String {
+    let all: Vec<&str> = log.lines().collect();
+    let mut tail = all[all.len().saturating_sub(lines)..].join("\n");
+    if !tail.is_empty() {
+        tail.push('\n');
+    }
+    tail
+}
+
 /// A running kubelet actor; stops (and kills its processes) when dropped.
 pub struct Kubelet {
     shutdown: CancellationToken,

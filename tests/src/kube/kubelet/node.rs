@@ -21,6 +21,15 @@ use rustls::pki_types::pem::PemObject;
 /// The node the kubelet actor is.
 pub const NODE_NAME: &str = "baton-test-node";
 
+/// The node's labels, as a kubelet sets them.
+pub fn labels() -> std::collections::BTreeMap<&'static str, &'static str> {
+    [
+        ("kubernetes.io/hostname", NODE_NAME),
+        ("kubernetes.io/os", "linux"),
+    ]
+    .into()
+}
+
 /// Serves `logs` over TLS on a loopback port; returns the port.
 pub async fn serve_logs(
     logs: PodLogs,
@@ -69,14 +78,7 @@ async fn container_log(
         .get("tailLines")
         .and_then(|n| n.parse::<usize>().ok())
     {
-        Some(n) => {
-            let lines: Vec<&str> = text.lines().collect();
-            let mut tail = lines[lines.len().saturating_sub(n)..].join("\n");
-            if !tail.is_empty() {
-                tail.push('\n');
-            }
-            tail
-        }
+        Some(n) => super::tail_lines(&text, n),
         None => text,
     }
 }
@@ -84,7 +86,7 @@ async fn container_log(
 /// Registers the node (or brings an existing one up to date) with its kubelet `port`.
 pub async fn register(nodes: &Api<Node>, port: u16) -> anyhow::Result<()> {
     let node: Node = serde_json::from_value(json!({
-        "metadata": {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux"}},
+        "metadata": {"name": NODE_NAME, "labels": labels()},
     }))?;
     match nodes.create(&PostParams::default(), &node).await {
         Ok(_) => {}
