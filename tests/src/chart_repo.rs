@@ -77,17 +77,41 @@ impl ChartRepo {
         templates: &[(&str, &str)],
         values: &str,
     ) -> anyhow::Result<()> {
+        self.add_umbrella(name, version, templates, values, &[])
+    }
+
+    /// Adds an umbrella chart: chart `name` as [`ChartRepo::add_chart`] does, with
+    /// `subcharts` (name, templates) vendored under `charts/` at the same version, each a
+    /// dependency that `<subchart>.enabled: false` switches off.
+    pub fn add_umbrella(
+        &self,
+        name: &str,
+        version: &str,
+        templates: &[(&str, &str)],
+        values: &str,
+        subcharts: &[(&str, &[(&str, &str)])],
+    ) -> anyhow::Result<()> {
         let source = tempfile::tempdir()?;
         let chart = source.path().join(name);
-        std::fs::create_dir_all(chart.join("templates"))?;
-        std::fs::write(
-            chart.join("Chart.yaml"),
-            format!("apiVersion: v2\nname: {name}\nversion: {version}\ntype: application\n"),
-        )?;
-        std::fs::write(chart.join("values.yaml"), values)?;
-        for (file, text) in templates {
-            std::fs::write(chart.join("templates").join(file), text)?;
+        let mut chart_yaml =
+            format!("apiVersion: v2\nname: {name}\nversion: {version}\ntype: application\n");
+        if !subcharts.is_empty() {
+            chart_yaml.push_str("dependencies:\n");
         }
+        for (sub, sub_templates) in subcharts {
+            chart_yaml.push_str(&format!(
+                "- name: {sub}\n  version: {version}\n  condition: {sub}.enabled\n"
+            ));
+            write_chart(
+                &chart.join("charts").join(sub),
+                sub,
+                version,
+                sub_templates,
+                "",
+            )?;
+        }
+        write_chart(&chart, name, version, templates, values)?;
+        std::fs::write(chart.join("Chart.yaml"), chart_yaml)?;
         self.helm(&[
             "package",
             &chart.display().to_string(),
@@ -113,6 +137,26 @@ impl ChartRepo {
         }
         Ok(())
     }
+}
+
+/// Writes a chart's folder: `Chart.yaml`, `values.yaml` and `templates/`.
+fn write_chart(
+    dir: &Path,
+    name: &str,
+    version: &str,
+    templates: &[(&str, &str)],
+    values: &str,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir.join("templates"))?;
+    std::fs::write(
+        dir.join("Chart.yaml"),
+        format!("apiVersion: v2\nname: {name}\nversion: {version}\ntype: application\n"),
+    )?;
+    std::fs::write(dir.join("values.yaml"), values)?;
+    for (file, text) in templates {
+        std::fs::write(dir.join("templates").join(file), text)?;
+    }
+    Ok(())
 }
 
 /// What the server serves, and to whom.

@@ -36,6 +36,29 @@ data:
   values.json: {{ .Values | toJson | quote }}
 "#;
 
+/// The cart subchart's object, named the same whichever release renders it.
+const CART_ITEMS: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cart-items
+data:
+  color: {{ .Values.color | default "none" | quote }}
+  release: {{ .Release.Name | quote }}
+"#;
+
+/// A pod that runs but never reports Ready.
+const NEVER_READY: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {{ .Release.Name }}-pod
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox
+    command: ["sleep", "600"]
+"#;
+
 struct HelmEnv {
     env: Env,
     kube: KubeEnv,
@@ -72,6 +95,29 @@ impl HelmEnv {
                     .unwrap();
             }
         }
+        // An umbrella chart: shop, whose subchart cart owns ConfigMap `cart-items` whichever
+        // release renders it, so that two releases rendering it collide as Helm refuses.
+        let cart = [("items.yaml", CART_ITEMS)];
+        repo.add_umbrella(
+            "shop",
+            "1.0.0",
+            &[("configmap.yaml", CONFIG_MAP)],
+            "color: grey\n",
+            &[("cart", &cart)],
+        )
+        .unwrap();
+        // slow 1.1.0 adds a pod that never reports Ready (the kubelet actor sets no
+        // conditions), so that Helm waits on it until it is killed.
+        repo.add_chart(
+            "slow",
+            "1.0.0",
+            &[("configmap.yaml", CONFIG_MAP)],
+            "color: grey\n",
+        )
+        .unwrap();
+        let slow = [("configmap.yaml", CONFIG_MAP), ("pod.yaml", NEVER_READY)];
+        repo.add_chart("slow", "1.1.0", &slow, "color: grey\n")
+            .unwrap();
         let planner = env.start_planner().unwrap();
         env.keep(planner);
         let binary = helm.display().to_string();
@@ -347,4 +393,117 @@ fn real_helm_reads_a_private_repository_and_values_from_the_cluster() {
             "{log} holds the repository password"
         );
     }
+}
+
+#[test]
+fn real_helm_releases_a_subchart_split_out_of_its_umbrella_chart() {
+    let world = HelmEnv::new();
+    let ns = &world.kube.namespace;
+    let text = format!(
+        "apiVersion: baton.dev/v1alpha1\nkind: ApplicationGroup\nmetadata: {{name: g}}\nspec:\n  applications:\n  - name: shop\n    spec:\n      chart: {{url: '{}', name: shop, version: 1.0.0}}\n      subcharts: [{{name: cart}}]\n      release:\n        targetNamespace: {ns}\n        values: {{color: blue, cart: {{color: red}}}}\n",
+        world.repo.url
+    );
+    let (code, status) = world.apply_group("g.yaml", &text);
+    assert_eq!(code, Some(0), "{status:#}");
+    // cart is its own release (taken out of the pulled umbrella chart, with its values), and
+    // the umbrella's release left it out: had both rendered cart-items, Helm would have
+    // refused the second.
+    let cart_release = baton_schemas::group::subchart_release_name("shop", "cart");
+    let items = world.config_map("cart-items").expect("cart's object");
+    let data = items.data.unwrap();
+    assert_eq!(data["color"], "red");
+    assert_eq!(data["release"], cart_release);
+    assert_eq!(
+        color(&world.config_map("shop-config").unwrap()),
+        ("blue", "1.0.0")
+    );
+    assert_eq!(
+        world.history_of(&cart_release).last().unwrap().1,
+        "deployed"
+    );
+    assert_eq!(world.history_of("shop").last().unwrap().1, "deployed");
+
+    let out = world.env.cli(&["delete", "group", "g", "--wait"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(world.config_map("cart-items").is_none());
+    assert!(world.history_of(&cart_release).is_empty());
+    assert!(world.history_of("shop").is_empty());
+}
+
+#[test]
+fn a_release_left_pending_by_a_killed_helm_is_rolled_back_then_upgraded() {
+    let world = HelmEnv::new();
+    let ns = world.kube.namespace.clone();
+    let slow = |name: &str, version: &str, color: &str| {
+        world.run(
+            name,
+            &format!(
+                "{{release: slow, namespace: {ns}, timeout: 5s, chart: {{url: '{}', name: slow, version: '{version}'}}, values: {{color: {color}}}}}",
+                world.repo.url
+            ),
+        )
+    };
+    let installed = slow("install", "1.0.0", "red");
+    assert_eq!(installed.state, State::Succeeded, "{installed:#?}");
+
+    // Someone's Helm upgrades to 1.1.0 and dies waiting for its pod: the release stays
+    // pending-upgrade.
+    let helm = real::required("helm").unwrap();
+    let mut upgrade = std::process::Command::new(&helm);
+    upgrade
+        .args([
+            "upgrade",
+            "slow",
+            "slow",
+            "--repo",
+            &world.repo.url,
+            "--version",
+            "1.1.0",
+        ])
+        .args(["--namespace", &ns, "--wait=watcher", "--timeout", "10m"])
+        .envs(world.env.extra_env.iter().map(|(k, v)| (k, v)))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut upgrade = upgrade.spawn().unwrap();
+    let started = std::time::Instant::now();
+    while world.history_of("slow").last().map(|(_, s)| s.as_str()) != Some("pending-upgrade") {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            world.history_of("slow")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    upgrade.kill().unwrap();
+    upgrade.wait().unwrap();
+
+    // The next apply waits until the pending operation is older than its timeout allows
+    // (5 s + 30 s), rolls it back to the last deployed revision, then upgrades.
+    let applied = slow("after-kill", "1.0.0", "green");
+    assert_eq!(applied.state, State::Succeeded, "{applied:#?}");
+    // Revision 3 is the rollback to 1, revision 4 the upgrade. Helm leaves the killed
+    // operation's record as it was; `helm status` reads the latest.
+    let history: Vec<String> = world
+        .history_of("slow")
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(
+        history,
+        ["superseded", "pending-upgrade", "superseded", "deployed"]
+    );
+    assert_eq!(
+        color(&world.config_map("slow-config").unwrap()),
+        ("green", "1.0.0")
+    );
+    let log = std::fs::read_to_string(world.env.dir.path().join("worker.log")).unwrap();
+    assert!(
+        log.contains("clearing it"),
+        "the stale operation was cleared"
+    );
+    assert!(log.contains("\"rollback\""), "by a rollback");
 }
