@@ -28,6 +28,16 @@ kube_tools() {
   local bin=.tools/bin shared=${BATON_SHARED_TOOLS:-../shared/tools} tmp
   mkdir -p "$bin"
   if [ -x "$shared/unpack.sh" ]; then
+    # the programs there are xz-compressed
+    if ! command -v xz >/dev/null 2>&1; then
+      if [ "$(id -u)" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends xz-utils >&2 \
+          || { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends xz-utils >&2; }
+      else
+        echo "xz is missing: install Debian's xz-utils package" >&2
+        exit 1
+      fi
+    fi
     "$shared/unpack.sh" "$bin" >/dev/null
     return
   fi
@@ -66,8 +76,7 @@ PY
   fi
 }
 if [ "${1:-}" != "--test" ]; then
-  kube_tools
-echo "$PWD/$venv/bin/nats-server"
+  echo "$PWD/$venv/bin/nats-server"
   exit 0
 fi
 if ! "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null \

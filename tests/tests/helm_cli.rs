@@ -59,6 +59,16 @@ spec:
     command: ["sleep", "600"]
 "#;
 
+/// A child process killed when the test ends, even by a failed assertion.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 struct HelmEnv {
     env: Env,
     kube: KubeEnv,
@@ -468,7 +478,7 @@ fn a_release_left_pending_by_a_killed_helm_is_rolled_back_then_upgraded() {
         .envs(world.env.extra_env.iter().map(|(k, v)| (k, v)))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    let mut upgrade = upgrade.spawn().unwrap();
+    let mut upgrade = KillOnDrop(upgrade.spawn().unwrap());
     let started = std::time::Instant::now();
     while world.history_of("slow").last().map(|(_, s)| s.as_str()) != Some("pending-upgrade") {
         assert!(
@@ -478,8 +488,8 @@ fn a_release_left_pending_by_a_killed_helm_is_rolled_back_then_upgraded() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    upgrade.kill().unwrap();
-    upgrade.wait().unwrap();
+    upgrade.0.kill().unwrap();
+    upgrade.0.wait().unwrap();
 
     // The next apply waits until the pending operation is older than its timeout allows
     // (5 s + 30 s), rolls it back to the last deployed revision, then upgrades.

@@ -256,6 +256,7 @@ async fn run_container(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
+    die_with_parent(&mut command);
     for var in container.env.iter().flatten() {
         let value = match (
             &var.value,
@@ -352,6 +353,20 @@ fn log_tail(log: &str) -> &str {
         from += 1;
     }
     &log[from..]
+}
+
+/// Makes a container's process die with the thread that started it: the shared kubelet
+/// actor's runtime is never dropped, so `kill_on_drop` alone would leave a running container
+/// behind when the test binary exits.
+#[allow(unsafe_code)] // pre_exec is unsafe; the hook below only makes an async-signal-safe call
+fn die_with_parent(command: &mut tokio::process::Command) {
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
+    }
 }
 
 fn kill_group(pid: Option<i32>) {

@@ -165,8 +165,7 @@ async fn launch(
     token: &str,
 ) -> anyhow::Result<(Cluster, Vec<Child>)> {
     let mut children = Vec::new();
-    let (etcd_port, etcd_peer_port, api_port) =
-        (crate::free_port(), crate::free_port(), crate::free_port());
+    let (etcd_port, etcd_peer_port) = (crate::free_port(), crate::free_port());
     let etcd_url = format!("http://127.0.0.1:{etcd_port}");
     let peer_url = format!("http://127.0.0.1:{etcd_peer_port}");
     let mut etcd = Command::new(&binaries.etcd);
@@ -181,7 +180,10 @@ async fn launch(
         .arg("--unsafe-no-fsync")
         .arg("--log-level=warn");
     children.push(spawn(etcd, &dir.join("etcd.log"))?);
-    let http = reqwest::Client::new();
+    // Bounded requests: one that hangs must not outlast the start's own limit.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
     wait_ready(&mut children[0], &dir.join("etcd.log"), || {
         let request = http.get(format!("{etcd_url}/health"));
         async move {
@@ -193,6 +195,9 @@ async fn launch(
     .await?;
 
     let controller_manager = binaries.kube_controller_manager.is_some();
+    // Chosen only now, right before the server binds it, so that nothing started meanwhile
+    // (etcd) takes it.
+    let api_port = crate::free_port();
     let mut apiserver = Command::new(&binaries.kube_apiserver);
     apiserver
         .arg(format!("--etcd-servers={etcd_url}"))
@@ -245,6 +250,7 @@ async fn launch(
     let ca = reqwest::Certificate::from_pem(pki.ca_pem.as_bytes())?;
     let https = reqwest::Client::builder()
         .add_root_certificate(ca)
+        .timeout(Duration::from_secs(5))
         .build()?;
     wait_ready(&mut children[1], &apiserver_log, || {
         let request = https.get(format!("{url}/readyz")).bearer_auth(token);
