@@ -91,10 +91,9 @@ impl KubeEnv {
             .build()?;
         let namespace = format!("baton-test-{}-{}", std::process::id(), crate::next_id());
         let kubeconfig = dir.join("kubeconfig");
-        let external = match fake {
-            true => None,
-            false => std::env::var_os("BATON_TEST_KUBECONFIG").map(PathBuf::from),
-        };
+        let external = std::env::var_os("BATON_TEST_KUBECONFIG")
+            .filter(|_| !fake)
+            .map(PathBuf::from);
         let simulate = std::env::var("BATON_TEST_SIMULATE_KUBELET").is_ok_and(|v| v == "1");
         let mut server = None;
         let mut kubelet = None;

@@ -113,25 +113,21 @@ fn start() -> anyhow::Result<Cluster> {
                 Ok(runtime) => runtime,
                 Err(e) => return drop(sender.send(Err(anyhow::Error::new(e)))),
             };
-            let started = runtime.block_on(launch(&binaries, &thread_dir, &pki, &token));
-            let keep = started.is_ok();
-            let _ = sender.send(
-                started.map(|(cluster, children)| (cluster, children, runtime.handle().clone())),
-            );
-            if keep {
-                // The children's parent-death signal is tied to this thread: it must outlive
-                // every test, so it waits here until the binary exits.
-                loop {
-                    std::thread::park();
+            match runtime.block_on(launch(&binaries, &thread_dir, &pki, &token)) {
+                Err(e) => drop(sender.send(Err(e))),
+                Ok((cluster, _children)) => {
+                    let _ = sender.send(Ok(cluster));
+                    // The children's parent-death signal is tied to this thread, and the
+                    // actors run on its runtime: it keeps both until the binary exits.
+                    loop {
+                        std::thread::park();
+                    }
                 }
             }
         })?;
-    let (mut cluster, children, runtime) = receiver
+    let cluster = receiver
         .recv()
         .context("the control plane's thread ended")??;
-    // The children are reaped by the kernel when the binary exits; nothing waits for them.
-    std::mem::forget(children);
-    cluster.runtime = runtime;
     Ok(cluster)
 }
 
