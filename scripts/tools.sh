@@ -7,7 +7,7 @@
 #   PATH.
 # - with --test, also a real etcd, kube-apiserver, kube-controller-manager and Helm into
 #   .tools/bin for the Kubernetes and Helm tests: unpacked from ../shared/tools where it
-#   exists (checked against its SHA256SUMS), else the ones on PATH, else downloaded from the
+#   exists, beside this checkout or the one it was cloned from (checked against its SHA256SUMS), else the ones on PATH, else downloaded from the
 #   projects' releases (envtest's archive for etcd and kube-apiserver, get.helm.sh for Helm),
 #   checked against their published checksums.
 # Idempotent: reruns only check versions. Prints the nats-server path on stdout.
@@ -25,9 +25,15 @@ fi
 KUBE_VERSION=1.36.2
 HELM_VERSION=4.1.4
 kube_tools() {
-  local bin=.tools/bin shared=${BATON_SHARED_TOOLS:-../shared/tools} tmp
+  local bin=.tools/bin shared="" candidate origin tmp
   mkdir -p "$bin"
-  if [ -x "$shared/unpack.sh" ]; then
+  # ../shared/tools beside this checkout, or beside the checkout it was cloned from (a clone
+  # made elsewhere for a clean build)
+  origin=$(git config --get remote.origin.url 2>/dev/null || true)
+  for candidate in "${BATON_SHARED_TOOLS:-}" ../shared/tools "${origin:+$origin/../shared/tools}"; do
+    if [ -n "$candidate" ] && [ -x "$candidate/unpack.sh" ]; then shared=$candidate; break; fi
+  done
+  if [ -n "$shared" ]; then
     # the programs there are xz-compressed
     if ! command -v xz >/dev/null 2>&1; then
       if [ "$(id -u)" = 0 ]; then
