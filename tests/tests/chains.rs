@@ -1,5 +1,5 @@
 //! Orca's Task and Ignitor end to end: the planner and a pod worker as processes, pods going
-//! through the real `kube` client to the fake API server (or the cluster of
+//! through the real `kube` client to the tests' control plane (or the cluster of
 //! `BATON_TEST_KUBECONFIG`), started by ignitor fires and by each other's success or failure.
 
 use std::time::{Duration, Instant};
@@ -506,7 +506,7 @@ fn a_replaced_instance_still_queued_never_runs() {
     let ns = &kube.namespace;
     let effects = env.dir.path().join("effects");
     let e = effects.display();
-    // `block` keeps the only slot until the replacement is done (with the fake kubelet, whose
+    // `block` keeps the only slot until the replacement is done (with the kubelet actor, whose
     // pods are local processes; a real cluster's pod sleeps 5 s).
     let gate = env.dir.path().join("gate");
     let hold = if kube.local_pods {

@@ -1,5 +1,5 @@
 //! `kubectl apply` works: a planner started with `--watch-kubernetes` picks up Workflow, Task
-//! and Ignitor objects from the API server (the fake one, or the cluster of
+//! and Ignitor objects from the API server (the tests' control plane, or the cluster of
 //! `BATON_TEST_KUBECONFIG`), runs them, and writes their status back, which is what `kubectl
 //! get` prints in Orca's columns. Objects are created with the real `kube` client exactly as
 //! the YAML files say, as `kubectl apply -f` would send them.

@@ -4,9 +4,14 @@
 //! - `cli`: the workers run a strict scripted **stand-in** (`tests/helm-standin/helm`, put on
 //!   `PATH`): it refuses any flag it does not know, keeps every release's revisions, status and
 //!   values in a directory as Helm keeps them in Secrets, and fails to install a release that
-//!   would own what another release owns (a subchart left enabled in its parent). The tests
-//!   read its state and its log of calls, and steer failures and delays through values.
-//!   `helm_cli.rs` runs the driver against real Helm and the tests' control plane.
+//!   would own what another release owns (a subchart left enabled in its parent).
+//!   `helm_cli.rs` runs the driver against real Helm and the tests' control plane; the tests
+//!   here keep the stand-in for what real Helm cannot be made to give on demand: its log of
+//!   calls with their argument vectors and start and end times (the order releases are
+//!   installed and uninstalled in, which ran together, that no secret was ever an argument),
+//!   a failure or a delay of one chosen release at one chosen step (to kill a worker or a
+//!   planner in the middle of it), and a release found in a state (`uninstalling`) that a
+//!   Helm killed at a chosen instant would leave.
 //! - `flux`: the workers write `HelmRelease` objects to the tests' Kubernetes API server
 //!   through the real `kube` client; a helm-controller actor answers them through the API.
 //!
@@ -544,7 +549,7 @@ fn invalid_groups_are_refused_with_their_path_and_exit_code_2() {
     );
 }
 
-/// A test world with `flux` helm workers, the fake API server and the helm-controller actor
+/// A test world with `flux` helm workers, the tests' control plane and the helm-controller actor
 /// (or a real cluster and its Flux).
 struct FluxEnv {
     env: Env,
@@ -559,7 +564,7 @@ const NEEDS_THE_ACTOR: &str = "BATON_TEST_KUBECONFIG is a real cluster, whose Fl
 
 impl FluxEnv {
     /// Starts a planner (watching the cluster with `watch`) and a worker for `kinds`, with
-    /// the helm-controller actor on the fake API server. On a real cluster without the actor,
+    /// the helm-controller actor on the tests' control plane. On a cluster without the actor,
     /// a test that needs it (`needs_actor`) does not run: this says so on the test output,
     /// naming `test`, and returns `None`; other tests run against the cluster's Flux.
     ///
@@ -1080,57 +1085,6 @@ fn values_from_secrets_and_config_maps_and_repository_credentials_reach_helm_cli
     assert!(flag("--repository-config").ends_with("/repositories.yaml"));
     assert!(flag("--ca-file").ends_with("/ca.crt"));
     drop(kube);
-}
-
-#[test]
-fn a_release_left_pending_by_a_dead_helm_is_rolled_back_before_the_upgrade_cli() {
-    let mut world = CliEnv::new(versions(&["db"]));
-    // Revision 2 has been pending for an hour: its helm died with its machine.
-    let hour_ago =
-        humantime::format_rfc3339(SystemTime::now() - Duration::from_secs(3600)).to_string();
-    let revision = |n: i64, status: &str| {
-        json!({"revision": n, "status": status, "chart_name": "db", "chart_version": "1.0.0",
-               "values": {}, "resources": ["db"], "description": "", "updated": hour_ago, "first_deployed": hour_ago})
-    };
-    let releases = world.state.join("releases").join("apps");
-    std::fs::create_dir_all(&releases).unwrap();
-    std::fs::create_dir_all(world.state.join("namespaces")).unwrap();
-    std::fs::write(world.state.join("namespaces").join("apps"), "").unwrap();
-    std::fs::write(
-        releases.join("db.json"),
-        json!([revision(1, "deployed"), revision(2, "pending-upgrade")]).to_string(),
-    )
-    .unwrap();
-    world.keep_worker();
-    let text = group(&[("db", "", "2.0.0", "")]);
-    let group = world.apply_settled(&text);
-    assert_eq!(group["phase"], "Succeeded", "{group:#}");
-    let calls = world.calls();
-    let rollback = first(&calls, "rollback", "db");
-    assert_eq!(
-        calls[rollback].argv[2], "1",
-        "back to the last deployed revision: {calls:#?}"
-    );
-    assert!(rollback < first(&calls, "upgrade", "db"));
-    let statuses: Vec<(String, String)> = world
-        .revisions("apps", "db")
-        .iter()
-        .map(|r| {
-            (
-                r["status"].as_str().unwrap().to_owned(),
-                r["chart_version"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        statuses,
-        [
-            ("superseded".into(), "1.0.0".into()),
-            ("superseded".into(), "1.0.0".into()),
-            ("superseded".into(), "1.0.0".into()),
-            ("deployed".into(), "2.0.0".into()),
-        ]
-    );
 }
 
 #[test]

@@ -46,7 +46,8 @@ data:
   release: {{ .Release.Name | quote }}
 "#;
 
-/// A pod that runs but never reports Ready.
+/// A pod that runs but never reports Ready: the kubelet actor runs no probes, so a readiness
+/// probe is never passed.
 const NEVER_READY: &str = r#"apiVersion: v1
 kind: Pod
 metadata:
@@ -57,6 +58,8 @@ spec:
   - name: main
     image: busybox
     command: ["sleep", "600"]
+    readinessProbe:
+      exec: {command: ["false"]}
 "#;
 
 /// A child process killed when the test ends, even by a failed assertion.

@@ -1,6 +1,6 @@
 //! `pod` nodes end to end: the planner and workers as processes, the worker's pods going
-//! through the real `kube` client to the fake API server, run by the kubelet actor (or to
-//! the cluster of `BATON_TEST_KUBECONFIG`).
+//! through the real `kube` client to the tests' control plane, run by the kubelet actor (or
+//! to the cluster of `BATON_TEST_KUBECONFIG`).
 
 use std::time::Duration;
 
@@ -141,7 +141,7 @@ fn pod_failures_say_why() {
     if !kube.local_pods {
         skip(
             "pod_failures_say_why: OOM",
-            "the OOM annotation is the fake kubelet's",
+            "the OOM annotation is the kubelet actor's",
         );
     } else {
         let oom = format!(

@@ -9,17 +9,12 @@
 //! helm-controller actor only when `BATON_TEST_SIMULATE_HELM_CONTROLLER=1`, for a cluster
 //! without Flux); its pods run in containers the test cannot see ([`KubeEnv::local_pods`] is
 //! false), and the kubelet actor's pods there have no node, so no logs ([`KubeEnv::logs`]).
-//! With `BATON_TEST_FAKE_APISERVER=1`, tests use the fake API server ([`apiserver`]), the
-//! suite's own, which the real one replaced.
 
-pub mod apiserver;
 pub mod helm_controller;
 pub mod kubelet;
 pub mod real;
 pub mod scheduler;
-pub mod selector;
 
-pub use apiserver::FakeApiServer;
 pub use helm_controller::HelmController;
 pub use kubelet::Kubelet;
 
@@ -29,23 +24,39 @@ use anyhow::Context;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PostParams};
 
-/// Merges `status` into the status of object `name`, as the actor `who` does; a failure is
-/// logged (the actor acts again on the next event).
+/// How often an actor tries a write the API server failed before it gives up on it.
+const WRITE_ATTEMPTS: u32 = 5;
+
+/// Merges `status` into the status of object `name`, as the actor `who` does. A failed write
+/// is tried again, a few times with a growing pause, as a kubelet's status sync would (an
+/// object that is gone is left alone); the last failure is logged.
 async fn merge_status<K>(api: &Api<K>, name: &str, status: serde_json::Value, who: &str)
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let patch = kube::api::Patch::Merge(serde_json::json!({ "status": status }));
-    if let Err(e) = api
-        .patch_status(name, &kube::api::PatchParams::default(), &patch)
-        .await
-    {
-        tracing::warn!(object = name, error = %e, "{who} could not patch status");
+    for attempt in 1..=WRITE_ATTEMPTS {
+        match api
+            .patch_status(name, &kube::api::PatchParams::default(), &patch)
+            .await
+        {
+            Ok(_) => return,
+            Err(kube::Error::Api(e)) if e.code == 404 => return,
+            Err(e) if attempt == WRITE_ATTEMPTS => {
+                tracing::warn!(object = name, error = %e, "{who} could not patch status");
+            }
+            Err(_) => backoff(attempt).await,
+        }
     }
 }
 
-/// One test's Kubernetes: the fake API server and kubelet actor on their own runtime, or the
-/// cluster of `BATON_TEST_KUBECONFIG`; and a namespace of the test's own.
+/// The pause before an actor's write is tried again.
+async fn backoff(attempt: u32) {
+    tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt))).await;
+}
+
+/// One test's Kubernetes: the tests' shared control plane, or the cluster of
+/// `BATON_TEST_KUBECONFIG`; a namespace of the test's own; a runtime for the test's calls.
 pub struct KubeEnv {
     /// A client for the API server.
     pub client: kube::Client,
@@ -53,8 +64,6 @@ pub struct KubeEnv {
     pub namespace: String,
     /// A kubeconfig file for processes under test.
     pub kubeconfig: PathBuf,
-    /// Whether this is the fake server (false: a real API server).
-    pub fake: bool,
     /// Whether pods run as local processes of the kubelet actor, whose effects (files they
     /// write) a test can see; false on a cluster of `BATON_TEST_KUBECONFIG` with real nodes.
     pub local_pods: bool,
@@ -64,7 +73,6 @@ pub struct KubeEnv {
     pub logs: bool,
     /// The tests' shared control plane, when the test runs on it.
     control_plane: Option<&'static real::Cluster>,
-    _server: Option<FakeApiServer>,
     _kubelet: Option<Kubelet>,
     runtime: tokio::runtime::Runtime,
 }
@@ -72,34 +80,18 @@ pub struct KubeEnv {
 impl KubeEnv {
     /// Sets up Kubernetes for a test whose files live in `dir`.
     pub fn new(dir: &Path) -> anyhow::Result<KubeEnv> {
-        let fake = std::env::var("BATON_TEST_FAKE_APISERVER").is_ok_and(|v| v == "1");
-        KubeEnv::with(
-            dir,
-            fake && std::env::var_os("BATON_TEST_KUBECONFIG").is_none(),
-        )
-    }
-
-    /// Sets up the fake API server for a test of the fake itself.
-    pub fn fake(dir: &Path) -> anyhow::Result<KubeEnv> {
-        KubeEnv::with(dir, true)
-    }
-
-    fn with(dir: &Path, fake: bool) -> anyhow::Result<KubeEnv> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()?;
         let namespace = format!("baton-test-{}-{}", std::process::id(), crate::next_id());
         let kubeconfig = dir.join("kubeconfig");
-        let external = std::env::var_os("BATON_TEST_KUBECONFIG")
-            .filter(|_| !fake)
-            .map(PathBuf::from);
+        let external = std::env::var_os("BATON_TEST_KUBECONFIG").map(PathBuf::from);
         let simulate = std::env::var("BATON_TEST_SIMULATE_KUBELET").is_ok_and(|v| v == "1");
-        let mut server = None;
         let mut kubelet = None;
-        let mut controller_manager = false;
         let mut control_plane = None;
-        let client = match &external {
+        // Whether a controller manager makes each namespace's `default` ServiceAccount.
+        let (client, controller_manager) = match &external {
             Some(path) => {
                 std::fs::copy(path, &kubeconfig)
                     .with_context(|| format!("copying {}", path.display()))?;
@@ -110,28 +102,20 @@ impl KubeEnv {
                     )
                     .await?;
                     let client = kube::Client::try_from(config)?;
-                    kubelet =
-                        simulate.then(|| Kubelet::start(client.clone(), Some(&namespace), None));
+                    kubelet = simulate.then(|| Kubelet::start(client.clone(), Some(&namespace)));
                     Ok::<_, anyhow::Error>(client)
                 })?;
-                controller_manager = true;
-                client
+                (client, true)
             }
-            None if fake => runtime.block_on(async {
-                let started = FakeApiServer::start_with(!simulate).await?;
-                std::fs::write(&kubeconfig, started.kubeconfig())?;
-                let client = started.client();
-                kubelet = Some(Kubelet::start(client.clone(), None, started.logs()));
-                server = Some(started);
-                Ok::<_, anyhow::Error>(client)
-            })?,
             None => {
                 let cluster = real::Cluster::shared()?;
                 real::start_actors(cluster)?;
                 std::fs::copy(&cluster.kubeconfig, &kubeconfig)?;
-                controller_manager = cluster.controller_manager;
                 control_plane = Some(cluster);
-                runtime.block_on(cluster.admin())?
+                (
+                    runtime.block_on(cluster.admin())?,
+                    cluster.controller_manager,
+                )
             }
         };
         runtime.block_on(async {
@@ -151,12 +135,10 @@ impl KubeEnv {
             client,
             namespace,
             kubeconfig,
-            fake,
             local_pods: external.is_none() || simulate,
             // Only the kubelet actor of a cluster that is not the tests' own has no logs to serve.
-            logs: !(simulate && (external.is_some() || fake)),
+            logs: !(simulate && external.is_some()),
             control_plane,
-            _server: server,
             _kubelet: kubelet,
             runtime,
         })
@@ -241,7 +223,8 @@ impl KubeEnv {
         ])
     }
 
-    fn apply_crds(&self, crds: Vec<serde_json::Value>) -> anyhow::Result<()> {
+    /// Applies `crds` (server-side) and waits until each is established.
+    pub fn apply_crds(&self, crds: Vec<serde_json::Value>) -> anyhow::Result<()> {
         use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
         let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
         let params = kube::api::PatchParams::apply("baton-tests").force();
@@ -254,9 +237,6 @@ impl KubeEnv {
                 api.patch(&name, &params, &kube::api::Patch::Apply(&crd))
                     .await
                     .with_context(|| format!("applying CRD {name}"))?;
-                if self.fake {
-                    continue;
-                }
                 let established = |c: &CustomResourceDefinition| {
                     c.status
                         .as_ref()
@@ -280,9 +260,9 @@ impl KubeEnv {
     }
 
     /// Starts the helm-controller actor for `namespaces` (the test's own when empty), with
-    /// Flux's kinds installed, on the tests' control plane; for every namespace on the fake
-    /// server or when `BATON_TEST_SIMULATE_HELM_CONTROLLER=1`; `None` on a real cluster, whose
-    /// Flux answers.
+    /// Flux's kinds installed, on the tests' control plane; for every namespace of a
+    /// `BATON_TEST_KUBECONFIG` cluster when `BATON_TEST_SIMULATE_HELM_CONTROLLER=1`; `None`
+    /// there otherwise, as that cluster's Flux answers.
     pub fn start_helm_controller(&self, namespaces: &[&str]) -> Option<HelmController> {
         if let Some(cluster) = self.control_plane {
             self.install_flux_crds().expect("installing Flux's kinds");
@@ -300,7 +280,7 @@ impl KubeEnv {
             return Some(started.expect("starting the helm-controller actor"));
         }
         let simulate = std::env::var("BATON_TEST_SIMULATE_HELM_CONTROLLER").is_ok_and(|v| v == "1");
-        (self.fake || simulate).then(|| {
+        simulate.then(|| {
             let client = self.client.clone();
             self.block_on(async move { HelmController::start_in(client, None) })
         })
@@ -333,11 +313,9 @@ async fn wait_for_default_service_account(
 
 impl Drop for KubeEnv {
     fn drop(&mut self) {
-        if !self.fake {
-            let namespaces: Api<Namespace> = Api::all(self.client.clone());
-            let _ = self
-                .runtime
-                .block_on(namespaces.delete(&self.namespace, &Default::default()));
-        }
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let _ = self
+            .runtime
+            .block_on(namespaces.delete(&self.namespace, &Default::default()));
     }
 }

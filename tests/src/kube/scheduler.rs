@@ -78,7 +78,8 @@ fn fits(pod: &Pod) -> bool {
     ours && selected
 }
 
-/// Binds `pod` to the node; a pod bound meanwhile or gone is left alone.
+/// Binds `pod` to the node, trying a failed write again a few times; a pod bound meanwhile or
+/// gone is left alone.
 async fn bind(client: &kube::Client, pod: &Pod) {
     let (Some(name), Some(namespace)) = (&pod.metadata.name, &pod.metadata.namespace) else {
         return;
@@ -90,17 +91,22 @@ async fn bind(client: &kube::Client, pod: &Pod) {
         "target": {"apiVersion": "v1", "kind": "Node", "name": NODE_NAME},
     });
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    match pods
-        .create_subresource::<serde_json::Value, serde_json::Value>(
-            "binding",
-            name,
-            &PostParams::default(),
-            &binding,
-        )
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-        Err(e) => tracing::warn!(pod = %name, error = %e, "scheduler could not bind a pod"),
+    for attempt in 1..=super::WRITE_ATTEMPTS {
+        match pods
+            .create_subresource::<serde_json::Value, serde_json::Value>(
+                "binding",
+                name,
+                &PostParams::default(),
+                &binding,
+            )
+            .await
+        {
+            Ok(_) => return,
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => return,
+            Err(e) if attempt == super::WRITE_ATTEMPTS => {
+                tracing::warn!(pod = %name, error = %e, "scheduler could not bind a pod");
+            }
+            Err(_) => super::backoff(attempt).await,
+        }
     }
 }

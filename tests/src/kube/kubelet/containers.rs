@@ -37,6 +37,24 @@ impl Statuses {
     }
 }
 
+/// The pod conditions a kubelet reports once its containers were started: `Ready` and
+/// `ContainersReady` are `ready`, else false for `reason`.
+fn conditions(ready: bool, reason: &str) -> Value {
+    let at = now();
+    let (status, reason) = if ready {
+        ("True", None)
+    } else {
+        ("False", Some(reason))
+    };
+    json!([
+        {"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": at},
+        {"type": "Initialized", "status": "True", "lastTransitionTime": at},
+        {"type": "Ready", "status": status, "reason": reason, "lastTransitionTime": at},
+        {"type": "ContainersReady", "status": status, "reason": reason, "lastTransitionTime": at},
+        {"type": "PodScheduled", "status": "True", "lastTransitionTime": at},
+    ])
+}
+
 async fn patch_status(api: &Api<Pod>, name: &str, status: Value) {
     crate::kube::merge_status(api, name, status, "kubelet").await;
 }
@@ -161,15 +179,18 @@ pub(super) async fn run_pod(api: Api<Pod>, pod: Pod, logs: PodLogs, stop: Cancel
             .map(|c| {
                 (
                     c.name.clone(),
-                    json!({"name": c.name, "ready": true, "restartCount": 0, "image": c.image,
+                    json!({"name": c.name, "ready": c.readiness_probe.is_none(), "restartCount": 0, "image": c.image,
                                          "state": {"running": {"startedAt": now()}}}),
                 )
             })
             .collect(),
     }));
+    // The actor runs no probes: a container with a readiness probe never passes it, so a
+    // test can ask for a pod that runs but is never Ready (as Helm's `--wait` sees it).
+    let ready = spec.containers.iter().all(|c| c.readiness_probe.is_none());
     let running = statuses.lock().expect("statuses").array();
-    let mut status =
-        json!({"phase": "Running", "startTime": started, "containerStatuses": running});
+    let mut status = json!({"phase": "Running", "startTime": started, "containerStatuses": running,
+        "conditions": conditions(ready, "ContainersNotReady")});
     if !init_containers.is_empty() {
         status["initContainerStatuses"] = json!(inits);
     }
@@ -193,7 +214,8 @@ pub(super) async fn run_pod(api: Api<Pod>, pod: Pod, logs: PodLogs, stop: Cancel
     }
     let all_ok = results.iter().all(|code| *code == Some(0));
     let containers = statuses.lock().expect("statuses").array();
-    let mut status = json!({"containerStatuses": containers, "phase": if all_ok { "Succeeded" } else { "Failed" }});
+    let mut status = json!({"containerStatuses": containers, "phase": if all_ok { "Succeeded" } else { "Failed" },
+        "conditions": conditions(false, "PodCompleted")});
     if deadline_passed.is_cancelled() {
         status["phase"] = json!("Failed");
         status["reason"] = json!("DeadlineExceeded");

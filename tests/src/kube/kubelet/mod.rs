@@ -5,7 +5,7 @@
 //! `FallbackToLogsOnError` honoured). Container output goes to a log store: on a real control
 //! plane the actor is a node ([`node`]) that serves it to the API server for `pods/log`, runs
 //! only the pods bound to it, and ends a pod's graceful deletion once its containers are
-//! stopped, as a kubelet does; on the fake server, the server reads the store itself.
+//! stopped, as a kubelet does.
 //!
 //! A local process cannot write to `/dev/termination-log`, so the actor gives each container a
 //! file of its own and replaces the `terminationMessagePath` in the container's arguments with
@@ -15,6 +15,8 @@
 //! - the annotation `kubelet.baton.dev/oom-kill: <container>` kills that container with SIGKILL
 //!   after it starts and reports `OOMKilled` (exit code 137);
 //! - `spec.activeDeadlineSeconds` kills the pod when it passes (`DeadlineExceeded`).
+//! - no probe is run: a running pod is `Ready` unless a container has a `readinessProbe`,
+//!   which it never passes.
 
 mod containers;
 pub mod node;
@@ -58,8 +60,8 @@ enum Mode {
 
 impl Kubelet {
     /// Starts running the pods of `namespace` (all namespaces when `None`) whatever node they
-    /// are on: for the fake server, or a cluster whose pods nobody else runs.
-    pub fn start(client: kube::Client, namespace: Option<&str>, logs: Option<PodLogs>) -> Kubelet {
+    /// are on: for a cluster whose pods nobody else runs.
+    pub fn start(client: kube::Client, namespace: Option<&str>) -> Kubelet {
         let shutdown = CancellationToken::new();
         let pods: Api<Pod> = match namespace {
             Some(ns) => Api::namespaced(client, ns),
@@ -70,7 +72,7 @@ impl Kubelet {
             pods,
             config,
             Mode::Unbound,
-            logs.unwrap_or_default(),
+            PodLogs::default(),
             shutdown.clone(),
         ));
         Kubelet { shutdown }
