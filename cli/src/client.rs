@@ -4,10 +4,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use baton_core::CellCommand;
 use baton_planner::api::{
     ApplyRequest, ApplyResponse, CellCommandRequest, DeleteResponse, ErrorResponse, RunResponse,
 };
-use baton_planner::core::CellCommand;
 use baton_schemas::Document;
 use baton_schemas::document::parse_documents_within;
 use baton_schemas::status::RunStatus;

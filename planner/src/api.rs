@@ -44,9 +44,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::core::{CellCommand, Expect, Refusal, Registered};
-use crate::ids::idempotent_run_id;
 use crate::service::{Command, new_run_id};
+use baton_core::ids::idempotent_run_id;
+use baton_core::{CellCommand, Expect, Refusal, Registered};
 
 #[derive(Clone)]
 struct Api {

@@ -43,8 +43,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::core::{ClusterSource, Registered};
 use crate::service::Command;
+use baton_core::{ClusterSource, Registered};
 
 /// The finalizer that holds a deleted `ApplicationGroup` until its releases are uninstalled.
 pub const GROUP_FINALIZER: &str = "baton.dev/uninstall";

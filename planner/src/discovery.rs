@@ -18,8 +18,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::core::{Observation, SeenTargetGroup};
 use crate::service::Command;
+use baton_core::{Observation, SeenTargetGroup};
 
 /// How the discovery runs.
 #[derive(Clone, Debug)]

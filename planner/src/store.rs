@@ -11,13 +11,10 @@
 use std::path::Path;
 
 use baton_bus::Outgoing;
-use baton_schemas::Workflow;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 
-use crate::core::{
-    CellEntry, Changes, ClusterSource, GroupEntry, IgnitorEntry, Registered, Run, TaskEntry,
-};
+use baton_core::{Changes, ClusterSource, Registered, Run, Snapshot};
 
 const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows");
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
@@ -62,28 +59,14 @@ pub enum StoreError {
 /// Everything the store holds, as loaded at start.
 #[derive(Debug, Default)]
 pub struct Loaded {
-    /// Registered workflows.
-    pub workflows: Vec<Workflow>,
-    /// Registered tasks and their status.
-    pub tasks: Vec<TaskEntry>,
-    /// Registered ignitors and their fires.
-    pub ignitors: Vec<IgnitorEntry>,
-    /// Application groups.
-    pub groups: Vec<GroupEntry>,
-    /// Every run.
-    pub runs: Vec<Run>,
+    /// The core's state.
+    pub state: Snapshot,
     /// Messages committed but maybe not published.
     pub outbox: Vec<Outgoing>,
     /// The trigger stream sequence up to which every trigger is applied in this state.
     pub triggers_seq: u64,
     /// The event stream sequence up to which every event is applied in this state.
     pub events_seq: u64,
-    /// Registered Cells and their status.
-    pub cells: Vec<CellEntry>,
-    /// Registered analysis templates.
-    pub templates: Vec<baton_schemas::analysis::AnalysisTemplate>,
-    /// The cluster objects documents were applied from.
-    pub sources: Vec<(Registered, ClusterSource)>,
 }
 
 /// A document's cluster source as stored.
@@ -137,13 +120,13 @@ impl Change<'_> {
 #[derive(serde::Serialize)]
 struct NodeRecord<'a> {
     spec: &'a baton_schemas::NodeSpec,
-    node: &'a crate::core::Node,
+    node: &'a baton_core::Node,
 }
 
 #[derive(serde::Deserialize)]
 struct StoredNode {
     spec: baton_schemas::NodeSpec,
-    node: crate::core::Node,
+    node: baton_core::Node,
 }
 
 /// The planner's redb database.
@@ -202,21 +185,24 @@ impl Store {
                 .map_err(redb::Error::from)?
                 .map_or(0, |v| v.value()))
         };
-        Ok(Loaded {
+        let state = Snapshot {
             workflows: read_all(&txn, WORKFLOWS, "workflows")?,
             tasks: read_all(&txn, TASKS, "tasks")?,
             ignitors: read_all(&txn, IGNITORS, "ignitors")?,
             groups: read_all(&txn, GROUPS, "groups")?,
             runs: read_runs(&txn)?,
-            outbox: read_all(&txn, OUTBOX, "outbox")?,
-            triggers_seq: seq(TRIGGERS_SEQ)?,
-            events_seq: seq(EVENTS_SEQ)?,
             cells: read_all(&txn, CELLS, "cells")?,
             templates: read_all(&txn, ANALYSIS_TEMPLATES, "analysis-templates")?,
             sources: read_all::<StoredSource>(&txn, SOURCES, "cluster-sources")?
                 .into_iter()
                 .map(|s| (s.document, s.source))
                 .collect(),
+        };
+        Ok(Loaded {
+            state,
+            outbox: read_all(&txn, OUTBOX, "outbox")?,
+            triggers_seq: seq(TRIGGERS_SEQ)?,
+            events_seq: seq(EVENTS_SEQ)?,
         })
     }
 
@@ -402,7 +388,7 @@ fn read_all<T: serde::de::DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{Action, Core, CoreConfig, Input, Registered};
+    use baton_core::{Action, Core, CoreConfig, Input, Registered};
     use baton_schemas::status::State;
     use baton_schemas::wire::Timestamp;
     use baton_schemas::{Document, RunId, WorkflowName, parse_documents};
@@ -451,11 +437,17 @@ mod tests {
         }
         let store = Store::open(&path).unwrap();
         let loaded = store.load().unwrap();
-        assert_eq!(loaded.workflows.len(), 1);
-        assert_eq!((loaded.tasks.len(), loaded.ignitors.len()), (1, 1));
-        assert_eq!(loaded.ignitors[0].next_fire, Some(Timestamp(3_600_000)));
+        assert_eq!(loaded.state.workflows.len(), 1);
         assert_eq!(
-            loaded.runs,
+            (loaded.state.tasks.len(), loaded.state.ignitors.len()),
+            (1, 1)
+        );
+        assert_eq!(
+            loaded.state.ignitors[0].next_fire,
+            Some(Timestamp(3_600_000))
+        );
+        assert_eq!(
+            loaded.state.runs,
             vec![core.run(&RunId::new("r1")).unwrap().clone()]
         );
         assert_eq!(loaded.outbox, vec![message]);
@@ -485,10 +477,10 @@ mod tests {
         let loaded = store.load().unwrap();
         assert_eq!(
             (
-                loaded.workflows.len(),
-                loaded.tasks.len(),
-                loaded.ignitors.len(),
-                loaded.runs.len()
+                loaded.state.workflows.len(),
+                loaded.state.tasks.len(),
+                loaded.state.ignitors.len(),
+                loaded.state.runs.len()
             ),
             (0, 1, 0, 1)
         );
@@ -499,7 +491,7 @@ mod tests {
     /// made for a document that is not registered.
     #[test]
     fn cluster_sources_are_kept_cleared_and_restored() {
-        use crate::core::ClusterSource;
+        use baton_core::ClusterSource;
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("planner.redb")).unwrap();
         let text = "apiVersion: sirocco.cloud/v1alpha1\nkind: Ignitor\nmetadata: {name: i}\nspec: {scheduled: '@hourly'}\n---\napiVersion: sirocco.cloud/v1alpha1\nkind: Ignitor\nmetadata: {name: j}\nspec: {scheduled: '@daily'}\n";
@@ -537,7 +529,7 @@ mod tests {
                 .unwrap()
         };
         commit(&mut core);
-        let restored = Core::restore(CoreConfig::default(), &mut store.load().unwrap());
+        let restored = Core::restore(CoreConfig::default(), store.load().unwrap().state);
         let kept: Vec<(&Registered, &ClusterSource)> = restored.cluster_sources().collect();
         assert_eq!(
             kept,
@@ -556,12 +548,12 @@ mod tests {
         );
         core.apply(Input::Remove(Registered::Ignitor("j".into())), Timestamp(2));
         commit(&mut core);
-        let restored = Core::restore(CoreConfig::default(), &mut store.load().unwrap());
+        let restored = Core::restore(CoreConfig::default(), store.load().unwrap().state);
         assert_eq!(restored.cluster_sources().count(), 0);
         // Removing what is not registered is refused.
         assert_eq!(
             core.apply(Input::Remove(Registered::Ignitor("j".into())), Timestamp(3)),
-            [Action::Refused(crate::core::Refusal::UnknownIgnitor(
+            [Action::Refused(baton_core::Refusal::UnknownIgnitor(
                 "j".into()
             ))]
         );
@@ -618,7 +610,7 @@ mod tests {
         let hour = 3_600_000;
         assert_eq!(core.next_deadline(), Some(Timestamp(3_000 + hour)));
         // A restored core knows when to prune too.
-        let restored = Core::restore(config, &mut store.load().unwrap());
+        let restored = Core::restore(config, store.load().unwrap().state);
         assert_eq!(restored.next_deadline(), Some(Timestamp(3_000 + hour)));
 
         core.apply(Input::Tick, Timestamp(2_999 + hour));
@@ -627,7 +619,7 @@ mod tests {
         assert!(core.run(&RunId::new("old")).is_none());
         commit(&mut core);
         let loaded = store.load().unwrap();
-        let ids: Vec<&str> = loaded.runs.iter().map(|r| r.id.as_str()).collect();
+        let ids: Vec<&str> = loaded.state.runs.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["going"], "the unfinished run is kept however old");
         let txn = store.db.begin_read().unwrap();
         let nodes = txn.open_table(NODES).unwrap();
@@ -711,8 +703,8 @@ mod tests {
                 .unwrap();
             let loaded = store.load().unwrap();
             let runs: Vec<&Run> = core.runs().collect();
-            assert_eq!(loaded.runs.iter().collect::<Vec<_>>(), runs);
-            let restored = Core::restore(CoreConfig::default(), &mut store.load().unwrap());
+            assert_eq!(loaded.state.runs.iter().collect::<Vec<_>>(), runs);
+            let restored = Core::restore(CoreConfig::default(), store.load().unwrap().state);
             assert_eq!(restored.next_deadline(), core.next_deadline());
         }
         // The timeout backstop failed attempt 2 for good: a failed, b skipped, c ran.

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use baton_planner::core::fire_run_id;
+use baton_core::fire_run_id;
 use baton_schemas::status::{RunStatus, State};
 use baton_schemas::wire::Timestamp;
 use baton_tests::kube::KubeEnv;

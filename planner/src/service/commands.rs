@@ -153,7 +153,7 @@ impl Planner {
                             .core
                             .group(&group)
                             .and_then(|entry| match &entry.state {
-                                crate::core::GroupState::Progressing { run } => Some(run.clone()),
+                                baton_core::GroupState::Progressing { run } => Some(run.clone()),
                                 _ => None,
                             });
                         let _ = reply.send(refused(&actions).map_or(Ok(run), Err));

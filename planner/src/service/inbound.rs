@@ -82,7 +82,9 @@ impl Planner {
                 }
                 continue;
             }
-            let derived_run = || trigger_run_id(self.triggers_created, message.stream_sequence());
+            let derived_run = || {
+                baton_core::ids::trigger_run_id(self.triggers_created, message.stream_sequence())
+            };
             let prefix = &self.bus.config().prefix;
             match baton_bus::decode_trigger(message, prefix) {
                 Ok((workflow, run, data)) => {

@@ -36,11 +36,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::core::{
+use crate::store::{Change, Store, StoreError};
+use baton_core::{
     Action, CellCommand, CellTrigger, ClusterSource, Core, CoreConfig, Expect, Input, Observation,
     Refusal, Registered, TriggerPosition,
 };
-use crate::store::{Change, Store, StoreError};
 
 /// How often a standby planner tries to take the store.
 const STANDBY_POLL: Duration = Duration::from_millis(500);
@@ -85,16 +85,6 @@ pub fn new_run_id() -> RunId {
         n /= 36;
     }
     RunId::new(id)
-}
-
-/// Returns the run id of a trigger that names none: `t` and 12 lowercase letters and digits
-/// derived from the message's place in its stream, so that applying the trigger again (after
-/// a crash, from the stream) starts nothing new.
-pub fn trigger_run_id(stream_created: u64, seq: u64) -> RunId {
-    crate::ids::hashed_run_id(
-        't',
-        [stream_created, seq].iter().flat_map(|v| v.to_le_bytes()),
-    )
 }
 
 /// Where a turn's inputs come from, which decides when its changes are made durable.
@@ -179,20 +169,21 @@ impl Planner {
         }
         let mut loaded = store.load().context("loading the planner store")?;
         let unfinished = loaded
+            .state
             .runs
             .iter()
             .filter(|r| r.finished_at.is_none())
             .count();
         info!(
-            workflows = loaded.workflows.len(),
-            runs = loaded.runs.len(),
+            workflows = loaded.state.workflows.len(),
+            runs = loaded.state.runs.len(),
             unfinished,
             outbox = loaded.outbox.len(),
             events_seq = loaded.events_seq,
             triggers_seq = loaded.triggers_seq,
             "planner state loaded"
         );
-        let core = Core::restore(config.core, &mut loaded);
+        let core = Core::restore(config.core, std::mem::take(&mut loaded.state));
         bus.ensure_streams()
             .await
             .context("creating the bus streams")?;

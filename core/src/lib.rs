@@ -720,7 +720,7 @@ impl Run {
 
     /// Returns a run as the store kept it: its header and its nodes with their specs, in
     /// order.
-    pub(crate) fn from_parts(mut header: Run, nodes: Vec<(NodeSpec, Node)>) -> Run {
+    pub fn from_parts(mut header: Run, nodes: Vec<(NodeSpec, Node)>) -> Run {
         let (specs, nodes): (Vec<NodeSpec>, Vec<Node>) = nodes.into_iter().unzip();
         header.spec.nodes = specs;
         header.nodes = nodes;
@@ -758,7 +758,7 @@ impl Run {
     }
 
     /// Returns node `i`'s spec and state, as the store keeps them.
-    pub(crate) fn node_record(&self, i: u32) -> (&NodeSpec, &Node) {
+    pub fn node_record(&self, i: u32) -> (&NodeSpec, &Node) {
         (&self.spec.nodes[i as usize], &self.nodes[i as usize])
     }
 
@@ -837,6 +837,28 @@ pub struct Core {
     changed_templates: BTreeSet<String>,
 }
 
+/// Everything a store keeps of the core's state, as [`Changes`] wrote it: what
+/// [`Core::restore`] starts from.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Registered workflows.
+    pub workflows: Vec<Workflow>,
+    /// Registered tasks and their status.
+    pub tasks: Vec<TaskEntry>,
+    /// Registered ignitors and their fires.
+    pub ignitors: Vec<IgnitorEntry>,
+    /// Application groups.
+    pub groups: Vec<GroupEntry>,
+    /// Every run.
+    pub runs: Vec<Run>,
+    /// Registered Cells and their status.
+    pub cells: Vec<CellEntry>,
+    /// Registered analysis templates.
+    pub templates: Vec<baton_schemas::analysis::AnalysisTemplate>,
+    /// The cluster objects documents were applied from.
+    pub sources: Vec<(Registered, ClusterSource)>,
+}
+
 /// What the store must write after a turn.
 #[derive(Debug, Default)]
 pub struct Changes<'a> {
@@ -887,35 +909,35 @@ impl Core {
         }
     }
 
-    /// Returns a state holding what a store kept, taking every registered document and run
-    /// out of `loaded` (its outbox and stream positions stay, for the service).
-    pub fn restore(config: CoreConfig, loaded: &mut crate::store::Loaded) -> Self {
+    /// Returns a state holding what a store kept.
+    pub fn restore(config: CoreConfig, snapshot: Snapshot) -> Self {
+        let Snapshot {
+            workflows,
+            tasks,
+            ignitors,
+            groups,
+            runs,
+            cells,
+            templates,
+            sources,
+        } = snapshot;
         let mut core = Self {
             config,
-            workflows: std::mem::take(&mut loaded.workflows)
-                .into_iter()
-                .map(|w| (w.name(), w))
-                .collect(),
-            runs: std::mem::take(&mut loaded.runs)
-                .into_iter()
-                .map(|r| (r.id.clone(), r))
-                .collect(),
-            tasks: std::mem::take(&mut loaded.tasks)
+            workflows: workflows.into_iter().map(|w| (w.name(), w)).collect(),
+            runs: runs.into_iter().map(|r| (r.id.clone(), r)).collect(),
+            tasks: tasks
                 .into_iter()
                 .map(|t| (t.task.metadata.name.clone(), t))
                 .collect(),
-            ignitors: std::mem::take(&mut loaded.ignitors)
+            ignitors: ignitors
                 .into_iter()
                 .map(|i| (i.ignitor.metadata.name.clone(), i))
                 .collect(),
+            sources: sources.into_iter().collect(),
             ..Default::default()
         };
-        core.sources = std::mem::take(&mut loaded.sources).into_iter().collect();
-        core.restore_groups(std::mem::take(&mut loaded.groups));
-        core.restore_cells(
-            std::mem::take(&mut loaded.cells),
-            std::mem::take(&mut loaded.templates),
-        );
+        core.restore_groups(groups);
+        core.restore_cells(cells, templates);
         let unfinished: Vec<RunId> = core
             .runs
             .values()
@@ -1766,41 +1788,31 @@ fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
     job
 }
 
-#[path = "chains.rs"]
 mod chains;
 pub use chains::fire_run_id;
 pub use chains::{IgnitorEntry, TaskEntry, TaskState, TaskStatus};
 
-#[path = "groups.rs"]
 mod groups;
 pub use groups::{GroupEntry, GroupState, Pending, Remediation, RemediationOutcome, Succeeded};
-#[path = "cells.rs"]
 mod cells;
 pub use cells::{
     Blocked, CellCommand, CellEntry, CellPhase, CellStatus, CellTrigger, Expect, Observation,
     RuleSeen, SeenTargetGroup, TriggerPosition,
 };
+pub mod group_graph;
+pub mod ids;
 
 #[cfg(test)]
-#[path = "core_tests.rs"]
-mod tests;
-
-#[cfg(test)]
-#[path = "core_fuzz_tests.rs"]
-mod fuzz_tests;
-
-#[cfg(test)]
-#[path = "chains_tests.rs"]
-mod chains_tests;
-
-#[cfg(test)]
-#[path = "replay_tests.rs"]
-mod replay_tests;
-
-#[cfg(test)]
-#[path = "cells_tests.rs"]
-mod cells_tests;
-
-#[cfg(test)]
-#[path = "cells_replay_tests.rs"]
 mod cells_replay_tests;
+#[cfg(test)]
+mod cells_tests;
+#[cfg(test)]
+mod chains_tests;
+#[cfg(test)]
+mod core_fuzz_tests;
+#[cfg(test)]
+mod core_tests;
+#[cfg(test)]
+mod replay_tests;
+#[cfg(test)]
+mod testkit;

@@ -331,7 +331,7 @@ fn a_fire_restored_from_the_store_does_not_fire_twice() {
     );
     let restored = Core::restore(
         CoreConfig::default(),
-        &mut crate::store::Loaded {
+        crate::Snapshot {
             runs: core.runs().cloned().collect(),
             tasks: core.tasks().map(|(t, _)| t.clone()).collect(),
             ignitors: core.ignitors().cloned().collect(),
@@ -499,7 +499,7 @@ fn a_due_fire_is_published_and_its_chain_starts_once_when_read_back() {
     // Even once the chain's run is gone, the ignitor's fire records hold.
     let mut restored = Core::restore(
         CoreConfig::default(),
-        &mut crate::store::Loaded {
+        crate::Snapshot {
             tasks: core.tasks().map(|(t, _)| t.clone()).collect(),
             ignitors: core.ignitors().cloned().collect(),
             ..Default::default()
@@ -535,7 +535,7 @@ fn the_index_of_running_instances_follows_nodes_and_survives_a_restore() {
     // Restored while `busy` runs: a second start is still refused.
     let mut restored = Core::restore(
         CoreConfig::default(),
-        &mut crate::store::Loaded {
+        crate::Snapshot {
             runs: core.runs().cloned().collect(),
             tasks: core.tasks().map(|(t, _)| t.clone()).collect(),
             ignitors: core.ignitors().cloned().collect(),

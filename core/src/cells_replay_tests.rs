@@ -1,7 +1,7 @@
 //! A recorded history of a Cell's decisions, replayed: a discovery of the first version, its
 //! switch, a discovery of a second version, and the canary of okra's README Cell through its
 //! weights, its analysis, its timed pause and the final 100%. The transcript of what the core
-//! decided is committed as `planner/src/histories/cell.txt`: a change in a Cell's decisions or
+//! decided is committed as `core/src/histories/cell.txt`: a change in a Cell's decisions or
 //! in the jobs it sends (weights, generations) shows there as a diff (`BATON_BLESS=1` writes
 //! the new transcript after a deliberate change).
 

@@ -1,7 +1,7 @@
 //! Unit tests of the application group lifecycle in the decision core: inputs in, actions out.
 
 use super::*;
-use crate::core::{CoreConfig, Input, Registered};
+use crate::{CoreConfig, Input, Registered};
 use baton_schemas::helm::HelmAction;
 use baton_schemas::wire::{Event, Job, Outcome};
 use baton_schemas::{Document, parse_documents};
@@ -460,12 +460,12 @@ fn a_group_survives_a_store_round_trip() {
     let back: GroupEntry = serde_json::from_str(&json).unwrap();
     assert_eq!(back, entry);
     let runs: Vec<Run> = core.runs().cloned().collect();
-    let mut loaded = crate::store::Loaded {
+    let snapshot = crate::Snapshot {
         runs,
         groups: vec![back],
         ..Default::default()
     };
-    let restored = Core::restore(CoreConfig::default(), &mut loaded);
+    let restored = Core::restore(CoreConfig::default(), snapshot);
     assert_eq!(
         restored.group_view(restored.group("g").unwrap()),
         view(&core)
@@ -497,11 +497,11 @@ fn run_ids_fit_and_stay_apart() {
         )
     );
     assert_eq!(
-        crate::core::chains::fire_run_id("nightly", Timestamp(1_800_000_000_000)).as_str(),
+        crate::chains::fire_run_id("nightly", Timestamp(1_800_000_000_000)).as_str(),
         "fj635743r5vb8"
     );
     assert_eq!(
-        crate::service::trigger_run_id(1_700_000_000_123_456_789, 42).as_str(),
+        crate::ids::trigger_run_id(1_700_000_000_123_456_789, 42).as_str(),
         "tntzsquj2536f"
     );
 }

@@ -3,14 +3,13 @@
 //!
 //! A history is the events a simulated worker sends for every job it gets (a flaky node fails
 //! its first attempt, the others succeed in order). Its transcript of actions is committed
-//! under `planner/src/histories/`: a change in what the core decides, or in the jobs it sends,
+//! under `core/src/histories/`: a change in what the core decides, or in the jobs it sends,
 //! shows as a diff there (`BATON_BLESS=1` writes the new transcript after a deliberate change).
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 
 use super::*;
-use crate::store::{Change, Store};
 use baton_schemas::{Document, parse_documents};
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
@@ -338,21 +337,15 @@ pub(super) fn replay_after_every_crash(
     keep: usize,
     mut check: impl FnMut(&str, &Core, Vec<Action>),
 ) {
-    let dir = tempfile::tempdir().unwrap();
     for crash in keep..steps.len() {
         for overlap in [0, 1, 3] {
-            let store = Store::open(&dir.path().join(format!("{crash}-{overlap}.redb"))).unwrap();
+            let mut store = crate::testkit::MemoryStore::default();
             let mut core = Core::new(CoreConfig::default());
             for (input, at) in &steps[..crash] {
                 core.apply(input.clone(), *at);
             }
-            store
-                .commit(&Change {
-                    state: core.take_changes(),
-                    ..Change::default()
-                })
-                .unwrap();
-            let mut restored = Core::restore(CoreConfig::default(), &mut store.load().unwrap());
+            store.commit(&core.take_changes());
+            let mut restored = Core::restore(CoreConfig::default(), store.load());
             let mut actions = Vec::new();
             for (input, at) in &steps[crash.saturating_sub(overlap).max(keep)..] {
                 actions.extend(restored.apply(input.clone(), *at));

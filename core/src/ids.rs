@@ -48,6 +48,16 @@ pub fn named_run_id(name: &str, suffix: &str) -> RunId {
     RunId::new(format!("{base}-{suffix}"))
 }
 
+/// Returns the run id of a trigger that names none: `t` and 12 lowercase letters and digits
+/// derived from the message's place in its stream, so that applying the trigger again (after
+/// a crash, from the stream) starts nothing new.
+pub fn trigger_run_id(stream_created: u64, seq: u64) -> RunId {
+    hashed_run_id(
+        't',
+        [stream_created, seq].iter().flat_map(|v| v.to_le_bytes()),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

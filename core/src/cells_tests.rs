@@ -395,22 +395,13 @@ fn a_version_waits_for_its_replicas_and_a_newer_one_replaces_a_rollout() {
 
 #[test]
 fn the_rollout_survives_a_store_round_trip() {
-    use crate::store::{Change, Store};
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("planner.redb")).unwrap();
+    let mut store = crate::testkit::MemoryStore::default();
     let mut core = serving_v1(OKRA_README);
     let job = only_job(&core.apply(observed(&V1_V2, Some(&RULE_V1), at(10)), at(10)));
     let analysis = only_job(&succeed(&mut core, &job, at(11)));
     succeed(&mut core, &analysis, at(12));
-    store
-        .commit(&Change {
-            state: core.take_changes(),
-            ..Change::default()
-        })
-        .unwrap();
-    let loaded = store.load().unwrap();
-    let mut loaded = loaded;
-    let mut restored = Core::restore(CoreConfig::default(), &mut loaded);
+    store.commit(&core.take_changes());
+    let mut restored = Core::restore(CoreConfig::default(), store.load());
     assert_eq!(restored.cell("cell1"), core.cell("cell1"));
     assert_eq!(restored.analysis_templates().count(), 1);
     // The pause's timer came back with the run: it ends on time in the restored core.
