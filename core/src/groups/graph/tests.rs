@@ -5,7 +5,7 @@ use baton_schemas::group::ApplicationGroup;
 use baton_schemas::wire::Timestamp;
 use baton_schemas::{Document, parse_documents};
 
-const BOOKINFO: &str = include_str!("../../examples/applicationgroups/bookinfo.yaml");
+const BOOKINFO: &str = include_str!("../../../../examples/applicationgroups/bookinfo.yaml");
 
 fn group(text: &str) -> ApplicationGroup {
     match parse_documents("g.yaml", text, Timestamp(0))

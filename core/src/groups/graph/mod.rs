@@ -10,7 +10,7 @@
 //! - [`delete`]: the reverse graph of the applied spec and of every release that may be
 //!   installed besides.
 //!
-//! Each returns a [`Plan`]: the nodes, and which tasks they apply and remove, so that the
+//! Each returns a [`GroupGraph`]: the nodes, and which tasks they apply and remove, so that the
 //! planner can tell from a run's nodes what it may have left installed.
 //!
 //! A task becomes one `helm` node named after it, or, when its application lists executors,
@@ -60,7 +60,7 @@ struct Expanded {
 
 /// A compiled graph, and what its nodes do to which release.
 #[derive(Debug, Default)]
-pub struct Plan {
+pub struct GroupGraph {
     /// The nodes, in order.
     pub nodes: Vec<NodeSpec>,
     /// The tasks the graph applies, each with the names of its nodes.
@@ -69,7 +69,7 @@ pub struct Plan {
     pub removes: Vec<(ReleaseTask, Vec<NodeName>)>,
 }
 
-impl Plan {
+impl GroupGraph {
     /// Returns the names of the nodes, in order.
     pub fn names(&self) -> impl Iterator<Item = &NodeName> {
         self.nodes.iter().map(|n| &n.name)
@@ -77,9 +77,9 @@ impl Plan {
 }
 
 /// Returns the plan that applies every task, in dependency order.
-pub fn forward(tasks: &[ReleaseTask]) -> Plan {
+pub fn forward(tasks: &[ReleaseTask]) -> GroupGraph {
     let (nodes, applies) = graph(tasks, Direction::Apply, "");
-    Plan {
+    GroupGraph {
         nodes,
         applies,
         removes: Vec::new(),
@@ -87,9 +87,9 @@ pub fn forward(tasks: &[ReleaseTask]) -> Plan {
 }
 
 /// Returns the plan that uninstalls every task, in reverse dependency order.
-pub fn reverse(tasks: &[ReleaseTask]) -> Plan {
+pub fn reverse(tasks: &[ReleaseTask]) -> GroupGraph {
     let (nodes, removes) = graph(tasks, Direction::Remove, "");
-    Plan {
+    GroupGraph {
         nodes,
         applies: Vec::new(),
         removes,
@@ -107,7 +107,7 @@ pub fn reverse(tasks: &[ReleaseTask]) -> Plan {
 ///
 /// A rollback is `converge(last successful, may be installed)`; a new spec is released with
 /// `converge(new, may be installed)`.
-pub fn converge(to: &[ReleaseTask], from: &[ReleaseTask]) -> Plan {
+pub fn converge(to: &[ReleaseTask], from: &[ReleaseTask]) -> GroupGraph {
     let kept: BTreeSet<ReleaseKey> = to.iter().map(ReleaseTask::release_key).collect();
     let installed: BTreeSet<ReleaseKey> = from.iter().map(ReleaseTask::release_key).collect();
     let to = split_parents_first(to, &installed);
@@ -134,7 +134,7 @@ pub fn converge(to: &[ReleaseTask], from: &[ReleaseTask]) -> Plan {
 /// Returns the plan that deletes a group: every release of `current` (the applied spec) and
 /// of `installed` (what may be installed besides: the last successful spec, what failed runs
 /// left), uninstalled in reverse dependency order.
-pub fn delete(current: &[ReleaseTask], installed: &[ReleaseTask]) -> Plan {
+pub fn delete(current: &[ReleaseTask], installed: &[ReleaseTask]) -> GroupGraph {
     reverse(&union(current, installed))
 }
 
@@ -600,5 +600,4 @@ fn pod_node(
 }
 
 #[cfg(test)]
-#[path = "group_graph_tests.rs"]
 mod tests;

@@ -1,6 +1,15 @@
 //! Unit tests of the decision core: inputs in, actions out, no I/O.
 
-use super::*;
+use crate::*;
+
+mod fuzz;
+pub(crate) mod replay;
+pub(crate) mod store;
+use std::time::Duration;
+
+use baton_schemas::status::State;
+use baton_schemas::wire::{Event, Job, Outcome, Timestamp};
+use baton_schemas::{Attempt, NodeName, RunId, Workflow, WorkflowName};
 use baton_schemas::{Document, parse_documents};
 
 const T0: Timestamp = Timestamp(1_000_000);

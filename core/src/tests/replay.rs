@@ -9,7 +9,11 @@
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 
-use super::*;
+use crate::*;
+
+use baton_schemas::status::RunStatus;
+use baton_schemas::wire::{Event, Job, Outcome, Timestamp};
+use baton_schemas::{Attempt, RunId, Workflow, WorkflowName};
 use baton_schemas::{Document, parse_documents};
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
@@ -27,10 +31,10 @@ spec:
 ";
 
 /// One step of a history: an input and when it is applied.
-pub(super) type Step = (Input, Timestamp);
+pub(crate) type Step = (Input, Timestamp);
 
 /// Returns the events a worker sends for `job` when it starts it and ends it at `at`.
-pub(super) fn worked(job: Job, at: Timestamp, outcome: Outcome) -> [Step; 2] {
+pub(crate) fn worked(job: Job, at: Timestamp, outcome: Outcome) -> [Step; 2] {
     [
         (
             Input::Bus(Event::NodeStarted {
@@ -251,7 +255,7 @@ fn describe_action(action: &Action) -> String {
 /// `BATON_BLESS=1`), and that recording it again gives the same transcript.
 /// Compares the transcript a history records with the committed one in `histories/name`
 /// (written anew with `BATON_BLESS=1`), and with a second recording of the same history.
-pub(super) fn check_transcript(name: &str, transcript_of_history: impl Fn() -> String) {
+pub(crate) fn check_transcript(name: &str, transcript_of_history: impl Fn() -> String) {
     let transcript = transcript_of_history();
     let path = format!("{}/src/histories/{name}", env!("CARGO_MANIFEST_DIR"));
     if std::env::var_os("BATON_BLESS").is_some() {
@@ -332,14 +336,14 @@ fn replay_from_every_checkpoint(first: fn() -> Vec<Step>, keep: usize) {
 /// the rest again, the last 0, 1 or 3 steps before the crash twice (their messages were past
 /// the checkpoint's stream position). `check` gets what happened (for messages), the
 /// restored core at the end, and the actions the steps given again caused.
-pub(super) fn replay_after_every_crash(
+pub(crate) fn replay_after_every_crash(
     steps: &[Step],
     keep: usize,
     mut check: impl FnMut(&str, &Core, Vec<Action>),
 ) {
     for crash in keep..steps.len() {
         for overlap in [0, 1, 3] {
-            let mut store = crate::testkit::MemoryStore::default();
+            let mut store = super::store::MemoryStore::default();
             let mut core = Core::new(CoreConfig::default());
             for (input, at) in &steps[..crash] {
                 core.apply(input.clone(), *at);

@@ -13,7 +13,7 @@ use baton_schemas::workflow::NodeSpec;
 use baton_schemas::{FailurePolicy, NodeKind, NodeName, RunId, WorkflowName, WorkflowSpec};
 use serde::{Deserialize, Serialize};
 
-use super::{Action, Core, Node, NodeState, Run, RunKind, StartedBy, finish};
+use crate::{Action, Core, Node, NodeState, Run, RunKind, StartedBy, finish};
 
 /// How far after the planner's clock a fire may be scheduled and still be taken: planners
 /// on two machines (an active one that published it, a standby that reads it) disagree by
@@ -607,3 +607,6 @@ impl IgnitorEntry {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

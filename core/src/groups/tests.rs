@@ -1,10 +1,15 @@
 //! Unit tests of the application group lifecycle in the decision core: inputs in, actions out.
 
 use super::*;
+use crate::{Action, Core, Refusal, Run};
 use crate::{CoreConfig, Input, Registered};
+use baton_schemas::group::ApplicationGroup;
 use baton_schemas::helm::HelmAction;
+use baton_schemas::status::State;
 use baton_schemas::wire::{Event, Job, Outcome};
 use baton_schemas::{Document, parse_documents};
+use baton_schemas::{NodeKind, RunId, WorkflowName};
+use serde_json::{Value, json};
 
 const NOW: Timestamp = Timestamp(1_800_000_000_000);
 

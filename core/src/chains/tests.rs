@@ -1,7 +1,12 @@
 //! Unit tests of tasks, ignitors and chains in the decision core, on an injected clock.
 
 use super::*;
+use crate::*;
+
 use baton_schemas::parse_documents;
+use baton_schemas::status::State;
+use baton_schemas::wire::{Event, Fire, Job, Outcome, Timestamp};
+use baton_schemas::{NodeKind, NodeName, RunId};
 
 fn at(text: &str) -> Timestamp {
     let t = humantime::parse_rfc3339(text).unwrap();

@@ -1,15 +1,19 @@
 //! Unit tests of the core's Cell decisions: observations, completions, commands and time in,
 //! traffic and analysis jobs out. The clock is the `now` each test passes.
 
-use std::collections::BTreeMap;
-
 use baton_schemas::traffic::{Generation, RuleAction, WeightedTargetGroup};
 use baton_schemas::{Document, parse_documents};
 
 use super::*;
+use crate::*;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use baton_schemas::wire::{Event, Job, Outcome, Timestamp};
+use baton_schemas::{Attempt, RunId};
 
 const T0: Timestamp = Timestamp(1_800_000_000_000);
-const OKRA_README: &str = include_str!("../../examples/cells/okra-readme.yaml");
+const OKRA_README: &str = include_str!("../../../examples/cells/okra-readme.yaml");
 const TEMPLATE: &str = r#"apiVersion: baton.dev/v1alpha1
 kind: AnalysisTemplate
 metadata: {name: success-rate}
@@ -395,7 +399,7 @@ fn a_version_waits_for_its_replicas_and_a_newer_one_replaces_a_rollout() {
 
 #[test]
 fn the_rollout_survives_a_store_round_trip() {
-    let mut store = crate::testkit::MemoryStore::default();
+    let mut store = crate::tests::store::MemoryStore::default();
     let mut core = serving_v1(OKRA_README);
     let job = only_job(&core.apply(observed(&V1_V2, Some(&RULE_V1), at(10)), at(10)));
     let analysis = only_job(&succeed(&mut core, &job, at(11)));
@@ -412,8 +416,8 @@ fn the_rollout_survives_a_store_round_trip() {
 
 #[test]
 fn weights_split_each_side_evenly_in_name_order() {
-    use super::cells::{Group, weights};
-    let g = |n: &str| Group {
+    use super::{TargetGroup, weights};
+    let g = |n: &str| TargetGroup {
         arn: n.to_owned(),
         name: n.to_owned(),
     };

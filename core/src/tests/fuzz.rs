@@ -9,7 +9,12 @@
 
 use proptest::prelude::*;
 
-use super::*;
+use crate::*;
+
+use baton_schemas::wire::{Event, Outcome, Timestamp};
+use baton_schemas::{
+    Attempt, FailurePolicy, NodeKind, NodeName, NodeSpec, RunId, When, Workflow, WorkflowName,
+};
 use baton_schemas::{Document, Duration as SpecDuration, Retries, parse_documents};
 
 /// The example documents, read once: Orca's chain, an application group, Cells.

@@ -5,19 +5,22 @@
 //! in the jobs it sends (weights, generations) shows there as a diff (`BATON_BLESS=1` writes
 //! the new transcript after a deliberate change).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 
 use baton_schemas::{Document, parse_documents};
 
-use super::*;
+use crate::*;
+use std::collections::BTreeMap;
+
+use baton_schemas::wire::{Event, Job, Outcome, Timestamp};
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
-const OKRA_README: &str = include_str!("../../examples/cells/okra-readme.yaml");
-const TEMPLATE: &str = include_str!("../../examples/cells/success-rate.yaml");
+const OKRA_README: &str = include_str!("../../../examples/cells/okra-readme.yaml");
+const TEMPLATE: &str = include_str!("../../../examples/cells/success-rate.yaml");
 
-use super::cells_tests::observed;
-use super::replay_tests::{Step, replay_after_every_crash, worked};
+use super::tests::observed;
+use crate::tests::replay::{Step, replay_after_every_crash, worked};
 
 /// Returns the history and its transcript. A worker takes the jobs in order and succeeds:
 /// a traffic job reports the weights it wrote, an analysis passes. Discoveries come at fixed
@@ -164,7 +167,7 @@ fn describe_action(action: &Action) -> String {
 
 #[test]
 fn the_recorded_cell_history_decides_what_its_transcript_says() {
-    super::replay_tests::check_transcript("cell.txt", || record().1);
+    crate::tests::replay::check_transcript("cell.txt", || record().1);
 }
 
 /// For every crash point and overlap, a core restored from the checkpoint and given the rest

@@ -1,0 +1,328 @@
+//! Cells in the decision core: what a discovery of target groups means for a Cell's listener
+//! rule, and the rollout runs that move its traffic. Pure, like the rest of the core.
+//!
+//! A Cell's target groups are grouped by version. The *target* is the pinned version
+//! (`spec.version`), or else the newest version that is not blocked, once it has `replicas`
+//! target groups (until then the serving version stays; if the serving version's groups are
+//! gone, what remains gets the traffic). Then:
+//!
+//! | situation | what happens |
+//! |---|---|
+//! | the target serves and the rule matches | nothing: no write |
+//! | the target serves, the rule differs (drift, new conditions, a group added) | a *switch* run rewrites it |
+//! | nothing served yet, a pin, a rollback (older target), serving groups gone, no steps | a *switch*: the target gets 100% at once |
+//! | a newer version | a *canary* run walks the steps |
+//!
+//! A rollout is a run of kind `Cell` whose nodes the core pushes one at a time: `traffic`
+//! nodes (a step's weights, the final 100%, a rollback), `analysis` nodes, and pauses, which
+//! are planner timers (a [`NodeState::Held`] node, woken by the timer index), not worker jobs.
+//! An analysis that fails rolls back to the stable version and blocks the version; an
+//! inconclusive one, a pause without duration, or a traffic step that failed for good waits
+//! for a person (`resume`, `abort`, `promote`). A newer version arriving mid-rollout replaces
+//! the rollout; a changed spec applies from the next step on.
+
+mod lifecycle;
+mod plan;
+mod rollout;
+mod view;
+
+pub use plan::weights;
+use plan::*;
+use rollout::{Decision, TRAFFIC_TIMEOUT};
+pub use rollout::{Next, Request, Rollout, RolloutKind, Stage, TargetGroup};
+
+use std::collections::BTreeMap;
+
+use baton_schemas::RunId;
+use baton_schemas::cell::Cell;
+use baton_schemas::traffic::WeightedTargetGroup;
+use baton_schemas::wire::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// A target group a discovery saw, with its tags.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenTargetGroup {
+    /// Its ARN.
+    pub arn: String,
+    /// Its name.
+    pub name: String,
+    /// Its tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// What one discovery saw for one Cell.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    /// The Cell.
+    pub cell: String,
+    /// When the discovery began, on the planner's clock: a rule read before the last write
+    /// was applied is stale and ignored.
+    pub at: Timestamp,
+    /// The target groups whose tags match the Cell's selector, or why they could not be read.
+    pub target_groups: Result<Vec<SeenTargetGroup>, String>,
+    /// The forward weights of the rule at the Cell's priority (`None`: no such rule), or why
+    /// it could not be read.
+    pub rule: Result<Option<Vec<WeightedTargetGroup>>, String>,
+}
+
+/// What a person asks of a Cell's rollout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CellCommand {
+    /// Goes on past a pause, an inconclusive analysis, or a failed step (which is tried again).
+    Resume,
+    /// Stops the rollout: the stable version gets 100% and the version is blocked.
+    Abort,
+    /// Skips the remaining steps: the new version gets 100% now. On a blocked version, it
+    /// unblocks it and switches to it at once.
+    Promote,
+}
+
+impl CellCommand {
+    /// Returns the command's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CellCommand::Resume => "resume",
+            CellCommand::Abort => "abort",
+            CellCommand::Promote => "promote",
+        }
+    }
+}
+
+impl std::str::FromStr for CellCommand {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "resume" => Ok(CellCommand::Resume),
+            "abort" => Ok(CellCommand::Abort),
+            "promote" => Ok(CellCommand::Promote),
+            other => Err(format!(
+                "unknown cell command {other:?} (use resume, abort or promote)"
+            )),
+        }
+    }
+}
+
+/// What a command names, when its sender wants it to act only on the rollout it saw: the
+/// command is refused when another rollout, or another step, is under way.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expect {
+    /// The rollout's run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunId>,
+    /// The step the rollout is at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
+}
+
+/// Where a message sits in the triggers stream: the stream (by when it was created) and the
+/// message's sequence in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerPosition {
+    /// When the triggers stream was created (nanoseconds).
+    pub stream_created: u64,
+    /// The message's sequence.
+    pub seq: u64,
+}
+
+/// A command published on a Cell's trigger subject (`<prefix>.triggers.cells.<cell>`).
+///
+/// The body is either the command's name alone (`resume`), as okra-style tooling sends it, or
+/// JSON naming what it acts on: `{"v": 1, "command": "resume", "run": "<run>", "step": 2}`
+/// (`run` and `step` each optional). Either form is applied at most once, however often a
+/// crash makes the planner read the stream again; only the named form makes sure the command
+/// acts on the rollout and step its sender saw, not on one that came after.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CellTrigger {
+    /// The schema version, 1.
+    pub v: u32,
+    /// What to do.
+    pub command: CellCommand,
+    /// The rollout's run, when named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunId>,
+    /// The step the rollout is at, when named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
+}
+
+impl CellTrigger {
+    /// Reads a trigger's body: JSON when it starts with `{`, else a plain command name.
+    pub fn parse(body: &[u8]) -> Result<CellTrigger, String> {
+        let text = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8".to_owned())?;
+        if text.trim_start().starts_with('{') {
+            let trigger: CellTrigger = serde_json::from_str(text).map_err(|e| {
+                format!("{e} (write {{\"v\": 1, \"command\": \"resume\", \"run\": \"<run>\", \"step\": <n>}})")
+            })?;
+            if trigger.v != 1 {
+                return Err(format!("unknown schema version {} (known: 1)", trigger.v));
+            }
+            return Ok(trigger);
+        }
+        Ok(CellTrigger {
+            v: 1,
+            command: text.parse()?,
+            run: None,
+            step: None,
+        })
+    }
+
+    /// Returns what the trigger names.
+    pub fn expect(&self) -> Expect {
+        Expect {
+            run: self.run.clone(),
+            step: self.step,
+        }
+    }
+}
+
+/// A registered Cell and what Baton knows and does about it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CellEntry {
+    /// The Cell as applied.
+    pub cell: Cell,
+    /// What Baton knows.
+    pub status: CellStatus,
+}
+
+/// Where a Cell is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CellPhase {
+    /// No version serves yet: waiting for the first discovery, or for a complete version.
+    #[default]
+    Pending,
+    /// A version has the traffic; no rollout is under way.
+    Serving,
+    /// A rollout is under way.
+    Progressing,
+    /// A rollout waits: for a pause to end, or for a person.
+    Paused,
+    /// The last rollout failed or was aborted: the stable version got the traffic back and the
+    /// version is blocked.
+    Degraded,
+}
+
+impl CellPhase {
+    /// Returns the phase's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CellPhase::Pending => "Pending",
+            CellPhase::Serving => "Serving",
+            CellPhase::Progressing => "Progressing",
+            CellPhase::Paused => "Paused",
+            CellPhase::Degraded => "Degraded",
+        }
+    }
+}
+
+/// What Baton knows of a Cell, kept in the store.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CellStatus {
+    /// Where the Cell is.
+    pub phase: CellPhase,
+    /// The version that has the traffic (before a rollout under way ends).
+    pub serving_version: Option<String>,
+    /// The rollout under way.
+    pub rollout: Option<Rollout>,
+    /// The rule's forward weights as AWS last showed them (a read-back or a discovery).
+    pub weights: Vec<WeightedTargetGroup>,
+    /// The rule as Baton last wrote it, and when the write was confirmed (planner clock).
+    pub written: Option<Written>,
+    /// Versions that will not be rolled out again unless promoted.
+    pub blocked: Vec<Blocked>,
+    /// What the Cell waits for, or why something failed.
+    pub message: Option<String>,
+    /// When target groups were last discovered.
+    pub last_sync: Option<Timestamp>,
+    /// The target groups last discovered, with their versions.
+    pub target_groups: Vec<GroupSeen>,
+    /// The rule as the last discovery (or read-back) showed it.
+    #[serde(default, deserialize_with = "RuleSeen::read")]
+    pub observed_rule: RuleSeen,
+    /// How many runs the Cell has started (for run ids).
+    pub runs: u32,
+    /// The last command taken from the triggers stream: one at or before it is applied
+    /// already (a replay after a crash meets it again) and is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_command: Option<TriggerPosition>,
+}
+
+/// The Cell's rule as ELBv2 last showed it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "seen", content = "targetGroups")]
+pub enum RuleSeen {
+    /// Not read yet.
+    #[default]
+    NotRead,
+    /// There is no rule at the Cell's priority.
+    Absent,
+    /// The rule forwards to these weighted target groups.
+    Forwards(Vec<WeightedTargetGroup>),
+}
+
+impl RuleSeen {
+    /// Reads the stored form, or the form stores kept before there was one (a list of
+    /// weights, or `null`, which could not tell "never read" from "no rule": read as not
+    /// read, so the next discovery reads it again).
+    fn read<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RuleSeen, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Now(RuleSeen),
+            Before(Option<Vec<WeightedTargetGroup>>),
+        }
+        Ok(match Stored::deserialize(d)? {
+            Stored::Now(seen) => seen,
+            Stored::Before(Some(weights)) => RuleSeen::Forwards(weights),
+            Stored::Before(None) => RuleSeen::NotRead,
+        })
+    }
+}
+
+/// A listener rule as Baton last wrote it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Written {
+    /// The listener.
+    pub listener_arn: String,
+    /// The priority.
+    pub priority: u32,
+    /// The conditions.
+    pub conditions: baton_schemas::traffic::Conditions,
+    /// When the write was confirmed.
+    pub at: Timestamp,
+}
+
+/// A blocked version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Blocked {
+    /// The version.
+    pub version: String,
+    /// Why.
+    pub cause: String,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// A discovered target group and its version (`None`: no readable version tag).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupSeen {
+    /// Its ARN.
+    pub arn: String,
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: Option<String>,
+}
+
+#[cfg(test)]
+mod replay_tests;
+#[cfg(test)]
+mod tests;
