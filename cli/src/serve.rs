@@ -7,6 +7,7 @@ use baton_bus::{Bus, BusConfig};
 use baton_planner::cluster::{self, ClusterConfig};
 use baton_planner::discovery::{self, DiscoveryConfig};
 use baton_planner::service::{Command, Planner, PlannerConfig};
+use baton_planner::supervise::{SideTask, supervise};
 use baton_schemas::status::RunStatus;
 use baton_schemas::{Document, NodeKind};
 use baton_workers::WorkerConfig;
@@ -235,35 +236,41 @@ async fn run_planner(
                 namespace: options.watch_namespace.clone(),
                 status_period: Duration::from_secs(1),
             };
-            Some(tokio::spawn(cluster::run(
-                client,
-                config,
-                commands.clone(),
-                shutdown.clone(),
-            )))
+            Some(SideTask {
+                name: "cluster watch",
+                handle: tokio::spawn(cluster::run(
+                    client,
+                    config,
+                    commands.clone(),
+                    shutdown.clone(),
+                )),
+            })
         }
         false => None,
     };
-    let discovery = tokio::spawn(discovery::run(
-        discovery_config,
-        commands.clone(),
-        shutdown.clone(),
-    ));
-    let api = tokio::spawn(baton_planner::api::serve(
-        listener,
-        commands,
-        bus,
-        options.limits.limits(),
-        shutdown.clone(),
-    ));
-    let result = planner.run(receiver, shutdown.clone()).await;
-    shutdown.cancel();
-    api.await??;
-    discovery.await??;
-    if let Some(cluster) = cluster {
-        cluster.await??;
-    }
-    result
+    let discovery = SideTask {
+        name: "discovery",
+        handle: tokio::spawn(discovery::run(
+            discovery_config,
+            commands.clone(),
+            shutdown.clone(),
+        )),
+    };
+    let api = SideTask {
+        name: "api",
+        handle: tokio::spawn(baton_planner::api::serve(
+            listener,
+            commands,
+            bus,
+            options.limits.limits(),
+            shutdown.clone(),
+        )),
+    };
+    let tasks = [Some(api), Some(discovery), cluster]
+        .into_iter()
+        .flatten()
+        .collect();
+    supervise(planner.run(receiver, shutdown.clone()), tasks, shutdown).await
 }
 
 fn worker_config(kinds: Vec<NodeKind>, options: &WorkerOptions) -> WorkerConfig {

@@ -8,9 +8,11 @@
 //! - [`cluster`]: watching Workflow, Task, Ignitor, ApplicationGroup, Cell and AnalysisTemplate
 //!   objects in a Kubernetes cluster.
 //! - [`discovery`]: discovering Cells' target groups and rules in ELBv2.
+//! - [`supervise`]: the loop and the tasks beside it stop together.
 
 pub mod api;
 pub mod cluster;
 pub mod discovery;
 pub mod service;
 pub mod store;
+pub mod supervise;

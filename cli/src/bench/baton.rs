@@ -1,0 +1,223 @@
+//! Baton under measure: its planner and worker as child processes, and a plain
+//! subscription that sees every job and event with the time it was seen.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use baton_schemas::wire::{Event, EventEnvelope, headers};
+use futures::StreamExt;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+use super::*;
+
+/// What the bench sees on the bus.
+#[derive(Debug)]
+pub(crate) enum Seen {
+    /// The planner published a job.
+    Job {
+        at: Instant,
+        run: String,
+        node: String,
+    },
+    /// A worker published that a node finished.
+    Finished { at: Instant, run: String },
+}
+
+/// Subscribes to every job and event under the bench prefix.
+pub(crate) async fn observe(
+    client: &async_nats::Client,
+) -> anyhow::Result<mpsc::UnboundedReceiver<Seen>> {
+    // One subscription sees jobs and events in the order the server handled them.
+    let mut all = client.subscribe(format!("{PREFIX}.>")).await?;
+    // The floor's messages are observed too, so that the floor carries the same load.
+    for subject in ["rawserial.>", "rawpipe.>"] {
+        let mut raw = client.subscribe(subject).await?;
+        tokio::spawn(async move { while raw.next().await.is_some() {} });
+    }
+    client.flush().await?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let jobs = format!("{PREFIX}.jobs.");
+    let events = format!("{PREFIX}.events.");
+    tokio::spawn(async move {
+        while let Some(m) = all.next().await {
+            let at = Instant::now();
+            let seen = if m.subject.starts_with(jobs.as_str()) {
+                let header = |name: &str| {
+                    m.headers
+                        .as_ref()
+                        .and_then(|h| h.get(name))
+                        .map(|v| v.as_str().to_owned())
+                        .unwrap_or_default()
+                };
+                Seen::Job {
+                    at,
+                    run: header(headers::RUN),
+                    node: header(headers::NODE),
+                }
+            } else if m.subject.starts_with(events.as_str()) {
+                match serde_json::from_slice(&m.payload) {
+                    Ok(EventEnvelope {
+                        event: Event::NodeFinished { run, .. },
+                        ..
+                    }) => Seen::Finished {
+                        at,
+                        run: run.to_string(),
+                    },
+                    _ => continue,
+                }
+            } else {
+                continue;
+            };
+            if tx.send(seen).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// Waits for what the bench sees until `done` says so, at most `within`.
+pub(crate) async fn watch(
+    seen: &mut mpsc::UnboundedReceiver<Seen>,
+    within: Duration,
+    mut done: impl FnMut(Seen) -> bool,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, seen.recv()).await {
+            Ok(Some(s)) => {
+                if done(s) {
+                    return Ok(());
+                }
+            }
+            Ok(None) => bail!("the bus observer stopped"),
+            Err(_) => bail!("timed out after {within:?}"),
+        }
+    }
+}
+
+/// The planner and worker under test, and how to reach them.
+pub(crate) struct Baton {
+    pub(crate) url: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) api: String,
+    pub(crate) api_port: u16,
+    pub(crate) http: reqwest::Client,
+}
+
+impl Baton {
+    pub(crate) fn command(&self, name: &str) -> anyhow::Result<Command> {
+        let mut command = Command::new(std::env::current_exe()?);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{name}.log")))?;
+        command
+            .env(
+                "BATON_LOG",
+                std::env::var("BATON_BENCH_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
+            .env("BATON_PREFIX", PREFIX)
+            .env("BATON_NATS_URL", &self.url)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true);
+        Ok(command)
+    }
+
+    pub(crate) fn spawn_planner_nowait(&self) -> anyhow::Result<Child> {
+        let mut command = self.command("planner")?;
+        command
+            .arg("planner")
+            .arg("--data-dir")
+            .arg(self.dir.join("planner"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.api_port));
+        Ok(command.spawn()?)
+    }
+
+    pub(crate) async fn spawn_planner(&self) -> anyhow::Result<Child> {
+        let child = self.spawn_planner_nowait()?;
+        let started = Instant::now();
+        while self
+            .http
+            .get(format!("{}/healthz", self.api))
+            .send()
+            .await
+            .is_err()
+        {
+            ensure!(
+                started.elapsed() < Duration::from_secs(30),
+                "the planner's API did not answer"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(child)
+    }
+
+    pub(crate) fn spawn_worker(&self, concurrency: usize) -> anyhow::Result<Child> {
+        let mut command = self.command("worker")?;
+        command
+            .args(["worker", "--kinds", "noop", "--concurrency"])
+            .arg(concurrency.to_string());
+        Ok(command.spawn()?)
+    }
+
+    /// Registers a workflow of `nodes` (each `(name, needs)`) and, if `start`, starts a run;
+    /// returns its id.
+    pub(crate) async fn apply(
+        &self,
+        name: &str,
+        nodes: impl Iterator<Item = (String, Vec<String>)>,
+        start: bool,
+    ) -> anyhow::Result<Option<String>> {
+        let nodes: Vec<serde_json::Value> = nodes
+            .map(|(n, needs)| serde_json::json!({"name": n, "kind": "noop", "needs": needs}))
+            .collect();
+        let document = serde_json::json!({
+            "apiVersion": "baton.dev/v1alpha1",
+            "kind": "Workflow",
+            "metadata": {"name": name},
+            "spec": {"nodes": nodes},
+        });
+        let response = self
+            .http
+            .post(format!("{}/v1/apply", self.api))
+            .json(&serde_json::json!({"document": document, "run": start}))
+            .send()
+            .await?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await?;
+        ensure!(status.is_success(), "apply {name}: {status} {body}");
+        Ok(body["run"].as_str().map(str::to_owned))
+    }
+
+    pub(crate) async fn start(&self, workflow: &str) -> anyhow::Result<String> {
+        let response = self
+            .http
+            .post(format!("{}/v1/workflows/{workflow}/runs", self.api))
+            .json(&serde_json::json!({}))
+            .send()
+            .await?;
+        let body: serde_json::Value = response.json().await?;
+        body["run"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("start {workflow}: {body}"))
+    }
+
+    pub(crate) async fn state(&self, run: &str) -> anyhow::Result<String> {
+        let body: serde_json::Value = self
+            .http
+            .get(format!("{}/v1/runs/{run}", self.api))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(body["state"].as_str().unwrap_or_default().to_owned())
+    }
+}
