@@ -1,14 +1,15 @@
 //! Commands that drive a running Baton through its HTTP API.
 
+use baton_schemas::views::{CellView, GroupView, IgnitorView, TaskView};
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use baton_core::CellCommand;
-use baton_planner::api::{
-    ApplyRequest, ApplyResponse, CellCommandRequest, DeleteResponse, ErrorResponse, RunResponse,
-};
 use baton_schemas::Document;
+use baton_schemas::api::{
+    ApplyRequest, ApplyResponse, CellCommand, CellCommandRequest, CellResponse, DeleteResponse,
+    ErrorResponse, RunResponse,
+};
 use baton_schemas::document::parse_documents_within;
 use baton_schemas::status::RunStatus;
 use baton_schemas::wire::Timestamp;
@@ -51,8 +52,8 @@ impl Api {
             // Two random run ids: 24 letters and digits, about 124 bits.
             idempotency_key: format!(
                 "{}{}",
-                baton_planner::service::new_run_id(),
-                baton_planner::service::new_run_id()
+                baton_schemas::ids::new_run_id(),
+                baton_schemas::ids::new_run_id()
             ),
         }
     }
@@ -121,14 +122,14 @@ impl Api {
         poll(|| self.run(run), |status| status.state.is_terminal()).await
     }
 
-    async fn group(&self, name: &str) -> anyhow::Result<serde_json::Value> {
+    async fn group(&self, name: &str) -> anyhow::Result<GroupView> {
         self.send(self.http.get(format!("{}/v1/groups/{name}", self.base)))
             .await
     }
 
     /// Polls a group until nothing runs or waits for it.
-    async fn wait_group(&self, name: &str) -> anyhow::Result<serde_json::Value> {
-        poll(|| self.group(name), |group| group["settled"] == true).await
+    async fn wait_group(&self, name: &str) -> anyhow::Result<GroupView> {
+        poll(|| self.group(name), |group| group.settled).await
     }
 }
 
@@ -208,7 +209,7 @@ pub(crate) async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
     }
     for name in groups {
         let group = api.wait_group(&name).await?;
-        all_succeeded &= group["phase"] == "Succeeded";
+        all_succeeded &= group.phase == "Succeeded";
         output::print_group(&group, args.output)?;
     }
     Ok(if all_succeeded { 0 } else { 1 })
@@ -257,10 +258,14 @@ pub(crate) async fn trigger(args: TriggerArgs) -> Result<u8, Failure> {
 /// Lists tasks (`what` = `tasks`) or ignitors (`ignitors`) with their status.
 pub(crate) async fn list(args: ListArgs, what: &str) -> Result<u8, Failure> {
     let api = Api::new(&args.server.server);
-    let items: Vec<serde_json::Value> = api
-        .send(api.http.get(format!("{}/v1/{what}", api.base)))
-        .await?;
-    output::print_objects(what, &items, args.output)?;
+    let get = api.http.get(format!("{}/v1/{what}", api.base));
+    if what == "tasks" {
+        let items: Vec<TaskView> = api.send(get).await?;
+        output::print_tasks(&items, args.output)?;
+    } else {
+        let items: Vec<IgnitorView> = api.send(get).await?;
+        output::print_ignitors(&items, args.output)?;
+    }
     Ok(0)
 }
 
@@ -270,7 +275,7 @@ pub(crate) async fn groups(args: GroupsArgs) -> Result<u8, Failure> {
     match &args.name {
         Some(name) => output::print_group(&api.group(name).await?, args.output)?,
         None => {
-            let all: Vec<serde_json::Value> = api
+            let all: Vec<GroupView> = api
                 .send(api.http.get(format!("{}/v1/groups", api.base)))
                 .await?;
             output::print_groups(&all, args.output)?;
@@ -302,7 +307,7 @@ pub(crate) async fn delete(args: DeleteArgs) -> Result<u8, Failure> {
         }
         return Ok(0);
     }
-    let group: serde_json::Value = api
+    let group: GroupView = api
         .send(
             api.http
                 .delete(format!("{}/v1/groups/{}", api.base, args.name)),
@@ -310,13 +315,20 @@ pub(crate) async fn delete(args: DeleteArgs) -> Result<u8, Failure> {
         .await?;
     if !args.wait {
         match args.output {
-            Format::Json => println!("{group}"),
+            Format::Json => println!("{}", serde_json::to_string(&group).context("json")?),
             Format::Text => println!(
                 "application group {} deleting{}",
                 args.name,
-                match group["pending"].as_str() {
+                match group.pending.as_deref() {
                     Some("delete") => " once its run under way ends".to_owned(),
-                    _ => format!(" (run {})", group["run"].as_str().unwrap_or_default()),
+                    _ => format!(
+                        " (run {})",
+                        group
+                            .run
+                            .as_ref()
+                            .map(|r| r.to_string())
+                            .unwrap_or_default()
+                    ),
                 }
             ),
         }
@@ -324,17 +336,14 @@ pub(crate) async fn delete(args: DeleteArgs) -> Result<u8, Failure> {
     }
     let group = api.wait_group(&args.name).await?;
     output::print_group(&group, args.output)?;
-    let clean = group["phase"] == "Deleted"
-        && group["leftInstalled"]
-            .as_array()
-            .is_some_and(|left| left.is_empty());
+    let clean = group.phase == "Deleted" && group.left_installed.is_empty();
     Ok(if clean { 0 } else { 1 })
 }
 
 /// Lists Cells with their phase, versions, step and weights.
 pub(crate) async fn cells(args: ListArgs) -> Result<u8, Failure> {
     let api = Api::new(&args.server.server);
-    let items: Vec<serde_json::Value> = api
+    let items: Vec<CellView> = api
         .send(api.http.get(format!("{}/v1/cells", api.base)))
         .await?;
     output::print_cells(&items, args.output)?;
@@ -367,7 +376,7 @@ pub(crate) async fn cell(args: CellArgs) -> Result<u8, Failure> {
                 })
         }
     };
-    let done: baton_planner::api::CellResponse = api.send(request).await?;
+    let done: CellResponse = api.send(request).await?;
     println!("cell {}: {} done", done.cell, done.command);
     Ok(0)
 }

@@ -1,6 +1,7 @@
 //! Printing runs as text tables or JSON.
 
 use baton_schemas::status::{RunStatus, State};
+use baton_schemas::views::{CellView, Condition, GroupView, IgnitorView, ReleaseView, TaskView};
 
 use crate::args::Format;
 
@@ -60,76 +61,80 @@ pub(crate) fn print_runs(runs: &[RunStatus], format: Format) -> anyhow::Result<(
     Ok(())
 }
 
-/// Prints tasks or ignitors: a table of their fields, or JSON.
-pub(crate) fn print_objects(
-    what: &str,
-    items: &[serde_json::Value],
-    format: Format,
-) -> anyhow::Result<()> {
+/// Prints tasks: a table of their fields, or JSON.
+pub(crate) fn print_tasks(items: &[TaskView], format: Format) -> anyhow::Result<()> {
     if format == Format::Json {
         println!("{}", serde_json::to_string(items)?);
         return Ok(());
     }
-    let cell = |v: &serde_json::Value| match v {
-        serde_json::Value::Null => String::new(),
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    if what == "tasks" {
-        let fields = [
-            "name",
-            "state",
-            "lastSuccess",
-            "lastFailure",
-            "failuresCount",
-            "ignitors",
-            "onSuccessTask",
-            "onFailureTask",
-        ];
-        let rows: Vec<[String; 8]> = items.iter().map(|i| fields.map(|f| cell(&i[f]))).collect();
-        print_table(
+    let names = |list: &[String]| serde_json::to_string(list).unwrap_or_default();
+    let rows: Vec<[String; 8]> = items
+        .iter()
+        .map(|t| {
             [
-                "NAME",
-                "STATE",
-                "LASTSUCCESS",
-                "LASTFAILURE",
-                "FAILURESCOUNT",
-                "IGNITORS",
-                "ONSUCCESSTASK",
-                "ONFAILURETASK",
-            ],
-            &rows,
-        );
-    } else {
-        let fields = ["name", "scheduled", "lastFire", "nextFire", "error"];
-        let rows: Vec<[String; 5]> = items.iter().map(|i| fields.map(|f| cell(&i[f]))).collect();
-        print_table(
-            ["NAME", "SCHEDULED", "LASTFIRE", "NEXTFIRE", "ERROR"],
-            &rows,
-        );
-    }
+                t.name.clone(),
+                t.state.clone(),
+                t.last_success.clone().unwrap_or_default(),
+                t.last_failure.clone().unwrap_or_default(),
+                t.failures_count.to_string(),
+                names(&t.ignitors),
+                names(&t.on_success_task),
+                names(&t.on_failure_task),
+            ]
+        })
+        .collect();
+    print_table(
+        [
+            "NAME",
+            "STATE",
+            "LASTSUCCESS",
+            "LASTFAILURE",
+            "FAILURESCOUNT",
+            "IGNITORS",
+            "ONSUCCESSTASK",
+            "ONFAILURETASK",
+        ],
+        &rows,
+    );
     Ok(())
 }
 
-/// Returns a group's condition of `kind`: `(status, reason, message)`.
-fn condition(group: &serde_json::Value, kind: &str) -> (String, String, String) {
-    let found = group["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == kind);
-    let text = |key: &str| {
-        found
-            .and_then(|c| c[key].as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    (text("status"), text("reason"), text("message"))
+/// Prints ignitors: a table of their fields, or JSON.
+pub(crate) fn print_ignitors(items: &[IgnitorView], format: Format) -> anyhow::Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string(items)?);
+        return Ok(());
+    }
+    let rows: Vec<[String; 5]> = items
+        .iter()
+        .map(|i| {
+            [
+                i.name.clone(),
+                i.scheduled.clone(),
+                i.last_fire.clone().unwrap_or_default(),
+                i.next_fire.clone().unwrap_or_default(),
+                i.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_table(
+        ["NAME", "SCHEDULED", "LASTFIRE", "NEXTFIRE", "ERROR"],
+        &rows,
+    );
+    Ok(())
+}
+
+/// Returns a condition of `kind` among `conditions`: `(status, reason, message)`.
+fn condition(conditions: &[Condition], kind: &str) -> (String, String, String) {
+    match conditions.iter().find(|c| c.kind == kind) {
+        Some(c) => (c.status.clone(), c.reason.clone(), c.message.clone()),
+        None => Default::default(),
+    }
 }
 
 /// Prints application groups: `NAME READY REASON ROLLEDBACK PHASE RUN MESSAGE`, Orkestra's
 /// columns and Baton's, or JSON.
-pub(crate) fn print_groups(groups: &[serde_json::Value], format: Format) -> anyhow::Result<()> {
+pub(crate) fn print_groups(groups: &[GroupView], format: Format) -> anyhow::Result<()> {
     if format == Format::Json {
         println!("{}", serde_json::to_string(groups)?);
         return Ok(());
@@ -137,15 +142,15 @@ pub(crate) fn print_groups(groups: &[serde_json::Value], format: Format) -> anyh
     let rows: Vec<[String; 7]> = groups
         .iter()
         .map(|g| {
-            let (ready, reason, message) = condition(g, "Ready");
-            let (rolled_back, _, _) = condition(g, "RollbackWorkflowSucceeded");
+            let (ready, reason, message) = condition(&g.conditions, "Ready");
+            let (rolled_back, _, _) = condition(&g.conditions, "RollbackWorkflowSucceeded");
             [
-                g["name"].as_str().unwrap_or_default().to_owned(),
+                g.name.clone(),
                 ready,
                 reason,
                 rolled_back,
-                g["phase"].as_str().unwrap_or_default().to_owned(),
-                g["run"].as_str().unwrap_or_default().to_owned(),
+                g.phase.clone(),
+                g.run.as_ref().map(|r| r.to_string()).unwrap_or_default(),
                 one_line(&message),
             ]
         })
@@ -166,39 +171,37 @@ pub(crate) fn print_groups(groups: &[serde_json::Value], format: Format) -> anyh
 }
 
 /// Prints one application group and its applications and subcharts, or JSON.
-pub(crate) fn print_group(group: &serde_json::Value, format: Format) -> anyhow::Result<()> {
+pub(crate) fn print_group(group: &GroupView, format: Format) -> anyhow::Result<()> {
     if format == Format::Json {
         println!("{}", serde_json::to_string(group)?);
         return Ok(());
     }
     print_groups(std::slice::from_ref(group), format)?;
-    if let Some(left) = group["leftInstalled"].as_array().filter(|l| !l.is_empty()) {
-        let left: Vec<&str> = left.iter().filter_map(|l| l.as_str()).collect();
-        println!("left installed: {}", left.join(", "));
+    if !group.left_installed.is_empty() {
+        println!("left installed: {}", group.left_installed.join(", "));
     }
     println!();
     let mut rows: Vec<[String; 7]> = Vec::new();
-    let row = |app: &str, sub: &str, chart: &serde_json::Value| {
-        let (ready, reason, message) = condition(chart, "Ready");
+    let row = |app: &str, sub: &str, release: Option<&ReleaseView>| {
+        let (ready, reason, message) =
+            condition(release.map_or(&[][..], |r| &r.conditions), "Ready");
         [
             app.to_owned(),
             sub.to_owned(),
-            format!(
-                "{}/{}",
-                chart["namespace"].as_str().unwrap_or_default(),
-                chart["release"].as_str().unwrap_or_default()
+            release.map_or_else(
+                || "/".to_owned(),
+                |r| format!("{}/{}", r.namespace, r.release),
             ),
-            chart["version"].as_str().unwrap_or_default().to_owned(),
+            release.and_then(|r| r.version.clone()).unwrap_or_default(),
             ready,
             reason,
             one_line(&message),
         ]
     };
-    for app in group["applications"].as_array().into_iter().flatten() {
-        let name = app["name"].as_str().unwrap_or_default();
-        rows.push(row(name, "", app));
-        for (sub, chart) in app["subcharts"].as_object().into_iter().flatten() {
-            rows.push(row(name, sub, chart));
+    for app in &group.applications {
+        rows.push(row(&app.name, "", app.release.as_ref()));
+        for (sub, release) in &app.subcharts {
+            rows.push(row(&app.name, sub, Some(release)));
         }
     }
     print_table(
@@ -217,40 +220,27 @@ pub(crate) fn print_group(group: &serde_json::Value, format: Format) -> anyhow::
 }
 
 /// Prints Cells: a table of their phase, versions, step and weights, or JSON.
-pub(crate) fn print_cells(items: &[serde_json::Value], format: Format) -> anyhow::Result<()> {
+pub(crate) fn print_cells(items: &[CellView], format: Format) -> anyhow::Result<()> {
     if format == Format::Json {
         println!("{}", serde_json::to_string(items)?);
         return Ok(());
     }
-    let text = |v: &serde_json::Value| match v {
-        serde_json::Value::Null => String::new(),
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
     let rows: Vec<[String; 7]> = items
         .iter()
         .map(|c| {
-            let weights: Vec<String> = c["weights"]
-                .as_array()
-                .map(|ws| {
-                    ws.iter()
-                        .map(|w| {
-                            let name = w["name"]
-                                .as_str()
-                                .unwrap_or_else(|| w["arn"].as_str().unwrap_or_default());
-                            format!("{name}={}", w["weight"])
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            let weights: Vec<String> = c
+                .weights
+                .iter()
+                .map(|w| format!("{}={}", w.name.as_deref().unwrap_or(&w.arn), w.weight))
+                .collect();
             [
-                text(&c["name"]),
-                text(&c["phase"]),
-                text(&c["servingVersion"]),
-                text(&c["desiredVersion"]),
-                text(&c["step"]),
+                c.name.clone(),
+                c.phase.clone(),
+                c.serving_version.clone().unwrap_or_default(),
+                c.desired_version.clone().unwrap_or_default(),
+                c.step.map(|s| s.to_string()).unwrap_or_default(),
                 weights.join(","),
-                c["message"].as_str().map(one_line).unwrap_or_default(),
+                c.message.as_deref().map(one_line).unwrap_or_default(),
             ]
         })
         .collect();

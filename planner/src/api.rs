@@ -38,93 +38,27 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use baton_bus::Bus;
+use baton_schemas::views::{CellView, GroupView, IgnitorView, TaskView};
 use baton_schemas::wire::Timestamp;
 use baton_schemas::{RunId, WorkflowName};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::service::{Command, new_run_id};
+use crate::service::Command;
 use baton_core::ids::idempotent_run_id;
-use baton_core::{CellCommand, Expect, Refusal, Registered};
+use baton_core::{Expect, Refusal, Registered};
+use baton_schemas::api::CellCommand;
+use baton_schemas::api::{
+    ApplyRequest, ApplyResponse, CellCommandRequest, CellResponse, DeleteResponse, ErrorResponse,
+    RunResponse, StartRequest,
+};
+use baton_schemas::ids::new_run_id;
 
 #[derive(Clone)]
 struct Api {
     commands: mpsc::Sender<Command>,
     bus: Bus,
     limits: baton_schemas::Limits,
-}
-
-/// The body of `POST /v1/apply`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ApplyRequest {
-    /// The document: a Workflow, Task or Ignitor.
-    pub document: serde_json::Value,
-    /// Whether to start a run of it (workflows only).
-    #[serde(default)]
-    pub run: bool,
-    /// The run's trigger data.
-    #[serde(default)]
-    pub data: String,
-}
-
-/// The answer of `POST /v1/apply`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ApplyResponse {
-    /// What was applied, as `Workflow/diamond`.
-    pub applied: String,
-    /// The run started, if one was.
-    pub run: Option<String>,
-}
-
-/// The body of `POST /v1/workflows/{name}/runs`.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct StartRequest {
-    /// The run's trigger data.
-    #[serde(default)]
-    pub data: String,
-}
-
-/// An answer naming a run.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RunResponse {
-    /// The run id.
-    pub run: String,
-}
-
-/// The answer of a delete of a workflow, task or ignitor.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct DeleteResponse {
-    /// What was deleted, as `Task/task1`.
-    pub deleted: String,
-}
-
-/// The answer of a Cell command.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct CellResponse {
-    /// The Cell.
-    pub cell: String,
-    /// The command carried out (`resume`, `abort`, `promote`, `delete`).
-    pub command: String,
-}
-
-/// The optional body of a Cell command: what the caller means it for.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CellCommandRequest {
-    /// The rollout's run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run: Option<String>,
-    /// The step the rollout is at.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step: Option<u32>,
-}
-
-/// An error answer.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ErrorResponse {
-    /// What went wrong, one entry per problem.
-    pub errors: Vec<String>,
 }
 
 struct ApiError(StatusCode, Vec<String>);
@@ -346,11 +280,11 @@ fn above_bus_limit(what: &str, size: usize, limit: usize) -> ApiError {
     )
 }
 
-async fn tasks(State(api): State<Api>) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+async fn tasks(State(api): State<Api>) -> Result<Json<Vec<TaskView>>, ApiError> {
     Ok(Json(api.ask(|reply| Command::Tasks { reply }).await?))
 }
 
-async fn ignitors(State(api): State<Api>) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+async fn ignitors(State(api): State<Api>) -> Result<Json<Vec<IgnitorView>>, ApiError> {
     Ok(Json(api.ask(|reply| Command::Ignitors { reply }).await?))
 }
 
@@ -501,29 +435,29 @@ async fn cancel(
     Ok(Json(RunResponse { run }))
 }
 
-async fn groups(State(api): State<Api>) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+async fn groups(State(api): State<Api>) -> Result<Json<Vec<GroupView>>, ApiError> {
     Ok(Json(api.ask(|reply| Command::Groups { reply }).await?))
 }
 
-async fn find_group(api: &Api, name: &str) -> Result<serde_json::Value, ApiError> {
+async fn find_group(api: &Api, name: &str) -> Result<GroupView, ApiError> {
     api.ask(|reply| Command::Groups { reply })
         .await?
         .into_iter()
-        .find(|g| g["name"] == name)
+        .find(|g| g.name == name)
         .ok_or_else(|| Refusal::UnknownGroup(name.to_owned()).into())
 }
 
 async fn group(
     State(api): State<Api>,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<GroupView>, ApiError> {
     Ok(Json(find_group(&api, &name).await?))
 }
 
 async fn delete_group(
     State(api): State<Api>,
     Path(name): Path<String>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<GroupView>), ApiError> {
     // Its releases are uninstalled in reverse order.
     api.ask(|reply| Command::Remove {
         document: Registered::Group(name.clone()),
@@ -533,18 +467,18 @@ async fn delete_group(
     Ok((StatusCode::ACCEPTED, Json(find_group(&api, &name).await?)))
 }
 
-async fn cells(State(api): State<Api>) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+async fn cells(State(api): State<Api>) -> Result<Json<Vec<CellView>>, ApiError> {
     Ok(Json(api.ask(|reply| Command::Cells { reply }).await?))
 }
 
 async fn cell(
     State(api): State<Api>,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<CellView>, ApiError> {
     api.ask(|reply| Command::Cells { reply })
         .await?
         .into_iter()
-        .find(|c| c["name"] == name.as_str())
+        .find(|c| c.name == name)
         .map(Json)
         .ok_or_else(|| Refusal::UnknownCell(name).into())
 }

@@ -452,12 +452,14 @@ impl Sync {
         let Some(ignitors) = self.ask(|reply| Command::Ignitors { reply }).await else {
             return false;
         };
-        let by_name = |views: Vec<Value>| -> BTreeMap<String, Value> {
+        // Status is written as JSON: the subset of each view a kind's status holds.
+        fn by_name<T: serde::Serialize>(views: Vec<T>) -> BTreeMap<String, Value> {
             views
                 .into_iter()
+                .filter_map(|v| serde_json::to_value(v).ok())
                 .filter_map(|v| Some((v["name"].as_str()?.to_owned(), v)))
                 .collect()
-        };
+        }
         let Some(groups) = self.ask(|reply| Command::Groups { reply }).await else {
             return false;
         };

@@ -135,6 +135,22 @@ pub fn cut_with_hash(name: &str, max: usize) -> String {
     format!("{head}-{hash}")
 }
 
+/// Returns a new run id: 12 lowercase letters and digits from the clock and a random seed.
+pub fn new_run_id() -> RunId {
+    use std::hash::BuildHasher;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let mut n = std::collections::hash_map::RandomState::new().hash_one(nanos);
+    let mut id = String::with_capacity(12);
+    for _ in 0..12 {
+        id.push(char::from_digit((n % 36) as u32, 36).expect("below 36"));
+        n /= 36;
+    }
+    RunId::new(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

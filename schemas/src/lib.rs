@@ -5,6 +5,7 @@
 //! every problem it finds with the document's field path.
 
 pub mod analysis;
+pub mod api;
 pub mod cell;
 pub mod condition;
 pub mod crd;
@@ -18,6 +19,7 @@ pub mod status;
 pub mod task;
 pub mod traffic;
 pub mod validate;
+pub mod views;
 pub mod wire;
 pub mod workflow;
 pub mod yaml;

@@ -26,6 +26,8 @@ mod plan;
 mod rollout;
 mod view;
 
+pub use baton_schemas::api::CellCommand;
+
 pub use plan::weights;
 use plan::*;
 use rollout::{Decision, TRAFFIC_TIMEOUT};
@@ -63,45 +65,6 @@ pub struct Observation {
     /// The forward weights of the rule at the Cell's priority (`None`: no such rule), or why
     /// it could not be read.
     pub rule: Result<Option<Vec<WeightedTargetGroup>>, String>,
-}
-
-/// What a person asks of a Cell's rollout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum CellCommand {
-    /// Goes on past a pause, an inconclusive analysis, or a failed step (which is tried again).
-    Resume,
-    /// Stops the rollout: the stable version gets 100% and the version is blocked.
-    Abort,
-    /// Skips the remaining steps: the new version gets 100% now. On a blocked version, it
-    /// unblocks it and switches to it at once.
-    Promote,
-}
-
-impl CellCommand {
-    /// Returns the command's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CellCommand::Resume => "resume",
-            CellCommand::Abort => "abort",
-            CellCommand::Promote => "promote",
-        }
-    }
-}
-
-impl std::str::FromStr for CellCommand {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "resume" => Ok(CellCommand::Resume),
-            "abort" => Ok(CellCommand::Abort),
-            "promote" => Ok(CellCommand::Promote),
-            other => Err(format!(
-                "unknown cell command {other:?} (use resume, abort or promote)"
-            )),
-        }
-    }
 }
 
 /// What a command names, when its sender wants it to act only on the rollout it saw: the

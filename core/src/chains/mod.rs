@@ -581,30 +581,34 @@ pub(super) fn unique_name(r: &Run, base: &str) -> NodeName {
 
 impl TaskEntry {
     /// Returns the status shown to users.
-    pub fn view(&self, state: TaskState) -> serde_json::Value {
-        serde_json::json!({
-            "name": self.task.metadata.name,
-            "state": match state { TaskState::Pending => "Pending", TaskState::Running => "Running" },
-            "lastSuccess": self.status.last_success.map(|t| t.to_string()),
-            "lastFailure": self.status.last_failure.map(|t| t.to_string()),
-            "failuresCount": self.status.failures_count,
-            "ignitors": self.task.spec.start_on_ignition,
-            "onSuccessTask": self.task.spec.start_on_success,
-            "onFailureTask": self.task.spec.start_on_failure,
-        })
+    pub fn view(&self, state: TaskState) -> baton_schemas::views::TaskView {
+        baton_schemas::views::TaskView {
+            name: self.task.metadata.name.clone(),
+            state: match state {
+                TaskState::Pending => "Pending",
+                TaskState::Running => "Running",
+            }
+            .to_owned(),
+            last_success: self.status.last_success.map(|t| t.to_string()),
+            last_failure: self.status.last_failure.map(|t| t.to_string()),
+            failures_count: self.status.failures_count,
+            ignitors: self.task.spec.start_on_ignition.clone(),
+            on_success_task: self.task.spec.start_on_success.clone(),
+            on_failure_task: self.task.spec.start_on_failure.clone(),
+        }
     }
 }
 
 impl IgnitorEntry {
     /// Returns the status shown to users.
-    pub fn view(&self) -> serde_json::Value {
-        serde_json::json!({
-            "name": self.ignitor.metadata.name,
-            "scheduled": self.ignitor.spec.scheduled,
-            "lastFire": self.last_fire.map(|t| t.to_string()),
-            "nextFire": self.next_fire.map(|t| t.to_string()),
-            "error": self.error,
-        })
+    pub fn view(&self) -> baton_schemas::views::IgnitorView {
+        baton_schemas::views::IgnitorView {
+            name: self.ignitor.metadata.name.clone(),
+            scheduled: self.ignitor.spec.scheduled.clone(),
+            last_fire: self.last_fire.map(|t| t.to_string()),
+            next_fire: self.next_fire.map(|t| t.to_string()),
+            error: self.error.clone(),
+        }
     }
 }
 

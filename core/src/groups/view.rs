@@ -4,8 +4,8 @@
 use baton_schemas::group::ReleaseTask;
 use baton_schemas::helm::HelmAction;
 use baton_schemas::status::State;
+use baton_schemas::views::{ApplicationView, Condition, GroupRuns, GroupView, ReleaseView};
 use baton_schemas::{NodeKind, RunId};
-use serde_json::{Value, json};
 
 use crate::{Core, NodeState, Run};
 
@@ -16,17 +16,19 @@ impl Core {
     /// conditions (`Ready`, `ForwardWorkflowSucceeded`, `RollbackWorkflowSucceeded`,
     /// `ReverseWorkflowSucceeded`), every application and subchart with its own `Ready`
     /// condition, and Baton's phase, remediation and runs.
-    pub fn group_view(&self, entry: &GroupEntry) -> Value {
+    pub fn group_view(&self, entry: &GroupEntry) -> GroupView {
         let state = &entry.state;
         let generation = entry.group.metadata.generation;
         let at = entry.since.to_string();
-        let condition = |kind: &str, status: &str, reason: &str, message: &str, at: &str| {
-            let mut c = json!({"type": kind, "status": status, "reason": reason, "message": message, "lastTransitionTime": at});
-            if let Some(g) = generation {
-                c["observedGeneration"] = json!(g);
-            }
-            c
-        };
+        let condition =
+            |kind: &str, status: &str, reason: &str, message: &str, at: &str| Condition {
+                kind: kind.to_owned(),
+                status: status.to_owned(),
+                reason: reason.to_owned(),
+                message: message.to_owned(),
+                last_transition_time: Some(at.to_owned()),
+                observed_generation: generation,
+            };
         let (ready, reason, message) = match state {
             GroupState::Progressing { .. } => (
                 "Unknown",
@@ -148,32 +150,46 @@ impl Core {
             GroupState::Deleted { left_installed } => left_installed.clone(),
             _ => entry.left_installed(),
         };
-        json!({
-            "name": entry.group.name(),
-            "apiVersion": entry.group.api_version,
-            "phase": state.phase(),
-            "revision": entry.revision,
-            "observedGeneration": generation,
-            "lastSucceededRevision": entry.last_successful.as_ref().map(|s| s.revision),
-            "lastSucceededGeneration": entry.last_successful.as_ref().and_then(|s| s.generation),
-            "remediation": remediation.map(Remediation::as_str),
-            "run": state.running().cloned().or_else(|| {
-                [&entry.delete_run, &entry.remediation_run, &entry.forward_run]
-                    .into_iter()
-                    .find_map(|r| r.clone())
+        GroupView {
+            name: entry.group.name().to_owned(),
+            api_version: entry.group.api_version.clone(),
+            phase: state.phase().to_owned(),
+            revision: entry.revision,
+            observed_generation: generation,
+            last_succeeded_revision: entry.last_successful.as_ref().map(|s| s.revision),
+            last_succeeded_generation: entry.last_successful.as_ref().and_then(|s| s.generation),
+            remediation: remediation.map(|r| r.as_str().to_owned()),
+            run: state.running().cloned().or_else(|| {
+                [
+                    &entry.delete_run,
+                    &entry.remediation_run,
+                    &entry.forward_run,
+                ]
+                .into_iter()
+                .find_map(|r| r.clone())
             }),
-            "runs": {"forward": entry.forward_run, "remediation": entry.remediation_run, "delete": entry.delete_run},
-            "pending": entry.pending.as_ref().map(|p| match p { Pending::Apply { .. } => "apply", Pending::Delete => "delete" }),
-            "settled": state.running().is_none() && entry.pending.is_none(),
-            "leftInstalled": left_installed,
-            "conditions": conditions,
-            "applications": self.applications_view(entry),
-        })
+            runs: GroupRuns {
+                forward: entry.forward_run.clone(),
+                remediation: entry.remediation_run.clone(),
+                delete: entry.delete_run.clone(),
+            },
+            pending: entry.pending.as_ref().map(|p| {
+                match p {
+                    Pending::Apply { .. } => "apply",
+                    Pending::Delete => "delete",
+                }
+                .to_owned()
+            }),
+            settled: state.running().is_none() && entry.pending.is_none(),
+            left_installed,
+            conditions,
+            applications: self.applications_view(entry),
+        }
     }
 
     /// Returns every application of the applied spec, with its subcharts, as the latest run
     /// that touched it left it.
-    pub(crate) fn applications_view(&self, entry: &GroupEntry) -> Vec<Value> {
+    pub(crate) fn applications_view(&self, entry: &GroupEntry) -> Vec<ApplicationView> {
         let name = entry.group.name();
         let tasks = entry.group.spec.tasks(name);
         let runs: Vec<(&Run, Purpose)> = [
@@ -199,23 +215,19 @@ impl Core {
         .collect();
         let mut apps = Vec::new();
         for app in &entry.group.spec.applications {
-            let mut view = json!({"name": app.name});
-            let mut subcharts = serde_json::Map::new();
+            let mut view = ApplicationView {
+                name: app.name.clone(),
+                release: None,
+                subcharts: Default::default(),
+            };
             for task in tasks.iter().filter(|t| t.app == app.name) {
                 let status = task_view(task, &runs);
                 match &task.subchart {
                     Some(sub) => {
-                        subcharts.insert(sub.clone(), status);
+                        view.subcharts.insert(sub.clone(), status);
                     }
-                    None => {
-                        for (key, value) in status.as_object().into_iter().flatten() {
-                            view[key] = value.clone();
-                        }
-                    }
+                    None => view.release = Some(status),
                 }
-            }
-            if !subcharts.is_empty() {
-                view["subcharts"] = Value::Object(subcharts);
             }
             apps.push(view);
         }
@@ -225,14 +237,28 @@ impl Core {
 
 /// Returns a task's status from the first run (delete, remediation, forward) holding nodes
 /// of it: its `Ready` condition, version, release and error.
-pub(crate) fn task_view(task: &ReleaseTask, runs: &[(&Run, Purpose)]) -> Value {
+pub(crate) fn task_view(task: &ReleaseTask, runs: &[(&Run, Purpose)]) -> ReleaseView {
     let mut bases = vec![task.name.clone()];
     bases.extend(
         task.executors
             .iter()
             .map(|e| format!("{}-{}", task.name, e.name)),
     );
-    let mut view = json!({"release": task.helm.release, "namespace": task.helm.namespace});
+    let mut view = ReleaseView {
+        release: task.helm.release.clone(),
+        namespace: task.helm.namespace.clone(),
+        version: None,
+        error: None,
+        conditions: Vec::new(),
+    };
+    let ready = |status: &str, reason: &str, message: String, at: Option<String>| Condition {
+        kind: "Ready".to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        last_transition_time: at,
+        observed_generation: None,
+    };
     for (run, purpose) in runs {
         let nodes: Vec<usize> = run
             .nodes
@@ -300,23 +326,25 @@ pub(crate) fn task_view(task: &ReleaseTask, runs: &[(&Run, Purpose)]) -> Value {
             .filter(|h| h.action == HelmAction::Apply)
             .and_then(|h| h.chart.as_ref()?.version.clone())
         {
-            view["version"] = json!(version);
+            view.version = Some(version);
         }
         if reason == "Failed" {
-            view["error"] = json!(error.unwrap_or_default());
+            view.error = Some(error.unwrap_or_default());
         }
         let at = nodes
             .iter()
             .filter_map(|&i| run.nodes[i].finished_at.or(run.nodes[i].started_at))
             .max()
             .unwrap_or(run.created_at);
-        view["conditions"] = json!([{
-            "type": "Ready", "status": status, "reason": reason, "message": message,
-            "lastTransitionTime": at.to_string(),
-        }]);
+        view.conditions = vec![ready(status, reason, message, Some(at.to_string()))];
         return view;
     }
-    view["conditions"] = json!([{"type": "Ready", "status": "Unknown", "reason": "Pending", "message": "not released yet"}]);
+    view.conditions = vec![ready(
+        "Unknown",
+        "Pending",
+        "not released yet".to_owned(),
+        None,
+    )];
     view
 }
 

@@ -1,6 +1,7 @@
 //! The API's requests to the planner loop ([`Command`]) and how the loop answers each.
 
 use super::*;
+use baton_schemas::views::{CellView, GroupView, IgnitorView, TaskView};
 
 /// A request from the API, answered by the loop.
 #[derive(Debug)]
@@ -70,12 +71,12 @@ pub enum Command {
     /// Reads every task's status.
     Tasks {
         /// The tasks, by name.
-        reply: oneshot::Sender<Vec<serde_json::Value>>,
+        reply: oneshot::Sender<Vec<TaskView>>,
     },
     /// Reads every ignitor's status.
     Ignitors {
         /// The ignitors, by name.
-        reply: oneshot::Sender<Vec<serde_json::Value>>,
+        reply: oneshot::Sender<Vec<IgnitorView>>,
     },
     /// Reads every run, oldest first.
     List {
@@ -85,13 +86,13 @@ pub enum Command {
     /// Reads every application group's status.
     Groups {
         /// The groups' views, by name.
-        reply: oneshot::Sender<Vec<serde_json::Value>>,
+        reply: oneshot::Sender<Vec<GroupView>>,
     },
     // --- Cells ---
     /// Reads every Cell's status.
     Cells {
         /// The Cells, by name.
-        reply: oneshot::Sender<Vec<serde_json::Value>>,
+        reply: oneshot::Sender<Vec<CellView>>,
     },
     /// Reads every Cell's spec, for the discovery.
     CellSpecs {

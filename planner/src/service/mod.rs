@@ -20,10 +20,11 @@ mod commands;
 mod inbound;
 mod outbound;
 
+pub use baton_schemas::ids::new_run_id;
 pub use commands::Command;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_nats::jetstream::consumer;
@@ -69,22 +70,6 @@ impl PlannerConfig {
             discover_now: Default::default(),
         }
     }
-}
-
-/// Returns a new run id: 12 lowercase letters and digits from the clock and a random seed.
-pub fn new_run_id() -> RunId {
-    use std::hash::BuildHasher;
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let mut n = std::collections::hash_map::RandomState::new().hash_one(nanos);
-    let mut id = String::with_capacity(12);
-    for _ in 0..12 {
-        id.push(char::from_digit((n % 36) as u32, 36).expect("below 36"));
-        n /= 36;
-    }
-    RunId::new(id)
 }
 
 /// Where a turn's inputs come from, which decides when its changes are made durable.
