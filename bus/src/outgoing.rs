@@ -58,7 +58,7 @@ impl Bus {
     pub fn job_message(&self, job: &Job) -> Outgoing {
         let payload = serde_json::to_vec(job).expect("a job always serializes");
         Outgoing {
-            subject: self.job_subject(job.kind),
+            subject: self.job_subject(job.kind()),
             msg_id: job.msg_id(),
             payload: payload.into(),
             headers: vec![

@@ -237,8 +237,9 @@ impl Core {
                         };
                         match node.state {
                             NodeState::RetryWait { failed, at } if at <= now => {
-                                let job = dispatch(r, i, failed.next());
-                                actions.push(Action::Dispatch(Box::new(job)));
+                                if let Some(job) = dispatch_or_fail(r, i, failed.next(), now) {
+                                    actions.push(Action::Dispatch(Box::new(job)));
+                                }
                             }
                             NodeState::Running {
                                 attempt,
@@ -393,8 +394,9 @@ impl Core {
                         finish(r, i, NodeState::Skipped, now);
                     }
                     Readiness::Ready => {
-                        let job = dispatch(r, i, Attempt::FIRST);
-                        actions.push(Action::Dispatch(Box::new(job)));
+                        if let Some(job) = dispatch_or_fail(r, i, Attempt::FIRST, now) {
+                            actions.push(Action::Dispatch(Box::new(job)));
+                        }
                     }
                 }
             }

@@ -32,7 +32,7 @@ pub use chains::{IgnitorEntry, TaskEntry, TaskState, TaskStatus, fire_run_id};
 pub use changes::{Changes, Snapshot};
 pub use groups::{GroupEntry, GroupState, Pending, Remediation, RemediationOutcome, Succeeded};
 pub use input::{Action, ClusterSource, CoreConfig, Input, Refusal, Registered};
-use run::step::{Readiness, attempt_failed, dispatch, finish, readiness};
+use run::step::{Readiness, attempt_failed, dispatch_or_fail, finish, readiness};
 pub use run::{Node, NodeState, Run, RunKind, RunPhase, StartedBy};
 
 /// The planner's whole state: registered workflows and every run.

@@ -63,8 +63,12 @@ impl fmt::Display for Timestamp {
 }
 
 /// What a worker gets: one attempt of one node, with everything it needs to run it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+///
+/// Its JSON is the one Baton has always written (`kind` beside one settings field named after
+/// it, see [`JobRecord`]): a job is decoded through that record, and one of a kind without its
+/// settings is refused there, as malformed.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "JobRecord")]
 pub struct Job {
     /// The schema version, [`SCHEMA_VERSION`].
     pub v: u32,
@@ -76,41 +80,181 @@ pub struct Job {
     pub node: NodeName,
     /// Which attempt this is.
     pub attempt: Attempt,
-    /// The executor that runs it.
-    pub kind: NodeKind,
+    /// What to do: the executor and its settings.
+    pub work: Work,
     /// How long the attempt may run, in milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    /// `exec` settings.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exec: Option<ExecJob>,
-    /// `pod` settings. Boxed, as every large part of a job: a job is moved from task to task
-    /// many times on its way, and most jobs have none of them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod: Option<Box<PodJob>>,
-    /// `webhook` settings, with the body decided.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webhook: Option<Box<crate::task::Webhook>>,
-    /// `publish` settings, with the data decided.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub publish: Option<Box<crate::task::Publish>>,
-    /// `helm` settings.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub helm: Option<Box<crate::helm::HelmSpec>>,
-    /// `traffic` settings: the rule and its weights.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub traffic: Option<Box<crate::traffic::TrafficSpec>>,
-    /// `analysis` settings: the metrics, every template and argument resolved.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub analysis: Option<Box<crate::analysis::AnalysisSpec>>,
     /// Data passed from upstream.
     pub inputs: JobInputs,
     /// Where the data passed from upstream is kept when it was too large to travel in the
     /// job (a wide fan-in, large trigger data): the name of an object in the bus's inputs
     /// store holding the whole [`JobInputs`]. The worker fetches it before it runs the job;
     /// `inputs` then holds only the initiator.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs_ref: Option<String>,
+}
+
+/// The executor a job is for, with its settings: a job of a kind always has that kind's
+/// settings. Large settings are boxed: a job is moved from task to task many times on its way.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Work {
+    /// Does nothing and succeeds.
+    Noop,
+    /// A local process.
+    Exec(ExecJob),
+    /// A Kubernetes pod.
+    Pod(Box<PodJob>),
+    /// An HTTP request, with the body decided.
+    Webhook(Box<crate::task::Webhook>),
+    /// A NATS message, with the data decided.
+    Publish(Box<crate::task::Publish>),
+    /// A Helm release.
+    Helm(Box<crate::helm::HelmSpec>),
+    /// An ALB listener rule's weights.
+    Traffic(Box<crate::traffic::TrafficSpec>),
+    /// Metrics measured and judged, every template and argument resolved.
+    Analysis(Box<crate::analysis::AnalysisSpec>),
+}
+
+impl Work {
+    /// Returns the executor kind.
+    pub fn kind(&self) -> NodeKind {
+        match self {
+            Work::Noop => NodeKind::Noop,
+            Work::Exec(_) => NodeKind::Exec,
+            Work::Pod(_) => NodeKind::Pod,
+            Work::Webhook(_) => NodeKind::Webhook,
+            Work::Publish(_) => NodeKind::Publish,
+            Work::Helm(_) => NodeKind::Helm,
+            Work::Traffic(_) => NodeKind::Traffic,
+            Work::Analysis(_) => NodeKind::Analysis,
+        }
+    }
+}
+
+/// A job as JSON: `kind` and, for a kind with settings, the field named after it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JobRecordRef<'a> {
+    v: u32,
+    run: &'a RunId,
+    workflow: &'a WorkflowName,
+    node: &'a NodeName,
+    attempt: Attempt,
+    kind: NodeKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exec: Option<&'a ExecJob>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pod: Option<&'a PodJob>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook: Option<&'a crate::task::Webhook>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publish: Option<&'a crate::task::Publish>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    helm: Option<&'a crate::helm::HelmSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traffic: Option<&'a crate::traffic::TrafficSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    analysis: Option<&'a crate::analysis::AnalysisSpec>,
+    inputs: &'a JobInputs,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inputs_ref: Option<&'a String>,
+}
+
+impl Serialize for Job {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut record = JobRecordRef {
+            v: self.v,
+            run: &self.run,
+            workflow: &self.workflow,
+            node: &self.node,
+            attempt: self.attempt,
+            kind: self.work.kind(),
+            timeout_ms: self.timeout_ms,
+            exec: None,
+            pod: None,
+            webhook: None,
+            publish: None,
+            helm: None,
+            traffic: None,
+            analysis: None,
+            inputs: &self.inputs,
+            inputs_ref: self.inputs_ref.as_ref(),
+        };
+        match &self.work {
+            Work::Noop => {}
+            Work::Exec(e) => record.exec = Some(e),
+            Work::Pod(p) => record.pod = Some(p),
+            Work::Webhook(w) => record.webhook = Some(w),
+            Work::Publish(p) => record.publish = Some(p),
+            Work::Helm(h) => record.helm = Some(h),
+            Work::Traffic(t) => record.traffic = Some(t),
+            Work::Analysis(a) => record.analysis = Some(a),
+        }
+        record.serialize(serializer)
+    }
+}
+
+/// A job as read from JSON, before its kind and settings are checked to agree.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRecord {
+    v: u32,
+    run: RunId,
+    workflow: WorkflowName,
+    node: NodeName,
+    attempt: Attempt,
+    kind: NodeKind,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    exec: Option<ExecJob>,
+    #[serde(default)]
+    pod: Option<Box<PodJob>>,
+    #[serde(default)]
+    webhook: Option<Box<crate::task::Webhook>>,
+    #[serde(default)]
+    publish: Option<Box<crate::task::Publish>>,
+    #[serde(default)]
+    helm: Option<Box<crate::helm::HelmSpec>>,
+    #[serde(default)]
+    traffic: Option<Box<crate::traffic::TrafficSpec>>,
+    #[serde(default)]
+    analysis: Option<Box<crate::analysis::AnalysisSpec>>,
+    inputs: JobInputs,
+    #[serde(default)]
+    inputs_ref: Option<String>,
+}
+
+impl TryFrom<JobRecord> for Job {
+    type Error = String;
+
+    fn try_from(r: JobRecord) -> Result<Job, String> {
+        let kind = r.kind;
+        let missing = || format!("a job of kind {kind} without its {kind} settings");
+        let work = match kind {
+            NodeKind::Noop => Work::Noop,
+            NodeKind::Exec => Work::Exec(r.exec.ok_or_else(missing)?),
+            NodeKind::Pod => Work::Pod(r.pod.ok_or_else(missing)?),
+            NodeKind::Webhook => Work::Webhook(r.webhook.ok_or_else(missing)?),
+            NodeKind::Publish => Work::Publish(r.publish.ok_or_else(missing)?),
+            NodeKind::Helm => Work::Helm(r.helm.ok_or_else(missing)?),
+            NodeKind::Traffic => Work::Traffic(r.traffic.ok_or_else(missing)?),
+            NodeKind::Analysis => Work::Analysis(r.analysis.ok_or_else(missing)?),
+        };
+        Ok(Job {
+            v: r.v,
+            run: r.run,
+            workflow: r.workflow,
+            node: r.node,
+            attempt: r.attempt,
+            work,
+            timeout_ms: r.timeout_ms,
+            inputs: r.inputs,
+            inputs_ref: r.inputs_ref,
+        })
+    }
 }
 
 /// What an `exec` job runs.
@@ -181,14 +325,14 @@ impl Job {
             .map(|ms| std::time::Duration::from_millis(ms).min(cap))
     }
 
-    /// Returns a job of `kind` for one attempt of a node, with no timeout, no executor
-    /// settings and no inputs: a base to set the rest on.
+    /// Returns a job doing `work` for one attempt of a node, with no timeout and no inputs: a
+    /// base to set the rest on.
     pub fn new(
         run: RunId,
         workflow: WorkflowName,
         node: NodeName,
         attempt: Attempt,
-        kind: NodeKind,
+        work: Work,
     ) -> Job {
         Job {
             v: SCHEMA_VERSION,
@@ -196,17 +340,70 @@ impl Job {
             workflow,
             node,
             attempt,
-            kind,
+            work,
             timeout_ms: None,
-            exec: None,
-            pod: None,
-            webhook: None,
-            publish: None,
-            helm: None,
-            traffic: None,
-            analysis: None,
             inputs: JobInputs::default(),
             inputs_ref: None,
+        }
+    }
+
+    /// Returns the executor kind.
+    pub fn kind(&self) -> NodeKind {
+        self.work.kind()
+    }
+    /// Returns the `exec` settings of a `exec` job.
+    pub fn exec(&self) -> Option<&ExecJob> {
+        match &self.work {
+            Work::Exec(settings) => Some(settings),
+            _ => None,
+        }
+    }
+
+    /// Returns the `pod` settings of a `pod` job.
+    pub fn pod(&self) -> Option<&PodJob> {
+        match &self.work {
+            Work::Pod(settings) => Some(settings),
+            _ => None,
+        }
+    }
+
+    /// Returns the `webhook` settings of a `webhook` job.
+    pub fn webhook(&self) -> Option<&crate::task::Webhook> {
+        match &self.work {
+            Work::Webhook(settings) => Some(settings),
+            _ => None,
+        }
+    }
+
+    /// Returns the `publish` settings of a `publish` job.
+    pub fn publish(&self) -> Option<&crate::task::Publish> {
+        match &self.work {
+            Work::Publish(settings) => Some(settings),
+            _ => None,
+        }
+    }
+
+    /// Returns the `helm` settings of a `helm` job.
+    pub fn helm(&self) -> Option<&crate::helm::HelmSpec> {
+        match &self.work {
+            Work::Helm(settings) => Some(settings),
+            _ => None,
+        }
+    }
+
+    /// Returns the `traffic` settings of a `traffic` job.
+    pub fn traffic(&self) -> Option<&crate::traffic::TrafficSpec> {
+        match &self.work {
+            Work::Traffic(settings) => Some(settings),
+            _ => None,
+        }
+    }
+
+    /// Returns the `analysis` settings of a `analysis` job.
+    pub fn analysis(&self) -> Option<&crate::analysis::AnalysisSpec> {
+        match &self.work {
+            Work::Analysis(settings) => Some(settings),
+            _ => None,
         }
     }
 

@@ -8,13 +8,13 @@ use async_nats::jetstream::stream;
 use baton_bus::{Bus, BusConfig};
 use baton_schemas::status::{RunStatus, State};
 use baton_schemas::task::{Publish, Webhook};
-use baton_schemas::wire::{Job, Outcome};
-use baton_schemas::{Attempt, NodeKind, NodeName, RunId, WorkflowName};
+use baton_schemas::wire::{Job, Outcome, Work};
+use baton_schemas::{Attempt, NodeName, RunId, WorkflowName};
 use baton_tests::{Env, Nats, workflow};
 use baton_workers::executors::action;
 use futures::StreamExt;
 
-fn job(kind: NodeKind) -> Job {
+fn job(work: Work) -> Job {
     Job {
         timeout_ms: Some(10_000),
         ..Job::new(
@@ -22,18 +22,16 @@ fn job(kind: NodeKind) -> Job {
             WorkflowName::new("wf"),
             NodeName::new("announce"),
             Attempt(1),
-            kind,
+            work,
         )
     }
 }
 
 fn publish_job(subject: &str) -> Job {
-    let mut j = job(NodeKind::Publish);
-    j.publish = Some(Box::new(Publish {
+    job(Work::Publish(Box::new(Publish {
         subject: subject.to_owned(),
         data: Some("hello".to_owned()),
-    }));
-    j
+    })))
 }
 
 fn succeeded(outcome: Outcome) {
@@ -100,14 +98,13 @@ async fn a_publish_job_delivered_twice_stores_one_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_names_its_attempt_for_the_receiver_to_deduplicate() {
     let (port, request) = baton_tests::one_http_request();
-    let mut j = job(NodeKind::Webhook);
-    j.attempt = Attempt(3);
-    j.webhook = Some(Box::new(Webhook {
+    let mut j = job(Work::Webhook(Box::new(Webhook {
         url: format!("http://127.0.0.1:{port}/hook"),
         method: None,
         headers: [("X-Team".to_owned(), "release".to_owned())].into(),
         body: Some("{}".to_owned()),
-    }));
+    })));
+    j.attempt = Attempt(3);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder().build().unwrap();
     succeeded(action::webhook(&http, &j).await);

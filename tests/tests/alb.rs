@@ -9,8 +9,8 @@ use baton_alb::{AlbErrorKind, Deleted, Write};
 use baton_schemas::traffic::{
     Conditions, Generation, RuleAction, TrafficSpec, WeightedTargetGroup,
 };
-use baton_schemas::wire::{Job, Outcome};
-use baton_schemas::{Attempt, NodeKind, NodeName, RunId, WorkflowName};
+use baton_schemas::wire::{Job, Outcome, Work};
+use baton_schemas::{Attempt, NodeName, RunId, WorkflowName};
 use baton_tests::aws::Moto;
 use baton_workers::executors::Effect;
 use baton_workers::executors::traffic::TrafficExecutor;
@@ -60,13 +60,12 @@ fn go() -> CancellationToken {
 
 fn job(spec: TrafficSpec) -> Job {
     Job {
-        traffic: Some(Box::new(spec)),
         ..Job::new(
             RunId::new("r1"),
             WorkflowName::new("wf"),
             NodeName::new("shift"),
             Attempt(1),
-            NodeKind::Traffic,
+            Work::Traffic(Box::new(spec)),
         )
     }
 }

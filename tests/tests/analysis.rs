@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use baton_schemas::analysis::{AnalysisSpec, Metric};
-use baton_schemas::wire::{Job, Outcome};
-use baton_schemas::{Attempt, NodeKind, NodeName, RunId, WorkflowName};
+use baton_schemas::wire::{Job, Outcome, Work};
+use baton_schemas::{Attempt, NodeName, RunId, WorkflowName};
 use baton_tests::aws::Prometheus;
 use baton_workers::executors::{Effect, analysis};
 use tokio_util::sync::CancellationToken;
@@ -22,16 +22,15 @@ fn metric(prometheus: &Prometheus, yaml: &str) -> Metric {
 fn job(metrics: Vec<Metric>) -> Job {
     Job {
         timeout_ms: Some(60_000),
-        analysis: Some(Box::new(AnalysisSpec {
-            metrics,
-            ..AnalysisSpec::default()
-        })),
         ..Job::new(
             RunId::new("r1"),
             WorkflowName::new("wf"),
             NodeName::new("judge"),
             Attempt(1),
-            NodeKind::Analysis,
+            Work::Analysis(Box::new(AnalysisSpec {
+                metrics,
+                ..AnalysisSpec::default()
+            })),
         )
     }
 }

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use baton_schemas::wire::{ExecJob, Job, JobInputs, Outcome};
-use baton_schemas::{Attempt, NodeKind, NodeName, RunId, WorkflowName};
+use baton_schemas::wire::{ExecJob, Job, JobInputs, Outcome, Work};
+use baton_schemas::{Attempt, NodeName, RunId, WorkflowName};
 use baton_tests::{Env, lines, workflow};
 use baton_workers::executors::{Effect, exec};
 use tokio_util::sync::CancellationToken;
@@ -16,11 +16,6 @@ const BATON: &str = env!("CARGO_BIN_EXE_baton-under-test");
 fn job(script: &str, timeout_ms: Option<u64>) -> Job {
     Job {
         timeout_ms,
-        exec: Some(ExecJob {
-            command: vec!["sh".into(), "-c".into(), script.into()],
-            env: [("GREETING".to_owned(), "hi".to_owned())].into(),
-            working_dir: None,
-        }),
         inputs: JobInputs {
             initiator: "up".into(),
             data: "d1".into(),
@@ -31,7 +26,11 @@ fn job(script: &str, timeout_ms: Option<u64>) -> Job {
             WorkflowName::new("wf"),
             NodeName::new("n"),
             Attempt(2),
-            NodeKind::Exec,
+            Work::Exec(ExecJob {
+                command: vec!["sh".into(), "-c".into(), script.into()],
+                env: [("GREETING".to_owned(), "hi".to_owned())].into(),
+                working_dir: None,
+            }),
         )
     }
 }
@@ -117,7 +116,9 @@ async fn the_command_starts_with_no_signal_blocked_in_its_working_directory() {
         "grep SigBlk /proc/self/status | tr -d '\\t ' > \"$BATON_OUTPUT\"; pwd >> \"$BATON_OUTPUT\"",
         None,
     );
-    j.exec.as_mut().unwrap().working_dir = Some(dir.path().display().to_string());
+    if let Work::Exec(exec) = &mut j.work {
+        exec.working_dir = Some(dir.path().display().to_string());
+    }
     let Effect::Done(Outcome::Succeeded { output }) = run(&j, &CancellationToken::new()).await
     else {
         panic!()
@@ -192,7 +193,9 @@ async fn background_children_do_not_outlive_their_command() {
 #[tokio::test]
 async fn missing_program_fails_clearly() {
     let mut j = job("", None);
-    j.exec.as_mut().unwrap().command = vec!["/no/such/program".into()];
+    if let Work::Exec(exec) = &mut j.work {
+        exec.command = vec!["/no/such/program".into()];
+    }
     let Effect::Done(Outcome::Failed { error, .. }) = run(&j, &CancellationToken::new()).await
     else {
         panic!()

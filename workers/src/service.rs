@@ -452,11 +452,11 @@ async fn hand_back_batch(
 /// publishes carry ids derived from the attempt, so a redelivery's duplicates are dropped.
 async fn handle(kind: NodeKind, message: Inbound, ctx: &JobContext) {
     let job = match baton_bus::decode_job(&message) {
-        Ok(job) if job.kind == kind => job,
+        Ok(job) if job.kind() == kind => job,
         Ok(job) => {
             let poison = Poison {
                 subject: message.subject().to_owned(),
-                reason: format!("a {} job on the {kind} subject", job.kind),
+                reason: format!("a {} job on the {kind} subject", job.kind()),
                 run: Some(job.run),
                 node: Some(job.node),
                 attempt: Some(job.attempt),

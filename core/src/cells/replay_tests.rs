@@ -88,7 +88,7 @@ fn record() -> (Vec<Step>, String) {
         }
         if let Some(job) = queue.pop_front() {
             now = now.after(std::time::Duration::from_millis(10));
-            let output = match &job.traffic {
+            let output = match job.traffic() {
                 Some(t) => serde_json::json!({
                     "rule": "arn:rule/1",
                     "write": "modified",
@@ -142,7 +142,7 @@ fn describe_input(input: &Input) -> String {
 
 fn describe_action(action: &Action) -> String {
     match action {
-        Action::Dispatch(job) => match &job.traffic {
+        Action::Dispatch(job) => match job.traffic() {
             Some(t) => {
                 let weights: Vec<String> = t
                     .action
@@ -158,7 +158,7 @@ fn describe_action(action: &Action) -> String {
                     weights.join(" ")
                 )
             }
-            None => format!("dispatch {} {}", job.msg_id(), job.kind),
+            None => format!("dispatch {} {}", job.msg_id(), job.kind()),
         },
         Action::RunFinished { run, state } => format!("run {run} {state}"),
         other => format!("{other:?}"),
@@ -197,7 +197,7 @@ fn a_cell_replayed_from_any_checkpoint_ends_where_its_history_ended() {
                 let first = sent
                     .get(&job.msg_id())
                     .unwrap_or_else(|| panic!("{what}: a job the history never sent: {job:?}"));
-                assert_eq!(first.traffic, job.traffic, "{what}");
+                assert_eq!(first.traffic(), job.traffic(), "{what}");
             }
         }
         let cell = restored.cell("cell1").unwrap();

@@ -130,10 +130,7 @@ fn an_ignitor_starts_task1_and_task1_passes_its_message_to_task2() {
         ),
         ("ignitor1", "from-the-ignitor")
     );
-    assert_eq!(
-        first[0].pod.as_ref().unwrap().task.as_deref(),
-        Some("task1")
-    );
+    assert_eq!(first[0].pod().unwrap().task.as_deref(), Some("task1"));
     assert_eq!(status(&core, "task1").1, TaskState::Running);
 
     let actions = core.apply(done(first[0], ok("hello")), now);
@@ -227,7 +224,7 @@ fn a_self_retry_loop_stops_at_the_chain_limit() {
     while let Some(job) = jobs(&actions).first().map(|j| (*j).clone()) {
         names.push(job.node.to_string());
         // Every instance runs the Task `flaky`, whatever its node is called.
-        assert_eq!(job.pod.as_ref().unwrap().task.as_deref(), Some("flaky"));
+        assert_eq!(job.pod().unwrap().task.as_deref(), Some("flaky"));
         actions = core.apply(done(&job, Outcome::failed("exit code 1")), now);
     }
     assert_eq!(names, ["flaky", "flaky-2", "flaky-3"]);
@@ -445,7 +442,7 @@ fn typed_actions_run_as_nodes_with_orcas_message() {
     assert_eq!(
         hooks
             .iter()
-            .map(|j| (j.node.as_str(), j.kind))
+            .map(|j| (j.node.as_str(), j.kind()))
             .collect::<Vec<_>>(),
         [
             ("t-on-failure-1", NodeKind::Webhook),
@@ -453,7 +450,7 @@ fn typed_actions_run_as_nodes_with_orcas_message() {
         ]
     );
     let body: serde_json::Value =
-        serde_json::from_str(hooks[0].webhook.as_ref().unwrap().body.as_deref().unwrap()).unwrap();
+        serde_json::from_str(hooks[0].webhook().unwrap().body.as_deref().unwrap()).unwrap();
     assert_eq!(
         (
             body["id"].as_str(),
@@ -462,7 +459,7 @@ fn typed_actions_run_as_nodes_with_orcas_message() {
         ),
         (Some("t"), Some("FAILURE"), Some("exit code 1"))
     );
-    assert_eq!(hooks[1].publish.as_ref().unwrap().subject, "alerts.t");
+    assert_eq!(hooks[1].publish().unwrap().subject, "alerts.t");
 }
 
 #[test]

@@ -137,7 +137,7 @@ fn a_first_install_releases_in_dependency_order_and_independent_ones_together() 
     let mut core = Core::new(CoreConfig::default());
     let actions = core.apply(Input::RegisterGroup(Box::new(diamond("1.0.0"))), NOW);
     let first = jobs(&actions);
-    assert!(first.iter().all(|j| j.kind == NodeKind::Helm));
+    assert!(first.iter().all(|j| j.kind() == NodeKind::Helm));
     assert_eq!(first[0].run.as_str(), "g-1f");
     assert!(matches!(state(&core), GroupState::Progressing { .. }));
     assert_eq!(
@@ -191,7 +191,7 @@ fn fail_fast_starts_nothing_after_a_failure_and_a_first_install_is_uninstalled_i
     assert!(
         removal
             .iter()
-            .all(|j| j.helm.as_ref().unwrap().action == HelmAction::Uninstall)
+            .all(|j| j.helm().unwrap().action == HelmAction::Uninstall)
     );
     assert_eq!(removal[0].run.as_str(), "g-2u");
     let v = view(&core);
@@ -357,7 +357,7 @@ fn a_new_spec_first_uninstalls_the_applications_it_dropped() {
     assert!(
         second
             .iter()
-            .all(|j| j.helm.as_ref().unwrap().action == HelmAction::Uninstall)
+            .all(|j| j.helm().unwrap().action == HelmAction::Uninstall)
     );
     let steps = drive(&mut core, second, &[]);
     assert_eq!(

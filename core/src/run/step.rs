@@ -2,7 +2,7 @@
 //! ends, and how a failed attempt is retried or given up.
 
 use crate::*;
-use baton_schemas::wire::{ExecJob, Job, JobInputs, PodJob, SCHEMA_VERSION, Timestamp};
+use baton_schemas::wire::{ExecJob, Job, JobInputs, PodJob, SCHEMA_VERSION, Timestamp, Work};
 use baton_schemas::{Attempt, NodeKind, When};
 
 /// Returns the nodes that node `i` needs, in the order its spec lists them.
@@ -111,8 +111,28 @@ pub(crate) fn attempt_failed(
     }
 }
 
+/// Moves node `i` to `Queued` for `attempt` and returns its job; a node that cannot be run
+/// fails for good, saying why.
+pub(crate) fn dispatch_or_fail(
+    r: &mut Run,
+    i: usize,
+    attempt: Attempt,
+    now: Timestamp,
+) -> Option<Job> {
+    match dispatch(r, i, attempt) {
+        Ok(job) => Some(job),
+        Err(error) => {
+            r.node_mut(i).error = Some(error);
+            finish(r, i, NodeState::Failed, now);
+            None
+        }
+    }
+}
+
 /// Moves node `i` to `Queued` for `attempt` and returns its job, with the data its needs pass.
-pub(crate) fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
+/// A node of a kind without that kind's settings (which validation refuses, and the core
+/// never builds) cannot be run: the error says so, and the node is left as it was.
+fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Result<Job, String> {
     let spec = &r.spec.nodes[i];
     let needs = needs_of(r, i);
     let passed = |n: &Node| {
@@ -142,37 +162,44 @@ pub(crate) fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Job {
                 .then(|| needs.iter().map(|n| (n.name.clone(), passed(n))).collect()),
         },
     };
+    let missing = || {
+        format!(
+            "a node of kind {} without its {} settings",
+            spec.kind, spec.kind
+        )
+    };
+    let work = match spec.kind {
+        NodeKind::Noop => Work::Noop,
+        NodeKind::Exec => Work::Exec(ExecJob {
+            command: spec.command.clone().unwrap_or_default(),
+            env: spec.env.clone(),
+            working_dir: spec.working_dir.clone(),
+        }),
+        NodeKind::Pod => Work::Pod(Box::new(PodJob {
+            template: spec.template.as_deref().cloned().unwrap_or_default(),
+            namespace: spec.namespace.clone(),
+            container: spec.container.clone(),
+            task: r.nodes[i].task.clone(),
+        })),
+        NodeKind::Webhook => Work::Webhook(spec.webhook.clone().ok_or_else(missing)?),
+        NodeKind::Publish => Work::Publish(spec.publish.clone().ok_or_else(missing)?),
+        NodeKind::Helm => Work::Helm(spec.helm.clone().ok_or_else(missing)?),
+        NodeKind::Traffic => Work::Traffic(spec.traffic.clone().ok_or_else(missing)?),
+        NodeKind::Analysis => Work::Analysis(spec.analysis.clone().ok_or_else(missing)?),
+    };
     let job = Job {
         v: SCHEMA_VERSION,
         run: r.id.clone(),
         workflow: r.workflow.clone(),
         node: spec.name.clone(),
         attempt,
-        kind: spec.kind,
+        work,
         timeout_ms: spec.timeout.map(|t| t.as_millis()),
-        exec: (spec.kind == NodeKind::Exec).then(|| ExecJob {
-            command: spec.command.clone().unwrap_or_default(),
-            env: spec.env.clone(),
-            working_dir: spec.working_dir.clone(),
-        }),
-        pod: (spec.kind == NodeKind::Pod).then(|| {
-            Box::new(PodJob {
-                template: spec.template.as_deref().cloned().unwrap_or_default(),
-                namespace: spec.namespace.clone(),
-                container: spec.container.clone(),
-                task: r.nodes[i].task.clone(),
-            })
-        }),
-        webhook: spec.webhook.clone(),
-        publish: spec.publish.clone(),
-        helm: spec.helm.clone(),
-        traffic: spec.traffic.clone(),
-        analysis: spec.analysis.clone(),
         inputs,
         inputs_ref: None,
     };
     let n = r.node_mut(i);
     n.state = NodeState::Queued { attempt };
     n.attempts = attempt.0;
-    job
+    Ok(job)
 }

@@ -478,7 +478,7 @@ fn exec_jobs_carry_their_command() {
     let mut core = core_with(wf);
     let actions = start(&mut core, "r");
     let a = job(&actions, "a");
-    let exec = a.exec.as_ref().unwrap();
+    let exec = a.exec().unwrap();
     assert_eq!(exec.command, ["echo", "hi"]);
     assert_eq!(exec.env["K"], "v");
     assert_eq!(exec.working_dir.as_deref(), Some("/tmp"));
@@ -521,7 +521,7 @@ fn a_workflow_pod_job_names_no_task() {
         "  - {name: migrate, kind: pod, template: {spec: {containers: [{name: main, image: busybox}]}}}\n",
     ));
     let actions = start(&mut core, "r1");
-    let pod = job(&actions, "migrate").pod.as_ref().expect("pod settings");
+    let pod = job(&actions, "migrate").pod().expect("pod settings");
     assert_eq!(pod.task, None);
 }
 

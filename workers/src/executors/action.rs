@@ -30,8 +30,8 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The request carries `Idempotency-Key: <run>.<node>.<attempt>` and the `Baton-Run`,
 /// `Baton-Node` and `Baton-Attempt` headers; headers the action names itself win.
 pub async fn webhook(http: &reqwest::Client, job: &Job) -> Outcome {
-    let Some(hook) = &job.webhook else {
-        return Outcome::failed("webhook job without webhook settings".to_owned());
+    let Some(hook) = job.webhook() else {
+        return Outcome::failed("not a webhook job".to_owned());
     };
     let method = reqwest::Method::from_bytes(hook.method.as_deref().unwrap_or("POST").as_bytes())
         .unwrap_or(reqwest::Method::POST);
@@ -94,8 +94,8 @@ pub async fn webhook(http: &reqwest::Client, job: &Job) -> Outcome {
 /// publish, and can tell a repeat by the header. Passing failures (a timeout, a reconnect) are
 /// tried again with the same id until the job's timeout (30 s without one).
 pub async fn publish(bus: &Bus, job: &Job) -> Outcome {
-    let Some(message) = &job.publish else {
-        return Outcome::failed("publish job without publish settings".to_owned());
+    let Some(message) = job.publish() else {
+        return Outcome::failed("not a publish job".to_owned());
     };
     let subject = message.subject.clone();
     let payload = bytes::Bytes::from(message.data.clone().unwrap_or_default());

@@ -66,8 +66,8 @@ struct Measurement {
 
 /// Runs the job's analysis to its verdict, its timeout, or `stop`.
 pub async fn run(http: &reqwest::Client, job: &Job, stop: &CancellationToken) -> Effect {
-    let Some(spec) = &job.analysis else {
-        return Effect::Done(Outcome::failed("analysis job without analysis settings"));
+    let Some(spec) = job.analysis() else {
+        return Effect::Done(Outcome::failed("not an analysis job"));
     };
     if spec.metrics.is_empty() {
         return Effect::Done(Outcome::failed(

@@ -58,8 +58,8 @@ pub async fn run(job: &Job, stop: &CancellationToken) -> Effect {
 /// Runs the job's process as [`run`] does, with `supervisor` as the program that answers
 /// [`SUPERVISE_COMMAND`] (for a test binary that does not).
 pub async fn run_with(job: &Job, stop: &CancellationToken, supervisor: &Path) -> Effect {
-    let Some(spec) = &job.exec else {
-        return Effect::Done(failed("exec job without exec settings"));
+    let Some(spec) = job.exec() else {
+        return Effect::Done(failed("not an exec job"));
     };
     let Some(program) = spec.command.first() else {
         return Effect::Done(failed("exec job with an empty command"));

@@ -55,7 +55,7 @@ impl Executors {
         stop: &CancellationToken,
         handing_back: &CancellationToken,
     ) -> Effect {
-        match job.kind {
+        match job.kind() {
             NodeKind::Noop => Effect::Done(Outcome::Succeeded {
                 output: String::new(),
             }),

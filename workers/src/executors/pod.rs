@@ -88,8 +88,8 @@ impl PodExecutor {
         stop: &CancellationToken,
         handing_back: &CancellationToken,
     ) -> Effect {
-        let Some(spec) = &job.pod else {
-            return Effect::Done(failed("pod job without pod settings".to_owned()));
+        let Some(spec) = job.pod() else {
+            return Effect::Done(failed("not a pod job".to_owned()));
         };
         let namespace = spec
             .namespace
@@ -497,18 +497,12 @@ fn failed(error: String) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use baton_schemas::wire::JobInputs;
-    use baton_schemas::{Attempt, NodeKind, NodeName, RunId, WorkflowName};
+    use baton_schemas::wire::{JobInputs, Work};
+    use baton_schemas::{Attempt, NodeName, RunId, WorkflowName};
     use serde_json::json;
 
     fn job(template: serde_json::Value, container: Option<&str>, task: Option<&str>) -> Job {
         Job {
-            pod: Some(Box::new(PodJob {
-                template: serde_json::from_value(template).unwrap(),
-                namespace: Some("ns".into()),
-                container: container.map(str::to_owned),
-                task: task.map(str::to_owned),
-            })),
             inputs: JobInputs {
                 initiator: "build".into(),
                 data: "artifact".into(),
@@ -525,13 +519,18 @@ mod tests {
                 WorkflowName::new("wf"),
                 NodeName::new("report-2"),
                 Attempt(3),
-                NodeKind::Pod,
+                Work::Pod(Box::new(PodJob {
+                    template: serde_json::from_value(template).unwrap(),
+                    namespace: Some("ns".into()),
+                    container: container.map(str::to_owned),
+                    task: task.map(str::to_owned),
+                })),
             )
         }
     }
 
     fn built(job: &Job) -> Pod {
-        build_pod(job, job.pod.as_ref().unwrap(), "the-pod")
+        build_pod(job, job.pod().unwrap(), "the-pod")
     }
 
     fn env_of(c: &k8s_openapi::api::core::v1::Container) -> BTreeMap<String, String> {

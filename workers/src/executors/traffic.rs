@@ -53,8 +53,8 @@ impl TrafficExecutor {
 
     /// Applies the job's rule, unless `stop` fires first. Idempotent (see the module's docs).
     pub async fn run(&self, job: &Job, stop: &CancellationToken) -> Effect {
-        let Some(spec) = &job.traffic else {
-            return Effect::Done(Outcome::failed("traffic job without traffic settings"));
+        let Some(spec) = job.traffic() else {
+            return Effect::Done(Outcome::failed("not a traffic job"));
         };
         let problems = spec.problems("traffic");
         if !problems.is_empty() {

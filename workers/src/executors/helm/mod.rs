@@ -86,8 +86,8 @@ impl HelmExecutor {
     /// Runs one `helm` job to its outcome, or until `stop` fires. A stop leaves a Helm
     /// process or a `HelmRelease` to finish on its own, for a redelivery to adopt.
     pub async fn run(&self, job: &Job, stop: &CancellationToken) -> Effect {
-        let Some(spec) = &job.helm else {
-            return Effect::Done(Outcome::failed("helm job without helm settings"));
+        let Some(spec) = job.helm() else {
+            return Effect::Done(Outcome::failed("not a helm job"));
         };
         let budget = job
             .timeout()
