@@ -91,7 +91,7 @@ impl AlbErrorKind {
     /// Returns whether trying the same request again cannot help: the spec names something
     /// that does not exist, or asks what AWS refuses (the planner's list of final failures).
     pub fn is_final(self) -> bool {
-        baton_schemas::traffic::FINAL_FAILURES.contains(&self.as_str())
+        baton_schemas::reports::FINAL_FAILURES.contains(&self.as_str())
     }
 }
 

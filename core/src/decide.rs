@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::*;
+use baton_schemas::reports::{TrafficFailure, from_output};
 use baton_schemas::status::State;
 use baton_schemas::wire::{Event, Outcome, Timestamp};
 use baton_schemas::{Attempt, FailurePolicy, NodeKind, NodeName, RunId, When, WorkflowSpec};
@@ -177,7 +178,8 @@ impl Core {
                         // A traffic write AWS refused, or one out of date, fails the same way
                         // again: no retry.
                         let retry = !(r.spec.nodes[i].kind == NodeKind::Traffic
-                            && baton_schemas::traffic::is_final_failure(output.as_deref()));
+                            && from_output::<TrafficFailure>(output.as_deref())
+                                .is_some_and(|f| f.is_final()));
                         r.node_mut(i).output = output;
                         attempt_failed(r, i, attempt, error, retry, now);
                     }

@@ -184,27 +184,6 @@ impl schemars::JsonSchema for TrafficSpec {
     }
 }
 
-/// The kinds of traffic failure that trying again cannot mend: the spec names what does not
-/// exist (`notFound`), asks what AWS refuses (`invalid`), or is out of date (`superseded`).
-pub const FINAL_FAILURES: [&str; 3] = ["invalid", "notFound", "superseded"];
-
-/// Returns the output of a failed traffic job: `{"error": {"kind", "operation", "code"}}`.
-pub fn failure_output(kind: &str, operation: &str, code: Option<&str>) -> String {
-    serde_json::json!({"error": {"kind": kind, "operation": operation, "code": code}}).to_string()
-}
-
-/// Returns whether a failed traffic job's output (see [`failure_output`]) names a kind of
-/// failure that trying again cannot mend ([`FINAL_FAILURES`]).
-pub fn is_final_failure(output: Option<&str>) -> bool {
-    output
-        .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
-        .is_some_and(|v| {
-            v["error"]["kind"]
-                .as_str()
-                .is_some_and(|k| FINAL_FAILURES.contains(&k))
-        })
-}
-
 /// The conditions of a listener rule. Maps are ordered, so a rule is always written the same
 /// way.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -470,29 +449,5 @@ mod tests {
         assert!(Generation::of(3, 7) < Generation::of(3, 8));
         assert!(Generation::of(3, 8) < Generation::of(4, 0));
         assert_eq!("17179869189".parse(), Ok(Generation::of(4, 5)));
-    }
-
-    #[test]
-    fn refusals_and_out_of_date_writes_are_final_and_aws_trouble_is_not() {
-        for kind in FINAL_FAILURES {
-            assert!(is_final_failure(Some(&failure_output(
-                kind,
-                "ModifyRule",
-                None
-            ))));
-        }
-        for kind in [
-            "throttled",
-            "timedOut",
-            "unreachable",
-            "notConfirmed",
-            "setup",
-            "other",
-        ] {
-            let output = failure_output(kind, "ModifyRule", Some("X"));
-            assert!(!is_final_failure(Some(&output)), "{kind}");
-        }
-        assert!(!is_final_failure(None));
-        assert!(!is_final_failure(Some("not json")));
     }
 }

@@ -273,7 +273,10 @@ fn an_older_generation_arriving_after_a_newer_one_writes_nothing() {
     };
     assert!(error.starts_with("superseded"), "{error}");
     assert!(
-        baton_schemas::traffic::is_final_failure(output.as_deref()),
+        baton_schemas::reports::from_output::<baton_schemas::reports::TrafficFailure>(
+            output.as_deref()
+        )
+        .is_some_and(|f| f.is_final()),
         "the planner does not retry it: {output:?}"
     );
     let late_delete = TrafficSpec {

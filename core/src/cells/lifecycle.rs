@@ -3,6 +3,7 @@
 
 use baton_schemas::analysis::AnalysisTemplate;
 use baton_schemas::cell::{Cell, DeletionPolicy};
+use baton_schemas::reports::{AnalysisPhase, AnalysisReport, from_output};
 use baton_schemas::traffic::{RuleAction, TrafficSpec};
 use baton_schemas::wire::Timestamp;
 use baton_schemas::{NodeKind, RunId};
@@ -381,10 +382,8 @@ impl Core {
         match (rollout.stage, succeeded) {
             (Stage::Step { step, .. }, true) => self.go(&name, Next::Step { step: step + 1 }, now),
             (Stage::Step { step, .. }, false) if kind == NodeKind::Analysis => {
-                let phase = serde_json::from_str::<serde_json::Value>(&output)
-                    .ok()
-                    .and_then(|v| v["phase"].as_str().map(str::to_owned));
-                if phase.as_deref() == Some("Inconclusive") {
+                let report = from_output::<AnalysisReport>(Some(&output));
+                if report.is_some_and(|r| r.phase == AnalysisPhase::Inconclusive) {
                     let why = format!("step {step}: {error}; resume to go on, abort to roll back");
                     self.wait(&name, step, Next::Step { step: step + 1 }, why, now);
                 } else {

@@ -1,6 +1,7 @@
 //! A rollout under way: its target groups, stage and requests, and the one step function
 //! that moves it (`go`) with the bookkeeping around it.
 
+use baton_schemas::reports::{RuleWritten, from_output};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -433,9 +434,7 @@ impl Core {
         let r = &self.runs[run];
         let output = r.nodes[i].output.as_deref().unwrap_or_default();
         let shown: Option<Vec<WeightedTargetGroup>> =
-            serde_json::from_str::<serde_json::Value>(output)
-                .ok()
-                .and_then(|v| serde_json::from_value(v["targetGroups"].clone()).ok());
+            from_output::<RuleWritten>(Some(output)).map(|w| w.target_groups);
         let Some(spec) = r.spec.nodes[i].traffic.as_deref().cloned() else {
             return;
         };

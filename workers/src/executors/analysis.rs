@@ -9,8 +9,8 @@
 //!   phase `Inconclusive` in its output; a Cell's rollout then waits for a person to resume or
 //!   abort it rather than rolling back.
 //!
-//! The output is JSON, at most the output limit: `{"phase", "metrics": [{"name", "phase",
-//! "successful", "failed", "inconclusive", "errors", "last": [{"phase", "value"}], "message"}]}`.
+//! The output is an [`AnalysisReport`] as JSON, at most the output limit: the verdict and each
+//! metric's result with its last measurements.
 //! Measuring only reads, so a job delivered again starts over without harm.
 
 use std::time::Duration;
@@ -18,8 +18,10 @@ use std::time::Duration;
 use baton_schemas::OUTPUT_LIMIT_BYTES;
 use baton_schemas::analysis::{Metric, PrometheusProvider, WebProvider};
 use baton_schemas::condition::{Condition, Value};
+use baton_schemas::reports::{
+    AnalysisPhase as Phase, AnalysisReport, Measurement, MetricReport, to_output,
+};
 use baton_schemas::wire::{Job, Outcome};
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -29,40 +31,6 @@ use super::Effect;
 const CONSECUTIVE_ERROR_LIMIT: u32 = 4;
 /// How many measurements of each metric the output keeps (the last ones).
 const KEPT: usize = 5;
-
-/// How a measurement, a metric or an analysis turned out; worse phases sort later.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub enum Phase {
-    /// The condition for success held.
-    Successful,
-    /// Neither condition held.
-    Inconclusive,
-    /// The measurement could not be taken or judged.
-    Error,
-    /// The condition for failure held (or the one for success did not).
-    Failed,
-}
-
-/// One metric's result, as reported.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct MetricReport {
-    name: String,
-    phase: Phase,
-    successful: u32,
-    failed: u32,
-    inconclusive: u32,
-    errors: u32,
-    last: Vec<Measurement>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct Measurement {
-    phase: Phase,
-    value: String,
-}
 
 /// Runs the job's analysis to its verdict, its timeout, or `stop`.
 pub async fn run(http: &reqwest::Client, job: &Job, stop: &CancellationToken) -> Effect {
@@ -118,20 +86,23 @@ pub async fn run(http: &reqwest::Client, job: &Job, stop: &CancellationToken) ->
     })
 }
 
-/// Returns the report as JSON within the output limit, dropping kept measurements if needed.
+/// Returns the report as JSON within the output limit, dropping kept measurements if needed,
+/// then every metric's result.
 fn report(phase: Phase, reports: &[MetricReport]) -> String {
-    let mut json = serde_json::json!({"phase": phase, "metrics": reports});
-    let mut text = json.to_string();
+    let mut report = AnalysisReport {
+        metrics: Some(reports.to_vec()),
+        phase,
+    };
+    let mut text = to_output(&report);
     if text.len() > OUTPUT_LIMIT_BYTES {
-        if let Some(metrics) = json["metrics"].as_array_mut() {
-            for m in metrics {
-                m["last"] = serde_json::json!([]);
-            }
+        for m in report.metrics.iter_mut().flatten() {
+            m.last.clear();
         }
-        text = json.to_string();
+        text = to_output(&report);
     }
     if text.len() > OUTPUT_LIMIT_BYTES {
-        text = serde_json::json!({"phase": phase}).to_string();
+        report.metrics = None;
+        text = to_output(&report);
     }
     text
 }

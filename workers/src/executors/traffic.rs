@@ -13,12 +13,13 @@
 //! the weights as read back from AWS; a delete's is `{"deleted", "priority"}`. A failure's
 //! output names its kind, `{"error": {"kind", "operation", "code"}}`, so that the planner
 //! retries what may pass (throttling, timeouts, a connection) and waits for a person at once
-//! on what cannot (`baton_schemas::traffic::FINAL_FAILURES`).
+//! on what cannot (`baton_schemas::reports::FINAL_FAILURES`).
 
 use std::sync::Arc;
 
 use baton_alb::{Alb, AlbError, AlbErrorKind, Deleted, Write};
-use baton_schemas::traffic::{Generation, RuleAction, TrafficSpec, failure_output};
+use baton_schemas::reports::{RuleDeleted, RuleWritten, TrafficFailure, to_output};
+use baton_schemas::traffic::{Generation, RuleAction, TrafficSpec};
 use baton_schemas::wire::{Job, Outcome};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
@@ -69,9 +70,10 @@ impl TrafficExecutor {
             return match alb.delete_rule(spec, stop).await {
                 Ok(Deleted::Superseded(newer)) => Effect::Done(superseded(spec, newer)),
                 Ok(deleted) => Effect::Done(Outcome::Succeeded {
-                    output:
-                        serde_json::json!({"deleted": deleted.as_str(), "priority": spec.priority})
-                            .to_string(),
+                    output: to_output(&RuleDeleted {
+                        deleted: deleted.as_str().to_owned(),
+                        priority: spec.priority,
+                    }),
                 }),
                 Err(e) => failed(job, e),
             };
@@ -85,13 +87,12 @@ impl TrafficExecutor {
                 // know yet. The redelivery must adopt the rule.
                 failpoint::hang_if("traffic-after-write").await;
                 Effect::Done(Outcome::Succeeded {
-                    output: serde_json::json!({
-                        "rule": applied.rule_arn,
-                        "write": applied.write.as_str(),
-                        "generation": spec.generation,
-                        "targetGroups": applied.target_groups,
-                    })
-                    .to_string(),
+                    output: to_output(&RuleWritten {
+                        rule: applied.rule_arn,
+                        write: applied.write.as_str().to_owned(),
+                        generation: spec.generation,
+                        target_groups: applied.target_groups,
+                    }),
                 })
             }
             Err(e) => failed(job, e),
@@ -123,4 +124,9 @@ fn superseded(spec: &TrafficSpec, newer: Generation) -> Outcome {
         ),
         output: Some(failure_output("superseded", "DescribeTags", None)),
     }
+}
+
+/// The output of a failed traffic job.
+fn failure_output(kind: &str, operation: &str, code: Option<&str>) -> String {
+    to_output(&TrafficFailure::new(kind, operation, code))
 }

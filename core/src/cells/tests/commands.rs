@@ -272,7 +272,10 @@ fn a_rollout_is_aborted_not_cancelled() {
 /// the rollout waits for a person at once. Throttling is tried again.
 #[test]
 fn a_refused_write_waits_for_a_person_at_once_and_throttling_is_retried() {
-    use baton_schemas::traffic::failure_output;
+    use baton_schemas::reports::{TrafficFailure, to_output};
+    let failure_output = |kind: &str, operation: &str, code: Option<&str>| {
+        to_output(&TrafficFailure::new(kind, operation, code))
+    };
     let mut core = serving_v1(OKRA_README);
     let step = only_job(&core.apply(observed(&V1_V2, Some(&RULE_V1), at(10)), at(10)));
     let throttled = Outcome::Failed {
