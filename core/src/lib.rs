@@ -62,10 +62,10 @@ pub struct Core {
     changed_workflows: BTreeSet<WorkflowName>,
     changed_tasks: BTreeSet<String>,
     changed_ignitors: BTreeSet<String>,
-    /// Application groups by name (see `groups.rs`).
+    /// Application groups by name (see `groups/`).
     groups: BTreeMap<String, GroupEntry>,
     changed_groups: BTreeSet<String>,
-    // --- Cells (`cells.rs`) ---
+    // --- Cells (`cells/`) ---
     cells: BTreeMap<String, CellEntry>,
     templates: BTreeMap<String, baton_schemas::analysis::AnalysisTemplate>,
     changed_cells: BTreeSet<String>,

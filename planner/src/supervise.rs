@@ -44,44 +44,45 @@ pub async fn supervise(
         .map(|t| async move { (t.name, t.handle.await) })
         .collect();
     tokio::pin!(main);
+    // The first side task to end badly: before a shutdown was asked for, any end is bad;
+    // after, an error or a panic still is (the process must not exit 0 on it).
     let mut failure: Option<SideTaskEnded> = None;
+    let mut note = |task: &'static str, ended: Ended, asked: bool| {
+        let how = match ended {
+            Ok(Ok(())) if asked => return,
+            Ok(Ok(())) => "ended".to_owned(),
+            Ok(Err(e)) => format!("failed: {e:#}"),
+            Err(e) if e.is_panic() => "panicked".to_owned(),
+            Err(e) => format!("was cancelled: {e}"),
+        };
+        error!(task, how, "a planner task stopped; the planner stops");
+        failure.get_or_insert(SideTaskEnded { task, how });
+    };
     let result = loop {
         tokio::select! {
             result = &mut main => break result,
-            Some((task, ended)) = side.next(), if failure.is_none() => {
-                if shutdown.is_cancelled() {
-                    // Asked to stop: the task did, as it should.
-                    continue;
-                }
-                let how = match ended {
-                    Ok(Ok(())) => "ended".to_owned(),
-                    Ok(Err(e)) => format!("failed: {e:#}"),
-                    Err(e) if e.is_panic() => "panicked".to_owned(),
-                    Err(e) => format!("was cancelled: {e}"),
-                };
-                error!(task, how, "a planner task stopped; the planner stops");
-                failure = Some(SideTaskEnded { task, how });
+            Some((task, ended)) = side.next() => {
+                note(task, ended, shutdown.is_cancelled());
                 shutdown.cancel();
             }
         }
     };
     shutdown.cancel();
     while let Some((task, ended)) = side.next().await {
-        match ended {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => error!(
-                task,
-                error = format!("{e:#}"),
-                "a planner task failed while stopping"
-            ),
-            Err(e) => error!(task, error = %e, "a planner task panicked while stopping"),
-        }
+        note(task, ended, true);
     }
-    match failure {
-        Some(f) => Err(f.into()),
-        None => result,
+    // The loop's own error says most: a side task often ends because the loop stopped
+    // answering it.
+    match (result, failure) {
+        (Err(e), Some(f)) => Err(e.context(f.to_string())),
+        (Err(e), None) => Err(e),
+        (Ok(()), Some(f)) => Err(f.into()),
+        (Ok(()), None) => Ok(()),
     }
 }
+
+/// How a side task ended.
+type Ended = Result<anyhow::Result<()>, tokio::task::JoinError>;
 
 #[cfg(test)]
 mod tests {
@@ -161,6 +162,48 @@ mod tests {
             }
         };
         supervise(main, vec![side], shutdown).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_side_task_failing_while_the_planner_stops_fails_the_planner() {
+        let shutdown = CancellationToken::new();
+        let s = shutdown.clone();
+        let side = task("cluster watch", async move {
+            s.cancelled().await;
+            anyhow::bail!("status write lost")
+        });
+        let main = {
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.cancel();
+                Ok(())
+            }
+        };
+        let e = supervise(main, vec![side], shutdown).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the planner's cluster watch task failed: status write lost: the planner stops without it"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_loops_error_comes_first_whatever_ended_because_of_it() {
+        let shutdown = CancellationToken::new();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        // Discovery ends when the loop stops answering it; the loop fails a moment later.
+        let side = task("discovery", async move {
+            let _ = rx.await;
+            Ok(())
+        });
+        let main = async move {
+            drop(tx);
+            tokio::task::yield_now().await;
+            anyhow::bail!("store lost")
+        };
+        // Whichever the supervisor saw first, the loop's error is what it returns (with the
+        // task's end as context when it saw that first).
+        let e = supervise(main, vec![side], shutdown).await.unwrap_err();
+        assert_eq!(format!("{e:#}").split(": ").last(), Some("store lost"));
     }
 
     #[tokio::test]

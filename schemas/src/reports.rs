@@ -1,7 +1,8 @@
 //! What workers report in a node's output when the core acts on it: a traffic write, a rule
 //! deleted, a traffic failure and its kind, an analysis and its verdict. The worker writes
 //! these types as the output's JSON; the core reads them back with [`from_output`] here, in
-//! one place, instead of looking into JSON.
+//! one place, instead of looking into JSON. Fields are declared in name order: the JSON is
+//! byte for byte what workers wrote before these types existed (`json!`, whose keys sort).
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -22,14 +23,14 @@ pub fn to_output(report: &impl Serialize) -> String {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RuleWritten {
-    /// The rule's ARN.
-    pub rule: String,
-    /// What the write did: `created`, `modified` or `unchanged`.
-    pub write: String,
     /// The generation written with the rule.
     pub generation: Option<Generation>,
+    /// The rule's ARN.
+    pub rule: String,
     /// The weights the rule forwards with, as read back.
     pub target_groups: Vec<WeightedTargetGroup>,
+    /// What the write did: `created`, `modified` or `unchanged`.
+    pub write: String,
 }
 
 /// A traffic job that deleted its rule.
@@ -52,12 +53,12 @@ pub struct TrafficFailure {
 /// What failed in a traffic job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrafficError {
+    /// AWS's error code, when it gave one.
+    pub code: Option<String>,
     /// The kind of failure: `throttled`, `unavailable`, `invalid`, `notFound`, `superseded`, ...
     pub kind: String,
     /// The ELBv2 operation that failed (`none` when none was called).
     pub operation: String,
-    /// AWS's error code, when it gave one.
-    pub code: Option<String>,
 }
 
 /// The kinds of traffic failure that trying again cannot mend: the spec names what does not
@@ -69,9 +70,9 @@ impl TrafficFailure {
     pub fn new(kind: &str, operation: &str, code: Option<&str>) -> TrafficFailure {
         TrafficFailure {
             error: TrafficError {
+                code: code.map(str::to_owned),
                 kind: kind.to_owned(),
                 operation: operation.to_owned(),
-                code: code.map(str::to_owned),
             },
         }
     }
@@ -95,6 +96,13 @@ pub enum AnalysisPhase {
     Failed,
 }
 
+/// An analysis job's verdict alone: what the core decides on, whatever else the report holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub struct AnalysisVerdict {
+    /// The verdict.
+    pub phase: AnalysisPhase,
+}
+
 /// An analysis job's verdict, with its metrics' results when they fit in the output.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnalysisReport {
@@ -109,23 +117,23 @@ pub struct AnalysisReport {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricReport {
-    /// The metric.
-    pub name: String,
-    /// Its verdict.
-    pub phase: AnalysisPhase,
-    /// How many measurements met the condition for success.
-    pub successful: u32,
+    /// How many measurements could not be taken or judged.
+    pub errors: u32,
     /// How many met the condition for failure.
     pub failed: u32,
-    /// How many met neither.
+    /// How many met neither condition.
     pub inconclusive: u32,
-    /// How many could not be taken or judged.
-    pub errors: u32,
     /// The last measurements kept.
     pub last: Vec<Measurement>,
     /// Why it did not pass, when it did not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The metric.
+    pub name: String,
+    /// Its verdict.
+    pub phase: AnalysisPhase,
+    /// How many met the condition for success.
+    pub successful: u32,
 }
 
 /// One measurement of a metric.
@@ -147,14 +155,22 @@ mod tests {
         let failed = r#"{"error":{"code":null,"kind":"superseded","operation":"DescribeTags"}}"#;
         let failure: TrafficFailure = from_output(Some(failed)).unwrap();
         assert!(failure.is_final());
-        assert_eq!(to_output(&failure).len(), failed.len());
+        assert_eq!(to_output(&failure), failed);
         let written = r#"{"generation":7,"rule":"arn:r","targetGroups":[{"arn":"arn:a","weight":90}],"write":"modified"}"#;
         let write: RuleWritten = from_output(Some(written)).unwrap();
         assert_eq!(write.target_groups[0].weight, 90);
         assert_eq!(write.generation, Some(Generation(7)));
+        assert_eq!(to_output(&write), written);
         let analysis = r#"{"metrics":[{"errors":0,"failed":0,"inconclusive":2,"last":[{"phase":"Inconclusive","value":"0.5"}],"name":"rate","phase":"Inconclusive","successful":0}],"phase":"Inconclusive"}"#;
         let report: AnalysisReport = from_output(Some(analysis)).unwrap();
         assert_eq!(report.phase, AnalysisPhase::Inconclusive);
+        assert_eq!(to_output(&report), analysis);
+        // The verdict is read even where the rest of a report is not what this build writes.
+        let odd = r#"{"metrics":"cut","phase":"Inconclusive"}"#;
+        assert_eq!(
+            from_output::<AnalysisVerdict>(Some(odd)).map(|v| v.phase),
+            Some(AnalysisPhase::Inconclusive)
+        );
         let short: AnalysisReport = from_output(Some(r#"{"phase":"Failed"}"#)).unwrap();
         assert_eq!((short.phase, short.metrics), (AnalysisPhase::Failed, None));
         assert_eq!(from_output::<AnalysisReport>(Some("plain text")), None);

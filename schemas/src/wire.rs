@@ -196,7 +196,9 @@ impl Serialize for Job {
     }
 }
 
-/// A job as read from JSON, before its kind and settings are checked to agree.
+/// A job as read from JSON, before its kind and settings are checked to agree. Public only
+/// because serde names it.
+#[doc(hidden)]
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobRecord {

@@ -3,7 +3,7 @@
 
 use baton_schemas::analysis::AnalysisTemplate;
 use baton_schemas::cell::{Cell, DeletionPolicy};
-use baton_schemas::reports::{AnalysisPhase, AnalysisReport, from_output};
+use baton_schemas::reports::{AnalysisPhase, AnalysisVerdict, from_output};
 use baton_schemas::traffic::{RuleAction, TrafficSpec};
 use baton_schemas::wire::Timestamp;
 use baton_schemas::{NodeKind, RunId};
@@ -382,8 +382,8 @@ impl Core {
         match (rollout.stage, succeeded) {
             (Stage::Step { step, .. }, true) => self.go(&name, Next::Step { step: step + 1 }, now),
             (Stage::Step { step, .. }, false) if kind == NodeKind::Analysis => {
-                let report = from_output::<AnalysisReport>(Some(&output));
-                if report.is_some_and(|r| r.phase == AnalysisPhase::Inconclusive) {
+                let verdict = from_output::<AnalysisVerdict>(Some(&output));
+                if verdict.is_some_and(|v| v.phase == AnalysisPhase::Inconclusive) {
                     let why = format!("step {step}: {error}; resume to go on, abort to roll back");
                     self.wait(&name, step, Next::Step { step: step + 1 }, why, now);
                 } else {

@@ -388,7 +388,7 @@ pub(crate) fn plan(entry: &CellEntry, by: &BTreeMap<Version, Vec<TargetGroup>>) 
     Decision::Canary { to, from }
 }
 
-pub(crate) fn same_weights(a: &[WeightedTargetGroup], b: &[WeightedTargetGroup]) -> bool {
+fn same_weights(a: &[WeightedTargetGroup], b: &[WeightedTargetGroup]) -> bool {
     let map = |w: &[WeightedTargetGroup]| -> BTreeMap<String, u32> {
         w.iter()
             .filter(|g| g.weight > 0)

@@ -189,7 +189,7 @@ impl Core {
 
     /// Returns every application of the applied spec, with its subcharts, as the latest run
     /// that touched it left it.
-    pub(crate) fn applications_view(&self, entry: &GroupEntry) -> Vec<ApplicationView> {
+    fn applications_view(&self, entry: &GroupEntry) -> Vec<ApplicationView> {
         let name = entry.group.name();
         let tasks = entry.group.spec.tasks(name);
         let runs: Vec<(&Run, Purpose)> = [
@@ -237,7 +237,7 @@ impl Core {
 
 /// Returns a task's status from the first run (delete, remediation, forward) holding nodes
 /// of it: its `Ready` condition, version, release and error.
-pub(crate) fn task_view(task: &ReleaseTask, runs: &[(&Run, Purpose)]) -> ReleaseView {
+fn task_view(task: &ReleaseTask, runs: &[(&Run, Purpose)]) -> ReleaseView {
     let mut bases = vec![task.name.clone()];
     bases.extend(
         task.executors
