@@ -46,7 +46,7 @@ pub async fn run(http: &reqwest::Client, job: &Job, stop: &CancellationToken) ->
     let timeout = job.timeout();
     let reports = tokio::select! {
         _ = stop.cancelled() => return Effect::Stopped,
-        _ = async { match timeout { Some(t) => tokio::time::sleep(t).await, None => std::future::pending().await } } => {
+        _ = super::timed_out(timeout) => {
             return Effect::Done(Outcome::failed("analysis timed out before every measurement was taken"));
         }
         reports = all => reports,

@@ -122,15 +122,9 @@ pub async fn run_with(job: &Job, stop: &CancellationToken, supervisor: &Path) ->
             .map(|s| tokio::spawn(collect(s, tail.clone(), job.node.to_string()))),
     ];
     let timeout = job.timeout();
-    let timed_out = async {
-        match timeout {
-            Some(t) => tokio::time::sleep(t).await,
-            None => std::future::pending().await,
-        }
-    };
     let ended = tokio::select! {
         status = child.wait() => Ok(status),
-        _ = timed_out => Err(true),
+        _ = super::timed_out(timeout) => Err(true),
         _ = stop.cancelled() => Err(false),
     };
     if ended.is_err() {

@@ -79,3 +79,11 @@ impl Executors {
         }
     }
 }
+
+/// Ends when a job's `timeout` has passed; never, for a job without one.
+pub(crate) async fn timed_out(timeout: Option<std::time::Duration>) {
+    match timeout {
+        Some(t) => tokio::time::sleep(t).await,
+        None => std::future::pending().await,
+    }
+}

@@ -101,15 +101,9 @@ impl PodExecutor {
             return Effect::Done(failed(e));
         }
         let timeout = job.timeout();
-        let timed_out = async {
-            match timeout {
-                Some(t) => tokio::time::sleep(t).await,
-                None => std::future::pending().await,
-            }
-        };
         let ended = tokio::select! {
             ended = self.watch(&pods, &name) => ended,
-            _ = timed_out => {
+            _ = super::timed_out(timeout) => {
                 self.delete(&pods, &name).await;
                 let t = humantime::format_duration(timeout.unwrap_or_default());
                 return Effect::Done(failed(format!("timed out after {t}; pod {namespace}/{name} deleted")));
