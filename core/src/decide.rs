@@ -1,19 +1,20 @@
-//! The core's one entry point, [`Core::apply`]: an input decided at `now`, and the
-//! readiness pass that dispatches what may run and ends what is over.
+//! The core's one entry point, [`Core::apply`]: an input decided at `now`, then the runs it
+//! touched settled (see `settle.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::cells::CellEvent;
 use crate::*;
 use baton_schemas::reports::{TrafficFailure, from_output};
 use baton_schemas::status::State;
 use baton_schemas::wire::{Event, Outcome, Timestamp};
-use baton_schemas::{Attempt, FailurePolicy, NodeKind, NodeName, RunId, When, WorkflowSpec};
+use baton_schemas::{NodeKind, NodeName, RunId, WorkflowSpec};
 
 impl Core {
     /// Applies one input at `now` and returns what must be done.
     pub fn apply(&mut self, input: Input, now: Timestamp) -> Vec<Action> {
         let mut actions = self.decide(input, now);
-        self.follow_groups(now, &mut actions);
+        self.settle_touched(now, &mut actions);
         self.sync_timers();
         actions
     }
@@ -60,17 +61,32 @@ impl Core {
                     self.changed_ignitors.insert(name);
                 }
             }
-            Input::RegisterCell(cell) => self.register_cell(*cell, now, &mut actions),
+            Input::RegisterCell(cell) => {
+                let name = cell.metadata.name.clone();
+                self.cell_step(&name, CellEvent::Applied(cell), now, &mut actions);
+            }
             Input::RegisterAnalysisTemplate(t) => self.register_template(*t),
-            Input::Remove(Registered::Cell(name)) => self.remove_cell(&name, now, &mut actions),
+            Input::Remove(Registered::Cell(name)) => {
+                self.cell_step(&name, CellEvent::Removed, now, &mut actions)
+            }
             Input::Remove(Registered::AnalysisTemplate(name)) => self.remove_template(&name),
-            Input::Observed(observation) => self.observe(*observation, now, &mut actions),
+            Input::Observed(observation) => {
+                let name = observation.cell.clone();
+                self.cell_step(&name, CellEvent::Observed(observation), now, &mut actions);
+            }
             Input::CellCommand {
                 cell,
                 command,
                 expect,
                 from,
-            } => self.cell_command(&cell, command, &expect, from, now, &mut actions),
+            } => {
+                let event = CellEvent::Commanded {
+                    command,
+                    expect,
+                    from,
+                };
+                self.cell_step(&cell, event, now, &mut actions);
+            }
             Input::Register(workflow) => {
                 let name = workflow.name();
                 if self.workflows.get(&name) != Some(&workflow) {
@@ -126,10 +142,7 @@ impl Core {
                 rejected.error = Some(format!("trigger set aside: {reason}"));
                 self.runs.insert(run.clone(), rejected);
                 self.mark_changed(&run);
-                actions.push(Action::RunFinished {
-                    run,
-                    state: State::Failed,
-                });
+                self.run_ended(&run, State::Failed, now, &mut actions);
             }
             Input::Bus(Event::NodeStarted {
                 run,
@@ -184,7 +197,7 @@ impl Core {
                         attempt_failed(r, i, attempt, error, retry, now);
                     }
                 }
-                self.advance(&run, now, &mut actions);
+                self.touch(&run);
             }
             Input::Undeliverable {
                 run,
@@ -199,7 +212,7 @@ impl Core {
                     return actions;
                 }
                 attempt_failed(r, i, attempt, reason, false, now);
-                self.advance(&run, now, &mut actions);
+                self.touch(&run);
             }
             Input::Cancel(run) => {
                 let Some(r) = self.runs.get(&run) else {
@@ -257,7 +270,7 @@ impl Core {
                             _ => {}
                         }
                     }
-                    self.advance(&run, now, &mut actions);
+                    self.touch(&run);
                 }
             }
         }
@@ -282,7 +295,7 @@ impl Core {
         match twice {
             None => {
                 self.runs.insert(id.clone(), run);
-                self.advance(&id, now, actions);
+                self.touch(&id);
             }
             Some(i) => {
                 let name = run.spec.nodes[i].name.to_string();
@@ -305,10 +318,7 @@ impl Core {
                 run.finished_at = Some(now);
                 self.runs.insert(id.clone(), run);
                 self.mark_changed(&id);
-                actions.push(Action::RunFinished {
-                    run: id,
-                    state: State::Failed,
-                });
+                self.run_ended(&id, State::Failed, now, actions);
             }
         }
     }
@@ -333,7 +343,7 @@ impl Core {
             run: run.clone(),
             node: None,
         });
-        self.advance(run, now, actions);
+        self.touch(run);
     }
 
     pub(crate) fn node_mut(&mut self, run: &RunId, node: &NodeName) -> Option<(&mut Run, usize)> {
@@ -341,85 +351,5 @@ impl Core {
         r.ensure_graph();
         let i = r.index(node)?;
         Some((r, i))
-    }
-
-    /// Starts or skips every pending node whose needs allow it, then ends the run when every
-    /// node is final. Marks the run changed.
-    pub(crate) fn advance(&mut self, run: &RunId, now: Timestamp, actions: &mut Vec<Action>) {
-        self.mark_changed(run);
-        self.follow_chain(run, now, actions);
-        self.follow_cell(run, now, actions);
-        let r = self
-            .runs
-            .get_mut(run)
-            .expect("advance is called on known runs");
-        if r.phase.is_over() && r.finished_at.is_some() {
-            return;
-        }
-        r.ensure_graph();
-        if r.phase == RunPhase::Running
-            && r.spec.failure_policy == FailurePolicy::FailFast
-            && r.graph.failed_nodes > 0
-        {
-            r.phase = RunPhase::FailingFast;
-        }
-        // Only nodes whose needs changed can change readiness. They are taken in spec order;
-        // a skip may unblock nodes earlier in the order (a skip cascades), taken in the next
-        // pass, as a scan of the whole run in spec order repeated until nothing changes would.
-        while !r.graph.candidates.is_empty() {
-            let mut cursor = 0;
-            while let Some(&i) = r.graph.candidates.range(cursor..).next() {
-                r.graph.candidates.remove(&i);
-                cursor = i + 1;
-                let i = i as usize;
-                if r.nodes[i].state != NodeState::Pending || r.phase.is_over() {
-                    continue;
-                }
-                match readiness(r, i) {
-                    Readiness::Wait => {}
-                    Readiness::Skip(reason) => {
-                        r.node_mut(i).error = Some(reason);
-                        finish(r, i, NodeState::Skipped, now);
-                    }
-                    Readiness::Ready
-                        if r.phase == RunPhase::FailingFast
-                            && r.spec.nodes[i].when == When::Success =>
-                    {
-                        let failed = r
-                            .graph
-                            .first_failed
-                            .map(|f| r.nodes[f as usize].name.to_string())
-                            .unwrap_or_default();
-                        r.node_mut(i).error = Some(format!(
-                            "not started: fail-fast after node {failed:?} failed"
-                        ));
-                        finish(r, i, NodeState::Skipped, now);
-                    }
-                    Readiness::Ready => {
-                        if let Some(job) = dispatch_or_fail(r, i, Attempt::FIRST, now) {
-                            actions.push(Action::Dispatch(Box::new(job)));
-                        }
-                    }
-                }
-            }
-        }
-        if r.phase != RunPhase::Cancelled && r.finished_count as usize == r.nodes.len() {
-            // Nodes end cancelled outside a run cancel when a task's concurrency policy replaces
-            // them: such a chain ends cancelled.
-            r.phase = if r.graph.failed_nodes > 0 {
-                RunPhase::Failed
-            } else if r.graph.cancelled_nodes > 0 {
-                RunPhase::Cancelled
-            } else {
-                RunPhase::Succeeded
-            };
-        }
-        if r.phase.is_over() && r.finished_at.is_none() {
-            r.finished_at = Some(now);
-            actions.push(Action::RunFinished {
-                run: run.clone(),
-                state: r.phase.state(),
-            });
-        }
     }
 }

@@ -19,6 +19,7 @@ mod groups;
 pub mod ids;
 mod input;
 mod run;
+mod settle;
 mod timers;
 
 #[cfg(test)]
@@ -44,6 +45,8 @@ pub struct Core {
     tasks: BTreeMap<String, TaskEntry>,
     ignitors: BTreeMap<String, IgnitorEntry>,
     changed_runs: BTreeSet<RunId>,
+    /// Runs touched by the input being applied and not settled yet, in the order touched.
+    unsettled: Vec<RunId>,
     /// Runs changed since their timers were last read into `timers`.
     untimed_runs: Vec<RunId>,
     /// Every node's pending timer (a retry's start, a timeout backstop), soonest first.

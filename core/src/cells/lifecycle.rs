@@ -1,15 +1,14 @@
 //! A Cell's life in the core: registered, restored, observed, commanded, followed as its
 //! rollout's nodes end, reconciled with what discovery saw, and removed.
 
+use baton_schemas::NodeKind;
 use baton_schemas::analysis::AnalysisTemplate;
 use baton_schemas::cell::{Cell, DeletionPolicy};
-use baton_schemas::reports::{AnalysisPhase, AnalysisVerdict, from_output};
 use baton_schemas::traffic::{RuleAction, TrafficSpec};
 use baton_schemas::wire::Timestamp;
-use baton_schemas::{NodeKind, RunId};
 use semver::Version;
 
-use crate::{Action, Core, NodeState, Refusal, RunKind};
+use crate::{Action, Core, NodeState, Refusal};
 
 use super::*;
 
@@ -37,7 +36,12 @@ impl Core {
     ) {
         self.cells = cells
             .into_iter()
-            .map(|c| (c.cell.metadata.name.clone(), c))
+            .map(|mut c| {
+                if c.status.stored_phase.take() == Some(CellPhase::Degraded) {
+                    c.status.rolled_back = true;
+                }
+                (c.cell.metadata.name.clone(), c)
+            })
             .collect();
         self.templates = templates
             .into_iter()
@@ -109,7 +113,7 @@ impl Core {
                 let number = entry.status.runs;
                 let r = self.runs.get_mut(&run).expect("rollout runs exist");
                 push_traffic_after(r, "delete-rule", spec, number, i);
-                self.advance(&run, now, actions);
+                self.touch(&run);
             }
             (_, _) => {
                 if let Some(rollout) = rollout {
@@ -120,7 +124,7 @@ impl Core {
                     let mut r = new_run(run.clone(), name, now);
                     push_traffic(&mut r, "delete-rule", spec, number);
                     self.runs.insert(run.clone(), r);
-                    self.advance(&run, now, actions);
+                    self.touch(&run);
                 }
             }
         }
@@ -222,18 +226,10 @@ impl Core {
                     .retain(|b| b.version != blocked.to_string());
                 self.changed_cells.insert(name.to_owned());
                 let groups = self.groups_of(name, &blocked);
-                self.start_rollout(
-                    name,
-                    RolloutKind::Switch,
-                    &blocked,
-                    groups,
-                    Vec::new(),
-                    now,
-                    actions,
-                );
+                self.start_rollout(name, RolloutKind::Switch, &blocked, groups, Vec::new(), now);
                 return;
             }
-            let phase = entry.status.phase.as_str();
+            let phase = self.cell_phase(entry).as_str();
             return refuse(
                 actions,
                 format!(
@@ -315,106 +311,7 @@ impl Core {
                 self.go(name, Next::Finish, now);
             }
         }
-        self.advance(&run, now, actions);
-    }
-
-    /// Looks at a Cell run after one of its nodes changed: ends an expired pause, and moves
-    /// the rollout on when its current node has ended. Called by `advance`.
-    pub(crate) fn follow_cell(&mut self, run: &RunId, now: Timestamp, actions: &mut Vec<Action>) {
-        let Some(r) = self.runs.get(run) else {
-            return;
-        };
-        if r.kind != RunKind::Cell {
-            return;
-        }
-        let name = r.workflow.to_string();
-        let Some(rollout) = self
-            .cells
-            .get(&name)
-            .and_then(|e| e.status.rollout.clone())
-            .filter(|ro| &ro.run == run)
-        else {
-            return;
-        };
-        let i = rollout.stage.node();
-        let node = &r.nodes[i];
-        let kind = r.spec.nodes[i].kind;
-        let succeeded = match node.state {
-            NodeState::Held { until: Some(t) } if t <= now => {
-                let paused = t.since(node.started_at.unwrap_or(t));
-                self.end_node(
-                    run,
-                    i,
-                    NodeState::Succeeded,
-                    &format!("paused {}s", paused.as_secs()),
-                    now,
-                    actions,
-                );
-                true
-            }
-            NodeState::Succeeded => true,
-            NodeState::Failed => false,
-            _ => return,
-        };
-        let output = self.runs[run].nodes[i].output.clone().unwrap_or_default();
-        let error = self.runs[run].nodes[i].error.clone().unwrap_or_default();
-        if kind == NodeKind::Traffic && succeeded {
-            self.record_write(&name, run, i, now);
-        }
-        self.changed_cells.insert(name.clone());
-        if let Some(request) = rollout.pending {
-            if let Some(ro) = self.rollout_mut(&name) {
-                ro.pending = None;
-            }
-            match request {
-                Request::Abort => {
-                    self.block(&name, &rollout.to, "aborted by a person".to_owned(), now);
-                    self.go(&name, Next::Rollback, now);
-                }
-                Request::Promote => self.go(&name, Next::Finish, now),
-                Request::Supersede => {
-                    self.end_rollout(&name, None);
-                    self.reconcile_cell(&name, now, actions);
-                }
-            }
-            return;
-        }
-        match (rollout.stage, succeeded) {
-            (Stage::Step { step, .. }, true) => self.go(&name, Next::Step { step: step + 1 }, now),
-            (Stage::Step { step, .. }, false) if kind == NodeKind::Analysis => {
-                let verdict = from_output::<AnalysisVerdict>(Some(&output));
-                if verdict.is_some_and(|v| v.phase == AnalysisPhase::Inconclusive) {
-                    let why = format!("step {step}: {error}; resume to go on, abort to roll back");
-                    self.wait(&name, step, Next::Step { step: step + 1 }, why, now);
-                } else {
-                    let cause = format!("step {step}: {error}");
-                    self.block(&name, &rollout.to, cause, now);
-                    self.go(&name, Next::Rollback, now);
-                }
-            }
-            (Stage::Step { step, .. }, false) => {
-                let why =
-                    format!("step {step} failed: {error}; resume tries it again, abort rolls back");
-                self.wait(&name, step, Next::Step { step }, why, now);
-            }
-            (Stage::Finishing { .. }, true) => {
-                self.end_rollout(&name, Some(rollout.to.clone()));
-            }
-            (Stage::Finishing { .. }, false) => {
-                let step = self.steps_len(&name);
-                let why = format!(
-                    "the final switch to {} failed: {error}; resume tries it again",
-                    rollout.to
-                );
-                self.wait(&name, step, Next::Finish, why, now);
-            }
-            (Stage::RollingBack { .. }, true) => self.end_rollout(&name, None),
-            (Stage::RollingBack { .. }, false) => {
-                let why = format!("the rollback failed: {error}; resume tries it again");
-                self.wait(&name, 0, Next::Rollback, why, now);
-            }
-            (Stage::Waiting { .. }, _) => {}
-        }
+        self.touch(&run);
     }
 
     /// Decides what a Cell without a rollout needs, or whether a rollout under way must give
@@ -445,22 +342,14 @@ impl Core {
                 let groups = by.get(&to).cloned().unwrap_or_default();
                 let entry = self.cells.get_mut(name).expect("checked");
                 entry.status.message = Some(why);
-                self.start_rollout(
-                    name,
-                    RolloutKind::Switch,
-                    &to,
-                    groups,
-                    Vec::new(),
-                    now,
-                    actions,
-                );
+                self.start_rollout(name, RolloutKind::Switch, &to, groups, Vec::new(), now);
             }
             Decision::Canary { to, from } => {
                 let canary = by.get(&to).cloned().unwrap_or_default();
                 let stable = by.get(&from).cloned().unwrap_or_default();
                 let entry = self.cells.get_mut(name).expect("checked");
                 entry.status.message = None;
-                self.start_rollout(name, RolloutKind::Canary, &to, canary, stable, now, actions);
+                self.start_rollout(name, RolloutKind::Canary, &to, canary, stable, now);
             }
         }
     }
@@ -495,7 +384,7 @@ impl Core {
             actions,
         );
         self.end_rollout(name, None);
-        self.advance(&run, now, actions);
+        self.touch(&run);
         self.reconcile_cell(name, now, actions);
     }
 
@@ -509,7 +398,6 @@ impl Core {
         canary: Vec<TargetGroup>,
         stable: Vec<TargetGroup>,
         now: Timestamp,
-        actions: &mut Vec<Action>,
     ) {
         let entry = self.cells.get_mut(name).expect("caller checked");
         // A Cell deleted and applied again counts from 1 again: its old runs keep their ids.
@@ -534,6 +422,6 @@ impl Core {
             RolloutKind::Switch => self.go(name, Next::Finish, now),
             RolloutKind::Canary => self.go(name, Next::Step { step: 0 }, now),
         }
-        self.advance(&run, now, actions);
+        self.touch(&run);
     }
 }

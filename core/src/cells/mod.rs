@@ -24,6 +24,7 @@
 mod lifecycle;
 mod plan;
 mod rollout;
+mod step;
 mod view;
 
 pub use baton_schemas::api::CellCommand;
@@ -32,6 +33,7 @@ pub use plan::weights;
 use plan::*;
 use rollout::{Decision, TRAFFIC_TIMEOUT};
 pub use rollout::{Next, Request, Rollout, RolloutKind, Stage, TargetGroup};
+pub(crate) use step::CellEvent;
 
 use std::collections::BTreeMap;
 
@@ -182,16 +184,23 @@ impl CellPhase {
     }
 }
 
-/// What Baton knows of a Cell, kept in the store.
+/// What Baton knows of a Cell, kept in the store. Its phase is derived from it (see
+/// [`Core::cell_phase`]), not kept beside it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CellStatus {
-    /// Where the Cell is.
-    pub phase: CellPhase,
     /// The version that has the traffic (before a rollout under way ends).
     pub serving_version: Option<String>,
     /// The rollout under way.
     pub rollout: Option<Rollout>,
+    /// Whether the last rollout ended by giving the stable version its traffic back (its
+    /// version blocked): the Cell is degraded until a rollout ends otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rolled_back: bool,
+    /// The phase stores kept before it was derived, read once on restore (only `Degraded`
+    /// says what the rest cannot).
+    #[serde(default, rename = "phase", skip_serializing)]
+    stored_phase: Option<CellPhase>,
     /// The rule's forward weights as AWS last showed them (a read-back or a discovery).
     pub weights: Vec<WeightedTargetGroup>,
     /// The rule as Baton last wrote it, and when the write was confirmed (planner clock).

@@ -359,15 +359,10 @@ impl Core {
             .as_ref()
             .is_some_and(|r| status.blocked.iter().any(|b| b.version == r.to));
         status.rollout = None;
-        match serving {
-            Some(v) => {
-                status.serving_version = Some(v);
-                status.phase = CellPhase::Serving;
-                status.message = None;
-            }
-            None if rolled_back => status.phase = CellPhase::Degraded,
-            None if status.serving_version.is_some() => status.phase = CellPhase::Serving,
-            None => status.phase = CellPhase::Pending,
+        status.rolled_back = serving.is_none() && rolled_back;
+        if let Some(v) = serving {
+            status.serving_version = Some(v);
+            status.message = None;
         }
         self.changed_cells.insert(name.to_owned());
     }
@@ -375,20 +370,9 @@ impl Core {
     pub(crate) fn set_stage(&mut self, name: &str, stage: Stage) {
         let waiting = matches!(stage, Stage::Waiting { .. });
         let entry = self.cells.get_mut(name).expect("callers checked");
-        let pause = match (&entry.status.rollout, stage) {
-            (Some(r), Stage::Step { node, .. }) => self.runs.get(&r.run).is_some_and(|run| {
-                matches!(run.nodes[node as usize].state, NodeState::Held { .. })
-            }),
-            _ => false,
-        };
         if let Some(r) = &mut entry.status.rollout {
             r.stage = stage;
         }
-        entry.status.phase = if waiting || pause {
-            CellPhase::Paused
-        } else {
-            CellPhase::Progressing
-        };
         if !waiting {
             entry.status.message = None;
         }

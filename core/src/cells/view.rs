@@ -2,11 +2,43 @@
 
 use baton_schemas::views::{BlockedVersion, CellView, CellWeight};
 
+use crate::Core;
+
 use super::*;
 
+impl Core {
+    /// Returns where a Cell is, derived from what Baton knows of it and its rollout's run.
+    pub fn cell_phase(&self, entry: &CellEntry) -> CellPhase {
+        let s = &entry.status;
+        match &s.rollout {
+            Some(rollout) => {
+                let node = rollout.stage.node();
+                let held = self
+                    .runs
+                    .get(&rollout.run)
+                    .is_some_and(|r| matches!(r.nodes[node].state, crate::NodeState::Held { .. }));
+                if held || matches!(rollout.stage, Stage::Waiting { .. }) {
+                    CellPhase::Paused
+                } else {
+                    CellPhase::Progressing
+                }
+            }
+            None if s.rolled_back => CellPhase::Degraded,
+            None if s.serving_version.is_some() => CellPhase::Serving,
+            None => CellPhase::Pending,
+        }
+    }
+
+    /// Returns the status users see of every Cell (the API, `baton cells`, a cluster
+    /// object's status).
+    pub fn cell_views(&self) -> impl Iterator<Item = CellView> + '_ {
+        self.cells.values().map(|c| c.view(self.cell_phase(c)))
+    }
+}
+
 impl CellEntry {
-    /// Returns the status users see (the API, `baton cells`, a cluster object's status).
-    pub fn view(&self) -> CellView {
+    /// Returns the status users see, at `phase`.
+    fn view(&self, phase: CellPhase) -> CellView {
         let s = &self.status;
         let group = |arn: &str| s.target_groups.iter().find(|g| g.arn == arn);
         let weights = s
@@ -25,7 +57,7 @@ impl CellEntry {
         let rollout = s.rollout.as_ref();
         CellView {
             name: self.cell.metadata.name.clone(),
-            phase: s.phase.as_str().to_owned(),
+            phase: phase.as_str().to_owned(),
             serving_version: s.serving_version.clone(),
             desired_version: rollout
                 .map(|r| r.to.clone())

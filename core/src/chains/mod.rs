@@ -287,7 +287,7 @@ impl Core {
             scheduled,
             run: Some(run.clone()),
         });
-        self.advance(&run, now, actions);
+        self.touch(&run);
     }
 
     /// Starts what follows every task node of a chain that succeeded or failed since the last
@@ -301,6 +301,7 @@ impl Core {
         }
         let watermark = r.followed_up_to;
         r.followed_up_to = r.finished_count;
+        let nodes_before = r.nodes.len();
         let mut finished: Vec<(u32, usize)> = r
             .nodes
             .iter()
@@ -364,6 +365,10 @@ impl Core {
             for next in self.listeners(run, &task, outcome) {
                 self.start_task(run, &next, started_by.clone(), now, actions);
             }
+        }
+        // Touched last, so that runs a concurrency policy stopped end first.
+        if self.runs[run].nodes.len() != nodes_before {
+            self.touch(run);
         }
     }
 
@@ -459,10 +464,7 @@ impl Core {
                             run: other.clone(),
                             node: Some(r.nodes[i].name.clone()),
                         });
-                        self.mark_changed(&other);
-                        if &other != run {
-                            self.advance(&other, now, actions);
-                        }
+                        self.touch(&other);
                     }
                 }
             }

@@ -50,23 +50,6 @@ impl Core {
         self.group_step(name, GroupEvent::DeleteAsked, now, actions);
     }
 
-    /// Moves the groups whose runs ended in this input on. Runs the groups start here may
-    /// end at once only if they have no node, which the graphs never are; the loop takes
-    /// them anyway.
-    pub(crate) fn follow_groups(&mut self, now: Timestamp, actions: &mut Vec<Action>) {
-        let mut i = 0;
-        while i < actions.len() {
-            if let Action::RunFinished { run, state } = &actions[i]
-                && let Some(r) = self.runs.get(run)
-                && r.kind == RunKind::Group
-            {
-                let (run, state, name) = (run.clone(), *state, r.workflow.to_string());
-                self.group_step(&name, GroupEvent::RunEnded(run, state), now, actions);
-            }
-            i += 1;
-        }
-    }
-
     /// The one transition function of a group's lifecycle.
     pub(crate) fn group_step(
         &mut self,

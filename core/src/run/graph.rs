@@ -22,7 +22,7 @@ pub(crate) struct Graph {
     pub(crate) failed: Vec<u32>,
     /// Per node: needs that ended other than succeeded.
     pub(crate) unsuccessful: Vec<u32>,
-    /// Pending nodes whose readiness may have changed, for the next `advance`.
+    /// Pending nodes whose readiness may have changed, for the next readiness pass.
     pub(crate) candidates: BTreeSet<u32>,
     pub(crate) failed_nodes: u32,
     pub(crate) cancelled_nodes: u32,

@@ -28,7 +28,7 @@ pub(crate) enum Readiness {
 }
 
 /// Decides whether pending node `i` can start, must wait, or can never run, from the counts
-/// of its needs (the graph is current: `advance` made sure).
+/// of its needs (the graph is current: the readiness pass made sure).
 pub(crate) fn readiness(r: &Run, i: usize) -> Readiness {
     if r.nodes[i].started_by.is_some() {
         return Readiness::Ready;

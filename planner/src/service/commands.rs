@@ -236,7 +236,7 @@ impl Planner {
                 let _ = reply.send(views);
             }
             Command::Cells { reply } => {
-                let _ = reply.send(self.core.cells().map(|c| c.view()).collect());
+                let _ = reply.send(self.core.cell_views().collect());
             }
             Command::CellSpecs { reply } => {
                 let _ = reply.send(self.core.cells().map(|c| c.cell.clone()).collect());

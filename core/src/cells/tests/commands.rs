@@ -70,7 +70,7 @@ fn paused_baton_cell(steps: &str) -> Core {
     let mut core = serving_v1(&text);
     let job = only_job(&core.apply(observed(&V1_V2, Some(&RULE_V1), at(10)), at(10)));
     assert!(jobs(&succeed(&mut core, &job, at(11))).is_empty());
-    assert_eq!(status(&core).phase, CellPhase::Paused);
+    assert_eq!(phase(&core), CellPhase::Paused);
     core
 }
 
@@ -287,7 +287,7 @@ fn a_refused_write_waits_for_a_person_at_once_and_throttling_is_retried() {
         )),
     };
     assert!(report(&mut core, &step, throttled, at(11)).is_empty());
-    assert_eq!(status(&core).phase, CellPhase::Progressing);
+    assert_eq!(phase(&core), CellPhase::Progressing);
     let retry = only_job(&core.apply(Input::Tick, core.next_deadline().unwrap()));
     assert_eq!(
         (retry.node.clone(), retry.attempt),
@@ -303,7 +303,7 @@ fn a_refused_write_waits_for_a_person_at_once_and_throttling_is_retried() {
     };
     assert!(jobs(&report(&mut core, &retry, invalid, at(20))).is_empty());
     let s = status(&core);
-    assert_eq!(s.phase, CellPhase::Paused);
+    assert_eq!(phase(&core), CellPhase::Paused);
     assert_eq!(
         s.message.as_deref(),
         Some(
@@ -337,6 +337,6 @@ fn a_moved_rule_is_written_anew_and_the_old_one_deleted_under_the_delete_policy(
             false => assert!(jobs(&actions).is_empty()),
         }
         assert_eq!(status(&core).written.as_ref().unwrap().priority, 11);
-        assert_eq!(status(&core).phase, CellPhase::Serving);
+        assert_eq!(phase(&core), CellPhase::Serving);
     }
 }

@@ -144,6 +144,10 @@ fn status(core: &Core) -> &CellStatus {
     &core.cell("cell1").unwrap().status
 }
 
+fn phase(core: &Core) -> CellPhase {
+    core.cell_phase(core.cell("cell1").unwrap())
+}
+
 fn command(core: &mut Core, command: CellCommand, now: Timestamp) -> Vec<Action> {
     core.apply(
         Input::CellCommand {
@@ -165,7 +169,7 @@ fn serving_v1(text: &str) -> Core {
     let actions = succeed(&mut core, &job, at(2));
     assert!(jobs(&actions).is_empty());
     assert_eq!(status(&core).serving_version.as_deref(), Some("1.0.0"));
-    assert_eq!(status(&core).phase, CellPhase::Serving);
+    assert_eq!(phase(&core), CellPhase::Serving);
     core
 }
 
@@ -204,7 +208,7 @@ fn okra_cells_accumulate_weights_run_the_analysis_and_expire_the_pause() {
         weights(&job),
         named(&[("b1", 10), ("b2", 10), ("a1", 40), ("a2", 40)])
     );
-    assert_eq!(status(&core).phase, CellPhase::Progressing);
+    assert_eq!(phase(&core), CellPhase::Progressing);
     let analysis = only_job(&succeed(&mut core, &job, at(11)));
     let spec = analysis.analysis().unwrap();
     assert_eq!(
@@ -214,7 +218,7 @@ fn okra_cells_accumulate_weights_run_the_analysis_and_expire_the_pause() {
     );
     // The analysis passes: a 5 s pause, a planner timer, not a job.
     assert!(jobs(&succeed(&mut core, &analysis, at(12))).is_empty());
-    assert_eq!(status(&core).phase, CellPhase::Paused);
+    assert_eq!(phase(&core), CellPhase::Paused);
     assert_eq!(core.next_deadline(), Some(at(17)));
     assert!(jobs(&core.apply(Input::Tick, at(16))).is_empty());
     // okra adds the weights up: 20 + 40 = 60.
@@ -233,7 +237,10 @@ fn okra_cells_accumulate_weights_run_the_analysis_and_expire_the_pause() {
     }));
     let s = status(&core);
     assert_eq!(s.serving_version.as_deref(), Some("2.0.0"));
-    assert_eq!((s.phase, s.rollout.is_none()), (CellPhase::Serving, true));
+    assert_eq!(
+        (phase(&core), s.rollout.is_none()),
+        (CellPhase::Serving, true)
+    );
 }
 
 #[test]
@@ -245,7 +252,7 @@ fn baton_cells_use_absolute_weights_and_wait_for_a_resume() {
     let job = only_job(&core.apply(observed(&V1_V2, Some(&RULE_V1), at(10)), at(10)));
     let analysis = only_job(&succeed(&mut core, &job, at(11)));
     assert!(jobs(&succeed(&mut core, &analysis, at(12))).is_empty());
-    assert_eq!(status(&core).phase, CellPhase::Paused);
+    assert_eq!(phase(&core), CellPhase::Paused);
     // A pause without a duration never ends by itself.
     assert!(jobs(&core.apply(Input::Tick, at(100_000))).is_empty());
     let job = only_job(&command(&mut core, CellCommand::Resume, at(200)));
@@ -281,7 +288,7 @@ fn a_failing_analysis_gives_the_stable_version_all_traffic_and_blocks_the_versio
         }
     )));
     let s = status(&core);
-    assert_eq!(s.phase, CellPhase::Degraded);
+    assert_eq!(phase(&core), CellPhase::Degraded);
     assert_eq!(s.serving_version.as_deref(), Some("1.0.0"));
     assert_eq!(s.blocked[0].version, "2.0.0");
     assert!(s.blocked[0].cause.contains("metric success-rate failed"));
@@ -321,7 +328,7 @@ fn an_inconclusive_analysis_waits_and_an_abort_rolls_back() {
         output: Some(r#"{"phase":"Inconclusive"}"#.into()),
     };
     assert!(jobs(&report(&mut core, &analysis, outcome, at(12))).is_empty());
-    assert_eq!(status(&core).phase, CellPhase::Paused);
+    assert_eq!(phase(&core), CellPhase::Paused);
     let rollback = only_job(&command(&mut core, CellCommand::Abort, at(20)));
     assert_eq!(weights(&rollback), named(&RULE_V1));
     succeed(&mut core, &rollback, at(21));
@@ -469,7 +476,7 @@ fn a_step_alb_would_refuse_is_not_sent_and_waits_for_a_person() {
     let rule = [("a1", 25), ("a2", 25), ("a3", 25), ("a4", 25)];
     assert!(jobs(&core.apply(observed(&both, Some(&rule), at(10)), at(10))).is_empty());
     let s = status(&core);
-    assert_eq!(s.phase, CellPhase::Paused);
+    assert_eq!(phase(&core), CellPhase::Paused);
     assert_eq!(
         s.message.as_deref(),
         Some(
@@ -512,3 +519,52 @@ fn a_cell_applied_again_after_its_deletion_gets_new_run_ids() {
 
 mod commands;
 mod wire;
+
+/// A Cell's phase is derived from what the store keeps. A store written before carried the
+/// phase itself: `Degraded` (the one phase the rest cannot tell) is read from it.
+#[test]
+fn a_degraded_cell_stays_degraded_through_a_store_that_kept_the_phase() {
+    let mut core = serving_v1(OKRA_README);
+    let job = only_job(&core.apply(observed(&V1_V2, Some(&RULE_V1), at(10)), at(10)));
+    let analysis = only_job(&succeed(&mut core, &job, at(11)));
+    let outcome = Outcome::Failed {
+        error: "analysis failed".into(),
+        output: Some(r#"{"phase":"Failed"}"#.into()),
+    };
+    let rollback = only_job(&report(&mut core, &analysis, outcome, at(12)));
+    succeed(&mut core, &rollback, at(13));
+    assert_eq!(phase(&core), CellPhase::Degraded);
+
+    let entry = core.cell("cell1").unwrap();
+    let mut stored = serde_json::to_value(entry).unwrap();
+    let status = stored["status"].as_object_mut().unwrap();
+    assert_eq!(status.remove("rolledBack"), Some(serde_json::json!(true)));
+    assert!(!status.contains_key("phase"), "the phase is not stored");
+    status.insert("phase".into(), "Degraded".into());
+    let before: CellEntry = serde_json::from_value(stored).unwrap();
+    let restored = Core::restore(
+        CoreConfig::default(),
+        Snapshot {
+            cells: vec![before],
+            runs: core.runs().cloned().collect(),
+            ..Snapshot::default()
+        },
+    );
+    assert_eq!(
+        restored.cell_phase(restored.cell("cell1").unwrap()),
+        CellPhase::Degraded
+    );
+    assert!(restored.cell("cell1").unwrap().status.rolled_back);
+}
+
+/// A Cell whose first discovery finds its rule already giving the target all the traffic
+/// writes nothing, and serves.
+#[test]
+fn a_cell_that_finds_its_rule_in_place_serves_without_a_write() {
+    let mut core = core_with(OKRA_README);
+    let v1 = [("a1", "1.0.0"), ("a2", "1.0.0")];
+    let actions = core.apply(observed(&v1, Some(&RULE_V1), at(1)), at(1));
+    assert!(jobs(&actions).is_empty(), "{actions:?}");
+    assert_eq!(status(&core).serving_version.as_deref(), Some("1.0.0"));
+    assert_eq!(phase(&core), CellPhase::Serving);
+}
