@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
-use baton_schemas::wire::{EventEnvelope, Job, SCHEMA_VERSION, headers};
+use baton_schemas::wire::{EVENT_SCHEMA_VERSION, EventEnvelope, Job, SCHEMA_VERSION, headers};
 use baton_schemas::{Attempt, NodeName, RunId};
 
 use crate::{BusError, BusErrorKind};
@@ -141,13 +141,13 @@ fn poison(message: &Inbound, reason: String) -> Poison {
     }
 }
 
-fn check_version(message: &Inbound, v: u32) -> Result<(), Poison> {
-    if v == SCHEMA_VERSION {
+fn check_version(message: &Inbound, v: u32, known: u32) -> Result<(), Poison> {
+    if (1..=known).contains(&v) {
         Ok(())
     } else {
         Err(poison(
             message,
-            format!("schema version {v} is not known to this build (it reads {SCHEMA_VERSION})"),
+            format!("schema version {v} is not known to this build (it reads 1 to {known})"),
         ))
     }
 }
@@ -156,7 +156,7 @@ fn check_version(message: &Inbound, v: u32) -> Result<(), Poison> {
 pub fn decode_job(message: &Inbound) -> Result<Job, Poison> {
     let job: Job = serde_json::from_slice(message.payload())
         .map_err(|e| poison(message, format!("undecodable job: {e}")))?;
-    check_version(message, job.v)?;
+    check_version(message, job.v, SCHEMA_VERSION)?;
     // The planner only names runs and nodes this way; anything else was not its job, and its
     // names would reach pod names, labels and files.
     if !RunId::is_valid(job.run.as_str()) || !baton_schemas::ids::is_dns_label(job.node.as_str()) {
@@ -180,8 +180,9 @@ pub fn decode_event(message: &Inbound) -> Result<EventEnvelope, Poison> {
     }
     let version: Version = serde_json::from_slice(message.payload())
         .map_err(|e| poison(message, format!("undecodable event: {e}")))?;
-    check_version(message, version.v)?;
-    serde_json::from_slice(message.payload())
+    check_version(message, version.v, EVENT_SCHEMA_VERSION)?;
+    serde_json::from_slice::<EventEnvelope>(message.payload())
+        .map(EventEnvelope::upgrade)
         .map_err(|e| poison(message, format!("undecodable event: {e}")))
 }
 
@@ -189,7 +190,7 @@ pub fn decode_event(message: &Inbound) -> Result<EventEnvelope, Poison> {
 pub fn decode_fire(message: &Inbound) -> Result<baton_schemas::wire::Fire, Poison> {
     let fire: baton_schemas::wire::Fire = serde_json::from_slice(message.payload())
         .map_err(|e| poison(message, format!("undecodable ignitor fire: {e}")))?;
-    check_version(message, fire.v)?;
+    check_version(message, fire.v, SCHEMA_VERSION)?;
     Ok(fire)
 }
 

@@ -83,7 +83,7 @@ impl Bus {
             msg_id: event.event.msg_id(),
             payload: payload.into(),
             headers: vec![
-                (headers::SCHEMA.to_owned(), SCHEMA_VERSION.to_string()),
+                (headers::SCHEMA.to_owned(), event.v.to_string()),
                 (headers::RUN.to_owned(), event.event.run().to_string()),
                 // The node and attempt let a reader that cannot decode the body still say
                 // whose attempt it was (a poison event is reported as that attempt's failure).

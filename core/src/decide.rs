@@ -5,10 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cells::CellEvent;
 use crate::*;
-use baton_schemas::reports::{TrafficFailure, from_output};
 use baton_schemas::status::State;
-use baton_schemas::wire::{Event, Outcome, Timestamp};
-use baton_schemas::{NodeKind, NodeName, RunId, WorkflowSpec};
+use baton_schemas::wire::{Event, FailureKind, Outcome, Timestamp};
+use baton_schemas::{NodeName, RunId, WorkflowSpec};
 
 impl Core {
     /// Applies one input at `now` and returns what must be done.
@@ -187,12 +186,14 @@ impl Core {
                         n.error = None;
                         finish(r, i, NodeState::Succeeded, finished_at.max(now));
                     }
-                    Outcome::Failed { error, output } => {
-                        // A traffic write AWS refused, or one out of date, fails the same way
-                        // again: no retry.
-                        let retry = !(r.spec.nodes[i].kind == NodeKind::Traffic
-                            && from_output::<TrafficFailure>(output.as_deref())
-                                .is_some_and(|f| f.is_final()));
+                    Outcome::Failed {
+                        error,
+                        output,
+                        kind,
+                    } => {
+                        // The worker knows when trying again would fail the same way (a
+                        // traffic write AWS refused, or one out of date).
+                        let retry = kind == FailureKind::Retryable;
                         r.node_mut(i).output = output;
                         attempt_failed(r, i, attempt, error, retry, now);
                     }

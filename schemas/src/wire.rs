@@ -8,8 +8,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Attempt, NodeKind, NodeName, RunId, WorkflowName};
 
-/// The schema version of every message this build writes.
+/// The schema version of the jobs, fires and cancel notices this build writes.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// The schema version of the events this build writes: 2 since a failed outcome carries its
+/// [`FailureKind`]. Events are versioned apart from jobs so that workers of the previous
+/// version go on taking a new planner's jobs while they are upgraded (the planner first);
+/// a planner reads events of every version up to this one (see [`EventEnvelope::upgrade`]).
+pub const EVENT_SCHEMA_VERSION: u32 = 2;
 
 /// Milliseconds since the Unix epoch, the only clock value on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -442,11 +448,39 @@ pub fn job_msg_id(run: &RunId, node: &NodeName, attempt: Attempt) -> String {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EventEnvelope {
-    /// The schema version, [`SCHEMA_VERSION`].
+    /// The schema version, [`EVENT_SCHEMA_VERSION`].
     pub v: u32,
     /// The event.
     #[serde(flatten)]
     pub event: Event,
+}
+
+impl EventEnvelope {
+    /// Wraps an event in this build's schema version.
+    pub fn new(event: Event) -> EventEnvelope {
+        EventEnvelope {
+            v: EVENT_SCHEMA_VERSION,
+            event,
+        }
+    }
+
+    /// Brings an event of an earlier schema version to this one. Version 1 had no failure
+    /// kind: a traffic write's failure said in its output whether trying again could mend it
+    /// (see [`crate::reports::TrafficFailure::is_final`]), which version 1 planners read.
+    pub fn upgrade(mut self) -> EventEnvelope {
+        if self.v == 1
+            && let Event::NodeFinished {
+                outcome: Outcome::Failed { output, kind, .. },
+                ..
+            } = &mut self.event
+            && crate::reports::from_output::<crate::reports::TrafficFailure>(output.as_deref())
+                .is_some_and(|f| f.is_final())
+        {
+            *kind = FailureKind::Final;
+        }
+        self.v = EVENT_SCHEMA_VERSION;
+        self
+    }
 }
 
 /// What happened to a job.
@@ -566,15 +600,33 @@ pub enum Outcome {
         /// message), passed on to failure handlers.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output: Option<String>,
+        /// Whether trying again may mend it, as the worker judged (version 1 events have
+        /// none: read as retryable, see [`EventEnvelope::upgrade`]).
+        #[serde(default)]
+        kind: FailureKind,
     },
 }
 
+/// What a worker knows of a failure that decides whether the planner tries again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FailureKind {
+    /// Trying again may work (a timeout, a throttle, a process that failed): the node's
+    /// retries apply.
+    #[default]
+    Retryable,
+    /// Trying again fails the same way (a request refused as invalid, a thing not found, a
+    /// write a newer one superseded): the node fails at once.
+    Final,
+}
+
 impl Outcome {
-    /// Returns a failure with no output.
+    /// Returns a failure with no output, which may be tried again.
     pub fn failed(error: impl Into<String>) -> Outcome {
         Outcome::Failed {
             error: error.into(),
             output: None,
+            kind: FailureKind::Retryable,
         }
     }
 }
@@ -600,7 +652,7 @@ mod tests {
     #[test]
     fn event_json_is_stable() {
         let e = EventEnvelope {
-            v: SCHEMA_VERSION,
+            v: EVENT_SCHEMA_VERSION,
             event: Event::NodeFinished {
                 run: RunId::new("r1"),
                 node: NodeName::new("a"),
@@ -613,10 +665,55 @@ mod tests {
         let json = serde_json::to_string(&e).unwrap();
         assert_eq!(
             json,
-            r#"{"v":1,"type":"nodeFinished","run":"r1","node":"a","attempt":2,"startedAt":1,"finishedAt":2,"outcome":{"result":"succeeded","output":"x"}}"#
+            r#"{"v":2,"type":"nodeFinished","run":"r1","node":"a","attempt":2,"startedAt":1,"finishedAt":2,"outcome":{"result":"succeeded","output":"x"}}"#
         );
         assert_eq!(serde_json::from_str::<EventEnvelope>(&json).unwrap(), e);
         assert_eq!(e.event.msg_id(), "r1.a.2.done");
+    }
+
+    /// A failure of version 1 carried no kind: a traffic write's final failure is read as
+    /// final from its output, as version 1 planners read it; anything else may be retried.
+    #[test]
+    fn a_version_1_failure_is_read_with_the_kind_its_output_implies() {
+        let failure = |output: &str| {
+            format!(
+                r#"{{"v":1,"type":"nodeFinished","run":"r1","node":"a","attempt":1,"startedAt":1,"finishedAt":2,"outcome":{{"result":"failed","error":"e","output":{}}}}}"#,
+                serde_json::to_string(output).unwrap()
+            )
+        };
+        let kind_of = |json: &str| {
+            let e = serde_json::from_str::<EventEnvelope>(json)
+                .unwrap()
+                .upgrade();
+            assert_eq!(e.v, EVENT_SCHEMA_VERSION);
+            match e.event {
+                Event::NodeFinished {
+                    outcome: Outcome::Failed { kind, .. },
+                    ..
+                } => kind,
+                other => panic!("{other:?}"),
+            }
+        };
+        let traffic = |kind: &str| {
+            crate::reports::to_output(&crate::reports::TrafficFailure::new(
+                kind,
+                "ModifyRule",
+                None,
+            ))
+        };
+        assert_eq!(kind_of(&failure(&traffic("invalid"))), FailureKind::Final);
+        assert_eq!(
+            kind_of(&failure(&traffic("superseded"))),
+            FailureKind::Final
+        );
+        assert_eq!(
+            kind_of(&failure(&traffic("throttled"))),
+            FailureKind::Retryable
+        );
+        assert_eq!(kind_of(&failure("exit 1")), FailureKind::Retryable);
+        // A version 2 event says its kind itself, and keeps it.
+        let v2 = failure(&traffic("invalid")).replacen(r#""v":1"#, r#""v":2"#, 1);
+        assert_eq!(kind_of(&v2), FailureKind::Retryable);
     }
 
     #[test]

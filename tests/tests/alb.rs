@@ -268,7 +268,12 @@ fn an_older_generation_arriving_after_a_newer_one_writes_nothing() {
     );
 
     let mark = moto.mark();
-    let Outcome::Failed { error, output } = run(&moto, &executor, step(20, 0)) else {
+    let Outcome::Failed {
+        error,
+        output,
+        kind,
+    } = run(&moto, &executor, step(20, 0))
+    else {
         panic!("the late step wrote")
     };
     assert!(error.starts_with("superseded"), "{error}");
@@ -277,7 +282,12 @@ fn an_older_generation_arriving_after_a_newer_one_writes_nothing() {
             output.as_deref()
         )
         .is_some_and(|f| f.is_final()),
-        "the planner does not retry it: {output:?}"
+        "its output names the kind: {output:?}"
+    );
+    assert_eq!(
+        kind,
+        baton_schemas::wire::FailureKind::Final,
+        "the planner does not retry it"
     );
     let late_delete = TrafficSpec {
         generation: Some(Generation::of(3, 1)),

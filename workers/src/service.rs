@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baton_bus::{Bus, Inbound, Poison};
-use baton_schemas::wire::{Event, EventEnvelope, Job, Outcome, SCHEMA_VERSION, Timestamp};
+use baton_schemas::wire::{Event, EventEnvelope, Job, Outcome, Timestamp};
 use baton_schemas::{NodeKind, NodeName, RunId};
 use futures::StreamExt;
 use tokio::sync::Semaphore;
@@ -642,8 +642,5 @@ async fn set_aside(message: &Inbound, poison: Poison, ctx: &JobContext) {
 }
 
 fn envelope(event: Event) -> EventEnvelope {
-    EventEnvelope {
-        v: SCHEMA_VERSION,
-        event,
-    }
+    EventEnvelope::new(event)
 }

@@ -5,7 +5,7 @@ use crate::*;
 
 use baton_schemas::parse_documents;
 use baton_schemas::status::State;
-use baton_schemas::wire::{Event, Fire, Job, Outcome, Timestamp};
+use baton_schemas::wire::{Event, FailureKind, Fire, Job, Outcome, Timestamp};
 use baton_schemas::{NodeKind, NodeName, RunId};
 
 fn at(text: &str) -> Timestamp {
@@ -190,6 +190,7 @@ fn failures_take_the_failure_path_and_are_counted() {
     let failed = Outcome::Failed {
         error: "container main exited with code 2".into(),
         output: Some("partial".into()),
+        kind: FailureKind::Retryable,
     };
     let actions = core.apply(done(&work, failed), now);
     let next = jobs(&actions);

@@ -21,7 +21,7 @@ use baton_schemas::condition::{Condition, Value};
 use baton_schemas::reports::{
     AnalysisPhase as Phase, AnalysisReport, Measurement, MetricReport, to_output,
 };
-use baton_schemas::wire::{Job, Outcome};
+use baton_schemas::wire::{FailureKind, Job, Outcome};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -81,6 +81,7 @@ pub async fn run(http: &reqwest::Client, job: &Job, stop: &CancellationToken) ->
             Outcome::Failed {
                 error: format!("{verdict}: {}", worst.join("; ")),
                 output: Some(output),
+                kind: FailureKind::Retryable,
             }
         }
     })

@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use baton_schemas::wire::{Job, Outcome, PodJob, pod_name};
+use baton_schemas::wire::{FailureKind, Job, Outcome, PodJob, pod_name};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{EnvVar, Pod};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
@@ -124,6 +124,7 @@ impl PodExecutor {
                 Effect::Done(Outcome::Failed {
                     error: self.explain(&pods, &pod).await,
                     output: (!message.is_empty()).then_some(message),
+                    kind: FailureKind::Retryable,
                 })
             }
             Ended::Gone(reason) => Effect::Done(failed(format!("pod {namespace}/{name} {reason}"))),

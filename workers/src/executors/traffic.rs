@@ -20,7 +20,7 @@ use std::sync::Arc;
 use baton_alb::{Alb, AlbError, AlbErrorKind, Deleted, Write};
 use baton_schemas::reports::{RuleDeleted, RuleWritten, TrafficFailure, to_output};
 use baton_schemas::traffic::{Generation, RuleAction, TrafficSpec};
-use baton_schemas::wire::{Job, Outcome};
+use baton_schemas::wire::{FailureKind, Job, Outcome};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -62,7 +62,12 @@ impl TrafficExecutor {
             let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
             return Effect::Done(Outcome::Failed {
                 error: format!("refused before any AWS call: {}", list.join("; ")),
-                output: Some(failure_output(AlbErrorKind::Invalid.as_str(), "none", None)),
+                output: Some(to_output(&TrafficFailure::new(
+                    AlbErrorKind::Invalid.as_str(),
+                    "none",
+                    None,
+                ))),
+                kind: FailureKind::Final,
             });
         }
         let alb = self.alb().await;
@@ -105,13 +110,11 @@ fn failed(job: &Job, e: AlbError) -> Effect {
         return Effect::Stopped;
     }
     warn!(run = %job.run, node = %job.node, kind = e.kind.as_str(), error = %e, "traffic step failed");
+    let failure = TrafficFailure::new(e.kind.as_str(), e.operation, e.code.as_deref());
     Effect::Done(Outcome::Failed {
         error: e.to_string(),
-        output: Some(failure_output(
-            e.kind.as_str(),
-            e.operation,
-            e.code.as_deref(),
-        )),
+        kind: failure_kind(&failure),
+        output: Some(to_output(&failure)),
     })
 }
 
@@ -122,11 +125,20 @@ fn superseded(spec: &TrafficSpec, newer: Generation) -> Outcome {
             "superseded: the rule at priority {} carries generation {newer}, newer than this job's {mine}; nothing written",
             spec.priority
         ),
-        output: Some(failure_output("superseded", "DescribeTags", None)),
+        output: Some(to_output(&TrafficFailure::new(
+            "superseded",
+            "DescribeTags",
+            None,
+        ))),
+        kind: FailureKind::Final,
     }
 }
 
-/// The output of a failed traffic job.
-fn failure_output(kind: &str, operation: &str, code: Option<&str>) -> String {
-    to_output(&TrafficFailure::new(kind, operation, code))
+/// Whether the planner may try a failed write again: not when it would fail the same way.
+fn failure_kind(failure: &TrafficFailure) -> FailureKind {
+    if failure.is_final() {
+        FailureKind::Final
+    } else {
+        FailureKind::Retryable
+    }
 }

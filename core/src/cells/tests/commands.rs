@@ -268,8 +268,8 @@ fn a_rollout_is_aborted_not_cancelled() {
     );
 }
 
-/// A write AWS refuses, or one that names what is gone, fails the same way when tried again:
-/// the rollout waits for a person at once. Throttling is tried again.
+/// A write AWS refuses, or one that names what is gone, fails the same way when tried again
+/// (the worker says so): the rollout waits for a person at once. Throttling is tried again.
 #[test]
 fn a_refused_write_waits_for_a_person_at_once_and_throttling_is_retried() {
     use baton_schemas::reports::{TrafficFailure, to_output};
@@ -285,6 +285,7 @@ fn a_refused_write_waits_for_a_person_at_once_and_throttling_is_retried() {
             "ModifyRule",
             Some("Throttling"),
         )),
+        kind: FailureKind::Retryable,
     };
     assert!(report(&mut core, &step, throttled, at(11)).is_empty());
     assert_eq!(phase(&core), CellPhase::Progressing);
@@ -300,6 +301,7 @@ fn a_refused_write_waits_for_a_person_at_once_and_throttling_is_retried() {
             "ModifyRule",
             Some("ValidationError"),
         )),
+        kind: FailureKind::Final,
     };
     assert!(jobs(&report(&mut core, &retry, invalid, at(20))).is_empty());
     let s = status(&core);

@@ -9,7 +9,7 @@ use crate::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use baton_schemas::wire::{Event, Job, Outcome, Timestamp};
+use baton_schemas::wire::{Event, FailureKind, Job, Outcome, Timestamp};
 use baton_schemas::{Attempt, RunId};
 
 const T0: Timestamp = Timestamp(1_800_000_000_000);
@@ -276,6 +276,7 @@ fn a_failing_analysis_gives_the_stable_version_all_traffic_and_blocks_the_versio
     let outcome = Outcome::Failed {
         error: "analysis failed: metric success-rate failed".into(),
         output: Some(r#"{"phase":"Failed"}"#.into()),
+        kind: FailureKind::Retryable,
     };
     let rollback = only_job(&report(&mut core, &analysis, outcome, at(12)));
     assert_eq!(weights(&rollback), named(&[("a1", 50), ("a2", 50)]));
@@ -326,6 +327,7 @@ fn an_inconclusive_analysis_waits_and_an_abort_rolls_back() {
     let outcome = Outcome::Failed {
         error: "analysis inconclusive".into(),
         output: Some(r#"{"phase":"Inconclusive"}"#.into()),
+        kind: FailureKind::Retryable,
     };
     assert!(jobs(&report(&mut core, &analysis, outcome, at(12))).is_empty());
     assert_eq!(phase(&core), CellPhase::Paused);
@@ -530,6 +532,7 @@ fn a_degraded_cell_stays_degraded_through_a_store_that_kept_the_phase() {
     let outcome = Outcome::Failed {
         error: "analysis failed".into(),
         output: Some(r#"{"phase":"Failed"}"#.into()),
+        kind: FailureKind::Retryable,
     };
     let rollback = only_job(&report(&mut core, &analysis, outcome, at(12)));
     succeed(&mut core, &rollback, at(13));
