@@ -7,7 +7,7 @@
 mod args;
 mod bench;
 mod client;
-mod nats_server;
+pub mod nats_server;
 mod output;
 mod serve;
 

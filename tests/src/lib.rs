@@ -6,11 +6,9 @@
 //! started is killed when its [`Env`] is dropped. The logs of every process are printed when
 //! a test fails.
 
-use std::collections::BTreeSet;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -22,23 +20,9 @@ pub mod chart_repo;
 pub mod kube;
 
 /// Returns a loopback port that was free a moment ago and that this process has not handed
-/// out before: two calls close together (in one test, or in tests running side by side) can
-/// otherwise get the same port from the kernel before either is bound (measured here: 4 pairs
-/// in 20 000).
+/// out before (see [`baton_cli::nats_server::free_port`]).
 pub fn free_port() -> u16 {
-    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    // Bounded: the kernel has thousands of ephemeral ports.
-    for _ in 0..1000 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        if given.insert(port) {
-            return port;
-        }
-    }
-    panic!("no loopback port left that was not handed out before");
+    baton_cli::nats_server::free_port().expect("a free loopback port")
 }
 
 /// Returns the nats-server program: `$NATS_SERVER`, then the repository's `.tools`, then PATH.
@@ -169,17 +153,8 @@ impl Nats {
     }
 
     fn boot(&mut self) -> anyhow::Result<()> {
-        let mut command = Command::new(nats_server_program());
-        command
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&self.store);
+        let mut command =
+            baton_cli::nats_server::server_command(&nats_server_program(), &self.store, self.port);
         if let Some(config) = &self.config {
             command.arg("-c").arg(config);
         }

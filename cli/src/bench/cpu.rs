@@ -114,12 +114,6 @@ pub(crate) fn percentile(values: &[Duration], p: f64) -> Duration {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-pub(crate) fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 pub(crate) fn peak_rss_mib(child: &Child) -> anyhow::Result<f64> {
     let pid = child.id().context("the planner has exited")?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

@@ -31,7 +31,7 @@ use serde::Serialize;
 use tracing::info;
 
 use crate::args::{BenchArgs, Format, Scale};
-use crate::nats_server::{self, NatsServer};
+use crate::nats_server::{self, NatsServer, free_port};
 
 use baton::*;
 use cpu::*;
