@@ -15,6 +15,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
     QueryStringConditionConfig, QueryStringKeyValuePair, Rule, RuleCondition,
     SourceIpConditionConfig, Tag, TargetGroupStickinessConfig, TargetGroupTuple,
 };
+use backon::{BackoffBuilder, ExponentialBuilder};
 use baton_schemas::traffic::{
     Conditions, GENERATION_TAG, Generation, RuleAction, TrafficSpec, WeightedTargetGroup,
 };
@@ -387,8 +388,13 @@ impl Alb {
         desired: &BTreeMap<String, u32>,
     ) -> Result<RuleState, AlbError> {
         let started = tokio::time::Instant::now();
-        let mut delay = Duration::from_millis(100);
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(2))
+            .without_max_times()
+            .build();
         loop {
+            let delay = delays.next().expect("the schedule has no end");
             let out = self
                 .client
                 .describe_rules()
@@ -409,10 +415,7 @@ impl Alb {
                         ),
                     ));
                 }
-                _ => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
+                _ => tokio::time::sleep(delay).await,
             }
         }
     }

@@ -28,7 +28,7 @@ pub use error::{BusError, BusErrorKind};
 pub use inbound::{Inbound, Poison, decode_event, decode_fire, decode_job, decode_trigger};
 pub use inputs::{INLINE_JOB_BYTES, InputsError, PreparedJob};
 pub use outgoing::{Outgoing, traceparent};
-pub use pull::PullStream;
+pub use pull::{PullStream, pull_retry_delay};
 
 /// Bus settings; every field has a default fit for one local server.
 #[derive(Clone, Debug)]
@@ -496,32 +496,32 @@ impl Bus {
     }
 }
 
-/// The waits between tries of a bus operation: from 50 ms, doubling up to 2 s, and none that
-/// would end past the deadline.
+/// The waits between tries of a bus operation: backon's exponential schedule from 50 ms,
+/// doubling up to 2 s, and none that would end past the deadline (a wall-clock bound, so the
+/// time the tries themselves take counts too).
 #[derive(Debug)]
 pub struct Backoff {
-    delay: Duration,
+    delays: backon::ExponentialBackoff,
     deadline: tokio::time::Instant,
 }
 
 impl Backoff {
     /// Waits that end before `deadline`.
     pub fn new(deadline: tokio::time::Instant) -> Self {
-        Self {
-            delay: Duration::from_millis(50),
-            deadline,
-        }
+        use backon::BackoffBuilder;
+        let delays = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(Duration::from_secs(2))
+            .without_max_times()
+            .build();
+        Self { delays, deadline }
     }
 
     /// Returns how long to wait before the next try, or `None` when that wait would reach
     /// the deadline.
     pub fn next_delay(&mut self) -> Option<Duration> {
-        let delay = self.delay;
-        if tokio::time::Instant::now() + delay >= self.deadline {
-            return None;
-        }
-        self.delay = (delay * 2).min(Duration::from_secs(2));
-        Some(delay)
+        let delay = self.delays.next()?;
+        (tokio::time::Instant::now() + delay < self.deadline).then_some(delay)
     }
 
     /// Waits before the next try; returns false, at once, when the wait would reach the
@@ -565,4 +565,26 @@ fn same_settings(existing: &stream::Config, wanted: &stream::Config) -> bool {
         && existing.num_replicas == wanted.num_replicas
         && existing.duplicate_window == wanted.duplicate_window
         && existing.max_age == wanted.max_age
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The waits double from 50 ms and stop short of the deadline; the clock only moves on,
+    /// so a slow machine ends the schedule earlier, never later.
+    #[tokio::test]
+    async fn backoff_doubles_and_never_waits_past_the_deadline() {
+        let mut backoff = Backoff::new(tokio::time::Instant::now() + Duration::from_millis(1500));
+        let first: Vec<u64> = std::iter::from_fn(|| backoff.next_delay())
+            .map(|d| d.as_millis() as u64)
+            .collect();
+        assert!(first.len() <= 5, "{first:?}");
+        assert_eq!(first[..], [50, 100, 200, 400, 800][..first.len()]);
+        let mut long = Backoff::new(tokio::time::Instant::now() + Duration::from_secs(3600));
+        let capped: Vec<u64> = (0..8)
+            .map(|_| long.next_delay().unwrap().as_millis() as u64)
+            .collect();
+        assert_eq!(capped, [50, 100, 200, 400, 800, 1600, 2000, 2000]);
+    }
 }

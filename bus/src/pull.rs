@@ -111,6 +111,12 @@ impl PullStream {
 
 /// Returns the state that waits before opening again, longer after each failure in a row.
 fn waiting(failures: u32) -> State {
-    let delay = Duration::from_millis(200 * u64::from(failures.min(10)));
-    State::Waiting(Box::pin(tokio::time::sleep(delay)))
+    State::Waiting(Box::pin(tokio::time::sleep(pull_retry_delay(failures))))
+}
+
+/// How long a consumer's reader waits before it pulls again after `failures` failed pulls in
+/// a row: 200 ms more for each, at most 2 s (a server restarting is back within seconds, and
+/// a reader must not hammer it meanwhile).
+pub fn pull_retry_delay(failures: u32) -> Duration {
+    Duration::from_millis(200 * u64::from(failures.min(10)))
 }

@@ -281,6 +281,24 @@ pub fn fill(text: &str, args: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// Reads a web check's `jsonPath`: JSONPath as RFC 9535 writes it (`$.data.items[0]`), and as
+/// Kubernetes and Argo Rollouts users write it (`{$.data.ok}`, `.data.ok` without the `$`).
+pub fn json_path(text: &str) -> Result<serde_json_path::JsonPath, String> {
+    let inner = text
+        .trim()
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap_or(text.trim())
+        .trim();
+    let query = if inner.starts_with('$') {
+        inner.to_owned()
+    } else {
+        format!("${inner}")
+    };
+    serde_json_path::JsonPath::parse(&query)
+        .map_err(|e| format!("{text:?} is not a JSONPath (RFC 9535): {e}"))
+}
+
 impl Metric {
     /// Returns the metric with every `{{args.NAME}}` in its provider filled in.
     pub fn filled(&self, args: &BTreeMap<String, String>) -> Metric {
@@ -410,6 +428,9 @@ pub fn metric_problems(
                         format!("{path}.provider.web.method"),
                         format!("{method:?}: use GET, POST, PUT, PATCH, DELETE or HEAD"),
                     ));
+                }
+                if let Some(Err(e)) = w.json_path.as_deref().map(json_path) {
+                    errors.push(SpecError::new(format!("{path}.provider.web.jsonPath"), e));
                 }
             }
             (None, None) => errors.push(SpecError::new(
@@ -718,6 +739,32 @@ mod tests {
                 "spec.metrics[0].successCondition: the condition ends too early",
                 "spec.metrics[0].provider: uses {{args.job}}, which is not declared: declare it in spec.args",
             ]
+        );
+    }
+
+    #[test]
+    fn a_web_check_json_path_is_read_as_its_users_write_it_and_refused_when_broken() {
+        for written in ["$.data.ok", "{$.data.ok}", ".data.ok", "$.items[0]['a-b']"] {
+            assert!(json_path(written).is_ok(), "{written}");
+        }
+        let mut m = metric("up");
+        m.provider.prometheus = None;
+        m.provider.web = Some(WebProvider {
+            url: "http://127.0.0.1:1/health".into(),
+            method: None,
+            headers: Vec::new(),
+            body: None,
+            json_path: Some("$.data[".into()),
+            timeout_seconds: None,
+        });
+        let errors = metric_problems("spec.metrics", &[m], None);
+        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with(
+                "spec.metrics[0].provider.web.jsonPath: \"$.data[\" is not a JSONPath"
+            ),
+            "{lines:?}"
         );
     }
 }

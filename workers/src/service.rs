@@ -382,7 +382,7 @@ async fn pull_loop(
                 drop(permits);
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(10)))) => {}
+                    _ = tokio::time::sleep(baton_bus::pull_retry_delay(failures)) => {}
                 }
                 continue;
             }

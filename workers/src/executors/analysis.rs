@@ -356,45 +356,17 @@ async fn web(http: &reqwest::Client, w: &WebProvider) -> Result<Value, String> {
     }
 }
 
-/// Reads `$.a.b[0].c` (also written `{$.a.b}` or `.a.b`, with `['key']` for odd keys).
+/// Returns what `path` (see [`baton_schemas::analysis::json_path`]) selects in `json`: the
+/// one value it names, or a list of the values a wildcard or filter selects.
 pub fn json_path(json: &serde_json::Value, path: &str) -> Result<serde_json::Value, String> {
-    let trimmed = path
-        .trim()
-        .trim_start_matches('{')
-        .trim_end_matches('}')
-        .trim();
-    let mut rest = trimmed.strip_prefix('$').unwrap_or(trimmed);
-    let mut current = json;
-    while !rest.is_empty() {
-        if let Some(after) = rest.strip_prefix('.') {
-            let end = after.find(['.', '[']).unwrap_or(after.len());
-            let key = &after[..end];
-            current = current
-                .get(key)
-                .ok_or_else(|| format!("jsonPath {path}: no field {key:?}"))?;
-            rest = &after[end..];
-        } else if let Some(after) = rest.strip_prefix('[') {
-            let end = after
-                .find(']')
-                .ok_or_else(|| format!("jsonPath {path}: unclosed '['"))?;
-            let inner = after[..end].trim();
-            current = match inner.parse::<usize>() {
-                Ok(i) => current
-                    .get(i)
-                    .ok_or_else(|| format!("jsonPath {path}: no element {i}"))?,
-                Err(_) => {
-                    let key = inner.trim_matches(['\'', '"']);
-                    current
-                        .get(key)
-                        .ok_or_else(|| format!("jsonPath {path}: no field {key:?}"))?
-                }
-            };
-            rest = &after[end + 1..];
-        } else {
-            return Err(format!("jsonPath {path}: unexpected {rest:?}"));
-        }
+    let query = baton_schemas::analysis::json_path(path).map_err(|e| format!("jsonPath {e}"))?;
+    match query.query(json).all().as_slice() {
+        [] => Err(format!("jsonPath {path}: no field or element there")),
+        [one] => Ok((*one).clone()),
+        many => Ok(serde_json::Value::Array(
+            many.iter().map(|v| (*v).clone()).collect(),
+        )),
     }
-    Ok(current.clone())
 }
 
 #[cfg(test)]
@@ -439,6 +411,21 @@ mod tests {
             json_path(&json, "$.data.nope")
                 .unwrap_err()
                 .contains("no field")
+        );
+        // What RFC 9535 adds: a filter, and a wildcard selecting several values.
+        let many = serde_json::json!({"items": [{"v": 3, "ok": true}, {"v": 4, "ok": false}]});
+        assert_eq!(
+            json_path(&many, "$.items[?@.ok == true].v").unwrap(),
+            serde_json::json!(3)
+        );
+        assert_eq!(
+            json_path(&many, "$.items[*].v").unwrap(),
+            serde_json::json!([3, 4])
+        );
+        assert!(
+            json_path(&json, "$.data[")
+                .unwrap_err()
+                .contains("JSONPath")
         );
     }
 
