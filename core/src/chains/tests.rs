@@ -1,11 +1,11 @@
 //! Unit tests of tasks, ignitors and chains in the decision core, on an injected clock.
 
 use super::*;
+use crate::tests::kit::{apply_docs, finished_job, jobs, ok};
 use crate::*;
 
-use baton_schemas::parse_documents;
 use baton_schemas::status::State;
-use baton_schemas::wire::{Event, FailureKind, Fire, Job, Outcome, Timestamp};
+use baton_schemas::wire::{FailureKind, Fire, Job, Outcome, Timestamp};
 use baton_schemas::{NodeKind, NodeName, RunId};
 
 fn at(text: &str) -> Timestamp {
@@ -14,14 +14,6 @@ fn at(text: &str) -> Timestamp {
 }
 
 const T0: &str = "2026-11-21T10:03:00Z";
-
-fn apply_docs(core: &mut Core, text: &str, now: Timestamp) -> Vec<Action> {
-    let mut actions = Vec::new();
-    for doc in parse_documents("test.yaml", text, now).unwrap() {
-        actions.extend(core.apply(Input::from(doc), now));
-    }
-    actions
-}
 
 fn task(name: &str, extra: &str) -> String {
     format!(
@@ -52,16 +44,6 @@ fn tick(core: &mut Core, now: Timestamp) -> Vec<Action> {
     actions
 }
 
-fn jobs(actions: &[Action]) -> Vec<&Job> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Dispatch(job) => Some(job.as_ref()),
-            _ => None,
-        })
-        .collect()
-}
-
 fn fired(actions: &[Action]) -> Vec<(String, Timestamp, Option<RunId>)> {
     actions
         .iter()
@@ -74,23 +56,6 @@ fn fired(actions: &[Action]) -> Vec<(String, Timestamp, Option<RunId>)> {
             _ => None,
         })
         .collect()
-}
-
-fn done(job: &Job, outcome: Outcome) -> Input {
-    Input::Bus(Event::NodeFinished {
-        run: job.run.clone(),
-        node: job.node.clone(),
-        attempt: job.attempt,
-        started_at: Timestamp(0),
-        finished_at: Timestamp(0),
-        outcome,
-    })
-}
-
-fn ok(output: &str) -> Outcome {
-    Outcome::Succeeded {
-        output: output.into(),
-    }
 }
 
 fn status<'a>(core: &'a Core, name: &str) -> (&'a TaskStatus, TaskState) {
@@ -133,7 +98,7 @@ fn an_ignitor_starts_task1_and_task1_passes_its_message_to_task2() {
     assert_eq!(first[0].pod().unwrap().task.as_deref(), Some("task1"));
     assert_eq!(status(&core, "task1").1, TaskState::Running);
 
-    let actions = core.apply(done(first[0], ok("hello")), now);
+    let actions = core.apply(finished_job(first[0], ok("hello"), Timestamp(0)), now);
     let second = jobs(&actions);
     assert_eq!(second.len(), 1);
     assert_eq!(
@@ -143,7 +108,7 @@ fn an_ignitor_starts_task1_and_task1_passes_its_message_to_task2() {
         ),
         ("task1", "hello")
     );
-    let actions = core.apply(done(second[0], ok("")), now);
+    let actions = core.apply(finished_job(second[0], ok(""), Timestamp(0)), now);
     assert!(actions.contains(&Action::RunFinished {
         run: run.clone(),
         state: State::Succeeded
@@ -192,7 +157,7 @@ fn failures_take_the_failure_path_and_are_counted() {
         output: Some("partial".into()),
         kind: FailureKind::Retryable,
     };
-    let actions = core.apply(done(&work, failed), now);
+    let actions = core.apply(finished_job(&work, failed, Timestamp(0)), now);
     let next = jobs(&actions);
     assert_eq!(
         next.iter().map(|j| j.node.as_str()).collect::<Vec<_>>(),
@@ -226,7 +191,10 @@ fn a_self_retry_loop_stops_at_the_chain_limit() {
         names.push(job.node.to_string());
         // Every instance runs the Task `flaky`, whatever its node is called.
         assert_eq!(job.pod().unwrap().task.as_deref(), Some("flaky"));
-        actions = core.apply(done(&job, Outcome::failed("exit code 1")), now);
+        actions = core.apply(
+            finished_job(&job, Outcome::failed("exit code 1"), Timestamp(0)),
+            now,
+        );
     }
     assert_eq!(names, ["flaky", "flaky-2", "flaky-3"]);
     assert!(actions.contains(&Action::RunFinished {
@@ -417,8 +385,10 @@ fn start_on_all_waits_for_every_listed_task() {
         started.iter().map(|j| j.node.as_str()).collect::<Vec<_>>(),
         ["build", "scan"]
     );
-    assert!(jobs(&core.apply(done(&started[0], ok("image")), now)).is_empty());
-    let actions = core.apply(done(&started[1], ok("clean")), now);
+    assert!(
+        jobs(&core.apply(finished_job(&started[0], ok("image"), Timestamp(0)), now)).is_empty()
+    );
+    let actions = core.apply(finished_job(&started[1], ok("clean"), Timestamp(0)), now);
     let deploy = jobs(&actions);
     assert_eq!(deploy.len(), 1);
     assert_eq!(
@@ -438,7 +408,10 @@ fn typed_actions_run_as_nodes_with_orcas_message() {
     .concat();
     apply_docs(&mut core, &docs, now);
     let t = jobs(&tick(&mut core, now))[0].clone();
-    let actions = core.apply(done(&t, Outcome::failed("exit code 1")), now);
+    let actions = core.apply(
+        finished_job(&t, Outcome::failed("exit code 1"), Timestamp(0)),
+        now,
+    );
     let hooks = jobs(&actions);
     assert_eq!(
         hooks
@@ -550,7 +523,7 @@ fn the_index_of_running_instances_follows_nodes_and_survives_a_restore() {
     let second = tick(&mut restored, now);
     assert!(jobs(&second).is_empty(), "Forbid: {second:?}");
     // Once it ended, a start goes ahead.
-    restored.apply(done(&job, ok("")), now);
+    restored.apply(finished_job(&job, ok(""), Timestamp(0)), now);
     assert_eq!(status(&restored, "busy").1, TaskState::Pending);
     assert!(restored.live_tasks.is_empty());
     apply_docs(&mut restored, &ignitor("c", "NOW", ""), now);

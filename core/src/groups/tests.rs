@@ -1,12 +1,13 @@
 //! Unit tests of the application group lifecycle in the decision core: inputs in, actions out.
 
 use super::*;
+use crate::tests::kit;
 use crate::{Action, Core, Refusal, Run};
 use crate::{CoreConfig, Input, Registered};
 use baton_schemas::group::ApplicationGroup;
 use baton_schemas::helm::HelmAction;
 use baton_schemas::status::State;
-use baton_schemas::wire::{Event, Job, Outcome};
+use baton_schemas::wire::{Job, Outcome};
 use baton_schemas::{Document, parse_documents};
 use baton_schemas::{NodeKind, RunId, WorkflowName};
 use serde_json::{Value, json};
@@ -29,14 +30,9 @@ fn group(apps: &[(&str, &str, &str)]) -> ApplicationGroup {
     }
 }
 
+/// Returns the jobs dispatched, owned: a group's tests keep them across inputs.
 fn jobs(actions: &[Action]) -> Vec<Job> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Dispatch(job) => Some((**job).clone()),
-            _ => None,
-        })
-        .collect()
+    kit::jobs(actions).into_iter().cloned().collect()
 }
 
 fn names(jobs: &[Job]) -> Vec<String> {
@@ -53,17 +49,7 @@ fn finish(core: &mut Core, job: &Job, ok: bool) -> Vec<Action> {
     } else {
         Outcome::failed(format!("helm said no to {}", job.node))
     };
-    core.apply(
-        Input::Bus(Event::NodeFinished {
-            run: job.run.clone(),
-            node: job.node.clone(),
-            attempt: job.attempt,
-            started_at: NOW,
-            finished_at: NOW,
-            outcome,
-        }),
-        NOW,
-    )
+    core.apply(kit::finished_job(job, outcome, NOW), NOW)
 }
 
 /// Finishes every job of `first` and of what follows, failing the nodes named in `fail`;

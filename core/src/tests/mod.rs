@@ -1,8 +1,10 @@
 //! Unit tests of the decision core: inputs in, actions out, no I/O.
 
 use crate::*;
+use kit::ok;
 
 mod fuzz;
+pub(crate) mod kit;
 pub(crate) mod replay;
 pub(crate) mod store;
 use std::time::Duration;
@@ -58,12 +60,6 @@ fn finished(run: &str, node: &str, attempt: u32, outcome: Outcome) -> Input {
         finished_at: T0,
         outcome,
     })
-}
-
-fn ok(output: &str) -> Outcome {
-    Outcome::Succeeded {
-        output: output.into(),
-    }
 }
 
 fn failed(error: &str) -> Outcome {

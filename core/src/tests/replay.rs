@@ -45,17 +45,7 @@ pub(crate) fn worked(job: Job, at: Timestamp, outcome: Outcome) -> [Step; 2] {
             }),
             at,
         ),
-        (
-            Input::Bus(Event::NodeFinished {
-                run: job.run,
-                node: job.node,
-                attempt: job.attempt,
-                started_at: at,
-                finished_at: at,
-                outcome,
-            }),
-            at,
-        ),
+        (super::kit::finished_job(&job, outcome, at), at),
     ]
 }
 

@@ -5,11 +5,12 @@ use baton_schemas::traffic::{Generation, RuleAction, WeightedTargetGroup};
 use baton_schemas::{Document, parse_documents};
 
 use super::*;
+use crate::tests::kit::{finished_job, jobs, only_job};
 use crate::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use baton_schemas::wire::{Event, FailureKind, Job, Outcome, Timestamp};
+use baton_schemas::wire::{FailureKind, Job, Outcome, Timestamp};
 use baton_schemas::{Attempt, RunId};
 
 const T0: Timestamp = Timestamp(1_800_000_000_000);
@@ -82,23 +83,6 @@ pub(super) fn observed(
     }))
 }
 
-fn jobs(actions: &[Action]) -> Vec<&Job> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Dispatch(job) => Some(job.as_ref()),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Returns the one job dispatched, checking there is exactly one.
-fn only_job(actions: &[Action]) -> Job {
-    let jobs = jobs(actions);
-    assert_eq!(jobs.len(), 1, "{actions:?}");
-    jobs[0].clone()
-}
-
 /// Returns a traffic job's weights by target group name.
 fn weights(job: &Job) -> Vec<(String, u32)> {
     let traffic = job.traffic().expect("a traffic job");
@@ -127,17 +111,7 @@ fn succeed(core: &mut Core, job: &Job, now: Timestamp) -> Vec<Action> {
 }
 
 fn report(core: &mut Core, job: &Job, outcome: Outcome, now: Timestamp) -> Vec<Action> {
-    core.apply(
-        Input::Bus(Event::NodeFinished {
-            run: job.run.clone(),
-            node: job.node.clone(),
-            attempt: job.attempt,
-            started_at: now,
-            finished_at: now,
-            outcome,
-        }),
-        now,
-    )
+    core.apply(finished_job(job, outcome, now), now)
 }
 
 fn status(core: &Core) -> &CellStatus {
