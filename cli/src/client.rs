@@ -161,19 +161,13 @@ pub(crate) async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
     let mut runs = Vec::new();
     let mut groups = Vec::new();
     for doc in docs {
-        let document = match &doc {
-            Document::Workflow(w) => serde_json::to_value(w),
-            Document::Task(t) => serde_json::to_value(t),
-            Document::Ignitor(i) => serde_json::to_value(i),
-            Document::Group(g) => {
-                groups.push(g.name().to_owned());
-                serde_json::to_value(g)
-            }
-            Document::Cell(c) => serde_json::to_value(c),
-            Document::AnalysisTemplate(t) => serde_json::to_value(t),
-        }
-        .context("encoding the document")?;
-        let is_group = matches!(doc, Document::Group(_));
+        let document = serde_json::to_value(&doc).context("encoding the document")?;
+        let is_group = if let Document::Group(g) = &doc {
+            groups.push(g.name().to_owned());
+            true
+        } else {
+            false
+        };
         let request = ApplyRequest {
             document,
             run: !args.no_run,

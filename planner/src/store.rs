@@ -400,14 +400,7 @@ mod tests {
         let text = "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: wf}\nspec: {nodes: [{name: a, kind: noop}]}\n---\napiVersion: sirocco.cloud/v1alpha1\nkind: Task\nmetadata: {name: t}\nspec: {startOnIgnition: [i], template: {spec: {containers: [{name: c, image: busybox}]}}}\n---\napiVersion: sirocco.cloud/v1alpha1\nkind: Ignitor\nmetadata: {name: i}\nspec: {scheduled: '@hourly'}\n";
         let mut core = Core::new(CoreConfig::default());
         for doc in parse_documents("t", text, Timestamp(1)).unwrap() {
-            let input = match doc {
-                Document::Workflow(w) => Input::Register(w),
-                Document::Task(t) => Input::RegisterTask(t),
-                Document::Ignitor(i) => Input::RegisterIgnitor(i),
-                Document::Group(g) => Input::RegisterGroup(g),
-                other => panic!("not in this test: {}", other.describe()),
-            };
-            core.apply(input, Timestamp(1));
+            core.apply(Input::from(doc), Timestamp(1));
         }
         core.apply(
             Input::StartRun {

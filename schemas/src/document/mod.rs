@@ -14,8 +14,10 @@ use crate::workflow::Workflow;
 
 pub mod shape;
 
-/// One parsed and validated document.
-#[derive(Clone, Debug, PartialEq)]
+/// One parsed and validated document. It serializes as the document itself (its
+/// `apiVersion` and `kind` tell the kind), as the API's apply request carries it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(untagged)]
 pub enum Document {
     /// A `baton.dev/v1alpha1` Workflow.
     Workflow(Workflow),
