@@ -33,6 +33,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use baton_schemas::crd::{KINDS, Kind};
+use baton_schemas::views::{
+    CELL_STATUS_FIELDS, GROUP_STATUS_FIELDS, IGNITOR_STATUS_FIELDS, TASK_STATUS_FIELDS,
+    status_fields,
+};
 use baton_schemas::wire::Timestamp;
 use baton_schemas::{Document, RunId, WorkflowName, document::parse_object_within};
 use futures::{StreamExt, stream::select_all};
@@ -475,25 +479,23 @@ impl Sync {
         let keys: Vec<Key> = self.objects.keys().cloned().collect();
         for key in keys {
             let status = match KINDS[key.0].kind {
-                "ApplicationGroup" => groups.get(&key.2).map(group_status),
-                "Task" => tasks.get(&key.2).map(|t| {
-                    json!({
-                        "state": t["state"],
-                        "lastSuccess": t["lastSuccess"],
-                        "lastFailure": t["lastFailure"],
-                        "failuresCount": t["failuresCount"],
-                    })
-                }),
-                "Ignitor" => ignitors.get(&key.2).map(|i| {
-                    json!({"lastFire": i["lastFire"], "nextFire": i["nextFire"], "message": i["error"]})
-                }),
-                "Cell" => cells.get(&key.2).map(|c| {
-                    let mut status = c.clone();
-                    if let Some(object) = status.as_object_mut() {
-                        object.remove("name");
-                    }
+                "ApplicationGroup" => groups.get(&key.2).map(|g| {
+                    // A spec applied since clears a refusal's message.
+                    let mut status = status_fields(g, GROUP_STATUS_FIELDS);
+                    status["message"] = Value::Null;
                     status
                 }),
+                "Task" => tasks
+                    .get(&key.2)
+                    .map(|t| status_fields(t, TASK_STATUS_FIELDS)),
+                "Ignitor" => ignitors.get(&key.2).map(|i| {
+                    let mut status = status_fields(i, IGNITOR_STATUS_FIELDS);
+                    status["message"] = i["error"].clone();
+                    status
+                }),
+                "Cell" => cells
+                    .get(&key.2)
+                    .map(|c| status_fields(c, CELL_STATUS_FIELDS)),
                 "AnalysisTemplate" => None,
                 _ => match self.objects[&key].run.clone() {
                     Some(_) if self.objects[&key].written.as_ref().is_some_and(run_ended) => None,
@@ -650,24 +652,6 @@ fn has_finalizer(object: &DynamicObject) -> bool {
         .finalizers
         .as_ref()
         .is_some_and(|f| f.iter().any(|f| f == GROUP_FINALIZER))
-}
-
-/// Returns the status of a group object: the planner's view without what only the API shows.
-fn group_status(view: &Value) -> Value {
-    let mut status = json!({"message": null});
-    for key in [
-        "observedGeneration",
-        "lastSucceededGeneration",
-        "phase",
-        "remediation",
-        "run",
-        "leftInstalled",
-        "conditions",
-        "applications",
-    ] {
-        status[key] = view[key].clone();
-    }
-    status
 }
 
 /// Returns whether a workflow status written earlier shows its run ended.

@@ -20,6 +20,10 @@ use crate::analysis::AnalysisTemplateSpec;
 use crate::cell::CellSpec;
 use crate::group::ApplicationGroupSpec;
 use crate::task::{IgnitorSpec, TaskSpec};
+use crate::views::{
+    CELL_STATUS_FIELDS, CellView, GROUP_STATUS_FIELDS, GroupView, IGNITOR_STATUS_FIELDS,
+    IgnitorView, TASK_STATUS_FIELDS, TaskView,
+};
 use crate::workflow::WorkflowSpec;
 
 /// Baton's API group.
@@ -128,20 +132,40 @@ pub fn crd(kind: &Kind) -> CustomResourceDefinition {
         ),
         "Task" => (
             schema_of::<TaskSpec>(&["template"]),
-            task_status(),
+            view_status::<TaskView>(TASK_STATUS_FIELDS, None, REFUSED),
             task_columns(),
         ),
         "Ignitor" => (
             schema_of::<IgnitorSpec>(&[]),
-            ignitor_status(),
+            view_status::<IgnitorView>(
+                IGNITOR_STATUS_FIELDS,
+                None,
+                "Why the schedule or document was refused, when it was.",
+            ),
             ignitor_columns(),
         ),
         "ApplicationGroup" => (
             schema_of::<ApplicationGroupSpec>(&["template"]),
-            group_status(),
+            view_status::<GroupView>(
+                GROUP_STATUS_FIELDS,
+                Some(
+                    "What Baton did with the group: conditions as Orkestra wrote them, per application and subchart.",
+                ),
+                REFUSED,
+            ),
             group_columns(),
         ),
-        "Cell" => (schema_of::<CellSpec>(&[]), cell_status(), cell_columns()),
+        "Cell" => (
+            schema_of::<CellSpec>(&[]),
+            view_status::<CellView>(
+                CELL_STATUS_FIELDS,
+                Some(
+                    "What Baton last saw and did: the versions, the rollout step, the weights AWS holds, blocked versions.",
+                ),
+                REFUSED,
+            ),
+            cell_columns(),
+        ),
         "AnalysisTemplate" => (
             schema_of::<AnalysisTemplateSpec>(&[]),
             analysis_template_status(),
@@ -310,8 +334,38 @@ fn drop_descriptions(schema: &mut serde_json::Value, terse: &[&str], inside: boo
     }
 }
 
+/// What a status' `message` says when a document was refused.
+const REFUSED: &str = "Why the document was refused, when it was.";
+
 fn string(description: &str) -> serde_json::Value {
     json!({"type": "string", "description": description})
+}
+
+/// Returns the status schema of a kind whose status holds the `fields` of the view `V` (see
+/// `views.rs`: the cluster watch writes those fields of the view), with a `message` described
+/// as `message` says (why a document was refused) unless the view has one of its own. Nothing
+/// is required: the status is written in parts (a refusal's message alone, say).
+fn view_status<V: JsonSchema>(
+    fields: &[&str],
+    description: Option<&str>,
+    message: &str,
+) -> serde_json::Value {
+    let mut schema = schema_of::<V>(&[]);
+    let object = schema
+        .as_object_mut()
+        .expect("a view's schema is an object");
+    object.remove("required");
+    if let Some(serde_json::Value::Object(properties)) = object.get_mut("properties") {
+        properties.retain(|name, _| fields.contains(&name.as_str()));
+        properties
+            .entry("message")
+            .or_insert_with(|| string(message));
+    }
+    match description {
+        Some(d) => object.insert("description".to_owned(), json!(d)),
+        None => object.remove("description"),
+    };
+    schema
 }
 
 fn workflow_status() -> serde_json::Value {
@@ -325,122 +379,6 @@ fn workflow_status() -> serde_json::Value {
             "startedAt": string("When the run started (RFC 3339)."),
             "finishedAt": string("When the run ended (RFC 3339)."),
             "message": string("Why the document was refused, when it was."),
-        },
-    })
-}
-
-fn task_status() -> serde_json::Value {
-    json!({
-        "type": "object",
-        "properties": {
-            "state": string("Pending or Running."),
-            "lastSuccess": string("When the task last succeeded (RFC 3339, UTC)."),
-            "lastFailure": string("When the task last failed (RFC 3339, UTC)."),
-            "failuresCount": {"type": "integer", "description": "Consecutive failures, reset by a success."},
-            "message": string("Why the document was refused, when it was."),
-        },
-    })
-}
-
-fn ignitor_status() -> serde_json::Value {
-    json!({
-        "type": "object",
-        "properties": {
-            "lastFire": string("The scheduled time of the last fire (RFC 3339, UTC)."),
-            "nextFire": string("The next scheduled fire (RFC 3339, UTC)."),
-            "message": string("Why the schedule or document was refused, when it was."),
-        },
-    })
-}
-
-fn cell_status() -> serde_json::Value {
-    json!({
-        "type": "object",
-        "description": "What Baton last saw and did: the versions, the rollout step, the weights AWS holds, blocked versions.",
-        "properties": {
-            "phase": string("Pending, Serving, Progressing, Paused or Degraded."),
-            "servingVersion": string("The version that has the traffic (or had it before the rollout under way)."),
-            "desiredVersion": string("The version being rolled out, or serving when no rollout is under way."),
-            "step": {"type": "integer", "description": "The index of the rollout step under way."},
-            "run": string("The rollout's run (baton status RUN)."),
-            "weights": {
-                "type": "array",
-                "description": "The rule's forward action as AWS last showed it.",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "arn": string("The target group's ARN."),
-                        "name": string("The target group's name."),
-                        "version": string("Its version tag."),
-                        "weight": {"type": "integer", "description": "Its weight."},
-                    },
-                },
-            },
-            "blocked": {
-                "type": "array",
-                "description": "Versions Baton will not roll out again until promoted.",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "version": string("The version."),
-                        "cause": string("Why it was blocked."),
-                        "at": string("When (RFC 3339)."),
-                    },
-                },
-            },
-            "message": string("What the Cell waits for, why a rollout failed, or why the document was refused."),
-            "lastSyncTime": string("When target groups were last discovered (RFC 3339)."),
-        },
-    })
-}
-
-fn group_status() -> serde_json::Value {
-    let condition = json!({
-        "type": "object",
-        "required": ["type", "status"],
-        "properties": {
-            "type": string("Ready, ForwardWorkflowSucceeded, RollbackWorkflowSucceeded or ReverseWorkflowSucceeded."),
-            "status": string("True, False or Unknown."),
-            "reason": string("Why, in one word."),
-            "message": string("Why, in words."),
-            "lastTransitionTime": string("When the status last changed (RFC 3339)."),
-            "observedGeneration": {"type": "integer", "format": "int64"},
-        },
-    });
-    let chart = json!({
-        "type": "object",
-        "properties": {
-            "version": string("The chart version released."),
-            "release": string("The Helm release's name."),
-            "namespace": string("The release's namespace."),
-            "error": string("Why it failed, when it did."),
-            "conditions": {"type": "array", "items": condition},
-        },
-    });
-    json!({
-        "type": "object",
-        "description": "What Baton did with the group: conditions as Orkestra wrote them, per application and subchart.",
-        "properties": {
-            "observedGeneration": {"type": "integer", "format": "int64", "description": "The generation last applied."},
-            "lastSucceededGeneration": {"type": "integer", "format": "int64", "description": "The generation last released in full."},
-            "phase": string("Progressing, Succeeded, RollingBack, Uninstalling, Failed, Deleting or Deleted."),
-            "remediation": string("After a failure: rolledBack (to the last successful spec) or uninstalled (no spec had succeeded)."),
-            "run": string("The run under way, or the last one (baton status RUN)."),
-            "leftInstalled": {"type": "array", "items": {"type": "string"}, "description": "Releases a failed uninstall left behind (namespace/release)."},
-            "message": string("Why the document was refused, when it was."),
-            "conditions": {"type": "array", "items": condition},
-            "applications": {"type": "array", "items": {
-                "type": "object",
-                "properties": {
-                    "name": string("The application."),
-                    "version": string("The chart version released."),
-                    "release": string("The Helm release's name."),
-                    "namespace": string("The release's namespace."),
-                    "error": string("Why it failed, when it did."),
-                    "conditions": {"type": "array", "items": condition},
-                    "subcharts": {"type": "object", "additionalProperties": chart},
-                },
-            }},
         },
     })
 }
@@ -624,6 +562,43 @@ mod tests {
         {
             not_structural(&format!("{path}{{}}"), sub, found);
         }
+    }
+
+    /// Every field a kind's status takes from its view is in the status schema, typed as the
+    /// view types it: a field named wrong would be written and pruned by the API server.
+    #[test]
+    fn status_schemas_hold_the_fields_the_views_give_them() {
+        for (kind, fields) in [
+            ("Task", TASK_STATUS_FIELDS),
+            ("Ignitor", IGNITOR_STATUS_FIELDS),
+            ("ApplicationGroup", GROUP_STATUS_FIELDS),
+            ("Cell", CELL_STATUS_FIELDS),
+        ] {
+            let k = KINDS.iter().find(|k| k.kind == kind).unwrap();
+            let crd = serde_json::to_value(crd(k)).unwrap();
+            let status =
+                &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"];
+            let properties = status["properties"].as_object().unwrap();
+            for field in fields.iter().chain(&["message"]) {
+                assert!(properties.contains_key(*field), "{kind}: {field}");
+            }
+            assert_eq!(
+                properties.len(),
+                fields.len() + usize::from(!fields.contains(&"message"))
+            );
+            assert!(
+                status.get("required").is_none(),
+                "{kind}: status is written in parts"
+            );
+        }
+        let k = KINDS.iter().find(|k| k.kind == "Cell").unwrap();
+        let crd = serde_json::to_value(crd(k)).unwrap();
+        let step = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+            ["properties"]["step"];
+        assert_eq!(
+            (step["type"].as_str(), step["nullable"].as_bool()),
+            (Some("integer"), Some(true))
+        );
     }
 
     #[test]

@@ -150,7 +150,8 @@ pub struct CellView {
     pub weights: Vec<CellWeight>,
     /// Versions Baton will not roll out again until promoted.
     pub blocked: Vec<BlockedVersion>,
-    /// What the Cell waits for, or why a rollout failed.
+    /// What the Cell waits for, or why a rollout failed (on a cluster object, also why its
+    /// document was refused).
     pub message: Option<String>,
     /// When target groups were last discovered (RFC 3339).
     pub last_sync_time: Option<String>,
@@ -218,6 +219,49 @@ pub struct IgnitorView {
     pub next_fire: Option<String>,
     /// Why the schedule was refused, when it was.
     pub error: Option<String>,
+}
+
+/// The fields of a [`TaskView`] that a Task object's status holds.
+pub const TASK_STATUS_FIELDS: &[&str] = &["state", "lastSuccess", "lastFailure", "failuresCount"];
+
+/// The fields of an [`IgnitorView`] that an Ignitor object's status holds (its `error` is
+/// the status' `message`).
+pub const IGNITOR_STATUS_FIELDS: &[&str] = &["lastFire", "nextFire"];
+
+/// The fields of a [`GroupView`] that an ApplicationGroup object's status holds.
+pub const GROUP_STATUS_FIELDS: &[&str] = &[
+    "observedGeneration",
+    "lastSucceededGeneration",
+    "phase",
+    "remediation",
+    "run",
+    "leftInstalled",
+    "conditions",
+    "applications",
+];
+
+/// The fields of a [`CellView`] that a Cell object's status holds: all but its name.
+pub const CELL_STATUS_FIELDS: &[&str] = &[
+    "phase",
+    "servingVersion",
+    "desiredVersion",
+    "step",
+    "run",
+    "weights",
+    "blocked",
+    "message",
+    "lastSyncTime",
+];
+
+/// Returns the `fields` of a view, as a cluster object's status holds them. The CRDs' status
+/// schemas are the same fields of the same types (`crd.rs`).
+pub fn status_fields(view: &impl Serialize, fields: &[&str]) -> serde_json::Value {
+    let view = serde_json::to_value(view).expect("views serialize");
+    fields
+        .iter()
+        .map(|f| ((*f).to_owned(), view[*f].clone()))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 #[cfg(test)]
