@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use baton_bus::BusConfig;
 use baton_schemas::helm::HelmDriver;
-use baton_schemas::{Duration, NodeKind};
+use baton_schemas::{Duration, KindSet, NodeKind};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{Failure, client, serve};
@@ -153,6 +153,14 @@ pub(crate) struct PlannerOptions {
     /// Where the HTTP API listens.
     #[arg(long, env = "BATON_LISTEN", default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
+    /// The API's bearer tokens: a CSV file of `token,name,role` lines (roles: viewer,
+    /// operator, admin). The planner needs it, or --api-no-auth; `baton up` makes its own.
+    #[arg(long, env = "BATON_API_TOKEN_FILE", value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// Serves the API to anyone who reaches it, with every role: only for a listener that
+    /// no one but trusted callers can reach.
+    #[arg(long, env = "BATON_API_NO_AUTH", conflicts_with = "api_token_file")]
+    pub api_no_auth: bool,
     /// How long past a node's timeout the planner waits for a worker before failing it.
     #[arg(long, env = "BATON_TIMEOUT_GRACE", default_value = "60s")]
     pub timeout_grace: Duration,
@@ -172,8 +180,28 @@ pub(crate) struct PlannerOptions {
     /// settings come from the standard chain: AWS_REGION, AWS_ENDPOINT_URL, keys, ...).
     #[arg(long, env = "BATON_SYNC_PERIOD", default_value = "30s")]
     pub sync_period: Duration,
+    /// The node kinds documents may use, comma-separated; a document that uses another is
+    /// refused at the field that asks for it. Default: every kind but `exec` (a workflow's
+    /// exec node runs any command on a worker) for `baton planner`; every kind for `baton
+    /// up`, whose workers run on the machine of the one user it serves.
+    #[arg(long, env = "BATON_ALLOW_KINDS", value_delimiter = ',')]
+    pub allow_kinds: Option<Vec<NodeKind>>,
     #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+impl PlannerOptions {
+    /// Returns what a document applied to this planner may hold; `kinds` are the node kinds
+    /// it allows unless --allow-kinds says.
+    pub(crate) fn document_limits(&self, kinds: KindSet) -> baton_schemas::Limits {
+        baton_schemas::Limits {
+            allowed_kinds: self
+                .allow_kinds
+                .as_ref()
+                .map_or(kinds, |k| k.iter().copied().collect()),
+            ..self.limits.limits()
+        }
+    }
 }
 
 /// Limits on what one document may hold.
@@ -188,7 +216,10 @@ pub(crate) struct LimitArgs {
 impl LimitArgs {
     pub(crate) fn limits(self) -> baton_schemas::Limits {
         let LimitArgs { max_nodes } = self;
-        baton_schemas::Limits { max_nodes }
+        baton_schemas::Limits {
+            max_nodes,
+            ..baton_schemas::Limits::default()
+        }
     }
 }
 
@@ -288,6 +319,10 @@ pub(crate) struct ServerArgs {
     /// The Baton API.
     #[arg(long, env = "BATON_SERVER", default_value = "http://127.0.0.1:7070")]
     pub server: String,
+    /// A file holding the API's bearer token (the token itself may instead be in BATON_TOKEN;
+    /// without either, the token `baton up` left on this machine for a loopback server).
+    #[arg(long, env = "BATON_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]

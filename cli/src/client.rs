@@ -18,8 +18,9 @@ use tracing::debug;
 
 use crate::args::{
     ApplyArgs, CancelArgs, CellAction, CellArgs, DeleteArgs, DeleteKind, Format, GroupsArgs,
-    ListArgs, RunsArgs, StatusArgs, TriggerArgs,
+    ListArgs, RunsArgs, ServerArgs, StatusArgs, TriggerArgs,
 };
+use crate::credentials;
 use crate::{Failure, output};
 
 /// Reads and validates a file. Every failure here is the user's input: exit code 2.
@@ -41,13 +42,36 @@ struct Api {
     idempotency_key: String,
 }
 
+/// The API's 400: what was sent is invalid (a document that uses a node kind the planner does
+/// not allow, say), which is the user's input like a file that does not validate (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct InvalidRequest(String);
+
+/// Returns the failure of a request: exit 2 when the API found the request invalid.
+fn request_failure(error: anyhow::Error) -> Failure {
+    match error.is::<InvalidRequest>() {
+        true => Failure::usage(error),
+        false => Failure::from(error),
+    }
+}
+
 /// How many times a request that starts runs is sent before its failure is reported.
 const SENDS: u32 = 5;
 
 impl Api {
-    fn new(server: &str) -> Api {
-        Api {
-            http: reqwest::Client::new(),
+    fn new(args: &ServerArgs) -> anyhow::Result<Api> {
+        let server = &args.server;
+        let headers = match credentials::client_token(server, args.token_file.as_deref())? {
+            Some(token) => credentials::bearer_headers(&token)?,
+            None => reqwest::header::HeaderMap::new(),
+        };
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .context("cannot set up the HTTP client")?;
+        Ok(Api {
+            http,
             base: server.trim_end_matches('/').to_owned(),
             // Two random run ids: 24 letters and digits, about 124 bits.
             idempotency_key: format!(
@@ -55,7 +79,7 @@ impl Api {
                 baton_schemas::ids::new_run_id(),
                 baton_schemas::ids::new_run_id()
             ),
-        }
+        })
     }
 
     async fn send<T: DeserializeOwned>(
@@ -106,9 +130,24 @@ impl Api {
                 .context("unexpected answer from the Baton API");
         }
         let text = response.text().await.unwrap_or_default();
-        match serde_json::from_str::<ErrorResponse>(&text) {
-            Ok(e) => bail!("{}", e.errors.join("\n")),
+        let errors = match serde_json::from_str::<ErrorResponse>(&text) {
+            Ok(e) => e.errors.join("\n"),
             Err(_) => bail!("the Baton API answered {status}: {text}"),
+        };
+        if status == reqwest::StatusCode::BAD_REQUEST {
+            return Err(InvalidRequest(errors).into());
+        }
+        match status {
+            reqwest::StatusCode::UNAUTHORIZED => bail!(
+                "the Baton API at {} refused the request (401, not authenticated): {errors}; give its token in {} or a file with --token-file",
+                self.base,
+                credentials::TOKEN_VARIABLE
+            ),
+            reqwest::StatusCode::FORBIDDEN => bail!(
+                "the Baton API at {} refused the request (403, beyond the token's role): {errors}",
+                self.base
+            ),
+            _ => bail!("{errors}"),
         }
     }
 
@@ -157,7 +196,7 @@ where
 
 pub(crate) async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
     let docs = read_documents(&args.file, args.limits.limits())?;
-    let api = Api::new(&args.server.server);
+    let api = Api::new(&args.server)?;
     let mut runs = Vec::new();
     let mut groups = Vec::new();
     for doc in docs {
@@ -179,7 +218,8 @@ pub(crate) async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
                     .post(format!("{}/v1/apply", api.base))
                     .json(&request),
             )
-            .await?;
+            .await
+            .map_err(request_failure)?;
         match (args.output, &applied.run) {
             (Format::Json, _) if !args.wait => {
                 println!("{}", serde_json::to_string(&applied).context("json")?)
@@ -210,13 +250,13 @@ pub(crate) async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
 }
 
 pub(crate) async fn status(args: StatusArgs) -> Result<u8, Failure> {
-    let api = Api::new(&args.server.server);
+    let api = Api::new(&args.server)?;
     output::print_status(&api.run(&args.run).await?, args.output)?;
     Ok(0)
 }
 
 pub(crate) async fn runs(args: RunsArgs) -> Result<u8, Failure> {
-    let api = Api::new(&args.server.server);
+    let api = Api::new(&args.server)?;
     let runs: Vec<RunStatus> = api
         .send(api.http.get(format!("{}/v1/runs", api.base)))
         .await?;
@@ -225,7 +265,7 @@ pub(crate) async fn runs(args: RunsArgs) -> Result<u8, Failure> {
 }
 
 pub(crate) async fn cancel(args: CancelArgs) -> Result<u8, Failure> {
-    let api = Api::new(&args.server.server);
+    let api = Api::new(&args.server)?;
     let done: RunResponse = api
         .send(
             api.http
@@ -237,7 +277,7 @@ pub(crate) async fn cancel(args: CancelArgs) -> Result<u8, Failure> {
 }
 
 pub(crate) async fn trigger(args: TriggerArgs) -> Result<u8, Failure> {
-    let api = Api::new(&args.server.server);
+    let api = Api::new(&args.server)?;
     let started: RunResponse = api
         .send_idempotent(
             api.http
@@ -251,7 +291,7 @@ pub(crate) async fn trigger(args: TriggerArgs) -> Result<u8, Failure> {
 
 /// Lists tasks (`what` = `tasks`) or ignitors (`ignitors`) with their status.
 pub(crate) async fn list(args: ListArgs, what: &str) -> Result<u8, Failure> {
-    let api = Api::new(&args.server.server);
+    let api = Api::new(&args.server)?;
     let get = api.http.get(format!("{}/v1/{what}", api.base));
     if what == "tasks" {
         let items: Vec<TaskView> = api.send(get).await?;
@@ -265,7 +305,7 @@ pub(crate) async fn list(args: ListArgs, what: &str) -> Result<u8, Failure> {
 
 /// Lists application groups, or shows one.
 pub(crate) async fn groups(args: GroupsArgs) -> Result<u8, Failure> {
-    let api = Api::new(&args.server.server);
+    let api = Api::new(&args.server)?;
     match &args.name {
         Some(name) => output::print_group(&api.group(name).await?, args.output)?,
         None => {
@@ -281,7 +321,7 @@ pub(crate) async fn groups(args: GroupsArgs) -> Result<u8, Failure> {
 /// Deletes an application group (with `--wait`, exit 0 only when every release is gone), or
 /// forgets a workflow, task or ignitor.
 pub(crate) async fn delete(args: DeleteArgs) -> Result<u8, Failure> {
-    let api = Api::new(&args.server.server);
+    let api = Api::new(&args.server)?;
     let plural = match args.kind {
         DeleteKind::Group => None,
         DeleteKind::Workflow => Some("workflows"),
@@ -336,7 +376,7 @@ pub(crate) async fn delete(args: DeleteArgs) -> Result<u8, Failure> {
 
 /// Lists Cells with their phase, versions, step and weights.
 pub(crate) async fn cells(args: ListArgs) -> Result<u8, Failure> {
-    let api = Api::new(&args.server.server);
+    let api = Api::new(&args.server)?;
     let items: Vec<CellView> = api
         .send(api.http.get(format!("{}/v1/cells", api.base)))
         .await?;
@@ -346,7 +386,7 @@ pub(crate) async fn cells(args: ListArgs) -> Result<u8, Failure> {
 
 /// Resumes, aborts, promotes or deletes a Cell.
 pub(crate) async fn cell(args: CellArgs) -> Result<u8, Failure> {
-    let api = Api::new(&args.server.server);
+    let api = Api::new(&args.server)?;
     let url = format!("{}/v1/cells/{}", api.base, args.name);
     let command = match args.command {
         CellAction::Delete => None,

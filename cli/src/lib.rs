@@ -7,6 +7,7 @@
 mod args;
 mod bench;
 mod client;
+mod credentials;
 pub mod nats_server;
 mod output;
 mod serve;

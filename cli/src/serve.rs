@@ -1,15 +1,17 @@
 //! The long-running commands: `up`, `planner` and `worker`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use baton_bus::{Bus, BusConfig};
+use baton_planner::api::{ApiConfig, Auth, Role, Tokens};
 use baton_planner::cluster::{self, ClusterConfig};
 use baton_planner::discovery::{self, DiscoveryConfig};
 use baton_planner::service::{Command, Planner, PlannerConfig};
 use baton_planner::supervise::{SideTask, supervise};
 use baton_schemas::status::RunStatus;
-use baton_schemas::{Document, NodeKind};
+use baton_schemas::{Document, KindSet, NodeKind};
 use baton_workers::WorkerConfig;
 use baton_workers::executors::helm::HelmConfig;
 use baton_workers::executors::pod::PodConfig;
@@ -20,6 +22,7 @@ use tracing::{info, warn};
 use crate::Failure;
 use crate::args::{PlannerArgs, PlannerOptions, UpArgs, WorkerArgs, WorkerOptions};
 use crate::client::read_documents;
+use crate::credentials;
 use crate::nats_server::{self, NatsServer};
 
 /// Returns a token cancelled on SIGTERM or SIGINT.
@@ -46,11 +49,60 @@ async fn connect(url: &str, config: BusConfig) -> anyhow::Result<Bus> {
 }
 
 pub(crate) async fn planner(args: PlannerArgs) -> Result<(), Failure> {
+    let auth = match (&args.planner.api_token_file, args.planner.api_no_auth) {
+        (Some(file), _) => api_tokens(file)?,
+        (None, true) => open_api(),
+        (None, false) => {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "the API needs --api-token-file (BATON_API_TOKEN_FILE), or --api-no-auth to serve anyone who can reach --listen"
+            )));
+        }
+    };
     let shutdown = shutdown_on_signals()?;
     let bus = connect(&args.nats_url, args.bus.config()).await?;
     let (commands, receiver) = mpsc::channel(64);
-    run_planner(bus, &args.planner, commands, receiver, shutdown).await?;
+    let api = ApiConfig {
+        limits: args.planner.document_limits(PLANNER_KINDS),
+        auth,
+    };
+    run_planner(bus, &args.planner, api, commands, receiver, shutdown).await?;
     Ok(())
+}
+
+/// The node kinds `baton planner` allows without --allow-kinds: every kind but `exec`, which
+/// runs any command on a worker.
+const PLANNER_KINDS: KindSet = KindSet::ALL.without(NodeKind::Exec);
+
+/// Reads the API's token file; a bad one is the user's input (exit 2).
+fn api_tokens(file: &std::path::Path) -> Result<Auth, Failure> {
+    let tokens = Tokens::read(file).map_err(Failure::usage)?;
+    Ok(Auth::Tokens(Arc::new(tokens)))
+}
+
+fn open_api() -> Auth {
+    warn!("--api-no-auth: the API serves anyone who can reach it, with every role");
+    Auth::Open
+}
+
+/// Returns how `baton up`'s API is protected: as the flags say, else by the token it keeps
+/// in its data directory, left for the CLI on this machine too.
+fn up_auth(args: &UpArgs) -> Result<Auth, Failure> {
+    let options = &args.planner;
+    match (&options.api_token_file, options.api_no_auth) {
+        (Some(file), _) => return api_tokens(file),
+        (None, true) => return Ok(open_api()),
+        (None, false) => {}
+    }
+    let token = credentials::up_token(&options.data_dir)?;
+    let file = credentials::local_token_path(options.listen.port())
+        .context("no HOME or XDG_RUNTIME_DIR to leave the API token in")?;
+    credentials::write_secret(&file, &token)?;
+    info!(token_file = %file.display(), "the API takes the bearer token in this file; the CLI on this machine finds it by itself");
+    Ok(Auth::Tokens(Arc::new(Tokens::one(
+        &token,
+        "up",
+        Role::Admin,
+    ))))
 }
 
 pub(crate) async fn worker(args: WorkerArgs) -> Result<(), Failure> {
@@ -62,11 +114,18 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<(), Failure> {
 
 pub(crate) async fn up(args: UpArgs) -> Result<(), Failure> {
     let shutdown = shutdown_on_signals()?;
+    // `up` serves the one user on its machine, whose workers it runs: every kind is allowed
+    // unless --allow-kinds says.
+    let limits = args.planner.document_limits(KindSet::ALL);
     let files: Vec<Vec<Document>> = args
         .apply
         .iter()
-        .map(|f| read_documents(f, args.planner.limits.limits()))
+        .map(|f| read_documents(f, limits))
         .collect::<Result<_, _>>()?;
+    let api = ApiConfig {
+        limits,
+        auth: up_auth(&args)?,
+    };
     let server = match &args.nats_url {
         Some(_) => None,
         None => {
@@ -82,7 +141,7 @@ pub(crate) async fn up(args: UpArgs) -> Result<(), Failure> {
         .clone()
         .or_else(|| server.as_ref().map(|s| s.url.clone()))
         .expect("a url either way");
-    let result = up_with(&url, &args, files, shutdown.clone()).await;
+    let result = up_with(&url, &args, api, files, shutdown.clone()).await;
     shutdown.cancel();
     if let Some(server) = server {
         server.stop().await;
@@ -93,6 +152,7 @@ pub(crate) async fn up(args: UpArgs) -> Result<(), Failure> {
 async fn up_with(
     url: &str,
     args: &UpArgs,
+    api: ApiConfig,
     files: Vec<Vec<Document>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -111,7 +171,7 @@ async fn up_with(
             commands.clone(),
             shutdown.clone(),
         );
-        async move { run_planner(bus, &options, commands, receiver, shutdown).await }
+        async move { run_planner(bus, &options, api, commands, receiver, shutdown).await }
     });
     info!(api = %format!("http://{}", args.planner.listen), nats = %url, "baton is up; try: baton apply -f examples/diamond.yaml --wait");
     if let Err(e) = apply_files(files, &commands, &shutdown).await {
@@ -206,6 +266,7 @@ async fn follow(run: String, commands: mpsc::Sender<Command>, shutdown: Cancella
 async fn run_planner(
     bus: Bus,
     options: &PlannerOptions,
+    api: ApiConfig,
     commands: mpsc::Sender<Command>,
     receiver: mpsc::Receiver<Command>,
     shutdown: CancellationToken,
@@ -232,7 +293,7 @@ async fn run_planner(
                 .await
                 .context("--watch-kubernetes: no Kubernetes client (KUBECONFIG or in-cluster)")?;
             let config = ClusterConfig {
-                limits: options.limits.limits(),
+                limits: api.limits,
                 namespace: options.watch_namespace.clone(),
                 status_period: Duration::from_secs(1),
             };
@@ -262,7 +323,7 @@ async fn run_planner(
             listener,
             commands,
             bus,
-            options.limits.limits(),
+            api,
             shutdown.clone(),
         )),
     };

@@ -25,7 +25,7 @@ pub mod wire;
 pub mod workflow;
 pub mod yaml;
 
-pub use document::{Document, Limits, SpecError, SpecErrors, parse_documents};
+pub use document::{Document, KindSet, Limits, SpecError, SpecErrors, parse_documents};
 pub use duration::Duration;
 pub use ids::{Attempt, NodeName, RunId, WorkflowName};
 pub use workflow::{FailurePolicy, NodeKind, NodeSpec, Retries, When, Workflow, WorkflowSpec};

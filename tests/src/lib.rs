@@ -213,8 +213,42 @@ pub struct Env {
     pub job_ack_wait: &'static str,
     /// More environment for every baton process (`KUBECONFIG`, say).
     pub extra_env: Vec<(String, String)>,
+    /// The API's bearer tokens, one per role (the token file the planner reads has them).
+    pub tokens: ApiTokens,
     procs: Vec<Proc>,
     logs: Vec<PathBuf>,
+}
+
+/// The API tokens of a test, one per role.
+#[derive(Clone, Debug)]
+pub struct ApiTokens {
+    /// May do anything.
+    pub admin: String,
+    /// May start, trigger and cancel runs and command Cells.
+    pub operator: String,
+    /// May read.
+    pub viewer: String,
+}
+
+impl ApiTokens {
+    /// Returns tokens unique to a test (`unique` is its prefix): a grep of logs for them finds
+    /// no other test's.
+    fn new(unique: &str) -> ApiTokens {
+        let token = |role: &str| format!("{role}-secret-{unique}-{}", next_id());
+        ApiTokens {
+            admin: token("admin"),
+            operator: token("operator"),
+            viewer: token("viewer"),
+        }
+    }
+
+    /// Returns the token file that gives them their roles.
+    fn file(&self) -> String {
+        format!(
+            "# token,name,role\n{},test-admin,admin\n{},test-operator,operator\n{},test-viewer,viewer\n",
+            self.admin, self.operator, self.viewer
+        )
+    }
 }
 
 impl Env {
@@ -225,6 +259,8 @@ impl Env {
         let n = next_id();
         let prefix = format!("t{}x{n}", std::process::id());
         let logs = vec![dir.path().join("nats.log")];
+        let tokens = ApiTokens::new(&prefix);
+        std::fs::write(dir.path().join("api-tokens.csv"), tokens.file())?;
         Ok(Env {
             dir,
             program,
@@ -233,6 +269,7 @@ impl Env {
             api_port: free_port(),
             job_ack_wait: "5s",
             extra_env: Vec::new(),
+            tokens,
             procs: Vec::new(),
             logs,
         })
@@ -243,13 +280,24 @@ impl Env {
         format!("http://127.0.0.1:{}", self.api_port)
     }
 
-    /// Returns a `baton` command set up for this env (prefix, NATS URL, API URL, ack wait).
+    /// Returns a `baton` command set up for this env (prefix, NATS URL, API URL and its
+    /// token file for a planner, the admin's token for a client, ack wait).
     pub fn baton(&self) -> Command {
         let mut command = Command::new(self.program);
         command
             .env("BATON_PREFIX", &self.prefix)
             .env("BATON_NATS_URL", self.nats.url())
             .env("BATON_SERVER", self.server())
+            .env(
+                "BATON_API_TOKEN_FILE",
+                self.dir.path().join("api-tokens.csv"),
+            )
+            .env("BATON_TOKEN", &self.tokens.admin)
+            // The tests run exec nodes; a planner's default refuses them.
+            .env(
+                "BATON_ALLOW_KINDS",
+                "noop,exec,pod,webhook,publish,helm,traffic,analysis",
+            )
             .env("BATON_JOB_ACK_WAIT", self.job_ack_wait)
             .env("BATON_LOG", "info,baton_planner=debug,baton_workers=debug")
             .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
@@ -267,7 +315,7 @@ impl Env {
     }
 
     /// Returns the command of a planner on the env's store and API address.
-    fn planner_command(&self) -> Command {
+    pub fn planner_command(&self) -> Command {
         let mut command = self.baton();
         command
             .args(["planner", "--data-dir", "planner-data", "--listen"])

@@ -119,11 +119,13 @@ fn arguments_too_large_for_execve_are_refused() {
 /// Sends one raw HTTP request and returns its status and JSON body.
 fn http(
     rt: &tokio::runtime::Runtime,
+    env: &Env,
     method: reqwest::Method,
     url: String,
     body: Vec<u8>,
 ) -> (u16, serde_json::Value) {
-    http_with(rt, method, url, &[], body)
+    let bearer = format!("Bearer {}", env.tokens.admin);
+    http_with(rt, method, url, &[("authorization", &bearer)], body)
 }
 
 /// Sends one raw HTTP request with `headers` and returns its status and JSON body.
@@ -171,6 +173,7 @@ fn api_errors_are_4xx_with_one_json_shape() {
     // A trigger whose body is not UTF-8 is refused before it is published.
     let (status, body) = http(
         &rt,
+        &env,
         Method::POST,
         format!("{base}/v1/triggers/echo"),
         vec![b'o', b'k', 0xff, 0xfe],
@@ -183,6 +186,7 @@ fn api_errors_are_4xx_with_one_json_shape() {
     // A trigger above the bus's largest message: 413, the limit named.
     let (status, body) = http(
         &rt,
+        &env,
         Method::POST,
         format!("{base}/v1/triggers/echo"),
         vec![b'a'; 1_100_000],
@@ -194,10 +198,10 @@ fn api_errors_are_4xx_with_one_json_shape() {
         "{body}"
     );
     // No route, a method the path does not take, a body that is not JSON.
-    let (status, body) = http(&rt, Method::GET, format!("{base}/v1/nothing"), vec![]);
+    let (status, body) = http(&rt, &env, Method::GET, format!("{base}/v1/nothing"), vec![]);
     assert_eq!(status, 404, "{body}");
     assert_eq!(first_error(&body), "no such path: GET /v1/nothing");
-    let (status, body) = http(&rt, Method::DELETE, format!("{base}/v1/runs"), vec![]);
+    let (status, body) = http(&rt, &env, Method::DELETE, format!("{base}/v1/runs"), vec![]);
     assert_eq!(status, 405, "{body}");
     assert!(
         first_error(&body).starts_with("/v1/runs does not take DELETE"),
@@ -205,6 +209,7 @@ fn api_errors_are_4xx_with_one_json_shape() {
     );
     let (status, body) = http(
         &rt,
+        &env,
         Method::POST,
         format!("{base}/v1/apply"),
         b"{not json".to_vec(),
@@ -369,6 +374,7 @@ fn a_200_000_node_chain_and_cycle_are_handled_iteratively() {
     let post = |path: &str, body: serde_json::Value| {
         http(
             &rt,
+            &env,
             reqwest::Method::POST,
             format!("{base}{path}"),
             body.to_string().into_bytes(),
@@ -407,6 +413,7 @@ fn a_start_sent_again_with_its_idempotency_key_starts_one_run() {
     let document = register_noop(&env, "once");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let base = env.server();
+    let bearer = format!("Bearer {}", env.tokens.admin);
     let twice = |path: &str, key: &str, body: Vec<u8>| -> String {
         let sent: Vec<(u16, serde_json::Value)> = (0..2)
             .map(|_| {
@@ -414,7 +421,7 @@ fn a_start_sent_again_with_its_idempotency_key_starts_one_run() {
                     &rt,
                     reqwest::Method::POST,
                     format!("{base}{path}"),
-                    &[("Idempotency-Key", key)],
+                    &[("Idempotency-Key", key), ("authorization", &bearer)],
                     body.clone(),
                 )
             })
@@ -434,12 +441,14 @@ fn a_start_sent_again_with_its_idempotency_key_starts_one_run() {
     // Without a key, two requests are two runs; a malformed key is refused.
     let (_, first) = http(
         &rt,
+        &env,
         reqwest::Method::POST,
         format!("{base}/v1/workflows/once/runs"),
         b"{}".to_vec(),
     );
     let (_, second) = http(
         &rt,
+        &env,
         reqwest::Method::POST,
         format!("{base}/v1/workflows/once/runs"),
         b"{}".to_vec(),
@@ -449,7 +458,7 @@ fn a_start_sent_again_with_its_idempotency_key_starts_one_run() {
         &rt,
         reqwest::Method::POST,
         format!("{base}/v1/triggers/once"),
-        &[("Idempotency-Key", "two words")],
+        &[("Idempotency-Key", "two words"), ("authorization", &bearer)],
         b"x".to_vec(),
     );
     assert_eq!(status, 400, "{body}");

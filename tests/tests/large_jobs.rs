@@ -76,6 +76,7 @@ fn large_trigger_data_reaches_the_first_node_whole() {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let response = reqwest::Client::new()
             .post(url)
+            .bearer_auth(&env.tokens.admin)
             .body(data)
             .send()
             .await

@@ -35,15 +35,20 @@ fn up_runs_the_examples_with_its_own_nats_server_and_stops_it_on_sigterm() {
         ])
         .arg("--nats-server")
         .arg(nats_server_program())
-        .env("BATON_LOG", "info");
+        .env("BATON_LOG", "info")
+        .env("XDG_RUNTIME_DIR", dir.path());
     let mut up = Proc::spawn("up", command, dir.path().join("up.log")).unwrap();
     wait_for_port(api_port, Duration::from_secs(30)).unwrap();
 
+    // The CLI on this machine finds up's API token by itself (the same runtime directory).
     let server = format!("http://127.0.0.1:{api_port}");
     let mut runs: Vec<RunStatus> = Vec::new();
     let started = std::time::Instant::now();
     while started.elapsed() < Duration::from_secs(90) {
         let out = Command::new(BATON)
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .env_remove("BATON_TOKEN")
+            .env_remove("BATON_TOKEN_FILE")
             .args(["runs", "-o", "json", "--server", &server])
             .output()
             .unwrap();
@@ -73,6 +78,22 @@ fn up_runs_the_examples_with_its_own_nats_server_and_stops_it_on_sigterm() {
         dir.path().join(".baton/planner.redb").is_file(),
         "redb under the default data dir"
     );
+    // Anyone else is refused: no token, or another machine's runtime directory.
+    let anonymous = Command::new(BATON)
+        .env("XDG_RUNTIME_DIR", dir.path().join("elsewhere"))
+        .env_remove("BATON_TOKEN")
+        .env_remove("BATON_TOKEN_FILE")
+        .args(["runs", "--server", &server])
+        .output()
+        .unwrap();
+    assert_eq!(anonymous.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&anonymous.stderr);
+    assert!(
+        stderr.contains("refused the request (401, not authenticated): no bearer token"),
+        "{stderr}"
+    );
+    let token = std::fs::read_to_string(dir.path().join(".baton/api-token")).unwrap();
+    assert!(!up.log().contains(token.trim()), "the token is not logged");
 
     up.terminate();
     let status = up.wait_exit(Duration::from_secs(20)).unwrap();
@@ -96,6 +117,7 @@ fn up_without_nats_server_says_how_to_install_it() {
             &format!("127.0.0.1:{}", free_port()),
         ])
         .env("PATH", dir.path())
+        .env("XDG_RUNTIME_DIR", dir.path())
         .env_remove("BATON_NATS_SERVER")
         .output()
         .unwrap();
@@ -121,6 +143,7 @@ fn up_whose_api_port_is_taken_says_so_and_stops_its_nats_server() {
         .args(["--apply", &examples("diamond.yaml")])
         .arg("--nats-server")
         .arg(nats_server_program())
+        .env("XDG_RUNTIME_DIR", dir.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -1,7 +1,7 @@
 //! Baton under measure: its planner and worker as child processes, and a plain
 //! subscription that sees every job and event with the time it was seen.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 use super::*;
+use crate::credentials;
 
 /// What the bench sees on the bus.
 #[derive(Debug)]
@@ -109,6 +110,23 @@ pub(crate) struct Baton {
 }
 
 impl Baton {
+    /// Returns the planner and worker to start against `url`, in `dir`, with the API on
+    /// `api_port` and a token of the admin role for the benchmark's requests.
+    pub(crate) fn new(url: &str, dir: &Path, api_port: u16) -> anyhow::Result<Baton> {
+        let token = credentials::new_token()?;
+        credentials::write_secret(&dir.join("api-tokens.csv"), &format!("{token},bench,admin"))?;
+        let headers = credentials::bearer_headers(&token)?;
+        Ok(Baton {
+            url: url.to_owned(),
+            dir: dir.to_owned(),
+            api: format!("http://127.0.0.1:{api_port}"),
+            api_port,
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()?,
+        })
+    }
+
     pub(crate) fn command(&self, name: &str) -> anyhow::Result<Command> {
         let mut command = Command::new(std::env::current_exe()?);
         let log = std::fs::OpenOptions::new()
@@ -136,7 +154,9 @@ impl Baton {
             .arg("--data-dir")
             .arg(self.dir.join("planner"))
             .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.api_port));
+            .arg(format!("127.0.0.1:{}", self.api_port))
+            .arg("--api-token-file")
+            .arg(self.dir.join("api-tokens.csv"));
         Ok(command.spawn()?)
     }
 

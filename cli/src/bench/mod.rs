@@ -175,13 +175,7 @@ pub(crate) async fn measure(
     let js = jetstream::new(client.clone());
 
     let api_port = free_port()?;
-    let baton = Baton {
-        url: url.to_owned(),
-        dir: dir.to_owned(),
-        api: format!("http://127.0.0.1:{api_port}"),
-        api_port,
-        http: reqwest::Client::new(),
-    };
+    let baton = Baton::new(url, dir, api_port)?;
     let mut planner = baton.spawn_planner().await?;
     let mut worker = baton.spawn_worker(args.concurrency)?;
     let mut seen = observe(&client).await?;

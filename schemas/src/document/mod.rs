@@ -12,7 +12,10 @@ use crate::validate;
 use crate::wire::Timestamp;
 use crate::workflow::Workflow;
 
+mod kinds;
 pub mod shape;
+
+pub use kinds::{KindSet, kinds_used};
 
 /// One parsed and validated document. It serializes as the document itself (its
 /// `apiVersion` and `kind` tell the kind), as the API's apply request carries it.
@@ -105,6 +108,9 @@ pub struct Limits {
     /// 200 000-node workflow is about 12 MB of YAML and takes seconds to validate), not about
     /// the stack.
     pub max_nodes: usize,
+    /// The node kinds documents may use (`--allow-kinds`, `BATON_ALLOW_KINDS`): a document
+    /// that makes jobs of another kind is refused at the field that asks for it.
+    pub allowed_kinds: KindSet,
 }
 
 impl Limits {
@@ -116,6 +122,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_nodes: Limits::DEFAULT_MAX_NODES,
+            allowed_kinds: KindSet::ALL,
         }
     }
 }
@@ -217,6 +224,20 @@ pub fn parse_object_within(
 }
 
 fn parse_one(
+    value: serde_norway::Value,
+    now: Timestamp,
+    limits: Limits,
+) -> Result<Document, Vec<SpecError>> {
+    let document = parse_kind(value, now, limits)?;
+    let refused = kinds::refused_kinds(&document, limits.allowed_kinds);
+    match refused.is_empty() {
+        true => Ok(document),
+        false => Err(refused),
+    }
+}
+
+/// Reads a document of the kind its `apiVersion` and `kind` name, and validates it.
+fn parse_kind(
     value: serde_norway::Value,
     now: Timestamp,
     limits: Limits,

@@ -17,6 +17,9 @@
 //! | `DELETE /v1/cells/{name}` | | `{"cell"}` (the rule goes too with `deletionPolicy: Delete`) |
 //! | `GET /healthz` | | `ok` |
 //!
+//! Every path but `/healthz` takes a bearer token and a role (`auth.rs`): 401 without a known
+//! token, 403 beyond the caller's role.
+//!
 //! `POST /v1/apply`, `POST /v1/workflows/{name}/runs` and `POST /v1/triggers/{name}` take an
 //! `Idempotency-Key` header (1 to 255 visible ASCII characters): the run they start is named
 //! after the key and the workflow, so a client that sends the request again after an
@@ -45,6 +48,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::service::Command;
+
+mod auth;
+
+pub use auth::{Auth, Caller, MIN_TOKEN_LEN, Role, TokenFileError, Tokens};
 use baton_core::ids::idempotent_run_id;
 use baton_core::{Expect, Refusal, Registered};
 use baton_schemas::api::CellCommand;
@@ -100,8 +107,17 @@ impl Api {
     }
 }
 
+/// What the API is set up with.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// What one document may hold.
+    pub limits: baton_schemas::Limits,
+    /// Who may call it.
+    pub auth: Auth,
+}
+
 /// Returns the API's router, sending its requests to the planner loop through `commands`.
-pub fn router(commands: mpsc::Sender<Command>, bus: Bus, limits: baton_schemas::Limits) -> Router {
+pub fn router(commands: mpsc::Sender<Command>, bus: Bus, config: ApiConfig) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/apply", post(apply))
@@ -123,11 +139,16 @@ pub fn router(commands: mpsc::Sender<Command>, bus: Bus, limits: baton_schemas::
         .fallback(no_route)
         // Large workflows (the benchmark's 100 000-node DAG is about 6 MB) are allowed.
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        // Outside the routes and their extractors: a caller is known before a body is read.
+        .layer(axum::middleware::from_fn_with_state(
+            config.auth,
+            auth::authorize,
+        ))
         .layer(axum::middleware::from_fn(json_errors))
         .with_state(Api {
             commands,
             bus,
-            limits,
+            limits: config.limits,
         })
 }
 
@@ -213,10 +234,10 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     commands: mpsc::Sender<Command>,
     bus: Bus,
-    limits: baton_schemas::Limits,
+    config: ApiConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router(commands, bus, limits))
+    axum::serve(listener, router(commands, bus, config))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
     Ok(())

@@ -1,0 +1,360 @@
+//! Who may call the API, and what: bearer tokens, each naming a caller and a role.
+//!
+//! Tokens come from a token file, CSV as Kubernetes' `--token-auth-file` is: one
+//! `token,name,role` per line, `#` comments and blank lines allowed. Roles nest:
+//!
+//! | role | may |
+//! |---|---|
+//! | `viewer` | read runs, status and lists (`GET`) |
+//! | `operator` | also start, trigger and cancel runs, resume, abort and promote Cells (`POST`) |
+//! | `admin` | also apply and delete documents (`POST /v1/apply`, `DELETE`) |
+//!
+//! A request without a known token gets 401, one beyond its caller's role 403, both with the
+//! API's one JSON error shape saying why. `GET /healthz` is open (probes carry no token).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+use super::ApiError;
+
+/// What a caller may do. Each role may do what the ones before it may.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Reads runs, status and lists.
+    Viewer,
+    /// Also starts, triggers and cancels runs, and commands Cells.
+    Operator,
+    /// Also applies and deletes documents.
+    Admin,
+}
+
+impl Role {
+    /// Returns the role's name as token files and errors write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Role> {
+        [Role::Viewer, Role::Operator, Role::Admin]
+            .into_iter()
+            .find(|r| r.as_str() == text)
+    }
+
+    /// Returns the role a request needs, or `None` for what is open to anyone (the health
+    /// probe). Paths with no route need a viewer, so that only callers learn what is there.
+    pub fn needed(method: &Method, path: &str) -> Option<Role> {
+        if path == "/healthz" {
+            return None;
+        }
+        Some(match *method {
+            Method::DELETE => Role::Admin,
+            Method::POST if path == "/v1/apply" => Role::Admin,
+            Method::POST => Role::Operator,
+            _ => Role::Viewer,
+        })
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who made a request: the name and role its token was given. Handlers find it in the
+/// request's extensions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The name the token file gives the token.
+    pub name: String,
+    /// What the caller may do.
+    pub role: Role,
+}
+
+/// The shortest token a token file may hold: a guessable token is no lock.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The tokens the API takes, kept as SHA-256 digests: the secret itself is not held, and
+/// finding a digest in a map tells a timing observer nothing about the token's bytes.
+#[derive(Clone, Default)]
+pub struct Tokens {
+    by_digest: HashMap<[u8; 32], Caller>,
+}
+
+impl fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tokens")
+            .field("callers", &self.by_digest.len())
+            .finish()
+    }
+}
+
+/// A token file that cannot be used; the planner does not start with it (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFileError {
+    /// The file cannot be read.
+    #[error("{}: cannot read the token file: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A line is not `token,name,role`, or repeats a token. The message never holds a token.
+    #[error("{}:{line}: {problem}", path.display())]
+    Line {
+        /// The file.
+        path: PathBuf,
+        /// The line's number, from 1.
+        line: usize,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The file gives no token: nobody could call the API.
+    #[error("{}: the token file gives no token (lines are token,name,role)", path.display())]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+impl Tokens {
+    /// Reads a token file.
+    pub fn read(path: &Path) -> Result<Tokens, TokenFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TokenFileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Tokens::parse(path, &text)
+    }
+
+    /// Parses a token file's text; `path` names it in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Tokens, TokenFileError> {
+        let mut tokens = Tokens::default();
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let refuse = |problem: String| TokenFileError::Line {
+                path: path.to_owned(),
+                line: index + 1,
+                problem,
+            };
+            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+            let [token, name, role] = fields[..] else {
+                return Err(refuse(format!(
+                    "{} fields where token,name,role are 3",
+                    fields.len()
+                )));
+            };
+            if token.len() < MIN_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(refuse(format!(
+                    "the token of {name:?} must be at least {MIN_TOKEN_LEN} visible ASCII characters"
+                )));
+            }
+            if name.is_empty() {
+                return Err(refuse("the name is empty".to_owned()));
+            }
+            let role = Role::parse(role).ok_or_else(|| {
+                refuse(format!(
+                    "role {role:?} is not viewer, operator or admin (of {name:?})"
+                ))
+            })?;
+            let caller = Caller {
+                name: name.to_owned(),
+                role,
+            };
+            if let Some(first) = tokens.by_digest.insert(digest(token), caller) {
+                return Err(refuse(format!(
+                    "the token of {name:?} is the token of {:?} too",
+                    first.name
+                )));
+            }
+        }
+        match tokens.by_digest.is_empty() {
+            true => Err(TokenFileError::Empty {
+                path: path.to_owned(),
+            }),
+            false => Ok(tokens),
+        }
+    }
+
+    /// Returns the tokens of one caller.
+    pub fn one(token: &str, name: &str, role: Role) -> Tokens {
+        let caller = Caller {
+            name: name.to_owned(),
+            role,
+        };
+        Tokens {
+            by_digest: HashMap::from([(digest(token), caller)]),
+        }
+    }
+
+    /// Returns the caller a token belongs to.
+    pub fn caller(&self, token: &str) -> Option<&Caller> {
+        self.by_digest.get(&digest(token))
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// How the API tells its callers apart.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    /// Bearer tokens from a token file.
+    Tokens(Arc<Tokens>),
+    /// Anyone who reaches the API may do anything (`--api-no-auth`): for a planner whose
+    /// listener only trusted callers can reach.
+    Open,
+}
+
+/// Lets a request through when its caller may make it, and answers 401 or 403 when not.
+pub(super) async fn authorize(
+    State(auth): State<Auth>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(needed) = Role::needed(request.method(), request.uri().path()) else {
+        return next.run(request).await;
+    };
+    let tokens = match &auth {
+        Auth::Open => return next.run(request).await,
+        Auth::Tokens(tokens) => tokens,
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or(v.strip_prefix("bearer ")))
+        .map(str::trim);
+    let caller = match presented {
+        None => {
+            return unauthenticated(
+                "no bearer token: the API takes `Authorization: Bearer <token>`",
+            );
+        }
+        Some(token) => match tokens.caller(token) {
+            None => return unauthenticated("the bearer token is not one the API knows"),
+            Some(caller) => caller.clone(),
+        },
+    };
+    if caller.role < needed {
+        let message = format!(
+            "{} has the {} role; {} {} needs {}",
+            caller.name,
+            caller.role,
+            request.method(),
+            request.uri().path(),
+            needed
+        );
+        return ApiError(StatusCode::FORBIDDEN, vec![message]).into_response();
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+fn unauthenticated(why: &str) -> Response {
+    let mut response = ApiError(StatusCode::UNAUTHORIZED, vec![why.to_owned()]).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"baton\""),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "# who may call\nviewer-token-0123456,grafana,viewer\n\n  operator-token-012345 , ci , operator\nadmin-token-012345678,alice,admin\n";
+
+    #[test]
+    fn a_token_file_names_each_caller_and_role() {
+        let tokens = Tokens::parse(Path::new("tokens.csv"), FILE).unwrap();
+        let caller = |t: &str| tokens.caller(t).map(|c| (c.name.as_str(), c.role));
+        assert_eq!(
+            caller("viewer-token-0123456"),
+            Some(("grafana", Role::Viewer))
+        );
+        assert_eq!(
+            caller("operator-token-012345"),
+            Some(("ci", Role::Operator))
+        );
+        assert_eq!(
+            caller("admin-token-012345678"),
+            Some(("alice", Role::Admin))
+        );
+        assert_eq!(caller("admin-token-01234567"), None);
+        assert_eq!(caller(""), None);
+    }
+
+    #[test]
+    fn a_bad_token_file_is_refused_by_line_without_its_tokens() {
+        let refused = |text: &str| {
+            Tokens::parse(Path::new("tokens.csv"), text)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            refused("# nothing\n"),
+            "tokens.csv: the token file gives no token (lines are token,name,role)"
+        );
+        assert_eq!(
+            refused("\nsecret-secret-secret,ci\n"),
+            "tokens.csv:2: 2 fields where token,name,role are 3"
+        );
+        assert_eq!(
+            refused("short,ci,admin\n"),
+            "tokens.csv:1: the token of \"ci\" must be at least 16 visible ASCII characters"
+        );
+        assert_eq!(
+            refused("secret-secret-secret,ci,root\n"),
+            "tokens.csv:1: role \"root\" is not viewer, operator or admin (of \"ci\")"
+        );
+        let twice = refused("secret-secret-secret,ci,admin\nsecret-secret-secret,bob,viewer\n");
+        assert_eq!(
+            twice,
+            "tokens.csv:2: the token of \"bob\" is the token of \"ci\" too"
+        );
+        assert!(!twice.contains("secret-secret"));
+    }
+
+    #[test]
+    fn each_route_needs_the_role_its_effect_asks() {
+        let needed = |m: Method, p: &str| Role::needed(&m, p);
+        assert_eq!(needed(Method::GET, "/healthz"), None);
+        assert_eq!(needed(Method::GET, "/v1/runs"), Some(Role::Viewer));
+        assert_eq!(needed(Method::GET, "/v1/nothing"), Some(Role::Viewer));
+        assert_eq!(
+            needed(Method::POST, "/v1/runs/r1/cancel"),
+            Some(Role::Operator)
+        );
+        assert_eq!(needed(Method::POST, "/v1/triggers/w"), Some(Role::Operator));
+        assert_eq!(
+            needed(Method::POST, "/v1/workflows/w/runs"),
+            Some(Role::Operator)
+        );
+        assert_eq!(
+            needed(Method::POST, "/v1/cells/c/promote"),
+            Some(Role::Operator)
+        );
+        assert_eq!(needed(Method::POST, "/v1/apply"), Some(Role::Admin));
+        assert_eq!(needed(Method::DELETE, "/v1/groups/g"), Some(Role::Admin));
+        assert!(Role::Viewer < Role::Operator && Role::Operator < Role::Admin);
+    }
+}
