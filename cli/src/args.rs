@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use baton_bus::BusConfig;
+use baton_planner::api::TlsFiles;
 use baton_schemas::helm::HelmDriver;
 use baton_schemas::{Duration, KindSet, NodeKind};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -161,6 +162,28 @@ pub(crate) struct PlannerOptions {
     /// no one but trusted callers can reach.
     #[arg(long, env = "BATON_API_NO_AUTH", conflicts_with = "api_token_file")]
     pub api_no_auth: bool,
+    /// The API's certificate chain (PEM, leaf first): it serves HTTPS, and loads the pair
+    /// again when the files change (a cert-manager renewal, say).
+    #[arg(
+        long,
+        env = "BATON_API_TLS_CERT",
+        value_name = "FILE",
+        requires = "api_tls_key"
+    )]
+    pub api_tls_cert: Option<PathBuf>,
+    /// How long an API client has to send a request's head, and how long a kept-alive
+    /// connection may stay idle, before the API closes it (slow or idle clients hold no
+    /// connection).
+    #[arg(long, env = "BATON_API_IDLE_TIMEOUT", default_value = "30s")]
+    pub api_idle_timeout: Duration,
+    /// The private key of --api-tls-cert (PEM).
+    #[arg(
+        long,
+        env = "BATON_API_TLS_KEY",
+        value_name = "FILE",
+        requires = "api_tls_cert"
+    )]
+    pub api_tls_key: Option<PathBuf>,
     /// How long past a node's timeout the planner waits for a worker before failing it.
     #[arg(long, env = "BATON_TIMEOUT_GRACE", default_value = "60s")]
     pub timeout_grace: Duration,
@@ -191,6 +214,20 @@ pub(crate) struct PlannerOptions {
 }
 
 impl PlannerOptions {
+    /// Returns the API's certificate files, checked: a pair that does not load is the user's
+    /// input (exit 2), found before anything starts.
+    pub(crate) fn api_tls(&self) -> Result<Option<TlsFiles>, crate::Failure> {
+        let (Some(cert), Some(key)) = (&self.api_tls_cert, &self.api_tls_key) else {
+            return Ok(None);
+        };
+        let files = TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        };
+        files.load().map_err(crate::Failure::usage)?;
+        Ok(Some(files))
+    }
+
     /// Returns what a document applied to this planner may hold; `kinds` are the node kinds
     /// it allows unless --allow-kinds says.
     pub(crate) fn document_limits(&self, kinds: KindSet) -> baton_schemas::Limits {
@@ -323,6 +360,10 @@ pub(crate) struct ServerArgs {
     /// without either, the token `baton up` left on this machine for a loopback server).
     #[arg(long, env = "BATON_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// The CA certificates (PEM) an `https://` server's certificate must chain to, instead of
+    /// the system's.
+    #[arg(long, env = "BATON_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]

@@ -66,10 +66,15 @@ impl Api {
             Some(token) => credentials::bearer_headers(&token)?,
             None => reqwest::header::HeaderMap::new(),
         };
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .build()
-            .context("cannot set up the HTTP client")?;
+        let mut http = reqwest::Client::builder().default_headers(headers);
+        if let Some(path) = &args.ca_cert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("{}: cannot read the CA certificates", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("{}: not PEM CA certificates", path.display()))?;
+            http = http.tls_certs_only(certs);
+        }
+        let http = http.build().context("cannot set up the HTTP client")?;
         Ok(Api {
             http,
             base: server.trim_end_matches('/').to_owned(),

@@ -64,6 +64,8 @@ pub(crate) async fn planner(args: PlannerArgs) -> Result<(), Failure> {
     let api = ApiConfig {
         limits: args.planner.document_limits(PLANNER_KINDS),
         auth,
+        tls: args.planner.api_tls()?,
+        idle_timeout: args.planner.api_idle_timeout.0,
     };
     run_planner(bus, &args.planner, api, commands, receiver, shutdown).await?;
     Ok(())
@@ -125,6 +127,8 @@ pub(crate) async fn up(args: UpArgs) -> Result<(), Failure> {
     let api = ApiConfig {
         limits,
         auth: up_auth(&args)?,
+        tls: args.planner.api_tls()?,
+        idle_timeout: args.planner.api_idle_timeout.0,
     };
     let server = match &args.nats_url {
         Some(_) => None,
@@ -173,7 +177,11 @@ async fn up_with(
         );
         async move { run_planner(bus, &options, api, commands, receiver, shutdown).await }
     });
-    info!(api = %format!("http://{}", args.planner.listen), nats = %url, "baton is up; try: baton apply -f examples/diamond.yaml --wait");
+    let scheme = match args.planner.api_tls_cert {
+        Some(_) => "https",
+        None => "http",
+    };
+    info!(api = %format!("{scheme}://{}", args.planner.listen), nats = %url, "baton is up; try: baton apply -f examples/diamond.yaml --wait");
     if let Err(e) = apply_files(files, &commands, &shutdown).await {
         // The planner stopped before it took them all: its own error says why.
         shutdown.cancel();

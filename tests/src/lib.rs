@@ -18,6 +18,7 @@ use baton_schemas::status::RunStatus;
 pub mod aws;
 pub mod chart_repo;
 pub mod kube;
+pub mod tls;
 
 /// Returns a loopback port that was free a moment ago and that this process has not handed
 /// out before (see [`baton_cli::nats_server::free_port`]).

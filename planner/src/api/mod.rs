@@ -30,7 +30,8 @@
 //! names does not exist, or a path with no route), 405 (a method the path does not take),
 //! 409 (its state does not allow the request: a Cell with nothing to resume, a Cell's rollout
 //! cancelled instead of aborted), 413 (a body above the limit: 64 MiB, or for a trigger the
-//! bus's largest message), 415 (a body that is not JSON) or 503. Every error answer, axum's
+//! bus's largest message), 415 (a body that is not JSON), 408 (a request that took longer
+//! than [`REQUEST_DEADLINE`]) or 503. Every error answer, axum's
 //! own rejections included, has that one shape.
 
 use axum::Json;
@@ -50,6 +51,7 @@ use tokio_util::sync::CancellationToken;
 use crate::service::Command;
 
 mod auth;
+mod listen;
 
 pub use auth::{Auth, Caller, MIN_TOKEN_LEN, Role, TokenFileError, Tokens};
 use baton_core::ids::idempotent_run_id;
@@ -60,6 +62,7 @@ use baton_schemas::api::{
     RunResponse, StartRequest,
 };
 use baton_schemas::ids::new_run_id;
+pub use listen::{HANDSHAKE_DEADLINE, REQUEST_DEADLINE, TlsError, TlsFiles};
 
 #[derive(Clone)]
 struct Api {
@@ -114,6 +117,11 @@ pub struct ApiConfig {
     pub limits: baton_schemas::Limits,
     /// Who may call it.
     pub auth: Auth,
+    /// Its certificate and key: HTTPS instead of HTTP.
+    pub tls: Option<TlsFiles>,
+    /// How long a client has to send a request's head, and a kept-alive connection may stay
+    /// idle, before it is closed.
+    pub idle_timeout: std::time::Duration,
 }
 
 /// Returns the API's router, sending its requests to the planner loop through `commands`.
@@ -144,6 +152,7 @@ pub fn router(commands: mpsc::Sender<Command>, bus: Bus, config: ApiConfig) -> R
             config.auth,
             auth::authorize,
         ))
+        .layer(axum::middleware::from_fn(listen::request_deadline))
         .layer(axum::middleware::from_fn(json_errors))
         .with_state(Api {
             commands,
@@ -229,7 +238,8 @@ async fn json_errors(request: Request, next: Next) -> Response {
     answer
 }
 
-/// Serves the API on a bound `listener` until `shutdown` fires.
+/// Serves the API on a bound `listener` until `shutdown` fires: over TLS when `config` gives
+/// a certificate, reloaded when its files change.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     commands: mpsc::Sender<Command>,
@@ -237,9 +247,12 @@ pub async fn serve(
     config: ApiConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router(commands, bus, config))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
+    let tls = match &config.tls {
+        Some(files) => Some(listen::acceptor(files.clone(), &shutdown)?),
+        None => None,
+    };
+    let idle = config.idle_timeout;
+    listen::serve(listener, router(commands, bus, config), tls, idle, shutdown).await?;
     Ok(())
 }
 

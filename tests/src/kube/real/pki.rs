@@ -5,19 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+use rcgen::KeyPair;
 
-/// A certificate and its key, as PEM.
-#[derive(Clone)]
-pub struct Pem {
-    /// The certificate.
-    pub cert: String,
-    /// Its private key (PKCS #8).
-    pub key: String,
-}
+use crate::tls::Ca;
+pub use crate::tls::Pem;
 
 /// The files a control plane reads, written into a folder.
 pub struct Pki {
@@ -35,17 +26,8 @@ pub struct Pki {
 impl Pki {
     /// Makes the certificates and writes them into `dir` (readable by this user only).
     pub fn create(dir: &Path) -> anyhow::Result<Pki> {
-        let ca_key = KeyPair::generate()?;
-        let mut ca = CertificateParams::new(Vec::<String>::new())?;
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, "baton-test-kubernetes-ca");
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_pem = ca.self_signed(&ca_key)?.pem();
-        let issuer = Issuer::new(ca, ca_key);
-
-        let apiserver = serving(
-            &issuer,
+        let ca = Ca::new("baton-test-kubernetes-ca")?;
+        let apiserver = ca.serving(
             "kube-apiserver",
             &[
                 "localhost",
@@ -54,7 +36,8 @@ impl Pki {
                 "kubernetes.default.svc",
             ],
         )?;
-        let kubelet = serving(&issuer, "baton-test-kubelet", &["localhost"])?;
+        let kubelet = ca.serving("baton-test-kubelet", &["localhost"])?;
+        let ca_pem = ca.pem;
         let service_account = KeyPair::generate()?;
 
         let write = |name: &str, text: &str| -> anyhow::Result<PathBuf> {
@@ -78,25 +61,4 @@ impl Pki {
             kubelet,
         })
     }
-}
-
-/// A serving certificate for 127.0.0.1 and `names`.
-fn serving(issuer: &Issuer<'_, KeyPair>, common_name: &str, names: &[&str]) -> anyhow::Result<Pem> {
-    let key = KeyPair::generate()?;
-    let mut params =
-        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
-    params
-        .distinguished_name
-        .push(DnType::CommonName, common_name);
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.use_authority_key_identifier_extension = true;
-    let cert = params.signed_by(&key, issuer)?;
-    Ok(Pem {
-        cert: cert.pem(),
-        key: key.serialize_pem(),
-    })
 }
