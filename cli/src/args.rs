@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use baton_bus::BusConfig;
-use baton_planner::api::TlsFiles;
+use baton_planner::api::{ServerTls, TlsFiles};
 use baton_schemas::helm::HelmDriver;
 use baton_schemas::{Duration, KindSet, NodeKind};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -171,11 +171,6 @@ pub(crate) struct PlannerOptions {
         requires = "api_tls_key"
     )]
     pub api_tls_cert: Option<PathBuf>,
-    /// How long an API client has to send a request's head, and how long a kept-alive
-    /// connection may stay idle, before the API closes it (slow or idle clients hold no
-    /// connection).
-    #[arg(long, env = "BATON_API_IDLE_TIMEOUT", default_value = "30s")]
-    pub api_idle_timeout: Duration,
     /// The private key of --api-tls-cert (PEM).
     #[arg(
         long,
@@ -184,6 +179,11 @@ pub(crate) struct PlannerOptions {
         requires = "api_tls_cert"
     )]
     pub api_tls_key: Option<PathBuf>,
+    /// How long an API client has to send a request's head, and how long a kept-alive
+    /// connection may stay idle, before the API closes it (slow or idle clients hold no
+    /// connection).
+    #[arg(long, env = "BATON_API_IDLE_TIMEOUT", default_value = "30s")]
+    pub api_idle_timeout: Duration,
     /// How long past a node's timeout the planner waits for a worker before failing it.
     #[arg(long, env = "BATON_TIMEOUT_GRACE", default_value = "60s")]
     pub timeout_grace: Duration,
@@ -214,9 +214,9 @@ pub(crate) struct PlannerOptions {
 }
 
 impl PlannerOptions {
-    /// Returns the API's certificate files, checked: a pair that does not load is the user's
-    /// input (exit 2), found before anything starts.
-    pub(crate) fn api_tls(&self) -> Result<Option<TlsFiles>, crate::Failure> {
+    /// Returns the API's certificate, loaded: a pair that does not load is the user's input
+    /// (exit 2), found before anything starts.
+    pub(crate) fn api_tls(&self) -> Result<Option<ServerTls>, crate::Failure> {
         let (Some(cert), Some(key)) = (&self.api_tls_cert, &self.api_tls_key) else {
             return Ok(None);
         };
@@ -224,8 +224,9 @@ impl PlannerOptions {
             cert: cert.clone(),
             key: key.clone(),
         };
-        files.load().map_err(crate::Failure::usage)?;
-        Ok(Some(files))
+        ServerTls::load(files)
+            .map(Some)
+            .map_err(crate::Failure::usage)
     }
 
     /// Returns what a document applied to this planner may hold; `kinds` are the node kinds

@@ -49,24 +49,20 @@ async fn connect(url: &str, config: BusConfig) -> anyhow::Result<Bus> {
 }
 
 pub(crate) async fn planner(args: PlannerArgs) -> Result<(), Failure> {
-    let auth = match (&args.planner.api_token_file, args.planner.api_no_auth) {
-        (Some(file), _) => api_tokens(file)?,
-        (None, true) => open_api(),
-        (None, false) => {
-            return Err(Failure::usage(anyhow::anyhow!(
-                "the API needs --api-token-file (BATON_API_TOKEN_FILE), or --api-no-auth to serve anyone who can reach --listen"
-            )));
-        }
+    let Some(auth) = flag_auth(&args.planner)? else {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "the API needs --api-token-file (BATON_API_TOKEN_FILE), or --api-no-auth to serve anyone who can reach --listen"
+        )));
     };
-    let shutdown = shutdown_on_signals()?;
-    let bus = connect(&args.nats_url, args.bus.config()).await?;
-    let (commands, receiver) = mpsc::channel(64);
     let api = ApiConfig {
         limits: args.planner.document_limits(PLANNER_KINDS),
         auth,
         tls: args.planner.api_tls()?,
         idle_timeout: args.planner.api_idle_timeout.0,
     };
+    let shutdown = shutdown_on_signals()?;
+    let bus = connect(&args.nats_url, args.bus.config()).await?;
+    let (commands, receiver) = mpsc::channel(64);
     run_planner(bus, &args.planner, api, commands, receiver, shutdown).await?;
     Ok(())
 }
@@ -75,25 +71,28 @@ pub(crate) async fn planner(args: PlannerArgs) -> Result<(), Failure> {
 /// runs any command on a worker.
 const PLANNER_KINDS: KindSet = KindSet::ALL.without(NodeKind::Exec);
 
-/// Reads the API's token file; a bad one is the user's input (exit 2).
-fn api_tokens(file: &std::path::Path) -> Result<Auth, Failure> {
-    let tokens = Tokens::read(file).map_err(Failure::usage)?;
-    Ok(Auth::Tokens(Arc::new(tokens)))
-}
-
-fn open_api() -> Auth {
-    warn!("--api-no-auth: the API serves anyone who can reach it, with every role");
-    Auth::Open
+/// Returns how the API authenticates as the flags say (`None` when they say nothing); a bad
+/// token file is the user's input (exit 2).
+fn flag_auth(options: &PlannerOptions) -> Result<Option<Auth>, Failure> {
+    match (&options.api_token_file, options.api_no_auth) {
+        (Some(file), _) => {
+            let tokens = Tokens::read(file).map_err(Failure::usage)?;
+            Ok(Some(Auth::Tokens(Arc::new(tokens))))
+        }
+        (None, true) => {
+            warn!("--api-no-auth: the API serves anyone who can reach it, with every role");
+            Ok(Some(Auth::Open))
+        }
+        (None, false) => Ok(None),
+    }
 }
 
 /// Returns how `baton up`'s API is protected: as the flags say, else by the token it keeps
 /// in its data directory, left for the CLI on this machine too.
 fn up_auth(args: &UpArgs) -> Result<Auth, Failure> {
     let options = &args.planner;
-    match (&options.api_token_file, options.api_no_auth) {
-        (Some(file), _) => return api_tokens(file),
-        (None, true) => return Ok(open_api()),
-        (None, false) => {}
+    if let Some(auth) = flag_auth(options)? {
+        return Ok(auth);
     }
     let token = credentials::up_token(&options.data_dir)?;
     let file = credentials::local_token_path(options.listen.port())

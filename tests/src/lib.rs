@@ -297,7 +297,7 @@ impl Env {
             // The tests run exec nodes; a planner's default refuses them.
             .env(
                 "BATON_ALLOW_KINDS",
-                "noop,exec,pod,webhook,publish,helm,traffic,analysis",
+                baton_schemas::KindSet::ALL.to_string().replace(' ', ""),
             )
             .env("BATON_JOB_ACK_WAIT", self.job_ack_wait)
             .env("BATON_LOG", "info,baton_planner=debug,baton_workers=debug")
@@ -572,4 +572,14 @@ pub fn workflow(name: &str, nodes: &[String]) -> String {
         text.push_str(&format!("    - {node}\n"));
     }
     text
+}
+
+/// Asserts that a finished command exited with `code` and that its stderr says `says`;
+/// returns the stderr, for what else the test checks in it.
+#[track_caller]
+pub fn assert_fails(out: &Output, code: i32, says: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains(says), "expected {says:?} in:\n{stderr}");
+    stderr
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use baton_schemas::status::State;
 use baton_tests::tls::Ca;
-use baton_tests::{Env, workflow};
+use baton_tests::{Env, assert_fails, workflow};
 
 fn env() -> Env {
     Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap()
@@ -81,12 +81,7 @@ fn the_api_serves_https_and_takes_a_renewed_certificate_without_a_restart() {
         .args(["runs"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        said.contains("cannot reach the Baton API at https://"),
-        "{said}"
-    );
+    assert_fails(&out, 1, "cannot reach the Baton API at https://");
     // Plain HTTP on the HTTPS port gets no answer.
     let plain = env
         .baton()
@@ -131,14 +126,10 @@ fn a_bad_certificate_stops_the_planner_before_it_starts() {
         .arg(&key)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        said.contains(&format!(
-            "{}: the key cannot serve the certificate",
-            key.display()
-        )),
-        "{said}"
+    let said = assert_fails(
+        &out,
+        2,
+        &format!("{}: the key cannot serve the certificate", key.display()),
     );
     assert!(!said.contains("PRIVATE KEY"), "{said}");
 }

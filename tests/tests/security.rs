@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use baton_schemas::status::State;
-use baton_tests::{Env, workflow};
+use baton_tests::{Env, assert_fails, workflow};
 
 fn env() -> Env {
     Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap()
@@ -56,12 +56,10 @@ fn the_planner_does_not_serve_its_api_without_a_way_to_authenticate() {
         .args(["planner", "--listen", "127.0.0.1:0"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out)
-            .contains("the API needs --api-token-file (BATON_API_TOKEN_FILE), or --api-no-auth"),
-        "{}",
-        stderr(&out)
+    assert_fails(
+        &out,
+        2,
+        "the API needs --api-token-file (BATON_API_TOKEN_FILE), or --api-no-auth",
     );
 
     // A token file with a bad line: the file and line are named, the tokens are not.
@@ -75,14 +73,13 @@ fn the_planner_does_not_serve_its_api_without_a_way_to_authenticate() {
         .args(["planner", "--listen", "127.0.0.1:0"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let said = stderr(&out);
-    assert!(
-        said.contains(&format!(
+    let said = assert_fails(
+        &out,
+        2,
+        &format!(
             "{}:2: role \"superuser\" is not viewer, operator or admin (of \"bob\")",
             file.display()
-        )),
-        "{said}"
+        ),
     );
     assert!(!said.contains("secret-0123456789"), "{said}");
 }
@@ -177,11 +174,10 @@ fn each_role_may_do_what_it_is_given_and_is_told_why_not_beyond() {
         .args(["apply", "-f", file_arg])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("refused the request (403, beyond the token's role): test-viewer has the viewer role; POST /v1/apply needs admin"),
-        "{}",
-        stderr(&out)
+    assert_fails(
+        &out,
+        1,
+        "refused the request (403, beyond the token's role): test-viewer has the viewer role; POST /v1/apply needs admin",
     );
     let out = env
         .baton()
@@ -189,11 +185,10 @@ fn each_role_may_do_what_it_is_given_and_is_told_why_not_beyond() {
         .args(["runs"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("refused the request (401, not authenticated): no bearer token: the API takes `Authorization: Bearer <token>`; give its token in BATON_TOKEN or a file with --token-file"),
-        "{}",
-        stderr(&out)
+    assert_fails(
+        &out,
+        1,
+        "refused the request (401, not authenticated): no bearer token: the API takes `Authorization: Bearer <token>`; give its token in BATON_TOKEN or a file with --token-file",
     );
     let token_file = env.write("operator.token", &format!("{}\n", tokens.operator));
     let out = env
@@ -258,11 +253,10 @@ fn a_planner_refuses_exec_nodes_unless_allowed() {
         ),
     );
     let out = env.cli(&["apply", "-f", file.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("spec.nodes[1].kind: exec nodes are not allowed by this planner (it allows: noop, pod, webhook, publish, helm, traffic, analysis; --allow-kinds, BATON_ALLOW_KINDS)"),
-        "{}",
-        stderr(&out)
+    assert_fails(
+        &out,
+        2,
+        "spec.nodes[1].kind: exec nodes are not allowed by this planner (it allows: noop, pod, webhook, publish, helm, traffic, analysis; --allow-kinds, BATON_ALLOW_KINDS)",
     );
     let noop = env.write(
         "fine.yaml",

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use baton_schemas::status::{RunStatus, State};
-use baton_tests::{Proc, free_port, nats_server_program, wait_for_port};
+use baton_tests::{Proc, assert_fails, free_port, nats_server_program, wait_for_port};
 
 const BATON: &str = env!("CARGO_BIN_EXE_baton-under-test");
 
@@ -42,16 +42,22 @@ fn up_runs_the_examples_with_its_own_nats_server_and_stops_it_on_sigterm() {
 
     // The CLI on this machine finds up's API token by itself (the same runtime directory).
     let server = format!("http://127.0.0.1:{api_port}");
+    // `baton runs` given no token, on a machine whose runtime directory is `runtime`.
+    let runs_in = |runtime: &std::path::Path, json: &[&str]| {
+        Command::new(BATON)
+            .env("XDG_RUNTIME_DIR", runtime)
+            .env_remove("BATON_TOKEN")
+            .env_remove("BATON_TOKEN_FILE")
+            .arg("runs")
+            .args(json)
+            .args(["--server", &server])
+            .output()
+            .unwrap()
+    };
     let mut runs: Vec<RunStatus> = Vec::new();
     let started = std::time::Instant::now();
     while started.elapsed() < Duration::from_secs(90) {
-        let out = Command::new(BATON)
-            .env("XDG_RUNTIME_DIR", dir.path())
-            .env_remove("BATON_TOKEN")
-            .env_remove("BATON_TOKEN_FILE")
-            .args(["runs", "-o", "json", "--server", &server])
-            .output()
-            .unwrap();
+        let out = runs_in(dir.path(), &["-o", "json"]);
         runs = serde_json::from_slice(&out.stdout).unwrap_or_default();
         if runs.len() == 2 && runs.iter().all(|r| r.state.is_terminal()) {
             break;
@@ -79,18 +85,11 @@ fn up_runs_the_examples_with_its_own_nats_server_and_stops_it_on_sigterm() {
         "redb under the default data dir"
     );
     // Anyone else is refused: no token, or another machine's runtime directory.
-    let anonymous = Command::new(BATON)
-        .env("XDG_RUNTIME_DIR", dir.path().join("elsewhere"))
-        .env_remove("BATON_TOKEN")
-        .env_remove("BATON_TOKEN_FILE")
-        .args(["runs", "--server", &server])
-        .output()
-        .unwrap();
-    assert_eq!(anonymous.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&anonymous.stderr);
-    assert!(
-        stderr.contains("refused the request (401, not authenticated): no bearer token"),
-        "{stderr}"
+    let anonymous = runs_in(&dir.path().join("elsewhere"), &[]);
+    assert_fails(
+        &anonymous,
+        1,
+        "refused the request (401, not authenticated): no bearer token",
     );
     let token = std::fs::read_to_string(dir.path().join(".baton/api-token")).unwrap();
     assert!(!up.log().contains(token.trim()), "the token is not logged");

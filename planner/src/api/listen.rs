@@ -69,7 +69,7 @@ pub enum TlsError {
 
 impl TlsFiles {
     /// Reads the certificate chain and key.
-    pub fn load(&self) -> Result<CertifiedKey, TlsError> {
+    fn read(&self) -> Result<CertifiedKey, TlsError> {
         let file_error = |path: &Path, problem: String| TlsError::File {
             path: path.to_owned(),
             problem,
@@ -99,7 +99,7 @@ impl TlsFiles {
     }
 
     /// Returns when either file last changed, and their sizes: what tells a new pair.
-    fn stamp(&self) -> Option<(SystemTime, u64, SystemTime, u64)> {
+    fn stamp(&self) -> Option<Stamp> {
         let cert = std::fs::metadata(&self.cert).ok()?;
         let key = std::fs::metadata(&self.key).ok()?;
         Some((
@@ -108,6 +108,31 @@ impl TlsFiles {
             key.modified().ok()?,
             key.len(),
         ))
+    }
+}
+
+/// When a certificate's files last changed, and their sizes.
+type Stamp = (SystemTime, u64, SystemTime, u64);
+
+/// The API's certificate as loaded at start, and the files it is loaded from again.
+#[derive(Debug)]
+pub struct ServerTls {
+    files: TlsFiles,
+    first: CertifiedKey,
+    stamp: Option<Stamp>,
+}
+
+impl ServerTls {
+    /// Loads the certificate chain and key in `files`.
+    pub fn load(files: TlsFiles) -> Result<ServerTls, TlsError> {
+        // Taken before the read: a change made while reading is seen by the first reload.
+        let stamp = files.stamp();
+        let first = files.read()?;
+        Ok(ServerTls {
+            files,
+            first,
+            stamp,
+        })
     }
 }
 
@@ -123,11 +148,15 @@ impl ResolvesServerCert for Reloading {
     }
 }
 
-/// Loads the certificate again when its files change, until `shutdown`. A pair that does
-/// not load (a key written before its certificate, say) is logged and the old one kept; the
-/// next change is tried again.
-async fn reload(files: TlsFiles, into: Arc<Reloading>, shutdown: CancellationToken) {
-    let mut seen = files.stamp();
+/// Loads the certificate again when its files change (`seen` is their stamp at the last
+/// load), until `shutdown`. A pair that does not load (a key written before its certificate,
+/// say) is logged and the old one kept; the next change is tried again.
+async fn reload(
+    files: TlsFiles,
+    mut seen: Option<Stamp>,
+    into: Arc<Reloading>,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(RELOAD_PERIOD);
     loop {
         tokio::select! {
@@ -139,7 +168,7 @@ async fn reload(files: TlsFiles, into: Arc<Reloading>, shutdown: CancellationTok
             continue;
         }
         seen = stamp;
-        match files.load() {
+        match files.read() {
             Ok(key) => {
                 *into.current.write().expect("not poisoned") = Arc::new(key);
                 info!(cert = %files.cert.display(), "API certificate reloaded");
@@ -149,20 +178,22 @@ async fn reload(files: TlsFiles, into: Arc<Reloading>, shutdown: CancellationTok
     }
 }
 
-/// Returns a TLS acceptor serving the certificate in `files`, reloaded when they change.
-pub fn acceptor(
-    files: TlsFiles,
-    shutdown: &CancellationToken,
-) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+/// Returns a TLS acceptor serving the certificate of `tls`, reloaded when its files change.
+pub fn acceptor(tls: ServerTls, shutdown: &CancellationToken) -> tokio_rustls::TlsAcceptor {
     let resolver = Arc::new(Reloading {
-        current: RwLock::new(Arc::new(files.load()?)),
+        current: RwLock::new(Arc::new(tls.first)),
     });
-    tokio::spawn(reload(files, resolver.clone(), shutdown.clone()));
+    tokio::spawn(reload(
+        tls.files,
+        tls.stamp,
+        resolver.clone(),
+        shutdown.clone(),
+    ));
     let mut config = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
 /// Answers 408 when a request takes longer than [`REQUEST_DEADLINE`], its body read

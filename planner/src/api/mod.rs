@@ -62,7 +62,7 @@ use baton_schemas::api::{
     RunResponse, StartRequest,
 };
 use baton_schemas::ids::new_run_id;
-pub use listen::{HANDSHAKE_DEADLINE, REQUEST_DEADLINE, TlsError, TlsFiles};
+pub use listen::{HANDSHAKE_DEADLINE, REQUEST_DEADLINE, ServerTls, TlsError, TlsFiles};
 
 #[derive(Clone)]
 struct Api {
@@ -111,21 +111,26 @@ impl Api {
 }
 
 /// What the API is set up with.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct ApiConfig {
     /// What one document may hold.
     pub limits: baton_schemas::Limits,
     /// Who may call it.
     pub auth: Auth,
     /// Its certificate and key: HTTPS instead of HTTP.
-    pub tls: Option<TlsFiles>,
+    pub tls: Option<ServerTls>,
     /// How long a client has to send a request's head, and a kept-alive connection may stay
     /// idle, before it is closed.
     pub idle_timeout: std::time::Duration,
 }
 
 /// Returns the API's router, sending its requests to the planner loop through `commands`.
-pub fn router(commands: mpsc::Sender<Command>, bus: Bus, config: ApiConfig) -> Router {
+pub fn router(
+    commands: mpsc::Sender<Command>,
+    bus: Bus,
+    limits: baton_schemas::Limits,
+    auth: Auth,
+) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/apply", post(apply))
@@ -148,16 +153,13 @@ pub fn router(commands: mpsc::Sender<Command>, bus: Bus, config: ApiConfig) -> R
         // Large workflows (the benchmark's 100 000-node DAG is about 6 MB) are allowed.
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         // Outside the routes and their extractors: a caller is known before a body is read.
-        .layer(axum::middleware::from_fn_with_state(
-            config.auth,
-            auth::authorize,
-        ))
+        .layer(axum::middleware::from_fn_with_state(auth, auth::authorize))
         .layer(axum::middleware::from_fn(listen::request_deadline))
         .layer(axum::middleware::from_fn(json_errors))
         .with_state(Api {
             commands,
             bus,
-            limits: config.limits,
+            limits,
         })
 }
 
@@ -247,12 +249,15 @@ pub async fn serve(
     config: ApiConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let tls = match &config.tls {
-        Some(files) => Some(listen::acceptor(files.clone(), &shutdown)?),
-        None => None,
-    };
-    let idle = config.idle_timeout;
-    listen::serve(listener, router(commands, bus, config), tls, idle, shutdown).await?;
+    let ApiConfig {
+        limits,
+        auth,
+        tls,
+        idle_timeout,
+    } = config;
+    let tls = tls.map(|tls| listen::acceptor(tls, &shutdown));
+    let router = router(commands, bus, limits, auth);
+    listen::serve(listener, router, tls, idle_timeout, shutdown).await?;
     Ok(())
 }
 

@@ -59,7 +59,7 @@ impl fmt::Debug for KindSet {
 /// Returns the node kinds a document makes jobs of, each with the field path that asks for
 /// it: a workflow's nodes, a Task's pod, a group's Helm releases, a Cell's traffic writes and
 /// analyses, an AnalysisTemplate's analyses. An Ignitor only starts Tasks.
-pub fn kinds_used(document: &Document) -> Vec<(String, NodeKind)> {
+fn kinds_used(document: &Document) -> Vec<(String, NodeKind)> {
     match document {
         Document::Workflow(w) => w
             .spec

@@ -15,7 +15,7 @@ use crate::workflow::Workflow;
 mod kinds;
 pub mod shape;
 
-pub use kinds::{KindSet, kinds_used};
+pub use kinds::KindSet;
 
 /// One parsed and validated document. It serializes as the document itself (its
 /// `apiVersion` and `kind` tell the kind), as the API's apply request carries it.
