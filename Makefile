@@ -14,7 +14,7 @@ export BATON_TEST_TOOLS_BIN
 CARGO_TARGET_DIR ?= $(HOME)/.cache/baton/target
 export CARGO_TARGET_DIR
 
-.PHONY: tools test-tools build up test lint unit bench crds
+.PHONY: tools test-tools build up test lint unit bench crds nats-permissions
 
 ## Installs the pinned nats-server into .tools/ (no root needed).
 tools:
@@ -44,6 +44,12 @@ lint:
 ## Writes the CRDs generated from `schemas` into deploy/crds/ (a test fails when they drift).
 crds:
 	cargo run -q -p baton-cli --bin baton -- crds --out-dir deploy/crds
+
+## Writes the nats-server permission file for the default prefix into deploy/nats/ (a test
+## fails when it drifts).
+nats-permissions:
+	mkdir -p deploy/nats
+	cargo run -q -p baton-cli --bin baton -- nats-permissions > deploy/nats/permissions.conf
 
 ## Unit tests only (no servers).
 unit:

@@ -18,8 +18,10 @@ pub enum BusErrorKind {
     JetStreamUnavailable,
     /// The message is larger than the server accepts.
     TooLarge,
-    /// Baton's own settings are wrong (a bad prefix, say).
+    /// Baton's own settings are wrong (a bad prefix, an unreadable credentials file).
     Config,
+    /// The server refused this process's credentials.
+    Refused,
     /// Anything else the server refused.
     Other,
 }

@@ -152,6 +152,31 @@ fn check_version(message: &Inbound, v: u32, known: u32) -> Result<(), Poison> {
     }
 }
 
+impl crate::Bus {
+    /// Checks that a job comes from the planner: signed under this bus's key, when it has
+    /// one. A job that fails is poison that names no node (what it says of its run and node is
+    /// not to be believed, so it cannot fail someone else's node either).
+    pub fn check_job_signature(&self, message: &Inbound) -> Result<(), Poison> {
+        let Some(signer) = self.signer() else {
+            return Ok(());
+        };
+        signer
+            .verify(
+                message.subject(),
+                message.header("Nats-Msg-Id").unwrap_or_default(),
+                message.payload(),
+                message.header(crate::SIGNATURE_HEADER),
+            )
+            .map_err(|e| Poison {
+                subject: message.subject().to_owned(),
+                reason: e.to_string(),
+                run: None,
+                node: None,
+                attempt: None,
+            })
+    }
+}
+
 /// Decodes a job, or says why it is poison.
 pub fn decode_job(message: &Inbound) -> Result<Job, Poison> {
     let job: Job = serde_json::from_slice(message.payload())

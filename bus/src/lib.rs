@@ -12,23 +12,30 @@
 //! for a passing reason (a server restart, a timeout) is sent again with the same id until a
 //! deadline, which the server's duplicate window makes safe.
 
+mod credentials;
 mod error;
 mod inbound;
 mod inputs;
 mod outgoing;
+pub mod permissions;
 mod pull;
+mod signing;
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use baton_schemas::NodeKind;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
+pub use credentials::{NatsCredentials, read_secret};
 pub use error::{BusError, BusErrorKind};
 pub use inbound::{Inbound, Poison, decode_event, decode_fire, decode_job, decode_trigger};
 pub use inputs::{INLINE_JOB_BYTES, InputsError, PreparedJob};
 pub use outgoing::{Outgoing, traceparent};
 pub use pull::{PullStream, pull_retry_delay};
+pub use signing::{JobSigner, SIGNATURE_HEADER, SignatureError};
 
 /// Bus settings; every field has a default fit for one local server.
 #[derive(Clone, Debug)]
@@ -49,6 +56,11 @@ pub struct BusConfig {
     pub duplicate_window: Duration,
     /// How long a publish keeps retrying through passing failures before it gives up.
     pub publish_deadline: Duration,
+    /// Who this process is to the NATS server, and which servers it trusts.
+    pub credentials: NatsCredentials,
+    /// The file holding the key jobs are signed with (the planner) and checked against (a
+    /// worker, which then runs only jobs signed with it).
+    pub job_signing_key_file: Option<PathBuf>,
 }
 
 impl Default for BusConfig {
@@ -61,6 +73,58 @@ impl Default for BusConfig {
             retention: Duration::from_secs(7 * 24 * 3600),
             duplicate_window: Duration::from_secs(10 * 60),
             publish_deadline: Duration::from_secs(120),
+            credentials: NatsCredentials::default(),
+            job_signing_key_file: None,
+        }
+    }
+}
+
+/// Returns a NATS URL (or a comma-separated list of them) as logs and errors may show it:
+/// without the user and password, or token, it may carry.
+pub fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(|one| match (one.find("://"), one.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}***@{}", &one[..scheme + 3], &one[at + 1..])
+            }
+            (None, Some(at)) => format!("***@{}", &one[at + 1..]),
+            _ => one.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// How the first connection went, as the client's events tell it.
+#[derive(Clone, Debug)]
+enum FirstConnect {
+    /// No word yet.
+    Pending,
+    /// Not connected yet; the last thing that went wrong (a refused TCP connection, a TLS
+    /// failure), kept for the timeout's message.
+    Trouble(String),
+    Connected,
+    /// The server refused the credentials before the first connection.
+    Refused(String),
+}
+
+impl FirstConnect {
+    fn refuse(&mut self, why: &str) -> bool {
+        match self {
+            FirstConnect::Connected => false,
+            _ => {
+                *self = FirstConnect::Refused(why.to_owned());
+                true
+            }
+        }
+    }
+
+    fn note(&mut self, trouble: String) -> bool {
+        match self {
+            FirstConnect::Pending | FirstConnect::Trouble(_) => {
+                *self = FirstConnect::Trouble(trouble);
+                true
+            }
+            _ => false,
         }
     }
 }
@@ -79,17 +143,24 @@ pub struct Bus {
     client: async_nats::Client,
     js: jetstream::Context,
     config: BusConfig,
+    signer: Option<Arc<JobSigner>>,
 }
 
 impl Bus {
-    /// Connects to `url`, retrying the first connection for up to `connect_timeout`, and
-    /// reconnecting without limit afterwards.
+    /// Connects to `url` with the configured credentials, waiting up to `connect_timeout` for
+    /// the first connection (and failing at once when the server refuses the credentials),
+    /// then reconnecting without limit.
     pub async fn connect(
         url: &str,
         config: BusConfig,
         connect_timeout: Duration,
     ) -> Result<Bus, BusError> {
         validate_prefix(&config.prefix)?;
+        let signer = match &config.job_signing_key_file {
+            Some(file) => Some(Arc::new(JobSigner::read(file)?)),
+            None => None,
+        };
+        let (state, mut first) = tokio::sync::watch::channel(FirstConnect::Pending);
         let options = async_nats::ConnectOptions::new()
             .name("baton")
             .retry_on_initial_connect()
@@ -97,27 +168,97 @@ impl Bus {
             .reconnect_delay_callback(|attempts| {
                 Duration::from_millis((100 * attempts as u64).min(2_000))
             })
-            .event_callback(|event| async move {
-                match event {
-                    async_nats::Event::Connected => info!(%event, "nats connection"),
-                    async_nats::Event::Disconnected => warn!(%event, "nats connection"),
-                    other => debug!(event = %other, "nats connection"),
+            .event_callback(move |event| {
+                let state = state.clone();
+                async move {
+                    match &event {
+                        async_nats::Event::Connected => {
+                            info!(%event, "nats connection");
+                            state.send_replace(FirstConnect::Connected);
+                        }
+                        // Refused at the first connection (the connector says so in a
+                        // client error) or later (the server does).
+                        async_nats::Event::ServerError(
+                            async_nats::ServerError::AuthorizationViolation,
+                        ) => {
+                            error!(%event, "nats refused this process's credentials");
+                            state.send_if_modified(|s| s.refuse("authorization violation"));
+                        }
+                        async_nats::Event::ClientError(async_nats::ClientError::Other(e))
+                            if e == "authorization violation" || e == "failed signing nonce" =>
+                        {
+                            error!(%event, "nats refused this process's credentials");
+                            let why = e.clone();
+                            state.send_if_modified(|s| s.refuse(&why));
+                        }
+                        async_nats::Event::ServerError(async_nats::ServerError::Other(e))
+                            if e.to_ascii_lowercase().contains("permissions violation") =>
+                        {
+                            // A subject these credentials may not use: a deployment's
+                            // permissions and Baton's needs disagree.
+                            error!(%event, "nats refused a subject to this process");
+                        }
+                        async_nats::Event::Disconnected => warn!(%event, "nats connection"),
+                        other => {
+                            debug!(event = %other, "nats connection");
+                            let text = other.to_string();
+                            state.send_if_modified(|s| s.note(text));
+                        }
+                    }
                 }
             });
-        let client = tokio::time::timeout(connect_timeout, options.connect(url))
+        let options = config.credentials.apply(options).await?;
+        let client = options
+            .connect(url)
             .await
-            .map_err(|_| {
-                BusError::new(
-                    BusErrorKind::TimedOut,
-                    format!("could not reach nats at {url} within {connect_timeout:?}"),
-                )
-            })?
             .map_err(|e| BusError::with_source(BusErrorKind::Disconnected, "connect", e))?;
+        let waited = tokio::time::timeout(
+            connect_timeout,
+            first.wait_for(|s| !matches!(s, FirstConnect::Pending | FirstConnect::Trouble(_))),
+        )
+        .await;
+        let refusal = match waited.map(|state| state.map(|s| s.clone())) {
+            Ok(Ok(FirstConnect::Refused(why))) => Some(why),
+            Ok(_) => None,
+            Err(_) => {
+                let last = match &*first.borrow() {
+                    FirstConnect::Trouble(why) => format!(": {why}"),
+                    _ => String::new(),
+                };
+                return Err(BusError::new(
+                    BusErrorKind::TimedOut,
+                    format!(
+                        "could not connect to nats at {} within {connect_timeout:?}{last}",
+                        redact_url(url)
+                    ),
+                ));
+            }
+        };
+        if let Some(why) = refusal {
+            return Err(BusError::new(
+                BusErrorKind::Refused,
+                format!(
+                    "nats at {} refused {} ({why})",
+                    redact_url(url),
+                    config.credentials.describe()
+                ),
+            ));
+        }
         let js = jetstream::ContextBuilder::new()
             .timeout(Duration::from_secs(5))
             .max_ack_inflight(4096)
             .build(client.clone());
-        Ok(Bus { client, js, config })
+        Ok(Bus {
+            client,
+            js,
+            config,
+            signer,
+        })
+    }
+
+    /// Returns the job signing key, when the bus has one.
+    pub fn signer(&self) -> Option<&JobSigner> {
+        self.signer.as_deref()
     }
 
     /// Returns the settings.
@@ -570,6 +711,15 @@ fn same_settings(existing: &stream::Config, wanted: &stream::Config) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_lose_their_secrets_in_logs() {
+        assert_eq!(
+            redact_url("nats://planner:s3cret@10.0.0.1:4222,tls://tok@h:4222,nats://h2:4222"),
+            "nats://***@10.0.0.1:4222,tls://***@h:4222,nats://h2:4222"
+        );
+        assert_eq!(redact_url("u:p@h:4222"), "***@h:4222");
+    }
 
     /// The waits double from 50 ms and stop short of the deadline; the clock only moves on,
     /// so a slow machine ends the schedule earlier, never later.

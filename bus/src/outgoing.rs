@@ -57,20 +57,29 @@ impl Bus {
     /// Returns the message for a job, on `<p>.jobs.<kind>` with id `<run>.<node>.<attempt>`.
     pub fn job_message(&self, job: &Job) -> Outgoing {
         let payload = serde_json::to_vec(job).expect("a job always serializes");
+        let subject = self.job_subject(job.kind());
+        let msg_id = job.msg_id();
+        let mut headers = vec![
+            (headers::SCHEMA.to_owned(), SCHEMA_VERSION.to_string()),
+            (headers::RUN.to_owned(), job.run.to_string()),
+            (headers::NODE.to_owned(), job.node.to_string()),
+            (headers::ATTEMPT.to_owned(), job.attempt.to_string()),
+            (
+                headers::TRACEPARENT.to_owned(),
+                traceparent(&job.run, &msg_id),
+            ),
+        ];
+        if let Some(signer) = self.signer() {
+            headers.push((
+                crate::SIGNATURE_HEADER.to_owned(),
+                signer.sign(&subject, &msg_id, &payload),
+            ));
+        }
         Outgoing {
-            subject: self.job_subject(job.kind()),
-            msg_id: job.msg_id(),
+            subject,
+            msg_id,
             payload: payload.into(),
-            headers: vec![
-                (headers::SCHEMA.to_owned(), SCHEMA_VERSION.to_string()),
-                (headers::RUN.to_owned(), job.run.to_string()),
-                (headers::NODE.to_owned(), job.node.to_string()),
-                (headers::ATTEMPT.to_owned(), job.attempt.to_string()),
-                (
-                    headers::TRACEPARENT.to_owned(),
-                    traceparent(&job.run, &job.msg_id()),
-                ),
-            ],
+            headers,
         }
     }
 

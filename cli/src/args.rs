@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use baton_bus::BusConfig;
+use baton_bus::{BusConfig, NatsCredentials};
 use baton_planner::api::{ServerTls, TlsFiles};
 use baton_schemas::helm::HelmDriver;
 use baton_schemas::{Duration, KindSet, NodeKind};
@@ -75,6 +75,10 @@ enum Command {
     /// Prints the CustomResourceDefinitions of the kinds Baton reads from a cluster, or writes
     /// one file each into a directory (what `deploy/crds/` holds).
     Crds(CrdsArgs),
+    /// Prints the nats-server `authorization` block that gives each part of a deployment
+    /// (planner, a worker of each kind, trigger publisher, observer) only the subjects it
+    /// needs (what `deploy/nats/permissions.conf` holds).
+    NatsPermissions(NatsPermissionsArgs),
     /// Measures Baton's orchestration overhead against raw JetStream on its own nats-server,
     /// planner and noop worker, and prints one table.
     Bench(BenchArgs),
@@ -111,6 +115,34 @@ pub(crate) struct BenchArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct NatsPermissionsArgs {
+    /// Subject prefix.
+    #[arg(long, env = "BATON_PREFIX", default_value = "baton")]
+    pub prefix: String,
+    /// A subject the trigger publisher may publish on (repeatable; default: every workflow's,
+    /// `<prefix>.triggers.*`).
+    #[arg(long = "trigger-subject", value_name = "SUBJECT")]
+    pub trigger_subjects: Vec<String>,
+    /// A subject `publish` nodes may publish on (repeatable; default: every workflow's
+    /// trigger subject).
+    #[arg(long = "publish-subject", value_name = "SUBJECT")]
+    pub publish_subjects: Vec<String>,
+}
+
+impl NatsPermissionsArgs {
+    fn render(&self) -> String {
+        let mut options = baton_bus::permissions::PermissionOptions::new(&self.prefix);
+        if !self.trigger_subjects.is_empty() {
+            options.trigger_subjects = self.trigger_subjects.clone();
+        }
+        if !self.publish_subjects.is_empty() {
+            options.publish_subjects = self.publish_subjects.clone();
+        }
+        baton_bus::permissions::server_config(&options)
+    }
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct CrdsArgs {
     /// Writes `<plural>.<group>.yaml` files into this directory instead of printing.
     #[arg(long, value_name = "DIR")]
@@ -132,6 +164,78 @@ pub(crate) struct BusArgs {
     /// stream missing) before the process gives up on it.
     #[arg(long, env = "BATON_PUBLISH_DEADLINE", default_value = "2m")]
     pub publish_deadline: Duration,
+    /// The key jobs are signed with (the planner) and checked against (a worker, which then
+    /// sets aside any job not signed with it): a file of at least 32 bytes, the same for the
+    /// planner and every worker.
+    #[arg(long, env = "BATON_JOB_SIGNING_KEY_FILE", value_name = "FILE")]
+    pub job_signing_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub nats: NatsCredentialArgs,
+}
+
+/// Who the process is to the NATS server: secrets come from files, never from flags.
+#[derive(Clone, Debug, Args)]
+pub(crate) struct NatsCredentialArgs {
+    /// A NATS `.creds` file (user JWT and NKey seed, as `nsc` makes them).
+    #[arg(long, env = "BATON_NATS_CREDS", value_name = "FILE")]
+    pub nats_creds: Option<PathBuf>,
+    /// A file holding a NATS NKey user seed (`SU...`).
+    #[arg(long, env = "BATON_NATS_NKEY_SEED_FILE", value_name = "FILE")]
+    pub nats_nkey_seed_file: Option<PathBuf>,
+    /// The NATS user name; its password is in --nats-password-file.
+    #[arg(long, env = "BATON_NATS_USER", requires = "nats_password_file")]
+    pub nats_user: Option<String>,
+    /// A file holding the password of --nats-user.
+    #[arg(
+        long,
+        env = "BATON_NATS_PASSWORD_FILE",
+        value_name = "FILE",
+        requires = "nats_user"
+    )]
+    pub nats_password_file: Option<PathBuf>,
+    /// A file holding a NATS authorization token.
+    #[arg(long, env = "BATON_NATS_TOKEN_FILE", value_name = "FILE")]
+    pub nats_token_file: Option<PathBuf>,
+    /// CA certificates (PEM) the NATS server's certificate must chain to (TLS is then
+    /// required).
+    #[arg(long, env = "BATON_NATS_CA_CERT", value_name = "FILE")]
+    pub nats_ca_cert: Option<PathBuf>,
+    /// A client certificate (PEM) for mutual TLS with the NATS server.
+    #[arg(
+        long,
+        env = "BATON_NATS_TLS_CERT",
+        value_name = "FILE",
+        requires = "nats_tls_key"
+    )]
+    pub nats_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --nats-tls-cert.
+    #[arg(
+        long,
+        env = "BATON_NATS_TLS_KEY",
+        value_name = "FILE",
+        requires = "nats_tls_cert"
+    )]
+    pub nats_tls_key: Option<PathBuf>,
+    /// The prefix of this process's reply subjects (`_INBOX`); the permission file under
+    /// `deploy/nats/` gives each role its own, so no role reads another's replies.
+    #[arg(long, env = "BATON_NATS_INBOX_PREFIX")]
+    pub nats_inbox_prefix: Option<String>,
+}
+
+impl NatsCredentialArgs {
+    pub(crate) fn credentials(&self) -> NatsCredentials {
+        NatsCredentials {
+            creds_file: self.nats_creds.clone(),
+            nkey_seed_file: self.nats_nkey_seed_file.clone(),
+            user: self.nats_user.clone(),
+            password_file: self.nats_password_file.clone(),
+            token_file: self.nats_token_file.clone(),
+            tls_ca: self.nats_ca_cert.clone(),
+            tls_cert: self.nats_tls_cert.clone(),
+            tls_key: self.nats_tls_key.clone(),
+            inbox_prefix: self.nats_inbox_prefix.clone(),
+        }
+    }
 }
 
 impl BusArgs {
@@ -141,6 +245,8 @@ impl BusArgs {
             replicas: self.replicas,
             job_ack_wait: self.job_ack_wait.0,
             publish_deadline: self.publish_deadline.0,
+            credentials: self.nats.credentials(),
+            job_signing_key_file: self.job_signing_key_file.clone(),
             ..BusConfig::default()
         }
     }
@@ -559,6 +665,10 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Cells(args) => client::cells(args).await,
         Command::Cell(args) => client::cell(args).await,
         Command::Trigger(args) => client::trigger(args).await,
+        Command::NatsPermissions(args) => {
+            print!("{}", args.render());
+            Ok(0)
+        }
         Command::Bench(args) => {
             crate::bench::run(args).await?;
             Ok(0)

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use baton_bus::{Bus, BusConfig};
+use baton_bus::{Bus, BusConfig, BusErrorKind};
 use baton_planner::api::{ApiConfig, Auth, Role, Tokens};
 use baton_planner::cluster::{self, ClusterConfig};
 use baton_planner::discovery::{self, DiscoveryConfig};
@@ -42,10 +42,21 @@ fn shutdown_on_signals() -> anyhow::Result<CancellationToken> {
     Ok(token)
 }
 
-async fn connect(url: &str, config: BusConfig) -> anyhow::Result<Bus> {
+/// Connects to the bus; credentials that cannot be read, or that the server refuses, are the
+/// user's input (exit 2). The URL is shown without any password it carries.
+async fn connect(url: &str, config: BusConfig) -> Result<Bus, Failure> {
+    let shown = baton_bus::redact_url(url);
+    info!(nats = %shown, credentials = %config.credentials.describe(), "connecting to the bus");
     Bus::connect(url, config, Duration::from_secs(30))
         .await
-        .with_context(|| format!("connecting to {url}"))
+        .map_err(|e| {
+            let usage = matches!(e.kind(), BusErrorKind::Config | BusErrorKind::Refused);
+            let error = anyhow::Error::new(e).context(format!("connecting to {shown}"));
+            match usage {
+                true => Failure::usage(error),
+                false => Failure::from(error),
+            }
+        })
 }
 
 pub(crate) async fn planner(args: PlannerArgs) -> Result<(), Failure> {
@@ -159,7 +170,9 @@ async fn up_with(
     files: Vec<Vec<Document>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let bus = connect(url, args.bus.config()).await?;
+    let bus = connect(url, args.bus.config())
+        .await
+        .map_err(|failure| failure.error)?;
     bus.ensure_streams().await?;
     let (commands, receiver) = mpsc::channel(64);
     let workers = tokio::spawn(baton_workers::run(

@@ -16,8 +16,10 @@ use anyhow::{Context, bail};
 use baton_schemas::status::RunStatus;
 
 pub mod aws;
+pub mod bus_auth;
 pub mod chart_repo;
 pub mod kube;
+pub mod nats_jwt;
 pub mod tls;
 
 /// Returns a loopback port that was free a moment ago and that this process has not handed
@@ -137,6 +139,8 @@ pub struct Nats {
     log: PathBuf,
     /// A configuration file given with `-c`, if any.
     config: Option<PathBuf>,
+    /// Environment the server reads its configuration's variables from (passwords).
+    env: Vec<(String, String)>,
 }
 
 impl Nats {
@@ -148,6 +152,26 @@ impl Nats {
             store: dir.join("nats"),
             log: dir.join("nats.log"),
             config: None,
+            env: Vec::new(),
+        };
+        nats.boot()?;
+        Ok(nats)
+    }
+
+    /// Starts a server storing under `dir` with the configuration file `config` (its listen
+    /// address and store still come from the command line), its variables read from `env`.
+    pub fn start_configured(
+        dir: &Path,
+        config: PathBuf,
+        env: Vec<(String, String)>,
+    ) -> anyhow::Result<Nats> {
+        let mut nats = Nats {
+            proc: None,
+            port: free_port(),
+            store: dir.join("nats"),
+            log: dir.join("nats.log"),
+            config: Some(config),
+            env,
         };
         nats.boot()?;
         Ok(nats)
@@ -159,6 +183,7 @@ impl Nats {
         if let Some(config) = &self.config {
             command.arg("-c").arg(config);
         }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         self.proc = Some(Proc::spawn("nats-server", command, self.log.clone())?);
         wait_for_port(self.port, Duration::from_secs(15))
     }
@@ -255,10 +280,19 @@ impl ApiTokens {
 impl Env {
     /// Starts a nats-server and returns the world around it; `program` is the baton binary.
     pub fn new(program: &'static str) -> anyhow::Result<Env> {
+        Env::with_nats(program, |dir, _prefix| Nats::start(dir))
+    }
+
+    /// Returns the world around the nats-server `start` starts in the env's directory for
+    /// the env's subject prefix.
+    pub fn with_nats(
+        program: &'static str,
+        start: impl FnOnce(&Path, &str) -> anyhow::Result<Nats>,
+    ) -> anyhow::Result<Env> {
         let dir = tempfile::Builder::new().prefix("baton-e2e-").tempdir()?;
-        let nats = Nats::start(dir.path())?;
         let n = next_id();
         let prefix = format!("t{}x{n}", std::process::id());
+        let nats = start(dir.path(), &prefix)?;
         let logs = vec![dir.path().join("nats.log")];
         let tokens = ApiTokens::new(&prefix);
         std::fs::write(dir.path().join("api-tokens.csv"), tokens.file())?;

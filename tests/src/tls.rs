@@ -1,4 +1,5 @@
-//! Certificates made at test time: a CA and serving certificates for loopback addresses.
+//! Certificates made at test time: a CA, serving certificates for loopback addresses and
+//! client certificates for mutual TLS.
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -33,6 +34,23 @@ impl Ca {
         Ok(Ca {
             pem,
             issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// Returns a client certificate for mutual TLS, naming `common_name`.
+    pub fn client(&self, common_name: &str) -> anyhow::Result<Pem> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(Pem {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
         })
     }
 

@@ -213,6 +213,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     bus.ensure_streams().await?;
+    if bus.signer().is_none() {
+        warn!(
+            "no --job-signing-key-file: this worker runs any job published on its subjects, signed or not"
+        );
+    }
     // Jobs in flight, waited for (then handed back) at shutdown.
     let tracker = TaskTracker::new();
     // What runs beside them: the cancel follower (until the jobs are done) and the pod
@@ -451,6 +456,10 @@ async fn hand_back_batch(
 /// Handles one delivery of a job. Idempotent per attempt as far as the bus goes: the events it
 /// publishes carry ids derived from the attempt, so a redelivery's duplicates are dropped.
 async fn handle(kind: NodeKind, message: Inbound, ctx: &JobContext) {
+    // Nothing of a job is read before it is known to be the planner's.
+    if let Err(poison) = ctx.bus.check_job_signature(&message) {
+        return set_aside(&message, poison, ctx).await;
+    }
     let job = match baton_bus::decode_job(&message) {
         Ok(job) if job.kind() == kind => job,
         Ok(job) => {
