@@ -74,13 +74,20 @@ pub(crate) fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
 
 /// Returns the token `baton up` keeps in `data_dir`, made on its first start.
 pub(crate) fn up_token(data_dir: &Path) -> anyhow::Result<String> {
-    let path = data_dir.join("api-token");
+    up_secret(data_dir, "api-token").map(|(_, token)| token)
+}
+
+/// Returns the secret `baton up` keeps in `<data-dir>/<name>` (owner-only), made on its first
+/// start, and the file's path.
+pub(crate) fn up_secret(data_dir: &Path, name: &str) -> anyhow::Result<(PathBuf, String)> {
+    let path = data_dir.join(name);
     if path.exists() {
-        return read_token(&path);
+        let secret = read_token(&path)?;
+        return Ok((path, secret));
     }
-    let token = new_token()?;
-    write_secret(&path, &token)?;
-    Ok(token)
+    let secret = new_token()?;
+    write_secret(&path, &secret)?;
+    Ok((path, secret))
 }
 
 /// Returns the headers that present `token` to the API, the token marked sensitive (kept out

@@ -15,6 +15,9 @@ use tokio::process::Child;
 /// Where `make tools` (scripts/tools.sh) installs the pinned nats-server.
 const LOCAL_TOOL: &str = ".tools/venv/bin/nats-server";
 
+/// The environment variable the server reads its client token from.
+const TOKEN_VARIABLE: &str = "BATON_UP_NATS_TOKEN";
+
 /// A running nats-server child; stopped when dropped.
 pub(crate) struct NatsServer {
     child: Child,
@@ -74,12 +77,14 @@ pub fn find(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
 }
 
 impl NatsServer {
-    /// Starts `program` with JetStream, its store in `store_dir`, on 127.0.0.1:`port`, and
-    /// waits until it accepts connections.
+    /// Starts `program` with JetStream, its store in `store_dir`, on 127.0.0.1:`port`, taking
+    /// only clients that present `token` when one is given, and waits until it accepts
+    /// connections.
     pub(crate) async fn start(
         program: &Path,
         store_dir: &Path,
         port: u16,
+        token: Option<&str>,
     ) -> anyhow::Result<NatsServer> {
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
             bail!(
@@ -88,7 +93,19 @@ impl NatsServer {
         }
         std::fs::create_dir_all(store_dir)
             .with_context(|| format!("creating {}", store_dir.display()))?;
-        let mut child = tokio::process::Command::from(server_command(program, store_dir, port))
+        let mut command = tokio::process::Command::from(server_command(program, store_dir, port));
+        if let Some(token) = token {
+            // The token reaches the server through its environment, which only its user can
+            // read, never through its arguments, which every user can.
+            let config = store_dir.join("auth.conf");
+            std::fs::write(
+                &config,
+                format!("authorization {{ token: ${TOKEN_VARIABLE} }}\n"),
+            )
+            .with_context(|| format!("writing {}", config.display()))?;
+            command.arg("-c").arg(&config).env(TOKEN_VARIABLE, token);
+        }
+        let mut child = command
             .arg("--log")
             .arg(store_dir.join("nats-server.log"))
             .stdin(Stdio::null())

@@ -140,13 +140,28 @@ pub(crate) async fn up(args: UpArgs) -> Result<(), Failure> {
         tls: args.planner.api_tls()?,
         idle_timeout: args.planner.api_idle_timeout.0,
     };
+    let data_dir = &args.planner.data_dir;
+    let mut bus_config = args.bus.config();
+    // The planner and workers `up` runs share one bus; their jobs are signed all the same, so
+    // a client of the bus that is not `up` cannot make its workers run anything.
+    if bus_config.job_signing_key_file.is_none() {
+        let (key_file, _) = credentials::up_secret(data_dir, "job-signing-key")?;
+        bus_config.job_signing_key_file = Some(key_file);
+    }
     let server = match &args.nats_url {
         Some(_) => None,
         None => {
             let program = nats_server::find(args.nats_server.as_deref())?;
-            let store = args.planner.data_dir.join("nats");
-            let server = NatsServer::start(&program, &store, args.nats_port).await?;
-            info!(url = %server.url, program = %program.display(), store = %store.display(), "nats-server started");
+            let store = data_dir.join("nats");
+            // Its own server takes only clients with the token it keeps in its data
+            // directory: an anonymous client on the machine is refused.
+            let (token_file, token) = credentials::up_secret(data_dir, "nats-token")?;
+            let server = NatsServer::start(&program, &store, args.nats_port, Some(&token)).await?;
+            info!(url = %server.url, program = %program.display(), store = %store.display(), token_file = %token_file.display(), "nats-server started; clients present the token in this file");
+            bus_config.credentials = baton_bus::NatsCredentials {
+                token_file: Some(token_file),
+                ..Default::default()
+            };
             Some(server)
         }
     };
@@ -155,7 +170,7 @@ pub(crate) async fn up(args: UpArgs) -> Result<(), Failure> {
         .clone()
         .or_else(|| server.as_ref().map(|s| s.url.clone()))
         .expect("a url either way");
-    let result = up_with(&url, &args, api, files, shutdown.clone()).await;
+    let result = up_with(&url, bus_config, &args, api, files, shutdown.clone()).await;
     shutdown.cancel();
     if let Some(server) = server {
         server.stop().await;
@@ -165,12 +180,13 @@ pub(crate) async fn up(args: UpArgs) -> Result<(), Failure> {
 
 async fn up_with(
     url: &str,
+    bus_config: BusConfig,
     args: &UpArgs,
     api: ApiConfig,
     files: Vec<Vec<Document>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let bus = connect(url, args.bus.config())
+    let bus = connect(url, bus_config)
         .await
         .map_err(|failure| failure.error)?;
     bus.ensure_streams().await?;

@@ -93,6 +93,41 @@ fn up_runs_the_examples_with_its_own_nats_server_and_stops_it_on_sigterm() {
     );
     let token = std::fs::read_to_string(dir.path().join(".baton/api-token")).unwrap();
     assert!(!up.log().contains(token.trim()), "the token is not logged");
+    // Its nats-server refuses a client without the token up keeps in its data directory, and
+    // takes one with it. Neither that token nor the job signing key is logged.
+    let nats_url = format!("nats://127.0.0.1:{nats_port}");
+    let connect = |token_file: Option<std::path::PathBuf>| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(baton_bus::Bus::connect(
+                &nats_url,
+                baton_bus::BusConfig {
+                    credentials: baton_bus::NatsCredentials {
+                        token_file,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                Duration::from_secs(20),
+            ))
+    };
+    let anonymous = connect(None).expect_err("an anonymous client is refused");
+    assert_eq!(
+        anonymous.kind(),
+        baton_bus::BusErrorKind::Refused,
+        "{anonymous}"
+    );
+    connect(Some(dir.path().join(".baton/nats-token"))).expect("up's token is taken");
+    for secret in ["nats-token", "job-signing-key"] {
+        let path = dir.path().join(".baton").join(secret);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!up.log().contains(text.trim()), "{secret} is logged");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{secret} is readable by others: {mode:o}");
+    }
 
     up.terminate();
     let status = up.wait_exit(Duration::from_secs(20)).unwrap();

@@ -153,7 +153,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 pub(crate) async fn run_in(args: &BenchArgs, sizes: Sizes, dir: &Path) -> anyhow::Result<Report> {
     let program = nats_server::find(args.nats_server.as_deref())?;
-    let nats = NatsServer::start(&program, &dir.join("nats"), free_port()?).await?;
+    let nats = NatsServer::start(&program, &dir.join("nats"), free_port()?, None).await?;
     let pid = nats.pid().context("nats-server has exited")?;
     let result = measure(args, sizes, dir, &nats.url, pid).await;
     nats.stop().await;
