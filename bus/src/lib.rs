@@ -6,6 +6,7 @@
 //! | `<P>_JOBS` | `<p>.jobs.<kind>` | work queue | `worker-<kind>`, shared by every worker replica |
 //! | `<P>_EVENTS` | `<p>.events.<run>` | limits | `planner-events` |
 //! | `<P>_TRIGGERS` | `<p>.triggers.<workflow>`, `<p>.triggers.cells.<cell>`, `<p>.triggers.ignitors.<ignitor>` | limits | `planner-triggers` |
+//! | `<P>_AUDIT` | `<p>.audit.<action>` | limits | none: read by operators and observers |
 //! | `<P>_CANCELS` | `<p>.cancels.<run>`, `<p>.cancels.<run>.<node>` | limits | every worker, an ordered consumer each |
 //!
 //! Every publish carries a `Nats-Msg-Id` and waits for the stream's ack; a publish that fails
@@ -292,6 +293,11 @@ impl Bus {
         format!("{}.events.{run}", self.config.prefix)
     }
 
+    /// Returns `<p>.audit.<action>`, where audit records go.
+    pub fn audit_subject(&self, action: &str) -> String {
+        format!("{}.audit.{action}", self.config.prefix)
+    }
+
     /// Returns `<p>.triggers.<workflow>`.
     pub fn trigger_subject(&self, workflow: &str) -> String {
         format!("{}.triggers.{workflow}", self.config.prefix)
@@ -376,6 +382,14 @@ impl Bus {
             stream::Config {
                 name: self.stream_name("TRIGGERS"),
                 subjects: vec![format!("{p}.triggers.>")],
+                retention: stream::RetentionPolicy::Limits,
+                max_age: self.config.retention,
+                ..common.clone()
+            },
+            // The audit trail: every change asked through the API or a trigger.
+            stream::Config {
+                name: self.stream_name("AUDIT"),
+                subjects: vec![format!("{p}.audit.>")],
                 retention: stream::RetentionPolicy::Limits,
                 max_age: self.config.retention,
                 ..common.clone()

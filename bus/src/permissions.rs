@@ -117,6 +117,7 @@ impl Role {
                     format!("{api}.STREAM.INFO.{s}_JOBS"),
                     format!("{api}.STREAM.INFO.{s}_EVENTS"),
                     format!("{api}.STREAM.INFO.{s}_TRIGGERS"),
+                    format!("{api}.STREAM.INFO.{s}_AUDIT"),
                     format!("{api}.STREAM.INFO.{s}_CANCELS"),
                     // Its kind's shared consumer: made with its kind's filter only, pulled, acked.
                     format!("{api}.CONSUMER.CREATE.{s}_JOBS.{durable}.{p}.jobs.{kind}"),

@@ -11,6 +11,7 @@
 //! - [`supervise`]: the loop and the tasks beside it stop together.
 
 pub mod api;
+pub mod audit;
 pub mod cluster;
 pub mod discovery;
 pub mod service;

@@ -114,3 +114,50 @@ impl std::str::FromStr for CellCommand {
         }
     }
 }
+
+/// One change made through the API or a trigger, as the audit trail keeps it: a log line on
+/// the `baton::audit` target and a message on `<p>.audit.<action>`, kept in `<P>_AUDIT`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// The record's schema version.
+    pub v: u32,
+    /// When the change was asked for.
+    pub at: crate::wire::Timestamp,
+    /// What was asked: `apply`, `delete`, `start`, `trigger`, `cancel`, `cell`.
+    pub action: String,
+    /// Who asked: the token's name for the API (`None` for a request without a known token,
+    /// or an API serving without authentication), `None` on the bus (the stream keeps no
+    /// publisher; the server's permissions say who may publish there).
+    pub actor: Option<String>,
+    /// The actor's role on the API.
+    pub role: Option<String>,
+    /// Where it came from: `api` or `bus`.
+    pub via: String,
+    /// The client's address (API) or the subject and stream sequence (bus).
+    pub from: String,
+    /// The request (`POST /v1/apply`) or, on the bus, the subject.
+    pub request: String,
+    /// The API's answer (200, 401, 403, ...); `None` on the bus.
+    pub status: Option<u16>,
+}
+
+impl AuditRecord {
+    /// The version this build writes.
+    pub const VERSION: u32 = 1;
+
+    /// Returns the action a request changes something with, or `None` for a request that
+    /// only reads (`GET`, `HEAD`).
+    pub fn action_of(method: &str, path: &str) -> Option<&'static str> {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (method, segments.as_slice()) {
+            ("GET" | "HEAD" | "OPTIONS", _) => None,
+            ("DELETE", _) => Some("delete"),
+            (_, ["v1", "apply"]) => Some("apply"),
+            (_, ["v1", "workflows", _, "runs"]) => Some("start"),
+            (_, ["v1", "triggers", _]) => Some("trigger"),
+            (_, ["v1", "runs", _, "cancel"]) => Some("cancel"),
+            (_, ["v1", "cells", _, _]) => Some("cell"),
+            _ => Some("other"),
+        }
+    }
+}

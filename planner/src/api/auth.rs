@@ -262,10 +262,15 @@ pub(super) async fn authorize(
             request.uri().path(),
             needed
         );
-        return ApiError(StatusCode::FORBIDDEN, vec![message]).into_response();
+        let mut refused = ApiError(StatusCode::FORBIDDEN, vec![message]).into_response();
+        refused.extensions_mut().insert(caller);
+        return refused;
     }
-    request.extensions_mut().insert(caller);
-    next.run(request).await
+    request.extensions_mut().insert(caller.clone());
+    // On the answer too, for the audit trail outside this layer.
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(caller);
+    response
 }
 
 fn unauthenticated(why: &str) -> Response {

@@ -236,7 +236,11 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let (router, tls, watcher) = (router.clone(), tls.clone(), graceful.watcher());
+        // The client's address, for the audit trail.
+        let router = router
+            .clone()
+            .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+        let (tls, watcher) = (tls.clone(), graceful.watcher());
         tokio::spawn(async move {
             match tls {
                 None => serve_connection(stream, router, idle_deadline, watcher).await,

@@ -48,8 +48,10 @@ use baton_schemas::{RunId, WorkflowName};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::Audit;
 use crate::service::Command;
 
+mod audit;
 mod auth;
 mod listen;
 
@@ -156,6 +158,11 @@ pub fn router(
         .layer(axum::middleware::from_fn_with_state(auth, auth::authorize))
         .layer(axum::middleware::from_fn(listen::request_deadline))
         .layer(axum::middleware::from_fn(json_errors))
+        // Outermost: refusals are recorded too.
+        .layer(axum::middleware::from_fn_with_state(
+            Audit::new(bus.clone()),
+            audit::record,
+        ))
         .with_state(Api {
             commands,
             bus,

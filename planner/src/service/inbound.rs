@@ -64,6 +64,7 @@ impl Planner {
                 }
                 continue;
             }
+            self.audit_trigger(message, &cell_subject);
             // `<p>.triggers.cells.<cell>` carries a Cell command in its body.
             if let Some(cell) = message.subject().strip_prefix(&cell_subject) {
                 match CellTrigger::parse(message.payload()) {
@@ -123,5 +124,30 @@ impl Planner {
             }
         }
         inputs
+    }
+
+    /// Records a trigger or Cell command read from the bus in the audit trail, once per
+    /// stream position (read again after a restart, it is the same record).
+    fn audit_trigger(&self, message: &Inbound, cell_subject: &str) {
+        let action = match message.subject().starts_with(cell_subject) {
+            true => "cell",
+            false => "trigger",
+        };
+        let seq = message.stream_sequence();
+        let record = baton_schemas::api::AuditRecord {
+            v: baton_schemas::api::AuditRecord::VERSION,
+            at: Timestamp::now(),
+            action: action.to_owned(),
+            actor: None,
+            role: None,
+            via: "bus".to_owned(),
+            from: format!("{} #{seq}", message.subject()),
+            request: message.subject().to_owned(),
+            status: None,
+        };
+        self.audit.record(
+            &record,
+            Some(format!("audit-trigger-{}-{seq}", self.triggers_created)),
+        );
     }
 }

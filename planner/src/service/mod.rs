@@ -110,6 +110,8 @@ pub struct Planner {
     /// positions; `None` when it lacks nothing.
     checkpoint_due: Option<Instant>,
     config: PlannerConfig,
+    /// Where the triggers read from the bus are recorded.
+    audit: crate::audit::Audit,
 }
 
 impl Planner {
@@ -176,6 +178,7 @@ impl Planner {
         let events = bus.events_consumer(loaded.events_seq).await?;
         let triggers = bus.triggers_consumer(loaded.triggers_seq).await?;
         let mut planner = Planner {
+            audit: crate::audit::Audit::new(bus.clone()),
             bus,
             store,
             core,
