@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use baton_bus::{BusConfig, NatsCredentials};
-use baton_planner::api::{ServerTls, TlsFiles};
+use baton_planner::api::{ApiConfig, Auth, ServerTls, TlsFiles};
 use baton_schemas::helm::HelmDriver;
 use baton_schemas::{Duration, KindSet, NodeKind};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -290,6 +290,10 @@ pub(crate) struct PlannerOptions {
     /// connection).
     #[arg(long, env = "BATON_API_IDLE_TIMEOUT", default_value = "30s")]
     pub api_idle_timeout: Duration,
+    /// The largest request body the API reads, in bytes; a larger one is answered 413. The
+    /// default, 8 MiB, holds a 100 000-node workflow.
+    #[arg(long, env = "BATON_API_BODY_LIMIT", value_name = "BYTES", default_value_t = ApiConfig::DEFAULT_BODY_LIMIT)]
+    pub api_body_limit: usize,
     /// How long past a node's timeout the planner waits for a worker before failing it.
     #[arg(long, env = "BATON_TIMEOUT_GRACE", default_value = "60s")]
     pub timeout_grace: Duration,
@@ -333,6 +337,21 @@ impl PlannerOptions {
         ServerTls::load(files)
             .map(Some)
             .map_err(crate::Failure::usage)
+    }
+
+    /// Returns the API's settings, with `limits` on documents and `auth` for callers.
+    pub(crate) fn api_config(
+        &self,
+        limits: baton_schemas::Limits,
+        auth: Auth,
+    ) -> Result<ApiConfig, crate::Failure> {
+        Ok(ApiConfig {
+            limits,
+            auth,
+            tls: self.api_tls()?,
+            idle_timeout: self.api_idle_timeout.0,
+            body_limit: self.api_body_limit,
+        })
     }
 
     /// Returns what a document applied to this planner may hold; `kinds` are the node kinds

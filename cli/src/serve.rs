@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use baton_bus::{Bus, BusConfig, BusErrorKind};
-use baton_planner::api::{ApiConfig, Auth, Role, Tokens};
+use baton_planner::api::{ApiConfig, Auth, LiveTokens, Role, Tokens};
 use baton_planner::cluster::{self, ClusterConfig};
 use baton_planner::discovery::{self, DiscoveryConfig};
 use baton_planner::service::{Command, Planner, PlannerConfig};
@@ -65,12 +65,9 @@ pub(crate) async fn planner(args: PlannerArgs) -> Result<(), Failure> {
             "the API needs --api-token-file (BATON_API_TOKEN_FILE), or --api-no-auth to serve anyone who can reach --listen"
         )));
     };
-    let api = ApiConfig {
-        limits: args.planner.document_limits(PLANNER_KINDS),
-        auth,
-        tls: args.planner.api_tls()?,
-        idle_timeout: args.planner.api_idle_timeout.0,
-    };
+    let api = args
+        .planner
+        .api_config(args.planner.document_limits(PLANNER_KINDS), auth)?;
     let shutdown = shutdown_on_signals()?;
     let bus = connect(&args.nats_url, args.bus.config()).await?;
     let (commands, receiver) = mpsc::channel(64);
@@ -87,7 +84,7 @@ const PLANNER_KINDS: KindSet = KindSet::ALL.without(NodeKind::Exec);
 fn flag_auth(options: &PlannerOptions) -> Result<Option<Auth>, Failure> {
     match (&options.api_token_file, options.api_no_auth) {
         (Some(file), _) => {
-            let tokens = Tokens::read(file).map_err(Failure::usage)?;
+            let tokens = LiveTokens::read(file.clone()).map_err(Failure::usage)?;
             Ok(Some(Auth::Tokens(Arc::new(tokens))))
         }
         (None, true) => {
@@ -110,11 +107,8 @@ fn up_auth(args: &UpArgs) -> Result<Auth, Failure> {
         .context("no HOME or XDG_RUNTIME_DIR to leave the API token in")?;
     credentials::write_secret(&file, &token)?;
     info!(token_file = %file.display(), "the API takes the bearer token in this file; the CLI on this machine finds it by itself");
-    Ok(Auth::Tokens(Arc::new(Tokens::one(
-        &token,
-        "up",
-        Role::Admin,
-    ))))
+    let tokens = Tokens::one(&token, "up", Role::Admin);
+    Ok(Auth::Tokens(Arc::new(LiveTokens::fixed(tokens))))
 }
 
 pub(crate) async fn worker(args: WorkerArgs) -> Result<(), Failure> {
@@ -134,12 +128,7 @@ pub(crate) async fn up(args: UpArgs) -> Result<(), Failure> {
         .iter()
         .map(|f| read_documents(f, limits))
         .collect::<Result<_, _>>()?;
-    let api = ApiConfig {
-        limits,
-        auth: up_auth(&args)?,
-        tls: args.planner.api_tls()?,
-        idle_timeout: args.planner.api_idle_timeout.0,
-    };
+    let api = args.planner.api_config(limits, up_auth(&args)?)?;
     let data_dir = &args.planner.data_dir;
     let mut bus_config = args.bus.config();
     // The planner and workers `up` runs share one bus; their jobs are signed all the same, so

@@ -332,7 +332,10 @@ fn long_workflow(name: &str, n: usize, cycle: bool) -> serde_json::Value {
 fn a_200_000_node_chain_and_cycle_are_handled_iteratively() {
     const N: usize = 200_000;
     let mut env = env();
-    let planner = env.start_planner().unwrap();
+    // 200 000 nodes are about 11 MB of JSON, above the default 8 MiB body limit.
+    let planner = env
+        .start_planner_with(&["--api-body-limit", "67108864"])
+        .unwrap();
     env.keep(planner);
     let chain = long_workflow("chain", N, false);
     let cycle = long_workflow("cycle", N, true);

@@ -271,3 +271,80 @@ fn a_planner_refuses_exec_nodes_unless_allowed() {
         "nothing ran"
     );
 }
+
+/// A token granted or revoked in the token file counts within seconds, without a restart;
+/// a file rewritten into one that does not read keeps the tokens before it.
+#[test]
+fn the_token_file_is_read_again_when_it_changes() {
+    use reqwest::Method;
+    let mut env = env();
+    let planner = env.start_planner().unwrap();
+    env.keep(planner);
+    let none = serde_json::Value::Null;
+    let file = env.dir.path().join("api-tokens.csv");
+    let newcomer = "newcomer-token-0123456789";
+    let status_of =
+        |token: &str| request(&env, Method::GET, "/v1/runs", Some(token), none.clone()).0;
+    assert_eq!(status_of(newcomer), 401);
+    // Granted to a newcomer, revoked from the viewer.
+    std::fs::write(
+        &file,
+        format!(
+            "{},test-admin,admin\n{newcomer},newcomer,viewer\n",
+            env.tokens.admin
+        ),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while status_of(newcomer) != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new token never counted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(status_of(&env.tokens.viewer), 401);
+    // A broken rewrite keeps what was read last, and says so without a token.
+    std::fs::write(&file, format!("{newcomer},broken\n")).unwrap();
+    let log = env.dir.path().join("planner.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("the previous ones are kept")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broken file was not reported"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(status_of(newcomer), 200);
+    assert_no_log_holds(env, &[newcomer]);
+}
+
+/// A body above `--api-body-limit` is answered 413 with the limit named, before the
+/// planner reads it; one below is read.
+#[test]
+fn a_body_above_the_limit_is_refused_with_413() {
+    use reqwest::Method;
+    let mut env = env();
+    let planner = env
+        .start_planner_with(&["--api-body-limit", "4096"])
+        .unwrap();
+    env.keep(planner);
+    let admin = Some(env.tokens.admin.as_str());
+    let large = serde_json::json!({"document": {"padding": "x".repeat(8192)}});
+    let (status, _, body) = request(&env, Method::POST, "/v1/apply", admin, large);
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("limit of 4096 bytes (--api-body-limit)"),
+        "{body}"
+    );
+    let small = serde_json::json!({"document": {"apiVersion": "baton.dev/v1alpha1", "kind": "Workflow",
+        "metadata": {"name": "small"}, "spec": {"nodes": [{"name": "a", "kind": "noop"}]}}, "run": false});
+    let (status, _, body) = request(&env, Method::POST, "/v1/apply", admin, small);
+    assert_eq!(status, 200, "{body}");
+}

@@ -24,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use super::ApiError;
+use super::live_tokens::LiveTokens;
 
 /// What a caller may do. Each role may do what the ones before it may.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -216,8 +217,8 @@ fn digest(token: &str) -> [u8; 32] {
 /// How the API tells its callers apart.
 #[derive(Clone, Debug)]
 pub enum Auth {
-    /// Bearer tokens from a token file.
-    Tokens(Arc<Tokens>),
+    /// Bearer tokens, from a token file read again when it changes.
+    Tokens(Arc<LiveTokens>),
     /// Anyone who reaches the API may do anything (`--api-no-auth`): for a planner whose
     /// listener only trusted callers can reach.
     Open,
@@ -250,7 +251,7 @@ pub(super) async fn authorize(
         }
         Some(token) => match tokens.caller(token) {
             None => return unauthenticated("the bearer token is not one the API knows"),
-            Some(caller) => caller.clone(),
+            Some(caller) => caller,
         },
     };
     if caller.role < needed {

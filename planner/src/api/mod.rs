@@ -29,8 +29,8 @@
 //! Errors answer `{"errors": ["<path>: <message>", ...]}` with 400, 404 (what the request
 //! names does not exist, or a path with no route), 405 (a method the path does not take),
 //! 409 (its state does not allow the request: a Cell with nothing to resume, a Cell's rollout
-//! cancelled instead of aborted), 413 (a body above the limit: 64 MiB, or for a trigger the
-//! bus's largest message), 415 (a body that is not JSON), 408 (a request that took longer
+//! cancelled instead of aborted), 413 (a body above `--api-body-limit`, 8 MiB by default, or for a
+//! trigger the bus's largest message), 415 (a body that is not JSON), 408 (a request that took longer
 //! than [`REQUEST_DEADLINE`]) or 503. Every error answer, axum's
 //! own rejections included, has that one shape.
 
@@ -54,6 +54,7 @@ use crate::service::Command;
 mod audit;
 mod auth;
 mod listen;
+mod live_tokens;
 
 pub use auth::{Auth, Caller, MIN_TOKEN_LEN, Role, TokenFileError, Tokens};
 use baton_core::ids::idempotent_run_id;
@@ -65,6 +66,7 @@ use baton_schemas::api::{
 };
 use baton_schemas::ids::new_run_id;
 pub use listen::{HANDSHAKE_DEADLINE, REQUEST_DEADLINE, ServerTls, TlsError, TlsFiles};
+pub use live_tokens::LiveTokens;
 
 #[derive(Clone)]
 struct Api {
@@ -124,6 +126,14 @@ pub struct ApiConfig {
     /// How long a client has to send a request's head, and a kept-alive connection may stay
     /// idle, before it is closed.
     pub idle_timeout: std::time::Duration,
+    /// The largest request body, in bytes; a larger one is answered 413.
+    pub body_limit: usize,
+}
+
+impl ApiConfig {
+    /// The default largest request body: 8 MiB, room for a 100 000-node workflow (about
+    /// 6 MB), small enough that a burst of large bodies cannot exhaust the planner's memory.
+    pub const DEFAULT_BODY_LIMIT: usize = 8 << 20;
 }
 
 /// Returns the API's router, sending its requests to the planner loop through `commands`.
@@ -132,6 +142,7 @@ pub fn router(
     bus: Bus,
     limits: baton_schemas::Limits,
     auth: Auth,
+    body_limit: usize,
 ) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -152,12 +163,14 @@ pub fn router(
         .route("/v1/cells/{name}", get(cell).delete(delete_cell))
         .route("/v1/cells/{name}/{command}", post(cell_command))
         .fallback(no_route)
-        // Large workflows (the benchmark's 100 000-node DAG is about 6 MB) are allowed.
-        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         // Outside the routes and their extractors: a caller is known before a body is read.
         .layer(axum::middleware::from_fn_with_state(auth, auth::authorize))
         .layer(axum::middleware::from_fn(listen::request_deadline))
-        .layer(axum::middleware::from_fn(json_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            body_limit,
+            json_errors,
+        ))
         // Outermost: refusals are recorded too.
         .layer(axum::middleware::from_fn_with_state(
             Audit::new(bus.clone()),
@@ -169,10 +182,6 @@ pub fn router(
             limits,
         })
 }
-
-/// The largest request body: large workflows (the benchmark's 100 000-node DAG is about
-/// 6 MB) are allowed.
-const BODY_LIMIT: usize = 64 << 20;
 
 /// Reads the `Idempotency-Key` header: `None` without one, 400 for one that is empty, longer
 /// than 255 characters, or not visible ASCII.
@@ -205,7 +214,7 @@ async fn no_route(request: Request) -> ApiError {
 /// Gives every error answer the one JSON shape of [`ErrorResponse`]: axum's own rejections
 /// (a body that is not JSON or too large, a method the path does not take) answer plain text
 /// or nothing, which a client would have to special-case.
-async fn json_errors(request: Request, next: Next) -> Response {
+async fn json_errors(State(body_limit): State<usize>, request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let response = next.run(request).await;
@@ -232,7 +241,9 @@ async fn json_errors(request: Request, next: Next) -> Response {
             format!("{path} does not take {method} (it takes: {allowed})")
         }
         StatusCode::PAYLOAD_TOO_LARGE => {
-            format!("the request body is above the limit of {BODY_LIMIT} bytes")
+            format!(
+                "the request body is above the API's limit of {body_limit} bytes (--api-body-limit)"
+            )
         }
         _ if text.is_empty() => status
             .canonical_reason()
@@ -261,9 +272,13 @@ pub async fn serve(
         auth,
         tls,
         idle_timeout,
+        body_limit,
     } = config;
     let tls = tls.map(|tls| listen::acceptor(tls, &shutdown));
-    let router = router(commands, bus, limits, auth);
+    if let Auth::Tokens(tokens) = &auth {
+        tokio::spawn(tokens.clone().watch(shutdown.clone()));
+    }
+    let router = router(commands, bus, limits, auth, body_limit);
     listen::serve(listener, router, tls, idle_timeout, shutdown).await?;
     Ok(())
 }
