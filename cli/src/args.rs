@@ -268,6 +268,17 @@ pub(crate) struct PlannerOptions {
     /// no one but trusted callers can reach.
     #[arg(long, env = "BATON_API_NO_AUTH", conflicts_with = "api_token_file")]
     pub api_no_auth: bool,
+    /// Takes Kubernetes bearer tokens (service accounts', users') instead of a token file:
+    /// each is checked with a TokenReview, and the role a request needs with a
+    /// SubjectAccessReview of verb `use` on baton.dev `roles` named viewer, operator or admin,
+    /// so that RBAC grants Baton roles (the planner's own account needs
+    /// system:auth-delegator).
+    #[arg(
+        long,
+        env = "BATON_API_AUTH_KUBERNETES",
+        conflicts_with_all = ["api_token_file", "api_no_auth"]
+    )]
+    pub api_auth_kubernetes: bool,
     /// The API's certificate chain (PEM, leaf first): it serves HTTPS, and loads the pair
     /// again when the files change (a cert-manager renewal, say).
     #[arg(

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use baton_bus::{Bus, BusConfig, BusErrorKind};
-use baton_planner::api::{ApiConfig, Auth, LiveTokens, Role, Tokens};
+use baton_planner::api::{ApiConfig, Auth, KubernetesAuth, LiveTokens, Role, Tokens};
 use baton_planner::cluster::{self, ClusterConfig};
 use baton_planner::discovery::{self, DiscoveryConfig};
 use baton_planner::service::{Command, Planner, PlannerConfig};
@@ -60,9 +60,9 @@ async fn connect(url: &str, config: BusConfig) -> Result<Bus, Failure> {
 }
 
 pub(crate) async fn planner(args: PlannerArgs) -> Result<(), Failure> {
-    let Some(auth) = flag_auth(&args.planner)? else {
+    let Some(auth) = flag_auth(&args.planner).await? else {
         return Err(Failure::usage(anyhow::anyhow!(
-            "the API needs --api-token-file (BATON_API_TOKEN_FILE), or --api-no-auth to serve anyone who can reach --listen"
+            "the API needs --api-token-file (BATON_API_TOKEN_FILE) or --api-auth-kubernetes, or --api-no-auth to serve anyone who can reach --listen"
         )));
     };
     let api = args
@@ -81,7 +81,20 @@ const PLANNER_KINDS: KindSet = KindSet::ALL.without(NodeKind::Exec);
 
 /// Returns how the API authenticates as the flags say (`None` when they say nothing); a bad
 /// token file is the user's input (exit 2).
-fn flag_auth(options: &PlannerOptions) -> Result<Option<Auth>, Failure> {
+async fn flag_auth(options: &PlannerOptions) -> Result<Option<Auth>, Failure> {
+    if options.api_auth_kubernetes {
+        let client = kube::Client::try_default().await.map_err(|e| {
+            Failure::usage(anyhow::anyhow!(
+                "--api-auth-kubernetes needs a Kubernetes client (KUBECONFIG or an in-cluster config): {e}"
+            ))
+        })?;
+        info!(
+            "the API takes Kubernetes tokens (TokenReview) and roles from RBAC (SubjectAccessReview)"
+        );
+        return Ok(Some(Auth::Kubernetes(Arc::new(KubernetesAuth::new(
+            client,
+        )))));
+    }
     match (&options.api_token_file, options.api_no_auth) {
         (Some(file), _) => {
             let tokens = LiveTokens::read(file.clone()).map_err(Failure::usage)?;
@@ -97,9 +110,9 @@ fn flag_auth(options: &PlannerOptions) -> Result<Option<Auth>, Failure> {
 
 /// Returns how `baton up`'s API is protected: as the flags say, else by the token it keeps
 /// in its data directory, left for the CLI on this machine too.
-fn up_auth(args: &UpArgs) -> Result<Auth, Failure> {
+async fn up_auth(args: &UpArgs) -> Result<Auth, Failure> {
     let options = &args.planner;
-    if let Some(auth) = flag_auth(options)? {
+    if let Some(auth) = flag_auth(options).await? {
         return Ok(auth);
     }
     let token = credentials::up_token(&options.data_dir)?;
@@ -128,7 +141,7 @@ pub(crate) async fn up(args: UpArgs) -> Result<(), Failure> {
         .iter()
         .map(|f| read_documents(f, limits))
         .collect::<Result<_, _>>()?;
-    let api = args.planner.api_config(limits, up_auth(&args)?)?;
+    let api = args.planner.api_config(limits, up_auth(&args).await?)?;
     let data_dir = &args.planner.data_dir;
     let mut bus_config = args.bus.config();
     // The planner and workers `up` runs share one bus; their jobs are signed all the same, so

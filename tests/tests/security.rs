@@ -59,7 +59,7 @@ fn the_planner_does_not_serve_its_api_without_a_way_to_authenticate() {
     assert_fails(
         &out,
         2,
-        "the API needs --api-token-file (BATON_API_TOKEN_FILE), or --api-no-auth",
+        "the API needs --api-token-file (BATON_API_TOKEN_FILE) or --api-auth-kubernetes, or --api-no-auth",
     );
 
     // A token file with a bad line: the file and line are named, the tokens are not.

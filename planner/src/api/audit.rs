@@ -7,7 +7,7 @@ use axum::response::Response;
 use baton_schemas::api::AuditRecord;
 use baton_schemas::wire::Timestamp;
 
-use super::Caller;
+use super::auth::{Actor, Caller};
 use crate::audit::Audit;
 
 /// Records a request that changes something, once its answer is known.
@@ -26,11 +26,14 @@ pub(super) async fn record(State(audit): State<Audit>, request: Request, next: N
     // The caller is known once the request got past authentication (`authorize` leaves it
     // on the answer).
     let caller = response.extensions().get::<Caller>();
+    let actor = caller
+        .map(|c| c.name.clone())
+        .or_else(|| response.extensions().get::<Actor>().map(|a| a.0.clone()));
     let record = AuditRecord {
         v: AuditRecord::VERSION,
         at,
         action: action.to_owned(),
-        actor: caller.map(|c| c.name.clone()),
+        actor,
         role: caller.map(|c| c.role.to_string()),
         via: "api".to_owned(),
         from,

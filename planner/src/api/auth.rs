@@ -24,10 +24,12 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use super::ApiError;
+use super::kube_auth::{KubernetesAuth, Verdict};
 use super::live_tokens::LiveTokens;
+use tracing::warn;
 
 /// What a caller may do. Each role may do what the ones before it may.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
     /// Reads runs, status and lists.
     Viewer,
@@ -83,6 +85,10 @@ pub struct Caller {
     /// What the caller may do.
     pub role: Role,
 }
+
+/// Who made a request refused for want of any role: the name alone, for the audit trail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor(pub String);
 
 /// The shortest token a token file may hold: a guessable token is no lock.
 pub const MIN_TOKEN_LEN: usize = 16;
@@ -219,6 +225,9 @@ fn digest(token: &str) -> [u8; 32] {
 pub enum Auth {
     /// Bearer tokens, from a token file read again when it changes.
     Tokens(Arc<LiveTokens>),
+    /// Kubernetes tokens, reviewed by the cluster's API (`TokenReview`), roles granted by
+    /// its RBAC (`SubjectAccessReview`).
+    Kubernetes(Arc<KubernetesAuth>),
     /// Anyone who reaches the API may do anything (`--api-no-auth`): for a planner whose
     /// listener only trusted callers can reach.
     Open,
@@ -233,45 +242,62 @@ pub(super) async fn authorize(
     let Some(needed) = Role::needed(request.method(), request.uri().path()) else {
         return next.run(request).await;
     };
-    let tokens = match &auth {
-        Auth::Open => return next.run(request).await,
-        Auth::Tokens(tokens) => tokens,
-    };
+    if matches!(auth, Auth::Open) {
+        return next.run(request).await;
+    }
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or(v.strip_prefix("bearer ")))
         .map(str::trim);
-    let caller = match presented {
-        None => {
-            return unauthenticated(
-                "no bearer token: the API takes `Authorization: Bearer <token>`",
-            );
-        }
-        Some(token) => match tokens.caller(token) {
+    let Some(token) = presented else {
+        return unauthenticated("no bearer token: the API takes `Authorization: Bearer <token>`");
+    };
+    let what = format!("{} {}", request.method(), request.uri().path());
+    let caller = match &auth {
+        Auth::Open => unreachable!("let through above"),
+        Auth::Tokens(tokens) => match tokens.caller(token) {
             None => return unauthenticated("the bearer token is not one the API knows"),
+            Some(caller) if caller.role < needed => {
+                let message = format!(
+                    "{} has the {} role; {what} needs {needed}",
+                    caller.name, caller.role
+                );
+                return forbidden(message, caller);
+            }
             Some(caller) => caller,
         },
+        Auth::Kubernetes(kubernetes) => match kubernetes.verdict(token, needed).await {
+            Ok(Verdict::Allowed(caller)) => caller,
+            Ok(Verdict::Unauthenticated(why)) => return unauthenticated(&why),
+            Ok(Verdict::Forbidden { user }) => {
+                let message = format!(
+                    "{user} may not use the Baton role {needed} (or a higher one) that {what} needs: RBAC grants it with verb `use` on baton.dev `roles` named {needed}"
+                );
+                let mut refused = ApiError(StatusCode::FORBIDDEN, vec![message]).into_response();
+                refused.extensions_mut().insert(Actor(user));
+                return refused;
+            }
+            Err(e) => {
+                warn!(error = %e, "a caller's token could not be reviewed");
+                return ApiError(StatusCode::SERVICE_UNAVAILABLE, vec![e.to_string()])
+                    .into_response();
+            }
+        },
     };
-    if caller.role < needed {
-        let message = format!(
-            "{} has the {} role; {} {} needs {}",
-            caller.name,
-            caller.role,
-            request.method(),
-            request.uri().path(),
-            needed
-        );
-        let mut refused = ApiError(StatusCode::FORBIDDEN, vec![message]).into_response();
-        refused.extensions_mut().insert(caller);
-        return refused;
-    }
     request.extensions_mut().insert(caller.clone());
     // On the answer too, for the audit trail outside this layer.
     let mut response = next.run(request).await;
     response.extensions_mut().insert(caller);
     response
+}
+
+/// Answers 403, leaving the caller on the answer for the audit trail.
+fn forbidden(message: String, caller: Caller) -> Response {
+    let mut refused = ApiError(StatusCode::FORBIDDEN, vec![message]).into_response();
+    refused.extensions_mut().insert(caller);
+    refused
 }
 
 fn unauthenticated(why: &str) -> Response {

@@ -53,6 +53,7 @@ use crate::service::Command;
 
 mod audit;
 mod auth;
+mod kube_auth;
 mod listen;
 mod live_tokens;
 
@@ -65,6 +66,7 @@ use baton_schemas::api::{
     RunResponse, StartRequest,
 };
 use baton_schemas::ids::new_run_id;
+pub use kube_auth::KubernetesAuth;
 pub use listen::{HANDSHAKE_DEADLINE, REQUEST_DEADLINE, ServerTls, TlsError, TlsFiles};
 pub use live_tokens::LiveTokens;
 
