@@ -355,15 +355,23 @@ async fn run_planner(
             shutdown.clone(),
         )),
     };
+    // The API runs on a thread and a runtime of its own: a flood of requests (refused ones
+    // included) takes that thread's time, not the planner loop's (`baton bench`, the chain
+    // under a burst of invalid requests).
+    let listener = listener.into_std()?;
+    let api_shutdown = shutdown.clone();
     let api = SideTask {
         name: "api",
-        handle: tokio::spawn(baton_planner::api::serve(
-            listener,
-            commands,
-            bus,
-            api,
-            shutdown.clone(),
-        )),
+        handle: tokio::task::spawn_blocking(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .thread_name("baton-api")
+                .build()?;
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                baton_planner::api::serve(listener, commands, bus, api, api_shutdown).await
+            })
+        }),
     };
     let tasks = [Some(api), Some(discovery), cluster]
         .into_iter()

@@ -18,6 +18,7 @@
 //!   time from its start to the first job of a new run.
 
 mod baton;
+mod burst;
 mod cpu;
 mod floor;
 mod scenarios;
@@ -34,6 +35,7 @@ use crate::args::{BenchArgs, Format, Scale};
 use crate::nats_server::{self, NatsServer, free_port};
 
 use baton::*;
+use burst::*;
 use cpu::*;
 use floor::*;
 use scenarios::*;
@@ -50,6 +52,8 @@ pub(crate) struct Sizes {
     pub(crate) dag_width: usize,
     pub(crate) dag_depth: usize,
     pub(crate) triggers: usize,
+    /// Invalid API requests in flight at once while a chain runs.
+    pub(crate) burst: usize,
 }
 
 impl Sizes {
@@ -65,6 +69,7 @@ impl Sizes {
                 dag_width: 20,
                 dag_depth: 250,
                 triggers: 1_000,
+                burst: 1_000,
             },
             Scale::Smoke => Sizes {
                 floor_serial: 50,
@@ -76,6 +81,7 @@ impl Sizes {
                 dag_width: 10,
                 dag_depth: 20,
                 triggers: 50,
+                burst: 50,
             },
             Scale::Full => Sizes {
                 floor_serial: 1_000,
@@ -87,6 +93,7 @@ impl Sizes {
                 dag_width: 100,
                 dag_depth: 1_000,
                 triggers: 10_000,
+                burst: 1_000,
             },
         }
     }
@@ -110,6 +117,15 @@ pub(crate) struct Report {
     /// Of a chain node: from its end to the next node's job.
     pub(crate) chain_planner_p50_ms: f64,
     pub(crate) chain_ratio: f64,
+    /// Invalid API requests in flight at once while a chain ran, and how many per second
+    /// the API answered.
+    pub(crate) burst_concurrency: usize,
+    pub(crate) burst_requests_per_s: f64,
+    /// Requests of the burst not refused with a 4xx (a 5xx, a failed connection).
+    pub(crate) burst_unexpected: u64,
+    pub(crate) burst_chain_per_node_p50_ms: f64,
+    /// The chain's per-node time under the burst over its time idle.
+    pub(crate) burst_chain_ratio: f64,
     pub(crate) fan_out_nodes: usize,
     pub(crate) throughput_nodes_per_s: f64,
     pub(crate) throughput_ratio: f64,
@@ -204,6 +220,12 @@ pub(crate) async fn measure(
         fan_out.push(fan_out_round(&baton, &mut seen, round, sizes.fan_out).await?);
         fan_out_cpu.add(processes.cpu()?.since(&before), sizes.fan_out);
     }
+    info!(
+        nodes = sizes.chain,
+        concurrency = sizes.burst,
+        "chain under a burst of invalid requests"
+    );
+    let burst = chain_under_burst(&baton, &mut seen, sizes.chain, sizes.burst).await?;
     let (pipelined, fan_out) = (median(pipelined), median(fan_out));
     info!(
         runs = sizes.runs,
@@ -243,6 +265,12 @@ pub(crate) async fn measure(
         chain_worker_p50_ms: ms(percentile(&chain.worker, 50.0)),
         chain_planner_p50_ms: ms(percentile(&chain.planner, 50.0)),
         chain_ratio: chain_p50.as_secs_f64() / percentile(&serial, 50.0).as_secs_f64(),
+        burst_concurrency: sizes.burst,
+        burst_requests_per_s: burst.requests_per_s,
+        burst_unexpected: burst.unexpected,
+        burst_chain_per_node_p50_ms: ms(percentile(&burst.chain.per_node, 50.0)),
+        burst_chain_ratio: percentile(&burst.chain.per_node, 50.0).as_secs_f64()
+            / chain_p50.as_secs_f64(),
         fan_out_nodes: sizes.fan_out,
         throughput_nodes_per_s: fan_out,
         throughput_ratio: fan_out / pipelined,
@@ -292,6 +320,19 @@ pub(crate) fn print_table(r: &Report, sizes: &Sizes) {
                 r.chain_planner_p50_ms,
                 r.chain_per_node_p99_ms,
                 r.chain_ratio
+            ),
+        ),
+        (
+            format!(
+                "the chain under {} invalid API requests at a time",
+                r.burst_concurrency
+            ),
+            format!(
+                "p50 {:.3} ms per node, {:.2}x idle; {:.0} requests/s refused, {} not with a 4xx",
+                r.burst_chain_per_node_p50_ms,
+                r.burst_chain_ratio,
+                r.burst_requests_per_s,
+                r.burst_unexpected
             ),
         ),
         (
