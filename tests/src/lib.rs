@@ -60,6 +60,13 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Returns the process's command line as `/proc` shows it to every user of the machine.
+    pub fn cmdline(&self) -> String {
+        std::fs::read(format!("/proc/{}/cmdline", self.child.id()))
+            .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
+            .unwrap_or_default()
+    }
+
     /// Starts `command`, its stdout and stderr appended to `log`.
     pub fn spawn(name: &str, mut command: Command, log: PathBuf) -> anyhow::Result<Proc> {
         let file = std::fs::OpenOptions::new()

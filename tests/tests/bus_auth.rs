@@ -89,12 +89,14 @@ fn config(env: &Env, credentials: NatsCredentials) -> BusConfig {
 }
 
 /// Starts the planner as the planner role and waits for its API.
-fn start_planner(env: &mut Env, users: &BusUsers) {
+fn start_planner(env: &mut Env, users: &BusUsers) -> String {
     let mut command = env.planner_command();
     users.connect_as(&mut command, Role::Planner);
     let planner = env.spawn("planner", command).unwrap();
     wait_for_port(env.api_port, Duration::from_secs(30)).unwrap();
+    let cmdline = planner.cmdline();
     env.keep(planner);
+    cmdline
 }
 
 /// Starts a worker of `kind` as that kind's role.
@@ -246,11 +248,11 @@ fn a_workflow_runs_with_each_role_on_its_own_credentials_and_jobs_signed() {
         "BATON_JOB_SIGNING_KEY_FILE".into(),
         key.display().to_string(),
     ));
-    start_planner(&mut env, &users);
-    for kind in [NodeKind::Noop, NodeKind::Exec] {
-        let worker = start_worker(&mut env, &users, kind);
-        env.keep(worker);
-    }
+    let planner_cmdline = start_planner(&mut env, &users);
+    let workers: Vec<_> = [NodeKind::Noop, NodeKind::Exec]
+        .into_iter()
+        .map(|kind| start_worker(&mut env, &users, kind))
+        .collect();
     let nodes = [
         "{name: a, kind: noop}".to_owned(),
         r#"{name: c, kind: exec, command: [sh, -c, 'wc -c < "$BATON_DATA_FILE" | tr -d " " > "$BATON_OUTPUT"']}"#.to_owned(),
@@ -294,8 +296,24 @@ fn a_workflow_runs_with_each_role_on_its_own_credentials_and_jobs_signed() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    // No secret in any log.
+    // No secret in any log, or in the processes' arguments, which every user of the machine
+    // can read.
     drop_secrets_check(&env, &users, "a-job-signing-key-of-at-least-32-bytes");
+    // Read now: the workers have run jobs, so they are long past their exec.
+    let mut cmdlines = vec![planner_cmdline];
+    cmdlines.extend(workers.iter().map(|w| w.cmdline()));
+    assert!(
+        cmdlines
+            .iter()
+            .all(|c| c.contains(" planner") || c.contains(" worker")),
+        "{cmdlines:?}"
+    );
+    for secret in users.secrets() {
+        assert!(
+            cmdlines.iter().all(|c| !c.contains(secret.as_str())),
+            "{cmdlines:?}"
+        );
+    }
 }
 
 /// Asserts that no log of the env holds a password, the signing key or an API token.
