@@ -219,8 +219,18 @@ impl Bus {
         )
         .await;
         let refusal = match waited.map(|state| state.map(|s| s.clone())) {
+            Ok(Ok(FirstConnect::Connected)) => None,
             Ok(Ok(FirstConnect::Refused(why))) => Some(why),
-            Ok(_) => None,
+            // The client dropped its event sender: it will never connect.
+            Ok(_) => {
+                return Err(BusError::new(
+                    BusErrorKind::Disconnected,
+                    format!(
+                        "the nats client for {} stopped before it connected",
+                        redact_url(url)
+                    ),
+                ));
+            }
             Err(_) => {
                 let last = match &*first.borrow() {
                     FirstConnect::Trouble(why) => format!(": {why}"),
@@ -392,6 +402,9 @@ impl Bus {
                 subjects: vec![format!("{p}.audit.>")],
                 retention: stream::RetentionPolicy::Limits,
                 max_age: self.config.retention,
+                // Refused requests are recorded too: a flood of them drops the oldest records
+                // rather than filling the server's disk.
+                max_bytes: AUDIT_MAX_BYTES,
                 ..common.clone()
             },
             // Cancel notices are kept, not only sent: a worker that takes a job after its
@@ -720,7 +733,12 @@ fn same_settings(existing: &stream::Config, wanted: &stream::Config) -> bool {
         && existing.num_replicas == wanted.num_replicas
         && existing.duplicate_window == wanted.duplicate_window
         && existing.max_age == wanted.max_age
+        // The server says -1 for "no limit" where a config asks for it with 0.
+        && existing.max_bytes.max(0) == wanted.max_bytes.max(0)
 }
+
+/// The most the audit stream keeps: 1 GiB, about four million records.
+const AUDIT_MAX_BYTES: i64 = 1 << 30;
 
 #[cfg(test)]
 mod tests {

@@ -15,9 +15,6 @@ use tokio::process::Child;
 /// Where `make tools` (scripts/tools.sh) installs the pinned nats-server.
 const LOCAL_TOOL: &str = ".tools/venv/bin/nats-server";
 
-/// The environment variable the server reads its client token from.
-const TOKEN_VARIABLE: &str = "BATON_UP_NATS_TOKEN";
-
 /// A running nats-server child; stopped when dropped.
 pub(crate) struct NatsServer {
     child: Child,
@@ -95,15 +92,22 @@ impl NatsServer {
             .with_context(|| format!("creating {}", store_dir.display()))?;
         let mut command = tokio::process::Command::from(server_command(program, store_dir, port));
         if let Some(token) = token {
-            // The token reaches the server through its environment, which only its user can
-            // read, never through its arguments, which every user can.
+            // The token reaches the server in a configuration file only its user may read,
+            // never through its arguments, which every user can; quoted, so that the
+            // server's parser reads it as a string whatever its first characters (an
+            // environment variable's value is parsed as a number when it starts with `-`).
+            anyhow::ensure!(
+                token
+                    .chars()
+                    .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\'),
+                "the nats token holds characters a configuration string cannot"
+            );
             let config = store_dir.join("auth.conf");
-            std::fs::write(
+            crate::credentials::write_secret(
                 &config,
-                format!("authorization {{ token: ${TOKEN_VARIABLE} }}\n"),
-            )
-            .with_context(|| format!("writing {}", config.display()))?;
-            command.arg("-c").arg(&config).env(TOKEN_VARIABLE, token);
+                &format!("authorization {{ token: \"{token}\" }}"),
+            )?;
+            command.arg("-c").arg(&config);
         }
         let mut child = command
             .arg("--log")

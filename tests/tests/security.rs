@@ -77,7 +77,7 @@ fn the_planner_does_not_serve_its_api_without_a_way_to_authenticate() {
         &out,
         2,
         &format!(
-            "{}:2: role \"superuser\" is not viewer, operator or admin (of \"bob\")",
+            "{}:2: the role (third field) is not viewer, operator or admin",
             file.display()
         ),
     );

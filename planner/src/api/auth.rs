@@ -168,27 +168,26 @@ impl Tokens {
                 )));
             };
             if token.len() < MIN_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                // No field's value is quoted in these errors: in a line whose columns are
+                // swapped, any of them may hold a token.
                 return Err(refuse(format!(
-                    "the token of {name:?} must be at least {MIN_TOKEN_LEN} visible ASCII characters"
+                    "the token (first field) must be at least {MIN_TOKEN_LEN} visible ASCII characters"
                 )));
             }
             if name.is_empty() {
                 return Err(refuse("the name is empty".to_owned()));
             }
             let role = Role::parse(role).ok_or_else(|| {
-                refuse(format!(
-                    "role {role:?} is not viewer, operator or admin (of {name:?})"
-                ))
+                refuse("the role (third field) is not viewer, operator or admin".to_owned())
             })?;
             let caller = Caller {
                 name: name.to_owned(),
                 role,
             };
-            if let Some(first) = tokens.by_digest.insert(digest(token), caller) {
-                return Err(refuse(format!(
-                    "the token of {name:?} is the token of {:?} too",
-                    first.name
-                )));
+            if tokens.by_digest.insert(digest(token), caller).is_some() {
+                return Err(refuse(
+                    "the token is an earlier line's token too".to_owned(),
+                ));
             }
         }
         match tokens.by_digest.is_empty() {
@@ -352,16 +351,16 @@ mod tests {
         );
         assert_eq!(
             refused("short,ci,admin\n"),
-            "tokens.csv:1: the token of \"ci\" must be at least 16 visible ASCII characters"
+            "tokens.csv:1: the token (first field) must be at least 16 visible ASCII characters"
         );
         assert_eq!(
             refused("secret-secret-secret,ci,root\n"),
-            "tokens.csv:1: role \"root\" is not viewer, operator or admin (of \"ci\")"
+            "tokens.csv:1: the role (third field) is not viewer, operator or admin"
         );
         let twice = refused("secret-secret-secret,ci,admin\nsecret-secret-secret,bob,viewer\n");
         assert_eq!(
             twice,
-            "tokens.csv:2: the token of \"bob\" is the token of \"ci\" too"
+            "tokens.csv:2: the token is an earlier line's token too"
         );
         assert!(!twice.contains("secret-secret"));
     }

@@ -126,8 +126,9 @@ impl Planner {
         inputs
     }
 
-    /// Records a trigger or Cell command read from the bus in the audit trail, once per
-    /// stream position (read again after a restart, it is the same record).
+    /// Records a trigger or Cell command read from the bus in the audit trail; read again
+    /// after a restart within the stream's duplicate window (10 minutes), it is the same
+    /// record (its id is its stream position).
     fn audit_trigger(&self, message: &Inbound, cell_subject: &str) {
         let action = match message.subject().starts_with(cell_subject) {
             true => "cell",
