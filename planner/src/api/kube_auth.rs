@@ -52,7 +52,13 @@ pub enum Verdict {
 pub struct KubernetesAuth {
     client: kube::Client,
     cache: Mutex<HashMap<CacheKey, (Instant, Verdict)>>,
+    /// Reviews under way at once: a flood of distinct tokens waits here instead of becoming
+    /// a flood of requests to the Kubernetes API.
+    reviews: tokio::sync::Semaphore,
 }
+
+/// The most reviews asked of Kubernetes at once.
+const CONCURRENT_REVIEWS: usize = 8;
 
 /// A cached answer's key: the token's SHA-256 digest (the token itself is not kept) and the
 /// role asked for.
@@ -76,16 +82,24 @@ impl KubernetesAuth {
         Self {
             client,
             cache: Mutex::new(HashMap::new()),
+            reviews: tokio::sync::Semaphore::new(CONCURRENT_REVIEWS),
         }
     }
 
     /// Returns what Kubernetes says of `token` doing what `needed` allows.
     pub async fn verdict(&self, token: &str, needed: Role) -> Result<Verdict, ReviewFailed> {
         let key = (Sha256::digest(token.as_bytes()).into(), needed);
-        if let Some((at, verdict)) = self.cache.lock().expect("not poisoned").get(&key)
-            && at.elapsed() < CACHE_TTL
-        {
-            return Ok(verdict.clone());
+        if let Some(verdict) = self.cached(&key) {
+            return Ok(verdict);
+        }
+        let _turn = self
+            .reviews
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        // Another request for the same token may have been answered while this one waited.
+        if let Some(verdict) = self.cached(&key) {
+            return Ok(verdict);
         }
         let verdict = self.review(token, needed).await?;
         let mut cache = self.cache.lock().expect("not poisoned");
@@ -94,6 +108,13 @@ impl KubernetesAuth {
         }
         cache.insert(key, (Instant::now(), verdict.clone()));
         Ok(verdict)
+    }
+
+    /// Returns the answer kept for `key`, if it is recent enough.
+    fn cached(&self, key: &CacheKey) -> Option<Verdict> {
+        let cache = self.cache.lock().expect("not poisoned");
+        let (at, verdict) = cache.get(key)?;
+        (at.elapsed() < CACHE_TTL).then(|| verdict.clone())
     }
 
     async fn review(&self, token: &str, needed: Role) -> Result<Verdict, ReviewFailed> {
