@@ -163,7 +163,9 @@ impl crate::Bus {
         signer
             .verify(
                 message.subject(),
-                message.header("Nats-Msg-Id").unwrap_or_default(),
+                message
+                    .header(async_nats::header::NATS_MESSAGE_ID.as_ref())
+                    .unwrap_or_default(),
                 message.payload(),
                 message.header(crate::SIGNATURE_HEADER),
             )

@@ -38,21 +38,8 @@ impl Server {
     /// Connects a bus with `credentials` to `url` (the server's, unless given).
     fn connect(&self, url: Option<&str>, credentials: NatsCredentials) -> Result<Bus, BusError> {
         let url = url.map_or_else(|| self.nats.url(), str::to_owned);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let bus = Bus::connect(
-                &url,
-                BusConfig {
-                    prefix: "cred".into(),
-                    credentials,
-                    ..BusConfig::default()
-                },
-                Duration::from_secs(20),
-            )
-            .await?;
+        runtime().block_on(async {
+            let bus = open(&url, credentials, Duration::from_secs(20)).await?;
             // Connected and allowed to use the bus: a round trip to the server.
             bus.client()
                 .flush()
@@ -61,6 +48,30 @@ impl Server {
             Ok(bus)
         })
     }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Opens a bus with `credentials` on `url`, waiting at most `within` for the first
+/// connection.
+async fn open(url: &str, credentials: NatsCredentials, within: Duration) -> Result<Bus, BusError> {
+    let config = BusConfig {
+        prefix: "cred".into(),
+        credentials,
+        ..BusConfig::default()
+    };
+    Bus::connect(url, config, within).await
+}
+
+/// Tries to connect for a few seconds: for credentials that can never connect, whose failure
+/// a server reports only by closing the connection (a TLS handshake refused).
+fn connect_briefly(url: &str, credentials: NatsCredentials) -> Result<Bus, BusError> {
+    runtime().block_on(open(url, credentials, Duration::from_secs(3)))
 }
 
 fn refused(result: Result<Bus, BusError>) -> String {
@@ -205,7 +216,7 @@ fn tls_with_a_ca_and_mutual_tls() {
         .unwrap();
     // Without a client certificate the server does not let it in; with a CA that did not
     // sign the server's certificate the client does not trust it. Neither ever connects.
-    let no_client_cert = Server::connect_briefly(
+    let no_client_cert = connect_briefly(
         &url,
         NatsCredentials {
             tls_ca: Some(ca_file),
@@ -215,7 +226,7 @@ fn tls_with_a_ca_and_mutual_tls() {
     assert!(no_client_cert.is_err());
     let other_ca = Ca::new("another-ca").unwrap();
     let other = server.write("other-ca.pem", &other_ca.pem);
-    let untrusted = Server::connect_briefly(
+    let untrusted = connect_briefly(
         &url,
         NatsCredentials {
             tls_ca: Some(other),
@@ -225,24 +236,4 @@ fn tls_with_a_ca_and_mutual_tls() {
         },
     );
     assert!(untrusted.is_err());
-}
-
-impl Server {
-    /// Tries to connect for a few seconds: for credentials that can never connect, whose
-    /// failure a server reports only by closing the connection (a TLS handshake refused).
-    fn connect_briefly(url: &str, credentials: NatsCredentials) -> Result<Bus, BusError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(Bus::connect(
-            url,
-            BusConfig {
-                prefix: "cred".into(),
-                credentials,
-                ..BusConfig::default()
-            },
-            Duration::from_secs(3),
-        ))
-    }
 }

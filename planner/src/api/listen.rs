@@ -26,6 +26,7 @@ use rustls::sign::CertifiedKey;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
 use super::ApiError;
@@ -236,18 +237,14 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        // The client's address, for the audit trail.
-        let router = router
-            .clone()
-            .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
-        let (tls, watcher) = (tls.clone(), graceful.watcher());
+        let (router, tls, watcher) = (router.clone(), tls.clone(), graceful.watcher());
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(stream, router, idle_deadline, watcher).await,
+                None => serve_connection(stream, peer, router, idle_deadline, watcher).await,
                 Some(tls) => {
                     match tokio::time::timeout(HANDSHAKE_DEADLINE, tls.accept(stream)).await {
                         Ok(Ok(stream)) => {
-                            serve_connection(stream, router, idle_deadline, watcher).await
+                            serve_connection(stream, peer, router, idle_deadline, watcher).await
                         }
                         Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => debug!(%peer, "TLS handshake not finished in time"),
@@ -261,11 +258,24 @@ pub async fn serve(
     Ok(())
 }
 
-async fn serve_connection<S>(stream: S, router: Router, idle_deadline: Duration, watcher: Watcher)
-where
+async fn serve_connection<S>(
+    stream: S,
+    peer: std::net::SocketAddr,
+    router: Router,
+    idle_deadline: Duration,
+    watcher: Watcher,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = TowerToHyperService::new(router);
+    // Each request carries the client's address, for the audit trail.
+    let service = TowerToHyperService::new(router.map_request(
+        move |mut request: axum::http::Request<hyper::body::Incoming>| {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            request
+        },
+    ));
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(idle_deadline)
