@@ -12,6 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 
+/// How long one request of the flood may take.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What a chain under a burst of invalid requests measured.
 pub(crate) struct Burst {
     /// The chain's per-node times.
@@ -49,13 +52,16 @@ pub(crate) async fn chain_under_burst(
             runtime.block_on(async move {
                 while !stop.is_cancelled() {
                     let wave = (0..concurrency).map(|i| {
+                        // Bounded: a request the API never answers is counted, and cannot
+                        // hold the wave (and the benchmark) forever.
                         let request = match i % 2 {
                             0 => anonymous.post(format!("{api}/v1/apply")).body("{}"),
                             _ => admin
                                 .post(format!("{api}/v1/apply"))
                                 .header("content-type", "application/json")
                                 .body("{not json"),
-                        };
+                        }
+                        .timeout(REQUEST_TIMEOUT);
                         let (answered, unexpected) = (answered.clone(), unexpected.clone());
                         async move {
                             match request.send().await {
