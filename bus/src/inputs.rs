@@ -10,7 +10,6 @@
 use async_nats::jetstream::object_store::{self, ObjectStore};
 use baton_schemas::wire::{Job, JobInputs};
 use bytes::Bytes;
-use tokio::io::AsyncReadExt as _;
 
 use crate::{Bus, BusError, BusErrorKind, Outgoing};
 
@@ -62,9 +61,25 @@ pub enum InputsError {
         /// What is wrong.
         reason: String,
     },
+    /// The object is not the one the planner wrote for the job (its digest differs from the
+    /// signed job's), or a job that names inputs on a bus that signs jobs carries no digest
+    /// to check them by: the job is forged or altered and is set aside.
+    #[error("the job's inputs ({name}) are not the planner's: {reason}")]
+    Altered {
+        /// The object's name.
+        name: String,
+        /// What does not match.
+        reason: String,
+    },
     /// Reading failed for a passing reason (the server restarting): worth a later try.
     #[error(transparent)]
     Bus(#[from] BusError),
+}
+
+/// Returns the digest a job names its kept-apart inputs by: `sha256:<hex>`.
+pub fn inputs_digest(inputs: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, inputs);
+    format!("sha256:{}", crate::signing::hex(digest.as_ref()))
 }
 
 /// The largest job that travels with its inputs: larger ones keep them apart. Far below the
@@ -127,6 +142,7 @@ impl Bus {
             ..JobInputs::default()
         };
         apart.inputs_ref = Some(name.clone());
+        apart.inputs_digest = Some(inputs_digest(&inputs));
         let message = self.job_message(&apart);
         if message.size() > limit {
             return PreparedJob::TooLarge {
@@ -164,29 +180,76 @@ impl Bus {
         let Some(name) = job.inputs_ref.take() else {
             return Ok(job);
         };
-        let store = self.inputs_store().await?;
-        let mut object = match store.get(&name).await {
-            Ok(object) => object,
-            Err(e) if e.kind() == object_store::GetErrorKind::NotFound => {
-                return Err(InputsError::Gone(name));
+        let expected = job.inputs_digest.take();
+        if expected.is_none() && self.signer().is_some() {
+            // The signature covers the job's body only: without a digest in it, nothing
+            // vouches for the object.
+            return Err(InputsError::Altered {
+                name,
+                reason: "the job names no digest of them".to_owned(),
+            });
+        }
+        let bytes = self.read_inputs(&name).await?;
+        if let Some(expected) = expected {
+            let found = inputs_digest(&bytes);
+            if found != expected {
+                return Err(InputsError::Altered {
+                    name,
+                    reason: format!("their digest is {found}, the job names {expected}"),
+                });
             }
-            Err(e) => {
-                return Err(BusError::with_source(
-                    BusErrorKind::TimedOut,
-                    format!("read inputs {name}"),
-                    e,
-                )
-                .into());
-            }
-        };
-        let mut bytes = Vec::new();
-        object.read_to_end(&mut bytes).await.map_err(|e| {
-            BusError::with_source(BusErrorKind::TimedOut, format!("read inputs {name}"), e)
-        })?;
+        }
         job.inputs = serde_json::from_slice(&bytes).map_err(|e| InputsError::Unreadable {
             name,
             reason: e.to_string(),
         })?;
         Ok(job)
+    }
+
+    /// Reads object `name` of the inputs store chunk by chunk with direct gets: a worker
+    /// needs no consumer of the store (and so no right to make one, whose delivery subject
+    /// it could choose), only reads of single messages.
+    async fn read_inputs(&self, name: &str) -> Result<Vec<u8>, InputsError> {
+        let store = self.inputs_store().await?;
+        let read_failed = |e: &dyn std::fmt::Display| {
+            InputsError::Bus(BusError::new(
+                BusErrorKind::TimedOut,
+                format!("read inputs {name}: {e}"),
+            ))
+        };
+        let info = match store.info(name).await {
+            Ok(info) if !info.deleted => info,
+            Ok(_) => return Err(InputsError::Gone(name.to_owned())),
+            Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => {
+                return Err(InputsError::Gone(name.to_owned()));
+            }
+            Err(e) => return Err(read_failed(&e)),
+        };
+        let stream_name = format!("OBJ_{}", self.inputs_bucket());
+        let stream = self
+            .js
+            .get_stream_no_info(&stream_name)
+            .await
+            .map_err(|e| read_failed(&e))?;
+        let chunks = format!("$O.{}.C.{}", self.inputs_bucket(), info.nuid);
+        let mut bytes = Vec::with_capacity(info.size);
+        let mut next = 1;
+        for _ in 0..info.chunks {
+            // A chunk gone midway means the object is being written anew (a replayed job):
+            // worth a later try, which reads the new one whole.
+            let chunk = stream
+                .direct_get_next_for_subject(&chunks, Some(next))
+                .await
+                .map_err(|e| read_failed(&e))?;
+            bytes.extend_from_slice(&chunk.payload);
+            next = chunk.sequence + 1;
+        }
+        if bytes.len() != info.size {
+            return Err(InputsError::Unreadable {
+                name: name.to_owned(),
+                reason: format!("{} bytes read, the object has {}", bytes.len(), info.size),
+            });
+        }
+        Ok(bytes)
     }
 }

@@ -33,7 +33,7 @@ use tracing::{debug, error, info, warn};
 pub use credentials::{NatsCredentials, read_secret};
 pub use error::{BusError, BusErrorKind};
 pub use inbound::{Inbound, Poison, decode_event, decode_fire, decode_job, decode_trigger};
-pub use inputs::{INLINE_JOB_BYTES, InputsError, PreparedJob};
+pub use inputs::{INLINE_JOB_BYTES, InputsError, PreparedJob, inputs_digest};
 pub use outgoing::{Outgoing, traceparent};
 pub use pull::{PullStream, pull_retry_delay};
 pub use signing::{JobSigner, SIGNATURE_HEADER, SignatureError};

@@ -131,14 +131,12 @@ impl Role {
                     format!("{api}.CONSUMER.MSG.NEXT.{s}_CANCELS.*"),
                     format!("{api}.CONSUMER.INFO.{s}_CANCELS.*"),
                     format!("{api}.CONSUMER.DELETE.{s}_CANCELS.*"),
-                    // Inputs too large to travel with their job, read from the object store.
+                    // Inputs too large to travel with their job, read from the object store
+                    // one message at a time: its description, then each chunk. No consumer
+                    // of the store, so no delivery subject of the worker's choosing.
                     format!("{api}.STREAM.INFO.OBJ_{s}_INPUTS"),
+                    format!("{api}.DIRECT.GET.OBJ_{s}_INPUTS"),
                     format!("{api}.DIRECT.GET.OBJ_{s}_INPUTS.>"),
-                    format!("{api}.STREAM.MSG.GET.OBJ_{s}_INPUTS"),
-                    format!("{api}.CONSUMER.CREATE.OBJ_{s}_INPUTS"),
-                    format!("{api}.CONSUMER.CREATE.OBJ_{s}_INPUTS.*.$O.{s}_INPUTS.C.>"),
-                    format!("{api}.CONSUMER.MSG.NEXT.OBJ_{s}_INPUTS.*"),
-                    format!("{api}.CONSUMER.DELETE.OBJ_{s}_INPUTS.*"),
                 ];
                 if kind == NodeKind::Publish {
                     // A publish node's message, to a stream when one captures its subject.

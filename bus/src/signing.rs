@@ -105,7 +105,7 @@ fn signed_bytes(subject: &str, msg_id: &str, body: &[u8]) -> Vec<u8> {
     bytes
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

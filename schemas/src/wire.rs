@@ -97,6 +97,10 @@ pub struct Job {
     /// store holding the whole [`JobInputs`]. The worker fetches it before it runs the job;
     /// `inputs` then holds only the initiator.
     pub inputs_ref: Option<String>,
+    /// The SHA-256 of the object `inputs_ref` names (`sha256:<hex>`), so that the job's
+    /// signature covers the inputs kept apart too: a worker refuses an object that is not
+    /// the one the planner wrote.
+    pub inputs_digest: Option<String>,
 }
 
 /// The executor a job is for, with its settings: a job of a kind always has that kind's
@@ -166,6 +170,8 @@ struct JobRecordRef<'a> {
     inputs: &'a JobInputs,
     #[serde(skip_serializing_if = "Option::is_none")]
     inputs_ref: Option<&'a String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inputs_digest: Option<&'a String>,
 }
 
 impl Serialize for Job {
@@ -187,6 +193,7 @@ impl Serialize for Job {
             analysis: None,
             inputs: &self.inputs,
             inputs_ref: self.inputs_ref.as_ref(),
+            inputs_digest: self.inputs_digest.as_ref(),
         };
         match &self.work {
             Work::Noop => {}
@@ -233,6 +240,8 @@ pub struct JobRecord {
     inputs: JobInputs,
     #[serde(default)]
     inputs_ref: Option<String>,
+    #[serde(default)]
+    inputs_digest: Option<String>,
 }
 
 impl TryFrom<JobRecord> for Job {
@@ -261,6 +270,7 @@ impl TryFrom<JobRecord> for Job {
             timeout_ms: r.timeout_ms,
             inputs: r.inputs,
             inputs_ref: r.inputs_ref,
+            inputs_digest: r.inputs_digest,
         })
     }
 }
@@ -352,6 +362,7 @@ impl Job {
             timeout_ms: None,
             inputs: JobInputs::default(),
             inputs_ref: None,
+            inputs_digest: None,
         }
     }
 

@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baton_bus::permissions::Role;
-use baton_bus::{Bus, BusConfig, BusErrorKind, NatsCredentials};
-use baton_schemas::NodeKind;
+use baton_bus::{Bus, BusConfig, BusErrorKind, NatsCredentials, inputs_digest};
 use baton_schemas::status::State;
+use baton_schemas::wire::{ExecJob, Job, JobInputs, Work};
+use baton_schemas::{Attempt, NodeKind, NodeName, RunId, WorkflowName};
 use baton_tests::bus_auth::{BusUsers, env_with_roles};
 use baton_tests::{Env, assert_fails, wait_for_port, workflow};
 
@@ -183,6 +184,10 @@ fn each_role_is_refused_what_it_does_not_need() {
             format!("$JS.API.DIRECT.GET.{s}_JOBS"),
             format!("$JS.API.STREAM.UPDATE.{s}_JOBS"),
             format!("$JS.API.STREAM.DELETE.{s}_EVENTS"),
+            // Nor make a consumer of the inputs store (its delivery subject its own choice):
+            // it reads inputs one message at a time.
+            format!("$JS.API.CONSUMER.CREATE.OBJ_{s}_INPUTS"),
+            format!("$JS.API.CONSUMER.CREATE.OBJ_{s}_INPUTS.spy.$O.{s}_INPUTS.C.x"),
         ] {
             worker.assert_publish_refused(&subject).await;
         }
@@ -421,8 +426,49 @@ fn a_forged_or_altered_job_is_set_aside_and_never_runs() {
             .unwrap()
             .await
             .unwrap();
+        // Inputs kept apart in the object store: the signed job names their digest, so an
+        // object written over them is refused, and so is a signed job that names none.
+        let inputs = JobInputs {
+            initiator: "up".into(),
+            data: "the planner's data".into(),
+            inputs: None,
+        };
+        let swapped = JobInputs {
+            data: "someone else's data".into(),
+            ..inputs.clone()
+        };
+        for (node, digest) in [
+            (
+                "swapped",
+                Some(inputs_digest(&serde_json::to_vec(&inputs).unwrap())),
+            ),
+            ("nodigest", None),
+        ] {
+            let exec = ExecJob {
+                command: vec!["touch".into(), touched.display().to_string()],
+                env: Default::default(),
+                working_dir: None,
+            };
+            let mut job = Job::new(
+                RunId::new("r1"),
+                WorkflowName::new("w"),
+                NodeName::new(node),
+                Attempt(1),
+                Work::Exec(exec),
+            );
+            job.inputs_ref = Some(job.msg_id());
+            job.inputs_digest = digest;
+            let written = serde_json::to_vec(&swapped).unwrap().into();
+            bus.put_inputs(&job.msg_id(), &written).await.unwrap();
+            bus.publish_one(&bus.job_message(&job)).await.unwrap();
+        }
     });
-    for said in ["the job is not signed", "does not match it"] {
+    for said in [
+        "the job is not signed",
+        "does not match it",
+        "(r1.swapped.1) are not the planner's: their digest is sha256:",
+        "(r1.nodigest.1) are not the planner's: the job names no digest",
+    ] {
         worker.wait_log(said, Duration::from_secs(30)).unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(30);

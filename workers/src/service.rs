@@ -484,6 +484,18 @@ async fn handle(kind: NodeKind, message: Inbound, ctx: &JobContext) {
                 message.nak(Some(Duration::from_secs(1))).await.ok();
                 return;
             }
+            Err(e @ baton_bus::InputsError::Altered { .. }) => {
+                // The job itself is signed, so its run and node are the planner's: the node
+                // fails with the reason, and nothing of the altered inputs runs.
+                let poison = Poison {
+                    subject: message.subject().to_owned(),
+                    reason: e.to_string(),
+                    run: Some(job.run.clone()),
+                    node: Some(job.node.clone()),
+                    attempt: Some(job.attempt),
+                };
+                return set_aside(&message, poison, ctx).await;
+            }
             Err(e) => {
                 error!(run = %job.run, node = %job.node, attempt = %job.attempt, error = %e, "job cannot run");
                 let now = Timestamp::now();

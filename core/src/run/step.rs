@@ -197,6 +197,7 @@ fn dispatch(r: &mut Run, i: usize, attempt: Attempt) -> Result<Job, String> {
         timeout_ms: spec.timeout.map(|t| t.as_millis()),
         inputs,
         inputs_ref: None,
+        inputs_digest: None,
     };
     let n = r.node_mut(i);
     n.state = NodeState::Queued { attempt };
