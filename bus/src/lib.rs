@@ -95,6 +95,33 @@ pub fn redact_url(url: &str) -> String {
         .join(",")
 }
 
+/// Parses `--nats-url`: one server, or a comma-separated list of a cluster's seed servers as
+/// NATS clients take them (`nats://a:4222,nats://b:4222`). The client connects to one of them
+/// and learns the rest of the cluster from it, and moves to another member when its server
+/// dies.
+pub fn server_list(url: &str) -> Result<Vec<async_nats::ServerAddr>, BusError> {
+    let servers: Vec<_> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|one| !one.is_empty())
+        .map(|one| {
+            one.parse::<async_nats::ServerAddr>().map_err(|e| {
+                BusError::new(
+                    BusErrorKind::Config,
+                    format!("nats url {}: {e}", redact_url(one)),
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    if servers.is_empty() {
+        return Err(BusError::new(
+            BusErrorKind::Config,
+            "nats url: no server named".to_owned(),
+        ));
+    }
+    Ok(servers)
+}
+
 /// How the first connection went, as the client's events tell it.
 #[derive(Clone, Debug)]
 enum FirstConnect {
@@ -209,8 +236,9 @@ impl Bus {
                 }
             });
         let options = config.credentials.apply(options).await?;
+        let servers = server_list(url)?;
         let client = options
-            .connect(url)
+            .connect(servers)
             .await
             .map_err(|e| BusError::with_source(BusErrorKind::Disconnected, "connect", e))?;
         let waited = tokio::time::timeout(
@@ -751,6 +779,18 @@ mod tests {
             "nats://***@10.0.0.1:4222,tls://***@h:4222,nats://h2:4222"
         );
         assert_eq!(redact_url("u:p@h:4222"), "***@h:4222");
+    }
+
+    #[test]
+    fn a_cluster_is_named_by_its_seed_servers() {
+        let servers = server_list("nats://a:4222, nats://b:4223,tls://c:4224,").unwrap();
+        let ports: Vec<u16> = servers.iter().map(|s| s.port()).collect();
+        assert_eq!(ports, [4222, 4223, 4224]);
+        let e = server_list("nats://u:s3cret@a:4222,nats://u:s3cret@b:x").unwrap_err();
+        assert_eq!(e.kind(), BusErrorKind::Config);
+        assert!(e.to_string().contains("nats://***@b:x"), "{e}");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        assert_eq!(server_list(" , ").unwrap_err().kind(), BusErrorKind::Config);
     }
 
     /// The waits double from 50 ms and stop short of the deadline; the clock only moves on,

@@ -19,6 +19,7 @@ pub mod aws;
 pub mod bus_auth;
 pub mod chart_repo;
 pub mod kube;
+pub mod nats_cluster;
 pub mod nats_jwt;
 pub mod tls;
 
@@ -148,6 +149,8 @@ pub struct Nats {
     config: Option<PathBuf>,
     /// Environment the server reads its configuration's variables from (passwords).
     env: Vec<(String, String)>,
+    /// More command-line arguments (a cluster member's name, cluster port and routes).
+    args: Vec<String>,
 }
 
 impl Nats {
@@ -160,6 +163,7 @@ impl Nats {
             log: dir.join("nats.log"),
             config: None,
             env: Vec::new(),
+            args: Vec::new(),
         };
         nats.boot()?;
         Ok(nats)
@@ -179,6 +183,7 @@ impl Nats {
             log: dir.join("nats.log"),
             config: Some(config),
             env,
+            args: Vec::new(),
         };
         nats.boot()?;
         Ok(nats)
@@ -190,6 +195,7 @@ impl Nats {
         if let Some(config) = &self.config {
             command.arg("-c").arg(config);
         }
+        command.args(&self.args);
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         self.proc = Some(Proc::spawn("nats-server", command, self.log.clone())?);
         wait_for_port(self.port, Duration::from_secs(15))
@@ -235,8 +241,10 @@ pub struct Env {
     pub dir: tempfile::TempDir,
     /// The baton binary under test (`env!("CARGO_BIN_EXE_baton-under-test")` in a test).
     pub program: &'static str,
-    /// The nats-server.
+    /// The nats-server (on a cluster, its first member).
     pub nats: Nats,
+    /// The other members of the cluster, when the env runs on one ([`Env::on_cluster`]).
+    pub members: Vec<Nats>,
     /// The subject prefix of this test.
     pub prefix: String,
     /// The API port of the planner.
@@ -307,6 +315,7 @@ impl Env {
             dir,
             program,
             nats,
+            members: Vec::new(),
             prefix,
             api_port: free_port(),
             job_ack_wait: "5s",
@@ -315,6 +324,15 @@ impl Env {
             procs: Vec::new(),
             logs,
         })
+    }
+
+    /// Returns the bus's URL: the server's, or on a cluster every member's, comma-separated.
+    pub fn nats_url(&self) -> String {
+        std::iter::once(&self.nats)
+            .chain(&self.members)
+            .map(Nats::url)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Returns the planner's API URL.
@@ -328,7 +346,7 @@ impl Env {
         let mut command = Command::new(self.program);
         command
             .env("BATON_PREFIX", &self.prefix)
-            .env("BATON_NATS_URL", self.nats.url())
+            .env("BATON_NATS_URL", self.nats_url())
             .env("BATON_SERVER", self.server())
             .env(
                 "BATON_API_TOKEN_FILE",
@@ -490,6 +508,9 @@ impl Drop for Env {
             p.kill9();
         }
         self.nats.kill9();
+        for member in &mut self.members {
+            member.kill9();
+        }
         if std::thread::panicking() {
             for log in &self.logs {
                 let text = std::fs::read_to_string(log).unwrap_or_default();
