@@ -22,6 +22,9 @@ pub enum BusErrorKind {
     Config,
     /// The server refused this process's credentials.
     Refused,
+    /// A write that expected the stream to end where this process last saw it found another
+    /// writer's messages there: another planner wrote the state stream.
+    Fenced,
     /// Anything else the server refused.
     Other,
 }
@@ -72,6 +75,7 @@ impl BusErrorKind {
             PublishErrorKind::BrokenPipe => BusErrorKind::Disconnected,
             PublishErrorKind::StreamNotFound => BusErrorKind::StreamMissing,
             PublishErrorKind::MaxPayloadExceeded => BusErrorKind::TooLarge,
+            PublishErrorKind::WrongLastSequence => BusErrorKind::Fenced,
             _ => BusErrorKind::Other,
         }
     }

@@ -8,6 +8,7 @@
 //! | `<P>_TRIGGERS` | `<p>.triggers.<workflow>`, `<p>.triggers.cells.<cell>`, `<p>.triggers.ignitors.<ignitor>` | limits | `planner-triggers` |
 //! | `<P>_AUDIT` | `<p>.audit.<action>` | limits | none: read by operators and observers |
 //! | `<P>_CANCELS` | `<p>.cancels.<run>`, `<p>.cancels.<run>.<node>` | limits | every worker, an ordered consumer each |
+//! | `<P>_STATE` | `<p>.state` | limits, kept | the planner at start (see [`state`]) |
 //!
 //! Every publish carries a `Nats-Msg-Id` and waits for the stream's ack; a publish that fails
 //! for a passing reason (a server restart, a timeout) is sent again with the same id until a
@@ -21,6 +22,7 @@ mod outgoing;
 pub mod permissions;
 mod pull;
 mod signing;
+pub mod state;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,6 +39,7 @@ pub use inputs::{INLINE_JOB_BYTES, InputsError, PreparedJob, inputs_digest};
 pub use outgoing::{Outgoing, traceparent};
 pub use pull::{PullStream, pull_retry_delay};
 pub use signing::{JobSigner, SIGNATURE_HEADER, SignatureError};
+pub use state::{STATE_PART_HEADER, StateCommit, StateReader, StateTail};
 
 /// Bus settings; every field has a default fit for one local server.
 #[derive(Clone, Debug)]
@@ -444,6 +447,7 @@ impl Bus {
                 max_age: self.config.retention,
                 ..common
             },
+            self.state_stream_config(),
         ];
         for config in streams {
             let name = config.name.clone();

@@ -19,6 +19,7 @@
 mod commands;
 mod inbound;
 mod outbound;
+mod replica;
 
 pub use baton_schemas::ids::new_run_id;
 pub use commands::Command;
@@ -37,11 +38,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::store::{Change, Store, StoreError};
+use crate::store::{Change, Store, StoreError, WriteSet};
 use baton_core::{
     Action, CellCommand, CellTrigger, ClusterSource, Core, CoreConfig, Expect, Input, Observation,
     Refusal, Registered, TriggerPosition,
 };
+use replica::Replica;
 
 /// How often a standby planner tries to take the store.
 const STANDBY_POLL: Duration = Duration::from_millis(500);
@@ -97,6 +99,8 @@ const POSITIONS_RETRY: Duration = Duration::from_secs(1);
 pub struct Planner {
     bus: Bus,
     store: Store,
+    /// The planner's place in the bus's state stream, which every commit goes to first.
+    replica: Replica,
     core: Core,
     /// When the triggers stream was created (nanoseconds): with a trigger's sequence, it
     /// names the run the trigger starts.
@@ -154,6 +158,10 @@ impl Planner {
         if standing_by {
             info!(store = %path.display(), "the store is free; this planner is active now");
         }
+        bus.ensure_streams()
+            .await
+            .context("creating the bus streams")?;
+        let replica = Replica::catch_up(&bus, &store).await?;
         let mut loaded = store.load().context("loading the planner store")?;
         let unfinished = loaded
             .state
@@ -171,9 +179,6 @@ impl Planner {
             "planner state loaded"
         );
         let core = Core::restore(config.core, std::mem::take(&mut loaded.state));
-        bus.ensure_streams()
-            .await
-            .context("creating the bus streams")?;
         let triggers_created = bus.stream_created("TRIGGERS").await?;
         let events = bus.events_consumer(loaded.events_seq).await?;
         let triggers = bus.triggers_consumer(loaded.triggers_seq).await?;
@@ -181,6 +186,7 @@ impl Planner {
             audit: crate::audit::Audit::new(bus.clone()),
             bus,
             store,
+            replica,
             core,
             triggers_created,
             events,
@@ -425,8 +431,13 @@ impl Planner {
             events_seq,
         };
         if !change.is_empty() {
+            // The bus first: a commit the store holds is always on the bus too, so another
+            // planner rebuilds all of it; one on the bus that the store lacks (a crash between
+            // the two) is applied again at the next start.
+            let writes = WriteSet::of(&change);
+            let seq = self.replica.append(&self.bus, &writes).await?;
             self.store
-                .commit(&change)
+                .apply(&writes, Some(seq))
                 .context("committing planner state")?;
         }
         // Positions read before a bus turn's changes were made are behind them: only a

@@ -12,9 +12,12 @@ use std::path::Path;
 
 use baton_bus::Outgoing;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::Serialize;
 
 use baton_core::{Changes, ClusterSource, Registered, Run, Snapshot};
+use serde_json::value::RawValue;
+
+mod write_set;
+pub use write_set::{Op, Table, WriteSet};
 
 const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows");
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
@@ -33,6 +36,8 @@ const ANALYSIS_TEMPLATES: TableDefinition<&str, &[u8]> = TableDefinition::new("a
 const SOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster-sources");
 const TRIGGERS_SEQ: &str = "triggers-seq";
 const EVENTS_SEQ: &str = "events-seq";
+/// The state stream's sequence up to which the store holds every commit.
+const STATE_SEQ: &str = "state-seq";
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -135,19 +140,6 @@ pub struct Store {
     db: Database,
 }
 
-fn put<T: Serialize>(
-    txn: &redb::WriteTransaction,
-    table: TableDefinition<&str, &[u8]>,
-    items: impl IntoIterator<Item = (String, T)>,
-) -> Result<(), redb::Error> {
-    let mut table = txn.open_table(table)?;
-    for (key, item) in items {
-        let json = serde_json::to_vec(&item).expect("stored records serialize");
-        table.insert(key.as_str(), json.as_slice())?;
-    }
-    Ok(())
-}
-
 impl Store {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -208,135 +200,166 @@ impl Store {
 
     /// Writes one change durably: when this returns, it survives a crash.
     pub fn commit(&self, change: &Change<'_>) -> Result<(), StoreError> {
+        self.apply(&WriteSet::of(change), None)
+    }
+
+    /// Applies one commit in one transaction; with `state_seq`, also notes that the store now
+    /// holds every commit of the bus's state stream up to that sequence.
+    pub fn apply(&self, writes: &WriteSet, state_seq: Option<u64>) -> Result<(), StoreError> {
+        self.apply_each(std::slice::from_ref(writes), state_seq)
+    }
+
+    /// Applies commits read back from the state stream, in order, in one transaction: the
+    /// store then holds every commit up to `state_seq`.
+    pub fn apply_all(&self, commits: &[WriteSet], state_seq: u64) -> Result<(), StoreError> {
+        self.apply_each(commits, Some(state_seq))
+    }
+
+    fn apply_each(&self, commits: &[WriteSet], state_seq: Option<u64>) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(redb::Error::from)?;
-        let state = &change.state;
-        put(
-            &txn,
-            RUNS,
-            state.runs.iter().map(|(r, _)| (r.id.to_string(), *r)),
-        )?;
-        {
-            let mut nodes = txn.open_table(NODES).map_err(redb::Error::from)?;
-            let mut json = Vec::new();
-            for (run, changed) in &state.runs {
-                for &i in changed {
-                    let (spec, node) = run.node_record(i);
-                    json.clear();
-                    serde_json::to_writer(&mut json, &NodeRecord { spec, node })
-                        .expect("stored records serialize");
-                    nodes
-                        .insert((run.id.as_str(), i), json.as_slice())
-                        .map_err(redb::Error::from)?;
-                }
-            }
+        for op in commits.iter().flat_map(|c| &c.ops) {
+            apply_op(&txn, op)?;
         }
-        put(
-            &txn,
-            WORKFLOWS,
-            state.workflows.iter().map(|w| (w.metadata.name.clone(), w)),
-        )?;
-        put(
-            &txn,
-            TASKS,
-            state
-                .tasks
-                .iter()
-                .map(|t| (t.task.metadata.name.clone(), t)),
-        )?;
-        put(
-            &txn,
-            IGNITORS,
-            state
-                .ignitors
-                .iter()
-                .map(|i| (i.ignitor.metadata.name.clone(), i)),
-        )?;
-        put(
-            &txn,
-            GROUPS,
-            state.groups.iter().map(|g| (g.group.name().to_owned(), g)),
-        )?;
-        put(
-            &txn,
-            CELLS,
-            state
-                .cells
-                .iter()
-                .map(|c| (c.cell.metadata.name.clone(), c)),
-        )?;
-        put(
-            &txn,
-            ANALYSIS_TEMPLATES,
-            state.templates.iter().map(|t| (t.metadata.name.clone(), t)),
-        )?;
-        put(
-            &txn,
-            OUTBOX,
-            change.outbox.iter().map(|m| (m.msg_id.clone(), m)),
-        )?;
-        if !change.published.is_empty() {
-            let mut outbox = txn.open_table(OUTBOX).map_err(redb::Error::from)?;
-            for id in &change.published {
-                outbox.remove(id.as_str()).map_err(redb::Error::from)?;
-            }
-        }
-        if !state.sources.is_empty() {
-            let mut table = txn.open_table(SOURCES).map_err(redb::Error::from)?;
-            for (document, source) in &state.sources {
-                let key = source_key(document);
-                match source {
-                    Some(source) => {
-                        let json = serde_json::to_vec(&StoredSource {
-                            document: document.clone(),
-                            source: (*source).clone(),
-                        })
-                        .expect("stored records serialize");
-                        table
-                            .insert(key.as_str(), json.as_slice())
-                            .map_err(redb::Error::from)?;
-                    }
-                    None => {
-                        table.remove(key.as_str()).map_err(redb::Error::from)?;
-                    }
-                }
-            }
-        }
-        if !state.pruned.is_empty() {
-            let mut runs = txn.open_table(RUNS).map_err(redb::Error::from)?;
-            let mut nodes = txn.open_table(NODES).map_err(redb::Error::from)?;
-            for (run, count) in &state.pruned {
-                runs.remove(run.as_str()).map_err(redb::Error::from)?;
-                for i in 0..*count {
-                    nodes.remove((run.as_str(), i)).map_err(redb::Error::from)?;
-                }
-            }
-        }
-        for removed in &state.removed {
-            let (table, key) = match removed {
-                Registered::Workflow(name) => (WORKFLOWS, name.as_str()),
-                Registered::Task(name) => (TASKS, name.as_str()),
-                Registered::Ignitor(name) => (IGNITORS, name.as_str()),
-                Registered::Group(name) => (GROUPS, name.as_str()),
-                Registered::Cell(name) => (CELLS, name.as_str()),
-                Registered::AnalysisTemplate(name) => (ANALYSIS_TEMPLATES, name.as_str()),
-            };
-            let mut table = txn.open_table(table).map_err(redb::Error::from)?;
-            table.remove(key).map_err(redb::Error::from)?;
-        }
-        {
+        if let Some(seq) = state_seq {
             let mut meta = txn.open_table(META).map_err(redb::Error::from)?;
-            for (key, seq) in [
-                (TRIGGERS_SEQ, change.triggers_seq),
-                (EVENTS_SEQ, change.events_seq),
-            ] {
-                if let Some(seq) = seq {
-                    meta.insert(key, seq).map_err(redb::Error::from)?;
-                }
-            }
+            meta.insert(STATE_SEQ, seq).map_err(redb::Error::from)?;
         }
         txn.commit().map_err(redb::Error::from)?;
         Ok(())
     }
+
+    /// Returns the state stream's sequence up to which the store holds every commit (0: it
+    /// never applied one from the bus).
+    pub fn state_seq(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        let meta = txn.open_table(META).map_err(redb::Error::from)?;
+        Ok(meta
+            .get(STATE_SEQ)
+            .map_err(redb::Error::from)?
+            .map_or(0, |v| v.value()))
+    }
+
+    /// Returns everything the store holds as one commit that begins by clearing the store:
+    /// applied to any store, it leaves this one's contents.
+    pub fn dump(&self) -> Result<WriteSet, StoreError> {
+        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        let mut ops = vec![Op::Clear];
+        let raw = |bytes: &[u8], table: &'static str, key: String| {
+            let text = std::str::from_utf8(bytes).map_err(|e| StoreError::Decode {
+                table,
+                key: key.clone(),
+                source: serde::de::Error::custom(e),
+            })?;
+            RawValue::from_string(text.to_owned()).map_err(|source| StoreError::Decode {
+                table,
+                key,
+                source,
+            })
+        };
+        for table in Table::ALL {
+            let opened = txn
+                .open_table(definition(table))
+                .map_err(redb::Error::from)?;
+            for entry in opened.iter().map_err(redb::Error::from)? {
+                let (key, value) = entry.map_err(redb::Error::from)?;
+                let key = key.value().to_owned();
+                let value = raw(value.value(), name_static(table), key.clone())?;
+                ops.push(Op::Put { table, key, value });
+            }
+        }
+        let nodes = txn.open_table(NODES).map_err(redb::Error::from)?;
+        for entry in nodes.iter().map_err(redb::Error::from)? {
+            let (key, value) = entry.map_err(redb::Error::from)?;
+            let (run, index) = key.value();
+            let value = raw(value.value(), "nodes", format!("{run}/{index}"))?;
+            ops.push(Op::PutNode {
+                run: run.to_owned(),
+                index,
+                value,
+            });
+        }
+        let meta = txn.open_table(META).map_err(redb::Error::from)?;
+        for key in [TRIGGERS_SEQ, EVENTS_SEQ] {
+            if let Some(seq) = meta.get(key).map_err(redb::Error::from)? {
+                ops.push(Op::Position {
+                    key: key.to_owned(),
+                    seq: seq.value(),
+                });
+            }
+        }
+        Ok(WriteSet { ops })
+    }
+}
+
+/// Returns the redb table of a record table.
+fn definition(table: Table) -> TableDefinition<'static, &'static str, &'static [u8]> {
+    match table {
+        Table::Workflows => WORKFLOWS,
+        Table::Tasks => TASKS,
+        Table::Ignitors => IGNITORS,
+        Table::Groups => GROUPS,
+        Table::Runs => RUNS,
+        Table::Outbox => OUTBOX,
+        Table::Cells => CELLS,
+        Table::AnalysisTemplates => ANALYSIS_TEMPLATES,
+        Table::ClusterSources => SOURCES,
+    }
+}
+
+/// Returns a table's name as decode errors give it.
+fn name_static(table: Table) -> &'static str {
+    match table {
+        Table::Workflows => "workflows",
+        Table::Tasks => "tasks",
+        Table::Ignitors => "ignitors",
+        Table::Groups => "groups",
+        Table::Runs => "runs",
+        Table::Outbox => "outbox",
+        Table::Cells => "cells",
+        Table::AnalysisTemplates => "analysis-templates",
+        Table::ClusterSources => "cluster-sources",
+    }
+}
+
+/// Makes one write of a commit.
+fn apply_op(txn: &redb::WriteTransaction, op: &Op) -> Result<(), redb::Error> {
+    match op {
+        Op::Clear => {
+            for table in Table::ALL {
+                txn.delete_table(definition(table))?;
+                txn.open_table(definition(table))?;
+            }
+            txn.delete_table(NODES)?;
+            txn.open_table(NODES)?;
+            let mut meta = txn.open_table(META)?;
+            for key in [TRIGGERS_SEQ, EVENTS_SEQ] {
+                meta.remove(key)?;
+            }
+        }
+        Op::Put { table, key, value } => {
+            let mut opened = txn.open_table(definition(*table))?;
+            opened.insert(key.as_str(), value.get().as_bytes())?;
+        }
+        Op::PutNode { run, index, value } => {
+            let mut nodes = txn.open_table(NODES)?;
+            nodes.insert((run.as_str(), *index), value.get().as_bytes())?;
+        }
+        Op::Remove { table, key } => {
+            let mut opened = txn.open_table(definition(*table))?;
+            opened.remove(key.as_str())?;
+        }
+        Op::RemoveRun { run, nodes: count } => {
+            txn.open_table(RUNS)?.remove(run.as_str())?;
+            let mut nodes = txn.open_table(NODES)?;
+            for i in 0..*count {
+                nodes.remove((run.as_str(), i))?;
+            }
+        }
+        Op::Position { key, seq } => {
+            txn.open_table(META)?.insert(key.as_str(), *seq)?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads every run: its header, then its nodes in order.

@@ -1,0 +1,115 @@
+//! The store as a copy of the bus's state stream (`<P>_STATE`, replicated like the other
+//! streams): the planner appends every commit there before its store applies it, and at start
+//! it applies to its store what the stream holds past the store's last commit. So a planner
+//! whose disk was lost, or one started on another machine with an empty data directory,
+//! rebuilds the store the last planner had, and nothing the API acknowledged is lost with a
+//! disk.
+
+use anyhow::Context as _;
+use baton_bus::Bus;
+use tracing::info;
+
+use crate::store::{Op, Store, WriteSet};
+
+/// How many commits read back at start one store transaction applies: a transaction is one
+/// disk flush, and a long history is thousands of small commits.
+const COMMITS_PER_TRANSACTION: usize = 512;
+
+/// The planner's place in the state stream: the writer it is and the last sequence it saw.
+#[derive(Debug)]
+pub(super) struct Replica {
+    /// Names this process's writes, so that a retried part is dropped as a duplicate.
+    writer: String,
+    /// The stream's last sequence as this planner knows it: its next commit expects it.
+    last: u64,
+}
+
+impl Replica {
+    /// Brings `store` up to the end of the state stream and returns the planner's place in
+    /// it. A bus that holds no state yet (a new one, or one older than the state stream, or
+    /// one that lost it) gets the store's whole contents as its first commit.
+    pub(super) async fn catch_up(bus: &Bus, store: &Store) -> anyhow::Result<Replica> {
+        let writer = format!(
+            "{}-{}",
+            std::process::id(),
+            baton_schemas::wire::Timestamp::now().0
+        );
+        let tail = bus.state_tail().await.context("reading the state stream")?;
+        let mine = store.state_seq()?;
+        if tail.last == 0 || mine > tail.last {
+            let dump = store.dump()?;
+            let mut replica = Replica {
+                writer,
+                last: tail.last,
+            };
+            replica.append(bus, &dump).await?;
+            store.apply(&WriteSet::default(), Some(replica.last))?;
+            info!(
+                records = dump.ops.len(),
+                seq = replica.last,
+                "the bus held no planner state; the store's contents are its first commit"
+            );
+            return Ok(replica);
+        }
+        // A store that never read the stream, or one so far behind that the commits it lacks
+        // are gone, is rebuilt from the stream alone.
+        let from = if mine == 0 || mine + 1 < tail.first {
+            store.apply(
+                &WriteSet {
+                    ops: vec![Op::Clear],
+                },
+                Some(0),
+            )?;
+            tail.first.saturating_sub(1)
+        } else {
+            mine
+        };
+        let mut reader = bus.read_state(from, tail.last).await?;
+        let (mut applied, mut batch, mut batch_seq) = (0usize, Vec::new(), from);
+        loop {
+            let next = reader.next().await?;
+            if let Some(commit) = &next {
+                let writes: WriteSet =
+                    serde_json::from_slice(&commit.bytes).with_context(|| {
+                        format!(
+                            "state stream commit ending at {} does not decode",
+                            commit.seq
+                        )
+                    })?;
+                batch.push(writes);
+                batch_seq = commit.seq;
+                applied += 1;
+            }
+            if !batch.is_empty() && (next.is_none() || batch.len() >= COMMITS_PER_TRANSACTION) {
+                store.apply_all(&batch, batch_seq)?;
+                batch.clear();
+            }
+            if next.is_none() {
+                break;
+            }
+        }
+        if applied > 0 {
+            info!(
+                applied,
+                from,
+                to = tail.last,
+                "store caught up with the bus's planner state"
+            );
+        }
+        Ok(Replica {
+            writer,
+            last: tail.last,
+        })
+    }
+
+    /// Appends one commit to the stream; fails when another planner wrote after this one's
+    /// last sight of it.
+    pub(super) async fn append(&mut self, bus: &Bus, writes: &WriteSet) -> anyhow::Result<u64> {
+        let bytes = serde_json::to_vec(writes).expect("write sets serialize");
+        self.last = bus
+            .append_state(self.last, &bytes, &self.writer)
+            .await
+            .context("writing the planner's state to the bus")?;
+        Ok(self.last)
+    }
+}

@@ -1,0 +1,113 @@
+//! The planner's state lives on the bus: a planner started with an empty data directory (a
+//! lost disk, another machine) on a bus with history rebuilds the store the last planner had,
+//! from the state stream, and its API shows what the dead one showed.
+
+use std::time::{Duration, Instant};
+
+use baton_schemas::status::State;
+use baton_tests::{Env, wait_for_port, workflow};
+use serde_json::Value;
+
+fn example(path: &str) -> String {
+    std::fs::read_to_string(format!("{}/../examples/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// What the API shows of everything the planner holds, through the CLI.
+fn views(env: &Env) -> Vec<(&'static str, Value)> {
+    ["runs", "tasks", "ignitors", "groups", "cells"]
+        .into_iter()
+        .map(|what| {
+            let out = env.cli(&[what, "-o", "json"]);
+            assert!(
+                out.status.success(),
+                "{what}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (what, serde_json::from_slice(&out.stdout).unwrap())
+        })
+        .collect()
+}
+
+fn count(views: &[(&str, Value)], what: &str) -> usize {
+    views
+        .iter()
+        .find(|(w, _)| *w == what)
+        .and_then(|(_, v)| v.as_array())
+        .map_or(0, Vec::len)
+}
+
+#[test]
+fn a_planner_with_an_empty_disk_rebuilds_the_state_from_the_bus() {
+    let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
+    let mut planner = env.start_planner().unwrap();
+    let worker = env.start_worker("worker", "noop,exec", &[]).unwrap();
+    env.keep(worker);
+    // A finished run, Orca's tasks and ignitor (its fire starts a pod task no worker takes),
+    // an application group (no helm worker: its releases wait), and okra's Cell.
+    let nodes = [
+        "{name: a, kind: noop}".to_owned(),
+        "{name: b, kind: exec, command: ['true'], needs: [a]}".to_owned(),
+    ];
+    let run = env
+        .apply(&env.write("w.yaml", &workflow("chain", &nodes)))
+        .unwrap();
+    assert_eq!(
+        env.wait_end(&run, Duration::from_secs(60)).unwrap().state,
+        State::Succeeded
+    );
+    for (name, text) in [
+        ("orca.yaml", example("orca/task1-task2-ignitor1.yaml")),
+        ("group.yaml", example("applicationgroups/bookinfo.yaml")),
+        ("cell.yaml", example("cells/okra-readme.yaml")),
+    ] {
+        env.apply(&env.write(name, &text)).unwrap();
+    }
+    // The ignitor fires at once; its run is the last thing to appear.
+    let started = Instant::now();
+    let before = loop {
+        let seen = views(&env);
+        if count(&seen, "runs") >= 3 && count(&seen, "cells") == 1 {
+            break seen;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the state never formed: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    planner.kill9();
+    let wiped = env.dir.path().join("planner-data-2");
+    let mut command = env.baton();
+    command
+        .args(["planner", "--data-dir"])
+        .arg(&wiped)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", env.api_port));
+    let rebuilt = env.spawn("planner-rebuilt", command).unwrap();
+    wait_for_port(env.api_port, Duration::from_secs(30)).unwrap();
+    rebuilt
+        .wait_log(
+            "store caught up with the bus's planner state",
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    let after = views(&env);
+    for ((what, was), (_, is)) in before.iter().zip(&after) {
+        match *what {
+            // A Cell's status says when discovery last looked: compare what it is.
+            "cells" => {
+                let names = |v: &Value| {
+                    v.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|c| c["name"].clone())
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(names(was), names(is), "cells");
+            }
+            _ => assert_eq!(was, is, "{what} differ after the rebuild"),
+        }
+    }
+    assert_eq!(env.status(&run).unwrap().state, State::Succeeded);
+    env.keep(rebuilt);
+}
