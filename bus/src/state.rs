@@ -123,6 +123,21 @@ impl Bus {
         Ok(last)
     }
 
+    /// Removes every message of the state stream before sequence `keep_from` (the first part
+    /// of a commit that holds the whole state): they are no longer needed to rebuild it.
+    pub async fn purge_state_before(&self, keep_from: u64) -> Result<u64, BusError> {
+        let name = self.stream_name("STATE");
+        let stream = self.js.get_stream(&name).await.map_err(|e| {
+            BusError::with_source(BusErrorKind::StreamMissing, format!("stream {name}"), e)
+        })?;
+        stream
+            .purge()
+            .sequence(keep_from)
+            .await
+            .map(|purged| purged.purged)
+            .map_err(|e| BusError::with_source(BusErrorKind::TimedOut, format!("purge {name}"), e))
+    }
+
     /// Returns a reader of the commits after sequence `after` up to sequence `until` (the
     /// stream's last when the caller looked).
     pub async fn read_state(&self, after: u64, until: u64) -> Result<StateReader, BusError> {

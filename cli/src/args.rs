@@ -312,6 +312,11 @@ pub(crate) struct PlannerOptions {
     /// planner forgets it; like the event stream's 7 days by default.
     #[arg(long, env = "BATON_RUN_RETENTION", default_value = "7days")]
     pub run_retention: Duration,
+    /// How much the bus's state stream grows before the planner writes its whole state there
+    /// as one commit and drops the commits before it (at least the last such snapshot's size,
+    /// so snapshots cost at most as much as the commits between them).
+    #[arg(long, env = "BATON_STATE_SNAPSHOT_BYTES", value_name = "BYTES", default_value_t = baton_planner::service::DEFAULT_SNAPSHOT_BYTES)]
+    pub state_snapshot_bytes: u64,
     /// Watches Workflow, Task, Ignitor, Cell and AnalysisTemplate objects in the cluster of
     /// KUBECONFIG (or the in-cluster config) and writes their status, so that `kubectl apply`
     /// works.

@@ -312,6 +312,7 @@ async fn run_planner(
     let mut config = PlannerConfig::new(options.data_dir.clone());
     config.core.timeout_grace = options.timeout_grace.0;
     config.core.run_retention = options.run_retention.0;
+    config.snapshot_bytes = options.state_snapshot_bytes;
     let discovery_config = DiscoveryConfig {
         sync_period: options.sync_period.0,
         discover_now: config.discover_now.clone(),

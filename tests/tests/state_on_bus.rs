@@ -38,8 +38,31 @@ fn count(views: &[(&str, Value)], what: &str) -> usize {
 
 #[test]
 fn a_planner_with_an_empty_disk_rebuilds_the_state_from_the_bus() {
+    rebuild_from_the_bus(&[]);
+}
+
+/// With a snapshot after every commit, the stream holds the last snapshot and what came
+/// after it: the rebuild reads those alone.
+#[test]
+fn a_planner_rebuilds_from_the_last_snapshot_and_what_followed() {
+    let planner = rebuild_from_the_bus(&["--state-snapshot-bytes", "1"]);
+    let purged = planner
+        .lines()
+        .filter(|l| l.contains("planner state snapshot written"))
+        .filter_map(|l| l.split("purged=").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+        .sum::<u64>();
+    assert!(
+        purged > 0,
+        "no commit was dropped after a snapshot:\n{planner}"
+    );
+}
+
+/// Builds a state, kills the planner (started with `args`), starts one with an empty data
+/// directory, and compares what the API shows; returns the first planner's log.
+fn rebuild_from_the_bus(args: &[&str]) -> String {
     let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
-    let mut planner = env.start_planner().unwrap();
+    let mut planner = env.start_planner_with(args).unwrap();
     let worker = env.start_worker("worker", "noop,exec", &[]).unwrap();
     env.keep(worker);
     // A finished run, Orca's tasks and ignitor (its fire starts a pod task no worker takes),
@@ -110,4 +133,5 @@ fn a_planner_with_an_empty_disk_rebuilds_the_state_from_the_bus() {
     }
     assert_eq!(env.status(&run).unwrap().state, State::Succeeded);
     env.keep(rebuilt);
+    planner.log()
 }

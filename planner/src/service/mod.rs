@@ -60,7 +60,13 @@ pub struct PlannerConfig {
     /// Woken when a Cell is applied, so that its target groups are discovered at once rather
     /// than at the next sync period.
     pub discover_now: std::sync::Arc<tokio::sync::Notify>,
+    /// How much the state stream grows before the planner writes a snapshot there (see
+    /// [`DEFAULT_SNAPSHOT_BYTES`]).
+    pub snapshot_bytes: u64,
 }
+
+/// How much the state stream grows between two snapshots by default: 64 MiB.
+pub const DEFAULT_SNAPSHOT_BYTES: u64 = 64 * 1024 * 1024;
 
 impl PlannerConfig {
     /// Returns the default settings with the store under `data_dir`.
@@ -70,6 +76,7 @@ impl PlannerConfig {
             core: CoreConfig::default(),
             batch: 256,
             discover_now: Default::default(),
+            snapshot_bytes: DEFAULT_SNAPSHOT_BYTES,
         }
     }
 }
@@ -161,7 +168,7 @@ impl Planner {
         bus.ensure_streams()
             .await
             .context("creating the bus streams")?;
-        let replica = Replica::catch_up(&bus, &store).await?;
+        let replica = Replica::catch_up(&bus, &store, config.snapshot_bytes).await?;
         let mut loaded = store.load().context("loading the planner store")?;
         let unfinished = loaded
             .state
@@ -439,6 +446,9 @@ impl Planner {
             self.store
                 .apply(&writes, Some(seq))
                 .context("committing planner state")?;
+            if self.replica.snapshot_due() {
+                self.replica.snapshot(&self.bus, &self.store).await?;
+            }
         }
         // Positions read before a bus turn's changes were made are behind them: only a
         // checkpoint with positions read after leaves nothing unsaved.

@@ -7,7 +7,7 @@
 
 use anyhow::Context as _;
 use baton_bus::Bus;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::store::{Op, Store, WriteSet};
 
@@ -15,20 +15,31 @@ use crate::store::{Op, Store, WriteSet};
 /// disk flush, and a long history is thousands of small commits.
 const COMMITS_PER_TRANSACTION: usize = 512;
 
-/// The planner's place in the state stream: the writer it is and the last sequence it saw.
+/// The planner's place in the state stream: the writer it is, the last sequence it saw, and
+/// how much it wrote since the last snapshot.
 #[derive(Debug)]
 pub(super) struct Replica {
     /// Names this process's writes, so that a retried part is dropped as a duplicate.
     writer: String,
     /// The stream's last sequence as this planner knows it: its next commit expects it.
     last: u64,
+    /// Bytes appended since the last snapshot (or since this planner started).
+    since_snapshot: u64,
+    /// The size of the last snapshot this planner wrote.
+    snapshot_size: u64,
+    /// The growth that makes a snapshot due, at least `snapshot_size`.
+    snapshot_after: u64,
 }
 
 impl Replica {
     /// Brings `store` up to the end of the state stream and returns the planner's place in
     /// it. A bus that holds no state yet (a new one, or one older than the state stream, or
     /// one that lost it) gets the store's whole contents as its first commit.
-    pub(super) async fn catch_up(bus: &Bus, store: &Store) -> anyhow::Result<Replica> {
+    pub(super) async fn catch_up(
+        bus: &Bus,
+        store: &Store,
+        snapshot_after: u64,
+    ) -> anyhow::Result<Replica> {
         let writer = format!(
             "{}-{}",
             std::process::id(),
@@ -37,15 +48,15 @@ impl Replica {
         let tail = bus.state_tail().await.context("reading the state stream")?;
         let mine = store.state_seq()?;
         if tail.last == 0 || mine > tail.last {
-            let dump = store.dump()?;
             let mut replica = Replica {
                 writer,
                 last: tail.last,
+                since_snapshot: 0,
+                snapshot_size: 0,
+                snapshot_after,
             };
-            replica.append(bus, &dump).await?;
-            store.apply(&WriteSet::default(), Some(replica.last))?;
+            replica.snapshot(bus, store).await?;
             info!(
-                records = dump.ops.len(),
                 seq = replica.last,
                 "the bus held no planner state; the store's contents are its first commit"
             );
@@ -99,6 +110,9 @@ impl Replica {
         Ok(Replica {
             writer,
             last: tail.last,
+            since_snapshot: 0,
+            snapshot_size: 0,
+            snapshot_after,
         })
     }
 
@@ -110,6 +124,36 @@ impl Replica {
             .append_state(self.last, &bytes, &self.writer)
             .await
             .context("writing the planner's state to the bus")?;
+        self.since_snapshot += bytes.len() as u64;
         Ok(self.last)
+    }
+
+    /// Returns whether the stream grew enough since the last snapshot that the next one is
+    /// worth its cost.
+    pub(super) fn snapshot_due(&self) -> bool {
+        self.since_snapshot >= self.snapshot_after.max(self.snapshot_size)
+    }
+
+    /// Appends the store's whole contents as one commit and drops every commit before it:
+    /// a planner that rebuilds its store reads the snapshot and what came after, not the
+    /// whole history. A purge that fails is left to the next snapshot.
+    pub(super) async fn snapshot(&mut self, bus: &Bus, store: &Store) -> anyhow::Result<()> {
+        let dump = store.dump()?;
+        let first = self.last + 1;
+        self.append(bus, &dump).await?;
+        store.apply(&WriteSet::default(), Some(self.last))?;
+        self.snapshot_size = std::mem::take(&mut self.since_snapshot);
+        match bus.purge_state_before(first).await {
+            Ok(purged) => info!(
+                records = dump.ops.len(),
+                bytes = self.snapshot_size,
+                from = first,
+                to = self.last,
+                purged,
+                "planner state snapshot written to the bus"
+            ),
+            Err(e) => warn!(error = %e, "the state stream kept the commits before a snapshot"),
+        }
+        Ok(())
     }
 }
