@@ -18,6 +18,7 @@ mod credentials;
 mod error;
 mod inbound;
 mod inputs;
+mod lease;
 mod outgoing;
 pub mod permissions;
 mod pull;
@@ -36,6 +37,7 @@ pub use credentials::{NatsCredentials, read_secret};
 pub use error::{BusError, BusErrorKind};
 pub use inbound::{Inbound, Poison, decode_event, decode_fire, decode_job, decode_trigger};
 pub use inputs::{INLINE_JOB_BYTES, InputsError, PreparedJob, inputs_digest};
+pub use lease::{Lease, LeaseError};
 pub use outgoing::{Outgoing, traceparent};
 pub use pull::{PullStream, pull_retry_delay};
 pub use signing::{JobSigner, SIGNATURE_HEADER, SignatureError};
@@ -447,27 +449,32 @@ impl Bus {
                 max_age: self.config.retention,
                 ..common
             },
-            self.state_stream_config(),
         ];
         for config in streams {
-            let name = config.name.clone();
-            // An update, even to the same configuration, makes the server redeliver the work
-            // queue's jobs in flight at once: a planner restarting would run them twice. Only
-            // a stream that is missing or configured otherwise is written.
-            if let Ok(existing) = self.js.get_stream(&name).await
-                && same_settings(&existing.cached_info().config, &config)
-            {
-                continue;
-            }
-            self.with_retry("create stream", || {
-                self.js.create_or_update_stream(config.clone())
-            })
-            .await
-            .map_err(|e| {
-                BusError::with_source(BusErrorKind::from_stream(&e), format!("stream {name}"), e)
-            })?;
+            self.ensure_stream(config).await?;
         }
         self.ensure_inputs_store().await
+    }
+
+    /// Creates a stream, or updates it when it is configured otherwise.
+    pub(crate) async fn ensure_stream(&self, config: stream::Config) -> Result<(), BusError> {
+        let name = config.name.clone();
+        // An update, even to the same configuration, makes the server redeliver the work
+        // queue's jobs in flight at once: a planner restarting would run them twice. Only a
+        // stream that is missing or configured otherwise is written.
+        if let Ok(existing) = self.js.get_stream(&name).await
+            && same_settings(&existing.cached_info().config, &config)
+        {
+            return Ok(());
+        }
+        self.with_retry("create stream", || {
+            self.js.create_or_update_stream(config.clone())
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            BusError::with_source(BusErrorKind::from_stream(&e), format!("stream {name}"), e)
+        })
     }
 
     /// Returns the durable pull consumer that every worker of `kind` shares, creating it if

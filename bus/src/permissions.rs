@@ -99,13 +99,16 @@ impl Role {
         match self {
             Role::Planner => Permissions {
                 // The planner creates and checks the streams and the inputs store, makes its
-                // consumers, publishes jobs, cancel notices and fires, writes large inputs.
+                // consumers, publishes jobs, cancel notices and fires, writes large inputs and
+                // its state, holds its lease.
                 publish: vec![
                     format!("{api}.>"),
                     format!("{p}.>"),
                     format!("$JS.ACK.{s}_EVENTS.>"),
                     format!("$JS.ACK.{s}_TRIGGERS.>"),
                     format!("$O.{s}_INPUTS.>"),
+                    // Its lease, a key of the `<P>_LEADER` bucket.
+                    format!("$KV.{s}_LEADER.>"),
                 ],
                 subscribe: vec![inbox],
             },

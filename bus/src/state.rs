@@ -52,7 +52,7 @@ pub struct StateReader {
 impl Bus {
     /// Returns the state stream's configuration: its commits are kept until a snapshot makes
     /// them unneeded, whatever the bus's retention.
-    pub(crate) fn state_stream_config(&self) -> stream::Config {
+    fn state_stream_config(&self) -> stream::Config {
         stream::Config {
             name: self.stream_name("STATE"),
             subjects: vec![format!("{}.state", self.config.prefix)],
@@ -62,6 +62,12 @@ impl Bus {
             duplicate_window: self.config.duplicate_window,
             ..Default::default()
         }
+    }
+
+    /// Creates the state stream, or updates it when it is configured otherwise: the planner's
+    /// alone (workers neither read nor may see it).
+    pub async fn ensure_state_stream(&self) -> Result<(), BusError> {
+        self.ensure_stream(self.state_stream_config()).await
     }
 
     /// Returns where the state stream stands.

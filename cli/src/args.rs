@@ -317,6 +317,11 @@ pub(crate) struct PlannerOptions {
     /// so snapshots cost at most as much as the commits between them).
     #[arg(long, env = "BATON_STATE_SNAPSHOT_BYTES", value_name = "BYTES", default_value_t = baton_planner::service::DEFAULT_SNAPSHOT_BYTES)]
     pub state_snapshot_bytes: u64,
+    /// How long the bus keeps the active planner's lease after its last renewal: a standby
+    /// takes over at most this long after the active planner dies. The holder renews it five
+    /// times as often, and stops acting when it could not for three quarters of it.
+    #[arg(long, env = "BATON_LEASE_TTL", default_value = "5s")]
+    pub lease_ttl: Duration,
     /// Watches Workflow, Task, Ignitor, Cell and AnalysisTemplate objects in the cluster of
     /// KUBECONFIG (or the in-cluster config) and writes their status, so that `kubectl apply`
     /// works.

@@ -8,6 +8,7 @@ use baton_bus::{Bus, BusConfig, BusErrorKind};
 use baton_planner::api::{ApiConfig, Auth, KubernetesAuth, LiveTokens, Role, Tokens};
 use baton_planner::cluster::{self, ClusterConfig};
 use baton_planner::discovery::{self, DiscoveryConfig};
+use baton_planner::lease::LeaseConfig;
 use baton_planner::service::{Command, Planner, PlannerConfig};
 use baton_planner::supervise::{SideTask, supervise};
 use baton_schemas::status::RunStatus;
@@ -71,7 +72,12 @@ pub(crate) async fn planner(args: PlannerArgs) -> Result<(), Failure> {
     let shutdown = shutdown_on_signals()?;
     let bus = connect(&args.nats_url, args.bus.config()).await?;
     let (commands, receiver) = mpsc::channel(64);
-    run_planner(bus, &args.planner, api, commands, receiver, shutdown).await?;
+    let lease = LeaseConfig {
+        url: args.nats_url.clone(),
+        bus: args.bus.config(),
+        ttl: args.planner.lease_ttl.0,
+    };
+    run_planner(bus, &args.planner, lease, api, commands, receiver, shutdown).await?;
     Ok(())
 }
 
@@ -188,7 +194,7 @@ async fn up_with(
     files: Vec<Vec<Document>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let bus = connect(url, bus_config)
+    let bus = connect(url, bus_config.clone())
         .await
         .map_err(|failure| failure.error)?;
     bus.ensure_streams().await?;
@@ -205,7 +211,12 @@ async fn up_with(
             commands.clone(),
             shutdown.clone(),
         );
-        async move { run_planner(bus, &options, api, commands, receiver, shutdown).await }
+        let lease = LeaseConfig {
+            url: url.to_owned(),
+            bus: bus_config.clone(),
+            ttl: args.planner.lease_ttl.0,
+        };
+        async move { run_planner(bus, &options, lease, api, commands, receiver, shutdown).await }
     });
     let scheme = match args.planner.api_tls_cert {
         Some(_) => "https",
@@ -304,6 +315,7 @@ async fn follow(run: String, commands: mpsc::Sender<Command>, shutdown: Cancella
 async fn run_planner(
     bus: Bus,
     options: &PlannerOptions,
+    lease: LeaseConfig,
     api: ApiConfig,
     commands: mpsc::Sender<Command>,
     receiver: mpsc::Receiver<Command>,
@@ -313,6 +325,7 @@ async fn run_planner(
     config.core.timeout_grace = options.timeout_grace.0;
     config.core.run_retention = options.run_retention.0;
     config.snapshot_bytes = options.state_snapshot_bytes;
+    config.lease = Some(lease);
     let discovery_config = DiscoveryConfig {
         sync_period: options.sync_period.0,
         discover_now: config.discover_now.clone(),

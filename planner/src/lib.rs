@@ -8,12 +8,14 @@
 //! - [`cluster`]: watching Workflow, Task, Ignitor, ApplicationGroup, Cell and AnalysisTemplate
 //!   objects in a Kubernetes cluster.
 //! - [`discovery`]: discovering Cells' target groups and rules in ELBv2.
+//! - [`lease`]: which planner acts, by a lease on the bus.
 //! - [`supervise`]: the loop and the tasks beside it stop together.
 
 pub mod api;
 pub mod audit;
 pub mod cluster;
 pub mod discovery;
+pub mod lease;
 pub mod service;
 pub mod store;
 pub mod supervise;

@@ -96,8 +96,14 @@ impl Proc {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+    }
+
+    /// Sends `signal` (SIGSTOP pauses the process as a long stall or a partition would,
+    /// SIGCONT resumes it).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(pid, signal);
     }
 
     /// Waits for the process to exit, at most `within`.

@@ -170,6 +170,9 @@ fn each_role_is_refused_what_it_does_not_need() {
             format!("{p}.jobs.exec"),
             format!("{p}.triggers.w"),
             format!("{p}.cancels.r1"),
+            // Nor write the planner's state, nor take its lease.
+            format!("{p}.state"),
+            format!("$KV.{s}_LEADER.planner"),
         ] {
             worker.assert_publish_refused(&subject).await;
         }

@@ -34,10 +34,11 @@ use baton_schemas::status::RunStatus;
 use baton_schemas::wire::Timestamp;
 use baton_schemas::{Document, RunId, WorkflowName};
 use futures::{FutureExt, StreamExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::lease::LeaseState;
 use crate::store::{Change, Store, StoreError, WriteSet};
 use baton_core::{
     Action, CellCommand, CellTrigger, ClusterSource, Core, CoreConfig, Expect, Input, Observation,
@@ -63,6 +64,9 @@ pub struct PlannerConfig {
     /// How much the state stream grows before the planner writes a snapshot there (see
     /// [`DEFAULT_SNAPSHOT_BYTES`]).
     pub snapshot_bytes: u64,
+    /// The lease on the bus that makes this planner the active one; `None`: it acts
+    /// alone (a test's planner).
+    pub lease: Option<crate::lease::LeaseConfig>,
 }
 
 /// How much the state stream grows between two snapshots by default: 64 MiB.
@@ -77,6 +81,7 @@ impl PlannerConfig {
             batch: 256,
             discover_now: Default::default(),
             snapshot_bytes: DEFAULT_SNAPSHOT_BYTES,
+            lease: None,
         }
     }
 }
@@ -108,6 +113,8 @@ pub struct Planner {
     store: Store,
     /// The planner's place in the bus's state stream, which every commit goes to first.
     replica: Replica,
+    /// How the lease stands, when the planner has one: it stops acting once it is lost.
+    lease: Option<watch::Receiver<LeaseState>>,
     core: Core,
     /// When the triggers stream was created (nanoseconds): with a trigger's sequence, it
     /// names the run the trigger starts.
@@ -163,11 +170,34 @@ impl Planner {
             }
         };
         if standing_by {
-            info!(store = %path.display(), "the store is free; this planner is active now");
+            info!(store = %path.display(), "the store is free");
         }
+        // The store's file lock first: once this process holds it, no other process on this
+        // data directory is alive, so a lease held under this directory's id is an earlier
+        // process's and is taken back at once.
+        let lease = match config.lease.clone() {
+            None => None,
+            Some(lease) => {
+                let id = crate::lease::planner_id(&config.data_dir)?;
+                let mut state = crate::lease::keep(lease, id, shutdown.clone())?;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    held = state.wait_for(|s| *s != LeaseState::Waiting) => {
+                        if let LeaseState::Lost(why) = &*held.context("the lease's thread ended")? {
+                            anyhow::bail!("the planner lease: {why}");
+                        }
+                    }
+                }
+                Some(state)
+            }
+        };
+        info!("this planner is active now");
         bus.ensure_streams()
             .await
             .context("creating the bus streams")?;
+        bus.ensure_state_stream()
+            .await
+            .context("creating the state stream")?;
         let replica = Replica::catch_up(&bus, &store, config.snapshot_bytes).await?;
         let mut loaded = store.load().context("loading the planner store")?;
         let unfinished = loaded
@@ -194,6 +224,7 @@ impl Planner {
             bus,
             store,
             replica,
+            lease,
             core,
             triggers_created,
             events,
@@ -312,6 +343,9 @@ impl Planner {
                     self.on_triggers(batch).await
                 }
                 Some(command) = commands.recv() => self.on_command(command).await,
+                why = lease_lost(&mut self.lease) => {
+                    break Err(anyhow::anyhow!("this planner lost the lease ({why}); it stops acting"));
+                }
                 _ = tokio::time::sleep(sleep) => self.on_timer().await,
             };
             if let Err(e) = turn {
@@ -470,6 +504,20 @@ impl Planner {
     fn changed(&mut self) {
         self.checkpoint_due
             .get_or_insert_with(|| Instant::now() + CHECKPOINT_EVERY);
+    }
+}
+
+/// Returns why the lease was lost, when it is; never when the planner has none.
+async fn lease_lost(lease: &mut Option<watch::Receiver<LeaseState>>) -> String {
+    let Some(lease) = lease else {
+        return std::future::pending().await;
+    };
+    match lease.wait_for(|s| matches!(s, LeaseState::Lost(_))).await {
+        Ok(state) => match &*state {
+            LeaseState::Lost(why) => why.clone(),
+            _ => unreachable!("waited for a lost lease"),
+        },
+        Err(_) => "the lease's thread ended".to_owned(),
     }
 }
 

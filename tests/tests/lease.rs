@@ -1,0 +1,174 @@
+//! Which planner acts is decided by a lease on the bus, not by a file: planners with their own
+//! data directories (other machines) stand by, the one holding the lease acts, and a standby
+//! takes over when the holder dies or stalls, from the state the bus keeps. Each exec node
+//! appends a line to a file, so the file tells how often each effect ran.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use baton_schemas::status::{RunStatus, State};
+use baton_tests::{Env, Proc, free_port, lines, wait_for_port, workflow};
+use nix::sys::signal::Signal;
+
+const TTL: &str = "2s";
+
+/// A chain of `n` exec nodes; node `sN` appends `sN` to `file` after `sleep` seconds.
+fn chain(n: usize, file: &Path, sleep: &str) -> String {
+    let nodes: Vec<String> = (0..n)
+        .map(|i| {
+            let needs = if i == 0 { String::new() } else { format!(", needs: [s{}]", i - 1) };
+            format!("{{name: s{i}, kind: exec{needs}, command: [sh, -c, 'sleep {sleep}; echo s{i} >> {}']}}", file.display())
+        })
+        .collect();
+    workflow("chain", &nodes)
+}
+
+/// A planner with its own data directory and API port, as on another machine.
+struct Other {
+    proc: Proc,
+    server: String,
+}
+
+fn start_other(env: &mut Env, name: &str) -> Other {
+    let port = free_port();
+    let mut command = env.baton();
+    command
+        .args(["planner", "--lease-ttl", TTL, "--data-dir"])
+        .arg(env.dir.path().join(format!("{name}-data")))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"));
+    let proc = env.spawn(name, command).unwrap();
+    Other {
+        proc,
+        server: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+fn status_at(env: &Env, server: &str, run: &str) -> Option<RunStatus> {
+    let out = env
+        .baton()
+        .env("BATON_SERVER", server)
+        .args(["status", run, "-o", "json"])
+        .output()
+        .ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn wait_end_at(env: &Env, server: &str, run: &str, within: Duration) -> RunStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = status_at(env, server, run)
+            && status.state.is_terminal()
+        {
+            return status;
+        }
+        assert!(
+            started.elapsed() < within,
+            "run {run} not ended at {server}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_effects(file: &Path, count: usize) {
+    let started = Instant::now();
+    while lines(file).len() < count {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            lines(file)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Every node ran, first in order; `repeats` more runs of an effect are allowed.
+fn assert_each_ran_once(file: &Path, n: usize, status: &RunStatus) {
+    let effects = lines(file);
+    let expected: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+    assert_eq!(effects, expected, "every node ran exactly once");
+    assert_eq!(status.state, State::Succeeded, "{status:?}");
+    assert!(status.nodes.iter().all(|n| n.attempts == 1), "{status:?}");
+}
+
+/// The active planner is killed; a standby with its own, empty data directory takes over
+/// within the lease's ttl from the bus's state and finishes the run.
+#[test]
+fn a_standby_on_another_disk_takes_over_from_a_killed_planner() {
+    let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
+    let mut active = env.start_planner_with(&["--lease-ttl", TTL]).unwrap();
+    active
+        .wait_log("this planner is active now", Duration::from_secs(30))
+        .unwrap();
+    let worker = env.start_worker("worker", "exec", &[]).unwrap();
+    env.keep(worker);
+    let standby = start_other(&mut env, "standby");
+    standby
+        .proc
+        .wait_log("standing by", Duration::from_secs(30))
+        .unwrap();
+    let file = env.dir.path().join("effects");
+    let n = 8;
+    let run = env
+        .apply(&env.write("chain.yaml", &chain(n, &file, "0.3")))
+        .unwrap();
+    wait_effects(&file, 2);
+    active.kill9();
+    let killed = Instant::now();
+    standby
+        .proc
+        .wait_log("this planner is active now", Duration::from_secs(30))
+        .unwrap();
+    eprintln!(
+        "the standby was active {:?} after the kill",
+        killed.elapsed()
+    );
+    let port: u16 = standby.server.rsplit(':').next().unwrap().parse().unwrap();
+    wait_for_port(port, Duration::from_secs(30)).unwrap();
+    let status = wait_end_at(&env, &standby.server, &run, Duration::from_secs(90));
+    assert_each_ran_once(&file, n, &status);
+    env.keep(standby.proc);
+}
+
+/// The active planner is paused (SIGSTOP) past its lease, as a long stall or a partition
+/// would; a standby takes over and finishes the run; resumed, the first planner finds it
+/// lost the lease and stops, having changed nothing: the run stays as the standby left it.
+#[test]
+fn a_paused_planner_that_lost_its_lease_stops_and_changes_nothing() {
+    let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
+    let mut first = env.start_planner_with(&["--lease-ttl", TTL]).unwrap();
+    first
+        .wait_log("this planner is active now", Duration::from_secs(30))
+        .unwrap();
+    let worker = env.start_worker("worker", "exec", &[]).unwrap();
+    env.keep(worker);
+    let second = start_other(&mut env, "second");
+    second
+        .proc
+        .wait_log("standing by", Duration::from_secs(30))
+        .unwrap();
+    let file = env.dir.path().join("effects");
+    let n = 8;
+    let run = env
+        .apply(&env.write("chain.yaml", &chain(n, &file, "0.3")))
+        .unwrap();
+    wait_effects(&file, 2);
+    first.signal(Signal::SIGSTOP);
+    second
+        .proc
+        .wait_log("this planner is active now", Duration::from_secs(30))
+        .unwrap();
+    let status = wait_end_at(&env, &second.server, &run, Duration::from_secs(90));
+    assert_each_ran_once(&file, n, &status);
+    first.signal(Signal::SIGCONT);
+    let exit = first.wait_exit(Duration::from_secs(30)).unwrap();
+    assert!(!exit.success(), "{}", first.log());
+    assert!(first.log().contains("lost the lease"), "{}", first.log());
+    let after = status_at(&env, &second.server, &run).unwrap();
+    assert_eq!(
+        serde_json::to_value(&after).unwrap(),
+        serde_json::to_value(&status).unwrap()
+    );
+    assert_each_ran_once(&file, n, &after);
+    env.keep(second.proc);
+}
