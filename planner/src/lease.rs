@@ -38,13 +38,29 @@ pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(5);
 pub enum LeaseState {
     /// Not held yet: another planner holds it.
     Waiting,
-    /// Held since revision `epoch`.
+    /// Held since revision `epoch`, and surely until `until`: three quarters of the ttl
+    /// after the last renewal was sent, before the server can drop it.
     Held {
         /// The revision it was taken at.
         epoch: u64,
+        /// Until when the planner may act without word from the lease's thread.
+        until: Instant,
     },
     /// Lost, or never to be held (why): the planner must stop acting at once.
     Lost(String),
+}
+
+impl LeaseState {
+    /// Returns why the planner may not act now: the lease is lost, or its thread has not
+    /// renewed it in time (the process was paused, say, and the thread has not run since).
+    pub fn refuses_acting(&self, now: Instant) -> Option<String> {
+        match self {
+            LeaseState::Held { until, .. } if now < *until => None,
+            LeaseState::Held { .. } => Some("the lease was not renewed in time".to_owned()),
+            LeaseState::Waiting => Some("the lease is not held".to_owned()),
+            LeaseState::Lost(why) => Some(why.clone()),
+        }
+    }
 }
 
 /// Returns this data directory's planner id, made the first time: a planner restarted on the
@@ -63,11 +79,11 @@ pub fn planner_id(data_dir: &Path) -> anyhow::Result<String> {
 }
 
 /// Starts keeping the lease for planner `id`; the returned watch says how it stands. The
-/// thread ends, giving the lease up, when `shutdown` fires.
+/// thread ends, giving the lease up, when `release` fires.
 pub fn keep(
     config: LeaseConfig,
     id: String,
-    shutdown: CancellationToken,
+    release: CancellationToken,
 ) -> anyhow::Result<watch::Receiver<LeaseState>> {
     let (state, watched) = watch::channel(LeaseState::Waiting);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -75,7 +91,7 @@ pub fn keep(
         .build()?;
     std::thread::Builder::new()
         .name("baton-lease".into())
-        .spawn(move || runtime.block_on(hold(config, id, state, shutdown)))?;
+        .spawn(move || runtime.block_on(hold(config, id, state, release)))?;
     Ok(watched)
 }
 
@@ -114,7 +130,10 @@ async fn hold(
         }
     };
     info!(epoch = lease.epoch, "this planner holds the lease");
-    state.send_replace(LeaseState::Held { epoch: lease.epoch });
+    state.send_replace(LeaseState::Held {
+        epoch: lease.epoch,
+        until: renewed + give_up_after,
+    });
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {
@@ -125,7 +144,13 @@ async fn hold(
         }
         let sent = Instant::now();
         match lease.renew().await {
-            Ok(()) => renewed = sent,
+            Ok(()) => {
+                renewed = sent;
+                state.send_replace(LeaseState::Held {
+                    epoch: lease.epoch,
+                    until: renewed + give_up_after,
+                });
+            }
             Err(LeaseError::Lost) => return lose("another planner holds the lease now".into()),
             Err(LeaseError::Bus(e)) => warn!(error = %e, "the lease was not renewed"),
         }

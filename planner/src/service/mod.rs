@@ -113,8 +113,9 @@ pub struct Planner {
     store: Store,
     /// The planner's place in the bus's state stream, which every commit goes to first.
     replica: Replica,
-    /// How the lease stands, when the planner has one: it stops acting once it is lost.
-    lease: Option<watch::Receiver<LeaseState>>,
+    /// How the lease stands, when the planner has one: it stops acting once it is lost. The
+    /// guard gives the lease up when the planner is dropped.
+    lease: Option<(watch::Receiver<LeaseState>, tokio_util::sync::DropGuard)>,
     core: Core,
     /// When the triggers stream was created (nanoseconds): with a trigger's sequence, it
     /// names the run the trigger starts.
@@ -179,16 +180,20 @@ impl Planner {
             None => None,
             Some(lease) => {
                 let id = crate::lease::planner_id(&config.data_dir)?;
-                let mut state = crate::lease::keep(lease, id, shutdown.clone())?;
+                // Given up when the planner is dropped, after its last commit: a standby
+                // that took it earlier would find its first commit fenced by that one.
+                let release = CancellationToken::new();
+                let mut state = crate::lease::keep(lease, id, release.clone())?;
+                let release = release.drop_guard();
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(None),
-                    held = state.wait_for(|s| *s != LeaseState::Waiting) => {
+                    held = state.wait_for(|s| !matches!(s, LeaseState::Waiting)) => {
                         if let LeaseState::Lost(why) = &*held.context("the lease's thread ended")? {
                             anyhow::bail!("the planner lease: {why}");
                         }
                     }
                 }
-                Some(state)
+                Some((state, release))
             }
         };
         info!("this planner is active now");
@@ -343,7 +348,7 @@ impl Planner {
                     self.on_triggers(batch).await
                 }
                 Some(command) = commands.recv() => self.on_command(command).await,
-                why = lease_lost(&mut self.lease) => {
+                why = lease_lost(self.lease.as_mut().map(|(state, _)| state)) => {
                     break Err(anyhow::anyhow!("this planner lost the lease ({why}); it stops acting"));
                 }
                 _ = tokio::time::sleep(sleep) => self.on_timer().await,
@@ -426,6 +431,7 @@ impl Planner {
             actions.extend(self.core.apply(input, now));
         }
         let jobs = self.messages(&mut actions, now).await?;
+        self.check_lease()?;
         match origin {
             Origin::Local => {
                 self.checkpoint(jobs.clone(), false).await?;
@@ -451,6 +457,7 @@ impl Planner {
     /// [`POSITIONS_RETRY`]: the state is committed without them, and a restart meanwhile
     /// replays more.
     async fn checkpoint(&mut self, outbox: Vec<Outgoing>, streams: bool) -> anyhow::Result<()> {
+        self.check_lease()?;
         let (mut events_seq, mut triggers_seq) = (None, None);
         if streams {
             match self.positions().await {
@@ -507,8 +514,23 @@ impl Planner {
     }
 }
 
+impl Planner {
+    /// Fails when this planner may not act: checked before anything is published, so that a
+    /// planner paused past its lease publishes nothing once it runs again, even before its
+    /// lease's thread has said the lease is lost.
+    fn check_lease(&self) -> anyhow::Result<()> {
+        let Some((lease, _)) = &self.lease else {
+            return Ok(());
+        };
+        match lease.borrow().refuses_acting(Instant::now()) {
+            None => Ok(()),
+            Some(why) => anyhow::bail!("this planner lost the lease ({why}); it stops acting"),
+        }
+    }
+}
+
 /// Returns why the lease was lost, when it is; never when the planner has none.
-async fn lease_lost(lease: &mut Option<watch::Receiver<LeaseState>>) -> String {
+async fn lease_lost(lease: Option<&mut watch::Receiver<LeaseState>>) -> String {
     let Some(lease) = lease else {
         return std::future::pending().await;
     };

@@ -137,6 +137,7 @@ impl Planner {
         if outbox.is_empty() {
             return Ok(());
         }
+        self.check_lease()?;
         self.bus
             .publish_all(&outbox)
             .await
