@@ -556,16 +556,37 @@ impl Bus {
     /// after a server restart. Also returns how many notices the stream held when it was made,
     /// so that the caller knows when it has read all of those.
     pub async fn follow_cancels(&self) -> Result<(u64, consumer::pull::Ordered), BusError> {
-        let name = self.stream_name("CANCELS");
-        let stream = self.js.get_stream(&name).await.map_err(|e| {
-            BusError::with_source(BusErrorKind::StreamMissing, format!("stream {name}"), e)
-        })?;
-        let consumer = stream
-            .create_consumer(consumer::pull::OrderedConfig {
+        self.ordered(
+            "CANCELS",
+            consumer::pull::OrderedConfig {
                 filter_subject: format!("{}.cancels.>", self.config.prefix),
                 deliver_policy: consumer::DeliverPolicy::All,
                 ..Default::default()
-            })
+            },
+        )
+        .await
+    }
+
+    /// Returns stream `which` (`EVENTS`, `STATE`, ...), which must exist.
+    pub(crate) async fn stream(&self, which: &str) -> Result<stream::Stream, BusError> {
+        let name = self.stream_name(which);
+        self.js.get_stream(&name).await.map_err(|e| {
+            BusError::with_source(BusErrorKind::StreamMissing, format!("stream {name}"), e)
+        })
+    }
+
+    /// Returns the messages of a new ordered consumer of stream `which`, and how many it had
+    /// pending when it was made.
+    pub(crate) async fn ordered(
+        &self,
+        which: &str,
+        config: consumer::pull::OrderedConfig,
+    ) -> Result<(u64, consumer::pull::Ordered), BusError> {
+        let name = self.stream_name(which);
+        let consumer = self
+            .stream(which)
+            .await?
+            .create_consumer(config)
             .await
             .map_err(|e| {
                 BusError::with_source(
@@ -595,9 +616,7 @@ impl Bus {
     /// good, even across a stream deleted and made anew.
     pub async fn stream_created(&self, which: &str) -> Result<u64, BusError> {
         let name = self.stream_name(which);
-        let mut stream = self.js.get_stream(&name).await.map_err(|e| {
-            BusError::with_source(BusErrorKind::StreamMissing, format!("stream {name}"), e)
-        })?;
+        let mut stream = self.stream(which).await?;
         let info = stream.info().await.map_err(|e| {
             BusError::with_source(BusErrorKind::TimedOut, format!("stream {name}"), e)
         })?;

@@ -73,9 +73,7 @@ impl Bus {
     /// Returns where the state stream stands.
     pub async fn state_tail(&self) -> Result<StateTail, BusError> {
         let name = self.stream_name("STATE");
-        let mut stream = self.js.get_stream(&name).await.map_err(|e| {
-            BusError::with_source(BusErrorKind::StreamMissing, format!("stream {name}"), e)
-        })?;
+        let mut stream = self.stream("STATE").await?;
         let info = stream.info().await.map_err(|e| {
             BusError::with_source(BusErrorKind::TimedOut, format!("{name} info"), e)
         })?;
@@ -133,10 +131,8 @@ impl Bus {
     /// of a commit that holds the whole state): they are no longer needed to rebuild it.
     pub async fn purge_state_before(&self, keep_from: u64) -> Result<u64, BusError> {
         let name = self.stream_name("STATE");
-        let stream = self.js.get_stream(&name).await.map_err(|e| {
-            BusError::with_source(BusErrorKind::StreamMissing, format!("stream {name}"), e)
-        })?;
-        stream
+        self.stream("STATE")
+            .await?
             .purge()
             .sequence(keep_from)
             .await
@@ -150,28 +146,17 @@ impl Bus {
         if until <= after {
             return Ok(StateReader::done(until));
         }
-        let name = self.stream_name("STATE");
-        let stream = self.js.get_stream(&name).await.map_err(|e| {
-            BusError::with_source(BusErrorKind::StreamMissing, format!("stream {name}"), e)
-        })?;
-        let consumer = stream
-            .create_consumer(consumer::pull::OrderedConfig {
-                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: after + 1,
+        let (_, messages) = self
+            .ordered(
+                "STATE",
+                consumer::pull::OrderedConfig {
+                    deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                        start_sequence: after + 1,
+                    },
+                    ..Default::default()
                 },
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| {
-                BusError::with_source(
-                    BusErrorKind::from_consumer(&e),
-                    format!("ordered consumer on {name}"),
-                    e,
-                )
-            })?;
-        let messages = consumer.messages().await.map_err(|e| {
-            BusError::with_source(BusErrorKind::Disconnected, format!("reading {name}"), e)
-        })?;
+            )
+            .await?;
         Ok(StateReader {
             messages: Some(messages),
             until,

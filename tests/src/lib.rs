@@ -615,6 +615,29 @@ pub fn lines(path: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A chain of `n` exec nodes `s0`, `s1`, ...; node `sN` appends `sN` to `file` after `sleep`
+/// seconds, so the file tells how often each effect ran.
+pub fn exec_chain(name: &str, n: usize, file: &Path, sleep: &str) -> String {
+    let nodes: Vec<String> = (0..n)
+        .map(|i| {
+            let needs = if i == 0 { String::new() } else { format!(", needs: [s{}]", i - 1) };
+            format!("{{name: s{i}, kind: exec{needs}, command: [sh, -c, 'sleep {sleep}; echo s{i} >> {}']}}", file.display())
+        })
+        .collect();
+    workflow(name, &nodes)
+}
+
+/// Returns each effect once, in the order it first ran.
+pub fn first_runs(effects: &[String]) -> Vec<String> {
+    let mut first: Vec<String> = Vec::new();
+    for effect in effects {
+        if !first.contains(effect) {
+            first.push(effect.clone());
+        }
+    }
+    first
+}
+
 /// A shell command that waits until the file `gate` exists, at most 60 s: a job that holds
 /// its worker until the test has done what it must do meanwhile (create the file with
 /// [`open_gate`]), however slow the machine.

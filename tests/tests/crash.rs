@@ -2,25 +2,13 @@
 //! exec node, the planner in the middle of a run (several times), and the nats-server itself.
 //! Each exec node appends a line to a file, so the file tells how often each effect ran.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use baton_schemas::status::State;
-use baton_tests::{Env, lines, workflow};
+use baton_tests::{Env, exec_chain, first_runs, lines, workflow};
 
 fn env() -> Env {
     Env::new(env!("CARGO_BIN_EXE_baton-under-test")).expect("test env")
-}
-
-/// A chain of `n` exec nodes; node `sN` appends `sN` to `file` after `sleep` seconds.
-fn chain(name: &str, n: usize, file: &Path, sleep: &str) -> String {
-    let nodes: Vec<String> = (0..n)
-        .map(|i| {
-            let needs = if i == 0 { String::new() } else { format!(", needs: [s{}]", i - 1) };
-            format!("{{name: s{i}, kind: exec{needs}, command: [sh, -c, 'sleep {sleep}; echo s{i} >> {}']}}", file.display())
-        })
-        .collect();
-    workflow(name, &nodes)
 }
 
 #[test]
@@ -69,7 +57,7 @@ fn a_planner_killed_mid_run_resumes_and_runs_no_node_twice() {
     let mut planner = env.start_planner().unwrap();
     let file = env.dir.path().join("effects");
     let n = 12;
-    let wf = env.write("chain.yaml", &chain("chain", n, &file, "0.2"));
+    let wf = env.write("chain.yaml", &exec_chain("chain", n, &file, "0.2"));
     let run = env.apply(&wf).unwrap();
     // Kill the planner three times at different points of the run, and start it again: it
     // applies what its last checkpoint lacks again from the event stream.
@@ -204,7 +192,7 @@ fn nats_server_restarts_mid_run_lose_nothing() {
     env.keep(worker);
     let file = env.dir.path().join("effects");
     let (n, kills) = (14, 6);
-    let wf = env.write("chain.yaml", &chain("chain", n, &file, "0.3"));
+    let wf = env.write("chain.yaml", &exec_chain("chain", n, &file, "0.3"));
     let run = env.apply(&wf).unwrap();
     // The planner checkpoints 100 ms after it dispatched the next node, reading the stream
     // positions from the server then. Each kill lands a little later after a node's effect,
@@ -233,13 +221,7 @@ fn nats_server_restarts_mid_run_lose_nothing() {
     // kill, or running while the server was down, is then delivered again after the restart
     // and its exec process runs again (the same attempt; the planner ignores the second
     // completion). Every node ran, they first ran in order, and the repeats are few.
-    let mut first_runs: Vec<String> = Vec::new();
-    for effect in &effects {
-        if !first_runs.contains(effect) {
-            first_runs.push(effect.clone());
-        }
-    }
-    assert_eq!(first_runs, expected, "{effects:?}");
+    assert_eq!(first_runs(&effects), expected, "{effects:?}");
     assert!(effects.len() <= n + 2 * kills as usize, "{effects:?}");
     assert!(status.nodes.iter().all(|n| n.attempts == 1), "{status:?}");
     // Whether a kill hit a checkpoint is up to timing; printed, not asserted.
@@ -259,7 +241,7 @@ fn a_standby_planner_takes_over_when_the_active_one_dies() {
     env.keep(standby);
     let file = env.dir.path().join("effects");
     let n = 6;
-    let wf = env.write("chain.yaml", &chain("chain", n, &file, "0.3"));
+    let wf = env.write("chain.yaml", &exec_chain("chain", n, &file, "0.3"));
     let run = env.apply(&wf).unwrap();
     env.wait_for(&run, Duration::from_secs(30), |_| lines(&file).len() >= 2)
         .unwrap();

@@ -7,21 +7,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use baton_schemas::status::{RunStatus, State};
-use baton_tests::{Env, Proc, free_port, lines, wait_for_port, workflow};
+use baton_tests::{Env, Proc, exec_chain, free_port, lines, wait_for_port};
 use nix::sys::signal::Signal;
 
 const TTL: &str = "2s";
-
-/// A chain of `n` exec nodes; node `sN` appends `sN` to `file` after `sleep` seconds.
-fn chain(n: usize, file: &Path, sleep: &str) -> String {
-    let nodes: Vec<String> = (0..n)
-        .map(|i| {
-            let needs = if i == 0 { String::new() } else { format!(", needs: [s{}]", i - 1) };
-            format!("{{name: s{i}, kind: exec{needs}, command: [sh, -c, 'sleep {sleep}; echo s{i} >> {}']}}", file.display())
-        })
-        .collect();
-    workflow("chain", &nodes)
-}
 
 /// A planner with its own data directory and API port, as on another machine.
 struct Other {
@@ -91,52 +80,22 @@ fn assert_each_ran_once(file: &Path, n: usize, status: &RunStatus) {
     assert!(status.nodes.iter().all(|n| n.attempts == 1), "{status:?}");
 }
 
-/// The active planner is killed; a standby with its own, empty data directory takes over
-/// within the lease's ttl from the bus's state and finishes the run.
-#[test]
-fn a_standby_on_another_disk_takes_over_from_a_killed_planner() {
-    let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
-    let mut active = env.start_planner_with(&["--lease-ttl", TTL]).unwrap();
-    active
-        .wait_log("this planner is active now", Duration::from_secs(30))
-        .unwrap();
-    let worker = env.start_worker("worker", "exec", &[]).unwrap();
-    env.keep(worker);
-    let standby = start_other(&mut env, "standby");
-    standby
-        .proc
-        .wait_log("standing by", Duration::from_secs(30))
-        .unwrap();
-    let file = env.dir.path().join("effects");
-    let n = 8;
-    let run = env
-        .apply(&env.write("chain.yaml", &chain(n, &file, "0.3")))
-        .unwrap();
-    wait_effects(&file, 2);
-    active.kill9();
-    let killed = Instant::now();
-    standby
-        .proc
-        .wait_log("this planner is active now", Duration::from_secs(30))
-        .unwrap();
-    eprintln!(
-        "the standby was active {:?} after the kill",
-        killed.elapsed()
-    );
-    let port: u16 = standby.server.rsplit(':').next().unwrap().parse().unwrap();
-    wait_for_port(port, Duration::from_secs(30)).unwrap();
-    let status = wait_end_at(&env, &standby.server, &run, Duration::from_secs(90));
-    assert_each_ran_once(&file, n, &status);
-    env.keep(standby.proc);
+/// Two planners with their own data directories, the first active, the second standing
+/// by, and a chain of exec nodes running, two of which have run.
+struct Pair {
+    env: Env,
+    first: Proc,
+    second: Other,
+    file: std::path::PathBuf,
+    run: String,
 }
 
-/// The active planner is paused (SIGSTOP) past its lease, as a long stall or a partition
-/// would; a standby takes over and finishes the run; resumed, the first planner finds it
-/// lost the lease and stops, having changed nothing: the run stays as the standby left it.
-#[test]
-fn a_paused_planner_that_lost_its_lease_stops_and_changes_nothing() {
+/// The chain's length.
+const N: usize = 8;
+
+fn two_planners_and_a_run() -> Pair {
     let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
-    let mut first = env.start_planner_with(&["--lease-ttl", TTL]).unwrap();
+    let first = env.start_planner_with(&["--lease-ttl", TTL]).unwrap();
     first
         .wait_log("this planner is active now", Duration::from_secs(30))
         .unwrap();
@@ -148,18 +107,66 @@ fn a_paused_planner_that_lost_its_lease_stops_and_changes_nothing() {
         .wait_log("standing by", Duration::from_secs(30))
         .unwrap();
     let file = env.dir.path().join("effects");
-    let n = 8;
     let run = env
-        .apply(&env.write("chain.yaml", &chain(n, &file, "0.3")))
+        .apply(&env.write("chain.yaml", &exec_chain("chain", N, &file, "0.3")))
         .unwrap();
     wait_effects(&file, 2);
+    Pair {
+        env,
+        first,
+        second,
+        file,
+        run,
+    }
+}
+
+/// The active planner is killed; a standby with its own, empty data directory takes over
+/// within the lease's ttl from the bus's state and finishes the run.
+#[test]
+fn a_standby_on_another_disk_takes_over_from_a_killed_planner() {
+    let Pair {
+        mut env,
+        mut first,
+        second,
+        file,
+        run,
+    } = two_planners_and_a_run();
+    first.kill9();
+    let killed = Instant::now();
+    second
+        .proc
+        .wait_log("this planner is active now", Duration::from_secs(30))
+        .unwrap();
+    eprintln!(
+        "the standby was active {:?} after the kill",
+        killed.elapsed()
+    );
+    let port: u16 = second.server.rsplit(':').next().unwrap().parse().unwrap();
+    wait_for_port(port, Duration::from_secs(30)).unwrap();
+    let status = wait_end_at(&env, &second.server, &run, Duration::from_secs(90));
+    assert_each_ran_once(&file, N, &status);
+    env.keep(second.proc);
+}
+
+/// The active planner is paused (SIGSTOP) past its lease, as a long stall or a partition
+/// would; a standby takes over and finishes the run; resumed, the first planner finds it
+/// lost the lease and stops, having changed nothing: the run stays as the standby left it.
+#[test]
+fn a_paused_planner_that_lost_its_lease_stops_and_changes_nothing() {
+    let Pair {
+        mut env,
+        mut first,
+        second,
+        file,
+        run,
+    } = two_planners_and_a_run();
     first.signal(Signal::SIGSTOP);
     second
         .proc
         .wait_log("this planner is active now", Duration::from_secs(30))
         .unwrap();
     let status = wait_end_at(&env, &second.server, &run, Duration::from_secs(90));
-    assert_each_ran_once(&file, n, &status);
+    assert_each_ran_once(&file, N, &status);
     first.signal(Signal::SIGCONT);
     let exit = first.wait_exit(Duration::from_secs(30)).unwrap();
     assert!(!exit.success(), "{}", first.log());
@@ -169,6 +176,6 @@ fn a_paused_planner_that_lost_its_lease_stops_and_changes_nothing() {
         serde_json::to_value(&after).unwrap(),
         serde_json::to_value(&status).unwrap()
     );
-    assert_each_ran_once(&file, n, &after);
+    assert_each_ran_once(&file, N, &after);
     env.keep(second.proc);
 }

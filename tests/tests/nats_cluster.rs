@@ -8,18 +8,7 @@ use std::time::{Duration, Instant};
 
 use baton_schemas::status::State;
 use baton_tests::nats_cluster::{MEMBERS, placement};
-use baton_tests::{Env, lines, workflow};
-
-/// A chain of `n` exec nodes; node `sN` appends `sN` to `file` after `sleep` seconds.
-fn chain(name: &str, n: usize, file: &Path, sleep: &str) -> String {
-    let nodes: Vec<String> = (0..n)
-        .map(|i| {
-            let needs = if i == 0 { String::new() } else { format!(", needs: [s{}]", i - 1) };
-            format!("{{name: s{i}, kind: exec{needs}, command: [sh, -c, 'sleep {sleep}; echo s{i} >> {}']}}", file.display())
-        })
-        .collect();
-    workflow(name, &nodes)
-}
+use baton_tests::{Env, exec_chain, first_runs, lines};
 
 /// Waits until `file` holds at least `count` lines.
 fn wait_for_effects(file: &Path, count: usize, within: Duration) {
@@ -49,7 +38,7 @@ fn a_bus_member_killed_mid_run_costs_the_run_nothing() {
     let file = env.dir.path().join("effects");
     let n = 12;
     let run = env
-        .apply(&env.write("chain.yaml", &chain("chain", n, &file, "0.3")))
+        .apply(&env.write("chain.yaml", &exec_chain("chain", n, &file, "0.3")))
         .unwrap();
     let streams = env.prefix.to_ascii_uppercase();
     let mut killed = Vec::new();
@@ -69,13 +58,7 @@ fn a_bus_member_killed_mid_run_costs_the_run_nothing() {
     assert_eq!(status.state, State::Succeeded, "{status:?}");
     let expected: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
     let effects = lines(&file);
-    let mut first_runs: Vec<String> = Vec::new();
-    for effect in &effects {
-        if !first_runs.contains(effect) {
-            first_runs.push(effect.clone());
-        }
-    }
-    assert_eq!(first_runs, expected, "{effects:?}");
+    assert_eq!(first_runs(&effects), expected, "{effects:?}");
     assert!(effects.len() <= n + 2 * killed.len(), "{effects:?}");
     assert!(status.nodes.iter().all(|n| n.attempts == 1), "{status:?}");
     eprintln!("killed {killed:?}; {} effects for {n} nodes", effects.len());
