@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use baton_bus::{Bus, BusConfig, BusErrorKind, STATE_PART_HEADER};
 use baton_schemas::status::State;
 use baton_tests::{Env, wait_for_port, workflow};
 use serde_json::Value;
@@ -134,4 +135,59 @@ fn rebuild_from_the_bus(args: &[&str]) -> String {
     assert_eq!(env.status(&run).unwrap().state, State::Succeeded);
     env.keep(rebuilt);
     planner.log()
+}
+
+/// What a reader of the state stream takes: whole commits, in order, a large one from its
+/// parts; a commit whose writer died between its parts is skipped, as its writer's store
+/// never applied it either; and a second writer that expects the stream where it no longer
+/// ends is fenced.
+#[test]
+fn the_state_stream_yields_whole_commits_and_fences_a_second_writer() {
+    let env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let config = BusConfig {
+            prefix: env.prefix.clone(),
+            ..BusConfig::default()
+        };
+        let bus = Bus::connect(&env.nats.url(), config, Duration::from_secs(20))
+            .await
+            .unwrap();
+        bus.ensure_state_stream().await.unwrap();
+        let small = b"{\"ops\":[]}".to_vec();
+        // Larger than a part: it travels in three.
+        let large: Vec<u8> = (0..1_200_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let after_small = bus.append_state(0, &small, "w1").await.unwrap();
+        assert_eq!(after_small, 1);
+        // A writer that died after the first of two parts.
+        let dangling = async_nats::jetstream::message::PublishMessage::build()
+            .payload(b"half".as_slice().into())
+            .header(STATE_PART_HEADER, "1/2")
+            .expected_last_sequence(after_small);
+        bus.jetstream()
+            .send_publish(format!("{}.state", env.prefix), dangling)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        // A writer that still believes the stream ends at the small commit is fenced.
+        let fenced = bus
+            .append_state(after_small, &small, "w2")
+            .await
+            .unwrap_err();
+        assert_eq!(fenced.kind(), BusErrorKind::Fenced, "{fenced}");
+        let tail = bus.state_tail().await.unwrap();
+        let after_large = bus.append_state(tail.last, &large, "w3").await.unwrap();
+        assert_eq!(after_large, tail.last + 3);
+        let mut reader = bus.read_state(0, after_large).await.unwrap();
+        let first = reader.next().await.unwrap().unwrap();
+        assert_eq!((first.seq, first.bytes), (after_small, small));
+        let second = reader.next().await.unwrap().unwrap();
+        assert_eq!(second.seq, after_large);
+        assert!(second.bytes == large, "the large commit came back altered");
+        assert!(reader.next().await.unwrap().is_none());
+    });
 }
