@@ -112,6 +112,14 @@ pub(crate) struct BenchArgs {
     /// Jobs the noop worker runs at once.
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
+    /// Measures only planner takeovers instead: on a three-node NATS cluster (streams at R3)
+    /// with two planners, kills the active one this many times while a chain runs and
+    /// reports the time from each kill to the next job (median and maximum).
+    #[arg(long, value_name = "KILLS")]
+    pub takeover_kills: Option<usize>,
+    /// The planners' lease ttl in the takeover measurement.
+    #[arg(long, default_value = "1500ms")]
+    pub takeover_lease_ttl: crate::args::Duration,
 }
 
 #[derive(Debug, Args)]

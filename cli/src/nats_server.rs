@@ -83,6 +83,18 @@ impl NatsServer {
         port: u16,
         token: Option<&str>,
     ) -> anyhow::Result<NatsServer> {
+        NatsServer::start_with(program, store_dir, port, token, &[]).await
+    }
+
+    /// Starts the server as [`NatsServer::start`] does, with `args` added (a cluster
+    /// member's name, cluster address and routes).
+    pub(crate) async fn start_with(
+        program: &Path,
+        store_dir: &Path,
+        port: u16,
+        token: Option<&str>,
+        args: &[String],
+    ) -> anyhow::Result<NatsServer> {
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
             bail!(
                 "port {port} on 127.0.0.1 is in use: is another nats-server or baton up running? choose another with --nats-port, or reach it with --nats-url"
@@ -110,6 +122,7 @@ impl NatsServer {
             command.arg("-c").arg(&config);
         }
         let mut child = command
+            .args(args)
             .arg("--log")
             .arg(store_dir.join("nats-server.log"))
             .stdin(Stdio::null())

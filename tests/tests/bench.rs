@@ -61,3 +61,48 @@ fn the_benchmark_runs_end_to_end_and_reports_every_figure() {
     assert_eq!(report["dag_completed"], true, "{report}");
     assert_eq!(report["scale"], "smoke");
 }
+
+/// A smoke run of the takeover measurement: a three-node NATS cluster, two planners, the
+/// active one killed twice while a chain runs; each kill's figure is reported. Not judged:
+/// `baton bench --takeover-kills 10` measures it.
+#[test]
+fn the_takeover_benchmark_kills_the_active_planner_and_reports_each_takeover() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_baton-under-test"))
+        .args([
+            "bench",
+            "--scale",
+            "smoke",
+            "--takeover-kills",
+            "2",
+            "-o",
+            "json",
+        ])
+        .env("BATON_NATS_SERVER", nats_server_program())
+        .env("TMPDIR", dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(300) {
+            child.kill().ok();
+            panic!("the takeover benchmark ran past 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "baton bench failed: {stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    let figures = report["takeover_s"].as_array().expect("takeover_s");
+    assert_eq!(figures.len(), 2, "{report}");
+    for figure in figures {
+        let s = figure.as_f64().unwrap();
+        // Never before the lease's ttl: the dead planner's lease lasts that long.
+        assert!((1.4..120.0).contains(&s), "{report}");
+    }
+    assert!(report["takeover_p50_s"].as_f64().unwrap() > 0.0, "{report}");
+}

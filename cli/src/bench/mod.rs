@@ -22,6 +22,7 @@ mod burst;
 mod cpu;
 mod floor;
 mod scenarios;
+mod takeover;
 
 use std::path::Path;
 use std::time::Instant;
@@ -152,6 +153,41 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let sizes = Sizes::of(args.scale);
     let dir = std::env::temp_dir().join(format!("baton-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    if let Some(kills) = args.takeover_kills {
+        let program = nats_server::find(args.nats_server.as_deref())?;
+        // The chain must outlast the kills (each stops it for a lease's ttl and more).
+        let nodes = match args.scale {
+            Scale::Smoke => 2_000,
+            Scale::Quick => 20_000,
+            Scale::Full => 50_000,
+        };
+        let ttl = args.takeover_lease_ttl.0;
+        let report = takeover::takeover(&program, &dir, kills, ttl, nodes).await;
+        if report.is_ok() && std::env::var_os("BATON_BENCH_LOG").is_none() {
+            let _ = std::fs::remove_dir_all(&dir);
+        } else {
+            eprintln!("bench files kept in {}", dir.display());
+        }
+        let report = report?;
+        match args.output {
+            Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            Format::Text => println!(
+                "planner takeover on a three-node NATS cluster (R3), lease ttl {} ms, a chain of {} nodes, {} kills: median {:.2} s, max {:.2} s ({})",
+                report.takeover_lease_ttl_ms,
+                report.takeover_chain_nodes,
+                report.takeover_kills,
+                report.takeover_p50_s,
+                report.takeover_max_s,
+                report
+                    .takeover_s
+                    .iter()
+                    .map(|s| format!("{s:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+        return Ok(());
+    }
     let result = run_in(&args, sizes, &dir).await;
     // Logs asked for with BATON_BENCH_LOG are kept, as is everything after a failure.
     if result.is_ok() && std::env::var_os("BATON_BENCH_LOG").is_none() {
