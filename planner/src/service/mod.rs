@@ -257,20 +257,28 @@ impl Planner {
         let mut notices = Vec::new();
         let mut applied = 0;
         for which in [Replay::Triggers, Replay::Events] {
+            let mut failures = 0;
             loop {
                 let consumer = match which {
                     Replay::Triggers => &self.triggers,
                     Replay::Events => &self.events,
                 };
                 let mut batch = Vec::new();
-                let mut messages = consumer
-                    .fetch()
-                    .max_messages(self.config.batch)
-                    .messages()
-                    .await
-                    .context("replaying the streams")?;
-                while let Some(message) = messages.next().await {
-                    batch.push(Inbound::new(message.map_err(|e| anyhow::anyhow!("{e}"))?));
+                if let Err(e) = fetch(consumer, self.config.batch, &mut batch).await {
+                    // A consumer just made on a cluster answers 503 until its replicas have
+                    // chosen a leader: what was read is applied, and an empty fetch is tried
+                    // again, for a bounded time.
+                    failures += 1;
+                    if batch.is_empty() {
+                        if failures > REPLAY_FETCH_TRIES {
+                            return Err(e.context("replaying the streams"));
+                        }
+                        warn!(error = %e, failures, "replay fetch failed; trying again");
+                        tokio::time::sleep(baton_bus::pull_retry_delay(failures)).await;
+                        continue;
+                    }
+                } else {
+                    failures = 0;
                 }
                 if batch.is_empty() {
                     break;
@@ -527,6 +535,29 @@ impl Planner {
             Some(why) => anyhow::bail!("this planner lost the lease ({why}); it stops acting"),
         }
     }
+}
+
+/// How many fetches in a row the replay tries before it gives up (about a minute and a half
+/// with the pull's growing delays).
+const REPLAY_FETCH_TRIES: u32 = 50;
+
+/// Reads one batch of at most `max` messages into `batch`; on an error, `batch` keeps what
+/// was read before it.
+async fn fetch(
+    consumer: &consumer::PullConsumer,
+    max: usize,
+    batch: &mut Vec<Inbound>,
+) -> anyhow::Result<()> {
+    let mut messages = consumer
+        .fetch()
+        .max_messages(max)
+        .messages()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    while let Some(message) = messages.next().await {
+        batch.push(Inbound::new(message.map_err(|e| anyhow::anyhow!("{e}"))?));
+    }
+    Ok(())
 }
 
 /// Returns why the lease was lost, when it is; never when the planner has none.
