@@ -24,11 +24,12 @@ const KEYS: [&str; 12] = [
     "recovery_s",
 ];
 
-#[test]
-fn the_benchmark_runs_end_to_end_and_reports_every_figure() {
+/// Runs `baton bench` with `args` (at most 300 s) and returns its JSON report.
+fn bench(args: &[&str]) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_baton-under-test"))
-        .args(["bench", "--scale", "smoke", "-o", "json"])
+        .arg("bench")
+        .args(args)
         .env("BATON_NATS_SERVER", nats_server_program())
         .env("TMPDIR", dir.path())
         .stdout(Stdio::piped())
@@ -39,15 +40,20 @@ fn the_benchmark_runs_end_to_end_and_reports_every_figure() {
     while child.try_wait().unwrap().is_none() {
         if started.elapsed() > Duration::from_secs(300) {
             child.kill().ok();
-            panic!("the smoke benchmark ran past 300 s");
+            panic!("baton bench {args:?} ran past 300 s");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "baton bench failed: {stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn the_benchmark_runs_end_to_end_and_reports_every_figure() {
+    let report = bench(&["--scale", "smoke", "-o", "json"]);
     for key in KEYS {
         let value = report[key]
             .as_f64()
@@ -67,36 +73,7 @@ fn the_benchmark_runs_end_to_end_and_reports_every_figure() {
 /// `baton bench --takeover-kills 10` measures it.
 #[test]
 fn the_takeover_benchmark_kills_the_active_planner_and_reports_each_takeover() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_baton-under-test"))
-        .args([
-            "bench",
-            "--scale",
-            "smoke",
-            "--takeover-kills",
-            "2",
-            "-o",
-            "json",
-        ])
-        .env("BATON_NATS_SERVER", nats_server_program())
-        .env("TMPDIR", dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(300) {
-            child.kill().ok();
-            panic!("the takeover benchmark ran past 300 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "baton bench failed: {stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    let report = bench(&["--scale", "smoke", "--takeover-kills", "2", "-o", "json"]);
     let figures = report["takeover_s"].as_array().expect("takeover_s");
     assert_eq!(figures.len(), 2, "{report}");
     for figure in figures {
