@@ -327,8 +327,9 @@ pub(crate) struct PlannerOptions {
     pub state_snapshot_bytes: u64,
     /// How long the bus keeps the active planner's lease after its last renewal: a standby
     /// takes over at most this long after the active planner dies. The holder renews it five
-    /// times as often, and stops acting when it could not for three quarters of it.
-    #[arg(long, env = "BATON_LEASE_TTL", default_value = "5s")]
+    /// times as often, and stops acting when it could not for three quarters of it: keep that
+    /// longer than the NATS cluster takes to choose new stream leaders when a member dies.
+    #[arg(long, env = "BATON_LEASE_TTL", default_value = "10s")]
     pub lease_ttl: Duration,
     /// Watches Workflow, Task, Ignitor, Cell and AnalysisTemplate objects in the cluster of
     /// KUBECONFIG (or the in-cluster config) and writes their status, so that `kubectl apply`

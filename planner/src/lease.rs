@@ -29,9 +29,10 @@ pub struct LeaseConfig {
     pub ttl: Duration,
 }
 
-/// The lease's default ttl: a standby takes over within 5 s of the active planner's death,
-/// and a holder survives 3.75 s of a bus that does not answer.
-pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(5);
+/// The lease's default ttl: a standby takes over within 10 s of the active planner's death,
+/// and a holder survives 7.5 s of a bus that does not answer, longer than a NATS cluster
+/// takes to choose new stream leaders when a member dies.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
 
 /// The lease as the planner sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]

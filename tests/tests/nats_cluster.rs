@@ -31,7 +31,9 @@ fn wait_for_effects(file: &Path, count: usize, within: Duration) {
 #[test]
 fn a_bus_member_killed_mid_run_costs_the_run_nothing() {
     let mut env = Env::on_cluster(env!("CARGO_BIN_EXE_baton-under-test")).expect("cluster env");
-    let planner = env.start_planner().unwrap();
+    // The lease lives on the cluster too: its ttl outlasts the election of new leaders after
+    // a member dies (seconds, more on a busy machine), so the planner keeps it throughout.
+    let planner = env.start_planner_with(&["--lease-ttl", "30s"]).unwrap();
     env.keep(planner);
     let worker = env.start_worker("worker", "exec", &[]).unwrap();
     env.keep(worker);
