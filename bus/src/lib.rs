@@ -14,6 +14,7 @@
 //! for a passing reason (a server restart, a timeout) is sent again with the same id until a
 //! deadline, which the server's duplicate window makes safe.
 
+mod backoff;
 mod credentials;
 mod error;
 mod inbound;
@@ -33,6 +34,7 @@ use async_nats::jetstream::{self, consumer, stream};
 use baton_schemas::NodeKind;
 use tracing::{debug, error, info, warn};
 
+pub use backoff::Backoff;
 pub use credentials::{NatsCredentials, read_secret};
 pub use error::{BusError, BusErrorKind};
 pub use inbound::{Inbound, Poison, decode_event, decode_fire, decode_job, decode_trigger};
@@ -722,47 +724,6 @@ impl Bus {
     }
 }
 
-/// The waits between tries of a bus operation: backon's exponential schedule from 50 ms,
-/// doubling up to 2 s, and none that would end past the deadline (a wall-clock bound, so the
-/// time the tries themselves take counts too).
-#[derive(Debug)]
-pub struct Backoff {
-    delays: backon::ExponentialBackoff,
-    deadline: tokio::time::Instant,
-}
-
-impl Backoff {
-    /// Waits that end before `deadline`.
-    pub fn new(deadline: tokio::time::Instant) -> Self {
-        use backon::BackoffBuilder;
-        let delays = backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(50))
-            .with_max_delay(Duration::from_secs(2))
-            .without_max_times()
-            .build();
-        Self { delays, deadline }
-    }
-
-    /// Returns how long to wait before the next try, or `None` when that wait would reach
-    /// the deadline.
-    pub fn next_delay(&mut self) -> Option<Duration> {
-        let delay = self.delays.next()?;
-        (tokio::time::Instant::now() + delay < self.deadline).then_some(delay)
-    }
-
-    /// Waits before the next try; returns false, at once, when the wait would reach the
-    /// deadline.
-    pub async fn wait(&mut self) -> bool {
-        match self.next_delay() {
-            Some(delay) => {
-                tokio::time::sleep(delay).await;
-                true
-            }
-            None => false,
-        }
-    }
-}
-
 /// How many publishes are in flight before their acks are awaited. Kept below async-nats'
 /// in-flight ack limit, past which a publish blocks forever.
 pub const PUBLISH_WINDOW: usize = 1000;
@@ -821,22 +782,5 @@ mod tests {
         assert!(e.to_string().contains("nats://***@b:x"), "{e}");
         assert!(!e.to_string().contains("s3cret"), "{e}");
         assert_eq!(server_list(" , ").unwrap_err().kind(), BusErrorKind::Config);
-    }
-
-    /// The waits double from 50 ms and stop short of the deadline; the clock only moves on,
-    /// so a slow machine ends the schedule earlier, never later.
-    #[tokio::test]
-    async fn backoff_doubles_and_never_waits_past_the_deadline() {
-        let mut backoff = Backoff::new(tokio::time::Instant::now() + Duration::from_millis(1500));
-        let first: Vec<u64> = std::iter::from_fn(|| backoff.next_delay())
-            .map(|d| d.as_millis() as u64)
-            .collect();
-        assert!(first.len() <= 5, "{first:?}");
-        assert_eq!(first[..], [50, 100, 200, 400, 800][..first.len()]);
-        let mut long = Backoff::new(tokio::time::Instant::now() + Duration::from_secs(3600));
-        let capped: Vec<u64> = (0..8)
-            .map(|_| long.next_delay().unwrap().as_millis() as u64)
-            .collect();
-        assert_eq!(capped, [50, 100, 200, 400, 800, 1600, 2000, 2000]);
     }
 }
