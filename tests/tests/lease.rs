@@ -131,6 +131,14 @@ fn a_standby_on_another_disk_takes_over_from_a_killed_planner() {
         file,
         run,
     } = two_planners_and_a_run();
+    // The standby keeps its own store a copy of the active planner's while it waits.
+    second
+        .proc
+        .wait_log(
+            "standing by: following the bus's planner state",
+            Duration::from_secs(30),
+        )
+        .unwrap();
     first.kill9();
     let killed = Instant::now();
     second

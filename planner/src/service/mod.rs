@@ -49,6 +49,11 @@ use replica::Replica;
 /// How often a standby planner tries to take the store.
 const STANDBY_POLL: Duration = Duration::from_millis(500);
 
+/// How often a standby planner applies to its store what the active one appended to the
+/// state stream: what it lacks at a takeover is at most this much of the active one's
+/// writes.
+const FOLLOW_EVERY: Duration = Duration::from_millis(250);
+
 /// Planner settings.
 #[derive(Clone, Debug)]
 pub struct PlannerConfig {
@@ -84,6 +89,46 @@ impl PlannerConfig {
             lease: None,
         }
     }
+}
+
+/// Waits for the lease, keeping the store a warm copy of the bus's state meanwhile: every
+/// [`FOLLOW_EVERY`] it applies the commits the active planner appended, so that taking over
+/// reads only the last moments' commits. Returns `false` when `shutdown` fires first.
+async fn stand_by(
+    bus: &Bus,
+    store: &Store,
+    lease: &mut watch::Receiver<LeaseState>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<bool> {
+    let mut following = false;
+    loop {
+        if !matches!(*lease.borrow_and_update(), LeaseState::Waiting) {
+            break;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(false),
+            changed = lease.changed() => {
+                changed.context("the lease's thread ended")?;
+                continue;
+            }
+            _ = tokio::time::sleep(FOLLOW_EVERY) => {}
+        }
+        // The stream missing (no planner ever acted on this bus) or a read failing is left
+        // to the next round: a standby's copy is an optimization, and catching up on taking
+        // over does the rest.
+        match Replica::follow(bus, store).await {
+            Ok(applied) if applied > 0 && !following => {
+                info!(applied, "standing by: following the bus's planner state");
+                following = true;
+            }
+            Ok(applied) => debug!(applied, "standby store follows the bus"),
+            Err(e) => debug!(error = %e, "standby store did not follow the bus this time"),
+        }
+    }
+    if let LeaseState::Lost(why) = &*lease.borrow() {
+        anyhow::bail!("the planner lease: {why}");
+    }
+    Ok(true)
 }
 
 /// Where a turn's inputs come from, which decides when its changes are made durable.
@@ -185,13 +230,8 @@ impl Planner {
                 let release = CancellationToken::new();
                 let mut state = crate::lease::keep(lease, id, release.clone())?;
                 let release = release.drop_guard();
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(None),
-                    held = state.wait_for(|s| !matches!(s, LeaseState::Waiting)) => {
-                        if let LeaseState::Lost(why) = &*held.context("the lease's thread ended")? {
-                            anyhow::bail!("the planner lease: {why}");
-                        }
-                    }
+                if !stand_by(&bus, &store, &mut state, shutdown).await? {
+                    return Ok(None);
                 }
                 Some((state, release))
             }

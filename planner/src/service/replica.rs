@@ -6,7 +6,7 @@
 //! disk.
 
 use anyhow::Context as _;
-use baton_bus::Bus;
+use baton_bus::{Bus, StateTail};
 use tracing::{info, warn};
 
 use crate::store::{Op, Store, WriteSet};
@@ -46,15 +46,14 @@ impl Replica {
             baton_schemas::wire::Timestamp::now().0
         );
         let tail = bus.state_tail().await.context("reading the state stream")?;
-        let mine = store.state_seq()?;
-        if tail.last == 0 || mine > tail.last {
-            let mut replica = Replica {
-                writer,
-                last: tail.last,
-                since_snapshot: 0,
-                snapshot_size: 0,
-                snapshot_after,
-            };
+        let mut replica = Replica {
+            writer,
+            last: tail.last,
+            since_snapshot: 0,
+            snapshot_size: 0,
+            snapshot_after,
+        };
+        if tail.last == 0 || store.state_seq()? > tail.last {
             replica.snapshot(bus, store).await?;
             info!(
                 seq = replica.last,
@@ -62,58 +61,28 @@ impl Replica {
             );
             return Ok(replica);
         }
-        // A store that never read the stream, or one so far behind that the commits it lacks
-        // are gone, is rebuilt from the stream alone.
-        let from = if mine == 0 || mine + 1 < tail.first {
-            store.apply(
-                &WriteSet {
-                    ops: vec![Op::Clear],
-                },
-                Some(0),
-            )?;
-            tail.first.saturating_sub(1)
-        } else {
-            mine
-        };
-        let mut reader = bus.read_state(from, tail.last).await?;
-        let (mut applied, mut batch, mut batch_seq) = (0usize, Vec::new(), from);
-        loop {
-            let next = reader.next().await?;
-            if let Some(commit) = &next {
-                let writes: WriteSet =
-                    serde_json::from_slice(&commit.bytes).with_context(|| {
-                        format!(
-                            "state stream commit ending at {} does not decode",
-                            commit.seq
-                        )
-                    })?;
-                batch.push(writes);
-                batch_seq = commit.seq;
-                applied += 1;
-            }
-            if !batch.is_empty() && (next.is_none() || batch.len() >= COMMITS_PER_TRANSACTION) {
-                store.apply_all(&batch, batch_seq)?;
-                batch.clear();
-            }
-            if next.is_none() {
-                break;
-            }
-        }
+        let applied = apply_commits(bus, store, tail).await?;
         if applied > 0 {
             info!(
                 applied,
-                from,
                 to = tail.last,
                 "store caught up with the bus's planner state"
             );
         }
-        Ok(Replica {
-            writer,
-            last: tail.last,
-            since_snapshot: 0,
-            snapshot_size: 0,
-            snapshot_after,
-        })
+        Ok(replica)
+    }
+
+    /// Applies to `store` the commits the state stream holds past it, writing nothing to the
+    /// bus: a standby does this while it waits for the lease, so that it takes over with a
+    /// store that lacks only the last moments. Returns how many commits it applied.
+    pub(super) async fn follow(bus: &Bus, store: &Store) -> anyhow::Result<usize> {
+        let tail = bus.state_tail().await.context("reading the state stream")?;
+        // An empty stream, or one behind the store (another bus), is the active planner's
+        // to fill.
+        if tail.last == 0 || store.state_seq()? >= tail.last {
+            return Ok(0);
+        }
+        apply_commits(bus, store, tail).await
     }
 
     /// Appends one commit to the stream; fails when another planner wrote after this one's
@@ -155,5 +124,46 @@ impl Replica {
             Err(e) => warn!(error = %e, "the state stream kept the commits before a snapshot"),
         }
         Ok(())
+    }
+}
+
+/// Applies the commits after the store's last one up to `tail.last`, a batch per transaction.
+/// A store that never read the stream, or one so far behind that the commits it lacks are
+/// gone, is rebuilt from the stream alone (its first commit is then a snapshot).
+async fn apply_commits(bus: &Bus, store: &Store, tail: StateTail) -> anyhow::Result<usize> {
+    let mine = store.state_seq()?;
+    let from = if mine == 0 || mine + 1 < tail.first {
+        store.apply(
+            &WriteSet {
+                ops: vec![Op::Clear],
+            },
+            Some(0),
+        )?;
+        tail.first.saturating_sub(1)
+    } else {
+        mine
+    };
+    let mut reader = bus.read_state(from, tail.last).await?;
+    let (mut applied, mut batch, mut batch_seq) = (0usize, Vec::new(), from);
+    loop {
+        let next = reader.next().await?;
+        if let Some(commit) = &next {
+            let writes: WriteSet = serde_json::from_slice(&commit.bytes).with_context(|| {
+                format!(
+                    "state stream commit ending at {} does not decode",
+                    commit.seq
+                )
+            })?;
+            batch.push(writes);
+            batch_seq = commit.seq;
+            applied += 1;
+        }
+        if !batch.is_empty() && (next.is_none() || batch.len() >= COMMITS_PER_TRANSACTION) {
+            store.apply_all(&batch, batch_seq)?;
+            batch.clear();
+        }
+        if next.is_none() {
+            return Ok(applied);
+        }
     }
 }
