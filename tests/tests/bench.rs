@@ -63,6 +63,25 @@ fn the_benchmark_runs_end_to_end_and_reports_every_figure() {
             "{key} = {value}: {report}"
         );
     }
+    // The same turns on a three-node cluster, streams at R3.
+    assert_eq!(report["r3"]["replicas"], 3, "{report}");
+    for key in [
+        "floor_serial_p50_ms",
+        "floor_pipelined_edges_per_s",
+        "chain_per_node_p50_ms",
+        "chain_ratio",
+        "throughput_nodes_per_s",
+        "throughput_ratio",
+    ] {
+        let value = report["r3"][key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("r3.{key} missing: {report}"));
+        assert!(
+            value.is_finite() && value > 0.0,
+            "r3.{key} = {value}: {report}"
+        );
+    }
+    assert!(report["r3"]["fan_out_cpu_us"]["nats"].as_f64().unwrap() > 0.0);
     assert_eq!(report["dag_nodes"], 200);
     assert_eq!(report["dag_completed"], true, "{report}");
     assert_eq!(report["scale"], "smoke");

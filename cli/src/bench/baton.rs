@@ -107,12 +107,19 @@ pub(crate) struct Baton {
     pub(crate) api: String,
     pub(crate) api_port: u16,
     pub(crate) http: reqwest::Client,
+    /// The replicas of Baton's streams: 1 on one server, 3 on a cluster.
+    pub(crate) replicas: usize,
 }
 
 impl Baton {
     /// Returns the planner and worker to start against `url`, in `dir`, with the API on
     /// `api_port` and a token of the admin role for the benchmark's requests.
-    pub(crate) fn new(url: &str, dir: &Path, api_port: u16) -> anyhow::Result<Baton> {
+    pub(crate) fn new(
+        url: &str,
+        dir: &Path,
+        api_port: u16,
+        replicas: usize,
+    ) -> anyhow::Result<Baton> {
         let token = credentials::new_token()?;
         credentials::write_secret(&dir.join("api-tokens.csv"), &format!("{token},bench,admin"))?;
         let headers = credentials::bearer_headers(&token)?;
@@ -124,6 +131,7 @@ impl Baton {
             http: reqwest::Client::builder()
                 .default_headers(headers)
                 .build()?,
+            replicas,
         })
     }
 
@@ -140,6 +148,9 @@ impl Baton {
             )
             .env("BATON_PREFIX", PREFIX)
             .env("BATON_NATS_URL", &self.url)
+            // Every process makes the streams with the same replicas, or they rewrite each
+            // other's.
+            .env("BATON_REPLICAS", self.replicas.to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

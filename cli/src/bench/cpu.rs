@@ -19,7 +19,8 @@ pub(crate) fn median(mut values: Vec<f64>) -> f64 {
 pub(crate) struct Processes {
     pub(crate) planner: u32,
     pub(crate) worker: u32,
-    pub(crate) nats: u32,
+    /// Every nats-server of the bus (three for a cluster): their times are summed.
+    pub(crate) nats: Vec<u32>,
 }
 
 /// CPU seconds used so far, by process.
@@ -47,7 +48,11 @@ impl Processes {
         Ok(Cpu {
             planner: cpu_seconds(self.planner)?,
             worker: cpu_seconds(self.worker)?,
-            nats: cpu_seconds(self.nats)?,
+            nats: self
+                .nats
+                .iter()
+                .map(|pid| cpu_seconds(*pid))
+                .sum::<anyhow::Result<f64>>()?,
             bench: cpu_seconds(std::process::id())?,
             items: 0,
         })

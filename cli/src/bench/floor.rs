@@ -11,6 +11,7 @@ use futures::StreamExt;
 pub(crate) async fn raw_stream(
     js: &jetstream::Context,
     name: &str,
+    replicas: usize,
 ) -> anyhow::Result<consumer::PullConsumer> {
     let stream = js
         .create_stream(stream::Config {
@@ -18,6 +19,7 @@ pub(crate) async fn raw_stream(
             subjects: vec![format!("{}.>", name.to_lowercase())],
             retention: stream::RetentionPolicy::WorkQueue,
             storage: stream::StorageType::File,
+            num_replicas: replicas,
             ..Default::default()
         })
         .await?;
@@ -34,8 +36,9 @@ pub(crate) async fn raw_stream(
 pub(crate) async fn floor_serial(
     js: &jetstream::Context,
     n: usize,
+    replicas: usize,
 ) -> anyhow::Result<Vec<Duration>> {
-    let consumer = raw_stream(js, "RAWSERIAL").await?;
+    let consumer = raw_stream(js, "RAWSERIAL", replicas).await?;
     let mut messages = consumer.messages().await?;
     let mut samples = Vec::with_capacity(n);
     for i in 0..n {
@@ -57,8 +60,12 @@ pub(crate) async fn floor_serial(
 
 /// Pipelined edges: publishes in windows of awaited acks while a consumer takes and acks
 /// every message; edges per second from the first publish to the last message taken.
-pub(crate) async fn floor_pipelined(js: &jetstream::Context, n: usize) -> anyhow::Result<f64> {
-    let consumer = raw_stream(js, "RAWPIPE").await?;
+pub(crate) async fn floor_pipelined(
+    js: &jetstream::Context,
+    n: usize,
+    replicas: usize,
+) -> anyhow::Result<f64> {
+    let consumer = raw_stream(js, "RAWPIPE", replicas).await?;
     let started = Instant::now();
     let taker = tokio::spawn(async move {
         let mut messages = consumer.messages().await?;

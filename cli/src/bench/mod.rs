@@ -19,10 +19,13 @@
 
 mod baton;
 mod burst;
+mod cluster;
 mod cpu;
 mod floor;
+mod replicated;
 mod scenarios;
 mod takeover;
+mod turns;
 
 use std::path::Path;
 use std::time::Instant;
@@ -144,6 +147,8 @@ pub(crate) struct Report {
     pub(crate) triggers_per_s: f64,
     pub(crate) recovery_events: u64,
     pub(crate) recovery_s: f64,
+    /// The chain and the fan-out again on a three-node cluster, streams at R3.
+    pub(crate) r3: Option<replicated::ReplicatedReport>,
 }
 
 pub(crate) const PREFIX: &str = "bench";
@@ -209,7 +214,9 @@ pub(crate) async fn run_in(args: &BenchArgs, sizes: Sizes, dir: &Path) -> anyhow
     let pid = nats.pid().context("nats-server has exited")?;
     let result = measure(args, sizes, dir, &nats.url, pid).await;
     nats.stop().await;
-    result
+    let mut report = result?;
+    report.r3 = Some(replicated::on_cluster(args, sizes, &program, &dir.join("r3")).await?);
+    Ok(report)
 }
 
 pub(crate) async fn measure(
@@ -227,42 +234,25 @@ pub(crate) async fn measure(
     let js = jetstream::new(client.clone());
 
     let api_port = free_port()?;
-    let baton = Baton::new(url, dir, api_port)?;
+    let baton = Baton::new(url, dir, api_port, 1)?;
     let mut planner = baton.spawn_planner().await?;
     let mut worker = baton.spawn_worker(args.concurrency)?;
     let mut seen = observe(&client).await?;
     let processes = Processes {
         planner: planner.id().context("the planner has exited")?,
         worker: worker.id().context("the worker has exited")?,
-        nats: nats_pid,
+        nats: vec![nats_pid],
     };
 
-    // The floor and Baton take turns, so that both see the same machine: its load, and how
-    // fast its idle cores wake up, change from one second to the next.
-    let (mut serial, mut chain) = (Vec::new(), Chain::default());
-    let (mut pipelined, mut fan_out) = (Vec::new(), Vec::new());
-    let (mut floor_cpu, mut fan_out_cpu) = (Cpu::default(), Cpu::default());
-    for round in 0..ROUNDS {
-        info!(round, samples = sizes.floor_serial, "floor: serial");
-        serial.extend(floor_serial(&js, sizes.floor_serial).await?);
-        info!(round, nodes = sizes.chain, "chain");
-        chain.extend(chain_round(&baton, &mut seen, round, sizes.chain).await?);
-        info!(round, edges = sizes.floor_pipelined, "floor: pipelined");
-        let before = processes.cpu()?;
-        pipelined.push(floor_pipelined(&js, sizes.floor_pipelined).await?);
-        floor_cpu.add(processes.cpu()?.since(&before), sizes.floor_pipelined);
-        info!(round, nodes = sizes.fan_out, "fan-out/fan-in");
-        let before = processes.cpu()?;
-        fan_out.push(fan_out_round(&baton, &mut seen, round, sizes.fan_out).await?);
-        fan_out_cpu.add(processes.cpu()?.since(&before), sizes.fan_out);
-    }
+    let turns = turns::take_turns(&js, &baton, &mut seen, &processes, sizes).await?;
+    let (serial, chain) = (turns.serial, turns.chain);
     info!(
         nodes = sizes.chain,
         concurrency = sizes.burst,
         "chain under a burst of invalid requests"
     );
     let burst = chain_under_burst(&baton, &mut seen, sizes.chain, sizes.burst).await?;
-    let (pipelined, fan_out) = (median(pipelined), median(fan_out));
+    let (pipelined, fan_out) = (turns.pipelined, turns.fan_out);
     info!(
         runs = sizes.runs,
         nodes = sizes.run_nodes,
@@ -294,7 +284,7 @@ pub(crate) async fn measure(
         floor_serial_p50_ms: ms(percentile(&serial, 50.0)),
         floor_serial_p99_ms: ms(percentile(&serial, 99.0)),
         floor_pipelined_edges_per_s: pipelined,
-        floor_pipelined_cpu_us: floor_cpu.per_item(),
+        floor_pipelined_cpu_us: turns.floor_cpu.per_item(),
         chain_nodes: sizes.chain,
         chain_per_node_p50_ms: ms(chain_p50),
         chain_per_node_p99_ms: ms(percentile(&chain.per_node, 99.0)),
@@ -310,7 +300,7 @@ pub(crate) async fn measure(
         fan_out_nodes: sizes.fan_out,
         throughput_nodes_per_s: fan_out,
         throughput_ratio: fan_out / pipelined,
-        fan_out_cpu_us: fan_out_cpu.per_item(),
+        fan_out_cpu_us: turns.fan_out_cpu.per_item(),
         concurrent_runs: sizes.runs,
         concurrent_run_nodes: sizes.run_nodes,
         concurrent_nodes_per_s: concurrent,
@@ -323,6 +313,7 @@ pub(crate) async fn measure(
         triggers_per_s,
         recovery_events,
         recovery_s: recovery.as_secs_f64(),
+        r3: None,
     })
 }
 
@@ -413,9 +404,53 @@ pub(crate) fn print_table(r: &Report, sizes: &Sizes) {
             format!("{:.2} s from restart to the first new job", r.recovery_s),
         ),
     ];
+    let mut rows = rows;
+    if let Some(r3) = &r.r3 {
+        rows.extend(replicated_rows(r, r3));
+    }
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     println!("baton bench ({} scale)", r.scale);
     for (k, v) in rows {
         println!("  {k:<width$}  {v}");
     }
+}
+
+/// The rows of the cluster's figures, beside the single server's.
+fn replicated_rows(r: &Report, r3: &replicated::ReplicatedReport) -> Vec<(String, String)> {
+    vec![
+        (
+            format!("R{}: floor, serial and pipelined", r3.replicas),
+            format!(
+                "p50 {:.3} ms ({:.2}x R1's); {:.0} edges/s ({:.0}% of R1's)",
+                r3.floor_serial_p50_ms,
+                r3.floor_serial_p50_ms / r.floor_serial_p50_ms,
+                r3.floor_pipelined_edges_per_s,
+                r3.floor_pipelined_edges_per_s / r.floor_pipelined_edges_per_s * 100.0
+            ),
+        ),
+        (
+            format!("R{}: chain, per node", r3.replicas),
+            format!(
+                "p50 {:.3} ms ({:.2}x R1's), p99 {:.3} ms, {:.2}x the R{} serial floor",
+                r3.chain_per_node_p50_ms,
+                r3.chain_per_node_p50_ms / r.chain_per_node_p50_ms,
+                r3.chain_per_node_p99_ms,
+                r3.chain_ratio,
+                r3.replicas
+            ),
+        ),
+        (
+            format!("R{}: fan-out/fan-in", r3.replicas),
+            format!(
+                "{:.0} nodes/s ({:.0}% of R1's), {:.0}% of the R{} pipelined floor; CPU per node: nats (three) {:.1} us, planner {:.1} us, worker {:.1} us",
+                r3.throughput_nodes_per_s,
+                r3.throughput_nodes_per_s / r.throughput_nodes_per_s * 100.0,
+                r3.throughput_ratio * 100.0,
+                r3.replicas,
+                r3.fan_out_cpu_us.nats,
+                r3.fan_out_cpu_us.planner,
+                r3.fan_out_cpu_us.worker,
+            ),
+        ),
+    ]
 }
