@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use baton_schemas::NodeKind;
+use baton_schemas::wire::headers;
 use tracing::{debug, error, info, warn};
 
 pub use backoff::Backoff;
@@ -179,6 +180,10 @@ pub struct Bus {
     js: jetstream::Context,
     config: BusConfig,
     signer: Option<Arc<JobSigner>>,
+    /// The lease revision of the planner publishing through this bus (0: none), sent as
+    /// `Baton-Epoch` on everything it publishes, so that what a planner published is told
+    /// from what the one before or after it did.
+    epoch: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Bus {
@@ -299,7 +304,31 @@ impl Bus {
             js,
             config,
             signer,
+            epoch: Default::default(),
         })
+    }
+
+    /// Stamps everything published through this bus (and its clones) from now on with
+    /// lease revision `epoch`.
+    pub fn set_epoch(&self, epoch: u64) {
+        self.epoch
+            .store(epoch, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Returns `message` as it is published, stamped with the epoch when there is one.
+    fn publication(&self, message: &Outgoing) -> async_nats::jetstream::message::PublishMessage {
+        self.stamped(message.to_publish())
+    }
+
+    /// Adds the `Baton-Epoch` header when this bus publishes for a lease holder.
+    fn stamped(
+        &self,
+        publish: async_nats::jetstream::message::PublishMessage,
+    ) -> async_nats::jetstream::message::PublishMessage {
+        match self.epoch.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => publish,
+            epoch => publish.header(headers::EPOCH, epoch.to_string().as_str()),
+        }
     }
 
     /// Returns the job signing key, when the bus has one.
@@ -657,7 +686,7 @@ impl Bus {
                 pending.push((
                     message,
                     self.js
-                        .send_publish(message.subject.clone(), message.to_publish())
+                        .send_publish(message.subject.clone(), self.publication(message))
                         .await,
                 ));
             }
@@ -684,7 +713,7 @@ impl Bus {
     pub async fn publish_one(&self, message: &Outgoing) -> Result<(), BusError> {
         self.with_retry("publish", || async {
             self.js
-                .send_publish(message.subject.clone(), message.to_publish())
+                .send_publish(message.subject.clone(), self.publication(message))
                 .await?
                 .await
         })

@@ -30,16 +30,18 @@ impl Outgoing {
     }
 
     /// Returns the message's size as the server counts it against its largest message
-    /// (`max_payload`): the body and the header block, `Nats-Msg-Id` included.
+    /// (`max_payload`): the body and the header block, `Nats-Msg-Id` included, and the
+    /// longest `Baton-Epoch` a publishing planner adds.
     pub fn size(&self) -> usize {
         const HEADER_LINE: usize = "NATS/1.0\r\n".len() + "\r\n".len();
+        const EPOCH: usize = headers::EPOCH.len() + ": \r\n".len() + "18446744073709551615".len();
         let id = "Nats-Msg-Id: \r\n".len() + self.msg_id.len();
         let others: usize = self
             .headers
             .iter()
             .map(|(name, value)| name.len() + value.len() + ": \r\n".len())
             .sum();
-        self.payload.len() + HEADER_LINE + id + others
+        self.payload.len() + HEADER_LINE + EPOCH + id + others
     }
 
     pub(crate) fn to_publish(&self) -> PublishMessage {

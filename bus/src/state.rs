@@ -107,11 +107,13 @@ impl Bus {
             let id = format!("state.{writer}.{last}");
             let ack = self
                 .with_retry("append state", || async {
-                    let message = async_nats::jetstream::message::PublishMessage::build()
-                        .payload(payload.clone())
-                        .header(STATE_PART_HEADER, header.as_str())
-                        .message_id(&id)
-                        .expected_last_sequence(last);
+                    let message = self.stamped(
+                        async_nats::jetstream::message::PublishMessage::build()
+                            .payload(payload.clone())
+                            .header(STATE_PART_HEADER, header.as_str())
+                            .message_id(&id)
+                            .expected_last_sequence(last),
+                    );
                     self.js.send_publish(subject.clone(), message).await?.await
                 })
                 .await

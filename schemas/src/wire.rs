@@ -654,6 +654,9 @@ pub mod headers {
     pub const ATTEMPT: &str = "Baton-Attempt";
     /// W3C trace context, passed on from what caused the message.
     pub const TRACEPARENT: &str = "traceparent";
+    /// The lease revision of the planner that published the message (its epoch): a planner
+    /// that took over publishes with a higher one.
+    pub const EPOCH: &str = "Baton-Epoch";
 }
 
 #[cfg(test)]

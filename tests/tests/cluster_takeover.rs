@@ -206,19 +206,41 @@ fn a_standby_on_its_own_disk_takes_over_runs_a_timed_pause_and_a_cron_ignitor() 
     assert!(out.status.success(), "{out:?}");
     let subject = format!("{}.triggers.ignitors.every6s", env.prefix);
     let stream = format!("{}_TRIGGERS", env.prefix.to_ascii_uppercase());
-    let published = moto.block_on(async {
+    // Each fire message names the lease revision (epoch) of the planner that published it.
+    let epochs: Vec<u64> = moto.block_on(async {
         let client = async_nats::connect(baton_bus::server_list(&env.nats_url()).unwrap())
             .await
             .unwrap();
         let js = async_nats::jetstream::new(client);
         let stream = js.get_stream(&stream).await.unwrap();
-        let mut counts = stream.info_with_subjects(&subject).await.unwrap();
-        let mut total = 0;
-        while let Some(entry) = counts.next().await {
-            total += entry.unwrap().1;
+        let pending = stream
+            .info_with_subjects(&subject)
+            .await
+            .unwrap()
+            .map(|entry| entry.unwrap().1)
+            .fold(0, |total, n| async move { total + n })
+            .await;
+        let consumer = stream
+            .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+                filter_subject: subject.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut messages = consumer.messages().await.unwrap().take(pending);
+        let mut epochs = Vec::new();
+        while let Some(message) = messages.next().await {
+            let message = message.unwrap();
+            let epoch = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(baton_schemas::wire::headers::EPOCH))
+                .unwrap_or_else(|| panic!("a fire without an epoch: {message:?}"));
+            epochs.push(epoch.as_str().parse().unwrap());
         }
-        total
+        epochs
     });
+    let published = epochs.len();
     let fired = wait_until("a run per fire", Duration::from_secs(30), || {
         let fired: Vec<RunStatus> = runs(&env)
             .into_iter()
@@ -227,6 +249,11 @@ fn a_standby_on_its_own_disk_takes_over_runs_a_timed_pause_and_a_cron_ignitor() 
         (fired.len() >= published).then_some(fired)
     });
     assert_eq!(fired.len(), published, "{fired:#?}");
+    // The first planner's fires, then the standby's under a later lease.
+    assert!(
+        epochs.windows(2).all(|e| e[0] <= e[1]) && epochs.first() < epochs.last(),
+        "{epochs:?}"
+    );
     // Every fire on the schedule; a fire time skipped only while no planner acted, and then
     // the latest of them fired once (README: missed fires).
     let now = SystemTime::now();

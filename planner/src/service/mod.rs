@@ -233,6 +233,9 @@ impl Planner {
                 if !stand_by(&bus, &store, &mut state, shutdown).await? {
                     return Ok(None);
                 }
+                if let LeaseState::Held { epoch, .. } = &*state.borrow() {
+                    bus.set_epoch(*epoch);
+                }
                 Some((state, release))
             }
         };
