@@ -25,6 +25,7 @@ pub mod permissions;
 mod pull;
 mod signing;
 pub mod state;
+mod streams;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -429,85 +430,6 @@ impl Bus {
         )
     }
 
-    /// Creates the four streams, or updates those configured otherwise. Safe to call from
-    /// every process at every start.
-    pub async fn ensure_streams(&self) -> Result<(), BusError> {
-        let p = &self.config.prefix;
-        let common = stream::Config {
-            storage: stream::StorageType::File,
-            num_replicas: self.config.replicas,
-            duplicate_window: self.config.duplicate_window,
-            ..Default::default()
-        };
-        let streams = [
-            stream::Config {
-                name: self.stream_name("JOBS"),
-                subjects: vec![format!("{p}.jobs.>")],
-                retention: stream::RetentionPolicy::WorkQueue,
-                ..common.clone()
-            },
-            stream::Config {
-                name: self.stream_name("EVENTS"),
-                subjects: vec![format!("{p}.events.>")],
-                retention: stream::RetentionPolicy::Limits,
-                max_age: self.config.retention,
-                ..common.clone()
-            },
-            stream::Config {
-                name: self.stream_name("TRIGGERS"),
-                subjects: vec![format!("{p}.triggers.>")],
-                retention: stream::RetentionPolicy::Limits,
-                max_age: self.config.retention,
-                ..common.clone()
-            },
-            // The audit trail: every change asked through the API or a trigger.
-            stream::Config {
-                name: self.stream_name("AUDIT"),
-                subjects: vec![format!("{p}.audit.>")],
-                retention: stream::RetentionPolicy::Limits,
-                max_age: self.config.retention,
-                // Refused requests are recorded too: a flood of them drops the oldest records
-                // rather than filling the server's disk.
-                max_bytes: AUDIT_MAX_BYTES,
-                ..common.clone()
-            },
-            // Cancel notices are kept, not only sent: a worker that takes a job after its
-            // run was cancelled (the job waited in the queue) finds the notice and drops it.
-            stream::Config {
-                name: self.stream_name("CANCELS"),
-                subjects: vec![format!("{p}.cancels.>")],
-                retention: stream::RetentionPolicy::Limits,
-                max_age: self.config.retention,
-                ..common
-            },
-        ];
-        for config in streams {
-            self.ensure_stream(config).await?;
-        }
-        self.ensure_inputs_store().await
-    }
-
-    /// Creates a stream, or updates it when it is configured otherwise.
-    pub(crate) async fn ensure_stream(&self, config: stream::Config) -> Result<(), BusError> {
-        let name = config.name.clone();
-        // An update, even to the same configuration, makes the server redeliver the work
-        // queue's jobs in flight at once: a planner restarting would run them twice. Only a
-        // stream that is missing or configured otherwise is written.
-        if let Ok(existing) = self.js.get_stream(&name).await
-            && same_settings(&existing.cached_info().config, &config)
-        {
-            return Ok(());
-        }
-        self.with_retry("create stream", || {
-            self.js.create_or_update_stream(config.clone())
-        })
-        .await
-        .map(|_| ())
-        .map_err(|e| {
-            BusError::with_source(BusErrorKind::from_stream(&e), format!("stream {name}"), e)
-        })
-    }
-
     /// Returns the durable pull consumer that every worker of `kind` shares, creating it if
     /// needed.
     pub async fn job_consumer(&self, kind: NodeKind) -> Result<consumer::PullConsumer, BusError> {
@@ -772,21 +694,6 @@ fn validate_prefix(prefix: &str) -> Result<(), BusError> {
         ))
     }
 }
-
-/// Returns whether a stream's configuration already has every setting Baton chooses.
-fn same_settings(existing: &stream::Config, wanted: &stream::Config) -> bool {
-    existing.subjects == wanted.subjects
-        && existing.retention == wanted.retention
-        && existing.storage == wanted.storage
-        && existing.num_replicas == wanted.num_replicas
-        && existing.duplicate_window == wanted.duplicate_window
-        && existing.max_age == wanted.max_age
-        // The server says -1 for "no limit" where a config asks for it with 0.
-        && existing.max_bytes.max(0) == wanted.max_bytes.max(0)
-}
-
-/// The most the audit stream keeps: 1 GiB, about four million records.
-const AUDIT_MAX_BYTES: i64 = 1 << 30;
 
 #[cfg(test)]
 mod tests {

@@ -162,7 +162,8 @@ pub(crate) struct BusArgs {
     /// Subject prefix; streams are named after it (`BATON_JOBS`, ...).
     #[arg(long, env = "BATON_PREFIX", default_value = "baton")]
     pub prefix: String,
-    /// Stream replicas (1 for one server, 3 for a cluster).
+    /// Stream replicas (1 for one server, 3 for a cluster): the planner makes the streams
+    /// with it; a worker uses them as the planner made them.
     #[arg(long, env = "BATON_REPLICAS", default_value_t = 1)]
     pub replicas: usize,
     /// How long a worker may hold a job without a progress ack before it goes to another.

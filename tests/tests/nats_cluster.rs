@@ -35,7 +35,11 @@ fn a_bus_member_killed_mid_run_costs_the_run_nothing() {
     // a member dies (seconds, more on a busy machine), so the planner keeps it throughout.
     let planner = env.start_planner_with(&["--lease-ttl", "30s"]).unwrap();
     env.keep(planner);
-    let worker = env.start_worker("worker", "exec", &[]).unwrap();
+    // A worker started with another --replicas uses the planner's streams as they are: the
+    // placements below stay at R3.
+    let mut worker = env.baton();
+    worker.args(["worker", "--kinds", "exec", "--replicas", "1"]);
+    let worker = env.spawn("worker", worker).unwrap();
     env.keep(worker);
     let file = env.dir.path().join("effects");
     let n = 12;

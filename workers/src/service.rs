@@ -212,7 +212,8 @@ pub async fn run(
     config: WorkerConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    bus.ensure_streams().await?;
+    // The planner makes the streams and says how they are replicated; a worker uses them.
+    bus.await_streams().await;
     if bus.signer().is_none() {
         warn!(
             "no --job-signing-key-file: this worker runs any job published on its subjects, signed or not"
