@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::lease::LeaseState;
-use crate::store::{Change, Store, StoreError, WriteSet};
+use crate::store::{Change, Mirror, Store, StoreError, WriteSet};
 use baton_core::{
     Action, CellCommand, CellTrigger, ClusterSource, Core, CoreConfig, Expect, Input, Observation,
     Refusal, Registered, TriggerPosition,
@@ -93,14 +93,22 @@ impl PlannerConfig {
 
 /// Waits for the lease, keeping the store a warm copy of the bus's state meanwhile: every
 /// [`FOLLOW_EVERY`] it applies the commits the active planner appended, so that taking over
-/// reads only the last moments' commits. Returns `false` when `shutdown` fires first.
+/// reads only the last moments' commits. It also keeps `mirror`, the store decoded in memory,
+/// so that taking over skips reading the store. Returns `false` when `shutdown` fires first.
 async fn stand_by(
     bus: &Bus,
     store: &Store,
+    mirror: &mut Option<Mirror>,
     lease: &mut watch::Receiver<LeaseState>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<bool> {
     let mut following = false;
+    match store.mirror() {
+        Ok(copy) => *mirror = Some(copy),
+        Err(e) => {
+            warn!(error = %e, "the store could not be copied into memory; it will be loaded on taking over")
+        }
+    }
     loop {
         if !matches!(*lease.borrow_and_update(), LeaseState::Waiting) {
             break;
@@ -116,7 +124,7 @@ async fn stand_by(
         // The stream missing (no planner ever acted on this bus) or a read failing is left
         // to the next round: a standby's copy is an optimization, and catching up on taking
         // over does the rest.
-        match Replica::follow(bus, store).await {
+        match Replica::follow(bus, store, mirror).await {
             Ok(applied) if applied > 0 && !following => {
                 info!(applied, "standing by: following the bus's planner state");
                 following = true;
@@ -221,6 +229,7 @@ impl Planner {
         // The store's file lock first: once this process holds it, no other process on this
         // data directory is alive, so a lease held under this directory's id is an earlier
         // process's and is taken back at once.
+        let mut mirror = None;
         let lease = match config.lease.clone() {
             None => None,
             Some(lease) => {
@@ -230,7 +239,7 @@ impl Planner {
                 let release = CancellationToken::new();
                 let mut state = crate::lease::keep(lease, id, release.clone())?;
                 let release = release.drop_guard();
-                if !stand_by(&bus, &store, &mut state, shutdown).await? {
+                if !stand_by(&bus, &store, &mut mirror, &mut state, shutdown).await? {
                     return Ok(None);
                 }
                 if let LeaseState::Held { epoch, .. } = &*state.borrow() {
@@ -240,14 +249,19 @@ impl Planner {
             }
         };
         info!("this planner is active now");
+        let active_since = Instant::now();
         bus.ensure_streams()
             .await
             .context("creating the bus streams")?;
         bus.ensure_state_stream()
             .await
             .context("creating the state stream")?;
-        let replica = Replica::catch_up(&bus, &store, config.snapshot_bytes).await?;
-        let mut loaded = store.load().context("loading the planner store")?;
+        let replica = Replica::catch_up(&bus, &store, &mut mirror, config.snapshot_bytes).await?;
+        let mirror_used = mirror.is_some();
+        let mut loaded = match mirror {
+            Some(copy) => copy.into_loaded(),
+            None => store.load().context("loading the planner store")?,
+        };
         let unfinished = loaded
             .state
             .runs
@@ -261,6 +275,8 @@ impl Planner {
             outbox = loaded.outbox.len(),
             events_seq = loaded.events_seq,
             triggers_seq = loaded.triggers_seq,
+            from_memory = mirror_used,
+            elapsed = ?active_since.elapsed(),
             "planner state loaded"
         );
         let core = Core::restore(config.core, std::mem::take(&mut loaded.state));

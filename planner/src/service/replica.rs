@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use baton_bus::{Bus, StateTail};
 use tracing::{info, warn};
 
-use crate::store::{Op, Store, WriteSet};
+use crate::store::{Mirror, Op, Store, WriteSet};
 
 /// How many commits read back at start one store transaction applies: a transaction is one
 /// disk flush, and a long history is thousands of small commits.
@@ -32,12 +32,14 @@ pub(super) struct Replica {
 }
 
 impl Replica {
-    /// Brings `store` up to the end of the state stream and returns the planner's place in
-    /// it. A bus that holds no state yet (a new one, or one older than the state stream, or
-    /// one that lost it) gets the store's whole contents as its first commit.
+    /// Brings `store` (and `mirror`, when the planner keeps one) up to the end of the state
+    /// stream and returns the planner's place in it. A bus that holds no state yet (a new
+    /// one, or one older than the state stream, or one that lost it) gets the store's whole
+    /// contents as its first commit.
     pub(super) async fn catch_up(
         bus: &Bus,
         store: &Store,
+        mirror: &mut Option<Mirror>,
         snapshot_after: u64,
     ) -> anyhow::Result<Replica> {
         let writer = format!(
@@ -61,7 +63,7 @@ impl Replica {
             );
             return Ok(replica);
         }
-        let applied = apply_commits(bus, store, tail).await?;
+        let applied = apply_commits(bus, store, mirror, tail).await?;
         if applied > 0 {
             info!(
                 applied,
@@ -72,17 +74,22 @@ impl Replica {
         Ok(replica)
     }
 
-    /// Applies to `store` the commits the state stream holds past it, writing nothing to the
-    /// bus: a standby does this while it waits for the lease, so that it takes over with a
-    /// store that lacks only the last moments. Returns how many commits it applied.
-    pub(super) async fn follow(bus: &Bus, store: &Store) -> anyhow::Result<usize> {
+    /// Applies to `store` and `mirror` the commits the state stream holds past the store,
+    /// writing nothing to the bus: a standby does this while it waits for the lease, so that
+    /// it takes over with a store, and a decoded copy of it, that lack only the last moments.
+    /// Returns how many commits it applied.
+    pub(super) async fn follow(
+        bus: &Bus,
+        store: &Store,
+        mirror: &mut Option<Mirror>,
+    ) -> anyhow::Result<usize> {
         let tail = bus.state_tail().await.context("reading the state stream")?;
         // An empty stream, or one behind the store (another bus), is the active planner's
         // to fill.
         if tail.last == 0 || store.state_seq()? >= tail.last {
             return Ok(0);
         }
-        apply_commits(bus, store, tail).await
+        apply_commits(bus, store, mirror, tail).await
     }
 
     /// Appends one commit to the stream; fails when another planner wrote after this one's
@@ -127,18 +134,24 @@ impl Replica {
     }
 }
 
-/// Applies the commits after the store's last one up to `tail.last`, a batch per transaction.
-/// A store that never read the stream, or one so far behind that the commits it lacks are
-/// gone, is rebuilt from the stream alone (its first commit is then a snapshot).
-async fn apply_commits(bus: &Bus, store: &Store, tail: StateTail) -> anyhow::Result<usize> {
+/// Applies the commits after the store's last one up to `tail.last`, a batch per transaction,
+/// to the store and then to `mirror`. A store that never read the stream, or one so far
+/// behind that the commits it lacks are gone, is rebuilt from the stream alone (its first
+/// commit is then a snapshot). A mirror that fails to apply a commit is dropped: the planner
+/// then loads its store when it takes over.
+async fn apply_commits(
+    bus: &Bus,
+    store: &Store,
+    mirror: &mut Option<Mirror>,
+    tail: StateTail,
+) -> anyhow::Result<usize> {
     let mine = store.state_seq()?;
     let from = if mine == 0 || mine + 1 < tail.first {
-        store.apply(
-            &WriteSet {
-                ops: vec![Op::Clear],
-            },
-            Some(0),
-        )?;
+        let clear = WriteSet {
+            ops: vec![Op::Clear],
+        };
+        store.apply(&clear, Some(0))?;
+        mirror_all(mirror, std::slice::from_ref(&clear));
         tail.first.saturating_sub(1)
     } else {
         mine
@@ -160,10 +173,22 @@ async fn apply_commits(bus: &Bus, store: &Store, tail: StateTail) -> anyhow::Res
         }
         if !batch.is_empty() && (next.is_none() || batch.len() >= COMMITS_PER_TRANSACTION) {
             store.apply_all(&batch, batch_seq)?;
+            mirror_all(mirror, &batch);
             batch.clear();
         }
         if next.is_none() {
             return Ok(applied);
         }
+    }
+}
+
+/// Applies `commits`, which the store has just applied, to `mirror`; drops it when one does
+/// not apply.
+fn mirror_all(mirror: &mut Option<Mirror>, commits: &[WriteSet]) {
+    if let Some(copy) = mirror
+        && let Err(e) = copy.apply_all(commits)
+    {
+        warn!(error = %e, "the planner's in-memory copy of its store is dropped; it will load the store");
+        *mirror = None;
     }
 }

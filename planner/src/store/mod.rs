@@ -16,7 +16,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use baton_core::{Changes, ClusterSource, Registered, Run, Snapshot};
 use serde_json::value::RawValue;
 
+mod mirror;
 mod write_set;
+pub use mirror::Mirror;
 pub use write_set::{Op, Table, WriteSet};
 
 const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows");
@@ -196,6 +198,14 @@ impl Store {
             triggers_seq: seq(TRIGGERS_SEQ)?,
             events_seq: seq(EVENTS_SEQ)?,
         })
+    }
+
+    /// Returns the store's contents decoded in memory, to be kept up to date with the same
+    /// commits as the store (see [`Mirror`]).
+    pub fn mirror(&self) -> Result<Mirror, StoreError> {
+        let mut mirror = Mirror::default();
+        mirror.apply_all(&[self.dump()?])?;
+        Ok(mirror)
     }
 
     /// Writes one change durably: when this returns, it survives a crash.
