@@ -131,6 +131,14 @@ fn a_standby_on_its_own_disk_takes_over_runs_a_timed_pause_and_a_cron_ignitor() 
     wait_until("two effects", Duration::from_secs(60), || {
         (lines(&file).len() >= 2).then_some(())
     });
+    // The first planner fires at least once (its epoch is on the fire), however quickly the
+    // set-up above went.
+    wait_until("a fire before the kill", Duration::from_secs(30), || {
+        runs(&env)
+            .iter()
+            .any(|r| r.workflow == "every6s")
+            .then_some(())
+    });
     // Killed about a second before a fire is due, so that the fire falls due while no
     // planner acts (the takeover takes longer than the lease's ttl less a renewal period).
     wait_until("a second before a fire", Duration::from_secs(10), || {
