@@ -14,7 +14,7 @@ export BATON_TEST_TOOLS_BIN
 CARGO_TARGET_DIR ?= $(HOME)/.cache/baton/target
 export CARGO_TARGET_DIR
 
-.PHONY: tools test-tools build up test lint unit bench crds nats-permissions
+.PHONY: tools test-tools build up test lint unit bench crds install-yaml nats-permissions
 
 ## Installs the pinned nats-server into .tools/ (no root needed).
 tools:
@@ -41,9 +41,17 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-## Writes the CRDs generated from `schemas` into deploy/crds/ (a test fails when they drift).
+## Writes the CRDs generated from `schemas` into deploy/crds/ and, as one file, into the
+## install manifests' base (a test fails when they drift).
 crds:
 	cargo run -q -p baton-cli --bin baton -- crds --out-dir deploy/crds
+	cargo run -q -p baton-cli --bin baton -- crds > deploy/kubernetes/base/crds.yaml
+
+## Renders the dev install (deploy/kubernetes/overlays/dev) into deploy/install.yaml (a test
+## fails when it drifts).
+install-yaml: test-tools
+	{ echo "# Rendered from deploy/kubernetes/overlays/dev by \`make install-yaml\`; do not edit."; \
+	  .tools/venv/bin/kubectl kustomize deploy/kubernetes/overlays/dev; } > deploy/install.yaml
 
 ## Writes the nats-server permission file for the default prefix into deploy/nats/ (a test
 ## fails when it drifts).

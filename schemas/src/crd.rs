@@ -639,6 +639,13 @@ mod tests {
                 path.display()
             );
         }
+        // The install manifests take them as one file (kustomize reads only files below it).
+        let bundled = dir.join("../kubernetes/base/crds.yaml");
+        assert!(
+            std::fs::read_to_string(&bundled).unwrap_or_default() == crds_yaml(),
+            "{} is missing or stale: run `make crds` and commit it",
+            bundled.display()
+        );
         // A CRD no longer generated (a kind renamed or dropped) must not stay behind, to be
         // installed by `kubectl apply -f deploy/crds/`.
         let generated: Vec<String> = KINDS.iter().map(file_name).collect();

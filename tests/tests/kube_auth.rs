@@ -1,5 +1,5 @@
 //! The API in Kubernetes mode, against the real kube-apiserver fixture: service-account tokens
-//! checked with TokenReview, Baton roles granted by plain RBAC (`deploy/rbac/api-roles.yaml`)
+//! checked with TokenReview, Baton roles granted by plain RBAC (`deploy/kubernetes/base/api-roles.yaml`)
 //! and checked with SubjectAccessReview.
 
 use std::path::Path;
@@ -12,9 +12,10 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
-/// Applies the ClusterRoles of `deploy/rbac/api-roles.yaml`, as a user does.
+/// Applies the ClusterRoles of `deploy/kubernetes/base/api-roles.yaml`, as a user does.
 async fn install_roles(client: &kube::Client) {
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rbac/api-roles.yaml");
+    let file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/base/api-roles.yaml");
     let text = std::fs::read_to_string(file).unwrap();
     let roles: Api<ClusterRole> = Api::all(client.clone());
     let params = PatchParams::apply("baton-tests").force();
