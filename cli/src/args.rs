@@ -42,7 +42,9 @@ impl Cli {
 enum Command {
     /// Runs everything in one process: a local nats-server (unless --nats-url), the planner,
     /// workers for every kind and the HTTP API.
-    Up(UpArgs),
+    // Boxed: its flags (the planner's and the workers' together) make it several times the
+    // size of any other command's.
+    Up(Box<UpArgs>),
     /// Runs the planner and the HTTP API against a NATS server.
     Planner(PlannerArgs),
     /// Runs a worker against a NATS server.
@@ -435,6 +437,17 @@ pub(crate) struct WorkerOptions {
     /// How long a failed pod is kept before it is deleted.
     #[arg(long, env = "BATON_POD_FAILURE_TTL", default_value = "5m")]
     pub pod_failure_ttl: Duration,
+    /// The only namespaces pod jobs may run in, comma-separated (default: every namespace).
+    /// A pod job for another namespace fails at once, naming it; the janitor lists pods in
+    /// these namespaces alone, so the worker needs Roles in them and no ClusterRole.
+    #[arg(
+        long,
+        env = "BATON_POD_NAMESPACES",
+        value_name = "NS",
+        value_delimiter = ',',
+        value_parser = namespace_name
+    )]
+    pub pod_namespaces: Vec<String>,
     /// How long a pod may fail to pull its image before its node fails.
     #[arg(long, env = "BATON_IMAGE_PULL_DEADLINE", default_value = "2m")]
     pub image_pull_deadline: Duration,
@@ -445,6 +458,21 @@ pub(crate) struct WorkerOptions {
     /// The Helm 3 or 4 program the `cli` driver runs.
     #[arg(long, env = "BATON_HELM_BINARY", default_value = "helm")]
     pub helm_binary: PathBuf,
+}
+
+/// Parses one of `--pod-namespaces`: a namespace's name is a DNS-1123 label.
+fn namespace_name(value: &str) -> Result<String, String> {
+    if baton_schemas::ids::is_dns_label(value) {
+        Ok(value.to_owned())
+    } else if value.is_empty() {
+        // An empty value is how one might try to say "every namespace", which is the flag
+        // left unset: the message says so.
+        Err("an empty namespace name: leave --pod-namespaces and BATON_POD_NAMESPACES unset to serve every namespace".to_owned())
+    } else {
+        Err(format!(
+            "{value:?} is not a namespace name: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"
+        ))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -696,7 +724,7 @@ pub(crate) struct TriggerArgs {
 /// Runs the parsed command; returns the exit code of a command that did its job.
 pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
-        Command::Up(args) => serve::up(args).await.map(|()| 0),
+        Command::Up(args) => serve::up(*args).await.map(|()| 0),
         Command::Planner(args) => serve::planner(args).await.map(|()| 0),
         Command::Worker(args) => serve::worker(args).await.map(|()| 0),
         Command::Validate(args) => {

@@ -15,7 +15,7 @@ use baton_schemas::status::RunStatus;
 use baton_schemas::{Document, KindSet, NodeKind};
 use baton_workers::WorkerConfig;
 use baton_workers::executors::helm::HelmConfig;
-use baton_workers::executors::pod::PodConfig;
+use baton_workers::executors::pod::{PodConfig, ServedNamespaces};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -404,6 +404,7 @@ fn worker_config(kinds: Vec<NodeKind>, options: &WorkerOptions) -> WorkerConfig 
             image_pull_deadline: options.image_pull_deadline.0,
             success_ttl: options.pod_success_ttl.0,
             failure_ttl: options.pod_failure_ttl.0,
+            namespaces: ServedNamespaces::from_names(options.pod_namespaces.iter().cloned()),
             ..PodConfig::default()
         },
         helm: HelmConfig {

@@ -2,13 +2,18 @@
 //! through the real `kube` client to the tests' control plane, run by the kubelet actor (or
 //! to the cluster of `BATON_TEST_KUBECONFIG`).
 
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use baton_schemas::status::{RunStatus, State};
 use baton_tests::kube::KubeEnv;
-use baton_tests::{Env, lines, skip, workflow};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams};
+use baton_tests::{Env, Proc, lines, skip, workflow};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::authorization::v1::SubjectAccessReview;
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use serde_json::json;
 
 struct PodEnv {
     env: Env,
@@ -265,4 +270,206 @@ fn the_janitor_deletes_finished_pods_after_their_ttl() {
         format!("bad-{run}-1"),
         "the failed pod is kept for its TTL"
     );
+}
+
+/// The name of the service account a least-privilege pod worker runs as.
+const POD_WORKER: &str = "pod-worker";
+
+/// Gives the service account [`POD_WORKER`] of the test's namespace what a pod worker needs on
+/// pods, by a Role in each of `namespaces` (no ClusterRole), waits until the API server
+/// allows it, and writes a kubeconfig acting as that account to `kubeconfig`.
+fn pod_worker_identity(kube: &KubeEnv, namespaces: &[&str], kubeconfig: &Path) {
+    let home = &kube.namespace;
+    let user = format!("system:serviceaccount:{home}:{POD_WORKER}");
+    let token = kube.block_on(async {
+        let accounts: Api<ServiceAccount> = Api::namespaced(kube.client.clone(), home);
+        let account = serde_json::from_value(json!({"metadata": {"name": POD_WORKER}})).unwrap();
+        accounts
+            .create(&PostParams::default(), &account)
+            .await
+            .unwrap();
+        for ns in namespaces {
+            let role: Role = serde_json::from_value(json!({
+                "metadata": {"name": POD_WORKER},
+                "rules": [
+                    {"apiGroups": [""], "resources": ["pods"],
+                     "verbs": ["create", "get", "list", "watch", "delete"]},
+                    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+                ],
+            }))
+            .unwrap();
+            Api::<Role>::namespaced(kube.client.clone(), ns)
+                .create(&PostParams::default(), &role)
+                .await
+                .unwrap();
+            let binding: RoleBinding = serde_json::from_value(json!({
+                "metadata": {"name": POD_WORKER},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": POD_WORKER},
+                "subjects": [{"kind": "ServiceAccount", "name": POD_WORKER, "namespace": home}],
+            }))
+            .unwrap();
+            Api::<RoleBinding>::namespaced(kube.client.clone(), ns)
+                .create(&PostParams::default(), &binding)
+                .await
+                .unwrap();
+        }
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: vec![],
+                expiration_seconds: Some(3600),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        accounts
+            .create_token_request(POD_WORKER, &PostParams::default(), &request)
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .token
+    });
+    // RBAC takes effect when the API server's cache sees the bindings.
+    for ns in namespaces {
+        wait_until(
+            &format!("{user} may create pods in {ns}"),
+            Duration::from_secs(30),
+            || may(kube, &user, "create", Some(ns)),
+        );
+    }
+    let text = std::fs::read_to_string(&kube.kubeconfig).unwrap();
+    let mut config: serde_json::Value = serde_norway::from_str(&text).unwrap();
+    config["users"] = json!([{"name": POD_WORKER, "user": {"token": token}}]);
+    for context in config["contexts"].as_array_mut().unwrap() {
+        context["context"]["user"] = json!(POD_WORKER);
+    }
+    // JSON is YAML, as a kubeconfig file is read.
+    std::fs::write(kubeconfig, config.to_string()).unwrap();
+}
+
+/// Returns whether `user` may `verb` pods in `namespace` (in every namespace when `None`).
+fn may(kube: &KubeEnv, user: &str, verb: &str, namespace: Option<&str>) -> bool {
+    let review: SubjectAccessReview = serde_json::from_value(json!({
+        "spec": {
+            "user": user,
+            "groups": ["system:serviceaccounts", "system:authenticated"],
+            "resourceAttributes": {"verb": verb, "resource": "pods", "namespace": namespace},
+        },
+    }))
+    .unwrap();
+    let reviews: Api<SubjectAccessReview> = Api::all(kube.client.clone());
+    kube.block_on(reviews.create(&PostParams::default(), &review))
+        .unwrap()
+        .status
+        .is_some_and(|s| s.allowed)
+}
+
+/// Waits until `done` holds, at most `within`.
+#[track_caller]
+fn wait_until(what: &str, within: Duration, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < within,
+            "{what}: not so after {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Starts a pod worker that acts as the identity in `kubeconfig`, with `args` added.
+fn start_pod_worker(env: &mut Env, name: &str, kubeconfig: &Path, args: &[&str]) -> Proc {
+    let mut command = env.baton();
+    command
+        .env("KUBECONFIG", kubeconfig)
+        .args(["worker", "--kinds", "pod"])
+        .args(args);
+    env.spawn(name, command).unwrap()
+}
+
+#[test]
+fn a_worker_serving_listed_namespaces_needs_roles_in_them_only_and_refuses_other_namespaces() {
+    let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).unwrap();
+    let kube = KubeEnv::for_env(&mut env).unwrap();
+    let other_dir = env.dir.path().join("other");
+    std::fs::create_dir(&other_dir).unwrap();
+    // A namespace the worker's identity may create pods in, but that it does not serve.
+    let other = KubeEnv::new(&other_dir).unwrap();
+    let (ns, elsewhere) = (kube.namespace.as_str(), other.namespace.as_str());
+    let kubeconfig = env.dir.path().join("pod-worker.kubeconfig");
+    pod_worker_identity(&kube, &[ns, elsewhere], &kubeconfig);
+    let user = format!("system:serviceaccount:{ns}:{POD_WORKER}");
+    assert!(
+        !may(&kube, &user, "list", None),
+        "the worker's identity may not list pods cluster-wide"
+    );
+    let planner = env.start_planner().unwrap();
+    env.keep(planner);
+    let worker = start_pod_worker(
+        &mut env,
+        "worker",
+        &kubeconfig,
+        &["--pod-namespaces", ns, "--pod-success-ttl", "1s"],
+    );
+
+    let nodes = [
+        pod_node("served", ns, "", "printf ran > /dev/termination-log"),
+        pod_node("refused", elsewhere, ", retries: {limit: 2}", "true"),
+    ];
+    let wf = env.write("served.yaml", &workflow_continue("served", &nodes));
+    let run = env.apply(&wf).unwrap();
+    let status = env.wait_end(&run, Duration::from_secs(60)).unwrap();
+    let served = node(&status, "served");
+    assert_eq!(served.state, State::Succeeded, "{status:?}");
+    assert_eq!(served.output.as_deref(), Some("ran"));
+    let refused = node(&status, "refused");
+    assert_eq!(refused.state, State::Failed, "{status:?}");
+    let error = refused.error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with(&format!(
+            "namespace {elsewhere} is not served: this worker serves only the namespaces {ns} (--pod-namespaces)"
+        )),
+        "{error}"
+    );
+    assert_eq!(refused.attempts, 1, "a refusal is not tried again");
+    let pods_elsewhere: Api<Pod> = Api::namespaced(kube.client.clone(), elsewhere);
+    let created = kube
+        .block_on(
+            pods_elsewhere.list(&ListParams::default().labels(&format!("baton.dev/run={run}"))),
+        )
+        .unwrap();
+    assert!(created.items.is_empty(), "{:?}", created.items);
+
+    // The janitor finds the finished pod by listing the served namespace alone (every 10 s).
+    wait_until(
+        "the janitor deleted the succeeded pod",
+        Duration::from_secs(30),
+        || pods_of(&kube, &run).is_empty(),
+    );
+    assert!(
+        !worker.log().contains("janitor could not list pods"),
+        "{}",
+        worker.log()
+    );
+
+    // A worker with the same Roles that serves every namespace cannot list pods cluster-wide:
+    // its janitor says so at warn, once a minute however often it tries.
+    let everywhere = start_pod_worker(&mut env, "worker-everywhere", &kubeconfig, &[]);
+    let failed_lists = || {
+        everywhere
+            .log()
+            .lines()
+            .filter(|l| l.contains("janitor could not list pods"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    wait_until(
+        "the janitor of a worker serving every namespace failed to list twice",
+        Duration::from_secs(60),
+        || failed_lists().len() >= 2,
+    );
+    let failed_lists = failed_lists();
+    let warnings: Vec<&String> = failed_lists.iter().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "{failed_lists:#?}");
+    assert!(warnings[0].contains("forbidden"), "{}", warnings[0]);
 }

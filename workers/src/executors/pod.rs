@@ -17,6 +17,14 @@
 //!   deleted or evicted; the last log lines of the failed container go with the error.
 //! - Finished pods are left for the janitor ([`PodExecutor::janitor`]), which deletes
 //!   succeeded pods after one TTL and failed pods after another.
+//! - A worker may serve only some namespaces ([`ServedNamespaces`], `--pod-namespaces`): a
+//!   job for another fails at once, before any call to the API, and the janitor lists pods
+//!   in those namespaces alone.
+
+mod janitor;
+mod namespaces;
+
+pub use namespaces::{NotServed, ServedNamespaces};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -24,7 +32,7 @@ use std::time::Duration;
 use baton_schemas::wire::{FailureKind, Job, Outcome, PodJob, pod_name};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{EnvVar, Pod};
-use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
+use kube::api::{Api, DeleteParams, LogParams, PostParams};
 use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -45,6 +53,8 @@ pub struct PodConfig {
     pub failure_ttl: Duration,
     /// How many log lines of a failed container go with the error.
     pub log_lines: i64,
+    /// The namespaces pods may run in.
+    pub namespaces: ServedNamespaces,
 }
 
 impl Default for PodConfig {
@@ -54,6 +64,7 @@ impl Default for PodConfig {
             success_ttl: Duration::from_secs(60),
             failure_ttl: Duration::from_secs(300),
             log_lines: 20,
+            namespaces: ServedNamespaces::All,
         }
     }
 }
@@ -95,6 +106,15 @@ impl PodExecutor {
             .namespace
             .clone()
             .unwrap_or_else(|| self.client.default_namespace().to_owned());
+        if let Err(refused) = self.config.namespaces.check(&namespace) {
+            info!(%namespace, run = %job.run, node = %job.node, "pod job refused: namespace not served");
+            // Another attempt would meet workers configured alike: the node fails now.
+            return Effect::Done(Outcome::Failed {
+                error: refused.to_string(),
+                output: None,
+                kind: FailureKind::Final,
+            });
+        }
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let name = pod_name(&job.node, &job.run, job.attempt);
         if let Err(e) = self.create_or_adopt(&pods, job, spec, &name).await {
@@ -261,44 +281,6 @@ impl PodExecutor {
             Err(e) => warn!(pod = name, error = %e, "deleting the pod failed"),
         }
     }
-
-    /// Deletes finished pods Baton ran once their TTL has passed (succeeded and failed pods
-    /// have TTLs of their own), every `every`, until `shutdown` fires. Any number of workers
-    /// may run it; a pod another worker deleted first is skipped.
-    pub async fn janitor(self, every: Duration, shutdown: CancellationToken) {
-        let pods: Api<Pod> = Api::all(self.client.clone());
-        let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
-            }
-            let list = match pods.list(&ListParams::default().labels(&selector)).await {
-                Ok(list) => list,
-                Err(e) => {
-                    debug!(error = %e, "janitor could not list pods");
-                    continue;
-                }
-            };
-            let now = std::time::SystemTime::now();
-            for pod in list.items {
-                let Some(finished) = finished_at(&pod) else {
-                    continue;
-                };
-                let ttl = match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
-                    Some("Succeeded") => self.config.success_ttl,
-                    Some("Failed") => self.config.failure_ttl,
-                    _ => continue,
-                };
-                if now.duration_since(finished).unwrap_or_default() >= ttl {
-                    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-                    let name = pod.metadata.name.clone().unwrap_or_default();
-                    self.delete(&Api::namespaced(self.client.clone(), &namespace), &name)
-                        .await;
-                }
-            }
-        }
-    }
 }
 
 /// Says why a failed pod failed, and names the container whose logs tell more: an eviction;
@@ -371,16 +353,6 @@ fn seen(pod: Pod) -> Seen {
         Some(problem) => Seen::Pulling(problem),
         None => Seen::Running,
     }
-}
-
-/// Returns when the pod's last container terminated.
-fn finished_at(pod: &Pod) -> Option<std::time::SystemTime> {
-    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
-    statuses
-        .iter()
-        .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
-        .map(|t| std::time::SystemTime::from(t.0))
-        .max()
 }
 
 /// Returns the waiting message of a container that cannot pull its image.
@@ -627,6 +599,39 @@ mod tests {
         let labels = built(&j).metadata.labels.unwrap();
         assert!(!labels.contains_key("baton.dev/task"), "{labels:?}");
         assert_eq!(labels["baton.dev/node"], "report-2");
+    }
+
+    #[tokio::test]
+    async fn a_job_for_a_namespace_not_served_fails_finally_before_any_request() {
+        // Nothing listens on the discard port: a request would fail with a connection error.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let served = ServedNamespaces::from_names(["jobs".to_owned()]);
+        let executor = PodExecutor::new(
+            client,
+            PodConfig {
+                namespaces: served,
+                ..PodConfig::default()
+            },
+        );
+        let j = job(serde_json::from_str(TEMPLATE).unwrap(), None, None);
+        let never = CancellationToken::new();
+        let effect = executor.run(&j, &never, &never).await;
+        let Effect::Done(Outcome::Failed {
+            error,
+            output,
+            kind,
+        }) = effect
+        else {
+            panic!("{effect:?}");
+        };
+        assert!(
+            error.starts_with(
+                "namespace ns is not served: this worker serves only the namespaces jobs (--pod-namespaces)"
+            ),
+            "{error}"
+        );
+        assert_eq!((output, kind), (None, FailureKind::Final));
     }
 
     fn pod(value: serde_json::Value) -> Pod {
