@@ -33,6 +33,11 @@ mkdir -p "$out"/{usr/local/bin,etc/ssl/certs,data,tmp,dev,proc}
 chmod 1777 "$out/tmp"
 
 install -m 0755 "$baton" "$out/usr/local/bin/baton"
+# Debug information (line tables, 200 MB of a 260 MB release binary) stays with the build;
+# symbols stay, so a panic's backtrace still names its functions.
+if command -v strip >/dev/null 2>&1; then
+  strip --strip-debug "$out/usr/local/bin/baton"
+fi
 [[ -z "$nats" ]] || install -m 0755 "$nats" "$out/usr/local/bin/nats-server"
 [[ -z "$helm" ]] || install -m 0755 "$helm" "$out/usr/local/bin/helm"
 

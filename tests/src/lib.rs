@@ -18,6 +18,7 @@ use baton_schemas::status::RunStatus;
 pub mod aws;
 pub mod bus_auth;
 pub mod chart_repo;
+pub mod install;
 pub mod kube;
 pub mod nats_cluster;
 pub mod nats_jwt;

@@ -7,8 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use baton_tests::install::{render, render_text};
 use baton_tests::kube::KubeEnv;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
@@ -22,51 +22,6 @@ const OVERLAYS: [&str; 3] = ["dev", "production", "production-namespaced"];
 
 fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// kubectl: `$KUBECTL`, then the one `make test` installs, then PATH.
-fn kubectl() -> PathBuf {
-    if let Some(path) = std::env::var_os("KUBECTL") {
-        return PathBuf::from(path);
-    }
-    let local = repository().join(".tools/venv/bin/kubectl");
-    if local.is_file() {
-        return local;
-    }
-    PathBuf::from("kubectl")
-}
-
-/// Renders an overlay with `kubectl kustomize`, as YAML text.
-fn render_text(overlay: &str) -> String {
-    let dir = repository()
-        .join("deploy/kubernetes/overlays")
-        .join(overlay);
-    let out = Command::new(kubectl())
-        .arg("kustomize")
-        .arg(&dir)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "running {} (make test-tools installs it): {e}",
-                kubectl().display()
-            )
-        });
-    assert!(
-        out.status.success(),
-        "kubectl kustomize {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Renders an overlay into its objects.
-fn render(overlay: &str) -> Vec<Value> {
-    let text = render_text(overlay);
-    serde_norway::Deserializer::from_str(&text)
-        .map(|doc| Value::deserialize(doc).unwrap())
-        .filter(|v| !v.is_null())
-        .collect()
 }
 
 fn id(object: &Value) -> String {
@@ -427,23 +382,8 @@ fn refused_calls(account: &str, other_namespace: &'static str) -> Vec<Call> {
     calls
 }
 
-/// Applies `objects` to the fixture with `kubectl apply --server-side`.
 fn apply(kube: &KubeEnv, dir: &Path, name: &str, objects: &[Value]) {
-    let file = dir.join(format!("{name}.json"));
-    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
-    std::fs::write(&file, serde_json::to_vec(&list).unwrap()).unwrap();
-    let out = Command::new(kubectl())
-        .arg("--kubeconfig")
-        .arg(&kube.kubeconfig)
-        .args(["apply", "--server-side", "--force-conflicts", "-f"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "applying the {name} overlay: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    baton_tests::install::apply(&kube.kubeconfig, dir, name, objects);
 }
 
 /// KEDA is not part of the fixture: its ScaledObject kind is stood in for by a CRD that
