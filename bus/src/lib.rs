@@ -316,6 +316,11 @@ impl Bus {
             .store(epoch, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Returns the epoch this bus stamps on what it publishes (0: none).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Returns `message` as it is published, stamped with the epoch when there is one.
     fn publication(&self, message: &Outgoing) -> async_nats::jetstream::message::PublishMessage {
         self.stamped(message.to_publish())

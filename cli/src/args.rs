@@ -342,6 +342,27 @@ pub(crate) struct PlannerOptions {
     /// The namespace watched with --watch-kubernetes (default: every namespace).
     #[arg(long, env = "BATON_WATCH_NAMESPACE", requires = "watch_kubernetes")]
     pub watch_namespace: Option<String>,
+    /// Where a health endpoint (`GET /healthz`, no token) listens from the start, standby
+    /// or active: the API listens only on the active planner, yet a standby is a healthy
+    /// replica that rollouts and drains must count as ready.
+    #[arg(long, env = "BATON_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
+    /// The EndpointSlice (in the pod's namespace) behind the API's selector-less Service:
+    /// the active planner writes --advertise-address there, so callers reach it and no
+    /// standby.
+    #[arg(
+        long,
+        env = "BATON_ADVERTISE_ENDPOINT_SLICE",
+        requires = "advertise_address"
+    )]
+    pub advertise_endpoint_slice: Option<String>,
+    /// This planner's address for --advertise-endpoint-slice (a pod's `status.podIP`).
+    #[arg(
+        long,
+        env = "BATON_ADVERTISE_ADDRESS",
+        requires = "advertise_endpoint_slice"
+    )]
+    pub advertise_address: Option<std::net::IpAddr>,
     /// How often Cells' target groups and listener rules are discovered in ELBv2 (AWS
     /// settings come from the standard chain: AWS_REGION, AWS_ENDPOINT_URL, keys, ...).
     #[arg(long, env = "BATON_SYNC_PERIOD", default_value = "30s")]

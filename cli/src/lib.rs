@@ -4,10 +4,12 @@
 //! Exit codes: 0 success; 1 a run failed or Baton could not do what was asked; 2 bad input
 //! (an invalid spec or a bad flag).
 
+mod advertise;
 mod args;
 mod bench;
 mod client;
 mod credentials;
+mod health;
 pub mod nats_server;
 mod output;
 mod serve;

@@ -331,10 +331,15 @@ async fn run_planner(
         discover_now: config.discover_now.clone(),
         alb: None,
     };
+    let role = crate::health::Role::default();
+    if let Some(addr) = options.health_listen {
+        crate::health::serve(addr, role.clone(), shutdown.clone()).await?;
+    }
     // A standby serves no API: it binds the port once it is the active planner.
     let Some(planner) = Planner::start(bus.clone(), config, &shutdown).await? else {
         return Ok(());
     };
+    role.set_active();
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", options.listen))?;
@@ -360,6 +365,28 @@ async fn run_planner(
             })
         }
         false => None,
+    };
+    let advertise = match (&options.advertise_endpoint_slice, options.advertise_address) {
+        (Some(slice), Some(address)) => {
+            let client = kube::Client::try_default().await.context(
+                "--advertise-endpoint-slice: no Kubernetes client (KUBECONFIG or in-cluster)",
+            )?;
+            let advertisement = crate::advertise::Advertisement {
+                slice: slice.clone(),
+                address,
+                port: options.listen.port(),
+            };
+            Some(SideTask {
+                name: "advertise",
+                handle: tokio::spawn(crate::advertise::run(
+                    client,
+                    advertisement,
+                    bus.epoch(),
+                    shutdown.clone(),
+                )),
+            })
+        }
+        _ => None,
     };
     let discovery = SideTask {
         name: "discovery",
@@ -387,7 +414,7 @@ async fn run_planner(
             })
         }),
     };
-    let tasks = [Some(api), Some(discovery), cluster]
+    let tasks = [Some(api), Some(discovery), cluster, advertise]
         .into_iter()
         .flatten()
         .collect();

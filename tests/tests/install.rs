@@ -94,6 +94,9 @@ fn round_trip(object: &Value) -> Value {
         ("v1", "Namespace") => via::<core::v1::Namespace>(object),
         ("v1", "ServiceAccount") => via::<core::v1::ServiceAccount>(object),
         ("v1", "Service") => via::<core::v1::Service>(object),
+        ("discovery.k8s.io/v1", "EndpointSlice") => {
+            via::<k8s_openapi::api::discovery::v1::EndpointSlice>(object)
+        }
         ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => {
             via::<CustomResourceDefinition>(object)
         }
@@ -204,8 +207,8 @@ fn install_yaml_is_the_dev_overlay_as_rendered() {
     );
 }
 
-/// One call a component's code makes: verb, API group, resource (with subresource), and
-/// namespace (`None`: cluster-scoped or every namespace).
+/// One call a component's code makes: verb, API group, resource (with `/subresource`, or
+/// `:name` for one object), and namespace (`None`: cluster-scoped or every namespace).
 type Call = (
     &'static str,
     &'static str,
@@ -216,6 +219,10 @@ type Call = (
 /// Whether `account` (in baton-system) may make `call`, asked of the API server.
 async fn allowed(client: &kube::Client, account: &str, call: Call) -> bool {
     let (verb, group, resource, namespace) = call;
+    let (resource, name) = match resource.split_once(':') {
+        Some((r, n)) => (r, Some(n.to_owned())),
+        None => (resource, None),
+    };
     let (resource, subresource) = match resource.split_once('/') {
         Some((r, s)) => (r, Some(s.to_owned())),
         None => (resource, None),
@@ -233,6 +240,7 @@ async fn allowed(client: &kube::Client, account: &str, call: Call) -> bool {
                 group: Some(group.into()),
                 resource: Some(resource.into()),
                 subresource,
+                name,
                 namespace: namespace.map(str::to_owned),
                 ..Default::default()
             }),
@@ -287,6 +295,15 @@ fn planner_calls(watched: Option<&'static str>) -> Vec<Call> {
             calls.push((verb, group, "applicationgroups", None));
         }
         calls.push(("patch", group, "applicationgroups/status", None));
+    }
+    // The API's EndpointSlice (cli/src/advertise.rs), in the install namespace.
+    for verb in ["get", "update"] {
+        calls.push((
+            verb,
+            "discovery.k8s.io",
+            "endpointslices:baton-api",
+            Some("baton-system"),
+        ));
     }
     calls.push(("create", "authentication.k8s.io", "tokenreviews", None));
     calls.push((
@@ -363,6 +380,18 @@ fn refused_calls(account: &str, other_namespace: &'static str) -> Vec<Call> {
             ("create", "", "pods", Some(other_namespace)),
             ("get", "", "secrets", Some(other_namespace)),
             ("update", "baton.dev", "workflows", Some(other_namespace)),
+            (
+                "update",
+                "discovery.k8s.io",
+                "endpointslices:kubernetes",
+                Some("baton-system"),
+            ),
+            (
+                "create",
+                "discovery.k8s.io",
+                "endpointslices",
+                Some("baton-system"),
+            ),
         ]),
         "baton-worker-pod" => calls.extend([
             ("get", "", "secrets", Some(other_namespace)),

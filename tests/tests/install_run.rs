@@ -1,9 +1,10 @@
 //! The dev install run for real, as far as these machines allow: its objects applied to the
 //! API server fixture, then the planner and the worker started with the arguments and
 //! environment their Deployments give (read from the rendered manifests, not copied), each
-//! with a token of its own ServiceAccount as a pod would have it. A Workflow object with a pod
-//! node, applied with the API, runs to the end: the manifests' RBAC lets each part make its
-//! calls. What cannot be the manifests' here is replaced, and only that: the NATS URL (a
+//! with a token of its own ServiceAccount as a pod would have it. Workflow objects with a pod
+//! node run to the end, before and after the active planner of two is killed; the API's
+//! EndpointSlice follows the lease, a standby answers its health port; the manifests' RBAC
+//! lets each part make its calls. What cannot be the manifests' here is replaced, and only that: the NATS URL (a
 //! cluster Service name) by the test's nats-server, the listen address and data directory
 //! by loopback and a temporary directory.
 
@@ -17,14 +18,15 @@ use baton_tests::kube::KubeEnv;
 use baton_tests::{Env, free_port, wait_for_port};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use serde_json::Value;
 
 const BATON: &str = env!("CARGO_BIN_EXE_baton-under-test");
 
 /// The first container's args and environment of Deployment `name`: literal values, and
-/// `fieldRef: metadata.namespace` resolved as the kubelet would.
-fn container(objects: &[Value], name: &str) -> (Vec<String>, Vec<(String, String)>) {
+/// `fieldRef`s resolved as the kubelet would (`pod_ip` is the pod's address).
+fn container(objects: &[Value], name: &str, pod_ip: &str) -> (Vec<String>, Vec<(String, String)>) {
     let deployment = find(objects, "Deployment", name);
     let namespace = deployment["metadata"]["namespace"].as_str().unwrap();
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
@@ -43,6 +45,7 @@ fn container(objects: &[Value], name: &str) -> (Vec<String>, Vec<(String, String
             let value = match (&var["value"], &var["valueFrom"]["fieldRef"]["fieldPath"]) {
                 (Value::String(v), _) => v.clone(),
                 (_, Value::String(path)) if path == "metadata.namespace" => namespace.to_owned(),
+                (_, Value::String(path)) if path == "status.podIP" => pod_ip.to_owned(),
                 _ => panic!(
                     "{name} of {}: a value this test cannot give",
                     deployment["metadata"]["name"]
@@ -80,6 +83,10 @@ fn account_kubeconfig(kube: &KubeEnv, dir: &Path, account: &str) -> std::path::P
     for user in config["users"].as_array_mut().unwrap() {
         user["user"] = serde_json::json!({"token": token});
     }
+    // A pod's default namespace is its own, as the in-cluster config reads it.
+    for context in config["contexts"].as_array_mut().unwrap() {
+        context["context"]["namespace"] = "baton-system".into();
+    }
     let path = dir.join(format!("{account}.kubeconfig"));
     std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
     path
@@ -109,36 +116,137 @@ fn the_planner_and_worker_run_a_pod_workflow_with_the_manifests_arguments_and_rb
     });
 
     let api_port = free_port();
-    let start = |env: &mut Env, deployment: &str, account: &str| {
-        let (args, vars) = container(&objects, deployment);
+    // A replica of a Deployment as a process: the manifest's args and environment, the pod's
+    // address, its own data directory and health port (the pods' ports would not collide),
+    // and a token of its ServiceAccount.
+    let start = |env: &mut Env, deployment: &str, replica: &str, pod_ip: &str, account: &str| {
+        let (args, vars) = container(&objects, deployment, pod_ip);
         let mut command = Command::new(BATON);
         command
             .args(&args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &dir);
+        let mut health = None;
         for (name, value) in vars {
             let value = match name.as_str() {
                 "BATON_NATS_URL" => env.nats_url(),
                 "BATON_LISTEN" => format!("127.0.0.1:{api_port}"),
-                "BATON_DATA_DIR" => dir.join(deployment).display().to_string(),
+                "BATON_HEALTH_LISTEN" => {
+                    let port = free_port();
+                    health = Some(port);
+                    format!("127.0.0.1:{port}")
+                }
+                "BATON_DATA_DIR" => dir.join(replica).display().to_string(),
                 _ => value,
             };
             command.env(name, value);
         }
+        // The test's, not the manifest's (10 s): a takeover within the test's patience.
+        command.env("BATON_LEASE_TTL", "3s");
         command.env("KUBECONFIG", account_kubeconfig(&kube, &dir, account));
-        let process = env.spawn(deployment, command).unwrap();
-        env.keep(process);
+        (env.spawn(replica, command).unwrap(), health)
     };
-    start(&mut env, "baton-planner", "baton-planner");
-    start(&mut env, "baton-worker", "baton-worker");
-    wait_for_port(api_port, Duration::from_secs(60)).unwrap();
-    let health = kube
-        .block_on(reqwest::get(format!("http://127.0.0.1:{api_port}/healthz")))
-        .unwrap();
-    assert!(health.status().is_success(), "{health:?}");
+    let health = |port: u16| {
+        kube.block_on(async move {
+            let answer = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await?;
+            anyhow::ensure!(answer.status().is_success(), "{answer:?}");
+            Ok(answer.text().await?)
+        })
+    };
+    let slices: Api<EndpointSlice> = Api::namespaced(kube.client.clone(), "baton-system");
+    // Waits until the API's EndpointSlice names `address`; returns its epoch.
+    let advertised = |address: &str| {
+        let started = Instant::now();
+        loop {
+            let slice = kube.block_on(slices.get("baton-api")).unwrap();
+            let addresses: Vec<&str> = slice
+                .endpoints
+                .iter()
+                .flat_map(|e| e.addresses.iter().map(String::as_str))
+                .collect();
+            if addresses == [address] {
+                let epoch = slice.metadata.annotations.as_ref().unwrap()["baton.dev/epoch"].clone();
+                return epoch.parse::<u64>().unwrap();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the slice names {addresses:?}, not {address}, after 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
 
-    // A Workflow object with a pod node, in a namespace of the test's.
+    let (mut first, first_health) = start(
+        &mut env,
+        "baton-planner",
+        "planner-a",
+        "10.0.0.1",
+        "baton-planner",
+    );
+    let (worker, _) = start(
+        &mut env,
+        "baton-worker",
+        "baton-worker",
+        "10.0.0.3",
+        "baton-worker",
+    );
+    env.keep(worker);
+    wait_for_port(api_port, Duration::from_secs(60)).unwrap();
+    let first_epoch = advertised("10.0.0.1");
+    assert_eq!(health(first_health.unwrap()).unwrap(), "active");
+    // A second replica stands by: healthy (a rollout counts it), not advertised.
+    let (second, second_health) = start(
+        &mut env,
+        "baton-planner",
+        "planner-b",
+        "10.0.0.2",
+        "baton-planner",
+    );
+    let second_health = second_health.unwrap();
+    wait_for_port(second_health, Duration::from_secs(30)).unwrap();
+    assert_eq!(health(second_health).unwrap(), "standing by");
+    env.keep(second);
+
+    run_workflow(&kube, "installed");
+    // The active replica dies: the standby takes over and the Service follows it.
+    first.kill9();
+    let second_epoch = advertised("10.0.0.2");
+    assert!(
+        second_epoch > first_epoch,
+        "{second_epoch} after {first_epoch}"
+    );
+    assert_eq!(health(second_health).unwrap(), "active");
+    run_workflow(&kube, "after-takeover");
+
+    // The pod worker made the nodes' pods, with its own account.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(kube.client.clone(), &kube.namespace);
+    let made = kube
+        .block_on(
+            pods.list(
+                &kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=baton"),
+            ),
+        )
+        .unwrap();
+    assert!(
+        !made.items.is_empty(),
+        "no pod of Baton's in {}",
+        kube.namespace
+    );
+    // No call was refused (the watches of every kind, status writes, the slice, the pods).
+    for part in ["planner-a", "planner-b", "baton-worker"] {
+        let log = std::fs::read_to_string(dir.join(format!("{part}.log"))).unwrap();
+        assert!(
+            !log.to_ascii_lowercase().contains("forbidden"),
+            "{part} was refused a call:\n{log}"
+        );
+    }
+}
+
+/// Creates a Workflow object `name` with a pod node in the test's namespace and waits until
+/// it succeeded.
+fn run_workflow(kube: &KubeEnv, name: &str) {
     let kind = KINDS
         .iter()
         .find(|k| k.group == "baton.dev" && k.kind == "Workflow")
@@ -155,7 +263,7 @@ fn the_planner_and_worker_run_a_pod_workflow_with_the_manifests_arguments_and_rb
     let workflow: DynamicObject = serde_json::from_value(serde_json::json!({
         "apiVersion": "baton.dev/v1alpha1",
         "kind": "Workflow",
-        "metadata": {"name": "installed"},
+        "metadata": {"name": name},
         "spec": {"nodes": [
             {"name": "first", "kind": "noop"},
             {"name": "in-a-pod", "kind": "pod", "needs": ["first"], "namespace": kube.namespace,
@@ -168,31 +276,16 @@ fn the_planner_and_worker_run_a_pod_workflow_with_the_manifests_arguments_and_rb
         .unwrap();
     let started = Instant::now();
     let status = loop {
-        let object = kube.block_on(workflows.get("installed")).unwrap();
+        let object = kube.block_on(workflows.get(name)).unwrap();
         let status = object.data["status"].clone();
         if status["state"] == "succeeded" || status["state"] == "failed" {
             break status;
         }
         assert!(
             started.elapsed() < Duration::from_secs(120),
-            "the workflow's status after 120 s: {status:#}"
+            "{name}: the workflow's status after 120 s: {status:#}"
         );
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert_eq!(status["state"], "succeeded", "{status:#}");
-    // The pod worker made the node's pod, with its own account.
-    let pods: Api<k8s_openapi::api::core::v1::Pod> =
-        Api::namespaced(kube.client.clone(), &kube.namespace);
-    let made = kube
-        .block_on(
-            pods.list(
-                &kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=baton"),
-            ),
-        )
-        .unwrap();
-    assert!(
-        !made.items.is_empty(),
-        "no pod of Baton's in {}",
-        kube.namespace
-    );
+    assert_eq!(status["state"], "succeeded", "{name}: {status:#}");
 }
