@@ -10,11 +10,9 @@ use std::path::{Path, PathBuf};
 
 use baton_tests::install::{render, render_text};
 use baton_tests::kube::KubeEnv;
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, PostParams};
+use std::time::{Duration, Instant};
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -215,43 +213,6 @@ type Call = (
     &'static str,
     Option<&'static str>,
 );
-
-/// Whether `account` (in baton-system) may make `call`, asked of the API server.
-async fn allowed(client: &kube::Client, account: &str, call: Call) -> bool {
-    let (verb, group, resource, namespace) = call;
-    let (resource, name) = match resource.split_once(':') {
-        Some((r, n)) => (r, Some(n.to_owned())),
-        None => (resource, None),
-    };
-    let (resource, subresource) = match resource.split_once('/') {
-        Some((r, s)) => (r, Some(s.to_owned())),
-        None => (resource, None),
-    };
-    let review = SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some(format!("system:serviceaccount:baton-system:{account}")),
-            groups: Some(vec![
-                "system:serviceaccounts".into(),
-                "system:serviceaccounts:baton-system".into(),
-                "system:authenticated".into(),
-            ]),
-            resource_attributes: Some(ResourceAttributes {
-                verb: Some(verb.into()),
-                group: Some(group.into()),
-                resource: Some(resource.into()),
-                subresource,
-                name,
-                namespace: namespace.map(str::to_owned),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let api: Api<SubjectAccessReview> = Api::all(client.clone());
-    let answer = api.create(&PostParams::default(), &review).await.unwrap();
-    answer.status.is_some_and(|s| s.allowed)
-}
 
 /// The planner's calls (planner/src/cluster.rs, planner/src/api/kube_auth.rs) in the
 /// namespace it watches (`None`: every namespace).
@@ -459,19 +420,26 @@ fn the_production_overlays_apply_and_each_account_may_make_its_calls_and_no_othe
     let namespaced = render("production-namespaced");
     apply(&kube, dir.path(), "production-namespaced", &namespaced);
 
-    let client = kube.client.clone();
+    // Asks the API server whether `account` may make each call; an allowed call is asked
+    // again for a while, since RBAC takes effect when the API server's cache sees a binding.
     let check = |account: &'static str, calls: Vec<Call>, want: bool| {
-        let client = client.clone();
-        kube.block_on(async move {
-            for call in calls {
-                assert_eq!(
-                    allowed(&client, account, call).await,
-                    want,
-                    "{account} {} {call:?}",
-                    if want { "may not make" } else { "may make" }
-                );
+        let user = format!("system:serviceaccount:baton-system:{account}");
+        for (verb, group, resource, namespace) in calls {
+            let started = Instant::now();
+            loop {
+                let allowed = kube.may(&user, verb, group, resource, namespace);
+                if allowed == want || !want || started.elapsed() > Duration::from_secs(30) {
+                    assert_eq!(
+                        allowed,
+                        want,
+                        "{account} {} {verb} {group} {resource} in {namespace:?}",
+                        if want { "may not" } else { "may" }
+                    );
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
-        })
+        }
     };
     // Namespaced: everything in baton-system, nothing elsewhere but what is cluster-scoped.
     check("baton-planner", planner_calls(Some("baton-system")), true);

@@ -16,8 +16,6 @@ use baton_schemas::crd::KINDS;
 use baton_tests::install::{apply, find, render};
 use baton_tests::kube::KubeEnv;
 use baton_tests::{Env, free_port, wait_for_port};
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use serde_json::Value;
@@ -57,38 +55,14 @@ fn container(objects: &[Value], name: &str, pod_ip: &str) -> (Vec<String>, Vec<(
     (args, env)
 }
 
-/// Writes a kubeconfig for ServiceAccount `account` of baton-system: the fixture's server and
-/// CA with a token the API server issued for the account.
+/// Writes a kubeconfig for ServiceAccount `account` of baton-system, as its pod would have
+/// it: the fixture's server and CA, a token the API server issued for the account, and
+/// baton-system as the default namespace.
 fn account_kubeconfig(kube: &KubeEnv, dir: &Path, account: &str) -> std::path::PathBuf {
-    let token = kube.block_on(async {
-        let accounts: Api<ServiceAccount> = Api::namespaced(kube.client.clone(), "baton-system");
-        let request = TokenRequest {
-            spec: TokenRequestSpec {
-                audiences: vec![],
-                expiration_seconds: Some(3600),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        accounts
-            .create_token_request(account, &PostParams::default(), &request)
-            .await
-            .unwrap()
-            .status
-            .unwrap()
-            .token
-    });
-    let text = std::fs::read_to_string(&kube.kubeconfig).unwrap();
-    let mut config: Value = serde_norway::from_str(&text).unwrap();
-    for user in config["users"].as_array_mut().unwrap() {
-        user["user"] = serde_json::json!({"token": token});
-    }
-    // A pod's default namespace is its own, as the in-cluster config reads it.
-    for context in config["contexts"].as_array_mut().unwrap() {
-        context["context"]["namespace"] = "baton-system".into();
-    }
+    let token = kube.token("baton-system", account).unwrap();
     let path = dir.join(format!("{account}.kubeconfig"));
-    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    kube.kubeconfig_with_token(&path, &token, "baton-system")
+        .unwrap();
     path
 }
 
@@ -114,6 +88,29 @@ fn the_planner_and_worker_run_a_pod_workflow_with_the_manifests_arguments_and_rb
         }
         panic!("baton.dev/v1alpha1 is not served 30 s after its CRDs were made");
     });
+
+    // RBAC takes effect when the API server's cache sees the bindings.
+    let account = |name: &str| format!("system:serviceaccount:baton-system:{name}");
+    let started = Instant::now();
+    while !(kube.may(
+        &account("baton-planner"),
+        "list",
+        "baton.dev",
+        "workflows",
+        None,
+    ) && kube.may(
+        &account("baton-worker"),
+        "create",
+        "",
+        "pods",
+        Some(&kube.namespace),
+    )) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the dev overlay's bindings took no effect in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     let api_port = free_port();
     // A replica of a Deployment as a process: the manifest's args and environment, the pod's

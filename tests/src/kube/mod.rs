@@ -290,6 +290,110 @@ impl KubeEnv {
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)
     }
+
+    /// Returns an hour's token the API server issues for ServiceAccount `account` of
+    /// `namespace` (which must exist).
+    pub fn token(&self, namespace: &str, account: &str) -> anyhow::Result<String> {
+        use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+        use k8s_openapi::api::core::v1::ServiceAccount;
+        let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: vec![],
+                expiration_seconds: Some(3600),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let issued = self
+            .block_on(accounts.create_token_request(account, &PostParams::default(), &request))
+            .with_context(|| format!("a token for {namespace}/{account}"))?;
+        Ok(issued
+            .status
+            .context("a token request without status")?
+            .token)
+    }
+
+    /// Writes to `path` a kubeconfig for this API server that authenticates with `token`,
+    /// its context in `namespace` (a pod's in-cluster config defaults to its own).
+    pub fn kubeconfig_with_token(
+        &self,
+        path: &Path,
+        token: &str,
+        namespace: &str,
+    ) -> anyhow::Result<()> {
+        let text = std::fs::read_to_string(&self.kubeconfig)?;
+        let mut config: serde_json::Value = serde_norway::from_str(&text)?;
+        let user = "baton-test-token";
+        config["users"] = serde_json::json!([{"name": user, "user": {"token": token}}]);
+        for context in config["contexts"]
+            .as_array_mut()
+            .context("a kubeconfig without contexts")?
+        {
+            context["context"]["user"] = user.into();
+            context["context"]["namespace"] = namespace.into();
+        }
+        // JSON is YAML, as a kubeconfig file is read.
+        std::fs::write(path, config.to_string())?;
+        Ok(())
+    }
+
+    /// Returns whether `user` (a ServiceAccount's `system:serviceaccount:NS:NAME`, with the
+    /// groups such an account has) may `verb` `resource` of API `group` (`/subresource` and
+    /// `:name` allowed in `resource`) in `namespace` (`None`: cluster-scoped or everywhere).
+    pub fn may(
+        &self,
+        user: &str,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        namespace: Option<&str>,
+    ) -> bool {
+        use k8s_openapi::api::authorization::v1::{
+            ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+        };
+        let (resource, name) = match resource.split_once(':') {
+            Some((r, n)) => (r, Some(n.to_owned())),
+            None => (resource, None),
+        };
+        let (resource, subresource) = match resource.split_once('/') {
+            Some((r, s)) => (r, Some(s.to_owned())),
+            None => (resource, None),
+        };
+        let mut groups = vec![
+            "system:serviceaccounts".to_owned(),
+            "system:authenticated".to_owned(),
+        ];
+        if let Some(ns) = user
+            .strip_prefix("system:serviceaccount:")
+            .and_then(|rest| rest.split_once(':'))
+            .map(|(ns, _)| ns)
+        {
+            groups.push(format!("system:serviceaccounts:{ns}"));
+        }
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some(user.to_owned()),
+                groups: Some(groups),
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some(verb.to_owned()),
+                    group: Some(group.to_owned()),
+                    resource: Some(resource.to_owned()),
+                    subresource,
+                    name,
+                    namespace: namespace.map(str::to_owned),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let reviews: Api<SubjectAccessReview> = Api::all(self.client.clone());
+        self.block_on(reviews.create(&PostParams::default(), &review))
+            .expect("a SubjectAccessReview")
+            .status
+            .is_some_and(|s| s.allowed)
+    }
 }
 
 /// Waits until the controller manager has made the namespace's `default` ServiceAccount,
