@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 use baton_schemas::status::{RunStatus, State};
 use baton_tests::kube::KubeEnv;
 use baton_tests::{Env, Proc, lines, skip, workflow};
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
@@ -281,7 +279,7 @@ const POD_WORKER: &str = "pod-worker";
 fn pod_worker_identity(kube: &KubeEnv, namespaces: &[&str], kubeconfig: &Path) {
     let home = &kube.namespace;
     let user = format!("system:serviceaccount:{home}:{POD_WORKER}");
-    let token = kube.block_on(async {
+    kube.block_on(async {
         let accounts: Api<ServiceAccount> = Api::namespaced(kube.client.clone(), home);
         let account = serde_json::from_value(json!({"metadata": {"name": POD_WORKER}})).unwrap();
         accounts
@@ -313,22 +311,8 @@ fn pod_worker_identity(kube: &KubeEnv, namespaces: &[&str], kubeconfig: &Path) {
                 .await
                 .unwrap();
         }
-        let request = TokenRequest {
-            spec: TokenRequestSpec {
-                audiences: vec![],
-                expiration_seconds: Some(3600),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        accounts
-            .create_token_request(POD_WORKER, &PostParams::default(), &request)
-            .await
-            .unwrap()
-            .status
-            .unwrap()
-            .token
     });
+    let token = kube.token(home, POD_WORKER).unwrap();
     // RBAC takes effect when the API server's cache sees the bindings.
     for ns in namespaces {
         wait_until(
@@ -337,31 +321,13 @@ fn pod_worker_identity(kube: &KubeEnv, namespaces: &[&str], kubeconfig: &Path) {
             || may(kube, &user, "create", Some(ns)),
         );
     }
-    let text = std::fs::read_to_string(&kube.kubeconfig).unwrap();
-    let mut config: serde_json::Value = serde_norway::from_str(&text).unwrap();
-    config["users"] = json!([{"name": POD_WORKER, "user": {"token": token}}]);
-    for context in config["contexts"].as_array_mut().unwrap() {
-        context["context"]["user"] = json!(POD_WORKER);
-    }
-    // JSON is YAML, as a kubeconfig file is read.
-    std::fs::write(kubeconfig, config.to_string()).unwrap();
+    kube.kubeconfig_with_token(kubeconfig, &token, "default")
+        .unwrap();
 }
 
 /// Returns whether `user` may `verb` pods in `namespace` (in every namespace when `None`).
 fn may(kube: &KubeEnv, user: &str, verb: &str, namespace: Option<&str>) -> bool {
-    let review: SubjectAccessReview = serde_json::from_value(json!({
-        "spec": {
-            "user": user,
-            "groups": ["system:serviceaccounts", "system:authenticated"],
-            "resourceAttributes": {"verb": verb, "resource": "pods", "namespace": namespace},
-        },
-    }))
-    .unwrap();
-    let reviews: Api<SubjectAccessReview> = Api::all(kube.client.clone());
-    kube.block_on(reviews.create(&PostParams::default(), &review))
-        .unwrap()
-        .status
-        .is_some_and(|s| s.allowed)
+    kube.may(user, verb, "", "pods", namespace)
 }
 
 /// Waits until `done` holds, at most `within`.
