@@ -40,6 +40,13 @@ impl Inbound {
         self.message.info().map(|i| i.stream_sequence).unwrap_or(0)
     }
 
+    /// Returns when the server stored it (the server's clock).
+    pub fn stored_at(&self) -> Option<std::time::SystemTime> {
+        let nanos = self.message.info().ok()?.published.unix_timestamp_nanos();
+        let nanos = u64::try_from(nanos).ok()?;
+        Some(std::time::UNIX_EPOCH + Duration::from_nanos(nanos))
+    }
+
     /// Returns how often the server has delivered it (1 on the first delivery).
     pub fn delivered(&self) -> i64 {
         self.message.info().map(|i| i.delivered).unwrap_or(1)

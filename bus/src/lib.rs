@@ -14,6 +14,7 @@
 //! for a passing reason (a server restart, a timeout) is sent again with the same id until a
 //! deadline, which the server's duplicate window makes safe.
 
+mod backlog;
 mod backoff;
 mod credentials;
 mod error;
@@ -36,6 +37,7 @@ use baton_schemas::NodeKind;
 use baton_schemas::wire::headers;
 use tracing::{debug, error, info, warn};
 
+pub use backlog::{Backlog, ConsumerBacklog, StreamBacklog};
 pub use backoff::Backoff;
 pub use credentials::{NatsCredentials, read_secret};
 pub use error::{BusError, BusErrorKind};

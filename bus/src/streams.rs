@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use crate::{Bus, BusError, BusErrorKind};
 
 /// The streams every Baton process uses.
-const STREAMS: [&str; 5] = ["JOBS", "EVENTS", "TRIGGERS", "AUDIT", "CANCELS"];
+pub(crate) const STREAMS: [&str; 5] = ["JOBS", "EVENTS", "TRIGGERS", "AUDIT", "CANCELS"];
 
 impl Bus {
     /// Creates the streams, or updates those configured otherwise: the planner's (and `baton

@@ -344,7 +344,8 @@ pub(crate) struct PlannerOptions {
     pub watch_namespace: Option<String>,
     /// Where a health endpoint (`GET /healthz`, no token) listens from the start, standby
     /// or active: the API listens only on the active planner, yet a standby is a healthy
-    /// replica that rollouts and drains must count as ready.
+    /// replica that rollouts and drains must count as ready. It serves `GET /metrics` too,
+    /// so that a standby's are scraped (the API's `/metrics` asks for a token).
     #[arg(long, env = "BATON_HEALTH_LISTEN")]
     pub health_listen: Option<SocketAddr>,
     /// The EndpointSlice (in the pod's namespace) behind the API's selector-less Service:
@@ -405,6 +406,7 @@ impl PlannerOptions {
             tls: self.api_tls()?,
             idle_timeout: self.api_idle_timeout.0,
             body_limit: self.api_body_limit,
+            metrics: None,
         })
     }
 
@@ -479,6 +481,9 @@ pub(crate) struct WorkerOptions {
     /// The Helm 3 or 4 program the `cli` driver runs.
     #[arg(long, env = "BATON_HELM_BINARY", default_value = "helm")]
     pub helm_binary: PathBuf,
+    /// Where `GET /metrics` (Prometheus, no token) listens; off unless given.
+    #[arg(long, env = "BATON_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Parses one of `--pod-namespaces`: a namespace's name is a DNS-1123 label.

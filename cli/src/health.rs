@@ -1,7 +1,8 @@
 //! The planner's health endpoint, apart from its API: a standby serves no API (only the
 //! active planner may), yet it is a healthy pod that a rollout or a node drain must be able
 //! to count as ready. `GET /healthz` on `--health-listen` answers 200 from the start, with
-//! `standing by` or `active`; probes carry no token.
+//! `standing by` or `active`; probes carry no token. `GET /metrics` there serves the
+//! process's metrics, a standby's included.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,17 +33,20 @@ impl Role {
 }
 
 /// Binds `addr` (a port taken is the user's error, found before anything starts) and serves
-/// `/healthz` until `shutdown`.
+/// `/healthz` and `/metrics` until `shutdown`.
 pub(crate) async fn serve(
     addr: SocketAddr,
     role: Role,
+    metrics: &baton_telemetry::Exposition,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (--health-listen)"))?;
     info!(listen = %addr, "health endpoint listening");
-    let app = Router::new().route("/healthz", get(move || async move { role.describe() }));
+    let app = Router::new()
+        .route("/healthz", get(move || async move { role.describe() }))
+        .merge(metrics.router());
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

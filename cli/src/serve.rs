@@ -9,13 +9,14 @@ use baton_planner::api::{ApiConfig, Auth, KubernetesAuth, LiveTokens, Role, Toke
 use baton_planner::cluster::{self, ClusterConfig};
 use baton_planner::discovery::{self, DiscoveryConfig};
 use baton_planner::lease::LeaseConfig;
+use baton_planner::metrics::PlannerMetrics;
 use baton_planner::service::{Command, Planner, PlannerConfig};
 use baton_planner::supervise::{SideTask, supervise};
 use baton_schemas::status::RunStatus;
 use baton_schemas::{Document, KindSet, NodeKind};
-use baton_workers::WorkerConfig;
 use baton_workers::executors::helm::HelmConfig;
 use baton_workers::executors::pod::{PodConfig, ServedNamespaces};
+use baton_workers::{WorkerConfig, WorkerMetrics};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -77,8 +78,29 @@ pub(crate) async fn planner(args: PlannerArgs) -> Result<(), Failure> {
         bus: args.bus.config(),
         ttl: args.planner.lease_ttl.0,
     };
-    run_planner(bus, &args.planner, lease, api, commands, receiver, shutdown).await?;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = PlannerMetrics::register(&mut registry);
+    let exposition = baton_telemetry::Exposition::new(registry);
+    let planner = PlannerRun {
+        options: &args.planner,
+        lease,
+        api,
+        metrics,
+        exposition,
+    };
+    run_planner(bus, planner, commands, receiver, shutdown).await?;
     Ok(())
+}
+
+/// What one planner runs with, besides its bus and command channel.
+struct PlannerRun<'a> {
+    options: &'a PlannerOptions,
+    lease: LeaseConfig,
+    api: ApiConfig,
+    /// The planner's metric families, registered in `exposition`.
+    metrics: PlannerMetrics,
+    /// What `/metrics` serves: the planner's families (and `up`'s workers').
+    exposition: baton_telemetry::Exposition,
 }
 
 /// The node kinds `baton planner` allows without --allow-kinds: every kind but `exec`, which
@@ -132,8 +154,22 @@ async fn up_auth(args: &UpArgs) -> Result<Auth, Failure> {
 
 pub(crate) async fn worker(args: WorkerArgs) -> Result<(), Failure> {
     let shutdown = shutdown_on_signals()?;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let mut config = worker_config(args.kinds, &args.worker);
+    config.metrics = WorkerMetrics::register(&mut registry);
+    if let Some(addr) = args.worker.metrics_listen {
+        baton_telemetry::Exposition::new(registry)
+            .serve(
+                addr,
+                "--metrics-listen",
+                axum::Router::new(),
+                shutdown.clone(),
+            )
+            .await
+            .map_err(|e| Failure::usage(anyhow::Error::new(e)))?;
+    }
     let bus = connect(&args.nats_url, args.bus.config()).await?;
-    baton_workers::run(bus, worker_config(args.kinds, &args.worker), shutdown).await?;
+    baton_workers::run(bus, config, shutdown).await?;
     Ok(())
 }
 
@@ -199,9 +235,25 @@ async fn up_with(
         .map_err(|failure| failure.error)?;
     bus.ensure_streams().await?;
     let (commands, receiver) = mpsc::channel(64);
+    // One process, one registry: `up`'s `/metrics` shows its planner and its workers.
+    let mut registry = prometheus_client::registry::Registry::default();
+    let planner_metrics = PlannerMetrics::register(&mut registry);
+    let mut workers_config = worker_config(args.kinds.clone(), &args.worker);
+    workers_config.metrics = WorkerMetrics::register(&mut registry);
+    let exposition = baton_telemetry::Exposition::new(registry);
+    if let Some(addr) = args.worker.metrics_listen {
+        exposition
+            .serve(
+                addr,
+                "--metrics-listen",
+                axum::Router::new(),
+                shutdown.clone(),
+            )
+            .await?;
+    }
     let workers = tokio::spawn(baton_workers::run(
         bus.clone(),
-        worker_config(args.kinds.clone(), &args.worker),
+        workers_config,
         shutdown.clone(),
     ));
     let planner = tokio::spawn({
@@ -216,7 +268,16 @@ async fn up_with(
             bus: bus_config.clone(),
             ttl: args.planner.lease_ttl.0,
         };
-        async move { run_planner(bus, &options, lease, api, commands, receiver, shutdown).await }
+        async move {
+            let planner = PlannerRun {
+                options: &options,
+                lease,
+                api,
+                metrics: planner_metrics,
+                exposition,
+            };
+            run_planner(bus, planner, commands, receiver, shutdown).await
+        }
     });
     let scheme = match args.planner.api_tls_cert {
         Some(_) => "https",
@@ -314,14 +375,21 @@ async fn follow(run: String, commands: mpsc::Sender<Command>, shutdown: Cancella
 
 async fn run_planner(
     bus: Bus,
-    options: &PlannerOptions,
-    lease: LeaseConfig,
-    api: ApiConfig,
+    run: PlannerRun<'_>,
     commands: mpsc::Sender<Command>,
     receiver: mpsc::Receiver<Command>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let PlannerRun {
+        options,
+        lease,
+        mut api,
+        metrics,
+        exposition,
+    } = run;
+    api.metrics = Some(exposition.clone());
     let mut config = PlannerConfig::new(options.data_dir.clone());
+    config.metrics = metrics.clone();
     config.core.timeout_grace = options.timeout_grace.0;
     config.core.run_retention = options.run_retention.0;
     config.snapshot_bytes = options.state_snapshot_bytes;
@@ -333,13 +401,18 @@ async fn run_planner(
     };
     let role = crate::health::Role::default();
     if let Some(addr) = options.health_listen {
-        crate::health::serve(addr, role.clone(), shutdown.clone()).await?;
+        crate::health::serve(addr, role.clone(), &exposition, shutdown.clone()).await?;
     }
     // A standby serves no API: it binds the port once it is the active planner.
     let Some(planner) = Planner::start(bus.clone(), config, &shutdown).await? else {
         return Ok(());
     };
     role.set_active();
+    tokio::spawn(baton_planner::metrics::follow_backlog(
+        bus.clone(),
+        metrics,
+        shutdown.clone(),
+    ));
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", options.listen))?;
@@ -439,5 +512,6 @@ fn worker_config(kinds: Vec<NodeKind>, options: &WorkerOptions) -> WorkerConfig 
             binary: options.helm_binary.clone(),
             ..HelmConfig::default()
         },
+        metrics: WorkerMetrics::default(),
     }
 }

@@ -139,7 +139,7 @@ impl Core {
                 rejected.phase = RunPhase::Failed;
                 rejected.finished_at = Some(now);
                 rejected.error = Some(format!("trigger set aside: {reason}"));
-                self.runs.insert(run.clone(), rejected);
+                self.add_run(rejected);
                 self.mark_changed(&run);
                 self.run_ended(&run, State::Failed, now, &mut actions);
             }
@@ -179,6 +179,11 @@ impl Core {
                     return actions;
                 }
                 r.node_mut(i).started_at.get_or_insert(started_at);
+                let kind = r.spec.nodes[i].kind;
+                let counted = match &outcome {
+                    Outcome::Succeeded { .. } => AttemptOutcome::Succeeded,
+                    Outcome::Failed { .. } => AttemptOutcome::Failed,
+                };
                 match outcome {
                     Outcome::Succeeded { output } => {
                         let n = r.node_mut(i);
@@ -198,6 +203,7 @@ impl Core {
                         attempt_failed(r, i, attempt, error, retry, now);
                     }
                 }
+                self.count_attempt(kind, counted);
                 self.touch(&run);
             }
             Input::Undeliverable {
@@ -212,7 +218,9 @@ impl Core {
                 if r.nodes[i].state != (NodeState::Queued { attempt }) {
                     return actions;
                 }
+                let kind = r.spec.nodes[i].kind;
                 attempt_failed(r, i, attempt, reason, false, now);
+                self.count_attempt(kind, AttemptOutcome::Undeliverable);
                 self.touch(&run);
             }
             Input::Cancel(run) => {
@@ -239,6 +247,7 @@ impl Core {
                 for (_, run, i) in self.timers.iter().take_while(|(at, _, _)| *at <= now) {
                     due.entry(run.clone()).or_default().push(*i as usize);
                 }
+                let mut timed_out = Vec::new();
                 for (run, mut nodes) in due {
                     nodes.sort_unstable();
                     let Some(r) = self.runs.get_mut(&run) else {
@@ -267,11 +276,15 @@ impl Core {
                                     self.config.timeout_grace.as_secs()
                                 );
                                 attempt_failed(r, i, attempt, error, true, now);
+                                timed_out.push(r.spec.nodes[i].kind);
                             }
                             _ => {}
                         }
                     }
                     self.touch(&run);
+                }
+                for kind in timed_out {
+                    self.count_attempt(kind, AttemptOutcome::TimedOut);
                 }
             }
         }
@@ -295,7 +308,7 @@ impl Core {
         let twice = run.spec.nodes.iter().position(|n| !seen.insert(&n.name));
         match twice {
             None => {
-                self.runs.insert(id.clone(), run);
+                self.add_run(run);
                 self.touch(&id);
             }
             Some(i) => {
@@ -317,7 +330,7 @@ impl Core {
                 }
                 run.phase = RunPhase::Failed;
                 run.finished_at = Some(now);
-                self.runs.insert(id.clone(), run);
+                self.add_run(run);
                 self.mark_changed(&id);
                 self.run_ended(&id, State::Failed, now, actions);
             }

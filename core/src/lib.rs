@@ -20,6 +20,7 @@ pub mod ids;
 mod input;
 mod run;
 mod settle;
+mod tally;
 mod timers;
 
 #[cfg(test)]
@@ -35,6 +36,7 @@ pub use groups::{GroupEntry, GroupState, Pending, Remediation, RemediationOutcom
 pub use input::{Action, ClusterSource, CoreConfig, Input, Refusal, Registered};
 use run::step::{Readiness, attempt_failed, dispatch_or_fail, finish, readiness};
 pub use run::{Node, NodeState, Run, RunKind, RunPhase, StartedBy};
+pub use tally::{AttemptOutcome, Tally};
 
 /// The planner's whole state: registered workflows and every run.
 #[derive(Clone, Debug, Default)]
@@ -73,6 +75,8 @@ pub struct Core {
     templates: BTreeMap<String, baton_schemas::analysis::AnalysisTemplate>,
     changed_cells: BTreeSet<String>,
     changed_templates: BTreeSet<String>,
+    /// What was decided since the planner last read it, for its metrics (`tally.rs`).
+    tally: Tally,
 }
 
 impl Core {

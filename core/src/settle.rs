@@ -104,8 +104,10 @@ impl Core {
         let Some(r) = self.runs.get(run) else {
             return;
         };
-        if r.kind == RunKind::Group {
-            let group = r.workflow.to_string();
+        let kind = r.kind;
+        let group = (kind == RunKind::Group).then(|| r.workflow.to_string());
+        self.count_run_end(kind, state);
+        if let Some(group) = group {
             self.group_step(
                 &group,
                 GroupEvent::RunEnded(run.clone(), state),

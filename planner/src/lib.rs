@@ -9,6 +9,7 @@
 //!   objects in a Kubernetes cluster.
 //! - [`discovery`]: discovering Cells' target groups and rules in ELBv2.
 //! - [`lease`]: which planner acts, by a lease on the bus.
+//! - [`metrics`]: the planner's Prometheus metrics.
 //! - [`supervise`]: the loop and the tasks beside it stop together.
 
 pub mod api;
@@ -16,6 +17,7 @@ pub mod audit;
 pub mod cluster;
 pub mod discovery;
 pub mod lease;
+pub mod metrics;
 pub mod service;
 pub mod store;
 pub mod supervise;

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The state of a run or of one node, as users see it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum State {
     /// Not started yet.

@@ -14,11 +14,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use aws_sdk_elasticloadbalancingv2 as elb;
 use baton_alb::Alb;
 use elb::types::{Action, ActionTypeEnum, FixedResponseActionConfig, ProtocolEnum, Tag};
 
+use crate::prometheus::{PrometheusServer, ScrapeJob};
 use crate::{Proc, free_port, wait_for_port};
 
 /// The region every test uses.
@@ -30,13 +31,6 @@ pub fn moto_program() -> PathBuf {
         return PathBuf::from(path);
     }
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/venv/bin/moto_server")
-}
-
-/// Returns the prometheus program: `$PROMETHEUS`, then PATH (Debian installs it in /usr/bin).
-pub fn prometheus_program() -> PathBuf {
-    std::env::var_os("PROMETHEUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("prometheus"))
 }
 
 /// A running moto server and clients of it.
@@ -422,11 +416,11 @@ impl Drop for WeightLog {
 
 /// A real Prometheus scraping the test's metrics endpoint every second.
 pub struct Prometheus {
-    _proc: Proc,
+    server: PrometheusServer,
     /// `http://127.0.0.1:<port>`.
     pub url: String,
     metrics: Arc<Mutex<String>>,
-    server: MetricsServer,
+    endpoint: MetricsServer,
 }
 
 impl Prometheus {
@@ -435,33 +429,13 @@ impl Prometheus {
     pub fn start(dir: &Path, metrics: &str) -> anyhow::Result<Prometheus> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let text = Arc::new(Mutex::new(metrics.to_owned()));
-        let server = MetricsServer::start(text.clone())?;
-        let port = free_port();
-        let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: exampleapp\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
-                server.port
-            ),
-        )?;
-        let mut command = Command::new(prometheus_program());
-        command
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("prometheus-data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .current_dir(dir);
-        let proc = Proc::spawn("prometheus", command, dir.join("prometheus.log"))
-            .context("starting prometheus (scripts/tools.sh installs Debian's package)")?;
-        wait_for_port(port, Duration::from_secs(30))?;
+        let endpoint = MetricsServer::start(text.clone())?;
+        let server = PrometheusServer::start(dir, &[ScrapeJob::new("exampleapp", endpoint.port)])?;
         Ok(Prometheus {
-            _proc: proc,
-            url: format!("http://127.0.0.1:{port}"),
-            metrics: text,
+            url: server.url.clone(),
             server,
+            metrics: text,
+            endpoint,
         })
     }
 
@@ -478,38 +452,12 @@ impl Prometheus {
         within: Duration,
         done: impl Fn(f64) -> bool,
     ) -> anyhow::Result<()> {
-        let started = Instant::now();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let mut last = None;
-        while started.elapsed() < within {
-            let answer: anyhow::Result<serde_json::Value> = runtime.block_on(async {
-                Ok(reqwest::Client::new()
-                    .post(format!("{}/api/v1/query", self.url))
-                    .form(&[("query", query)])
-                    .send()
-                    .await?
-                    .json()
-                    .await?)
-            });
-            if let Ok(answer) = answer {
-                let value = answer["data"]["result"][0]["value"][1]
-                    .as_str()
-                    .and_then(|v| v.parse::<f64>().ok());
-                if value.is_some_and(&done) {
-                    return Ok(());
-                }
-                last = Some(answer);
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        bail!("prometheus: {query} not there after {within:?}; last answer {last:?}")
+        self.server.wait_for(query, within, done).map(|_| ())
     }
 
     /// The port of the metrics endpoint.
     pub fn metrics_port(&self) -> u16 {
-        self.server.port
+        self.endpoint.port
     }
 }
 

@@ -22,6 +22,7 @@ pub mod install;
 pub mod kube;
 pub mod nats_cluster;
 pub mod nats_jwt;
+pub mod prometheus;
 pub mod tls;
 
 /// Returns a loopback port that was free a moment ago and that this process has not handed

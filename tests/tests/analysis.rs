@@ -48,6 +48,7 @@ fn run(metrics: Vec<Metric>) -> (Outcome, serde_json::Value, Duration) {
         &http,
         &job(metrics),
         &CancellationToken::new(),
+        &baton_workers::WorkerMetrics::default(),
     ));
     let Effect::Done(outcome) = effect else {
         panic!("stopped")

@@ -114,8 +114,8 @@ fn the_planner_and_worker_run_a_pod_workflow_with_the_manifests_arguments_and_rb
 
     let api_port = free_port();
     // A replica of a Deployment as a process: the manifest's args and environment, the pod's
-    // address, its own data directory and health port (the pods' ports would not collide),
-    // and a token of its ServiceAccount.
+    // address, its own data directory and health or metrics port (the pods' ports would not
+    // collide), and a token of its ServiceAccount. Returns the process and that port.
     let start = |env: &mut Env, deployment: &str, replica: &str, pod_ip: &str, account: &str| {
         let (args, vars) = container(&objects, deployment, pod_ip);
         let mut command = Command::new(BATON);
@@ -129,7 +129,7 @@ fn the_planner_and_worker_run_a_pod_workflow_with_the_manifests_arguments_and_rb
             let value = match name.as_str() {
                 "BATON_NATS_URL" => env.nats_url(),
                 "BATON_LISTEN" => format!("127.0.0.1:{api_port}"),
-                "BATON_HEALTH_LISTEN" => {
+                "BATON_HEALTH_LISTEN" | "BATON_METRICS_LISTEN" => {
                     let port = free_port();
                     health = Some(port);
                     format!("127.0.0.1:{port}")
@@ -144,12 +144,28 @@ fn the_planner_and_worker_run_a_pod_workflow_with_the_manifests_arguments_and_rb
         command.env("KUBECONFIG", account_kubeconfig(&kube, &dir, account));
         (env.spawn(replica, command).unwrap(), health)
     };
-    let health = |port: u16| {
+    let get = |port: u16, path: &'static str| {
         kube.block_on(async move {
-            let answer = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await?;
+            let answer = reqwest::get(format!("http://127.0.0.1:{port}{path}")).await?;
             anyhow::ensure!(answer.status().is_success(), "{answer:?}");
             Ok(answer.text().await?)
         })
+    };
+    let health = |port: u16| get(port, "/healthz");
+    // Waits until the metrics served on `port` say `line`, at most 30 s.
+    let metrics_say = |port: u16, line: &str| {
+        let started = Instant::now();
+        loop {
+            let text = get(port, "/metrics").unwrap();
+            if text.lines().any(|l| l == line) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no {line:?} after 30 s in:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     };
     let slices: Api<EndpointSlice> = Api::namespaced(kube.client.clone(), "baton-system");
     // Waits until the API's EndpointSlice names `address`; returns its epoch.
@@ -181,7 +197,7 @@ fn the_planner_and_worker_run_a_pod_workflow_with_the_manifests_arguments_and_rb
         "10.0.0.1",
         "baton-planner",
     );
-    let (worker, _) = start(
+    let (worker, worker_metrics) = start(
         &mut env,
         "baton-worker",
         "baton-worker",
@@ -192,6 +208,7 @@ fn the_planner_and_worker_run_a_pod_workflow_with_the_manifests_arguments_and_rb
     wait_for_port(api_port, Duration::from_secs(60)).unwrap();
     let first_epoch = advertised("10.0.0.1");
     assert_eq!(health(first_health.unwrap()).unwrap(), "active");
+    metrics_say(first_health.unwrap(), "baton_planner_leader 1");
     // A second replica stands by: healthy (a rollout counts it), not advertised.
     let (second, second_health) = start(
         &mut env,
@@ -203,6 +220,7 @@ fn the_planner_and_worker_run_a_pod_workflow_with_the_manifests_arguments_and_rb
     let second_health = second_health.unwrap();
     wait_for_port(second_health, Duration::from_secs(30)).unwrap();
     assert_eq!(health(second_health).unwrap(), "standing by");
+    metrics_say(second_health, "baton_planner_leader 0");
     env.keep(second);
 
     run_workflow(&kube, "installed");
@@ -215,6 +233,11 @@ fn the_planner_and_worker_run_a_pod_workflow_with_the_manifests_arguments_and_rb
     );
     assert_eq!(health(second_health).unwrap(), "active");
     run_workflow(&kube, "after-takeover");
+    // The worker's metrics port counts the two pod nodes it ran.
+    metrics_say(
+        worker_metrics.unwrap(),
+        r#"baton_worker_jobs_total{kind="pod",outcome="succeeded"} 2"#,
+    );
 
     // The pod worker made the nodes' pods, with its own account.
     let pods: Api<k8s_openapi::api::core::v1::Pod> =

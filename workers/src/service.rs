@@ -27,6 +27,7 @@ use tracing::{debug, error, info, warn};
 use crate::executors::helm::{HelmConfig, HelmExecutor};
 use crate::executors::pod::{PodConfig, PodExecutor};
 use crate::executors::{Effect, Executors};
+use crate::metrics::{JobOutcome, WorkerMetrics};
 
 /// Worker settings.
 #[derive(Clone, Debug)]
@@ -44,6 +45,8 @@ pub struct WorkerConfig {
     pub pod: PodConfig,
     /// Helm executor settings.
     pub helm: HelmConfig,
+    /// Where the worker counts what it does (registered nowhere by default).
+    pub metrics: WorkerMetrics,
 }
 
 impl Default for WorkerConfig {
@@ -55,6 +58,7 @@ impl Default for WorkerConfig {
             pull_wait: Duration::from_secs(2),
             pod: PodConfig::default(),
             helm: HelmConfig::default(),
+            metrics: WorkerMetrics::default(),
         }
     }
 }
@@ -236,6 +240,7 @@ pub async fn run(
         pod: None,
         helm: None,
         traffic: crate::executors::traffic::TrafficExecutor::new(),
+        metrics: config.metrics.clone(),
     };
     // One Kubernetes client, built once, for every executor that talks to the API: they
     // share its connections. `None` when no executor of this worker needs one.
@@ -299,6 +304,7 @@ pub async fn run(
             cancels: cancels.clone(),
             hand_back: hand_back.clone(),
             progress_every,
+            metrics: config.metrics.clone(),
         };
         let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
         loops.push(tokio::spawn(pull_loop(
@@ -349,6 +355,7 @@ struct JobContext {
     cancels: Cancels,
     hand_back: CancellationToken,
     progress_every: Duration,
+    metrics: WorkerMetrics,
 }
 
 /// Pulls jobs of one kind while free slots remain: each pull asks for as many jobs as there
@@ -483,6 +490,7 @@ async fn handle(kind: NodeKind, message: Inbound, ctx: &JobContext) {
             Err(baton_bus::InputsError::Bus(e)) => {
                 warn!(run = %job.run, node = %job.node, error = %e, "inputs not read; handing the job back");
                 message.nak(Some(Duration::from_secs(1))).await.ok();
+                ctx.metrics.count(kind, JobOutcome::HandedBack);
                 return;
             }
             Err(e @ baton_bus::InputsError::Altered { .. }) => {
@@ -500,7 +508,14 @@ async fn handle(kind: NodeKind, message: Inbound, ctx: &JobContext) {
             Err(e) => {
                 error!(run = %job.run, node = %job.node, attempt = %job.attempt, error = %e, "job cannot run");
                 let now = Timestamp::now();
-                return finish(&job, now, Outcome::failed(e.to_string()), &message, ctx).await;
+                let stored = finish(&job, now, Outcome::failed(e.to_string()), &message, ctx).await;
+                let outcome = if stored {
+                    JobOutcome::Failed
+                } else {
+                    JobOutcome::HandedBack
+                };
+                ctx.metrics.count(kind, outcome);
+                return;
             }
         },
     };
@@ -519,22 +534,48 @@ async fn work(kind: NodeKind, job: &Job, message: &Inbound, ctx: &JobContext) {
         if let Err(e) = message.ack_fast().await {
             warn!(run = %job.run, node = %job.node, error = %e, "ack not sent; the job will be dropped again");
         }
+        ctx.metrics.count(kind, JobOutcome::Cancelled);
         return;
     }
+    let _in_flight = ctx.metrics.begin(kind);
+    if message.delivered() == 1
+        && let Some(stored) = message.stored_at()
+    {
+        ctx.metrics.observe_queued(kind, stored);
+    }
     let started_at = Timestamp::now();
+    let running = std::time::Instant::now();
     let effect = start(kind, job, message, ctx, &stop, started_at).await;
     ctx.cancels.end(&job.msg_id());
-    let outcome = match effect {
-        None => return,
-        Some(Effect::Done(outcome)) => outcome,
+    let (outcome, counted) = match effect {
+        None => return ctx.metrics.count(kind, JobOutcome::HandedBack),
+        Some(Effect::Done(outcome)) => {
+            ctx.metrics.observe_duration(kind, running.elapsed());
+            let counted = match &outcome {
+                Outcome::Succeeded { .. } => JobOutcome::Succeeded,
+                Outcome::Failed { .. } => JobOutcome::Failed,
+            };
+            (outcome, counted)
+        }
         Some(Effect::Stopped) if ctx.hand_back.is_cancelled() => {
             info!(run = %job.run, node = %job.node, attempt = %job.attempt, "job handed back at shutdown");
             message.nak(None).await.ok();
-            return;
+            return ctx.metrics.count(kind, JobOutcome::HandedBack);
         }
-        Some(Effect::Stopped) => Outcome::failed("cancelled".to_owned()),
+        Some(Effect::Stopped) => (
+            Outcome::failed("cancelled".to_owned()),
+            JobOutcome::Cancelled,
+        ),
     };
-    finish(job, started_at, outcome, message, ctx).await;
+    let stored = finish(job, started_at, outcome, message, ctx).await;
+    ctx.metrics.count(
+        kind,
+        if stored {
+            counted
+        } else {
+            JobOutcome::HandedBack
+        },
+    );
 }
 
 /// Reports the job started and runs its effect, unless `stop` fired first. Returns `None`
@@ -599,14 +640,15 @@ async fn keep_alive<T>(
 }
 
 /// Publishes the completion, then acknowledges the job. If the completion cannot be stored
-/// the job is handed back, to be run again, rather than acknowledged unreported.
+/// the job is handed back, to be run again, rather than acknowledged unreported. Returns
+/// whether the completion is stored.
 async fn finish(
     job: &Job,
     started_at: Timestamp,
     outcome: Outcome,
     message: &Inbound,
     ctx: &JobContext,
-) {
+) -> bool {
     let succeeded = matches!(outcome, Outcome::Succeeded { .. });
     let done = Event::NodeFinished {
         run: job.run.clone(),
@@ -623,7 +665,7 @@ async fn finish(
     {
         error!(run = %job.run, node = %job.node, error = %e, "completion not stored; handing the job back");
         message.nak(Some(Duration::from_secs(5))).await.ok();
-        return;
+        return false;
     }
     // Not waiting for the server to confirm the ack: the ack is lost only with the connection
     // or the server, and then the job is delivered once more (its completion is stored, the
@@ -632,11 +674,15 @@ async fn finish(
         warn!(run = %job.run, node = %job.node, error = %e, "ack not sent; a redelivery will be ignored by the planner");
     }
     debug!(run = %job.run, node = %job.node, attempt = %job.attempt, succeeded, "job finished");
+    true
 }
 
 /// Terminates a job that can never run and reports it as the node's failure when the message
 /// says which node it is; otherwise logs it.
 async fn set_aside(message: &Inbound, poison: Poison, ctx: &JobContext) {
+    if let Some(kind) = job_kind_of(message.subject()) {
+        ctx.metrics.count(kind, JobOutcome::SetAside);
+    }
     match (&poison.run, &poison.node, poison.attempt) {
         (Some(run), Some(node), Some(attempt)) => {
             error!(%run, %node, %attempt, reason = %poison.reason, "poison job reported as the node's failure");
@@ -661,6 +707,11 @@ async fn set_aside(message: &Inbound, poison: Poison, ctx: &JobContext) {
         }
     }
     message.term().await.ok();
+}
+
+/// The kind a job subject (`<p>.jobs.<kind>`) names.
+fn job_kind_of(subject: &str) -> Option<NodeKind> {
+    subject.rsplit('.').next()?.parse().ok()
 }
 
 fn envelope(event: Event) -> EventEnvelope {

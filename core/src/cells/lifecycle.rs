@@ -123,7 +123,7 @@ impl Core {
                     let (run, number) = free_run_id(&self.runs, name, entry.status.runs + 1);
                     let mut r = new_run(run.clone(), name, now);
                     push_traffic(&mut r, "delete-rule", spec, number);
-                    self.runs.insert(run.clone(), r);
+                    self.add_run(r);
                     self.touch(&run);
                 }
             }
@@ -416,8 +416,7 @@ impl Core {
             pending: None,
         });
         self.changed_cells.insert(name.to_owned());
-        self.runs
-            .insert(run.clone(), new_run(run.clone(), name, now));
+        self.add_run(new_run(run.clone(), name, now));
         match kind {
             RolloutKind::Switch => self.go(name, Next::Finish, now),
             RolloutKind::Canary => self.go(name, Next::Step { step: 0 }, now),

@@ -269,7 +269,7 @@ impl Core {
             data.clone(),
             now,
         );
-        self.runs.insert(run.clone(), chain);
+        self.add_run(chain);
         for task in listeners {
             self.start_task(
                 &run,

@@ -212,7 +212,9 @@ mod spec_header {
 }
 
 /// What a run is of.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum RunKind {
     /// A registered workflow: its nodes are known at the start.

@@ -130,6 +130,8 @@ pub struct ApiConfig {
     pub idle_timeout: std::time::Duration,
     /// The largest request body, in bytes; a larger one is answered 413.
     pub body_limit: usize,
+    /// The process's metrics, served at `GET /metrics` to callers that may read.
+    pub metrics: Option<baton_telemetry::Exposition>,
 }
 
 impl ApiConfig {
@@ -145,8 +147,16 @@ pub fn router(
     limits: baton_schemas::Limits,
     auth: Auth,
     body_limit: usize,
+    metrics: Option<baton_telemetry::Exposition>,
 ) -> Router {
-    Router::new()
+    let routes = match metrics {
+        Some(metrics) => Router::new().route(
+            "/metrics",
+            get(move || std::future::ready(metrics.respond())),
+        ),
+        None => Router::new(),
+    };
+    routes
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/apply", post(apply))
         .route("/v1/tasks", get(tasks))
@@ -275,12 +285,13 @@ pub async fn serve(
         tls,
         idle_timeout,
         body_limit,
+        metrics,
     } = config;
     let tls = tls.map(|tls| listen::acceptor(tls, &shutdown));
     if let Auth::Tokens(tokens) = &auth {
         tokio::spawn(tokens.clone().watch(shutdown.clone()));
     }
-    let router = router(commands, bus, limits, auth, body_limit);
+    let router = router(commands, bus, limits, auth, body_limit, metrics);
     listen::serve(listener, router, tls, idle_timeout, shutdown).await?;
     Ok(())
 }

@@ -72,6 +72,8 @@ pub struct PlannerConfig {
     /// The lease on the bus that makes this planner the active one; `None`: it acts
     /// alone (a test's planner).
     pub lease: Option<crate::lease::LeaseConfig>,
+    /// Where the planner counts what it does (registered nowhere by default).
+    pub metrics: crate::metrics::PlannerMetrics,
 }
 
 /// How much the state stream grows between two snapshots by default: 64 MiB.
@@ -87,6 +89,7 @@ impl PlannerConfig {
             discover_now: Default::default(),
             snapshot_bytes: DEFAULT_SNAPSHOT_BYTES,
             lease: None,
+            metrics: Default::default(),
         }
     }
 }
@@ -160,6 +163,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// (the server restarting): the changes stay unsaved meanwhile, and the planner goes on.
 const POSITIONS_RETRY: Duration = Duration::from_secs(1);
 
+/// How often the Cells' and groups' gauges are set from the core at most, while they change.
+const DOCUMENT_METRICS_EVERY: Duration = Duration::from_secs(1);
+
 /// The running planner: its core, store and bus.
 pub struct Planner {
     bus: Bus,
@@ -184,6 +190,8 @@ pub struct Planner {
     config: PlannerConfig,
     /// Where the triggers read from the bus are recorded.
     audit: crate::audit::Audit,
+    /// When the Cells' and groups' gauges are to be set from the core; `None`: they are.
+    document_metrics_due: Option<Instant>,
 }
 
 impl Planner {
@@ -244,10 +252,14 @@ impl Planner {
                 }
                 if let LeaseState::Held { epoch, .. } = &*state.borrow() {
                     bus.set_epoch(*epoch);
+                    config.metrics.set_leader(*epoch);
                 }
                 Some((state, release))
             }
         };
+        if config.lease.is_none() {
+            config.metrics.set_leader(0);
+        }
         info!("this planner is active now");
         let active_since = Instant::now();
         bus.ensure_streams()
@@ -296,6 +308,7 @@ impl Planner {
             published: Vec::new(),
             checkpoint_due: None,
             config,
+            document_metrics_due: Some(Instant::now()),
         };
         let (outbox, undeliverable) = planner.fitting(loaded.outbox);
         planner.flush_outbox(outbox).await?;
@@ -348,6 +361,7 @@ impl Planner {
                     Replay::Events => self.event_inputs(&batch).await,
                 };
                 let now = Timestamp::now();
+                let applying = Instant::now();
                 for input in inputs {
                     for action in self.core.apply(input, now) {
                         match action {
@@ -355,11 +369,18 @@ impl Planner {
                             // Cancel notices are sent again (the bus drops those it has).
                             other => {
                                 notices.extend(self.message(&other));
+                                self.config
+                                    .metrics
+                                    .count_actions(std::slice::from_ref(&other));
                                 self.log_actions(&[other]);
                             }
                         }
                     }
                 }
+                self.config.metrics.observe_apply(applying.elapsed());
+                self.config
+                    .metrics
+                    .count_applied(which.stream(), batch.len());
                 for message in batch {
                     message.ack_fast().await.ok();
                 }
@@ -373,6 +394,8 @@ impl Planner {
         let mut waiting = notices;
         waiting.extend(self.messages(&mut queued, Timestamp::now()).await?);
         self.log_actions(&queued);
+        self.config.metrics.count(self.core.take_tally());
+        self.config.metrics.set_replayed(applied);
         if applied > 0 {
             info!(
                 messages = applied,
@@ -404,6 +427,9 @@ impl Planner {
             if let Some(due) = self.checkpoint_due {
                 sleep = sleep.min(due.saturating_duration_since(now));
             }
+            if let Some(due) = self.document_metrics_due {
+                sleep = sleep.min(due.saturating_duration_since(now));
+            }
             let turn = tokio::select! {
                 _ = shutdown.cancelled() => break Ok(()),
                 first = events.next() => {
@@ -427,6 +453,13 @@ impl Planner {
                 && let Err(e) = self.checkpoint(Vec::new(), true).await
             {
                 break Err(e);
+            }
+            if self
+                .document_metrics_due
+                .is_some_and(|due| due <= Instant::now())
+            {
+                self.config.metrics.refresh_documents(&self.core);
+                self.document_metrics_due = None;
             }
         };
         // At a stop, what was applied is made durable, so the next start replays nothing. After
@@ -465,6 +498,7 @@ impl Planner {
     }
 
     async fn on_events(&mut self, batch: Vec<Inbound>) -> anyhow::Result<()> {
+        self.config.metrics.count_applied("events", batch.len());
         let inputs = self.event_inputs(&batch).await;
         self.turn(inputs, Origin::Bus).await?;
         for message in batch {
@@ -474,13 +508,17 @@ impl Planner {
     }
 
     async fn on_triggers(&mut self, batch: Vec<Inbound>) -> anyhow::Result<()> {
+        self.config.metrics.count_applied("triggers", batch.len());
         let inputs = self.trigger_inputs(&batch);
         let actions = self.turn(inputs, Origin::Bus).await?;
+        let mut refused = 0;
         for action in actions {
             if let Action::Refused(refusal) = action {
                 warn!(%refusal, "trigger refused");
+                refused += 1;
             }
         }
+        self.config.metrics.count_triggers(batch.len(), refused);
         for message in batch {
             message.ack_fast().await.ok();
         }
@@ -493,11 +531,17 @@ impl Planner {
     /// store or bus failure the planner cannot go on after.
     async fn turn(&mut self, inputs: Vec<Input>, origin: Origin) -> anyhow::Result<Vec<Action>> {
         let now = Timestamp::now();
+        let applying = Instant::now();
         let mut actions = Vec::new();
         for input in inputs {
             actions.extend(self.core.apply(input, now));
         }
+        self.config.metrics.observe_apply(applying.elapsed());
         let jobs = self.messages(&mut actions, now).await?;
+        self.config.metrics.count(self.core.take_tally());
+        self.config.metrics.count_actions(&actions);
+        self.document_metrics_due
+            .get_or_insert_with(|| Instant::now() + DOCUMENT_METRICS_EVERY);
         self.check_lease()?;
         match origin {
             Origin::Local => {
@@ -546,6 +590,7 @@ impl Planner {
             events_seq,
         };
         if !change.is_empty() {
+            let committing = Instant::now();
             // The bus first: a commit the store holds is always on the bus too, so another
             // planner rebuilds all of it; one on the bus that the store lacks (a crash between
             // the two) is applied again at the next start.
@@ -554,6 +599,7 @@ impl Planner {
             self.store
                 .apply(&writes, Some(seq))
                 .context("committing planner state")?;
+            self.config.metrics.observe_checkpoint(committing.elapsed());
             if self.replica.snapshot_due() {
                 self.replica.snapshot(&self.bus, &self.store).await?;
             }
@@ -638,6 +684,16 @@ async fn lease_lost(lease: Option<&mut watch::Receiver<LeaseState>>) -> String {
 enum Replay {
     Triggers,
     Events,
+}
+
+impl Replay {
+    /// The stream's name as a metric's label value.
+    fn stream(self) -> &'static str {
+        match self {
+            Replay::Triggers => "triggers",
+            Replay::Events => "events",
+        }
+    }
 }
 
 fn refused(actions: &[Action]) -> Option<Refusal> {

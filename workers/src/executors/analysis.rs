@@ -33,7 +33,12 @@ const CONSECUTIVE_ERROR_LIMIT: u32 = 4;
 const KEPT: usize = 5;
 
 /// Runs the job's analysis to its verdict, its timeout, or `stop`.
-pub async fn run(http: &reqwest::Client, job: &Job, stop: &CancellationToken) -> Effect {
+pub async fn run(
+    http: &reqwest::Client,
+    job: &Job,
+    stop: &CancellationToken,
+    metrics: &crate::WorkerMetrics,
+) -> Effect {
     let Some(spec) = job.analysis() else {
         return Effect::Done(Outcome::failed("not an analysis job"));
     };
@@ -42,7 +47,11 @@ pub async fn run(http: &reqwest::Client, job: &Job, stop: &CancellationToken) ->
             "analysis job without metrics (its templates were not resolved)",
         ));
     }
-    let all = futures::future::join_all(spec.metrics.iter().map(|m| measure_metric(http, m, stop)));
+    let all = futures::future::join_all(
+        spec.metrics
+            .iter()
+            .map(|m| measure_metric(http, m, stop, metrics)),
+    );
     let timeout = job.timeout();
     let reports = tokio::select! {
         _ = stop.cancelled() => return Effect::Stopped,
@@ -108,11 +117,31 @@ fn report(phase: Phase, reports: &[MetricReport]) -> String {
     text
 }
 
+/// The provider a metric measures with, as a metric's label value.
+fn provider_name(metric: &Metric) -> &'static str {
+    match (&metric.provider.prometheus, &metric.provider.web) {
+        (Some(_), _) => "prometheus",
+        (None, Some(_)) => "web",
+        (None, None) => "none",
+    }
+}
+
+/// A measurement's phase as a metric's label value.
+fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Successful => "successful",
+        Phase::Failed => "failed",
+        Phase::Inconclusive => "inconclusive",
+        Phase::Error => "error",
+    }
+}
+
 /// Takes one metric's measurements; `None` when stopped.
 async fn measure_metric(
     http: &reqwest::Client,
     metric: &Metric,
     stop: &CancellationToken,
+    metrics: &crate::WorkerMetrics,
 ) -> Option<MetricReport> {
     let mut r = MetricReport {
         name: metric.name.clone(),
@@ -151,6 +180,7 @@ async fn measure_metric(
             Err(e) => (Phase::Error, e),
         };
         debug!(metric = %metric.name, measurement = i + 1, ?phase, %value, "measured");
+        metrics.count_measurement(provider_name(metric), phase_name(phase));
         match phase {
             Phase::Successful => r.successful += 1,
             Phase::Failed => r.failed += 1,

@@ -43,6 +43,8 @@ pub struct Executors {
     pub helm: Option<helm::HelmExecutor>,
     /// The traffic executor (its AWS client is built on first use).
     pub traffic: traffic::TrafficExecutor,
+    /// Where executors count what they measure.
+    pub metrics: crate::WorkerMetrics,
 }
 
 impl Executors {
@@ -63,7 +65,7 @@ impl Executors {
             NodeKind::Webhook => Effect::Done(action::webhook(&self.http, job).await),
             NodeKind::Publish => Effect::Done(action::publish(&self.bus, job).await),
             NodeKind::Traffic => self.traffic.run(job, stop).await,
-            NodeKind::Analysis => analysis::run(&self.http, job, stop).await,
+            NodeKind::Analysis => analysis::run(&self.http, job, stop, &self.metrics).await,
             NodeKind::Pod => match &self.pod {
                 Some(pod) => pod.run(job, stop, handing_back).await,
                 None => Effect::Done(Outcome::failed(

@@ -1,0 +1,13 @@
+//! What Baton's processes tell an operator beside their logs: Prometheus metrics in the
+//! OpenMetrics text format ([`metrics`]), with the process's own figures ([`process`]).
+//!
+//! Each process builds one [`Registry`](prometheus_client::registry::Registry) at start,
+//! registers its families into it (the planner's in `baton-planner`, a worker's in
+//! `baton-workers`), and serves it frozen as an [`Exposition`]: families are shared handles,
+//! so updating one needs no lock on the registry.
+
+pub mod metrics;
+mod process;
+
+pub use metrics::{Exposition, METRICS_CONTENT_TYPE, seconds_buckets};
+pub use process::ProcessCollector;
