@@ -12,6 +12,7 @@
 //! The HTTP client is built here with rustls and ring, the one crypto provider of the
 //! workspace: the SDK's default features (and with them aws-lc) are off.
 
+mod calls;
 mod discover;
 mod rule;
 
@@ -264,10 +265,15 @@ impl Alb {
         Alb::from_client(elb::Client::new(&config))
     }
 
-    /// Wraps a client built elsewhere.
+    /// Wraps a client built elsewhere, counting its calls (`baton_elbv2_calls_total`).
     pub fn from_client(client: elb::Client) -> Alb {
+        let config = client
+            .config()
+            .to_builder()
+            .interceptor(calls::CountCalls)
+            .build();
         Alb {
-            client,
+            client: elb::Client::from_conf(config),
             page_size: None,
         }
     }

@@ -111,7 +111,7 @@ const PLANNER_KINDS: KindSet = KindSet::ALL.without(NodeKind::Exec);
 /// token file is the user's input (exit 2).
 async fn flag_auth(options: &PlannerOptions) -> Result<Option<Auth>, Failure> {
     if options.api_auth_kubernetes {
-        let client = kube::Client::try_default().await.map_err(|e| {
+        let client = baton_telemetry::kube_client().await.map_err(|e| {
             Failure::usage(anyhow::anyhow!(
                 "--api-auth-kubernetes needs a Kubernetes client (KUBECONFIG or an in-cluster config): {e}"
             ))
@@ -419,7 +419,7 @@ async fn run_planner(
     info!(listen = %options.listen, "api listening");
     let cluster = match options.watch_kubernetes {
         true => {
-            let client = kube::Client::try_default()
+            let client = baton_telemetry::kube_client()
                 .await
                 .context("--watch-kubernetes: no Kubernetes client (KUBECONFIG or in-cluster)")?;
             let config = ClusterConfig {
@@ -441,7 +441,7 @@ async fn run_planner(
     };
     let advertise = match (&options.advertise_endpoint_slice, options.advertise_address) {
         (Some(slice), Some(address)) => {
-            let client = kube::Client::try_default().await.context(
+            let client = baton_telemetry::kube_client().await.context(
                 "--advertise-endpoint-slice: no Kubernetes client (KUBECONFIG or in-cluster)",
             )?;
             let advertisement = crate::advertise::Advertisement {

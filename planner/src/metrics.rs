@@ -208,7 +208,7 @@ impl PlannerMetrics {
         r.register("baton_cell_phase", "1 for a Cell's phase (Pending, Serving, Progressing, Paused, Degraded), 0 for the others.", metrics.cell_phase.clone());
         r.register(
             "baton_group_phase",
-            "1 for an application group's phase, 0 for the phases it had before.",
+            "1 for an application group's phase (Progressing, Succeeded, RollingBack, Uninstalling, Failed, Deleting, Deleted), 0 for the others.",
             metrics.group_phase.clone(),
         );
         metrics
@@ -363,28 +363,26 @@ impl PlannerMetrics {
             groups.insert(view.name, view.phase);
         }
         for (group, phase) in &shown.groups {
-            let labels = GroupPhaseLabels {
-                group: group.clone(),
-                phase: phase.clone(),
-            };
-            match groups.get(group) {
-                Some(now) if now == phase => {}
-                // The phase it left stays, at 0, while the group exists: a graph of the
-                // phase shows the step down.
-                Some(_) => {
-                    self.group_phase.get_or_create(&labels).set(0);
-                }
-                None => {
+            if !groups.contains_key(group) {
+                for phase in GROUP_PHASES.iter().copied().chain([phase.as_str()]) {
+                    let labels = GroupPhaseLabels {
+                        group: group.clone(),
+                        phase: phase.to_owned(),
+                    };
                     self.group_phase.remove(&labels);
                 }
             }
         }
-        for (group, phase) in &groups {
-            let labels = GroupPhaseLabels {
-                group: group.clone(),
-                phase: phase.clone(),
-            };
-            self.group_phase.get_or_create(&labels).set(1);
+        for (group, current) in &groups {
+            for phase in GROUP_PHASES.iter().copied().chain([current.as_str()]) {
+                let labels = GroupPhaseLabels {
+                    group: group.clone(),
+                    phase: phase.to_owned(),
+                };
+                self.group_phase
+                    .get_or_create(&labels)
+                    .set(i64::from(phase == current));
+            }
         }
         *shown = Shown {
             weights,
@@ -395,6 +393,18 @@ impl PlannerMetrics {
 }
 
 const CELL_PHASES: [&str; 5] = ["Pending", "Serving", "Progressing", "Paused", "Degraded"];
+
+/// An application group's phases as its status names them; one the core adds later is shown
+/// too (as the group's current phase), only without its zeros.
+const GROUP_PHASES: [&str; 7] = [
+    "Progressing",
+    "Succeeded",
+    "RollingBack",
+    "Uninstalling",
+    "Failed",
+    "Deleting",
+    "Deleted",
+];
 
 /// Reads the bus's backlog every [`BACKLOG_EVERY`] into `metrics` until `shutdown`. A read
 /// that fails (the server restarting) is tried again at the next period.

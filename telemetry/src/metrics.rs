@@ -32,9 +32,11 @@ pub fn seconds_buckets(smallest: f64, count: u16) -> impl Iterator<Item = f64> {
 pub struct Exposition(Arc<Registry>);
 
 impl Exposition {
-    /// Freezes `registry`, with the process collector added (`process_*`).
+    /// Freezes `registry`, with the process collector (`process_*`) and the process's client
+    /// call counters added.
     pub fn new(mut registry: Registry) -> Self {
         registry.register_collector(Box::new(crate::ProcessCollector));
+        crate::client_calls().register(&mut registry);
         Self(Arc::new(registry))
     }
 

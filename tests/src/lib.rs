@@ -480,6 +480,40 @@ impl Env {
         self.wait_for(run, within, |s| s.state.is_terminal())
     }
 
+    /// Reads the planner's `/metrics` with the viewer's token.
+    pub fn metrics(&self) -> anyhow::Result<String> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let answer = reqwest::Client::new()
+                .get(format!("{}/metrics", self.server()))
+                .bearer_auth(&self.tokens.viewer)
+                .send()
+                .await?;
+            anyhow::ensure!(answer.status().is_success(), "GET /metrics: {answer:?}");
+            Ok(answer.text().await?)
+        })
+    }
+
+    /// Waits until the planner's `/metrics` has the sample `series` (name and labels, as
+    /// printed) with a value for which `done` holds, at most `within`; returns the value.
+    pub fn wait_metric(
+        &self,
+        series: &str,
+        within: Duration,
+        done: impl Fn(f64) -> bool,
+    ) -> anyhow::Result<f64> {
+        let value = poll(
+            series,
+            within,
+            || Ok(sample(&self.metrics()?, series)),
+            |v| v.is_some_and(&done),
+        )?;
+        Ok(value.expect("polled until there"))
+    }
+
     /// Reads an application group's status through the CLI (`baton groups NAME -o json`).
     pub fn group(&self, name: &str) -> anyhow::Result<serde_json::Value> {
         let out = self.cli(&["groups", name, "-o", "json"]);
@@ -553,6 +587,14 @@ fn poll<T: std::fmt::Debug>(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Returns the value of the sample `series` (name and labels, as printed) in the metrics
+/// text `text`.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split(' ').next()?.parse().ok())
 }
 
 /// Says that `test` did not run here, and why, on the test process's standard error itself:

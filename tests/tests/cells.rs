@@ -275,6 +275,24 @@ fn a_baton_cell_goes_20_analysis_pause_40_100_and_an_unchanged_spec_writes_nothi
         w.moto.weights(&w.listener.arn, 10).unwrap().unwrap(),
         named(&[("web-1", 80), ("web-2", 20)])
     );
+    // The planner's metrics say the same: weights per version, the phase, and the ELBv2
+    // calls its discovery made.
+    let within = Duration::from_secs(30);
+    for (series, want) in [
+        (r#"baton_cell_weight{cell="web",version="1.0.0"}"#, 80.0),
+        (r#"baton_cell_weight{cell="web",version="2.0.0"}"#, 20.0),
+        (r#"baton_cell_phase{cell="web",phase="Paused"}"#, 1.0),
+        (r#"baton_cell_phase{cell="web",phase="Progressing"}"#, 0.0),
+    ] {
+        w.env.wait_metric(series, within, |v| v == want).unwrap();
+    }
+    w.env
+        .wait_metric(
+            r#"baton_elbv2_calls_total{operation="DescribeTargetGroups",outcome="ok"}"#,
+            within,
+            |v| v >= 1.0,
+        )
+        .unwrap();
     // A planner killed during the pause comes back with the rollout where it was.
     w.planner.kill9();
     w.planner = w.env.start_planner_with(&["--sync-period", "1s"]).unwrap();

@@ -233,11 +233,18 @@ fn the_planner_and_worker_run_a_pod_workflow_with_the_manifests_arguments_and_rb
     );
     assert_eq!(health(second_health).unwrap(), "active");
     run_workflow(&kube, "after-takeover");
-    // The worker's metrics port counts the two pod nodes it ran.
+    // The worker's metrics port counts the two pod nodes it ran, and the pods it created
+    // through the Kubernetes API.
     metrics_say(
         worker_metrics.unwrap(),
         r#"baton_worker_jobs_total{kind="pod",outcome="succeeded"} 2"#,
     );
+    let text = get(worker_metrics.unwrap(), "/metrics").unwrap();
+    let created = baton_tests::sample(
+        &text,
+        r#"baton_kubernetes_calls_total{verb="create",resource="pods",outcome="ok"}"#,
+    );
+    assert!(created.is_some_and(|n| n >= 2.0), "{text}");
 
     // The pod worker made the nodes' pods, with its own account.
     let pods: Api<k8s_openapi::api::core::v1::Pod> =

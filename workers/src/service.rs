@@ -246,7 +246,7 @@ pub async fn run(
     // share its connections. `None` when no executor of this worker needs one.
     let kube_client =
         if config.kinds.contains(&NodeKind::Helm) || config.kinds.contains(&NodeKind::Pod) {
-            Some(kube::Client::try_default().await)
+            Some(baton_telemetry::kube_client().await)
         } else {
             None
         };

@@ -315,6 +315,15 @@ fn a_failing_upgrade_rolls_back_to_the_last_successful_spec_cli() {
     let group: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(group["phase"], "Failed", "{group:#}");
     assert_eq!(group["remediation"], "rolledBack");
+    // The planner's metrics show the phase.
+    let name = group["name"].as_str().unwrap().to_owned();
+    for (phase, want) in [("Failed", 1.0), ("Succeeded", 0.0), ("RollingBack", 0.0)] {
+        let series = format!("baton_group_phase{{group=\"{name}\",phase=\"{phase}\"}}");
+        world
+            .env
+            .wait_metric(&series, Duration::from_secs(30), |v| v == want)
+            .unwrap();
+    }
     let condition = |kind: &str| {
         group["conditions"]
             .as_array()
