@@ -348,6 +348,10 @@ pub(crate) struct PlannerOptions {
     /// so that a standby's are scraped (the API's `/metrics` asks for a token).
     #[arg(long, env = "BATON_HEALTH_LISTEN")]
     pub health_listen: Option<SocketAddr>,
+    /// Counts nothing and serves no `/metrics` (the bench's baseline; a planner nobody
+    /// scrapes saves the little they cost).
+    #[arg(long, env = "BATON_NO_METRICS")]
+    pub no_metrics: bool,
     /// The EndpointSlice (in the pod's namespace) behind the API's selector-less Service:
     /// the active planner writes --advertise-address there, so callers reach it and no
     /// standby.

@@ -37,16 +37,17 @@ impl Role {
 pub(crate) async fn serve(
     addr: SocketAddr,
     role: Role,
-    metrics: &baton_telemetry::Exposition,
+    metrics: Option<&baton_telemetry::Exposition>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (--health-listen)"))?;
     info!(listen = %addr, "health endpoint listening");
-    let app = Router::new()
-        .route("/healthz", get(move || async move { role.describe() }))
-        .merge(metrics.router());
+    let mut app = Router::new().route("/healthz", get(move || async move { role.describe() }));
+    if let Some(metrics) = metrics {
+        app = app.merge(metrics.router());
+    }
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -79,8 +79,13 @@ pub(crate) async fn planner(args: PlannerArgs) -> Result<(), Failure> {
         ttl: args.planner.lease_ttl.0,
     };
     let mut registry = prometheus_client::registry::Registry::default();
-    let metrics = PlannerMetrics::register(&mut registry);
-    let exposition = baton_telemetry::Exposition::new(registry);
+    let (metrics, exposition) = match args.planner.no_metrics {
+        true => (PlannerMetrics::default(), None),
+        false => {
+            let metrics = PlannerMetrics::register(&mut registry);
+            (metrics, Some(baton_telemetry::Exposition::new(registry)))
+        }
+    };
     let planner = PlannerRun {
         options: &args.planner,
         lease,
@@ -99,8 +104,9 @@ struct PlannerRun<'a> {
     api: ApiConfig,
     /// The planner's metric families, registered in `exposition`.
     metrics: PlannerMetrics,
-    /// What `/metrics` serves: the planner's families (and `up`'s workers').
-    exposition: baton_telemetry::Exposition,
+    /// What `/metrics` serves: the planner's families (and `up`'s workers'); `None` with
+    /// `--no-metrics`.
+    exposition: Option<baton_telemetry::Exposition>,
 }
 
 /// The node kinds `baton planner` allows without --allow-kinds: every kind but `exec`, which
@@ -154,10 +160,11 @@ async fn up_auth(args: &UpArgs) -> Result<Auth, Failure> {
 
 pub(crate) async fn worker(args: WorkerArgs) -> Result<(), Failure> {
     let shutdown = shutdown_on_signals()?;
-    let mut registry = prometheus_client::registry::Registry::default();
     let mut config = worker_config(args.kinds, &args.worker);
-    config.metrics = WorkerMetrics::register(&mut registry);
+    // Without an endpoint nobody reads them: the worker counts nothing.
     if let Some(addr) = args.worker.metrics_listen {
+        let mut registry = prometheus_client::registry::Registry::default();
+        config.metrics = WorkerMetrics::register(&mut registry);
         baton_telemetry::Exposition::new(registry)
             .serve(
                 addr,
@@ -274,7 +281,7 @@ async fn up_with(
                 lease,
                 api,
                 metrics: planner_metrics,
-                exposition,
+                exposition: Some(exposition),
             };
             run_planner(bus, planner, commands, receiver, shutdown).await
         }
@@ -387,7 +394,7 @@ async fn run_planner(
         metrics,
         exposition,
     } = run;
-    api.metrics = Some(exposition.clone());
+    api.metrics = exposition.clone();
     let mut config = PlannerConfig::new(options.data_dir.clone());
     config.metrics = metrics.clone();
     config.core.timeout_grace = options.timeout_grace.0;
@@ -401,7 +408,7 @@ async fn run_planner(
     };
     let role = crate::health::Role::default();
     if let Some(addr) = options.health_listen {
-        crate::health::serve(addr, role.clone(), &exposition, shutdown.clone()).await?;
+        crate::health::serve(addr, role.clone(), exposition.as_ref(), shutdown.clone()).await?;
     }
     // A standby serves no API: it binds the port once it is the active planner.
     let Some(planner) = Planner::start(bus.clone(), config, &shutdown).await? else {

@@ -74,6 +74,9 @@ struct GroupPhaseLabels {
 /// The planner's metric families. Cloning shares them.
 #[derive(Clone, Debug)]
 pub struct PlannerMetrics {
+    /// Whether anything is counted: a planner whose metrics nobody serves does no work for
+    /// them (`--no-metrics`, tests, the bench's baseline).
+    on: bool,
     runs_started: Family<RunLabels, Counter>,
     runs_finished: Family<RunEndLabels, Counter>,
     attempts: Family<AttemptLabels, Counter>,
@@ -105,9 +108,12 @@ struct Shown {
 }
 
 impl Default for PlannerMetrics {
-    /// Families registered nowhere: a planner whose metrics nobody serves (tests, `bench`).
+    /// Counts nothing: a planner whose metrics nobody serves.
     fn default() -> Self {
-        Self::register(&mut Registry::default())
+        Self {
+            on: false,
+            ..Self::register(&mut Registry::default())
+        }
     }
 }
 
@@ -115,6 +121,7 @@ impl PlannerMetrics {
     /// Makes the families and registers them in `registry`.
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
+            on: true,
             runs_started: Family::default(),
             runs_finished: Family::default(),
             attempts: Family::default(),
@@ -216,6 +223,9 @@ impl PlannerMetrics {
 
     /// Counts what the core decided since the last call.
     pub(crate) fn count(&self, tally: Tally) {
+        if !self.on {
+            return;
+        }
         for (kind, n) in tally.runs_started {
             self.runs_started
                 .get_or_create(&RunLabels {
@@ -241,6 +251,9 @@ impl PlannerMetrics {
 
     /// Counts the ignitor fires among `actions`.
     pub(crate) fn count_actions(&self, actions: &[Action]) {
+        if !self.on {
+            return;
+        }
         for action in actions {
             if let Action::IgnitorFired { run, .. } = action {
                 let outcome = if run.is_some() { "started" } else { "skipped" };
@@ -251,6 +264,9 @@ impl PlannerMetrics {
 
     /// Counts `total` trigger messages applied, `refused` of them refused.
     pub(crate) fn count_triggers(&self, total: usize, refused: usize) {
+        if !self.on {
+            return;
+        }
         let accepted = total.saturating_sub(refused) as u64;
         self.triggers
             .get_or_create(&OutcomeLabels {
@@ -264,31 +280,49 @@ impl PlannerMetrics {
 
     /// Counts `n` messages applied from `stream` (`events`, `triggers`).
     pub(crate) fn count_applied(&self, stream: &'static str, n: usize) {
+        if !self.on {
+            return;
+        }
         self.applied
             .get_or_create(&StreamLabels { stream })
             .inc_by(n as u64);
     }
 
     pub(crate) fn observe_apply(&self, took: Duration) {
+        if !self.on {
+            return;
+        }
         self.apply.observe(took.as_secs_f64());
     }
 
     pub(crate) fn observe_checkpoint(&self, took: Duration) {
+        if !self.on {
+            return;
+        }
         self.checkpoint.observe(took.as_secs_f64());
     }
 
     pub(crate) fn set_replayed(&self, messages: usize) {
+        if !self.on {
+            return;
+        }
         self.replayed.set(messages as i64);
     }
 
     /// Notes that this planner acts under `epoch` (0: without a lease).
     pub fn set_leader(&self, epoch: u64) {
+        if !self.on {
+            return;
+        }
         self.leader.set(1);
         self.epoch.set(epoch as i64);
     }
 
     /// Sets the backlog gauges.
     pub fn set_backlog(&self, backlog: &baton_bus::Backlog) {
+        if !self.on {
+            return;
+        }
         for s in &backlog.streams {
             let labels = StreamLabels { stream: s.stream };
             self.stream_messages
@@ -315,6 +349,9 @@ impl PlannerMetrics {
 
     /// Sets the Cells' and groups' gauges from the core, removing those of documents gone.
     pub(crate) fn refresh_documents(&self, core: &Core) {
+        if !self.on {
+            return;
+        }
         let mut shown = self.shown.lock().expect("metrics lock");
         let mut weights = BTreeSet::new();
         let mut cells = BTreeSet::new();

@@ -82,6 +82,23 @@ fn the_benchmark_runs_end_to_end_and_reports_every_figure() {
         );
     }
     assert!(report["r3"]["fan_out_cpu_us"]["nats"].as_f64().unwrap() > 0.0);
+    // What metrics cost: the chain and the fan-out with them off and on.
+    for key in [
+        "chain_off_p50_ms",
+        "chain_metrics_p50_ms",
+        "chain_metrics_ratio",
+        "fan_out_off_nodes_per_s",
+        "fan_out_metrics_nodes_per_s",
+        "fan_out_metrics_ratio",
+    ] {
+        let value = report["observability"][key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("observability.{key} missing: {report}"));
+        assert!(
+            value.is_finite() && value > 0.0,
+            "observability.{key} = {value}: {report}"
+        );
+    }
     assert_eq!(report["dag_nodes"], 200);
     assert_eq!(report["dag_completed"], true, "{report}");
     assert_eq!(report["scale"], "smoke");

@@ -57,6 +57,9 @@ impl JobOutcome {
 /// A worker's metric families. Cloning shares them.
 #[derive(Clone, Debug)]
 pub struct WorkerMetrics {
+    /// Whether anything is counted: a worker without `--metrics-listen` does no work for
+    /// metrics nobody reads.
+    on: bool,
     in_flight: Family<KindLabels, Gauge>,
     jobs: Family<JobLabels, Counter>,
     duration: Family<KindLabels, Histogram>,
@@ -65,9 +68,12 @@ pub struct WorkerMetrics {
 }
 
 impl Default for WorkerMetrics {
-    /// Families registered nowhere: a worker whose metrics nobody serves.
+    /// Counts nothing: a worker whose metrics nobody serves.
     fn default() -> Self {
-        Self::register(&mut Registry::default())
+        Self {
+            on: false,
+            ..Self::register(&mut Registry::default())
+        }
     }
 }
 
@@ -80,6 +86,7 @@ impl WorkerMetrics {
     /// Makes the families and registers them in `registry`.
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
+            on: true,
             in_flight: Family::default(),
             jobs: Family::default(),
             duration: Family::new_with_constructor(duration_histogram),
@@ -125,11 +132,14 @@ impl WorkerMetrics {
             })
             .clone();
         gauge.inc();
-        InFlight(gauge)
+        InFlight(Some(gauge))
     }
 
     /// Counts one job delivery of `kind` handled with `outcome`.
     pub(crate) fn count(&self, kind: NodeKind, outcome: JobOutcome) {
+        if !self.on {
+            return;
+        }
         let labels = JobLabels {
             kind: kind.as_str(),
             outcome: outcome.as_str(),
@@ -139,6 +149,9 @@ impl WorkerMetrics {
 
     /// Records how long an effect of `kind` ran.
     pub(crate) fn observe_duration(&self, kind: NodeKind, took: Duration) {
+        if !self.on {
+            return;
+        }
         let labels = KindLabels {
             kind: kind.as_str(),
         };
@@ -149,6 +162,9 @@ impl WorkerMetrics {
 
     /// Records how long a job of `kind` stored at `stored` waited for this start.
     pub(crate) fn observe_queued(&self, kind: NodeKind, stored: SystemTime) {
+        if !self.on {
+            return;
+        }
         // The server's clock and this one differ by their skew; a start "before" the store
         // is counted as no wait.
         let waited = SystemTime::now().duration_since(stored).unwrap_or_default();
@@ -162,6 +178,9 @@ impl WorkerMetrics {
 
     /// Counts one analysis measurement of `provider` with `result`.
     pub(crate) fn count_measurement(&self, provider: &'static str, result: &'static str) {
+        if !self.on {
+            return;
+        }
         self.measurements
             .get_or_create(&MeasurementLabels { provider, result })
             .inc();
@@ -169,10 +188,12 @@ impl WorkerMetrics {
 }
 
 /// A job counted in flight; dropping it counts it out.
-pub(crate) struct InFlight(Gauge);
+pub(crate) struct InFlight(Option<Gauge>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.dec();
+        if let Some(gauge) = &self.0 {
+            gauge.dec();
+        }
     }
 }

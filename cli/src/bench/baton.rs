@@ -159,6 +159,10 @@ impl Baton {
     }
 
     pub(crate) fn spawn_planner_nowait(&self) -> anyhow::Result<Child> {
+        self.spawn_planner_nowait_with(&[])
+    }
+
+    fn spawn_planner_nowait_with(&self, args: &[String]) -> anyhow::Result<Child> {
         let mut command = self.command("planner")?;
         command
             .arg("planner")
@@ -167,12 +171,18 @@ impl Baton {
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.api_port))
             .arg("--api-token-file")
-            .arg(self.dir.join("api-tokens.csv"));
+            .arg(self.dir.join("api-tokens.csv"))
+            .args(args);
         Ok(command.spawn()?)
     }
 
     pub(crate) async fn spawn_planner(&self) -> anyhow::Result<Child> {
-        let child = self.spawn_planner_nowait()?;
+        self.spawn_planner_with(&[]).await
+    }
+
+    /// Starts a planner with `args` added and waits until its API answers.
+    pub(crate) async fn spawn_planner_with(&self, args: &[String]) -> anyhow::Result<Child> {
+        let child = self.spawn_planner_nowait_with(args)?;
         let started = Instant::now();
         while self
             .http
@@ -191,10 +201,20 @@ impl Baton {
     }
 
     pub(crate) fn spawn_worker(&self, concurrency: usize) -> anyhow::Result<Child> {
+        self.spawn_worker_with(concurrency, &[])
+    }
+
+    /// Starts a noop worker with `args` added.
+    pub(crate) fn spawn_worker_with(
+        &self,
+        concurrency: usize,
+        args: &[String],
+    ) -> anyhow::Result<Child> {
         let mut command = self.command("worker")?;
         command
             .args(["worker", "--kinds", "noop", "--concurrency"])
-            .arg(concurrency.to_string());
+            .arg(concurrency.to_string())
+            .args(args);
         Ok(command.spawn()?)
     }
 

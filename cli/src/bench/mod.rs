@@ -15,13 +15,16 @@
 //! - one large DAG: accepted, completed, wall time, the planner's peak memory (VmHWM);
 //! - trigger ingest: trigger messages per second turned into started runs (first job seen);
 //! - recovery: the planner killed with SIGKILL after all of the above and started again; the
-//!   time from its start to the first job of a new run.
+//!   time from its start to the first job of a new run;
+//! - what observability costs: the chain and the fan-out with metrics off and on, taking
+//!   turns (`observability.rs`).
 
 mod baton;
 mod burst;
 mod cluster;
 mod cpu;
 mod floor;
+mod observability;
 mod replicated;
 mod scenarios;
 mod takeover;
@@ -147,6 +150,8 @@ pub(crate) struct Report {
     pub(crate) triggers_per_s: f64,
     pub(crate) recovery_events: u64,
     pub(crate) recovery_s: f64,
+    /// The chain and the fan-out with metrics off and on.
+    pub(crate) observability: observability::ObservabilityCost,
     /// The chain and the fan-out again on a three-node cluster, streams at R3.
     pub(crate) r3: Option<replicated::ReplicatedReport>,
 }
@@ -273,6 +278,7 @@ pub(crate) async fn measure(
     let recovery = recovery(&js, &mut seen, restarted).await?;
     planner.kill().await.ok();
     worker.kill().await.ok();
+    let observability = observability::cost(&baton, &mut seen, sizes, args.concurrency).await?;
 
     let chain_p50 = percentile(&chain.per_node, 50.0);
     Ok(Report {
@@ -313,6 +319,7 @@ pub(crate) async fn measure(
         triggers_per_s,
         recovery_events,
         recovery_s: recovery.as_secs_f64(),
+        observability,
         r3: None,
     })
 }
@@ -402,6 +409,24 @@ pub(crate) fn print_table(r: &Report, sizes: &Sizes) {
         (
             format!("planner recovery after {} events", r.recovery_events),
             format!("{:.2} s from restart to the first new job", r.recovery_s),
+        ),
+        (
+            "metrics off / on (scraped every second): chain p50 per node".to_owned(),
+            format!(
+                "{:.3} ms / {:.3} ms ({:.2}x)",
+                r.observability.chain_off_p50_ms,
+                r.observability.chain_metrics_p50_ms,
+                r.observability.chain_metrics_ratio
+            ),
+        ),
+        (
+            "metrics off / on: fan-out".to_owned(),
+            format!(
+                "{:.0} / {:.0} nodes/s ({:.2}x slower with metrics)",
+                r.observability.fan_out_off_nodes_per_s,
+                r.observability.fan_out_metrics_nodes_per_s,
+                r.observability.fan_out_metrics_ratio
+            ),
         ),
     ];
     let mut rows = rows;
