@@ -68,8 +68,8 @@ enum Command {
     /// Deletes an application group (its releases are uninstalled in reverse dependency
     /// order), or forgets a workflow, task or ignitor.
     Delete(DeleteArgs),
-    /// Lists Cells: phase, serving and desired version, step, weights.
-    Cells(ListArgs),
+    /// Lists Cells: phase, serving and desired version, step, weights (`--watch`: live).
+    Cells(CellsArgs),
     /// Resumes, aborts or promotes a Cell's rollout, or deletes the Cell.
     Cell(CellArgs),
     /// Starts a run of a registered workflow through the bus, as a trigger message would.
@@ -411,6 +411,7 @@ impl PlannerOptions {
             idle_timeout: self.api_idle_timeout.0,
             body_limit: self.api_body_limit,
             metrics: None,
+            changes: Default::default(),
         })
     }
 
@@ -629,6 +630,10 @@ pub(crate) struct StatusArgs {
     pub run: String,
     #[command(flatten)]
     pub server: ServerArgs,
+    /// Follows the run until it ends: a table redrawn in place on a terminal, a line per
+    /// change otherwise; exit 0 if it succeeded, 1 if not.
+    #[arg(long, short = 'w', conflicts_with = "output")]
+    pub watch: bool,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: Format,
@@ -647,6 +652,21 @@ pub(crate) struct RunsArgs {
 pub(crate) struct ListArgs {
     #[command(flatten)]
     pub server: ServerArgs,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CellsArgs {
+    /// One Cell to show.
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Follows the Cells (or the one named) as they change, until interrupted or the Cell
+    /// is deleted: a table redrawn in place on a terminal, a line per change otherwise.
+    #[arg(long, short = 'w', conflicts_with = "output")]
+    pub watch: bool,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: Format,

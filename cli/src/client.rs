@@ -17,10 +17,11 @@ use serde::de::DeserializeOwned;
 use tracing::debug;
 
 use crate::args::{
-    ApplyArgs, CancelArgs, CellAction, CellArgs, DeleteArgs, DeleteKind, Format, GroupsArgs,
-    ListArgs, RunsArgs, ServerArgs, StatusArgs, TriggerArgs,
+    ApplyArgs, CancelArgs, CellAction, CellArgs, CellsArgs, DeleteArgs, DeleteKind, Format,
+    GroupsArgs, ListArgs, RunsArgs, ServerArgs, StatusArgs, TriggerArgs,
 };
 use crate::credentials;
+use crate::live::Screen;
 use crate::{Failure, output};
 
 /// Reads and validates a file. Every failure here is the user's input: exit code 2.
@@ -34,9 +35,9 @@ pub(crate) fn read_documents(
     parse_documents_within(&source, &text, Timestamp::now(), limits).map_err(Failure::usage)
 }
 
-struct Api {
-    http: reqwest::Client,
-    base: String,
+pub(crate) struct Api {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
     /// Sent with every request that starts runs, the same on each retry of this invocation,
     /// so that a retry after an ambiguous failure starts nothing twice.
     idempotency_key: String,
@@ -60,7 +61,7 @@ fn request_failure(error: anyhow::Error) -> Failure {
 const SENDS: u32 = 5;
 
 impl Api {
-    fn new(args: &ServerArgs) -> anyhow::Result<Api> {
+    pub(crate) fn new(args: &ServerArgs) -> anyhow::Result<Api> {
         let server = &args.server;
         let headers = match credentials::client_token(server, args.token_file.as_deref())? {
             Some(token) => credentials::bearer_headers(&token)?,
@@ -87,7 +88,7 @@ impl Api {
         })
     }
 
-    async fn send<T: DeserializeOwned>(
+    pub(crate) async fn send<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
     ) -> anyhow::Result<T> {
@@ -121,7 +122,7 @@ impl Api {
         self.answer(request.send().await).await
     }
 
-    async fn answer<T: DeserializeOwned>(
+    pub(crate) async fn answer<T: DeserializeOwned>(
         &self,
         sent: reqwest::Result<reqwest::Response>,
     ) -> anyhow::Result<T> {
@@ -159,11 +160,6 @@ impl Api {
     async fn run(&self, run: &str) -> anyhow::Result<RunStatus> {
         self.send(self.http.get(format!("{}/v1/runs/{run}", self.base)))
             .await
-    }
-
-    /// Polls a run until it ends.
-    async fn wait(&self, run: &str) -> anyhow::Result<RunStatus> {
-        poll(|| self.run(run), |status| status.state.is_terminal()).await
     }
 
     async fn group(&self, name: &str) -> anyhow::Result<GroupView> {
@@ -242,7 +238,8 @@ pub(crate) async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
     }
     let mut all_succeeded = true;
     for run in runs {
-        let status = api.wait(&run).await?;
+        // Progress goes beside the result: stdout keeps the final status alone.
+        let status = api.watch_run(&run, &mut Screen::beside_result()).await?;
         all_succeeded &= status.state == baton_schemas::status::State::Succeeded;
         output::print_status(&status, args.output)?;
     }
@@ -256,6 +253,13 @@ pub(crate) async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
 
 pub(crate) async fn status(args: StatusArgs) -> Result<u8, Failure> {
     let api = Api::new(&args.server)?;
+    if args.watch {
+        let status = api.watch_run(&args.run, &mut Screen::stdout()).await?;
+        return Ok(match status.state {
+            baton_schemas::status::State::Succeeded => 0,
+            _ => 1,
+        });
+    }
     output::print_status(&api.run(&args.run).await?, args.output)?;
     Ok(0)
 }
@@ -379,12 +383,24 @@ pub(crate) async fn delete(args: DeleteArgs) -> Result<u8, Failure> {
     Ok(if clean { 0 } else { 1 })
 }
 
-/// Lists Cells with their phase, versions, step and weights.
-pub(crate) async fn cells(args: ListArgs) -> Result<u8, Failure> {
+/// Lists Cells with their phase, versions, step and weights; with `--watch`, follows them.
+pub(crate) async fn cells(args: CellsArgs) -> Result<u8, Failure> {
     let api = Api::new(&args.server)?;
-    let items: Vec<CellView> = api
-        .send(api.http.get(format!("{}/v1/cells", api.base)))
-        .await?;
+    if args.watch {
+        api.watch_cells(args.name.as_deref(), &mut Screen::stdout())
+            .await?;
+        return Ok(0);
+    }
+    let items: Vec<CellView> = match &args.name {
+        Some(name) => vec![
+            api.send(api.http.get(format!("{}/v1/cells/{name}", api.base)))
+                .await?,
+        ],
+        None => {
+            api.send(api.http.get(format!("{}/v1/cells", api.base)))
+                .await?
+        }
+    };
     output::print_cells(&items, args.output)?;
     Ok(0)
 }

@@ -10,9 +10,11 @@ mod bench;
 mod client;
 mod credentials;
 mod health;
+mod live;
 pub mod nats_server;
 mod output;
 mod serve;
+mod watch;
 
 use std::process::ExitCode;
 

@@ -397,6 +397,7 @@ async fn run_planner(
     api.metrics = exposition.clone();
     let mut config = PlannerConfig::new(options.data_dir.clone());
     config.metrics = metrics.clone();
+    api.changes = config.changes.clone();
     config.core.timeout_grace = options.timeout_grace.0;
     config.core.run_retention = options.run_retention.0;
     config.snapshot_bytes = options.state_snapshot_bytes;

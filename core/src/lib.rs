@@ -18,6 +18,7 @@ mod decide;
 mod groups;
 pub mod ids;
 mod input;
+mod notice;
 mod run;
 mod settle;
 mod tally;
@@ -77,6 +78,9 @@ pub struct Core {
     changed_templates: BTreeSet<String>,
     /// What was decided since the planner last read it, for its metrics (`tally.rs`).
     tally: Tally,
+    /// Whether changed runs are recorded for watchers, and those recorded (`notice.rs`).
+    noticing: bool,
+    noticed: Vec<RunId>,
 }
 
 impl Core {

@@ -47,6 +47,7 @@ impl Core {
     /// Records that `run` changed: the store writes it, and the core re-reads the timers of
     /// its changed nodes.
     pub(crate) fn mark_changed(&mut self, run: &RunId) {
+        self.notice(run);
         self.changed_runs.insert(run.clone());
         // A run marked twice in one input may be listed twice: reading timers is idempotent.
         if self.untimed_runs.last() != Some(run) {

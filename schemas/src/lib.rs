@@ -21,6 +21,7 @@ pub mod task;
 pub mod traffic;
 pub mod validate;
 pub mod views;
+pub mod watch;
 pub mod wire;
 pub mod workflow;
 pub mod yaml;

@@ -245,6 +245,12 @@ fn a_baton_cell_goes_20_analysis_pause_40_100_and_an_unchanged_spec_writes_nothi
     // The first version gets everything at once.
     w.wait_weights(10, &[("web-1", 100)], Duration::from_secs(30));
     let log = WeightLog::start(&w.moto, &w.listener.arn, 10);
+    // `baton cells web --watch`, its output in a file (its log): a line per change.
+    let watched = w.env.dir.path().join("cells-watch.log");
+    let mut watch = w.env.baton();
+    watch.args(["cells", "web", "--watch"]);
+    let watch = w.env.spawn("cells-watch", watch).unwrap();
+    w.env.keep(watch);
 
     // A new version tagged on a target group starts a rollout by itself.
     w.target_group("web-2", &[("app", "web"), ("baton.dev/version", "2.0.0")]);
@@ -275,6 +281,22 @@ fn a_baton_cell_goes_20_analysis_pause_40_100_and_an_unchanged_spec_writes_nothi
         w.moto.weights(&w.listener.arn, 10).unwrap().unwrap(),
         named(&[("web-1", 80), ("web-2", 20)])
     );
+    // The watch saw the rollout move to its pause, with the weights per version.
+    let started = std::time::Instant::now();
+    let paused_line = |text: &str| {
+        text.lines()
+            .any(|l| l.contains("Paused") && l.contains("weights 1.0.0=80,2.0.0=20"))
+    };
+    while !paused_line(&std::fs::read_to_string(&watched).unwrap_or_default()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the watch's lines: {}",
+            std::fs::read_to_string(&watched).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let seen = std::fs::read_to_string(&watched).unwrap();
+    assert!(seen.lines().any(|l| l.contains("Progressing")), "{seen}");
     // The planner's metrics say the same: weights per version, the phase, and the ELBv2
     // calls its discovery made.
     let within = Duration::from_secs(30);

@@ -11,6 +11,7 @@
 //! | `POST /v1/triggers/{name}` | the trigger data, as is | `{"run"}` (202: started through the bus; 404 for a workflow not registered) |
 //! | `GET /v1/runs` | | `[<run status>]` |
 //! | `GET /v1/runs/{run}` | | `<run status>` |
+//! | `GET /v1/runs/{run}/watch`, `/v1/cells/{name}/watch`, `/v1/watch/cells`, `/v1/groups/{name}/watch` | | server-sent events of its changes as they happen (`watch.rs`, [`baton_schemas::watch`]) |
 //! | `POST /v1/runs/{run}/cancel` | | `{"run"}` |
 //! | `GET /v1/cells`, `GET /v1/cells/{name}` | | Cell status |
 //! | `POST /v1/cells/{name}/{resume,abort,promote}` | optional `{"run": "...", "step": N}`: refused (409) unless the rollout is that run, at that step | `{"cell", "command"}` |
@@ -49,13 +50,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::Audit;
-use crate::service::Command;
+use crate::service::{Changes, Command};
 
 mod audit;
 mod auth;
 mod kube_auth;
 mod listen;
 mod live_tokens;
+mod watch;
 
 pub use auth::{Auth, Caller, MIN_TOKEN_LEN, Role, TokenFileError, Tokens};
 use baton_core::ids::idempotent_run_id;
@@ -75,6 +77,10 @@ struct Api {
     commands: mpsc::Sender<Command>,
     bus: Bus,
     limits: baton_schemas::Limits,
+    /// The planner's change notices, which the watch streams follow.
+    changes: Changes,
+    /// Fired when the planner stops: watch streams end.
+    shutdown: CancellationToken,
 }
 
 struct ApiError(StatusCode, Vec<String>);
@@ -132,6 +138,9 @@ pub struct ApiConfig {
     pub body_limit: usize,
     /// The process's metrics, served at `GET /metrics` to callers that may read.
     pub metrics: Option<baton_telemetry::Exposition>,
+    /// The planner's change notices (its [`PlannerConfig::changes`](crate::service::PlannerConfig::changes)),
+    /// which the watch streams follow.
+    pub changes: Changes,
 }
 
 impl ApiConfig {
@@ -140,15 +149,23 @@ impl ApiConfig {
     pub const DEFAULT_BODY_LIMIT: usize = 8 << 20;
 }
 
-/// Returns the API's router, sending its requests to the planner loop through `commands`.
+/// Returns the API's router, sending its requests to the planner loop through `commands`;
+/// its watch streams end when `shutdown` fires. (`config`'s TLS and idle timeout are the
+/// listener's, not the router's.)
 pub fn router(
     commands: mpsc::Sender<Command>,
     bus: Bus,
-    limits: baton_schemas::Limits,
-    auth: Auth,
-    body_limit: usize,
-    metrics: Option<baton_telemetry::Exposition>,
+    config: ApiConfig,
+    shutdown: CancellationToken,
 ) -> Router {
+    let ApiConfig {
+        limits,
+        auth,
+        body_limit,
+        metrics,
+        changes,
+        ..
+    } = config;
     let routes = match metrics {
         Some(metrics) => Router::new().route(
             "/metrics",
@@ -168,11 +185,15 @@ pub fn router(
         .route("/v1/triggers/{name}", post(trigger))
         .route("/v1/runs", get(list))
         .route("/v1/runs/{run}", get(status))
+        .route("/v1/runs/{run}/watch", get(watch::run))
         .route("/v1/runs/{run}/cancel", post(cancel))
         .route("/v1/groups", get(groups))
         .route("/v1/groups/{name}", get(group).delete(delete_group))
+        .route("/v1/groups/{name}/watch", get(watch::group))
         .route("/v1/cells", get(cells))
         .route("/v1/cells/{name}", get(cell).delete(delete_cell))
+        .route("/v1/cells/{name}/watch", get(watch::cell))
+        .route("/v1/watch/cells", get(watch::cells))
         .route("/v1/cells/{name}/{command}", post(cell_command))
         .fallback(no_route)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
@@ -192,6 +213,8 @@ pub fn router(
             commands,
             bus,
             limits,
+            changes,
+            shutdown,
         })
 }
 
@@ -276,22 +299,18 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     commands: mpsc::Sender<Command>,
     bus: Bus,
-    config: ApiConfig,
+    mut config: ApiConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let ApiConfig {
-        limits,
-        auth,
-        tls,
-        idle_timeout,
-        body_limit,
-        metrics,
-    } = config;
-    let tls = tls.map(|tls| listen::acceptor(tls, &shutdown));
-    if let Auth::Tokens(tokens) = &auth {
+    let tls = config
+        .tls
+        .take()
+        .map(|tls| listen::acceptor(tls, &shutdown));
+    let idle_timeout = config.idle_timeout;
+    if let Auth::Tokens(tokens) = &config.auth {
         tokio::spawn(tokens.clone().watch(shutdown.clone()));
     }
-    let router = router(commands, bus, limits, auth, body_limit, metrics);
+    let router = router(commands, bus, config, shutdown.clone());
     listen::serve(listener, router, tls, idle_timeout, shutdown).await?;
     Ok(())
 }

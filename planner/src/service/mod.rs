@@ -16,12 +16,14 @@
 //!   starts when the planner reads it back, as a bus input.
 //! - A poison event whose headers name its attempt is applied as that attempt's failure.
 
+mod changes;
 mod commands;
 mod inbound;
 mod outbound;
 mod replica;
 
 pub use baton_schemas::ids::new_run_id;
+pub use changes::{Changed, Changes};
 pub use commands::Command;
 
 use std::path::PathBuf;
@@ -74,6 +76,8 @@ pub struct PlannerConfig {
     pub lease: Option<crate::lease::LeaseConfig>,
     /// Where the planner counts what it does (registered nowhere by default).
     pub metrics: crate::metrics::PlannerMetrics,
+    /// Where it says what each turn changed, for the API's watch streams.
+    pub changes: Changes,
 }
 
 /// How much the state stream grows between two snapshots by default: 64 MiB.
@@ -90,6 +94,7 @@ impl PlannerConfig {
             snapshot_bytes: DEFAULT_SNAPSHOT_BYTES,
             lease: None,
             metrics: Default::default(),
+            changes: Changes::default(),
         }
     }
 }
@@ -532,6 +537,8 @@ impl Planner {
     async fn turn(&mut self, inputs: Vec<Input>, origin: Origin) -> anyhow::Result<Vec<Action>> {
         let now = Timestamp::now();
         let applying = Instant::now();
+        let watched = self.config.changes.watched();
+        self.core.set_noticing(watched);
         let mut actions = Vec::new();
         for input in inputs {
             actions.extend(self.core.apply(input, now));
@@ -557,6 +564,10 @@ impl Planner {
             }
         }
         self.log_actions(&actions);
+        if watched {
+            let runs = self.core.take_noticed();
+            self.config.changes.send(Changed { runs });
+        }
         Ok(actions)
     }
 
