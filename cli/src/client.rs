@@ -244,7 +244,7 @@ pub(crate) async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
         output::print_status(&status, args.output)?;
     }
     for name in groups {
-        let group = api.wait_group(&name).await?;
+        let group = api.watch_group(&name, &mut Screen::beside_result()).await?;
         all_succeeded &= group.phase == "Succeeded";
         output::print_group(&group, args.output)?;
     }

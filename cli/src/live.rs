@@ -10,8 +10,10 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, SystemTime};
 
 use baton_schemas::status::{NodeStatus, RunStatus};
-use baton_schemas::views::CellView;
+use baton_schemas::views::{CellView, GroupView};
 use baton_schemas::watch::RunEvent;
+
+use crate::output::{group_lines, table_lines};
 
 /// Where progress goes.
 pub(crate) enum Screen {
@@ -103,7 +105,7 @@ impl Screen {
                 ]
             })
             .collect();
-        lines.extend(table(
+        lines.extend(table_lines(
             ["NODE", "STATE", "ATTEMPT", "DURATION", "LAST OUTPUT"],
             &rows,
         ));
@@ -135,7 +137,7 @@ impl Screen {
             .collect();
         match self {
             Screen::Terminal { .. } => {
-                let lines = table(
+                let lines = table_lines(
                     ["NAME", "PHASE", "SERVING", "DESIRED", "STEP", "WEIGHTS"],
                     &rows,
                 );
@@ -148,6 +150,30 @@ impl Screen {
                         "cell {}  {}  serving {}  desired {}  step {}  weights {}",
                         row[0], row[1], row[2], row[3], row[4], row[5]
                     )?;
+                }
+                out.flush()
+            }
+        }
+    }
+
+    /// Shows a group: its tree redrawn on a terminal; otherwise a line for each of its
+    /// lines (group, applications, subcharts) that differs from `before`.
+    pub(crate) fn group(
+        &mut self,
+        before: Option<&GroupView>,
+        after: &GroupView,
+    ) -> std::io::Result<()> {
+        let lines = group_lines(after);
+        match self {
+            Screen::Terminal { .. } => self.redraw(&lines),
+            Screen::Plain { out } => {
+                let old = before.map(group_lines).unwrap_or_default();
+                for line in lines.iter().filter(|l| !l.trim().is_empty()) {
+                    // Rows are laid out anew each time: compare them without the padding.
+                    let squeezed = squeeze(line);
+                    if !old.iter().any(|o| squeeze(o) == squeezed) {
+                        writeln!(out, "group {}  {squeezed}", after.name)?;
+                    }
                 }
                 out.flush()
             }
@@ -241,26 +267,11 @@ fn last_line(text: &str) -> String {
     line.chars().take(80).collect()
 }
 
-/// Lays out `rows` under `header` in columns.
-fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> Vec<String> {
-    let mut widths = header.map(str::len);
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        padded.join("  ").trim_end().to_owned()
-    };
-    let mut lines = vec![line(header.to_vec())];
-    lines.extend(
-        rows.iter()
-            .map(|r| line(r.iter().map(String::as_str).collect())),
-    );
-    lines
+/// A table row with its columns' padding cut to two spaces.
+fn squeeze(line: &str) -> String {
+    line.split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect::<Vec<_>>()
+        .join("  ")
 }

@@ -139,6 +139,14 @@ pub(crate) fn print_groups(groups: &[GroupView], format: Format) -> anyhow::Resu
         println!("{}", serde_json::to_string(groups)?);
         return Ok(());
     }
+    for line in groups_lines(groups) {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// The groups' table, a line each.
+fn groups_lines(groups: &[GroupView]) -> Vec<String> {
     let rows: Vec<[String; 7]> = groups
         .iter()
         .map(|g| {
@@ -155,7 +163,7 @@ pub(crate) fn print_groups(groups: &[GroupView], format: Format) -> anyhow::Resu
             ]
         })
         .collect();
-    print_table(
+    table_lines(
         [
             "NAME",
             "READY",
@@ -166,8 +174,7 @@ pub(crate) fn print_groups(groups: &[GroupView], format: Format) -> anyhow::Resu
             "MESSAGE",
         ],
         &rows,
-    );
-    Ok(())
+    )
 }
 
 /// Prints one application group and its applications and subcharts, or JSON.
@@ -176,11 +183,22 @@ pub(crate) fn print_group(group: &GroupView, format: Format) -> anyhow::Result<(
         println!("{}", serde_json::to_string(group)?);
         return Ok(());
     }
-    print_groups(std::slice::from_ref(group), format)?;
-    if !group.left_installed.is_empty() {
-        println!("left installed: {}", group.left_installed.join(", "));
+    for line in group_lines(group) {
+        println!("{line}");
     }
-    println!();
+    Ok(())
+}
+
+/// One group, its applications and subcharts, a line each.
+pub(crate) fn group_lines(group: &GroupView) -> Vec<String> {
+    let mut lines = groups_lines(std::slice::from_ref(group));
+    if !group.left_installed.is_empty() {
+        lines.push(format!(
+            "left installed: {}",
+            group.left_installed.join(", ")
+        ));
+    }
+    lines.push(String::new());
     let mut rows: Vec<[String; 7]> = Vec::new();
     let row = |app: &str, sub: &str, release: Option<&ReleaseView>| {
         let (ready, reason, message) =
@@ -204,7 +222,7 @@ pub(crate) fn print_group(group: &GroupView, format: Format) -> anyhow::Result<(
             rows.push(row(&app.name, sub, Some(release)));
         }
     }
-    print_table(
+    lines.extend(table_lines(
         [
             "APPLICATION",
             "SUBCHART",
@@ -215,8 +233,8 @@ pub(crate) fn print_group(group: &GroupView, format: Format) -> anyhow::Result<(
             "MESSAGE",
         ],
         &rows,
-    );
-    Ok(())
+    ));
+    lines
 }
 
 /// Prints Cells: a table of their phase, versions, step and weights, or JSON.
@@ -264,6 +282,13 @@ fn one_line(text: &str) -> String {
 }
 
 fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
+    for line in table_lines(header, rows) {
+        println!("{line}");
+    }
+}
+
+/// Lays out `rows` under `header` in columns, a line each.
+pub(crate) fn table_lines<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> Vec<String> {
     let mut widths = header.map(str::len);
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -276,10 +301,12 @@ fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
             .zip(widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        padded.join("  ").trim_end().to_owned()
     };
-    line(header.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
-    }
+    let mut lines = vec![line(header.to_vec())];
+    lines.extend(
+        rows.iter()
+            .map(|r| line(r.iter().map(String::as_str).collect())),
+    );
+    lines
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use baton_schemas::status::RunStatus;
-use baton_schemas::views::CellView;
+use baton_schemas::views::{CellView, GroupView};
 use baton_schemas::watch::{RunEvent, apply_run_event, run_events};
 
 use crate::client::Api;
@@ -143,6 +143,52 @@ impl Api {
             }
         }
         Ok(status.as_ref().is_some_and(|s| s.state.is_terminal()))
+    }
+
+    /// Follows group `name` on `screen` until it settles (nothing runs or waits for it);
+    /// returns its view then.
+    pub(crate) async fn watch_group(
+        &self,
+        name: &str,
+        screen: &mut Screen,
+    ) -> anyhow::Result<GroupView> {
+        let path = format!("/v1/groups/{name}/watch");
+        let mut last: Option<GroupView> = None;
+        let mut failing_since: Option<Instant> = None;
+        loop {
+            let opened = async {
+                let mut events = self.open_stream(&path).await?;
+                while let Some((kind, data)) = events.next().await? {
+                    failing_since = None;
+                    match kind.as_str() {
+                        "group" => {
+                            let view: GroupView = serde_json::from_str(&data)?;
+                            screen.group(last.as_ref(), &view)?;
+                            let settled = view.settled;
+                            last = Some(view);
+                            if settled {
+                                return Ok(true);
+                            }
+                        }
+                        "deleted" => bail!("application group {name} was deleted"),
+                        _ => {}
+                    }
+                }
+                anyhow::Ok(false)
+            };
+            match opened.await {
+                Ok(true) => return Ok(last.expect("a settled group was seen")),
+                Ok(false) => {}
+                Err(e) if last.is_none() => return Err(e),
+                Err(e) => {
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > RECONNECT_FOR {
+                        return Err(e.context(format!("watching application group {name}")));
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     /// Follows one Cell (`name`) or every Cell on `screen` until the stream ends for good

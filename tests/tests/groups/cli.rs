@@ -315,6 +315,22 @@ fn a_failing_upgrade_rolls_back_to_the_last_successful_spec_cli() {
     let group: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(group["phase"], "Failed", "{group:#}");
     assert_eq!(group["remediation"], "rolledBack");
+    // `--wait` followed the group's watch stream: its changes are lines on stderr (not a
+    // terminal), the result alone on stdout.
+    let progress = String::from_utf8_lossy(&out.stderr);
+    let group_lines: Vec<&str> = progress
+        .lines()
+        .filter(|l| l.starts_with("group "))
+        .collect();
+    assert!(
+        group_lines.iter().any(|l| l.contains("Progressing")),
+        "{progress}"
+    );
+    assert!(
+        group_lines.iter().any(|l| l.contains("Failed")),
+        "{progress}"
+    );
+    assert!(group_lines.iter().any(|l| l.contains("web")), "{progress}");
     // The planner's metrics show the phase.
     let name = group["name"].as_str().unwrap().to_owned();
     for (phase, want) in [("Failed", 1.0), ("Succeeded", 0.0), ("RollingBack", 0.0)] {
