@@ -173,6 +173,7 @@ pub fn crd(kind: &Kind) -> CustomResourceDefinition {
         ),
         other => unreachable!("no CRD for kind {other}"),
     };
+    let status = with_kstatus(status);
     let singular = kind.kind.to_ascii_lowercase();
     // Orca's short names, kept for its users; Baton's kinds go without, so that both groups
     // can be installed side by side without kubectl finding `tk` ambiguous.
@@ -368,6 +369,36 @@ fn view_status<V: JsonSchema>(
     schema
 }
 
+/// Adds what kstatus reads (`observedGeneration`, `conditions`: `Ready`, `Reconciling`,
+/// `Stalled`) to a status schema that lacks them; a group's Orkestra conditions stay.
+fn with_kstatus(mut status: serde_json::Value) -> serde_json::Value {
+    let properties = status["properties"]
+        .as_object_mut()
+        .expect("a status schema has properties");
+    properties.entry("observedGeneration").or_insert_with(|| {
+        json!({"type": "integer", "format": "int64", "description": "The generation Baton last applied."})
+    });
+    properties.entry("conditions").or_insert_with(|| {
+        json!({
+            "type": "array",
+            "description": "kstatus conditions: Ready, Reconciling and Stalled.",
+            "items": {
+                "type": "object",
+                "required": ["type", "status"],
+                "properties": {
+                    "type": string("Ready, Reconciling or Stalled."),
+                    "status": string("True, False or Unknown."),
+                    "reason": string("Why, in one word."),
+                    "message": string("Why, in words."),
+                    "lastTransitionTime": string("When the status last changed (RFC 3339)."),
+                    "observedGeneration": {"type": "integer", "format": "int64"},
+                },
+            },
+        })
+    });
+    status
+}
+
 fn workflow_status() -> serde_json::Value {
     json!({
         "type": "object",
@@ -378,6 +409,7 @@ fn workflow_status() -> serde_json::Value {
             "state": string("pending, running, succeeded, failed or cancelled."),
             "startedAt": string("When the run started (RFC 3339)."),
             "finishedAt": string("When the run ended (RFC 3339)."),
+            "failure": string("Why a failed run failed: its first failed node and the last line of its error."),
             "message": string("Why the document was refused, when it was."),
         },
     })

@@ -292,3 +292,122 @@ fn an_ignitor_deleted_while_no_planner_watched_is_forgotten_and_fires_no_more() 
     let log = std::fs::read_to_string(env.dir.path().join("planner.log")).unwrap();
     assert!(log.contains("object deleted while no planner watched; forgetting it"));
 }
+
+/// Returns the reasons and notes of the events about `name` in the test's namespace.
+fn events_about(kube: &KubeEnv, name: &str) -> Vec<(String, String, String)> {
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(kube.client.clone(), &kube.namespace);
+    kube.block_on(events.list(&Default::default()))
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until the events about `name` have `reason`, at most 30 s; returns them.
+fn wait_event(kube: &KubeEnv, name: &str, reason: &str) -> Vec<(String, String, String)> {
+    let started = Instant::now();
+    loop {
+        let events = events_about(kube, name);
+        if events.iter().any(|(_, r, _)| r == reason) {
+            return events;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no {reason} event about {name}: {events:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn objects_carry_kstatus_conditions_kubectl_waits_on_and_events_tell_their_story() {
+    let ClusterEnv { env: _env, kube } = cluster_env();
+    let workflow = kind("baton.dev", "Workflow");
+    create_all(
+        &kube,
+        "apiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: fine}\nspec:\n  nodes:\n  - {name: a, kind: noop}\n---\napiVersion: baton.dev/v1alpha1\nkind: Workflow\nmetadata: {name: broken}\nspec:\n  nodes:\n  - {name: migrate, kind: exec, command: [sh, -c, 'echo database not reachable >&2; exit 3']}\n---\napiVersion: baton.dev/v1alpha1\nkind: Task\nmetadata: {name: template}\nspec:\n  template: {spec: {containers: [{name: main, image: busybox}]}}\n",
+    );
+    // `kubectl wait --for=condition=Ready` works on a workflow: it waits for its run.
+    let out = std::process::Command::new(baton_tests::install::kubectl())
+        .env("KUBECONFIG", &kube.kubeconfig)
+        .args([
+            "wait",
+            "--for=condition=Ready",
+            "--timeout=60s",
+            "-n",
+            &kube.namespace,
+        ])
+        .arg("workflows.baton.dev/fine")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl wait: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let condition = |status: &Value, kind: &str| -> Value {
+        status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == kind)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {kind} in {status:#}"))
+    };
+    let fine = wait_status(&kube, workflow, "fine", Duration::from_secs(30), |s| {
+        s["state"] == "succeeded"
+    });
+    assert_eq!(condition(&fine, "Reconciling")["status"], "False");
+    assert_eq!(condition(&fine, "Stalled")["status"], "False");
+    assert_eq!(condition(&fine, "Ready")["observedGeneration"], 1);
+    let told = wait_event(&kube, "fine", "RunSucceeded");
+    assert!(
+        told.iter()
+            .any(|(t, r, _)| t == "Normal" && r == "RunStarted"),
+        "{told:#?}"
+    );
+
+    // A failing run is Stalled, with its failed node and why, and Warning events say so.
+    let broken = wait_status(&kube, workflow, "broken", Duration::from_secs(60), |s| {
+        s["state"] == "failed"
+    });
+    let stalled = condition(&broken, "Stalled");
+    assert_eq!(stalled["status"], "True");
+    assert_eq!(condition(&broken, "Ready")["status"], "False");
+    assert!(
+        stalled["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("failed: node migrate: database not reachable"),
+        "{stalled:#}"
+    );
+    let told = wait_event(&kube, "broken", "RunFailed");
+    assert!(
+        told.iter().any(|(t, r, note)| t == "Warning"
+            && r == "NodeFailed"
+            && note.contains("node migrate failed after 1 attempt(s)")
+            && note.contains("database not reachable")),
+        "{told:#?}"
+    );
+
+    // A template is Ready once registered, with its generation observed.
+    let task = wait_status(
+        &kube,
+        kind("baton.dev", "Task"),
+        "template",
+        Duration::from_secs(30),
+        |s| s["conditions"].is_array(),
+    );
+    assert_eq!(condition(&task, "Ready")["status"], "True");
+    assert_eq!(task["observedGeneration"], 1);
+}

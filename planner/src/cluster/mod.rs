@@ -26,6 +26,10 @@
 //!   after `status.leftInstalled` named what a failed uninstall left. Its status carries
 //!   Orkestra's conditions and per-application status, written where they changed.
 //!
+//! - Every kind's status carries kstatus conditions (`Ready`, `Reconciling`, `Stalled`) and
+//!   `observedGeneration` (`kstatus.rs`), and objects get Kubernetes Events as their runs,
+//!   releases and rollouts move (`events.rs`).
+//!
 //! Names are the planner's keys: a task or ignitor of one name in two watched namespaces is
 //! one task, the last applied. Watch one namespace (`--watch-namespace`) to keep them apart.
 
@@ -49,6 +53,11 @@ use tracing::{debug, info, warn};
 
 use crate::service::Command;
 use baton_core::{ClusterSource, Registered};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+
+mod events;
+mod kstatus;
 
 /// The finalizer that holds a deleted `ApplicationGroup` until its releases are uninstalled.
 pub const GROUP_FINALIZER: &str = "baton.dev/uninstall";
@@ -75,6 +84,10 @@ struct Tracked {
     written: Option<Value>,
     /// For a group: where it is in its deletion.
     deletion: Deletion,
+    /// The object, for the events about it.
+    reference: Option<ObjectReference>,
+    /// For a workflow: the failed nodes an event was published for, by name and attempts.
+    reported: BTreeSet<(String, u32)>,
 }
 
 /// Where a watched `ApplicationGroup` object is in its deletion.
@@ -110,7 +123,15 @@ pub async fn run(
             .map(move |event| (index, event))
             .boxed()
     }));
+    let reporter = Reporter {
+        controller: "baton-planner".to_owned(),
+        // The pod's name where the install manifests give it; the host's otherwise.
+        instance: std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .ok(),
+    };
     let mut sync = Sync {
+        recorder: Recorder::new(client.clone(), reporter),
         client,
         commands,
         namespace: config.namespace.clone(),
@@ -184,6 +205,8 @@ fn workflow_run_id(name: &str, uid: &str, generation: i64) -> RunId {
 
 struct Sync {
     client: kube::Client,
+    /// Publishes the objects' events (`events.rs`).
+    recorder: Recorder,
     commands: mpsc::Sender<Command>,
     /// The namespace watched; `None` for every namespace.
     namespace: Option<String>,
@@ -335,6 +358,14 @@ impl Sync {
             self.set_finalizer(&key, &object, true).await;
         }
         let tracked = self.objects.entry(key.clone()).or_default();
+        tracked.reference = Some(ObjectReference {
+            api_version: Some(kind.api_version()),
+            kind: Some(kind.kind.to_owned()),
+            name: object.metadata.name.clone(),
+            namespace: object.metadata.namespace.clone(),
+            uid: object.metadata.uid.clone(),
+            ..Default::default()
+        });
         if generation.is_some() && tracked.generation == generation {
             return true;
         }
@@ -351,13 +382,19 @@ impl Sync {
                 return true;
             }
         };
+        // First seen by this process: what its status says is what was written, so that a
+        // restarted planner neither writes it again nor repeats its events.
+        let tracked = self.objects.entry(key.clone()).or_default();
+        if tracked.written.is_none() && value["status"].is_object() {
+            tracked.written = Some(value["status"].clone());
+        }
         let source = format!("{}.{}/{}/{}", kind.plural, kind.group, key.1, key.2);
         let document = match parse_object_within(&source, &value, created, self.limits) {
             Ok(document) => document,
             Err(errors) => {
                 warn!(object = %source, errors = %errors, "object refused");
                 tracked.generation = generation;
-                self.patch_status(&key, json!({"message": errors.to_string()}))
+                self.write(&key, json!({"message": errors.to_string()}))
                     .await;
                 return true;
             }
@@ -402,7 +439,8 @@ impl Sync {
                 debug!(object = %source, run = ?started, "object applied");
                 if let (Some(run), Some(generation)) = (started, generation) {
                     tracked.run = Some(run.clone());
-                    self.patch_status(
+                    tracked.reported.clear();
+                    self.write(
                         &key,
                         json!({"observedGeneration": generation, "run": run.as_str(), "state": "pending", "message": null}),
                     )
@@ -413,7 +451,7 @@ impl Sync {
             }
             Err(refusal) => {
                 warn!(object = %source, %refusal, "object refused by the planner");
-                self.patch_status(&key, json!({"message": refusal.to_string()}))
+                self.write(&key, json!({"message": refusal.to_string()}))
                     .await;
             }
         }
@@ -478,6 +516,8 @@ impl Sync {
         );
         let keys: Vec<Key> = self.objects.keys().cloned().collect();
         for key in keys {
+            // A workflow's failed nodes, told with its status.
+            let mut failed = Vec::new();
             let status = match KINDS[key.0].kind {
                 "ApplicationGroup" => groups.get(&key.2).map(|g| {
                     // A spec applied since clears a refusal's message.
@@ -496,7 +536,7 @@ impl Sync {
                 "Cell" => cells
                     .get(&key.2)
                     .map(|c| status_fields(c, CELL_STATUS_FIELDS)),
-                "AnalysisTemplate" => None,
+                "AnalysisTemplate" => Some(json!({"message": null})),
                 _ => match self.objects[&key].run.clone() {
                     Some(_) if self.objects[&key].written.as_ref().is_some_and(run_ended) => None,
                     Some(run) => {
@@ -507,20 +547,23 @@ impl Sync {
                         found.map(|s| {
                             let first = s.nodes.iter().filter_map(|n| n.started_at.clone()).min();
                             let last = s.nodes.iter().filter_map(|n| n.finished_at.clone()).max();
+                            let tracked = self.objects.get_mut(&key).expect("tracked");
+                            failed = events::failed_nodes(&s, &mut tracked.reported);
                             json!({
+                                "run": s.run,
                                 "state": s.state.as_str(),
                                 "startedAt": first,
                                 "finishedAt": if s.state.is_terminal() { last } else { None },
+                                "failure": failure(&s),
                             })
                         })
                     }
                     None => None,
                 },
             };
-            if let Some(status) = status
-                && self.objects[&key].written.as_ref() != Some(&status)
-            {
-                self.patch_status(&key, status).await;
+            if let Some(status) = status {
+                self.write_with(&key, status, std::mem::take(&mut failed))
+                    .await;
             }
             // A deleted group is let go once its delete ended and its status says so.
             //
@@ -615,6 +658,57 @@ impl Sync {
         answer.await.ok()
     }
 
+    /// Writes `status` with its kstatus conditions where it changed, and publishes the events
+    /// the change makes.
+    async fn write(&mut self, key: &Key, status: Value) {
+        self.write_with(key, status, Vec::new()).await;
+    }
+
+    /// [`Sync::write`], with `told` published too.
+    async fn write_with(&mut self, key: &Key, status: Value, mut told: Vec<events::Note>) {
+        let kind = KINDS[key.0].kind;
+        let tracked = &self.objects[key];
+        let before = tracked.written.clone();
+        // A status written in parts (the run a generation started) keeps the rest.
+        let mut whole = before.clone().unwrap_or_else(|| json!({}));
+        if let (Value::Object(whole), Value::Object(part)) = (&mut whole, &status) {
+            for (field, value) in part {
+                whole.insert(field.clone(), value.clone());
+            }
+        }
+        let now = Timestamp::now().to_string();
+        let whole =
+            kstatus::with_conditions(kind, whole, tracked.generation, before.as_ref(), &now);
+        if before.as_ref() != Some(&whole) {
+            told.extend(events::notes(kind, before.as_ref(), &whole));
+            self.patch_status(key, whole).await;
+        }
+        self.publish(key, told).await;
+    }
+
+    /// Publishes `notes` about `key`; one that fails is logged, not tried again.
+    async fn publish(&self, key: &Key, notes: Vec<events::Note>) {
+        let Some(reference) = self.objects.get(key).and_then(|t| t.reference.clone()) else {
+            return;
+        };
+        for n in notes {
+            let event = KubeEvent {
+                type_: if n.warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason: n.reason.to_owned(),
+                note: Some(n.message),
+                action: n.action.to_owned(),
+                secondary: None,
+            };
+            if let Err(e) = self.recorder.publish(&event, &reference).await {
+                warn!(kind = KINDS[key.0].kind, name = %key.2, reason = n.reason, error = %e, "event not published");
+            }
+        }
+    }
+
     /// Merges `status` into the object's status subresource; a failure is logged and the
     /// write is tried again on the next round.
     async fn patch_status(&mut self, key: &Key, status: Value) {
@@ -642,6 +736,30 @@ impl Sync {
                 warn!(kind = KINDS[*index].kind, %namespace, %name, error = %e, "status not written; trying again")
             }
         }
+    }
+}
+
+/// What a failed run's status says went wrong: the first failed node and the last line of
+/// its error, or the run's own error.
+fn failure(run: &baton_schemas::status::RunStatus) -> Option<String> {
+    if run.state != baton_schemas::status::State::Failed {
+        return None;
+    }
+    let node = run
+        .nodes
+        .iter()
+        .find(|n| n.state == baton_schemas::status::State::Failed);
+    match node {
+        Some(n) => {
+            let error = n.error.as_deref().unwrap_or_default();
+            let last = error
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or_default();
+            Some(format!("node {}: {last}", n.name))
+        }
+        None => run.error.clone(),
     }
 }
 
