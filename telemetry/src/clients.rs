@@ -193,16 +193,28 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let described = kube_request(request.method(), request.uri());
+        // A span per request, in the trace of whoever made it (a job's execution).
+        let span = match crate::trace::enabled() {
+            true => tracing::info_span!(
+                "kubernetes",
+                otel.name = format!("kubernetes {} {}", described.0, described.1),
+                otel.kind = "client",
+            ),
+            false => tracing::Span::none(),
+        };
         let answer = self.0.call(request);
-        Box::pin(async move {
-            let answer = answer.await;
-            let outcome = match &answer {
-                Ok(response) => CallOutcome::of_status(response.status().as_u16()),
-                Err(_) => CallOutcome::Unreachable,
-            };
-            client_calls().count_kubernetes(described, outcome);
-            answer
-        })
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let answer = answer.await;
+                let outcome = match &answer {
+                    Ok(response) => CallOutcome::of_status(response.status().as_u16()),
+                    Err(_) => CallOutcome::Unreachable,
+                };
+                client_calls().count_kubernetes(described, outcome);
+                answer
+            },
+            span,
+        ))
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod clients;
 pub mod metrics;
 mod process;
+pub mod trace;
 
 pub use clients::{CallOutcome, client_calls, kube_client, kube_client_from};
 pub use metrics::{Exposition, METRICS_CONTENT_TYPE, seconds_buckets};

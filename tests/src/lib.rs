@@ -22,6 +22,7 @@ pub mod install;
 pub mod kube;
 pub mod nats_cluster;
 pub mod nats_jwt;
+pub mod otlp;
 pub mod prometheus;
 pub mod tls;
 

@@ -22,7 +22,7 @@ use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument as _, debug, error, info, warn};
 
 use crate::executors::helm::{HelmConfig, HelmExecutor};
 use crate::executors::pod::{PodConfig, PodExecutor};
@@ -521,7 +521,32 @@ async fn handle(kind: NodeKind, message: Inbound, ctx: &JobContext) {
     };
     // From here to the final ack the job is ours: reporting its start and its completion can
     // take a while on a busy server, as can the effect itself.
-    keep_alive(work(kind, &job, &message, ctx), &job, &message, ctx).await;
+    let work = keep_alive(work(kind, &job, &message, ctx), &job, &message, ctx);
+    match baton_telemetry::trace::enabled() {
+        true => work.instrument(execute_span(kind, &job, &message)).await,
+        false => work.await,
+    }
+}
+
+/// The span of one job's execution: a child of the planner's dispatch span, whose context
+/// the job's headers carry; what the executor calls (Kubernetes, Helm, ELBv2, HTTP) nests
+/// under it, and the completion carries its context on to the next dispatch.
+fn execute_span(kind: NodeKind, job: &Job, message: &Inbound) -> tracing::Span {
+    let span = tracing::info_span!(
+        "execute",
+        otel.name = format!("execute {kind} {}/{}", job.workflow, job.node),
+        otel.kind = "consumer",
+        run = %job.run,
+        node = %job.node,
+        attempt = %job.attempt,
+        kind = %kind,
+    );
+    if let Some(parent) =
+        baton_telemetry::trace::extract(message.header("traceparent"), message.header("tracestate"))
+    {
+        baton_telemetry::trace::set_parent(&span, parent);
+    }
+    span
 }
 
 /// Drops a job whose run or node was cancelled; otherwise reports it started, runs its
@@ -658,11 +683,10 @@ async fn finish(
         finished_at: Timestamp::now(),
         outcome,
     };
-    if let Err(e) = ctx
-        .bus
-        .publish_one(&ctx.bus.event_message(&envelope(done)))
-        .await
-    {
+    let mut completion = ctx.bus.event_message(&envelope(done));
+    // The next dispatch is a child of this execution.
+    baton_telemetry::trace::inject(&tracing::Span::current(), &mut completion.headers);
+    if let Err(e) = ctx.bus.publish_one(&completion).await {
         error!(run = %job.run, node = %job.node, error = %e, "completion not stored; handing the job back");
         message.nak(Some(Duration::from_secs(5))).await.ok();
         return false;

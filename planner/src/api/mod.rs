@@ -114,8 +114,19 @@ impl Api {
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
     ) -> Result<T, ApiError> {
         let (tx, rx) = oneshot::channel();
+        let mut command = make(tx);
+        // What the command causes joins the request's trace.
+        if let Some(traceparent) = baton_telemetry::trace::enabled()
+            .then(|| baton_telemetry::trace::traceparent(&tracing::Span::current()))
+            .flatten()
+        {
+            command = Command::Traced {
+                traceparent,
+                command: Box::new(command),
+            };
+        }
         self.commands
-            .send(make(tx))
+            .send(command)
             .await
             .map_err(|_| unavailable())?;
         rx.await.map_err(|_| unavailable())
@@ -209,6 +220,8 @@ pub fn router(
             Audit::new(bus.clone()),
             audit::record,
         ))
+        // A span per request, continuing the caller's trace (its `traceparent`).
+        .layer(axum::middleware::from_fn(traced))
         .with_state(Api {
             commands,
             bus,
@@ -216,6 +229,30 @@ pub fn router(
             changes,
             shutdown,
         })
+}
+
+/// Runs the request in a span of its own (when spans are exported), child of the caller's
+/// `traceparent` when it sends one.
+async fn traced(request: Request, next: Next) -> Response {
+    use tracing::Instrument as _;
+    if !baton_telemetry::trace::enabled() {
+        return next.run(request).await;
+    }
+    let parent = {
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        baton_telemetry::trace::extract(header("traceparent"), header("tracestate"))
+    };
+    let span = tracing::info_span!(
+        "request",
+        otel.name = format!("{} {}", request.method(), request.uri().path()),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        url.path = %request.uri().path(),
+    );
+    if let Some(parent) = parent {
+        baton_telemetry::trace::set_parent(&span, parent);
+    }
+    next.run(request).instrument(span).await
 }
 
 /// Reads the `Idempotency-Key` header: `None` without one, 400 for one that is empty, longer
@@ -476,7 +513,9 @@ async fn trigger(
     // With a key, a trigger sent again carries the same run id, which is also its message id:
     // the bus drops it within its duplicate window, the planner ignores it after.
     let run = key.map_or_else(new_run_id, |k| idempotent_run_id(&k, &name));
-    let message = api.bus.trigger_message(&name, body, &run);
+    let mut message = api.bus.trigger_message(&name, body, &run);
+    // The run the trigger starts joins the request's trace.
+    baton_telemetry::trace::inject(&tracing::Span::current(), &mut message.headers);
     let limit = api.bus.max_message_size();
     if message.size() > limit {
         return Err(above_bus_limit(

@@ -6,6 +6,14 @@ use baton_schemas::views::{CellView, GroupView, IgnitorView, TaskView};
 /// A request from the API, answered by the loop.
 #[derive(Debug)]
 pub enum Command {
+    /// `command`, sent for a traced request: the runs and jobs it causes join the request's
+    /// trace (`traceparent`, its span's).
+    Traced {
+        /// The request span's `traceparent`.
+        traceparent: String,
+        /// The command.
+        command: Box<Command>,
+    },
     /// Registers a validated document and, for a workflow with `start`, starts a run of it
     /// with that data.
     Apply {
@@ -121,7 +129,23 @@ pub enum Command {
 
 impl Planner {
     pub(super) async fn on_command(&mut self, command: Command) -> anyhow::Result<()> {
+        if let Command::Traced {
+            traceparent,
+            command,
+        } = command
+        {
+            self.command_cause = baton_telemetry::trace::extract(Some(&traceparent), None);
+            let answered = self.answer(*command).await;
+            self.command_cause = None;
+            return answered;
+        }
+        self.answer(command).await
+    }
+
+    /// Answers one command.
+    async fn answer(&mut self, command: Command) -> anyhow::Result<()> {
         match command {
+            Command::Traced { command, .. } => Box::pin(self.answer(*command)).await?,
             Command::Apply {
                 document,
                 start,

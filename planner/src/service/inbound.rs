@@ -8,9 +8,10 @@ impl Planner {
     /// Decodes events; a poison event is terminated and reported: as the failure of the
     /// attempt its headers name (workers name the run, node and attempt of every event),
     /// otherwise in the log.
-    pub(super) async fn event_inputs(&self, batch: &[Inbound]) -> Vec<Input> {
-        let mut inputs = Vec::with_capacity(batch.len());
+    pub(super) async fn event_inputs(&self, batch: &[Inbound]) -> Vec<(Input, Option<Cause>)> {
+        let mut inputs = Caused::with_capacity(batch.len());
         for message in batch {
+            inputs.cause = cause_of(message);
             match baton_bus::decode_event(message) {
                 Ok(envelope) => inputs.push(Input::Bus(envelope.event)),
                 Err(poison) => {
@@ -42,18 +43,19 @@ impl Planner {
                 }
             }
         }
-        inputs
+        inputs.inputs
     }
 
     /// Decodes triggers into run starts and Cell commands. A trigger without a run id gets
     /// one derived from its place in the stream. A trigger that cannot start its run (poison,
     /// or a workflow not registered) is reported and recorded as a failed run with the
     /// reason; a poison Cell command or fire is reported in the log.
-    pub(super) fn trigger_inputs(&self, batch: &[Inbound]) -> Vec<Input> {
-        let mut inputs = Vec::with_capacity(batch.len());
+    pub(super) fn trigger_inputs(&self, batch: &[Inbound]) -> Vec<(Input, Option<Cause>)> {
+        let mut inputs = Caused::with_capacity(batch.len());
         let cell_subject = format!("{}.triggers.cells.", self.bus.config().prefix);
         let fire_subject = format!("{}.triggers.ignitors.", self.bus.config().prefix);
         for message in batch {
+            inputs.cause = cause_of(message);
             // `<p>.triggers.ignitors.<ignitor>` carries a fire the planner published.
             if message.subject().starts_with(&fire_subject) {
                 match baton_bus::decode_fire(message) {
@@ -123,7 +125,7 @@ impl Planner {
                 }
             }
         }
-        inputs
+        inputs.inputs
     }
 
     /// Records a trigger or Cell command read from the bus in the audit trail; read again
@@ -151,4 +153,34 @@ impl Planner {
             Some(format!("audit-trigger-{}-{seq}", self.triggers_created)),
         );
     }
+}
+
+type Cause = baton_telemetry::trace::Context;
+
+/// Inputs, each with the trace context of the message it was decoded from.
+struct Caused {
+    inputs: Vec<(Input, Option<Cause>)>,
+    /// The context of the message being decoded.
+    cause: Option<Cause>,
+}
+
+impl Caused {
+    fn with_capacity(n: usize) -> Caused {
+        Caused {
+            inputs: Vec::with_capacity(n),
+            cause: None,
+        }
+    }
+
+    fn push(&mut self, input: Input) {
+        self.inputs.push((input, self.cause.clone()));
+    }
+}
+
+/// The trace context a message carries, when spans are exported.
+fn cause_of(message: &Inbound) -> Option<Cause> {
+    if !baton_telemetry::trace::enabled() {
+        return None;
+    }
+    baton_telemetry::trace::extract(message.header("traceparent"), message.header("tracestate"))
 }

@@ -21,6 +21,7 @@ mod commands;
 mod inbound;
 mod outbound;
 mod replica;
+mod traces;
 
 pub use baton_schemas::ids::new_run_id;
 pub use changes::{Changed, Changes};
@@ -197,6 +198,10 @@ pub struct Planner {
     audit: crate::audit::Audit,
     /// When the Cells' and groups' gauges are to be set from the core; `None`: they are.
     document_metrics_due: Option<Instant>,
+    /// The jobs' trace causes, when spans are exported (`traces.rs`).
+    traces: traces::Traces,
+    /// The trace context of the command being answered (the API request's).
+    command_cause: Option<baton_telemetry::trace::Context>,
 }
 
 impl Planner {
@@ -314,6 +319,8 @@ impl Planner {
             checkpoint_due: None,
             config,
             document_metrics_due: Some(Instant::now()),
+            traces: Default::default(),
+            command_cause: None,
         };
         let (outbox, undeliverable) = planner.fitting(loaded.outbox);
         planner.flush_outbox(outbox).await?;
@@ -367,8 +374,12 @@ impl Planner {
                 };
                 let now = Timestamp::now();
                 let applying = Instant::now();
-                for input in inputs {
-                    for action in self.core.apply(input, now) {
+                for (input, cause) in inputs {
+                    let decided = self.core.apply(input, now);
+                    if baton_telemetry::trace::enabled() {
+                        self.traces.caused(&decided, cause.as_ref());
+                    }
+                    for action in decided {
                         match action {
                             Action::Dispatch(job) => jobs.push(job),
                             // Cancel notices are sent again (the bus drops those it has).
@@ -505,7 +516,7 @@ impl Planner {
     async fn on_events(&mut self, batch: Vec<Inbound>) -> anyhow::Result<()> {
         self.config.metrics.count_applied("events", batch.len());
         let inputs = self.event_inputs(&batch).await;
-        self.turn(inputs, Origin::Bus).await?;
+        self.turn_caused(inputs, Origin::Bus).await?;
         for message in batch {
             message.ack_fast().await.ok();
         }
@@ -515,7 +526,7 @@ impl Planner {
     async fn on_triggers(&mut self, batch: Vec<Inbound>) -> anyhow::Result<()> {
         self.config.metrics.count_applied("triggers", batch.len());
         let inputs = self.trigger_inputs(&batch);
-        let actions = self.turn(inputs, Origin::Bus).await?;
+        let actions = self.turn_caused(inputs, Origin::Bus).await?;
         let mut refused = 0;
         for action in actions {
             if let Action::Refused(refusal) = action {
@@ -535,13 +546,30 @@ impl Planner {
     /// are published at once and checkpointed later (see [`Origin`]). An error here is a
     /// store or bus failure the planner cannot go on after.
     async fn turn(&mut self, inputs: Vec<Input>, origin: Origin) -> anyhow::Result<Vec<Action>> {
+        // A command's inputs were caused by its request.
+        let cause = self.command_cause.clone();
+        let caused = inputs.into_iter().map(|i| (i, cause.clone())).collect();
+        self.turn_caused(caused, origin).await
+    }
+
+    /// [`Planner::turn`], each input with the trace context that caused it.
+    async fn turn_caused(
+        &mut self,
+        inputs: Vec<(Input, Option<baton_telemetry::trace::Context>)>,
+        origin: Origin,
+    ) -> anyhow::Result<Vec<Action>> {
         let now = Timestamp::now();
         let applying = Instant::now();
         let watched = self.config.changes.watched();
         self.core.set_noticing(watched);
+        let tracing = baton_telemetry::trace::enabled();
         let mut actions = Vec::new();
-        for input in inputs {
+        for (input, cause) in inputs {
+            let start = actions.len();
             actions.extend(self.core.apply(input, now));
+            if tracing {
+                self.traces.caused(&actions[start..], cause.as_ref());
+            }
         }
         self.config.metrics.observe_apply(applying.elapsed());
         let jobs = self.messages(&mut actions, now).await?;

@@ -60,10 +60,16 @@ impl Planner {
                 i += 1;
                 continue;
             };
+            let tracing = baton_telemetry::trace::enabled();
             match self.bus.prepare_job(job) {
-                PreparedJob::Inline(message) => messages.push(message),
+                PreparedJob::Inline(mut message) => {
+                    if tracing {
+                        self.traces.dispatched(job, &mut message.headers);
+                    }
+                    messages.push(message)
+                }
                 PreparedJob::ByReference {
-                    message,
+                    mut message,
                     name,
                     inputs,
                 } => {
@@ -71,6 +77,9 @@ impl Planner {
                         .put_inputs(&name, &inputs)
                         .await
                         .context("writing a job's inputs to the bus")?;
+                    if tracing {
+                        self.traces.dispatched(job, &mut message.headers);
+                    }
                     messages.push(message);
                 }
                 PreparedJob::TooLarge { size, limit } => {

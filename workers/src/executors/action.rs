@@ -60,7 +60,7 @@ pub async fn webhook(http: &reqwest::Client, job: &Job) -> Outcome {
     if let Some(body) = &hook.body {
         request = request.body(body.clone());
     }
-    match request.send().await {
+    match super::send_traced(http, request).await {
         Ok(response) => {
             let status = response.status();
             let body = response.text().await.unwrap_or_default();

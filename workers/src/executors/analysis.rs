@@ -301,11 +301,11 @@ async fn prometheus(http: &reqwest::Client, p: &PrometheusProvider) -> Result<Va
     let url = format!("{}/api/v1/query", p.address.trim_end_matches('/'));
     let timeout = p.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(30));
     // POST with a form body, as Prometheus allows: a long query does not hit URL limits.
-    let response = http
+    let request = http
         .post(&url)
         .form(&[("query", &p.query)])
-        .timeout(timeout)
-        .send()
+        .timeout(timeout);
+    let response = super::send_traced(http, request)
         .await
         .map_err(|e| format!("querying {url}: {e}"))?;
     let status = response.status();
@@ -364,8 +364,7 @@ async fn web(http: &reqwest::Client, w: &WebProvider) -> Result<Value, String> {
     if let Some(body) = &w.body {
         request = request.body(body.clone());
     }
-    let response = request
-        .send()
+    let response = super::send_traced(http, request)
         .await
         .map_err(|e| format!("requesting {}: {e}", w.url))?;
     let status = response.status();

@@ -11,6 +11,7 @@ pub mod traffic;
 use baton_schemas::NodeKind;
 use baton_schemas::wire::{Job, Outcome};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 /// How an effect ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -64,7 +65,11 @@ impl Executors {
             NodeKind::Exec => exec::run(job, stop).await,
             NodeKind::Webhook => Effect::Done(action::webhook(&self.http, job).await),
             NodeKind::Publish => Effect::Done(action::publish(&self.bus, job).await),
-            NodeKind::Traffic => self.traffic.run(job, stop).await,
+            NodeKind::Traffic => {
+                let span =
+                    tracing::info_span!("elbv2", otel.name = "elbv2 traffic", otel.kind = "client");
+                self.traffic.run(job, stop).instrument(span).await
+            }
             NodeKind::Analysis => analysis::run(&self.http, job, stop, &self.metrics).await,
             NodeKind::Pod => match &self.pod {
                 Some(pod) => pod.run(job, stop, handing_back).await,
@@ -73,7 +78,15 @@ impl Executors {
                 )),
             },
             NodeKind::Helm => match &self.helm {
-                Some(helm) => helm.run(job, stop).await,
+                Some(helm) => {
+                    let release = job.helm().map(|h| h.release.clone()).unwrap_or_default();
+                    let span = tracing::info_span!(
+                        "helm",
+                        otel.name = format!("helm {release}"),
+                        otel.kind = "client"
+                    );
+                    helm.run(job, stop).instrument(span).await
+                }
                 None => Effect::Done(Outcome::failed(
                     "this worker does not take helm jobs".to_owned(),
                 )),
@@ -88,4 +101,38 @@ pub(crate) async fn timed_out(timeout: Option<std::time::Duration>) {
         Some(t) => tokio::time::sleep(t).await,
         None => std::future::pending().await,
     }
+}
+
+/// Sends `request` on `http` in a span of its own (`HTTP <method> <host>`), its trace context
+/// in the request's `traceparent`, so that a service that traces too continues the trace.
+pub(crate) async fn send_traced(
+    http: &reqwest::Client,
+    request: reqwest::RequestBuilder,
+) -> reqwest::Result<reqwest::Response> {
+    let mut request = request.build()?;
+    if !baton_telemetry::trace::enabled() {
+        return http.execute(request).await;
+    }
+    let span = tracing::info_span!(
+        "http",
+        otel.name = format!(
+            "HTTP {} {}",
+            request.method(),
+            request.url().host_str().unwrap_or_default()
+        ),
+        otel.kind = "client",
+        http.request.method = %request.method(),
+        server.address = request.url().host_str().unwrap_or_default(),
+    );
+    let mut headers = Vec::new();
+    baton_telemetry::trace::inject(&span, &mut headers);
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+            reqwest::header::HeaderValue::from_str(&value),
+        ) {
+            request.headers_mut().insert(name, value);
+        }
+    }
+    http.execute(request).instrument(span).await
 }
