@@ -90,6 +90,11 @@ fn the_benchmark_runs_end_to_end_and_reports_every_figure() {
         "fan_out_off_nodes_per_s",
         "fan_out_metrics_nodes_per_s",
         "fan_out_metrics_ratio",
+        "chain_traced_p50_ms",
+        "chain_traced_ratio",
+        "fan_out_traced_nodes_per_s",
+        "fan_out_traced_ratio",
+        "otlp_bytes",
     ] {
         let value = report["observability"][key]
             .as_f64()

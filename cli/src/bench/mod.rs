@@ -428,6 +428,17 @@ pub(crate) fn print_table(r: &Report, sizes: &Sizes) {
                 r.observability.fan_out_metrics_ratio
             ),
         ),
+        (
+            "metrics and traces on (every span exported): chain, fan-out".to_owned(),
+            format!(
+                "{:.3} ms per node ({:.2}x off); {:.0} nodes/s ({:.2}x slower than off); {} KiB of spans",
+                r.observability.chain_traced_p50_ms,
+                r.observability.chain_traced_ratio,
+                r.observability.fan_out_traced_nodes_per_s,
+                r.observability.fan_out_traced_ratio,
+                r.observability.otlp_bytes / 1024
+            ),
+        ),
     ];
     let mut rows = rows;
     if let Some(r3) = &r.r3 {

@@ -1,7 +1,8 @@
-//! What metrics cost: the chain and the fan-out with the planner and worker counting nothing
-//! (`--no-metrics`, no `--metrics-listen`) beside the same with metrics on and scraped every
-//! second, as Prometheus would. The two take turns, [`ROUNDS`] times, each on a planner and a
-//! worker started for it, so that both see the same machine.
+//! What observability costs: the chain and the fan-out with the planner and worker counting
+//! nothing (`--no-metrics`, no `--metrics-listen`), with metrics on and scraped every second
+//! as Prometheus would, and with metrics and traces on (every span exported over OTLP to a
+//! receiver the bench runs, which takes and drops them). The three take turns, [`ROUNDS`]
+//! times, each on a planner and a worker started for it, so that all see the same machine.
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use super::*;
 enum Mode {
     Off,
     Metrics,
+    Traced,
 }
 
 /// The chain's per-node p50 and the fan-out's throughput in each mode.
@@ -31,6 +33,14 @@ pub(crate) struct ObservabilityCost {
     pub(crate) fan_out_metrics_nodes_per_s: f64,
     /// Off over metrics on, for throughput: 1.10 is 10 % slower with metrics.
     pub(crate) fan_out_metrics_ratio: f64,
+    pub(crate) chain_traced_p50_ms: f64,
+    /// Metrics and traces on over off.
+    pub(crate) chain_traced_ratio: f64,
+    pub(crate) fan_out_traced_nodes_per_s: f64,
+    /// Off over metrics and traces on, for throughput.
+    pub(crate) fan_out_traced_ratio: f64,
+    /// What the OTLP receiver took while traces were on, in bytes (spans did flow).
+    pub(crate) otlp_bytes: u64,
 }
 
 /// Runs the turns; `baton` names the bus and the API, and no planner or worker of it runs.
@@ -40,13 +50,18 @@ pub(crate) async fn cost(
     sizes: Sizes,
     concurrency: usize,
 ) -> anyhow::Result<ObservabilityCost> {
-    let (mut chain_off, mut chain_on) = (Vec::new(), Vec::new());
-    let (mut fan_off, mut fan_on) = (Vec::new(), Vec::new());
+    let (mut chain_off, mut chain_on, mut chain_traced) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut fan_off, mut fan_on, mut fan_traced) = (Vec::new(), Vec::new(), Vec::new());
+    let receiver = OtlpSink::start().await?;
     for round in 0..ROUNDS {
-        for mode in [Mode::Off, Mode::Metrics] {
+        for (turn, mode) in [Mode::Off, Mode::Metrics, Mode::Traced]
+            .into_iter()
+            .enumerate()
+        {
             // Names no earlier round used: each turn's planner keeps the same store.
-            let id = 1000 + round * 2 + usize::from(mode == Mode::Metrics);
-            let (mut planner, mut worker, scraping) = start(baton, mode, concurrency).await?;
+            let id = 1000 + round * 3 + turn;
+            let (mut planner, mut worker, scraping) =
+                start(baton, mode, concurrency, &receiver.endpoint).await?;
             info!(
                 round,
                 ?mode,
@@ -62,23 +77,22 @@ pub(crate) async fn cost(
             );
             let fan_out = fan_out_round(baton, seen, id, sizes.fan_out).await?;
             scraping.cancel();
-            planner.kill().await.ok();
-            worker.kill().await.ok();
+            // Stopped, not killed: a tracing process sends its last spans as it exits.
+            stop(&mut planner).await;
+            stop(&mut worker).await;
             let p50 = percentile(&chain.per_node, 50.0);
-            match mode {
-                Mode::Off => {
-                    chain_off.push(p50);
-                    fan_off.push(fan_out);
-                }
-                Mode::Metrics => {
-                    chain_on.push(p50);
-                    fan_on.push(fan_out);
-                }
-            }
+            let (chains, fans) = match mode {
+                Mode::Off => (&mut chain_off, &mut fan_off),
+                Mode::Metrics => (&mut chain_on, &mut fan_on),
+                Mode::Traced => (&mut chain_traced, &mut fan_traced),
+            };
+            chains.push(p50);
+            fans.push(fan_out);
         }
     }
     let (chain_off, chain_on) = (median_duration(chain_off), median_duration(chain_on));
-    let (fan_off, fan_on) = (median(fan_off), median(fan_on));
+    let chain_traced = median_duration(chain_traced);
+    let (fan_off, fan_on, fan_traced) = (median(fan_off), median(fan_on), median(fan_traced));
     Ok(ObservabilityCost {
         chain_off_p50_ms: ms(chain_off),
         chain_metrics_p50_ms: ms(chain_on),
@@ -86,7 +100,45 @@ pub(crate) async fn cost(
         fan_out_off_nodes_per_s: fan_off,
         fan_out_metrics_nodes_per_s: fan_on,
         fan_out_metrics_ratio: fan_off / fan_on,
+        chain_traced_p50_ms: ms(chain_traced),
+        chain_traced_ratio: chain_traced.as_secs_f64() / chain_off.as_secs_f64(),
+        fan_out_traced_nodes_per_s: fan_traced,
+        fan_out_traced_ratio: fan_off / fan_traced,
+        otlp_bytes: receiver.bytes(),
     })
+}
+
+/// An OTLP/HTTP receiver that takes every export and drops it, counting its bytes.
+struct OtlpSink {
+    endpoint: String,
+    bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl OtlpSink {
+    async fn start() -> anyhow::Result<OtlpSink> {
+        use axum::routing::post;
+        let bytes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = bytes.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            post(move |body: axum::body::Bytes| {
+                counted.fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                // An empty ExportTraceServiceResponse.
+                std::future::ready((
+                    [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")],
+                    Vec::<u8>::new(),
+                ))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let endpoint = format!("http://{}/v1/traces", listener.local_addr()?);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(OtlpSink { endpoint, bytes })
+    }
+
+    fn bytes(&self) -> u64 {
+        self.bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Starts a planner and a worker in `mode`; with metrics, also a scraper reading both
@@ -95,11 +147,12 @@ async fn start(
     baton: &Baton,
     mode: Mode,
     concurrency: usize,
+    otlp: &str,
 ) -> anyhow::Result<(Child, Child, CancellationToken)> {
     let scraping = CancellationToken::new();
-    let (planner_args, worker_args, ports) = match mode {
+    let (mut planner_args, mut worker_args, ports) = match mode {
         Mode::Off => (vec!["--no-metrics".to_owned()], vec![], None),
-        Mode::Metrics => {
+        Mode::Metrics | Mode::Traced => {
             let (health, metrics) = (free_port()?, free_port()?);
             (
                 vec!["--health-listen".to_owned(), format!("127.0.0.1:{health}")],
@@ -111,6 +164,11 @@ async fn start(
             )
         }
     };
+    if mode == Mode::Traced {
+        for args in [&mut planner_args, &mut worker_args] {
+            args.extend(["--otlp-endpoint".to_owned(), otlp.to_owned()]);
+        }
+    }
     let planner = baton.spawn_planner_with(&planner_args).await?;
     let worker = baton.spawn_worker_with(concurrency, &worker_args)?;
     if let Some((health, metrics)) = ports {
@@ -141,6 +199,20 @@ async fn scrape(http: reqwest::Client, ports: [u16; 2], stop: CancellationToken)
                 let _ = answer.bytes().await;
             }
         }
+    }
+}
+
+/// Stops `child` with SIGTERM, waiting up to 30 s before killing it.
+async fn stop(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let pid = nix::unistd::Pid::from_raw(pid as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    }
+    if tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .is_err()
+    {
+        child.kill().await.ok();
     }
 }
 
