@@ -3,7 +3,9 @@
 ExportTraceServiceRequest, decoded with the OpenTelemetry project's classes
 (opentelemetry-proto, installed by scripts/tools.sh --test); one JSON line per span appended
 to OUT. Usage: otlp_receiver.py PORT OUT (PORT 0: any; prints `listening <port>`)."""
-import json, sys
+import json, sys, threading
+
+LOCK = threading.Lock()
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest, ExportTraceServiceResponse)
@@ -26,17 +28,20 @@ class Handler(BaseHTTPRequestHandler):
             self.send_error(404 if self.path != "/v1/traces" else 415)
             return
         req = ExportTraceServiceRequest.FromString(body)
-        with open(OUT, "a") as out:
-            for rs in req.resource_spans:
-                res = {kv.key: value(kv.value) for kv in rs.resource.attributes}
-                for ss in rs.scope_spans:
-                    for s in ss.spans:
-                        out.write(json.dumps({
-                            "trace_id": s.trace_id.hex(), "span_id": s.span_id.hex(),
-                            "parent_span_id": s.parent_span_id.hex(), "name": s.name,
-                            "service_name": res.get("service.name"), "scope": ss.scope.name,
-                            "attributes": {kv.key: value(kv.value) for kv in s.attributes},
-                        }) + "\n")
+        lines = []
+        for rs in req.resource_spans:
+            res = {kv.key: value(kv.value) for kv in rs.resource.attributes}
+            for ss in rs.scope_spans:
+                for s in ss.spans:
+                    lines.append(json.dumps({
+                        "trace_id": s.trace_id.hex(), "span_id": s.span_id.hex(),
+                        "parent_span_id": s.parent_span_id.hex(), "name": s.name,
+                        "service_name": res.get("service.name"), "scope": ss.scope.name,
+                        "attributes": {kv.key: value(kv.value) for kv in s.attributes},
+                    }) + "\n")
+        # One write per request, under a lock: concurrent exports never interleave.
+        with LOCK, open(OUT, "a") as out:
+            out.write("".join(lines))
         reply = ExportTraceServiceResponse().SerializeToString()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")

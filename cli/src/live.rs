@@ -17,8 +17,13 @@ use crate::output::{group_lines, table_lines};
 
 /// Where progress goes.
 pub(crate) enum Screen {
-    /// Redrawn in place on a terminal; `drawn` is how many lines the last drawing took.
-    Terminal { drawn: usize, width: usize },
+    /// Redrawn in place on a terminal (stderr when `on_stderr`, else stdout); `drawn` is how
+    /// many lines the last drawing took.
+    Terminal {
+        drawn: usize,
+        width: usize,
+        on_stderr: bool,
+    },
     /// Lines appended to `out` (stdout for `status --watch`, stderr for `apply --wait`).
     Plain { out: Box<dyn Write + Send> },
 }
@@ -27,7 +32,7 @@ impl Screen {
     /// A screen on stdout: redrawn when stdout is a terminal, plain lines otherwise.
     pub(crate) fn stdout() -> Screen {
         match std::io::stdout().is_terminal() {
-            true => Screen::terminal(),
+            true => Screen::terminal(false),
             false => Screen::Plain {
                 out: Box::new(std::io::stdout()),
             },
@@ -38,20 +43,24 @@ impl Screen {
     /// stderr when it is a terminal, plain lines on stderr otherwise.
     pub(crate) fn beside_result() -> Screen {
         match std::io::stderr().is_terminal() {
-            true => Screen::terminal(),
+            true => Screen::terminal(true),
             false => Screen::Plain {
                 out: Box::new(std::io::stderr()),
             },
         }
     }
 
-    fn terminal() -> Screen {
+    fn terminal(on_stderr: bool) -> Screen {
         // A pseudo-terminal nobody sized says 0 columns.
         let width = terminal_size::terminal_size()
             .map(|(w, _)| usize::from(w.0))
             .filter(|w| *w > 0)
             .unwrap_or(100);
-        Screen::Terminal { drawn: 0, width }
+        Screen::Terminal {
+            drawn: 0,
+            width,
+            on_stderr,
+        }
     }
 
     /// In plain mode, writes the lines `event` makes of `before`; a terminal is redrawn by
@@ -183,10 +192,14 @@ impl Screen {
     /// A line below the drawing (or appended).
     pub(crate) fn note(&mut self, text: &str) -> std::io::Result<()> {
         match self {
-            Screen::Terminal { drawn, .. } => {
+            Screen::Terminal {
+                drawn, on_stderr, ..
+            } => {
                 *drawn = 0;
-                let mut err = std::io::stdout();
-                writeln!(err, "{text}")
+                match on_stderr {
+                    true => writeln!(std::io::stderr(), "{text}"),
+                    false => writeln!(std::io::stdout(), "{text}"),
+                }
             }
             Screen::Plain { out } => writeln!(out, "{text}"),
         }
@@ -195,10 +208,18 @@ impl Screen {
     /// Moves the cursor up over the last drawing, clears it, and draws `lines`, each cut to
     /// the terminal's width (a wrapped line would throw the count off).
     fn redraw(&mut self, lines: &[String]) -> std::io::Result<()> {
-        let Screen::Terminal { drawn, width } = self else {
+        let Screen::Terminal {
+            drawn,
+            width,
+            on_stderr,
+        } = self
+        else {
             return Ok(());
         };
-        let mut out = std::io::stdout().lock();
+        let mut out: Box<dyn Write> = match on_stderr {
+            true => Box::new(std::io::stderr().lock()),
+            false => Box::new(std::io::stdout().lock()),
+        };
         let mut frame = String::new();
         if *drawn > 0 {
             frame.push_str(&format!("\x1b[{}A\r\x1b[J", *drawn));

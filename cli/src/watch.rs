@@ -88,7 +88,16 @@ impl Api {
         let mut status: Option<RunStatus> = None;
         let mut failing_since: Option<Instant> = None;
         loop {
-            match self.follow_run(&path, &mut status, screen).await {
+            let mut progressed = false;
+            let followed = self
+                .follow_run(&path, &mut status, screen, &mut progressed)
+                .await;
+            // A stream that delivered events was working: the next failure starts a new
+            // minute of tries.
+            if progressed {
+                failing_since = None;
+            }
+            match followed {
                 Ok(true) => return Ok(status.expect("an ended run was seen")),
                 Ok(false) => failing_since = None,
                 Err(e) if status.is_none() => return Err(e),
@@ -109,9 +118,11 @@ impl Api {
         path: &str,
         status: &mut Option<RunStatus>,
         screen: &mut Screen,
+        progressed: &mut bool,
     ) -> anyhow::Result<bool> {
         let mut events = self.open_stream(path).await?;
         while let Some((kind, data)) = events.next().await? {
+            *progressed = true;
             let Some(event) = RunEvent::parse(&kind, &data) else {
                 continue;
             };

@@ -611,13 +611,14 @@ mod tests {
             let status =
                 &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"];
             let properties = status["properties"].as_object().unwrap();
-            for field in fields.iter().chain(&["message"]) {
+            // The view's fields, a refusal's message, and what kstatus reads.
+            let kstatus = ["observedGeneration", "conditions"];
+            for field in fields.iter().chain(&["message"]).chain(&kstatus) {
                 assert!(properties.contains_key(*field), "{kind}: {field}");
             }
-            assert_eq!(
-                properties.len(),
-                fields.len() + usize::from(!fields.contains(&"message"))
-            );
+            let extra = ["message"].iter().chain(&kstatus);
+            let expected = fields.len() + extra.filter(|f| !fields.contains(f)).count();
+            assert_eq!(properties.len(), expected, "{kind}: {properties:?}");
             assert!(
                 status.get("required").is_none(),
                 "{kind}: status is written in parts"

@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use baton_tests::{Env, open_gate, wait_for_gate, workflow};
@@ -28,27 +29,60 @@ fn gated(env: &Env, name: &str, gate: &Path) -> std::path::PathBuf {
     env.write(&format!("{name}.yaml"), &workflow(name, &nodes))
 }
 
-/// Reads lines from `reader` until one satisfies `done`, at most `within`; returns them all.
+/// The lines `reader` gives, read on a thread of their own so that waiting for them can be
+/// bounded.
+fn lines_of(reader: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Takes lines from `lines` until one satisfies `done`, at most `within`; returns them all.
 fn read_until(
-    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    lines: &mpsc::Receiver<String>,
     within: Duration,
     done: impl Fn(&str) -> bool,
 ) -> Vec<String> {
-    let started = Instant::now();
+    let deadline = Instant::now() + within;
     let mut seen = Vec::new();
-    for line in lines {
-        let line = line.expect("reading the watch");
-        let stop = done(&line);
-        seen.push(line);
-        if stop {
-            return seen;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let stop = done(&line);
+                seen.push(line);
+                if stop {
+                    return seen;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("no end after {within:?}: {seen:#?}"),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("the output ended early: {seen:#?}")
+            }
         }
-        assert!(
-            started.elapsed() < within,
-            "no end after {within:?}: {seen:#?}"
-        );
     }
-    panic!("the watch ended early: {seen:#?}");
+}
+
+/// Waits for `child` to exit, at most `within`; kills it and fails past that.
+fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running after {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -66,10 +100,8 @@ fn a_runs_stream_pushes_each_change_and_status_watch_prints_them_as_lines() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("curl");
-    let mut raw = BufReader::new(curl.stdout.take().unwrap()).lines();
-    let opening = read_until(&mut raw, Duration::from_secs(30), |l| {
-        l.starts_with("data:")
-    });
+    let raw = lines_of(curl.stdout.take().unwrap());
+    let opening = read_until(&raw, Duration::from_secs(30), |l| l.starts_with("data:"));
     assert!(
         opening.contains(&"event: snapshot".to_owned()),
         "{opening:?}"
@@ -85,8 +117,8 @@ fn a_runs_stream_pushes_each_change_and_status_watch_prints_them_as_lines() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut watch = watch.spawn().unwrap();
-    let mut plain = BufReader::new(watch.stdout.take().unwrap()).lines();
-    let head = read_until(&mut plain, Duration::from_secs(30), |l| {
+    let plain = lines_of(watch.stdout.take().unwrap());
+    let head = read_until(&plain, Duration::from_secs(30), |l| {
         l.starts_with("node last")
     });
     assert!(
@@ -100,29 +132,20 @@ fn a_runs_stream_pushes_each_change_and_status_watch_prints_them_as_lines() {
 
     open_gate(&gate);
     // Each change comes as it happens, the stream ends with the run.
-    let mut events = Vec::new();
-    let started = Instant::now();
-    for line in raw.by_ref() {
-        let line = line.unwrap();
-        if let Some(kind) = line.strip_prefix("event: ") {
-            events.push(kind.to_owned());
-            if kind == "end" {
-                break;
-            }
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "{events:?}");
-    }
+    let streamed = read_until(&raw, Duration::from_secs(60), |l| l == "event: end");
+    let events: Vec<String> = streamed
+        .iter()
+        .filter_map(|l| l.strip_prefix("event: ").map(str::to_owned))
+        .collect();
     assert!(
         events.iter().filter(|e| *e == "node").count() >= 4,
         "{events:?}"
     );
     assert_eq!(events.last().map(String::as_str), Some("end"));
     // The server closes the stream after `end`.
-    assert!(curl.wait().unwrap().success());
+    assert!(wait_exit(&mut curl, Duration::from_secs(30)).success());
 
-    let rest = read_until(&mut plain, Duration::from_secs(60), |l| {
-        l.contains("ended:")
-    });
+    let rest = read_until(&plain, Duration::from_secs(60), |l| l.contains("ended:"));
     assert_eq!(
         rest.last().unwrap(),
         &format!("run {run} ended: succeeded"),
@@ -141,7 +164,7 @@ fn a_runs_stream_pushes_each_change_and_status_watch_prints_them_as_lines() {
     assert_eq!(order.first(), Some(&"first"), "{rest:?}");
     assert_eq!(order.last(), Some(&"last"), "{rest:?}");
     assert!(
-        watch.wait().unwrap().success(),
+        wait_exit(&mut watch, Duration::from_secs(30)).success(),
         "exit 0 for a run that succeeded"
     );
 
@@ -190,7 +213,7 @@ fn status_watch_redraws_a_table_on_a_terminal_and_apply_wait_keeps_stdout_for_th
     let first = drawn(Duration::from_secs(30), "NODE");
     assert!(first.contains("LAST OUTPUT"), "{first}");
     open_gate(&gate);
-    assert!(watch.wait().unwrap().success());
+    assert!(wait_exit(&mut watch, Duration::from_secs(60)).success());
     let mut stderr = String::new();
     watch
         .stderr

@@ -213,6 +213,9 @@ pub(super) async fn request_deadline(request: Request, next: Next) -> Response {
     }
 }
 
+/// How long a stopping API waits for its requests under way, watch streams included.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Serves `router` on `listener` (over TLS with `tls`) until `shutdown`, then lets the
 /// requests under way finish.
 pub async fn serve(
@@ -254,7 +257,13 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // A client that reads nothing more (a suspended watcher) must not hold the stop.
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("connections still open at shutdown were dropped after {SHUTDOWN_DEADLINE:?}");
+    }
     Ok(())
 }
 

@@ -72,7 +72,7 @@ async fn follow_run(
         return;
     }
     if ended {
-        let _ = tx.send(run_event(&RunEvent::End(last.header()))).await;
+        send(&api, &tx, run_event(&RunEvent::End(last.header()))).await;
         return;
     }
     loop {
@@ -85,7 +85,7 @@ async fn follow_run(
         };
         for event in run_events(&last, &now) {
             let end = matches!(event, RunEvent::End(_));
-            if tx.send(run_event(&event)).await.is_err() || end {
+            if !send(&api, &tx, run_event(&event)).await || end {
                 return;
             }
         }
@@ -166,7 +166,7 @@ async fn follow_view<V, F, Fut>(
     F: Fn(Api) -> Fut,
     Fut: std::future::Future<Output = Result<Option<V>, ApiError>>,
 {
-    if tx.send(json_event(kind, &first)).await.is_err() {
+    if !send(&api, &tx, json_event(kind, &first)).await {
         return;
     }
     let mut last = first;
@@ -177,13 +177,13 @@ async fn follow_view<V, F, Fut>(
         match read(api.clone()).await {
             Ok(Some(now)) if now == last => {}
             Ok(Some(now)) => {
-                if tx.send(json_event(kind, &now)).await.is_err() {
+                if !send(&api, &tx, json_event(kind, &now)).await {
                     return;
                 }
                 last = now;
             }
             Ok(None) => {
-                let _ = tx.send(Event::default().event("deleted").data("{}")).await;
+                send(&api, &tx, Event::default().event("deleted").data("{}")).await;
                 return;
             }
             Err(_) => return,
@@ -219,6 +219,15 @@ async fn wait_for(
             while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = notices.try_recv() {}
             true
         }
+    }
+}
+
+/// Queues `event` for the client; `false` when the stream is to end (the client gone, or
+/// the planner stopping while a client that reads nothing holds the queue full).
+async fn send(api: &Api, tx: &mpsc::Sender<Event>, event: Event) -> bool {
+    tokio::select! {
+        sent = tx.send(event) => sent.is_ok(),
+        _ = api.shutdown.cancelled() => false,
     }
 }
 

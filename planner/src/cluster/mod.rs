@@ -88,6 +88,9 @@ struct Tracked {
     reference: Option<ObjectReference>,
     /// For a workflow: the failed nodes an event was published for, by name and attempts.
     reported: BTreeSet<(String, u32)>,
+    /// Its status was written before this process saw it (a restart): the nodes failed by
+    /// then were told of already.
+    seen_before: bool,
 }
 
 /// Where a watched `ApplicationGroup` object is in its deletion.
@@ -387,6 +390,7 @@ impl Sync {
         let tracked = self.objects.entry(key.clone()).or_default();
         if tracked.written.is_none() && value["status"].is_object() {
             tracked.written = Some(value["status"].clone());
+            tracked.seen_before = true;
         }
         let source = format!("{}.{}/{}/{}", kind.plural, kind.group, key.1, key.2);
         let document = match parse_object_within(&source, &value, created, self.limits) {
@@ -549,6 +553,9 @@ impl Sync {
                             let last = s.nodes.iter().filter_map(|n| n.finished_at.clone()).max();
                             let tracked = self.objects.get_mut(&key).expect("tracked");
                             failed = events::failed_nodes(&s, &mut tracked.reported);
+                            if std::mem::take(&mut tracked.seen_before) {
+                                failed.clear();
+                            }
                             json!({
                                 "run": s.run,
                                 "state": s.state.as_str(),
@@ -670,18 +677,17 @@ impl Sync {
         let tracked = &self.objects[key];
         let before = tracked.written.clone();
         // A status written in parts (the run a generation started) keeps the rest.
-        let mut whole = before.clone().unwrap_or_else(|| json!({}));
-        if let (Value::Object(whole), Value::Object(part)) = (&mut whole, &status) {
-            for (field, value) in part {
-                whole.insert(field.clone(), value.clone());
-            }
-        }
+        let whole = merged(before.clone(), &status);
         let now = Timestamp::now().to_string();
         let whole =
             kstatus::with_conditions(kind, whole, tracked.generation, before.as_ref(), &now);
+        // Events of a change are told once it is written: a write that fails is tried again
+        // next round, and its events with it, not twice.
         if before.as_ref() != Some(&whole) {
-            told.extend(events::notes(kind, before.as_ref(), &whole));
-            self.patch_status(key, whole).await;
+            let notes = events::notes(kind, before.as_ref(), &whole);
+            if self.patch_status(key, whole).await {
+                told.extend(notes);
+            }
         }
         self.publish(key, told).await;
     }
@@ -711,7 +717,7 @@ impl Sync {
 
     /// Merges `status` into the object's status subresource; a failure is logged and the
     /// write is tried again on the next round.
-    async fn patch_status(&mut self, key: &Key, status: Value) {
+    async fn patch_status(&mut self, key: &Key, status: Value) -> bool {
         let (index, namespace, name) = key;
         let api: Api<DynamicObject> = if KINDS[*index].namespaced() {
             Api::namespaced_with(
@@ -728,15 +734,29 @@ impl Sync {
             .await
         {
             Ok(_) => {
+                // A merge patch: what it did not name stays as written before.
                 if let Some(tracked) = self.objects.get_mut(key) {
-                    tracked.written = Some(status);
+                    tracked.written = Some(merged(tracked.written.take(), &status));
                 }
+                true
             }
             Err(e) => {
-                warn!(kind = KINDS[*index].kind, %namespace, %name, error = %e, "status not written; trying again")
+                warn!(kind = KINDS[*index].kind, %namespace, %name, error = %e, "status not written; trying again");
+                false
             }
         }
     }
+}
+
+/// `part` merged into `whole` field by field, as a merge patch of the status does.
+fn merged(whole: Option<Value>, part: &Value) -> Value {
+    let mut whole = whole.unwrap_or_else(|| json!({}));
+    if let (Value::Object(whole), Value::Object(part)) = (&mut whole, part) {
+        for (field, value) in part {
+            whole.insert(field.clone(), value.clone());
+        }
+    }
+    whole
 }
 
 /// What a failed run's status says went wrong: the first failed node and the last line of

@@ -3,6 +3,7 @@
 //! run or attempt where the message names one).
 
 use super::*;
+use baton_schemas::wire::headers;
 
 impl Planner {
     /// Decodes events; a poison event is terminated and reported: as the failure of the
@@ -177,10 +178,18 @@ impl Caused {
     }
 }
 
-/// The trace context a message carries, when spans are exported.
+/// The trace context a message carries, when spans are exported. The `traceparent` every
+/// message has by default (derived from its run and id: a sender that exports no spans) is
+/// no cause: its parent span exists nowhere.
 fn cause_of(message: &Inbound) -> Option<Cause> {
     if !baton_telemetry::trace::enabled() {
         return None;
     }
-    baton_telemetry::trace::extract(message.header("traceparent"), message.header("tracestate"))
+    let traceparent = message.header("traceparent")?;
+    if let (Some(run), Some(id)) = (message.header(headers::RUN), message.header("Nats-Msg-Id"))
+        && traceparent == baton_bus::traceparent(&RunId::new(run), id)
+    {
+        return None;
+    }
+    baton_telemetry::trace::extract(Some(traceparent), message.header("tracestate"))
 }

@@ -409,6 +409,7 @@ impl Planner {
             .collect();
         let mut waiting = notices;
         waiting.extend(self.messages(&mut queued, Timestamp::now()).await?);
+        self.traces.end_turn(&queued);
         self.log_actions(&queued);
         self.config.metrics.count(self.core.take_tally());
         self.config.metrics.set_replayed(applied);
@@ -573,6 +574,9 @@ impl Planner {
         }
         self.config.metrics.observe_apply(applying.elapsed());
         let jobs = self.messages(&mut actions, now).await?;
+        if tracing {
+            self.traces.end_turn(&actions);
+        }
         self.config.metrics.count(self.core.take_tally());
         self.config.metrics.count_actions(&actions);
         self.document_metrics_due

@@ -41,6 +41,18 @@ impl Traces {
         }
     }
 
+    /// Forgets the causes of jobs decided this turn and not dispatched (too large to send, or
+    /// replayed and no longer waiting), and the runs `actions` ended: called when a turn's
+    /// messages are built.
+    pub(super) fn end_turn(&mut self, actions: &[Action]) {
+        self.causes.clear();
+        for action in actions {
+            if let Action::RunFinished { run, .. } = action {
+                self.runs.remove(run);
+            }
+        }
+    }
+
     /// Starts and ends `job`'s dispatch span and writes its context into `headers`.
     pub(super) fn dispatched(&mut self, job: &Job, headers: &mut Vec<(String, String)>) {
         let parent = self.causes.remove(&job.msg_id()).or_else(|| {
