@@ -96,86 +96,80 @@ fn prometheus_scrapes_a_planner_and_a_worker_during_runs() {
     for job in ["planner", "planner-health", "worker"] {
         wait(&format!("up{{job=\"{job}\"}}"), 1.0);
     }
-    // The planner's counts: two workflow runs, one succeeded and one failed; the diamond's
-    // four nodes and the handler succeeded, `migrate` failed all three of its attempts.
-    wait(
-        r#"baton_runs_started_total{job="planner",kind="workflow"}"#,
-        2.0,
-    );
-    wait(
-        r#"baton_runs_finished_total{job="planner",kind="workflow",state="succeeded"}"#,
-        1.0,
-    );
-    wait(
-        r#"baton_runs_finished_total{job="planner",kind="workflow",state="failed"}"#,
-        1.0,
-    );
-    wait(
-        r#"baton_node_attempts_total{job="planner",kind="exec",outcome="succeeded"}"#,
-        5.0,
-    );
-    wait(
-        r#"baton_node_attempts_total{job="planner",kind="exec",outcome="failed"}"#,
-        3.0,
-    );
-    wait(r#"baton_planner_leader{job="planner-health"}"#, 1.0);
-    // The loop's own histograms have observations.
-    prometheus
-        .wait_for(
-            r#"baton_planner_apply_seconds_count{job="planner"}"#,
-            within,
-            |v| v >= 8.0,
-        )
-        .unwrap();
-    prometheus
-        .wait_for(
+    // Exact counts. The planner's: two workflow runs, one succeeded and one failed; the
+    // diamond's four nodes and the handler succeeded, `migrate` failed all three of its
+    // attempts; nothing waits on the bus once both ended (read every 5 s). The worker's:
+    // eight deliveries, five succeeded and three failed, each timed twice (its effect, and its
+    // wait on the bus).
+    for (query, want) in [
+        (
+            r#"baton_runs_started_total{job="planner",kind="workflow"}"#,
+            2.0,
+        ),
+        (
+            r#"baton_runs_finished_total{job="planner",kind="workflow",state="succeeded"}"#,
+            1.0,
+        ),
+        (
+            r#"baton_runs_finished_total{job="planner",kind="workflow",state="failed"}"#,
+            1.0,
+        ),
+        (
+            r#"baton_node_attempts_total{job="planner",kind="exec",outcome="succeeded"}"#,
+            5.0,
+        ),
+        (
+            r#"baton_node_attempts_total{job="planner",kind="exec",outcome="failed"}"#,
+            3.0,
+        ),
+        (r#"baton_planner_leader{job="planner-health"}"#, 1.0),
+        (
+            r#"baton_consumer_pending{job="planner",consumer="worker-exec"}"#,
+            0.0,
+        ),
+        (
+            r#"baton_worker_jobs_total{job="worker",kind="exec",outcome="succeeded"}"#,
+            5.0,
+        ),
+        (
+            r#"baton_worker_jobs_total{job="worker",kind="exec",outcome="failed"}"#,
+            3.0,
+        ),
+        (
+            r#"baton_node_duration_seconds_count{job="worker",kind="exec"}"#,
+            8.0,
+        ),
+        (
+            r#"baton_node_queue_seconds_count{job="worker",kind="exec"}"#,
+            8.0,
+        ),
+        (
+            r#"baton_worker_jobs_in_flight{job="worker",kind="exec"}"#,
+            0.0,
+        ),
+    ] {
+        wait(query, want);
+    }
+    // Lower bounds: the planner loop's own histograms and counters, the streams' sizes.
+    for (query, least) in [
+        (r#"baton_planner_apply_seconds_count{job="planner"}"#, 8.0),
+        (
             r#"baton_planner_checkpoint_seconds_count{job="planner"}"#,
-            within,
-            |v| v >= 1.0,
-        )
-        .unwrap();
-    prometheus
-        .wait_for(
+            1.0,
+        ),
+        (
             r#"baton_planner_messages_applied_total{job="planner",stream="events"}"#,
-            within,
-            |v| v >= 8.0,
-        )
-        .unwrap();
-    // What waits on the bus: nothing, once both runs ended (read every 5 s).
-    wait(
-        r#"baton_consumer_pending{job="planner",consumer="worker-exec"}"#,
-        0.0,
-    );
-    prometheus
-        .wait_for(
+            8.0,
+        ),
+        (
             r#"baton_stream_messages{job="planner",stream="EVENTS"}"#,
-            within,
-            |v| v >= 8.0,
-        )
-        .unwrap();
-
-    // The worker's: eight job deliveries, five succeeded and three failed; each ran and
-    // waited, so both histograms hold eight observations.
-    wait(
-        r#"baton_worker_jobs_total{job="worker",kind="exec",outcome="succeeded"}"#,
-        5.0,
-    );
-    wait(
-        r#"baton_worker_jobs_total{job="worker",kind="exec",outcome="failed"}"#,
-        3.0,
-    );
-    wait(
-        r#"baton_node_duration_seconds_count{job="worker",kind="exec"}"#,
-        8.0,
-    );
-    wait(
-        r#"baton_node_queue_seconds_count{job="worker",kind="exec"}"#,
-        8.0,
-    );
-    wait(
-        r#"baton_worker_jobs_in_flight{job="worker",kind="exec"}"#,
-        0.0,
-    );
+            8.0,
+        ),
+    ] {
+        prometheus
+            .wait_for(query, within, |v| v >= least)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    }
     // A quantile over the histogram's buckets: every exec node here runs a shell command, so
     // the median is above zero and well under the largest bucket.
     prometheus
