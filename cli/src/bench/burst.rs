@@ -66,7 +66,12 @@ pub(crate) async fn chain_under_burst(
                         async move {
                             match request.send().await {
                                 Ok(r) if r.status().is_client_error() => {}
-                                _ => {
+                                answer => {
+                                    // Said, so that a figure above zero can be looked into.
+                                    match answer {
+                                        Ok(r) => tracing::warn!(status = %r.status(), "burst: an answer that is not a 4xx"),
+                                        Err(e) => tracing::warn!(error = ?e, "burst: a request that failed"),
+                                    }
                                     unexpected.fetch_add(1, Ordering::Relaxed);
                                 }
                             }
