@@ -611,9 +611,8 @@ spec:
 
 #[test]
 fn cells_applied_as_kubernetes_objects_run_and_show_their_status() {
-    use baton_schemas::crd::KINDS;
     use baton_tests::kube::KubeEnv;
-    use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+    use kube::api::{DynamicObject, PostParams};
     let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).expect("test env");
     let moto = Moto::start(env.dir.path()).unwrap();
     let listener = moto.listener().unwrap();
@@ -643,35 +642,13 @@ fn cells_applied_as_kubernetes_objects_run_and_show_their_status() {
     // okra's README Cell as `kubectl apply` sends it, with the emulator's listener.
     let readme = example("okra-readme.yaml", &listener.arn);
     let value: serde_json::Value = serde_norway::from_str(&readme).unwrap();
-    let kind = KINDS
-        .iter()
-        .find(|k| k.group == "okra.mumo.co" && k.kind == "Cell")
-        .unwrap();
-    let resource = ApiResource {
-        group: kind.group.into(),
-        version: "v1alpha1".into(),
-        api_version: kind.api_version(),
-        kind: kind.kind.into(),
-        plural: kind.plural.into(),
-    };
-    let cells: Api<DynamicObject> =
-        Api::namespaced_with(kube.client.clone(), &kube.namespace, &resource);
+    let cells = kube.kind_api("okra.mumo.co", "Cell");
     let object: DynamicObject = serde_json::from_value(value).unwrap();
     kube.block_on(cells.create(&PostParams::default(), &object))
         .unwrap();
-    let started = Instant::now();
-    let status = loop {
-        let object = kube.block_on(cells.get("cell1")).unwrap();
-        let status = object.data["status"].clone();
-        if status["phase"] == "Serving" {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "cell1 status: {status:#}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = kube.wait_status(&cells, "cell1", Duration::from_secs(60), |s| {
+        s["phase"] == "Serving"
+    });
     assert_eq!(status["servingVersion"], "1.0.0");
     let weights: Vec<u64> = status["weights"]
         .as_array()

@@ -10,7 +10,7 @@ use baton_schemas::crd::{KINDS, Kind};
 use baton_schemas::status::{RunStatus, State};
 use baton_tests::Env;
 use baton_tests::kube::KubeEnv;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 struct ClusterEnv {
@@ -39,14 +39,7 @@ fn kind(group: &str, name: &str) -> &'static Kind {
 }
 
 fn api(kube: &KubeEnv, kind: &Kind) -> Api<DynamicObject> {
-    let resource = ApiResource {
-        group: kind.group.into(),
-        version: "v1alpha1".into(),
-        api_version: kind.api_version(),
-        kind: kind.kind.into(),
-        plural: kind.plural.into(),
-    };
-    Api::namespaced_with(kube.client.clone(), &kube.namespace, &resource)
+    kube.kind_api(kind.group, kind.kind)
 }
 
 /// Creates every document of a YAML file as an object in the test's namespace.
@@ -74,20 +67,7 @@ fn wait_status(
     within: Duration,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
-    let started = Instant::now();
-    loop {
-        let object = kube.block_on(api(kube, kind).get(name)).unwrap();
-        let status = object.data["status"].clone();
-        if done(&status) {
-            return status;
-        }
-        assert!(
-            started.elapsed() < within,
-            "{} {name}: status after {within:?}: {status:#}",
-            kind.kind
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    kube.wait_status(&api(kube, kind), name, within, done)
 }
 
 fn runs(env: &Env) -> Vec<RunStatus> {

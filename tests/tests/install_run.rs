@@ -12,12 +12,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use baton_schemas::crd::KINDS;
 use baton_tests::install::{apply, find, render};
 use baton_tests::kube::KubeEnv;
 use baton_tests::{Env, free_port, wait_for_port};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::Value;
 
 const BATON: &str = env!("CARGO_BIN_EXE_baton-under-test");
@@ -274,19 +273,7 @@ fn the_planner_and_worker_run_a_pod_workflow_with_the_manifests_arguments_and_rb
 /// Creates a Workflow object `name` with a pod node in the test's namespace and waits until
 /// it succeeded.
 fn run_workflow(kube: &KubeEnv, name: &str) {
-    let kind = KINDS
-        .iter()
-        .find(|k| k.group == "baton.dev" && k.kind == "Workflow")
-        .unwrap();
-    let resource = ApiResource {
-        group: kind.group.into(),
-        version: "v1alpha1".into(),
-        api_version: kind.api_version(),
-        kind: kind.kind.into(),
-        plural: kind.plural.into(),
-    };
-    let workflows: Api<DynamicObject> =
-        Api::namespaced_with(kube.client.clone(), &kube.namespace, &resource);
+    let workflows = kube.kind_api("baton.dev", "Workflow");
     let workflow: DynamicObject = serde_json::from_value(serde_json::json!({
         "apiVersion": "baton.dev/v1alpha1",
         "kind": "Workflow",
@@ -301,18 +288,8 @@ fn run_workflow(kube: &KubeEnv, name: &str) {
     .unwrap();
     kube.block_on(workflows.create(&PostParams::default(), &workflow))
         .unwrap();
-    let started = Instant::now();
-    let status = loop {
-        let object = kube.block_on(workflows.get(name)).unwrap();
-        let status = object.data["status"].clone();
-        if status["state"] == "succeeded" || status["state"] == "failed" {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{name}: the workflow's status after 120 s: {status:#}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = kube.wait_status(&workflows, name, Duration::from_secs(120), |s| {
+        s["state"] == "succeeded" || s["state"] == "failed"
+    });
     assert_eq!(status["state"], "succeeded", "{name}: {status:#}");
 }

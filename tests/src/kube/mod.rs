@@ -286,6 +286,47 @@ impl KubeEnv {
         })
     }
 
+    /// Returns the API of Baton's `group` `kind` objects (a kind of
+    /// [`baton_schemas::crd::KINDS`]) in the test's namespace.
+    pub fn kind_api(&self, group: &str, kind: &str) -> Api<kube::api::DynamicObject> {
+        let kind = baton_schemas::crd::KINDS
+            .iter()
+            .find(|k| k.group == group && k.kind == kind)
+            .expect("a kind Baton serves");
+        let resource = kube::api::ApiResource {
+            group: kind.group.into(),
+            version: baton_schemas::crd::VERSION.into(),
+            api_version: kind.api_version(),
+            kind: kind.kind.into(),
+            plural: kind.plural.into(),
+        };
+        Api::namespaced_with(self.client.clone(), &self.namespace, &resource)
+    }
+
+    /// Waits until the status of object `name` of `api` satisfies `done`, at most `within`;
+    /// returns that status.
+    pub fn wait_status(
+        &self,
+        api: &Api<kube::api::DynamicObject>,
+        name: &str,
+        within: std::time::Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let started = std::time::Instant::now();
+        loop {
+            let object = self.block_on(api.get(name)).expect("reading the object");
+            let status = object.data["status"].clone();
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                started.elapsed() < within,
+                "{name}: status after {within:?}: {status:#}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
     /// Runs a future on the env's runtime.
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)
