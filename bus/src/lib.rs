@@ -44,7 +44,7 @@ pub use error::{BusError, BusErrorKind};
 pub use inbound::{Inbound, Poison, decode_event, decode_fire, decode_job, decode_trigger};
 pub use inputs::{INLINE_JOB_BYTES, InputsError, PreparedJob, inputs_digest};
 pub use lease::{Lease, LeaseError};
-pub use outgoing::{Outgoing, traceparent};
+pub use outgoing::{Outgoing, has_default_traceparent, traceparent};
 pub use pull::{PullStream, pull_retry_delay};
 pub use signing::{JobSigner, SIGNATURE_HEADER, SignatureError};
 pub use state::{STATE_PART_HEADER, StateCommit, StateReader, StateTail};

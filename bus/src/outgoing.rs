@@ -177,6 +177,21 @@ pub fn traceparent(run: &baton_schemas::RunId, msg_id: &str) -> String {
     format!("00-{trace_hi:016x}{trace_lo:016x}-{span:016x}-01")
 }
 
+/// Whether `message` carries only the `traceparent` every message of its run has by default
+/// ([`traceparent`]): its parent span was never exported, so it names no cause.
+pub fn has_default_traceparent(message: &crate::Inbound) -> bool {
+    match (
+        message.header(headers::TRACEPARENT),
+        message.header(headers::RUN),
+        message.header("Nats-Msg-Id"),
+    ) {
+        (Some(sent), Some(run), Some(id)) => {
+            sent == traceparent(&baton_schemas::RunId::new(run), id)
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

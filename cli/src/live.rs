@@ -63,13 +63,9 @@ impl Screen {
         }
     }
 
-    /// In plain mode, writes the lines `event` makes of `before`; a terminal is redrawn by
+    /// In plain mode, writes the lines `event` makes; a terminal is redrawn by
     /// [`Screen::draw_run`] instead.
-    pub(crate) fn run_event(
-        &mut self,
-        _before: &RunStatus,
-        event: &RunEvent,
-    ) -> std::io::Result<()> {
+    pub(crate) fn run_event(&mut self, event: &RunEvent) -> std::io::Result<()> {
         let Screen::Plain { out } = self else {
             return Ok(());
         };

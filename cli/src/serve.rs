@@ -166,12 +166,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<(), Failure> {
         let mut registry = prometheus_client::registry::Registry::default();
         config.metrics = WorkerMetrics::register(&mut registry);
         baton_telemetry::Exposition::new(registry)
-            .serve(
-                addr,
-                "--metrics-listen",
-                axum::Router::new(),
-                shutdown.clone(),
-            )
+            .serve(addr, "--metrics-listen", shutdown.clone())
             .await
             .map_err(|e| Failure::usage(anyhow::Error::new(e)))?;
     }
@@ -250,12 +245,7 @@ async fn up_with(
     let exposition = baton_telemetry::Exposition::new(registry);
     if let Some(addr) = args.worker.metrics_listen {
         exposition
-            .serve(
-                addr,
-                "--metrics-listen",
-                axum::Router::new(),
-                shutdown.clone(),
-            )
+            .serve(addr, "--metrics-listen", shutdown.clone())
             .await?;
     }
     let workers = tokio::spawn(baton_workers::run(

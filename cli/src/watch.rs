@@ -131,19 +131,19 @@ impl Api {
                 // A stream opened again: what changed while it was closed, as events.
                 (RunEvent::Snapshot(fresh), Some(seen)) => {
                     for change in run_events(seen, fresh) {
-                        screen.run_event(seen, &change)?;
+                        screen.run_event(&change)?;
                         apply_run_event(seen, &change);
                     }
                     *seen = fresh.clone();
                     screen.draw_run(seen)?;
                 }
                 (RunEvent::Snapshot(fresh), None) => {
-                    screen.run_event(fresh, &event)?;
+                    screen.run_event(&event)?;
                     *status = Some(fresh.clone());
                     screen.draw_run(fresh)?;
                 }
                 (_, Some(seen)) => {
-                    screen.run_event(seen, &event)?;
+                    screen.run_event(&event)?;
                     apply_run_event(seen, &event);
                     screen.draw_run(seen)?;
                 }

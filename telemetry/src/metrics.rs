@@ -74,20 +74,19 @@ impl Exposition {
     }
 
     /// Binds `addr` (a port taken is the user's error, found before anything starts) and
-    /// serves `/metrics` on it, beside `extra` routes, until `shutdown`. `flag` names the
-    /// option the address came from, for the error.
+    /// serves `/metrics` on it until `shutdown`. `flag` names the option the address came
+    /// from, for the error.
     pub async fn serve(
         &self,
         addr: SocketAddr,
         flag: &str,
-        extra: Router,
         shutdown: CancellationToken,
     ) -> Result<(), std::io::Error> {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({flag}): {e}"))
         })?;
         tracing::info!(listen = %addr, flag, "metrics endpoint listening");
-        let app = self.router().merge(extra);
+        let app = self.router();
         tokio::spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { shutdown.cancelled().await })

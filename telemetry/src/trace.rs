@@ -167,15 +167,6 @@ pub fn set_parent(span: &tracing::Span, parent: opentelemetry::Context) {
     let _ = span.set_parent(parent);
 }
 
-/// Returns `span`'s trace id (32 hex digits), when it is traced.
-pub fn trace_id(span: &tracing::Span) -> Option<String> {
-    let context = span.context();
-    let span_context = context.span().span_context().clone();
-    span_context
-        .is_valid()
-        .then(|| span_context.trace_id().to_string())
-}
-
 /// A parent in trace `trace_id` (32 hex digits) for a span with no cause of its own in this
 /// process (a retry a timer started): the span joins its run's trace, under a parent that
 /// stands for the run (`span_id`, derived from the run) and is not itself exported.

@@ -160,11 +160,16 @@ impl WorkerMetrics {
             .observe(took.as_secs_f64());
     }
 
-    /// Records how long a job of `kind` stored at `stored` waited for this start.
-    pub(crate) fn observe_queued(&self, kind: NodeKind, stored: SystemTime) {
-        if !self.on {
+    /// Records how long the job in `message`, of `kind`, waited on the bus for this start:
+    /// from when the server stored it, on its first delivery only (a redelivery's wait holds
+    /// an earlier worker's time).
+    pub(crate) fn observe_queued(&self, kind: NodeKind, message: &baton_bus::Inbound) {
+        if !self.on || message.delivered() != 1 {
             return;
         }
+        let Some(stored) = message.stored_at() else {
+            return;
+        };
         // The server's clock and this one differ by their skew; a start "before" the store
         // is counted as no wait.
         let waited = SystemTime::now().duration_since(stored).unwrap_or_default();

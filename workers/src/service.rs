@@ -563,11 +563,7 @@ async fn work(kind: NodeKind, job: &Job, message: &Inbound, ctx: &JobContext) {
         return;
     }
     let _in_flight = ctx.metrics.begin(kind);
-    if message.delivered() == 1
-        && let Some(stored) = message.stored_at()
-    {
-        ctx.metrics.observe_queued(kind, stored);
-    }
+    ctx.metrics.observe_queued(kind, message);
     let started_at = Timestamp::now();
     let running = std::time::Instant::now();
     let effect = start(kind, job, message, ctx, &stop, started_at).await;

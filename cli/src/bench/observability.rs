@@ -90,8 +90,8 @@ pub(crate) async fn cost(
             fans.push(fan_out);
         }
     }
-    let (chain_off, chain_on) = (median_duration(chain_off), median_duration(chain_on));
-    let chain_traced = median_duration(chain_traced);
+    let (chain_off, chain_on) = (percentile(&chain_off, 50.0), percentile(&chain_on, 50.0));
+    let chain_traced = percentile(&chain_traced, 50.0);
     let (fan_off, fan_on, fan_traced) = (median(fan_off), median(fan_on), median(fan_traced));
     Ok(ObservabilityCost {
         chain_off_p50_ms: ms(chain_off),
@@ -214,9 +214,4 @@ async fn stop(child: &mut Child) {
     {
         child.kill().await.ok();
     }
-}
-
-fn median_duration(mut values: Vec<Duration>) -> Duration {
-    values.sort();
-    values.get(values.len() / 2).copied().unwrap_or_default()
 }

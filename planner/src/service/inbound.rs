@@ -3,7 +3,6 @@
 //! run or attempt where the message names one).
 
 use super::*;
-use baton_schemas::wire::headers;
 
 impl Planner {
     /// Decodes events; a poison event is terminated and reported: as the failure of the
@@ -185,11 +184,8 @@ fn cause_of(message: &Inbound) -> Option<Cause> {
     if !baton_telemetry::trace::enabled() {
         return None;
     }
-    let traceparent = message.header("traceparent")?;
-    if let (Some(run), Some(id)) = (message.header(headers::RUN), message.header("Nats-Msg-Id"))
-        && traceparent == baton_bus::traceparent(&RunId::new(run), id)
-    {
+    if baton_bus::has_default_traceparent(message) {
         return None;
     }
-    baton_telemetry::trace::extract(Some(traceparent), message.header("tracestate"))
+    baton_telemetry::trace::extract(message.header("traceparent"), message.header("tracestate"))
 }
