@@ -32,7 +32,16 @@ pub(crate) fn read_documents(
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::usage(anyhow!("{}: cannot read: {e}", path.display())))?;
     let source = path.display().to_string();
-    parse_documents_within(&source, &text, Timestamp::now(), limits).map_err(Failure::usage)
+    let documents =
+        parse_documents_within(&source, &text, Timestamp::now(), limits).map_err(Failure::usage)?;
+    // What a valid document asks for that Baton leaves out (an Orca plugin name), said where
+    // a person sees it: beside the result, not in it.
+    for document in &documents {
+        for warning in baton_schemas::validate::warnings(document) {
+            eprintln!("warning: {source}: {}: {warning}", document.describe());
+        }
+    }
+    Ok(documents)
 }
 
 pub(crate) struct Api {

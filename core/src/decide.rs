@@ -42,7 +42,9 @@ impl Core {
         match input {
             Input::Source { document, source } => self.set_source(document, source),
             Input::RegisterTask(task) => self.register_task(*task),
-            Input::RegisterIgnitor(ignitor) => self.register_ignitor(*ignitor, now, &mut actions),
+            Input::RegisterIgnitor { ignitor, again } => {
+                self.register_ignitor(*ignitor, again, now)
+            }
             Input::RegisterGroup(group) => self.apply_group(*group, now, &mut actions),
             Input::Remove(Registered::Group(name)) => self.delete_group(&name, now, &mut actions),
             Input::Remove(Registered::Workflow(name)) => {

@@ -40,7 +40,14 @@ pub enum Input {
     /// Registers (or replaces) a task under its name.
     RegisterTask(Box<Task>),
     /// Registers (or replaces) an ignitor under its name; a changed schedule is armed anew.
-    RegisterIgnitor(Box<Ignitor>),
+    RegisterIgnitor {
+        /// The ignitor.
+        ignitor: Box<Ignitor>,
+        /// Whether a person applied it (through the API), rather than a cluster's listing
+        /// repeating what it holds: a `NOW` ignitor that fired fires again, as re-applying
+        /// an Orca ignitor did (Orca deleted one-shots once fired).
+        again: bool,
+    },
     /// Applies an application group: a changed spec starts its forward run.
     RegisterGroup(Box<ApplicationGroup>),
     /// Forgets a registered document (deleted from a cluster, or by a person): a workflow
@@ -132,7 +139,10 @@ impl From<baton_schemas::Document> for Input {
         match document {
             Document::Workflow(w) => Input::Register(w),
             Document::Task(t) => Input::RegisterTask(t),
-            Document::Ignitor(i) => Input::RegisterIgnitor(i),
+            Document::Ignitor(i) => Input::RegisterIgnitor {
+                ignitor: i,
+                again: false,
+            },
             Document::Group(g) => Input::RegisterGroup(g),
             Document::Cell(c) => Input::RegisterCell(c),
             Document::AnalysisTemplate(t) => Input::RegisterAnalysisTemplate(t),

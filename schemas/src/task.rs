@@ -76,9 +76,10 @@ pub struct TaskSpec {
     )]
     #[schemars(with = "Vec<Condition>")]
     pub start_on_all: Vec<Condition>,
-    /// What a start does while this task already runs.
-    #[serde(default)]
-    pub concurrency_policy: ConcurrencyPolicy,
+    /// What a start does while this task already runs. Default: `Forbid` for Orca's
+    /// documents (Orca skipped a start while the task's pod ran), `Allow` for Baton's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_policy: Option<ConcurrencyPolicy>,
     /// How many task runs one chain may hold before this task refuses to extend it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain_limit: Option<u32>,
@@ -138,27 +139,26 @@ pub enum Outcome {
 }
 
 /// What a start does while the task already runs (in any chain).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum ConcurrencyPolicy {
-    /// Both run. The default.
-    #[default]
+    /// Both run. The default of `baton.dev` Tasks.
     Allow,
-    /// The new start is refused and recorded in its chain as a skipped step.
+    /// The new start is refused and recorded in its chain as a skipped step. The default of
+    /// Orca's Tasks, as Orca skipped a start while the task's pod ran.
     Forbid,
     /// The running one is cancelled and the new one starts.
     Replace,
 }
 
 /// An entry of `successActions` or `failureActions`: a typed action, or a name (Orca's
-/// plugins), which validation refuses.
+/// plugins). Baton has no plugins: in an Orca document a name is dropped with a warning (as
+/// Orca dropped names it did not know), in a Baton document it is refused.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ActionEntry {
     /// A typed action.
     Typed(Action),
-    /// An Orca plugin name; Baton has no plugins.
+    /// An Orca plugin name, which does nothing.
     Named(String),
 }
 
@@ -171,7 +171,7 @@ impl schemars::JsonSchema for ActionEntry {
     // an object", so the API server keeps the value and Baton's validation judges it.
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
-            "description": "A typed action ({webhook: {url, method, headers, body}} or {publish: {subject, data}}); an Orca plugin name is refused.",
+            "description": "A typed action ({webhook: {url, method, headers, body}} or {publish: {subject, data}}); an Orca plugin name is dropped with a warning.",
             "x-kubernetes-preserve-unknown-fields": true,
         })
     }
@@ -188,7 +188,8 @@ pub enum Action {
 }
 
 /// An HTTP request. Without a `body`, it sends Orca's `{"id": <task>, "message":
-/// "SUCCESS"|"FAILURE"}` plus `run` and `data` (the task's output).
+/// "SUCCESS"|"FAILURE"}` plus `run` and `data` (the task's output, or its error when it
+/// failed without one).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Webhook {
@@ -214,6 +215,24 @@ pub struct Publish {
     /// The message (default: Orca's JSON, as for webhooks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
+}
+
+impl Task {
+    /// Whether this is an Orca document (`sirocco.cloud/v1alpha1`), which keeps Orca's
+    /// defaults.
+    pub fn is_orca(&self) -> bool {
+        self.api_version == ORCA_API_VERSION
+    }
+
+    /// What a start does while this task already runs: as written, or the default of the
+    /// document's API version.
+    pub fn concurrency_policy(&self) -> ConcurrencyPolicy {
+        self.spec.concurrency_policy.unwrap_or(if self.is_orca() {
+            ConcurrencyPolicy::Forbid
+        } else {
+            ConcurrencyPolicy::Allow
+        })
+    }
 }
 
 /// An `Ignitor` document.
@@ -262,45 +281,57 @@ mod tests {
     const NOW: Timestamp = Timestamp(1_800_000_000_000);
     const README: &str = include_str!("../../examples/orca/README-documents.yaml");
 
+    /// The warnings of a document that parses, as `baton apply` prints them.
+    fn warnings(doc: &Document) -> Vec<String> {
+        crate::validate::warnings(doc)
+            .iter()
+            .map(|w| w.to_string())
+            .collect()
+    }
+
     #[test]
-    fn orcas_demo_plugins_are_refused_with_the_webhook_to_write() {
-        let text = "apiVersion: sirocco.cloud/v1alpha1\nkind: Task\nmetadata: {name: t}\nspec:\n  successActions: [sirocco-demo-alert-success]\n  failureActions: [SIROCCO-DEMO-ALERT-FAILURE]\n  template: {spec: {containers: [{name: main, image: busybox}]}}\n";
-        let errors = parse_documents("t.yaml", text, NOW).unwrap_err();
-        let lines: Vec<String> = errors.errors.iter().map(|e| e.to_string()).collect();
-        assert_eq!(lines.len(), 2, "{lines:?}");
+    fn plugin_names_are_dropped_with_a_warning_in_orca_documents_and_refused_in_batons() {
+        let text = "apiVersion: sirocco.cloud/v1alpha1\nkind: Task\nmetadata: {name: t}\nspec:\n  successActions: [sirocco-demo-alert-success]\n  failureActions: [SIROCCO-DEMO-ALERT-FAILURE, {webhook: {url: 'http://127.0.0.1:9/'}}, MY-PLUGIN]\n  template: {spec: {containers: [{name: main, image: busybox}]}}\n";
+        let docs = parse_documents("t.yaml", text, NOW).unwrap();
+        let lines = warnings(&docs[0]);
+        assert_eq!(lines.len(), 3, "{lines:?}");
         assert!(
-            lines[0].starts_with("spec.successActions[0]: Orca's demo plugin \"sirocco-demo-alert-success\" posted to a hard-coded demo URL"),
+            lines[0].starts_with("spec.successActions[0]: Orca's demo plugin \"sirocco-demo-alert-success\" posted to a demo bot's hard-coded URL; Baton drops it; for a call, write {webhook: {url: https://...}}"),
             "{lines:?}"
         );
+        assert!(lines[1].starts_with("spec.failureActions[0]: Orca's demo plugin"));
         assert!(
-            lines[1].contains("write {webhook: {url: https://...}}"),
+            lines[2].starts_with("spec.failureActions[2]: plugin \"MY-PLUGIN\" is unknown (Baton has no plugins) and is dropped"),
+            "{lines:?}"
+        );
+
+        let baton = text.replace("sirocco.cloud", "baton.dev");
+        let errors = parse_documents("t.yaml", &baton, NOW).unwrap_err();
+        let lines: Vec<String> = errors.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(
+            lines[2].starts_with(
+                "spec.failureActions[2]: unknown action \"MY-PLUGIN\": Baton has no plugins"
+            ),
             "{lines:?}"
         );
     }
 
     #[test]
-    fn orcas_readme_documents_parse_and_the_placeholder_plugin_is_refused() {
+    fn orcas_readme_documents_parse_and_the_placeholder_plugin_is_dropped_with_a_warning() {
         let errors = parse_documents("orca.yaml", README, NOW).unwrap_err();
         let lines: Vec<String> = errors.errors.iter().map(|e| e.to_string()).collect();
         // Kubernetes refuses these container names too (they must be DNS-1123 labels): Baton
         // says so before anything runs, with the rest of what it found.
-        assert_eq!(lines.len(), 3, "{lines:?}");
-        assert!(
-            lines[0].starts_with(
-                "(document 1) spec.failureActions[0]: unknown action \"YOUR-PLUGIN-NAME\""
-            ),
-            "{lines:?}"
-        );
-        assert!(lines[1].starts_with(
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with(
             "(document 1) spec.template.spec.containers[0].name: invalid container name \"continerName1\""
         ));
-        assert!(lines[2].starts_with(
+        assert!(lines[1].starts_with(
             "(document 2) spec.template.spec.containers[0].name: invalid container name \"continerName2\""
         ));
-        let without_plugin = README
-            .replace("    - YOUR-PLUGIN-NAME\n", "")
-            .replace("continerName", "container-");
-        let docs = parse_documents("orca.yaml", &without_plugin, NOW).unwrap();
+        let named = README.replace("continerName", "container-");
+        let docs = parse_documents("orca.yaml", &named, NOW).unwrap();
         let kinds: Vec<String> = docs.iter().map(Document::describe).collect();
         assert_eq!(kinds, ["Task/task1", "Task/task2", "Ignitor/ignitor1"]);
         let Document::Task(task1) = &docs[0] else {
@@ -309,10 +340,42 @@ mod tests {
         assert_eq!(task1.spec.start_on_ignition, ["ignitor1"]);
         assert_eq!(task1.spec.start_on_failure, ["task1"]);
         assert!(task1.spec.start_on_success.is_empty() && task1.spec.success_actions.is_empty());
+        let dropped = warnings(&docs[0]);
+        assert_eq!(dropped.len(), 1);
+        assert!(
+            dropped[0]
+                .starts_with("spec.failureActions[0]: plugin \"YOUR-PLUGIN-NAME\" is unknown"),
+            "{dropped:?}"
+        );
         let Document::Task(task2) = &docs[1] else {
             panic!()
         };
         assert_eq!(task2.spec.start_on_success, ["task1"]);
+        assert!(warnings(&docs[1]).is_empty());
+    }
+
+    #[test]
+    fn orca_tasks_skip_a_start_while_running_and_baton_tasks_allow_it_by_default() {
+        use crate::task::ConcurrencyPolicy;
+        let task = |version: &str, policy: &str| {
+            let text = format!(
+                "apiVersion: {version}\nkind: Task\nmetadata: {{name: t}}\nspec:\n{policy}  template: {{spec: {{containers: [{{name: main, image: busybox}}]}}}}\n"
+            );
+            match parse_documents("t.yaml", &text, NOW).unwrap().remove(0) {
+                Document::Task(t) => t.concurrency_policy(),
+                _ => panic!(),
+            }
+        };
+        assert_eq!(
+            task("sirocco.cloud/v1alpha1", ""),
+            ConcurrencyPolicy::Forbid
+        );
+        assert_eq!(task("baton.dev/v1alpha1", ""), ConcurrencyPolicy::Allow);
+        let allow = "  concurrencyPolicy: Allow\n";
+        assert_eq!(
+            task("sirocco.cloud/v1alpha1", allow),
+            ConcurrencyPolicy::Allow
+        );
     }
 
     #[test]

@@ -429,12 +429,9 @@ pub fn task(task: &crate::task::Task) -> Result<(), Vec<SpecError>> {
         for (j, entry) in actions.iter().enumerate() {
             let at = format!("spec.{field}[{j}]");
             match entry {
-                ActionEntry::Named(n) if ORCA_DEMO_PLUGINS.iter().any(|p| p.eq_ignore_ascii_case(n)) => {
-                    errors.push(SpecError::new(
-                        at,
-                        format!("Orca's demo plugin {n:?} posted to a hard-coded demo URL and has no equivalent in Baton; write {{webhook: {{url: https://...}}}}: without a body it posts Orca's {{\"id\", \"message\"}} JSON"),
-                    ));
-                }
+                // Orca dropped names it did not know: an Orca document keeps working,
+                // and `warnings` says what was dropped.
+                ActionEntry::Named(_) if task.is_orca() => {}
                 ActionEntry::Named(n) => errors.push(SpecError::new(
                     at,
                     format!("unknown action {n:?}: Baton has no plugins; write a typed action, {{webhook: {{url: https://...}}}} or {{publish: {{subject: ...}}}}"),
@@ -468,6 +465,44 @@ pub fn task(task: &crate::task::Task) -> Result<(), Vec<SpecError>> {
 /// demo echo bot's URL written into Orca: refused with a pointer to a webhook, since no URL of
 /// theirs could be meant.
 const ORCA_DEMO_PLUGINS: [&str; 2] = ["SIROCCO-DEMO-ALERT-SUCCESS", "SIROCCO-DEMO-ALERT-FAILURE"];
+
+/// Returns what a document asks for that Baton leaves out, each at its field path: a valid
+/// document that does less than its author may think. `baton apply` and `baton validate`
+/// print these, and a cluster object gets them as Warning events.
+///
+/// Today these are the plugin names of an Orca Task's `successActions` / `failureActions`,
+/// which Baton drops as Orca dropped the names it did not know.
+pub fn warnings(document: &crate::Document) -> Vec<SpecError> {
+    use crate::task::ActionEntry;
+    let crate::Document::Task(task) = document else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for (field, actions) in [
+        ("successActions", &task.spec.success_actions),
+        ("failureActions", &task.spec.failure_actions),
+    ] {
+        for (j, entry) in actions.iter().enumerate() {
+            let ActionEntry::Named(n) = entry else {
+                continue;
+            };
+            let why = if ORCA_DEMO_PLUGINS.iter().any(|p| p.eq_ignore_ascii_case(n)) {
+                format!(
+                    "Orca's demo plugin {n:?} posted to a demo bot's hard-coded URL; Baton drops it"
+                )
+            } else {
+                format!(
+                    "plugin {n:?} is unknown (Baton has no plugins) and is dropped, as Orca dropped names it did not know"
+                )
+            };
+            found.push(SpecError::new(
+                format!("spec.{field}[{j}]"),
+                format!("{why}; for a call, write {{webhook: {{url: https://...}}}} (without a body it posts Orca's {{\"id\", \"message\"}} JSON)"),
+            ));
+        }
+    }
+    found
+}
 
 /// Checks a typed action; `at` is the path of its `webhook` or `publish` map.
 fn action_errors(at: &str, action: Option<&crate::task::Action>) -> Vec<SpecError> {

@@ -219,6 +219,10 @@ pub struct IgnitorView {
     pub next_fire: Option<String>,
     /// Why the schedule was refused, when it was.
     pub error: Option<String>,
+    /// A one-shot (`NOW`, a time) whose fire started its chain: it fires no more. Orca
+    /// deleted such an ignitor from the cluster; Baton does too for Orca's documents.
+    #[serde(default)]
+    pub spent: bool,
 }
 
 /// The fields of a [`TaskView`] that a Task object's status holds.

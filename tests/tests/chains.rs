@@ -217,6 +217,64 @@ fn failures_take_the_failure_path_and_a_self_retry_loop_stops_at_the_chain_limit
     );
 }
 
+/// Where Baton now follows Orca: a failed task that left no termination message passes an
+/// empty `ORCA_DATA` (not its error), an instance's `ORCA_INITIATOR` names its task (`quiet`,
+/// not `quiet-2`), a plugin name is dropped with a warning `baton apply` prints, and a `NOW`
+/// ignitor applied again fires again.
+#[test]
+fn orca_documents_keep_orcas_data_initiator_plugins_and_one_shots() {
+    let ChainEnv { env, kube } = chain_env();
+    let ns = &kube.namespace;
+    let docs = [
+        task(
+            "quiet",
+            ns,
+            "  startOnIgnition: [again]\n  startOnFailure: [quiet]\n  chainLimit: 2\n  failureActions:\n    - YOUR-PLUGIN-NAME\n",
+            "[ \"$ORCA_INITIATOR\" = again ] && exit 1; printf \"%s|%s|%s\" \"$ORCA_INITIATOR\" \"$ORCA_DATA\" \"$BATON_NODE\" > /dev/termination-log",
+        ),
+        ignitor("again", "NOW", "first"),
+    ]
+    .concat();
+    let file = env.write("quiet.yaml", &docs);
+    let out = env.cli(&["apply", "-f", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: ") && stderr.contains("Task/quiet: spec.failureActions[0]: plugin \"YOUR-PLUGIN-NAME\" is unknown (Baton has no plugins) and is dropped"),
+        "{stderr}"
+    );
+    let (_, chain) = wait_chain_end(&env, "again", Duration::from_secs(120));
+    // A chain in which a task failed ends failed, its failure path having run.
+    assert_eq!(node(&chain, "quiet").state, State::Failed, "{chain:#?}");
+    assert_eq!(
+        node(&chain, "quiet-2").state,
+        State::Succeeded,
+        "{chain:#?}"
+    );
+    assert_eq!(
+        node(&chain, "quiet-2").output.as_deref(),
+        Some("quiet||quiet-2")
+    );
+    // Applied again, unchanged, the one-shot fires again: a second chain.
+    let ignitor_only = env.write("again.yaml", &ignitor("again", "NOW", "first"));
+    let out = env.cli(&["apply", "-f", ignitor_only.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = wait_runs(&env, Duration::from_secs(120), |all| {
+        all.iter()
+            .filter(|r| r.workflow == "again" && r.state.is_terminal())
+            .count()
+            == 2
+    });
+    for chain in all.iter().filter(|r| r.workflow == "again") {
+        let second = node(chain, "quiet-2").output.as_deref();
+        assert_eq!(second, Some("quiet||quiet-2"), "{all:#?}");
+    }
+}
+
 /// Instances of one Task in a chain are nodes `<task>`, `<task>-2`, ...: with a long task name
 /// their pod names are cut, and must still differ (the second pod used to collide with the
 /// first, "a pod named ... exists and belongs to something else"). Every pod is labelled with

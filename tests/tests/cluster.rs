@@ -105,20 +105,45 @@ fn orcas_example_applied_as_objects_runs_and_shows_orcas_status_columns() {
         s["lastSuccess"].is_string()
     });
     assert_eq!(task1["state"], "Pending");
-    let ignitor1 = wait_status(
-        &kube,
-        kind("sirocco.cloud", "Ignitor"),
-        "ignitor1",
-        Duration::from_secs(10),
-        |s| s["lastFire"].is_string(),
-    );
-    assert!(ignitor1["nextFire"].is_null(), "a one-shot fires once");
+    // As Orca did, a one-shot ignitor that fired is deleted, so that applying it again fires
+    // it again.
+    let ignitors = api(&kube, kind("sirocco.cloud", "Ignitor"));
+    let gone = Instant::now();
+    while kube
+        .block_on(ignitors.get_opt("ignitor1"))
+        .unwrap()
+        .is_some()
+    {
+        assert!(
+            gone.elapsed() < Duration::from_secs(30),
+            "a fired NOW ignitor is not deleted"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // The chain passed task1's termination log to task2, whose pod ran in the objects'
     // namespace (the Task documents name none).
     let all = runs(&env);
     assert_eq!(all.len(), 1, "{all:#?}");
     let chain = &all[0];
     assert_eq!(chain.state, State::Succeeded);
+    let ignitor_only: String = example
+        .split("---")
+        .filter(|d| d.contains("kind: Ignitor"))
+        .collect();
+    create_all(&kube, &ignitor_only);
+    let started = Instant::now();
+    let all = loop {
+        let all = runs(&env);
+        if all.len() == 2 && all.iter().all(|r| r.state.is_terminal()) {
+            break all;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the re-applied ignitor did not fire again: {all:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(all.iter().all(|r| r.state == State::Succeeded), "{all:#?}");
     let output = |n: &str| {
         chain
             .nodes

@@ -130,15 +130,23 @@ impl Core {
         }
     }
 
-    pub(super) fn register_ignitor(
-        &mut self,
-        ignitor: Ignitor,
-        now: Timestamp,
-        _actions: &mut [Action],
-    ) {
+    /// Registers an ignitor; a changed one is armed anew, and so is a `NOW` one that fired
+    /// when a person applies it `again`.
+    pub(super) fn register_ignitor(&mut self, ignitor: Ignitor, again: bool, now: Timestamp) {
         let name = ignitor.metadata.name.clone();
         let existing = self.ignitors.get(&name);
-        if existing.is_some_and(|e| e.ignitor.spec == ignitor.spec) {
+        if let Some(e) = existing.filter(|e| e.ignitor.spec == ignitor.spec) {
+            let fired_now = e.next_fire.is_none()
+                && e.last_fire.is_some()
+                && matches!(
+                    Schedule::read(&e.ignitor.spec.scheduled, None),
+                    Ok(Schedule::Now)
+                );
+            if again && fired_now {
+                let entry = self.ignitors.get_mut(&name).expect("registered");
+                entry.next_fire = Some(now);
+                self.changed_ignitors.insert(name);
+            }
             return;
         }
         let last_fire = existing.and_then(|e| e.last_fire);
@@ -320,15 +328,19 @@ impl Core {
             } else {
                 TaskOutcome::Failure
             };
+            // As in Orca: what follows gets the task's termination message (empty when a
+            // failed pod left none, not the error) and the task's name, whichever instance of
+            // it (`task1-2`) ended.
+            let started_by = StartedBy {
+                initiator: task.clone(),
+                data: node.output.clone().unwrap_or_default(),
+            };
+            // An action's message says why a task failed when the pod left no message.
             let data = node
                 .output
                 .clone()
                 .or_else(|| node.error.clone())
                 .unwrap_or_default();
-            let started_by = StartedBy {
-                initiator: node.name.to_string(),
-                data: data.clone(),
-            };
             let finished_at = node.finished_at.unwrap_or(now);
             let node_name = node.name.clone();
             if let Some(entry) = self.tasks.get_mut(&task) {
@@ -430,6 +442,7 @@ impl Core {
             return;
         };
         let spec = entry.task.spec.clone();
+        let policy = entry.task.concurrency_policy();
         let limit = spec.chain_limit.unwrap_or(DEFAULT_CHAIN_LIMIT);
         let in_chain = self.runs[run]
             .nodes
@@ -443,7 +456,7 @@ impl Core {
             ));
         } else {
             let running = self.running_instances(task);
-            match spec.concurrency_policy {
+            match policy {
                 ConcurrencyPolicy::Allow => {}
                 ConcurrencyPolicy::Forbid => {
                     if let Some((other, i)) = running.first() {
@@ -604,12 +617,21 @@ impl TaskEntry {
 impl IgnitorEntry {
     /// Returns the status shown to users.
     pub fn view(&self) -> baton_schemas::views::IgnitorView {
+        let spec = &self.ignitor.spec;
+        let one_shot = matches!(
+            Schedule::read(&spec.scheduled, spec.time_zone.as_deref()),
+            Ok(Schedule::Now | Schedule::At(_))
+        );
         baton_schemas::views::IgnitorView {
             name: self.ignitor.metadata.name.clone(),
-            scheduled: self.ignitor.spec.scheduled.clone(),
+            scheduled: spec.scheduled.clone(),
             last_fire: self.last_fire.map(|t| t.to_string()),
             next_fire: self.next_fire.map(|t| t.to_string()),
             error: self.error.clone(),
+            spent: one_shot
+                && self.next_fire.is_none()
+                && self.last_fire.is_some()
+                && self.started >= self.last_fire,
         }
     }
 }

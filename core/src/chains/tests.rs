@@ -120,21 +120,58 @@ fn an_ignitor_starts_task1_and_task1_passes_its_message_to_task2() {
     );
     assert_eq!(core.run(&run).unwrap().status().workflow, "ignitor1");
 
-    // A one-shot fires once: not again on later ticks, not when re-applied unchanged.
+    // A one-shot fires once: not again on later ticks, not when a cluster's listing repeats
+    // it unchanged.
     assert!(tick(&mut core, now.after(std::time::Duration::from_secs(60))).is_empty());
+    let view = core.ignitors().next().unwrap().view();
+    assert!(view.spent && view.next_fire.is_none(), "{view:?}");
     apply_docs(
         &mut core,
         &ignitor("ignitor1", "NOW", "  data: from-the-ignitor\n"),
         now,
     );
     assert!(tick(&mut core, now).is_empty());
+    // A person applying it again fires it again, as re-applying an Orca ignitor did.
+    let later = now.after(std::time::Duration::from_secs(30));
+    let again = match baton_schemas::parse_documents(
+        "i.yaml",
+        &ignitor("ignitor1", "NOW", "  data: from-the-ignitor\n"),
+        later,
+    )
+    .unwrap()
+    .remove(0)
+    {
+        baton_schemas::Document::Ignitor(ignitor) => ignitor,
+        _ => unreachable!(),
+    };
+    core.apply(
+        Input::RegisterIgnitor {
+            ignitor: again,
+            again: true,
+        },
+        later,
+    );
+    let actions = tick(&mut core, later);
+    assert_eq!(
+        fired(&actions),
+        [(
+            "ignitor1".to_owned(),
+            later,
+            Some(chains::fire_run_id("ignitor1", later))
+        )]
+    );
+    let refired = jobs(&actions)[0].clone();
+    assert_eq!(refired.inputs.data, "from-the-ignitor");
+    // Orca skipped a start while the task's pod ran: task1 ends before the next fire.
+    core.apply(finished_job(&refired, ok("again"), Timestamp(0)), later);
     // A changed ignitor is armed anew.
+    let changed = later.after(std::time::Duration::from_secs(1));
     apply_docs(
         &mut core,
         &ignitor("ignitor1", "NOW", "  data: again\n"),
-        now.after(std::time::Duration::from_secs(1)),
+        changed,
     );
-    let actions = tick(&mut core, now.after(std::time::Duration::from_secs(1)));
+    let actions = tick(&mut core, changed);
     assert_eq!(jobs(&actions)[0].inputs.data, "again");
 }
 
@@ -197,6 +234,14 @@ fn a_self_retry_loop_stops_at_the_chain_limit() {
         );
     }
     assert_eq!(names, ["flaky", "flaky-2", "flaky-3"]);
+    // As in Orca, what follows a failure is started by the task (not its instance) with the
+    // pod's termination message, which these pods did not leave: empty, not the error.
+    let r = core.run(&run).unwrap();
+    for instance in ["flaky-2", "flaky-3"] {
+        let by = r.nodes.iter().find(|n| n.name.as_str() == instance);
+        let by = by.and_then(|n| n.started_by.clone()).unwrap();
+        assert_eq!((by.initiator.as_str(), by.data.as_str()), ("flaky", ""));
+    }
     assert!(actions.contains(&Action::RunFinished {
         run: run.clone(),
         state: State::Failed
@@ -560,4 +605,42 @@ fn a_fire_scheduled_far_after_now_is_not_the_planners_and_stops_nothing() {
         other => panic!("one fire to publish, not {other:?}"),
     };
     assert_eq!(jobs(&core.apply(Input::Fire(fire), due)).len(), 1);
+}
+
+#[test]
+fn an_orca_task_skips_a_start_while_it_runs_unless_its_policy_says_otherwise() {
+    let now = at(T0);
+    for (policy, second) in [
+        ("", NodeState::Skipped),
+        (
+            "  concurrencyPolicy: Allow\n",
+            NodeState::Queued {
+                attempt: baton_schemas::Attempt(1),
+            },
+        ),
+    ] {
+        let mut core = Core::new(CoreConfig::default());
+        let docs = [
+            task("work", &format!("  startOnIgnition: [a, b]\n{policy}")),
+            ignitor("a", "NOW", ""),
+            ignitor("b", "NOW", ""),
+        ]
+        .concat();
+        apply_docs(&mut core, &docs, now);
+        let actions = tick(&mut core, now);
+        let runs: Vec<RunId> = fired(&actions).into_iter().filter_map(|f| f.2).collect();
+        assert_eq!(runs.len(), 2);
+        let states: Vec<NodeState> = runs
+            .iter()
+            .map(|run| core.run(run).unwrap().nodes[0].state)
+            .collect();
+        assert_eq!(
+            states[0],
+            NodeState::Queued {
+                attempt: baton_schemas::Attempt(1)
+            },
+            "{policy:?}"
+        );
+        assert_eq!(states[1], second, "{policy:?}");
+    }
 }

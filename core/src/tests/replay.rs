@@ -214,7 +214,9 @@ fn describe_input(input: &Input) -> String {
         }
         Input::Tick => "tick".to_owned(),
         Input::RegisterTask(t) => format!("register task {}", t.metadata.name),
-        Input::RegisterIgnitor(i) => format!("register ignitor {}", i.metadata.name),
+        Input::RegisterIgnitor { ignitor, .. } => {
+            format!("register ignitor {}", ignitor.metadata.name)
+        }
         Input::Fire(fire) => format!("read fire {}", fire.msg_id()),
         other => format!("{other:?}"),
     }

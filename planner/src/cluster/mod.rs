@@ -404,6 +404,21 @@ impl Sync {
                 return true;
             }
         };
+        // What Baton leaves out of a valid object (an Orca plugin name), told once per
+        // generation as `baton apply` prints it; not again by a restarted planner.
+        let dropped = baton_schemas::validate::warnings(&document);
+        if !dropped.is_empty() && !tracked.seen_before {
+            let notes = dropped
+                .iter()
+                .map(|w| events::Note {
+                    warning: true,
+                    reason: "Ignored",
+                    action: "Apply",
+                    message: w.to_string(),
+                })
+                .collect();
+            self.publish(&key, notes).await;
+        }
         // A workflow object runs once per generation.
         let observed = value["status"]["observedGeneration"].as_i64();
         let run = match (&document, generation) {

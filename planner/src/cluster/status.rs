@@ -88,6 +88,13 @@ impl Sync {
                 self.write_with(&key, status, std::mem::take(&mut failed))
                     .await;
             }
+            let kind = &KINDS[key.0];
+            if kind.kind == "Ignitor"
+                && kind.group == baton_schemas::crd::ORCA_GROUP
+                && ignitors.get(&key.2).is_some_and(|i| i["spent"] == true)
+            {
+                self.retire_ignitor(&key).await;
+            }
             // A deleted group is let go once its delete ended and its status says so.
             //
             // `Deleted` may be the planner's state in memory only: a delete run ends with
@@ -107,6 +114,36 @@ impl Sync {
             }
         }
         true
+    }
+
+    /// Deletes an Orca one-shot ignitor whose chain started, as Orca did: applying the same
+    /// document again creates it anew, and it fires again. Only the object this process saw
+    /// is deleted (its uid), not one applied again since; a failure is tried next round.
+    async fn retire_ignitor(&mut self, key: &Key) {
+        let Some(uid) = self.objects[key]
+            .reference
+            .as_ref()
+            .and_then(|r| r.uid.clone())
+        else {
+            return;
+        };
+        let api = api(&self.client, &KINDS[key.0], Some(&key.1));
+        let params = kube::api::DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(&key.2, &params).await {
+            Ok(_) => {
+                info!(namespace = %key.1, name = %key.2, "Orca one-shot ignitor fired; deleted, as Orca did")
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => {
+                warn!(namespace = %key.1, name = %key.2, error = %e, "fired ignitor not deleted; trying again")
+            }
+        }
     }
 
     /// Writes `status` with its kstatus conditions where it changed, and publishes the events
@@ -137,7 +174,7 @@ impl Sync {
     }
 
     /// Publishes `notes` about `key`; one that fails is logged, not tried again.
-    async fn publish(&self, key: &Key, notes: Vec<events::Note>) {
+    pub(super) async fn publish(&self, key: &Key, notes: Vec<events::Note>) {
         let Some(reference) = self.objects.get(key).and_then(|t| t.reference.clone()) else {
             return;
         };

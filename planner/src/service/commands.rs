@@ -156,6 +156,8 @@ impl Planner {
                 if matches!(*document, Document::Cell(_)) {
                     self.config.discover_now.notify_one();
                 }
+                // A cluster's listing repeats what it holds; a person's apply is new.
+                let by_person = source.is_none();
                 // Committed with the registration: where the document came from.
                 let sourced = Input::Source {
                     document: Registered::of(&document),
@@ -167,7 +169,10 @@ impl Planner {
                         (vec![Input::Register(w)], Some(name))
                     }
                     Document::Task(t) => (vec![Input::RegisterTask(t)], None),
-                    Document::Ignitor(i) => (vec![Input::RegisterIgnitor(i)], None),
+                    Document::Ignitor(i) => {
+                        let again = by_person;
+                        (vec![Input::RegisterIgnitor { ignitor: i, again }], None)
+                    }
                     Document::Group(g) => {
                         let group = g.name().to_owned();
                         let actions = self
