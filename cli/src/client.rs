@@ -347,6 +347,11 @@ pub(crate) async fn delete(args: DeleteArgs) -> Result<u8, Failure> {
         DeleteKind::Ignitor => Some("ignitors"),
     };
     if let Some(plural) = plural {
+        if args.force {
+            return Err(Failure::usage(anyhow!(
+                "--force: only an application group is held after its delete; a {plural} is forgotten at once"
+            )));
+        }
         let done: DeleteResponse = api
             .send(
                 api.http
@@ -359,10 +364,11 @@ pub(crate) async fn delete(args: DeleteArgs) -> Result<u8, Failure> {
         }
         return Ok(0);
     }
+    let force = if args.force { "?force=true" } else { "" };
     let group: GroupView = api
         .send(
             api.http
-                .delete(format!("{}/v1/groups/{}", api.base, args.name)),
+                .delete(format!("{}/v1/groups/{}{force}", api.base, args.name)),
         )
         .await?;
     if !args.wait {

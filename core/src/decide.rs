@@ -47,6 +47,7 @@ impl Core {
             }
             Input::RegisterGroup(group) => self.apply_group(*group, now, &mut actions),
             Input::Remove(Registered::Group(name)) => self.delete_group(&name, now, &mut actions),
+            Input::ForceDelete(name) => self.force_delete_group(&name, now, &mut actions),
             Input::Remove(Registered::Workflow(name)) => {
                 if self.workflows.remove(&name).is_some() {
                     self.changed_workflows.insert(name);

@@ -55,6 +55,11 @@ pub enum Input {
     /// already going on finish. A group is deleted: its releases are uninstalled in reverse
     /// order. An unknown workflow, task or ignitor is refused.
     Remove(Registered),
+    /// Deletes a group as [`Input::Remove`] does, and lets it go whatever its delete leaves
+    /// installed (`baton delete group --force`, or the object's `baton.dev/force-delete`
+    /// annotation): a group whose delete ended with releases left is let go at once. An
+    /// unknown group is refused.
+    ForceDelete(String),
     /// Records where a registered document was applied from: a cluster object, or not
     /// (`None`, the API). Applied with the document's registration; ignored for a document
     /// that is not registered (refused).

@@ -73,6 +73,10 @@ pub struct GroupView {
     pub settled: bool,
     /// Releases a failed uninstall left behind (`namespace/release`).
     pub left_installed: Vec<String>,
+    /// Deleted and let go: every release uninstalled, or some left where a person said to
+    /// let it go anyway (`--force`). A cluster object is held by Baton's finalizer until then.
+    #[serde(default)]
+    pub released: bool,
     /// Orkestra's conditions.
     pub conditions: Vec<Condition>,
     /// Every application of the spec applied, with its subcharts.

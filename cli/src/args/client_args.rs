@@ -155,6 +155,10 @@ pub(crate) struct DeleteArgs {
     /// if not.
     #[arg(long)]
     pub wait: bool,
+    /// For a group: lets it go whatever its delete leaves installed (a group whose uninstall
+    /// failed is otherwise held, its cluster object by Baton's finalizer).
+    #[arg(long)]
+    pub force: bool,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: Format,

@@ -50,6 +50,25 @@ impl Core {
         self.group_step(name, GroupEvent::DeleteAsked, now, actions);
     }
 
+    /// Deletes a group and lets it go whatever its delete leaves installed.
+    pub(crate) fn force_delete_group(
+        &mut self,
+        name: &str,
+        now: Timestamp,
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(entry) = self.groups.get_mut(name) else {
+            actions.push(Action::Refused(Refusal::UnknownGroup(name.to_owned())));
+            return;
+        };
+        entry.force_delete = true;
+        self.changed_groups.insert(name.to_owned());
+        // A delete that ended with releases left is not run again: forced, it lets go.
+        if !matches!(entry.state, GroupState::Deleted { .. }) {
+            self.group_step(name, GroupEvent::DeleteAsked, now, actions);
+        }
+    }
+
     /// The one transition function of a group's lifecycle.
     pub(crate) fn group_step(
         &mut self,
@@ -74,6 +93,7 @@ impl Core {
                     delete_run: None,
                     since: now,
                     maybe_installed: Vec::new(),
+                    force_delete: false,
                 };
                 self.groups.insert(name.to_owned(), entry);
                 self.start_group_run(name, Purpose::Forward, now, actions);
@@ -112,11 +132,18 @@ impl Core {
                         entry.group = *group;
                         entry.revision += 1;
                         entry.last_successful = None;
+                        entry.force_delete = false;
                         self.start_group_run(name, Purpose::Forward, now, actions);
                     }
                 }
             }
             GroupEvent::DeleteAsked => match state {
+                GroupState::Deleted { left_installed } if left_installed.is_empty() => {}
+                // Asked again after an uninstall failed (its cause fixed, say): the delete
+                // runs again for what it left.
+                GroupState::Deleted { .. } if !entry.force_delete => {
+                    self.start_group_run(name, Purpose::Delete, now, actions);
+                }
                 GroupState::Deleted { .. } => {}
                 GroupState::Deleting { .. } => {
                     // The delete under way is the last request: a spec waiting for it to end
@@ -217,6 +244,7 @@ impl Core {
             Some(Pending::Apply { group }) => {
                 if matches!(entry.state, GroupState::Deleted { .. }) {
                     entry.last_successful = None;
+                    entry.force_delete = false;
                 } else if entry.group.spec == group.spec
                     && !matches!(entry.state, GroupState::Failed { .. })
                 {

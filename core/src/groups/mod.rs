@@ -71,6 +71,24 @@ pub struct GroupEntry {
     /// releases ([`GroupEntry::installed`]). Emptied when a run succeeds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub maybe_installed: Vec<ReleaseTask>,
+    /// A person asked for the group to be let go whatever its delete leaves installed; a new
+    /// spec clears it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force_delete: bool,
+}
+
+impl GroupEntry {
+    /// Whether the group may be let go: deleted with every release uninstalled, or with
+    /// some left where a person said to let it go anyway. Until then a cluster object is
+    /// held by Baton's finalizer.
+    pub fn released(&self) -> bool {
+        match &self.state {
+            GroupState::Deleted { left_installed } => {
+                left_installed.is_empty() || self.force_delete
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A spec whose forward run succeeded.

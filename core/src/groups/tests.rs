@@ -386,7 +386,33 @@ fn delete_runs_the_reverse_graph_and_names_what_a_failed_uninstall_left() {
         condition(&v, "ReverseWorkflowSucceeded"),
         ("False".into(), "Failed".into())
     );
-    // A second delete does nothing; a delete of an unknown group is refused.
+    // Held, saying how to go on.
+    assert_eq!(v["released"], false);
+    let ready = v["conditions"][0]["message"].as_str().unwrap().to_owned();
+    assert!(
+        ready.contains("baton delete group g --force, or the annotation baton.dev/force-delete"),
+        "{ready}"
+    );
+    // A second delete runs the delete again (its cause fixed, say); api fails again.
+    let retry = jobs(&core.apply(Input::Remove(Registered::Group("g".into())), NOW));
+    assert_eq!(retry[0].run.as_str(), "g-3d");
+    drive(&mut core, retry, &["api"]);
+    assert_eq!(view(&core)["leftInstalled"], json!(["ns/api", "ns/db"]));
+    assert_eq!(view(&core)["released"], false);
+    // Forced, it is let go at once, nothing run again; a delete of an unknown group is
+    // refused.
+    assert!(core.apply(Input::ForceDelete("g".into()), NOW).is_empty());
+    let v = view(&core);
+    assert_eq!(
+        (&v["released"], &v["phase"]),
+        (&json!(true), &json!("Deleted"))
+    );
+    assert!(
+        v["conditions"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("let go as asked (--force), leaving installed: ns/api, ns/db")
+    );
     assert!(
         core.apply(Input::Remove(Registered::Group("g".into())), NOW)
             .is_empty()
@@ -395,10 +421,27 @@ fn delete_runs_the_reverse_graph_and_names_what_a_failed_uninstall_left() {
         core.apply(Input::Remove(Registered::Group("nope".into())), NOW),
         [Action::Refused(Refusal::UnknownGroup("nope".into()))]
     );
-    // Applying it again installs it afresh.
+    assert_eq!(
+        core.apply(Input::ForceDelete("nope".into()), NOW),
+        [Action::Refused(Refusal::UnknownGroup("nope".into()))]
+    );
+    // Applying it again installs it afresh, and holds it again after a failed delete.
     let again = jobs(&core.apply(Input::RegisterGroup(Box::new(diamond("1.0.0"))), NOW));
-    assert_eq!(again[0].run.as_str(), "g-3f");
+    assert_eq!(again[0].run.as_str(), "g-4f");
     assert_eq!(core.group("g").unwrap().revision, 2);
+    assert!(!core.group("g").unwrap().force_delete);
+}
+
+#[test]
+fn a_forced_delete_of_an_installed_group_lets_it_go_whatever_it_leaves() {
+    let mut core = installed(diamond("1.0.0"));
+    let removal = jobs(&core.apply(Input::ForceDelete("g".into()), NOW));
+    assert_eq!(removal[0].run.as_str(), "g-2d");
+    assert_eq!(view(&core)["released"], false, "not while it runs");
+    drive(&mut core, removal, &["api"]);
+    let v = view(&core);
+    assert_eq!(v["leftInstalled"], json!(["ns/api", "ns/db"]));
+    assert_eq!(v["released"], true);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The status users see of a group: Orkestra's conditions, every application and subchart,
 //! and Baton's phase, remediation and runs.
 
-use baton_schemas::group::ReleaseTask;
+use baton_schemas::group::{FORCE_DELETE_ANNOTATION, ReleaseTask};
 use baton_schemas::helm::HelmAction;
 use baton_schemas::status::State;
 use baton_schemas::views::{ApplicationView, Condition, GroupRuns, GroupView, ReleaseView};
@@ -98,10 +98,22 @@ impl Core {
             GroupState::Deleted { left_installed } if left_installed.is_empty() => {
                 ("False", "Deleted", "every release uninstalled".to_owned())
             }
+            GroupState::Deleted { left_installed } if entry.force_delete => (
+                "False",
+                "DeleteFailed",
+                format!(
+                    "let go as asked (--force), leaving installed: {}",
+                    left_installed.join(", ")
+                ),
+            ),
             GroupState::Deleted { left_installed } => (
                 "False",
                 "DeleteFailed",
-                format!("left installed: {}", left_installed.join(", ")),
+                format!(
+                    "left installed: {}; the group is held until they are gone: fix the cause and delete it again (baton delete group {name}), or let it go leaving them installed (baton delete group {name} --force, or the annotation {FORCE_DELETE_ANNOTATION}: \"true\")",
+                    left_installed.join(", "),
+                    name = entry.group.name(),
+                ),
             ),
         };
         let mut conditions = vec![condition("Ready", ready, reason, &message, &at)];
@@ -182,6 +194,7 @@ impl Core {
             }),
             settled: state.running().is_none() && entry.pending.is_none(),
             left_installed,
+            released: entry.released(),
             conditions,
             applications: self.applications_view(entry),
         }

@@ -4,7 +4,8 @@
 //! |---|---|---|
 //! | `POST /v1/apply` | `{"document": <Workflow, Task, Ignitor or ApplicationGroup>, "run": bool, "data": "..."}` | `{"applied", "run"}` |
 //! | `GET /v1/groups`, `GET /v1/groups/{name}` | | application groups' status |
-//! | `DELETE /v1/groups/{name}` | | 202, the group's status: its releases are uninstalled in reverse order |
+//! | `DELETE /v1/groups/{name}` | | 202, the group's status: its releases are uninstalled in reverse order; a group whose uninstall failed is held (its cluster object by Baton's finalizer) and deleted again by this |
+//! | `DELETE /v1/groups/{name}?force=true` | | 202, the group's status: deleted as above, and let go whatever its delete leaves installed |
 //! | `GET /v1/tasks`, `GET /v1/ignitors` | | their status |
 //! | `DELETE /v1/workflows/{name}`, `/v1/tasks/{name}`, `/v1/ignitors/{name}` | | `{"deleted"}`: forgotten (404 when not registered) |
 //! | `POST /v1/workflows/{name}/runs` | `{"data": "..."}` | `{"run"}` |
@@ -586,16 +587,42 @@ async fn group(
     Ok(Json(find_group(&api, &name).await?))
 }
 
+/// The query of `DELETE /v1/groups/{name}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteGroupQuery {
+    /// Let the group go whatever its delete leaves installed.
+    #[serde(default)]
+    force: bool,
+}
+
 async fn delete_group(
     State(api): State<Api>,
     Path(name): Path<String>,
+    query: Result<axum::extract::Query<DeleteGroupQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<(StatusCode, Json<GroupView>), ApiError> {
+    let force = query
+        .map_err(|e| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                vec![format!("query: {}", e.body_text())],
+            )
+        })?
+        .force;
     // Its releases are uninstalled in reverse order.
-    api.ask(|reply| Command::Remove {
-        document: Registered::Group(name.clone()),
-        reply,
-    })
-    .await??;
+    if force {
+        api.ask(|reply| Command::ForceDelete {
+            group: name.clone(),
+            reply,
+        })
+        .await??;
+    } else {
+        api.ask(|reply| Command::Remove {
+            document: Registered::Group(name.clone()),
+            reply,
+        })
+        .await??;
+    }
     Ok((StatusCode::ACCEPTED, Json(find_group(&api, &name).await?)))
 }
 

@@ -22,8 +22,11 @@
 //!   in `status.message`; nothing of it is registered.
 //! - An `ApplicationGroup` (cluster-scoped, Baton's or Orkestra's) is applied once per
 //!   generation and gets the finalizer [`GROUP_FINALIZER`]. Deleting it runs the group's delete
-//!   (every release uninstalled in reverse order); the finalizer is removed when that ends,
-//!   after `status.leftInstalled` named what a failed uninstall left. Its status carries
+//!   (every release uninstalled in reverse order); the finalizer is removed when that ends
+//!   with every release uninstalled. One whose uninstall failed is held, `status.leftInstalled`
+//!   naming what is left and its `Ready` message how to go on: `baton delete group NAME` runs
+//!   the delete again; `--force`, or the annotation [`FORCE_DELETE_ANNOTATION`] `"true"`, lets
+//!   it go leaving them installed. Its status carries
 //!   Orkestra's conditions and per-application status, written where they changed.
 //!
 //! - Every kind's status carries kstatus conditions (`Ready`, `Reconciling`, `Stalled`) and
@@ -37,6 +40,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use baton_schemas::crd::{KINDS, Kind};
+use baton_schemas::group::FORCE_DELETE_ANNOTATION;
 use baton_schemas::views::{
     CELL_STATUS_FIELDS, GROUP_STATUS_FIELDS, IGNITOR_STATUS_FIELDS, TASK_STATUS_FIELDS,
     status_fields,
@@ -85,6 +89,8 @@ struct Tracked {
     written: Option<Value>,
     /// For a group: where it is in its deletion.
     deletion: Deletion,
+    /// For a deleted group: its force-delete annotation was handed to the planner.
+    forced: bool,
     /// The object, for the events about it.
     reference: Option<ObjectReference>,
     /// For a workflow: the failed nodes an event was published for, by name and attempts.
@@ -506,20 +512,40 @@ impl Sync {
     }
 
     /// Hands a deleted group to the planner, once: its delete run uninstalls every release.
+    /// With the force-delete annotation (then or later), the group is let go whatever its
+    /// delete leaves installed.
     async fn delete_group(&mut self, key: Key, object: &DynamicObject) -> bool {
+        let force = object
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(FORCE_DELETE_ANNOTATION))
+            .is_some_and(|v| v == "true");
         let tracked = self.objects.entry(key.clone()).or_default();
-        if tracked.deletion == Deletion::Uninstalling {
-            return true;
-        }
-        if !has_finalizer(object) {
-            // Not held by Baton: nothing to wait for.
+        let told = tracked.deletion == Deletion::Uninstalling;
+        if !has_finalizer(object) || (told && (tracked.forced || !force)) {
+            // Not held by Baton (nothing to wait for), or handed over already.
             return true;
         }
         tracked.deletion = Deletion::Uninstalling;
-        info!(kind = KINDS[key.0].kind, name = %key.2, "application group deleted; uninstalling its releases");
+        tracked.forced = force;
+        // Seen again by a restarted planner after its delete ended: asked again, a delete
+        // that left releases would run again; that is for a person to ask (`baton delete
+        // group`), not for a restart.
+        if !force && object.data["status"]["phase"] == "Deleted" {
+            return true;
+        }
         let name = key.2.clone();
-        let document = Registered::Group(name);
-        match self.ask(|reply| Command::Remove { document, reply }).await {
+        let answer = if force {
+            info!(name = %key.2, "application group deleted with {FORCE_DELETE_ANNOTATION}; letting it go whatever its delete leaves");
+            self.ask(|reply| Command::ForceDelete { group: name, reply })
+                .await
+        } else {
+            info!(kind = KINDS[key.0].kind, name = %key.2, "application group deleted; uninstalling its releases");
+            let document = Registered::Group(name);
+            self.ask(|reply| Command::Remove { document, reply }).await
+        };
+        match answer {
             None => false,
             Some(Ok(())) => true,
             Some(Err(refusal)) => {

@@ -95,7 +95,9 @@ impl Sync {
             {
                 self.retire_ignitor(&key).await;
             }
-            // A deleted group is let go once its delete ended and its status says so.
+            // A deleted group is let go once its delete ended and its status says so, with
+            // every release uninstalled or a person's word to let it go anyway: one whose
+            // uninstall failed stays, its status saying how to let it go.
             //
             // `Deleted` may be the planner's state in memory only: a delete run ends with
             // bus events, which the planner checkpoints every 100 ms. Letting the object go
@@ -104,7 +106,9 @@ impl Sync {
             // releases are uninstalled already; the finalizer holds nothing a replay could
             // undo or that the planner would need the object for.
             let tracked = &self.objects[&key];
+            let released = groups.get(&key.2).is_some_and(|g| g["released"] == true);
             if tracked.deletion == Deletion::Uninstalling
+                && released
                 && tracked
                     .written
                     .as_ref()

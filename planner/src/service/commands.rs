@@ -57,6 +57,13 @@ pub enum Command {
         /// or ignitor that is not registered).
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
+    /// Deletes a group and lets it go whatever its delete leaves installed.
+    ForceDelete {
+        /// The group.
+        group: String,
+        /// Done, or why not (a group that is not registered).
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
     /// Reads every document applied from a cluster object, with that object.
     Sources {
         /// The documents and objects.
@@ -229,6 +236,12 @@ impl Planner {
             Command::Remove { document, reply } => {
                 let actions = self
                     .turn(vec![Input::Remove(document)], Origin::Local)
+                    .await?;
+                let _ = reply.send(refused(&actions).map_or(Ok(()), Err));
+            }
+            Command::ForceDelete { group, reply } => {
+                let actions = self
+                    .turn(vec![Input::ForceDelete(group)], Origin::Local)
                     .await?;
                 let _ = reply.send(refused(&actions).map_or(Ok(()), Err));
             }

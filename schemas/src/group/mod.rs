@@ -25,6 +25,10 @@ use crate::helm::{
 use crate::ids::{cut_with_hash, sha256_hex};
 use crate::{Duration, null_as_default};
 
+/// The annotation on a deleted `ApplicationGroup` object that lets it go whatever its delete
+/// left installed, as `baton delete group NAME --force` does.
+pub const FORCE_DELETE_ANNOTATION: &str = "baton.dev/force-delete";
+
 /// Orkestra's API version, accepted verbatim.
 pub const ORKESTRA_API_VERSION: &str = "orkestra.azure.microsoft.com/v1alpha1";
 

@@ -509,3 +509,105 @@ fn a_release_that_failed_is_tried_again_at_the_same_spec_flux() {
         .collect();
     assert_eq!(attempts, [true, false]);
 }
+
+/// A group whose uninstall failed is held by Baton's finalizer, its `Ready` condition saying
+/// how to go on: deleted again it runs its delete again; `baton delete group --force` lets one
+/// go, the `baton.dev/force-delete` annotation another, their releases left installed.
+#[test]
+fn a_group_whose_uninstall_failed_is_held_until_a_person_lets_it_go() {
+    let Some(world) = FluxEnv::new(
+        "a_group_whose_uninstall_failed_is_held_until_a_person_lets_it_go",
+        true,
+        "helm",
+        true,
+        &[],
+    ) else {
+        return;
+    };
+    let (kube, env) = (&world.kube, &world.env);
+    let groups: Api<DynamicObject> = Api::all_with(kube.client.clone(), &orkestra_groups());
+    let held = [("held-a", "db"), ("held-b", "cache")];
+    for (name, app) in held {
+        let text = group_in(
+            &kube.namespace,
+            &[(app, "", "1.0.0", "batonTestFailUninstall: true")],
+        )
+        .replace(
+            "metadata: {name: g}",
+            &format!("metadata: {{name: {name}}}"),
+        );
+        let object: DynamicObject = serde_norway::from_str(&text).unwrap();
+        kube.block_on(groups.create(&PostParams::default(), &object))
+            .unwrap();
+    }
+    let within = Duration::from_secs(90);
+    for (name, _) in held {
+        kube.wait_status(&groups, name, within, |s| s["phase"] == "Succeeded");
+        kube.block_on(groups.delete(name, &DeleteParams::default()))
+            .unwrap();
+    }
+    let failed = |s: &Value| s["phase"] == "Deleted" && s["leftInstalled"] != json!([]);
+    let mut first_delete = Vec::new();
+    for (name, app) in held {
+        let status = kube.wait_status(&groups, name, within, failed);
+        assert_eq!(
+            status["leftInstalled"],
+            json!([format!("{}/{app}", kube.namespace)])
+        );
+        let ready = status["conditions"][0]["message"].as_str().unwrap();
+        assert!(
+            ready.contains(&format!("baton delete group {name} --force")),
+            "{ready}"
+        );
+        first_delete.push(status["run"].clone());
+    }
+    // Deleted again, held-a runs its delete again (the release fails to go again). By the
+    // time that ended, a group let go after its first failed delete would be gone.
+    let out = env.cli(&["delete", "group", "held-a"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = kube.wait_status(&groups, "held-a", within, |s| {
+        failed(s) && s["run"] != first_delete[0]
+    });
+    assert_eq!(
+        again["leftInstalled"],
+        json!([format!("{}/db", kube.namespace)])
+    );
+    let b = kube.block_on(groups.get("held-b")).unwrap();
+    assert_eq!(
+        b.metadata.finalizers.as_deref(),
+        Some(&["baton.dev/uninstall".to_owned()][..])
+    );
+    let gone = |name: &str| {
+        let started = std::time::Instant::now();
+        while kube.block_on(groups.get_opt(name)).unwrap().is_some() {
+            assert!(started.elapsed() < within, "{name} was never let go");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let out = env.cli(&["delete", "group", "held-a", "--force"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    gone("held-a");
+    let patch = json!({"metadata": {"annotations": {"baton.dev/force-delete": "true"}}});
+    kube.block_on(groups.patch(
+        "held-b",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    ))
+    .unwrap();
+    gone("held-b");
+    // Let go, not uninstalled: their releases are still there.
+    for (_, app) in held {
+        assert!(world.helm_release(&kube.namespace, app).is_some(), "{app}");
+    }
+    // --force is for groups only: anything else is forgotten at once.
+    let out = env.cli(&["delete", "workflow", "w", "--force"]);
+    assert_eq!(out.status.code(), Some(2));
+}
