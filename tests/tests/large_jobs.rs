@@ -139,7 +139,11 @@ fn an_outbox_job_the_bus_no_longer_takes_fails_its_node_at_the_next_start() {
         s.nodes[0].state == State::Running
     })
     .unwrap();
-    planner.kill9();
+    // Stopped, not killed: a planner appends each commit to the bus's state stream before its
+    // store applies it, so one killed between the two would have its next start apply that
+    // commit over the one this test writes into the store below.
+    planner.terminate();
+    planner.wait_exit(Duration::from_secs(30)).unwrap();
     // The job as a planner that died between its commit and its publish left it.
     let store = baton_planner::store::Store::open(
         &env.dir.path().join("planner-data").join("planner.redb"),
