@@ -5,7 +5,14 @@
 //! The language: numbers, strings in single or double quotes, `true`, `false`, `nil`;
 //! `result` with indexing (`result[0]`) and fields (`result.ok`, `result["a-b"]`);
 //! `+ - * /`, comparisons `== != < <= > >=`, `&& || !` (also `and`, `or`, `not`),
-//! parentheses, and the functions `len(x)`, `isNaN(x)`, `isInf(x)`, `abs(x)`.
+//! parentheses, and the functions `len(x)`, `isNaN(x)`, `isInf(x)`, `abs(x)`, `default(x, y)`
+//! (`y` when `x` is nil).
+//!
+//! Predicates over a list, as in expr: `all(list, {pred})`, `any`, `none`, `one` (true or
+//! false), `filter(list, {pred})` (the elements it holds for), `map(list, {expr})`, and
+//! `count(list, {pred})` (a number). Inside the braces `#` is the current element, indexed
+//! and read like `result` (`#[0]`, `#.Value`); in nested braces it is the innermost one:
+//! `len(result[0].Values) >= 5 and all(result[0].Values, {# <= 0.01})`.
 //!
 //! Conditions are parsed when a template is applied, so a typo is a validation error with the
 //! field path, not a failed rollout; evaluation is pure.
@@ -108,6 +115,12 @@ enum Expr {
     Neg(Box<Expr>),
     Binary(Box<Expr>, Op, Box<Expr>),
     Call(Func, Box<Expr>),
+    /// `#`: the element a closure is called with.
+    Element,
+    /// A builtin over a list and a closure: `all(list, {pred})`.
+    Each(Each, Box<Expr>, Box<Expr>),
+    /// `default(x, y)`: `y` when `x` is nil (a Datadog query with no points), else `x`.
+    Default(Box<Expr>, Box<Expr>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +147,36 @@ enum Func {
     Abs,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Each {
+    All,
+    Any,
+    None,
+    One,
+    Filter,
+    Map,
+    Count,
+}
+
+impl Each {
+    const NAMES: [(&str, Each); 7] = [
+        ("all", Each::All),
+        ("any", Each::Any),
+        ("none", Each::None),
+        ("one", Each::One),
+        ("filter", Each::Filter),
+        ("map", Each::Map),
+        ("count", Each::Count),
+    ];
+
+    fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, e)| *e == self)
+            .map_or("?", |(n, _)| n)
+    }
+}
+
 /// The most tokens a condition may have.
 pub const MAX_TOKENS: usize = 256;
 
@@ -150,7 +193,11 @@ impl Condition {
                 tokens.len()
             ));
         }
-        let mut parser = Parser { tokens, at: 0 };
+        let mut parser = Parser {
+            tokens,
+            at: 0,
+            closures: 0,
+        };
         let root = parser.or()?;
         if let Some(token) = parser.tokens.get(parser.at) {
             return Err(format!("unexpected {token} in condition {text:?}"));
@@ -170,7 +217,11 @@ impl Condition {
     /// (an index out of range, a comparison of a string with a number, a non-boolean answer)
     /// says what went wrong.
     pub fn holds(&self, result: &Value) -> Result<bool, String> {
-        match eval(&self.root, result)? {
+        let env = Env {
+            result,
+            element: None,
+        };
+        match eval(&self.root, env)? {
             Value::Bool(b) => Ok(b),
             other => Err(format!(
                 "condition {:?} gave {other}, not true or false",
@@ -199,9 +250,9 @@ impl fmt::Display for Token {
     }
 }
 
-const SYMBOLS: [&str; 19] = [
+const SYMBOLS: [&str; 22] = [
     "&&", "||", "==", "!=", "<=", ">=", "<", ">", "!", "(", ")", "[", "]", ".", ",", "+", "-", "*",
-    "/",
+    "/", "{", "}", "#",
 ];
 
 fn lex(text: &str) -> Result<Vec<Token>, String> {
@@ -263,6 +314,8 @@ fn lex(text: &str) -> Result<Vec<Token>, String> {
 struct Parser {
     tokens: Vec<Token>,
     at: usize,
+    /// How many closures the parser is inside: `#` means something only inside one.
+    closures: usize,
 }
 
 impl Parser {
@@ -408,11 +461,24 @@ impl Parser {
                 self.expect_sym(")")?;
                 Ok(inner)
             }
+            Token::Sym("#") if self.closures > 0 => Ok(Expr::Element),
+            Token::Sym("#") => Err(
+                "`#` outside a closure: it is the element in all(list, {# > 0}) and the like"
+                    .to_owned(),
+            ),
             Token::Ident(word) => match word.as_str() {
                 "true" => Ok(Expr::Literal(Value::Bool(true))),
                 "false" => Ok(Expr::Literal(Value::Bool(false))),
                 "nil" | "null" => Ok(Expr::Literal(Value::Nil)),
                 "result" => Ok(Expr::Result),
+                "default" => {
+                    self.expect_sym("(")?;
+                    let value = self.or()?;
+                    self.expect_sym(",")?;
+                    let fallback = self.or()?;
+                    self.expect_sym(")")?;
+                    Ok(Expr::Default(Box::new(value), Box::new(fallback)))
+                }
                 "len" | "isNaN" | "isInf" | "abs" => {
                     let func = match word.as_str() {
                         "len" => Func::Len,
@@ -425,22 +491,47 @@ impl Parser {
                     self.expect_sym(")")?;
                     Ok(Expr::Call(func, Box::new(arg)))
                 }
-                other => Err(format!(
-                    "unknown name {other:?}: a condition reads `result` (and len, isNaN, isInf, abs)"
-                )),
+                name => match Each::NAMES.iter().find(|(n, _)| *n == name) {
+                    Some(&(_, each)) => {
+                        self.expect_sym("(")?;
+                        let list = self.or()?;
+                        self.expect_sym(",")?;
+                        self.expect_sym("{")?;
+                        self.closures += 1;
+                        let body = self.or()?;
+                        self.closures -= 1;
+                        self.expect_sym("}")?;
+                        self.expect_sym(")")?;
+                        Ok(Expr::Each(each, Box::new(list), Box::new(body)))
+                    }
+                    None => Err(format!(
+                        "unknown name {name:?}: a condition reads `result` (and len, isNaN, \
+                         isInf, abs, default, all, any, none, one, filter, map, count)"
+                    )),
+                },
             },
             other => Err(format!("unexpected {other}")),
         }
     }
 }
 
-fn eval(expr: &Expr, result: &Value) -> Result<Value, String> {
+/// What names mean while evaluating: `result`, and `#` inside a closure.
+#[derive(Clone, Copy)]
+struct Env<'a> {
+    result: &'a Value,
+    element: Option<&'a Value>,
+}
+
+fn eval(expr: &Expr, env: Env<'_>) -> Result<Value, String> {
     Ok(match expr {
         Expr::Literal(v) => v.clone(),
-        Expr::Result => result.clone(),
+        Expr::Result => env.result.clone(),
+        // The parser lets `#` only into a closure, where it is bound.
+        Expr::Element => env.element.cloned().unwrap_or(Value::Nil),
+        Expr::Each(each, list, body) => each_of(*each, &eval(list, env)?, body, env)?,
         Expr::Index(target, index) => {
-            let target = eval(target, result)?;
-            let index = eval(index, result)?;
+            let target = eval(target, env)?;
+            let index = eval(index, env)?;
             match (&target, &index) {
                 (Value::List(items), Value::Number(n)) => {
                     let i = *n as i64;
@@ -462,11 +553,15 @@ fn eval(expr: &Expr, result: &Value) -> Result<Value, String> {
                 }
             }
         }
-        Expr::Field(target, name) => field(&eval(target, result)?, name)?,
-        Expr::Not(inner) => Value::Bool(!truth(&eval(inner, result)?)?),
-        Expr::Neg(inner) => Value::Number(-number(&eval(inner, result)?)?),
+        Expr::Field(target, name) => field(&eval(target, env)?, name)?,
+        Expr::Not(inner) => Value::Bool(!truth(&eval(inner, env)?)?),
+        Expr::Neg(inner) => Value::Number(-number(&eval(inner, env)?)?),
+        Expr::Default(value, fallback) => match eval(value, env)? {
+            Value::Nil => eval(fallback, env)?,
+            value => value,
+        },
         Expr::Call(func, arg) => {
-            let arg = eval(arg, result)?;
+            let arg = eval(arg, env)?;
             match func {
                 Func::Len => Value::Number(match &arg {
                     Value::List(items) => items.len() as f64,
@@ -480,13 +575,13 @@ fn eval(expr: &Expr, result: &Value) -> Result<Value, String> {
             }
         }
         Expr::Binary(left, Op::And, right) => {
-            Value::Bool(truth(&eval(left, result)?)? && truth(&eval(right, result)?)?)
+            Value::Bool(truth(&eval(left, env)?)? && truth(&eval(right, env)?)?)
         }
         Expr::Binary(left, Op::Or, right) => {
-            Value::Bool(truth(&eval(left, result)?)? || truth(&eval(right, result)?)?)
+            Value::Bool(truth(&eval(left, env)?)? || truth(&eval(right, env)?)?)
         }
         Expr::Binary(left, op, right) => {
-            let (l, r) = (eval(left, result)?, eval(right, result)?);
+            let (l, r) = (eval(left, env)?, eval(right, env)?);
             match op {
                 Op::Eq => Value::Bool(equal(&l, &r)),
                 Op::Ne => Value::Bool(!equal(&l, &r)),
@@ -523,6 +618,58 @@ fn eval(expr: &Expr, result: &Value) -> Result<Value, String> {
     })
 }
 
+/// Calls `body` with `#` bound to each element of `list`, as `each` says.
+fn each_of(each: Each, list: &Value, body: &Expr, env: Env<'_>) -> Result<Value, String> {
+    let Value::List(items) = list else {
+        return Err(format!(
+            "{} over a {}: the first argument must be a list",
+            each.name(),
+            list.kind()
+        ));
+    };
+    let call = |item: &Value| {
+        let env = Env {
+            result: env.result,
+            element: Some(item),
+        };
+        eval(body, env)
+    };
+    let test = |item: &Value| match call(item)? {
+        Value::Bool(b) => Ok(b),
+        other => Err(format!(
+            "the predicate of {} gave {other} for {item}, not true or false",
+            each.name()
+        )),
+    };
+    // The elements the predicate holds for.
+    let kept = || -> Result<Vec<&Value>, String> {
+        let mut kept = Vec::new();
+        for item in items {
+            if test(item)? {
+                kept.push(item);
+            }
+        }
+        Ok(kept)
+    };
+    // The first element that decides all, any or none (or an error), as expr stops there.
+    let find = |sought: bool| {
+        items
+            .iter()
+            .map(test)
+            .find(|t| *t != Ok(!sought))
+            .transpose()
+    };
+    Ok(match each {
+        Each::All => Value::Bool(find(false)?.is_none()),
+        Each::Any => Value::Bool(find(true)?.is_some()),
+        Each::None => Value::Bool(find(true)?.is_none()),
+        Each::One => Value::Bool(kept()?.len() == 1),
+        Each::Count => Value::Number(kept()?.len() as f64),
+        Each::Filter => Value::List(kept()?.into_iter().cloned().collect()),
+        Each::Map => Value::List(items.iter().map(call).collect::<Result<_, _>>()?),
+    })
+}
+
 fn field(target: &Value, name: &str) -> Result<Value, String> {
     match target {
         Value::Map(entries) => Ok(entries
@@ -556,101 +703,4 @@ fn equal(a: &Value, b: &Value) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn holds(condition: &str, result: Value) -> Result<bool, String> {
-        Condition::parse(condition)?.holds(&result)
-    }
-
-    #[test]
-    fn argo_style_conditions() {
-        let vector = Value::List(vec![Value::Number(0.97), Value::Number(0.5)]);
-        assert_eq!(holds("result[0] >= 0.95", vector.clone()), Ok(true));
-        assert_eq!(holds("result[1] >= 0.95", vector.clone()), Ok(false));
-        assert_eq!(
-            holds(
-                "len(result) == 2 && (result[0] + result[1]) / 2 > 0.7",
-                vector.clone()
-            ),
-            Ok(true)
-        );
-        assert_eq!(
-            holds("result >= 0.95 or result < 0", Value::Number(-1.0)),
-            Ok(true)
-        );
-        assert_eq!(holds("!isNaN(result)", Value::Number(f64::NAN)), Ok(false));
-        assert_eq!(holds("result < 1", Value::Number(f64::NAN)), Ok(false));
-        let json =
-            Value::from_json(&serde_json::json!({"ok": true, "rate": {"p99": 120}, "a-b": "x"}));
-        assert_eq!(
-            holds("result.ok == true && result.rate.p99 < 200", json.clone()),
-            Ok(true)
-        );
-        assert_eq!(holds("result[\"a-b\"] == 'x'", json), Ok(true));
-        assert_eq!(holds("-result < -1e-3", Value::Number(0.5)), Ok(true));
-    }
-
-    #[test]
-    fn a_condition_nested_or_chained_without_end_is_refused_not_a_stack_overflow() {
-        for text in [
-            format!("{}result{}", "(".repeat(100_000), ")".repeat(100_000)),
-            format!("{}true", "!".repeat(100_000)),
-            vec!["true"; 50_000].join(" || "),
-        ] {
-            let e = Condition::parse(&text).unwrap_err();
-            assert!(e.contains("above the limit of 256"), "{e}");
-        }
-        let deep = format!("{}result{} >= 1", "(".repeat(60), ")".repeat(60));
-        assert!(
-            Condition::parse(&deep)
-                .unwrap()
-                .holds(&Value::Number(1.0))
-                .unwrap()
-        );
-    }
-
-    #[test]
-    fn errors_say_what_went_wrong() {
-        let empty = Value::List(vec![]);
-        assert_eq!(
-            holds("result[0] > 1", empty),
-            Err("index 0 out of range of a list of 0 values".to_owned())
-        );
-        assert!(
-            holds("result > 'a'", Value::Number(1.0))
-                .unwrap_err()
-                .contains("compare")
-        );
-        assert!(
-            holds("result + 1", Value::Number(1.0))
-                .unwrap_err()
-                .contains("not true or false")
-        );
-        assert!(
-            Condition::parse("result[0 >= 1")
-                .unwrap_err()
-                .contains("expected \"]\"")
-        );
-        assert!(
-            Condition::parse("value > 1")
-                .unwrap_err()
-                .contains("unknown name \"value\"")
-        );
-        assert!(
-            Condition::parse("result >= ")
-                .unwrap_err()
-                .contains("ends too early")
-        );
-        assert!(
-            Condition::parse("result ~ 1")
-                .unwrap_err()
-                .contains("unexpected '~'")
-        );
-        assert!(
-            Condition::parse("result > 1 1")
-                .unwrap_err()
-                .contains("unexpected number 1")
-        );
-    }
-}
+mod tests;
