@@ -232,6 +232,21 @@ impl Timeouts {
     }
 }
 
+/// Returns the AWS settings every Baton AWS client is built from (ELBv2 here, CloudWatch for
+/// analyses): `loader`'s (the standard chain, `AWS_ENDPOINT_URL` included), with Baton's HTTP
+/// client, [`retry_config`] and `timeouts`.
+pub async fn sdk_config(
+    loader: aws_config::ConfigLoader,
+    timeouts: Timeouts,
+) -> aws_config::SdkConfig {
+    loader
+        .http_client(http_client())
+        .retry_config(retry_config())
+        .timeout_config(timeouts.config())
+        .load()
+        .await
+}
+
 /// Returns the retry settings of every Baton ELBv2 client: the SDK's standard mode (throttling
 /// and passing failures are retried, with exponential backoff and jitter), up to eight
 /// attempts, backing off from 200 ms to 20 s.
@@ -256,13 +271,7 @@ impl Alb {
     /// Builds a client from `loader` (the standard chain, with whatever the caller set on it),
     /// with Baton's HTTP client, [`retry_config`] and `timeouts`.
     pub async fn from_loader(loader: aws_config::ConfigLoader, timeouts: Timeouts) -> Alb {
-        let config = loader
-            .http_client(http_client())
-            .retry_config(retry_config())
-            .timeout_config(timeouts.config())
-            .load()
-            .await;
-        Alb::from_client(elb::Client::new(&config))
+        Alb::from_client(elb::Client::new(&sdk_config(loader, timeouts).await))
     }
 
     /// Wraps a client built elsewhere, counting its calls (`baton_elbv2_calls_total`).

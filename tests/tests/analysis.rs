@@ -45,7 +45,7 @@ fn run(metrics: Vec<Metric>) -> (Outcome, serde_json::Value, Duration) {
     let http = reqwest::Client::new();
     let started = Instant::now();
     let effect = runtime.block_on(analysis::run(
-        &http,
+        &analysis::Providers::new(http),
         &job(metrics),
         &CancellationToken::new(),
         &baton_workers::WorkerMetrics::default(),

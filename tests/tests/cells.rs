@@ -389,14 +389,16 @@ fn okras_readme_cell_accumulates_weights_and_a_failing_analysis_rolls_back_and_b
     prometheus
         .wait_for(query, Duration::from_secs(30), |v| v > 0.9)
         .unwrap();
+    // The template as Argo Rollouts users have it (okra ran Argo's AnalysisRuns).
     let template = format!(
-        r#"apiVersion: baton.dev/v1alpha1
+        r#"apiVersion: argoproj.io/v1alpha1
 kind: AnalysisTemplate
 metadata: {{name: success-rate}}
 spec:
   args: [{{name: service-name}}]
   metrics:
     - name: success-rate
+      count: "1"
       successCondition: result[0] >= 0.95
       provider:
         prometheus: {{address: "{}", query: 'app_success_ratio{{service="{{{{args.service-name}}}}"}}'}}

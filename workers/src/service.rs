@@ -234,12 +234,14 @@ pub async fn run(
     // Webhooks use rustls with ring, the one crypto provider the workspace builds (a no-op
     // when the binary installed it already).
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder().build()?;
     let mut executors = Executors {
         bus: bus.clone(),
-        http: reqwest::Client::builder().build()?,
+        http: http.clone(),
         pod: None,
         helm: None,
         traffic: crate::executors::traffic::TrafficExecutor::new(),
+        analysis: crate::executors::analysis::Providers::new(http),
         metrics: config.metrics.clone(),
     };
     // One Kubernetes client, built once, for every executor that talks to the API: they

@@ -280,12 +280,13 @@ impl Core {
                     match resolved {
                         Ok(metrics) => {
                             let r = self.runs.get_mut(&run).expect("rollout runs exist");
-                            let node = push_analysis(
-                                r,
-                                &format!("s{step}-analysis"),
-                                (*spec).clone(),
-                                metrics,
-                            );
+                            // Secrets the metrics name are read in the Cell's namespace.
+                            let step_spec = analysis::AnalysisSpec {
+                                namespace: cell.metadata.namespace.clone(),
+                                ..(**spec).clone()
+                            };
+                            let node =
+                                push_analysis(r, &format!("s{step}-analysis"), step_spec, metrics);
                             Stage::Step { step, node }
                         }
                         Err(e) => {

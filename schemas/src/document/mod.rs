@@ -5,6 +5,7 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 
 use crate::analysis::AnalysisTemplate;
+use crate::analysis::argo::ARGO_API_VERSION;
 use crate::cell::{Cell, OKRA_API_VERSION};
 use crate::group::{ApplicationGroup, ORKESTRA_API_VERSION};
 use crate::task::{Ignitor, ORCA_API_VERSION, Task};
@@ -293,6 +294,13 @@ fn parse_kind(
             crate::cell::validate(&cell)?;
             Ok(Document::Cell(Box::new(cell)))
         }
+        (ARGO_API_VERSION, "AnalysisTemplate" | "ClusterAnalysisTemplate") => {
+            let json = serde_json::to_value(&value)
+                .map_err(|e| vec![SpecError::new("", format!("unreadable: {e}"))])?;
+            let template = crate::analysis::argo::read(json)?;
+            validate::analysis_template(&template)?;
+            Ok(Document::AnalysisTemplate(Box::new(template)))
+        }
         (crate::API_VERSION, "AnalysisTemplate") => {
             let template: AnalysisTemplate = typed(value)?;
             validate::analysis_template(&template)?;
@@ -318,10 +326,16 @@ fn parse_kind(
             "kind",
             format!("unsupported kind {other:?} for {api_version} (supported: Task, Ignitor)"),
         )]),
+        (ARGO_API_VERSION, other) => Err(vec![SpecError::new(
+            "kind",
+            format!(
+                "unsupported kind {other:?} for {api_version} (supported: AnalysisTemplate, ClusterAnalysisTemplate)"
+            ),
+        )]),
         (other, _) => Err(vec![SpecError::new(
             "apiVersion",
             format!(
-                "unsupported apiVersion {other:?} (supported: {}, {ORCA_API_VERSION}, {ORKESTRA_API_VERSION}, {OKRA_API_VERSION})",
+                "unsupported apiVersion {other:?} (supported: {}, {ORCA_API_VERSION}, {ORKESTRA_API_VERSION}, {OKRA_API_VERSION}, {ARGO_API_VERSION})",
                 crate::API_VERSION
             ),
         )]),

@@ -44,6 +44,8 @@ pub struct Executors {
     pub helm: Option<helm::HelmExecutor>,
     /// The traffic executor (its AWS client is built on first use).
     pub traffic: traffic::TrafficExecutor,
+    /// What analyses measure with (their AWS and Kubernetes clients are built on first use).
+    pub analysis: analysis::Providers,
     /// Where executors count what they measure.
     pub metrics: crate::WorkerMetrics,
 }
@@ -70,7 +72,7 @@ impl Executors {
                     tracing::info_span!("elbv2", otel.name = "elbv2 traffic", otel.kind = "client");
                 self.traffic.run(job, stop).instrument(span).await
             }
-            NodeKind::Analysis => analysis::run(&self.http, job, stop, &self.metrics).await,
+            NodeKind::Analysis => analysis::run(&self.analysis, job, stop, &self.metrics).await,
             NodeKind::Pod => match &self.pod {
                 Some(pod) => pod.run(job, stop, handing_back).await,
                 None => Effect::Done(Outcome::failed(

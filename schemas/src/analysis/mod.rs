@@ -22,8 +22,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::condition::Condition;
 use crate::document::SpecError;
+
+pub mod argo;
+mod providers;
 use crate::workflow::Metadata;
 use crate::{Duration, ids::is_dns_label};
+pub use providers::*;
 
 /// An `AnalysisTemplate` document.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -62,6 +66,10 @@ pub struct ArgDeclaration {
     /// The value used when the caller gives none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    /// Where its value comes from instead: a key of a Secret, read by the worker as it
+    /// measures, so the value is never in a job, a log or a status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<ValueFrom>,
 }
 
 /// One metric: how to measure, how often, and how to judge.
@@ -113,66 +121,6 @@ impl Metric {
     }
 }
 
-/// Where a measurement comes from: exactly one of the providers.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Provider {
-    /// A Prometheus instant query.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prometheus: Option<PrometheusProvider>,
-    /// An HTTP request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub web: Option<WebProvider>,
-}
-
-/// A Prometheus instant query: `result` is the list of the vector's sample values, or the
-/// scalar's value.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PrometheusProvider {
-    /// The server, as `http://prometheus:9090`.
-    pub address: String,
-    /// The PromQL query.
-    pub query: String,
-    /// How long one query may take (default 30s).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<Duration>,
-}
-
-/// An HTTP check: `result` is the JSON the response holds (at `jsonPath` when given), or its
-/// text. Without conditions a 2xx answer is a success.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct WebProvider {
-    /// The URL (http or https).
-    pub url: String,
-    /// The method (default GET).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
-    /// Request headers.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub headers: Vec<WebHeader>,
-    /// The request body.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
-    /// Where in the JSON answer the result is: `$.data.ok`, `{$.items[0].value}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub json_path: Option<String>,
-    /// How long the request may take, in seconds (default 10).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_seconds: Option<u32>,
-}
-
-/// One request header of an HTTP check.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct WebHeader {
-    /// The header's name.
-    pub key: String,
-    /// Its value.
-    pub value: String,
-}
-
 /// An `analysis` node's settings as the Workflow CRD describes them: an object the API server
 /// keeps as it is and Baton validates when it reads it. The AnalysisTemplate CRD documents the
 /// metric fields; writing them out again here would push the Workflow CRD past what `kubectl
@@ -195,6 +143,10 @@ pub struct AnalysisSpec {
     /// filled in).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<Metric>,
+    /// The namespace the metrics' Secrets are read from (the Cell's or workflow's), which
+    /// the planner sets in a job; the worker's own when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// A reference to an analysis template.
@@ -203,6 +155,10 @@ pub struct AnalysisSpec {
 pub struct TemplateRef {
     /// The template's name.
     pub template_name: String,
+    /// Argo Rollouts' mark of a `ClusterAnalysisTemplate`. Baton keeps one name space of
+    /// templates, so it finds the template either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_scope: Option<bool>,
 }
 
 /// An argument given to a template: a value, or a field of the Cell that runs it.
@@ -224,7 +180,93 @@ pub struct Arg {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ValueFrom {
     /// A field of the Cell.
-    pub field_ref: FieldRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_ref: Option<FieldRef>,
+    /// A key of a Secret in the analysis' namespace (the Cell's or the workflow's; the
+    /// worker's own when it has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<SecretKeyRef>,
+}
+
+/// A key of a Secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretKeyRef {
+    /// The Secret's name.
+    pub name: String,
+    /// The key.
+    pub key: String,
+}
+
+impl SecretKeyRef {
+    /// The marker a resolved metric holds where the Secret's value goes: the worker puts the
+    /// value in as it measures (`secret_markers`). Neither a Secret's name nor a key can
+    /// hold `:` or `}`.
+    pub fn marker(&self) -> String {
+        format!("{{{{secret:{}:{}}}}}", self.name, self.key)
+    }
+}
+
+/// Returns the Secret keys a text names with [`SecretKeyRef::marker`], each with its marker.
+pub fn secret_markers(text: &str) -> Vec<(String, SecretKeyRef)> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{secret:") {
+        let Some(end) = rest[start..].find("}}") else {
+            break;
+        };
+        let inner = &rest[start + "{{secret:".len()..start + end];
+        if let Some((name, key)) = inner.split_once(':') {
+            found.push((
+                rest[start..start + end + 2].to_owned(),
+                SecretKeyRef {
+                    name: name.to_owned(),
+                    key: key.to_owned(),
+                },
+            ));
+        }
+        rest = &rest[start + end + 2..];
+    }
+    found
+}
+
+/// Returns the problems of an argument's `valueFrom`; `fields` says whether a Cell's fields
+/// may be read there.
+fn value_from_problems(path: &str, from: &ValueFrom, fields: bool) -> Vec<SpecError> {
+    let mut errors = Vec::new();
+    match (&from.field_ref, &from.secret_key_ref) {
+        (Some(_), Some(_)) => errors.push(SpecError::new(
+            path,
+            "give fieldRef or secretKeyRef, not both",
+        )),
+        (None, None) => errors.push(SpecError::new(path, "give fieldRef or secretKeyRef")),
+        (Some(_), None) if !fields => errors.push(SpecError::new(
+            path,
+            "only a Cell's analysis steps can read fields (there is no Cell here)",
+        )),
+        (Some(f), None) if !FIELD_PATHS.contains(&f.field_path.as_str()) => {
+            errors.push(SpecError::new(
+                format!("{path}.fieldRef.fieldPath"),
+                format!(
+                    "{:?} is not a field Baton provides (use one of: {})",
+                    f.field_path,
+                    FIELD_PATHS.join(", ")
+                ),
+            ))
+        }
+        (None, Some(s)) => {
+            for (field, value) in [("name", &s.name), ("key", &s.key)] {
+                if value.is_empty() || value.contains([':', '}', '{', '/']) {
+                    errors.push(SpecError::new(
+                        format!("{path}.secretKeyRef.{field}"),
+                        format!("{value:?} is not a Secret {field}"),
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    errors
 }
 
 /// A field of the Cell, by path.
@@ -303,32 +345,13 @@ impl Metric {
     /// Returns the metric with every `{{args.NAME}}` in its provider filled in.
     pub fn filled(&self, args: &BTreeMap<String, String>) -> Metric {
         let mut metric = self.clone();
-        if let Some(p) = &mut metric.provider.prometheus {
-            p.address = fill(&p.address, args);
-            p.query = fill(&p.query, args);
-        }
-        if let Some(w) = &mut metric.provider.web {
-            w.url = fill(&w.url, args);
-            w.body = w.body.as_deref().map(|b| fill(b, args));
-            for h in &mut w.headers {
-                h.value = fill(&h.value, args);
-            }
-        }
+        metric.provider.fill(args);
         metric
     }
 
     /// Returns every text of the provider that may hold placeholders.
     fn texts(&self) -> Vec<&str> {
-        let mut texts = Vec::new();
-        if let Some(p) = &self.provider.prometheus {
-            texts.extend([p.address.as_str(), p.query.as_str()]);
-        }
-        if let Some(w) = &self.provider.web {
-            texts.push(w.url.as_str());
-            texts.extend(w.body.as_deref());
-            texts.extend(w.headers.iter().map(|h| h.value.as_str()));
-        }
-        texts
+        self.provider.texts()
     }
 }
 
@@ -390,58 +413,7 @@ pub fn metric_problems(
                 errors.push(SpecError::new(format!("{path}.{field}"), e));
             }
         }
-        match (&m.provider.prometheus, &m.provider.web) {
-            (Some(p), None) => {
-                if !(p.address.starts_with("http://")
-                    || p.address.starts_with("https://")
-                    || p.address.starts_with("{{"))
-                {
-                    errors.push(SpecError::new(
-                        format!("{path}.provider.prometheus.address"),
-                        format!("{:?} is not an http or https URL", p.address),
-                    ));
-                }
-                if p.query.trim().is_empty() {
-                    errors.push(SpecError::new(
-                        format!("{path}.provider.prometheus.query"),
-                        "missing: write a PromQL query",
-                    ));
-                }
-            }
-            (None, Some(w)) => {
-                if !(w.url.starts_with("http://")
-                    || w.url.starts_with("https://")
-                    || w.url.starts_with("{{"))
-                {
-                    errors.push(SpecError::new(
-                        format!("{path}.provider.web.url"),
-                        format!("{:?} is not an http or https URL", w.url),
-                    ));
-                }
-                if let Some(method) = &w.method
-                    && !matches!(
-                        method.as_str(),
-                        "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD"
-                    )
-                {
-                    errors.push(SpecError::new(
-                        format!("{path}.provider.web.method"),
-                        format!("{method:?}: use GET, POST, PUT, PATCH, DELETE or HEAD"),
-                    ));
-                }
-                if let Some(Err(e)) = w.json_path.as_deref().map(json_path) {
-                    errors.push(SpecError::new(format!("{path}.provider.web.jsonPath"), e));
-                }
-            }
-            (None, None) => errors.push(SpecError::new(
-                format!("{path}.provider"),
-                "missing: give a prometheus query or a web check",
-            )),
-            (Some(_), Some(_)) => errors.push(SpecError::new(
-                format!("{path}.provider"),
-                "give one provider, prometheus or web, not both",
-            )),
-        }
+        errors.extend(m.provider.problems(&format!("{path}.provider")));
         for text in m.texts() {
             for name in placeholders(text) {
                 let known = declared.is_some_and(|d| d.contains(&name));
@@ -475,6 +447,20 @@ pub fn template_problems(template: &AnalysisTemplate) -> Vec<SpecError> {
             errors.push(SpecError::new(
                 format!("spec.args[{i}].name"),
                 format!("duplicate argument {:?}", arg.name),
+            ));
+        }
+        if let Some(from) = &arg.value_from {
+            if arg.value.is_some() {
+                errors.push(SpecError::new(
+                    format!("spec.args[{i}]"),
+                    "give value or valueFrom, not both",
+                ));
+            }
+            // A template's own arguments read Secrets; a Cell's fields come with a step's.
+            errors.extend(value_from_problems(
+                &format!("spec.args[{i}].valueFrom"),
+                from,
+                false,
             ));
         }
     }
@@ -520,23 +506,11 @@ pub fn spec_problems(at: &str, spec: &AnalysisSpec, field_refs_allowed: bool) ->
                 errors.push(SpecError::new(path, "give value or valueFrom, not both"))
             }
             (None, None) => errors.push(SpecError::new(path, "give value or valueFrom")),
-            (None, Some(from)) => {
-                if !field_refs_allowed {
-                    errors.push(SpecError::new(
-                        format!("{path}.valueFrom"),
-                        "only a Cell's analysis steps can read fields (there is no Cell here)",
-                    ));
-                } else if !FIELD_PATHS.contains(&from.field_ref.field_path.as_str()) {
-                    errors.push(SpecError::new(
-                        format!("{path}.valueFrom.fieldRef.fieldPath"),
-                        format!(
-                            "{:?} is not a field Baton provides (use one of: {})",
-                            from.field_ref.field_path,
-                            FIELD_PATHS.join(", ")
-                        ),
-                    ));
-                }
-            }
+            (None, Some(from)) => errors.extend(value_from_problems(
+                &format!("{path}.valueFrom"),
+                from,
+                field_refs_allowed,
+            )),
             (Some(_), None) => {}
         }
     }
@@ -561,17 +535,13 @@ pub fn resolve(
     for arg in &spec.args {
         let value = match (&arg.value, &arg.value_from) {
             (Some(v), _) => v.clone(),
-            (None, Some(from)) => {
-                fields
-                    .get(&from.field_ref.field_path)
-                    .cloned()
-                    .ok_or_else(|| {
-                        format!(
-                            "argument {:?}: {} has no value yet",
-                            arg.name, from.field_ref.field_path
-                        )
-                    })?
-            }
+            (None, Some(from)) => match (&from.field_ref, &from.secret_key_ref) {
+                (Some(f), _) => fields.get(&f.field_path).cloned().ok_or_else(|| {
+                    format!("argument {:?}: {} has no value yet", arg.name, f.field_path)
+                })?,
+                (None, Some(secret)) => secret.marker(),
+                (None, None) => continue,
+            },
             (None, None) => continue,
         };
         given.insert(arg.name.clone(), value);
@@ -582,9 +552,15 @@ pub fn resolve(
             .ok_or_else(|| format!("AnalysisTemplate {:?} is not registered", t.template_name))?;
         let mut values = BTreeMap::new();
         for declared in &template.args {
+            let from_secret = declared
+                .value_from
+                .as_ref()
+                .and_then(|f| f.secret_key_ref.as_ref())
+                .map(SecretKeyRef::marker);
             let value = given
                 .get(&declared.name)
                 .or(declared.value.as_ref())
+                .or(from_secret.as_ref())
                 .ok_or_else(|| {
                     format!(
                         "AnalysisTemplate {:?} needs argument {:?}, which has no value",
@@ -607,164 +583,4 @@ pub fn resolve(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn metric(query: &str) -> Metric {
-        Metric {
-            name: "rate".into(),
-            interval: None,
-            initial_delay: None,
-            count: None,
-            failure_limit: None,
-            inconclusive_limit: None,
-            consecutive_error_limit: None,
-            success_condition: Some("result[0] > 0.9".into()),
-            failure_condition: None,
-            provider: Provider {
-                prometheus: Some(PrometheusProvider {
-                    address: "http://prom:9090".into(),
-                    query: query.into(),
-                    timeout: None,
-                }),
-                web: None,
-            },
-        }
-    }
-
-    #[test]
-    fn placeholders_are_found_and_filled() {
-        let text = "rate{service=\"{{args.service-name}}\",v=\"{{ args.version }}\"}";
-        assert_eq!(placeholders(text), ["service-name", "version"]);
-        let args = BTreeMap::from([
-            ("service-name".to_owned(), "web".to_owned()),
-            ("version".to_owned(), "2.0.0".to_owned()),
-        ]);
-        assert_eq!(fill(text, &args), "rate{service=\"web\",v=\"2.0.0\"}");
-        assert_eq!(fill("{{args.other}} {{x", &args), "{{args.other}} {{x");
-    }
-
-    #[test]
-    fn templates_resolve_with_values_defaults_and_fields() {
-        let template = AnalysisTemplateSpec {
-            args: vec![
-                ArgDeclaration {
-                    name: "service-name".into(),
-                    value: None,
-                },
-                ArgDeclaration {
-                    name: "cluster-version".into(),
-                    value: Some("0.0.0".into()),
-                },
-            ],
-            metrics: vec![metric(
-                "up{job=\"{{args.service-name}}\",version=\"{{args.cluster-version}}\"}",
-            )],
-        };
-        let spec = AnalysisSpec {
-            templates: vec![TemplateRef {
-                template_name: "success-rate".into(),
-            }],
-            args: vec![
-                Arg {
-                    name: "service-name".into(),
-                    value: Some("web".into()),
-                    value_from: None,
-                },
-                Arg {
-                    name: "cluster-version".into(),
-                    value: None,
-                    value_from: Some(ValueFrom {
-                        field_ref: FieldRef {
-                            field_path: "status.desiredVersion".into(),
-                        },
-                    }),
-                },
-            ],
-            metrics: vec![],
-        };
-        let fields = BTreeMap::from([("status.desiredVersion".to_owned(), "2.0.0".to_owned())]);
-        let find = |name: &str| (name == "success-rate").then(|| template.clone());
-        let metrics = resolve(&spec, find, &fields).unwrap();
-        assert_eq!(
-            metrics[0].provider.prometheus.as_ref().unwrap().query,
-            "up{job=\"web\",version=\"2.0.0\"}"
-        );
-        // The default applies when the caller gives nothing.
-        let defaults = AnalysisSpec {
-            args: spec.args[..1].to_vec(),
-            ..spec.clone()
-        };
-        let metrics = resolve(&defaults, find, &fields).unwrap();
-        assert!(
-            metrics[0]
-                .provider
-                .prometheus
-                .as_ref()
-                .unwrap()
-                .query
-                .contains("0.0.0")
-        );
-        let missing = AnalysisSpec {
-            args: vec![],
-            ..spec.clone()
-        };
-        assert_eq!(
-            resolve(&missing, find, &fields).unwrap_err(),
-            "AnalysisTemplate \"success-rate\" needs argument \"service-name\", which has no value"
-        );
-        let unknown = AnalysisSpec {
-            templates: vec![TemplateRef {
-                template_name: "nope".into(),
-            }],
-            ..spec
-        };
-        assert_eq!(
-            resolve(&unknown, find, &fields).unwrap_err(),
-            "AnalysisTemplate \"nope\" is not registered"
-        );
-    }
-
-    #[test]
-    fn metric_problems_name_their_fields() {
-        let mut m = metric("up{job=\"{{args.job}}\"}");
-        m.interval = Some(Duration::from_secs(5));
-        m.success_condition = Some("result[0] >".into());
-        let errors = metric_problems("spec.metrics", &[m], Some(&BTreeSet::new()));
-        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        assert_eq!(
-            lines,
-            [
-                "spec.metrics[0].count: a metric with an interval needs a count: an analysis that never ends would hold its rollout forever",
-                "spec.metrics[0].successCondition: the condition ends too early",
-                "spec.metrics[0].provider: uses {{args.job}}, which is not declared: declare it in spec.args",
-            ]
-        );
-    }
-
-    #[test]
-    fn a_web_check_json_path_is_read_as_its_users_write_it_and_refused_when_broken() {
-        for written in ["$.data.ok", "{$.data.ok}", ".data.ok", "$.items[0]['a-b']"] {
-            assert!(json_path(written).is_ok(), "{written}");
-        }
-        let mut m = metric("up");
-        m.provider.prometheus = None;
-        m.provider.web = Some(WebProvider {
-            url: "http://127.0.0.1:1/health".into(),
-            method: None,
-            headers: Vec::new(),
-            body: None,
-            json_path: Some("$.data[".into()),
-            timeout_seconds: None,
-        });
-        let errors = metric_problems("spec.metrics", &[m], None);
-        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        assert_eq!(lines.len(), 1, "{lines:?}");
-        assert!(
-            lines[0].starts_with(
-                "spec.metrics[0].provider.web.jsonPath: \"$.data[\" is not a JSONPath"
-            ),
-            "{lines:?}"
-        );
-    }
-}
+mod tests;

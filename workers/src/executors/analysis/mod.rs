@@ -13,19 +13,82 @@
 //! metric's result with its last measurements.
 //! Measuring only reads, so a job delivered again starts over without harm.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use baton_schemas::OUTPUT_LIMIT_BYTES;
-use baton_schemas::analysis::{Metric, PrometheusProvider, WebProvider};
+use baton_schemas::analysis::Metric;
 use baton_schemas::condition::{Condition, Value};
 use baton_schemas::reports::{
     AnalysisPhase as Phase, AnalysisReport, Measurement, MetricReport, to_output,
 };
 use baton_schemas::wire::{FailureKind, Job, Outcome};
+use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::Effect;
+
+mod cloudwatch;
+mod datadog;
+mod http;
+mod secrets;
+
+/// What measurements are taken with: the HTTP client, and the CloudWatch and Kubernetes
+/// clients, each built on first use (a worker that never measures CloudWatch or reads a
+/// Secret never reads their settings).
+#[derive(Clone)]
+pub struct Providers {
+    /// For Prometheus, web checks and Datadog.
+    pub http: reqwest::Client,
+    cloudwatch: Arc<OnceCell<aws_sdk_cloudwatch::Client>>,
+    kube: Arc<OnceCell<Option<kube::Client>>>,
+}
+
+impl Providers {
+    /// Returns providers whose AWS and Kubernetes clients come from the environment.
+    pub fn new(http: reqwest::Client) -> Self {
+        Self {
+            http,
+            cloudwatch: Arc::default(),
+            kube: Arc::default(),
+        }
+    }
+
+    /// Uses `kube` to read Secrets.
+    #[must_use]
+    pub fn with_kube(self, kube: kube::Client) -> Self {
+        Self {
+            kube: Arc::new(OnceCell::new_with(Some(Some(kube)))),
+            ..self
+        }
+    }
+
+    /// Uses `client` for CloudWatch.
+    #[must_use]
+    pub fn with_cloudwatch(self, client: aws_sdk_cloudwatch::Client) -> Self {
+        Self {
+            cloudwatch: Arc::new(OnceCell::new_with(Some(client))),
+            ..self
+        }
+    }
+
+    async fn cloudwatch(&self) -> &aws_sdk_cloudwatch::Client {
+        self.cloudwatch
+            .get_or_init(|| async {
+                let loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+                let config = baton_alb::sdk_config(loader, baton_alb::Timeouts::default()).await;
+                aws_sdk_cloudwatch::Client::new(&config)
+            })
+            .await
+    }
+
+    async fn kube(&self) -> Option<&kube::Client> {
+        self.kube
+            .get_or_init(|| async { baton_telemetry::kube_client().await.ok() })
+            .await
+            .as_ref()
+    }
+}
 
 /// The default number of errors in a row a metric tolerates.
 const CONSECUTIVE_ERROR_LIMIT: u32 = 4;
@@ -34,7 +97,7 @@ const KEPT: usize = 5;
 
 /// Runs the job's analysis to its verdict, its timeout, or `stop`.
 pub async fn run(
-    http: &reqwest::Client,
+    providers: &Providers,
     job: &Job,
     stop: &CancellationToken,
     metrics: &crate::WorkerMetrics,
@@ -50,7 +113,7 @@ pub async fn run(
     let all = futures::future::join_all(
         spec.metrics
             .iter()
-            .map(|m| measure_metric(http, m, stop, metrics)),
+            .map(|m| measure_metric(providers, spec.namespace.as_deref(), m, stop, metrics)),
     );
     let timeout = job.timeout();
     let reports = tokio::select! {
@@ -117,15 +180,6 @@ fn report(phase: Phase, reports: &[MetricReport]) -> String {
     text
 }
 
-/// The provider a metric measures with, as a metric's label value.
-fn provider_name(metric: &Metric) -> &'static str {
-    match (&metric.provider.prometheus, &metric.provider.web) {
-        (Some(_), _) => "prometheus",
-        (None, Some(_)) => "web",
-        (None, None) => "none",
-    }
-}
-
 /// A measurement's phase as a metric's label value.
 fn phase_name(phase: Phase) -> &'static str {
     match phase {
@@ -138,7 +192,8 @@ fn phase_name(phase: Phase) -> &'static str {
 
 /// Takes one metric's measurements; `None` when stopped.
 async fn measure_metric(
-    http: &reqwest::Client,
+    providers: &Providers,
+    namespace: Option<&str>,
     metric: &Metric,
     stop: &CancellationToken,
     metrics: &crate::WorkerMetrics,
@@ -160,6 +215,20 @@ async fn measure_metric(
         .unwrap_or(CONSECUTIVE_ERROR_LIMIT);
     let success = metric.success_condition.as_deref().map(Condition::parse);
     let failure = metric.failure_condition.as_deref().map(Condition::parse);
+    let kube = providers.kube().await;
+    let worker_namespace = kube.map_or("default", |k| k.default_namespace()).to_owned();
+    let namespace = namespace.unwrap_or(&worker_namespace);
+    let prepared = prepare(kube, &worker_namespace, namespace, metric).await;
+    let (metric, source, revealed) = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            // Not a sign the version is bad: a rollout waits for a person to mend and resume.
+            r.phase = Phase::Inconclusive;
+            r.message = Some(format!("could not be measured: {e}"));
+            return Some(r);
+        }
+    };
+    let metric = &metric;
     let mut consecutive_errors = 0;
     for i in 0..metric.count() {
         let wait = match i {
@@ -172,15 +241,17 @@ async fn measure_metric(
                 _ = tokio::time::sleep(wait) => {}
             }
         }
-        let (phase, value) = match take(http, metric).await {
+        let (phase, value) = match take(providers, &source, metric).await {
             Ok(result) => match judge(success.as_ref(), failure.as_ref(), &result) {
                 Ok(phase) => (phase, result.to_string()),
                 Err(e) => (Phase::Error, format!("{result}: {e}")),
             },
             Err(e) => (Phase::Error, e),
         };
+        // What the provider answered may echo what it was sent.
+        let value = revealed.redact(&value);
         debug!(metric = %metric.name, measurement = i + 1, ?phase, %value, "measured");
-        metrics.count_measurement(provider_name(metric), phase_name(phase));
+        metrics.count_measurement(metric.provider.name(), phase_name(phase));
         match phase {
             Phase::Successful => r.successful += 1,
             Phase::Failed => r.failed += 1,
@@ -287,101 +358,40 @@ pub fn judge(
     })
 }
 
-/// Takes one measurement.
-async fn take(http: &reqwest::Client, metric: &Metric) -> Result<Value, String> {
-    match (&metric.provider.prometheus, &metric.provider.web) {
-        (Some(p), _) => prometheus(http, p).await,
-        (None, Some(w)) => web(http, w).await,
-        (None, None) => Err("no provider".to_owned()),
-    }
+/// What a metric's measurements need beyond the metric: a Datadog account.
+enum Source {
+    Plain,
+    Datadog(datadog::Account),
 }
 
-/// Runs an instant query: a vector gives the list of its values, a scalar its value.
-async fn prometheus(http: &reqwest::Client, p: &PrometheusProvider) -> Result<Value, String> {
-    let url = format!("{}/api/v1/query", p.address.trim_end_matches('/'));
-    let timeout = p.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(30));
-    // POST with a form body, as Prometheus allows: a long query does not hit URL limits.
-    let request = http
-        .post(&url)
-        .form(&[("query", &p.query)])
-        .timeout(timeout);
-    let response = super::send_traced(http, request)
-        .await
-        .map_err(|e| format!("querying {url}: {e}"))?;
-    let status = response.status();
-    let body: serde_json::Value = response
-        .json()
-        .await
-        .map_err(|e| format!("{url} answered {status} with no JSON: {e}"))?;
-    if body["status"] != "success" {
-        return Err(format!(
-            "{url} answered {status}: {} {}",
-            body["errorType"].as_str().unwrap_or_default(),
-            body["error"].as_str().unwrap_or("no error given")
-        ));
-    }
-    let data = &body["data"];
-    let sample = |v: &serde_json::Value| -> Result<f64, String> {
-        v[1].as_str()
-            .and_then(|s| s.parse::<f64>().ok())
-            .ok_or_else(|| format!("unreadable sample {v}"))
+/// Returns the metric with its Secrets' values in, what it measures from, and the values read.
+async fn prepare(
+    kube: Option<&kube::Client>,
+    worker_namespace: &str,
+    namespace: &str,
+    metric: &Metric,
+) -> Result<(Metric, Source, secrets::Revealed), String> {
+    let (metric, mut revealed) = secrets::reveal(kube, namespace, metric).await?;
+    let source = match &metric.provider.datadog {
+        Some(d) => Source::Datadog(
+            datadog::account(kube, worker_namespace, namespace, d, &mut revealed).await?,
+        ),
+        None => Source::Plain,
     };
-    match data["resultType"].as_str() {
-        Some("vector") => data["result"]
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .map(|item| sample(&item["value"]).map(Value::Number))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Value::List)
-            })
-            .unwrap_or(Ok(Value::List(Vec::new()))),
-        Some("scalar") => sample(&data["result"]).map(Value::Number),
-        Some("string") => Ok(Value::String(
-            data["result"][1].as_str().unwrap_or_default().to_owned(),
-        )),
-        other => Err(format!(
-            "the query gave a {} result: write a query that gives a vector or a scalar",
-            other.unwrap_or("missing")
-        )),
-    }
+    Ok((metric, source, revealed))
 }
 
-/// Sends an HTTP check: the JSON answer (at `jsonPath`), or its text; a non-2xx answer is an
-/// error.
-async fn web(http: &reqwest::Client, w: &WebProvider) -> Result<Value, String> {
-    let method = reqwest::Method::from_bytes(w.method.as_deref().unwrap_or("GET").as_bytes())
-        .unwrap_or(reqwest::Method::GET);
-    let mut request = http
-        .request(method, &w.url)
-        .timeout(Duration::from_secs(u64::from(
-            w.timeout_seconds.unwrap_or(10),
-        )));
-    for h in &w.headers {
-        request = request.header(&h.key, &h.value);
-    }
-    if let Some(body) = &w.body {
-        request = request.body(body.clone());
-    }
-    let response = super::send_traced(http, request)
-        .await
-        .map_err(|e| format!("requesting {}: {e}", w.url))?;
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    if !status.is_success() {
-        let head: String = text.chars().take(200).collect();
-        return Err(format!("{} answered {status}: {head}", w.url));
-    }
-    let json: Option<serde_json::Value> = serde_json::from_str(&text).ok();
-    match (&w.json_path, json) {
-        (Some(path), Some(json)) => json_path(&json, path).map(|v| Value::from_json(&v)),
-        (Some(_), None) => Err(format!(
-            "{} answered text, not JSON, and jsonPath needs JSON",
-            w.url
-        )),
-        (None, Some(json)) => Ok(Value::from_json(&json)),
-        (None, None) => Ok(Value::String(text)),
+/// Takes one measurement.
+async fn take(providers: &Providers, source: &Source, metric: &Metric) -> Result<Value, String> {
+    let p = &metric.provider;
+    match (source, &p.prometheus, &p.web, &p.cloud_watch, &p.datadog) {
+        (_, Some(prometheus), ..) => http::prometheus(&providers.http, prometheus).await,
+        (_, _, Some(web), ..) => http::web(&providers.http, web).await,
+        (_, _, _, Some(c), _) => cloudwatch::measure(providers.cloudwatch().await, c).await,
+        (Source::Datadog(account), .., Some(d)) => {
+            datadog::measure(&providers.http, account, d).await
+        }
+        _ => Err("no provider".to_owned()),
     }
 }
 
