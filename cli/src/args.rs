@@ -592,8 +592,8 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Planner(args) => serve::planner(args).await.map(|()| 0),
         Command::Worker(args) => serve::worker(args).await.map(|()| 0),
         Command::Validate(args) => {
-            let docs = client::read_documents(&args.file, args.limits.limits())?;
-            println!("{}: {} valid document(s)", args.file.display(), docs.len());
+            let valid = client::validate_documents(&args.file, args.limits.limits())?;
+            println!("{}: {valid} valid document(s)", args.file.display());
             Ok(0)
         }
         Command::Apply(args) => client::apply(args).await,
@@ -630,7 +630,7 @@ fn crds(args: CrdsArgs) -> anyhow::Result<()> {
         return Ok(());
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    for kind in &crd::KINDS {
+    for kind in crd::crd_kinds() {
         let path = dir.join(crd::file_name(kind));
         std::fs::write(&path, crd::crd_yaml(kind))
             .with_context(|| format!("writing {}", path.display()))?;

@@ -44,6 +44,30 @@ pub(crate) fn read_documents(
     Ok(documents)
 }
 
+/// Checks a file as `baton validate` does (okra's management-cluster kinds included);
+/// returns how many documents it holds. Every failure here is the user's input: exit code 2.
+pub(crate) fn validate_documents(
+    path: &Path,
+    limits: baton_schemas::Limits,
+) -> Result<usize, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::usage(anyhow!("{}: cannot read: {e}", path.display())))?;
+    let source = path.display().to_string();
+    let (documents, cluster_objects) = baton_schemas::document::validate_documents_within(
+        &source,
+        &text,
+        Timestamp::now(),
+        limits,
+    )
+    .map_err(Failure::usage)?;
+    for document in &documents {
+        for warning in baton_schemas::validate::warnings(document) {
+            eprintln!("warning: {source}: {}: {warning}", document.describe());
+        }
+    }
+    Ok(documents.len() + cluster_objects.len())
+}
+
 pub(crate) struct Api {
     pub(crate) http: reqwest::Client,
     pub(crate) base: String,

@@ -392,10 +392,12 @@ async fn run_planner(
     config.core.run_retention = options.run_retention.0;
     config.snapshot_bytes = options.state_snapshot_bytes;
     config.lease = Some(lease);
-    let discovery_config = DiscoveryConfig {
+    let mut discovery_config = DiscoveryConfig {
         sync_period: options.sync_period.0,
         discover_now: config.discover_now.clone(),
         alb: None,
+        kube: None,
+        namespace: options.watch_namespace.clone(),
     };
     let role = crate::health::Role::default();
     if let Some(addr) = options.health_listen {
@@ -415,6 +417,7 @@ async fn run_planner(
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", options.listen))?;
     info!(listen = %options.listen, "api listening");
+    let mut okra = None;
     let cluster = match options.watch_kubernetes {
         true => {
             let client = baton_telemetry::kube_client()
@@ -425,6 +428,20 @@ async fn run_planner(
                 namespace: options.watch_namespace.clone(),
                 status_period: Duration::from_secs(1),
             };
+            // Cells find okra's AWSTargetGroup objects in the cluster watched, which okra's
+            // controllers keep.
+            discovery_config.kube = Some(client.clone());
+            okra = Some(SideTask {
+                name: "okra controllers",
+                handle: tokio::spawn(baton_planner::okra::run(
+                    client.clone(),
+                    baton_planner::okra::OkraConfig {
+                        namespace: options.watch_namespace.clone(),
+                        sync_period: options.sync_period.0,
+                    },
+                    shutdown.clone(),
+                )),
+            });
             Some(SideTask {
                 name: "cluster watch",
                 handle: tokio::spawn(cluster::run(
@@ -485,7 +502,7 @@ async fn run_planner(
             })
         }),
     };
-    let tasks = [Some(api), Some(discovery), cluster, advertise]
+    let tasks = [Some(api), Some(discovery), cluster, okra, advertise]
         .into_iter()
         .flatten()
         .collect();

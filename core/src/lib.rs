@@ -29,7 +29,7 @@ mod tests;
 
 pub use cells::{
     Blocked, CellCommand, CellEntry, CellPhase, CellStatus, CellTrigger, Expect, Observation,
-    RuleSeen, SeenTargetGroup, TriggerPosition,
+    RuleSeen, SeenTargetGroup, TargetGroupSource, TriggerPosition,
 };
 pub use chains::{IgnitorEntry, TaskEntry, TaskState, TaskStatus, fire_run_id};
 pub use changes::{Changes, Snapshot};

@@ -3,6 +3,10 @@
 //! each Cell's listener rule, and hands what it saw to the planner loop as an observation.
 //! The decision core does the rest; this task only reads.
 //!
+//! A planner that watches a cluster reads okra's `AWSTargetGroup` objects too: a Cell whose
+//! namespace holds any matching its selector (by label) takes its target groups from them,
+//! as okra's did; otherwise from the tags. The observation says which.
+//!
 //! The AWS client is built from the standard chain the first time there is a Cell, so a
 //! planner without Cells never reads AWS settings. Its calls time out
 //! ([`baton_alb::Timeouts`]): a read that hangs fails, the Cell's observation says so, and the
@@ -19,10 +23,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::service::Command;
-use baton_core::{Observation, SeenTargetGroup};
+use baton_core::{Observation, SeenTargetGroup, TargetGroupSource};
 
 /// How the discovery runs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DiscoveryConfig {
     /// The time between two discoveries.
     pub sync_period: Duration,
@@ -30,6 +34,10 @@ pub struct DiscoveryConfig {
     pub discover_now: Arc<Notify>,
     /// The ELBv2 client; `None` builds one from the standard chain when first needed.
     pub alb: Option<Alb>,
+    /// The cluster whose `AWSTargetGroup` objects are read, when the planner watches one.
+    pub kube: Option<kube::Client>,
+    /// The namespace watched, for Cells applied without one.
+    pub namespace: Option<String>,
 }
 
 /// Whether the account's target groups could be read at the last discovery: a failure is
@@ -90,7 +98,19 @@ pub async fn run(
             }
         };
         for cell in cells {
-            let observation = observe(alb, &cell, &groups, at).await;
+            let listed = match &config.kube {
+                Some(kube) => listed_target_groups(kube, &cell, config.namespace.as_deref()).await,
+                None => None,
+            };
+            let (source, listed) = match listed {
+                Some(listed) => (TargetGroupSource::AwsTargetGroup, Ok(listed)),
+                None => (TargetGroupSource::Tags, Ok(Vec::new())),
+            };
+            let chosen = match source {
+                TargetGroupSource::AwsTargetGroup => &listed,
+                TargetGroupSource::Tags => &groups,
+            };
+            let observation = observe(alb, &cell, chosen, source, at).await;
             let (reply, answer) = oneshot::channel();
             let command = Command::Observe {
                 observation: Box::new(observation),
@@ -108,6 +128,7 @@ async fn observe(
     alb: &Alb,
     cell: &Cell,
     groups: &Result<Vec<TargetGroup>, baton_alb::AlbError>,
+    source: TargetGroupSource,
     at: Timestamp,
 ) -> Observation {
     let selector = cell.alb().target_group_selector.match_labels;
@@ -135,6 +156,71 @@ async fn observe(
         cell: cell.metadata.name.clone(),
         at,
         target_groups,
+        source,
         rule,
     }
+}
+
+/// Returns the target groups okra's `AWSTargetGroup` objects in the Cell's namespace name,
+/// their labels as their tags, when any match the Cell's selector; `None` when none do (or
+/// the kind is not installed, or they cannot be listed: the tags serve then).
+async fn listed_target_groups(
+    kube: &kube::Client,
+    cell: &Cell,
+    watched: Option<&str>,
+) -> Option<Vec<TargetGroup>> {
+    use baton_schemas::okra::{AwsTargetGroup, LabelSelector, target_group_problems};
+    use kube::api::{Api, DynamicObject, ListParams};
+    let kind = &baton_schemas::crd::OKRA_KINDS[0];
+    let resource = kube::api::ApiResource {
+        group: kind.group.to_owned(),
+        version: baton_schemas::crd::VERSION.to_owned(),
+        api_version: kind.api_version(),
+        kind: kind.kind.to_owned(),
+        plural: kind.plural.to_owned(),
+    };
+    let namespace = cell.metadata.namespace.as_deref().or(watched);
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(kube.clone(), ns, &resource),
+        None => Api::all_with(kube.clone(), &resource),
+    };
+    let selector = LabelSelector {
+        match_labels: cell.alb().target_group_selector.match_labels.clone(),
+    };
+    let listed = match api
+        .list(&ListParams::default().labels(&selector.query()))
+        .await
+    {
+        Ok(listed) => listed,
+        Err(kube::Error::Api(e)) if e.code == 404 => return None,
+        Err(e) => {
+            debug!(cell = %cell.metadata.name, error = %e, "AWSTargetGroups not listed; using tags");
+            return None;
+        }
+    };
+    let groups: Vec<TargetGroup> = listed
+        .items
+        .into_iter()
+        .filter_map(|object| {
+            let name = object.metadata.name.clone().unwrap_or_default();
+            let value = serde_json::to_value(&object).ok()?;
+            match serde_json::from_value::<AwsTargetGroup>(value) {
+                Ok(t) if target_group_problems(&t).is_empty() => Some(TargetGroup {
+                    name: t.spec.arn.split('/').nth(1).unwrap_or(&name).to_owned(),
+                    arn: t.spec.arn,
+                    tags: t.metadata.labels,
+                }),
+                Ok(t) => {
+                    let problems = target_group_problems(&t);
+                    warn!(cell = %cell.metadata.name, %name, problems = ?problems, "AWSTargetGroup left out");
+                    None
+                }
+                Err(e) => {
+                    warn!(cell = %cell.metadata.name, %name, error = %e, "AWSTargetGroup left out");
+                    None
+                }
+            }
+        })
+        .collect();
+    (!groups.is_empty()).then_some(groups)
 }

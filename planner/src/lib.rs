@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod discovery;
 pub mod lease;
 pub mod metrics;
+pub mod okra;
 pub mod service;
 pub mod store;
 pub mod supervise;

@@ -14,6 +14,7 @@ pub mod duration;
 pub mod group;
 pub mod helm;
 pub mod ids;
+pub mod okra;
 pub mod reports;
 pub mod schedule;
 pub mod status;

@@ -159,6 +159,10 @@ pub struct CellView {
     pub message: Option<String>,
     /// When target groups were last discovered (RFC 3339).
     pub last_sync_time: Option<String>,
+    /// Where its target groups came from at the last discovery: `AWSTargetGroup` (okra's
+    /// objects in its namespace) or `Tags` (ELBv2 tags).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_group_source: Option<String>,
 }
 
 /// One target group's weight in a Cell's rule.
@@ -259,6 +263,7 @@ pub const CELL_STATUS_FIELDS: &[&str] = &[
     "blocked",
     "message",
     "lastSyncTime",
+    "targetGroupSource",
 ];
 
 /// Returns the `fields` of a view, as a cluster object's status holds them. The CRDs' status

@@ -224,6 +224,11 @@ pub async fn kube_client() -> Result<kube::Client, kube::Error> {
     let config = kube::Config::infer()
         .await
         .map_err(kube::Error::InferConfig)?;
+    kube_client_from(config)
+}
+
+/// Returns a Kubernetes client of `config` (a member cluster's, say), its requests counted.
+pub fn kube_client_from(config: kube::Config) -> Result<kube::Client, kube::Error> {
     Ok(kube::client::ClientBuilder::try_from(config)?
         .with_layer(&CountKubeCalls)
         .build())

@@ -12,6 +12,6 @@ pub mod metrics;
 mod process;
 pub mod trace;
 
-pub use clients::{CallOutcome, client_calls, kube_client};
+pub use clients::{CallOutcome, client_calls, kube_client, kube_client_from};
 pub use metrics::{Exposition, METRICS_CONTENT_TYPE, seconds_buckets};
 pub use process::ProcessCollector;

@@ -164,6 +164,7 @@ impl Core {
             .collect();
         seen.sort_by(|a, b| (&a.name, &a.arn).cmp(&(&b.name, &b.arn)));
         status.target_groups = seen;
+        status.target_group_source = obs.source;
         let fresh = status.written.as_ref().is_none_or(|w| obs.at >= w.at);
         if let (Ok(rule), true) = (obs.rule, fresh) {
             if status.rollout.is_none() {

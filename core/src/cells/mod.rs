@@ -54,6 +54,28 @@ pub struct SeenTargetGroup {
     pub tags: BTreeMap<String, String>,
 }
 
+/// Where a Cell's target groups come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TargetGroupSource {
+    /// ELBv2, by the target groups' tags.
+    #[default]
+    Tags,
+    /// okra's `AWSTargetGroup` objects in the Cell's namespace, by their labels: used when
+    /// there are any.
+    #[serde(rename = "AWSTargetGroup")]
+    AwsTargetGroup,
+}
+
+impl TargetGroupSource {
+    /// As the Cell's status shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetGroupSource::Tags => "Tags",
+            TargetGroupSource::AwsTargetGroup => "AWSTargetGroup",
+        }
+    }
+}
+
 /// What one discovery saw for one Cell.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observation {
@@ -62,8 +84,11 @@ pub struct Observation {
     /// When the discovery began, on the planner's clock: a rule read before the last write
     /// was applied is stale and ignored.
     pub at: Timestamp,
-    /// The target groups whose tags match the Cell's selector, or why they could not be read.
+    /// The target groups whose tags (or labels) match the Cell's selector, or why they could
+    /// not be read.
     pub target_groups: Result<Vec<SeenTargetGroup>, String>,
+    /// Where they came from.
+    pub source: TargetGroupSource,
     /// The forward weights of the rule at the Cell's priority (`None`: no such rule), or why
     /// it could not be read.
     pub rule: Result<Option<Vec<WeightedTargetGroup>>, String>,
@@ -213,6 +238,9 @@ pub struct CellStatus {
     pub last_sync: Option<Timestamp>,
     /// The target groups last discovered, with their versions.
     pub target_groups: Vec<GroupSeen>,
+    /// Where they came from.
+    #[serde(default)]
+    pub target_group_source: TargetGroupSource,
     /// The rule as the last discovery (or read-back) showed it.
     #[serde(default, deserialize_with = "RuleSeen::read")]
     pub observed_rule: RuleSeen,

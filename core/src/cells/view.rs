@@ -76,6 +76,9 @@ impl CellEntry {
                 .collect(),
             message: s.message.clone(),
             last_sync_time: s.last_sync.map(|t| t.to_string()),
+            target_group_source: s
+                .last_sync
+                .map(|_| s.target_group_source.as_str().to_owned()),
         }
     }
 }

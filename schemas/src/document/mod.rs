@@ -8,6 +8,7 @@ use crate::analysis::AnalysisTemplate;
 use crate::analysis::argo::ARGO_API_VERSION;
 use crate::cell::{Cell, OKRA_API_VERSION};
 use crate::group::{ApplicationGroup, ORKESTRA_API_VERSION};
+use crate::okra::OkraObject;
 use crate::task::{Ignitor, ORCA_API_VERSION, Task};
 use crate::validate;
 use crate::wire::Timestamp;
@@ -150,6 +151,30 @@ pub fn parse_documents_within(
     now: Timestamp,
     limits: Limits,
 ) -> Result<Vec<Document>, SpecErrors> {
+    parse_all(source_name, text, now, limits, false).map(|(documents, _)| documents)
+}
+
+/// Checks every document of a file as `baton validate` does: Baton's documents, and okra's
+/// management-cluster kinds (`AWSTargetGroup`, `AWSTargetGroupSet`, `ClusterSet`), which
+/// live in the cluster the planner watches rather than going through Baton's API.
+pub fn validate_documents_within(
+    source_name: &str,
+    text: &str,
+    now: Timestamp,
+    limits: Limits,
+) -> Result<(Vec<Document>, Vec<OkraObject>), SpecErrors> {
+    parse_all(source_name, text, now, limits, true)
+}
+
+/// Reads every document of `text`; okra's management-cluster kinds are taken when `okra`
+/// says so, refused (saying where they go) otherwise.
+fn parse_all(
+    source_name: &str,
+    text: &str,
+    now: Timestamp,
+    limits: Limits,
+    okra: bool,
+) -> Result<(Vec<Document>, Vec<OkraObject>), SpecErrors> {
     let fail = |errors: Vec<SpecError>| SpecErrors {
         source_name: source_name.to_owned(),
         errors,
@@ -173,6 +198,7 @@ pub fn parse_documents_within(
     }
     let several = values.len() > 1;
     let mut documents = Vec::new();
+    let mut cluster_objects = Vec::new();
     let mut errors = Vec::new();
     for (index, value) in values.into_iter().enumerate() {
         let prefix = if several {
@@ -180,19 +206,58 @@ pub fn parse_documents_within(
         } else {
             String::new()
         };
-        match parse_one(value, now, limits) {
-            Ok(doc) => documents.push(doc),
-            Err(found) => errors.extend(found.into_iter().map(|e| SpecError {
+        let parsed = match parse_okra(&value) {
+            Some(Ok(object)) if okra => {
+                cluster_objects.push(object);
+                Ok(())
+            }
+            Some(Ok(object)) => Err(vec![SpecError::new(
+                "kind",
+                format!(
+                    "{} is okra's management-cluster kind: the planner reads it from the cluster it watches (--watch-kubernetes), so apply it there with kubectl; `baton validate` checks it",
+                    object.describe()
+                ),
+            )]),
+            Some(Err(found)) => Err(found),
+            None => parse_one(value, now, limits).map(|doc| documents.push(doc)),
+        };
+        if let Err(found) = parsed {
+            errors.extend(found.into_iter().map(|e| SpecError {
                 path: format!("{prefix}{}", e.path),
                 message: e.message,
-            })),
+            }));
         }
     }
     if errors.is_empty() {
-        Ok(documents)
+        Ok((documents, cluster_objects))
     } else {
         Err(fail(errors))
     }
+}
+
+/// Reads one of okra's management-cluster kinds; `None` for any other document.
+fn parse_okra(value: &serde_norway::Value) -> Option<Result<OkraObject, Vec<SpecError>>> {
+    use crate::okra;
+    if value.get("apiVersion").and_then(|v| v.as_str()) != Some(OKRA_API_VERSION) {
+        return None;
+    }
+    let checked = |errors: Vec<SpecError>, object: OkraObject| match errors.is_empty() {
+        true => Ok(object),
+        false => Err(errors),
+    };
+    Some(match value.get("kind").and_then(|v| v.as_str())? {
+        "AWSTargetGroup" => typed::<okra::AwsTargetGroup>(value.clone())
+            .and_then(|t| checked(okra::target_group_problems(&t), OkraObject::TargetGroup(t))),
+        "AWSTargetGroupSet" => typed::<okra::AwsTargetGroupSet>(value.clone()).and_then(|s| {
+            let problems = okra::generator_problems(s.spec.generators.len());
+            checked(problems, OkraObject::TargetGroupSet(s))
+        }),
+        "ClusterSet" => typed::<okra::ClusterSet>(value.clone()).and_then(|s| {
+            let problems = okra::generator_problems(s.spec.generators.len());
+            checked(problems, OkraObject::ClusterSet(s))
+        }),
+        _ => return None,
+    })
 }
 
 /// Reads and validates one object taken from a cluster (JSON as the API server serves it).
@@ -315,7 +380,7 @@ fn parse_kind(
         (OKRA_API_VERSION, other) => Err(vec![SpecError::new(
             "kind",
             format!(
-                "unsupported kind {other:?} for {api_version} (supported: Cell; okra's other kinds are replaced by target group discovery from ELBv2 tags)"
+                "unsupported kind {other:?} for {api_version} (supported: Cell, and in the watched cluster AWSTargetGroup, AWSTargetGroupSet, ClusterSet)"
             ),
         )]),
         (ORKESTRA_API_VERSION, other) => Err(vec![SpecError::new(

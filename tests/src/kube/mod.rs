@@ -286,11 +286,10 @@ impl KubeEnv {
         })
     }
 
-    /// Returns the API of Baton's `group` `kind` objects (a kind of
-    /// [`baton_schemas::crd::KINDS`]) in the test's namespace.
+    /// Returns the API of Baton's `group` `kind` objects (a kind with a CRD,
+    /// [`baton_schemas::crd::crd_kinds`]) in the test's namespace.
     pub fn kind_api(&self, group: &str, kind: &str) -> Api<kube::api::DynamicObject> {
-        let kind = baton_schemas::crd::KINDS
-            .iter()
+        let kind = baton_schemas::crd::crd_kinds()
             .find(|k| k.group == group && k.kind == kind)
             .expect("a kind Baton serves");
         let resource = kube::api::ApiResource {

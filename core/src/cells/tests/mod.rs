@@ -79,6 +79,7 @@ pub(super) fn observed(
         cell: "cell1".into(),
         at: now,
         target_groups: Ok(target_groups),
+        source: crate::TargetGroupSource::Tags,
         rule: Ok(rule),
     }))
 }

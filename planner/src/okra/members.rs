@@ -1,0 +1,138 @@
+//! Member clusters as Argo CD knows them: its cluster Secrets (`argocd.argoproj.io/secret-type:
+//! cluster`), each with the cluster's `name`, `server` and `config` (`bearerToken`,
+//! `tlsClientConfig`), and optionally the `namespaces` the cluster is limited to. okra's
+//! `AWSTargetGroupSet` reaches clusters this way; so does Baton.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, anyhow, bail};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::ListParams;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use serde::Deserialize;
+
+use baton_schemas::okra::{ARGOCD_SECRET_TYPE, LabelSelector};
+
+/// One member cluster.
+pub(super) struct Member {
+    /// Its name (the Secret's `name`, else the Secret's own name).
+    pub(super) name: String,
+    /// A client for it.
+    pub(super) client: kube::Client,
+    /// The namespaces it is limited to; empty for all.
+    pub(super) namespaces: Vec<String>,
+}
+
+/// What Argo CD's `config` key holds, as far as Baton reads it.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClusterConfig {
+    #[serde(default)]
+    bearer_token: Option<String>,
+    #[serde(default)]
+    tls_client_config: TlsClientConfig,
+    #[serde(default)]
+    aws_auth_config: Option<serde_json::Value>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TlsClientConfig {
+    /// The CA's PEM, base64.
+    #[serde(default)]
+    ca_data: Option<String>,
+    #[serde(default)]
+    insecure: bool,
+}
+
+/// Lists the cluster Secrets of `namespace` that `selector` selects, sorted by name.
+pub(super) async fn cluster_secrets(
+    management: &kube::Client,
+    namespace: &str,
+    selector: &LabelSelector,
+) -> kube::Result<Vec<Secret>> {
+    let mut labels = selector.clone();
+    labels
+        .match_labels
+        .insert(ARGOCD_SECRET_TYPE.to_owned(), "cluster".to_owned());
+    let api: Api<Secret> = Api::namespaced(management.clone(), namespace);
+    let mut secrets = api
+        .list(&ListParams::default().labels(&labels.query()))
+        .await?
+        .items;
+    secrets.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    Ok(secrets)
+}
+
+/// Returns a client for the cluster a Secret describes. The token and keys stay in memory;
+/// errors name the Secret and the key, never a value.
+pub(super) fn member(secret: &Secret) -> anyhow::Result<Member> {
+    let secret_name = secret.metadata.name.clone().unwrap_or_default();
+    let keys: BTreeMap<String, String> = secret
+        .data
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+        .chain(secret.string_data.clone().unwrap_or_default())
+        .collect();
+    let server = keys
+        .get("server")
+        .with_context(|| format!("cluster Secret {secret_name} has no key \"server\""))?;
+    let config: ClusterConfig = match keys.get("config") {
+        Some(text) => serde_json::from_str(text).map_err(|e| {
+            anyhow!(
+                "cluster Secret {secret_name}: key \"config\" is not Argo CD's cluster config: {e}"
+            )
+        })?,
+        None => ClusterConfig::default(),
+    };
+    let url = server.parse().map_err(|e| {
+        anyhow!("cluster Secret {secret_name}: \"server\" {server:?} is not a URL: {e}")
+    })?;
+    let mut kube_config = kube::Config::new(url);
+    if let Some(ca) = &config.tls_client_config.ca_data {
+        use base64::Engine as _;
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(ca.trim())
+            .map_err(|_| {
+                anyhow!("cluster Secret {secret_name}: tlsClientConfig.caData is not base64")
+            })?;
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .map(|c| c.map(|c| c.as_ref().to_vec()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| {
+                anyhow!(
+                    "cluster Secret {secret_name}: tlsClientConfig.caData is not PEM certificates"
+                )
+            })?;
+        kube_config.root_cert = Some(certs);
+    }
+    kube_config.accept_invalid_certs = config.tls_client_config.insecure;
+    match (&config.bearer_token, &config.aws_auth_config) {
+        (Some(token), _) => kube_config.auth_info.token = Some(token.clone().into()),
+        (None, Some(_)) => bail!(
+            "cluster Secret {secret_name}: awsAuthConfig (EKS IAM authentication) is not supported yet; give the Secret's config a bearerToken"
+        ),
+        (None, None) => {}
+    }
+    let client = baton_telemetry::kube_client_from(kube_config)
+        .map_err(|e| anyhow!("cluster Secret {secret_name}: {e}"))?;
+    let namespaces = keys
+        .get("namespaces")
+        .map(|n| {
+            n.split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Member {
+        name: keys.get("name").cloned().unwrap_or(secret_name),
+        client,
+        namespaces,
+    })
+}

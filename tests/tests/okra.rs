@@ -1,0 +1,340 @@
+//! okra's management cluster, as okra's README sets it up: an `AWSTargetGroupSet` turns the
+//! `TargetGroupBinding`s of member clusters (listed by Argo CD cluster Secrets) into
+//! `AWSTargetGroup`s, and a Cell rolls out the new version's target groups they name.
+//!
+//! The tests' Kubernetes API server stands in for the management cluster and for two member
+//! clusters: each member's Secret carries the server, the CA and a ServiceAccount's token, and
+//! limits the member to its own namespace (Argo CD's `namespaces` key), so the two see
+//! different bindings. ELBv2 is moto's.
+
+use std::time::{Duration, Instant};
+
+use baton_tests::Env;
+use baton_tests::aws::Moto;
+use baton_tests::kube::KubeEnv;
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
+use serde_json::{Value, json};
+
+/// The AWS Load Balancer Controller's kind, as far as the test needs it.
+fn install_target_group_bindings(kube: &KubeEnv) {
+    kube.apply_crds(vec![json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "targetgroupbindings.elbv2.k8s.aws"},
+        "spec": {
+            "group": "elbv2.k8s.aws",
+            "names": {"kind": "TargetGroupBinding", "plural": "targetgroupbindings", "singular": "targetgroupbinding"},
+            "scope": "Namespaced",
+            "versions": [{"name": "v1beta1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}],
+        },
+    })])
+    .unwrap();
+}
+
+fn create<K>(kube: &KubeEnv, api: &Api<K>, value: Value)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let object: K = serde_json::from_value(value).unwrap();
+    match kube.block_on(api.create(&PostParams::default(), &object)) {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A member cluster's Argo CD Secret: this API server, as ServiceAccount `member` of `ns`
+/// sees it, limited to `only`.
+fn member_secret(kube: &KubeEnv, name: &str, token: &str, only: &str) -> Value {
+    let text = std::fs::read_to_string(&kube.kubeconfig).unwrap();
+    let config: Value = serde_norway::from_str(&text).unwrap();
+    let cluster = &config["clusters"][0]["cluster"];
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "labels": {"argocd.argoproj.io/secret-type": "cluster", "service": "demo"}},
+        "type": "Opaque",
+        "stringData": {
+            "name": name,
+            "server": cluster["server"],
+            "config": json!({"bearerToken": token, "tlsClientConfig": {"caData": cluster["certificate-authority-data"]}}).to_string(),
+            "namespaces": only,
+        },
+    })
+}
+
+fn binding(namespace: &str, name: &str, role: &str, version: &str, arn: &str) -> Value {
+    json!({
+        "apiVersion": "elbv2.k8s.aws/v1beta1",
+        "kind": "TargetGroupBinding",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"role": role, "okra.mumo.co/version": version}},
+        "spec": {"targetGroupARN": arn, "serviceRef": {"name": name, "port": 80}},
+    })
+}
+
+/// Waits until `check` holds of the objects `api` lists, at most `within`.
+fn wait_objects(
+    kube: &KubeEnv,
+    api: &Api<DynamicObject>,
+    within: Duration,
+    check: impl Fn(&[DynamicObject]) -> bool,
+) -> Vec<DynamicObject> {
+    let started = Instant::now();
+    loop {
+        let items = kube.block_on(api.list(&Default::default())).unwrap().items;
+        if check(&items) {
+            return items;
+        }
+        assert!(
+            started.elapsed() < within,
+            "not there after {within:?}: {:#?}",
+            items
+                .iter()
+                .map(|o| (&o.metadata.name, &o.metadata.labels, &o.data))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn names(items: &[DynamicObject]) -> Vec<String> {
+    let mut names: Vec<String> = items
+        .iter()
+        .filter_map(|o| o.metadata.name.clone())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_target_group_set_feeds_a_cell_from_member_clusters_bindings() {
+    let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).expect("test env");
+    let moto = Moto::start(env.dir.path()).unwrap();
+    let listener = moto.listener().unwrap();
+    env.extra_env.extend(moto.env());
+    let kube = KubeEnv::for_env(&mut env).unwrap();
+    kube.install_crds().unwrap();
+    install_target_group_bindings(&kube);
+    let ns = kube.namespace.clone();
+    // Two member clusters: the same API server, each limited to a namespace of its own.
+    let (ns_a, ns_b) = (format!("{ns}-a"), format!("{ns}-b"));
+    let namespaces: Api<Namespace> = Api::all(kube.client.clone());
+    for name in [&ns_a, &ns_b] {
+        create(
+            &kube,
+            &namespaces,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+        );
+    }
+    let accounts: Api<ServiceAccount> = Api::namespaced(kube.client.clone(), &ns);
+    create(
+        &kube,
+        &accounts,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "member"}}),
+    );
+    let role = format!("{ns}-bindings-reader");
+    create(
+        &kube,
+        &Api::<ClusterRole>::all(kube.client.clone()),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": role},
+            "rules": [{"apiGroups": ["elbv2.k8s.aws"], "resources": ["targetgroupbindings"], "verbs": ["get", "list", "watch"]}],
+        }),
+    );
+    create(
+        &kube,
+        &Api::<ClusterRoleBinding>::all(kube.client.clone()),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": role},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": "member", "namespace": ns}],
+        }),
+    );
+    let token = kube.token(&ns, "member").unwrap();
+
+    let planner = env
+        .start_planner_with(&[
+            "--watch-kubernetes",
+            "--watch-namespace",
+            &ns,
+            "--sync-period",
+            "1s",
+        ])
+        .unwrap();
+    env.keep(planner);
+    let worker = env.start_worker("worker", "traffic", &[]).unwrap();
+    env.keep(worker);
+
+    // The target groups carry no tags: only the bindings say what they are.
+    let a1 = moto.target_group(&listener.vpc_id, "web-a1", &[]).unwrap();
+    let b1 = moto.target_group(&listener.vpc_id, "web-b1", &[]).unwrap();
+    let api_group = moto.target_group(&listener.vpc_id, "api-a1", &[]).unwrap();
+    let resource = kube::api::ApiResource {
+        group: "elbv2.k8s.aws".into(),
+        version: "v1beta1".into(),
+        api_version: "elbv2.k8s.aws/v1beta1".into(),
+        kind: "TargetGroupBinding".into(),
+        plural: "targetgroupbindings".into(),
+    };
+    let bindings = |namespace: &str| -> Api<DynamicObject> {
+        Api::namespaced_with(kube.client.clone(), namespace, &resource)
+    };
+    create(
+        &kube,
+        &bindings(&ns_a),
+        binding(&ns_a, "web1", "web", "1.0.0", &a1),
+    );
+    create(
+        &kube,
+        &bindings(&ns_a),
+        binding(&ns_a, "api1", "api", "1.0.0", &api_group),
+    );
+    create(
+        &kube,
+        &bindings(&ns_b),
+        binding(&ns_b, "web1", "web", "2.0.0", &b1),
+    );
+
+    let secrets: Api<Secret> = Api::namespaced(kube.client.clone(), &ns);
+    create(
+        &kube,
+        &secrets,
+        member_secret(&kube, "member-a", &token, &ns_a),
+    );
+    // okra's README set and a Cell, in the management cluster.
+    let readme = include_str!("../../examples/okra/management-cluster.yaml");
+    let set_text = readme
+        .split("---")
+        .find(|d| d.contains("kind: AWSTargetGroupSet"))
+        .unwrap();
+    let mut set: Value = serde_norway::from_str(set_text).unwrap();
+    set["metadata"]["namespace"] = ns.clone().into();
+    let sets = kube.kind_api("okra.mumo.co", "AWSTargetGroupSet");
+    create(&kube, &sets, set);
+    let cell = format!(
+        "apiVersion: okra.mumo.co/v1alpha1\nkind: Cell\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  ingress:\n    type: AWSApplicationLoadBalancer\n    awsApplicationLoadBalancer:\n      listenerARN: {}\n      listener: {{rule: {{priority: 14, hosts: [web.example.com]}}}}\n      targetGroupSelector: {{matchLabels: {{role: web}}}}\n  replicas: 1\n  updateStrategy:\n    type: Canary\n    canary: {{steps: [{{setWeight: 50}}]}}\n",
+        listener.arn
+    );
+    let cells = kube.kind_api("okra.mumo.co", "Cell");
+    create(
+        &kube,
+        &cells,
+        serde_norway::from_str::<Value>(&cell).unwrap(),
+    );
+
+    // member-a's web binding becomes an AWSTargetGroup (not its api one), and the Cell
+    // serves 1.0.0 from it.
+    let groups = kube.kind_api("okra.mumo.co", "AWSTargetGroup");
+    let made = wait_objects(&kube, &groups, Duration::from_secs(60), |items| {
+        items.len() == 1
+    });
+    let web_a = format!("{ns_a}-web1");
+    assert_eq!(names(&made), std::slice::from_ref(&web_a));
+    assert_eq!(made[0].data["spec"]["arn"], a1.as_str());
+    let labels = made[0].metadata.labels.clone().unwrap();
+    assert_eq!(labels["okra.mumo.co/version"], "1.0.0");
+    assert_eq!(labels["okra.mumo.co/awstargetgroupset"], "cell1");
+    let owner = &made[0].metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("AWSTargetGroupSet", "cell1")
+    );
+    let status = kube.wait_status(&cells, "web", Duration::from_secs(60), |s| {
+        s["servingVersion"] == "1.0.0" && s["phase"] == "Serving"
+    });
+    assert_eq!(status["targetGroupSource"], "AWSTargetGroup");
+
+    // A second member cluster arrives with 2.0.0: it is rolled out.
+    create(
+        &kube,
+        &secrets,
+        member_secret(&kube, "member-b", &token, &ns_b),
+    );
+    wait_objects(&kube, &groups, Duration::from_secs(60), |items| {
+        items.len() == 2
+    });
+    kube.wait_status(&cells, "web", Duration::from_secs(60), |s| {
+        s["servingVersion"] == "2.0.0" && s["phase"] == "Serving"
+    });
+    assert_eq!(
+        moto.weights(&listener.arn, 14).unwrap().unwrap(),
+        [(baton_tests::aws::target_group_name(&b1), 100)]
+    );
+    let set = kube.wait_status(&sets, "cell1", Duration::from_secs(30), |s| {
+        s["targetGroups"].as_array().is_some_and(|a| a.len() == 2)
+    });
+    assert_eq!(set["targetGroups"], json!([web_a, format!("{ns_b}-web1")]));
+
+    // A binding that goes takes its AWSTargetGroup with it.
+    kube.block_on(bindings(&ns_a).delete("web1", &DeleteParams::default()))
+        .unwrap();
+    let left = wait_objects(&kube, &groups, Duration::from_secs(60), |items| {
+        items.len() == 1
+    });
+    assert_eq!(names(&left), [format!("{ns_b}-web1")]);
+}
+
+/// okra's `AWSTargetGroup` objects in the Cell's namespace are its target groups once there
+/// are any (their labels as tags), as okra had them: target groups no tag names roll out,
+/// and the Cell's status says where they came from.
+#[test]
+fn a_cells_target_groups_come_from_awstargetgroup_objects_when_there_are_any() {
+    let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).expect("test env");
+    let moto = Moto::start(env.dir.path()).unwrap();
+    let listener = moto.listener().unwrap();
+    env.extra_env.extend(moto.env());
+    let kube = KubeEnv::for_env(&mut env).unwrap();
+    kube.install_crds().unwrap();
+    let planner = env
+        .start_planner_with(&[
+            "--watch-kubernetes",
+            "--watch-namespace",
+            &kube.namespace,
+            "--sync-period",
+            "1s",
+        ])
+        .unwrap();
+    env.keep(planner);
+    let worker = env.start_worker("worker", "traffic", &[]).unwrap();
+    env.keep(worker);
+    let v1 = [("role", "web"), ("okra.mumo.co/version", "1.0.0")];
+    let a1 = moto.target_group(&listener.vpc_id, "web-a1", &v1).unwrap();
+    // 2.0.0's target groups carry no tags: only the objects say what they are.
+    let b1 = moto.target_group(&listener.vpc_id, "web-b1", &[]).unwrap();
+    let cell = format!(
+        "apiVersion: okra.mumo.co/v1alpha1\nkind: Cell\nmetadata: {{name: tg}}\nspec:\n  ingress:\n    type: AWSApplicationLoadBalancer\n    awsApplicationLoadBalancer:\n      listenerARN: {}\n      listener: {{rule: {{priority: 12, hosts: [tg.example.com]}}}}\n      targetGroupSelector: {{matchLabels: {{role: web}}}}\n  replicas: 1\n  updateStrategy:\n    type: Canary\n    canary: {{steps: [{{setWeight: 50}}]}}\n",
+        listener.arn
+    );
+    let cells = kube.kind_api("okra.mumo.co", "Cell");
+    let object: DynamicObject = serde_norway::from_str(&cell).unwrap();
+    kube.block_on(cells.create(&PostParams::default(), &object))
+        .unwrap();
+    let status = kube.wait_status(&cells, "tg", Duration::from_secs(60), |s| {
+        s["phase"] == "Serving" && s["servingVersion"] == "1.0.0"
+    });
+    assert_eq!(status["targetGroupSource"], "Tags", "{status:#}");
+    // The objects, as okra's README writes them (its indentation mended).
+    let groups = kube.kind_api("okra.mumo.co", "AWSTargetGroup");
+    for (name, arn, version) in [
+        ("default-web-a1", &a1, "1.0.0"),
+        ("default-web-b1", &b1, "2.0.0"),
+    ] {
+        let text = format!(
+            "apiVersion: okra.mumo.co/v1alpha1\nkind: AWSTargetGroup\nmetadata:\n  name: {name}\n  labels:\n    role: web\n    okra.mumo.co/version: {version}\nspec:\n  arn: {arn}\n"
+        );
+        let object: DynamicObject = serde_norway::from_str(&text).unwrap();
+        kube.block_on(groups.create(&PostParams::default(), &object))
+            .unwrap();
+    }
+    let status = kube.wait_status(&cells, "tg", Duration::from_secs(60), |s| {
+        s["phase"] == "Serving" && s["servingVersion"] == "2.0.0"
+    });
+    assert_eq!(status["targetGroupSource"], "AWSTargetGroup", "{status:#}");
+    assert_eq!(
+        moto.weights(&listener.arn, 12).unwrap(),
+        Some(vec![("web-b1".to_owned(), 100)])
+    );
+}
