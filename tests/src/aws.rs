@@ -145,6 +145,61 @@ impl Moto {
         Ok(answer)
     }
 
+    /// Calls moto's EKS REST API (the test does not build the EKS SDK for two calls) and
+    /// returns the JSON answer.
+    fn eks(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let answer = self.block_on(async {
+            let mut request = reqwest::Client::new()
+                .request(method, format!("{}{path}", self.url))
+                .header(
+                    "authorization",
+                    format!("AWS4-HMAC-SHA256 Credential=testing/20260101/{REGION}/eks/aws4_request, SignedHeaders=host, Signature=0"),
+                );
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            let response = request.send().await?;
+            let status = response.status();
+            let text = response.text().await?;
+            anyhow::ensure!(status.is_success(), "EKS {path}: {status}: {text}");
+            Ok(serde_json::from_str(&text)?)
+        })?;
+        Ok(answer)
+    }
+
+    /// Creates an EKS cluster with `tags`; returns its endpoint.
+    pub fn eks_cluster(&self, name: &str, tags: &[(&str, &str)]) -> anyhow::Result<String> {
+        let tags: serde_json::Map<String, serde_json::Value> = tags
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).into()))
+            .collect();
+        let created = self.eks(
+            reqwest::Method::POST,
+            "/clusters",
+            Some(serde_json::json!({
+                "name": name,
+                "roleArn": "arn:aws:iam::123456789012:role/eks",
+                "resourcesVpcConfig": {"subnetIds": []},
+                "tags": tags,
+            })),
+        )?;
+        created["cluster"]["endpoint"]
+            .as_str()
+            .map(str::to_owned)
+            .context("moto's cluster without an endpoint")
+    }
+
+    /// Deletes an EKS cluster.
+    pub fn delete_eks_cluster(&self, name: &str) -> anyhow::Result<()> {
+        self.eks(reqwest::Method::DELETE, &format!("/clusters/{name}"), None)
+            .map(|_| ())
+    }
+
     /// Creates a VPC, two subnets, an internal application load balancer and an HTTP
     /// listener whose default action answers 404.
     pub fn listener(&self) -> anyhow::Result<Listener> {

@@ -338,3 +338,74 @@ fn a_cells_target_groups_come_from_awstargetgroup_objects_when_there_are_any() {
         Some(vec![("web-b1".to_owned(), 100)])
     );
 }
+
+/// okra's README ClusterSet makes an Argo CD cluster Secret for the EKS cluster its tags
+/// select (moto's EKS), for okra's AWSTargetGroupSet to reach it with an EKS token; the Secret
+/// goes when the cluster does.
+#[test]
+fn a_cluster_set_makes_argo_cd_secrets_for_eks_clusters_found_by_tags() {
+    let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).expect("test env");
+    let moto = Moto::start(env.dir.path()).unwrap();
+    env.extra_env.extend(moto.env());
+    let kube = KubeEnv::for_env(&mut env).unwrap();
+    kube.install_crds().unwrap();
+    let ns = kube.namespace.clone();
+    let endpoint = moto.eks_cluster("cdk1", &[("Service", "demo")]).unwrap();
+    moto.eks_cluster("other", &[("Service", "batch")]).unwrap();
+    let planner = env
+        .start_planner_with(&[
+            "--watch-kubernetes",
+            "--watch-namespace",
+            &ns,
+            "--sync-period",
+            "1s",
+        ])
+        .unwrap();
+    env.keep(planner);
+    let readme = include_str!("../../examples/okra/management-cluster.yaml");
+    let text = readme
+        .split("---")
+        .find(|d| d.contains("kind: ClusterSet"))
+        .unwrap();
+    let sets = kube.kind_api("okra.mumo.co", "ClusterSet");
+    create(&kube, &sets, serde_norway::from_str::<Value>(text).unwrap());
+
+    let secrets: Api<Secret> = Api::namespaced(kube.client.clone(), &ns);
+    let started = Instant::now();
+    let secret = loop {
+        if let Some(secret) = kube.block_on(secrets.get_opt("cdk1")).unwrap() {
+            break secret;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no Secret for cdk1"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let labels = secret.metadata.labels.clone().unwrap();
+    assert_eq!(labels["argocd.argoproj.io/secret-type"], "cluster");
+    assert_eq!(labels["service"], "demo");
+    let data = secret.data.clone().unwrap();
+    let text = |k: &str| String::from_utf8(data[k].0.clone()).unwrap();
+    assert_eq!(
+        (text("name"), text("server")),
+        ("cdk1".to_owned(), endpoint)
+    );
+    let config: Value = serde_json::from_str(&text("config")).unwrap();
+    assert_eq!(config["awsAuthConfig"]["clusterName"], "cdk1");
+    assert!(kube.block_on(secrets.get_opt("other")).unwrap().is_none());
+    let status = kube.wait_status(&sets, "cell1", Duration::from_secs(30), |s| {
+        s["clusters"] == json!(["cdk1"])
+    });
+    assert!(status["message"].is_null(), "{status:#}");
+
+    moto.delete_eks_cluster("cdk1").unwrap();
+    let started = Instant::now();
+    while kube.block_on(secrets.get_opt("cdk1")).unwrap().is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the Secret of a deleted cluster stayed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

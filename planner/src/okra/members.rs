@@ -34,7 +34,17 @@ struct ClusterConfig {
     #[serde(default)]
     tls_client_config: TlsClientConfig,
     #[serde(default)]
-    aws_auth_config: Option<serde_json::Value>,
+    aws_auth_config: Option<AwsAuthConfig>,
+}
+
+/// Argo CD's EKS authentication: a token for the cluster, signed with the planner's AWS
+/// credentials.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AwsAuthConfig {
+    cluster_name: String,
+    #[serde(default, rename = "roleARN")]
+    role_arn: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -68,7 +78,7 @@ pub(super) async fn cluster_secrets(
 
 /// Returns a client for the cluster a Secret describes. The token and keys stay in memory;
 /// errors name the Secret and the key, never a value.
-pub(super) fn member(secret: &Secret) -> anyhow::Result<Member> {
+pub(super) async fn member(secret: &Secret, aws: &super::Aws) -> anyhow::Result<Member> {
     let secret_name = secret.metadata.name.clone().unwrap_or_default();
     let keys: BTreeMap<String, String> = secret
         .data
@@ -113,9 +123,19 @@ pub(super) fn member(secret: &Secret) -> anyhow::Result<Member> {
     kube_config.accept_invalid_certs = config.tls_client_config.insecure;
     match (&config.bearer_token, &config.aws_auth_config) {
         (Some(token), _) => kube_config.auth_info.token = Some(token.clone().into()),
-        (None, Some(_)) => bail!(
-            "cluster Secret {secret_name}: awsAuthConfig (EKS IAM authentication) is not supported yet; give the Secret's config a bearerToken"
+        (None, Some(eks)) if eks.role_arn.is_some() => bail!(
+            "cluster Secret {secret_name}: awsAuthConfig.roleARN (assuming a role) is not supported yet; let the planner's own AWS identity reach the cluster, or give the Secret a bearerToken"
         ),
+        (None, Some(eks)) => {
+            let (credentials, region) = aws.credentials().await?;
+            let token = super::eks_token::token(
+                &credentials,
+                &region,
+                &eks.cluster_name,
+                std::time::SystemTime::now(),
+            )?;
+            kube_config.auth_info.token = Some(token.into());
+        }
         (None, None) => {}
     }
     let client = baton_telemetry::kube_client_from(kube_config)

@@ -1,7 +1,12 @@
-//! okra's management-cluster controllers, run by a planner that watches a cluster: every sync
-//! period each `AWSTargetGroupSet` turns the `TargetGroupBinding`s of member clusters into
-//! `AWSTargetGroup`s (`target_group_sets.rs`, reaching clusters through Argo CD's cluster
-//! Secrets, `members.rs`). Cells then find those (`crate::discovery`).
+//! okra's management-cluster controllers, run by a planner that watches a cluster. Every sync
+//! period:
+//! - each `ClusterSet` makes an Argo CD cluster Secret for every EKS cluster its tags select
+//!   (`cluster_sets.rs`);
+//! - each `AWSTargetGroupSet` turns the `TargetGroupBinding`s of the member clusters those
+//!   Secrets list into `AWSTargetGroup`s (`target_group_sets.rs`, reaching the clusters with
+//!   a bearer token or an EKS token, `members.rs`, `eks_token.rs`).
+//!
+//! Cells then find those `AWSTargetGroup`s (`crate::discovery`).
 //!
 //! They only write Kubernetes objects, which are their state: a planner that restarts, or a
 //! standby that takes over, reconciles again from what the cluster holds.
@@ -11,9 +16,12 @@ use std::time::Duration;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
+use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+mod cluster_sets;
+mod eks_token;
 mod members;
 mod target_group_sets;
 
@@ -35,6 +43,7 @@ pub async fn run(
     config: OkraConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let aws = Aws::default();
     let mut ticks = tokio::time::interval(config.sync_period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -42,11 +51,56 @@ pub async fn run(
             _ = shutdown.cancelled() => return Ok(()),
             _ = ticks.tick() => {}
         }
-        let round = target_group_sets::reconcile_all(&management, config.namespace.as_deref());
+        let namespace = config.namespace.as_deref();
+        let round = async {
+            // Secrets first: a cluster found now is read for bindings in the same round.
+            cluster_sets::reconcile_all(&management, namespace, &aws).await;
+            target_group_sets::reconcile_all(&management, namespace, &aws).await;
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             () = round => {}
         }
+    }
+}
+
+/// AWS as the controllers use it: EKS for ClusterSets, credentials for EKS tokens. Built from
+/// the standard chain on first use, so a planner without okra's sets never reads AWS settings.
+#[derive(Default)]
+pub(crate) struct Aws {
+    config: OnceCell<aws_config::SdkConfig>,
+}
+
+impl Aws {
+    async fn config(&self) -> &aws_config::SdkConfig {
+        self.config
+            .get_or_init(|| async {
+                let loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+                baton_alb::sdk_config(loader, baton_alb::Timeouts::default()).await
+            })
+            .await
+    }
+
+    async fn eks(&self) -> aws_sdk_eks::Client {
+        aws_sdk_eks::Client::new(self.config().await)
+    }
+
+    /// The planner's credentials and region, for signing EKS tokens.
+    async fn credentials(&self) -> anyhow::Result<(aws_credential_types::Credentials, String)> {
+        use aws_credential_types::provider::ProvideCredentials as _;
+        let config = self.config().await;
+        let provider = config
+            .credentials_provider()
+            .ok_or_else(|| anyhow::anyhow!("no AWS credentials for an EKS token"))?;
+        let credentials = provider
+            .provide_credentials()
+            .await
+            .map_err(|e| anyhow::anyhow!("AWS credentials for an EKS token: {e}"))?;
+        let region = config
+            .region()
+            .map(|r| r.to_string())
+            .ok_or_else(|| anyhow::anyhow!("no AWS region for an EKS token (AWS_REGION)"))?;
+        Ok((credentials, region))
     }
 }
 

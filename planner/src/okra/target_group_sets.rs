@@ -41,7 +41,11 @@ struct Wanted {
 }
 
 /// Reconciles every set in `namespace` (every namespace when `None`).
-pub(super) async fn reconcile_all(management: &kube::Client, namespace: Option<&str>) {
+pub(super) async fn reconcile_all(
+    management: &kube::Client,
+    namespace: Option<&str>,
+    aws: &super::Aws,
+) {
     let resource = okra_resource(1);
     let api: Api<DynamicObject> = match namespace {
         Some(ns) => Api::namespaced_with(management.clone(), ns, &resource),
@@ -58,7 +62,7 @@ pub(super) async fn reconcile_all(management: &kube::Client, namespace: Option<&
     for object in sets {
         let name = object.metadata.name.clone().unwrap_or_default();
         let set_namespace = object.metadata.namespace.clone().unwrap_or_default();
-        let status = match reconcile(management, &object).await {
+        let status = match reconcile(management, &object, aws).await {
             Ok(made) => json!({"targetGroups": made, "message": null}),
             Err(e) => {
                 warn!(set = %name, namespace = %set_namespace, error = format!("{e:#}"), "AWSTargetGroupSet not reconciled");
@@ -73,6 +77,7 @@ pub(super) async fn reconcile_all(management: &kube::Client, namespace: Option<&
 async fn reconcile(
     management: &kube::Client,
     object: &DynamicObject,
+    aws: &super::Aws,
 ) -> anyhow::Result<Vec<String>> {
     let set: AwsTargetGroupSet = serde_json::from_value(serde_json::to_value(object)?)
         .context("not an AWSTargetGroupSet okra's README would write")?;
@@ -86,7 +91,7 @@ async fn reconcile(
             .await
             .context("listing Argo CD cluster Secrets")?;
         for secret in &secrets {
-            let member = match members::member(secret) {
+            let member = match members::member(secret, aws).await {
                 Ok(member) => member,
                 Err(e) => {
                     unread.push(format!("{e:#}"));
