@@ -100,15 +100,19 @@ pub async fn run(
         for cell in cells {
             let listed = match &config.kube {
                 Some(kube) => listed_target_groups(kube, &cell, config.namespace.as_deref()).await,
-                None => None,
+                None => Ok(None),
             };
-            let (source, listed) = match listed {
-                Some(listed) => (TargetGroupSource::AwsTargetGroup, Ok(listed)),
-                None => (TargetGroupSource::Tags, Ok(Vec::new())),
-            };
-            let chosen = match source {
-                TargetGroupSource::AwsTargetGroup => &listed,
-                TargetGroupSource::Tags => &groups,
+            // A listing that failed says so: it does not switch the Cell to the tags.
+            let (source, chosen) = match &listed {
+                Ok(Some(listed)) => (TargetGroupSource::AwsTargetGroup, Ok(listed.as_slice())),
+                Err(e) => (TargetGroupSource::AwsTargetGroup, Err(e.clone())),
+                Ok(None) => (
+                    TargetGroupSource::Tags,
+                    groups
+                        .as_ref()
+                        .map(Vec::as_slice)
+                        .map_err(|e| e.to_string()),
+                ),
             };
             let observation = observe(alb, &cell, chosen, source, at).await;
             let (reply, answer) = oneshot::channel();
@@ -127,7 +131,7 @@ pub async fn run(
 async fn observe(
     alb: &Alb,
     cell: &Cell,
-    groups: &Result<Vec<TargetGroup>, baton_alb::AlbError>,
+    groups: Result<&[TargetGroup], String>,
     source: TargetGroupSource,
     at: Timestamp,
 ) -> Observation {
@@ -163,12 +167,12 @@ async fn observe(
 
 /// Returns the target groups okra's `AWSTargetGroup` objects in the Cell's namespace name,
 /// their labels as their tags, when any match the Cell's selector; `None` when none do (or
-/// the kind is not installed, or they cannot be listed: the tags serve then).
+/// the kind is not installed): the tags serve then. A listing that fails is an error.
 async fn listed_target_groups(
     kube: &kube::Client,
     cell: &Cell,
     watched: Option<&str>,
-) -> Option<Vec<TargetGroup>> {
+) -> Result<Option<Vec<TargetGroup>>, String> {
     use baton_schemas::okra::{AwsTargetGroup, LabelSelector, target_group_problems};
     use kube::api::{Api, DynamicObject, ListParams};
     let kind = &baton_schemas::crd::OKRA_KINDS[0];
@@ -192,11 +196,8 @@ async fn listed_target_groups(
         .await
     {
         Ok(listed) => listed,
-        Err(kube::Error::Api(e)) if e.code == 404 => return None,
-        Err(e) => {
-            debug!(cell = %cell.metadata.name, error = %e, "AWSTargetGroups not listed; using tags");
-            return None;
-        }
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(None),
+        Err(e) => return Err(format!("listing AWSTargetGroups: {e}")),
     };
     let groups: Vec<TargetGroup> = listed
         .items
@@ -222,5 +223,5 @@ async fn listed_target_groups(
             }
         })
         .collect();
-    (!groups.is_empty()).then_some(groups)
+    Ok((!groups.is_empty()).then_some(groups))
 }

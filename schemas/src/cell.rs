@@ -219,10 +219,39 @@ pub struct Canary {
     /// The steps, in order. Without steps a new version gets the traffic at once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<Step>,
-    /// Background analysis; refused for now (use analysis steps).
+    /// Analysis that runs beside the steps, from `startingStep` until the rollout ends (Argo
+    /// Rollouts' background analysis).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<PreservedObject>")]
-    pub analysis: Option<serde_json::Value>,
+    pub analysis: Option<BackgroundAnalysis>,
+}
+
+/// Background analysis: its templates' metrics run from `startingStep` until the rollout ends,
+/// a metric without a `count` measuring until then. A failure gives the stable version its
+/// traffic back and blocks the version, as a failed analysis step does; an inconclusive one
+/// holds the rollout for a person.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackgroundAnalysis {
+    /// Templates by name; their metrics run together.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<analysis::TemplateRef>,
+    /// Arguments for the templates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<analysis::Arg>,
+    /// The step it starts at (default 0, with the rollout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_step: Option<u32>,
+}
+
+impl BackgroundAnalysis {
+    /// The analysis it runs.
+    pub fn spec(&self) -> AnalysisSpec {
+        AnalysisSpec {
+            templates: self.templates.clone(),
+            args: self.args.clone(),
+            ..AnalysisSpec::default()
+        }
+    }
 }
 
 /// One canary step: exactly one of its fields.
@@ -322,6 +351,11 @@ pub enum StepKind<'a> {
 }
 
 impl Cell {
+    /// Returns its background analysis, if it has one.
+    pub fn background_analysis(&self) -> Option<&BackgroundAnalysis> {
+        self.spec.update_strategy.canary.as_ref()?.analysis.as_ref()
+    }
+
     /// Returns how the Cell's steps are read.
     pub fn semantics(&self) -> Semantics {
         if self.api_version == OKRA_API_VERSION {
@@ -526,15 +560,16 @@ pub fn validate(cell: &Cell) -> Result<(), Vec<SpecError>> {
             "blue-green is not supported: use canary steps",
         ));
     }
-    if strategy
-        .canary
-        .as_ref()
-        .is_some_and(|c| c.analysis.is_some())
-    {
-        errors.push(SpecError::new(
-            "spec.updateStrategy.canary.analysis",
-            "background analysis is not supported yet: add analysis steps between the setWeight steps",
-        ));
+    if let Some(background) = strategy.canary.as_ref().and_then(|c| c.analysis.as_ref()) {
+        let at = "spec.updateStrategy.canary.analysis";
+        errors.extend(analysis::spec_problems(at, &background.spec(), true));
+        let steps = cell.raw_steps().len() as u32;
+        if background.starting_step.is_some_and(|s| s > steps) {
+            errors.push(SpecError::new(
+                format!("{at}.startingStep"),
+                format!("the Cell has {steps} steps: start at one of them (0 to {steps})"),
+            ));
+        }
     }
     let okra = cell.semantics() == Semantics::Okra;
     let mut total = 0i64;

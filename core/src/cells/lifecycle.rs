@@ -415,6 +415,8 @@ impl Core {
             // Replaced below, before anything reads it.
             stage: Stage::Finishing { node: 0 },
             pending: None,
+            background: None,
+            background_handled: false,
         });
         self.changed_cells.insert(name.to_owned());
         self.add_run(new_run(run.clone(), name, now));

@@ -130,9 +130,13 @@ pub(crate) fn push_analysis(
         metrics,
         ..step
     }));
-    spec.timeout = Some(baton_schemas::Duration(
-        longest.saturating_add(Duration::from_secs(60)),
-    ));
+    // A background analysis' metric without a count measures until the rollout stops it.
+    let unbounded = spec
+        .analysis
+        .as_ref()
+        .is_some_and(|a| a.metrics.iter().any(|m| m.is_unbounded()));
+    spec.timeout = (!unbounded)
+        .then(|| baton_schemas::Duration(longest.saturating_add(Duration::from_secs(60))));
     push(r, spec, NodeState::Pending, Timestamp(0))
 }
 

@@ -47,6 +47,12 @@ pub struct Rollout {
     pub stage: Stage,
     /// A request that waits for the traffic node in flight to end.
     pub pending: Option<Request>,
+    /// The node of the background analysis, once started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub background: Option<u32>,
+    /// Whether its end was acted on (a rollback, or a hold a person resumed past).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub background_handled: bool,
 }
 
 /// How a rollout goes.
@@ -146,6 +152,22 @@ pub(crate) enum Decision {
     Canary { to: Version, from: Version },
 }
 
+/// The Cell's fields an analysis argument may read (`valueFrom.fieldRef`).
+fn fields(cell: &baton_schemas::cell::Cell, rollout: &Rollout) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("status.desiredVersion".to_owned(), rollout.to.clone()),
+        (
+            "status.servingVersion".to_owned(),
+            rollout.from.clone().unwrap_or_default(),
+        ),
+        ("metadata.name".to_owned(), cell.metadata.name.clone()),
+        (
+            "metadata.namespace".to_owned(),
+            cell.metadata.namespace.clone().unwrap_or_default(),
+        ),
+    ])
+}
+
 /// How long a traffic node may take, retries apart.
 pub(crate) const TRAFFIC_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -170,6 +192,21 @@ impl Core {
             generation: None,
         };
         let steps = cell.steps();
+        if let (Next::Step { step }, RolloutKind::Canary, None) =
+            (next, rollout.kind, rollout.background)
+            && let Some(background) = cell.background_analysis()
+            && step >= background.starting_step.unwrap_or(0)
+            && let Err(e) = self.start_background(name, &run, &cell, &rollout, background)
+        {
+            self.wait(
+                name,
+                step,
+                next,
+                format!("background analysis: {e}; resume tries again"),
+                now,
+            );
+            return;
+        }
         let mut step = match next {
             Next::Step { step } => step,
             Next::Finish => steps.len() as u32,
@@ -259,24 +296,18 @@ impl Core {
                     }
                 }
                 Some(StepKind::Analysis(spec)) => {
-                    let fields = BTreeMap::from([
-                        ("status.desiredVersion".to_owned(), rollout.to.clone()),
-                        (
-                            "status.servingVersion".to_owned(),
-                            rollout.from.clone().unwrap_or_default(),
-                        ),
-                        ("metadata.name".to_owned(), cell.metadata.name.clone()),
-                        (
-                            "metadata.namespace".to_owned(),
-                            cell.metadata.namespace.clone().unwrap_or_default(),
-                        ),
-                    ]);
                     let templates = &self.templates;
                     let resolved = analysis::resolve(
                         spec,
                         |n| templates.get(n).map(|t| t.spec.clone()),
-                        &fields,
-                    );
+                        &fields(&cell, &rollout),
+                    )
+                    .and_then(|metrics| {
+                        match analysis::unbounded_problem(&metrics) {
+                            Some(problem) => Err(problem),
+                            None => Ok(metrics),
+                        }
+                    });
                     match resolved {
                         Ok(metrics) => {
                             let r = self.runs.get_mut(&run).expect("rollout runs exist");
@@ -305,6 +336,34 @@ impl Core {
             self.set_stage(name, stage);
             return;
         }
+    }
+
+    /// Starts the Cell's background analysis beside the rollout's steps.
+    fn start_background(
+        &mut self,
+        name: &str,
+        run: &RunId,
+        cell: &baton_schemas::cell::Cell,
+        rollout: &Rollout,
+        background: &baton_schemas::cell::BackgroundAnalysis,
+    ) -> Result<(), String> {
+        let spec = analysis::AnalysisSpec {
+            namespace: cell.metadata.namespace.clone(),
+            ..background.spec()
+        };
+        let templates = &self.templates;
+        let metrics = analysis::resolve(
+            &spec,
+            |n| templates.get(n).map(|t| t.spec.clone()),
+            &fields(cell, rollout),
+        )?;
+        let r = self.runs.get_mut(run).expect("rollout runs exist");
+        let node = push_analysis(r, "background-analysis", spec, metrics);
+        if let Some(ro) = self.rollout_mut(name) {
+            ro.background = Some(node);
+        }
+        self.changed_cells.insert(name.to_owned());
+        Ok(())
     }
 
     /// Holds the rollout at `step` until a person resumes it (then `then`) or aborts it.
@@ -359,7 +418,12 @@ impl Core {
             .rollout
             .as_ref()
             .is_some_and(|r| status.blocked.iter().any(|b| b.version == r.to));
-        status.rollout = None;
+        // Settled again, the run stops its background analysis (`follow_rollout`).
+        let ended = status.rollout.take().map(|r| r.run);
+        if let Some(run) = ended {
+            self.touch(&run);
+        }
+        let status = &mut self.cells.get_mut(name).expect("callers checked").status;
         status.rolled_back = serving.is_none() && rolled_back;
         if let Some(v) = serving {
             status.serving_version = Some(v);

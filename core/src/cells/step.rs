@@ -10,6 +10,16 @@ use crate::{Action, Core, NodeState};
 
 use super::*;
 
+/// Where a rollout's background analysis stands, for the step that follows the rollout.
+enum Background {
+    /// Running, passed, absent, or with no more say: the rollout goes on.
+    Running,
+    /// It failed while a traffic write is in flight: acted on once the write ends.
+    AfterTheWrite,
+    /// It failed and was acted on.
+    ActedOn,
+}
+
 /// What moves a Cell.
 #[derive(Debug)]
 pub(crate) enum CellEvent {
@@ -60,17 +70,30 @@ impl Core {
         now: Timestamp,
         actions: &mut Vec<Action>,
     ) {
-        let Some(r) = self.runs.get(run) else {
+        if !self.runs.contains_key(run) {
             return;
-        };
+        }
         let Some(rollout) = self
             .cells
             .get(name)
             .and_then(|e| e.status.rollout.clone())
             .filter(|ro| &ro.run == run)
         else {
+            // The rollout ended (or its Cell went): its background analysis stops with it.
+            self.stop_background(run, now, actions);
             return;
         };
+        match self.follow_background(name, run, &rollout, now, actions) {
+            Background::Running => {}
+            // The verdict waits for the traffic write in flight, whose end settles the run
+            // again.
+            Background::AfterTheWrite => return,
+            Background::ActedOn => {
+                self.touch(run);
+                return;
+            }
+        }
+        let r = &self.runs[run];
         let i = rollout.stage.node();
         let node = &r.nodes[i];
         let succeeded = match node.state {
@@ -93,6 +116,96 @@ impl Core {
         self.rollout_node_ended(name, run, rollout, succeeded, now, actions);
         // Touched last: a rollout that replaces this one is dispatched before this run ends.
         self.touch(run);
+    }
+
+    /// Acts on the background analysis when it failed or was inconclusive: the stable version
+    /// gets its traffic back and the version is blocked, or the rollout waits for a person.
+    /// A traffic write in flight ends first.
+    fn follow_background(
+        &mut self,
+        name: &str,
+        run: &RunId,
+        rollout: &Rollout,
+        now: Timestamp,
+        actions: &mut Vec<Action>,
+    ) -> Background {
+        let Some(b) = rollout.background.map(|b| b as usize) else {
+            return Background::Running;
+        };
+        let r = &self.runs[run];
+        if rollout.background_handled || r.nodes[b].state != NodeState::Failed {
+            return Background::Running;
+        }
+        // Once the final switch or a rollback is under way, the background analysis has no
+        // more say.
+        let step = match rollout.stage {
+            Stage::Step { step, .. } | Stage::Waiting { step, .. } => step,
+            Stage::Finishing { .. } | Stage::RollingBack { .. } => return Background::Running,
+        };
+        if self.traffic_in_flight(rollout) {
+            return Background::AfterTheWrite;
+        }
+        let error = r.nodes[b].error.clone().unwrap_or_default();
+        let output = r.nodes[b].output.clone();
+        let i = rollout.stage.node();
+        // A step that ended before the verdict is done: a resume goes on after it.
+        let step_done =
+            matches!(rollout.stage, Stage::Step { .. }) && r.nodes[i].state == NodeState::Succeeded;
+        if r.spec.nodes[i].kind == NodeKind::Traffic && r.nodes[i].state == NodeState::Succeeded {
+            self.record_write(name, run, i, now);
+        }
+        self.end_node(
+            run,
+            i,
+            NodeState::Cancelled,
+            "cancelled: the background analysis ended the step",
+            now,
+            actions,
+        );
+        if let Some(ro) = self.rollout_mut(name) {
+            ro.background_handled = true;
+        }
+        self.changed_cells.insert(name.to_owned());
+        let verdict = from_output::<AnalysisVerdict>(output.as_deref());
+        if verdict.is_some_and(|v| v.phase == AnalysisPhase::Inconclusive) {
+            let next = if step_done { step + 1 } else { step };
+            let why = format!(
+                "background analysis: {error}; resume goes on with step {next}, abort rolls back"
+            );
+            self.wait(name, step, Next::Step { step: next }, why, now);
+        } else {
+            self.block(
+                name,
+                &rollout.to,
+                format!("background analysis: {error}"),
+                now,
+            );
+            self.go(name, Next::Rollback, now);
+        }
+        Background::ActedOn
+    }
+
+    /// Stops the background analysis of a rollout run that ended. It found nothing wrong up
+    /// to then, so it ends succeeded: a rollout that went through is not counted cancelled.
+    fn stop_background(&mut self, run: &RunId, now: Timestamp, actions: &mut Vec<Action>) {
+        let live: Vec<usize> = self.runs[run]
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.name.as_str().starts_with("background-analysis"))
+            .filter(|(_, n)| !n.state.is_terminal())
+            .map(|(i, _)| i)
+            .collect();
+        for i in live {
+            self.end_node(
+                run,
+                i,
+                NodeState::Succeeded,
+                "stopped: the rollout ended",
+                now,
+                actions,
+            );
+        }
     }
 
     /// Moves the rollout on from its current node, which ended (`succeeded` or not).

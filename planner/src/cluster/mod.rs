@@ -367,6 +367,16 @@ impl Sync {
         if group && !has_finalizer(&object) {
             self.set_finalizer(&key, &object, true).await;
         }
+        // An ignitor deleted and created again while the watch was away (a re-list after a
+        // lost connection shows only the new one) is forgotten and applied anew, as its delete
+        // would have made it: a fired `NOW` one fires again.
+        let replaced = self.objects.get(&key).is_some_and(|t| {
+            t.reference.as_ref().and_then(|r| r.uid.as_ref()) != object.metadata.uid.as_ref()
+                && t.reference.as_ref().is_some_and(|r| r.uid.is_some())
+        });
+        if replaced && kind.kind == "Ignitor" && !self.remove(key.clone()).await {
+            return false;
+        }
         let tracked = self.objects.entry(key.clone()).or_default();
         tracked.reference = Some(ObjectReference {
             api_version: Some(kind.api_version()),

@@ -35,6 +35,17 @@ impl Sync {
             by_name(cells),
         );
         let keys: Vec<Key> = self.objects.keys().cloned().collect();
+        // Which object each Orca ignitor was registered from: only that object is retired.
+        let orca_ignitors = keys.iter().any(|k| {
+            KINDS[k.0].kind == "Ignitor" && KINDS[k.0].group == baton_schemas::crd::ORCA_GROUP
+        });
+        let sources: BTreeMap<Registered, ClusterSource> = match orca_ignitors {
+            true => match self.ask(|reply| Command::Sources { reply }).await {
+                Some(sources) => sources.into_iter().collect(),
+                None => return false,
+            },
+            false => BTreeMap::new(),
+        };
         for key in keys {
             // A workflow's failed nodes, told with its status.
             let mut failed = Vec::new();
@@ -89,8 +100,14 @@ impl Sync {
                     .await;
             }
             let kind = &KINDS[key.0];
+            let registered_from_here = sources
+                .get(&Registered::Ignitor(key.2.clone()))
+                .is_some_and(|s| {
+                    s.group == kind.group && s.kind == kind.kind && s.namespace == key.1
+                });
             if kind.kind == "Ignitor"
                 && kind.group == baton_schemas::crd::ORCA_GROUP
+                && registered_from_here
                 && ignitors.get(&key.2).is_some_and(|i| i["spent"] == true)
             {
                 self.retire_ignitor(&key).await;

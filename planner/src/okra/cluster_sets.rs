@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use baton_schemas::okra::{ARGOCD_SECRET_TYPE, ClusterSet, MADE_BY_CLUSTER_SET};
 
-use super::{Aws, FIELD_MANAGER, okra_resource, write_status};
+use super::{Aws, controlled_by, field_manager, okra_resource, write_status};
 
 /// An EKS cluster as a ClusterSet sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -105,7 +105,7 @@ async fn reconcile(
     let set: ClusterSet = serde_json::from_value(serde_json::to_value(object)?)
         .context("not a ClusterSet okra's README would write")?;
     let namespace = object.metadata.namespace.clone().unwrap_or_default();
-    let wanted: Vec<&EksCluster> = clusters
+    let matching: Vec<&EksCluster> = clusters
         .iter()
         .filter(|c| {
             set.spec.generators.iter().any(|g| {
@@ -116,15 +116,33 @@ async fn reconcile(
                     .all(|(k, v)| c.tags.get(k) == Some(v))
             })
         })
-        .filter(|c| !c.endpoint.is_empty())
         .collect();
     let secrets: Api<Secret> = Api::namespaced(management.clone(), &namespace);
+    // A Secret of the same name this set does not control (Argo CD's own, say) is left alone.
+    let mut foreign = Vec::new();
+    let mut wanted = Vec::new();
+    for cluster in &matching {
+        let existing = secrets
+            .get_opt(&cluster.name)
+            .await
+            .with_context(|| format!("reading Secret {namespace}/{}", cluster.name))?;
+        if existing.is_some_and(|e| !controlled_by(&e.metadata, object)) {
+            foreign.push(cluster.name.clone());
+        } else {
+            wanted.push(*cluster);
+        }
+    }
     for cluster in &wanted {
+        // A cluster still being created has no endpoint yet: its Secret waits (and one made
+        // before stays).
+        if cluster.endpoint.is_empty() {
+            continue;
+        }
         let secret = secret(&set, object, &namespace, cluster);
         secrets
             .patch(
                 &cluster.name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
+                &PatchParams::apply(&field_manager(object)).force(),
                 &Patch::Apply(&secret),
             )
             .await
@@ -139,6 +157,7 @@ async fn reconcile(
     for stale in made
         .items
         .iter()
+        .filter(|s| controlled_by(&s.metadata, object))
         .filter_map(|s| s.metadata.name.clone())
         .filter(|n| !wanted.iter().any(|c| &c.name == n))
     {
@@ -150,6 +169,12 @@ async fn reconcile(
                 return Err(e).with_context(|| format!("deleting Secret {namespace}/{stale}"));
             }
         }
+    }
+    if !foreign.is_empty() {
+        anyhow::bail!(
+            "left alone, as this set does not own them: Secret {}",
+            foreign.join(", ")
+        );
     }
     Ok(wanted.iter().map(|c| c.name.clone()).collect())
 }
@@ -200,7 +225,7 @@ pub(super) fn secret(
 }
 
 /// An EKS error as one line: the service's code and message when it answered.
-fn eks_error<E: std::error::Error + eks::error::ProvideErrorMetadata + 'static>(
+pub(super) fn eks_error<E: std::error::Error + eks::error::ProvideErrorMetadata + 'static>(
     error: &eks::error::SdkError<E>,
 ) -> String {
     use eks::error::ProvideErrorMetadata;

@@ -127,6 +127,17 @@ pub(super) async fn member(secret: &Secret, aws: &super::Aws) -> anyhow::Result<
             "cluster Secret {secret_name}: awsAuthConfig.roleARN (assuming a role) is not supported yet; let the planner's own AWS identity reach the cluster, or give the Secret a bearerToken"
         ),
         (None, Some(eks)) => {
+            // The token is signed with the planner's own AWS identity: it goes only to the
+            // cluster's real endpoint, over TLS, never to a server a Secret merely names.
+            let endpoint = aws.eks_endpoint(&eks.cluster_name).await?;
+            if !server.starts_with("https://")
+                || endpoint.trim_end_matches('/') != server.trim_end_matches('/')
+            {
+                bail!(
+                    "cluster Secret {secret_name}: server is not the https endpoint EKS gives cluster {:?}; no EKS token is sent to it",
+                    eks.cluster_name
+                );
+            }
             let (credentials, region) = aws.credentials().await?;
             let token = super::eks_token::token(
                 &credentials,

@@ -25,8 +25,27 @@ mod eks_token;
 mod members;
 mod target_group_sets;
 
-/// The field manager of what the controllers write (server-side apply).
-const FIELD_MANAGER: &str = "baton";
+/// The field manager of what a set writes (server-side apply): one per set, so that two sets
+/// never take each other's fields.
+fn field_manager(set: &DynamicObject) -> String {
+    format!(
+        "baton-{}-{}",
+        set.types
+            .as_ref()
+            .map_or("set", |t| t.kind.as_str())
+            .to_ascii_lowercase(),
+        set.metadata.uid.as_deref().unwrap_or_default()
+    )
+}
+
+/// Whether `object` is controlled by `set` (its controller ownerReference is the set's uid).
+fn controlled_by(object: &kube::api::ObjectMeta, set: &DynamicObject) -> bool {
+    object.owner_references.as_ref().is_some_and(|owners| {
+        owners
+            .iter()
+            .any(|o| o.controller == Some(true) && Some(&o.uid) == set.metadata.uid.as_ref())
+    })
+}
 
 /// What the controllers watch.
 #[derive(Clone, Debug)]
@@ -83,6 +102,27 @@ impl Aws {
 
     async fn eks(&self) -> aws_sdk_eks::Client {
         aws_sdk_eks::Client::new(self.config().await)
+    }
+
+    /// The endpoint EKS gives cluster `name`.
+    async fn eks_endpoint(&self, name: &str) -> anyhow::Result<String> {
+        let described = self
+            .eks()
+            .await
+            .describe_cluster()
+            .name(name)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "EKS DescribeCluster {name}: {}",
+                    cluster_sets::eks_error(&e)
+                )
+            })?;
+        described
+            .cluster
+            .and_then(|c| c.endpoint)
+            .ok_or_else(|| anyhow::anyhow!("EKS cluster {name} has no endpoint yet"))
     }
 
     /// The planner's credentials and region, for signing EKS tokens.

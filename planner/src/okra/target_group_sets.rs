@@ -20,7 +20,7 @@ use baton_schemas::okra::{
     AwsTargetGroupSet, MADE_BY_SET, is_target_group_arn, target_group_object_name,
 };
 
-use super::{FIELD_MANAGER, members, okra_resource, write_status};
+use super::{controlled_by, field_manager, members, okra_resource, write_status};
 
 /// The AWS Load Balancer Controller's binding of a target group to a Service.
 fn bindings_resource() -> ApiResource {
@@ -110,6 +110,19 @@ async fn reconcile(
     }
     let groups =
         Api::<DynamicObject>::namespaced_with(management.clone(), &namespace, &okra_resource(0));
+    // An AWSTargetGroup of the same name that this set does not control (written by hand, or
+    // another set's) is left alone and named in the status.
+    let mut foreign = Vec::new();
+    for group in wanted.keys() {
+        let existing = groups
+            .get_opt(group)
+            .await
+            .with_context(|| format!("reading AWSTargetGroup {namespace}/{group}"))?;
+        if existing.is_some_and(|e| !controlled_by(&e.metadata, object)) {
+            foreign.push(group.clone());
+        }
+    }
+    wanted.retain(|group, _| !foreign.contains(group));
     for (group, want) in &wanted {
         let body = json!({
             "apiVersion": "okra.mumo.co/v1alpha1",
@@ -126,7 +139,7 @@ async fn reconcile(
         groups
             .patch(
                 group,
-                &PatchParams::apply(FIELD_MANAGER).force(),
+                &PatchParams::apply(&field_manager(object)).force(),
                 &Patch::Apply(&body),
             )
             .await
@@ -139,6 +152,7 @@ async fn reconcile(
     let stale: BTreeSet<String> = made
         .items
         .iter()
+        .filter(|o| controlled_by(&o.metadata, object))
         .filter_map(|o| o.metadata.name.clone())
         .filter(|n| !wanted.contains_key(n))
         .collect();
@@ -163,6 +177,12 @@ async fn reconcile(
                     .with_context(|| format!("deleting AWSTargetGroup {namespace}/{group}"));
             }
         }
+    }
+    if !foreign.is_empty() {
+        anyhow::bail!(
+            "left alone, as this set does not own them: AWSTargetGroup {}",
+            foreign.join(", ")
+        );
     }
     Ok(wanted.into_keys().collect())
 }
@@ -231,7 +251,19 @@ fn add(
     labels.insert(MADE_BY_SET.to_owned(), set.metadata.name.clone());
     let mut name = target_group_object_name(&binding.namespace, &binding.name);
     if wanted.get(&name).is_some_and(|w| w.arn != binding.arn) {
-        name = format!("{name}-{cluster}");
+        // Cluster names may hold what object names may not (EKS allows `_` and capitals).
+        let cluster: String = cluster
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        name = format!("{name}-{}", cluster.trim_matches('-'));
     }
     wanted.insert(
         name,

@@ -207,15 +207,18 @@ impl SecretKeyRef {
     }
 }
 
+/// How a Secret marker begins (see [`SecretKeyRef::marker`]).
+pub const SECRET_MARKER: &str = "{{secret:";
+
 /// Returns the Secret keys a text names with [`SecretKeyRef::marker`], each with its marker.
 pub fn secret_markers(text: &str) -> Vec<(String, SecretKeyRef)> {
     let mut found = Vec::new();
     let mut rest = text;
-    while let Some(start) = rest.find("{{secret:") {
+    while let Some(start) = rest.find(SECRET_MARKER) {
         let Some(end) = rest[start..].find("}}") else {
             break;
         };
-        let inner = &rest[start + "{{secret:".len()..start + end];
+        let inner = &rest[start + SECRET_MARKER.len()..start + end];
         if let Some((name, key)) = inner.split_once(':') {
             found.push((
                 rest[start..start + end + 2].to_owned(),
@@ -342,6 +345,12 @@ pub fn json_path(text: &str) -> Result<serde_json_path::JsonPath, String> {
 }
 
 impl Metric {
+    /// Whether it measures until stopped: an interval and no count (as Argo Rollouts' metrics
+    /// of a background analysis do).
+    pub fn is_unbounded(&self) -> bool {
+        self.interval.is_some() && self.count.is_none()
+    }
+
     /// Returns the metric with every `{{args.NAME}}` in its provider filled in.
     pub fn filled(&self, args: &BTreeMap<String, String>) -> Metric {
         let mut metric = self.clone();
@@ -385,7 +394,9 @@ pub fn metric_problems(
                 format!("duplicate metric name {:?}", m.name),
             ));
         }
-        if m.interval.is_some() && m.count.is_none() {
+        // A template's metric may measure until stopped, which background analysis does; a
+        // step's or a node's must end.
+        if m.is_unbounded() && declared.is_none() {
             errors.push(SpecError::new(
                 format!("{path}.count"),
                 "a metric with an interval needs a count: an analysis that never ends would hold its rollout forever",
@@ -415,6 +426,12 @@ pub fn metric_problems(
         }
         errors.extend(m.provider.problems(&format!("{path}.provider")));
         for text in m.texts() {
+            if text.contains(SECRET_MARKER) {
+                errors.push(SpecError::new(
+                    format!("{path}.provider"),
+                    "{{secret:...}} is how Baton carries a Secret to its worker, not text a document writes: name the Secret with an argument's valueFrom.secretKeyRef",
+                ));
+            }
             for name in placeholders(text) {
                 let known = declared.is_some_and(|d| d.contains(&name));
                 if !known {
@@ -478,6 +495,12 @@ pub fn template_problems(template: &AnalysisTemplate) -> Vec<SpecError> {
 /// Returns the problems of an analysis given by a node or a step; `at` is its path.
 pub fn spec_problems(at: &str, spec: &AnalysisSpec, field_refs_allowed: bool) -> Vec<SpecError> {
     let mut errors = Vec::new();
+    if spec.namespace.is_some() {
+        errors.push(SpecError::new(
+            format!("{at}.namespace"),
+            "set by Baton (a Cell's own namespace), not by a document",
+        ));
+    }
     if spec.templates.is_empty() && spec.metrics.is_empty() {
         errors.push(SpecError::new(
             at,
@@ -522,6 +545,16 @@ pub fn spec_problems(at: &str, spec: &AnalysisSpec, field_refs_allowed: bool) ->
     errors
 }
 
+/// Returns why resolved metrics cannot run as a step or a node: one measures until stopped,
+/// which only a Cell's background analysis does.
+pub fn unbounded_problem(metrics: &[Metric]) -> Option<String> {
+    let m = metrics.iter().find(|m| m.is_unbounded())?;
+    Some(format!(
+        "metric {} has an interval and no count: it measures until stopped, which only a Cell's background analysis (spec.updateStrategy.canary.analysis) does; give it a count",
+        m.name
+    ))
+}
+
 /// Resolves an analysis into final metrics: each template's metrics with its arguments filled
 /// in (the caller's value first, then the template's default), followed by the inline
 /// metrics. `fields` gives the values of `valueFrom` field paths. Fails, naming the template
@@ -531,14 +564,25 @@ pub fn resolve(
     find: impl Fn(&str) -> Option<AnalysisTemplateSpec>,
     fields: &BTreeMap<String, String>,
 ) -> Result<Vec<Metric>, String> {
+    // Only a secretKeyRef makes a Secret marker: a value that holds one (a field read from
+    // a target group's tags, say) would make the worker read a Secret nobody named.
+    let plain = |name: &str, value: String| match value.contains(SECRET_MARKER) {
+        true => Err(format!(
+            "argument {name:?}: its value holds {{{{secret:, which only a secretKeyRef may"
+        )),
+        false => Ok(value),
+    };
     let mut given = BTreeMap::new();
     for arg in &spec.args {
         let value = match (&arg.value, &arg.value_from) {
-            (Some(v), _) => v.clone(),
+            (Some(v), _) => plain(&arg.name, v.clone())?,
             (None, Some(from)) => match (&from.field_ref, &from.secret_key_ref) {
-                (Some(f), _) => fields.get(&f.field_path).cloned().ok_or_else(|| {
-                    format!("argument {:?}: {} has no value yet", arg.name, f.field_path)
-                })?,
+                (Some(f), _) => plain(
+                    &arg.name,
+                    fields.get(&f.field_path).cloned().ok_or_else(|| {
+                        format!("argument {:?}: {} has no value yet", arg.name, f.field_path)
+                    })?,
+                )?,
                 (None, Some(secret)) => secret.marker(),
                 (None, None) => continue,
             },
@@ -557,9 +601,13 @@ pub fn resolve(
                 .as_ref()
                 .and_then(|f| f.secret_key_ref.as_ref())
                 .map(SecretKeyRef::marker);
+            let default = match &declared.value {
+                Some(v) => Some(plain(&declared.name, v.clone())?),
+                None => None,
+            };
             let value = given
                 .get(&declared.name)
-                .or(declared.value.as_ref())
+                .or(default.as_ref())
                 .or(from_secret.as_ref())
                 .ok_or_else(|| {
                     format!(

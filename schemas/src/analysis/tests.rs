@@ -128,15 +128,33 @@ fn metric_problems_name_their_fields() {
     let mut m = metric("up{job=\"{{args.job}}\"}");
     m.interval = Some(Duration::from_secs(5));
     m.success_condition = Some("result[0] >".into());
-    let errors = metric_problems("spec.metrics", &[m], Some(&BTreeSet::new()));
+    // A template's metric may measure until stopped (background analysis)...
+    let errors = metric_problems(
+        "spec.metrics",
+        std::slice::from_ref(&m),
+        Some(&BTreeSet::new()),
+    );
     let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
     assert_eq!(
         lines,
         [
-            "spec.metrics[0].count: a metric with an interval needs a count: an analysis that never ends would hold its rollout forever",
             "spec.metrics[0].successCondition: the condition ends too early",
             "spec.metrics[0].provider: uses {{args.job}}, which is not declared: declare it in spec.args",
         ]
+    );
+    assert!(
+        unbounded_problem(std::slice::from_ref(&m))
+            .unwrap()
+            .starts_with("metric rate has an interval and no count")
+    );
+    // ...a step's or a node's inline metric must end.
+    let lines: Vec<String> = metric_problems("steps[1].analysis.metrics", &[m], None)
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(
+        lines[0],
+        "steps[1].analysis.metrics[0].count: a metric with an interval needs a count: an analysis that never ends would hold its rollout forever"
     );
 }
 
@@ -361,5 +379,70 @@ spec:
             "spec.metrics[1].provider.cloudWatch.metricDataQueries[0].id: \"Rate\": an id starts with a lowercase letter, then letters, digits and '_'",
             "spec.metrics[1].provider.cloudWatch.metricDataQueries[0].metricStat.period: 7: CloudWatch takes 1, 5, 10, 30 or a multiple of 60 seconds",
         ]
+    );
+}
+
+#[test]
+fn only_a_secret_key_ref_makes_a_secret_marker() {
+    // Written in a metric, the marker is refused with its path...
+    let mut m = metric("up");
+    m.provider.prometheus.as_mut().unwrap().query = "up{k=\"{{secret:db:password}}\"}".into();
+    let lines: Vec<String> = metric_problems("spec.metrics", &[m], None)
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        lines[0]
+            .starts_with("spec.metrics[0].provider: {{secret:...}} is how Baton carries a Secret"),
+        "{lines:?}"
+    );
+    // ...and a value that holds one (a field read from a target group's tags) is refused
+    // when the analysis is resolved.
+    let template = AnalysisTemplateSpec {
+        args: vec![ArgDeclaration {
+            name: "version".into(),
+            value: None,
+            value_from: None,
+        }],
+        metrics: vec![metric("up{v=\"{{args.version}}\"}")],
+    };
+    let spec = AnalysisSpec {
+        templates: vec![TemplateRef {
+            template_name: "t".into(),
+            cluster_scope: None,
+        }],
+        args: vec![Arg {
+            name: "version".into(),
+            value: None,
+            value_from: Some(ValueFrom {
+                field_ref: Some(FieldRef {
+                    field_path: "status.desiredVersion".into(),
+                }),
+                secret_key_ref: None,
+            }),
+        }],
+        ..AnalysisSpec::default()
+    };
+    let fields = BTreeMap::from([(
+        "status.desiredVersion".to_owned(),
+        "{{secret:db:password}}".to_owned(),
+    )]);
+    let refused = resolve(&spec, |_| Some(template.clone()), &fields).unwrap_err();
+    assert!(
+        refused.contains("holds {{secret:, which only a secretKeyRef may"),
+        "{refused}"
+    );
+    // A document may not choose the namespace Secrets are read in.
+    let chosen = AnalysisSpec {
+        namespace: Some("kube-system".into()),
+        ..spec
+    };
+    let lines: Vec<String> = spec_problems("spec.nodes[0].analysis", &chosen, true)
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(
+        lines[0],
+        "spec.nodes[0].analysis.namespace: set by Baton (a Cell's own namespace), not by a document"
     );
 }

@@ -494,6 +494,7 @@ fn a_cell_applied_again_after_its_deletion_gets_new_run_ids() {
     assert_eq!(core.run(&RunId::new("cell1-1")).unwrap().nodes.len(), 1);
 }
 
+mod background;
 mod commands;
 mod wire;
 

@@ -21,7 +21,7 @@ pub(super) async fn prometheus(
         .timeout(timeout);
     let response = crate::executors::send_traced(http, request)
         .await
-        .map_err(|e| format!("querying {url}: {e}"))?;
+        .map_err(|e| format!("querying {url}: {}", e.without_url()))?;
     let status = response.status();
     let body: serde_json::Value = response
         .json()
@@ -80,11 +80,12 @@ pub(super) async fn web(http: &reqwest::Client, w: &WebProvider) -> Result<Value
     }
     let response = crate::executors::send_traced(http, request)
         .await
-        .map_err(|e| format!("requesting {}: {e}", w.url))?;
+        .map_err(|e| format!("requesting {}: {}", w.url, e.without_url()))?;
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
     if !status.is_success() {
-        let head: String = text.chars().take(200).collect();
+        // Cut short only after the Secrets it may echo are redacted (by the caller).
+        let head: String = text.chars().take(64 * 1024).collect();
         return Err(format!("{} answered {status}: {head}", w.url));
     }
     let json: Option<serde_json::Value> = serde_json::from_str(&text).ok();

@@ -1,6 +1,7 @@
-//! The `analysis` executor: measures each metric `count` times, `interval` apart, from
-//! Prometheus (`/api/v1/query`) or an HTTP check, and judges every measurement with the
-//! metric's conditions (see `baton_schemas::analysis` for the rules).
+//! The `analysis` executor: measures each metric `count` times, `interval` apart (a
+//! background analysis' metric without a count until the planner stops it), from Prometheus
+//! (`/api/v1/query`), an HTTP check, CloudWatch or Datadog, and judges every measurement with
+//! the metric's conditions (see `baton_schemas::analysis` for the rules).
 //!
 //! - Successful: the node succeeds.
 //! - Failed (or too many errors in a row): the node fails.
@@ -230,8 +231,12 @@ async fn measure_metric(
     };
     let metric = &metric;
     let mut consecutive_errors = 0;
-    for i in 0..metric.count() {
-        let wait = match i {
+    // A background analysis' metric without a count measures until the planner stops it.
+    let limit = (!metric.is_unbounded()).then(|| metric.count());
+    let mut i = 0u32;
+    while limit.is_none_or(|n| i < n) {
+        i = i.saturating_add(1);
+        let wait = match i - 1 {
             0 => metric.initial_delay.map(|d| d.0).unwrap_or_default(),
             _ => metric.interval.map(|d| d.0).unwrap_or_default(),
         };
@@ -250,7 +255,7 @@ async fn measure_metric(
         };
         // What the provider answered may echo what it was sent.
         let value = revealed.redact(&value);
-        debug!(metric = %metric.name, measurement = i + 1, ?phase, %value, "measured");
+        debug!(metric = %metric.name, measurement = i, ?phase, %value, "measured");
         metrics.count_measurement(metric.provider.name(), phase_name(phase));
         match phase {
             Phase::Successful => r.successful += 1,

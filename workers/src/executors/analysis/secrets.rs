@@ -16,12 +16,20 @@ pub(super) struct Revealed {
 }
 
 impl Revealed {
-    /// Replaces every value read with `***`.
+    /// Replaces every value read with `***`: as it is, and as a URL or a JSON string would
+    /// carry it (an answer may echo the request).
     pub(super) fn redact(&self, text: &str) -> String {
-        self.values
-            .iter()
-            .filter(|v| !v.is_empty())
-            .fold(text.to_owned(), |t, v| t.replace(v.as_str(), "***"))
+        let mut text = text.to_owned();
+        for value in self.values.iter().filter(|v| !v.is_empty()) {
+            let json = serde_json::to_string(value).unwrap_or_default();
+            let json = json.trim_matches('"').to_owned();
+            for form in [value.clone(), percent_encoded(value), json] {
+                if !form.is_empty() {
+                    text = text.replace(&form, "***");
+                }
+            }
+        }
+        text
     }
 
     /// Remembers a value for redaction and returns it.
@@ -103,4 +111,30 @@ pub(super) async fn read_secret(
         keys.insert(key, text);
     }
     Ok(keys)
+}
+
+/// `value` as a URL's query carries it: every byte but letters, digits and `-._~` as `%XX`.
+fn percent_encoded(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_is_redacted_as_written_url_encoded_and_json_escaped() {
+        let mut revealed = Revealed::default();
+        revealed.keep("p@ss \"word\"\n".to_owned());
+        let echoed = "raw p@ss \"word\"\n, url p%40ss%20%22word%22%0A, json p@ss \\\"word\\\"\\n";
+        assert_eq!(revealed.redact(echoed), "raw ***, url ***, json ***");
+    }
 }
