@@ -183,6 +183,31 @@ impl std::fmt::Display for DisplayChain<'_> {
     }
 }
 
+/// An AWS SDK error of any Baton client (ELBv2, CloudWatch, EKS) as one line: the service's
+/// code and message when it answered, else the error and its sources.
+pub fn sdk_error_line<E, R>(
+    error: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> String
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_smithy_types::error::metadata::ProvideErrorMetadata as _;
+    match (error.code(), error.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        _ => {
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            text
+        }
+    }
+}
+
 /// Returns the SDK's HTTP client: hyper with rustls and ring.
 pub fn http_client() -> elb::config::SharedHttpClient {
     use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};

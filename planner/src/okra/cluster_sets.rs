@@ -69,7 +69,8 @@ async fn clusters(client: &eks::Client) -> anyhow::Result<Vec<EksCluster>> {
     let mut names = Vec::new();
     let mut pages = client.list_clusters().into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| anyhow::anyhow!("EKS ListClusters: {}", eks_error(&e)))?;
+        let page = page
+            .map_err(|e| anyhow::anyhow!("EKS ListClusters: {}", baton_alb::sdk_error_line(&e)))?;
         names.extend(page.clusters.unwrap_or_default());
     }
     let mut clusters = Vec::new();
@@ -79,7 +80,12 @@ async fn clusters(client: &eks::Client) -> anyhow::Result<Vec<EksCluster>> {
             .name(&name)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("EKS DescribeCluster {name}: {}", eks_error(&e)))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "EKS DescribeCluster {name}: {}",
+                    baton_alb::sdk_error_line(&e)
+                )
+            })?;
         let Some(cluster) = described.cluster else {
             continue;
         };
@@ -221,25 +227,5 @@ pub(super) fn secret(
         type_: Some("Opaque".to_owned()),
         data: Some(data),
         ..Secret::default()
-    }
-}
-
-/// An EKS error as one line: the service's code and message when it answered.
-pub(super) fn eks_error<E: std::error::Error + eks::error::ProvideErrorMetadata + 'static>(
-    error: &eks::error::SdkError<E>,
-) -> String {
-    use eks::error::ProvideErrorMetadata;
-    match (error.code(), error.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => {
-            let mut text = error.to_string();
-            let mut source = std::error::Error::source(error);
-            while let Some(s) = source {
-                text.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            text
-        }
     }
 }

@@ -116,7 +116,7 @@ impl Aws {
             .map_err(|e| {
                 anyhow::anyhow!(
                     "EKS DescribeCluster {name}: {}",
-                    cluster_sets::eks_error(&e)
+                    baton_alb::sdk_error_line(&e)
                 )
             })?;
         described

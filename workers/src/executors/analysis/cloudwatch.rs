@@ -35,7 +35,12 @@ pub(super) async fn measure(
             .set_next_token(next_token.take())
             .send()
             .await
-            .map_err(|e| format!("CloudWatch GetMetricData: {}", aws_error(&e)))?;
+            .map_err(|e| {
+                format!(
+                    "CloudWatch GetMetricData: {}",
+                    baton_alb::sdk_error_line(&e)
+                )
+            })?;
         results.extend(answer.metric_data_results.unwrap_or_default());
         next_token = answer.next_token;
         if next_token.is_none() {
@@ -120,24 +125,4 @@ fn result(r: &MetricDataResult) -> Value {
             Value::List(r.values().iter().map(|v| Value::Number(*v)).collect()),
         ),
     ])
-}
-
-/// An SDK error as one line: the service's code and message when it answered.
-fn aws_error<E: std::error::Error + aws_sdk_cloudwatch::error::ProvideErrorMetadata + 'static>(
-    error: &aws_sdk_cloudwatch::error::SdkError<E>,
-) -> String {
-    use aws_sdk_cloudwatch::error::ProvideErrorMetadata;
-    match (error.code(), error.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => {
-            let mut text = error.to_string();
-            let mut source = std::error::Error::source(error);
-            while let Some(s) = source {
-                text.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            text
-        }
-    }
 }
