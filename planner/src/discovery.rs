@@ -176,13 +176,7 @@ async fn listed_target_groups(
     use baton_schemas::okra::{AwsTargetGroup, LabelSelector, target_group_problems};
     use kube::api::{Api, DynamicObject, ListParams};
     let kind = &baton_schemas::crd::OKRA_KINDS[0];
-    let resource = kube::api::ApiResource {
-        group: kind.group.to_owned(),
-        version: baton_schemas::crd::VERSION.to_owned(),
-        api_version: kind.api_version(),
-        kind: kind.kind.to_owned(),
-        plural: kind.plural.to_owned(),
-    };
+    let resource = crate::cluster::api_resource(kind);
     let namespace = cell.metadata.namespace.as_deref().or(watched);
     let api: Api<DynamicObject> = match namespace {
         Some(ns) => Api::namespaced_with(kube.clone(), ns, &resource),

@@ -190,7 +190,8 @@ fn api(client: &kube::Client, kind: &Kind, namespace: Option<&str>) -> Api<Dynam
     }
 }
 
-fn api_resource(kind: &Kind) -> ApiResource {
+/// The API resource of one of Baton's kinds (any of [`baton_schemas::crd::crd_kinds`]).
+pub(crate) fn api_resource(kind: &Kind) -> ApiResource {
     ApiResource {
         group: kind.group.to_owned(),
         version: baton_schemas::crd::VERSION.to_owned(),

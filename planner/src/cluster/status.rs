@@ -36,8 +36,11 @@ impl Sync {
         );
         let keys: Vec<Key> = self.objects.keys().cloned().collect();
         // Which object each Orca ignitor was registered from: only that object is retired.
+        // Asked only when an Orca ignitor is spent: not every status round.
         let orca_ignitors = keys.iter().any(|k| {
-            KINDS[k.0].kind == "Ignitor" && KINDS[k.0].group == baton_schemas::crd::ORCA_GROUP
+            KINDS[k.0].kind == "Ignitor"
+                && KINDS[k.0].group == baton_schemas::crd::ORCA_GROUP
+                && ignitors.get(&k.2).is_some_and(|i| i["spent"] == true)
         });
         let sources: BTreeMap<Registered, ClusterSource> = match orca_ignitors {
             true => match self.ask(|reply| Command::Sources { reply }).await {

@@ -147,14 +147,7 @@ impl Aws {
 /// The API resource of one of okra's kinds, by its place in
 /// [`baton_schemas::crd::OKRA_KINDS`].
 fn okra_resource(index: usize) -> ApiResource {
-    let kind = &baton_schemas::crd::OKRA_KINDS[index];
-    ApiResource {
-        group: kind.group.to_owned(),
-        version: baton_schemas::crd::VERSION.to_owned(),
-        api_version: kind.api_version(),
-        kind: kind.kind.to_owned(),
-        plural: kind.plural.to_owned(),
-    }
+    crate::cluster::api_resource(&baton_schemas::crd::OKRA_KINDS[index])
 }
 
 /// Merges `status` into the object's status where it changed; a failure is logged and the
