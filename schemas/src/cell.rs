@@ -21,6 +21,12 @@ use crate::ids::is_dns_label;
 use crate::traffic::{Conditions, MAX_PRIORITY, MAX_TARGET_GROUPS};
 use crate::workflow::Metadata;
 
+mod experiment;
+pub use experiment::{
+    DEFAULT_PROGRESS_DEADLINE_SECONDS, ExperimentAnalysis, ExperimentStep, ExperimentTemplate,
+    replica_set_problems,
+};
+
 /// okra's API version, accepted verbatim.
 pub const OKRA_API_VERSION: &str = "okra.mumo.co/v1alpha1";
 /// okra's version tag, the default of `okra.mumo.co` Cells.
@@ -267,10 +273,10 @@ pub struct Step {
     /// Runs an analysis; the rollout goes on when it succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisSpec>,
-    /// Refused for now.
+    /// Runs ReplicaSets for a while with analyses beside them; the rollout goes on when the
+    /// analyses pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<PreservedObject>")]
-    pub experiment: Option<serde_json::Value>,
+    pub experiment: Option<ExperimentStep>,
     /// Refused: a Cell shifts traffic, it does not scale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<PreservedObject>")]
@@ -348,6 +354,8 @@ pub enum StepKind<'a> {
     Pause(Option<std::time::Duration>),
     /// Runs an analysis.
     Analysis(&'a AnalysisSpec),
+    /// Runs an experiment.
+    Experiment(&'a ExperimentStep),
 }
 
 impl Cell {
@@ -444,6 +452,9 @@ impl Cell {
                         None => None,
                     };
                     return Some(StepKind::Pause(duration));
+                }
+                if let Some(experiment) = &step.experiment {
+                    return Some(StepKind::Experiment(experiment));
                 }
                 step.analysis.as_ref().map(StepKind::Analysis)
             })
@@ -588,15 +599,12 @@ pub fn validate(cell: &Cell) -> Result<(), Vec<SpecError>> {
         if set != 1 {
             errors.push(SpecError::new(
                 at.clone(),
-                "give exactly one of setWeight, pause or analysis",
+                "give exactly one of setWeight, pause, analysis or experiment",
             ));
             continue;
         }
-        if step.experiment.is_some() {
-            errors.push(SpecError::new(
-                format!("{at}.experiment"),
-                "experiment steps are not supported yet: Baton shifts traffic between target groups; use an analysis step to judge the new version",
-            ));
+        if let Some(e) = &step.experiment {
+            errors.extend(experiment::problems(&format!("{at}.experiment"), e));
         }
         if step.set_canary_scale.is_some() {
             errors.push(SpecError::new(
@@ -664,136 +672,4 @@ fn shared_step_problem(cell: &Cell) -> Option<SpecError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::wire::Timestamp;
-    use crate::{Document, parse_documents};
-
-    const OKRA_README: &str = include_str!("../../examples/cells/okra-readme.yaml");
-
-    fn cell(text: &str) -> Cell {
-        match parse_documents("c.yaml", text, Timestamp(0))
-            .unwrap()
-            .remove(0)
-        {
-            Document::Cell(c) => *c,
-            other => panic!("not a cell: {other:?}"),
-        }
-    }
-
-    fn errors(text: &str) -> Vec<String> {
-        parse_documents("c.yaml", text, Timestamp(0))
-            .unwrap_err()
-            .errors
-            .iter()
-            .map(|e| e.to_string())
-            .collect()
-    }
-
-    #[test]
-    fn okras_readme_cell_parses_with_okras_semantics() {
-        let c = cell(OKRA_README);
-        assert_eq!(c.semantics(), Semantics::Okra);
-        assert_eq!(c.replicas(), 2);
-        assert_eq!(c.priority(), 10);
-        assert_eq!(c.version_labels(), [OKRA_VERSION_LABEL]);
-        assert_eq!(c.conditions().hosts, ["example.com"]);
-        let steps = c.steps();
-        assert_eq!(steps[0], StepKind::SetWeight(20));
-        assert!(
-            matches!(steps[1], StepKind::Analysis(a) if a.templates[0].template_name == "success-rate")
-        );
-        assert_eq!(
-            steps[2],
-            StepKind::Pause(Some(std::time::Duration::from_secs(5)))
-        );
-        // okra adds the weights up: 20, then 20 + 40.
-        assert_eq!(steps[3], StepKind::SetWeight(60));
-    }
-
-    #[test]
-    fn baton_cells_use_absolute_weights_and_pauses_that_wait() {
-        let text = OKRA_README
-            .replace(OKRA_API_VERSION, crate::API_VERSION)
-            .replace("duration: 5s", "{}");
-        let c = cell(&text);
-        assert_eq!(c.semantics(), Semantics::Baton);
-        assert_eq!(c.version_labels(), [BATON_VERSION_LABEL]);
-        let steps = c.steps();
-        assert_eq!(steps[2], StepKind::Pause(None));
-        assert_eq!(steps[3], StepKind::SetWeight(40));
-        // The same pause in an okra Cell expires at once.
-        let okra = cell(&OKRA_README.replace("duration: 5s", "{}"));
-        assert_eq!(
-            okra.steps()[2],
-            StepKind::Pause(Some(std::time::Duration::ZERO))
-        );
-    }
-
-    #[test]
-    fn what_baton_refuses_is_named_with_its_path() {
-        let text = OKRA_README
-            .replace("      - setWeight: 40\n", "      - setWeight: 90\n      - experiment: {duration: 5m}\n      - {setWeight: 10, pause: {}}\n")
-            .replace("replicas: 2", "replicas: 6\n  version: v2")
-            .replace("type: AWSApplicationLoadBalancer", "type: AWSNetworkLoadBalancer");
-        let e = errors(&text);
-        assert_eq!(
-            e,
-            [
-                "spec.ingress.type: \"AWSNetworkLoadBalancer\" is not supported: the only ingress type is AWSApplicationLoadBalancer",
-                "spec.replicas: 6: a version's target groups share one ALB forward action, which holds 1 to 5",
-                "spec.version: \"v2\" is not a semantic version such as 1.2.3",
-                "spec.updateStrategy.canary.steps[3].setWeight: the setWeight steps add up to 110 here: okra.mumo.co Cells accumulate them, so keep the sum at most 100",
-                "spec.updateStrategy.canary.steps[4].experiment: experiment steps are not supported yet: Baton shifts traffic between target groups; use an analysis step to judge the new version",
-                "spec.updateStrategy.canary.steps[5]: give exactly one of setWeight, pause or analysis",
-            ]
-        );
-        let three = OKRA_README.replace("replicas: 2", "replicas: 3");
-        assert_eq!(
-            errors(&three),
-            [
-                "spec.updateStrategy.canary.steps[0].setWeight: gives the new version 20%, sharing the rule between its 3 target groups and at least 3 of the stable version: one ALB forward action holds at most 5; use replicas of at most 2 or only setWeight 0 and 100"
-            ]
-        );
-        let no_selector = OKRA_README.replace(
-            "      targetGroupSelector:\n        matchLabels:\n          role: web\n",
-            "",
-        );
-        assert!(errors(&no_selector)[0].contains("targetGroupSelector.matchLabels: missing"));
-        let no_condition = OKRA_README.replace("          hosts:\n          - example.com\n", "");
-        assert!(errors(&no_condition)[0].contains("needs at least one condition"));
-    }
-
-    #[test]
-    fn the_baton_examples_are_valid() {
-        let c = cell(include_str!("../../examples/cells/baton-cell.yaml"));
-        assert_eq!(c.semantics(), Semantics::Baton);
-        assert_eq!(c.spec.deletion_policy, DeletionPolicy::Delete);
-        assert_eq!(c.steps()[2], StepKind::Pause(None));
-        let docs = parse_documents(
-            "t.yaml",
-            include_str!("../../examples/cells/success-rate.yaml"),
-            Timestamp(0),
-        )
-        .unwrap();
-        assert_eq!(docs[0].describe(), "AnalysisTemplate/success-rate");
-    }
-
-    #[test]
-    fn pause_durations_are_seconds_or_text() {
-        assert_eq!(
-            PauseDuration::Seconds(5).get(),
-            Ok(std::time::Duration::from_secs(5))
-        );
-        assert_eq!(
-            PauseDuration::Text("90".into()).get(),
-            Ok(std::time::Duration::from_secs(90))
-        );
-        assert_eq!(
-            PauseDuration::Text("1m30s".into()).get(),
-            Ok(std::time::Duration::from_secs(90))
-        );
-        assert!(PauseDuration::Text("soon".into()).get().is_err());
-        assert!(PauseDuration::Seconds(-1).get().is_err());
-    }
-}
+mod tests;

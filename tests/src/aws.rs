@@ -121,6 +121,52 @@ impl Moto {
         self.alb.client()
     }
 
+    /// Puts one value a minute, the last one a minute ago, of CloudWatch metric
+    /// `namespace`/`name` with the dimension `dimension` (name, value).
+    pub fn put_metric_data(
+        &self,
+        namespace: &str,
+        name: &str,
+        dimension: (&str, &str),
+        values: &[f64],
+    ) -> anyhow::Result<()> {
+        use aws_sdk_cloudwatch as cw;
+        let conf = cw::Config::builder()
+            .behavior_version(cw::config::BehaviorVersion::latest())
+            .region(cw::config::Region::new(REGION))
+            .credentials_provider(cw::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .endpoint_url(&self.url)
+            .http_client(baton_alb::http_client())
+            .build();
+        let client = cw::Client::from_conf(conf);
+        let now = std::time::SystemTime::now();
+        for (i, value) in values.iter().rev().enumerate() {
+            let at = now - Duration::from_secs(60 * (i as u64 + 1));
+            let datum = cw::types::MetricDatum::builder()
+                .metric_name(name)
+                .dimensions(
+                    cw::types::Dimension::builder()
+                        .name(dimension.0)
+                        .value(dimension.1)
+                        .build(),
+                )
+                .timestamp(aws_smithy_types::DateTime::from(at))
+                .value(*value)
+                .build();
+            self.block_on(
+                client
+                    .put_metric_data()
+                    .namespace(namespace)
+                    .metric_data(datum)
+                    .send(),
+            )
+            .context("PutMetricData")?;
+        }
+        Ok(())
+    }
+
     /// Calls the EC2 query API (moto needs a VPC and subnets; the test does not build the
     /// EC2 SDK for two calls) and returns the XML answer.
     fn ec2(&self, params: &[(&str, &str)]) -> anyhow::Result<String> {

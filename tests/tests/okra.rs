@@ -5,16 +5,20 @@
 //! The tests' Kubernetes API server stands in for the management cluster and for two member
 //! clusters: each member's Secret carries the server, the CA and a ServiceAccount's token, and
 //! limits the member to its own namespace (Argo CD's `namespaces` key), so the two see
-//! different bindings. ELBv2 is moto's.
+//! different bindings. ELBv2, CloudWatch and EKS are moto's.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baton_tests::Env;
 use baton_tests::aws::Moto;
 use baton_tests::kube::KubeEnv;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
+use kube::runtime::watcher;
 use serde_json::{Value, json};
 
 /// The AWS Load Balancer Controller's kind, as far as the test needs it.
@@ -109,6 +113,105 @@ fn names(items: &[DynamicObject]) -> Vec<String> {
     names
 }
 
+/// An Argo Rollouts template asking CloudWatch for a version's error rate.
+const ERROR_RATE_TEMPLATE: &str = r#"apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: error-rate}
+spec:
+  args: [{name: version}]
+  metrics:
+  - name: error-rate
+    successCondition: "len(result[0].Values) >= 3 and all(result[0].Values, {# <= 0.01})"
+    provider:
+      cloudWatch:
+        interval: 15m
+        metricDataQueries:
+        - id: rate
+          metricStat:
+            metric:
+              namespace: Baton/Test
+              metricName: ErrorRate
+              dimensions: [{name: Version, value: "{{args.version}}"}]
+            period: 60
+            stat: Maximum
+"#;
+
+/// okra's README experiment step (examples/okra/experiment-cell.yaml) with a shorter
+/// duration and the CloudWatch template.
+const EXPERIMENT_STEP: &str = "      - experiment:\n          duration: 5s\n          templates:\n          - {name: wy, specRef: wy, replicas: 1}\n          analyses:\n          - name: error-rate\n            templateName: error-rate\n            args:\n            - name: version\n              valueFrom: {fieldRef: {fieldPath: status.desiredVersion}}\n";
+
+/// Every state (replicas, available replicas) of each ReplicaSet of a namespace, as a watch
+/// sees them; a deleted one ends with (0, 0).
+/// A ReplicaSet's name and (replicas, available replicas), as a watch saw them.
+type Seen = Arc<Mutex<Vec<(String, (i32, i32))>>>;
+
+struct ReplicaSetLog {
+    states: Seen,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl ReplicaSetLog {
+    fn start(client: kube::Client, namespace: &str) -> ReplicaSetLog {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let states: Seen = Arc::default();
+        let log = states.clone();
+        let api: Api<ReplicaSet> = Api::namespaced(client, namespace);
+        runtime.spawn(async move {
+            let mut events = std::pin::pin!(watcher(api, watcher::Config::default()));
+            while let Some(event) = events.next().await {
+                let (rs, deleted) = match event {
+                    Ok(watcher::Event::Apply(rs) | watcher::Event::InitApply(rs)) => (rs, false),
+                    Ok(watcher::Event::Delete(rs)) => (rs, true),
+                    _ => continue,
+                };
+                let state = match deleted {
+                    true => (0, 0),
+                    false => (
+                        rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                        rs.status
+                            .as_ref()
+                            .and_then(|s| s.available_replicas)
+                            .unwrap_or(0),
+                    ),
+                };
+                let name = rs.metadata.name.unwrap_or_default();
+                log.lock().unwrap().push((name, state));
+            }
+        });
+        ReplicaSetLog {
+            states,
+            _runtime: runtime,
+        }
+    }
+
+    fn of(&self, name: &str) -> Vec<(i32, i32)> {
+        let states = self.states.lock().unwrap();
+        let mut of: Vec<(i32, i32)> = states
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, s)| *s)
+            .collect();
+        of.dedup();
+        of
+    }
+}
+
+/// Waits, at most 30 s, until the ReplicaSet `name` is gone.
+fn wait_gone(kube: &KubeEnv, api: &Api<ReplicaSet>, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while kube.block_on(api.get_opt(name)).unwrap().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "ReplicaSet {name} is still there"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn a_target_group_set_feeds_a_cell_from_member_clusters_bindings() {
     let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).expect("test env");
@@ -165,8 +268,33 @@ fn a_target_group_set_feeds_a_cell_from_member_clusters_bindings() {
         ])
         .unwrap();
     env.keep(planner);
-    let worker = env.start_worker("worker", "traffic", &[]).unwrap();
+    let worker = env.start_worker("worker", "traffic,analysis", &[]).unwrap();
     env.keep(worker);
+    // The experiment's analysis: 2.0.0's error rate in CloudWatch, by an Argo template.
+    moto.put_metric_data(
+        "Baton/Test",
+        "ErrorRate",
+        ("Version", "2.0.0"),
+        &[0.001, 0.004, 0.002],
+    )
+    .unwrap();
+    let template = env.write("error-rate.yaml", ERROR_RATE_TEMPLATE);
+    let out = env.cli(&["apply", "-f", template.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The ReplicaSet the experiment copies, in the Cell's namespace (the test kubelet runs a
+    // container's command, not an image's entrypoint).
+    let experiment_cell = include_str!("../../examples/okra/experiment-cell.yaml");
+    let mut wy: Value =
+        serde_norway::from_str(experiment_cell.split("---\n").nth(1).unwrap()).unwrap();
+    wy["spec"]["template"]["spec"]["containers"][0]["command"] = json!(["sleep", "600"]);
+    wy["spec"]["template"]["spec"]["containers"][0]["args"] = json!([]);
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(kube.client.clone(), &ns);
+    create(&kube, &replica_sets, wy);
+    let seen = ReplicaSetLog::start(kube.client.clone(), &ns);
 
     // The target groups carry no tags: only the bindings say what they are.
     let a1 = moto.target_group(&listener.vpc_id, "web-a1", &[]).unwrap();
@@ -215,7 +343,7 @@ fn a_target_group_set_feeds_a_cell_from_member_clusters_bindings() {
     let sets = kube.kind_api("okra.mumo.co", "AWSTargetGroupSet");
     create(&kube, &sets, set);
     let cell = format!(
-        "apiVersion: okra.mumo.co/v1alpha1\nkind: Cell\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  ingress:\n    type: AWSApplicationLoadBalancer\n    awsApplicationLoadBalancer:\n      listenerARN: {}\n      listener: {{rule: {{priority: 14, hosts: [web.example.com]}}}}\n      targetGroupSelector: {{matchLabels: {{role: web}}}}\n  replicas: 1\n  updateStrategy:\n    type: Canary\n    canary: {{steps: [{{setWeight: 50}}]}}\n",
+        "apiVersion: okra.mumo.co/v1alpha1\nkind: Cell\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  ingress:\n    type: AWSApplicationLoadBalancer\n    awsApplicationLoadBalancer:\n      listenerARN: {}\n      listener: {{rule: {{priority: 14, hosts: [web.example.com]}}}}\n      targetGroupSelector: {{matchLabels: {{role: web}}}}\n  replicas: 1\n  updateStrategy:\n    type: Canary\n    canary:\n      steps:\n      - setWeight: 50\n{EXPERIMENT_STEP}",
         listener.arn
     );
     let cells = kube.kind_api("okra.mumo.co", "Cell");
@@ -263,18 +391,68 @@ fn a_target_group_set_feeds_a_cell_from_member_clusters_bindings() {
         moto.weights(&listener.arn, 14).unwrap().unwrap(),
         [(baton_tests::aws::target_group_name(&b1), 100)]
     );
-    let set = kube.wait_status(&sets, "cell1", Duration::from_secs(30), |s| {
-        s["targetGroups"].as_array().is_some_and(|a| a.len() == 2)
+    // Through the experiment: its ReplicaSet ran one available pod of wy's template, then
+    // was scaled to zero and deleted; wy itself was left as it was.
+    let experiment = "web-1-experiment-wy";
+    let states = seen.of(experiment);
+    assert!(
+        states.contains(&(1, 1)),
+        "{experiment} never had its pod available: {states:?}"
+    );
+    assert_eq!(states.last(), Some(&(0, 0)), "{states:?}");
+    wait_gone(&kube, &replica_sets, experiment);
+    let wy = kube.block_on(replica_sets.get("wy")).unwrap();
+    assert_eq!(wy.spec.unwrap().replicas, Some(0));
+
+    // 3.0.0 errors: its experiment fails, the version is blocked and 2.0.0 keeps serving,
+    // and the experiment's ReplicaSet is removed all the same.
+    moto.put_metric_data(
+        "Baton/Test",
+        "ErrorRate",
+        ("Version", "3.0.0"),
+        &[0.2, 0.3, 0.2],
+    )
+    .unwrap();
+    let b2 = moto.target_group(&listener.vpc_id, "web-b2", &[]).unwrap();
+    create(
+        &kube,
+        &bindings(&ns_b),
+        binding(&ns_b, "web2", "web", "3.0.0", &b2),
+    );
+    let status = kube.wait_status(&cells, "web", Duration::from_secs(90), |s| {
+        s["blocked"].as_array().is_some_and(|b| !b.is_empty()) && s["phase"] == "Degraded"
     });
-    assert_eq!(set["targetGroups"], json!([web_a, format!("{ns_b}-web1")]));
+    let cause = status["blocked"][0]["cause"].as_str().unwrap();
+    assert_eq!(status["blocked"][0]["version"], "3.0.0");
+    assert!(
+        cause.contains("experiment web-1-experiment")
+            && cause.contains("metric error-rate/error-rate"),
+        "{cause}"
+    );
+    assert_eq!(status["servingVersion"], "2.0.0");
+    assert_eq!(
+        moto.weights(&listener.arn, 14).unwrap().unwrap(),
+        [(baton_tests::aws::target_group_name(&b1), 100)]
+    );
+    wait_gone(&kube, &replica_sets, experiment);
+    let set = kube.wait_status(&sets, "cell1", Duration::from_secs(30), |s| {
+        s["targetGroups"].as_array().is_some_and(|a| a.len() == 3)
+    });
+    assert_eq!(
+        set["targetGroups"],
+        json!([web_a, format!("{ns_b}-web1"), format!("{ns_b}-web2")])
+    );
 
     // A binding that goes takes its AWSTargetGroup with it.
     kube.block_on(bindings(&ns_a).delete("web1", &DeleteParams::default()))
         .unwrap();
     let left = wait_objects(&kube, &groups, Duration::from_secs(60), |items| {
-        items.len() == 1
+        items.len() == 2
     });
-    assert_eq!(names(&left), [format!("{ns_b}-web1")]);
+    assert_eq!(
+        names(&left),
+        [format!("{ns_b}-web1"), format!("{ns_b}-web2")]
+    );
 }
 
 /// okra's `AWSTargetGroup` objects in the Cell's namespace are its target groups once there

@@ -14,13 +14,15 @@
 //! | a newer version | a *canary* run walks the steps |
 //!
 //! A rollout is a run of kind `Cell` whose nodes the core pushes one at a time: `traffic`
-//! nodes (a step's weights, the final 100%, a rollback), `analysis` nodes, and pauses, which
+//! nodes (a step's weights, the final 100%, a rollback), `analysis` nodes (an experiment step
+//! is one too, carrying its ReplicaSets), and pauses, which
 //! are planner timers (a [`NodeState::Held`] node, woken by the timer index), not worker jobs.
 //! An analysis that fails rolls back to the stable version and blocks the version; an
 //! inconclusive one, a pause without duration, or a traffic step that failed for good waits
 //! for a person (`resume`, `abort`, `promote`). A newer version arriving mid-rollout replaces
 //! the rollout; a changed spec applies from the next step on.
 
+mod experiment;
 mod lifecycle;
 mod plan;
 mod rollout;

@@ -116,15 +116,7 @@ pub(crate) fn push_analysis(
     step: baton_schemas::analysis::AnalysisSpec,
     metrics: Vec<baton_schemas::analysis::Metric>,
 ) -> u32 {
-    // Measurements run side by side; each may wait its query timeout (30s by default).
-    let longest = metrics
-        .iter()
-        .map(|m| {
-            m.duration()
-                .saturating_add(Duration::from_secs(30).saturating_mul(m.count()))
-        })
-        .max()
-        .unwrap_or_default();
+    let longest = measuring_time(&metrics);
     let mut spec = NodeSpec::new(unique_name(r, label), NodeKind::Analysis);
     spec.analysis = Some(Box::new(baton_schemas::analysis::AnalysisSpec {
         metrics,
@@ -138,6 +130,19 @@ pub(crate) fn push_analysis(
     spec.timeout = (!unbounded)
         .then(|| baton_schemas::Duration(longest.saturating_add(Duration::from_secs(60))));
     push(r, spec, NodeState::Pending, Timestamp(0))
+}
+
+/// The longest the metrics' measurements take: they run side by side, and each query may
+/// wait its timeout (30 s by default).
+pub(crate) fn measuring_time(metrics: &[baton_schemas::analysis::Metric]) -> Duration {
+    metrics
+        .iter()
+        .map(|m| {
+            m.duration()
+                .saturating_add(Duration::from_secs(30).saturating_mul(m.count()))
+        })
+        .max()
+        .unwrap_or_default()
 }
 
 pub(crate) fn push_held(r: &mut Run, label: &str, until: Option<Timestamp>, now: Timestamp) -> u32 {

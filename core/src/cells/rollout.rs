@@ -295,6 +295,29 @@ impl Core {
                         }
                     }
                 }
+                Some(StepKind::Experiment(spec)) => {
+                    let templates = &self.templates;
+                    let planned = super::experiment::plan(
+                        &cell,
+                        step,
+                        spec,
+                        |n| templates.get(n).map(|t| t.spec.clone()),
+                        &fields(&cell, &rollout),
+                    );
+                    match planned {
+                        Ok(job) => {
+                            let r = self.runs.get_mut(&run).expect("rollout runs exist");
+                            let label = format!("s{step}-experiment");
+                            let node = super::experiment::push_experiment(r, &label, job);
+                            Stage::Step { step, node }
+                        }
+                        Err(e) => {
+                            let why = format!("step {step}: {e}; resume tries again");
+                            self.wait(name, step, Next::Step { step }, why, now);
+                            return;
+                        }
+                    }
+                }
                 Some(StepKind::Analysis(spec)) => {
                     let templates = &self.templates;
                     let resolved = analysis::resolve(

@@ -24,6 +24,7 @@ use crate::condition::Condition;
 use crate::document::SpecError;
 
 pub mod argo;
+pub mod experiment;
 mod providers;
 use crate::workflow::Metadata;
 use crate::{Duration, ids::is_dns_label};
@@ -147,6 +148,11 @@ pub struct AnalysisSpec {
     /// the planner sets in a job; the worker's own when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// A Cell's experiment step, which the planner sets in a job: ReplicaSets that run while
+    /// the experiment's analyses judge them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(skip)]
+    pub experiment: Option<Box<experiment::Experiment>>,
 }
 
 /// A reference to an analysis template.
@@ -499,6 +505,12 @@ pub fn spec_problems(at: &str, spec: &AnalysisSpec, field_refs_allowed: bool) ->
         errors.push(SpecError::new(
             format!("{at}.namespace"),
             "set by Baton (a Cell's own namespace), not by a document",
+        ));
+    }
+    if spec.experiment.is_some() {
+        errors.push(SpecError::new(
+            format!("{at}.experiment"),
+            "set by Baton for a Cell's experiment step, not by a document",
         ));
     }
     if spec.templates.is_empty() && spec.metrics.is_empty() {

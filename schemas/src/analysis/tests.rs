@@ -79,6 +79,7 @@ fn templates_resolve_with_values_defaults_and_fields() {
         ],
         metrics: vec![],
         namespace: None,
+        experiment: None,
     };
     let fields = BTreeMap::from([("status.desiredVersion".to_owned(), "2.0.0".to_owned())]);
     let find = |name: &str| (name == "success-rate").then(|| template.clone());

@@ -15,6 +15,7 @@ use crate::wire::Timestamp;
 use crate::workflow::Workflow;
 
 mod kinds;
+mod replica_sets;
 pub mod shape;
 
 pub use kinds::KindSet;
@@ -199,6 +200,7 @@ fn parse_all(
     let several = values.len() > 1;
     let mut documents = Vec::new();
     let mut cluster_objects = Vec::new();
+    let mut file_replica_sets = Vec::new();
     let mut errors = Vec::new();
     for (index, value) in values.into_iter().enumerate() {
         let prefix = if several {
@@ -206,6 +208,17 @@ fn parse_all(
         } else {
             String::new()
         };
+        if replica_sets::is_replica_set(&value) {
+            let read = replica_sets::read(prefix.clone(), value);
+            match read {
+                Ok(rs) => file_replica_sets.push(rs),
+                Err(found) => errors.extend(found.into_iter().map(|e| SpecError {
+                    path: format!("{prefix}{}", e.path),
+                    message: e.message,
+                })),
+            }
+            continue;
+        }
         let parsed = match parse_okra(&value) {
             Some(Ok(object)) if okra => {
                 cluster_objects.push(object);
@@ -227,6 +240,20 @@ fn parse_all(
                 message: e.message,
             }));
         }
+    }
+    for document in &mut documents {
+        if let Document::Cell(cell) = document {
+            replica_sets::attach(cell, &mut file_replica_sets);
+        }
+    }
+    // A Cell refused above may be the one that names it.
+    if errors.is_empty() {
+        errors.extend(
+            file_replica_sets
+                .iter()
+                .filter(|rs| !rs.used)
+                .map(replica_sets::unused),
+        );
     }
     if errors.is_empty() {
         Ok((documents, cluster_objects))

@@ -29,7 +29,7 @@ pub enum Effect {
 /// all; a local process cannot be adopted), so `exec` commands should be safe to repeat; `pod`
 /// adopts the pod an earlier delivery created, and `helm` the release operation or
 /// `HelmRelease` an earlier delivery started; `traffic` finds the rule an earlier delivery
-/// wrote by its priority; `analysis` only reads; `webhook` and `publish` name the attempt
+/// wrote by its priority; `analysis` only reads, but for an experiment's ReplicaSets, which a delivery again adopts by name; `webhook` and `publish` name the attempt
 /// (`Idempotency-Key`, `Nats-Msg-Id`), so a stream keeps one message and a receiver can drop
 /// a repeat.
 #[derive(Clone)]

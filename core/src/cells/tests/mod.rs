@@ -496,6 +496,7 @@ fn a_cell_applied_again_after_its_deletion_gets_new_run_ids() {
 
 mod background;
 mod commands;
+mod experiment;
 mod wire;
 
 /// A Cell's phase is derived from what the store keeps. A store written before carried the

@@ -266,8 +266,9 @@ async fn launch(
             .arg("--secure-port=0")
             .arg("--leader-elect=false")
             // What a namespace needs of a cluster: its `default` ServiceAccount, its deletion,
-            // and the collection of objects whose owner is gone.
-            .arg("--controllers=serviceaccount,namespace,garbagecollector")
+            // and the collection of objects whose owner is gone; and ReplicaSets' pods, which
+            // Cells' experiment steps run (the kubelet actor runs them).
+            .arg("--controllers=serviceaccount,namespace,garbagecollector,replicaset")
             .arg("--v=1");
         let log = dir.join("kube-controller-manager.log");
         children.push(spawn(kcm, &log)?);

@@ -12,7 +12,8 @@
 //!
 //! The output is an [`AnalysisReport`] as JSON, at most the output limit: the verdict and each
 //! metric's result with its last measurements.
-//! Measuring only reads, so a job delivered again starts over without harm.
+//! Measuring only reads, so a job delivered again starts over without harm. A Cell's
+//! experiment step is an analysis job too: see [`experiment`].
 
 use std::sync::Arc;
 
@@ -31,6 +32,7 @@ use super::Effect;
 
 mod cloudwatch;
 mod datadog;
+mod experiment;
 mod http;
 mod secrets;
 
@@ -106,6 +108,10 @@ pub async fn run(
     let Some(spec) = job.analysis() else {
         return Effect::Done(Outcome::failed("not an analysis job"));
     };
+    if let Some(e) = &spec.experiment {
+        let namespace = spec.namespace.as_deref();
+        return experiment::run(providers, namespace, e, stop, metrics, job.timeout()).await;
+    }
     if spec.metrics.is_empty() {
         return Effect::Done(Outcome::failed(
             "analysis job without metrics (its templates were not resolved)",
@@ -132,8 +138,13 @@ pub async fn run(
         .map(|r| r.phase)
         .max()
         .unwrap_or(Phase::Successful);
-    let output = report(phase, &reports);
-    Effect::Done(match phase {
+    Effect::Done(outcome(phase, &reports))
+}
+
+/// The node's outcome for the analyses' `phase` and their reports.
+fn outcome(phase: Phase, reports: &[MetricReport]) -> Outcome {
+    let output = report(phase, reports);
+    match phase {
         Phase::Successful => Outcome::Succeeded { output },
         other => {
             let worst: Vec<String> = reports
@@ -157,7 +168,7 @@ pub async fn run(
                 kind: FailureKind::Retryable,
             }
         }
-    })
+    }
 }
 
 /// Returns the report as JSON within the output limit, dropping kept measurements if needed,
