@@ -137,14 +137,20 @@ spec:
 "#;
 
 /// okra's README experiment step (examples/okra/experiment-cell.yaml) with a shorter
-/// duration and the CloudWatch template.
-const EXPERIMENT_STEP: &str = "      - experiment:\n          duration: 5s\n          templates:\n          - {name: wy, specRef: wy, replicas: 1}\n          analyses:\n          - name: error-rate\n            templateName: error-rate\n            args:\n            - name: version\n              valueFrom: {fieldRef: {fieldPath: status.desiredVersion}}\n";
+/// duration and the CloudWatch template, which the experiment waits for.
+const EXPERIMENT_STEP: &str = "      - experiment:\n          duration: 5s\n          templates:\n          - {name: wy, specRef: wy, replicas: 1}\n          analyses:\n          - name: error-rate\n            templateName: error-rate\n            requiredForCompletion: true\n            args:\n            - name: version\n              valueFrom: {fieldRef: {fieldPath: status.desiredVersion}}\n";
 
-/// Every state (replicas, available replicas) of each ReplicaSet of a namespace, as a watch
-/// sees them; a deleted one ends with (0, 0).
-/// A ReplicaSet's name and (replicas, available replicas), as a watch saw them.
-type Seen = Arc<Mutex<Vec<(String, (i32, i32))>>>;
+/// What a watch saw of a ReplicaSet: its replicas and available replicas, or its deletion.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum RsState {
+    Is { replicas: i32, available: i32 },
+    Deleted,
+}
 
+/// ReplicaSets by name and the states a watch saw of them.
+type Seen = Arc<Mutex<Vec<(String, RsState)>>>;
+
+/// Every state of each ReplicaSet of a namespace, as a watch sees them.
 struct ReplicaSetLog {
     states: Seen,
     _runtime: tokio::runtime::Runtime,
@@ -163,20 +169,20 @@ impl ReplicaSetLog {
         runtime.spawn(async move {
             let mut events = std::pin::pin!(watcher(api, watcher::Config::default()));
             while let Some(event) = events.next().await {
-                let (rs, deleted) = match event {
-                    Ok(watcher::Event::Apply(rs) | watcher::Event::InitApply(rs)) => (rs, false),
-                    Ok(watcher::Event::Delete(rs)) => (rs, true),
+                let (rs, state) = match event {
+                    Ok(watcher::Event::Apply(rs) | watcher::Event::InitApply(rs)) => {
+                        let state = RsState::Is {
+                            replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                            available: rs
+                                .status
+                                .as_ref()
+                                .and_then(|s| s.available_replicas)
+                                .unwrap_or(0),
+                        };
+                        (rs, state)
+                    }
+                    Ok(watcher::Event::Delete(rs)) => (rs, RsState::Deleted),
                     _ => continue,
-                };
-                let state = match deleted {
-                    true => (0, 0),
-                    false => (
-                        rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-                        rs.status
-                            .as_ref()
-                            .and_then(|s| s.available_replicas)
-                            .unwrap_or(0),
-                    ),
                 };
                 let name = rs.metadata.name.unwrap_or_default();
                 log.lock().unwrap().push((name, state));
@@ -188,28 +194,47 @@ impl ReplicaSetLog {
         }
     }
 
-    fn of(&self, name: &str) -> Vec<(i32, i32)> {
-        let states = self.states.lock().unwrap();
-        let mut of: Vec<(i32, i32)> = states
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, s)| *s)
-            .collect();
-        of.dedup();
-        of
+    /// The states of `name`, once the watch has seen it deleted (waiting at most 30 s).
+    fn of_deleted(&self, name: &str) -> Vec<RsState> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut states: Vec<RsState> = self
+                .states
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, s)| *s)
+                .collect();
+            states.dedup();
+            if states.last() == Some(&RsState::Deleted) {
+                return states;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} not seen deleted: {states:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
-/// Waits, at most 30 s, until the ReplicaSet `name` is gone.
-fn wait_gone(kube: &KubeEnv, api: &Api<ReplicaSet>, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while kube.block_on(api.get_opt(name)).unwrap().is_some() {
-        assert!(
-            Instant::now() < deadline,
-            "ReplicaSet {name} is still there"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+/// Asserts that the experiment's ReplicaSet `name` had its one pod available, then was
+/// scaled to zero, then deleted.
+fn assert_ran_and_was_removed(seen: &ReplicaSetLog, name: &str) {
+    let states = seen.of_deleted(name);
+    let available = RsState::Is {
+        replicas: 1,
+        available: 1,
+    };
+    let ran = states.iter().position(|s| *s == available);
+    let scaled = states
+        .iter()
+        .rposition(|s| matches!(s, RsState::Is { replicas: 0, .. }));
+    assert!(
+        ran.is_some() && scaled.is_some() && ran < scaled,
+        "{name}: not available, then scaled to zero, then deleted: {states:?}"
+    );
 }
 
 #[test]
@@ -391,18 +416,9 @@ fn a_target_group_set_feeds_a_cell_from_member_clusters_bindings() {
         moto.weights(&listener.arn, 14).unwrap().unwrap(),
         [(baton_tests::aws::target_group_name(&b1), 100)]
     );
-    // Through the experiment: its ReplicaSet ran one available pod of wy's template, then
-    // was scaled to zero and deleted; wy itself was left as it was.
-    let experiment = "web-1-experiment-wy";
-    let states = seen.of(experiment);
-    assert!(
-        states.contains(&(1, 1)),
-        "{experiment} never had its pod available: {states:?}"
-    );
-    assert_eq!(states.last(), Some(&(0, 0)), "{states:?}");
-    wait_gone(&kube, &replica_sets, experiment);
-    let wy = kube.block_on(replica_sets.get("wy")).unwrap();
-    assert_eq!(wy.spec.unwrap().replicas, Some(0));
+    // Through the experiment (of run web-2, step 1): its ReplicaSet ran one available pod
+    // of wy's template, then was scaled to zero and deleted.
+    assert_ran_and_was_removed(&seen, "web-2-1-experiment-wy");
 
     // 3.0.0 errors: its experiment fails, the version is blocked and 2.0.0 keeps serving,
     // and the experiment's ReplicaSet is removed all the same.
@@ -425,7 +441,7 @@ fn a_target_group_set_feeds_a_cell_from_member_clusters_bindings() {
     let cause = status["blocked"][0]["cause"].as_str().unwrap();
     assert_eq!(status["blocked"][0]["version"], "3.0.0");
     assert!(
-        cause.contains("experiment web-1-experiment")
+        cause.contains("experiment web-3-1-experiment")
             && cause.contains("metric error-rate/error-rate"),
         "{cause}"
     );
@@ -434,7 +450,7 @@ fn a_target_group_set_feeds_a_cell_from_member_clusters_bindings() {
         moto.weights(&listener.arn, 14).unwrap().unwrap(),
         [(baton_tests::aws::target_group_name(&b1), 100)]
     );
-    wait_gone(&kube, &replica_sets, experiment);
+    assert_ran_and_was_removed(&seen, "web-3-1-experiment-wy");
     let set = kube.wait_status(&sets, "cell1", Duration::from_secs(30), |s| {
         s["targetGroups"].as_array().is_some_and(|a| a.len() == 3)
     });

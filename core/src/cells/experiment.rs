@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use baton_schemas::NodeKind;
 use baton_schemas::analysis::experiment::{
     EXPERIMENT_LABEL, Experiment, ExperimentAnalysis, ExperimentReplicaSet, label_value,
 };
@@ -15,6 +14,7 @@ use baton_schemas::analysis::{self, AnalysisSpec, AnalysisTemplateSpec};
 use baton_schemas::cell::{Cell, DEFAULT_PROGRESS_DEADLINE_SECONDS, ExperimentStep};
 use baton_schemas::wire::Timestamp;
 use baton_schemas::workflow::NodeSpec;
+use baton_schemas::{NodeKind, RunId};
 
 use crate::chains::unique_name;
 use crate::{NodeState, Run};
@@ -25,12 +25,22 @@ use super::plan::{measuring_time, push};
 /// it cannot run.
 pub(crate) fn plan(
     cell: &Cell,
+    run: &RunId,
     step: u32,
     spec: &ExperimentStep,
     find: impl Fn(&str) -> Option<AnalysisTemplateSpec>,
     fields: &BTreeMap<String, String>,
 ) -> Result<AnalysisSpec, String> {
-    let name = format!("{}-{step}-experiment", cell.metadata.name);
+    // Its ReplicaSets run in the Cell's namespace; never in the worker's own, where Baton's
+    // credentials are.
+    let Some(namespace) = cell.metadata.namespace.clone() else {
+        return Err(
+            "an experiment runs its ReplicaSets in the Cell's namespace: give the Cell metadata.namespace".to_owned(),
+        );
+    };
+    // Named after the rollout's run (`<cell>-<n>`): a rollout that replaces another never
+    // meets the ReplicaSets the other is removing.
+    let name = format!("{run}-{step}-experiment");
     let mut analyses = Vec::new();
     for a in &spec.analyses {
         let metrics = analysis::resolve(&a.spec(), &find, fields)
@@ -63,6 +73,7 @@ pub(crate) fn plan(
             "baton.dev/cell".to_owned(),
             label_value(&cell.metadata.name),
         ),
+        ("baton.dev/run".to_owned(), label_value(run.as_str())),
         (
             "app.kubernetes.io/managed-by".to_owned(),
             "baton".to_owned(),
@@ -74,7 +85,7 @@ pub(crate) fn plan(
         .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS);
     Ok(AnalysisSpec {
         // The ReplicaSets run, and Secrets are read, in the Cell's namespace.
-        namespace: cell.metadata.namespace.clone(),
+        namespace: Some(namespace),
         experiment: Some(Box::new(Experiment {
             name,
             duration: spec

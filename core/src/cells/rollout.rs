@@ -299,6 +299,7 @@ impl Core {
                     let templates = &self.templates;
                     let planned = super::experiment::plan(
                         &cell,
+                        &run,
                         step,
                         spec,
                         |n| templates.get(n).map(|t| t.spec.clone()),

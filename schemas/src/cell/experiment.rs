@@ -182,21 +182,56 @@ fn name_problem<'a>(
 }
 
 /// Returns the problems of a ReplicaSet an experiment runs (`at` is its path): an
-/// `apps/v1` ReplicaSet with a selector and a pod template.
+/// `apps/v1` ReplicaSet with a selector its pod template's labels meet, and containers.
 pub fn replica_set_problems(at: &str, rs: &serde_json::Value) -> Vec<SpecError> {
     let mut errors = Vec::new();
     let text = |field: &str| rs.get(field).and_then(|v| v.as_str()).unwrap_or_default();
     if (text("apiVersion"), text("kind")) != ("apps/v1", "ReplicaSet") {
         errors.push(SpecError::new(at, "must be an apps/v1 ReplicaSet"));
     }
-    if rs.pointer("/spec/template/spec/containers").is_none() {
+    if rs
+        .pointer("/spec/template/spec/containers")
+        .and_then(|c| c.as_array())
+        .is_none_or(|c| c.is_empty())
+    {
         errors.push(SpecError::new(
             format!("{at}.spec.template.spec.containers"),
             "a ReplicaSet for an experiment needs a pod template with containers",
         ));
     }
-    if rs.pointer("/spec/selector").is_none() {
-        errors.push(SpecError::new(format!("{at}.spec.selector"), "is required"));
+    let labels = rs.pointer("/spec/template/metadata/labels");
+    match rs.pointer("/spec/selector") {
+        None => errors.push(SpecError::new(format!("{at}.spec.selector"), "is required")),
+        Some(selector) if !selector.is_object() => errors.push(SpecError::new(
+            format!("{at}.spec.selector"),
+            "must be a label selector",
+        )),
+        Some(selector) => {
+            let wanted = selector.get("matchLabels").map(|m| m.as_object());
+            match wanted {
+                Some(None) => errors.push(SpecError::new(
+                    format!("{at}.spec.selector.matchLabels"),
+                    "must map label names to values",
+                )),
+                Some(Some(wanted)) => {
+                    for (key, value) in wanted {
+                        if labels.and_then(|l| l.get(key)) != Some(value) {
+                            errors.push(SpecError::new(
+                                format!("{at}.spec.template.metadata.labels"),
+                                format!("must have {key}: {value}, which the selector asks for"),
+                            ));
+                        }
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+    if labels.is_some_and(|l| !l.is_object()) {
+        errors.push(SpecError::new(
+            format!("{at}.spec.template.metadata.labels"),
+            "must map label names to values",
+        ));
     }
     errors
 }

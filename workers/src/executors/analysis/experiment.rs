@@ -3,17 +3,20 @@
 //! 1. Each template's ReplicaSet is made (server-side apply, so a job delivered again after
 //!    its worker died adopts what the first delivery made) in the Cell's namespace, from the
 //!    ReplicaSet the job carries or the one `specRef` names there. It keeps that ReplicaSet's
-//!    pod template and selector, both marked with its own [`EXPERIMENT_LABEL`] so that the two
-//!    never share pods.
+//!    pod template and selector, both marked with its own [`EXPERIMENT_LABEL`], so that it
+//!    owns only its own pods. An object of its name that is not this experiment's is left
+//!    alone and fails the step.
 //! 2. It waits until every ReplicaSet has its replicas available, within the progress
-//!    deadline; one that does not fails the experiment, as Argo Rollouts' did.
+//!    deadline; one that does not fails the experiment, as Argo Rollouts' did. One that stays
+//!    unavailable that long later on fails it too.
 //! 3. The analyses run while the ReplicaSets do. A failed (or inconclusive) analysis ends the
 //!    experiment at once with its phase; otherwise it succeeds once the duration is over and
 //!    every `requiredForCompletion` analysis has ended. Analyses still running then stop.
-//! 4. Pass, fail or stop, every ReplicaSet made is scaled to zero and deleted.
+//! 4. Pass, fail or stop, every ReplicaSet made is scaled to zero and deleted (the object
+//!    made, by its uid).
 //!
-//! A delivery again after the worker died starts the duration over: the ReplicaSets it finds
-//! are the same objects, but how long they ran is not known.
+//! A worker that stops hands the job back after removing the ReplicaSets; one killed leaves
+//! them, and the delivery again adopts them. Either way the duration starts over.
 
 use std::time::Duration;
 
@@ -25,7 +28,8 @@ use baton_schemas::wire::{FailureKind, Outcome};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::ResourceExt as _;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -70,8 +74,10 @@ pub(super) async fn run(
     let mut made = Vec::new();
     let ended = tokio::select! {
         ended = run_until_judged(providers, &api, &namespace, experiment, &mut made, stop, metrics) => ended,
+        // Not a verdict on the version: something it waited on (a provider, the API server)
+        // was slow.
         _ = super::super::timed_out(timeout) => Ended::Problem(
-            Phase::Failed,
+            Phase::Inconclusive,
             "timed out before the experiment ended".to_owned(),
         ),
     };
@@ -122,7 +128,7 @@ async fn run_until_judged(
     api: &Api<ReplicaSet>,
     namespace: &str,
     experiment: &Experiment,
-    made: &mut Vec<String>,
+    made: &mut Vec<(String, String)>,
     stop: &CancellationToken,
     metrics: &crate::WorkerMetrics,
 ) -> Ended {
@@ -152,15 +158,35 @@ async fn run_until_judged(
             Ok(manifest) => manifest,
             Err(e) => return Ended::Problem(Phase::Inconclusive, e),
         };
-        // Named before it is applied: an apply that fails after the server took it is
-        // still removed.
-        made.push(rs.name.clone());
+        // Only this experiment's own object is adopted (a delivery again after a worker died).
+        let mark = label_value(&rs.name);
+        match api.get_opt(&rs.name).await {
+            Ok(Some(found)) if found.labels().get(EXPERIMENT_LABEL) != Some(&mark) => {
+                return Ended::Problem(
+                    Phase::Inconclusive,
+                    format!(
+                        "a ReplicaSet {} is in namespace {namespace} and is not this experiment's: it is left alone",
+                        rs.name
+                    ),
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Ended::Problem(
+                    Phase::Inconclusive,
+                    format!("reading ReplicaSet {}: {e}", rs.name),
+                );
+            }
+        }
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        if let Err(e) = api.patch(&rs.name, &params, &Patch::Apply(&manifest)).await {
-            return Ended::Problem(
-                Phase::Inconclusive,
-                format!("making ReplicaSet {}: {e}", rs.name),
-            );
+        match api.patch(&rs.name, &params, &Patch::Apply(&manifest)).await {
+            Ok(applied) => made.push((rs.name.clone(), applied.uid().unwrap_or_default())),
+            Err(e) => {
+                return Ended::Problem(
+                    Phase::Inconclusive,
+                    format!("making ReplicaSet {}: {e}", rs.name),
+                );
+            }
         }
         info!(replica_set = %rs.name, namespace, replicas = rs.replicas, "experiment ReplicaSet made");
     }
@@ -176,7 +202,32 @@ async fn run_until_judged(
         }
         () = wait_available(api, experiment) => {}
     }
-    judge(providers, namespace, experiment, stop, metrics).await
+    tokio::select! {
+        ended = judge(providers, namespace, experiment, stop, metrics) => ended,
+        why = stays_available(api, experiment) => Ended::Problem(Phase::Failed, why),
+    }
+}
+
+/// Returns, with why, once a ReplicaSet has been short of available pods for the progress
+/// deadline after it was first available.
+async fn stays_available(api: &Api<ReplicaSet>, experiment: &Experiment) -> String {
+    let mut short_since: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::time::sleep(POLL).await;
+        let waiting = unavailable(api, experiment).await;
+        if waiting.is_empty() {
+            short_since = None;
+            continue;
+        }
+        let since = *short_since.get_or_insert_with(tokio::time::Instant::now);
+        if since.elapsed() >= experiment.progress_deadline.0 {
+            return format!(
+                "unavailable for the progress deadline of {}s: {}",
+                experiment.progress_deadline.0.as_secs(),
+                waiting.join(", ")
+            );
+        }
+    }
 }
 
 /// The ReplicaSet an experiment runs: `source`'s pod template and selector, both marked as
@@ -186,14 +237,29 @@ fn manifest(
     rs: &ExperimentReplicaSet,
     experiment: &Experiment,
 ) -> Result<Value, String> {
-    let Some(mut template) = source.pointer("/spec/template").cloned() else {
-        return Err(format!("ReplicaSet {:?} has no spec.template", rs.spec_ref));
+    let unusable = |what: &str| format!("ReplicaSet {:?}: {what}", rs.spec_ref);
+    let Some(mut template) = source
+        .pointer("/spec/template")
+        .filter(|t| t.is_object())
+        .cloned()
+    else {
+        return Err(unusable("it has no pod template (spec.template)"));
     };
     let mark = label_value(&rs.name);
     let mut selector = source
         .pointer("/spec/selector")
         .cloned()
         .unwrap_or_else(|| json!({}));
+    if !selector.is_object() || selector.get("matchLabels").is_some_and(|m| !m.is_object()) {
+        return Err(unusable("its spec.selector is not a label selector"));
+    }
+    if template.get("metadata").is_some_and(|m| !m.is_object())
+        || template
+            .pointer("/metadata/labels")
+            .is_some_and(|l| !l.is_object())
+    {
+        return Err(unusable("its spec.template.metadata.labels is not a map"));
+    }
     if !selector["matchLabels"].is_object() {
         selector["matchLabels"] = json!({});
     }
@@ -318,30 +384,45 @@ async fn judge(
     Ended::Verdict(Phase::Successful, reports)
 }
 
-/// Scales each ReplicaSet of `names` to zero and deletes it; returns those it could not.
-async fn remove(api: &Api<ReplicaSet>, names: &[String]) -> Vec<(String, String)> {
-    let mut left = Vec::new();
-    for name in names {
+/// Scales each ReplicaSet `made` (name, uid) to zero and deletes it, all at once within
+/// [`REMOVAL_TIMEOUT`]; returns those it could not remove, with why.
+async fn remove(api: &Api<ReplicaSet>, made: &[(String, String)]) -> Vec<(String, String)> {
+    let removals = made.iter().map(|(name, uid)| async move {
+        // Only the object made: one deleted and made again by someone else is not touched.
+        let zero = Patch::Merge(json!({
+            "metadata": {"uid": uid},
+            "spec": {"replicas": 0},
+        }));
+        let delete = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
         let scaled_and_deleted = async {
-            let zero = Patch::Merge(json!({"spec": {"replicas": 0}}));
             ignore_gone(
                 api.patch(name, &PatchParams::default(), &zero)
                     .await
                     .map(drop),
             )?;
-            ignore_gone(
-                api.delete(name, &DeleteParams::background())
-                    .await
-                    .map(drop),
-            )
+            ignore_gone(api.delete(name, &delete).await.map(drop))
         };
-        match tokio::time::timeout(REMOVAL_TIMEOUT, scaled_and_deleted).await {
-            Ok(Ok(())) => info!(replica_set = %name, "experiment ReplicaSet removed"),
-            Ok(Err(e)) => left.push((name.clone(), e.to_string())),
-            Err(_) => left.push((name.clone(), "timed out".to_owned())),
-        }
-    }
-    left
+        let why = match tokio::time::timeout(REMOVAL_TIMEOUT, scaled_and_deleted).await {
+            Ok(Ok(())) => {
+                info!(replica_set = %name, "experiment ReplicaSet removed");
+                return None;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".to_owned(),
+        };
+        Some((name.clone(), why))
+    });
+    futures::future::join_all(removals)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// A ReplicaSet already gone is removed.
