@@ -504,6 +504,11 @@ pub(crate) struct WorkerOptions {
     /// The Helm 3 or 4 program the `cli` driver runs.
     #[arg(long, env = "BATON_HELM_BINARY", default_value = "helm")]
     pub helm_binary: PathBuf,
+    /// The planner's chart repository as Flux's source-controller reaches it (the planner's
+    /// API URL and `/charts`, e.g. `http://baton-planner.baton-system:8080/charts`): the
+    /// `flux` driver reads subcharts split out of umbrella charts from there.
+    #[arg(long, env = "BATON_SUBCHART_REPOSITORY_URL")]
+    pub subchart_repository_url: Option<String>,
     /// Where `GET /metrics` (Prometheus, no token) listens; off unless given.
     #[arg(long, env = "BATON_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,

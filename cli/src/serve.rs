@@ -525,6 +525,7 @@ fn worker_config(kinds: Vec<NodeKind>, options: &WorkerOptions) -> WorkerConfig 
         helm: HelmConfig {
             driver: options.helm_driver,
             binary: options.helm_binary.clone(),
+            subchart_repository: options.subchart_repository_url.clone(),
             ..HelmConfig::default()
         },
         metrics: WorkerMetrics::default(),

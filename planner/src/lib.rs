@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod charts;
 pub mod cluster;
 pub mod discovery;
 pub mod lease;

@@ -58,7 +58,9 @@ impl Role {
     /// Returns the role a request needs, or `None` for what is open to anyone (the health
     /// probe). Paths with no route need a viewer, so that only callers learn what is there.
     pub fn needed(method: &Method, path: &str) -> Option<Role> {
-        if path == "/healthz" {
+        // Flux's source-controller reads the chart repository without a token; it serves
+        // only public charts that registered groups name (`crate::charts`).
+        if path == "/healthz" || (*method == Method::GET && path.starts_with("/charts/")) {
             return None;
         }
         Some(match *method {
@@ -369,6 +371,13 @@ mod tests {
     fn each_route_needs_the_role_its_effect_asks() {
         let needed = |m: Method, p: &str| Role::needed(&m, p);
         assert_eq!(needed(Method::GET, "/healthz"), None);
+        // Flux reads the chart repository without a token; nothing else there is open.
+        assert_eq!(needed(Method::GET, "/charts/0123/index.yaml"), None);
+        assert_eq!(
+            needed(Method::POST, "/charts/0123/index.yaml"),
+            Some(Role::Operator)
+        );
+        assert_eq!(needed(Method::GET, "/chartsx"), Some(Role::Viewer));
         assert_eq!(needed(Method::GET, "/v1/runs"), Some(Role::Viewer));
         assert_eq!(needed(Method::GET, "/v1/nothing"), Some(Role::Viewer));
         assert_eq!(

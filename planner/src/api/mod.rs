@@ -17,10 +17,11 @@
 //! | `GET /v1/cells`, `GET /v1/cells/{name}` | | Cell status |
 //! | `POST /v1/cells/{name}/{resume,abort,promote}` | optional `{"run": "...", "step": N}`: refused (409) unless the rollout is that run, at that step | `{"cell", "command"}` |
 //! | `DELETE /v1/cells/{name}` | | `{"cell"}` (the rule goes too with `deletionPolicy: Delete`) |
+//! | `GET /charts/{path}/index.yaml`, `GET /charts/{path}/{chart}.tgz` | | a Helm chart repository of the subcharts an umbrella chart of a registered group vendors (`crate::charts`), for the `flux` driver |
 //! | `GET /healthz` | | `ok` |
 //!
-//! Every path but `/healthz` takes a bearer token and a role (`auth.rs`): 401 without a known
-//! token, 403 beyond the caller's role.
+//! Every path but `/healthz` and `GET /charts/...` takes a bearer token and a role
+//! (`auth.rs`): 401 without a known token, 403 beyond the caller's role.
 //!
 //! `POST /v1/apply`, `POST /v1/workflows/{name}/runs` and `POST /v1/triggers/{name}` take an
 //! `Idempotency-Key` header (1 to 255 visible ASCII characters): the run they start is named
@@ -55,6 +56,7 @@ use crate::service::{Changes, Command};
 
 mod audit;
 mod auth;
+mod charts;
 mod kube_auth;
 mod listen;
 mod live_tokens;
@@ -82,6 +84,8 @@ struct Api {
     changes: Changes,
     /// Fired when the planner stops: watch streams end.
     shutdown: CancellationToken,
+    /// The subcharts the chart repository serves.
+    charts: crate::charts::ChartCache,
 }
 
 struct ApiError(StatusCode, Vec<String>);
@@ -207,6 +211,7 @@ pub fn router(
         .route("/v1/cells/{name}/watch", get(watch::cell))
         .route("/v1/watch/cells", get(watch::cells))
         .route("/v1/cells/{name}/{command}", post(cell_command))
+        .route("/charts/{path}/{file}", get(charts::file))
         .fallback(no_route)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         // Outside the routes and their extractors: a caller is known before a body is read.
@@ -229,6 +234,7 @@ pub fn router(
             limits,
             changes,
             shutdown,
+            charts: crate::charts::ChartCache::new(reqwest::Client::new()),
         })
 }
 

@@ -98,6 +98,13 @@ pub enum Command {
         /// The runs.
         reply: oneshot::Sender<Vec<RunStatus>>,
     },
+    /// Finds the umbrella chart whose subcharts the chart repository serves at `path`.
+    SubchartSource {
+        /// [`baton_schemas::helm::HelmChart::subchart_repository_path`].
+        path: String,
+        /// The parent chart, if a registered group splits it.
+        reply: oneshot::Sender<Option<crate::charts::ParentChart>>,
+    },
     /// Reads every application group's status.
     Groups {
         /// The groups' views, by name.
@@ -276,6 +283,9 @@ impl Planner {
                     .map(|g| self.core.group_view(g))
                     .collect();
                 let _ = reply.send(views);
+            }
+            Command::SubchartSource { path, reply } => {
+                let _ = reply.send(crate::charts::parent_at(self.core.groups(), &path));
             }
             Command::Cells { reply } => {
                 let _ = reply.send(self.core.cell_views().collect());

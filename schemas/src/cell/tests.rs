@@ -165,10 +165,15 @@ fn okras_experiment_cell_takes_its_replica_set_from_the_same_file() {
         ]
     );
     // A template whose labels its selector does not match would be refused by the API server.
-    let mismatched = text.replace("      labels:\n        app: wy\n    spec:", "      labels:\n        app: other\n    spec:");
+    let mismatched = text.replace(
+        "      labels:\n        app: wy\n    spec:",
+        "      labels:\n        app: other\n    spec:",
+    );
     assert_eq!(
         errors(&mismatched),
-        ["(document 2) spec.template.metadata.labels: must have app: \"wy\", which the selector asks for"]
+        [
+            "(document 2) spec.template.metadata.labels: must have app: \"wy\", which the selector asks for"
+        ]
     );
     // An experiment that could never end, and one without templates, are refused.
     let endless = text.replace("          duration: 5m\n", "");

@@ -340,6 +340,21 @@ fn values_from_is_cut_for_subcharts_and_refused_to_flux() {
             "g.yaml: spec.applications[0].spec.release.valuesFrom: valuesFrom cannot be given to an application split into subcharts with the flux driver (a HelmRelease merges valuesFrom into the whole values, a subchart's release needs only its part): use the cli driver, or move those values into values"
         ]
     );
+    // Flux splits subcharts of http(s) repositories without credentials only (the planner
+    // serves them); the cli driver takes any.
+    let oci = apps(&[("shop", "", "      subcharts: [{name: cart}]\n")])
+        .replace("'https://charts.example.com'", "'oci://ghcr.io/org/charts'");
+    assert!(parse_documents("g.yaml", &oci, Timestamp(0)).is_ok());
+    let oci_flux = oci.replace(
+        "spec:\n  applications:",
+        "spec:\n  driver: flux\n  applications:",
+    );
+    assert_eq!(
+        errors(&oci_flux),
+        [
+            "g.yaml: spec.applications[0].spec.chart: the flux driver reads subcharts from the planner's chart repository, which takes them out of umbrella charts of http(s) repositories that need no credentials; this chart is oci:// or names authSecretRef: use the cli driver"
+        ]
+    );
     // An application not split keeps valuesFrom whole, with either driver.
     let whole = apps(&[("shop", "", "")])
         .replace(

@@ -186,6 +186,15 @@ pub(super) fn application(
         },
         errors,
     );
+    if driver == Some(HelmDriver::Flux) && !app.spec.subcharts.is_empty() {
+        let chart = &app.spec.chart;
+        if chart.url.starts_with("oci://") || chart.auth_secret_ref.is_some() {
+            errors.push(SpecError::new(
+                format!("{at}.spec.chart"),
+                "the flux driver reads subcharts from the planner's chart repository, which takes them out of umbrella charts of http(s) repositories that need no credentials; this chart is oci:// or names authSecretRef: use the cli driver",
+            ));
+        }
+    }
     if driver == Some(HelmDriver::Flux)
         && !app.spec.subcharts.is_empty()
         && !release.values_from.is_empty()

@@ -268,6 +268,29 @@ impl HelmChart {
             .filter(|v| !v.is_empty() && *v != "*")
     }
 
+    /// Returns the path under the planner's chart repository (`/charts`) at which it serves
+    /// this umbrella chart's subcharts: the first 16 hex digits of the SHA-256 of its
+    /// repository, name and version, so that two parents never share an index.
+    pub fn subchart_repository_path(&self) -> String {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(
+            format!(
+                "{}\n{}\n{}",
+                self.url.trim_end_matches('/'),
+                self.name,
+                self.version.as_deref().unwrap_or_default()
+            )
+            .as_bytes(),
+        );
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Whether the planner's chart repository serves this umbrella chart's subcharts: it
+    /// reads `http(s)` repositories that need no credentials.
+    pub fn subcharts_servable(&self) -> bool {
+        !self.is_oci() && self.auth_secret_ref.is_none()
+    }
+
     /// Returns the OCI reference of the chart (`oci://registry/path/name`).
     pub fn oci_ref(&self) -> String {
         format!("{}/{}", self.url.trim_end_matches('/'), self.name)
@@ -383,11 +406,16 @@ impl HelmSpec {
     /// `OCIRepository` for `oci://` charts, named by [`HelmSpec::source_name`]), then the
     /// `HelmRelease`, named after the release. `annotations` go on the `HelmRelease`.
     ///
-    /// Flux cannot unpack a chart, so a subchart is read from the same repository under its
-    /// own name (umbrella charts publish their subcharts that way), at its newest version: its
-    /// own version is not the parent's, and the spec does not give it. The `cli` driver takes
-    /// it out of the parent chart instead.
-    pub fn flux_objects(&self, annotations: &BTreeMap<String, String>) -> (Value, Value) {
+    /// Flux cannot unpack a chart. With `subcharts` (the base URL of the chart repository the
+    /// planner serves, [`HelmChart::subchart_repository_path`]), a subchart is read from there:
+    /// the planner takes it out of the parent chart, so it is the version the parent pins.
+    /// Without it, a subchart is read from the parent's repository under its own name, at its
+    /// newest version (what an executor pod is given).
+    pub fn flux_objects(
+        &self,
+        annotations: &BTreeMap<String, String>,
+        subcharts: Option<&str>,
+    ) -> (Value, Value) {
         let chart = self.chart.clone().unwrap_or_else(|| HelmChart {
             url: String::new(),
             name: String::new(),
@@ -396,6 +424,21 @@ impl HelmSpec {
             subchart: None,
         });
         let chart_name = chart.subchart.clone().unwrap_or_else(|| chart.name.clone());
+        let served = chart.subchart.is_some().then_some(subcharts).flatten();
+        let chart = match served {
+            Some(base) => HelmChart {
+                url: format!(
+                    "{}/{}",
+                    base.trim_end_matches('/'),
+                    chart.subchart_repository_path()
+                ),
+                // The planner serves this parent's subcharts only, one version of each.
+                version: None,
+                auth_secret_ref: None,
+                ..chart
+            },
+            None => chart,
+        };
         let version = match chart.subchart {
             Some(_) => None,
             None => chart.pinned_version(),

@@ -75,8 +75,10 @@ fn go_durations() {
 
 #[test]
 fn a_helm_repository_chart_renders_a_helm_repository_and_a_release() {
-    let (source, release) = spec("https://charts.example.com", Some("1.2.3"))
-        .flux_objects(&BTreeMap::from([("baton.dev/job".into(), "r.n.1".into())]));
+    let (source, release) = spec("https://charts.example.com", Some("1.2.3")).flux_objects(
+        &BTreeMap::from([("baton.dev/job".into(), "r.n.1".into())]),
+        None,
+    );
     assert_eq!(source["kind"], "HelmRepository");
     assert_eq!(source["spec"]["url"], "https://charts.example.com");
     assert_eq!(source["metadata"]["namespace"], "apps");
@@ -97,7 +99,7 @@ fn a_helm_repository_chart_renders_a_helm_repository_and_a_release() {
 #[test]
 fn an_oci_chart_renders_an_oci_repository_and_a_chart_ref() {
     let (source, release) =
-        spec("oci://ghcr.io/org/charts/", Some("^1.0")).flux_objects(&BTreeMap::new());
+        spec("oci://ghcr.io/org/charts/", Some("^1.0")).flux_objects(&BTreeMap::new(), None);
     assert_eq!(source["kind"], "OCIRepository");
     assert_eq!(source["spec"]["url"], "oci://ghcr.io/org/charts/nginx");
     assert_eq!(source["spec"]["ref"], json!({"semver": "^1.0"}));
@@ -109,14 +111,40 @@ fn an_oci_chart_renders_an_oci_repository_and_a_chart_ref() {
 fn a_subchart_asks_for_its_own_newest_version_not_the_parents() {
     let mut sub = spec("https://charts.example.com", Some("1.2.3"));
     sub.chart.as_mut().unwrap().subchart = Some("reviews".into());
-    let (_, release) = sub.flux_objects(&BTreeMap::new());
+    let (_, release) = sub.flux_objects(&BTreeMap::new(), None);
     assert_eq!(release["spec"]["chart"]["spec"]["chart"], "reviews");
     assert_eq!(release["spec"]["chart"]["spec"]["version"], "*");
     let mut oci = spec("oci://ghcr.io/org/charts", Some("1.2.3"));
     oci.chart.as_mut().unwrap().subchart = Some("reviews".into());
-    let (source, _) = oci.flux_objects(&BTreeMap::new());
+    let (source, _) = oci.flux_objects(&BTreeMap::new(), None);
     assert_eq!(source["spec"]["url"], "oci://ghcr.io/org/charts/reviews");
     assert_eq!(source["spec"]["ref"], json!({"semver": "*"}));
+}
+
+#[test]
+fn a_subchart_is_read_from_the_planners_chart_repository_when_it_serves_one() {
+    let mut sub = spec("https://charts.example.com/", Some("1.2.3"));
+    sub.chart.as_mut().unwrap().subchart = Some("reviews".into());
+    let path = sub.chart.as_ref().unwrap().subchart_repository_path();
+    assert_eq!(path.len(), 16);
+    // The same parent at another version, or another parent, has another path.
+    let other = HelmChart {
+        version: Some("1.2.4".into()),
+        ..sub.chart.clone().unwrap()
+    };
+    assert_ne!(other.subchart_repository_path(), path);
+    let (source, release) = sub.flux_objects(&BTreeMap::new(), Some("http://baton:8080/charts/"));
+    assert_eq!(
+        source["spec"]["url"],
+        format!("http://baton:8080/charts/{path}")
+    );
+    assert_eq!(release["spec"]["chart"]["spec"]["chart"], "reviews");
+    assert_eq!(release["spec"]["chart"]["spec"]["version"], "*");
+    // The parent itself is read from its own repository.
+    sub.chart.as_mut().unwrap().subchart = None;
+    let (source, release) = sub.flux_objects(&BTreeMap::new(), Some("http://baton:8080/charts"));
+    assert_eq!(source["spec"]["url"], "https://charts.example.com/");
+    assert_eq!(release["spec"]["chart"]["spec"]["version"], "1.2.3");
 }
 
 #[test]
@@ -130,8 +158,8 @@ fn sources_of_one_release_name_in_two_namespaces_stay_apart() {
     a.chart.as_mut().unwrap().auth_secret_ref = Some(secret.clone());
     let mut b = a.clone();
     b.namespace = "other".into();
-    let (source_a, release_a) = a.flux_objects(&BTreeMap::new());
-    let (source_b, _) = b.flux_objects(&BTreeMap::new());
+    let (source_a, release_a) = a.flux_objects(&BTreeMap::new(), None);
+    let (source_b, _) = b.flux_objects(&BTreeMap::new(), None);
     assert_eq!(source_a["metadata"]["namespace"], "flux-system");
     assert_eq!(source_b["metadata"]["namespace"], "flux-system");
     assert_ne!(source_a["metadata"]["name"], source_b["metadata"]["name"]);

@@ -54,6 +54,9 @@ pub struct HelmEvent {
     pub end: Instant,
     /// Whether it failed.
     pub failed: bool,
+    /// The chart version released, when the actor read the chart from a repository on this
+    /// machine (as source-controller would); else the version the `HelmRelease` asks for.
+    pub chart_version: String,
 }
 
 /// A running helm-controller actor; stops when dropped.
@@ -369,7 +372,7 @@ async fn reconcile(
     };
     let sources: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), &source_namespace, &source);
-    if !matches!(sources.get_opt(&source_name).await, Ok(Some(_))) {
+    let Ok(Some(found)) = sources.get_opt(&source_name).await else {
         patch_status(
             api,
             &name,
@@ -378,7 +381,26 @@ async fn reconcile(
         )
         .await;
         return;
-    }
+    };
+    // A repository on this machine is read as source-controller reads one: the chart must be
+    // in its index, its package downloadable and as the index says.
+    let url = found.data["spec"]["url"].as_str().unwrap_or_default();
+    let version = if source_kind == "HelmRepository" && url.starts_with("http://127.0.0.1") {
+        match fetch_chart(url, &chart, &version).await {
+            Ok(resolved) => resolved,
+            Err(e) => {
+                patch_status(
+                    api,
+                    &name,
+                    json!({"conditions": [condition("Ready", "False", "ArtifactFailed", &e, generation)]}),
+                )
+                .await;
+                return;
+            }
+        }
+    } else {
+        version
+    };
     let values = values_of(object);
     let start = Instant::now();
     tokio::time::sleep(delay(&values)).await;
@@ -433,8 +455,55 @@ async fn reconcile(
         start,
         end: Instant::now(),
         failed,
+        chart_version: version,
     });
     patch_status(api, &name, status).await;
+}
+
+/// Reads chart `chart` at `version` (`*`: the newest listed) from the Helm repository at
+/// `url` as source-controller does: its `index.yaml`, then the package, whose SHA-256 must be
+/// the index's and whose `Chart.yaml` must name the chart. Returns the version read.
+async fn fetch_chart(url: &str, chart: &str, version: &str) -> Result<String, String> {
+    use sha2::Digest as _;
+    let base = url.trim_end_matches('/');
+    let get = |url: String| async move {
+        let response = reqwest::get(&url)
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("GET {url}: {}", response.status()));
+        }
+        response
+            .bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| format!("GET {url}: {e}"))
+    };
+    let index: Value = serde_norway::from_slice(&get(format!("{base}/index.yaml")).await?)
+        .map_err(|e| format!("{base}/index.yaml: {e}"))?;
+    let entries = index["entries"][chart]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let entry = match version {
+        "*" => entries.first(),
+        exact => entries.iter().find(|e| e["version"] == exact),
+    }
+    .ok_or_else(|| format!("no chart {chart} {version} in {base}/index.yaml"))?;
+    let file = entry["urls"][0].as_str().unwrap_or_default();
+    let package = match file.contains("://") {
+        true => get(file.to_owned()).await?,
+        false => get(format!("{base}/{file}")).await?,
+    };
+    let digest: String = sha2::Sha256::digest(&package)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if entry["digest"].as_str().is_some_and(|d| d != digest) {
+        return Err(format!("{file}: digest mismatch"));
+    }
+    let resolved = entry["version"].as_str().unwrap_or_default().to_owned();
+    Ok(resolved)
 }
 
 /// Uninstalls a deleted `HelmRelease` and lets it go. Returns true when it failed (the
@@ -463,6 +532,7 @@ async fn uninstall(
         start,
         end: Instant::now(),
         failed,
+        chart_version: String::new(),
     });
     if failed {
         patch_status(

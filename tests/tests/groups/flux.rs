@@ -55,8 +55,19 @@ impl FluxEnv {
         let planner = env.start_planner_with(&args).unwrap();
         env.keep(planner);
         wait_for_port(env.api_port, Duration::from_secs(10)).unwrap();
+        // Subcharts come from the planner's chart repository.
+        let charts = format!("http://127.0.0.1:{}/charts", env.api_port);
         let worker = env
-            .start_worker("worker", kinds, &["--helm-driver", "flux"])
+            .start_worker(
+                "worker",
+                kinds,
+                &[
+                    "--helm-driver",
+                    "flux",
+                    "--subchart-repository-url",
+                    &charts,
+                ],
+            )
             .unwrap();
         Some(FluxEnv {
             env,
@@ -86,23 +97,60 @@ fn orkestra_groups() -> ApiResource {
     }
 }
 
+/// Serves bookinfo's umbrella chart `v1` from a repository on this machine, its four
+/// subcharts vendored at `v1`, beside a newer `productpage` 2.0.0 published on its own: the
+/// one a subchart read from the parent's repository under its own name would drift to.
+fn bookinfo_repository(world: &FluxEnv) -> baton_tests::chart_repo::ChartRepo {
+    let helm = baton_tests::kube::real::required("helm").unwrap();
+    let repo = baton_tests::chart_repo::ChartRepo::start(&world.env.dir.path().join("repo"), &helm)
+        .unwrap();
+    let page = |name: &'static str| -> Vec<(&'static str, String)> {
+        vec![(
+            "configmap.yaml",
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}-{{{{ .Chart.Version }}}}}}\n"
+            ),
+        )]
+    };
+    let subs: Vec<(&str, Vec<(&str, String)>)> = ["productpage", "reviews", "ratings", "details"]
+        .into_iter()
+        .map(|s| (s, page(s)))
+        .collect();
+    let borrowed: Vec<Vec<(&str, &str)>> = subs
+        .iter()
+        .map(|(_, t)| t.iter().map(|(f, x)| (*f, x.as_str())).collect())
+        .collect();
+    let vendored: Vec<(&str, &[(&str, &str)])> = subs
+        .iter()
+        .zip(&borrowed)
+        .map(|((name, _), t)| (*name, t.as_slice()))
+        .collect();
+    repo.add_umbrella("bookinfo", "v1", &[], "", &vendored)
+        .unwrap();
+    let newer = page("productpage");
+    let newer: Vec<(&str, &str)> = newer.iter().map(|(f, x)| (*f, x.as_str())).collect();
+    repo.add_chart("productpage", "2.0.0", &newer, "").unwrap();
+    repo
+}
+
 #[test]
 fn bookinfo_applied_as_an_object_is_released_with_the_flux_driver_and_deleted_in_reverse() {
-    // Bookinfo's charts are real: on a real cluster this runs against its Flux, without the
-    // order the actor's record shows.
+    // Bookinfo's umbrella chart is served from this machine, where a real cluster's Flux
+    // cannot read it.
     let Some(world) = FluxEnv::new(
         "bookinfo_applied_as_an_object_is_released_with_the_flux_driver_and_deleted_in_reverse",
         true,
         "helm",
-        false,
+        true,
         &["bookinfo", "ambassador"],
     ) else {
         return;
     };
     let groups: Api<DynamicObject> = Api::all_with(world.kube.client.clone(), &orkestra_groups());
+    let repo = bookinfo_repository(&world);
     // details and ratings take the actor 2 s each (not its 0.3 s default), so that their
     // overlap shows however slowly the worker gets to the second one.
-    let mut text = BOOKINFO.to_owned();
+    let mut text = BOOKINFO.replace("https://nitishm.github.io/charts", &repo.url);
     for sub in ["details", "ratings"] {
         let plain = format!("            {sub}:\n              replicaCount: 1\n");
         assert!(text.contains(&plain), "{sub} in bookinfo");
@@ -158,6 +206,63 @@ fn bookinfo_applied_as_an_object_is_released_with_the_flux_driver_and_deleted_in
         json!({"enabled": false})
     );
     assert_eq!(parent.data["spec"]["upgrade"], json!({"force": true}));
+    // Each subchart is read from the planner's chart repository of bookinfo v1, which holds
+    // what bookinfo vendors (the actor reads it as source-controller does), not the newer
+    // productpage published beside it.
+    let chart = baton_schemas::helm::HelmChart {
+        url: repo.url.clone(),
+        name: "bookinfo".into(),
+        version: Some("v1".into()),
+        auth_secret_ref: None,
+        subchart: None,
+    };
+    let served = format!(
+        "http://127.0.0.1:{}/charts/{}",
+        world.env.api_port,
+        chart.subchart_repository_path()
+    );
+    let sources: Api<DynamicObject> = Api::namespaced_with(
+        world.kube.client.clone(),
+        "bookinfo",
+        &ApiResource {
+            group: "source.toolkit.fluxcd.io".into(),
+            version: "v1".into(),
+            api_version: "source.toolkit.fluxcd.io/v1".into(),
+            kind: "HelmRepository".into(),
+            plural: "helmrepositories".into(),
+        },
+    );
+    let source = world
+        .kube
+        .block_on(sources.get(&format!("bookinfo-{}", sub("productpage"))))
+        .unwrap();
+    assert_eq!(source.data["spec"]["url"], served.as_str());
+    let index = world
+        .kube
+        .block_on(async {
+            reqwest::get(format!("{served}/index.yaml"))
+                .await?
+                .text()
+                .await
+        })
+        .unwrap();
+    for s in ["productpage", "reviews", "ratings", "details"] {
+        assert!(index.contains(&format!("- {s}-v1.tgz")), "{index}");
+    }
+    assert!(!index.contains("2.0.0"), "{index}");
+    // Real Helm renders the served subchart: the vendored one, at v1.
+    let rendered = std::process::Command::new(baton_tests::kube::real::required("helm").unwrap())
+        .args(["template", "x", "productpage", "--repo", &served])
+        .env("HELM_CACHE_HOME", world.env.dir.path().join("helm-cache"))
+        .env("HELM_CONFIG_HOME", world.env.dir.path().join("helm-config"))
+        .output()
+        .unwrap();
+    let rendered_text = String::from_utf8_lossy(&rendered.stdout);
+    assert!(
+        rendered_text.contains("name: productpage-v1"),
+        "{rendered_text}{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
     let ambassador = world.helm_release("ambassador", "ambassador").unwrap();
     assert_eq!(ambassador.data["spec"]["chart"]["spec"]["version"], "6.6.0");
     // Order, and the independent details and ratings released together.
@@ -185,6 +290,7 @@ fn bookinfo_applied_as_an_object_is_released_with_the_flux_driver_and_deleted_in
         );
         assert!(details.end <= at(&sub("reviews"), "install").start);
         assert!(at(&sub("productpage"), "install").end <= at("bookinfo", "install").start);
+        assert_eq!(at(&sub("productpage"), "install").chart_version, "v1");
     }
 
     // Deleting the object uninstalls in reverse order, then lets it go.

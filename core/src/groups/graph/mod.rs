@@ -537,7 +537,7 @@ fn pod_node(
     direction: Direction,
 ) -> NodeSpec {
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
-    let (_, release) = task.helm.flux_objects(&Default::default());
+    let (_, release) = task.helm.flux_objects(&Default::default(), None);
     let timeout = task.helm.timeout();
     let mut args = vec![
         "--spec".to_owned(),

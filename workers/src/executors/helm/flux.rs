@@ -45,6 +45,10 @@ pub const RECONCILE_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
 /// the same value).
 pub const RESET_ANNOTATION: &str = "reconcile.fluxcd.io/resetAt";
 
+/// Why a subchart of an `oci://` chart, or of a repository with credentials, is not
+/// released with the flux driver.
+pub const SUBCHARTS_NOT_SERVED: &str = "the flux driver reads subcharts from the planner's chart repository, which takes them out of umbrella charts of http(s) repositories that need no credentials; this chart is oci:// or names authSecretRef: use the cli driver, which takes the subchart out of the parent itself";
+
 /// Returns the API resource of one of the Flux kinds Baton writes, by `apiVersion` and kind.
 pub fn resource(api_version: &str, kind: &str) -> ApiResource {
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
@@ -86,9 +90,18 @@ pub(crate) async fn apply(
     if let Some(problem) = spec.flux_values_problem() {
         return Err(Failure::Error(problem.to_owned()));
     }
+    let subchart = spec.chart.as_ref().filter(|c| c.subchart.is_some());
+    if subchart.is_some_and(|c| !c.subcharts_servable()) {
+        return Err(Failure::Error(SUBCHARTS_NOT_SERVED.to_owned()));
+    }
+    if subchart.is_some() && config.subchart_repository.is_none() {
+        return Err(Failure::Error(
+            "the flux driver reads a subchart from the planner's chart repository, which takes it out of its parent chart: give this worker --subchart-repository-url (the planner's API URL and /charts, as Flux's source-controller reaches it)".to_owned(),
+        ));
+    }
     ensure_namespace(config, client, &spec.namespace, op).await?;
     let annotations = BTreeMap::from([(JOB_ANNOTATION.to_owned(), op.marker.clone())]);
-    let (source, release) = spec.flux_objects(&annotations);
+    let (source, release) = spec.flux_objects(&annotations, config.subchart_repository.as_deref());
     let source_resource = if source["kind"] == "OCIRepository" {
         resource(FLUX_OCI_REPOSITORY_API_VERSION, "OCIRepository")
     } else {
@@ -196,7 +209,7 @@ pub(crate) async fn uninstall(
         }
     };
     // The chart source goes with the release: its name is the release's own.
-    let (source, _) = spec.flux_objects(&BTreeMap::new());
+    let (source, _) = spec.flux_objects(&BTreeMap::new(), config.subchart_repository.as_deref());
     let source_name = spec.source_name();
     let source_namespace = spec.source_namespace().to_owned();
     for (api_version, kind) in [

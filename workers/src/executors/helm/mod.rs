@@ -40,6 +40,9 @@ pub struct HelmConfig {
     pub binary: PathBuf,
     /// How often a pending release or a `HelmRelease` is looked at while it changes.
     pub poll: Duration,
+    /// The planner's chart repository (its API URL and `/charts`) as Flux's source-controller
+    /// reaches it, from which the `flux` driver reads subcharts.
+    pub subchart_repository: Option<String>,
 }
 
 impl Default for HelmConfig {
@@ -48,6 +51,7 @@ impl Default for HelmConfig {
             driver: HelmDriver::Cli,
             binary: PathBuf::from("helm"),
             poll: Duration::from_secs(1),
+            subchart_repository: None,
         }
     }
 }
