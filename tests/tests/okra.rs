@@ -583,7 +583,7 @@ fn a_cluster_set_makes_argo_cd_secrets_for_eks_clusters_found_by_tags() {
     let text = |k: &str| String::from_utf8(data[k].0.clone()).unwrap();
     assert_eq!(
         (text("name"), text("server")),
-        ("cdk1".to_owned(), endpoint)
+        ("cdk1".to_owned(), endpoint.clone())
     );
     let config: Value = serde_json::from_str(&text("config")).unwrap();
     assert_eq!(config["awsAuthConfig"]["clusterName"], "cdk1");
@@ -592,6 +592,56 @@ fn a_cluster_set_makes_argo_cd_secrets_for_eks_clusters_found_by_tags() {
         s["clusters"] == json!(["cdk1"])
     });
     assert!(status["message"].is_null(), "{status:#}");
+
+    // A cluster Secret with awsAuthConfig.roleARN is reached as that role: the planner
+    // assumes it (moto's STS) and asks EKS for the endpoint as it. The endpoint moto gives
+    // does not resolve here, so the set says the cluster could not be read.
+    let mark = moto.mark();
+    let role = "arn:aws:iam::123456789012:role/okra-member";
+    create(
+        &kube,
+        &secrets,
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "cdk1-as-role", "labels": {"argocd.argoproj.io/secret-type": "cluster", "service": "by-role"}},
+            "stringData": {
+                "name": "cdk1-as-role",
+                "server": endpoint,
+                "config": json!({"awsAuthConfig": {"clusterName": "cdk1", "roleARN": role}}).to_string(),
+            },
+        }),
+    );
+    let target_group_sets = kube.kind_api("okra.mumo.co", "AWSTargetGroupSet");
+    create(
+        &kube,
+        &target_group_sets,
+        json!({
+            "apiVersion": "okra.mumo.co/v1alpha1", "kind": "AWSTargetGroupSet",
+            "metadata": {"name": "by-role", "namespace": ns},
+            "spec": {"generators": [{"awseks": {
+                "bindingSelector": {"matchLabels": {"role": "web"}},
+                "clusterSelector": {"matchLabels": {"service": "by-role"}},
+            }}], "template": {"metadata": {}}},
+        }),
+    );
+    let status = kube.wait_status(
+        &target_group_sets,
+        "by-role",
+        Duration::from_secs(60),
+        |s| {
+            s["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("cdk1-as-role"))
+        },
+    );
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        !message.contains("not supported") && !message.contains("assuming role"),
+        "{message}"
+    );
+    eprintln!("by-role: {message}");
+    let actions = moto.actions_since(mark);
+    assert!(actions.iter().any(|a| a == "AssumeRole"), "{actions:?}");
 
     moto.delete_eks_cluster("cdk1").unwrap();
     let started = Instant::now();

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use super::{Api, ApiError};
 use crate::charts::unpack::{self, Packaged};
 use crate::service::Command;
+use tracing::warn;
 
 pub(super) async fn file(
     State(api): State<Api>,
@@ -39,27 +40,32 @@ pub(super) async fn file(
 /// The subcharts served at `path`: 404 when no registered group splits a chart served
 /// there, 502 when the parent's repository could not give them.
 async fn served(api: &Api, path: &str) -> Result<Arc<Vec<Packaged>>, ApiError> {
+    let unknown = || {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            vec![format!(
+                "no registered group splits an umbrella chart served at /charts/{path}"
+            )],
+        )
+    };
+    if !crate::charts::is_repository_path(path) {
+        return Err(unknown());
+    }
     let parent = api
         .ask(|reply| Command::SubchartSource {
             path: path.to_owned(),
             reply,
         })
         .await?
-        .ok_or_else(|| {
-            ApiError(
-                StatusCode::NOT_FOUND,
-                vec![format!(
-                    "no registered group splits an umbrella chart served at /charts/{path}"
-                )],
-            )
-        })?;
-    api.charts.subcharts(&parent).await.map_err(|e| {
-        let version = parent.version.as_deref().unwrap_or("newest");
+        .ok_or_else(unknown)?;
+    api.charts.subcharts(&parent).await.map_err(|why| {
+        // The caller has no token: where the parent lives and what it answered stay in the
+        // planner's log.
+        warn!(path, chart = %parent.name, url = %parent.url, %why, "subcharts could not be served");
         ApiError(
             StatusCode::BAD_GATEWAY,
             vec![format!(
-                "chart {} {version} of {}: {e}",
-                parent.name, parent.url
+                "the parent chart of /charts/{path} could not be read; the planner's log says why"
             )],
         )
     })

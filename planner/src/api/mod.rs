@@ -234,7 +234,7 @@ pub fn router(
             limits,
             changes,
             shutdown,
-            charts: crate::charts::ChartCache::new(reqwest::Client::new()),
+            charts: crate::charts::ChartCache::default(),
         })
 }
 

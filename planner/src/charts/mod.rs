@@ -20,7 +20,7 @@ use std::time::Duration;
 use baton_core::GroupEntry;
 use sha2::{Digest, Sha256};
 
-use unpack::{Packaged, UnpackError};
+use unpack::Packaged;
 
 /// How many parents' subcharts are kept.
 pub const CACHED_PARENTS: usize = 32;
@@ -49,7 +49,11 @@ pub fn parent_at<'a>(
 ) -> Option<ParentChart> {
     let mut found: Option<ParentChart> = None;
     for entry in groups {
-        for task in entry.group.spec.tasks(entry.group.name()) {
+        // The spec applied, and the last that succeeded, which a rollback applies again.
+        let specs = std::iter::once(&entry.group.spec)
+            .chain(entry.last_successful.as_ref().map(|s| &s.spec));
+        let tasks = specs.flat_map(|spec| spec.tasks(entry.group.name()));
+        for task in tasks {
             let Some(chart) = task.helm.chart.as_ref() else {
                 continue;
             };
@@ -90,51 +94,101 @@ pub enum FetchError {
         /// What was downloaded.
         got: String,
     },
-    /// The package could not be unpacked.
-    #[error(transparent)]
-    Unpack(#[from] UnpackError),
 }
 
 /// Parents and their subcharts, the oldest first.
 type Kept = VecDeque<(ParentChart, Arc<Vec<Packaged>>)>;
+
+/// How long a parent that could not be served is not fetched again.
+const FAILURE_KEPT: Duration = Duration::from_secs(30);
 
 /// Parents' subcharts, fetched once and kept.
 #[derive(Clone)]
 pub struct ChartCache {
     http: reqwest::Client,
     kept: Arc<Mutex<Kept>>,
+    /// Parents that could not be served lately, with when and why.
+    failed: Arc<Mutex<Vec<(ParentChart, tokio::time::Instant, String)>>>,
+    /// One fetch at a time: requests for a parent being fetched wait for it, not fetch it
+    /// again.
+    fetching: Arc<tokio::sync::Mutex<()>>,
 }
 
-impl ChartCache {
-    /// A cache fetching with `http`.
-    pub fn new(http: reqwest::Client) -> Self {
+impl Default for ChartCache {
+    /// A cache fetching without following redirects: a repository's packages are read from
+    /// where its index says.
+    fn default() -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
         Self {
             http,
             kept: Arc::default(),
+            failed: Arc::default(),
+            fetching: Arc::default(),
         }
     }
+}
 
-    /// The subcharts of `parent`, fetched on first use.
-    pub async fn subcharts(&self, parent: &ParentChart) -> Result<Arc<Vec<Packaged>>, FetchError> {
-        if let Some((_, kept)) = self
-            .kept
-            .lock()
-            .expect("not poisoned")
-            .iter()
-            .find(|(p, _)| p == parent)
-        {
-            return Ok(kept.clone());
-        }
-        let package = tokio::time::timeout(FETCH_TIMEOUT, self.fetch_parent(parent))
-            .await
-            .map_err(|_| FetchError::Unreachable(format!("timed out after {FETCH_TIMEOUT:?}")))??;
-        let subcharts = Arc::new(unpack::subcharts(&package, &parent.subcharts)?);
+impl ChartCache {
+    fn kept(&self, parent: &ParentChart) -> Option<Result<Arc<Vec<Packaged>>, String>> {
         let mut kept = self.kept.lock().expect("not poisoned");
-        kept.push_back((parent.clone(), subcharts.clone()));
-        while kept.len() > CACHED_PARENTS {
-            kept.pop_front();
+        if let Some(i) = kept.iter().position(|(p, _)| p == parent) {
+            // The most recently used last: the least recently used goes first.
+            let entry = kept.remove(i).expect("found");
+            let subcharts = entry.1.clone();
+            kept.push_back(entry);
+            return Some(Ok(subcharts));
         }
-        Ok(subcharts)
+        let mut failed = self.failed.lock().expect("not poisoned");
+        failed.retain(|(_, at, _)| at.elapsed() < FAILURE_KEPT);
+        failed
+            .iter()
+            .find(|(p, _, _)| p == parent)
+            .map(|(_, _, why)| Err(why.clone()))
+    }
+
+    /// The subcharts of `parent`, fetched on first use; why not, when they cannot be had.
+    pub async fn subcharts(&self, parent: &ParentChart) -> Result<Arc<Vec<Packaged>>, String> {
+        if let Some(known) = self.kept(parent) {
+            return known;
+        }
+        let _one_at_a_time = self.fetching.lock().await;
+        if let Some(known) = self.kept(parent) {
+            return known;
+        }
+        let fetched = match tokio::time::timeout(FETCH_TIMEOUT, self.fetch_parent(parent)).await {
+            Err(_) => Err(format!("timed out after {FETCH_TIMEOUT:?}")),
+            Ok(Err(e)) => Err(e.to_string()),
+            Ok(Ok(package)) => {
+                let names = parent.subcharts.clone();
+                // Unpacking is CPU work: off the runtime's threads.
+                tokio::task::spawn_blocking(move || unpack::subcharts(&package, &names))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+            }
+        };
+        match fetched {
+            Ok(subcharts) => {
+                let subcharts = Arc::new(subcharts);
+                let mut kept = self.kept.lock().expect("not poisoned");
+                kept.push_back((parent.clone(), subcharts.clone()));
+                while kept.len() > CACHED_PARENTS {
+                    kept.pop_front();
+                }
+                Ok(subcharts)
+            }
+            Err(why) => {
+                self.failed.lock().expect("not poisoned").push((
+                    parent.clone(),
+                    tokio::time::Instant::now(),
+                    why.clone(),
+                ));
+                Err(why)
+            }
+        }
     }
 
     /// Downloads the parent's package: the version its repository's index lists for the
@@ -156,6 +210,14 @@ impl ChartCache {
             true => url.to_owned(),
             false => format!("{base}/{}", url.trim_start_matches('/')),
         };
+        // Packages come from the repository's own host: an index cannot send the planner
+        // elsewhere.
+        if origin(&url) != origin(base) {
+            return Err(FetchError::NotFound(format!(
+                "{base}/index.yaml lists {} at another host",
+                parent.name
+            )));
+        }
         let package = self.download(&url).await?;
         if let Some(expected) = entry["digest"].as_str() {
             let got: String = Sha256::digest(&package)
@@ -202,6 +264,20 @@ impl ChartCache {
     }
 }
 
+/// The scheme and host (with port) of `url`.
+fn origin(url: &str) -> &str {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let host = rest.split('/').next().unwrap_or_default();
+    &url[..scheme.len() + 3 + host.len()]
+}
+
+/// Whether `path` is one [`HelmChart::subchart_repository_path`] gives: 16 hex digits.
+///
+/// [`HelmChart::subchart_repository_path`]: baton_schemas::helm::HelmChart::subchart_repository_path
+pub fn is_repository_path(path: &str) -> bool {
+    path.len() == 16 && path.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// The index entry of chart `name` at `version`: the entry of that exact version, else the
 /// newest the range allows (the newest of all without a version or with `*`).
 fn choose<'a>(
@@ -246,6 +322,19 @@ fn choose<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_and_origins_are_read_strictly() {
+        assert!(is_repository_path("0123456789abcdef"));
+        assert!(!is_repository_path("0123456789abcdeg"));
+        assert!(!is_repository_path("../../etc/passwd"));
+        assert_eq!(origin("http://127.0.0.1:80/charts/a.tgz"), "http://127.0.0.1:80");
+        assert_eq!(origin("https://charts.example.com"), "https://charts.example.com");
+        assert_ne!(
+            origin("http://169.254.169.254/latest"),
+            origin("https://charts.example.com/x")
+        );
+    }
 
     #[test]
     fn the_pinned_version_or_the_newest_in_range_is_chosen() {

@@ -60,29 +60,47 @@ pub enum UnpackError {
         /// The subchart.
         subchart: String,
     },
+    /// What `charts/` holds under a subchart's name is not that chart, or holds it twice.
+    #[error("chart {parent}: {problem}")]
+    Ambiguous {
+        /// The parent chart.
+        parent: String,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
-/// The files of a package by path, read within [`UNPACKED_LIMIT`].
-fn files(tgz: &[u8]) -> Result<Vec<(String, Vec<u8>)>, UnpackError> {
-    let broken = |e: std::io::Error| UnpackError::NotAPackage(e.to_string());
+/// The files of a package by path. Every byte decompressed counts against `budget`, shared
+/// by the parent and the packages nested in it: a bomb is refused, at any depth.
+fn files(tgz: &[u8], budget: &mut u64) -> Result<Vec<(String, Vec<u8>)>, UnpackError> {
     let decoder = flate2::read::GzDecoder::new(tgz);
-    let mut archive = tar::Archive::new(decoder.take(UNPACKED_LIMIT + 1));
+    let mut archive = tar::Archive::new(decoder.take(*budget + 1));
     let mut out = Vec::new();
-    let mut total = 0u64;
-    for entry in archive.entries().map_err(broken)? {
-        let mut entry = entry.map_err(broken)?;
+    let mut read = 0u64;
+    let broken = |e: std::io::Error, read: u64| match read >= *budget {
+        true => UnpackError::TooLarge,
+        false => UnpackError::NotAPackage(e.to_string()),
+    };
+    let entries = archive.entries().map_err(|e| broken(e, 0))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| broken(e, read))?;
+        read += 512 + entry.header().size().unwrap_or(0);
+        if read > *budget {
+            return Err(UnpackError::TooLarge);
+        }
         if !entry.header().entry_type().is_file() {
             continue;
         }
-        let path = entry.path().map_err(broken)?.to_string_lossy().into_owned();
+        let path = entry
+            .path()
+            .map_err(|e| broken(e, read))?
+            .to_string_lossy()
+            .into_owned();
         let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).map_err(broken)?;
-        total += bytes.len() as u64;
-        if total > UNPACKED_LIMIT {
-            return Err(UnpackError::TooLarge);
-        }
+        entry.read_to_end(&mut bytes).map_err(|e| broken(e, read))?;
         out.push((path, bytes));
     }
+    *budget -= read.min(*budget);
     Ok(out)
 }
 
@@ -99,7 +117,8 @@ fn chart_yaml(
 
 /// Takes the subcharts `names` out of the parent chart package `tgz`.
 pub fn subcharts(tgz: &[u8], names: &[String]) -> Result<Vec<Packaged>, UnpackError> {
-    let all = files(tgz)?;
+    let mut budget = UNPACKED_LIMIT;
+    let all = files(tgz, &mut budget)?;
     // Paths are `<parent>/...`; the parent's own Chart.yaml names it.
     let parent = all
         .iter()
@@ -107,42 +126,67 @@ pub fn subcharts(tgz: &[u8], names: &[String]) -> Result<Vec<Packaged>, UnpackEr
         .map(|(p, _)| p.trim_end_matches("/Chart.yaml").to_owned())
         .ok_or_else(|| UnpackError::NotAPackage("no Chart.yaml at its top".to_owned()))?;
     let charts = format!("{parent}/charts/");
-    // Dependencies packaged in charts/, by the name their Chart.yaml gives.
-    let mut packaged = BTreeMap::new();
+    let ambiguous = |problem: String| UnpackError::Ambiguous {
+        parent: parent.clone(),
+        problem,
+    };
+    // Dependencies packaged in charts/ as `<name>-<version>.tgz` (Helm's naming), for the
+    // names listed only, by the name their Chart.yaml gives.
+    let mut packaged: BTreeMap<String, Packaged> = BTreeMap::new();
     for (path, bytes) in &all {
         let Some(file) = path.strip_prefix(&charts) else {
             continue;
         };
-        if file.contains('/') || !file.ends_with(".tgz") {
+        let listed = names
+            .iter()
+            .any(|n| file.starts_with(&format!("{n}-")) && file.ends_with(".tgz"));
+        if file.contains('/') || !listed {
             continue;
         }
-        let inner = files(bytes)?;
-        if let Some((name, version, metadata)) = inner
+        let inner = files(bytes, &mut budget)?;
+        let Some((name, version, metadata)) = inner
             .iter()
             .find(|(p, _)| p.matches('/').count() == 1 && p.ends_with("/Chart.yaml"))
             .and_then(|(_, b)| chart_yaml(b))
-        {
-            packaged.insert(
-                name.clone(),
-                Packaged {
-                    name,
-                    version,
-                    metadata,
-                    tgz: bytes.clone(),
-                },
-            );
+        else {
+            continue;
+        };
+        if !names.contains(&name) {
+            continue;
+        }
+        let chart = Packaged {
+            name: name.clone(),
+            version,
+            metadata,
+            tgz: bytes.clone(),
+        };
+        if let Some(before) = packaged.insert(name.clone(), chart) {
+            return Err(ambiguous(format!(
+                "charts/ holds {name} twice ({} and another version): Flux could not tell which the parent means",
+                before.version
+            )));
         }
     }
     names
         .iter()
-        .map(|name| match packaged.remove(name) {
-            Some(p) => Ok(p),
-            None => pack_unpacked(&all, &format!("{charts}{name}/"), name).ok_or_else(|| {
-                UnpackError::Missing {
-                    parent: parent.clone(),
-                    subchart: name.clone(),
-                }
-            }),
+        .map(|name| {
+            let chart = match packaged.remove(name) {
+                Some(p) => p,
+                None => pack_unpacked(&all, &format!("{charts}{name}/"), name).ok_or_else(
+                    || UnpackError::Missing {
+                        parent: parent.clone(),
+                        subchart: name.clone(),
+                    },
+                )?,
+            };
+            // The HelmRelease asks for the subchart by the name the group gives.
+            match &chart.name == name {
+                true => Ok(chart),
+                false => Err(ambiguous(format!(
+                    "charts/{name} holds chart {}, not {name}: the flux driver releases a subchart by its chart name",
+                    chart.name
+                ))),
+            }
         })
         .collect()
 }
@@ -260,7 +304,7 @@ mod tests {
             (got[1].name.as_str(), got[1].version.as_str()),
             ("details", "v1")
         );
-        let repacked = files(&got[1].tgz).unwrap();
+        let repacked = files(&got[1].tgz, &mut UNPACKED_LIMIT.clone()).unwrap();
         let paths: Vec<&str> = repacked.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(paths, ["details/Chart.yaml", "details/templates/d.yaml"]);
         // Packing again gives the same bytes, so the digest in the index holds.
@@ -286,5 +330,41 @@ mod tests {
             subcharts(b"not a package", &names),
             Err(UnpackError::NotAPackage(_))
         ));
+    }
+
+    #[test]
+    fn a_bomb_and_a_subchart_under_another_name_are_refused() {
+        let big = "0".repeat(UNPACKED_LIMIT as usize + 1);
+        let bomb = package(&[
+            (
+                "bookinfo/Chart.yaml",
+                "apiVersion: v2\nname: bookinfo\nversion: v1\n",
+            ),
+            (
+                "bookinfo/charts/reviews/Chart.yaml",
+                "apiVersion: v2\nname: reviews\nversion: v1\n",
+            ),
+            ("bookinfo/charts/reviews/big.txt", &big),
+        ]);
+        assert_eq!(
+            subcharts(&bomb, &["reviews".to_owned()]),
+            Err(UnpackError::TooLarge)
+        );
+        let renamed = package(&[
+            (
+                "bookinfo/Chart.yaml",
+                "apiVersion: v2\nname: bookinfo\nversion: v1\n",
+            ),
+            (
+                "bookinfo/charts/reviews/Chart.yaml",
+                "apiVersion: v2\nname: critic\nversion: v1\n",
+            ),
+        ]);
+        assert_eq!(
+            subcharts(&renamed, &["reviews".to_owned()])
+                .unwrap_err()
+                .to_string(),
+            "chart bookinfo: charts/reviews holds chart critic, not reviews: the flux driver releases a subchart by its chart name"
+        );
     }
 }

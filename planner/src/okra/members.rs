@@ -123,13 +123,20 @@ pub(super) async fn member(secret: &Secret, aws: &super::Aws) -> anyhow::Result<
     kube_config.accept_invalid_certs = config.tls_client_config.insecure;
     match (&config.bearer_token, &config.aws_auth_config) {
         (Some(token), _) => kube_config.auth_info.token = Some(token.clone().into()),
-        (None, Some(eks)) if eks.role_arn.is_some() => bail!(
-            "cluster Secret {secret_name}: awsAuthConfig.roleARN (assuming a role) is not supported yet; let the planner's own AWS identity reach the cluster, or give the Secret a bearerToken"
-        ),
         (None, Some(eks)) => {
-            // The token is signed with the planner's own AWS identity: it goes only to the
-            // cluster's real endpoint, over TLS, never to a server a Secret merely names.
-            let endpoint = aws.eks_endpoint(&eks.cluster_name).await?;
+            // The token is signed with the planner's own AWS identity, or the role it
+            // assumes for `roleARN` (a cluster of another account, say): it goes only to the
+            // cluster's real endpoint, as that identity sees it, over TLS, never to a server
+            // a Secret merely names.
+            let (credentials, region) = match &eks.role_arn {
+                Some(role) => aws
+                    .assumed(role)
+                    .await
+                    .map_err(|e| anyhow!("cluster Secret {secret_name}: {e}"))?,
+                None => aws.credentials().await?,
+            };
+            let assumed = eks.role_arn.as_ref().map(|_| &credentials);
+            let endpoint = aws.eks_endpoint(&eks.cluster_name, assumed).await?;
             if !server.starts_with("https://")
                 || endpoint.trim_end_matches('/') != server.trim_end_matches('/')
             {
@@ -138,7 +145,6 @@ pub(super) async fn member(secret: &Secret, aws: &super::Aws) -> anyhow::Result<
                     eks.cluster_name
                 );
             }
-            let (credentials, region) = aws.credentials().await?;
             let token = super::eks_token::token(
                 &credentials,
                 &region,

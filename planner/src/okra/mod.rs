@@ -88,6 +88,8 @@ pub async fn run(
 #[derive(Default)]
 pub(crate) struct Aws {
     config: OnceCell<aws_config::SdkConfig>,
+    /// Assumed roles' credentials, by role ARN.
+    assumed: std::sync::Mutex<std::collections::HashMap<String, aws_credential_types::Credentials>>,
 }
 
 impl Aws {
@@ -104,11 +106,23 @@ impl Aws {
         aws_sdk_eks::Client::new(self.config().await)
     }
 
-    /// The endpoint EKS gives cluster `name`.
-    async fn eks_endpoint(&self, name: &str) -> anyhow::Result<String> {
-        let described = self
-            .eks()
-            .await
+    /// The endpoint EKS gives cluster `name`, asked with `credentials` (an assumed role's)
+    /// or the planner's own.
+    async fn eks_endpoint(
+        &self,
+        name: &str,
+        credentials: Option<&aws_credential_types::Credentials>,
+    ) -> anyhow::Result<String> {
+        let eks = match credentials {
+            Some(c) => {
+                let config = aws_sdk_eks::config::Builder::from(self.config().await)
+                    .credentials_provider(c.clone())
+                    .build();
+                aws_sdk_eks::Client::from_conf(config)
+            }
+            None => self.eks().await,
+        };
+        let described = eks
             .describe_cluster()
             .name(name)
             .send()
@@ -123,6 +137,45 @@ impl Aws {
             .cluster
             .and_then(|c| c.endpoint)
             .ok_or_else(|| anyhow::anyhow!("EKS cluster {name} has no endpoint yet"))
+    }
+
+    /// The credentials of role `role_arn`, assumed with the planner's own identity (as Argo
+    /// CD's `awsAuthConfig.roleARN` has it), and the region, for signing EKS tokens. Kept
+    /// until five minutes before they expire.
+    async fn assumed(
+        &self,
+        role_arn: &str,
+    ) -> anyhow::Result<(aws_credential_types::Credentials, String)> {
+        use aws_credential_types::provider::ProvideCredentials as _;
+        let (_, region) = self.credentials().await?;
+        let fresh = |c: &aws_credential_types::Credentials| {
+            c.expiry().is_none_or(|at| {
+                at > std::time::SystemTime::now() + std::time::Duration::from_secs(300)
+            })
+        };
+        if let Some(kept) = self
+            .assumed
+            .lock()
+            .expect("not poisoned")
+            .get(role_arn)
+            .filter(|c| fresh(c))
+        {
+            return Ok((kept.clone(), region));
+        }
+        let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
+            .session_name("baton-okra")
+            .configure(self.config().await)
+            .build()
+            .await;
+        let credentials = provider
+            .provide_credentials()
+            .await
+            .map_err(|e| anyhow::anyhow!("assuming role {role_arn}: {}", error_chain(&e)))?;
+        self.assumed
+            .lock()
+            .expect("not poisoned")
+            .insert(role_arn.to_owned(), credentials.clone());
+        Ok((credentials, region))
     }
 
     /// The planner's credentials and region, for signing EKS tokens.
@@ -142,6 +195,18 @@ impl Aws {
             .ok_or_else(|| anyhow::anyhow!("no AWS region for an EKS token (AWS_REGION)"))?;
         Ok((credentials, region))
     }
+}
+
+/// An error with its causes, `: `-separated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// The API resource of one of okra's kinds, by its place in

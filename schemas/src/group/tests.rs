@@ -351,10 +351,24 @@ fn values_from_is_cut_for_subcharts_and_refused_to_flux() {
     );
     assert_eq!(
         errors(&oci_flux),
-        [
-            "g.yaml: spec.applications[0].spec.chart: the flux driver reads subcharts from the planner's chart repository, which takes them out of umbrella charts of http(s) repositories that need no credentials; this chart is oci:// or names authSecretRef: use the cli driver"
-        ]
+        [format!(
+            "g.yaml: spec.applications[0].spec.chart: {}",
+            crate::helm::SUBCHARTS_NOT_SERVED
+        )]
     );
+    // So is a range, and a URL with credentials in it.
+    let http_flux = oci_flux.replace("'oci://ghcr.io/org/charts'", "'https://charts.example.com'");
+    assert!(parse_documents("g.yaml", &http_flux, Timestamp(0)).is_ok());
+    for (from, to) in [
+        ("version: 1.0.0", "version: ^1.0"),
+        (
+            "'https://charts.example.com'",
+            "'https://u:p@charts.example.com'",
+        ),
+    ] {
+        let refused = http_flux.replace(from, to);
+        assert_eq!(errors(&refused).len(), 1, "{refused}");
+    }
     // An application not split keeps valuesFrom whole, with either driver.
     let whole = apps(&[("shop", "", "")])
         .replace(

@@ -188,10 +188,17 @@ pub(super) fn application(
     );
     if driver == Some(HelmDriver::Flux) && !app.spec.subcharts.is_empty() {
         let chart = &app.spec.chart;
-        if chart.url.starts_with("oci://") || chart.auth_secret_ref.is_some() {
+        let helm_chart = crate::helm::HelmChart {
+            url: chart.url.clone(),
+            name: chart.name.clone(),
+            version: chart.version.clone(),
+            auth_secret_ref: None,
+            subchart: None,
+        };
+        if !helm_chart.subcharts_servable() || chart.auth_secret_ref.is_some() {
             errors.push(SpecError::new(
                 format!("{at}.spec.chart"),
-                "the flux driver reads subcharts from the planner's chart repository, which takes them out of umbrella charts of http(s) repositories that need no credentials; this chart is oci:// or names authSecretRef: use the cli driver",
+                crate::helm::SUBCHARTS_NOT_SERVED,
             ));
         }
     }

@@ -233,6 +233,11 @@ impl std::str::FromStr for HelmDriver {
     }
 }
 
+/// Why an umbrella chart is not split with the flux driver: the planner serves only the
+/// subcharts of an exact version of a chart in an `http(s)` repository that needs no
+/// credentials.
+pub const SUBCHARTS_NOT_SERVED: &str = "the flux driver reads subcharts from the planner's chart repository, which serves those of an exact chart version in an http(s) repository that needs no credentials; this chart is oci://, names authSecretRef, carries credentials in its URL, or gives no exact version: pin the version, or use the cli driver";
+
 /// Where a chart comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -287,8 +292,21 @@ impl HelmChart {
 
     /// Whether the planner's chart repository serves this umbrella chart's subcharts: it
     /// reads `http(s)` repositories that need no credentials.
+    /// Its version must be exact (the subcharts served are the ones that version vendors,
+    /// whatever a range would later pick), and its URL must carry no credentials (no
+    /// `user@`, no query): what the planner fetches it serves to anyone.
     pub fn subcharts_servable(&self) -> bool {
-        !self.is_oci() && self.auth_secret_ref.is_none()
+        let authority = self
+            .url
+            .split_once("://")
+            .map_or("", |(_, rest)| rest.split('/').next().unwrap_or_default());
+        !self.is_oci()
+            && self.auth_secret_ref.is_none()
+            && !authority.contains('@')
+            && !self.url.contains('?')
+            && self
+                .pinned_version()
+                .is_some_and(validation::is_exact_version)
     }
 
     /// Returns the OCI reference of the chart (`oci://registry/path/name`).
@@ -439,9 +457,12 @@ impl HelmSpec {
             },
             None => chart,
         };
-        let version = match chart.subchart {
-            Some(_) => None,
-            None => chart.pinned_version(),
+        let version = match (&chart.subchart, served) {
+            // The planner serves one version of each subchart; a range that takes
+            // prereleases too, which Flux's `*` would not.
+            (Some(_), Some(_)) => Some(">=0.0.0-0"),
+            (Some(_), None) => None,
+            (None, _) => chart.pinned_version(),
         };
         let source_name = self.source_name();
         let interval = go_duration(self.interval.unwrap_or(DEFAULT_INTERVAL));

@@ -485,8 +485,9 @@ async fn fetch_chart(url: &str, chart: &str, version: &str) -> Result<String, St
         .as_array()
         .cloned()
         .unwrap_or_default();
+    // Helm's index lists the newest first; Baton's served index holds one version.
     let entry = match version {
-        "*" => entries.first(),
+        range if range == "*" || range.starts_with(">=") => entries.first(),
         exact => entries.iter().find(|e| e["version"] == exact),
     }
     .ok_or_else(|| format!("no chart {chart} {version} in {base}/index.yaml"))?;

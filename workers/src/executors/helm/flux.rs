@@ -45,10 +45,6 @@ pub const RECONCILE_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
 /// the same value).
 pub const RESET_ANNOTATION: &str = "reconcile.fluxcd.io/resetAt";
 
-/// Why a subchart of an `oci://` chart, or of a repository with credentials, is not
-/// released with the flux driver.
-pub const SUBCHARTS_NOT_SERVED: &str = "the flux driver reads subcharts from the planner's chart repository, which takes them out of umbrella charts of http(s) repositories that need no credentials; this chart is oci:// or names authSecretRef: use the cli driver, which takes the subchart out of the parent itself";
-
 /// Returns the API resource of one of the Flux kinds Baton writes, by `apiVersion` and kind.
 pub fn resource(api_version: &str, kind: &str) -> ApiResource {
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
@@ -92,7 +88,9 @@ pub(crate) async fn apply(
     }
     let subchart = spec.chart.as_ref().filter(|c| c.subchart.is_some());
     if subchart.is_some_and(|c| !c.subcharts_servable()) {
-        return Err(Failure::Error(SUBCHARTS_NOT_SERVED.to_owned()));
+        return Err(Failure::Error(
+            baton_schemas::helm::SUBCHARTS_NOT_SERVED.to_owned(),
+        ));
     }
     if subchart.is_some() && config.subchart_repository.is_none() {
         return Err(Failure::Error(
