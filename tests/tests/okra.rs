@@ -653,3 +653,93 @@ fn a_cluster_set_makes_argo_cd_secrets_for_eks_clusters_found_by_tags() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// An experiment whose worker is killed mid-way is taken up by another worker: the job
+/// delivered again adopts the same ReplicaSet (never a second one, never deleted and made
+/// again), runs its duration anew, and removes it at the end.
+#[test]
+fn an_experiment_whose_worker_is_killed_is_adopted_by_the_next() {
+    let mut env = Env::new(env!("CARGO_BIN_EXE_baton-under-test")).expect("test env");
+    let moto = Moto::start(env.dir.path()).unwrap();
+    let listener = moto.listener().unwrap();
+    env.extra_env.extend(moto.env());
+    // A job held by a dead worker goes to another after 2 s.
+    env.extra_env
+        .push(("BATON_JOB_ACK_WAIT".into(), "2s".into()));
+    let kube = KubeEnv::for_env(&mut env).unwrap();
+    kube.install_crds().unwrap();
+    let ns = kube.namespace.clone();
+    let planner = env
+        .start_planner_with(&[
+            "--watch-kubernetes",
+            "--watch-namespace",
+            &ns,
+            "--sync-period",
+            "1s",
+        ])
+        .unwrap();
+    env.keep(planner);
+    let traffic = env.start_worker("traffic", "traffic", &[]).unwrap();
+    env.keep(traffic);
+    let mut analysis = env.start_worker("analysis", "analysis", &[]).unwrap();
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(kube.client.clone(), &ns);
+    let wy = json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "wy"},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "wy"}},
+            "template": {"metadata": {"labels": {"app": "wy"}},
+                "spec": {"containers": [{"name": "wy", "image": "mumoshu/wy", "command": ["sleep", "600"]}]}}},
+    });
+    create(&kube, &replica_sets, wy);
+    let seen = ReplicaSetLog::start(kube.client.clone(), &ns);
+    let v1 = [("role", "web"), ("okra.mumo.co/version", "1.0.0")];
+    moto.target_group(&listener.vpc_id, "web-a1", &v1).unwrap();
+    let cell = format!(
+        "apiVersion: okra.mumo.co/v1alpha1\nkind: Cell\nmetadata: {{name: ex, namespace: {ns}}}\nspec:\n  ingress:\n    type: AWSApplicationLoadBalancer\n    awsApplicationLoadBalancer:\n      listenerARN: {}\n      listener: {{rule: {{priority: 16, hosts: [ex.example.com]}}}}\n      targetGroupSelector: {{matchLabels: {{role: web}}}}\n  replicas: 1\n  updateStrategy:\n    type: Canary\n    canary:\n      steps:\n      - setWeight: 50\n      - experiment: {{duration: 15s, templates: [{{name: wy, specRef: wy}}]}}\n",
+        listener.arn
+    );
+    let cells = kube.kind_api("okra.mumo.co", "Cell");
+    create(
+        &kube,
+        &cells,
+        serde_norway::from_str::<Value>(&cell).unwrap(),
+    );
+    kube.wait_status(&cells, "ex", Duration::from_secs(60), |s| {
+        s["servingVersion"] == "1.0.0" && s["phase"] == "Serving"
+    });
+    let v2 = [("role", "web"), ("okra.mumo.co/version", "2.0.0")];
+    moto.target_group(&listener.vpc_id, "web-b1", &v2).unwrap();
+
+    // The experiment's pod is up: its worker dies.
+    let name = "ex-2-1-experiment-wy";
+    let started = Instant::now();
+    loop {
+        let found = kube.block_on(replica_sets.get_opt(name)).unwrap();
+        if found.is_some_and(|rs| {
+            rs.status
+                .as_ref()
+                .and_then(|s| s.available_replicas)
+                .is_some_and(|a| a == 1)
+        }) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "{name} never had its pod available"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    analysis.kill9();
+    let analysis = env.start_worker("analysis-2", "analysis", &[]).unwrap();
+    env.keep(analysis);
+    kube.wait_status(&cells, "ex", Duration::from_secs(120), |s| {
+        s["servingVersion"] == "2.0.0" && s["phase"] == "Serving"
+    });
+    // One object from start to end: scaled to zero and deleted once, by the second worker.
+    let states = seen.of_deleted(name);
+    let deletions = states.iter().filter(|s| **s == RsState::Deleted).count();
+    assert_eq!(deletions, 1, "{states:?}");
+    assert_ran_and_was_removed(&seen, name);
+    let log = std::fs::read_to_string(env.dir.path().join("analysis-2.log")).unwrap_or_default();
+    assert!(log.contains("experiment ReplicaSet made"), "{log}");
+    assert!(log.contains("experiment ReplicaSet removed"), "{log}");
+}
