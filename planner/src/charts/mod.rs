@@ -328,8 +328,14 @@ mod tests {
         assert!(is_repository_path("0123456789abcdef"));
         assert!(!is_repository_path("0123456789abcdeg"));
         assert!(!is_repository_path("../../etc/passwd"));
-        assert_eq!(origin("http://127.0.0.1:80/charts/a.tgz"), "http://127.0.0.1:80");
-        assert_eq!(origin("https://charts.example.com"), "https://charts.example.com");
+        assert_eq!(
+            origin("http://127.0.0.1:80/charts/a.tgz"),
+            "http://127.0.0.1:80"
+        );
+        assert_eq!(
+            origin("https://charts.example.com"),
+            "https://charts.example.com"
+        );
         assert_ne!(
             origin("http://169.254.169.254/latest"),
             origin("https://charts.example.com/x")
