@@ -711,26 +711,9 @@ fn an_experiment_whose_worker_is_killed_is_adopted_by_the_next() {
 
     // The experiment's pod is up: its worker dies.
     let name = "ex-2-1-experiment-wy";
-    let started = Instant::now();
-    loop {
-        let found = kube.block_on(replica_sets.get_opt(name)).unwrap();
-        if found.is_some_and(|rs| {
-            rs.status
-                .as_ref()
-                .and_then(|s| s.available_replicas)
-                .is_some_and(|a| a == 1)
-        }) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "{name} never had its pod available"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_available(&kube, &replica_sets, name);
     analysis.kill9();
-    let analysis = env.start_worker("analysis-2", "analysis", &[]).unwrap();
-    env.keep(analysis);
+    let mut analysis = env.start_worker("analysis-2", "analysis", &[]).unwrap();
     kube.wait_status(&cells, "ex", Duration::from_secs(120), |s| {
         s["servingVersion"] == "2.0.0" && s["phase"] == "Serving"
     });
@@ -742,4 +725,57 @@ fn an_experiment_whose_worker_is_killed_is_adopted_by_the_next() {
     let log = std::fs::read_to_string(env.dir.path().join("analysis-2.log")).unwrap_or_default();
     assert!(log.contains("experiment ReplicaSet made"), "{log}");
     assert!(log.contains("experiment ReplicaSet removed"), "{log}");
+
+    // 3.0.0's experiment loses its worker and its rollout is aborted meanwhile: no one
+    // removes its ReplicaSet (the next worker drops the cancelled job) until the Cell's next
+    // experiment, 4.0.0's, removes what earlier rollouts left.
+    let v3 = [("role", "web"), ("okra.mumo.co/version", "3.0.0")];
+    moto.target_group(&listener.vpc_id, "web-c1", &v3).unwrap();
+    let left = "ex-3-1-experiment-wy";
+    wait_available(&kube, &replica_sets, left);
+    analysis.kill9();
+    let out = env.cli(&["cell", "abort", "ex"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    kube.wait_status(&cells, "ex", Duration::from_secs(60), |s| {
+        s["servingVersion"] == "2.0.0" && s["blocked"][0]["version"] == "3.0.0"
+    });
+    let analysis = env.start_worker("analysis-3", "analysis", &[]).unwrap();
+    env.keep(analysis);
+    let v4 = [("role", "web"), ("okra.mumo.co/version", "4.0.0")];
+    moto.target_group(&listener.vpc_id, "web-d1", &v4).unwrap();
+    kube.wait_status(&cells, "ex", Duration::from_secs(120), |s| {
+        s["servingVersion"] == "4.0.0" && s["phase"] == "Serving"
+    });
+    assert_eq!(seen.of_deleted(left).last(), Some(&RsState::Deleted));
+    assert_ran_and_was_removed(&seen, "ex-4-1-experiment-wy");
+    let log = std::fs::read_to_string(env.dir.path().join("analysis-3.log")).unwrap_or_default();
+    assert!(
+        log.contains("an earlier rollout's experiment ReplicaSet is removed") && log.contains(left),
+        "{log}"
+    );
+}
+
+/// Waits, at most 90 s, until the ReplicaSet `name` has its one pod available.
+fn wait_available(kube: &KubeEnv, api: &Api<ReplicaSet>, name: &str) {
+    let started = Instant::now();
+    loop {
+        let found = kube.block_on(api.get_opt(name)).unwrap();
+        if found.is_some_and(|rs| {
+            rs.status
+                .as_ref()
+                .and_then(|s| s.available_replicas)
+                .is_some_and(|a| a == 1)
+        }) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "{name} never had its pod available"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -29,7 +29,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use kube::ResourceExt as _;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -132,6 +132,7 @@ async fn run_until_judged(
     stop: &CancellationToken,
     metrics: &crate::WorkerMetrics,
 ) -> Ended {
+    sweep(api, experiment).await;
     for rs in &experiment.replica_sets {
         let source = match &rs.replica_set {
             Some(carried) => carried.clone(),
@@ -228,6 +229,52 @@ async fn stays_available(api: &Api<ReplicaSet>, experiment: &Experiment) -> Stri
             );
         }
     }
+}
+
+/// Removes the experiment ReplicaSets of the Cell that earlier rollouts left (their worker
+/// was killed while the rollout ended, so no one removed them). Only runs numbered below
+/// this one's: a job of a rollout that is over never removes a newer rollout's. Best effort:
+/// what cannot be listed or removed is logged and left for the next experiment.
+async fn sweep(api: &Api<ReplicaSet>, experiment: &Experiment) {
+    let (Some(cell), Some(run)) = (
+        experiment.labels.get("baton.dev/cell"),
+        experiment.labels.get("baton.dev/run"),
+    ) else {
+        return;
+    };
+    let Some((prefix, ours)) = run_number(run) else {
+        return;
+    };
+    let selector = format!("baton.dev/cell={cell},app.kubernetes.io/managed-by=baton");
+    let listed = match api.list(&ListParams::default().labels(&selector)).await {
+        Ok(listed) => listed,
+        Err(e) => {
+            warn!(error = %e, "listing the Cell's earlier experiment ReplicaSets");
+            return;
+        }
+    };
+    let stale: Vec<(String, String)> = listed
+        .into_iter()
+        .filter(|rs| {
+            rs.labels()
+                .get("baton.dev/run")
+                .and_then(|r| run_number(r))
+                .is_some_and(|(p, theirs)| p == prefix && theirs < ours)
+        })
+        .map(|rs| (rs.name_any(), rs.uid().unwrap_or_default()))
+        .collect();
+    for (name, _) in &stale {
+        info!(replica_set = %name, "an earlier rollout's experiment ReplicaSet is removed");
+    }
+    for (name, why) in remove(api, &stale).await {
+        warn!(replica_set = %name, error = %why, "an earlier rollout's experiment ReplicaSet was not removed");
+    }
+}
+
+/// A Cell's run id (`<cell>-<n>`) as its prefix and number.
+fn run_number(run: &str) -> Option<(&str, u64)> {
+    let (prefix, number) = run.rsplit_once('-')?;
+    Some((prefix, number.parse().ok()?))
 }
 
 /// The ReplicaSet an experiment runs: `source`'s pod template and selector, both marked as
@@ -430,5 +477,18 @@ fn ignore_gone(result: kube::Result<()>) -> kube::Result<()> {
     match result {
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run_number;
+
+    #[test]
+    fn a_cells_runs_are_ordered_by_their_number() {
+        assert_eq!(run_number("web-12"), Some(("web", 12)));
+        assert_eq!(run_number("my-cell-3"), Some(("my-cell", 3)));
+        assert_eq!(run_number("web"), None);
+        assert_eq!(run_number("web-x"), None);
     }
 }
