@@ -21,6 +21,19 @@ use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
+/// Starts a planner that watches namespace `ns` and syncs okra's sets every second.
+fn start_watching_planner(env: &mut Env, ns: &str) {
+    let args = [
+        "--watch-kubernetes",
+        "--watch-namespace",
+        ns,
+        "--sync-period",
+        "1s",
+    ];
+    let planner = env.start_planner_with(&args).unwrap();
+    env.keep(planner);
+}
+
 /// The AWS Load Balancer Controller's kind, as far as the test needs it.
 fn install_target_group_bindings(kube: &KubeEnv) {
     kube.apply_crds(vec![json!({
@@ -283,16 +296,7 @@ fn a_target_group_set_feeds_a_cell_from_member_clusters_bindings() {
     );
     let token = kube.token(&ns, "member").unwrap();
 
-    let planner = env
-        .start_planner_with(&[
-            "--watch-kubernetes",
-            "--watch-namespace",
-            &ns,
-            "--sync-period",
-            "1s",
-        ])
-        .unwrap();
-    env.keep(planner);
+    start_watching_planner(&mut env, &ns);
     let worker = env.start_worker("worker", "traffic,analysis", &[]).unwrap();
     env.keep(worker);
     // The experiment's analysis: 2.0.0's error rate in CloudWatch, by an Argo template.
@@ -482,16 +486,7 @@ fn a_cells_target_groups_come_from_awstargetgroup_objects_when_there_are_any() {
     env.extra_env.extend(moto.env());
     let kube = KubeEnv::for_env(&mut env).unwrap();
     kube.install_crds().unwrap();
-    let planner = env
-        .start_planner_with(&[
-            "--watch-kubernetes",
-            "--watch-namespace",
-            &kube.namespace,
-            "--sync-period",
-            "1s",
-        ])
-        .unwrap();
-    env.keep(planner);
+    start_watching_planner(&mut env, &kube.namespace);
     let worker = env.start_worker("worker", "traffic", &[]).unwrap();
     env.keep(worker);
     let v1 = [("role", "web"), ("okra.mumo.co/version", "1.0.0")];
@@ -546,16 +541,7 @@ fn a_cluster_set_makes_argo_cd_secrets_for_eks_clusters_found_by_tags() {
     let ns = kube.namespace.clone();
     let endpoint = moto.eks_cluster("cdk1", &[("Service", "demo")]).unwrap();
     moto.eks_cluster("other", &[("Service", "batch")]).unwrap();
-    let planner = env
-        .start_planner_with(&[
-            "--watch-kubernetes",
-            "--watch-namespace",
-            &ns,
-            "--sync-period",
-            "1s",
-        ])
-        .unwrap();
-    env.keep(planner);
+    start_watching_planner(&mut env, &ns);
     let readme = include_str!("../../examples/okra/management-cluster.yaml");
     let text = readme
         .split("---")
@@ -669,16 +655,7 @@ fn an_experiment_whose_worker_is_killed_is_adopted_by_the_next() {
     let kube = KubeEnv::for_env(&mut env).unwrap();
     kube.install_crds().unwrap();
     let ns = kube.namespace.clone();
-    let planner = env
-        .start_planner_with(&[
-            "--watch-kubernetes",
-            "--watch-namespace",
-            &ns,
-            "--sync-period",
-            "1s",
-        ])
-        .unwrap();
-    env.keep(planner);
+    start_watching_planner(&mut env, &ns);
     let traffic = env.start_worker("traffic", "traffic", &[]).unwrap();
     env.keep(traffic);
     let mut analysis = env.start_worker("analysis", "analysis", &[]).unwrap();
