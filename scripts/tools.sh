@@ -117,4 +117,22 @@ if [ -z "${PROMETHEUS:-}" ] && ! command -v prometheus >/dev/null 2>&1; then
   fi
 fi
 kube_tools
+# The dashboard's browser test: Debian's Chromium, driven headless by playwright-core (npm,
+# pinned, into .tools/node; its own browser downloads are not used).
+PLAYWRIGHT_VERSION=1.65.2
+if [ -z "${BATON_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends chromium >&2 \
+      || { apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends chromium >&2; }
+  else
+    echo "chromium is missing: install Debian's chromium package, or set BATON_CHROMIUM" >&2
+    exit 1
+  fi
+fi
+if ! grep -qs "\"version\": \"$PLAYWRIGHT_VERSION\"" .tools/node/node_modules/playwright-core/package.json; then
+  mkdir -p .tools/node
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --prefix .tools/node --no-audit --no-fund --silent \
+    "playwright-core@$PLAYWRIGHT_VERSION" >&2
+fi
 echo "$PWD/$venv/bin/nats-server"

@@ -280,7 +280,8 @@ async fn up_with(
         Some(_) => "https",
         None => "http",
     };
-    info!(api = %format!("{scheme}://{}", args.planner.listen), nats = %url, "baton is up; try: baton apply -f examples/diamond.yaml --wait");
+    let api_url = format!("{scheme}://{}", args.planner.listen);
+    info!(api = %api_url, dashboard = %format!("{api_url}/ui/"), nats = %url, "baton is up; try: baton apply -f examples/diamond.yaml --wait, and watch it in the dashboard (its token is in the token file)");
     if let Err(e) = apply_files(files, &commands, &shutdown).await {
         // The planner stopped before it took them all: its own error says why.
         shutdown.cancel();

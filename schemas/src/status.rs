@@ -80,4 +80,7 @@ pub struct NodeStatus {
     pub started_at: Option<String>,
     /// When the node finished (RFC 3339).
     pub finished_at: Option<String>,
+    /// The nodes it needs: the run's graph, as a dashboard draws it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<String>,
 }

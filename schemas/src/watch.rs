@@ -139,6 +139,7 @@ mod tests {
             error: None,
             started_at: None,
             finished_at: None,
+            needs: Vec::new(),
         }
     }
 

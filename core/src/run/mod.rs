@@ -386,7 +386,8 @@ impl Run {
             nodes: self
                 .nodes
                 .iter()
-                .map(|n| NodeStatus {
+                .zip(&self.spec.nodes)
+                .map(|(n, spec)| NodeStatus {
                     name: n.name.to_string(),
                     state: n.state.shown(),
                     attempts: n.attempts,
@@ -394,6 +395,7 @@ impl Run {
                     error: n.error.clone(),
                     started_at: n.started_at.map(|t| t.to_string()),
                     finished_at: n.finished_at.map(|t| t.to_string()),
+                    needs: spec.needs.iter().map(|d| d.to_string()).collect(),
                 })
                 .collect(),
         }

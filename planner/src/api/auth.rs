@@ -60,7 +60,12 @@ impl Role {
     pub fn needed(method: &Method, path: &str) -> Option<Role> {
         // Flux's source-controller reads the chart repository without a token; it serves
         // only public charts that registered groups name (`crate::charts`).
-        if path == "/healthz" || (*method == Method::GET && path.starts_with("/charts/")) {
+        // The dashboard's page and scripts hold no data: what they show they ask for with
+        // the caller's token.
+        let assets = path == "/" || path == "/ui/" || path.starts_with("/ui/");
+        if path == "/healthz"
+            || (*method == Method::GET && (path.starts_with("/charts/") || assets))
+        {
             return None;
         }
         Some(match *method {
@@ -378,6 +383,10 @@ mod tests {
             Some(Role::Operator)
         );
         assert_eq!(needed(Method::GET, "/chartsx"), Some(Role::Viewer));
+        // The dashboard's page and scripts hold no data.
+        assert_eq!(needed(Method::GET, "/"), None);
+        assert_eq!(needed(Method::GET, "/ui/app.js"), None);
+        assert_eq!(needed(Method::GET, "/uix"), Some(Role::Viewer));
         assert_eq!(needed(Method::GET, "/v1/runs"), Some(Role::Viewer));
         assert_eq!(needed(Method::GET, "/v1/nothing"), Some(Role::Viewer));
         assert_eq!(

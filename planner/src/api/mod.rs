@@ -18,9 +18,10 @@
 //! | `POST /v1/cells/{name}/{resume,abort,promote}` | optional `{"run": "...", "step": N}`: refused (409) unless the rollout is that run, at that step | `{"cell", "command"}` |
 //! | `DELETE /v1/cells/{name}` | | `{"cell"}` (the rule goes too with `deletionPolicy: Delete`) |
 //! | `GET /charts/{path}/index.yaml`, `GET /charts/{path}/{chart}.tgz` | | a Helm chart repository of the subcharts an umbrella chart of a registered group vendors (`crate::charts`), for the `flux` driver |
+//! | `GET /`, `GET /ui/`, `GET /ui/{file}` | | the dashboard's page and scripts (`ui.rs`) |
 //! | `GET /healthz` | | `ok` |
 //!
-//! Every path but `/healthz` and `GET /charts/...` takes a bearer token and a role
+//! Every path but `/healthz`, the dashboard's assets and `GET /charts/...` takes a bearer token and a role
 //! (`auth.rs`): 401 without a known token, 403 beyond the caller's role.
 //!
 //! `POST /v1/apply`, `POST /v1/workflows/{name}/runs` and `POST /v1/triggers/{name}` take an
@@ -60,6 +61,7 @@ mod charts;
 mod kube_auth;
 mod listen;
 mod live_tokens;
+mod ui;
 mod watch;
 
 pub use auth::{Auth, Caller, MIN_TOKEN_LEN, Role, TokenFileError, Tokens};
@@ -212,6 +214,9 @@ pub fn router(
         .route("/v1/watch/cells", get(watch::cells))
         .route("/v1/cells/{name}/{command}", post(cell_command))
         .route("/charts/{path}/{file}", get(charts::file))
+        .route("/", get(ui::root))
+        .route("/ui/", get(ui::index))
+        .route("/ui/{file}", get(ui::file))
         .fallback(no_route)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         // Outside the routes and their extractors: a caller is known before a body is read.

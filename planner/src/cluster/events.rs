@@ -317,6 +317,7 @@ mod tests {
             error: Some("exit status 3".into()),
             started_at: None,
             finished_at: None,
+            needs: Vec::new(),
         };
         let run = |n| RunStatus {
             run: "r".into(),

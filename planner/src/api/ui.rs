@@ -1,0 +1,57 @@
+//! The dashboard: a page and its scripts, built into the binary and served by the API at
+//! `/ui/` (and `/`, which leads there). The assets hold no data and need no token; the page
+//! asks the API for everything with the caller's token (`sessionStorage`, asked for when
+//! the API answers 401), and follows a run through its watch stream.
+
+use axum::extract::Path;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+
+/// The assets, by file name, with their content types.
+const ASSETS: [(&str, &str, &str); 3] = [
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_str!("../../ui/index.html"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../ui/app.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../../ui/style.css"),
+    ),
+];
+
+/// `GET /`: the dashboard.
+pub(super) async fn root() -> Redirect {
+    Redirect::to("/ui/")
+}
+
+/// `GET /ui/`: the page.
+pub(super) async fn index() -> Response {
+    asset("index.html")
+}
+
+/// `GET /ui/{file}`.
+pub(super) async fn file(Path(file): Path<String>) -> Response {
+    asset(&file)
+}
+
+fn asset(name: &str) -> Response {
+    match ASSETS.iter().find(|(n, _, _)| *n == name) {
+        Some((_, content_type, body)) => (
+            [
+                (header::CONTENT_TYPE, *content_type),
+                // A planner upgraded serves new assets at once.
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            *body,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
+    }
+}
