@@ -130,6 +130,14 @@ if [ -z "${BATON_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
     exit 1
   fi
 fi
+if ! command -v npm >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >&2
+  else
+    echo "node and npm are missing: install Debian's nodejs and npm packages" >&2
+    exit 1
+  fi
+fi
 if ! grep -qs "\"version\": \"$PLAYWRIGHT_VERSION\"" .tools/node/node_modules/playwright-core/package.json; then
   mkdir -p .tools/node
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --prefix .tools/node --no-audit --no-fund --silent \

@@ -3,6 +3,8 @@
 
 const main = document.getElementById("main");
 const statusLine = document.getElementById("status");
+// Each page shown gets a number; work of a page no longer shown stops at its next step.
+let shownPage = 0;
 let closeStream = () => {};
 
 /// Calls the API; asks for a token when it answers 401, then tries again once.
@@ -77,11 +79,12 @@ async function showRuns() {
   workflow.addEventListener("input", () => draw(runs));
   state.addEventListener("change", () => draw(runs));
   // The list is read again every 2 s while the page is shown.
-  let shown = true;
-  closeStream = () => { shown = false; };
-  while (shown) {
+  const page = shownPage;
+  while (page === shownPage) {
     try {
-      runs = await json("/v1/runs");
+      const read = await json("/v1/runs");
+      if (page !== shownPage) return;
+      runs = read;
       draw(runs);
       statusLine.textContent = "";
     } catch (e) {
@@ -93,33 +96,51 @@ async function showRuns() {
 
 // --- One run's graph ---------------------------------------------------------------------
 
-/// Columns by longest path from the roots; rows in spec order within a column.
+/// Columns by longest path from the roots (in topological order, without recursion, so a
+/// long chain cannot overflow the stack); rows in spec order within a column. Nodes in a
+/// cycle or behind one stay in column 0.
 export function layout(nodes) {
   const index = new Map(nodes.map((n, i) => [n.name, i]));
-  const level = new Array(nodes.length).fill(-1);
-  const levelOf = (i, seen = new Set()) => {
-    if (level[i] >= 0) return level[i];
-    if (seen.has(i)) return 0;
-    seen.add(i);
-    let l = 0;
-    for (const need of nodes[i].needs || []) {
+  const level = new Array(nodes.length).fill(0);
+  const waiting = new Array(nodes.length).fill(0);
+  const next = nodes.map(() => []);
+  nodes.forEach((n, i) => {
+    for (const need of n.needs || []) {
       const j = index.get(need);
-      if (j !== undefined) l = Math.max(l, levelOf(j, seen) + 1);
+      if (j === undefined) continue;
+      waiting[i] += 1;
+      next[j].push(i);
     }
-    level[i] = l;
-    return l;
-  };
+  });
+  const ready = [];
+  waiting.forEach((w, i) => { if (w === 0) ready.push(i); });
+  for (let k = 0; k < ready.length; k++) {
+    const i = ready[k];
+    for (const j of next[i]) {
+      level[j] = Math.max(level[j], level[i] + 1);
+      if (--waiting[j] === 0) ready.push(j);
+    }
+  }
   const rows = [];
   return nodes.map((n, i) => {
-    const column = levelOf(i);
+    const column = level[i];
     rows[column] = (rows[column] || 0) + 1;
     return { column, row: rows[column] - 1 };
   });
 }
 
+function largest(values) {
+  let most = 0;
+  for (const v of values) if (v > most) most = v;
+  return most;
+}
+
 const W = 170, H = 36, GAP_X = 60, GAP_Y = 18;
 
 async function showRun(run) {
+  const page = shownPage;
+  const controller = new AbortController();
+  closeStream = () => controller.abort();
   const title = el("h1", {}, run);
   const state = el("span", { id: "run-state", class: "state" });
   const picture = svg("svg", { id: "dag" });
@@ -129,14 +150,15 @@ async function showRun(run) {
   try {
     status = await json(`/v1/runs/${encodeURIComponent(run)}`);
   } catch (e) {
-    main.replaceChildren(el("p", { class: "error" }, `run ${run}: ${e.message}`));
+    if (page === shownPage) main.replaceChildren(el("p", { class: "error" }, `run ${run}: ${e.message}`));
     return;
   }
+  if (page !== shownPage) return;
   const byName = new Map();
   const draw = () => {
     const places = layout(status.nodes);
-    const columns = Math.max(0, ...places.map((p) => p.column)) + 1;
-    const rows = Math.max(0, ...places.map((p) => p.row)) + 1;
+    const columns = largest(places.map((p) => p.column)) + 1;
+    const rows = largest(places.map((p) => p.row)) + 1;
     picture.setAttribute("viewBox", `0 0 ${columns * (W + GAP_X)} ${rows * (H + GAP_Y)}`);
     picture.setAttribute("width", columns * (W + GAP_X));
     picture.setAttribute("height", rows * (H + GAP_Y));
@@ -165,9 +187,16 @@ async function showRun(run) {
       paint(n);
     }
   };
+  // A node new to the graph redraws it once per frame, however many arrive.
+  let redraw = false;
+  const drawSoon = () => {
+    if (redraw) return;
+    redraw = true;
+    requestAnimationFrame(() => { redraw = false; draw(); });
+  };
   const paint = (n) => {
     const g = byName.get(n.name);
-    if (!g) return draw();
+    if (!g) return drawSoon();
     g.setAttribute("data-state", n.state);
     g.setAttribute("class", `node ${n.state}`);
   };
@@ -178,11 +207,11 @@ async function showRun(run) {
   };
   head(status);
   draw();
-  follow(run, (kind, data) => {
+  follow(run, controller, (kind, data) => {
     if (kind === "snapshot") { status = data; head(status); draw(); }
     if (kind === "node") {
       const i = status.nodes.findIndex((m) => m.name === data.name);
-      if (i >= 0) { status.nodes[i] = data; paint(data); } else { status.nodes.push(data); draw(); }
+      if (i >= 0) { status.nodes[i] = data; paint(data); } else { status.nodes.push(data); drawSoon(); }
       if (detail.dataset.node === data.name) showNode(detail, data);
     }
     if (kind === "run" || kind === "end") head(data);
@@ -200,30 +229,41 @@ function showNode(detail, n) {
 }
 
 /// Reads the run's watch stream (server-sent events through fetch, which can send the token),
-/// opening it again when it is cut, until the page changes or the run ends.
-function follow(run, onEvent) {
-  const controller = new AbortController();
-  closeStream = () => controller.abort();
+/// opening it again when it is cut (waiting 1 s, doubling to 30 s), until the page changes,
+/// the run ends, or the API refuses it.
+function follow(run, controller, onEvent) {
   (async () => {
+    let wait = 1000;
     while (!controller.signal.aborted) {
       try {
         const response = await api(`/v1/runs/${encodeURIComponent(run)}/watch`, { signal: controller.signal });
+        if (response.status >= 400 && response.status < 500) {
+          const body = await response.json().catch(() => ({}));
+          statusLine.textContent = `watch: ${(body.errors || [response.statusText]).join("; ")}`;
+          return;
+        }
+        if (!response.ok) throw new Error(response.statusText);
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
         let buffer = "";
         for (;;) {
           const { value, done } = await reader.read();
           if (done) break;
-          buffer += value;
+          wait = 1000;
+          buffer += value.replace(/\r\n?/g, "\n");
           let end;
           while ((end = buffer.indexOf("\n\n")) >= 0) {
             const block = buffer.slice(0, end);
             buffer = buffer.slice(end + 2);
-            let kind = "message", data = "";
+            let kind = "message";
+            const data = [];
             for (const line of block.split("\n")) {
-              if (line.startsWith("event:")) kind = line.slice(6).trim();
-              if (line.startsWith("data:")) data += line.slice(5).trim();
+              const field = line.slice(0, line.indexOf(":") < 0 ? line.length : line.indexOf(":"));
+              let value = line.slice(field.length + 1);
+              if (value.startsWith(" ")) value = value.slice(1);
+              if (field === "event") kind = value;
+              if (field === "data") data.push(value);
             }
-            if (data) onEvent(kind, JSON.parse(data));
+            if (data.length) onEvent(kind, JSON.parse(data.join("\n")));
             if (kind === "end") return;
           }
         }
@@ -231,16 +271,25 @@ function follow(run, onEvent) {
         if (controller.signal.aborted) return;
         statusLine.textContent = `watch: ${e.message}`;
       }
-      await new Promise((r) => setTimeout(r, 1000));
+      await new Promise((r) => setTimeout(r, wait));
+      wait = Math.min(wait * 2, 30000);
     }
   })();
 }
 
 function route() {
   closeStream();
+  closeStream = () => {};
+  shownPage += 1;
   const hash = location.hash || "#/runs";
   const run = hash.match(/^#\/runs\/(.+)$/);
-  if (run) showRun(decodeURIComponent(run[1]));
+  let id = null;
+  try {
+    id = run && decodeURIComponent(run[1]);
+  } catch {
+    id = null;
+  }
+  if (id) showRun(id);
   else showRuns();
 }
 

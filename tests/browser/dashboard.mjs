@@ -4,11 +4,14 @@
 //   RUN_OK         a run that is under way and succeeds (the diamond example)
 //   RUN_FAILED     a run whose node FAILED_NODE failed (the retry example)
 //   TOKEN          an API token, typed into the page when it asks
+//   GATE           a file the diamond's first node waits for: created once the graph is
+//                  drawn, so that the browser sees it before the run goes on
 //   OUT            where screenshots go
 //   CHROMIUM       the browser (default /usr/bin/chromium)
 //   PLAYWRIGHT_HOME  the folder whose node_modules holds playwright-core (.tools/node)
 // Every wait is bounded; a step that times out fails the script with its reason.
 import { createRequire } from "node:module";
+import { writeFileSync } from "node:fs";
 
 const require = createRequire(`${process.env.PLAYWRIGHT_HOME}/package.json`);
 const { chromium } = require("playwright-core");
@@ -39,14 +42,18 @@ try {
   seen.nodesAtFirst = await page.$$eval("#dag g.node", (g) => g.length);
   seen.edges = await page.$$eval("#dag path.edge", (p) => p.length);
   seen.statesAtFirst = await page.$$eval("#dag g.node", (g) => g.map((n) => n.dataset.state));
+  // A mark a reload would lose; then the run may go on.
+  await page.evaluate(() => { window.batonTestMark = 1; });
+  writeFileSync(process.env.GATE, "go");
   await page.waitForFunction(
     () => [...document.querySelectorAll("#dag g.node")].every((n) => n.dataset.state === "succeeded"),
     null,
     { timeout: 60000 },
   );
   seen.statesAtEnd = await page.$$eval("#dag g.node", (g) => g.map((n) => n.dataset.state));
+  await page.waitForSelector('#run-state[data-state="succeeded"]', { timeout: 10000 });
   seen.runState = await page.textContent("#run-state");
-  seen.reloaded = await page.evaluate(() => performance.getEntriesByType("navigation").length);
+  seen.notReloaded = await page.evaluate(() => window.batonTestMark === 1);
   await page.screenshot({ path: `${OUT}/dag.png`, fullPage: true });
   // A failed node's error, one click away.
   await page.goto(`${BATON_URL}/ui/#/runs/${encodeURIComponent(RUN_FAILED)}`);

@@ -62,9 +62,10 @@ impl Role {
         // only public charts that registered groups name (`crate::charts`).
         // The dashboard's page and scripts hold no data: what they show they ask for with
         // the caller's token.
-        let assets = path == "/" || path == "/ui/" || path.starts_with("/ui/");
+        let read = *method == Method::GET || *method == Method::HEAD;
         if path == "/healthz"
-            || (*method == Method::GET && (path.starts_with("/charts/") || assets))
+            || (*method == Method::GET && path.starts_with("/charts/"))
+            || (read && super::ui::is_asset_path(path))
         {
             return None;
         }
@@ -386,7 +387,9 @@ mod tests {
         // The dashboard's page and scripts hold no data.
         assert_eq!(needed(Method::GET, "/"), None);
         assert_eq!(needed(Method::GET, "/ui/app.js"), None);
+        assert_eq!(needed(Method::HEAD, "/ui/style.css"), None);
         assert_eq!(needed(Method::GET, "/uix"), Some(Role::Viewer));
+        assert_eq!(needed(Method::GET, "/ui/other"), Some(Role::Viewer));
         assert_eq!(needed(Method::GET, "/v1/runs"), Some(Role::Viewer));
         assert_eq!(needed(Method::GET, "/v1/nothing"), Some(Role::Viewer));
         assert_eq!(

@@ -7,6 +7,15 @@ use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
+/// The paths of the dashboard's page and assets, which need no token.
+pub(super) fn is_asset_path(path: &str) -> bool {
+    path == "/"
+        || path == "/ui/"
+        || path
+            .strip_prefix("/ui/")
+            .is_some_and(|file| ASSETS.iter().any(|(name, _, _)| *name == file))
+}
+
 /// The assets, by file name, with their content types.
 const ASSETS: [(&str, &str, &str); 3] = [
     (
@@ -48,6 +57,12 @@ fn asset(name: &str) -> Response {
                 (header::CONTENT_TYPE, *content_type),
                 // A planner upgraded serves new assets at once.
                 (header::CACHE_CONTROL, "no-cache"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                // Only its own scripts, no frames: the tab holds an API token.
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+                ),
             ],
             *body,
         )
