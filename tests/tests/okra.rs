@@ -21,6 +21,15 @@ use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
+/// An okra Cell `name` in `ns` on rule `priority` of `listener` (host `<name>.example.com`),
+/// one target group per version labelled `role: web`, with canary `steps` (YAML list items).
+fn canary_cell(name: &str, ns: &str, listener: &str, priority: u32, steps: &str) -> Value {
+    let text = format!(
+        "apiVersion: okra.mumo.co/v1alpha1\nkind: Cell\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  ingress:\n    type: AWSApplicationLoadBalancer\n    awsApplicationLoadBalancer:\n      listenerARN: {listener}\n      listener: {{rule: {{priority: {priority}, hosts: [{name}.example.com]}}}}\n      targetGroupSelector: {{matchLabels: {{role: web}}}}\n  replicas: 1\n  updateStrategy:\n    type: Canary\n    canary:\n      steps:\n{steps}"
+    );
+    serde_norway::from_str(&text).unwrap()
+}
+
 /// Starts a planner that watches namespace `ns` and syncs okra's sets every second.
 fn start_watching_planner(env: &mut Env, ns: &str) {
     let args = [
@@ -371,15 +380,12 @@ fn a_target_group_set_feeds_a_cell_from_member_clusters_bindings() {
     set["metadata"]["namespace"] = ns.clone().into();
     let sets = kube.kind_api("okra.mumo.co", "AWSTargetGroupSet");
     create(&kube, &sets, set);
-    let cell = format!(
-        "apiVersion: okra.mumo.co/v1alpha1\nkind: Cell\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  ingress:\n    type: AWSApplicationLoadBalancer\n    awsApplicationLoadBalancer:\n      listenerARN: {}\n      listener: {{rule: {{priority: 14, hosts: [web.example.com]}}}}\n      targetGroupSelector: {{matchLabels: {{role: web}}}}\n  replicas: 1\n  updateStrategy:\n    type: Canary\n    canary:\n      steps:\n      - setWeight: 50\n{EXPERIMENT_STEP}",
-        listener.arn
-    );
     let cells = kube.kind_api("okra.mumo.co", "Cell");
+    let steps = format!("      - setWeight: 50\n{EXPERIMENT_STEP}");
     create(
         &kube,
         &cells,
-        serde_norway::from_str::<Value>(&cell).unwrap(),
+        canary_cell("web", &ns, &listener.arn, 14, &steps),
     );
 
     // member-a's web binding becomes an AWSTargetGroup (not its api one), and the Cell
@@ -670,15 +676,12 @@ fn an_experiment_whose_worker_is_killed_is_adopted_by_the_next() {
     let seen = ReplicaSetLog::start(kube.client.clone(), &ns);
     let v1 = [("role", "web"), ("okra.mumo.co/version", "1.0.0")];
     moto.target_group(&listener.vpc_id, "web-a1", &v1).unwrap();
-    let cell = format!(
-        "apiVersion: okra.mumo.co/v1alpha1\nkind: Cell\nmetadata: {{name: ex, namespace: {ns}}}\nspec:\n  ingress:\n    type: AWSApplicationLoadBalancer\n    awsApplicationLoadBalancer:\n      listenerARN: {}\n      listener: {{rule: {{priority: 16, hosts: [ex.example.com]}}}}\n      targetGroupSelector: {{matchLabels: {{role: web}}}}\n  replicas: 1\n  updateStrategy:\n    type: Canary\n    canary:\n      steps:\n      - setWeight: 50\n      - experiment: {{duration: 15s, templates: [{{name: wy, specRef: wy}}]}}\n",
-        listener.arn
-    );
     let cells = kube.kind_api("okra.mumo.co", "Cell");
+    let steps = "      - setWeight: 50\n      - experiment: {duration: 15s, templates: [{name: wy, specRef: wy}]}\n";
     create(
         &kube,
         &cells,
-        serde_norway::from_str::<Value>(&cell).unwrap(),
+        canary_cell("ex", &ns, &listener.arn, 16, steps),
     );
     kube.wait_status(&cells, "ex", Duration::from_secs(60), |s| {
         s["servingVersion"] == "1.0.0" && s["phase"] == "Serving"

@@ -75,18 +75,7 @@ async fn clusters(client: &eks::Client) -> anyhow::Result<Vec<EksCluster>> {
     }
     let mut clusters = Vec::new();
     for name in names {
-        let described = client
-            .describe_cluster()
-            .name(&name)
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "EKS DescribeCluster {name}: {}",
-                    baton_alb::sdk_error_line(&e)
-                )
-            })?;
-        let Some(cluster) = described.cluster else {
+        let Some(cluster) = super::describe_cluster(client, &name).await? else {
             continue;
         };
         clusters.push(EksCluster {

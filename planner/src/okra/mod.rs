@@ -122,19 +122,8 @@ impl Aws {
             }
             None => self.eks().await,
         };
-        let described = eks
-            .describe_cluster()
-            .name(name)
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "EKS DescribeCluster {name}: {}",
-                    baton_alb::sdk_error_line(&e)
-                )
-            })?;
-        described
-            .cluster
+        describe_cluster(&eks, name)
+            .await?
             .and_then(|c| c.endpoint)
             .ok_or_else(|| anyhow::anyhow!("EKS cluster {name} has no endpoint yet"))
     }
@@ -195,6 +184,25 @@ impl Aws {
             .ok_or_else(|| anyhow::anyhow!("no AWS region for an EKS token (AWS_REGION)"))?;
         Ok((credentials, region))
     }
+}
+
+/// EKS's description of cluster `name` (`None` when EKS gives none).
+async fn describe_cluster(
+    eks: &aws_sdk_eks::Client,
+    name: &str,
+) -> anyhow::Result<Option<aws_sdk_eks::types::Cluster>> {
+    let described = eks
+        .describe_cluster()
+        .name(name)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "EKS DescribeCluster {name}: {}",
+                baton_alb::sdk_error_line(&e)
+            )
+        })?;
+    Ok(described.cluster)
 }
 
 /// An error with its causes, `: `-separated.
