@@ -29,13 +29,14 @@ mod tests;
 
 pub use cells::{
     Blocked, CellCommand, CellEntry, CellPhase, CellStatus, CellTrigger, Expect, Observation,
-    RuleSeen, SeenTargetGroup, TargetGroupSource, TriggerPosition,
+    RuleSeen, SeenTargetGroup, TargetGroupSource, TriggerPosition, WEIGHT_HISTORY, WeightChange,
 };
 pub use chains::{IgnitorEntry, TaskEntry, TaskState, TaskStatus, fire_run_id};
 pub use changes::{Changes, Snapshot};
 pub use groups::{GroupEntry, GroupState, Pending, Remediation, RemediationOutcome, Succeeded};
 pub use input::{Action, ClusterSource, CoreConfig, Input, Refusal, Registered};
 use run::step::{Readiness, attempt_failed, dispatch_or_fail, finish, readiness};
+pub use run::summary::{PageCursor, RunQuery, page as run_page};
 pub use run::{Node, NodeState, Run, RunKind, RunPhase, StartedBy};
 pub use tally::{AttemptOutcome, Tally};
 

@@ -84,3 +84,37 @@ pub struct NodeStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<String>,
 }
+
+/// A run without its nodes: one line of a runs list ([`RunPage`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    /// The run id.
+    pub run: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// The run's state.
+    pub state: State,
+    /// Why the run failed as a whole, before any node could.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it started (RFC 3339).
+    pub created_at: String,
+    /// When it finished (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// How many nodes it has.
+    pub nodes: usize,
+    /// How many nodes are in each state (states with none left out).
+    pub counts: std::collections::BTreeMap<State, usize>,
+}
+
+/// One page of runs, newest first (`GET /v1/run-summaries`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunPage {
+    /// The runs of this page.
+    pub runs: Vec<RunSummary>,
+    /// Where the next page starts (its `continue` parameter); none on the last page.
+    #[serde(rename = "continue", default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}

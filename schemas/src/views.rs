@@ -163,6 +163,20 @@ pub struct CellView {
     /// objects in its namespace) or `Tags` (ELBv2 tags).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_group_source: Option<String>,
+    /// The rule's forward weights over time, oldest first: each change Baton saw, the last
+    /// hundred kept. Not part of a cluster object's status (see [`CELL_STATUS_FIELDS`]).
+    #[serde(default)]
+    pub weight_history: Vec<CellWeightChange>,
+}
+
+/// A Cell's rule's forward weights from a moment on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CellWeightChange {
+    /// When Baton saw them (RFC 3339).
+    pub at: String,
+    /// The weights, each target group named as the last discovery saw it.
+    pub weights: Vec<CellWeight>,
 }
 
 /// One target group's weight in a Cell's rule.
@@ -252,7 +266,9 @@ pub const GROUP_STATUS_FIELDS: &[&str] = &[
     "applications",
 ];
 
-/// The fields of a [`CellView`] that a Cell object's status holds: all but its name.
+/// The fields of a [`CellView`] that a Cell object's status holds: all but its name and its
+/// weight history, which would make every status write of a Cell kilobytes larger (the API
+/// serves it).
 pub const CELL_STATUS_FIELDS: &[&str] = &[
     "phase",
     "servingVersion",

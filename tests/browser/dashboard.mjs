@@ -3,7 +3,9 @@
 //   BATON_URL      the planner's API, e.g. http://127.0.0.1:8080
 //   RUN_OK         a run that is under way and succeeds (the diamond example)
 //   RUN_FAILED     a run whose node FAILED_NODE failed (the retry example)
-//   TOKEN          an API token, typed into the page when it asks
+//   TOKEN          a viewer's API token, typed into the page when it asks
+//   RUN_CANCEL     a run under way for a long time, cancelled through the page
+//   OPERATOR_TOKEN an operator's token, which may cancel it
 //   GATE           a file the diamond's first node waits for: created once the graph is
 //                  drawn, so that the browser sees it before the run goes on
 //   OUT            where screenshots go
@@ -61,6 +63,20 @@ try {
   await page.click(`#dag g.node[data-node="${FAILED_NODE}"]`);
   seen.error = await page.textContent("#node-error", { timeout: 10000 });
   await page.screenshot({ path: `${OUT}/failed-node.png`, fullPage: true });
+  // Cancelling a run asks first; a viewer's cancel is refused in words, an operator's
+  // ends the run.
+  await page.goto(`${BATON_URL}/ui/#/runs/${encodeURIComponent(process.env.RUN_CANCEL)}`);
+  await page.waitForSelector("#run-cancel:not([hidden])", { timeout: 20000 });
+  await page.click("#run-cancel");
+  await page.click("#confirm-yes");
+  await page.waitForSelector('#run-outcome[data-status="403"]', { timeout: 10000 });
+  seen.viewerCancel = await page.textContent("#run-outcome");
+  await page.evaluate((token) => sessionStorage.setItem("baton-token", token), process.env.OPERATOR_TOKEN);
+  await page.click("#run-cancel");
+  await page.click("#confirm-yes");
+  await page.waitForSelector('#run-state[data-state="cancelled"]', { timeout: 30000 });
+  seen.cancelledState = await page.textContent("#run-state");
+  await page.screenshot({ path: `${OUT}/cancelled.png`, fullPage: true });
   console.log(JSON.stringify({ ok: true, ...seen }));
 } catch (e) {
   console.log(JSON.stringify({ ok: false, error: String(e), ...seen }));

@@ -16,6 +16,7 @@ use anyhow::{Context, bail};
 use baton_schemas::status::RunStatus;
 
 pub mod aws;
+pub mod browser;
 pub mod bus_auth;
 pub mod chart_repo;
 pub mod install;

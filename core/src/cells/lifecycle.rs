@@ -168,7 +168,7 @@ impl Core {
         let fresh = status.written.as_ref().is_none_or(|w| obs.at >= w.at);
         if let (Ok(rule), true) = (obs.rule, fresh) {
             if status.rollout.is_none() {
-                status.weights = rule.clone().unwrap_or_default();
+                status.set_weights(rule.clone().unwrap_or_default(), obs.at);
             }
             status.observed_rule = match rule {
                 Some(weights) => RuleSeen::Forwards(weights),

@@ -229,7 +229,12 @@ pub struct CellStatus {
     #[serde(default, rename = "phase", skip_serializing)]
     stored_phase: Option<CellPhase>,
     /// The rule's forward weights as AWS last showed them (a read-back or a discovery).
+    /// Changed only through [`CellStatus::set_weights`], which keeps their history.
     pub weights: Vec<WeightedTargetGroup>,
+    /// Every change of `weights`, oldest first, the last [`WEIGHT_HISTORY`] of them: kept in
+    /// the store, so a chart of the rollout survives a page reload and a planner restart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weight_history: Vec<WeightChange>,
     /// The rule as Baton last wrote it, and when the write was confirmed (planner clock).
     pub written: Option<Written>,
     /// Versions that will not be rolled out again unless promoted.
@@ -252,6 +257,41 @@ pub struct CellStatus {
     /// already (a replay after a crash meets it again) and is ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_command: Option<TriggerPosition>,
+}
+
+/// How many weight changes a Cell keeps. A rollout is a handful of changes, so this spans
+/// many rollouts, while the entry the store writes on each of the Cell's changes stays small
+/// (about 25 KB for two target groups at the bound).
+pub const WEIGHT_HISTORY: usize = 100;
+
+/// The rule's forward weights from a moment on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WeightChange {
+    /// When Baton saw them (planner clock).
+    pub at: Timestamp,
+    /// The weights.
+    pub weights: Vec<WeightedTargetGroup>,
+}
+
+impl CellStatus {
+    /// Records the rule's forward weights as AWS showed them at `at`, adding a change to the
+    /// history when they differ from the last one.
+    pub(crate) fn set_weights(&mut self, weights: Vec<WeightedTargetGroup>, at: Timestamp) {
+        let last = self.weight_history.last().map(|c| &c.weights);
+        // The first reading is history too, even of an empty rule: the chart starts there.
+        if last != Some(&weights) {
+            if self.weight_history.len() >= WEIGHT_HISTORY {
+                let excess = self.weight_history.len() + 1 - WEIGHT_HISTORY;
+                self.weight_history.drain(..excess);
+            }
+            self.weight_history.push(WeightChange {
+                at,
+                weights: weights.clone(),
+            });
+        }
+        self.weights = weights;
+    }
 }
 
 /// The Cell's rule as ELBv2 last showed it.

@@ -513,7 +513,7 @@ impl Core {
         };
         let entry = self.cells.get_mut(name).expect("callers checked");
         if let Some(weights) = shown {
-            entry.status.weights = weights.clone();
+            entry.status.set_weights(weights.clone(), now);
             entry.status.observed_rule = RuleSeen::Forwards(weights);
         }
         let before = entry.status.written.replace(Written {

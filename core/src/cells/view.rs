@@ -1,6 +1,7 @@
 //! The status users see of a Cell.
 
-use baton_schemas::views::{BlockedVersion, CellView, CellWeight};
+use baton_schemas::traffic::WeightedTargetGroup;
+use baton_schemas::views::{BlockedVersion, CellView, CellWeight, CellWeightChange};
 
 use crate::Core;
 
@@ -41,19 +42,21 @@ impl CellEntry {
     fn view(&self, phase: CellPhase) -> CellView {
         let s = &self.status;
         let group = |arn: &str| s.target_groups.iter().find(|g| g.arn == arn);
-        let weights = s
-            .weights
-            .iter()
-            .map(|w| {
-                let g = group(&w.arn);
-                CellWeight {
-                    arn: w.arn.clone(),
-                    name: g.map(|g| g.name.clone()),
-                    version: g.and_then(|g| g.version.clone()),
-                    weight: w.weight,
-                }
-            })
-            .collect();
+        let named = |weights: &[WeightedTargetGroup]| {
+            weights
+                .iter()
+                .map(|w| {
+                    let g = group(&w.arn);
+                    CellWeight {
+                        arn: w.arn.clone(),
+                        name: g.map(|g| g.name.clone()),
+                        version: g.and_then(|g| g.version.clone()),
+                        weight: w.weight,
+                    }
+                })
+                .collect()
+        };
+        let weights = named(&s.weights);
         let rollout = s.rollout.as_ref();
         CellView {
             name: self.cell.metadata.name.clone(),
@@ -79,6 +82,14 @@ impl CellEntry {
             target_group_source: s
                 .last_sync
                 .map(|_| s.target_group_source.as_str().to_owned()),
+            weight_history: s
+                .weight_history
+                .iter()
+                .map(|c| CellWeightChange {
+                    at: c.at.to_string(),
+                    weights: named(&c.weights),
+                })
+                .collect(),
         }
     }
 }

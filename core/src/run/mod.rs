@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 mod graph;
 pub(crate) mod step;
+pub(crate) mod summary;
 
 use graph::Graph;
 

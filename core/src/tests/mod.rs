@@ -7,6 +7,7 @@ mod fuzz;
 pub(crate) mod kit;
 pub(crate) mod replay;
 pub(crate) mod store;
+mod summary;
 mod tally;
 use std::time::Duration;
 

@@ -11,6 +11,7 @@
 //! | `POST /v1/workflows/{name}/runs` | `{"data": "..."}` | `{"run"}` |
 //! | `POST /v1/triggers/{name}` | the trigger data, as is | `{"run"}` (202: started through the bus; 404 for a workflow not registered) |
 //! | `GET /v1/runs` | | `[<run status>]` |
+//! | `GET /v1/run-summaries?workflow=&state=&since=&until=&limit=&continue=` | | `{"runs": [<run summary>], "continue"}`: a page of runs, newest first, without their nodes (counts by state instead); `continue` is where the next page starts (`run_query.rs`) |
 //! | `GET /v1/runs/{run}` | | `<run status>` |
 //! | `GET /v1/runs/{run}/watch`, `/v1/cells/{name}/watch`, `/v1/watch/cells`, `/v1/groups/{name}/watch` | | server-sent events of its changes as they happen (`watch.rs`, [`baton_schemas::watch`]) |
 //! | `POST /v1/runs/{run}/cancel` | | `{"run"}` |
@@ -18,7 +19,7 @@
 //! | `POST /v1/cells/{name}/{resume,abort,promote}` | optional `{"run": "...", "step": N}`: refused (409) unless the rollout is that run, at that step | `{"cell", "command"}` |
 //! | `DELETE /v1/cells/{name}` | | `{"cell"}` (the rule goes too with `deletionPolicy: Delete`) |
 //! | `GET /charts/{path}/index.yaml`, `GET /charts/{path}/{chart}.tgz` | | a Helm chart repository of the subcharts an umbrella chart of a registered group vendors (`crate::charts`), for the `flux` driver |
-//! | `GET /`, `GET /ui/`, `GET /ui/{file}` | | the dashboard's page and scripts (`ui.rs`) |
+//! | `GET /`, `GET /ui/`, `GET /ui/{*file}` | | the dashboard's page and scripts (`ui.rs`) |
 //! | `GET /healthz` | | `ok` |
 //!
 //! Every path but `/healthz`, the dashboard's assets and `GET /charts/...` takes a bearer token and a role
@@ -61,6 +62,7 @@ mod charts;
 mod kube_auth;
 mod listen;
 mod live_tokens;
+mod run_query;
 mod ui;
 mod watch;
 
@@ -202,6 +204,7 @@ pub fn router(
         .route("/v1/workflows/{name}/runs", post(start))
         .route("/v1/triggers/{name}", post(trigger))
         .route("/v1/runs", get(list))
+        .route("/v1/run-summaries", get(run_summaries))
         .route("/v1/runs/{run}", get(status))
         .route("/v1/runs/{run}/watch", get(watch::run))
         .route("/v1/runs/{run}/cancel", post(cancel))
@@ -216,7 +219,7 @@ pub fn router(
         .route("/charts/{path}/{file}", get(charts::file))
         .route("/", get(ui::root))
         .route("/ui/", get(ui::index))
-        .route("/ui/{file}", get(ui::file))
+        .route("/ui/{*file}", get(ui::file))
         .fallback(no_route)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         // Outside the routes and their extractors: a caller is known before a body is read.
@@ -552,6 +555,25 @@ async fn list(
     State(api): State<Api>,
 ) -> Result<Json<Vec<baton_schemas::status::RunStatus>>, ApiError> {
     Ok(Json(api.ask(|reply| Command::List { reply }).await?))
+}
+
+/// `GET /v1/run-summaries`: what a runs list needs, a page at a time.
+async fn run_summaries(
+    State(api): State<Api>,
+    query: Result<
+        axum::extract::Query<run_query::RunSummaryQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Json<baton_schemas::status::RunPage>, ApiError> {
+    let query = query
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, vec![e.body_text()]))?
+        .0
+        .parse()
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, vec![e]))?;
+    Ok(Json(
+        api.ask(|reply| Command::RunSummaries { query, reply })
+            .await?,
+    ))
 }
 
 async fn status(

@@ -16,23 +16,33 @@ pub(super) fn is_asset_path(path: &str) -> bool {
             .is_some_and(|file| ASSETS.iter().any(|(name, _, _)| *name == file))
 }
 
-/// The assets, by file name, with their content types.
-const ASSETS: [(&str, &str, &str); 3] = [
-    (
-        "index.html",
-        "text/html; charset=utf-8",
-        include_str!("../../ui/index.html"),
-    ),
-    (
-        "app.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../../ui/app.js"),
-    ),
-    (
-        "style.css",
-        "text/css; charset=utf-8",
-        include_str!("../../ui/style.css"),
-    ),
+/// One asset: its path under `/ui/`, content type and body.
+macro_rules! embedded {
+    ($file:literal, $type:expr) => {
+        ($file, $type, include_str!(concat!("../../ui/", $file)))
+    };
+}
+
+const SCRIPT: &str = "text/javascript; charset=utf-8";
+
+/// The assets, by path under `/ui/`, with their content types.
+const ASSETS: &[(&str, &str, &str)] = &[
+    embedded!("index.html", "text/html; charset=utf-8"),
+    embedded!("style.css", "text/css; charset=utf-8"),
+    embedded!("app.js", SCRIPT),
+    embedded!("api.js", SCRIPT),
+    embedded!("watch.js", SCRIPT),
+    embedded!("runs.js", SCRIPT),
+    embedded!("run.js", SCRIPT),
+    embedded!("graph/layout.js", SCRIPT),
+    embedded!("graph/svg.js", SCRIPT),
+    embedded!("graph/canvas.js", SCRIPT),
+    embedded!("confirm.js", SCRIPT),
+    embedded!("format.js", SCRIPT),
+    embedded!("cells.js", SCRIPT),
+    embedded!("weights-chart.js", SCRIPT),
+    embedded!("groups.js", SCRIPT),
+    embedded!("schedules.js", SCRIPT),
 ];
 
 /// `GET /`: the dashboard.
@@ -45,7 +55,7 @@ pub(super) async fn index() -> Response {
     asset("index.html")
 }
 
-/// `GET /ui/{file}`.
+/// `GET /ui/{*file}`.
 pub(super) async fn file(Path(file): Path<String>) -> Response {
     asset(&file)
 }

@@ -93,6 +93,13 @@ pub enum Command {
         /// The ignitors, by name.
         reply: oneshot::Sender<Vec<IgnitorView>>,
     },
+    /// Reads one page of runs, without their nodes.
+    RunSummaries {
+        /// Which runs.
+        query: baton_core::RunQuery,
+        /// The page.
+        reply: oneshot::Sender<baton_schemas::status::RunPage>,
+    },
     /// Reads every run, oldest first.
     List {
         /// The runs.
@@ -312,6 +319,9 @@ impl Planner {
                 };
                 let actions = self.turn(vec![input], Origin::Local).await?;
                 let _ = reply.send(refused(&actions).map_or(Ok(()), Err));
+            }
+            Command::RunSummaries { query, reply } => {
+                let _ = reply.send(baton_core::run_page(self.core.runs(), &query));
             }
             Command::List { reply } => {
                 let mut runs: Vec<_> = self.core.runs().collect();

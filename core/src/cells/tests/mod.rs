@@ -398,6 +398,68 @@ fn the_rollout_survives_a_store_round_trip() {
     assert_eq!(weights(&job)[0], ("b1".to_owned(), 30));
 }
 
+/// The weights' history by target group name: what a chart of the Cell draws.
+fn history(core: &Core) -> Vec<(Timestamp, Vec<(String, u32)>)> {
+    let name = |arn: &str| arn.split('/').nth(1).unwrap().to_owned();
+    status(core)
+        .weight_history
+        .iter()
+        .map(|c| {
+            let weights = c.weights.iter().map(|w| (name(&w.arn), w.weight));
+            (c.at, weights.collect())
+        })
+        .collect()
+}
+
+#[test]
+fn the_weight_history_keeps_each_change_in_order_bounded_and_through_a_store_round_trip() {
+    let mut store = crate::tests::store::MemoryStore::default();
+    let mut core = serving_v1(OKRA_README);
+    // The rule seen again as written is no change.
+    let v1 = [("a1", "1.0.0"), ("a2", "1.0.0")];
+    core.apply(observed(&v1, Some(&RULE_V1), at(5)), at(5));
+    let job = only_job(&core.apply(observed(&V1_V2, Some(&RULE_V1), at(10)), at(10)));
+    succeed(&mut core, &job, at(11));
+    let first_step = named(&[("b1", 10), ("b2", 10), ("a1", 40), ("a2", 40)]);
+    assert_eq!(
+        history(&core),
+        vec![
+            (at(1), vec![]),
+            (at(2), named(&RULE_V1)),
+            (at(11), first_step.clone()),
+        ],
+        "no rule at first, the switch, the first step"
+    );
+    let view = core.cell_views().next().unwrap();
+    let last = view.weight_history.last().unwrap();
+    assert_eq!(last.at, at(11).to_string());
+    assert_eq!(
+        (
+            last.weights[0].name.as_deref(),
+            last.weights[0].version.as_deref()
+        ),
+        (Some("b1"), Some("2.0.0"))
+    );
+    store.commit(&core.take_changes());
+    let restored = Core::restore(CoreConfig::default(), store.load());
+    assert_eq!(history(&restored), history(&core));
+
+    // Only the last WEIGHT_HISTORY changes are kept.
+    let mut s = CellStatus::default();
+    let n = super::WEIGHT_HISTORY as u32 + 10;
+    for i in 0..n {
+        let weights = vec![WeightedTargetGroup {
+            arn: arn("a1"),
+            weight: i,
+        }];
+        s.set_weights(weights, at(u64::from(i)));
+    }
+    assert_eq!(s.weight_history.len(), super::WEIGHT_HISTORY);
+    assert_eq!(s.weight_history[0].weights[0].weight, 10);
+    assert_eq!(s.weight_history.last().unwrap().weights[0].weight, n - 1);
+    assert_eq!(s.weights[0].weight, n - 1);
+}
+
 #[test]
 fn weights_split_each_side_evenly_in_name_order() {
     use super::{TargetGroup, weights};
