@@ -467,6 +467,7 @@ pub(crate) async fn cell(args: CellArgs) -> Result<u8, Failure> {
                 .json(&CellCommandRequest {
                     run: args.run,
                     step: args.step,
+                    idle: false,
                 })
         }
     };

@@ -130,7 +130,9 @@ function one(page, name) {
   for (const command of ["resume", "abort", "promote"]) {
     buttons[command].addEventListener("click", () => {
       if (!shown) return;
-      const body = shown.run ? { run: shown.run, step: shown.step ?? undefined } : undefined;
+      // What the person saw: this rollout at this step, or no rollout at all; the API
+      // refuses (409) a command whose Cell has moved on since.
+      const body = shown.run ? { run: shown.run, step: shown.step ?? undefined } : { idle: true };
       act({
         question: QUESTIONS[command](shown),
         yes: command[0].toUpperCase() + command.slice(1),

@@ -15,7 +15,13 @@ const SVG_MOST = 1000;
 export function show(run) {
   const page = newPage();
   const controller = new AbortController();
-  onLeave(() => controller.abort());
+  let graph = null;
+  let renderer = null;
+  onLeave(() => {
+    controller.abort();
+    renderer?.destroy();
+    window.batonGraph = undefined;
+  });
   const opened = performance.now();
   const state = el("span", { id: "run-state", class: "state" });
   const counts = el("span", { id: "run-counts", class: "counts" });
@@ -36,8 +42,6 @@ export function show(run) {
     outcome,
     el("div", { class: "run-body" }, picture, detail),
   );
-  let graph = null;
-  let renderer = null;
   const select = (i) => {
     renderer.select?.(i);
     showNode(detail, graph.nodes[i]);
@@ -111,6 +115,7 @@ function showNode(detail, n) {
   detail.dataset.node = n.name;
   const rows = [["state", n.state], ["attempts", n.attempts], ["started", n.startedAt || "-"],
     ["finished", n.finishedAt || "-"], ["took", took(n)]];
+  if (n.touches) rows.push(["touched", n.touches]);
   if (n.needs?.length) rows.push(["needs", n.needs.length > 5 ? `${n.needs.slice(0, 5).join(", ")} and ${n.needs.length - 5} more` : n.needs.join(", ")]);
   detail.replaceChildren(el("h2", {}, n.name),
     el("dl", {}, ...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))])));

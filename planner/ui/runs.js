@@ -55,8 +55,19 @@ export function show() {
   let reread = () => {};
   for (const input of [workflow, since, until]) input.addEventListener("input", again);
   state.addEventListener("change", again);
-  older.addEventListener("click", () => { if (next) { cursors.push(next); reread(); } });
-  newer.addEventListener("click", () => { cursors.pop(); reread(); });
+  // The button is off until the next page is read: two quick clicks move one page.
+  older.addEventListener("click", () => {
+    if (!next) return;
+    cursors.push(next);
+    next = null;
+    older.disabled = true;
+    reread();
+  });
+  newer.addEventListener("click", () => {
+    cursors.pop();
+    newer.disabled = cursors.length === 0;
+    reread();
+  });
   poll(page, query, 2000, draw, (now) => { reread = now; });
 }
 

@@ -67,6 +67,9 @@ pub struct CellCommandRequest {
     /// The step the rollout is at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<u32>,
+    /// No rollout is under way: refused (409) if one is.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idle: bool,
 }
 
 /// An error answer.

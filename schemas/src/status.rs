@@ -83,6 +83,10 @@ pub struct NodeStatus {
     /// The nodes it needs: the run's graph, as a dashboard draws it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<String>,
+    /// What its last attempt acts on outside Baton: `pod <namespace>/<name>`,
+    /// `release <namespace>/<name>`, or the load balancer rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub touches: Option<String>,
 }
 
 /// A run without its nodes: one line of a runs list ([`RunPage`]).

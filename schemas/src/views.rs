@@ -164,9 +164,19 @@ pub struct CellView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_group_source: Option<String>,
     /// The rule's forward weights over time, oldest first: each change Baton saw, the last
-    /// hundred kept. Not part of a cluster object's status (see [`CELL_STATUS_FIELDS`]).
-    #[serde(default)]
+    /// hundred kept. Only in one Cell's view (`GET /v1/cells/{name}` and its watch), not in
+    /// lists, nor in a cluster object's status (see [`CELL_STATUS_FIELDS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub weight_history: Vec<CellWeightChange>,
+}
+
+impl CellView {
+    /// Returns the view as a list shows it: without the weights' history, which only a
+    /// page of one Cell draws, so that a list of many Cells stays small.
+    pub fn listed(mut self) -> CellView {
+        self.weight_history = Vec::new();
+        self
+    }
 }
 
 /// A Cell's rule's forward weights from a moment on.

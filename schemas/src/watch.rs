@@ -140,6 +140,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             needs: Vec::new(),
+            touches: None,
         }
     }
 

@@ -74,6 +74,9 @@ try {
   seen.afterNo = await page.textContent("#cell-outcome");
   await confirmClick(page, "#cell-resume");
   seen.resumeQuestion = seen.question;
+  // Accepted: the command named step 1, so the Cell was still paused there.
+  await page.waitForSelector("#cell-outcome[data-status]", { timeout: 10000 });
+  seen.resumeStatus = await page.getAttribute("#cell-outcome", "data-status");
   await page.waitForSelector('#cell-phase[data-phase="Serving"]', { timeout: 60000 });
   seen.stepServing = await page.textContent("#cell-step");
   seen.weightsServing = await page.$$eval("#cell-weights tr[data-arn]", (rows) =>

@@ -115,13 +115,14 @@ fn the_dashboard_resumes_a_paused_cell_and_shows_groups_and_tasks_in_a_real_brow
     eprintln!("browser: {:?}", started.elapsed());
     assert_eq!(seen["ok"], true, "{seen:#}");
 
-    // The viewer's resume was refused in words, and changed nothing.
+    // The viewer's resume was refused in words, and changed nothing: the operator's resume,
+    // which names step 1, was then accepted.
+    assert_eq!(seen["resumeStatus"], "200", "{seen:#}");
     let refusal = seen["viewerRefusal"].as_str().unwrap_or_default();
     assert!(
         refusal.starts_with("forbidden: your token's role may not") && refusal.contains("viewer"),
         "{seen:#}"
     );
-    assert_eq!(seen["viewerPhaseAfter"], "Paused", "{seen:#}");
     // The paused page: its step, its weights, and a chart with the weights so far.
     assert_eq!(seen["stepPaused"], "1", "{seen:#}");
     assert_eq!(

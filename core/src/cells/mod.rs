@@ -106,6 +106,10 @@ pub struct Expect {
     /// The step the rollout is at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<u32>,
+    /// No rollout is under way: a person who saw none (a promote of a blocked version) acts
+    /// on none that started since.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idle: bool,
 }
 
 /// Where a message sits in the triggers stream: the stream (by when it was created) and the
@@ -167,6 +171,7 @@ impl CellTrigger {
         Expect {
             run: self.run.clone(),
             step: self.step,
+            idle: false,
         }
     }
 }

@@ -46,6 +46,7 @@ pub(crate) fn push(r: &mut Run, spec: NodeSpec, state: NodeState, now: Timestamp
     node.started_by = Some(StartedBy {
         initiator: r.initiator.clone(),
         data: String::new(),
+        after: None,
     });
     if matches!(state, NodeState::Held { .. }) {
         node.started_at = Some(now);
@@ -409,6 +410,12 @@ fn same_weights(a: &[WeightedTargetGroup], b: &[WeightedTargetGroup]) -> bool {
 
 /// Returns why a command naming `expect` does not fit the rollout under way, if it does not.
 pub(crate) fn mismatch(name: &str, rollout: Option<&Rollout>, expect: &Expect) -> Option<String> {
+    if let (true, Some(r)) = (expect.idle, rollout) {
+        return Some(format!(
+            "cell {name:?} rolls out in run {} now; the command was meant for no rollout",
+            r.run
+        ));
+    }
     if let Some(run) = &expect.run {
         match rollout {
             None => {

@@ -285,6 +285,7 @@ impl Core {
                 StartedBy {
                     initiator: name.clone(),
                     data: data.clone(),
+                    after: None,
                 },
                 now,
                 actions,
@@ -334,6 +335,7 @@ impl Core {
             let started_by = StartedBy {
                 initiator: task.clone(),
                 data: node.output.clone().unwrap_or_default(),
+                after: Some(node.name.clone()),
             };
             // An action's message says why a task failed when the pod left no message.
             let data = node

@@ -234,6 +234,31 @@ fn a_self_retry_loop_stops_at_the_chain_limit() {
         );
     }
     assert_eq!(names, ["flaky", "flaky-2", "flaky-3"]);
+    // Its graph: each instance drawn after the one whose failure started it, and each names
+    // the pod it ran.
+    let shown = core.run(&run).unwrap().status();
+    let edges: Vec<(&str, Vec<String>)> = shown
+        .nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.needs.clone()))
+        .collect();
+    assert_eq!(
+        edges[..3],
+        [
+            ("flaky", vec![]),
+            ("flaky-2", vec!["flaky".to_owned()]),
+            ("flaky-3", vec!["flaky-2".to_owned()])
+        ]
+    );
+    let pod = baton_schemas::wire::pod_name(
+        &baton_schemas::NodeName::new("flaky-2"),
+        &run,
+        baton_schemas::Attempt(1),
+    );
+    assert_eq!(
+        shown.nodes[1].touches.as_deref(),
+        Some(format!("pod {pod} (in the worker's namespace)").as_str())
+    );
     // As in Orca, what follows a failure is started by the task (not its instance) with the
     // pod's termination message, which these pods did not leave: empty, not the error.
     let r = core.run(&run).unwrap();

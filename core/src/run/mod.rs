@@ -2,12 +2,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use baton_schemas::status::{NodeStatus, RunStatus, State};
+use baton_schemas::status::State;
 use baton_schemas::wire::Timestamp;
 use baton_schemas::{Attempt, NodeName, NodeSpec, RunId, WorkflowName, WorkflowSpec};
 use serde::{Deserialize, Serialize};
 
 mod graph;
+mod status;
 pub(crate) mod step;
 pub(crate) mod summary;
 
@@ -166,6 +167,10 @@ pub struct StartedBy {
     pub initiator: String,
     /// `BATON_DATA` / `ORCA_DATA`.
     pub data: String,
+    /// The node whose end started it (the initiator names only its task): the edge a graph
+    /// of the chain draws. None for a node an ignitor started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<NodeName>,
 }
 
 impl Node {
@@ -375,31 +380,6 @@ impl Run {
     /// Returns node `i`'s spec and state, as the store keeps them.
     pub fn node_record(&self, i: u32) -> (&NodeSpec, &Node) {
         (&self.spec.nodes[i as usize], &self.nodes[i as usize])
-    }
-
-    /// Returns the status users see.
-    pub fn status(&self) -> RunStatus {
-        RunStatus {
-            run: self.id.to_string(),
-            workflow: self.workflow.to_string(),
-            state: self.phase.state(),
-            error: self.error.clone(),
-            nodes: self
-                .nodes
-                .iter()
-                .zip(&self.spec.nodes)
-                .map(|(n, spec)| NodeStatus {
-                    name: n.name.to_string(),
-                    state: n.state.shown(),
-                    attempts: n.attempts,
-                    output: n.output.clone(),
-                    error: n.error.clone(),
-                    started_at: n.started_at.map(|t| t.to_string()),
-                    finished_at: n.finished_at.map(|t| t.to_string()),
-                    needs: spec.needs.iter().map(|d| d.to_string()).collect(),
-                })
-                .collect(),
-        }
     }
 
     pub(crate) fn index(&self, name: &NodeName) -> Option<usize> {

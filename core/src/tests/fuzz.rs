@@ -270,6 +270,7 @@ fn input(core: &Core, documents: &[Document], step: Step, now: Timestamp) -> Opt
                 expect: Expect {
                     run: pick(&runs, cell).map(|r| r.0),
                     step,
+                    idle: false,
                 },
                 from: None,
             }

@@ -16,7 +16,7 @@
 //! | `GET /v1/runs/{run}/watch`, `/v1/cells/{name}/watch`, `/v1/watch/cells`, `/v1/groups/{name}/watch` | | server-sent events of its changes as they happen (`watch.rs`, [`baton_schemas::watch`]) |
 //! | `POST /v1/runs/{run}/cancel` | | `{"run"}` |
 //! | `GET /v1/cells`, `GET /v1/cells/{name}` | | Cell status |
-//! | `POST /v1/cells/{name}/{resume,abort,promote}` | optional `{"run": "...", "step": N}`: refused (409) unless the rollout is that run, at that step | `{"cell", "command"}` |
+//! | `POST /v1/cells/{name}/{resume,abort,promote}` | optional `{"run": "...", "step": N}`: refused (409) unless the rollout is that run, at that step; or `{"idle": true}`: refused (409) if a rollout is under way | `{"cell", "command"}` |
 //! | `DELETE /v1/cells/{name}` | | `{"cell"}` (the rule goes too with `deletionPolicy: Delete`) |
 //! | `GET /charts/{path}/index.yaml`, `GET /charts/{path}/{chart}.tgz` | | a Helm chart repository of the subcharts an umbrella chart of a registered group vendors (`crate::charts`), for the `flux` driver |
 //! | `GET /`, `GET /ui/`, `GET /ui/{*file}` | | the dashboard's page and scripts (`ui.rs`) |
@@ -660,7 +660,8 @@ async fn delete_group(
 }
 
 async fn cells(State(api): State<Api>) -> Result<Json<Vec<CellView>>, ApiError> {
-    Ok(Json(api.ask(|reply| Command::Cells { reply }).await?))
+    let cells = api.ask(|reply| Command::Cells { reply }).await?;
+    Ok(Json(cells.into_iter().map(CellView::listed).collect()))
 }
 
 async fn cell(
@@ -687,6 +688,7 @@ async fn cell_command(
     let expect = Expect {
         run: request.run.map(RunId::new),
         step: request.step,
+        idle: request.idle,
     };
     api.ask(|reply| Command::CellCommand {
         cell: name.clone(),

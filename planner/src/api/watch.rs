@@ -16,6 +16,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use baton_schemas::RunId;
 use baton_schemas::status::RunStatus;
+use baton_schemas::views::CellView;
 use baton_schemas::watch::{RunEvent, run_events};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
@@ -122,7 +123,9 @@ pub(super) async fn cells(State(api): State<Api>) -> Result<Response, ApiError> 
     let notices = api.changes.subscribe();
     let read = |api: Api| async move {
         let cells = api.ask(|reply| Command::Cells { reply }).await?;
-        Ok(Some(cells))
+        Ok(Some(
+            cells.into_iter().map(CellView::listed).collect::<Vec<_>>(),
+        ))
     };
     let first = read(api.clone()).await?.unwrap_or_default();
     let (tx, rx) = mpsc::channel(BUFFER);

@@ -318,6 +318,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             needs: Vec::new(),
+            touches: None,
         };
         let run = |n| RunStatus {
             run: "r".into(),

@@ -24,8 +24,8 @@ export class CanvasRenderer {
     const actual = el("button", { id: "graph-actual", type: "button" }, "100 %");
     fit.addEventListener("click", () => { this.fitAll(); this.schedule(); });
     actual.addEventListener("click", () => { this.zoomAt(this.cssWidth / 2, this.cssHeight / 2, 1 / this.view.zoom); });
-    const legend = el("span", { class: "graph-legend" }, `${graph.nodes.length.toLocaleString()} nodes`);
-    container.replaceChildren(el("div", { class: "graph-tools" }, fit, actual, legend), this.canvas);
+    this.legend = el("span", { class: "graph-legend" });
+    container.replaceChildren(el("div", { class: "graph-tools" }, fit, actual, this.legend), this.canvas);
     this.context = this.canvas.getContext("2d", { alpha: false });
     this.resize();
     this.fitWidth();
@@ -40,7 +40,7 @@ export class CanvasRenderer {
     this.destroyed = true;
   }
 
-  /// Relayout done by the caller: draw again.
+  /// Placed again by the caller (a chain's new nodes): draw again.
   draw() { this.schedule(); }
 
   /// One node changed state: the next frame shows it (many changes, one frame).
@@ -75,11 +75,13 @@ export class CanvasRenderer {
     this.view.sy = Math.max(zoom, fit.y);
   }
 
-  /// The first view: the graph's width on screen (at most full size), from its top, so that
-  /// a wide fan-out opens readable and scrolls down.
+  /// The first view, from the top left: the graph's width on screen (at most full size),
+  /// so that a fan-out opens readable and scrolls down; a graph too wide for that (a long
+  /// chain) opens at full size and scrolls right.
   fitWidth() {
     this.view = { x: -PAD, y: -PAD };
-    this.setZoom(this.fits().x);
+    const fit = this.fits().x;
+    this.setZoom(W * fit >= 60 ? fit : 1);
   }
 
   fitAll() {
@@ -116,9 +118,11 @@ export class CanvasRenderer {
     }, { passive: false });
     let drag = null;
     canvas.addEventListener("pointerdown", (e) => {
+      if (e.button !== 0) return;
       drag = { x: e.clientX, y: e.clientY, moved: 0 };
       canvas.setPointerCapture(e.pointerId);
     });
+    canvas.addEventListener("pointercancel", () => { drag = null; });
     canvas.addEventListener("pointermove", (e) => {
       if (!drag) return;
       const dx = e.clientX - drag.x, dy = e.clientY - drag.y;
@@ -191,13 +195,19 @@ export class CanvasRenderer {
     const columnLast = Math.min(graph.columns - 1, Math.floor((x + this.cssWidth / sx) / STEP_X));
     const rowFirst = Math.max(0, Math.floor(y / STEP_Y));
     const rowLast = Math.floor((y + this.cssHeight / sy) / STEP_Y);
-    const apart = H * sy >= 3;
-    if (!apart || !this.drawEdges(columnFirst, columnLast, rowFirst, rowLast)) this.drawBands();
-    for (let column = columnFirst; column <= columnLast; column++) {
-      const nodes = graph.grid[column];
-      const last = Math.min(nodes.length - 1, rowLast);
-      if (apart) this.drawNodes(nodes, rowFirst, last);
-      else this.drawStrip(column, nodes, rowFirst, last);
+    this.legend.textContent = `${graph.nodes.length.toLocaleString()} nodes`;
+    if (STEP_X * sx < 2) {
+      // Columns thinner than two pixels (a long chain far out): one dot per pixel.
+      this.drawDots(columnFirst, columnLast, rowFirst, rowLast);
+    } else {
+      const apart = H * sy >= 3;
+      if (!apart || !this.drawEdges(columnFirst, columnLast, rowFirst, rowLast)) this.drawBands(columnFirst, columnLast);
+      for (let column = columnFirst; column <= columnLast; column++) {
+        const nodes = graph.grid[column];
+        const last = Math.min(nodes.length - 1, rowLast);
+        if (apart) this.drawNodes(nodes, rowFirst, last);
+        else this.drawStrip(column, nodes, rowFirst, last);
+      }
     }
     this.frames += 1;
     this.lastFrameAt = performance.now();
@@ -237,10 +247,12 @@ export class CanvasRenderer {
     return true;
   }
 
-  drawBands() {
+  /// The bands between columns, those that cross the view.
+  drawBands(columnFirst, columnLast) {
     const c = this.context;
     c.fillStyle = "rgba(140, 149, 159, 0.25)";
     for (const band of this.graph.bands) {
+      if (Math.max(band.from, band.to) < columnFirst || Math.min(band.from, band.to) > columnLast) continue;
       const x1 = this.sx(band.from * STEP_X + W), x2 = this.sx(band.to * STEP_X);
       c.beginPath();
       c.moveTo(x1, this.sy(band.fromTop * STEP_Y));
@@ -271,6 +283,31 @@ export class CanvasRenderer {
         c.fillStyle = "#1d2330";
         c.fillText(n.name, x + 10 * sx, y + h / 2 + 5 * Math.min(1, sy), w - 20 * sx);
       }
+    }
+  }
+
+  /// Far out in both directions: per pixel, the colour of its most notable node.
+  drawDots(columnFirst, columnLast, rowFirst, rowLast) {
+    const { context: c, graph } = this;
+    const notable = new Map();
+    for (let column = columnFirst; column <= columnLast; column++) {
+      const nodes = graph.grid[column];
+      const px = Math.floor(this.sx(column * STEP_X));
+      if (px < 0) continue;
+      for (let r = rowFirst; r <= Math.min(nodes.length - 1, rowLast); r++) {
+        const state = graph.nodes[nodes[r]].state;
+        const py = Math.floor(this.sy(r * STEP_Y));
+        // Off the top (a row half in view): not drawn, and the key stays whole.
+        if (py < 0 || py >= 100000) continue;
+        const key = px * 100000 + py;
+        const shown = notable.get(key);
+        if (shown === undefined || NOTICE[state] > NOTICE[shown]) notable.set(key, state);
+      }
+    }
+    const h = Math.max(1, H * this.view.sy);
+    for (const [key, state] of notable) {
+      c.fillStyle = STROKE[state] || STROKE.pending;
+      c.fillRect(Math.floor(key / 100000), key % 100000, 1, h);
     }
   }
 

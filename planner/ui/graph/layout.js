@@ -74,6 +74,11 @@ export class RunGraph {
   /// caller places everything again (a chain's nodes arrive one by one).
   update(node) {
     const i = this.index.get(node.name);
+    if (i !== undefined && i >= this.column.length) {
+      // Arrived since the last placing: not drawn yet, so only its status changes.
+      this.nodes[i] = node;
+      return false;
+    }
     if (i === undefined) {
       this.index.set(node.name, this.nodes.length);
       this.nodes.push(node);
@@ -88,9 +93,10 @@ export class RunGraph {
 /// reach. A graph too large to draw edge by edge shows its edges as these.
 function bands(graph) {
   const byPair = new Map();
+  const stride = graph.columns + 1;
   graph.needs.forEach((needs, i) => {
     for (const j of needs) {
-      const key = graph.column[j] * 65536 + graph.column[i];
+      const key = graph.column[j] * stride + graph.column[i];
       let band = byPair.get(key);
       if (!band) {
         band = { from: graph.column[j], to: graph.column[i], fromTop: Infinity, fromBottom: -1, toTop: Infinity, toBottom: -1 };

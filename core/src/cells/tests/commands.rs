@@ -132,6 +132,7 @@ fn a_command_naming_a_run_or_a_step_acts_only_on_that_rollout() {
     let named = |run: &str, step: Option<u32>| Expect {
         run: Some(RunId::new(run)),
         step,
+        idle: false,
     };
     let refused = core.apply(
         trigger(CellCommand::Resume, 1, named("cell1-1", None)),
@@ -160,6 +161,19 @@ fn a_command_naming_a_run_or_a_step_acts_only_on_that_rollout() {
         at(21),
     ));
     assert_eq!(job.node.as_str(), "s2-weight-40");
+    // A command meant for a Cell at rest (a promote) is refused once a rollout started.
+    let idle = Expect {
+        idle: true,
+        ..Expect::default()
+    };
+    let refused = core.apply(trigger(CellCommand::Promote, 4, idle), at(21));
+    let [Action::Refused(Refusal::CellCommand(why))] = &refused[..] else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(
+        why,
+        "cell \"cell1\" rolls out in run cell1-2 now; the command was meant for no rollout"
+    );
     // Unknown Cells are told apart from Cells with nothing to do (the API answers 404, 409).
     let unknown = core.apply(
         Input::CellCommand {
@@ -190,7 +204,8 @@ fn cell_triggers_are_a_plain_command_or_json_naming_the_rollout() {
         named.expect(),
         Expect {
             run: Some(RunId::new("web-3")),
-            step: Some(2)
+            step: Some(2),
+            idle: false,
         }
     );
     assert!(

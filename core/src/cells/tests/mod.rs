@@ -420,6 +420,17 @@ fn the_weight_history_keeps_each_change_in_order_bounded_and_through_a_store_rou
     core.apply(observed(&v1, Some(&RULE_V1), at(5)), at(5));
     let job = only_job(&core.apply(observed(&V1_V2, Some(&RULE_V1), at(10)), at(10)));
     succeed(&mut core, &job, at(11));
+    // The rollout's graph: each node follows the one before, and the traffic node names
+    // the rule it wrote.
+    let shown = core.run(&job.run).unwrap().status();
+    assert!(shown.nodes.len() >= 2, "{shown:?}");
+    assert!(shown.nodes[0].needs.is_empty());
+    assert_eq!(shown.nodes[1].needs, [shown.nodes[0].name.clone()]);
+    let touched = shown.nodes[0].touches.as_deref().unwrap_or_default();
+    assert!(
+        touched.starts_with("listener rule of priority "),
+        "{touched}"
+    );
     let first_step = named(&[("b1", 10), ("b2", 10), ("a1", 40), ("a2", 40)]);
     assert_eq!(
         history(&core),
