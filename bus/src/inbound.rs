@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
-use baton_schemas::wire::{EVENT_SCHEMA_VERSION, EventEnvelope, Job, SCHEMA_VERSION, headers};
+use baton_schemas::wire::{
+    EVENT_BATCH_SCHEMA_VERSION, EVENT_SCHEMA_VERSION, Event, EventBatch, EventEnvelope, Job,
+    SCHEMA_VERSION, headers,
+};
 use baton_schemas::{Attempt, NodeName, RunId};
 
 use crate::{BusError, BusErrorKind};
@@ -204,6 +207,32 @@ pub fn decode_job(message: &Inbound) -> Result<Job, Poison> {
         ));
     }
     Ok(job)
+}
+
+/// The events a message holds: one, or a worker's batch ([`EventBatch`]). Each comes with
+/// the trace context of the execution it ends when the message carries it apart from its
+/// headers (a batch's events); a single event's is in the message's headers.
+pub type DecodedEvents = Vec<(Event, Option<String>)>;
+
+/// Decodes a message of events (one, or a batch), or says why it is poison.
+pub fn decode_events(message: &Inbound) -> Result<DecodedEvents, Poison> {
+    #[derive(serde::Deserialize)]
+    struct Version {
+        v: u32,
+    }
+    let version: Version = serde_json::from_slice(message.payload())
+        .map_err(|e| poison(message, format!("undecodable event: {e}")))?;
+    check_version(message, version.v, EVENT_BATCH_SCHEMA_VERSION)?;
+    if version.v < EVENT_BATCH_SCHEMA_VERSION {
+        return decode_event(message).map(|envelope| vec![(envelope.event, None)]);
+    }
+    let batch: EventBatch = serde_json::from_slice(message.payload())
+        .map_err(|e| poison(message, format!("undecodable event batch: {e}")))?;
+    Ok(batch
+        .events
+        .into_iter()
+        .map(|e| (e.event, e.traceparent))
+        .collect())
 }
 
 /// Decodes an event, or says why it is poison.

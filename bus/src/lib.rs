@@ -41,7 +41,10 @@ pub use backlog::{Backlog, ConsumerBacklog, StreamBacklog};
 pub use backoff::Backoff;
 pub use credentials::{NatsCredentials, read_secret};
 pub use error::{BusError, BusErrorKind};
-pub use inbound::{Inbound, Poison, decode_event, decode_fire, decode_job, decode_trigger};
+pub use inbound::{
+    DecodedEvents, Inbound, Poison, decode_event, decode_events, decode_fire, decode_job,
+    decode_trigger,
+};
 pub use inputs::{INLINE_JOB_BYTES, InputsError, PreparedJob, inputs_digest};
 pub use lease::{Lease, LeaseError};
 pub use outgoing::{Outgoing, has_default_traceparent, traceparent};

@@ -1,7 +1,9 @@
 //! Messages on their way out: subject, `Nats-Msg-Id`, body and headers.
 
 use async_nats::jetstream::message::PublishMessage;
-use baton_schemas::wire::{EventEnvelope, Job, SCHEMA_VERSION, headers};
+use baton_schemas::wire::{
+    BATCH_SUBJECT_TOKEN, EventBatch, EventEnvelope, Job, SCHEMA_VERSION, headers,
+};
 use bytes::Bytes;
 
 use crate::Bus;
@@ -82,6 +84,18 @@ impl Bus {
             msg_id,
             payload: payload.into(),
             headers,
+        }
+    }
+
+    /// Returns the message for a batch of events, on `<p>.events._batch` with id `id`: one
+    /// the sender makes unique (its instance and a sequence) and keeps for every re-send.
+    pub fn event_batch_message(&self, batch: &EventBatch, id: String) -> Outgoing {
+        let payload = serde_json::to_vec(batch).expect("an event batch always serializes");
+        Outgoing {
+            subject: format!("{}.events.{BATCH_SUBJECT_TOKEN}", self.config().prefix),
+            msg_id: id,
+            payload: payload.into(),
+            headers: vec![(headers::SCHEMA.to_owned(), batch.v.to_string())],
         }
     }
 

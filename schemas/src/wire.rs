@@ -17,6 +17,9 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// a planner reads events of every version up to this one (see [`EventEnvelope::upgrade`]).
 pub const EVENT_SCHEMA_VERSION: u32 = 2;
 
+mod batch;
+pub use batch::{BATCH_SUBJECT_TOKEN, BatchedEvent, EVENT_BATCH_SCHEMA_VERSION, EventBatch};
+
 /// Milliseconds since the Unix epoch, the only clock value on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]

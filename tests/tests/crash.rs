@@ -306,3 +306,74 @@ fn a_planner_stopped_by_a_failed_publish_sends_the_job_after_its_restart() {
     assert_eq!(status.state, State::Succeeded, "{status:?}");
     assert_eq!(lines(&file), ["a", "b"]);
 }
+
+/// A worker killed after it stored a batch of completions and before it acknowledged their
+/// jobs: the jobs are delivered again, as the same attempts, and finish again; their second
+/// completions are ignored. Nothing is lost and no node counts twice: the run succeeds, each
+/// node has one attempt, and the join after them runs once. (Each leaf's command may run
+/// twice, as any exec command whose worker dies; the README says so.)
+#[test]
+fn a_worker_killed_between_storing_a_batch_of_completions_and_acking_its_jobs_loses_nothing() {
+    let mut env = env();
+    let planner = env.start_planner().unwrap();
+    env.keep(planner);
+    let file = env.dir.path().join("effects");
+    let gate = env.dir.path().join("gate");
+    let (f, g) = (file.display(), gate.display());
+    // Twelve leaves wait for one gate, so that they end together and their completions
+    // queue behind one another into a batch.
+    let leaves: Vec<String> = (0..12).map(|i| format!("leaf{i}")).collect();
+    let mut nodes: Vec<String> = leaves
+        .iter()
+        .map(|leaf| {
+            format!(
+                r#"{{name: {leaf}, kind: exec, command: [sh, -c, 'for i in $(seq 600); do [ -e {g} ] && break; sleep 0.1; done; echo {leaf} >> {f}']}}"#
+            )
+        })
+        .collect();
+    nodes.push(format!(
+        "{{name: join, kind: exec, needs: [{}], command: [sh, -c, 'echo join >> {f}']}}",
+        leaves.join(", ")
+    ));
+    let wf = env.write("batch.yaml", &workflow("batch", &nodes));
+    let mut first = {
+        let mut command = env.baton();
+        command
+            .args(["worker", "--kinds", "exec", "--concurrency", "16"])
+            .env("BATON_FAILPOINTS", "completions-after-batch-stored");
+        env.spawn("worker-1", command).unwrap()
+    };
+    let run = env.apply(&wf).unwrap();
+    env.wait_for(&run, Duration::from_secs(30), |s| {
+        s.nodes.iter().filter(|n| n.state == State::Running).count() == leaves.len()
+    })
+    .unwrap();
+    std::fs::write(&gate, "go").unwrap();
+    first
+        .wait_log("failpoint reached", Duration::from_secs(60))
+        .unwrap();
+    first.kill9();
+    let second = env.start_worker("worker-2", "exec", &[]).unwrap();
+    env.keep(second);
+    let status = env.wait_end(&run, Duration::from_secs(90)).unwrap();
+    assert_eq!(status.state, State::Succeeded, "{status:?}");
+    for node in &status.nodes {
+        assert_eq!(node.attempts, 1, "{node:?}");
+    }
+    let effects = lines(&file);
+    assert_eq!(
+        effects.iter().filter(|l| *l == "join").count(),
+        1,
+        "{effects:?}"
+    );
+    for leaf in &leaves {
+        assert!(effects.contains(leaf), "{leaf} never ran: {effects:?}");
+    }
+    // The failpoint is on the way of a batch only: several completions were stored in one
+    // message, and their jobs were delivered again.
+    assert!(
+        first.log().contains("completions-after-batch-stored"),
+        "{}",
+        first.log()
+    );
+}

@@ -5,6 +5,7 @@
 //! - [`metrics`]: the worker's Prometheus metrics.
 //! - [`service`]: pulling, bounded concurrency, progress acks, cancel notices and shutdown.
 
+pub mod completions;
 pub mod executors;
 pub mod failpoint;
 pub mod metrics;

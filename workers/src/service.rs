@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, error, info, warn};
 
+use crate::completions::Completions;
 use crate::executors::helm::{HelmConfig, HelmExecutor};
 use crate::executors::pod::{PodConfig, PodExecutor};
 use crate::executors::{Effect, Executors};
@@ -297,11 +298,17 @@ pub async fn run(
         follower_stop.clone(),
     ));
 
+    // One publisher of completions for every kind: a batch gathers what ends together.
+    let completions = Completions::start(
+        bus.clone(),
+        format!("w{}", baton_schemas::ids::new_run_id()),
+    );
     let mut loops = Vec::new();
     for kind in config.kinds.iter().copied() {
         let consumer = bus.job_consumer(kind).await?;
         let ctx = JobContext {
             bus: bus.clone(),
+            completions: completions.clone(),
             executors: executors.clone(),
             cancels: cancels.clone(),
             hand_back: hand_back.clone(),
@@ -353,6 +360,8 @@ pub async fn run(
 #[derive(Clone)]
 struct JobContext {
     bus: Bus,
+    /// Where completions go: stored several to a message when they come together.
+    completions: Completions,
     executors: Executors,
     cancels: Cancels,
     hand_back: CancellationToken,
@@ -681,10 +690,9 @@ async fn finish(
         finished_at: Timestamp::now(),
         outcome,
     };
-    let mut completion = ctx.bus.event_message(&envelope(done));
     // The next dispatch is a child of this execution.
-    baton_telemetry::trace::inject(&tracing::Span::current(), &mut completion.headers);
-    if let Err(e) = ctx.bus.publish_one(&completion).await {
+    let traceparent = baton_telemetry::trace::traceparent(&tracing::Span::current());
+    if let Err(e) = ctx.completions.store(done, traceparent).await {
         error!(run = %job.run, node = %job.node, error = %e, "completion not stored; handing the job back");
         message.nak(Some(Duration::from_secs(5))).await.ok();
         return false;

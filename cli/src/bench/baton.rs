@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use baton_schemas::wire::{Event, EventEnvelope, headers};
+use baton_schemas::wire::{BATCH_SUBJECT_TOKEN, Event, EventBatch, EventEnvelope, headers};
 use futures::StreamExt;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -45,6 +45,24 @@ pub(crate) async fn observe(
     tokio::spawn(async move {
         while let Some(m) = all.next().await {
             let at = Instant::now();
+            // A worker's batch of completions: each one it holds is seen.
+            if m.subject.ends_with(BATCH_SUBJECT_TOKEN) && m.subject.starts_with(events.as_str()) {
+                let Ok(batch) = serde_json::from_slice::<EventBatch>(&m.payload) else {
+                    continue;
+                };
+                for batched in batch.events {
+                    if let Event::NodeFinished { run, .. } = batched.event {
+                        let seen = Seen::Finished {
+                            at,
+                            run: run.to_string(),
+                        };
+                        if tx.send(seen).is_err() {
+                            return;
+                        }
+                    }
+                }
+                continue;
+            }
             let seen = if m.subject.starts_with(jobs.as_str()) {
                 let header = |name: &str| {
                     m.headers

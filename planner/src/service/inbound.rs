@@ -5,16 +5,28 @@
 use super::*;
 
 impl Planner {
-    /// Decodes events; a poison event is terminated and reported: as the failure of the
-    /// attempt its headers name (workers name the run, node and attempt of every event),
-    /// otherwise in the log.
+    /// Decodes events (one per message, or a worker's batch); a poison message is terminated
+    /// and reported: as the failure of the attempt its headers name (workers name the run,
+    /// node and attempt of every single event), otherwise in the log.
     pub(super) async fn event_inputs(&self, batch: &[Inbound]) -> Vec<(Input, Option<Cause>)> {
         let mut inputs = Caused::with_capacity(batch.len());
         for message in batch {
-            inputs.cause = cause_of(message);
-            match baton_bus::decode_event(message) {
-                Ok(envelope) => inputs.push(Input::Bus(envelope.event)),
+            let message_cause = cause_of(message);
+            match baton_bus::decode_events(message) {
+                Ok(events) => {
+                    for (event, traceparent) in events {
+                        // A batch's events carry their own trace context.
+                        inputs.cause = match traceparent {
+                            Some(parent) if baton_telemetry::trace::enabled() => {
+                                baton_telemetry::trace::extract(Some(&parent), None)
+                            }
+                            _ => message_cause.clone(),
+                        };
+                        inputs.push(Input::Bus(event));
+                    }
+                }
                 Err(poison) => {
+                    inputs.cause = message_cause;
                     message.term().await.ok();
                     let baton_bus::Poison {
                         subject,

@@ -1,0 +1,228 @@
+//! Completions on their way to the bus, several jobs' in one stored message where they
+//! come together.
+//!
+//! Every finished job hands its completion here and waits until it is stored; only then is
+//! the job acknowledged (by the job's own task), so a crash at any point leaves each job
+//! either acknowledged with its completion stored, or unacknowledged and delivered again.
+//! One publish is in flight at a time. Completions that arrive while it is in flight go out
+//! together in the next message, as an [`EventBatch`]: the window is the time the bus takes
+//! to store the last one, so it closes at once when nothing else is waiting, and a serial
+//! chain's completion goes out alone, as one event, as before.
+
+use baton_bus::{Bus, Outgoing};
+use baton_schemas::wire::{
+    BatchedEvent, EVENT_BATCH_SCHEMA_VERSION, Event, EventBatch, EventEnvelope,
+};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+use crate::failpoint;
+
+/// The most completions one message holds (a batch is also cut by the bus's message size).
+const MOST_PER_BATCH: usize = 1024;
+
+/// How many completions may wait for the publisher: each job task waits for its own.
+const QUEUE: usize = 4096;
+
+/// A completion stored, or why it could not be.
+pub type Stored = Result<(), String>;
+
+struct Completion {
+    event: Event,
+    /// The trace context of the execution that ended (when traces are on).
+    traceparent: Option<String>,
+    stored: oneshot::Sender<Stored>,
+}
+
+/// The worker's way to the bus for completions. Cheap to clone; the publisher stops when
+/// every clone is gone.
+#[derive(Clone)]
+pub struct Completions {
+    queue: mpsc::Sender<Completion>,
+}
+
+impl Completions {
+    /// Starts the publisher. `instance` names this worker process on the bus: batches are
+    /// `<instance>.<n>`, so that a re-sent batch is stored once.
+    pub fn start(bus: Bus, instance: String) -> Completions {
+        let (queue, incoming) = mpsc::channel(QUEUE);
+        tokio::spawn(publish(bus, instance, incoming));
+        Completions { queue }
+    }
+
+    /// Hands over a completion and waits until it is stored.
+    pub async fn store(&self, event: Event, traceparent: Option<String>) -> Stored {
+        let (stored, done) = oneshot::channel();
+        let completion = Completion {
+            event,
+            traceparent,
+            stored,
+        };
+        if self.queue.send(completion).await.is_err() {
+            return Err("the completion publisher has stopped".to_owned());
+        }
+        done.await
+            .unwrap_or_else(|_| Err("the completion publisher has stopped".to_owned()))
+    }
+}
+
+async fn publish(bus: Bus, instance: String, mut incoming: mpsc::Receiver<Completion>) {
+    let mut sent = 0u64;
+    let mut waiting = Vec::new();
+    while let Some(first) = incoming.recv().await {
+        waiting.push(first);
+        while waiting.len() < MOST_PER_BATCH {
+            match incoming.try_recv() {
+                Ok(next) => waiting.push(next),
+                Err(_) => break,
+            }
+        }
+        let room = bus.max_message_size().saturating_sub(1024).max(1);
+        for batch in cut(&mut waiting, room) {
+            let message = match &batch[..] {
+                [one] => single(&bus, one),
+                many => {
+                    sent += 1;
+                    batched(&bus, many, format!("{instance}.{sent}"))
+                }
+            };
+            let result = bus.publish_one(&message).await.map_err(|e| e.to_string());
+            if result.is_ok() && batch.len() > 1 {
+                debug!(completions = batch.len(), id = %message.msg_id, "completions stored in one message");
+                // Stored, none acknowledged yet: the crash tests stop here.
+                failpoint::hang_if("completions-after-batch-stored").await;
+            }
+            if let Err(e) = &result {
+                warn!(completions = batch.len(), error = %e, "completions not stored");
+            }
+            for completion in batch {
+                let _ = completion.stored.send(result.clone());
+            }
+        }
+    }
+}
+
+/// Splits what waits into messages the bus takes: at most [`MOST_PER_BATCH`] each, their
+/// events within `room` bytes (the bus's largest message less room for the headers). An
+/// event larger than that goes alone, as a single event always could.
+fn cut(waiting: &mut Vec<Completion>, room: usize) -> Vec<Vec<Completion>> {
+    let mut batches = Vec::new();
+    let mut batch: Vec<Completion> = Vec::new();
+    let mut size = 0;
+    for completion in waiting.drain(..) {
+        // Close enough to its size in the batch: the JSON of one event and a separator.
+        let own = serde_json::to_vec(&completion.event).map_or(0, |b| b.len())
+            + completion.traceparent.as_ref().map_or(0, |t| t.len() + 16)
+            + 1;
+        if !batch.is_empty() && (size + own > room || batch.len() == MOST_PER_BATCH) {
+            batches.push(std::mem::take(&mut batch));
+            size = 0;
+        }
+        size += own;
+        batch.push(completion);
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    batches
+}
+
+/// One completion alone: the single event every earlier build wrote, with its run, node and
+/// attempt in its headers and its id `<run>.<node>.<attempt>.done`.
+fn single(bus: &Bus, completion: &Completion) -> Outgoing {
+    let mut message = bus.event_message(&EventEnvelope::new(completion.event.clone()));
+    if let Some(parent) = &completion.traceparent {
+        message.headers.retain(|(name, _)| name != "traceparent");
+        message
+            .headers
+            .push(("traceparent".to_owned(), parent.clone()));
+    }
+    message
+}
+
+fn batched(bus: &Bus, completions: &[Completion], id: String) -> Outgoing {
+    let batch = EventBatch {
+        v: EVENT_BATCH_SCHEMA_VERSION,
+        events: completions
+            .iter()
+            .map(|c| BatchedEvent {
+                event: c.event.clone(),
+                traceparent: c.traceparent.clone(),
+            })
+            .collect(),
+    };
+    bus.event_batch_message(&batch, id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_schemas::wire::{Outcome, Timestamp};
+    use baton_schemas::{Attempt, NodeName, RunId};
+
+    fn completion(node: &str, output: usize) -> Completion {
+        Completion {
+            event: Event::NodeFinished {
+                run: RunId::new("r1"),
+                node: NodeName::new(node),
+                attempt: Attempt(1),
+                started_at: Timestamp(1),
+                finished_at: Timestamp(2),
+                outcome: Outcome::Succeeded {
+                    output: "x".repeat(output),
+                },
+            },
+            traceparent: None,
+            stored: oneshot::channel().0,
+        }
+    }
+
+    fn sizes(batches: &[Vec<Completion>]) -> Vec<usize> {
+        batches.iter().map(Vec::len).collect()
+    }
+
+    #[test]
+    fn a_batch_stays_under_the_bus_limit_and_the_count_limit_and_keeps_the_order() {
+        // Each event is a little over 1,100 bytes as JSON: three fit in 4,000.
+        let mut waiting: Vec<_> = (0..7).map(|i| completion(&format!("n{i}"), 1000)).collect();
+        let batches = cut(&mut waiting, 4000);
+        assert_eq!(sizes(&batches), [3, 3, 1]);
+        let order: Vec<String> = batches
+            .iter()
+            .flatten()
+            .map(|c| c.event.node().to_string())
+            .collect();
+        assert_eq!(order, ["n0", "n1", "n2", "n3", "n4", "n5", "n6"]);
+        assert!(waiting.is_empty());
+        let mut many: Vec<_> = (0..MOST_PER_BATCH + 5)
+            .map(|i| completion(&format!("n{i}"), 0))
+            .collect();
+        assert_eq!(sizes(&cut(&mut many, usize::MAX)), [MOST_PER_BATCH, 5]);
+        // An event above the room goes alone rather than not at all.
+        let mut large = vec![completion("big", 5000), completion("small", 0)];
+        assert_eq!(sizes(&cut(&mut large, 4000)), [1, 1]);
+    }
+
+    #[test]
+    fn a_batch_is_read_back_as_its_events_each_with_its_trace_context() {
+        let events = [completion("a", 1), completion("b", 2)];
+        let batch = EventBatch {
+            v: EVENT_BATCH_SCHEMA_VERSION,
+            events: events
+                .iter()
+                .enumerate()
+                .map(|(i, c)| BatchedEvent {
+                    event: c.event.clone(),
+                    traceparent: (i == 1).then(|| "00-abc-def-01".to_owned()),
+                })
+                .collect(),
+        };
+        let text = serde_json::to_string(&batch).unwrap();
+        assert!(
+            text.starts_with(r#"{"v":3,"events":[{"type":"nodeFinished","#),
+            "{text}"
+        );
+        let back: EventBatch = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, batch);
+    }
+}
