@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
 use baton_schemas::wire::{
-    EVENT_BATCH_SCHEMA_VERSION, EVENT_SCHEMA_VERSION, Event, EventBatch, EventEnvelope, Job,
-    SCHEMA_VERSION, headers,
+    BATCH_SUBJECT_TOKEN, EVENT_BATCH_SCHEMA_VERSION, EVENT_SCHEMA_VERSION, Event, EventEnvelope,
+    Job, RawEventBatch, SCHEMA_VERSION, headers,
 };
 use baton_schemas::{Attempt, NodeName, RunId};
 
@@ -209,30 +209,69 @@ pub fn decode_job(message: &Inbound) -> Result<Job, Poison> {
     Ok(job)
 }
 
-/// The events a message holds: one, or a worker's batch ([`EventBatch`]). Each comes with
-/// the trace context of the execution it ends when the message carries it apart from its
-/// headers (a batch's events); a single event's is in the message's headers.
-pub type DecodedEvents = Vec<(Event, Option<String>)>;
+/// One event of a message, with the trace context of the execution it ends when the event
+/// carries it apart from the message's headers (an event of a batch); or why it cannot be
+/// taken, naming its attempt when it can.
+pub type DecodedEvent = Result<(Event, Option<String>), Poison>;
 
-/// Decodes a message of events (one, or a batch), or says why it is poison.
-pub fn decode_events(message: &Inbound) -> Result<DecodedEvents, Poison> {
-    #[derive(serde::Deserialize)]
-    struct Version {
-        v: u32,
+/// Decodes a message of events: a single event on `<p>.events.<run>`, or a worker's batch on
+/// `<p>.events._batch`. A batch that cannot be read at all is poison; an event of a batch
+/// that cannot be read is set aside alone, and the others are taken.
+pub fn decode_events(message: &Inbound) -> Result<Vec<DecodedEvent>, Poison> {
+    let is_batch = message
+        .subject()
+        .rsplit('.')
+        .next()
+        .is_some_and(|token| token == BATCH_SUBJECT_TOKEN);
+    if !is_batch {
+        return decode_event(message).map(|envelope| vec![Ok((envelope.event, None))]);
     }
-    let version: Version = serde_json::from_slice(message.payload())
-        .map_err(|e| poison(message, format!("undecodable event: {e}")))?;
-    check_version(message, version.v, EVENT_BATCH_SCHEMA_VERSION)?;
-    if version.v < EVENT_BATCH_SCHEMA_VERSION {
-        return decode_event(message).map(|envelope| vec![(envelope.event, None)]);
-    }
-    let batch: EventBatch = serde_json::from_slice(message.payload())
+    let batch: RawEventBatch = serde_json::from_slice(message.payload())
         .map_err(|e| poison(message, format!("undecodable event batch: {e}")))?;
+    check_version(message, batch.v, EVENT_BATCH_SCHEMA_VERSION)?;
     Ok(batch
         .events
         .into_iter()
-        .map(|e| (e.event, e.traceparent))
+        .map(|raw| batched_event(message.subject(), raw.get()))
         .collect())
+}
+
+/// Decodes one event of a batch, as [`decode_event`] decodes a single one.
+fn batched_event(subject: &str, text: &str) -> DecodedEvent {
+    /// What names the attempt, read on its own so that an event that is otherwise
+    /// unreadable can still be reported as that attempt's failure.
+    #[derive(Default, serde::Deserialize)]
+    struct Head {
+        v: Option<u32>,
+        run: Option<String>,
+        node: Option<String>,
+        attempt: Option<u32>,
+        traceparent: Option<String>,
+    }
+    let head: Head = serde_json::from_str(text).unwrap_or_default();
+    let set_aside = |reason: String| Poison {
+        subject: subject.to_owned(),
+        reason,
+        run: head.run.as_deref().map(RunId::new),
+        node: head.node.as_deref().map(NodeName::new),
+        attempt: head.attempt.map(Attempt),
+    };
+    match head.v {
+        Some(v) if (1..=EVENT_SCHEMA_VERSION).contains(&v) => {}
+        Some(v) => {
+            return Err(set_aside(format!(
+                "schema version {v} is not known to this build (it reads 1 to {EVENT_SCHEMA_VERSION})"
+            )));
+        }
+        None => {
+            return Err(set_aside(
+                "an event of a batch without a schema version".to_owned(),
+            ));
+        }
+    }
+    let envelope: EventEnvelope = serde_json::from_str(text)
+        .map_err(|e| set_aside(format!("undecodable event in a batch: {e}")))?;
+    Ok((envelope.upgrade().event, head.traceparent))
 }
 
 /// Decodes an event, or says why it is poison.
@@ -297,4 +336,46 @@ pub fn decode_trigger(
         }
     };
     Ok((workflow, run, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_of_a_batch_is_taken_or_set_aside_alone_naming_its_attempt() {
+        let written = baton_schemas::wire::BatchedEvent {
+            envelope: EventEnvelope::new(Event::NodeFinished {
+                run: RunId::new("r1"),
+                node: NodeName::new("a"),
+                attempt: Attempt(1),
+                started_at: baton_schemas::wire::Timestamp(1),
+                finished_at: baton_schemas::wire::Timestamp(2),
+                outcome: baton_schemas::wire::Outcome::Succeeded {
+                    output: "x".to_owned(),
+                },
+            }),
+            traceparent: Some("00-abc-def-01".to_owned()),
+        };
+        let good = serde_json::to_string(&written).unwrap();
+        let (event, traceparent) = batched_event("baton.events._batch", &good).unwrap();
+        assert_eq!(event, written.envelope.event);
+        assert_eq!((event.run().as_str(), event.node().as_str()), ("r1", "a"));
+        assert_eq!(traceparent.as_deref(), Some("00-abc-def-01"));
+        // A later version, and an unknown event type: set aside, naming the attempt.
+        for bad in [
+            r#"{"v":9,"type":"nodeFinished","run":"r1","node":"b","attempt":2}"#,
+            r#"{"v":2,"type":"nodeExploded","run":"r1","node":"b","attempt":2}"#,
+        ] {
+            let poison = batched_event("baton.events._batch", bad).unwrap_err();
+            assert_eq!(
+                (poison.run.unwrap().as_str(), poison.node.unwrap().as_str()),
+                ("r1", "b")
+            );
+            assert_eq!(poison.attempt, Some(Attempt(2)));
+        }
+        // Nothing to name: set aside all the same.
+        let poison = batched_event("baton.events._batch", "[1, 2]").unwrap_err();
+        assert!(poison.run.is_none() && poison.reason.contains("without a schema version"));
+    }
 }

@@ -42,7 +42,7 @@ pub use backoff::Backoff;
 pub use credentials::{NatsCredentials, read_secret};
 pub use error::{BusError, BusErrorKind};
 pub use inbound::{
-    DecodedEvents, Inbound, Poison, decode_event, decode_events, decode_fire, decode_job,
+    DecodedEvent, Inbound, Poison, decode_event, decode_events, decode_fire, decode_job,
     decode_trigger,
 };
 pub use inputs::{INLINE_JOB_BYTES, InputsError, PreparedJob, inputs_digest};

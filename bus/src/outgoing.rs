@@ -2,7 +2,7 @@
 
 use async_nats::jetstream::message::PublishMessage;
 use baton_schemas::wire::{
-    BATCH_SUBJECT_TOKEN, EventBatch, EventEnvelope, Job, SCHEMA_VERSION, headers,
+    BATCH_SUBJECT_TOKEN, EVENT_BATCH_SCHEMA_VERSION, EventEnvelope, Job, SCHEMA_VERSION, headers,
 };
 use bytes::Bytes;
 
@@ -87,15 +87,18 @@ impl Bus {
         }
     }
 
-    /// Returns the message for a batch of events, on `<p>.events._batch` with id `id`: one
+    /// Returns the message for a batch of events (an `EventBatch`'s JSON), on
+    /// `<p>.events._batch` with id `id`: one
     /// the sender makes unique (its instance and a sequence) and keeps for every re-send.
-    pub fn event_batch_message(&self, batch: &EventBatch, id: String) -> Outgoing {
-        let payload = serde_json::to_vec(batch).expect("an event batch always serializes");
+    pub fn event_batch_message(&self, batch: Vec<u8>, id: String) -> Outgoing {
         Outgoing {
             subject: format!("{}.events.{BATCH_SUBJECT_TOKEN}", self.config().prefix),
             msg_id: id,
-            payload: payload.into(),
-            headers: vec![(headers::SCHEMA.to_owned(), batch.v.to_string())],
+            payload: batch.into(),
+            headers: vec![(
+                headers::SCHEMA.to_owned(),
+                EVENT_BATCH_SCHEMA_VERSION.to_string(),
+            )],
         }
     }
 

@@ -18,7 +18,9 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub const EVENT_SCHEMA_VERSION: u32 = 2;
 
 mod batch;
-pub use batch::{BATCH_SUBJECT_TOKEN, BatchedEvent, EVENT_BATCH_SCHEMA_VERSION, EventBatch};
+pub use batch::{
+    BATCH_SUBJECT_TOKEN, BatchedEvent, EVENT_BATCH_SCHEMA_VERSION, EventBatch, RawEventBatch,
+};
 
 /// Milliseconds since the Unix epoch, the only clock value on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

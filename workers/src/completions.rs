@@ -10,9 +10,9 @@
 //! chain's completion goes out alone, as one event, as before.
 
 use baton_bus::{Bus, Outgoing};
-use baton_schemas::wire::{
-    BatchedEvent, EVENT_BATCH_SCHEMA_VERSION, Event, EventBatch, EventEnvelope,
-};
+use baton_schemas::wire::{BatchedEvent, EVENT_BATCH_SCHEMA_VERSION, Event, EventEnvelope};
+use std::time::Duration;
+
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
@@ -20,6 +20,9 @@ use crate::failpoint;
 
 /// The most completions one message holds (a batch is also cut by the bus's message size).
 const MOST_PER_BATCH: usize = 1024;
+
+/// What a batch leaves of the bus's largest message for its headers and its own fields.
+const SLACK: usize = 4096;
 
 /// How many completions may wait for the publisher: each job task waits for its own.
 const QUEUE: usize = 4096;
@@ -32,6 +35,18 @@ struct Completion {
     /// The trace context of the execution that ended (when traces are on).
     traceparent: Option<String>,
     stored: oneshot::Sender<Stored>,
+}
+
+impl Completion {
+    /// The completion as an event of a batch, in JSON: made once, it gives both the size
+    /// the cut counts and the bytes the batch is made of.
+    fn batched_json(&self) -> Vec<u8> {
+        let batched = BatchedEvent {
+            envelope: EventEnvelope::new(self.event.clone()),
+            traceparent: self.traceparent.clone(),
+        };
+        serde_json::to_vec(&batched).expect("an event always serializes")
+    }
 }
 
 /// The worker's way to the bus for completions. Cheap to clone; the publisher stops when
@@ -77,15 +92,34 @@ async fn publish(bus: Bus, instance: String, mut incoming: mpsc::Receiver<Comple
                 Err(_) => break,
             }
         }
-        let room = bus.max_message_size().saturating_sub(1024).max(1);
-        for batch in cut(&mut waiting, room) {
+        let most = bus.max_message_size();
+        for batch in cut(&mut waiting, most.saturating_sub(SLACK).max(1)) {
+            // Crash tests slow the store down here, so that completions queue behind it.
+            failpoint::sleep_if("completions-slow-store", Duration::from_millis(500)).await;
             let message = match &batch[..] {
-                [one] => single(&bus, one),
+                [(one, _)] => single(&bus, one),
                 many => {
                     sent += 1;
                     batched(&bus, many, format!("{instance}.{sent}"))
                 }
             };
+            // The cut leaves the headers a fixed room; a batch above the limit all the same
+            // goes as single events instead.
+            if batch.len() > 1 && message.size() > most {
+                warn!(
+                    completions = batch.len(),
+                    size = message.size(),
+                    "a batch above the bus's largest message; storing its completions one by one"
+                );
+                for (completion, _) in batch {
+                    let result = bus
+                        .publish_one(&single(&bus, &completion))
+                        .await
+                        .map_err(|e| e.to_string());
+                    let _ = completion.stored.send(result);
+                }
+                continue;
+            }
             let result = bus.publish_one(&message).await.map_err(|e| e.to_string());
             if result.is_ok() && batch.len() > 1 {
                 debug!(completions = batch.len(), id = %message.msg_id, "completions stored in one message");
@@ -95,7 +129,7 @@ async fn publish(bus: Bus, instance: String, mut incoming: mpsc::Receiver<Comple
             if let Err(e) = &result {
                 warn!(completions = batch.len(), error = %e, "completions not stored");
             }
-            for completion in batch {
+            for (completion, _) in batch {
                 let _ = completion.stored.send(result.clone());
             }
         }
@@ -103,23 +137,22 @@ async fn publish(bus: Bus, instance: String, mut incoming: mpsc::Receiver<Comple
 }
 
 /// Splits what waits into messages the bus takes: at most [`MOST_PER_BATCH`] each, their
-/// events within `room` bytes (the bus's largest message less room for the headers). An
-/// event larger than that goes alone, as a single event always could.
-fn cut(waiting: &mut Vec<Completion>, room: usize) -> Vec<Vec<Completion>> {
+/// events' JSON within `room` bytes (the bus's largest message less room for the headers).
+/// An event larger than that goes alone, as a single event always could.
+fn cut(waiting: &mut Vec<Completion>, room: usize) -> Vec<Vec<(Completion, Vec<u8>)>> {
     let mut batches = Vec::new();
-    let mut batch: Vec<Completion> = Vec::new();
+    let mut batch: Vec<(Completion, Vec<u8>)> = Vec::new();
     let mut size = 0;
     for completion in waiting.drain(..) {
-        // Close enough to its size in the batch: the JSON of one event and a separator.
-        let own = serde_json::to_vec(&completion.event).map_or(0, |b| b.len())
-            + completion.traceparent.as_ref().map_or(0, |t| t.len() + 16)
-            + 1;
+        let json = completion.batched_json();
+        // Its JSON and a separator.
+        let own = json.len() + 1;
         if !batch.is_empty() && (size + own > room || batch.len() == MOST_PER_BATCH) {
             batches.push(std::mem::take(&mut batch));
             size = 0;
         }
         size += own;
-        batch.push(completion);
+        batch.push((completion, json));
     }
     if !batch.is_empty() {
         batches.push(batch);
@@ -140,24 +173,30 @@ fn single(bus: &Bus, completion: &Completion) -> Outgoing {
     message
 }
 
-fn batched(bus: &Bus, completions: &[Completion], id: String) -> Outgoing {
-    let batch = EventBatch {
-        v: EVENT_BATCH_SCHEMA_VERSION,
-        events: completions
-            .iter()
-            .map(|c| BatchedEvent {
-                event: c.event.clone(),
-                traceparent: c.traceparent.clone(),
-            })
-            .collect(),
-    };
-    bus.event_batch_message(&batch, id)
+fn batched(bus: &Bus, completions: &[(Completion, Vec<u8>)], id: String) -> Outgoing {
+    bus.event_batch_message(batched_body(completions), id)
+}
+
+/// An `EventBatch`'s JSON, from its events' JSON.
+fn batched_body(completions: &[(Completion, Vec<u8>)]) -> Vec<u8> {
+    let head = format!(r#"{{"v":{EVENT_BATCH_SCHEMA_VERSION},"events":["#);
+    let events: usize = completions.iter().map(|(_, json)| json.len() + 1).sum();
+    let mut body = Vec::with_capacity(head.len() + events + 2);
+    body.extend_from_slice(head.as_bytes());
+    for (i, (_, json)) in completions.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(json);
+    }
+    body.extend_from_slice(b"]}");
+    body
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use baton_schemas::wire::{Outcome, Timestamp};
+    use baton_schemas::wire::{EventBatch, Outcome, Timestamp};
     use baton_schemas::{Attempt, NodeName, RunId};
 
     fn completion(node: &str, output: usize) -> Completion {
@@ -177,7 +216,7 @@ mod tests {
         }
     }
 
-    fn sizes(batches: &[Vec<Completion>]) -> Vec<usize> {
+    fn sizes(batches: &[Vec<(Completion, Vec<u8>)>]) -> Vec<usize> {
         batches.iter().map(Vec::len).collect()
     }
 
@@ -190,7 +229,7 @@ mod tests {
         let order: Vec<String> = batches
             .iter()
             .flatten()
-            .map(|c| c.event.node().to_string())
+            .map(|(c, _)| c.event.node().to_string())
             .collect();
         assert_eq!(order, ["n0", "n1", "n2", "n3", "n4", "n5", "n6"]);
         assert!(waiting.is_empty());
@@ -205,24 +244,21 @@ mod tests {
 
     #[test]
     fn a_batch_is_read_back_as_its_events_each_with_its_trace_context() {
-        let events = [completion("a", 1), completion("b", 2)];
-        let batch = EventBatch {
-            v: EVENT_BATCH_SCHEMA_VERSION,
-            events: events
-                .iter()
-                .enumerate()
-                .map(|(i, c)| BatchedEvent {
-                    event: c.event.clone(),
-                    traceparent: (i == 1).then(|| "00-abc-def-01".to_owned()),
-                })
-                .collect(),
-        };
-        let text = serde_json::to_string(&batch).unwrap();
+        let mut events = vec![completion("a", 1), completion("b", 2)];
+        events[1].traceparent = Some("00-abc-def-01".to_owned());
+        let jsons: Vec<Vec<u8>> = events.iter().map(Completion::batched_json).collect();
+        let pairs: Vec<(Completion, Vec<u8>)> = events.into_iter().zip(jsons).collect();
+        let text = String::from_utf8(batched_body(&pairs)).unwrap();
         assert!(
-            text.starts_with(r#"{"v":3,"events":[{"type":"nodeFinished","#),
+            text.starts_with(r#"{"v":1,"events":[{"v":2,"type":"nodeFinished","#),
             "{text}"
         );
         let back: EventBatch = serde_json::from_str(&text).unwrap();
-        assert_eq!(back, batch);
+        assert_eq!(back.events.len(), 2);
+        assert_eq!(back.events[0].envelope.event, pairs[0].0.event);
+        assert_eq!(back.events[1].traceparent.as_deref(), Some("00-abc-def-01"));
+        // What the cut counts is the body but for the batch's own fields.
+        let counted: usize = pairs.iter().map(|(_, json)| json.len() + 1).sum();
+        assert_eq!(counted - 1, text.len() - r#"{"v":1,"events":[]}"#.len());
     }
 }

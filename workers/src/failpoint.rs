@@ -2,7 +2,8 @@
 //! test kills it at exactly the moment that matters (after an effect, before its report).
 //!
 //! `BATON_FAILPOINTS` lists the armed names, comma-separated. An armed failpoint logs
-//! `failpoint reached` with its name and then never returns; the test kills the process.
+//! `failpoint reached` with its name and then never returns (the test kills the process),
+//! or, for [`sleep_if`], only slows its place down.
 //! Nothing is armed unless the variable is set.
 
 use std::sync::OnceLock;
@@ -26,5 +27,12 @@ pub async fn hang_if(name: &str) {
     if armed().iter().any(|a| a == name) {
         warn!(failpoint = name, "failpoint reached; waiting to be killed");
         std::future::pending::<()>().await;
+    }
+}
+
+/// Waits `delay` if the failpoint `name` is armed; returns at once otherwise.
+pub async fn sleep_if(name: &str, delay: std::time::Duration) {
+    if armed().iter().any(|a| a == name) {
+        tokio::time::sleep(delay).await;
     }
 }

@@ -51,7 +51,7 @@ pub(crate) async fn observe(
                     continue;
                 };
                 for batched in batch.events {
-                    if let Event::NodeFinished { run, .. } = batched.event {
+                    if let Event::NodeFinished { run, .. } = batched.envelope.event {
                         let seen = Seen::Finished {
                             at,
                             run: run.to_string(),

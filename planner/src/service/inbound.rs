@@ -5,16 +5,24 @@
 use super::*;
 
 impl Planner {
-    /// Decodes events (one per message, or a worker's batch); a poison message is terminated
-    /// and reported: as the failure of the attempt its headers name (workers name the run,
-    /// node and attempt of every single event), otherwise in the log.
+    /// Decodes events (one per message, or a worker's batch). A message that cannot be read
+    /// at all is terminated; an event that cannot be read is reported as the failure of the
+    /// attempt it names (workers name the run, node and attempt of every event: a single
+    /// event in its headers, an event of a batch in its body), otherwise in the log.
     pub(super) async fn event_inputs(&self, batch: &[Inbound]) -> Vec<(Input, Option<Cause>)> {
         let mut inputs = Caused::with_capacity(batch.len());
         for message in batch {
             let message_cause = cause_of(message);
-            match baton_bus::decode_events(message) {
-                Ok(events) => {
-                    for (event, traceparent) in events {
+            let events = match baton_bus::decode_events(message) {
+                Ok(events) => events,
+                Err(poison) => {
+                    message.term().await.ok();
+                    vec![Err(poison)]
+                }
+            };
+            for decoded in events {
+                match decoded {
+                    Ok((event, traceparent)) => {
                         // A batch's events carry their own trace context.
                         inputs.cause = match traceparent {
                             Some(parent) if baton_telemetry::trace::enabled() => {
@@ -24,34 +32,10 @@ impl Planner {
                         };
                         inputs.push(Input::Bus(event));
                     }
-                }
-                Err(poison) => {
-                    inputs.cause = message_cause;
-                    message.term().await.ok();
-                    let baton_bus::Poison {
-                        subject,
-                        reason,
-                        run,
-                        node,
-                        attempt,
-                    } = poison;
-                    let (Some(run), Some(node), Some(attempt)) = (run.clone(), node, attempt)
-                    else {
-                        error!(%subject, %reason, run = ?run, "poison event set aside");
-                        continue;
-                    };
-                    error!(%subject, %reason, %run, %node, %attempt, "poison event set aside; reported as the attempt's failure");
-                    let now = Timestamp::now();
-                    inputs.push(Input::Bus(baton_schemas::wire::Event::NodeFinished {
-                        run,
-                        node,
-                        attempt,
-                        started_at: now,
-                        finished_at: now,
-                        outcome: baton_schemas::wire::Outcome::failed(format!(
-                            "event set aside: {reason}"
-                        )),
-                    }));
+                    Err(poison) => {
+                        inputs.cause = message_cause.clone();
+                        set_aside_event(poison, &mut inputs);
+                    }
                 }
             }
         }
@@ -192,6 +176,32 @@ impl Caused {
 /// The trace context a message carries, when spans are exported. The `traceparent` every
 /// message has by default (derived from its run and id: a sender that exports no spans) is
 /// no cause: its parent span exists nowhere.
+/// Reports an event that cannot be taken: as the failure of the attempt it names, so that the
+/// node does not wait for an end that will never be read; otherwise in the log.
+fn set_aside_event(poison: baton_bus::Poison, inputs: &mut Caused) {
+    let baton_bus::Poison {
+        subject,
+        reason,
+        run,
+        node,
+        attempt,
+    } = poison;
+    let (Some(run), Some(node), Some(attempt)) = (run.clone(), node, attempt) else {
+        error!(%subject, %reason, run = ?run, "poison event set aside");
+        return;
+    };
+    error!(%subject, %reason, %run, %node, %attempt, "poison event set aside; reported as the attempt's failure");
+    let now = Timestamp::now();
+    inputs.push(Input::Bus(baton_schemas::wire::Event::NodeFinished {
+        run,
+        node,
+        attempt,
+        started_at: now,
+        finished_at: now,
+        outcome: baton_schemas::wire::Outcome::failed(format!("event set aside: {reason}")),
+    }));
+}
+
 fn cause_of(message: &Inbound) -> Option<Cause> {
     if !baton_telemetry::trace::enabled() {
         return None;

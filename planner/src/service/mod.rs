@@ -515,8 +515,9 @@ impl Planner {
     }
 
     async fn on_events(&mut self, batch: Vec<Inbound>) -> anyhow::Result<()> {
-        self.config.metrics.count_applied("events", batch.len());
         let inputs = self.event_inputs(&batch).await;
+        // Events, not messages: a worker's batch holds many.
+        self.config.metrics.count_applied("events", inputs.len());
         self.turn_caused(inputs, Origin::Bus).await?;
         for message in batch {
             message.ack_fast().await.ok();
