@@ -3,6 +3,7 @@
 // runs of 100,000 nodes stays small). The page shown is read again every 2 s.
 
 import { main, el, newPage, poll } from "./api.js";
+import { clock, runLink } from "./format.js";
 
 const STATES = ["pending", "running", "succeeded", "failed", "skipped", "cancelled"];
 const PER_PAGE = 50;
@@ -43,9 +44,9 @@ export function show() {
       const done = r.counts.succeeded || 0;
       const failed = r.counts.failed ? `, ${r.counts.failed} failed` : "";
       table.append(el("tr", { "data-run": r.run, "data-state": r.state },
-        el("td", {}, el("a", { href: `#/runs/${encodeURIComponent(r.run)}` }, r.run)),
+        el("td", {}, runLink(r.run)),
         el("td", {}, r.workflow), el("td", { class: `state ${r.state}` }, r.state),
-        el("td", {}, when(r.createdAt)), el("td", {}, r.finishedAt ? when(r.finishedAt) : "-"),
+        el("td", {}, clock(r.createdAt)), el("td", {}, clock(r.finishedAt)),
         el("td", {}, `${done.toLocaleString()}/${r.nodes.toLocaleString()}${failed}`)));
     }
     if (!read.runs.length) table.append(el("tr", {}, el("td", { colspan: "6" }, "No runs match.")));
@@ -71,7 +72,3 @@ export function show() {
   poll(page, query, 2000, draw, (now) => { reread = now; });
 }
 
-function when(text) {
-  const at = new Date(text);
-  return Number.isNaN(at.getTime()) ? text : at.toLocaleString();
-}

@@ -654,6 +654,35 @@ pub fn one_http_request() -> (u16, std::thread::JoinHandle<HttpRequest>) {
     (port, handle)
 }
 
+/// Waits (at most 20 s each) until each `(stream, consumer)` of `env`'s bus (stream names
+/// without the prefix, as `JOBS`) has nothing pending and nothing waiting for an ack.
+pub fn settle(env: &Env, consumers: &[(&str, &str)]) {
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    rt.block_on(async {
+        let client = async_nats::connect(env.nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        for (stream, consumer) in consumers {
+            let stream = format!("{}_{stream}", env.prefix.to_uppercase());
+            let mut c: async_nats::jetstream::consumer::PullConsumer = js
+                .get_consumer_from_stream(*consumer, &stream)
+                .await
+                .unwrap();
+            let started = Instant::now();
+            loop {
+                let info = c.info().await.unwrap().clone();
+                if (info.num_pending, info.num_ack_pending) == (0, 0) {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "{consumer} still holds messages: {info:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+}
+
 /// Returns the lines of a file, or none if it does not exist.
 pub fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)

@@ -386,7 +386,7 @@ fn a_worker_killed_between_storing_a_batch_of_completions_and_acking_its_jobs_lo
     }
     // Their second completions counted for nothing: once every job is acked (its completion
     // stored) and the planner has read every event, the run is as it was.
-    settle(
+    baton_tests::settle(
         &env,
         &[("JOBS", "worker-exec"), ("EVENTS", "planner-events")],
     );
@@ -395,33 +395,4 @@ fn a_worker_killed_between_storing_a_batch_of_completions_and_acking_its_jobs_lo
     for leaf in &leaves {
         assert!(lines(&file).contains(leaf), "{leaf} never ran");
     }
-}
-
-/// Waits (at most 20 s each) until each `(stream, consumer)` has nothing pending and nothing
-/// waiting for an ack.
-fn settle(env: &Env, consumers: &[(&str, &str)]) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let client = async_nats::connect(env.nats.url()).await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        for (stream, consumer) in consumers {
-            let stream = format!("{}_{stream}", env.prefix.to_uppercase());
-            let mut c: async_nats::jetstream::consumer::PullConsumer = js
-                .get_consumer_from_stream(*consumer, &stream)
-                .await
-                .unwrap();
-            let started = Instant::now();
-            loop {
-                let info = c.info().await.unwrap().clone();
-                if (info.num_pending, info.num_ack_pending) == (0, 0) {
-                    break;
-                }
-                assert!(
-                    started.elapsed() < Duration::from_secs(20),
-                    "{consumer} still holds messages: {info:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    });
 }

@@ -518,32 +518,15 @@ fn poison_messages_are_set_aside_and_reported() {
         env.wait_end(&run, Duration::from_secs(20)).unwrap().state,
         State::Succeeded
     );
-    rt.block_on(async {
-        let client = async_nats::connect(env.nats.url()).await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        for (stream, consumer) in [
+    // The real job of `slow` may still be sleeping: it has a few seconds to be acked.
+    baton_tests::settle(
+        &env,
+        &[
             ("EVENTS", "planner-events"),
             ("JOBS", "worker-noop"),
             ("JOBS", "worker-exec"),
-        ] {
-            let stream = format!("{}_{stream}", env.prefix.to_uppercase());
-            let mut c: async_nats::jetstream::consumer::PullConsumer = js
-                .get_consumer_from_stream(consumer, &stream)
-                .await
-                .unwrap();
-            // The real job of `slow` may still be sleeping: give it a few seconds to be acked.
-            let mut settled = None;
-            for _ in 0..100 {
-                let info = c.info().await.unwrap().clone();
-                if (info.num_pending, info.num_ack_pending) == (0, 0) {
-                    settled = Some(info);
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            assert!(settled.is_some(), "{consumer} still holds messages");
-        }
-    });
+        ],
+    );
     let planner_log = std::fs::read_to_string(env.dir.path().join("planner.log")).unwrap();
     assert!(
         planner_log.contains("poison event set aside"),

@@ -140,6 +140,10 @@ async fn publish(bus: Bus, instance: String, mut incoming: mpsc::Receiver<Comple
 /// events' JSON within `room` bytes (the bus's largest message less room for the headers).
 /// An event larger than that goes alone, as a single event always could.
 fn cut(waiting: &mut Vec<Completion>, room: usize) -> Vec<Vec<(Completion, Vec<u8>)>> {
+    // One alone goes as a single event: no batch JSON to make (a chain's every node).
+    if waiting.len() == 1 {
+        return vec![waiting.drain(..).map(|c| (c, Vec::new())).collect()];
+    }
     let mut batches = Vec::new();
     let mut batch: Vec<(Completion, Vec<u8>)> = Vec::new();
     let mut size = 0;
