@@ -129,7 +129,7 @@ pub struct Poison {
     pub attempt: Option<Attempt>,
 }
 
-fn poison(message: &Inbound, reason: String) -> Poison {
+pub(crate) fn poison(message: &Inbound, reason: String) -> Poison {
     let run = message
         .header(headers::RUN)
         .filter(|r| RunId::is_valid(r))
@@ -151,7 +151,7 @@ fn poison(message: &Inbound, reason: String) -> Poison {
     }
 }
 
-fn check_version(message: &Inbound, v: u32, known: u32) -> Result<(), Poison> {
+pub(crate) fn check_version(message: &Inbound, v: u32, known: u32) -> Result<(), Poison> {
     if (1..=known).contains(&v) {
         Ok(())
     } else {
@@ -194,19 +194,21 @@ pub fn decode_job(message: &Inbound) -> Result<Job, Poison> {
     let job: Job = serde_json::from_slice(message.payload())
         .map_err(|e| poison(message, format!("undecodable job: {e}")))?;
     check_version(message, job.v, SCHEMA_VERSION)?;
-    // The planner only names runs and nodes this way; anything else was not its job, and its
-    // names would reach pod names, labels and files.
-    if !RunId::is_valid(job.run.as_str()) || !baton_schemas::ids::is_dns_label(job.node.as_str()) {
-        return Err(poison(
-            message,
-            format!(
-                "a job naming run {:?} and node {:?}, which are not Baton's names",
-                job.run.as_str(),
-                job.node.as_str()
-            ),
-        ));
-    }
+    check_job_names(&job).map_err(|reason| poison(message, reason))?;
     Ok(job)
+}
+
+/// Checks that a job names its run and node the way the planner does: anything else was not
+/// its job, and its names would reach pod names, labels and files.
+pub(crate) fn check_job_names(job: &Job) -> Result<(), String> {
+    if RunId::is_valid(job.run.as_str()) && baton_schemas::ids::is_dns_label(job.node.as_str()) {
+        return Ok(());
+    }
+    Err(format!(
+        "a job naming run {:?} and node {:?}, which are not Baton's names",
+        job.run.as_str(),
+        job.node.as_str()
+    ))
 }
 
 /// One event of a message, with the trace context of the execution it ends when the event

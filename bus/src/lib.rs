@@ -20,6 +20,7 @@ mod credentials;
 mod error;
 mod inbound;
 mod inputs;
+mod jobs;
 mod lease;
 mod outgoing;
 pub mod permissions;
@@ -46,6 +47,7 @@ pub use inbound::{
     decode_trigger,
 };
 pub use inputs::{INLINE_JOB_BYTES, InputsError, PreparedJob, inputs_digest};
+pub use jobs::{DecodedJob, decode_jobs, is_job_batch, job_batch_bytes, jobs_in};
 pub use lease::{Lease, LeaseError};
 pub use outgoing::{Outgoing, has_default_traceparent, traceparent};
 pub use pull::{PullStream, pull_retry_delay};

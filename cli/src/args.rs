@@ -137,6 +137,10 @@ pub(crate) struct BenchArgs {
     /// reports the time from each kill to the next job (median and maximum).
     #[arg(long, value_name = "KILLS")]
     pub takeover_kills: Option<usize>,
+    /// Measures only the floor, the chain and the fan-out (with CPU per node), on one server
+    /// and on a three-node cluster: the figures of throughput work, in a few minutes.
+    #[arg(long, conflicts_with = "takeover_kills")]
+    pub throughput_only: bool,
     /// The planners' lease ttl in the takeover measurement.
     #[arg(long, default_value = "1500ms")]
     pub takeover_lease_ttl: crate::args::Duration,
@@ -346,6 +350,23 @@ pub(crate) struct PlannerOptions {
     /// so snapshots cost at most as much as the commits between them).
     #[arg(long, env = "BATON_STATE_SNAPSHOT_BYTES", value_name = "BYTES", default_value_t = baton_planner::service::DEFAULT_SNAPSHOT_BYTES)]
     pub state_snapshot_bytes: u64,
+    /// The most jobs one message carries: the jobs of one kind that one decision dispatches
+    /// (a fan-out's) travel together, one stored message, delivery and ack for all of them.
+    /// 1 sends every job alone, as builds before batches did (for workers older than
+    /// batches, which set a batch aside).
+    #[arg(long, env = "BATON_JOB_BATCH", value_name = "JOBS", default_value_t = baton_planner::service::DEFAULT_JOB_BATCH, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub job_batch: u16,
+    /// The node kinds whose jobs are batched, comma-separated. A worker takes a batch whole,
+    /// so the default batches only kinds whose jobs hold a worker's slot for a moment
+    /// (`noop`, `publish`, `webhook`); jobs of kinds that hold one for long (a pod, a Helm
+    /// release, a process) go alone and spread over every worker.
+    #[arg(
+        long,
+        env = "BATON_JOB_BATCH_KINDS",
+        value_delimiter = ',',
+        default_value = "noop,publish,webhook"
+    )]
+    pub job_batch_kinds: Vec<NodeKind>,
     /// How long the bus keeps the active planner's lease after its last renewal: a standby
     /// takes over at most this long after the active planner dies. The holder renews it five
     /// times as often, and stops acting when it could not for three quarters of it: keep that

@@ -392,6 +392,8 @@ async fn run_planner(
     config.core.timeout_grace = options.timeout_grace.0;
     config.core.run_retention = options.run_retention.0;
     config.snapshot_bytes = options.state_snapshot_bytes;
+    config.job_batch = usize::from(options.job_batch);
+    config.job_batch_kinds = options.job_batch_kinds.clone();
     config.lease = Some(lease);
     let mut discovery_config = DiscoveryConfig {
         sync_period: options.sync_period.0,

@@ -18,8 +18,12 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub const EVENT_SCHEMA_VERSION: u32 = 2;
 
 mod batch;
+mod job_batch;
 pub use batch::{
     BATCH_SUBJECT_TOKEN, BatchedEvent, EVENT_BATCH_SCHEMA_VERSION, EventBatch, RawEventBatch,
+};
+pub use job_batch::{
+    BatchedJob, JOB_BATCH_SCHEMA_VERSION, JobBatch, RawJobBatch, job_batch_msg_id,
 };
 
 /// Milliseconds since the Unix epoch, the only clock value on the wire.
@@ -662,6 +666,10 @@ pub mod headers {
     /// The lease revision of the planner that published the message (its epoch): a planner
     /// that took over publishes with a higher one.
     pub const EPOCH: &str = "Baton-Epoch";
+    /// On a message of jobs, that it is a batch of them, and the batch's schema version.
+    pub const JOB_BATCH: &str = "Baton-Job-Batch";
+    /// On a batch of jobs, how many it holds: what a worker pulls by, before it reads one.
+    pub const JOB_COUNT: &str = "Baton-Jobs";
 }
 
 #[cfg(test)]

@@ -205,3 +205,115 @@ async fn decoders_reject_what_they_cannot_read() {
     );
     m.term().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_jobs_is_signed_whole_and_read_job_by_job() {
+    use baton_schemas::wire::{Job, Work};
+    use baton_schemas::{Attempt, NodeName, RunId, WorkflowName};
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path()).unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "a key of thirty-two bytes or more, for the test").unwrap();
+    let bus = Bus::connect(
+        &nats.url(),
+        BusConfig {
+            job_signing_key_file: Some(key),
+            ..config("b5")
+        },
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    bus.ensure_streams().await.unwrap();
+    let consumer = bus.job_consumer(NodeKind::Noop).await.unwrap();
+    let job = |node: &str| {
+        Job::new(
+            RunId::new("r1"),
+            WorkflowName::new("w"),
+            NodeName::new(node),
+            Attempt(1),
+            Work::Noop,
+        )
+    };
+    let singles: Vec<Outgoing> = ["a", "b", "c"]
+        .iter()
+        .map(|n| bus.job_message(&job(n)))
+        .collect();
+    let batch = bus.job_batch_message(&singles);
+    assert_eq!(batch.msg_id, "r1.a.1.batch3");
+    assert!(batch.size() <= baton_bus::job_batch_bytes(&singles) + 4096);
+    // A batch of one is that job's own message.
+    assert_eq!(bus.job_batch_message(&singles[..1]), singles[0]);
+    // One job of a batch that this build cannot read (of a kind it does not know): its
+    // attempt is named, the others run.
+    let mut text = String::from_utf8(batch.payload.to_vec()).unwrap();
+    let last = text
+        .rfind("\"kind\":\"noop\"")
+        .expect("the last job's kind");
+    text.replace_range(last..last + "\"kind\":\"noop\"".len(), "\"kind\":\"nope\"");
+    let mut unreadable = batch.clone();
+    unreadable.msg_id = "unreadable".into();
+    unreadable.payload = text.clone().into();
+    // Signed as the planner would have, so that only the job is at fault.
+    let signature =
+        bus.signer()
+            .unwrap()
+            .sign(&unreadable.subject, &unreadable.msg_id, &unreadable.payload);
+    for (name, value) in &mut unreadable.headers {
+        if name == baton_bus::SIGNATURE_HEADER {
+            *value = signature.clone();
+        }
+    }
+    // A batch altered on the way fails its signature: nothing of it is read.
+    let mut forged = batch.clone();
+    forged.msg_id = "forged".into();
+    forged.payload = text.into();
+    for m in [&batch, &unreadable, &forged] {
+        bus.publish_one(m).await.unwrap();
+    }
+    let mut pull = consumer
+        .batch()
+        .max_messages(3)
+        .expires(Duration::from_secs(10))
+        .messages()
+        .await
+        .unwrap();
+    let mut read = Vec::new();
+    for _ in 0..3 {
+        read.push(baton_bus::Inbound::new(pull.next().await.unwrap().unwrap()));
+    }
+    // The whole batch: three jobs.
+    assert!(baton_bus::is_job_batch(&read[0]));
+    assert_eq!(baton_bus::jobs_in(&read[0]), 3);
+    bus.check_job_signature(&read[0]).unwrap();
+    let jobs = baton_bus::decode_jobs(&read[0]).unwrap();
+    let names: Vec<String> = jobs
+        .iter()
+        .map(|j| j.as_ref().unwrap().0.node.to_string())
+        .collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    // Each with the trace context its single message had.
+    for (decoded, single) in jobs.iter().zip(&singles) {
+        let traceparent = decoded.as_ref().unwrap().1.as_deref();
+        assert!(traceparent.is_some());
+        assert_eq!(traceparent, single.header("traceparent"));
+    }
+    // The unreadable job alone is set aside, naming its attempt.
+    bus.check_job_signature(&read[1]).unwrap();
+    let jobs = baton_bus::decode_jobs(&read[1]).unwrap();
+    assert!(jobs[0].is_ok() && jobs[1].is_ok());
+    let poison = jobs[2].as_ref().unwrap_err();
+    assert_eq!(poison.node.as_ref().map(|n| n.as_str()), Some("c"));
+    assert_eq!(poison.attempt, Some(baton_schemas::Attempt(1)));
+    assert!(
+        poison.reason.contains("undecodable job in a batch"),
+        "{}",
+        poison.reason
+    );
+    // The forged one is refused before anything of it is read.
+    let refused = bus.check_job_signature(&read[2]).unwrap_err();
+    assert!(refused.node.is_none(), "{refused:?}");
+    for m in read {
+        m.ack().await.unwrap();
+    }
+}

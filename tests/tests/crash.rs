@@ -396,3 +396,92 @@ fn a_worker_killed_between_storing_a_batch_of_completions_and_acking_its_jobs_lo
         assert!(lines(&file).contains(leaf), "{leaf} never ran");
     }
 }
+
+/// A worker killed in the middle of a batch of jobs (the leaves one decision dispatched
+/// together, some done and reported, the others still running): the batch was never
+/// acknowledged, so it is delivered again whole, as the same attempts. Nothing is lost and no
+/// node counts twice: the run succeeds, each node has one attempt, and the leaves already
+/// reported ran again without changing the run. (An exec command whose worker dies may run
+/// twice; the README says so.)
+#[test]
+fn a_worker_killed_in_the_middle_of_a_batch_of_jobs_loses_nothing() {
+    let mut env = env();
+    // Exec jobs go alone by default (they hold a slot for long); this planner batches them.
+    let planner = env
+        .start_planner_with(&["--job-batch-kinds", "exec,noop"])
+        .unwrap();
+    env.keep(planner);
+    let file = env.dir.path().join("effects");
+    let gate = env.dir.path().join("gate");
+    let (f, g) = (file.display(), gate.display());
+    // Twelve leaves start together, so the planner sends them as one batch: six end at once,
+    // six wait for a gate that opens only after the kill.
+    let quick: Vec<String> = (0..6).map(|i| format!("quick{i}")).collect();
+    let gated: Vec<String> = (0..6).map(|i| format!("gated{i}")).collect();
+    let mut nodes: Vec<String> = quick
+        .iter()
+        .map(|leaf| {
+            format!(r#"{{name: {leaf}, kind: exec, command: [sh, -c, 'echo {leaf} >> {f}']}}"#)
+        })
+        .collect();
+    nodes.extend(gated.iter().map(|leaf| {
+        format!(
+            r#"{{name: {leaf}, kind: exec, command: [sh, -c, 'for i in $(seq 600); do [ -e {g} ] && break; sleep 0.1; done; echo {leaf} >> {f}']}}"#
+        )
+    }));
+    let leaves: Vec<&String> = quick.iter().chain(&gated).collect();
+    nodes.push(format!(
+        "{{name: join, kind: noop, needs: [{}]}}",
+        leaves
+            .iter()
+            .map(|l| l.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let wf = env.write("jobs.yaml", &workflow("jobs", &nodes));
+    let mut first = env
+        .start_worker("worker-1", "exec", &["--concurrency", "16"])
+        .unwrap();
+    let joiner = env.start_worker("joiner", "noop", &[]).unwrap();
+    env.keep(joiner);
+    let run = env.apply(&wf).unwrap();
+    // The quick leaves are reported and applied while the gated ones run.
+    env.wait_for(&run, Duration::from_secs(30), |s| {
+        let state = |name: &str| s.nodes.iter().find(|n| n.name == name).map(|n| n.state);
+        quick.iter().all(|l| state(l) == Some(State::Succeeded))
+            && gated.iter().all(|l| state(l) == Some(State::Running))
+    })
+    .unwrap();
+    first.kill9();
+    std::fs::write(&gate, "go").unwrap();
+    let second = env
+        .start_worker("worker-2", "exec", &["--concurrency", "16"])
+        .unwrap();
+    env.keep(second);
+    let status = env.wait_end(&run, Duration::from_secs(90)).unwrap();
+    assert_eq!(status.state, State::Succeeded, "{status:?}");
+    assert!(status.nodes.iter().all(|n| n.attempts == 1), "{status:?}");
+    // The batch came again whole: the quick leaves, reported before the kill, ran again.
+    let started = std::time::Instant::now();
+    while !quick
+        .iter()
+        .all(|leaf| lines(&file).iter().filter(|l| *l == leaf).count() >= 2)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the batch was not delivered again whole: {:?}",
+            lines(&file)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Their second completions counted for nothing.
+    baton_tests::settle(
+        &env,
+        &[("JOBS", "worker-exec"), ("EVENTS", "planner-events")],
+    );
+    let after = env.status(&run).unwrap();
+    assert_eq!(after, status, "the run changed after its jobs ran again");
+    for leaf in &gated {
+        assert!(lines(&file).contains(leaf), "{leaf} never ran");
+    }
+}

@@ -8,6 +8,7 @@
 pub mod completions;
 pub mod executors;
 pub mod failpoint;
+mod job;
 pub mod metrics;
 pub mod service;
 

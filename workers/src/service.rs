@@ -15,20 +15,21 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use baton_bus::{Bus, Inbound, Poison};
-use baton_schemas::wire::{Event, EventEnvelope, Job, Outcome, Timestamp};
+use baton_bus::{Bus, Inbound};
+use baton_schemas::wire::Job;
 use baton_schemas::{NodeKind, NodeName, RunId};
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument as _, debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::completions::Completions;
+use crate::executors::Executors;
 use crate::executors::helm::{HelmConfig, HelmExecutor};
 use crate::executors::pod::{PodConfig, PodExecutor};
-use crate::executors::{Effect, Executors};
-use crate::metrics::{JobOutcome, WorkerMetrics};
+use crate::job::JobContext;
+use crate::metrics::WorkerMetrics;
 
 /// Worker settings.
 #[derive(Clone, Debug)]
@@ -68,7 +69,7 @@ impl Default for WorkerConfig {
 /// start of a job it names cannot miss each other: either the job begins first and the notice
 /// stops it, or the notice comes first and the job never begins.
 #[derive(Clone, Default)]
-struct Cancels(Arc<Mutex<CancelState>>);
+pub(crate) struct Cancels(Arc<Mutex<CancelState>>);
 
 #[derive(Default)]
 struct CancelState {
@@ -87,7 +88,7 @@ type InFlightJob = (RunId, NodeName, CancellationToken);
 impl Cancels {
     /// Records `job` as in flight, stopped by `stop`. Returns false, and records nothing,
     /// when a notice read earlier cancelled its run or node.
-    fn begin(&self, job: &Job, stop: CancellationToken) -> bool {
+    pub(crate) fn begin(&self, job: &Job, stop: CancellationToken) -> bool {
         let mut state = self.0.lock().expect("cancels lock");
         if state.runs.contains(&job.run)
             || state.nodes.contains(&(job.run.clone(), job.node.clone()))
@@ -100,7 +101,7 @@ impl Cancels {
     }
 
     /// Forgets a job that is no longer in flight.
-    fn end(&self, id: &str) {
+    pub(crate) fn end(&self, id: &str) {
         self.0.lock().expect("cancels lock").in_flight.remove(id);
     }
 
@@ -306,7 +307,8 @@ pub async fn run(
     let mut loops = Vec::new();
     for kind in config.kinds.iter().copied() {
         let consumer = bus.job_consumer(kind).await?;
-        let ctx = JobContext {
+        let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        let ctx = Arc::new(JobContext {
             bus: bus.clone(),
             completions: completions.clone(),
             executors: executors.clone(),
@@ -314,8 +316,8 @@ pub async fn run(
             hand_back: hand_back.clone(),
             progress_every,
             metrics: config.metrics.clone(),
-        };
-        let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+            slots: slots.clone(),
+        });
         loops.push(tokio::spawn(pull_loop(
             kind,
             consumer,
@@ -357,30 +359,22 @@ pub async fn run(
     Ok(())
 }
 
-#[derive(Clone)]
-struct JobContext {
-    bus: Bus,
-    /// Where completions go: stored several to a message when they come together.
-    completions: Completions,
-    executors: Executors,
-    cancels: Cancels,
-    hand_back: CancellationToken,
-    progress_every: Duration,
-    metrics: WorkerMetrics,
-}
-
-/// Pulls jobs of one kind while free slots remain: each pull asks for as many jobs as there
-/// are free slots, so no job waits in this worker's buffer while another worker is idle.
+/// Pulls jobs of one kind while free slots remain: each pull asks for about as many jobs as
+/// there are free slots, so that few jobs wait in this worker's buffer while another worker
+/// is idle. A message may be a batch of jobs: a pull asks for as many messages as free slots
+/// over the jobs a message has held lately, and each job of a batch past the first waits
+/// for a slot of its own.
 async fn pull_loop(
     kind: NodeKind,
     consumer: async_nats::jetstream::consumer::PullConsumer,
     slots: Arc<Semaphore>,
-    ctx: JobContext,
+    ctx: Arc<JobContext>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     expires: Duration,
 ) {
     let mut failures = 0u32;
+    let mut jobs_per_message = JobsPerMessage::default();
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -390,6 +384,8 @@ async fn pull_loop(
         while let Ok(p) = slots.clone().try_acquire_owned() {
             permits.push(p);
         }
+        // The slots a pull's messages will not need go back: a batch's jobs take them.
+        permits.truncate(jobs_per_message.messages_for(permits.len()));
         // Not given up at shutdown: once the request is out the server delivers what it
         // asks for, and those messages are handed back below.
         let pull = consumer
@@ -422,11 +418,9 @@ async fn pull_loop(
             match next {
                 Ok(Some(Ok(message))) => {
                     failures = 0;
-                    let ctx = ctx.clone();
-                    tracker.spawn(async move {
-                        handle(kind, Inbound::new(message), &ctx).await;
-                        drop(permit);
-                    });
+                    let message = Inbound::new(message);
+                    jobs_per_message.saw(baton_bus::jobs_in(&message));
+                    tracker.spawn(crate::job::handle(kind, message, permit, ctx.clone()));
                 }
                 Ok(Some(Err(e))) => {
                     debug!(%kind, error = %e, "pull ended with an error");
@@ -472,278 +466,45 @@ async fn hand_back_batch(
     }
 }
 
-/// Handles one delivery of a job. Idempotent per attempt as far as the bus goes: the events it
-/// publishes carry ids derived from the attempt, so a redelivery's duplicates are dropped.
-async fn handle(kind: NodeKind, message: Inbound, ctx: &JobContext) {
-    // Nothing of a job is read before it is known to be the planner's.
-    if let Err(poison) = ctx.bus.check_job_signature(&message) {
-        return set_aside(&message, poison, ctx).await;
-    }
-    let job = match baton_bus::decode_job(&message) {
-        Ok(job) if job.kind() == kind => job,
-        Ok(job) => {
-            let poison = Poison {
-                subject: message.subject().to_owned(),
-                reason: format!("a {} job on the {kind} subject", job.kind()),
-                run: Some(job.run),
-                node: Some(job.node),
-                attempt: Some(job.attempt),
-            };
-            return set_aside(&message, poison, ctx).await;
-        }
-        Err(poison) => return set_aside(&message, poison, ctx).await,
-    };
-    // Inputs kept apart on the bus are fetched first: the executors see a whole job.
-    let job = match job.inputs_ref.is_none() {
-        true => job,
-        false => match ctx.bus.resolve_inputs(job.clone()).await {
-            Ok(resolved) => resolved,
-            Err(baton_bus::InputsError::Bus(e)) => {
-                warn!(run = %job.run, node = %job.node, error = %e, "inputs not read; handing the job back");
-                message.nak(Some(Duration::from_secs(1))).await.ok();
-                ctx.metrics.count(kind, JobOutcome::HandedBack);
-                return;
-            }
-            Err(e @ baton_bus::InputsError::Altered { .. }) => {
-                // The job itself is signed, so its run and node are the planner's: the node
-                // fails with the reason, and nothing of the altered inputs runs.
-                let poison = Poison {
-                    subject: message.subject().to_owned(),
-                    reason: e.to_string(),
-                    run: Some(job.run.clone()),
-                    node: Some(job.node.clone()),
-                    attempt: Some(job.attempt),
-                };
-                return set_aside(&message, poison, ctx).await;
-            }
-            Err(e) => {
-                error!(run = %job.run, node = %job.node, attempt = %job.attempt, error = %e, "job cannot run");
-                let now = Timestamp::now();
-                let stored = finish(&job, now, Outcome::failed(e.to_string()), &message, ctx).await;
-                let outcome = if stored {
-                    JobOutcome::Failed
-                } else {
-                    JobOutcome::HandedBack
-                };
-                ctx.metrics.count(kind, outcome);
-                return;
-            }
-        },
-    };
-    // From here to the final ack the job is ours: reporting its start and its completion can
-    // take a while on a busy server, as can the effect itself.
-    let work = keep_alive(work(kind, &job, &message, ctx), &job, &message, ctx);
-    match baton_telemetry::trace::enabled() {
-        true => work.instrument(execute_span(kind, &job, &message)).await,
-        false => work.await,
+/// How many jobs the messages of one kind held lately (a moving average, at least 1), as
+/// their headers say: a pull asks for as many messages as there are free slots over it.
+#[derive(Debug)]
+struct JobsPerMessage(f64);
+
+impl Default for JobsPerMessage {
+    fn default() -> Self {
+        JobsPerMessage(1.0)
     }
 }
 
-/// The span of one job's execution: a child of the planner's dispatch span, whose context
-/// the job's headers carry; what the executor calls (Kubernetes, Helm, ELBv2, HTTP) nests
-/// under it, and the completion carries its context on to the next dispatch.
-fn execute_span(kind: NodeKind, job: &Job, message: &Inbound) -> tracing::Span {
-    let span = tracing::info_span!(
-        "execute",
-        otel.name = format!("execute {kind} {}/{}", job.workflow, job.node),
-        otel.kind = "consumer",
-        run = %job.run,
-        node = %job.node,
-        attempt = %job.attempt,
-        kind = %kind,
-    );
-    if let Some(parent) =
-        baton_telemetry::trace::extract(message.header("traceparent"), message.header("tracestate"))
-    {
-        baton_telemetry::trace::set_parent(&span, parent);
+impl JobsPerMessage {
+    /// Notes a message of `jobs` jobs.
+    fn saw(&mut self, jobs: usize) {
+        self.0 = (self.0 * 0.75 + jobs.max(1) as f64 * 0.25).max(1.0);
     }
-    span
-}
 
-/// Drops a job whose run or node was cancelled; otherwise reports it started, runs its
-/// effect, and reports how it ended (see [`handle`]).
-async fn work(kind: NodeKind, job: &Job, message: &Inbound, ctx: &JobContext) {
-    let stop = ctx.hand_back.child_token();
-    if !ctx.cancels.begin(job, stop.clone()) {
-        // The planner ended the node when it decided the cancel: nothing to report.
-        info!(run = %job.run, node = %job.node, attempt = %job.attempt, "job of a cancelled run or node dropped");
-        if let Err(e) = message.ack_fast().await {
-            warn!(run = %job.run, node = %job.node, error = %e, "ack not sent; the job will be dropped again");
-        }
-        ctx.metrics.count(kind, JobOutcome::Cancelled);
-        return;
-    }
-    let _in_flight = ctx.metrics.begin(kind);
-    ctx.metrics.observe_queued(kind, message);
-    let started_at = Timestamp::now();
-    let running = std::time::Instant::now();
-    let effect = start(kind, job, message, ctx, &stop, started_at).await;
-    ctx.cancels.end(&job.msg_id());
-    let (outcome, counted) = match effect {
-        None => return ctx.metrics.count(kind, JobOutcome::HandedBack),
-        Some(Effect::Done(outcome)) => {
-            ctx.metrics.observe_duration(kind, running.elapsed());
-            let counted = match &outcome {
-                Outcome::Succeeded { .. } => JobOutcome::Succeeded,
-                Outcome::Failed { .. } => JobOutcome::Failed,
-            };
-            (outcome, counted)
-        }
-        Some(Effect::Stopped) if ctx.hand_back.is_cancelled() => {
-            info!(run = %job.run, node = %job.node, attempt = %job.attempt, "job handed back at shutdown");
-            message.nak(None).await.ok();
-            return ctx.metrics.count(kind, JobOutcome::HandedBack);
-        }
-        Some(Effect::Stopped) => (
-            Outcome::failed("cancelled".to_owned()),
-            JobOutcome::Cancelled,
-        ),
-    };
-    let stored = finish(job, started_at, outcome, message, ctx).await;
-    ctx.metrics.count(
-        kind,
-        if stored {
-            counted
-        } else {
-            JobOutcome::HandedBack
-        },
-    );
-}
-
-/// Reports the job started and runs its effect, unless `stop` fired first. Returns `None`
-/// when the start could not be reported (the job is handed back).
-async fn start(
-    kind: NodeKind,
-    job: &Job,
-    message: &Inbound,
-    ctx: &JobContext,
-    stop: &CancellationToken,
-    started_at: Timestamp,
-) -> Option<Effect> {
-    debug!(run = %job.run, node = %job.node, attempt = %job.attempt, delivered = message.delivered(), "job started");
-    if kind != NodeKind::Noop {
-        let started = Event::NodeStarted {
-            run: job.run.clone(),
-            node: job.node.clone(),
-            attempt: job.attempt,
-            at: started_at,
-        };
-        if let Err(e) = ctx
-            .bus
-            .publish_one(&ctx.bus.event_message(&envelope(started)))
-            .await
-        {
-            warn!(run = %job.run, node = %job.node, error = %e, "start not reported; handing the job back");
-            message.nak(Some(Duration::from_secs(1))).await.ok();
-            return None;
-        }
-    }
-    // Cancelled (or shutting down past the deadline) while the start was reported: the
-    // effect never begins.
-    if stop.is_cancelled() {
-        return Some(Effect::Stopped);
-    }
-    Some(ctx.executors.execute(job, stop, &ctx.hand_back).await)
-}
-
-/// Runs `work` while sending in-progress acks for `message` every `ctx.progress_every`, so the
-/// server does not redeliver a job that is still being worked on or reported.
-async fn keep_alive<T>(
-    work: impl Future<Output = T>,
-    job: &Job,
-    message: &Inbound,
-    ctx: &JobContext,
-) -> T {
-    let every = ctx.progress_every;
-    tokio::pin!(work);
-    // The first tick comes early, a quarter of the way, in case the message waited in the
-    // client's buffer on a starved machine; a job done sooner (most are) sends none.
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every / 4, every);
-    loop {
-        tokio::select! {
-            done = &mut work => return done,
-            _ = ticks.tick() => {
-                if let Err(e) = message.progress().await {
-                    warn!(node = %job.node, error = %e, "progress ack failed");
-                }
-            }
-        }
+    /// How many messages to ask for with `free` slots: at least one.
+    fn messages_for(&self, free: usize) -> usize {
+        ((free as f64 / self.0).floor() as usize).clamp(1, free.max(1))
     }
 }
 
-/// Publishes the completion, then acknowledges the job. If the completion cannot be stored
-/// the job is handed back, to be run again, rather than acknowledged unreported. Returns
-/// whether the completion is stored.
-async fn finish(
-    job: &Job,
-    started_at: Timestamp,
-    outcome: Outcome,
-    message: &Inbound,
-    ctx: &JobContext,
-) -> bool {
-    let succeeded = matches!(outcome, Outcome::Succeeded { .. });
-    let done = Event::NodeFinished {
-        run: job.run.clone(),
-        node: job.node.clone(),
-        attempt: job.attempt,
-        started_at,
-        finished_at: Timestamp::now(),
-        outcome,
-    };
-    // The next dispatch is a child of this execution.
-    let traceparent = baton_telemetry::trace::traceparent(&tracing::Span::current());
-    if let Err(e) = ctx.completions.store(done, traceparent).await {
-        error!(run = %job.run, node = %job.node, error = %e, "completion not stored; handing the job back");
-        message.nak(Some(Duration::from_secs(5))).await.ok();
-        return false;
-    }
-    // Not waiting for the server to confirm the ack: the ack is lost only with the connection
-    // or the server, and then the job is delivered once more (its completion is stored, the
-    // planner ignores the second), as after a server crash that lost a confirmed ack.
-    if let Err(e) = message.ack_fast().await {
-        warn!(run = %job.run, node = %job.node, error = %e, "ack not sent; a redelivery will be ignored by the planner");
-    }
-    debug!(run = %job.run, node = %job.node, attempt = %job.attempt, succeeded, "job finished");
-    true
-}
+#[cfg(test)]
+mod pull_tests {
+    use super::JobsPerMessage;
 
-/// Terminates a job that can never run and reports it as the node's failure when the message
-/// says which node it is; otherwise logs it.
-async fn set_aside(message: &Inbound, poison: Poison, ctx: &JobContext) {
-    if let Some(kind) = job_kind_of(message.subject()) {
-        ctx.metrics.count(kind, JobOutcome::SetAside);
-    }
-    match (&poison.run, &poison.node, poison.attempt) {
-        (Some(run), Some(node), Some(attempt)) => {
-            error!(%run, %node, %attempt, reason = %poison.reason, "poison job reported as the node's failure");
-            let done = Event::NodeFinished {
-                run: run.clone(),
-                node: node.clone(),
-                attempt,
-                started_at: Timestamp::now(),
-                finished_at: Timestamp::now(),
-                outcome: Outcome::failed(format!("job set aside: {}", poison.reason)),
-            };
-            if let Err(e) = ctx
-                .bus
-                .publish_one(&ctx.bus.event_message(&envelope(done)))
-                .await
-            {
-                warn!(error = %e, "poison report not stored; terminating the job anyway");
-            }
+    #[test]
+    fn pulls_ask_for_fewer_messages_while_batches_come() {
+        let mut seen = JobsPerMessage::default();
+        assert_eq!(seen.messages_for(256), 256, "single jobs: a message a slot");
+        for _ in 0..20 {
+            seen.saw(64);
         }
-        _ => {
-            error!(subject = %poison.subject, reason = %poison.reason, "poison job names no node; set aside")
+        assert!((3..=4).contains(&seen.messages_for(256)), "{seen:?}");
+        assert_eq!(seen.messages_for(10), 1, "always at least one");
+        for _ in 0..40 {
+            seen.saw(1);
         }
+        assert!(seen.messages_for(256) >= 250, "{seen:?}");
     }
-    message.term().await.ok();
-}
-
-/// The kind a job subject (`<p>.jobs.<kind>`) names.
-fn job_kind_of(subject: &str) -> Option<NodeKind> {
-    subject.rsplit('.').next()?.parse().ok()
-}
-
-fn envelope(event: Event) -> EventEnvelope {
-    EventEnvelope::new(event)
 }

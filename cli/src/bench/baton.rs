@@ -63,6 +63,24 @@ pub(crate) async fn observe(
                 }
                 continue;
             }
+            // A batch of jobs: each one it holds is seen.
+            let batch = m.headers.as_ref().and_then(|h| h.get(headers::JOB_BATCH));
+            if batch.is_some() && m.subject.starts_with(jobs.as_str()) {
+                let Ok(batch) = serde_json::from_slice::<SeenJobs>(&m.payload) else {
+                    continue;
+                };
+                for SeenJob { job } in batch.jobs {
+                    let seen = Seen::Job {
+                        at,
+                        run: job.run,
+                        node: job.node,
+                    };
+                    if tx.send(seen).is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
             let seen = if m.subject.starts_with(jobs.as_str()) {
                 let header = |name: &str| {
                     m.headers
@@ -96,6 +114,23 @@ pub(crate) async fn observe(
         }
     });
     Ok(rx)
+}
+
+/// What the bench reads of a batch of jobs: each job's run and node.
+#[derive(serde::Deserialize)]
+struct SeenJobs {
+    jobs: Vec<SeenJob>,
+}
+
+#[derive(serde::Deserialize)]
+struct SeenJob {
+    job: SeenNames,
+}
+
+#[derive(serde::Deserialize)]
+struct SeenNames {
+    run: String,
+    node: String,
 }
 
 /// Waits for what the bench sees until `done` says so, at most `within`.

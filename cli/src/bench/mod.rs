@@ -173,11 +173,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         };
         let ttl = args.takeover_lease_ttl.0;
         let report = takeover::takeover(&program, &dir, kills, ttl, nodes).await;
-        if report.is_ok() && std::env::var_os("BATON_BENCH_LOG").is_none() {
-            let _ = std::fs::remove_dir_all(&dir);
-        } else {
-            eprintln!("bench files kept in {}", dir.display());
-        }
+        keep_files_if(report.is_err(), &dir);
         let report = report?;
         match args.output {
             Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -198,19 +194,45 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let result = run_in(&args, sizes, &dir).await;
-    // Logs asked for with BATON_BENCH_LOG are kept, as is everything after a failure.
-    if result.is_ok() && std::env::var_os("BATON_BENCH_LOG").is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
-    } else {
-        eprintln!("bench files kept in {}", dir.display());
+    if args.throughput_only {
+        let program = nats_server::find(args.nats_server.as_deref())?;
+        let r1 = replicated::on_server(&args, sizes, &program, &dir.join("r1")).await;
+        let both = match r1 {
+            Ok(r1) => replicated::on_cluster(&args, sizes, &program, &dir.join("r3"))
+                .await
+                .map(|r3| [r1, r3]),
+            Err(e) => Err(e),
+        };
+        keep_files_if(both.is_err(), &dir);
+        let both = both?;
+        match args.output {
+            Format::Json => println!("{}", serde_json::to_string_pretty(&both)?),
+            Format::Text => {
+                for r in &both {
+                    println!("{}", replicated::summary(r));
+                }
+            }
+        }
+        return Ok(());
     }
+    let result = run_in(&args, sizes, &dir).await;
+    keep_files_if(result.is_err(), &dir);
     let report = result?;
     match args.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => print_table(&report, &sizes),
     }
     Ok(())
+}
+
+/// Removes the bench's files, unless it failed or logs were asked for with
+/// `BATON_BENCH_LOG`: those are kept, and where they are is said.
+fn keep_files_if(failed: bool, dir: &Path) {
+    if !failed && std::env::var_os("BATON_BENCH_LOG").is_none() {
+        let _ = std::fs::remove_dir_all(dir);
+    } else {
+        eprintln!("bench files kept in {}", dir.display());
+    }
 }
 
 pub(crate) async fn run_in(args: &BenchArgs, sizes: Sizes, dir: &Path) -> anyhow::Result<Report> {

@@ -34,7 +34,7 @@ use anyhow::Context as _;
 use async_nats::jetstream::consumer;
 use baton_bus::{Bus, Inbound, Outgoing, PreparedJob};
 use baton_schemas::status::RunStatus;
-use baton_schemas::wire::Timestamp;
+use baton_schemas::wire::{Job, Timestamp};
 use baton_schemas::{Document, RunId, WorkflowName};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -66,6 +66,10 @@ pub struct PlannerConfig {
     pub core: CoreConfig,
     /// How many bus messages one turn takes at most.
     pub batch: usize,
+    /// The most jobs one message carries (see [`DEFAULT_JOB_BATCH`]).
+    pub job_batch: usize,
+    /// The kinds whose jobs are batched; those of other kinds go alone.
+    pub job_batch_kinds: Vec<baton_schemas::NodeKind>,
     /// Woken when a Cell is applied, so that its target groups are discovered at once rather
     /// than at the next sync period.
     pub discover_now: std::sync::Arc<tokio::sync::Notify>,
@@ -81,6 +85,19 @@ pub struct PlannerConfig {
     pub changes: Changes,
 }
 
+/// The most jobs one message carries by default: the jobs of one kind that one input
+/// dispatches travel up to this many together.
+pub const DEFAULT_JOB_BATCH: u16 = 64;
+
+/// The kinds whose jobs are batched by default: those that hold a worker's slot for a
+/// moment. A worker takes a batch whole, so jobs that hold one for long (a pod, a Helm
+/// release, a process) go alone and spread over every worker.
+pub const DEFAULT_JOB_BATCH_KINDS: [baton_schemas::NodeKind; 3] = [
+    baton_schemas::NodeKind::Noop,
+    baton_schemas::NodeKind::Publish,
+    baton_schemas::NodeKind::Webhook,
+];
+
 /// How much the state stream grows between two snapshots by default: 64 MiB.
 pub const DEFAULT_SNAPSHOT_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -91,6 +108,8 @@ impl PlannerConfig {
             data_dir,
             core: CoreConfig::default(),
             batch: 256,
+            job_batch: usize::from(DEFAULT_JOB_BATCH),
+            job_batch_kinds: DEFAULT_JOB_BATCH_KINDS.to_vec(),
             discover_now: Default::default(),
             snapshot_bytes: DEFAULT_SNAPSHOT_BYTES,
             lease: None,
@@ -337,7 +356,8 @@ impl Planner {
     /// an outbox and sent (the bus drops those it already has).
     async fn replay(&mut self) -> anyhow::Result<()> {
         let started = Instant::now();
-        let mut jobs = Vec::new();
+        // The jobs of each input, apart: they are batched as the input's turn batched them.
+        let mut dispatched: Vec<Vec<Box<Job>>> = Vec::new();
         let mut notices = Vec::new();
         let mut applied = 0;
         for which in [Replay::Triggers, Replay::Events] {
@@ -379,6 +399,7 @@ impl Planner {
                     if baton_telemetry::trace::enabled() {
                         self.traces.caused(&decided, cause.as_ref());
                     }
+                    let mut jobs = Vec::new();
                     for action in decided {
                         match action {
                             Action::Dispatch(job) => jobs.push(job),
@@ -392,6 +413,9 @@ impl Planner {
                             }
                         }
                     }
+                    if !jobs.is_empty() {
+                        dispatched.push(jobs);
+                    }
                 }
                 self.config.metrics.observe_apply(applying.elapsed());
                 self.config
@@ -402,13 +426,24 @@ impl Planner {
                 }
             }
         }
-        let mut queued: Vec<Action> = jobs
-            .into_iter()
-            .filter(|j| self.core.is_queued(&j.run, &j.node, j.attempt))
-            .map(Action::Dispatch)
-            .collect();
+        // An input's jobs go again, as the batches its turn sent, while any of them waits:
+        // the bus drops a batch it has, and one without the jobs already done would be
+        // another batch, run again.
+        let (mut queued, mut starts) = (Vec::new(), Vec::new());
+        for jobs in dispatched {
+            if jobs
+                .iter()
+                .any(|j| self.core.is_queued(&j.run, &j.node, j.attempt))
+            {
+                starts.push(queued.len());
+                queued.extend(jobs.into_iter().map(Action::Dispatch));
+            }
+        }
         let mut waiting = notices;
-        waiting.extend(self.messages(&mut queued, Timestamp::now()).await?);
+        waiting.extend(
+            self.messages(&mut queued, &starts, Timestamp::now())
+                .await?,
+        );
         self.traces.end_turn(&queued);
         self.log_actions(&queued);
         self.config.metrics.count(self.core.take_tally());
@@ -566,15 +601,18 @@ impl Planner {
         self.core.set_noticing(watched);
         let tracing = baton_telemetry::trace::enabled();
         let mut actions = Vec::new();
+        // Where each input's actions begin: the jobs of one input are batched together.
+        let mut starts = Vec::with_capacity(inputs.len());
         for (input, cause) in inputs {
             let start = actions.len();
+            starts.push(start);
             actions.extend(self.core.apply(input, now));
             if tracing {
                 self.traces.caused(&actions[start..], cause.as_ref());
             }
         }
         self.config.metrics.observe_apply(applying.elapsed());
-        let jobs = self.messages(&mut actions, now).await?;
+        let jobs = self.messages(&mut actions, &starts, now).await?;
         if tracing {
             self.traces.end_turn(&actions);
         }

@@ -22,7 +22,19 @@ impl Planner {
             let reason = PreparedJob::too_large(message.size(), limit);
             error!(subject = %message.subject, msg_id = %message.msg_id, %reason, "an outbox message the bus cannot carry set aside");
             use baton_schemas::wire::headers;
-            if let (Some(run), Some(node), Some(attempt)) = (
+            if message.header(headers::JOB_BATCH).is_some() {
+                // A batch's jobs each fail: the batch was written by this planner's build.
+                let jobs =
+                    serde_json::from_slice::<baton_schemas::wire::JobBatch>(&message.payload)
+                        .map(|b| b.jobs)
+                        .unwrap_or_default();
+                undeliverable.extend(jobs.into_iter().map(|b| Input::Undeliverable {
+                    run: b.job.run,
+                    node: b.job.node,
+                    attempt: b.job.attempt,
+                    reason: reason.clone(),
+                }));
+            } else if let (Some(run), Some(node), Some(attempt)) = (
                 message.header(headers::RUN),
                 message.header(headers::NODE),
                 message
@@ -42,17 +54,32 @@ impl Planner {
     }
 
     /// Returns the messages `actions` publish, in order: jobs, cancel notices, ignitor fires.
-    /// A job whose inputs make it large keeps them in the bus's inputs store, written here,
-    /// before the job is committed or published. A job the bus cannot carry even so fails its
-    /// node at once, for good ([`Input::Undeliverable`]), instead of stopping the planner or
-    /// being checkpointed past: what the core decides then (a failure handler, the run's end)
-    /// is appended to `actions` and published too.
+    /// The actions of each input begin at an index of `starts`: the jobs of one kind that one
+    /// input dispatched travel together ([`Batches`]). A job whose inputs make it large keeps
+    /// them in the bus's inputs store, written here, before the job is committed or
+    /// published. A job the bus cannot carry even so fails its node at once, for good
+    /// ([`Input::Undeliverable`]), instead of stopping the planner or being checkpointed
+    /// past: what the core decides then (a failure handler, the run's end) is appended to
+    /// `actions` and published too.
     pub(super) async fn messages(
         &mut self,
         actions: &mut Vec<Action>,
+        starts: &[usize],
         now: Timestamp,
     ) -> anyhow::Result<Vec<Outgoing>> {
         let mut messages = Vec::with_capacity(actions.len());
+        // What the core decides for undeliverable jobs is an input of its own.
+        let decided = actions.len();
+        let input_of = |i: usize| match i < decided {
+            true => starts.partition_point(|&s| s <= i),
+            false => starts.len() + 1,
+        };
+        let mut batches = Batches::new(
+            self.config.job_batch,
+            self.bus
+                .max_message_size()
+                .saturating_sub(BATCH_HEADER_BYTES),
+        );
         let mut i = 0;
         while i < actions.len() {
             let Action::Dispatch(job) = &actions[i] else {
@@ -60,13 +87,20 @@ impl Planner {
                 i += 1;
                 continue;
             };
+            if batches.input != Some(input_of(i)) {
+                batches.flush(&self.bus, &mut messages);
+                batches.input = Some(input_of(i));
+            }
             let tracing = baton_telemetry::trace::enabled();
             match self.bus.prepare_job(job) {
                 PreparedJob::Inline(mut message) => {
                     if tracing {
                         self.traces.dispatched(job, &mut message.headers);
                     }
-                    messages.push(message)
+                    match self.config.job_batch_kinds.contains(&job.kind()) {
+                        true => batches.add(message, &self.bus, &mut messages),
+                        false => messages.push(message),
+                    }
                 }
                 PreparedJob::ByReference {
                     mut message,
@@ -80,7 +114,10 @@ impl Planner {
                     if tracing {
                         self.traces.dispatched(job, &mut message.headers);
                     }
-                    messages.push(message);
+                    match self.config.job_batch_kinds.contains(&job.kind()) {
+                        true => batches.add(message, &self.bus, &mut messages),
+                        false => messages.push(message),
+                    }
                 }
                 PreparedJob::TooLarge { size, limit } => {
                     let reason = PreparedJob::too_large(size, limit);
@@ -97,6 +134,7 @@ impl Planner {
             }
             i += 1;
         }
+        batches.flush(&self.bus, &mut messages);
         Ok(messages)
     }
 
@@ -154,5 +192,68 @@ impl Planner {
         self.published.extend(outbox.into_iter().map(|m| m.msg_id));
         self.changed();
         Ok(())
+    }
+}
+
+/// Room left in a batch for its headers (ids, signature, trace context): far more than they
+/// take.
+const BATCH_HEADER_BYTES: usize = 4 * 1024;
+
+/// The jobs of one input being gathered into batches, one open batch per kind. A batch is
+/// cut when it holds `max` jobs or the next would take it past `bytes`, so the same input
+/// always makes the same batches: a planner that applies it again after a restart sends
+/// batches the bus already has, under the same ids, and the bus stores them once.
+struct Batches {
+    /// The input whose jobs are gathered (an index into a turn's inputs).
+    input: Option<usize>,
+    max: usize,
+    bytes: usize,
+    /// The open batch of each kind (by subject), in the order each kind first came.
+    open: Vec<(String, Vec<Outgoing>)>,
+}
+
+impl Batches {
+    fn new(max: usize, bytes: usize) -> Batches {
+        Batches {
+            input: None,
+            max: max.max(1),
+            bytes,
+            open: Vec::new(),
+        }
+    }
+
+    /// Adds a job's message, sending its kind's batch first when the job does not fit in it.
+    fn add(&mut self, job: Outgoing, bus: &Bus, messages: &mut Vec<Outgoing>) {
+        if self.max == 1 {
+            return messages.push(job);
+        }
+        let position = match self.open.iter().position(|(s, _)| *s == job.subject) {
+            Some(p) => p,
+            None => {
+                self.open.push((job.subject.clone(), Vec::new()));
+                self.open.len() - 1
+            }
+        };
+        let batch = &mut self.open[position].1;
+        if !batch.is_empty() {
+            let full = batch.len() >= self.max;
+            let too_large = baton_bus::job_batch_bytes(batch)
+                + baton_bus::job_batch_bytes(std::slice::from_ref(&job))
+                > self.bytes;
+            if full || too_large {
+                messages.push(bus.job_batch_message(batch));
+                batch.clear();
+            }
+        }
+        batch.push(job);
+    }
+
+    /// Sends every open batch: the input's jobs are all gathered.
+    fn flush(&mut self, bus: &Bus, messages: &mut Vec<Outgoing>) {
+        for (_, batch) in self.open.drain(..) {
+            if !batch.is_empty() {
+                messages.push(bus.job_batch_message(&batch));
+            }
+        }
     }
 }

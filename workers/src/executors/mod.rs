@@ -60,21 +60,25 @@ impl Executors {
         stop: &CancellationToken,
         handing_back: &CancellationToken,
     ) -> Effect {
+        // Each kind's future is boxed: together they are tens of kilobytes, which a job's
+        // future would otherwise hold, and copy, even for a noop.
         match job.kind() {
             NodeKind::Noop => Effect::Done(Outcome::Succeeded {
                 output: String::new(),
             }),
-            NodeKind::Exec => exec::run(job, stop).await,
-            NodeKind::Webhook => Effect::Done(action::webhook(&self.http, job).await),
-            NodeKind::Publish => Effect::Done(action::publish(&self.bus, job).await),
+            NodeKind::Exec => Box::pin(exec::run(job, stop)).await,
+            NodeKind::Webhook => Effect::Done(Box::pin(action::webhook(&self.http, job)).await),
+            NodeKind::Publish => Effect::Done(Box::pin(action::publish(&self.bus, job)).await),
             NodeKind::Traffic => {
                 let span =
                     tracing::info_span!("elbv2", otel.name = "elbv2 traffic", otel.kind = "client");
-                self.traffic.run(job, stop).instrument(span).await
+                Box::pin(self.traffic.run(job, stop).instrument(span)).await
             }
-            NodeKind::Analysis => analysis::run(&self.analysis, job, stop, &self.metrics).await,
+            NodeKind::Analysis => {
+                Box::pin(analysis::run(&self.analysis, job, stop, &self.metrics)).await
+            }
             NodeKind::Pod => match &self.pod {
-                Some(pod) => pod.run(job, stop, handing_back).await,
+                Some(pod) => Box::pin(pod.run(job, stop, handing_back)).await,
                 None => Effect::Done(Outcome::failed(
                     "this worker has no Kubernetes client for pod jobs".to_owned(),
                 )),
@@ -87,7 +91,7 @@ impl Executors {
                         otel.name = format!("helm {release}"),
                         otel.kind = "client"
                     );
-                    helm.run(job, stop).instrument(span).await
+                    Box::pin(helm.run(job, stop).instrument(span)).await
                 }
                 None => Effect::Done(Outcome::failed(
                     "this worker does not take helm jobs".to_owned(),
