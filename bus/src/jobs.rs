@@ -15,6 +15,10 @@ use crate::{Bus, Inbound, Outgoing, Poison};
 /// attempt when it can.
 pub type DecodedJob = Result<(Job, Option<String>), Poison>;
 
+/// The most jobs one message carries unless the planner is told otherwise (its
+/// `--job-batch`); a worker's first pull of batches expects this many in each.
+pub const DEFAULT_JOB_BATCH: u16 = 64;
+
 /// The bytes a batch adds to its jobs' bodies: its frame and each job's.
 const BATCH_FRAME_BYTES: usize = r#"{"v":1,"jobs":[]}"#.len();
 const JOB_FRAME_BYTES: usize = r#"{"job":,"traceparent":""},"#.len() + 55;
@@ -35,7 +39,8 @@ pub fn jobs_in(message: &Inbound) -> usize {
 
 impl Bus {
     /// Returns one message holding `jobs` (single job messages of one kind, as
-    /// [`Bus::job_message`] makes them), on their subject, with id
+    /// [`Bus::job_message`] makes them), on their kind's batch subject
+    /// ([`Bus::job_batch_subject`]), with id
     /// [`job_batch_msg_id`] of the first and the count, signed as a single job is. A batch of
     /// one is that job's own message.
     pub fn job_batch_message(&self, jobs: &[Outgoing]) -> Outgoing {
@@ -61,7 +66,8 @@ impl Bus {
             payload.push(b'}');
         }
         payload.extend_from_slice(b"]}");
-        let subject = first.subject.clone();
+        // On the kind's batch subject: `<p>.jobs.<kind>.batch`.
+        let subject = format!("{}.batch", first.subject);
         let msg_id = job_batch_msg_id(&first.msg_id, jobs.len());
         let mut batch_headers = vec![
             (headers::SCHEMA.to_owned(), SCHEMA_VERSION.to_string()),

@@ -3,7 +3,7 @@
 //!
 //! | stream | subjects | retention | consumers |
 //! |---|---|---|---|
-//! | `<P>_JOBS` | `<p>.jobs.<kind>` | work queue | `worker-<kind>`, shared by every worker replica |
+//! | `<P>_JOBS` | `<p>.jobs.<kind>`, `<p>.jobs.<kind>.batch` | work queue | `worker-<kind>`, `worker-<kind>-batch`, shared by every worker replica |
 //! | `<P>_EVENTS` | `<p>.events.<run>` | limits | `planner-events` |
 //! | `<P>_TRIGGERS` | `<p>.triggers.<workflow>`, `<p>.triggers.cells.<cell>`, `<p>.triggers.ignitors.<ignitor>` | limits | `planner-triggers` |
 //! | `<P>_AUDIT` | `<p>.audit.<action>` | limits | none: read by operators and observers |
@@ -47,7 +47,9 @@ pub use inbound::{
     decode_trigger,
 };
 pub use inputs::{INLINE_JOB_BYTES, InputsError, PreparedJob, inputs_digest};
-pub use jobs::{DecodedJob, decode_jobs, is_job_batch, job_batch_bytes, jobs_in};
+pub use jobs::{
+    DEFAULT_JOB_BATCH, DecodedJob, decode_jobs, is_job_batch, job_batch_bytes, jobs_in,
+};
 pub use lease::{Lease, LeaseError};
 pub use outgoing::{Outgoing, has_default_traceparent, traceparent};
 pub use pull::{PullStream, pull_retry_delay};
@@ -375,6 +377,13 @@ impl Bus {
         format!("{}.jobs.{kind}", self.config.prefix)
     }
 
+    /// Returns `<p>.jobs.<kind>.batch`, where batches of jobs go: a consumer of its own
+    /// takes them, so a worker of a build before batches never sees one (they wait for an
+    /// upgraded worker instead of being set aside).
+    pub fn job_batch_subject(&self, kind: NodeKind) -> String {
+        format!("{}.jobs.{kind}.batch", self.config.prefix)
+    }
+
     /// Returns `<p>.events.<run>`.
     pub fn event_subject(&self, run: &baton_schemas::RunId) -> String {
         format!("{}.events.{run}", self.config.prefix)
@@ -445,9 +454,28 @@ impl Bus {
     /// Returns the durable pull consumer that every worker of `kind` shares, creating it if
     /// needed.
     pub async fn job_consumer(&self, kind: NodeKind) -> Result<consumer::PullConsumer, BusError> {
+        self.jobs_consumer(format!("worker-{kind}"), self.job_subject(kind))
+            .await
+    }
+
+    /// Returns the durable pull consumer of `kind`'s batches of jobs (`worker-<kind>-batch`),
+    /// which every worker of `kind` shares, creating it if needed.
+    pub async fn job_batch_consumer(
+        &self,
+        kind: NodeKind,
+    ) -> Result<consumer::PullConsumer, BusError> {
+        self.jobs_consumer(format!("worker-{kind}-batch"), self.job_batch_subject(kind))
+            .await
+    }
+
+    async fn jobs_consumer(
+        &self,
+        durable: String,
+        filter_subject: String,
+    ) -> Result<consumer::PullConsumer, BusError> {
         let config = consumer::pull::Config {
-            durable_name: Some(format!("worker-{kind}")),
-            filter_subject: self.job_subject(kind),
+            durable_name: Some(durable),
+            filter_subject,
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: self.config.job_ack_wait,
             // A job that no worker could finish in this many deliveries (a worker that crashes

@@ -127,6 +127,11 @@ impl Role {
                     format!("{api}.CONSUMER.INFO.{s}_JOBS.{durable}"),
                     format!("{api}.CONSUMER.MSG.NEXT.{s}_JOBS.{durable}"),
                     format!("$JS.ACK.{s}_JOBS.{durable}.>"),
+                    // Its kind's shared consumer of batches of jobs, the same way.
+                    format!("{api}.CONSUMER.CREATE.{s}_JOBS.{durable}-batch.{p}.jobs.{kind}.batch"),
+                    format!("{api}.CONSUMER.INFO.{s}_JOBS.{durable}-batch"),
+                    format!("{api}.CONSUMER.MSG.NEXT.{s}_JOBS.{durable}-batch"),
+                    format!("$JS.ACK.{s}_JOBS.{durable}-batch.>"),
                     // Completion events.
                     format!("{p}.events.*"),
                     // Cancel notices, read by an ordered consumer of its own.

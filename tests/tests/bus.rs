@@ -225,7 +225,7 @@ async fn a_batch_of_jobs_is_signed_whole_and_read_job_by_job() {
     .await
     .unwrap();
     bus.ensure_streams().await.unwrap();
-    let consumer = bus.job_consumer(NodeKind::Noop).await.unwrap();
+    let consumer = bus.job_batch_consumer(NodeKind::Noop).await.unwrap();
     let job = |node: &str| {
         Job::new(
             RunId::new("r1"),
@@ -241,6 +241,7 @@ async fn a_batch_of_jobs_is_signed_whole_and_read_job_by_job() {
         .collect();
     let batch = bus.job_batch_message(&singles);
     assert_eq!(batch.msg_id, "r1.a.1.batch3");
+    assert_eq!(batch.subject, bus.job_batch_subject(NodeKind::Noop));
     assert!(batch.size() <= baton_bus::job_batch_bytes(&singles) + 4096);
     // A batch of one is that job's own message.
     assert_eq!(bus.job_batch_message(&singles[..1]), singles[0]);

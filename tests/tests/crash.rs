@@ -477,7 +477,11 @@ fn a_worker_killed_in_the_middle_of_a_batch_of_jobs_loses_nothing() {
     // Their second completions counted for nothing.
     baton_tests::settle(
         &env,
-        &[("JOBS", "worker-exec"), ("EVENTS", "planner-events")],
+        &[
+            ("JOBS", "worker-exec"),
+            ("JOBS", "worker-exec-batch"),
+            ("EVENTS", "planner-events"),
+        ],
     );
     let after = env.status(&run).unwrap();
     assert_eq!(after, status, "the run changed after its jobs ran again");

@@ -524,6 +524,7 @@ fn poison_messages_are_set_aside_and_reported() {
         &[
             ("EVENTS", "planner-events"),
             ("JOBS", "worker-noop"),
+            ("JOBS", "worker-noop-batch"),
             ("JOBS", "worker-exec"),
         ],
     );

@@ -30,6 +30,9 @@ pub(crate) struct JobContext {
     pub(crate) executors: Executors,
     pub(crate) cancels: Cancels,
     pub(crate) hand_back: CancellationToken,
+    /// Fires when the worker begins to stop: a job still waiting for a slot then never
+    /// starts, and goes back.
+    pub(crate) stopping: CancellationToken,
     pub(crate) progress_every: Duration,
     pub(crate) metrics: WorkerMetrics,
     /// The kind's slots: a job runs only in one of them.
@@ -43,6 +46,10 @@ enum Settle {
     Ack,
     /// A job must run again: the message is handed back (NAK), to come again after the delay.
     HandBack(Option<Duration>),
+    /// Nothing of a job was done (its inputs or its start could not be read or reported): a
+    /// single job is handed back after the delay, a job of a batch is tried again in place
+    /// (the message kept alive meanwhile), so that the others need not run again.
+    Retry(Duration),
     /// It can never run (reported as its node's failure when it names one): terminated.
     Term,
 }
@@ -52,6 +59,10 @@ impl Settle {
     /// job set aside is reported, so it settles as done; one handed back hands the whole
     /// message back, after the longest delay any job asked for.
     fn and(self, job: Settle) -> Settle {
+        let job = match job {
+            Settle::Retry(delay) => Settle::HandBack(Some(delay)),
+            other => other,
+        };
         match (self, job) {
             (Settle::HandBack(a), Settle::HandBack(b)) => Settle::HandBack(a.max(b)),
             (back @ Settle::HandBack(_), _) | (_, back @ Settle::HandBack(_)) => back,
@@ -60,16 +71,13 @@ impl Settle {
     }
 }
 
-/// Handles one delivery of a message of jobs, holding `slot` for its first job (the others
-/// of a batch each wait for a slot of their own). Idempotent per attempt as far as the bus
-/// goes: the events it publishes carry ids derived from each attempt, so a redelivery's
-/// duplicates are dropped.
-pub(crate) async fn handle(
-    kind: NodeKind,
-    message: Inbound,
-    slot: OwnedSemaphorePermit,
-    ctx: Arc<JobContext>,
-) {
+/// How many times a job of a batch is tried again in place before its batch is handed back.
+const RETRIES_IN_PLACE: u32 = 3;
+
+/// Handles one delivery of a message of jobs: each job runs in a slot of its own, taken in
+/// turn. Idempotent per attempt as far as the bus goes: the events it publishes carry ids
+/// derived from each attempt, so a redelivery's duplicates are dropped.
+pub(crate) async fn handle(kind: NodeKind, message: Inbound, ctx: Arc<JobContext>) {
     // Nothing of a message is read before it is known to be the planner's.
     let decoded = ctx
         .bus
@@ -90,21 +98,22 @@ pub(crate) async fn handle(
     // completion can take a while on a busy server, as can the effects themselves.
     let settle = keep_alive(
         async move {
-            let mut first = Some(slot);
-            let runs = jobs.into_iter().map(|job| {
-                let slot = first.take();
-                async move {
-                    // The first job has the message's slot; each other waits for one.
-                    let _slot = match slot {
-                        Some(slot) => slot,
-                        None => ctx
-                            .slots
-                            .clone()
-                            .acquire_owned()
-                            .await
-                            .expect("the semaphore is never closed"),
-                    };
-                    run(kind, job, batch, message, ctx).await
+            let runs = jobs.into_iter().map(|job| async move {
+                let Some(_slot) = slot(ctx).await else {
+                    return Settle::HandBack(None);
+                };
+                let mut tries = 0;
+                loop {
+                    match run(kind, &job, batch, message, ctx).await {
+                        Settle::Retry(delay) if batch && tries < RETRIES_IN_PLACE => {
+                            tries += 1;
+                            tokio::select! {
+                                _ = ctx.stopping.cancelled() => return Settle::HandBack(None),
+                                _ = tokio::time::sleep(delay) => {}
+                            }
+                        }
+                        settle => return settle,
+                    }
                 }
             });
             let settles = futures::future::join_all(runs).await;
@@ -120,6 +129,7 @@ pub(crate) async fn handle(
     let settled = match settle {
         Settle::Ack => message.ack_fast().await,
         Settle::HandBack(delay) => message.nak(delay).await,
+        Settle::Retry(delay) => message.nak(Some(delay)).await,
         Settle::Term => message.term().await,
     };
     // Not waiting for the server to confirm an ack: it is lost only with the connection or
@@ -131,37 +141,51 @@ pub(crate) async fn handle(
     }
 }
 
+/// Takes a slot for a job, in turn; `None` when the worker begins to stop first (the job
+/// then never starts, and goes back).
+async fn slot(ctx: &JobContext) -> Option<OwnedSemaphorePermit> {
+    tokio::select! {
+        biased;
+        _ = ctx.stopping.cancelled() => None,
+        slot = ctx.slots.clone().acquire_owned() => Some(slot.expect("the semaphore is never closed")),
+    }
+}
+
 /// Runs one job of a message, and says how it settles.
 async fn run(
     kind: NodeKind,
-    decoded: DecodedJob,
+    decoded: &DecodedJob,
     batch: bool,
     message: &Inbound,
     ctx: &JobContext,
 ) -> Settle {
     let (job, traceparent) = match decoded {
-        Ok((job, traceparent)) if job.kind() == kind => (job, traceparent),
+        Ok((job, traceparent)) if job.kind() == kind => (job, traceparent.as_deref()),
         Ok((job, _)) => {
             let poison = Poison {
                 subject: message.subject().to_owned(),
                 reason: format!("a {} job on the {kind} subject", job.kind()),
-                run: Some(job.run),
-                node: Some(job.node),
+                run: Some(job.run.clone()),
+                node: Some(job.node.clone()),
                 attempt: Some(job.attempt),
             };
             return set_aside(kind, poison, ctx).await;
         }
-        Err(poison) => return set_aside(kind, poison, ctx).await,
+        Err(poison) => return set_aside(kind, poison.clone(), ctx).await,
     };
     // Inputs kept apart on the bus are fetched first: the executors see a whole job.
+    let resolved;
     let job = match job.inputs_ref.is_none() {
         true => job,
         false => match ctx.bus.resolve_inputs(job.clone()).await {
-            Ok(resolved) => resolved,
+            Ok(whole) => {
+                resolved = whole;
+                &resolved
+            }
             Err(baton_bus::InputsError::Bus(e)) => {
-                warn!(run = %job.run, node = %job.node, error = %e, "inputs not read; handing the job back");
+                warn!(run = %job.run, node = %job.node, error = %e, "inputs not read; trying the job again");
                 ctx.metrics.count(kind, JobOutcome::HandedBack);
-                return Settle::HandBack(Some(Duration::from_secs(1)));
+                return Settle::Retry(Duration::from_secs(1));
             }
             Err(e @ baton_bus::InputsError::Altered { .. }) => {
                 // The job itself is signed, so its run and node are the planner's: the node
@@ -178,7 +202,7 @@ async fn run(
             Err(e) => {
                 error!(run = %job.run, node = %job.node, attempt = %job.attempt, error = %e, "job cannot run");
                 let now = Timestamp::now();
-                let settle = finish(&job, now, Outcome::failed(e.to_string()), ctx).await;
+                let settle = finish(job, now, Outcome::failed(e.to_string()), ctx).await;
                 let outcome = match settle {
                     Settle::Ack => JobOutcome::Failed,
                     _ => JobOutcome::HandedBack,
@@ -188,10 +212,10 @@ async fn run(
             }
         },
     };
-    let work = work(kind, &job, message, ctx);
+    let work = work(kind, job, message, ctx);
     match baton_telemetry::trace::enabled() {
         true => {
-            let span = execute_span(kind, &job, message, batch, traceparent.as_deref());
+            let span = execute_span(kind, job, message, batch, traceparent);
             work.instrument(span).await
         }
         false => work.await,
@@ -247,7 +271,7 @@ async fn work(kind: NodeKind, job: &Job, message: &Inbound, ctx: &JobContext) ->
     let (outcome, counted) = match effect {
         None => {
             ctx.metrics.count(kind, JobOutcome::HandedBack);
-            return Settle::HandBack(Some(Duration::from_secs(1)));
+            return Settle::Retry(Duration::from_secs(1));
         }
         Some(Effect::Done(outcome)) => {
             ctx.metrics.observe_duration(kind, running.elapsed());
@@ -301,7 +325,7 @@ async fn start(
             .publish_one(&ctx.bus.event_message(&EventEnvelope::new(started)))
             .await
         {
-            warn!(run = %job.run, node = %job.node, error = %e, "start not reported; handing the job back");
+            warn!(run = %job.run, node = %job.node, error = %e, "start not reported; trying the job again");
             return None;
         }
     }
@@ -406,6 +430,11 @@ mod tests {
         );
         assert_eq!(
             fold(&[Settle::HandBack(None), Settle::HandBack(one)]),
+            Settle::HandBack(one)
+        );
+        // A job still to be tried again when its tries ran out hands the batch back.
+        assert_eq!(
+            fold(&[Settle::Ack, Settle::Retry(Duration::from_secs(1))]),
             Settle::HandBack(one)
         );
     }

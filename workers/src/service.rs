@@ -307,26 +307,31 @@ pub async fn run(
     let mut loops = Vec::new();
     for kind in config.kinds.iter().copied() {
         let consumer = bus.job_consumer(kind).await?;
-        let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        let batches = bus.job_batch_consumer(kind).await?;
         let ctx = Arc::new(JobContext {
             bus: bus.clone(),
             completions: completions.clone(),
             executors: executors.clone(),
             cancels: cancels.clone(),
             hand_back: hand_back.clone(),
+            stopping: shutdown.clone(),
             progress_every,
             metrics: config.metrics.clone(),
-            slots: slots.clone(),
+            slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
         });
-        loops.push(tokio::spawn(pull_loop(
-            kind,
-            consumer,
-            slots,
-            ctx,
-            tracker.clone(),
-            shutdown.clone(),
-            config.pull_wait.max(Duration::from_millis(100)),
-        )));
+        // A first pull of batches expects full ones: it must not take a whole fan-out.
+        let expected = [1.0, f64::from(baton_bus::DEFAULT_JOB_BATCH)];
+        for (consumer, expected) in [consumer, batches].into_iter().zip(expected) {
+            loops.push(tokio::spawn(pull_loop(
+                kind,
+                consumer,
+                JobsPerMessage(expected),
+                ctx.clone(),
+                tracker.clone(),
+                shutdown.clone(),
+                config.pull_wait.max(Duration::from_millis(100)),
+            )));
+        }
     }
     info!(kinds = ?config.kinds, concurrency = config.concurrency, "worker running");
     shutdown.cancelled().await;
@@ -359,38 +364,37 @@ pub async fn run(
     Ok(())
 }
 
-/// Pulls jobs of one kind while free slots remain: each pull asks for about as many jobs as
-/// there are free slots, so that few jobs wait in this worker's buffer while another worker
-/// is idle. A message may be a batch of jobs: a pull asks for as many messages as free slots
-/// over the jobs a message has held lately, and each job of a batch past the first waits
-/// for a slot of its own.
+/// Pulls messages of one consumer of jobs (single jobs, or batches) while free slots remain.
+/// A pull asks for as many messages as there are free slots over the jobs a message has held
+/// lately, so that few jobs wait in this worker's buffer while another worker is idle. The
+/// slots are not held by the pull: each job takes one before it starts (see
+/// [`crate::job::handle`]), and the next pull waits until the jobs before it all have one
+/// and a slot is free again; the kind's two consumers (single jobs and batches) share them.
 async fn pull_loop(
     kind: NodeKind,
     consumer: async_nats::jetstream::consumer::PullConsumer,
-    slots: Arc<Semaphore>,
+    mut jobs_per_message: JobsPerMessage,
     ctx: Arc<JobContext>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     expires: Duration,
 ) {
     let mut failures = 0u32;
-    let mut jobs_per_message = JobsPerMessage::default();
     loop {
-        let first = tokio::select! {
+        // Slots are granted in turn, so this waits behind every job already waiting for one.
+        let free = tokio::select! {
             _ = shutdown.cancelled() => return,
-            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            slot = ctx.slots.acquire() => {
+                let _slot = slot.expect("the semaphore is never closed");
+                ctx.slots.available_permits() + 1
+            }
         };
-        let mut permits = vec![first];
-        while let Ok(p) = slots.clone().try_acquire_owned() {
-            permits.push(p);
-        }
-        // The slots a pull's messages will not need go back: a batch's jobs take them.
-        permits.truncate(jobs_per_message.messages_for(permits.len()));
+        let wanted = jobs_per_message.messages_for(free);
         // Not given up at shutdown: once the request is out the server delivers what it
         // asks for, and those messages are handed back below.
         let pull = consumer
             .batch()
-            .max_messages(permits.len())
+            .max_messages(wanted)
             .expires(expires)
             .messages()
             .await;
@@ -399,7 +403,6 @@ async fn pull_loop(
             Err(e) => {
                 failures += 1;
                 warn!(%kind, error = %e, failures, "pull failed; trying again");
-                drop(permits);
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(baton_bus::pull_retry_delay(failures)) => {}
@@ -407,7 +410,7 @@ async fn pull_loop(
                 continue;
             }
         };
-        while let Some(permit) = permits.pop() {
+        for _ in 0..wanted {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => {
                     hand_back_batch(kind, batch, expires).await;
@@ -420,7 +423,7 @@ async fn pull_loop(
                     failures = 0;
                     let message = Inbound::new(message);
                     jobs_per_message.saw(baton_bus::jobs_in(&message));
-                    tracker.spawn(crate::job::handle(kind, message, permit, ctx.clone()));
+                    tracker.spawn(crate::job::handle(kind, message, ctx.clone()));
                 }
                 Ok(Some(Err(e))) => {
                     debug!(%kind, error = %e, "pull ended with an error");

@@ -87,7 +87,7 @@ pub struct PlannerConfig {
 
 /// The most jobs one message carries by default: the jobs of one kind that one input
 /// dispatches travel up to this many together.
-pub const DEFAULT_JOB_BATCH: u16 = 64;
+pub use baton_bus::DEFAULT_JOB_BATCH;
 
 /// The kinds whose jobs are batched by default: those that hold a worker's slot for a
 /// moment. A worker takes a batch whole, so jobs that hold one for long (a pod, a Helm
@@ -426,9 +426,10 @@ impl Planner {
                 }
             }
         }
-        // An input's jobs go again, as the batches its turn sent, while any of them waits:
-        // the bus drops a batch it has, and one without the jobs already done would be
-        // another batch, run again.
+        // An input's jobs are cut into batches again as its turn cut them, and each batch
+        // that holds a job still waiting goes again whole: the bus drops one it has, and one
+        // without the jobs already done would be another batch, run again. A job sent alone
+        // goes again only while it waits.
         let (mut queued, mut starts) = (Vec::new(), Vec::new());
         for jobs in dispatched {
             if jobs
@@ -440,10 +441,10 @@ impl Planner {
             }
         }
         let mut waiting = notices;
-        waiting.extend(
-            self.messages(&mut queued, &starts, Timestamp::now())
-                .await?,
-        );
+        let messages = self
+            .messages(&mut queued, &starts, Timestamp::now())
+            .await?;
+        waiting.extend(messages.into_iter().filter(|m| self.waits(m)));
         self.traces.end_turn(&queued);
         self.log_actions(&queued);
         self.config.metrics.count(self.core.take_tally());

@@ -68,11 +68,12 @@ impl Planner {
         now: Timestamp,
     ) -> anyhow::Result<Vec<Outgoing>> {
         let mut messages = Vec::with_capacity(actions.len());
-        // What the core decides for undeliverable jobs is an input of its own.
+        // What the core decides for each undeliverable job is an input of its own.
         let decided = actions.len();
-        let input_of = |i: usize| match i < decided {
+        let mut undeliverable_starts: Vec<usize> = Vec::new();
+        let input_of = |i: usize, undeliverable_starts: &[usize]| match i < decided {
             true => starts.partition_point(|&s| s <= i),
-            false => starts.len() + 1,
+            false => starts.len() + undeliverable_starts.partition_point(|&s| s <= i),
         };
         let mut batches = Batches::new(
             self.config.job_batch,
@@ -87,9 +88,10 @@ impl Planner {
                 i += 1;
                 continue;
             };
-            if batches.input != Some(input_of(i)) {
+            let input = input_of(i, &undeliverable_starts);
+            if batches.input != Some(input) {
                 batches.flush(&self.bus, &mut messages);
-                batches.input = Some(input_of(i));
+                batches.input = Some(input);
             }
             let tracing = baton_telemetry::trace::enabled();
             match self.bus.prepare_job(job) {
@@ -129,6 +131,7 @@ impl Planner {
                         reason,
                     };
                     let decided = self.core.apply(input, now);
+                    undeliverable_starts.push(actions.len());
                     actions.extend(decided);
                 }
             }
@@ -136,6 +139,37 @@ impl Planner {
         }
         batches.flush(&self.bus, &mut messages);
         Ok(messages)
+    }
+
+    /// Whether a message of jobs holds a job the core still waits to see dispatched: a
+    /// single job by its headers, a batch by any job in it. Other messages always wait.
+    pub(super) fn waits(&self, message: &Outgoing) -> bool {
+        use baton_schemas::wire::{JobBatch, headers};
+        let queued = |run: &str, node: &str, attempt: u32| {
+            self.core.is_queued(
+                &RunId::new(run),
+                &baton_schemas::NodeName::new(node),
+                baton_schemas::Attempt(attempt),
+            )
+        };
+        if message.header(headers::JOB_BATCH).is_some() {
+            return serde_json::from_slice::<JobBatch>(&message.payload).map_or(true, |batch| {
+                batch
+                    .jobs
+                    .iter()
+                    .any(|b| queued(b.job.run.as_str(), b.job.node.as_str(), b.job.attempt.0))
+            });
+        }
+        match (
+            message.header(headers::RUN),
+            message.header(headers::NODE),
+            message
+                .header(headers::ATTEMPT)
+                .and_then(|a| a.parse().ok()),
+        ) {
+            (Some(run), Some(node), Some(attempt)) => queued(run, node, attempt),
+            _ => true,
+        }
     }
 
     /// Returns the message of a cancel notice or an ignitor fire; `None` for other actions
