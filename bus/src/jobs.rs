@@ -84,18 +84,7 @@ impl Bus {
         {
             batch_headers.push((headers::RUN.to_owned(), run.to_owned()));
         }
-        if let Some(signer) = self.signer() {
-            batch_headers.push((
-                crate::SIGNATURE_HEADER.to_owned(),
-                signer.sign(&subject, &msg_id, &payload),
-            ));
-        }
-        Outgoing {
-            subject,
-            msg_id,
-            payload: payload.into(),
-            headers: batch_headers,
-        }
+        self.signed_job(subject, msg_id, payload, batch_headers)
     }
 }
 

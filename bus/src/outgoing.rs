@@ -63,7 +63,7 @@ impl Bus {
         let payload = serde_json::to_vec(job).expect("a job always serializes");
         let subject = self.job_subject(job.kind());
         let msg_id = job.msg_id();
-        let mut headers = vec![
+        let headers = vec![
             (headers::SCHEMA.to_owned(), SCHEMA_VERSION.to_string()),
             (headers::RUN.to_owned(), job.run.to_string()),
             (headers::NODE.to_owned(), job.node.to_string()),
@@ -73,6 +73,18 @@ impl Bus {
                 traceparent(&job.run, &msg_id),
             ),
         ];
+        self.signed_job(subject, msg_id, payload, headers)
+    }
+
+    /// Returns a message of jobs (one or a batch), signed under this bus's key when it has
+    /// one: the signature covers its subject, id and body.
+    pub(crate) fn signed_job(
+        &self,
+        subject: String,
+        msg_id: String,
+        payload: Vec<u8>,
+        mut headers: Vec<(String, String)>,
+    ) -> Outgoing {
         if let Some(signer) = self.signer() {
             headers.push((
                 crate::SIGNATURE_HEADER.to_owned(),

@@ -145,3 +145,57 @@ fn a_job_pulled_while_the_worker_stops_goes_to_another_worker_at_once() {
         State::Succeeded
     );
 }
+
+/// A batch of six jobs on a worker with two slots, stopped while the first two run: the
+/// others still take the slots freed within the deadline (a batch goes back whole, and the
+/// jobs already done would run again), so every job runs once and the worker exits cleanly.
+#[test]
+fn sigterm_lets_a_batch_waiting_for_slots_finish_within_the_deadline() {
+    let mut env = env();
+    let planner = env
+        .start_planner_with(&["--job-batch-kinds", "exec"])
+        .unwrap();
+    env.keep(planner);
+    let mut worker = env
+        .start_worker(
+            "worker",
+            "exec",
+            &["--concurrency", "2", "--shutdown-deadline", "30s"],
+        )
+        .unwrap();
+    let file = env.dir.path().join("effects");
+    let f = file.display();
+    let leaves: Vec<String> = (0..6).map(|i| format!("leaf{i}")).collect();
+    let nodes: Vec<String> = leaves
+        .iter()
+        .map(|l| {
+            format!(
+                "{{name: {l}, kind: exec, command: [sh, -c, 'echo start >> {f}; sleep 1; echo {l} >> {f}']}}"
+            )
+        })
+        .collect();
+    let run = env
+        .apply(&env.write("batch.yaml", &workflow("batch", &nodes)))
+        .unwrap();
+    // Two leaves run (the worker's two slots); four wait for a slot.
+    let started = |lines: &[String]| lines.iter().filter(|l| *l == "start").count();
+    env.wait_for(&run, Duration::from_secs(20), |_| {
+        started(&lines(&file)) >= 2
+    })
+    .unwrap();
+    worker.terminate();
+    let status = worker.wait_exit(Duration::from_secs(30)).unwrap();
+    assert!(status.success(), "the worker exits cleanly: {status:?}");
+    let status = env.wait_end(&run, Duration::from_secs(10));
+    let status = status.unwrap_or_else(|e| panic!("{e}\n{}", worker.log()));
+    assert_eq!(status.state, State::Succeeded, "{status:?}");
+    let effects = lines(&file);
+    assert_eq!(
+        started(&effects),
+        leaves.len(),
+        "each job ran once: {effects:?}"
+    );
+    let mut ended: Vec<String> = effects.into_iter().filter(|l| l != "start").collect();
+    ended.sort();
+    assert_eq!(ended, leaves, "each job ran once");
+}

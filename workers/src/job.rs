@@ -30,8 +30,8 @@ pub(crate) struct JobContext {
     pub(crate) executors: Executors,
     pub(crate) cancels: Cancels,
     pub(crate) hand_back: CancellationToken,
-    /// Fires when the worker begins to stop: a job still waiting for a slot then never
-    /// starts, and goes back.
+    /// Fires when the worker begins to stop: a single job still waiting for a slot then
+    /// never starts, and goes back (`hand_back` fires at the shutdown deadline).
     pub(crate) stopping: CancellationToken,
     pub(crate) progress_every: Duration,
     pub(crate) metrics: WorkerMetrics,
@@ -98,8 +98,15 @@ pub(crate) async fn handle(kind: NodeKind, message: Inbound, ctx: Arc<JobContext
     // completion can take a while on a busy server, as can the effects themselves.
     let settle = keep_alive(
         async move {
+            // A single job still waiting for a slot when the worker begins to stop goes back
+            // at once; a batch's jobs go on until the shutdown deadline, since a batch goes
+            // back whole and its jobs already done would run again.
+            let give_up = match batch {
+                true => &ctx.hand_back,
+                false => &ctx.stopping,
+            };
             let runs = jobs.into_iter().map(|job| async move {
-                let Some(_slot) = slot(ctx).await else {
+                let Some(_slot) = slot(ctx, give_up).await else {
                     return Settle::HandBack(None);
                 };
                 let mut tries = 0;
@@ -108,7 +115,7 @@ pub(crate) async fn handle(kind: NodeKind, message: Inbound, ctx: Arc<JobContext
                         Settle::Retry(delay) if batch && tries < RETRIES_IN_PLACE => {
                             tries += 1;
                             tokio::select! {
-                                _ = ctx.stopping.cancelled() => return Settle::HandBack(None),
+                                _ = give_up.cancelled() => return Settle::HandBack(None),
                                 _ = tokio::time::sleep(delay) => {}
                             }
                         }
@@ -141,12 +148,12 @@ pub(crate) async fn handle(kind: NodeKind, message: Inbound, ctx: Arc<JobContext
     }
 }
 
-/// Takes a slot for a job, in turn; `None` when the worker begins to stop first (the job
-/// then never starts, and goes back).
-async fn slot(ctx: &JobContext) -> Option<OwnedSemaphorePermit> {
+/// Takes a slot for a job, in turn; `None` when `give_up` fires first (the job then never
+/// starts, and goes back).
+async fn slot(ctx: &JobContext, give_up: &CancellationToken) -> Option<OwnedSemaphorePermit> {
     tokio::select! {
         biased;
-        _ = ctx.stopping.cancelled() => None,
+        _ = give_up.cancelled() => None,
         slot = ctx.slots.clone().acquire_owned() => Some(slot.expect("the semaphore is never closed")),
     }
 }

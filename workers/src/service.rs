@@ -22,7 +22,7 @@ use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::completions::Completions;
 use crate::executors::Executors;
@@ -307,7 +307,15 @@ pub async fn run(
     let mut loops = Vec::new();
     for kind in config.kinds.iter().copied() {
         let consumer = bus.job_consumer(kind).await?;
-        let batches = bus.job_batch_consumer(kind).await?;
+        // Without the batch consumer (a NATS server whose permissions predate batches) the
+        // worker still takes single jobs; batches wait for a worker that may take them.
+        let batches = match bus.job_batch_consumer(kind).await {
+            Ok(consumer) => Some(consumer),
+            Err(e) => {
+                error!(%kind, error = %e, "the consumer of batches of jobs cannot be made; taking single jobs only (does the NATS server have this build's permissions, deploy/nats/permissions.conf?)");
+                None
+            }
+        };
         let ctx = Arc::new(JobContext {
             bus: bus.clone(),
             completions: completions.clone(),
@@ -319,9 +327,20 @@ pub async fn run(
             metrics: config.metrics.clone(),
             slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
         });
-        // A first pull of batches expects full ones: it must not take a whole fan-out.
-        let expected = [1.0, f64::from(baton_bus::DEFAULT_JOB_BATCH)];
-        for (consumer, expected) in [consumer, batches].into_iter().zip(expected) {
+        let pull_wait = config.pull_wait.max(Duration::from_millis(100));
+        // A first pull of batches expects full ones: it must not take a whole fan-out. Its
+        // pulls wait at most BATCH_PULL_WAIT: a stopping worker reads its open pulls until
+        // they end, and the batch consumer is idle while single jobs come.
+        let loops_of_kind = [
+            (Some(consumer), 1.0, pull_wait),
+            (
+                batches,
+                f64::from(baton_bus::DEFAULT_JOB_BATCH),
+                pull_wait.min(BATCH_PULL_WAIT),
+            ),
+        ];
+        for (consumer, expected, wait) in loops_of_kind {
+            let Some(consumer) = consumer else { continue };
             loops.push(tokio::spawn(pull_loop(
                 kind,
                 consumer,
@@ -329,7 +348,7 @@ pub async fn run(
                 ctx.clone(),
                 tracker.clone(),
                 shutdown.clone(),
-                config.pull_wait.max(Duration::from_millis(100)),
+                wait,
             )));
         }
     }
@@ -426,12 +445,22 @@ async fn pull_loop(
                     tracker.spawn(crate::job::handle(kind, message, ctx.clone()));
                 }
                 Ok(Some(Err(e))) => {
-                    debug!(%kind, error = %e, "pull ended with an error");
+                    // A pull that ends in an error (a leader moving, a consumer gone) is made
+                    // again after a pause that grows, not at once.
+                    failures += 1;
+                    debug!(%kind, error = %e, failures, "pull ended with an error");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(baton_bus::pull_retry_delay(failures)) => {}
+                    }
                     break;
                 }
                 Ok(None) | Err(_) => break,
             }
         }
+        // The jobs just taken queue for their slots before the next pull counts the free
+        // ones (this runtime may have one thread).
+        tokio::task::yield_now().await;
     }
 }
 
@@ -468,6 +497,9 @@ async fn hand_back_batch(
         info!(%kind, handed, "jobs pulled but not started handed back at shutdown");
     }
 }
+
+/// The longest a pull of batches waits at the server (less when `--pull-wait` is less).
+const BATCH_PULL_WAIT: Duration = Duration::from_secs(2);
 
 /// How many jobs the messages of one kind held lately (a moving average, at least 1), as
 /// their headers say: a pull asks for as many messages as there are free slots over it.

@@ -79,11 +79,25 @@ pub(crate) async fn raw_stream(
     .await
 }
 
-/// Deletes a floor's stream.
-async fn delete(js: &jetstream::Context, name: &str) -> anyhow::Result<()> {
-    retried("deleting the floor's stream", || js.delete_stream(name))
+/// Takes the next message of a floor's consumer.
+async fn take(messages: &mut consumer::pull::Stream) -> anyhow::Result<jetstream::Message> {
+    messages
+        .next()
         .await
-        .map(|_| ())
+        .context("stream ended")?
+        .map_err(|e| anyhow::anyhow!("taking a floor message: {e}"))
+}
+
+/// Deletes a floor's stream (gone already counts: a delete whose answer was lost).
+async fn delete(js: &jetstream::Context, name: &str) -> anyhow::Result<()> {
+    retried("deleting the floor's stream", || async {
+        match js.delete_stream(name).await {
+            Ok(_) => Ok(()),
+            Err(_) if js.get_stream(name).await.is_err() => Ok(()),
+            Err(e) => Err(e),
+        }
+    })
+    .await
 }
 
 /// Serial edges: publish and await the ack, then take the message and ack it, confirmed.
@@ -101,11 +115,7 @@ pub(crate) async fn floor_serial(
     for i in 0..n {
         let started = Instant::now();
         publish_stored(js, "rawserial.job", format!("serial-{i}")).await?;
-        let message = messages
-            .next()
-            .await
-            .context("stream ended")?
-            .map_err(|e| anyhow::anyhow!("taking a floor message: {e}"))?;
+        let message = take(&mut messages).await?;
         message
             .double_ack()
             .await
@@ -131,11 +141,7 @@ pub(crate) async fn floor_pipelined(
             .await
             .context("pulling the floor's messages")?;
         for _ in 0..n {
-            let message = messages
-                .next()
-                .await
-                .context("stream ended")?
-                .map_err(|e| anyhow::anyhow!("taking a floor message: {e}"))?;
+            let message = take(&mut messages).await?;
             message
                 .ack()
                 .await
